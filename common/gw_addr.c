@@ -1,0 +1,149 @@
+#include "gw_addr.h"
+#include "gw_error.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int gw_ep_from_sa(struct gw_ep *ep, const struct sockaddr *sa)
+{
+    memset(ep, 0, sizeof(*ep));
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        ep->family = 4;
+        ep->port = ntohs(in->sin_port);
+        memcpy(ep->addr, &in->sin_addr, 4);
+        return 0;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        ep->family = 6;
+        ep->port = ntohs(in6->sin6_port);
+        memcpy(ep->addr, &in6->sin6_addr, 16);
+        return 0;
+    }
+    return -EAFNOSUPPORT;
+}
+
+socklen_t gw_ep_to_sa(const struct gw_ep *ep, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (ep->family == 6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(ep->port);
+        memcpy(&in6->sin6_addr, ep->addr, 16);
+        return sizeof(*in6);
+    }
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    in->sin_family = AF_INET;
+    in->sin_port = htons(ep->port);
+    memcpy(&in->sin_addr, ep->addr, 4);
+    return sizeof(*in);
+}
+
+bool gw_ep_eq(const struct gw_ep *a, const struct gw_ep *b)
+{
+    return memcmp(a, b, sizeof(*a)) == 0;
+}
+
+uint64_t gw_ep_hash(const struct gw_ep *ep)
+{
+    return gw_hash64(ep, sizeof(*ep), GW_HASH_SEED);
+}
+
+const char *gw_ep_str(const struct gw_ep *ep, char *buf, size_t len)
+{
+    char a[INET6_ADDRSTRLEN];
+    if (ep->family == 6) {
+        inet_ntop(AF_INET6, ep->addr, a, sizeof(a));
+        snprintf(buf, len, "[%s]:%u", a, ep->port);
+    } else {
+        inet_ntop(AF_INET, ep->addr, a, sizeof(a));
+        snprintf(buf, len, "%s:%u", a, ep->port);
+    }
+    return buf;
+}
+
+int gw_ep_parse(const char *s, uint16_t defport, struct gw_ep *ep)
+{
+    char host[128];
+    const char *port = NULL;
+    memset(ep, 0, sizeof(*ep));
+    if (s[0] == '[') {
+        const char *e = strchr(s, ']');
+        if (!e || (size_t)(e - s - 1) >= sizeof(host))
+            return GW_EBADMSG;
+        memcpy(host, s + 1, (size_t)(e - s - 1));
+        host[e - s - 1] = '\0';
+        if (e[1] == ':')
+            port = e + 2;
+        else if (e[1])
+            return GW_EBADMSG;
+    } else {
+        const char *c = strrchr(s, ':');
+        size_t hl = c ? (size_t)(c - s) : strlen(s);
+        if (c && strchr(s, ':') != c) { /* bare IPv6 without port */
+            c = NULL;
+            hl = strlen(s);
+        }
+        if (hl >= sizeof(host))
+            return GW_EBADMSG;
+        memcpy(host, s, hl);
+        host[hl] = '\0';
+        if (c)
+            port = c + 1;
+    }
+    long p = defport;
+    if (port) {
+        char *end;
+        p = strtol(port, &end, 10);
+        if (*port == '\0' || *end || p < 0 || p > 65535)
+            return GW_EBADMSG;
+    }
+    ep->port = (uint16_t)p;
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof(host), "127.0.0.1");
+    if (inet_pton(AF_INET, host, ep->addr) == 1) {
+        ep->family = 4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, ep->addr) == 1) {
+        ep->family = 6;
+        return 0;
+    }
+    return GW_EBADMSG;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int gw_mac_parse(const char *s, size_t len, uint8_t mac[GW_MAC_LEN])
+{
+    if (len != 2 * GW_MAC_LEN)
+        return GW_EBADMSG;
+    for (size_t i = 0; i < GW_MAC_LEN; i++) {
+        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return GW_EBADMSG;
+        mac[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+void gw_mac_str(const uint8_t mac[GW_MAC_LEN], char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < GW_MAC_LEN; i++) {
+        out[2 * i] = hex[mac[i] >> 4];
+        out[2 * i + 1] = hex[mac[i] & 15];
+    }
+    out[16] = '\0';
+}

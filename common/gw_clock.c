@@ -1,0 +1,35 @@
+#include "gw_clock.h"
+
+#include <time.h>
+
+uint64_t gw_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t gw_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int64_t gw_wall_s(void)
+{
+    return (int64_t)time(NULL);
+}
+
+static uint64_t real_ms(void *ctx) { (void)ctx; return gw_mono_ms(); }
+static int64_t real_wall(void *ctx) { (void)ctx; return gw_wall_s(); }
+const struct gw_clock gw_clock_real = { real_ms, real_wall, 0 };
+
+static uint64_t fake_ms(void *ctx) { return ((struct gw_fake_clock *)ctx)->ms; }
+static int64_t fake_wall(void *ctx) { return ((struct gw_fake_clock *)ctx)->wall; }
+
+struct gw_clock gw_clock_fake(struct gw_fake_clock *f)
+{
+    struct gw_clock c = { fake_ms, fake_wall, f };
+    return c;
+}

@@ -1,0 +1,270 @@
+#include "gw_config.h"
+#include "gw_error.h"
+#include "gw_log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum kind { K_STR, K_INT };
+
+struct key {
+    const char *name;
+    enum kind kind;
+    size_t off;
+    size_t size;       /* for strings */
+    const char *def;
+    int64_t min, max;  /* for integers */
+};
+
+#define S(n, d) { #n, K_STR, offsetof(struct gw_config, n), sizeof(((struct gw_config *)0)->n), d, 0, 0 }
+#define I(n, d, lo, hi) { #n, K_INT, offsetof(struct gw_config, n), 0, #d, lo, hi }
+
+/* The one table of keys, defaults and ranges. deploy/coapgw.conf documents it. */
+static const struct key keys[] = {
+    S(listen, "0.0.0.0:5683"),
+    S(instance, "default"),
+    S(data_dir, ""),
+    S(devices_file, ""),
+    S(log_level, "info"),
+    S(names, "localhost"),
+    I(frontends, 1, 1, 64),
+    I(max_frontends, 8, 1, 64),
+    I(ring_slots, 1024, 16, 65536),
+    I(meshsim, -1, -1, 1),
+    I(meshsim_devices, 8, 1, 4096),
+    S(meshsim_base, "127.0.10.1"),
+    S(metrics_listen, ""),
+    I(mesh_ack_timeout_ms, 20000, 10, 600000),
+    I(mesh_max_transmit, 4, 1, 20),
+    I(milli_timeout_ms, 60000, 10, 3600000),
+    I(milli_busy_max_age_s, 60, 0, 86400),
+    I(nstart, 1, 1, 64),
+    I(device_queue_max, 16, 1, 4096),
+    I(max_txn, 8192, 16, 1048576),
+    S(mesh_bind, "0.0.0.0"),
+    I(mesh_seq_block, 4096, 1, 1000000000),
+    I(mesh_replay_window, 64, 64, 64),
+    I(client_ack_timeout_ms, 2000, 10, 600000),
+    I(client_max_retransmit, 4, 0, 20),
+    I(exchange_lifetime_ms, 247000, 100, 3600000),
+    I(dedup_max, 65536, 16, 16777216),
+    I(client_inflight_max, 65536, 16, 16777216),
+    I(max_message, 1152, 64, 1152),
+    I(block_max_body, 65536, 16, 16777216),
+    I(block_transfers_max, 256, 1, 1000000),
+    I(block_timeout_ms, 30000, 10, 3600000),
+    S(jwt_alg, "HS256"),
+    S(jwt_key_file, ""),
+    S(jwt_issuer, ""),
+    S(jwt_audience, ""),
+    I(jwt_leeway_s, 30, 0, 3600),
+    I(jwt_max_len, 4096, 64, 65536),
+    I(max_sessions, 100000, 1, 100000000),
+    I(max_sessions_per_account, 10, 1, 1000000),
+    I(session_idle_s, 1800, 1, 31536000),
+    I(session_max_lifetime_s, 14400, 1, 31536000),
+    I(session_max_inflight, 64, 1, 1000000),
+    I(session_rate, 1000, 1, 100000000),
+    I(session_burst, 2000, 1, 100000000),
+    I(unauth_log_per_s, 5, 0, 100000),
+    I(cache_max_entries, 10000, 0, 100000000),
+    I(cache_max_bytes, 16777216, 0, 1099511627776),
+    I(default_max_age_s, 60, 0, 86400),
+    I(obs_grace_ms, 2000, 0, 3600000),
+    I(obs_max_observers, 100000, 1, 100000000),
+    I(obs_max_observations, 100000, 1, 100000000),
+    I(obs_notify_con, 1, 0, 1),
+    I(lmdb_map_mb, 1024, 16, 1048576),
+};
+
+static void cerr(char *err, size_t errlen, const char *fmt, const char *a, const char *b, const char *c)
+{
+    if (err && errlen)
+        snprintf(err, errlen, fmt, a, b, c);
+}
+
+static const struct key *find(const char *name)
+{
+    for (size_t i = 0; i < GW_ARRAY_LEN(keys); i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+static int set_key(struct gw_config *cfg, const struct key *k, const char *val, char *err, size_t errlen)
+{
+    char *dst = (char *)cfg + k->off;
+    if (k->kind == K_STR) {
+        size_t n = strlen(val);
+        if (n >= k->size) {
+            cerr(err, errlen, "%s: value too long (%s%s)", k->name, "", "");
+            return GW_ECONFIG;
+        }
+        memcpy(dst, val, n + 1);
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long long v;
+    if (strcasecmp(val, "true") == 0 || strcasecmp(val, "yes") == 0 || strcasecmp(val, "on") == 0)
+        v = 1, end = (char *)val + strlen(val);
+    else if (strcasecmp(val, "false") == 0 || strcasecmp(val, "no") == 0 || strcasecmp(val, "off") == 0)
+        v = 0, end = (char *)val + strlen(val);
+    else if (strcasecmp(val, "auto") == 0)
+        v = -1, end = (char *)val + strlen(val);
+    else
+        v = strtoll(val, &end, 10);
+    if (errno || end == val || *end != '\0') {
+        cerr(err, errlen, "%s: '%s' is not a whole number%s", k->name, val, "");
+        return GW_ECONFIG;
+    }
+    if (v < k->min || v > k->max) {
+        char range[64];
+        snprintf(range, sizeof(range), "%lld..%lld", (long long)k->min, (long long)k->max);
+        cerr(err, errlen, "%s: %s is outside %s", k->name, val, range);
+        return GW_ECONFIG;
+    }
+    memcpy(dst, &(int64_t){ v }, sizeof(int64_t));
+    return 0;
+}
+
+int gw_config_set(struct gw_config *cfg, const char *key, const char *val, char *err, size_t errlen)
+{
+    const struct key *k = find(key);
+    if (!k) {
+        cerr(err, errlen, "unknown key '%s'%s%s", key, "", "");
+        return GW_ECONFIG;
+    }
+    return set_key(cfg, k, val, err, errlen);
+}
+
+void gw_config_defaults(struct gw_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < GW_ARRAY_LEN(keys); i++) {
+        int rc = set_key(cfg, &keys[i], keys[i].def, NULL, 0);
+        assert(rc == 0);
+        (void)rc;
+    }
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+static int load_file(struct gw_config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        cerr(err, errlen, "cannot open config file %s: %s%s", path, strerror(errno), "");
+        return GW_ECONFIG;
+    }
+    char line[1024];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        char *s = trim(line);
+        if (!*s)
+            continue;
+        char *sep = strpbrk(s, "=:");
+        if (!sep)
+            sep = strpbrk(s, " \t");
+        if (!sep) {
+            char where[300];
+            snprintf(where, sizeof(where), "%s:%d", path, lineno);
+            cerr(err, errlen, "%s: expected 'key = value', got '%s'%s", where, s, "");
+            rc = GW_ECONFIG;
+            break;
+        }
+        *sep = '\0';
+        char *key = trim(s), *val = trim(sep + 1);
+        size_t vl = strlen(val);
+        if (vl >= 2 && (val[0] == '"' || val[0] == '\'') && val[vl - 1] == val[0]) {
+            val[vl - 1] = '\0';
+            val++;
+        }
+        char msg[512];
+        if (gw_config_set(cfg, key, val, msg, sizeof(msg)) != 0) {
+            char where[300];
+            snprintf(where, sizeof(where), "%s:%d", path, lineno);
+            cerr(err, errlen, "%s: %s%s", where, msg, "");
+            rc = GW_ECONFIG;
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t errlen)
+{
+    gw_config_defaults(cfg);
+    if (path && *path) {
+        int rc = load_file(cfg, path, err, errlen);
+        if (rc)
+            return rc;
+    }
+    for (size_t i = 0; i < GW_ARRAY_LEN(keys); i++) {
+        char env[96] = "COAPGW_";
+        size_t n = strlen(env);
+        for (const char *p = keys[i].name; *p && n < sizeof(env) - 1; p++)
+            env[n++] = (char)toupper((unsigned char)*p);
+        env[n] = '\0';
+        const char *v = getenv(env);
+        if (!v)
+            continue;
+        char msg[512];
+        if (set_key(cfg, &keys[i], v, msg, sizeof(msg)) != 0) {
+            cerr(err, errlen, "environment %s: %s%s", env, msg, "");
+            return GW_ECONFIG;
+        }
+    }
+    if (!cfg->data_dir[0])
+        snprintf(cfg->data_dir, sizeof(cfg->data_dir), "/tmp/coapgw-%s", cfg->instance);
+    for (const char *p = cfg->instance; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') {
+            cerr(err, errlen, "instance: '%s' may hold only letters, digits, '-' and '_'%s%s", cfg->instance, "", "");
+            return GW_ECONFIG;
+        }
+    if (cfg->ring_slots & (cfg->ring_slots - 1)) {
+        cerr(err, errlen, "ring_slots: must be a power of two%s%s%s", "", "", "");
+        return GW_ECONFIG;
+    }
+    if (cfg->frontends > cfg->max_frontends)
+        cfg->max_frontends = cfg->frontends;
+    if (gw_log_level_parse(cfg->log_level) < 0) {
+        cerr(err, errlen, "log_level: '%s' is not one of error, warn, info, debug%s%s", cfg->log_level, "", "");
+        return GW_ECONFIG;
+    }
+    if (strcmp(cfg->jwt_alg, "HS256") && strcmp(cfg->jwt_alg, "RS256") && strcmp(cfg->jwt_alg, "ES256")) {
+        cerr(err, errlen, "jwt_alg: '%s' is not one of HS256, RS256, ES256%s%s", cfg->jwt_alg, "", "");
+        return GW_ECONFIG;
+    }
+    return 0;
+}
+
+void gw_config_dump(const struct gw_config *cfg, int fd)
+{
+    for (size_t i = 0; i < GW_ARRAY_LEN(keys); i++) {
+        const char *src = (const char *)cfg + keys[i].off;
+        if (keys[i].kind == K_STR)
+            dprintf(fd, "%s = %s\n", keys[i].name, src);
+        else {
+            int64_t v;
+            memcpy(&v, src, sizeof(v));
+            dprintf(fd, "%s = %lld\n", keys[i].name, (long long)v);
+        }
+    }
+}

@@ -1,0 +1,93 @@
+/* gw_config.h - one configuration for every role.
+ *
+ * Sources, later ones winning: built-in defaults, the file given with -c
+ * (lines `key = value`, `#` comments), then environment variables
+ * COAPGW_<KEY> (key in upper case). Every limit in the gateway is a key
+ * here with a sane default and a range (SPEC S1.6); a value outside its
+ * range is a configuration error naming the key, the source and the line. */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include "gw_defs.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define GW_CFG_STR 256
+
+struct gw_config {
+    /* Identity and files. */
+    char listen[GW_CFG_STR];        /* client side address:port, default 0.0.0.0:5683 */
+    char instance[64];              /* names the shared memory and the default data_dir */
+    char data_dir[GW_CFG_STR];      /* LMDB, pid files, doorbells, development key */
+    char devices_file[GW_CFG_STR];  /* CSV mac,address,type,key[,plain_port,secure_port]; "" = embedded simulator */
+    char log_level[16];
+    char names[GW_CFG_STR];         /* extra host names that mean the gateway itself (S4.8), comma separated */
+    int64_t frontends;              /* frontend processes sharing `listen` (S1.4) */
+    int64_t max_frontends;          /* ring pairs reserved in the shared segment */
+    int64_t ring_slots;             /* slots per ring (power of two) */
+    int64_t meshsim;                /* run the embedded simulator: -1 auto (when devices_file is empty), 0 no, 1 yes */
+    int64_t meshsim_devices;        /* devices of the embedded simulator */
+    char meshsim_base[64];          /* first loopback address of simulated devices */
+    char metrics_listen[64];        /* Prometheus text over HTTP from the supervisor; "" = off */
+
+    /* Mesh side (S4.4, S4.5, S7). */
+    int64_t mesh_ack_timeout_ms;
+    int64_t mesh_max_transmit;
+    int64_t milli_timeout_ms;
+    int64_t milli_busy_max_age_s;   /* Max-Age on the 5.03 for a busy Milli */
+    int64_t nstart;
+    int64_t device_queue_max;       /* per-device FIFO bound */
+    int64_t max_txn;                /* scheduler transactions (queued + in flight), shared memory slots */
+    char mesh_bind[64];             /* local address of the mesh sockets */
+    int64_t mesh_seq_block;         /* AEAD sequence numbers reserved per LMDB write */
+    int64_t mesh_replay_window;     /* informational: replay window is 64 frames */
+
+    /* Client side message layer (S3). */
+    int64_t client_ack_timeout_ms;
+    int64_t client_max_retransmit;
+    int64_t exchange_lifetime_ms;
+    int64_t dedup_max;              /* remembered (endpoint, MID) pairs per frontend */
+    int64_t client_inflight_max;    /* outstanding CON messages to clients per frontend */
+    int64_t max_message;            /* largest request accepted (S3.5) */
+    int64_t block_max_body;         /* Block1 bodies for local resources */
+    int64_t block_transfers_max;
+    int64_t block_timeout_ms;
+
+    /* Sessions and authentication (S2). */
+    char jwt_alg[16];
+    char jwt_key_file[GW_CFG_STR];  /* "" = development secret under data_dir */
+    char jwt_issuer[128];
+    char jwt_audience[128];
+    int64_t jwt_leeway_s;
+    int64_t jwt_max_len;
+    int64_t max_sessions;
+    int64_t max_sessions_per_account;
+    int64_t session_idle_s;
+    int64_t session_max_lifetime_s;
+    int64_t session_max_inflight;
+    int64_t session_rate;           /* proxy requests per second, token bucket refill */
+    int64_t session_burst;
+    int64_t unauth_log_per_s;
+
+    /* Cache and observe (S5, S6). */
+    int64_t cache_max_entries;
+    int64_t cache_max_bytes;
+    int64_t default_max_age_s;
+    int64_t obs_grace_ms;
+    int64_t obs_max_observers;
+    int64_t obs_max_observations;
+    int64_t obs_notify_con;         /* 1: CON notifications to clients; 0: follow the device's type */
+    int64_t lmdb_map_mb;
+};
+
+/* Fills defaults, then reads `path` (may be NULL), then the environment.
+ * On error returns GW_ECONFIG and writes a message to err (errlen bytes). */
+int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t errlen) GW_NODISCARD;
+void gw_config_defaults(struct gw_config *cfg);
+/* Sets one key from text; GW_ECONFIG with a message for unknown keys or bad values. */
+int gw_config_set(struct gw_config *cfg, const char *key, const char *val, char *err, size_t errlen) GW_NODISCARD;
+/* Prints every key with its value, one `key = value` a line. */
+void gw_config_dump(const struct gw_config *cfg, int fd);
+
+#endif

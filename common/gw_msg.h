@@ -1,0 +1,57 @@
+/* gw_msg.h - the envelope that crosses the rings.
+ *
+ * A record is a fixed struct gw_msg followed by `len` bytes of CoAP message.
+ * Byte order is the host's (all processes share one machine). The decoder
+ * checks every field that later code indexes with, so a corrupt record is
+ * dropped, never acted upon. */
+#ifndef GW_MSG_H
+#define GW_MSG_H
+
+#include "gw_addr.h"
+#include "gw_defs.h"
+
+enum gw_msg_kind {
+    GW_MSG_REQ = 1,       /* fe -> sch: a proxy request; data = request for the device (MID 0, 8-byte token 0) */
+    GW_MSG_RESP,          /* sch -> fe: a response or notification for a client; data = client message, MID set by fe */
+    GW_MSG_OBS_GONE,      /* fe -> sch: observer (ep, token) left (RST to a notification or never ACKed) */
+    GW_MSG_SESSION_END,   /* fe -> sch: session `session` ended: drop its observers */
+    GW_MSG_MESH_TX,       /* sch -> mesh: data = CoAP message for device `mac` */
+    GW_MSG_MESH_RX,       /* mesh -> sch: data = CoAP message from device `mac` */
+    GW_MSG_KIND_MAX
+};
+
+enum gw_security { GW_SEC_NONE = 0, GW_SEC_NETMGR = 1 };
+
+/* flags */
+#define GW_MF_OBS_REGISTER 0x01  /* REQ: GET with Observe: 0 */
+#define GW_MF_OBS_CANCEL   0x02  /* REQ: GET with Observe: 1 */
+#define GW_MF_NOTIFY       0x04  /* RESP: an observe notification (observer keyed by ep + token) */
+#define GW_MF_MILLI        0x08  /* MESH_TX: to a Milli device */
+#define GW_MF_BLOCK2       0x10  /* REQ: client asked for Block2 size 16 << aux (S4.7) */
+#define GW_MF_NORESP_MASK  0xe0  /* REQ: No-Response bits 2,4,5 for 2.xx, 4.xx, 5.xx (RFC 7967) */
+
+struct gw_msg {
+    uint8_t kind;
+    uint8_t security;
+    uint8_t fe;              /* frontend that received the request */
+    uint8_t flags;
+    uint16_t len;            /* bytes of CoAP message following */
+    uint8_t client_type;     /* CON or NON of the client's request */
+    uint8_t tkl;             /* client token length */
+    uint64_t req_id;         /* unique per request: frontend index << 56 | counter */
+    uint64_t session;        /* session id of the client */
+    struct gw_ep ep;         /* client endpoint */
+    uint8_t token[GW_COAP_MAX_TOKEN];
+    uint8_t mac[GW_MAC_LEN];
+    uint32_t aux;            /* Block2 szx (REQ), Observe number (RESP notify) */
+    uint32_t pad;
+};
+GW_STATIC_ASSERT(sizeof(struct gw_msg) == 72, "envelope layout is fixed");
+
+#define GW_MSG_MAX (sizeof(struct gw_msg) + GW_COAP_MAX_MSG + 16)
+
+/* Validates a popped record. Returns 0 and points *data at the CoAP bytes,
+ * or GW_EBADMSG. hdr is copied out so the caller owns an aligned copy. */
+int gw_msg_decode(const uint8_t *rec, size_t n, struct gw_msg *hdr, const uint8_t **data) GW_NODISCARD;
+
+#endif

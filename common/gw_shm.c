@@ -1,0 +1,212 @@
+#include "gw_shm.h"
+#include "gw_error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static size_t align_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
+
+static void shm_name(const struct gw_config *cfg, char *buf, size_t len)
+{
+    snprintf(buf, len, "/coapgw-%s", cfg->instance);
+}
+
+/* The layout a configuration asks for; compared field by field on attach. */
+static void layout(const struct gw_config *cfg, struct gw_shm_hdr *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->magic = GW_SHM_MAGIC;
+    h->version = GW_SHM_VERSION;
+    h->hdr_size = sizeof(*h);
+    h->max_frontends = (uint32_t)cfg->max_frontends;
+    h->ring_slots = (uint32_t)cfg->ring_slots;
+    h->slot_size = GW_RING_SLOT;
+    h->nrings = 2 * h->max_frontends + 2;
+    h->max_txn = (uint32_t)cfg->max_txn;
+    h->txn_slot = GW_TXN_SLOT;
+    h->nbells = 2 + h->max_frontends;
+    h->nprocs = GW_PROC_FRONTEND0 + h->max_frontends;
+    h->proc_slot_size = sizeof(struct gw_proc_slot);
+    h->stats_count = GW_STAT_COUNT;
+    size_t off = align_up(sizeof(*h), 4096);
+    h->rings_off = off;
+    h->ring_stride = align_up(gw_ring_bytes(h->ring_slots, h->slot_size), 4096);
+    off += h->nrings * h->ring_stride;
+    h->bells_off = off;
+    off = align_up(off + h->nbells * sizeof(struct gw_bell), 4096);
+    h->procs_off = off;
+    off = align_up(off + h->nprocs * sizeof(struct gw_proc_slot), 4096);
+    h->txn_off = off;
+    off = align_up(off + (size_t)h->max_txn * h->txn_slot, 4096);
+    h->seg_size = off;
+}
+
+static int check(const struct gw_shm_hdr *want, const struct gw_shm_hdr *have, char *err, size_t errlen)
+{
+#define CHK(f) \
+    if (want->f != have->f) { \
+        snprintf(err, errlen, "shared memory layout mismatch: %s is %llu, this process expects %llu " \
+                 "(another gateway version or configuration holds the instance; stop it or use another `instance`)", \
+                 #f, (unsigned long long)have->f, (unsigned long long)want->f); \
+        return GW_ELAYOUT; \
+    }
+    CHK(magic) CHK(version) CHK(hdr_size) CHK(seg_size) CHK(max_frontends) CHK(ring_slots)
+    CHK(slot_size) CHK(nrings) CHK(max_txn) CHK(txn_slot) CHK(nbells) CHK(nprocs)
+    CHK(proc_slot_size) CHK(stats_count)
+#undef CHK
+    return 0;
+}
+
+static void format(struct gw_shm *shm, const struct gw_shm_hdr *want)
+{
+    struct gw_shm_hdr *h = shm->hdr;
+    memcpy(h, want, sizeof(*h));
+    for (uint32_t i = 0; i < h->nrings; i++) {
+        uint32_t bell;
+        if (i < h->max_frontends || i == 2 * h->max_frontends + 1)
+            bell = GW_BELL_SCHEDULER;
+        else if (i < 2 * h->max_frontends)
+            bell = GW_BELL_FRONTEND0 + (i - h->max_frontends);
+        else
+            bell = GW_BELL_MESHIO;
+        gw_ring_format(gw_shm_ring(shm, i), h->ring_slots, h->slot_size, bell);
+    }
+    uint64_t boot;
+    if (getrandom(&boot, sizeof(boot), 0) != sizeof(boot))
+        boot = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+    atomic_store(&h->boot_id, boot);
+}
+
+int gw_shm_open(const struct gw_config *cfg, bool fresh, struct gw_shm *shm, char *err, size_t errlen)
+{
+    memset(shm, 0, sizeof(*shm));
+    shm->fd = -1;
+    shm_name(cfg, shm->name, sizeof(shm->name));
+    struct gw_shm_hdr want;
+    layout(cfg, &want);
+    if (fresh)
+        shm_unlink(shm->name);
+    int fd = shm_open(shm->name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "shm_open(%s): %s", shm->name, strerror(e));
+        return -e;
+    }
+    /* Whoever holds the lock while the object is empty formats it; everyone
+     * else waits on the lock and then checks the header. */
+    if (flock(fd, LOCK_EX) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "flock(%s): %s", shm->name, strerror(e));
+        close(fd);
+        return -e;
+    }
+    struct stat st;
+    int rc = 0;
+    bool create = false;
+    if (fstat(fd, &st) != 0) {
+        rc = -errno;
+        snprintf(err, errlen, "fstat(%s): %s", shm->name, strerror(-rc));
+        goto out;
+    }
+    if (st.st_size == 0) {
+        if (ftruncate(fd, (off_t)want.seg_size) != 0) {
+            rc = -errno;
+            snprintf(err, errlen, "ftruncate(%s, %llu): %s", shm->name, (unsigned long long)want.seg_size,
+                     strerror(-rc));
+            goto out;
+        }
+        create = true;
+    } else if ((uint64_t)st.st_size != want.seg_size) {
+        snprintf(err, errlen, "shared memory layout mismatch: %s has %lld bytes, this process expects %llu "
+                 "(another configuration holds the instance; stop it or use another `instance`)",
+                 shm->name, (long long)st.st_size, (unsigned long long)want.seg_size);
+        rc = GW_ELAYOUT;
+        goto out;
+    }
+    void *p = mmap(NULL, want.seg_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        rc = -errno;
+        snprintf(err, errlen, "mmap(%s): %s", shm->name, strerror(-rc));
+        goto out;
+    }
+    shm->base = p;
+    shm->hdr = p;
+    shm->size = want.seg_size;
+    if (create)
+        format(shm, &want);
+    else if ((rc = check(&want, shm->hdr, err, errlen)) != 0) {
+        munmap(p, want.seg_size);
+        shm->base = NULL;
+        shm->hdr = NULL;
+    }
+out:
+    flock(fd, LOCK_UN);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    shm->fd = fd;
+    return 0;
+}
+
+void gw_shm_close(struct gw_shm *shm)
+{
+    if (shm->base)
+        munmap(shm->base, shm->size);
+    if (shm->fd >= 0)
+        close(shm->fd);
+    shm->base = NULL;
+    shm->hdr = NULL;
+    shm->fd = -1;
+}
+
+int gw_shm_unlink(const struct gw_config *cfg)
+{
+    char name[96];
+    shm_name(cfg, name, sizeof(name));
+    return shm_unlink(name) == 0 ? 0 : -errno;
+}
+
+struct gw_ring *gw_shm_ring(const struct gw_shm *shm, uint32_t idx)
+{
+    return (struct gw_ring *)(shm->base + shm->hdr->rings_off + (size_t)idx * shm->hdr->ring_stride);
+}
+
+struct gw_bell *gw_shm_bell(const struct gw_shm *shm, uint32_t idx)
+{
+    return (struct gw_bell *)(shm->base + shm->hdr->bells_off) + idx;
+}
+
+struct gw_proc_slot *gw_shm_proc(const struct gw_shm *shm, uint32_t idx)
+{
+    return (struct gw_proc_slot *)(shm->base + shm->hdr->procs_off) + idx;
+}
+
+void *gw_shm_txn(const struct gw_shm *shm, uint32_t idx)
+{
+    return shm->base + shm->hdr->txn_off + (size_t)idx * shm->hdr->txn_slot;
+}
+
+void gw_bell_path(const struct gw_config *cfg, uint32_t bell, char *buf, size_t len)
+{
+    if (bell == GW_BELL_SCHEDULER)
+        snprintf(buf, len, "%s/bell-scheduler", cfg->data_dir);
+    else if (bell == GW_BELL_MESHIO)
+        snprintf(buf, len, "%s/bell-meshio", cfg->data_dir);
+    else
+        snprintf(buf, len, "%s/bell-frontend-%u", cfg->data_dir, bell - GW_BELL_FRONTEND0);
+}
+
+bool gw_pid_alive(uint32_t pid)
+{
+    return pid != 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}

@@ -1,0 +1,100 @@
+/* gw_shm.h - the shared segment that links the processes (SPEC S1.2).
+ *
+ * One POSIX shared-memory object per gateway instance, /dev/shm/coapgw-<instance>.
+ * Layout, all by offset from the segment base (no pointers):
+ *   header | rings | doorbells | process table | statistics | scheduler transactions
+ * The header describes itself (magic, layout version, every size and
+ * offset); an attach that finds a different layout is refused with a
+ * message saying which value differs (GW_ELAYOUT).
+ *
+ * Ring topology: every ring is SPSC. For frontend i (0 <= i < max_frontends)
+ * there is fe[i]->scheduler and scheduler->fe[i]; then scheduler->meshio
+ * and meshio->scheduler. Bells: 0 scheduler, 1 meshio, 2+i frontend i. */
+#ifndef GW_SHM_H
+#define GW_SHM_H
+
+#include "gw_config.h"
+#include "gw_defs.h"
+#include "gw_ring.h"
+#include "gw_stats.h"
+
+#include <stdatomic.h>
+
+#define GW_SHM_MAGIC 0x3157475041544f43ull /* "COTAPGW1" */
+#define GW_SHM_VERSION 3
+/* A slot carries a whole envelope plus a 1152-byte CoAP message. */
+#define GW_RING_SLOT 1280
+/* A scheduler transaction slot (struct sch_txn fits in it). */
+#define GW_TXN_SLOT 1536
+
+enum gw_proc_index { GW_PROC_SUPERVISOR = 0, GW_PROC_SCHEDULER, GW_PROC_MESHIO, GW_PROC_MESHSIM,
+                     GW_PROC_FRONTEND0 };
+enum gw_bell_index { GW_BELL_SCHEDULER = 0, GW_BELL_MESHIO = 1, GW_BELL_FRONTEND0 = 2 };
+
+struct gw_proc_slot {
+    _Atomic uint32_t pid;
+    _Atomic uint32_t restarts;
+    _Atomic int64_t started_wall;
+    _Atomic uint64_t started_mono_ms;
+    uint8_t pad[GW_CACHELINE - 24];
+    struct gw_stats stats;       /* written only by the process in this slot */
+};
+
+struct gw_shm_hdr {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t hdr_size;
+    uint64_t seg_size;
+    uint32_t max_frontends;
+    uint32_t ring_slots;
+    uint32_t slot_size;
+    uint32_t nrings;
+    uint32_t max_txn;
+    uint32_t txn_slot;
+    uint32_t nbells;
+    uint32_t nprocs;
+    uint64_t rings_off;
+    uint64_t ring_stride;
+    uint64_t bells_off;
+    uint64_t procs_off;
+    uint64_t txn_off;
+    uint32_t proc_slot_size;
+    uint32_t stats_count;
+    _Atomic uint64_t boot_id;    /* random per segment creation */
+    _Atomic uint32_t txn_ready;  /* scheduler formatted its table */
+    uint32_t pad;
+    uint64_t reserved;
+};
+GW_STATIC_ASSERT(sizeof(struct gw_shm_hdr) == 128, "shm header layout is fixed");
+
+struct gw_shm {
+    struct gw_shm_hdr *hdr;
+    uint8_t *base;
+    size_t size;
+    int fd;
+    char name[96];
+};
+
+/* Attaches to the instance's segment, creating and formatting it when it
+ * does not exist (or when `fresh`, after unlinking the old one). Returns 0,
+ * GW_ELAYOUT with a message in err when the existing header differs, or -errno. */
+int gw_shm_open(const struct gw_config *cfg, bool fresh, struct gw_shm *shm, char *err, size_t errlen) GW_NODISCARD;
+void gw_shm_close(struct gw_shm *shm);
+int gw_shm_unlink(const struct gw_config *cfg);
+
+struct gw_ring *gw_shm_ring(const struct gw_shm *shm, uint32_t idx);
+static inline uint32_t gw_ring_fe_to_sch(uint32_t fe) { return fe; }
+static inline uint32_t gw_ring_sch_to_fe(const struct gw_shm *s, uint32_t fe) { return s->hdr->max_frontends + fe; }
+static inline uint32_t gw_ring_sch_to_mesh(const struct gw_shm *s) { return 2 * s->hdr->max_frontends; }
+static inline uint32_t gw_ring_mesh_to_sch(const struct gw_shm *s) { return 2 * s->hdr->max_frontends + 1; }
+struct gw_bell *gw_shm_bell(const struct gw_shm *shm, uint32_t idx);
+struct gw_proc_slot *gw_shm_proc(const struct gw_shm *shm, uint32_t idx);
+void *gw_shm_txn(const struct gw_shm *shm, uint32_t idx);
+
+/* data_dir/bell-<role> path for a bell index. */
+void gw_bell_path(const struct gw_config *cfg, uint32_t bell, char *buf, size_t len);
+
+/* True when pid names a live process (kill(pid, 0)). */
+bool gw_pid_alive(uint32_t pid);
+
+#endif
