@@ -78,7 +78,15 @@ int gw_coap_parse(struct gw_coap_parser *p, const uint8_t *buf, size_t len, stru
     coap_opt_iterator_t it;
     coap_option_iterator_init(pdu, &it, COAP_OPT_ALL);
     coap_opt_t *o;
+    uint32_t prev = 0;
     while ((o = coap_option_next(&it))) {
+        /* libcoap 4.3.1 (coap_opt_parse) keeps the delta in a uint16_t, so a
+         * 2-byte extended delta of 65536..65804 wraps to 0..268 and passes.
+         * Option numbers stop at 65535 (RFC 7252 3.1): refuse it here. The
+         * two extended bytes exist, since libcoap parsed the option. */
+        if ((o[0] >> 4) == 14 && prev + ((uint32_t)o[1] << 8 | o[2]) + 269 > 65535)
+            return GW_EBADMSG;
+        prev = it.number;
         if (m->nopts >= GW_COAP_MAX_OPTS)
             return GW_EFULL;
         struct gw_coap_opt *d = &m->opts[m->nopts++];

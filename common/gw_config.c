@@ -178,18 +178,22 @@ static int load_file(struct gw_config *cfg, const char *path, char *err, size_t 
         char *s = trim(line);
         if (!*s)
             continue;
-        char *sep = strpbrk(s, "=:");
-        if (!sep)
-            sep = strpbrk(s, " \t");
-        if (!sep) {
+        /* The key ends at the first '=', ':' or blank; the value may hold
+         * ':' itself (listen 127.0.0.1:5683), so look no further. */
+        char *sep = s + strcspn(s, "=: \t");
+        if (!*sep) {
             char where[300];
             snprintf(where, sizeof(where), "%s:%d", path, lineno);
             cerr(err, errlen, "%s: expected 'key = value', got '%s'%s", where, s, "");
             rc = GW_ECONFIG;
             break;
         }
+        char *val = sep + strspn(sep, " \t");
+        if (*val == '=' || *val == ':')
+            val++;
         *sep = '\0';
-        char *key = trim(s), *val = trim(sep + 1);
+        char *key = s;
+        val = trim(val);
         size_t vl = strlen(val);
         if (vl >= 2 && (val[0] == '"' || val[0] == '\'') && val[vl - 1] == val[0]) {
             val[vl - 1] = '\0';

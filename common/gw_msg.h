@@ -28,7 +28,8 @@ enum gw_security { GW_SEC_NONE = 0, GW_SEC_NETMGR = 1 };
 #define GW_MF_NOTIFY       0x04  /* RESP: an observe notification (observer keyed by ep + token) */
 #define GW_MF_MILLI        0x08  /* MESH_TX: to a Milli device */
 #define GW_MF_BLOCK2       0x10  /* REQ: client asked for Block2 size 16 << aux (S4.7) */
-#define GW_MF_NORESP_MASK  0xe0  /* REQ: No-Response bits 2,4,5 for 2.xx, 4.xx, 5.xx (RFC 7967) */
+#define GW_MF_SUPPRESS     0x20  /* RESP: No-Response asked not to send this answer; only account for it */
+#define GW_MF_ANSWER       0x40  /* RESP: this answers a request (the frontend counts it off the session's in-flight) */
 
 struct gw_msg {
     uint8_t kind;
@@ -44,9 +45,11 @@ struct gw_msg {
     uint8_t token[GW_COAP_MAX_TOKEN];
     uint8_t mac[GW_MAC_LEN];
     uint32_t aux;            /* Block2 szx (REQ), Observe number (RESP notify) */
-    uint32_t pad;
+    uint8_t noresp;          /* REQ: No-Response value (RFC 7967) */
+    uint8_t pad[3];
+    uint64_t req_key;        /* REQ/RESP: hash of (target, Accept) for Block2 follow-ups */
 };
-GW_STATIC_ASSERT(sizeof(struct gw_msg) == 72, "envelope layout is fixed");
+GW_STATIC_ASSERT(sizeof(struct gw_msg) == 80, "envelope layout is fixed");
 
 #define GW_MSG_MAX (sizeof(struct gw_msg) + GW_COAP_MAX_MSG + 16)
 

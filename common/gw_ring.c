@@ -37,9 +37,10 @@ void gw_ring_claim_consumer(struct gw_ring *r, uint32_t pid)
 
 int gw_ring_push2(struct gw_ring *r, const void *a, uint32_t alen, const void *b, uint32_t blen)
 {
-    uint32_t len = alen + blen;
-    if (len > r->slot_size - 4)
+    /* Checked part by part: alen + blen may wrap around 2^32. */
+    if (alen > r->slot_size - 4 || blen > r->slot_size - 4 - alen)
         return GW_ETOOBIG;
+    uint32_t len = alen + blen;
     uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     /* A1: acquire; pairs with R2 in gw_ring_pop, so the slot is free. */
     uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);

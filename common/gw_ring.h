@@ -101,8 +101,10 @@ int gw_ring_pop(struct gw_ring *r, void *buf, uint32_t cap) GW_NODISCARD;
 
 static inline uint32_t gw_ring_count(const struct gw_ring *r)
 {
-    return atomic_load_explicit(&r->tail, memory_order_acquire) -
-           atomic_load_explicit(&r->head, memory_order_acquire);
+    /* head first: the operands of `-` are unordered, and a tail read before
+     * a head that moved past it would make a third party see ~2^32. */
+    uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+    return atomic_load_explicit(&r->tail, memory_order_acquire) - head;
 }
 static inline bool gw_ring_empty(const struct gw_ring *r) { return gw_ring_count(r) == 0; }
 

@@ -59,9 +59,11 @@ static int check(const struct gw_shm_hdr *want, const struct gw_shm_hdr *have, c
                  #f, (unsigned long long)have->f, (unsigned long long)want->f); \
         return GW_ELAYOUT; \
     }
-    CHK(magic) CHK(version) CHK(hdr_size) CHK(seg_size) CHK(max_frontends) CHK(ring_slots)
+    /* seg_size is derived from the fields after it, so it is compared last:
+     * the message then names the value that actually differs (ring_slots...). */
+    CHK(magic) CHK(version) CHK(hdr_size) CHK(max_frontends) CHK(ring_slots)
     CHK(slot_size) CHK(nrings) CHK(max_txn) CHK(txn_slot) CHK(nbells) CHK(nprocs)
-    CHK(proc_slot_size) CHK(stats_count)
+    CHK(proc_slot_size) CHK(stats_count) CHK(seg_size)
 #undef CHK
     return 0;
 }
@@ -126,6 +128,11 @@ int gw_shm_open(const struct gw_config *cfg, bool fresh, struct gw_shm *shm, cha
         }
         create = true;
     } else if ((uint64_t)st.st_size != want.seg_size) {
+        /* Name the differing header field when the object has a header. */
+        struct gw_shm_hdr have;
+        if (pread(fd, &have, sizeof(have), 0) == (ssize_t)sizeof(have) &&
+            (rc = check(&want, &have, err, errlen)) != 0)
+            goto out;
         snprintf(err, errlen, "shared memory layout mismatch: %s has %lld bytes, this process expects %llu "
                  "(another configuration holds the instance; stop it or use another `instance`)",
                  shm->name, (long long)st.st_size, (unsigned long long)want.seg_size);

@@ -27,6 +27,7 @@
 #include <jansson.h>
 #include <jwt.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
@@ -154,6 +155,18 @@ static json_t *segment_json(const char *seg, size_t len, bool *enomem)
         js = NULL;
     }
     return js;
+}
+
+/* True if seg is canonical base64url; *enomem set on allocation failure. */
+static bool segment_canonical(const char *seg, size_t len, bool *enomem)
+{
+    unsigned char *raw;
+    size_t rlen;
+    int r = b64url_decode(seg, len, &raw, &rlen);
+
+    *enomem = r == -ENOMEM;
+    free(raw);
+    return r == 0;
 }
 
 /* True if v is a JSON string exactly equal to s. */
@@ -361,7 +374,8 @@ static int key_file_read(const char *path, unsigned char **buf, size_t *len, con
     }
     if (!S_ISREG(st.st_mode) || st.st_size > FE_KEY_FILE_MAX) {
         err = GW_ECONFIG;
-        set_diag(diag, S_ISREG(st.st_mode) ? "key file too large" : "key file is not a regular file");
+        set_diag(diag, S_ISREG(st.st_mode) ? "key file too large"
+                                           : "key file is not a regular file");
         goto out;
     }
     b = malloc(FE_KEY_FILE_MAX + 1);
@@ -388,10 +402,13 @@ static int key_file_read(const char *path, unsigned char **buf, size_t *len, con
         set_diag(diag, "key file too large");
         goto out;
     }
-    b[n] = '\0';
-    *buf = b;
+    if (!(*buf = malloc(n + 1))) {
+        err = -ENOMEM;
+        goto out;
+    }
+    memcpy(*buf, b, n);
+    (*buf)[n] = '\0';
     *len = n;
-    b = NULL;
 out:
     key_wipe_free(b, FE_KEY_FILE_MAX + 1);
     close(fd);
@@ -534,6 +551,7 @@ int fe_auth_new_diag(const struct fe_auth_cfg *cfg, struct fe_auth **out, const 
     size_t flen = 0;
     int err;
 
+    set_diag(diag, NULL);
     if (!out || !cfg)
         return -EINVAL;
     *out = NULL;
@@ -545,7 +563,8 @@ int fe_auth_new_diag(const struct fe_auth_cfg *cfg, struct fe_auth **out, const 
         set_diag(diag, "no key file configured");
         return GW_ECONFIG;
     }
-    if (cfg->leeway_s < 0 || cfg->leeway_s > FE_LEEWAY_MAX || cfg->max_token_len > FE_TOKEN_LEN_MAX) {
+    if (cfg->leeway_s < 0 || cfg->leeway_s > FE_LEEWAY_MAX ||
+        cfg->max_token_len > FE_TOKEN_LEN_MAX) {
         set_diag(diag, "leeway or max token length out of range");
         return GW_ECONFIG;
     }
@@ -740,7 +759,8 @@ int fe_auth_verify(const struct fe_auth *a, const char *tok, size_t len, int64_t
         set_diag(diag, "token too long");
         return GW_ETOOBIG;
     }
-    while (tok && len > 0 && strchr(" \t\r\n", tok[len - 1]) && tok[len - 1] != '\0')
+    while (tok && len > 0 && (tok[len - 1] == ' ' || tok[len - 1] == '\t' ||
+                              tok[len - 1] == '\r' || tok[len - 1] == '\n'))
         len--;
     if (!tok || len == 0) {
         set_diag(diag, "empty token");
@@ -757,7 +777,9 @@ int fe_auth_verify(const struct fe_auth *a, const char *tok, size_t len, int64_t
     }
     if ((why = header_check(a, hdr)))
         goto out;
-    if (n[2] != a->sig_b64_len) {
+    /* Signature segment: exact length for the key, canonical base64url (so
+     * it has one spelling: libjwt's decoder ignores the unused low bits). */
+    if (n[2] != a->sig_b64_len || !segment_canonical(tok + off[2], n[2], &enomem)) {
         why = "bad signature";
         goto out;
     }
@@ -781,7 +803,6 @@ out:
         set_diag(diag, enomem ? "out of memory" : why);
     json_decref(hdr);
     json_decref(claims);
-    OPENSSL_cleanse(&tmp, sizeof(tmp));
     return err;
 }
 

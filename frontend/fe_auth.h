@@ -116,7 +116,8 @@ void fe_auth_free(struct fe_auth *a);
  * [in]  tok, len  token bytes, not NUL-terminated, may hold anything.
  * [out] out       claims, filled only on success.
  * [out] diag      may be NULL; on failure a short static reason
- *                 ("bad signature", "token expired", "missing sub", ...).
+ *                 ("bad signature", "token expired", "missing sub", ...),
+ *                 NULL on success. Safe to put in a 4.01 payload.
  * Returns 0, GW_ETOOBIG (len > max_token_len), GW_EAUTH (any rejection),
  *         -ENOMEM, -EINVAL (a or out NULL). */
 GW_NODISCARD int fe_auth_verify(const struct fe_auth *a, const char *tok, size_t len,

@@ -1,0 +1,471 @@
+/* gw_devfile.c - devices file parser and generator (see gw_devfile.h). */
+#include "gw_devfile.h"
+#include "gw_addr.h"
+#include "gw_error.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#define MAX_FIELDS 7
+
+static const char *const column_names[MAX_FIELDS] = {
+    "mac", "address", "type", "key", "plain_port", "secure_port", "sim",
+};
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Splits s in place at ',' into trimmed fields. Returns the field count, or
+ * MAX_FIELDS + 1 when there are more than MAX_FIELDS. */
+static int split_fields(char *s, char *f[MAX_FIELDS])
+{
+    int n = 0;
+    for (;;) {
+        char *e = strchr(s, ',');
+        if (e)
+            *e = '\0';
+        if (n == MAX_FIELDS)
+            return MAX_FIELDS + 1;
+        while (is_blank(*s))
+            s++;
+        size_t l = strlen(s);
+        while (l && is_blank(s[l - 1]))
+            s[--l] = '\0';
+        f[n++] = s;
+        if (!e)
+            return n;
+        s = e + 1;
+    }
+}
+
+/* Drops a trailing "\n" / "\r\n" (and stray "\r") in place; returns the new length. */
+static size_t chomp(char *s)
+{
+    size_t l = strlen(s);
+    while (l && (s[l - 1] == '\n' || s[l - 1] == '\r'))
+        s[--l] = '\0';
+    return l;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static int parse_hex(const char *s, uint8_t *out, size_t n)
+{
+    if (strlen(s) != 2 * n)
+        return GW_EBADMSG;
+    for (size_t i = 0; i < n; i++) {
+        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return GW_EBADMSG;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+/* "" keeps *port at its default. */
+static int parse_port(const char *s, uint16_t *port)
+{
+    if (!*s)
+        return 0;
+    if (strlen(s) > 5)
+        return GW_EBADMSG;
+    unsigned v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return GW_EBADMSG;
+        v = v * 10 + (unsigned)(*p - '0');
+    }
+    if (v < 1 || v > 65535)
+        return GW_EBADMSG;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+static int parse_fields(char *const f[], int nf, struct gw_device *d, const char **why)
+{
+    struct gw_device t;
+    memset(&t, 0, sizeof(t));
+    t.plain_port = GW_DEV_PLAIN_PORT;
+    t.secure_port = GW_DEV_SECURE_PORT;
+    const char *w = NULL;
+    if (nf < 4)
+        w = "too few fields (need mac,address,type,key)";
+    else if (nf > MAX_FIELDS)
+        w = "too many fields (at most mac,address,type,key,plain_port,secure_port,sim)";
+    else if (gw_mac_parse(f[0], strlen(f[0]), t.mac) != 0)
+        w = "bad mac (need 16 hex digits)";
+    else if (inet_pton(AF_INET, f[1], t.addr) == 1)
+        t.family = 4;
+    else if (inet_pton(AF_INET6, f[1], t.addr) == 1)
+        t.family = 6;
+    else
+        w = "bad address (need an IPv4 or IPv6 literal)";
+    if (!w) {
+        if (strcasecmp(f[2], "normal") == 0)
+            t.type = GW_DEV_NORMAL;
+        else if (strcasecmp(f[2], "milli") == 0)
+            t.type = GW_DEV_MILLI;
+        else
+            w = "bad type (need normal or milli)";
+    }
+    if (!w && parse_hex(f[3], t.key, sizeof(t.key)) != 0)
+        w = "bad key (need 32 hex digits)";
+    if (!w && nf > 4 && parse_port(f[4], &t.plain_port) != 0)
+        w = "bad plain_port (need 1..65535)";
+    if (!w && nf > 5 && parse_port(f[5], &t.secure_port) != 0)
+        w = "bad secure_port (need 1..65535)";
+    if (!w && nf > 6) {
+        if (strlen(f[6]) >= sizeof(t.sim))
+            w = "sim column too long";
+        else
+            memcpy(t.sim, f[6], strlen(f[6]) + 1);
+    }
+    if (!w && t.plain_port == t.secure_port)
+        w = "plain_port and secure_port are equal";
+    if (w) {
+        if (why)
+            *why = w;
+        return GW_EBADMSG;
+    }
+    *d = t;
+    return 0;
+}
+
+int gw_devfile_parse_line(const char *line, struct gw_device *d, const char **why)
+{
+    char buf[GW_DEVFILE_LINE_MAX + 3];
+    size_t l = strlen(line);
+    if (l >= sizeof(buf)) {
+        if (why)
+            *why = "line too long";
+        return GW_EBADMSG;
+    }
+    memcpy(buf, line, l + 1);
+    if (chomp(buf) > GW_DEVFILE_LINE_MAX) {
+        if (why)
+            *why = "line too long";
+        return GW_EBADMSG;
+    }
+    char *f[MAX_FIELDS];
+    int nf = split_fields(buf, f);
+    return parse_fields(f, nf, d, why);
+}
+
+/* Set of MACs seen so far, with the line each was first seen on: open
+ * addressing, grown at half load. */
+struct macset {
+    uint64_t *keys;
+    int *lines;       /* 0 = empty slot */
+    size_t cap, n;
+};
+
+static uint64_t mac_u64(const uint8_t mac[GW_MAC_LEN])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < GW_MAC_LEN; i++)
+        v = v << 8 | mac[i];
+    return v;
+}
+
+static size_t macset_slot(const struct macset *s, uint64_t k)
+{
+    size_t i = (size_t)(gw_hash64(&k, sizeof(k), GW_HASH_SEED) & (s->cap - 1));
+    while (s->lines[i] && s->keys[i] != k)
+        i = (i + 1) & (s->cap - 1);
+    return i;
+}
+
+static int macset_grow(struct macset *s)
+{
+    struct macset g = { NULL, NULL, s->cap ? s->cap * 2 : 256, s->n };
+    g.keys = calloc(g.cap, sizeof(*g.keys));
+    g.lines = calloc(g.cap, sizeof(*g.lines));
+    if (!g.keys || !g.lines) {
+        free(g.keys);
+        free(g.lines);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < s->cap; i++) {
+        if (!s->lines[i])
+            continue;
+        size_t j = macset_slot(&g, s->keys[i]);
+        g.keys[j] = s->keys[i];
+        g.lines[j] = s->lines[i];
+    }
+    free(s->keys);
+    free(s->lines);
+    *s = g;
+    return 0;
+}
+
+/* Returns 0 when added, the earlier line number when present, or -ENOMEM. */
+static int macset_add(struct macset *s, uint64_t k, int lineno)
+{
+    if (2 * (s->n + 1) > s->cap) {
+        int rc = macset_grow(s);
+        if (rc)
+            return rc;
+    }
+    size_t i = macset_slot(s, k);
+    if (s->lines[i])
+        return s->lines[i];
+    s->keys[i] = k;
+    s->lines[i] = lineno;
+    s->n++;
+    return 0;
+}
+
+static void warnf(gw_devfile_warn_fn warn, void *ctx, int lineno, const char *fmt, ...) GW_PRINTF(4, 5);
+static void warnf(gw_devfile_warn_fn warn, void *ctx, int lineno, const char *fmt, ...)
+{
+    if (!warn)
+        return;
+    char msg[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    warn(ctx, lineno, msg);
+}
+
+/* Checks the header fields; returns the number of columns it names, or 0. */
+static int header_columns(char *const f[], int nf)
+{
+    if (nf < 4 || nf > MAX_FIELDS)
+        return 0;
+    for (int i = 0; i < nf; i++)
+        if (strcasecmp(f[i], column_names[i]) != 0)
+            return 0;
+    return nf;
+}
+
+int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn warn, void *ctx)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return -errno;
+    struct macset seen = { 0 };
+    char *line = NULL;
+    size_t lcap = 0;
+    ssize_t got;
+    int lineno = 0, bad = 0, columns = 0, rc = 0;
+    while ((got = getline(&line, &lcap, fp)) >= 0) {
+        lineno++;
+        char *s = line;
+        if (lineno == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
+            s += 3; /* UTF-8 byte order mark, as some editors write it */
+        if (strlen(line) != (size_t)got) {
+            if (!columns) {
+                warnf(warn, ctx, lineno, "NUL byte where the header should be");
+                rc = GW_EBADMSG;
+                break;
+            }
+            warnf(warn, ctx, lineno, "NUL byte in line");
+            bad++;
+            continue;
+        }
+        size_t l = chomp(s);
+        char *p = s;
+        while (is_blank(*p))
+            p++;
+        if (*p == '\0' || *p == '#')
+            continue;
+        if (l > GW_DEVFILE_LINE_MAX) {
+            if (!columns) {
+                warnf(warn, ctx, lineno, "line too long where the header should be");
+                rc = GW_EBADMSG;
+                break;
+            }
+            warnf(warn, ctx, lineno, "line too long");
+            bad++;
+            continue;
+        }
+        char *f[MAX_FIELDS];
+        int nf = split_fields(s, f);
+        if (!columns) {
+            columns = header_columns(f, nf);
+            if (!columns) {
+                warnf(warn, ctx, lineno,
+                      "missing header (need mac,address,type,key[,plain_port,secure_port[,sim]])");
+                rc = GW_EBADMSG;
+                break;
+            }
+            continue;
+        }
+        struct gw_device d;
+        const char *why = NULL;
+        if (nf > columns && nf <= MAX_FIELDS) {
+            warnf(warn, ctx, lineno, "%d fields but the header names %d", nf, columns);
+            bad++;
+            continue;
+        }
+        if (parse_fields(f, nf, &d, &why) != 0) {
+            warnf(warn, ctx, lineno, "%s", why);
+            bad++;
+            continue;
+        }
+        int first = macset_add(&seen, mac_u64(d.mac), lineno);
+        if (first < 0) {
+            rc = first;
+            break;
+        }
+        if (first > 0) {
+            char m[17];
+            gw_mac_str(d.mac, m);
+            warnf(warn, ctx, lineno, "duplicate mac %s (first on line %d)", m, first);
+            bad++;
+            continue;
+        }
+        int stop = cb ? cb(ctx, &d) : 0;
+        if (stop) {
+            rc = stop < 0 ? stop : 0;
+            break;
+        }
+    }
+    if (!rc && got < 0 && ferror(fp))
+        rc = -EIO;
+    if (!rc && !columns) {
+        warnf(warn, ctx, lineno + 1, "missing header (file has no device lines)");
+        rc = GW_EBADMSG;
+    }
+    free(line);
+    free(seen.keys);
+    free(seen.lines);
+    fclose(fp);
+    return rc ? rc : bad;
+}
+
+static void errf(char *err, size_t errlen, const char *fmt, ...) GW_PRINTF(3, 4);
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Fills buf completely from getrandom(2); the bound covers signal interruptions. */
+static int random_fill(uint8_t *buf, size_t n)
+{
+    size_t off = 0;
+    for (int tries = 0; off < n && tries < 64; tries++) {
+        ssize_t r = getrandom(buf + off, n - off, 0);
+        if (r < 0 && errno != EINTR)
+            return -errno;
+        if (r > 0)
+            off += (size_t)r;
+    }
+    return off == n ? 0 : -EIO;
+}
+
+/* Adds k to a big-endian number of n bytes; returns false on overflow. */
+static bool addr_add(uint8_t *a, size_t n, uint64_t k)
+{
+    for (size_t i = n; i-- > 0 && k;) {
+        uint64_t s = a[i] + (k & 0xff);
+        a[i] = (uint8_t)s;
+        k = (k >> 8) + (s >> 8);
+    }
+    return k == 0;
+}
+
+int gw_devfile_generate(const char *path, int n, const char *base, char *err, size_t errlen)
+{
+    if (n < 1 || n > GW_DEVFILE_GEN_MAX) {
+        errf(err, errlen, "device count %d outside 1..%d", n, GW_DEVFILE_GEN_MAX);
+        return GW_ECONFIG;
+    }
+    uint8_t a0[16] = { 0 };
+    int af;
+    size_t alen;
+    if (inet_pton(AF_INET, base, a0) == 1) {
+        af = AF_INET;
+        alen = 4;
+    } else if (inet_pton(AF_INET6, base, a0) == 1) {
+        af = AF_INET6;
+        alen = 16;
+    } else {
+        errf(err, errlen, "base address '%s' is not an IPv4 or IPv6 literal", base);
+        return GW_ECONFIG;
+    }
+    uint8_t last[16];
+    memcpy(last, a0, sizeof(last));
+    if (!addr_add(last, alen, (uint64_t)n - 1)) {
+        errf(err, errlen, "%d addresses from %s run past the end of the address space", n, base);
+        return GW_ECONFIG;
+    }
+    char tmp[4096];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp)) {
+        errf(err, errlen, "path too long: %s", path);
+        return -ENAMETOOLONG;
+    }
+    FILE *fp = fopen(tmp, "w");
+    if (!fp) {
+        int e = errno;
+        errf(err, errlen, "fopen %s: %s", tmp, strerror(e));
+        return -e;
+    }
+    int rc = 0;
+    fprintf(fp, "# generated by coapgw meshsim: %d devices from %s\n", n, base);
+    fprintf(fp, "mac,address,type,key,plain_port,secure_port\n");
+    uint8_t a[16];
+    memcpy(a, a0, sizeof(a));
+    for (int i = 1; i <= n && !rc; i++) {
+        uint8_t key[GW_DEV_KEY_LEN], mac[GW_MAC_LEN];
+        rc = random_fill(key, sizeof(key));
+        if (rc) {
+            errf(err, errlen, "getrandom: %s", strerror(-rc));
+            break;
+        }
+        uint64_t m = 0x0200000000000000ull + (uint64_t)i;
+        for (int b = 0; b < GW_MAC_LEN; b++)
+            mac[b] = (uint8_t)(m >> (8 * (GW_MAC_LEN - 1 - b)));
+        char ms[17], as[INET6_ADDRSTRLEN], ks[2 * GW_DEV_KEY_LEN + 1];
+        gw_mac_str(mac, ms);
+        inet_ntop(af, a, as, sizeof(as));
+        for (size_t b = 0; b < sizeof(key); b++)
+            snprintf(ks + 2 * b, 3, "%02x", key[b]);
+        fprintf(fp, "%s,%s,%s,%s,%u,%u\n", ms, as, i % 4 == 0 ? "milli" : "normal", ks,
+                GW_DEV_PLAIN_PORT, GW_DEV_SECURE_PORT);
+        if (i < n && !addr_add(a, alen, 1))
+            rc = GW_ECONFIG; /* cannot happen: checked above */
+    }
+    if (fflush(fp) != 0 || ferror(fp)) {
+        int e = errno ? errno : EIO;
+        if (!rc) {
+            errf(err, errlen, "write %s: %s", tmp, strerror(e));
+            rc = -e;
+        }
+    }
+    if (fclose(fp) != 0 && !rc) {
+        int e = errno;
+        errf(err, errlen, "close %s: %s", tmp, strerror(e));
+        rc = -e;
+    }
+    if (!rc && rename(tmp, path) != 0) {
+        int e = errno;
+        errf(err, errlen, "rename %s to %s: %s", tmp, path, strerror(e));
+        rc = -e;
+    }
+    if (rc)
+        unlink(tmp);
+    return rc;
+}

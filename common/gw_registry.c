@@ -1,0 +1,179 @@
+#include "gw_registry.h"
+#include "gw_error.h"
+#include "gw_log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static void addr_key(const struct gw_ep *ep, uint8_t key[19])
+{
+    key[0] = ep->family;
+    memcpy(key + 1, ep->addr, 16);
+    key[17] = (uint8_t)(ep->port >> 8);
+    key[18] = (uint8_t)ep->port;
+}
+
+int gw_registry_get(struct gw_store *st, const uint8_t mac[GW_MAC_LEN], struct gw_device *out)
+{
+    MDB_txn *txn;
+    int rc = gw_store_rbegin(st, &txn);
+    if (rc)
+        return rc;
+    MDB_val k = { GW_MAC_LEN, (void *)mac }, d;
+    rc = mdb_get(txn, st->devices, &k, &d);
+    if (rc == 0) {
+        if (d.mv_size == sizeof(*out))
+            memcpy(out, d.mv_data, sizeof(*out));
+        else
+            rc = GW_EBADMSG;
+    }
+    gw_store_rdone(st);
+    return gw_store_err(rc);
+}
+
+int gw_registry_by_addr(struct gw_store *st, const struct gw_ep *ep, uint8_t mac[GW_MAC_LEN])
+{
+    MDB_txn *txn;
+    int rc = gw_store_rbegin(st, &txn);
+    if (rc)
+        return rc;
+    uint8_t key[19];
+    addr_key(ep, key);
+    MDB_val k = { sizeof(key), key }, d;
+    rc = mdb_get(txn, st->devaddr, &k, &d);
+    if (rc == 0 && d.mv_size == GW_MAC_LEN)
+        memcpy(mac, d.mv_data, GW_MAC_LEN);
+    else if (rc == 0)
+        rc = GW_EBADMSG;
+    gw_store_rdone(st);
+    return gw_store_err(rc);
+}
+
+struct import_ctx {
+    MDB_txn *txn;
+    struct gw_store *st;
+    int count;
+    int err;
+    const char *path;
+};
+
+static int put_dev(void *vctx, const struct gw_device *d)
+{
+    struct import_ctx *c = vctx;
+    MDB_val k = { GW_MAC_LEN, (void *)d->mac }, v = { sizeof(*d), (void *)d };
+    int rc = mdb_put(c->txn, c->st->devices, &k, &v, 0);
+    struct gw_ep ep = { 0 };
+    ep.family = d->family;
+    memcpy(ep.addr, d->addr, 16);
+    uint16_t ports[2] = { d->plain_port, d->secure_port };
+    for (int i = 0; rc == 0 && i < 2; i++) {
+        ep.port = ports[i];
+        uint8_t key[19];
+        addr_key(&ep, key);
+        MDB_val ak = { sizeof(key), key }, av = { GW_MAC_LEN, (void *)d->mac };
+        rc = mdb_put(c->txn, c->st->devaddr, &ak, &av, 0);
+    }
+    if (rc) {
+        c->err = gw_store_err(rc);
+        return 1;
+    }
+    c->count++;
+    return 0;
+}
+
+static void warn_line(void *vctx, int lineno, const char *msg)
+{
+    struct import_ctx *c = vctx;
+    gw_log_warn(GW_LOG_STORE, "%s:%d: %s (line skipped)", c->path, lineno, msg);
+}
+
+int gw_registry_import(struct gw_store *st, const char *path, int *bad)
+{
+    MDB_txn *txn;
+    int rc = gw_store_wbegin(st, &txn);
+    if (rc)
+        return rc;
+    mdb_drop(txn, st->devices, 0);
+    mdb_drop(txn, st->devaddr, 0);
+    struct import_ctx c = { txn, st, 0, 0, path };
+    rc = gw_devfile_load(path, put_dev, warn_line, &c);
+    if (rc < 0 || c.err) {
+        mdb_txn_abort(txn);
+        return rc < 0 ? rc : c.err;
+    }
+    *bad = rc;
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        uint64_t stamp[2] = { (uint64_t)sb.st_size, (uint64_t)sb.st_mtim.tv_sec * 1000000000ull + (uint64_t)sb.st_mtim.tv_nsec };
+        char key[300];
+        snprintf(key, sizeof(key), "devfile:%s", path);
+        MDB_val k = { strlen(key), key }, v = { sizeof(stamp), stamp };
+        mdb_put(txn, st->meta, &k, &v, 0);
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc)
+        return gw_store_err(rc);
+    gw_log_info(GW_LOG_STORE, "device registry: %d devices from %s%s", c.count, path,
+                *bad ? " (some lines skipped, see above)" : "");
+    return c.count;
+}
+
+int gw_registry_sync(struct gw_store *st, const char *path, int *bad)
+{
+    *bad = 0;
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return -errno;
+    uint64_t stamp[2] = { (uint64_t)sb.st_size, (uint64_t)sb.st_mtim.tv_sec * 1000000000ull + (uint64_t)sb.st_mtim.tv_nsec };
+    char key[300];
+    snprintf(key, sizeof(key), "devfile:%s", path);
+    MDB_txn *txn;
+    int rc = gw_store_rbegin(st, &txn);
+    if (rc)
+        return rc;
+    MDB_val k = { strlen(key), key }, v;
+    bool same = mdb_get(txn, st->meta, &k, &v) == 0 && v.mv_size == sizeof(stamp) && !memcmp(v.mv_data, stamp, sizeof(stamp));
+    gw_store_rdone(st);
+    if (same)
+        return (int)gw_registry_count(st);
+    return gw_registry_import(st, path, bad);
+}
+
+int gw_registry_foreach(struct gw_store *st, int (*fn)(void *ctx, const struct gw_device *d), void *ctx)
+{
+    MDB_txn *txn;
+    int rc = gw_store_rbegin(st, &txn);
+    if (rc)
+        return rc;
+    MDB_cursor *cur;
+    rc = mdb_cursor_open(txn, st->devices, &cur);
+    if (rc == 0) {
+        MDB_val k, d;
+        int r = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
+        while (r == 0) {
+            struct gw_device dev;
+            if (d.mv_size == sizeof(dev)) {
+                memcpy(&dev, d.mv_data, sizeof(dev));
+                if (fn(ctx, &dev))
+                    break;
+            }
+            r = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
+        }
+        mdb_cursor_close(cur);
+    }
+    gw_store_rdone(st);
+    return gw_store_err(rc);
+}
+
+size_t gw_registry_count(struct gw_store *st)
+{
+    MDB_txn *txn;
+    MDB_stat ms;
+    if (gw_store_rbegin(st, &txn) != 0)
+        return 0;
+    size_t n = mdb_stat(txn, st->devices, &ms) == 0 ? ms.ms_entries : 0;
+    gw_store_rdone(st);
+    return n;
+}

@@ -1,0 +1,170 @@
+#include "gw_store.h"
+#include "gw_error.h"
+#include "gw_log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int gw_store_err(int rc)
+{
+    if (rc == 0)
+        return 0;
+    if (rc == MDB_NOTFOUND)
+        return GW_ENOTFOUND;
+    if (rc == MDB_MAP_FULL)
+        return GW_EFULL;
+    if (rc > 0)
+        return -rc;
+    return rc;
+}
+
+int gw_store_open(struct gw_store *st, const char *data_dir, size_t map_mb)
+{
+    memset(st, 0, sizeof(*st));
+    char path[512];
+    snprintf(path, sizeof(path), "%s/state", data_dir);
+    if (mkdir(data_dir, 0700) != 0 && errno != EEXIST)
+        return -errno;
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        return -errno;
+    int rc = mdb_env_create(&st->env);
+    if (rc)
+        return gw_store_err(rc);
+    mdb_env_set_mapsize(st->env, map_mb * 1024 * 1024);
+    mdb_env_set_maxdbs(st->env, 16);
+    mdb_env_set_maxreaders(st->env, 256);
+    rc = mdb_env_open(st->env, path, MDB_NOTLS | MDB_NOSYNC, 0600);
+    if (rc) {
+        gw_log_err(GW_LOG_STORE, "mdb_env_open(%s): %s", path, mdb_strerror(rc));
+        mdb_env_close(st->env);
+        st->env = NULL;
+        return gw_store_err(rc);
+    }
+    int dead = 0;
+    mdb_reader_check(st->env, &dead);
+    if (dead)
+        gw_log_info(GW_LOG_STORE, "cleared %d stale LMDB reader slots", dead);
+    MDB_txn *txn;
+    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc)
+        goto fail;
+    struct { MDB_dbi *dbi; const char *name; unsigned flags; } dbs[] = {
+        { &st->sessions, "sessions", 0 }, { &st->sess_id, "sess_id", 0 },
+        { &st->sess_acct, "sess_acct", MDB_DUPSORT }, { &st->devices, "devices", 0 },
+        { &st->devaddr, "devaddr", 0 }, { &st->observe, "observe", 0 }, { &st->meta, "meta", 0 },
+    };
+    for (size_t i = 0; i < GW_ARRAY_LEN(dbs); i++) {
+        rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE | dbs[i].flags, dbs[i].dbi);
+        if (rc) {
+            mdb_txn_abort(txn);
+            goto fail;
+        }
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc)
+        goto fail;
+    return 0;
+fail:
+    gw_log_err(GW_LOG_STORE, "opening LMDB databases: %s", mdb_strerror(rc));
+    mdb_env_close(st->env);
+    st->env = NULL;
+    return gw_store_err(rc);
+}
+
+void gw_store_close(struct gw_store *st)
+{
+    if (st->rtxn)
+        mdb_txn_abort(st->rtxn);
+    st->rtxn = NULL;
+    if (st->env)
+        mdb_env_close(st->env);
+    st->env = NULL;
+}
+
+int gw_store_rbegin(struct gw_store *st, MDB_txn **txn)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int rc;
+        if (st->rtxn)
+            rc = mdb_txn_renew(st->rtxn);
+        else
+            rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &st->rtxn);
+        if (rc == MDB_MAP_RESIZED) {
+            if (st->rtxn)
+                mdb_txn_abort(st->rtxn);
+            st->rtxn = NULL;
+            mdb_env_set_mapsize(st->env, 0);
+            continue;
+        }
+        if (rc == MDB_READERS_FULL) {
+            int dead = 0;
+            mdb_reader_check(st->env, &dead);
+            continue;
+        }
+        if (rc) {
+            if (st->rtxn)
+                mdb_txn_abort(st->rtxn);
+            st->rtxn = NULL;
+            return gw_store_err(rc);
+        }
+        *txn = st->rtxn;
+        return 0;
+    }
+    return GW_EBUSY;
+}
+
+void gw_store_rdone(struct gw_store *st)
+{
+    if (st->rtxn)
+        mdb_txn_reset(st->rtxn);
+}
+
+int gw_store_wbegin(struct gw_store *st, MDB_txn **txn)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int rc = mdb_txn_begin(st->env, NULL, 0, txn);
+        if (rc == MDB_MAP_RESIZED) {
+            mdb_env_set_mapsize(st->env, 0);
+            continue;
+        }
+        return gw_store_err(rc);
+    }
+    return GW_EBUSY;
+}
+
+int gw_store_meta_get_u64(struct gw_store *st, const char *name, uint64_t *v)
+{
+    MDB_txn *txn;
+    int rc = gw_store_rbegin(st, &txn);
+    if (rc)
+        return rc;
+    MDB_val k = { strlen(name), (void *)name }, d;
+    rc = mdb_get(txn, st->meta, &k, &d);
+    if (rc == 0 && d.mv_size == sizeof(*v))
+        memcpy(v, d.mv_data, sizeof(*v));
+    else if (rc == 0)
+        rc = GW_EBADMSG;
+    gw_store_rdone(st);
+    return gw_store_err(rc);
+}
+
+int gw_store_meta_put_u64(struct gw_store *st, const char *name, uint64_t v)
+{
+    MDB_txn *txn;
+    int rc = gw_store_wbegin(st, &txn);
+    if (rc)
+        return rc;
+    MDB_val k = { strlen(name), (void *)name }, d = { sizeof(v), &v };
+    rc = mdb_put(txn, st->meta, &k, &d, 0);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return gw_store_err(rc);
+    }
+    /* This value guards nonce uniqueness: make it durable. */
+    rc = mdb_txn_commit(txn);
+    if (rc == 0)
+        mdb_env_sync(st->env, 1);
+    return gw_store_err(rc);
+}

@@ -1,0 +1,539 @@
+/* sch_cache.c - response cache (SPEC S5, RFC 7252 section 5.6).
+ *
+ * Each entry is one allocation: the header below, then the key bytes, then
+ * the stored response. The stored response is re-encoded at put time with
+ * our builder as a CoAP message with no token, MID 0, and without Max-Age
+ * and Observe, so that rendering a hit is a header write, a copy of the
+ * option bytes with Max-Age spliced in at its place (option 14), and a copy
+ * of the payload: no parser, no allocation on the hit path.
+ *
+ * Three intrusive structures link the entries: a chained hash on the key
+ * (pprev links make unlinking O(1)), a chained hash on the resource hash
+ * for invalidation (S5.3), and a doubly linked LRU list (S5.4). */
+#include "sch_cache.h"
+
+#include "gw_addr.h"
+#include "gw_error.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct sch_cache_entry {
+    struct sch_cache_entry *h_next, **h_pprev;  /* key chain */
+    struct sch_cache_entry *r_next, **r_pprev;  /* resource chain */
+    struct sch_cache_entry *lru_prev, *lru_next; /* head = most recently used */
+    uint64_t khash;
+    uint64_t res_hash;
+    uint64_t stored_ms;  /* stored or last refreshed */
+    uint64_t expires_ms; /* stored_ms + Max-Age * 1000 */
+    uint16_t klen;
+    uint16_t resp_len;
+    uint8_t etag_len;
+    uint8_t etag[8];
+    uint8_t data[];      /* key, then response */
+};
+
+/* The stored response is at most what the parser accepts; anything longer
+ * is not stored. The length fits the uint16_t fields above. */
+#define SCH_CACHE_RESP_MAX (GW_COAP_MAX_MSG + 16)
+GW_STATIC_ASSERT(SCH_CACHE_KEY_MAX <= UINT16_MAX && SCH_CACHE_RESP_MAX <= UINT16_MAX,
+                 "key and response lengths fit uint16_t");
+GW_STATIC_ASSERT(sizeof(void *) != 8 || sizeof(struct sch_cache_entry) == 96,
+                 "entry header size as documented in sch_cache.h");
+
+#define SCH_CACHE_MAX_BUCKETS ((size_t)1 << 20)
+
+struct sch_cache {
+    struct sch_cache_cfg cfg;
+    size_t mask;                       /* buckets - 1 */
+    struct sch_cache_entry **buckets;  /* by key hash */
+    struct sch_cache_entry **rbuckets; /* by resource hash */
+    struct sch_cache_entry *lru_head, *lru_tail;
+    size_t entries, bytes;
+    uint64_t hits, stale, misses, evictions, invalidations;
+};
+
+size_t sch_cache_entry_bytes(size_t klen, size_t resp_len)
+{
+    return sizeof(struct sch_cache_entry) + klen + resp_len;
+}
+
+/* FNV-1a mixes its low bits poorly for short keys ending alike; fold the
+ * high half in before masking. */
+static inline size_t bucket_of(const struct sch_cache *c, uint64_t h)
+{
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 32;
+    return (size_t)h & c->mask;
+}
+
+int sch_cache_new(const struct sch_cache_cfg *cfg, struct sch_cache **out)
+{
+    if (!cfg->max_entries || !cfg->max_bytes)
+        return GW_ECONFIG;
+    struct sch_cache *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->cfg = *cfg;
+    if (!c->cfg.default_max_age_s)
+        c->cfg.default_max_age_s = SCH_CACHE_DEFAULT_MAX_AGE;
+    size_t n = 16;
+    while (n < cfg->max_entries && n < SCH_CACHE_MAX_BUCKETS)
+        n <<= 1;
+    c->mask = n - 1;
+    c->buckets = calloc(n, sizeof(*c->buckets));
+    c->rbuckets = calloc(n, sizeof(*c->rbuckets));
+    if (!c->buckets || !c->rbuckets) {
+        free(c->buckets);
+        free(c->rbuckets);
+        free(c);
+        return -ENOMEM;
+    }
+    *out = c;
+    return 0;
+}
+
+void sch_cache_free(struct sch_cache *c)
+{
+    if (!c)
+        return;
+    struct sch_cache_entry *e = c->lru_head;
+    while (e) {
+        struct sch_cache_entry *next = e->lru_next;
+        free(e);
+        e = next;
+    }
+    free(c->buckets);
+    free(c->rbuckets);
+    free(c);
+}
+
+/* --- Keys ---------------------------------------------------------------- */
+
+/* Options left out of the Cache-Key (sch_cache.h explains each). */
+static inline bool key_skips(uint16_t n)
+{
+    switch (n) {
+    case GW_OPT_OBSERVE: case GW_OPT_BLOCK1: case GW_OPT_BLOCK2: case GW_OPT_SIZE1:
+    case GW_OPT_SIZE2: case GW_OPT_NO_RESPONSE: case GW_OPT_PROXY_URI: case GW_OPT_PROXY_SCHEME:
+    case GW_OPT_URI_HOST: case GW_OPT_URI_PORT:
+        return true;
+    default:
+        return gw_opt_nocachekey(n);
+    }
+}
+
+static inline uint64_t res_hash_start(const uint8_t mac[GW_MAC_LEN], uint8_t sec)
+{
+    return gw_hash64(&sec, 1, gw_hash64(mac, GW_MAC_LEN, GW_HASH_SEED));
+}
+
+static inline uint64_t res_hash_opt(uint64_t h, uint16_t num, const struct gw_coap_opt *o)
+{
+    uint8_t hdr[4] = {(uint8_t)(num >> 8), (uint8_t)num, (uint8_t)(o->len >> 8), (uint8_t)o->len};
+    h = gw_hash64(hdr, sizeof(hdr), h);
+    return gw_hash64(o->val, o->len, h);
+}
+
+int sch_cache_key(const uint8_t mac[GW_MAC_LEN], uint8_t sec, const struct gw_coap_msg *req,
+                  uint8_t *key, size_t cap, size_t *klen, uint64_t *res_hash)
+{
+    if (cap < GW_MAC_LEN + 2)
+        return GW_ETOOBIG;
+    memcpy(key, mac, GW_MAC_LEN);
+    key[GW_MAC_LEN] = sec;
+    key[GW_MAC_LEN + 1] = req->code;
+    size_t n = GW_MAC_LEN + 2;
+    uint64_t h = res_hash_start(mac, sec);
+    for (unsigned i = 0; i < req->nopts; i++) {
+        const struct gw_coap_opt *o = &req->opts[i];
+        if (key_skips(o->num))
+            continue;
+        if (n + 4 + o->len > cap)
+            return GW_ETOOBIG;
+        key[n++] = (uint8_t)(o->num >> 8);
+        key[n++] = (uint8_t)o->num;
+        key[n++] = (uint8_t)(o->len >> 8);
+        key[n++] = (uint8_t)o->len;
+        if (o->len)
+            memcpy(key + n, o->val, o->len);
+        n += o->len;
+        if (o->num == GW_OPT_URI_PATH || o->num == GW_OPT_URI_QUERY)
+            h = res_hash_opt(h, o->num, o);
+    }
+    *klen = n;
+    if (res_hash)
+        *res_hash = h;
+    return 0;
+}
+
+uint64_t sch_cache_res_hash_location(const uint8_t mac[GW_MAC_LEN], uint8_t sec,
+                                     const struct gw_coap_msg *resp)
+{
+    uint64_t h = res_hash_start(mac, sec);
+    for (unsigned i = 0; i < resp->nopts; i++) {
+        const struct gw_coap_opt *o = &resp->opts[i];
+        if (o->num == GW_OPT_LOCATION_PATH)
+            h = res_hash_opt(h, GW_OPT_URI_PATH, o);
+        else if (o->num == GW_OPT_LOCATION_QUERY)
+            h = res_hash_opt(h, GW_OPT_URI_QUERY, o);
+    }
+    return h;
+}
+
+/* --- Index and LRU --------------------------------------------------------- */
+
+static struct sch_cache_entry *lookup(const struct sch_cache *c, const uint8_t *key, size_t klen,
+                                      uint64_t h)
+{
+    for (struct sch_cache_entry *e = c->buckets[bucket_of(c, h)]; e; e = e->h_next)
+        if (e->khash == h && e->klen == klen && memcmp(e->data, key, klen) == 0)
+            return e;
+    return NULL;
+}
+
+static void lru_unlink(struct sch_cache *c, struct sch_cache_entry *e)
+{
+    if (e->lru_prev)
+        e->lru_prev->lru_next = e->lru_next;
+    else
+        c->lru_head = e->lru_next;
+    if (e->lru_next)
+        e->lru_next->lru_prev = e->lru_prev;
+    else
+        c->lru_tail = e->lru_prev;
+}
+
+static void lru_push_head(struct sch_cache *c, struct sch_cache_entry *e)
+{
+    e->lru_prev = NULL;
+    e->lru_next = c->lru_head;
+    if (c->lru_head)
+        c->lru_head->lru_prev = e;
+    else
+        c->lru_tail = e;
+    c->lru_head = e;
+}
+
+static inline void lru_touch(struct sch_cache *c, struct sch_cache_entry *e)
+{
+    if (c->lru_head == e)
+        return;
+    lru_unlink(c, e);
+    lru_push_head(c, e);
+}
+
+static void link_entry(struct sch_cache *c, struct sch_cache_entry *e)
+{
+    struct sch_cache_entry **slot = &c->buckets[bucket_of(c, e->khash)];
+    e->h_next = *slot;
+    if (*slot)
+        (*slot)->h_pprev = &e->h_next;
+    e->h_pprev = slot;
+    *slot = e;
+
+    slot = &c->rbuckets[bucket_of(c, e->res_hash)];
+    e->r_next = *slot;
+    if (*slot)
+        (*slot)->r_pprev = &e->r_next;
+    e->r_pprev = slot;
+    *slot = e;
+
+    lru_push_head(c, e);
+    c->entries++;
+    c->bytes += sch_cache_entry_bytes(e->klen, e->resp_len);
+}
+
+static void drop_entry(struct sch_cache *c, struct sch_cache_entry *e)
+{
+    *e->h_pprev = e->h_next;
+    if (e->h_next)
+        e->h_next->h_pprev = e->h_pprev;
+    *e->r_pprev = e->r_next;
+    if (e->r_next)
+        e->r_next->r_pprev = e->r_pprev;
+    lru_unlink(c, e);
+    c->entries--;
+    c->bytes -= sch_cache_entry_bytes(e->klen, e->resp_len);
+    free(e);
+}
+
+/* --- Lookup ------------------------------------------------------------------ */
+
+int sch_cache_get(struct sch_cache *c, const uint8_t *key, size_t klen, uint64_t now_ms,
+                  struct sch_cache_hit *hit)
+{
+    struct sch_cache_entry *e = lookup(c, key, klen, gw_hash64(key, klen, GW_HASH_SEED));
+    if (!e) {
+        c->misses++;
+        return SCH_CACHE_MISS;
+    }
+    int rc;
+    if (gw_likely(now_ms < e->expires_ms)) {
+        hit->max_age_left_s = (uint32_t)((e->expires_ms - now_ms) / 1000);
+        rc = SCH_CACHE_FRESH;
+        c->hits++;
+    } else if (e->etag_len) {
+        /* S5.5: kept so that the scheduler can revalidate it with its ETag. */
+        hit->max_age_left_s = 0;
+        rc = SCH_CACHE_STALE;
+        c->stale++;
+    } else {
+        drop_entry(c, e);
+        c->misses++;
+        return SCH_CACHE_MISS;
+    }
+    /* A clock that stepped back (it should not: now_ms is monotonic) makes
+     * the age 0 rather than huge. */
+    uint64_t age_ms = now_ms > e->stored_ms ? now_ms - e->stored_ms : 0;
+    hit->age_s = age_ms / 1000 > UINT32_MAX ? UINT32_MAX : (uint32_t)(age_ms / 1000);
+    hit->resp = e->data + e->klen;
+    hit->resp_len = e->resp_len;
+    hit->etag_len = e->etag_len;
+    memcpy(hit->etag, e->etag, sizeof(hit->etag));
+    lru_touch(c, e);
+    return rc;
+}
+
+/* --- Storing ----------------------------------------------------------------- */
+
+/* Max-Age of a response, or the default (RFC 7252 section 5.10.5). A value
+ * longer than 4 bytes is a bad elective option and is ignored (5.4.1). */
+static uint32_t max_age_of(const struct sch_cache *c, const struct gw_coap_msg *m)
+{
+    const struct gw_coap_opt *o = gw_coap_opt_find(m, GW_OPT_MAX_AGE);
+    uint32_t v;
+    if (o && gw_coap_uint(o->val, o->len, &v))
+        return v;
+    return c->cfg.default_max_age_s;
+}
+
+static void remove_key(struct sch_cache *c, const uint8_t *key, size_t klen)
+{
+    struct sch_cache_entry *e = lookup(c, key, klen, gw_hash64(key, klen, GW_HASH_SEED));
+    if (e)
+        drop_entry(c, e);
+}
+
+int sch_cache_put(struct sch_cache *c, const uint8_t *key, size_t klen, uint64_t res_hash,
+                  const struct gw_coap_msg *resp, uint64_t now_ms)
+{
+    if (klen == 0 || klen > SCH_CACHE_KEY_MAX)
+        return GW_ETOOBIG;
+    /* S5.5: a 2.03 refreshes through sch_cache_refresh(), never replaces. */
+    if (resp->code == GW_COAP_VALID)
+        return 1;
+    /* S5.1/S5.3: only 2.05 is stored; 2.01, 2.02, 2.04 and unknown 2.xx
+     * never are, nor errors. Each of those is the device's newer answer
+     * for this key, so a stored one is no longer the current state. */
+    if (resp->code != GW_COAP_CONTENT || gw_coap_opt_find(resp, GW_OPT_BLOCK2) ||
+        gw_coap_opt_find(resp, GW_OPT_BLOCK1)) {
+        remove_key(c, key, klen);
+        return 1;
+    }
+    uint32_t max_age = max_age_of(c, resp);
+    if (max_age == 0) {
+        /* RFC 7252 section 5.10.5: Max-Age 0 means "do not reuse". */
+        remove_key(c, key, klen);
+        return 1;
+    }
+
+    /* Re-encode without token, MID, Max-Age and Observe (see the top). */
+    uint8_t buf[SCH_CACHE_RESP_MAX];
+    struct gw_cb b;
+    gw_cb_init(&b, buf, sizeof(buf), GW_COAP_CON, resp->code, 0, NULL, 0);
+    uint8_t etag_len = 0;
+    const uint8_t *etag = NULL;
+    for (unsigned i = 0; i < resp->nopts; i++) {
+        const struct gw_coap_opt *o = &resp->opts[i];
+        if (o->num == GW_OPT_MAX_AGE || o->num == GW_OPT_OBSERVE)
+            continue;
+        /* A response has at most one ETag (RFC 7252 5.10.6.1); a length
+         * outside 1..8 is not an ETag we can revalidate with. */
+        if (o->num == GW_OPT_ETAG && !etag && o->len >= 1 && o->len <= 8) {
+            etag = o->val;
+            etag_len = (uint8_t)o->len;
+        }
+        gw_cb_opt(&b, o->num, o->val, o->len);
+    }
+    gw_cb_payload(&b, resp->payload, resp->payload_len);
+    size_t rlen;
+    int rc = gw_cb_finish(&b, &rlen);
+    if (rc == GW_EBADMSG)
+        return rc;
+    size_t sz = sch_cache_entry_bytes(klen, rlen);
+    if (rc == GW_ETOOBIG || sz > c->cfg.max_bytes) {
+        remove_key(c, key, klen); /* S5.4: too large to keep at all */
+        return 1;
+    }
+
+    /* Allocate before touching the old entry so -ENOMEM leaves it intact. */
+    struct sch_cache_entry *e = malloc(sz);
+    if (!e)
+        return -ENOMEM;
+    e->khash = gw_hash64(key, klen, GW_HASH_SEED);
+    e->res_hash = res_hash;
+    e->stored_ms = now_ms;
+    e->expires_ms = now_ms + (uint64_t)max_age * 1000;
+    e->klen = (uint16_t)klen;
+    e->resp_len = (uint16_t)rlen;
+    e->etag_len = etag_len;
+    memset(e->etag, 0, sizeof(e->etag));
+    if (etag)
+        memcpy(e->etag, etag, etag_len);
+    memcpy(e->data, key, klen);
+    memcpy(e->data + klen, buf, rlen);
+
+    struct sch_cache_entry *old = lookup(c, key, klen, e->khash);
+    if (old)
+        drop_entry(c, old);
+    /* S5.4: evict least recently used until the new entry fits. */
+    while (c->lru_tail &&
+           (c->entries + 1 > c->cfg.max_entries || c->bytes + sz > c->cfg.max_bytes)) {
+        drop_entry(c, c->lru_tail);
+        c->evictions++;
+    }
+    link_entry(c, e);
+    return 0;
+}
+
+int sch_cache_refresh(struct sch_cache *c, const uint8_t *key, size_t klen,
+                      const struct gw_coap_msg *valid, uint64_t now_ms)
+{
+    if (valid->code != GW_COAP_VALID)
+        return GW_EBADMSG;
+    struct sch_cache_entry *e = lookup(c, key, klen, gw_hash64(key, klen, GW_HASH_SEED));
+    if (!e)
+        return GW_ENOTFOUND;
+    /* S5.5 / RFC 7252 5.9.1.3: the 2.03 names the representation that is
+     * still valid; a different ETag says nothing about the stored one. */
+    const struct gw_coap_opt *o = gw_coap_opt_find(valid, GW_OPT_ETAG);
+    if (o && (o->len != e->etag_len || memcmp(o->val, e->etag, o->len) != 0))
+        return GW_ENOTFOUND;
+    e->stored_ms = now_ms;
+    e->expires_ms = now_ms + (uint64_t)max_age_of(c, valid) * 1000;
+    lru_touch(c, e);
+    return 0;
+}
+
+int sch_cache_invalidate(struct sch_cache *c, uint64_t res_hash)
+{
+    int n = 0;
+    struct sch_cache_entry *e = c->rbuckets[bucket_of(c, res_hash)];
+    while (e) {
+        struct sch_cache_entry *next = e->r_next;
+        if (e->res_hash == res_hash) {
+            drop_entry(c, e);
+            n++;
+        }
+        e = next;
+    }
+    c->invalidations += (uint64_t)n;
+    return n;
+}
+
+int sch_cache_remove(struct sch_cache *c, const uint8_t *key, size_t klen)
+{
+    struct sch_cache_entry *e = lookup(c, key, klen, gw_hash64(key, klen, GW_HASH_SEED));
+    if (!e)
+        return GW_ENOTFOUND;
+    drop_entry(c, e);
+    return 0;
+}
+
+/* --- Rendering ----------------------------------------------------------------- */
+
+static inline void cb_raw(struct gw_cb *b, const uint8_t *p, size_t n)
+{
+    if (b->err || n == 0)
+        return;
+    if (b->len + n > b->cap) {
+        b->err = GW_ETOOBIG;
+        return;
+    }
+    memcpy(b->buf + b->len, p, n);
+    b->len += n;
+}
+
+/* Reads an option delta or length nibble with its extended bytes
+ * (RFC 7252 section 3.1). Returns false on 15 or when out of bounds. */
+static inline bool rd_ext(const uint8_t *m, size_t n, size_t *p, uint32_t nib, uint32_t *v)
+{
+    if (nib < 13) {
+        *v = nib;
+        return true;
+    }
+    if (nib == 13) {
+        if (*p + 1 > n)
+            return false;
+        *v = 13u + m[*p];
+        *p += 1;
+        return true;
+    }
+    if (nib == 14) {
+        if (*p + 2 > n)
+            return false;
+        *v = 269u + ((uint32_t)m[*p] << 8 | m[*p + 1]);
+        *p += 2;
+        return true;
+    }
+    return false;
+}
+
+int sch_cache_render(const struct sch_cache_hit *hit, uint8_t type, uint16_t mid,
+                     const uint8_t *token, uint8_t tkl, uint8_t *out, size_t cap, size_t *len)
+{
+    const uint8_t *m = hit->resp;
+    size_t n = hit->resp_len;
+    /* Stored messages have no token (see sch_cache_put). */
+    if (n < 4 || (m[0] & 15) != 0)
+        return GW_EBADMSG;
+    struct gw_cb b;
+    gw_cb_init(&b, out, cap, type, m[1], mid, token, tkl);
+
+    /* Walk the options up to the first one numbered above Max-Age. Those
+     * before it are copied as they are (their deltas do not change), then
+     * Max-Age, then that option re-encoded with its delta from 14, then the
+     * remaining bytes (options, payload marker, payload) as they are. */
+    size_t p = 4;
+    uint32_t num = 0;
+    while (p < n && m[p] != 0xff) {
+        size_t start = p;
+        uint32_t d, l;
+        uint8_t h = m[p++];
+        if (!rd_ext(m, n, &p, h >> 4, &d) || !rd_ext(m, n, &p, h & 15, &l) || p + l > n ||
+            num + d > 0xffff || num + d == GW_OPT_MAX_AGE)
+            return GW_EBADMSG;
+        if (num + d > GW_OPT_MAX_AGE) {
+            cb_raw(&b, m + 4, start - 4);
+            b.last = (uint16_t)num;
+            gw_cb_opt_uint(&b, GW_OPT_MAX_AGE, hit->max_age_left_s);
+            gw_cb_opt(&b, (uint16_t)(num + d), m + p, l);
+            cb_raw(&b, m + p + l, n - (p + l));
+            return gw_cb_finish(&b, len);
+        }
+        num += d;
+        p += l;
+    }
+    if (p < n && p + 1 == n)
+        return GW_EBADMSG; /* payload marker with no payload */
+    cb_raw(&b, m + 4, p - 4);
+    b.last = (uint16_t)num;
+    gw_cb_opt_uint(&b, GW_OPT_MAX_AGE, hit->max_age_left_s);
+    cb_raw(&b, m + p, n - p);
+    return gw_cb_finish(&b, len);
+}
+
+void sch_cache_stats(const struct sch_cache *c, struct sch_cache_stats *s)
+{
+    s->entries = c->entries;
+    s->bytes = c->bytes;
+    s->hits = c->hits;
+    s->stale = c->stale;
+    s->misses = c->misses;
+    s->evictions = c->evictions;
+    s->invalidations = c->invalidations;
+}

@@ -1,0 +1,858 @@
+/* sch_core.c - device queues, retries, Milli serialization, the response
+ * cache and the observe registry (see sch_core.h and sch_observe.h). */
+#include "sch_int.h"
+#include "gw_error.h"
+#include "gw_log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Per-device state, rebuilt from the transaction table at start. */
+struct sch_dev {
+    uint8_t mac[GW_MAC_LEN];
+    uint8_t milli;
+    uint16_t next_mid;
+    uint32_t inflight;
+    uint32_t qlen;
+    int32_t qhead, qtail;       /* FIFO of queued txns (indices), -1 = empty */
+    int32_t active;             /* list of sent/acked txns through c->anext */
+};
+
+static uint64_t mac_key(const uint8_t mac[GW_MAC_LEN])
+{
+    uint64_t k;
+    memcpy(&k, mac, sizeof(k));
+    return sch_key_nz(k);
+}
+
+#define T sch_txn_at
+
+static uint32_t tstate(struct sch_txn *t)
+{
+    return atomic_load_explicit(&t->state, memory_order_acquire);
+}
+
+static void set_state(struct sch_txn *t, uint32_t s)
+{
+    atomic_store_explicit(&t->state, s, memory_order_release);
+}
+
+static uint64_t now_ms(struct sch_core *c)
+{
+    return gw_now_ms(c->clock);
+}
+
+static struct sch_dev *dev_get(struct sch_core *c, const uint8_t mac[GW_MAC_LEN], bool create)
+{
+    struct sch_dev *d = sch_map_get(&c->devs, mac_key(mac));
+    if (d || !create)
+        return d;
+    d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    memcpy(d->mac, mac, GW_MAC_LEN);
+    d->next_mid = (uint16_t)c->out.rand32(c->out.ctx);
+    d->qhead = d->qtail = d->active = -1;
+    if (sch_map_put(&c->devs, mac_key(mac), d) != 0) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* Stale items (re-armed or cancelled timers) can fill the heap: rebuild it
+ * from the live state. */
+static void heap_rebuild(struct sch_core *c)
+{
+    c->heap.n = 0;
+    for (uint32_t i = 0; i < c->max_txn; i++) {
+        uint32_t s = tstate(T(c, i));
+        if (s == SCH_TXN_SENT || s == SCH_TXN_ACKED)
+            GW_IGNORE(gw_heap_push(&c->heap, T(c, i)->deadline, i, c->gen[i]));
+    }
+    sch_obs_rearm_all(c);
+}
+
+static void arm(struct sch_core *c, uint32_t idx)
+{
+    struct sch_txn *t = T(c, idx);
+    if (gw_heap_push(&c->heap, t->deadline, idx, c->gen[idx]) != 0) {
+        heap_rebuild(c);
+        GW_IGNORE(gw_heap_push(&c->heap, t->deadline, idx, c->gen[idx]));
+    }
+}
+
+void sch_core_arm_obs(struct sch_core *c, uint64_t deadline, uint32_t obs_slot, uint32_t gen)
+{
+    if (gw_heap_push(&c->heap, deadline, c->max_txn + obs_slot, gen) != 0) {
+        heap_rebuild(c);
+        GW_IGNORE(gw_heap_push(&c->heap, deadline, c->max_txn + obs_slot, gen));
+    }
+}
+
+static uint32_t rnd(struct sch_core *c)
+{
+    return c->out.rand32(c->out.ctx);
+}
+
+/* ---- answers to clients ---- */
+
+static bool suppressed(const struct gw_msg *env, uint8_t code)
+{
+    /* RFC 7967: bit 2 = 2.xx, 8 = 4.xx, 16 = 5.xx not wanted. */
+    uint8_t cls = code >> 5;
+    return (cls == 2 && (env->noresp & 2)) || (cls == 4 && (env->noresp & 8)) || (cls == 5 && (env->noresp & 16));
+}
+
+int sch_core_send_client(struct sch_core *c, const struct gw_msg *req, uint8_t flags, uint32_t aux,
+                         const uint8_t *data, size_t len)
+{
+    struct gw_msg m = *req;
+    m.kind = GW_MSG_RESP;
+    m.flags = (uint8_t)((req->flags & GW_MF_BLOCK2) | flags);
+    if (!(flags & GW_MF_NOTIFY))
+        m.flags |= GW_MF_ANSWER;
+    m.aux = (flags & GW_MF_NOTIFY) ? aux : req->aux;
+    m.len = (uint16_t)len;
+    if ((m.flags & GW_MF_ANSWER) && len >= 2 && suppressed(req, data[1]))
+        m.flags |= GW_MF_SUPPRESS;
+    return c->out.to_client(c->out.ctx, &m, data);
+}
+
+/* Builds the client's copy of a device message: the client's token, the
+ * device's code, options (Observe replaced or dropped) and payload. */
+int sch_core_build_answer(const struct gw_msg *env, const struct gw_coap_msg *resp, int64_t observe,
+                          int64_t max_age, uint8_t *out, size_t cap, size_t *len)
+{
+    struct gw_cb b;
+    gw_cb_init(&b, out, cap, GW_COAP_CON, resp->code, 0, env->token, env->tkl);
+    bool obs_done = observe < 0, age_done = max_age < 0;
+    for (unsigned i = 0; i < resp->nopts; i++) {
+        const struct gw_coap_opt *o = &resp->opts[i];
+        if (!obs_done && o->num >= GW_OPT_OBSERVE) {
+            gw_cb_opt_uint(&b, GW_OPT_OBSERVE, (uint32_t)observe & 0xffffff);
+            obs_done = true;
+        }
+        if (!age_done && o->num >= GW_OPT_MAX_AGE) {
+            gw_cb_opt_uint(&b, GW_OPT_MAX_AGE, (uint32_t)max_age);
+            age_done = true;
+        }
+        if (o->num == GW_OPT_OBSERVE || (o->num == GW_OPT_MAX_AGE && max_age >= 0))
+            continue;
+        gw_cb_opt(&b, o->num, o->val, o->len);
+    }
+    if (!obs_done)
+        gw_cb_opt_uint(&b, GW_OPT_OBSERVE, (uint32_t)observe & 0xffffff);
+    if (!age_done)
+        gw_cb_opt_uint(&b, GW_OPT_MAX_AGE, (uint32_t)max_age);
+    gw_cb_payload(&b, resp->payload, resp->payload_len);
+    return gw_cb_finish(&b, len);
+}
+
+int sch_core_error_bytes(const struct gw_msg *env, uint8_t code, const char *diag, uint32_t max_age, uint8_t *out,
+                         size_t cap, size_t *len)
+{
+    struct gw_cb b;
+    gw_cb_init(&b, out, cap, GW_COAP_CON, code, 0, env->token, env->tkl);
+    if (max_age != UINT32_MAX)
+        gw_cb_opt_uint(&b, GW_OPT_MAX_AGE, max_age);
+    if (diag)
+        gw_cb_payload(&b, diag, strlen(diag));
+    return gw_cb_finish(&b, len);
+}
+
+void sch_core_answer_error(struct sch_core *c, const struct gw_msg *env, uint8_t code, const char *diag,
+                           uint32_t max_age)
+{
+    uint8_t out[512];
+    size_t len;
+    if (sch_core_error_bytes(env, code, diag, max_age, out, sizeof(out), &len) == 0 &&
+        sch_core_send_client(c, env, 0, 0, out, len) != 0)
+        gw_stat_add(c->stats, GW_STAT_ring_full, 1);
+}
+
+/* ---- transactions ---- */
+
+static int txn_alloc(struct sch_core *c)
+{
+    if (c->nfree == 0)
+        return -1;
+    return (int)c->freelist[--c->nfree];
+}
+
+static void txn_release(struct sch_core *c, uint32_t idx)
+{
+    set_state(T(c, idx), SCH_TXN_FREE);
+    c->gen[idx]++;
+    c->freelist[c->nfree++] = idx;
+}
+
+static void dev_unlink_active(struct sch_core *c, struct sch_dev *d, uint32_t idx)
+{
+    int32_t *pp = &d->active;
+    for (uint32_t guard = 0; *pp >= 0 && guard < c->max_txn; guard++) {
+        if (*pp == (int32_t)idx) {
+            *pp = c->anext[idx];
+            if (d->inflight)
+                d->inflight--;
+            return;
+        }
+        pp = &c->anext[*pp];
+    }
+}
+
+static void send_txn(struct sch_core *c, struct sch_dev *d, uint32_t idx);
+
+static void pump(struct sch_core *c, struct sch_dev *d)
+{
+    uint32_t limit = d->milli ? 1 : (uint32_t)c->cfg.nstart;
+    while (d->qhead >= 0 && d->inflight < limit) {
+        uint32_t idx = (uint32_t)d->qhead;
+        d->qhead = c->qnext[idx];
+        if (d->qhead < 0)
+            d->qtail = -1;
+        d->qlen--;
+        send_txn(c, d, idx);
+    }
+}
+
+/* Ends a transaction: hands the answer in t->data to its client (if any)
+ * and frees the slot; the next queued request of the device goes out. */
+static void finish(struct sch_core *c, uint32_t idx)
+{
+    struct sch_txn *t = T(c, idx);
+    struct sch_dev *d = dev_get(c, t->env.mac, false);
+    uint32_t s = tstate(t);
+    if (d && (s == SCH_TXN_SENT || s == SCH_TXN_ACKED))
+        dev_unlink_active(c, d, idx);
+    if (t->has_client && t->data_len) {
+        set_state(t, SCH_TXN_ANSWERED);
+        if (sch_core_send_client(c, &t->env, t->answer_flags, t->answer_aux, t->data, t->data_len) != 0) {
+            /* The frontend's ring is full: keep the answer and retry (flush). */
+            c->pending_answers++;
+            c->gen[idx]++;
+            if (d)
+                pump(c, d);
+            return;
+        }
+        if (t->data_len >= 2)
+            c->last_code = t->data[1];
+    }
+    txn_release(c, idx);
+    if (d)
+        pump(c, d);
+}
+
+void sch_core_finish_txn(struct sch_core *c, uint32_t idx)
+{
+    finish(c, idx);
+}
+
+void sch_core_finish_error(struct sch_core *c, uint32_t idx, uint8_t code, const char *diag)
+{
+    struct sch_txn *t = T(c, idx);
+    size_t len = 0;
+    if (sch_core_error_bytes(&t->env, code, diag, UINT32_MAX, t->data, sizeof(t->data), &len) != 0)
+        len = 0;
+    t->data_len = (uint16_t)len;
+    t->answer_flags = 0;
+    finish(c, idx);
+}
+
+static void send_txn(struct sch_core *c, struct sch_dev *d, uint32_t idx)
+{
+    struct sch_txn *t = T(c, idx);
+    uint64_t now = now_ms(c);
+    t->dev_mid = d->next_mid++;
+    t->data[2] = (uint8_t)(t->dev_mid >> 8);
+    t->data[3] = (uint8_t)t->dev_mid;
+    memcpy(t->data + 4, t->dev_token, 8);
+    t->attempts = 1;
+    t->first_sent = now;
+    if (t->milli)
+        t->timeout_ms = (uint32_t)c->cfg.milli_timeout_ms;
+    else
+        t->timeout_ms = (uint32_t)gw_backoff_initial((uint64_t)c->cfg.mesh_ack_timeout_ms, rnd(c));
+    t->deadline = now + t->timeout_ms;
+    set_state(t, SCH_TXN_SENT);
+    c->anext[idx] = d->active;
+    d->active = (int32_t)idx;
+    d->inflight++;
+    struct gw_msg m;
+    memset(&m, 0, sizeof(m));
+    m.kind = GW_MSG_MESH_TX;
+    m.security = t->env.security;
+    m.flags = t->milli ? GW_MF_MILLI : 0;
+    memcpy(m.mac, t->env.mac, GW_MAC_LEN);
+    m.len = t->data_len;
+    m.req_id = t->env.req_id;
+    if (c->out.to_mesh(c->out.ctx, &m, t->data) != 0)
+        gw_stat_add(c->stats, GW_STAT_ring_full, 1); /* the retransmission timer covers it */
+    gw_stat_add(c->stats, GW_STAT_mesh_requests, 1);
+    arm(c, idx);
+}
+
+static void new_token(struct sch_core *c, uint8_t tok[8])
+{
+    uint64_t v = c->next_token++;
+    memcpy(tok, &v, 8);
+}
+
+/* Creates a transaction for `req` (device request bytes with placeholder
+ * token) and queues or sends it. Returns the index or -1 after answering
+ * the client (5.03 for a busy Milli, a full queue or a full table). */
+int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t *data, size_t len, uint8_t kind,
+                    bool has_client, uint64_t obs_id, const uint8_t *token)
+{
+    int type = c->out.device_type(c->out.ctx, env->mac);
+    if (type < 0) {
+        if (has_client)
+            sch_core_answer_error(c, env, GW_COAP_BAD_GATEWAY, "unknown device: no such MAC ID in the device registry",
+                                  UINT32_MAX);
+        return -1;
+    }
+    struct sch_dev *d = dev_get(c, env->mac, true);
+    if (!d) {
+        if (has_client)
+            sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE, "gateway out of memory", 1);
+        return -1;
+    }
+    d->milli = type == 1;
+    if (d->milli && has_client && (d->inflight || d->qlen)) {
+        /* S4.5: one request per Milli device, the next one refused at once. */
+        gw_stat_add(c->stats, GW_STAT_mesh_busy, 1);
+        sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE, SCH_MILLI_BUSY_TEXT, (uint32_t)c->cfg.milli_busy_max_age_s);
+        return -1;
+    }
+    uint32_t limit = d->milli ? 1 : (uint32_t)c->cfg.nstart;
+    if (d->inflight >= limit && d->qlen >= (uint32_t)c->cfg.device_queue_max && has_client) {
+        gw_stat_add(c->stats, GW_STAT_mesh_busy, 1);
+        sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE, "device queue full", 1);
+        return -1;
+    }
+    int idx = txn_alloc(c);
+    if (idx < 0 || len > sizeof(T(c, 0)->data) || len < 12) {
+        if (idx >= 0)
+            c->freelist[c->nfree++] = (uint32_t)idx;
+        gw_stat_add(c->stats, GW_STAT_mesh_busy, 1);
+        if (has_client)
+            sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE, "gateway busy: transaction table full", 1);
+        return -1;
+    }
+    struct sch_txn *t = T(c, (uint32_t)idx);
+    memset((uint8_t *)t + sizeof(t->state), 0, offsetof(struct sch_txn, data) - sizeof(t->state));
+    t->kind = kind;
+    t->milli = d->milli;
+    t->has_client = has_client;
+    t->arrival = c->next_arrival++;
+    t->obs_id = obs_id;
+    t->env = *env;
+    memcpy(t->data, data, len);
+    t->data_len = (uint16_t)len;
+    if (token)
+        memcpy(t->dev_token, token, 8);
+    else
+        new_token(c, t->dev_token);
+    c->qnext[idx] = -1;
+    if (d->inflight < limit && d->qhead < 0) {
+        send_txn(c, d, (uint32_t)idx);
+    } else {
+        set_state(t, SCH_TXN_QUEUED);
+        if (d->qtail >= 0)
+            c->qnext[d->qtail] = idx;
+        else
+            d->qhead = idx;
+        d->qtail = idx;
+        d->qlen++;
+    }
+    return idx;
+}
+
+/* ---- requests from clients ---- */
+
+static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data)
+{
+    struct gw_coap_msg req;
+    if (env->len < 12 || gw_coap_parse(c->parser, data, env->len, &req) != 0 || req.tkl != 8) {
+        sch_core_answer_error(c, env, GW_COAP_INTERNAL, "malformed request record", UINT32_MAX);
+        return;
+    }
+    if (env->flags & (GW_MF_OBS_REGISTER | GW_MF_OBS_CANCEL)) {
+        sch_obs_on_request(c, env, data, &req);
+        return;
+    }
+    uint8_t key[SCH_CACHE_KEY_MAX];
+    size_t klen = 0;
+    uint64_t res_hash = 0;
+    bool keyed = sch_cache_key(env->mac, env->security, &req, key, sizeof(key), &klen, &res_hash) == 0;
+    if (keyed && req.code == GW_COAP_GET && !gw_coap_opt_find(&req, GW_OPT_ETAG)) {
+        struct sch_cache_hit hit;
+        int r = sch_cache_get(c->cache, key, klen, now_ms(c), &hit);
+        if (r == SCH_CACHE_FRESH) {
+            uint8_t out[GW_COAP_MAX_MSG + 64];
+            size_t len;
+            gw_stat_add(c->stats, GW_STAT_cache_hits, 1);
+            if (sch_cache_render(&hit, GW_COAP_CON, 0, env->token, env->tkl, out, sizeof(out), &len) == 0) {
+                if (sch_core_send_client(c, env, 0, 0, out, len) != 0)
+                    gw_stat_add(c->stats, GW_STAT_ring_full, 1);
+                return;
+            }
+        }
+        gw_stat_add(c->stats, GW_STAT_cache_misses, 1);
+        if (r == SCH_CACHE_STALE && hit.etag_len) {
+            /* S5.5: revalidate the stored entry with its ETag. */
+            struct gw_coap_msg up = req;
+            if (up.nopts < GW_COAP_MAX_OPTS) {
+                up.opts[up.nopts++] = (struct gw_coap_opt){ GW_OPT_ETAG, hit.etag_len, hit.etag };
+                uint8_t buf[GW_COAP_MAX_MSG + 16];
+                size_t bl;
+                if (gw_coap_encode(&up, buf, sizeof(buf), &bl) == 0 && bl <= GW_COAP_MAX_MSG) {
+                    int idx = sch_core_submit(c, env, buf, bl, SCH_TK_CLIENT, true, 0, NULL);
+                    if (idx >= 0)
+                        T(c, (uint32_t)idx)->reval = 1;
+                    return;
+                }
+            }
+        }
+    } else if (keyed && (req.code == GW_COAP_PUT || req.code == GW_COAP_POST || req.code == GW_COAP_DELETE ||
+                         req.code == GW_COAP_PATCH || req.code == GW_COAP_IPATCH)) {
+        sch_cache_invalidate(c->cache, res_hash); /* S5.3 */
+    }
+    sch_core_submit(c, env, data, env->len, SCH_TK_CLIENT, true, 0, NULL);
+}
+
+/* ---- datagrams from devices ---- */
+
+static void mesh_reply_empty(struct sch_core *c, const struct gw_msg *rx, uint8_t type, uint16_t mid)
+{
+    uint8_t b[4] = { (uint8_t)(0x40 | type << 4), 0, (uint8_t)(mid >> 8), (uint8_t)mid };
+    struct gw_msg m;
+    memset(&m, 0, sizeof(m));
+    m.kind = GW_MSG_MESH_TX;
+    m.security = rx->security;
+    memcpy(m.mac, rx->mac, GW_MAC_LEN);
+    m.len = 4;
+    c->out.to_mesh(c->out.ctx, &m, b);
+}
+
+static int find_active(struct sch_core *c, struct sch_dev *d, bool by_mid, uint16_t mid, const uint8_t *tok,
+                       uint8_t tkl)
+{
+    uint32_t guard = 0;
+    for (int32_t i = d->active; i >= 0 && guard < c->max_txn; i = c->anext[i], guard++) {
+        struct sch_txn *t = T(c, (uint32_t)i);
+        if (by_mid ? t->dev_mid == mid : (tkl == 8 && memcmp(t->dev_token, tok, 8) == 0))
+            return i;
+    }
+    return -1;
+}
+
+/* Unknown unsafe options in a response cannot be forwarded (RFC 7252 5.7.1). */
+static bool response_forwardable(const struct gw_coap_msg *r)
+{
+    for (unsigned i = 0; i < r->nopts; i++) {
+        uint16_t n = r->opts[i].num;
+        switch (n) {
+        case GW_OPT_IF_MATCH: case GW_OPT_ETAG: case GW_OPT_IF_NONE_MATCH: case GW_OPT_OBSERVE:
+        case GW_OPT_LOCATION_PATH: case GW_OPT_CONTENT_FORMAT: case GW_OPT_MAX_AGE:
+        case GW_OPT_LOCATION_QUERY: case GW_OPT_BLOCK2: case GW_OPT_BLOCK1: case GW_OPT_SIZE2: case GW_OPT_SIZE1:
+            continue;
+        default:
+            if (gw_opt_unsafe(n))
+                return false;
+        }
+    }
+    return true;
+}
+
+/* A device's final answer to transaction idx. */
+static void on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg *resp)
+{
+    struct sch_txn *t = T(c, idx);
+    if (!response_forwardable(resp)) {
+        sch_core_finish_error(c, idx, GW_COAP_BAD_GATEWAY, "device answer carries an unknown unsafe option");
+        return;
+    }
+    if (t->kind != SCH_TK_CLIENT) {
+        sch_obs_on_answer(c, idx, resp);
+        return;
+    }
+    struct gw_coap_msg req;
+    uint8_t key[SCH_CACHE_KEY_MAX];
+    size_t klen = 0;
+    uint64_t res_hash = 0;
+    /* The key comes from the request as the client sent it (no revalidation ETag). */
+    bool keyed = false;
+    if (gw_coap_parse(c->parser2, t->data, t->data_len, &req) == 0) {
+        if (t->reval) {
+            unsigned w = 0;
+            for (unsigned i = 0; i < req.nopts; i++)
+                if (req.opts[i].num != GW_OPT_ETAG)
+                    req.opts[w++] = req.opts[i];
+            req.nopts = (uint16_t)w;
+        }
+        keyed = sch_cache_key(t->env.mac, t->env.security, &req, key, sizeof(key), &klen, &res_hash) == 0;
+    }
+    uint64_t now = now_ms(c);
+    if (keyed && t->reval && resp->code == GW_COAP_VALID &&
+        sch_cache_refresh(c->cache, key, klen, resp, now) == 0) {
+        struct sch_cache_hit hit;
+        if (sch_cache_get(c->cache, key, klen, now, &hit) == SCH_CACHE_FRESH) {
+            size_t len;
+            if (sch_cache_render(&hit, GW_COAP_CON, 0, t->env.token, t->env.tkl, t->data, sizeof(t->data), &len) == 0) {
+                t->data_len = (uint16_t)len;
+                t->answer_flags = 0;
+                finish(c, idx);
+                return;
+            }
+        }
+    }
+    if (keyed && req.code == GW_COAP_GET && t->env.client_type == GW_COAP_CON)
+        GW_IGNORE(sch_cache_put(c->cache, key, klen, res_hash, resp, now)); /* S5.1: only 2.05 is kept */
+    if (keyed && (gw_coap_opt_find(resp, GW_OPT_LOCATION_PATH) || gw_coap_opt_find(resp, GW_OPT_LOCATION_QUERY)))
+        sch_cache_invalidate(c->cache, res_hash);
+    size_t len;
+    uint8_t out[GW_COAP_MAX_MSG + 64];
+    if (sch_core_build_answer(&t->env, resp, -1, -1, out, sizeof(out), &len) != 0 || len > sizeof(t->data)) {
+        sch_core_finish_error(c, idx, GW_COAP_BAD_GATEWAY, "device answer too large to relay");
+        return;
+    }
+    memcpy(t->data, out, len);
+    t->data_len = (uint16_t)len;
+    t->answer_flags = 0;
+    finish(c, idx);
+}
+
+static void on_mesh(struct sch_core *c, const struct gw_msg *rx, const uint8_t *data)
+{
+    uint8_t ver, type;
+    uint16_t mid;
+    if (!gw_coap_peek(data, rx->len, &ver, &type, &mid) || ver != 1)
+        return;
+    struct sch_dev *d = dev_get(c, rx->mac, false);
+    struct gw_coap_msg r;
+    if (gw_coap_parse(c->parser, data, rx->len, &r) != 0) {
+        /* S4.6: an answer the gateway cannot process gives 5.02. */
+        int idx = (d && type == GW_COAP_ACK) ? find_active(c, d, true, mid, NULL, 0) : -1;
+        if (idx >= 0)
+            sch_core_finish_error(c, (uint32_t)idx, GW_COAP_BAD_GATEWAY, "device answer could not be parsed");
+        else if (type == GW_COAP_CON)
+            mesh_reply_empty(c, rx, GW_COAP_RST, mid);
+        return;
+    }
+    if (r.type == GW_COAP_ACK || r.type == GW_COAP_RST) {
+        int idx = d ? find_active(c, d, true, r.mid, NULL, 0) : -1;
+        if (idx < 0)
+            return;
+        struct sch_txn *t = T(c, (uint32_t)idx);
+        if (r.type == GW_COAP_RST) {
+            if (t->kind != SCH_TK_CLIENT)
+                sch_obs_on_failure(c, (uint32_t)idx, GW_COAP_BAD_GATEWAY, "device reset the request");
+            else
+                sch_core_finish_error(c, (uint32_t)idx, GW_COAP_BAD_GATEWAY, "device reset the request (RST)");
+            return;
+        }
+        if (r.code == GW_COAP_EMPTY) {
+            if (tstate(t) == SCH_TXN_SENT) {
+                /* S4.4: stop retransmitting; wait for the separate response. */
+                set_state(t, SCH_TXN_ACKED);
+                if (!t->milli) {
+                    uint64_t wait = (uint64_t)c->cfg.mesh_ack_timeout_ms * ((1u << c->cfg.mesh_max_transmit) - 1) * 3 / 2;
+                    t->deadline = t->first_sent + wait;
+                    c->gen[idx]++;
+                    arm(c, (uint32_t)idx);
+                }
+            }
+            return;
+        }
+        if (r.tkl != 8 || memcmp(r.token, t->dev_token, 8) != 0) {
+            sch_core_finish_error(c, (uint32_t)idx, GW_COAP_BAD_GATEWAY, "device answered with a wrong token");
+            return;
+        }
+        on_answer(c, (uint32_t)idx, &r);
+        return;
+    }
+    /* CON or NON from the device. */
+    if (r.code == GW_COAP_EMPTY) {
+        if (r.type == GW_COAP_CON)
+            mesh_reply_empty(c, rx, GW_COAP_RST, r.mid);
+        return;
+    }
+    if ((r.code >> 5) == 0)
+        return; /* requests from devices are not served */
+    int idx = d ? find_active(c, d, false, 0, r.token, r.tkl) : -1;
+    if (idx >= 0) {
+        if (r.type == GW_COAP_CON)
+            mesh_reply_empty(c, rx, GW_COAP_ACK, r.mid);
+        on_answer(c, (uint32_t)idx, &r);
+        return;
+    }
+    if (sch_obs_on_notification(c, rx, &r)) {
+        if (r.type == GW_COAP_CON)
+            mesh_reply_empty(c, rx, GW_COAP_ACK, r.mid);
+        return;
+    }
+    /* Nobody wants it: RST tells an observing device to stop (RFC 7641 3.6). */
+    if (r.type == GW_COAP_CON || gw_coap_opt_find(&r, GW_OPT_OBSERVE))
+        mesh_reply_empty(c, rx, GW_COAP_RST, r.mid);
+}
+
+void sch_core_on_record(struct sch_core *c, const struct gw_msg *env, const uint8_t *data)
+{
+    switch (env->kind) {
+    case GW_MSG_REQ:
+        on_request(c, env, data);
+        break;
+    case GW_MSG_MESH_RX:
+        on_mesh(c, env, data);
+        break;
+    case GW_MSG_OBS_GONE:
+        sch_obs_on_gone(c, &env->ep, env->token, env->tkl);
+        break;
+    case GW_MSG_SESSION_END:
+        sch_obs_on_session_end(c, env->session);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- timers ---- */
+
+static void on_txn_timer(struct sch_core *c, uint32_t idx)
+{
+    struct sch_txn *t = T(c, idx);
+    uint32_t s = tstate(t);
+    uint64_t now = now_ms(c);
+    if (s == SCH_TXN_SENT && !t->milli && t->attempts < c->cfg.mesh_max_transmit) {
+        t->attempts++;
+        t->timeout_ms *= 2;
+        t->deadline = now + t->timeout_ms;
+        struct gw_msg m;
+        memset(&m, 0, sizeof(m));
+        m.kind = GW_MSG_MESH_TX;
+        m.security = t->env.security;
+        memcpy(m.mac, t->env.mac, GW_MAC_LEN);
+        m.len = t->data_len;
+        if (c->out.to_mesh(c->out.ctx, &m, t->data) != 0)
+            gw_stat_add(c->stats, GW_STAT_ring_full, 1);
+        gw_stat_add(c->stats, GW_STAT_mesh_retransmissions, 1);
+        c->gen[idx]++;
+        arm(c, idx);
+        return;
+    }
+    if (s == SCH_TXN_SENT || s == SCH_TXN_ACKED) {
+        gw_stat_add(c->stats, GW_STAT_mesh_timeouts, 1);
+        const char *diag = t->milli ? "Milli device did not answer within the Milli timeout"
+                                    : "device did not answer (all transmissions timed out)";
+        if (t->kind != SCH_TK_CLIENT)
+            sch_obs_on_failure(c, idx, GW_COAP_GATEWAY_TIMEOUT, diag);
+        else
+            sch_core_finish_error(c, idx, GW_COAP_GATEWAY_TIMEOUT, diag);
+    }
+}
+
+uint64_t sch_core_on_timer(struct sch_core *c)
+{
+    uint64_t now = now_ms(c);
+    struct gw_heap_item it;
+    for (int n = 0; n < 100000 && gw_heap_peek(&c->heap, &it) && it.deadline <= now; n++) {
+        gw_heap_pop(&c->heap, &it);
+        if (it.id >= c->max_txn) {
+            sch_obs_on_timer(c, it.id - c->max_txn, it.gen, now);
+            continue;
+        }
+        struct sch_txn *t = T(c, it.id);
+        uint32_t s = tstate(t);
+        if (c->gen[it.id] != it.gen || (s != SCH_TXN_SENT && s != SCH_TXN_ACKED) || t->deadline != it.deadline)
+            continue;
+        on_txn_timer(c, it.id);
+    }
+    if (c->pending_answers)
+        sch_core_flush(c);
+    return gw_heap_peek(&c->heap, &it) ? it.deadline : UINT64_MAX;
+}
+
+void sch_core_flush(struct sch_core *c)
+{
+    if (!c->pending_answers)
+        return;
+    c->pending_answers = 0;
+    for (uint32_t i = 0; i < c->max_txn; i++) {
+        struct sch_txn *t = T(c, i);
+        if (tstate(t) != SCH_TXN_ANSWERED)
+            continue;
+        if (sch_core_send_client(c, &t->env, t->answer_flags, t->answer_aux, t->data, t->data_len) != 0) {
+            c->pending_answers++;
+            continue;
+        }
+        txn_release(c, i);
+    }
+}
+
+/* ---- set-up and recovery ---- */
+
+static int cmp_arrival(const void *a, const void *b, void *ctx)
+{
+    struct sch_core *c = ctx;
+    uint64_t x = T(c, *(const uint32_t *)a)->arrival, y = T(c, *(const uint32_t *)b)->arrival;
+    return x < y ? -1 : x > y;
+}
+
+static struct sch_core *g_sort_ctx;
+static int cmp_arrival_q(const void *a, const void *b)
+{
+    return cmp_arrival(a, b, g_sort_ctx);
+}
+
+/* Rebuilds per-device queues and timers from a table a previous scheduler
+ * left behind (S1.3): in-flight exchanges keep their MID, token and
+ * deadlines, so late device answers still match; queued ones keep order. */
+static void recover(struct sch_core *c)
+{
+    uint32_t *order = malloc(sizeof(uint32_t) * c->max_txn);
+    uint32_t n = 0;
+    uint64_t max_arrival = 0;
+    c->nfree = 0;
+    for (uint32_t i = c->max_txn; i-- > 0;) {
+        struct sch_txn *t = T(c, i);
+        uint32_t s = tstate(t);
+        c->anext[i] = c->qnext[i] = -1;
+        if (s == SCH_TXN_FREE || s > SCH_TXN_ANSWERED) {
+            if (s != SCH_TXN_FREE)
+                set_state(t, SCH_TXN_FREE);
+            c->freelist[c->nfree++] = i;
+            continue;
+        }
+        if (order)
+            order[n++] = i;
+        if (t->arrival > max_arrival)
+            max_arrival = t->arrival;
+    }
+    c->next_arrival = max_arrival + 1;
+    if (!order)
+        return;
+    g_sort_ctx = c;
+    qsort(order, n, sizeof(uint32_t), cmp_arrival_q);
+    uint32_t resumed = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t i = order[k];
+        struct sch_txn *t = T(c, i);
+        uint32_t s = tstate(t);
+        if (s == SCH_TXN_ANSWERED) {
+            c->pending_answers++;
+            continue;
+        }
+        struct sch_dev *d = dev_get(c, t->env.mac, true);
+        if (!d) {
+            set_state(t, SCH_TXN_FREE);
+            c->freelist[c->nfree++] = i;
+            continue;
+        }
+        d->milli = t->milli;
+        if ((uint16_t)(t->dev_mid + 1) != 0 && s != SCH_TXN_QUEUED)
+            d->next_mid = (uint16_t)(t->dev_mid + 1);
+        if (s == SCH_TXN_QUEUED) {
+            if (d->qtail >= 0)
+                c->qnext[d->qtail] = (int32_t)i;
+            else
+                d->qhead = (int32_t)i;
+            d->qtail = (int32_t)i;
+            d->qlen++;
+        } else {
+            c->anext[i] = d->active;
+            d->active = (int32_t)i;
+            d->inflight++;
+            arm(c, i);
+        }
+        resumed++;
+    }
+    free(order);
+    /* Devices with room send their queued requests now. */
+    for (uint32_t i = 0; i < c->devs.cap; i++)
+        if (c->devs.keys[i])
+            pump(c, c->devs.vals[i]);
+    if (resumed || c->pending_answers)
+        gw_log_info(GW_LOG_SYS, "resumed %u transactions and %u pending answers from the shared table", resumed,
+                    c->pending_answers);
+    sch_core_flush(c);
+}
+
+int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock, const struct sch_out *out, void *txns,
+                 uint32_t max_txn, size_t slot_size, struct gw_store *store, struct gw_stats *stats,
+                 struct sch_core **core)
+{
+    if (slot_size < sizeof(struct sch_txn))
+        return GW_ELAYOUT;
+    struct sch_core *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->cfg = *cfg;
+    c->clock = clock;
+    c->out = *out;
+    c->txns = txns;
+    c->max_txn = max_txn;
+    c->slot_size = slot_size;
+    c->store = store;
+    c->stats = stats;
+    c->gen = calloc(max_txn, sizeof(uint32_t));
+    c->freelist = calloc(max_txn, sizeof(uint32_t));
+    c->qnext = calloc(max_txn, sizeof(int32_t));
+    c->anext = calloc(max_txn, sizeof(int32_t));
+    struct sch_cache_cfg ccfg = { (size_t)GW_MAX(1, cfg->cache_max_entries), (size_t)GW_MAX(1, cfg->cache_max_bytes),
+                                  (uint32_t)cfg->default_max_age_s };
+    int rc = -ENOMEM;
+    if (!c->gen || !c->freelist || !c->qnext || !c->anext || gw_heap_init(&c->heap, max_txn * 4 + 1024) != 0 ||
+        sch_map_init(&c->devs, 1024) != 0 || gw_coap_parser_new(&c->parser) != 0 ||
+        gw_coap_parser_new(&c->parser2) != 0 || gw_coap_parser_new(&c->parser3) != 0)
+        goto fail;
+    if ((rc = sch_cache_new(&ccfg, &c->cache)) != 0)
+        goto fail;
+    c->cache_enabled = cfg->cache_max_entries > 0 && cfg->cache_max_bytes > 0;
+    c->next_token = ((uint64_t)rnd(c) << 32) | rnd(c);
+    if ((rc = sch_obs_init(c)) != 0)
+        goto fail;
+    recover(c);
+    *core = c;
+    return 0;
+fail:
+    sch_core_free(c);
+    return rc;
+}
+
+void sch_core_free(struct sch_core *c)
+{
+    if (!c)
+        return;
+    sch_obs_deinit(c);
+    if (c->devs.keys)
+        for (uint32_t i = 0; i < c->devs.cap; i++)
+            if (c->devs.keys[i])
+                free(c->devs.vals[i]);
+    sch_map_deinit(&c->devs);
+    gw_heap_deinit(&c->heap);
+    sch_cache_free(c->cache);
+    gw_coap_parser_free(c->parser);
+    gw_coap_parser_free(c->parser2);
+    gw_coap_parser_free(c->parser3);
+    free(c->gen);
+    free(c->freelist);
+    free(c->qnext);
+    free(c->anext);
+    free(c);
+}
+
+void sch_core_counts(const struct sch_core *c, struct sch_core_counts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->txns = c->max_txn - c->nfree;
+    for (uint32_t i = 0; i < c->devs.cap; i++)
+        if (c->devs.keys[i]) {
+            const struct sch_dev *d = c->devs.vals[i];
+            o->queued += d->qlen;
+            o->inflight += d->inflight;
+        }
+    sch_obs_counts(c, &o->observations, &o->observers);
+}

@@ -1,0 +1,117 @@
+/* sch_core.h - the scheduler's logic, without I/O (SPEC S4, S5, S6).
+ *
+ * Inputs are ring records (client requests, device datagrams, observers
+ * leaving, sessions ending) and the clock; outputs go through two
+ * callbacks: a record for a frontend (a client's answer or notification)
+ * and a record for meshio (a datagram for a device). scheduler.c wires
+ * them to the rings; the unit tests wire them to arrays and a fake clock.
+ *
+ * Transactions (one per accepted client request, or an internal observe
+ * registration/cancel) live in a table that the caller provides. In the
+ * gateway it is the shared segment, so a SIGKILLed scheduler's successor
+ * finds every request still queued or in flight, with its absolute
+ * deadlines (CLOCK_MONOTONIC is system-wide), and answers each exactly once
+ * (S1.3). Per-device queues and token indexes are rebuilt from it at start.
+ *
+ * Per device (S4.4, S4.5): at most nstart exchanges in flight, the rest in
+ * a bounded FIFO (full: 5.03). Normal devices get CON with mesh_max_transmit
+ * transmissions in all, the first timeout random in [T, 1.5T], doubling;
+ * an empty ACK stops retransmission and the response is awaited until
+ * MAX_TRANSMIT_WAIT from the first send; exhaustion is 5.04, a device RST
+ * or an unprocessable answer 5.02. Milli devices: one exchange at a time,
+ * never retransmitted, 5.04 after milli_timeout_ms from the send, and a
+ * second request is refused at once with 5.03, Max-Age and the fixed
+ * payload of S4.5. */
+#ifndef SCH_CORE_H
+#define SCH_CORE_H
+
+#include "gw_clock.h"
+#include "gw_coap.h"
+#include "gw_config.h"
+#include "gw_defs.h"
+#include "gw_heap.h"
+#include "gw_msg.h"
+#include "gw_stats.h"
+#include "gw_store.h"
+#include "sch_cache.h"
+
+#include <stdatomic.h>
+
+#define SCH_MILLI_BUSY_TEXT \
+    "Request blocked by device serialization requirements, another request is enqueued or in process for this device."
+
+enum sch_txn_state {
+    SCH_TXN_FREE = 0,
+    SCH_TXN_QUEUED = 1,     /* waiting in its device's FIFO */
+    SCH_TXN_SENT = 2,       /* sent to the device, no ACK yet */
+    SCH_TXN_ACKED = 3,      /* device sent an empty ACK; waiting for the separate response */
+    SCH_TXN_ANSWERED = 4,   /* final answer built in data[], not yet handed to a frontend */
+};
+
+enum sch_txn_kind {
+    SCH_TK_CLIENT = 0,      /* an ordinary proxied request */
+    SCH_TK_OBS_REG = 1,     /* observe registration or refresh (S6.2, S6.5, S6.6) */
+    SCH_TK_OBS_CANCEL = 2,  /* deregistration at the device (S6.4) */
+};
+
+/* One transaction slot (shared memory, fixed size, no pointers). Fields set
+ * at creation are written before `state` is published with a release store;
+ * a slot torn by a SIGKILL mid-update is at worst answered 5.02/5.04. */
+struct sch_txn {
+    _Atomic uint32_t state;
+    uint8_t kind;
+    uint8_t milli;
+    uint8_t attempts;         /* transmissions so far */
+    uint8_t has_client;       /* an answer is owed to env.ep */
+    uint64_t arrival;         /* FIFO order across restarts */
+    uint64_t deadline;        /* monotonic ms */
+    uint64_t first_sent;
+    uint32_t timeout_ms;
+    uint16_t dev_mid;
+    uint16_t data_len;
+    uint8_t dev_token[8];
+    uint64_t obs_id;          /* observation this txn serves (kinds OBS_*) */
+    uint8_t reval;            /* carries a revalidation ETag from the cache (S5.5) */
+    uint8_t plain;            /* OBS_REG for a leaving observer: answer it without Observe */
+    uint8_t answer_flags;     /* flags of the answer record (GW_MF_NOTIFY ...) */
+    uint8_t pad2;
+    uint32_t answer_aux;
+    struct gw_msg env;        /* the client's REQ envelope */
+    uint8_t data[GW_COAP_MAX_MSG + 16];  /* request for the device, then the client's answer */
+};
+GW_STATIC_ASSERT(sizeof(struct sch_txn) <= 1536, "txn fits its shared memory slot");
+
+struct sch_out {
+    void *ctx;
+    /* A record for frontend env->fe (kind RESP). Returns 0 or GW_EFULL. */
+    int (*to_client)(void *ctx, const struct gw_msg *env, const uint8_t *data);
+    /* A record for meshio (kind MESH_TX). */
+    int (*to_mesh)(void *ctx, const struct gw_msg *env, const uint8_t *data);
+    /* Device type look-up: 0 normal, 1 milli, GW_ENOTFOUND. */
+    int (*device_type)(void *ctx, const uint8_t mac[GW_MAC_LEN]);
+    uint32_t (*rand32)(void *ctx);
+};
+
+struct sch_core;
+
+/* txns: max_txn slots of GW_TXN_SLOT bytes each (shared memory or heap);
+ * store: LMDB for the observe registry (NULL: not persisted). The table is
+ * scanned and every live transaction resumed. */
+int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock, const struct sch_out *out,
+                 void *txns, uint32_t max_txn, size_t slot_size, struct gw_store *store, struct gw_stats *stats,
+                 struct sch_core **core) GW_NODISCARD;
+void sch_core_free(struct sch_core *c);
+
+/* One record from a ring. */
+void sch_core_on_record(struct sch_core *c, const struct gw_msg *env, const uint8_t *data);
+/* Runs due timers; returns the next deadline (UINT64_MAX: none). */
+uint64_t sch_core_on_timer(struct sch_core *c);
+/* Retries answers a full ring refused. */
+void sch_core_flush(struct sch_core *c);
+/* Re-registers every stored observation (after a restart, S6.6). */
+void sch_core_resume_observations(struct sch_core *c);
+
+struct sch_core_counts { uint32_t txns, queued, inflight, observations, observers; };
+void sch_core_counts(const struct sch_core *c, struct sch_core_counts *out);
+
+#endif

@@ -1,0 +1,69 @@
+/* sch_int.h - what sch_core.c and sch_observe.c share. Not for other modules. */
+#ifndef SCH_INT_H
+#define SCH_INT_H
+
+#include "sch_core.h"
+#include "sch_map.h"
+
+struct sch_obs_reg;
+
+struct sch_core {
+    struct gw_config cfg;
+    const struct gw_clock *clock;
+    struct sch_out out;
+    void *txns;
+    uint32_t max_txn;
+    size_t slot_size;
+    struct gw_store *store;
+    struct gw_stats *stats;
+    uint32_t *gen;            /* timer generation per txn slot */
+    uint32_t *freelist;
+    uint32_t nfree;
+    int32_t *qnext, *anext;   /* device FIFO and active lists */
+    struct gw_heap heap;      /* txn timers (id < max_txn) and observation timers */
+    struct sch_map devs;
+    struct gw_coap_parser *parser, *parser2, *parser3;
+    struct sch_cache *cache;
+    bool cache_enabled;
+    uint64_t next_token;
+    uint64_t next_arrival;
+    uint32_t pending_answers;
+    uint8_t last_code;
+    struct sch_obs_reg *obs;
+};
+
+static inline struct sch_txn *sch_txn_at(struct sch_core *c, uint32_t i)
+{
+    return (struct sch_txn *)((uint8_t *)c->txns + (size_t)i * c->slot_size);
+}
+
+int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t *data, size_t len, uint8_t kind,
+                    bool has_client, uint64_t obs_id, const uint8_t *token);
+int sch_core_send_client(struct sch_core *c, const struct gw_msg *req, uint8_t flags, uint32_t aux,
+                         const uint8_t *data, size_t len);
+int sch_core_build_answer(const struct gw_msg *env, const struct gw_coap_msg *resp, int64_t observe, int64_t max_age,
+                          uint8_t *out, size_t cap, size_t *len);
+int sch_core_error_bytes(const struct gw_msg *env, uint8_t code, const char *diag, uint32_t max_age, uint8_t *out,
+                         size_t cap, size_t *len);
+void sch_core_answer_error(struct sch_core *c, const struct gw_msg *env, uint8_t code, const char *diag,
+                           uint32_t max_age);
+void sch_core_finish_error(struct sch_core *c, uint32_t idx, uint8_t code, const char *diag);
+/* Frees a txn without answering (the answer was sent by the caller), or
+ * with the answer already placed in t->data when has_client is set. */
+void sch_core_finish_txn(struct sch_core *c, uint32_t idx);
+void sch_core_arm_obs(struct sch_core *c, uint64_t deadline, uint32_t obs_slot, uint32_t gen);
+
+/* sch_observe.c */
+int sch_obs_init(struct sch_core *c);
+void sch_obs_deinit(struct sch_core *c);
+void sch_obs_rearm_all(struct sch_core *c);
+void sch_obs_on_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data, const struct gw_coap_msg *req);
+void sch_obs_on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg *resp);
+void sch_obs_on_failure(struct sch_core *c, uint32_t idx, uint8_t code, const char *diag);
+bool sch_obs_on_notification(struct sch_core *c, const struct gw_msg *rx, const struct gw_coap_msg *r);
+void sch_obs_on_gone(struct sch_core *c, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl);
+void sch_obs_on_session_end(struct sch_core *c, uint64_t session);
+void sch_obs_on_timer(struct sch_core *c, uint32_t slot, uint32_t gen, uint64_t now);
+void sch_obs_counts(const struct sch_core *c, uint32_t *observations, uint32_t *observers);
+
+#endif

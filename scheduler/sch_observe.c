@@ -1,0 +1,875 @@
+/* sch_observe.c - observe through the gateway (SPEC S6, RFC 7641 section 5).
+ *
+ * All observers of one Cache-Key share ONE observation at the device, under
+ * a token of the gateway's own. Each new observer makes the gateway re-send
+ * the observe GET (S6.2); every answer and notification is fanned out to
+ * every observer with its own token and a gateway Observe number that only
+ * grows (S6.3): one counter per observation, reserved ahead in LMDB in
+ * blocks, so a restarted scheduler never repeats a number. Device
+ * notifications older than the last (RFC 7641 3.4) are dropped (S6.8).
+ * When the last observer leaves, the gateway deregisters with a GET carrying
+ * Observe: 1 (S6.4). A state whose Max-Age passed without a new one makes the
+ * gateway re-register (S6.5).
+ *
+ * LMDB `observe` database (S6.6):
+ *   'o' id(8)                       -> struct obs_rec (device, template, reserved number)
+ *   'v' id(8) ep(20) tkl(1) tok(8)  -> struct obs_observer
+ * Observers are written when they join and leave (requests, not the
+ * notification path); the number reservation once per SCH_OBS_NUM_BLOCK. */
+#include "sch_int.h"
+#include "gw_error.h"
+#include "gw_log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCH_OBS_NUM_BLOCK 4096u
+#define OBS_NUM_MASK 0xffffffu
+
+struct obs_observer {
+    struct gw_ep ep;
+    uint8_t token[8];
+    uint8_t tkl;
+    uint8_t fe;
+    uint8_t client_type;
+    uint8_t security;
+    uint64_t session;
+    uint64_t req_id;
+};
+
+struct obs_rec {
+    uint64_t id;
+    uint8_t mac[GW_MAC_LEN];
+    uint8_t security;
+    uint8_t pad[3];
+    uint32_t reserved;
+    uint16_t req_len;
+    uint8_t req[GW_COAP_MAX_MSG + 16];
+};
+
+struct sch_obs {
+    uint64_t id;
+    uint8_t mac[GW_MAC_LEN];
+    uint8_t security;
+    bool established;
+    bool have_v;
+    uint32_t slot, gen;
+    uint32_t next_num, reserved;
+    uint32_t dev_v;
+    uint64_t dev_t;
+    uint64_t state_time;
+    uint32_t max_age;
+    uint64_t key_hash;
+    size_t klen;
+    uint8_t key[SCH_CACHE_KEY_MAX];
+    uint64_t res_hash;
+    uint16_t req_len;
+    uint8_t req[GW_COAP_MAX_MSG + 16];
+    struct obs_observer *v;
+    uint32_t n, cap;
+};
+
+struct sch_obs_reg {
+    struct sch_map by_id, by_key, by_observer;
+    struct sch_obs **tab;
+    uint32_t tab_cap;
+    uint32_t nobs, nobservers;
+};
+
+static uint64_t now_ms(struct sch_core *c) { return gw_now_ms(c->clock); }
+
+static uint64_t observer_key(const struct gw_ep *ep, const uint8_t *tok, uint8_t tkl)
+{
+    return sch_key_nz(gw_hash64(tok, tkl, gw_ep_hash(ep)));
+}
+
+static uint64_t id_of(const uint8_t tok[8])
+{
+    uint64_t v;
+    memcpy(&v, tok, 8);
+    return sch_key_nz(v);
+}
+
+/* ---- persistence ---- */
+
+static void put_kv(struct sch_core *c, const void *k, size_t kl, const void *v, size_t vl)
+{
+    if (!c->store)
+        return;
+    MDB_txn *txn;
+    if (gw_store_wbegin(c->store, &txn) != 0)
+        return;
+    MDB_val mk = { kl, (void *)k }, mv = { vl, (void *)v };
+    if (mdb_put(txn, c->store->observe, &mk, &mv, 0) != 0 || mdb_txn_commit(txn) != 0) {
+        gw_log_warn(GW_LOG_STORE, "observe registry write failed");
+        return;
+    }
+}
+
+static void del_prefix(struct sch_core *c, const uint8_t *prefix, size_t pl)
+{
+    if (!c->store)
+        return;
+    MDB_txn *txn;
+    if (gw_store_wbegin(c->store, &txn) != 0)
+        return;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, c->store->observe, &cur) != 0) {
+        mdb_txn_abort(txn);
+        return;
+    }
+    MDB_val k = { pl, (void *)prefix }, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (int n = 0; rc == 0 && n < 1000000; n++) {
+        if (k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0)
+            break;
+        mdb_cursor_del(cur, 0);
+        rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+        if (rc == 0 && k.mv_size >= pl && memcmp(k.mv_data, prefix, pl) == 0)
+            continue;
+        rc = mdb_cursor_get(cur, &k, &v, rc == 0 ? MDB_NEXT : MDB_SET_RANGE);
+    }
+    mdb_cursor_close(cur);
+    if (mdb_txn_commit(txn) != 0)
+        gw_log_warn(GW_LOG_STORE, "observe registry delete failed");
+}
+
+static void persist_obs(struct sch_core *c, struct sch_obs *o)
+{
+    struct obs_rec r;
+    memset(&r, 0, sizeof(r));
+    r.id = o->id;
+    memcpy(r.mac, o->mac, GW_MAC_LEN);
+    r.security = o->security;
+    r.reserved = o->reserved;
+    r.req_len = o->req_len;
+    memcpy(r.req, o->req, o->req_len);
+    uint8_t k[9] = { 'o' };
+    memcpy(k + 1, &o->id, 8);
+    put_kv(c, k, sizeof(k), &r, offsetof(struct obs_rec, req) + r.req_len);
+}
+
+static size_t observer_kv(const struct sch_obs *o, const struct obs_observer *v, uint8_t k[38])
+{
+    k[0] = 'v';
+    memcpy(k + 1, &o->id, 8);
+    memcpy(k + 9, &v->ep, sizeof(v->ep));
+    k[29] = v->tkl;
+    memset(k + 30, 0, 8);
+    memcpy(k + 30, v->token, v->tkl);
+    return 38;
+}
+
+static void persist_observer(struct sch_core *c, const struct sch_obs *o, const struct obs_observer *v)
+{
+    uint8_t k[38];
+    put_kv(c, k, observer_kv(o, v, k), v, sizeof(*v));
+}
+
+static void unpersist_observer(struct sch_core *c, const struct sch_obs *o, const struct obs_observer *v)
+{
+    uint8_t k[38];
+    del_prefix(c, k, observer_kv(o, v, k));
+}
+
+/* Next Observe number for clients; reserves a new block in LMDB first. */
+static uint32_t take_num(struct sch_core *c, struct sch_obs *o)
+{
+    if (((o->next_num - o->reserved) & OBS_NUM_MASK) < 0x800000u || o->next_num == o->reserved) {
+        o->reserved = (o->next_num + SCH_OBS_NUM_BLOCK) & OBS_NUM_MASK;
+        persist_obs(c, o);
+    }
+    uint32_t n = o->next_num;
+    o->next_num = (o->next_num + 1) & OBS_NUM_MASK;
+    return n;
+}
+
+/* ---- registry ---- */
+
+static struct sch_obs_reg *R(struct sch_core *c) { return c->obs; }
+
+static int obs_index(struct sch_core *c, struct sch_obs *o)
+{
+    struct sch_obs_reg *r = R(c);
+    for (uint32_t i = 0; i < r->tab_cap; i++)
+        if (!r->tab[i]) {
+            r->tab[i] = o;
+            o->slot = i;
+            return 0;
+        }
+    uint32_t ncap = r->tab_cap ? r->tab_cap * 2 : 64;
+    struct sch_obs **nt = realloc(r->tab, ncap * sizeof(*nt));
+    if (!nt)
+        return -ENOMEM;
+    memset(nt + r->tab_cap, 0, (ncap - r->tab_cap) * sizeof(*nt));
+    r->tab = nt;
+    o->slot = r->tab_cap;
+    r->tab[r->tab_cap] = o;
+    r->tab_cap = ncap;
+    return 0;
+}
+
+static int obs_add_maps(struct sch_core *c, struct sch_obs *o)
+{
+    struct sch_obs_reg *r = R(c);
+    if (obs_index(c, o) != 0 || sch_map_put(&r->by_id, o->id, o) != 0 || sch_map_put(&r->by_key, o->key_hash, o) != 0)
+        return -ENOMEM;
+    r->nobs++;
+    gw_stat_set(c->stats, GW_STAT_observations, r->nobs);
+    return 0;
+}
+
+static int compute_key(struct sch_core *c, struct sch_obs *o)
+{
+    struct gw_coap_msg m;
+    if (gw_coap_parse(c->parser3, o->req, o->req_len, &m) != 0)
+        return GW_EBADMSG;
+    int rc = sch_cache_key(o->mac, o->security, &m, o->key, sizeof(o->key), &o->klen, &o->res_hash);
+    if (rc == 0)
+        o->key_hash = sch_key_nz(gw_hash64(o->key, o->klen, GW_HASH_SEED));
+    return rc;
+}
+
+static void arm_stale(struct sch_core *c, struct sch_obs *o, uint64_t when)
+{
+    o->gen++;
+    sch_core_arm_obs(c, when, o->slot, o->gen);
+}
+
+static void obs_free(struct sch_core *c, struct sch_obs *o, bool unpersist)
+{
+    struct sch_obs_reg *r = R(c);
+    for (uint32_t i = 0; i < o->n; i++)
+        sch_map_del(&r->by_observer, observer_key(&o->v[i].ep, o->v[i].token, o->v[i].tkl));
+    r->nobservers -= o->n;
+    sch_map_del(&r->by_id, o->id);
+    if (sch_map_get(&r->by_key, o->key_hash) == o)
+        sch_map_del(&r->by_key, o->key_hash);
+    if (o->slot < r->tab_cap && r->tab[o->slot] == o)
+        r->tab[o->slot] = NULL;
+    r->nobs--;
+    if (unpersist) {
+        uint8_t k[9] = { 'o' };
+        memcpy(k + 1, &o->id, 8);
+        del_prefix(c, k, 9);
+        k[0] = 'v';
+        del_prefix(c, k, 9);
+    }
+    gw_stat_set(c->stats, GW_STAT_observations, r->nobs);
+    gw_stat_set(c->stats, GW_STAT_observers, r->nobservers);
+    free(o->v);
+    free(o);
+}
+
+static int find_observer(const struct sch_obs *o, const struct gw_ep *ep, const uint8_t *tok, uint8_t tkl)
+{
+    for (uint32_t i = 0; i < o->n; i++)
+        if (o->v[i].tkl == tkl && !memcmp(o->v[i].token, tok, tkl) && gw_ep_eq(&o->v[i].ep, ep))
+            return (int)i;
+    return -1;
+}
+
+static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_msg *env)
+{
+    struct sch_obs_reg *r = R(c);
+    struct obs_observer v;
+    memset(&v, 0, sizeof(v));
+    v.ep = env->ep;
+    v.tkl = env->tkl;
+    memcpy(v.token, env->token, env->tkl);
+    v.fe = env->fe;
+    v.client_type = env->client_type;
+    v.security = env->security;
+    v.session = env->session;
+    v.req_id = env->req_id;
+    int i = find_observer(o, &env->ep, env->token, env->tkl);
+    if (i >= 0) {
+        o->v[i] = v; /* S6.4: the same (endpoint, token) replaces, never duplicates */
+    } else {
+        /* An endpoint+token observing another resource moves here (RFC 7641 3.1). */
+        struct sch_obs *other = sch_map_get(&r->by_observer, observer_key(&env->ep, env->token, env->tkl));
+        if (other && other != o) {
+            int j = find_observer(other, &env->ep, env->token, env->tkl);
+            if (j >= 0) {
+                unpersist_observer(c, other, &other->v[j]);
+                other->v[j] = other->v[--other->n];
+                r->nobservers--;
+            }
+        }
+        if (r->nobservers >= (uint32_t)c->cfg.obs_max_observers)
+            return GW_EFULL;
+        if (o->n == o->cap) {
+            uint32_t ncap = o->cap ? o->cap * 2 : 4;
+            struct obs_observer *nv = realloc(o->v, ncap * sizeof(*nv));
+            if (!nv)
+                return -ENOMEM;
+            o->v = nv;
+            o->cap = ncap;
+        }
+        o->v[o->n++] = v;
+        r->nobservers++;
+        if (sch_map_put(&r->by_observer, observer_key(&env->ep, env->token, env->tkl), o) != 0)
+            return -ENOMEM;
+    }
+    persist_observer(c, o, &v);
+    gw_stat_set(c->stats, GW_STAT_observers, r->nobservers);
+    return 0;
+}
+
+static void remove_observer(struct sch_core *c, struct sch_obs *o, uint32_t i)
+{
+    struct sch_obs_reg *r = R(c);
+    unpersist_observer(c, o, &o->v[i]);
+    sch_map_del(&r->by_observer, observer_key(&o->v[i].ep, o->v[i].token, o->v[i].tkl));
+    o->v[i] = o->v[--o->n];
+    r->nobservers--;
+    gw_stat_set(c->stats, GW_STAT_observers, r->nobservers);
+}
+
+static void env_of(const struct sch_obs *o, const struct obs_observer *v, struct gw_msg *env)
+{
+    memset(env, 0, sizeof(*env));
+    env->kind = GW_MSG_RESP;
+    env->security = o->security;
+    env->fe = v->fe;
+    env->client_type = v->client_type;
+    env->tkl = v->tkl;
+    memcpy(env->token, v->token, v->tkl);
+    env->ep = v->ep;
+    env->session = v->session;
+    env->req_id = v->req_id;
+    memcpy(env->mac, o->mac, GW_MAC_LEN);
+}
+
+/* The template with a given Observe value (0 register, 1 deregister). */
+static int request_with_observe(struct sch_core *c, const struct sch_obs *o, uint32_t obsval, uint8_t *out,
+                                size_t cap, size_t *len)
+{
+    struct gw_coap_msg m;
+    if (gw_coap_parse(c->parser3, o->req, o->req_len, &m) != 0)
+        return GW_EBADMSG;
+    uint8_t v[4];
+    size_t vl = gw_coap_uint_enc(obsval, v);
+    bool found = false;
+    for (unsigned i = 0; i < m.nopts; i++)
+        if (m.opts[i].num == GW_OPT_OBSERVE) {
+            m.opts[i].val = v;
+            m.opts[i].len = (uint16_t)vl;
+            found = true;
+        }
+    if (!found && m.nopts < GW_COAP_MAX_OPTS)
+        m.opts[m.nopts++] = (struct gw_coap_opt){ GW_OPT_OBSERVE, (uint16_t)vl, v };
+    return gw_coap_encode(&m, out, cap, len);
+}
+
+static void device_env(const struct sch_obs *o, struct gw_msg *env)
+{
+    memset(env, 0, sizeof(*env));
+    env->kind = GW_MSG_REQ;
+    env->security = o->security;
+    memcpy(env->mac, o->mac, GW_MAC_LEN);
+}
+
+/* Sends the deregistration to the device on nobody's behalf and forgets
+ * the observation (S6.4). */
+static void cancel_internal(struct sch_core *c, struct sch_obs *o)
+{
+    uint8_t buf[GW_COAP_MAX_MSG + 16];
+    size_t len;
+    struct gw_msg env;
+    device_env(o, &env);
+    uint8_t tok[8];
+    memcpy(tok, &o->id, 8);
+    if (request_with_observe(c, o, 1, buf, sizeof(buf), &len) == 0)
+        sch_core_submit(c, &env, buf, len, SCH_TK_OBS_CANCEL, false, o->id, tok);
+    obs_free(c, o, true);
+}
+
+static bool reg_in_flight(struct sch_core *c, const struct sch_obs *o)
+{
+    for (uint32_t i = 0; i < c->max_txn; i++) {
+        struct sch_txn *t = sch_txn_at(c, i);
+        uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire);
+        if (s != SCH_TXN_FREE && s != SCH_TXN_ANSWERED && t->kind == SCH_TK_OBS_REG && t->obs_id == o->id)
+            return true;
+    }
+    return false;
+}
+
+static int register_at_device(struct sch_core *c, struct sch_obs *o, const struct gw_msg *client, bool plain)
+{
+    uint8_t buf[GW_COAP_MAX_MSG + 16];
+    size_t len;
+    if (request_with_observe(c, o, 0, buf, sizeof(buf), &len) != 0)
+        return -1;
+    struct gw_msg env;
+    if (client)
+        env = *client;
+    else
+        device_env(o, &env);
+    uint8_t tok[8];
+    memcpy(tok, &o->id, 8);
+    int idx = sch_core_submit(c, &env, buf, len, SCH_TK_OBS_REG, client != NULL, o->id, tok);
+    if (idx >= 0)
+        sch_txn_at(c, (uint32_t)idx)->plain = plain;
+    return idx;
+}
+
+/* ---- requests ---- */
+
+void sch_obs_on_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data, const struct gw_coap_msg *req)
+{
+    struct sch_obs_reg *r = R(c);
+    struct sch_obs *probe = calloc(1, sizeof(*probe));
+    if (!probe) {
+        sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE, "gateway out of memory", 1);
+        return;
+    }
+    memcpy(probe->mac, env->mac, GW_MAC_LEN);
+    probe->security = env->security;
+    probe->req_len = env->len;
+    memcpy(probe->req, data, env->len);
+    if (compute_key(c, probe) != 0) {
+        free(probe);
+        sch_core_answer_error(c, env, GW_COAP_BAD_REQUEST, "observe request cannot be keyed", UINT32_MAX);
+        return;
+    }
+    struct sch_obs *o = sch_map_get(&r->by_key, probe->key_hash);
+    if (o && (o->klen != probe->klen || memcmp(o->key, probe->key, o->klen) != 0))
+        o = NULL; /* a hash collision: treat as a different resource */
+
+    if (env->flags & GW_MF_OBS_CANCEL) {
+        free(probe);
+        int i = o ? find_observer(o, &env->ep, env->token, env->tkl) : -1;
+        if (i < 0) {
+            /* Not an observer here: an ordinary GET for the device. */
+            sch_core_submit(c, env, data, env->len, SCH_TK_CLIENT, true, 0, NULL);
+            return;
+        }
+        remove_observer(c, o, (uint32_t)i);
+        if (o->n == 0) {
+            uint8_t buf[GW_COAP_MAX_MSG + 16];
+            size_t len;
+            uint8_t tok[8];
+            memcpy(tok, &o->id, 8);
+            if (request_with_observe(c, o, 1, buf, sizeof(buf), &len) == 0 &&
+                sch_core_submit(c, env, buf, len, SCH_TK_OBS_CANCEL, true, o->id, tok) < 0) {
+                /* S6.7: a busy Milli answered 5.03; the cancel still goes out in turn. */
+                struct gw_msg denv;
+                device_env(o, &denv);
+                sch_core_submit(c, &denv, buf, len, SCH_TK_OBS_CANCEL, false, o->id, tok);
+            }
+            obs_free(c, o, true);
+            return;
+        }
+        /* Others still observe: refresh, and answer this client without Observe (S6.4). */
+        register_at_device(c, o, env, true);
+        return;
+    }
+
+    bool created = false;
+    if (!o) {
+        if (r->nobs >= (uint32_t)c->cfg.obs_max_observations) {
+            free(probe);
+            sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE, "observation table full", 60);
+            return;
+        }
+        o = probe;
+        uint8_t tok[8];
+        uint64_t v = c->next_token++;
+        memcpy(tok, &v, 8);
+        o->id = id_of(tok);
+        /* Start numbers from the clock so an observation created later
+         * starts above one that ended earlier (RFC 7641 3.4 for clients that
+         * re-register). */
+        o->next_num = (uint32_t)(gw_now_wall(c->clock) * 16) & OBS_NUM_MASK;
+        o->reserved = o->next_num;
+        o->max_age = 60;
+        if (obs_add_maps(c, o) != 0) {
+            obs_free(c, o, false);
+            sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE, "gateway out of memory", 1);
+            return;
+        }
+        persist_obs(c, o);
+        created = true;
+    } else {
+        free(probe);
+    }
+    int rc = add_observer(c, o, env);
+    if (rc) {
+        if (created && o->n == 0)
+            obs_free(c, o, true);
+        sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE, "observer table full", 60);
+        return;
+    }
+    /* S6.2: every new observer makes the gateway re-send the observe GET. */
+    if (register_at_device(c, o, env, false) < 0) {
+        /* Refused (busy Milli, full queue): the client got the error. */
+        int i = find_observer(o, &env->ep, env->token, env->tkl);
+        if (i >= 0)
+            remove_observer(c, o, (uint32_t)i);
+        if (o->n == 0)
+            obs_free(c, o, true);
+    }
+}
+
+/* ---- answers and notifications ---- */
+
+static bool newer(uint32_t v1, uint64_t t1, uint32_t v2, uint64_t t2)
+{
+    /* RFC 7641 3.4: V1 (new) vs V2 (last), T in ms. */
+    return (v1 < v2 && v2 - v1 < (1u << 23)) || (v1 > v2 && v1 - v2 > (1u << 23)) || t1 > t2 + 128000;
+}
+
+/* Sends state `resp` to every observer; `skip_ep/tok` (the txn's client when
+ * it is answered separately) is flagged as the answer to its request. */
+static void fan_out(struct sch_core *c, struct sch_obs *o, const struct gw_coap_msg *resp, const struct gw_msg *answering)
+{
+    uint32_t num = take_num(c, o);
+    uint8_t out[GW_COAP_MAX_MSG + 64];
+    for (uint32_t i = 0; i < o->n; i++) {
+        struct gw_msg env;
+        env_of(o, &o->v[i], &env);
+        size_t len;
+        if (sch_core_build_answer(&env, resp, num, -1, out, sizeof(out), &len) != 0)
+            continue;
+        uint8_t flags = GW_MF_NOTIFY;
+        if (answering && answering->tkl == env.tkl && !memcmp(answering->token, env.token, env.tkl) &&
+            gw_ep_eq(&answering->ep, &env.ep))
+            flags |= GW_MF_ANSWER;
+        if (sch_core_send_client(c, &env, flags, num, out, len) != 0)
+            gw_stat_add(c->stats, GW_STAT_ring_full, 1);
+    }
+}
+
+/* Ends an observation for everyone with a final answer without Observe. */
+static void end_for_all(struct sch_core *c, struct sch_obs *o, const struct gw_coap_msg *resp,
+                        const struct gw_msg *answering)
+{
+    uint8_t out[GW_COAP_MAX_MSG + 64];
+    for (uint32_t i = 0; i < o->n; i++) {
+        struct gw_msg env;
+        env_of(o, &o->v[i], &env);
+        if (answering && answering->tkl == env.tkl && !memcmp(answering->token, env.token, env.tkl) &&
+            gw_ep_eq(&answering->ep, &env.ep))
+            continue;
+        size_t len;
+        if (sch_core_build_answer(&env, resp, -1, -1, out, sizeof(out), &len) == 0)
+            sch_core_send_client(c, &env, GW_MF_NOTIFY, 0, out, len);
+    }
+    obs_free(c, o, true);
+}
+
+static void take_state(struct sch_core *c, struct sch_obs *o, const struct gw_coap_msg *resp, uint32_t v, bool has_v)
+{
+    uint64_t now = now_ms(c);
+    o->established = true;
+    if (has_v) {
+        o->dev_v = v;
+        o->dev_t = now;
+        o->have_v = true;
+    }
+    o->state_time = now;
+    const struct gw_coap_opt *ma = gw_coap_opt_find(resp, GW_OPT_MAX_AGE);
+    uint32_t age = (uint32_t)c->cfg.default_max_age_s;
+    if (ma && !gw_coap_uint(ma->val, ma->len, &age))
+        age = (uint32_t)c->cfg.default_max_age_s;
+    o->max_age = age;
+    if (c->cache_enabled && resp->code == GW_COAP_CONTENT)
+        GW_IGNORE(sch_cache_put(c->cache, o->key, o->klen, o->res_hash, resp, now));
+    /* S6.5: re-register when this state goes stale. */
+    arm_stale(c, o, now + (uint64_t)age * 1000 + (uint64_t)c->cfg.obs_grace_ms);
+}
+
+void sch_obs_on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg *resp)
+{
+    struct sch_txn *t = sch_txn_at(c, idx);
+    struct sch_obs *o = sch_map_get(&R(c)->by_id, t->obs_id);
+    const struct gw_coap_opt *ob = gw_coap_opt_find(resp, GW_OPT_OBSERVE);
+    uint32_t v = 0;
+    bool has_v = ob && gw_coap_uint(ob->val, ob->len, &v);
+    size_t len;
+    uint8_t out[GW_COAP_MAX_MSG + 64];
+
+    if (t->kind == SCH_TK_OBS_CANCEL || !o) {
+        /* Relay the device's answer to a deregistration without Observe. */
+        if (t->has_client && sch_core_build_answer(&t->env, resp, -1, -1, out, sizeof(out), &len) == 0 &&
+            len <= sizeof(t->data)) {
+            memcpy(t->data, out, len);
+            t->data_len = (uint16_t)len;
+            t->answer_flags = 0;
+        } else {
+            t->has_client = 0;
+        }
+        sch_core_finish_txn(c, idx);
+        return;
+    }
+    bool ok = (resp->code >> 5) == 2;
+    if (ok && has_v) {
+        take_state(c, o, resp, v, true);
+        fan_out(c, o, resp, t->has_client && !t->plain ? &t->env : NULL);
+        if (t->has_client && t->plain &&
+            sch_core_build_answer(&t->env, resp, -1, -1, out, sizeof(out), &len) == 0) {
+            memcpy(t->data, out, len);
+            t->data_len = (uint16_t)len;
+            t->answer_flags = 0;
+        } else {
+            t->has_client = 0; /* answered by the fan-out */
+        }
+        sch_core_finish_txn(c, idx);
+        return;
+    }
+    /* The device did not register us: relay to the requester without
+     * Observe. A 2.xx without Observe leaves only that requester out; an
+     * error ends the observation for everyone (it cannot be served). */
+    if (t->has_client && sch_core_build_answer(&t->env, resp, -1, -1, out, sizeof(out), &len) == 0) {
+        memcpy(t->data, out, len);
+        t->data_len = (uint16_t)len;
+        t->answer_flags = 0;
+    } else {
+        t->has_client = 0;
+    }
+    struct gw_msg answering = t->env;
+    bool had_client = t->has_client;
+    sch_core_finish_txn(c, idx);
+    if (ok) {
+        int i = had_client ? find_observer(o, &answering.ep, answering.token, answering.tkl) : -1;
+        if (i >= 0)
+            remove_observer(c, o, (uint32_t)i);
+        if (o->n == 0)
+            obs_free(c, o, true);
+        return;
+    }
+    end_for_all(c, o, resp, had_client ? &answering : NULL);
+}
+
+void sch_obs_on_failure(struct sch_core *c, uint32_t idx, uint8_t code, const char *diag)
+{
+    struct sch_txn *t = sch_txn_at(c, idx);
+    struct sch_obs *o = sch_map_get(&R(c)->by_id, t->obs_id);
+    struct gw_msg env = t->env;
+    bool had_client = t->has_client;
+    uint8_t kind = t->kind;
+    sch_core_finish_error(c, idx, code, diag);
+    if (!o || kind != SCH_TK_OBS_REG)
+        return;
+    if (had_client) {
+        int i = find_observer(o, &env.ep, env.token, env.tkl);
+        if (i >= 0 && !o->established)
+            remove_observer(c, o, (uint32_t)i);
+    }
+    if (o->n == 0) {
+        obs_free(c, o, true);
+        return;
+    }
+    /* Try again after a grace period (the device may be down for a while). */
+    arm_stale(c, o, now_ms(c) + GW_MAX((uint64_t)c->cfg.obs_grace_ms, 1000));
+}
+
+bool sch_obs_on_notification(struct sch_core *c, const struct gw_msg *rx, const struct gw_coap_msg *r)
+{
+    if (r->tkl != 8)
+        return false;
+    struct sch_obs *o = sch_map_get(&R(c)->by_id, id_of(r->token));
+    if (!o || memcmp(o->mac, rx->mac, GW_MAC_LEN) != 0)
+        return false;
+    const struct gw_coap_opt *ob = gw_coap_opt_find(r, GW_OPT_OBSERVE);
+    uint32_t v = 0;
+    bool has_v = ob && gw_coap_uint(ob->val, ob->len, &v);
+    if ((r->code >> 5) != 2 || !has_v) {
+        /* The device ended the observation (RFC 7641 3.2, 4.2). */
+        end_for_all(c, o, r, NULL);
+        return true;
+    }
+    uint64_t now = now_ms(c);
+    if (o->have_v && !newer(v, now, o->dev_v, o->dev_t))
+        return true; /* S6.8: older than the last one: dropped */
+    take_state(c, o, r, v, true);
+    fan_out(c, o, r, NULL);
+    return true;
+}
+
+/* ---- leaving ---- */
+
+void sch_obs_on_gone(struct sch_core *c, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl)
+{
+    struct sch_obs *o = sch_map_get(&R(c)->by_observer, observer_key(ep, token, tkl));
+    if (!o)
+        return;
+    int i = find_observer(o, ep, token, tkl);
+    if (i < 0)
+        return;
+    remove_observer(c, o, (uint32_t)i);
+    if (o->n == 0)
+        cancel_internal(c, o);
+}
+
+void sch_obs_on_session_end(struct sch_core *c, uint64_t session)
+{
+    struct sch_obs_reg *r = R(c);
+    for (uint32_t s = 0; s < r->tab_cap; s++) {
+        struct sch_obs *o = r->tab[s];
+        if (!o)
+            continue;
+        for (uint32_t i = o->n; i-- > 0;)
+            if (o->v[i].session == session)
+                remove_observer(c, o, i);
+        if (o->n == 0)
+            cancel_internal(c, o);
+    }
+}
+
+void sch_obs_on_timer(struct sch_core *c, uint32_t slot, uint32_t gen, uint64_t now)
+{
+    struct sch_obs_reg *r = R(c);
+    if (slot >= r->tab_cap || !r->tab[slot] || r->tab[slot]->gen != gen)
+        return;
+    struct sch_obs *o = r->tab[slot];
+    if (reg_in_flight(c, o))
+        return;
+    /* S6.5: the last state is stale: re-register and distribute the answer. */
+    gw_log_debug(GW_LOG_COAP, "observation %016llx stale: re-registering", (unsigned long long)o->id);
+    if (register_at_device(c, o, NULL, false) < 0)
+        arm_stale(c, o, now + GW_MAX((uint64_t)c->cfg.obs_grace_ms, 1000));
+}
+
+void sch_obs_rearm_all(struct sch_core *c)
+{
+    struct sch_obs_reg *r = R(c);
+    if (!r)
+        return;
+    for (uint32_t s = 0; s < r->tab_cap; s++) {
+        struct sch_obs *o = r->tab[s];
+        if (o && o->established)
+            GW_IGNORE(gw_heap_push(&c->heap, o->state_time + (uint64_t)o->max_age * 1000 + (uint64_t)c->cfg.obs_grace_ms,
+                               c->max_txn + o->slot, o->gen));
+    }
+}
+
+void sch_obs_counts(const struct sch_core *c, uint32_t *observations, uint32_t *observers)
+{
+    *observations = c->obs ? c->obs->nobs : 0;
+    *observers = c->obs ? c->obs->nobservers : 0;
+}
+
+/* ---- set-up ---- */
+
+static void load(struct sch_core *c)
+{
+    MDB_txn *txn;
+    if (gw_store_rbegin(c->store, &txn) != 0)
+        return;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, c->store->observe, &cur) != 0) {
+        gw_store_rdone(c->store);
+        return;
+    }
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    uint32_t nobs = 0, nv = 0;
+    while (rc == 0) {
+        const uint8_t *kb = k.mv_data;
+        if (k.mv_size == 9 && kb[0] == 'o' && v.mv_size >= offsetof(struct obs_rec, req)) {
+            struct obs_rec rec;
+            memset(&rec, 0, sizeof(rec));
+            memcpy(&rec, v.mv_data, GW_MIN(v.mv_size, sizeof(rec)));
+            struct sch_obs *o = calloc(1, sizeof(*o));
+            if (o && rec.req_len <= sizeof(o->req)) {
+                o->id = rec.id;
+                memcpy(o->mac, rec.mac, GW_MAC_LEN);
+                o->security = rec.security;
+                o->req_len = rec.req_len;
+                memcpy(o->req, rec.req, rec.req_len);
+                /* Numbers below `reserved` may have been sent: go on above. */
+                o->next_num = rec.reserved;
+                o->reserved = rec.reserved;
+                o->max_age = 60;
+                if (compute_key(c, o) == 0 && obs_add_maps(c, o) == 0)
+                    nobs++;
+                else
+                    free(o);
+            } else {
+                free(o);
+            }
+        } else if (k.mv_size == 38 && kb[0] == 'v' && v.mv_size == sizeof(struct obs_observer)) {
+            uint64_t id;
+            memcpy(&id, kb + 1, 8);
+            struct sch_obs *o = sch_map_get(&c->obs->by_id, id);
+            struct obs_observer ov;
+            memcpy(&ov, v.mv_data, sizeof(ov));
+            if (o && o->n < (uint32_t)c->cfg.obs_max_observers) {
+                if (o->n == o->cap) {
+                    uint32_t ncap = o->cap ? o->cap * 2 : 4;
+                    struct obs_observer *nvv = realloc(o->v, ncap * sizeof(*nvv));
+                    if (!nvv)
+                        break;
+                    o->v = nvv;
+                    o->cap = ncap;
+                }
+                o->v[o->n++] = ov;
+                c->obs->nobservers++;
+                GW_IGNORE(sch_map_put(&c->obs->by_observer, observer_key(&ov.ep, ov.token, ov.tkl), o));
+                nv++;
+            }
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    gw_store_rdone(c->store);
+    gw_stat_set(c->stats, GW_STAT_observations, c->obs->nobs);
+    gw_stat_set(c->stats, GW_STAT_observers, c->obs->nobservers);
+    if (nobs)
+        gw_log_info(GW_LOG_STORE, "observe registry: %u observations with %u observers loaded", nobs, nv);
+}
+
+int sch_obs_init(struct sch_core *c)
+{
+    c->obs = calloc(1, sizeof(*c->obs));
+    if (!c->obs)
+        return -ENOMEM;
+    if (sch_map_init(&c->obs->by_id, 64) != 0 || sch_map_init(&c->obs->by_key, 64) != 0 ||
+        sch_map_init(&c->obs->by_observer, 64) != 0)
+        return -ENOMEM;
+    if (c->store)
+        load(c);
+    return 0;
+}
+
+void sch_obs_deinit(struct sch_core *c)
+{
+    struct sch_obs_reg *r = c->obs;
+    if (!r)
+        return;
+    for (uint32_t s = 0; s < r->tab_cap; s++)
+        if (r->tab[s]) {
+            free(r->tab[s]->v);
+            free(r->tab[s]);
+        }
+    free(r->tab);
+    sch_map_deinit(&r->by_id);
+    sch_map_deinit(&r->by_key);
+    sch_map_deinit(&r->by_observer);
+    free(r);
+    c->obs = NULL;
+}
+
+void sch_core_resume_observations(struct sch_core *c)
+{
+    struct sch_obs_reg *r = c->obs;
+    uint32_t n = 0;
+    for (uint32_t s = 0; s < r->tab_cap; s++) {
+        struct sch_obs *o = r->tab[s];
+        if (!o)
+            continue;
+        if (o->n == 0) {
+            cancel_internal(c, o);
+            continue;
+        }
+        /* S6.6: re-register so notifications resume; the answer reaches every observer. */
+        if (!reg_in_flight(c, o) && register_at_device(c, o, NULL, false) >= 0)
+            n++;
+    }
+    if (n)
+        gw_log_info(GW_LOG_COAP, "re-registered %u observations after restart", n);
+}

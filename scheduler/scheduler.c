@@ -1,0 +1,305 @@
+/* scheduler.c - glue of the scheduler process: rings, doorbells, timers,
+ * LMDB; all decisions are in sch_core.c and sch_observe.c. */
+#include "scheduler.h"
+#include "sch_core.h"
+#include "gw_error.h"
+#include "gw_log.h"
+#include "gw_registry.h"
+#include "gw_shm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+struct sch_ctx {
+    struct gw_config cfg;
+    uv_loop_t loop;
+    uv_poll_t bell_poll;
+    uv_timer_t timer, stats_timer;
+    uv_signal_t sig[3];
+    struct gw_shm shm;
+    struct gw_store store;
+    struct sch_core *core;
+    struct gw_stats *stats;
+    struct gw_bell *my_bell;
+    int my_bell_fd, mesh_bell_fd;
+    int *fe_bell_fd;
+    uint32_t nfe;
+    uint64_t fe_kick;          /* bit per frontend with new records */
+    bool mesh_kick;
+    struct gw_log_limit full_log;
+    uint8_t rec[GW_RING_SLOT];
+};
+
+static bool fe_alive(struct sch_ctx *s, uint32_t i)
+{
+    struct gw_ring *r = gw_shm_ring(&s->shm, gw_ring_sch_to_fe(&s->shm, i));
+    return gw_pid_alive(atomic_load_explicit(&r->cons_pid, memory_order_relaxed));
+}
+
+/* Answers go to the frontend that took the request, or to any live one
+ * when it is gone: they all serve the same port (S1.4). */
+static int to_client(void *ctx, const struct gw_msg *env, const uint8_t *data)
+{
+    struct sch_ctx *s = ctx;
+    uint32_t fe = env->fe < s->nfe ? env->fe : 0;
+    if (!fe_alive(s, fe)) {
+        for (uint32_t i = 0; i < s->nfe; i++)
+            if (fe_alive(s, (fe + i) % s->nfe)) {
+                fe = (fe + i) % s->nfe;
+                break;
+            }
+    }
+    struct gw_ring *r = gw_shm_ring(&s->shm, gw_ring_sch_to_fe(&s->shm, fe));
+    int rc = gw_ring_push2(r, env, sizeof(*env), data, env->len);
+    if (rc == 0)
+        s->fe_kick |= 1ull << fe;
+    return rc;
+}
+
+static int to_mesh(void *ctx, const struct gw_msg *env, const uint8_t *data)
+{
+    struct sch_ctx *s = ctx;
+    int rc = gw_ring_push2(gw_shm_ring(&s->shm, gw_ring_sch_to_mesh(&s->shm)), env, sizeof(*env), data, env->len);
+    if (rc == 0)
+        s->mesh_kick = true;
+    return rc;
+}
+
+static int device_type(void *ctx, const uint8_t mac[GW_MAC_LEN])
+{
+    struct sch_ctx *s = ctx;
+    struct gw_device d;
+    int rc = gw_registry_get(&s->store, mac, &d);
+    if (rc)
+        return GW_ENOTFOUND;
+    return d.type == GW_DEV_MILLI ? 1 : 0;
+}
+
+static uint32_t rand32(void *ctx)
+{
+    (void)ctx;
+    uint32_t r;
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r))
+        r = (uint32_t)gw_mono_us() * 2654435761u;
+    return r;
+}
+
+static void kick_peers(struct sch_ctx *s)
+{
+    for (uint32_t i = 0; s->fe_kick && i < s->nfe; i++)
+        if ((s->fe_kick & (1ull << i)) &&
+            gw_bell_should_wake(gw_shm_bell(&s->shm, GW_BELL_FRONTEND0 + i)) && s->fe_bell_fd[i] >= 0)
+            gw_bell_fifo_kick(s->fe_bell_fd[i]);
+    s->fe_kick = 0;
+    if (s->mesh_kick && gw_bell_should_wake(gw_shm_bell(&s->shm, GW_BELL_MESHIO)))
+        gw_bell_fifo_kick(s->mesh_bell_fd);
+    s->mesh_kick = false;
+}
+
+static void arm_timer(struct sch_ctx *s, uint64_t next);
+
+static void on_timer(uv_timer_t *t)
+{
+    struct sch_ctx *s = t->data;
+    uint64_t next = sch_core_on_timer(s->core);
+    kick_peers(s);
+    arm_timer(s, next);
+}
+
+static void arm_timer(struct sch_ctx *s, uint64_t next)
+{
+    if (next == UINT64_MAX) {
+        uv_timer_stop(&s->timer);
+        return;
+    }
+    uint64_t now = gw_mono_ms();
+    uv_timer_start(&s->timer, on_timer, next > now ? next - now : 0, 0);
+}
+
+static int drain_ring(struct sch_ctx *s, struct gw_ring *r, int budget)
+{
+    int n = 0;
+    for (; n < budget; n++) {
+        int len = gw_ring_pop(r, s->rec, sizeof(s->rec));
+        if (len == GW_EEMPTY)
+            break;
+        if (len < 0)
+            continue;
+        struct gw_msg m;
+        const uint8_t *data;
+        if (gw_msg_decode(s->rec, (size_t)len, &m, &data) != 0) {
+            gw_stat_add(s->stats, GW_STAT_rx_malformed, 1);
+            continue;
+        }
+        sch_core_on_record(s->core, &m, data);
+    }
+    return n;
+}
+
+static bool rings_empty(struct sch_ctx *s)
+{
+    for (uint32_t i = 0; i < s->nfe; i++)
+        if (!gw_ring_empty(gw_shm_ring(&s->shm, gw_ring_fe_to_sch(i))))
+            return false;
+    return gw_ring_empty(gw_shm_ring(&s->shm, gw_ring_mesh_to_sch(&s->shm)));
+}
+
+static void drain_all(struct sch_ctx *s)
+{
+    for (int round = 0; round < 64; round++) {
+        gw_bell_awake(s->my_bell);
+        int n = drain_ring(s, gw_shm_ring(&s->shm, gw_ring_mesh_to_sch(&s->shm)), 1024);
+        for (uint32_t i = 0; i < s->nfe; i++)
+            n += drain_ring(s, gw_shm_ring(&s->shm, gw_ring_fe_to_sch(i)), 256);
+        kick_peers(s);
+        gw_bell_prepare_sleep(s->my_bell);
+        if (n == 0 && rings_empty(s))
+            break;
+    }
+    sch_core_flush(s->core);
+    uint64_t next = sch_core_on_timer(s->core);
+    kick_peers(s);
+    arm_timer(s, next);
+}
+
+static void on_bell(uv_poll_t *h, int status, int events)
+{
+    struct sch_ctx *s = h->data;
+    gw_bell_fifo_drain(s->my_bell_fd);
+    drain_all(s);
+}
+
+static void on_stats(uv_timer_t *t)
+{
+    struct sch_ctx *s = t->data;
+    struct sch_core_counts c;
+    sch_core_counts(s->core, &c);
+    gw_stat_set(s->stats, GW_STAT_queue_depth, c.queued);
+    gw_stat_set(s->stats, GW_STAT_inflight, c.inflight);
+    gw_stat_set(s->stats, GW_STAT_observations, c.observations);
+    gw_stat_set(s->stats, GW_STAT_observers, c.observers);
+}
+
+static void import_devices(struct sch_ctx *s, bool force)
+{
+    if (!s->cfg.devices_file[0])
+        return;
+    int bad = 0;
+    int rc = force ? gw_registry_import(&s->store, s->cfg.devices_file, &bad)
+                   : gw_registry_sync(&s->store, s->cfg.devices_file, &bad);
+    if (rc < 0)
+        gw_log_err(GW_LOG_STORE, "devices_file %s: %s (registry left unchanged)", s->cfg.devices_file, gw_strerror(rc));
+    else if (bad)
+        gw_log_warn(GW_LOG_STORE, "devices_file %s: %d bad lines skipped", s->cfg.devices_file, bad);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct sch_ctx *s = h->data;
+    if (signum == SIGHUP) {
+        gw_log_info(GW_LOG_STORE, "SIGHUP: re-reading %s", s->cfg.devices_file);
+        import_devices(s, true);
+        return;
+    }
+    gw_log_info(GW_LOG_SYS, "signal %d: stopping", signum);
+    uv_stop(&s->loop);
+}
+
+int sch_run(const struct gw_config *cfg)
+{
+    struct sch_ctx *s = calloc(1, sizeof(*s));
+    if (!s)
+        return 1;
+    s->cfg = *cfg;
+    s->my_bell_fd = s->mesh_bell_fd = -1;
+    int exit_code = 1, rc;
+    char err[512], path[600];
+    uv_loop_init(&s->loop);
+    if ((rc = gw_shm_open(cfg, false, &s->shm, err, sizeof(err))) != 0) {
+        gw_log_err(GW_LOG_RING, "%s", err);
+        exit_code = rc == GW_ELAYOUT ? GW_EXIT_FATAL : 1;
+        goto out;
+    }
+    s->nfe = s->shm.hdr->max_frontends;
+    s->fe_bell_fd = calloc(s->nfe, sizeof(int));
+    if (!s->fe_bell_fd)
+        goto out;
+    mkdir(cfg->data_dir, 0700);
+    for (uint32_t i = 0; i < s->nfe; i++) {
+        gw_ring_claim_consumer(gw_shm_ring(&s->shm, gw_ring_fe_to_sch(i)), (uint32_t)getpid());
+        gw_ring_claim_producer(gw_shm_ring(&s->shm, gw_ring_sch_to_fe(&s->shm, i)), (uint32_t)getpid());
+        gw_bell_path(cfg, GW_BELL_FRONTEND0 + i, path, sizeof(path));
+        s->fe_bell_fd[i] = gw_bell_fifo_open(path);
+    }
+    gw_ring_claim_producer(gw_shm_ring(&s->shm, gw_ring_sch_to_mesh(&s->shm)), (uint32_t)getpid());
+    gw_ring_claim_consumer(gw_shm_ring(&s->shm, gw_ring_mesh_to_sch(&s->shm)), (uint32_t)getpid());
+    s->my_bell = gw_shm_bell(&s->shm, GW_BELL_SCHEDULER);
+    gw_bell_path(cfg, GW_BELL_SCHEDULER, path, sizeof(path));
+    s->my_bell_fd = gw_bell_fifo_open(path);
+    gw_bell_path(cfg, GW_BELL_MESHIO, path, sizeof(path));
+    s->mesh_bell_fd = gw_bell_fifo_open(path);
+    if (s->my_bell_fd < 0 || s->mesh_bell_fd < 0) {
+        gw_log_err(GW_LOG_RING, "doorbell FIFOs in %s: %s", cfg->data_dir, gw_strerror(s->my_bell_fd < 0 ? s->my_bell_fd : s->mesh_bell_fd));
+        goto out;
+    }
+    struct gw_proc_slot *ps = gw_shm_proc(&s->shm, GW_PROC_SCHEDULER);
+    s->stats = &ps->stats;
+    atomic_store(&ps->pid, (uint32_t)getpid());
+    if ((rc = gw_store_open(&s->store, cfg->data_dir, (size_t)cfg->lmdb_map_mb)) != 0) {
+        gw_log_err(GW_LOG_STORE, "opening LMDB in %s: %s", cfg->data_dir, gw_strerror(rc));
+        goto out;
+    }
+    import_devices(s, false);
+    struct sch_out out = { s, to_client, to_mesh, device_type, rand32 };
+    rc = sch_core_new(cfg, &gw_clock_real, &out, gw_shm_txn(&s->shm, 0), s->shm.hdr->max_txn, s->shm.hdr->txn_slot,
+                      &s->store, s->stats, &s->core);
+    if (rc) {
+        gw_log_err(GW_LOG_SYS, "scheduler set-up: %s", gw_strerror(rc));
+        goto out;
+    }
+    sch_core_resume_observations(s->core);
+    uv_poll_init(&s->loop, &s->bell_poll, s->my_bell_fd);
+    s->bell_poll.data = s;
+    uv_poll_start(&s->bell_poll, UV_READABLE, on_bell);
+    uv_timer_init(&s->loop, &s->timer);
+    s->timer.data = s;
+    uv_timer_init(&s->loop, &s->stats_timer);
+    s->stats_timer.data = s;
+    uv_timer_start(&s->stats_timer, on_stats, 1000, 1000);
+    int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(&s->loop, &s->sig[i]);
+        s->sig[i].data = s;
+        uv_signal_start(&s->sig[i], on_signal, sigs[i]);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    gw_log_info(GW_LOG_SYS, "scheduler ready: %u frontends, %u transaction slots, %zu devices", s->nfe,
+                s->shm.hdr->max_txn, gw_registry_count(&s->store));
+    drain_all(s);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    exit_code = 0;
+out:
+    uv_walk(&s->loop, (uv_walk_cb)(void (*)(void))uv_close, NULL);
+    uv_run(&s->loop, UV_RUN_NOWAIT);
+    uv_loop_close(&s->loop);
+    sch_core_free(s->core);
+    gw_store_close(&s->store);
+    if (s->fe_bell_fd)
+        for (uint32_t i = 0; i < s->nfe; i++)
+            if (s->fe_bell_fd[i] >= 0)
+                close(s->fe_bell_fd[i]);
+    free(s->fe_bell_fd);
+    if (s->my_bell_fd >= 0)
+        close(s->my_bell_fd);
+    if (s->mesh_bell_fd >= 0)
+        close(s->mesh_bell_fd);
+    gw_shm_close(&s->shm);
+    free(s);
+    return exit_code;
+}

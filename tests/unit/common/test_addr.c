@@ -1,0 +1,199 @@
+/* test_addr.c - endpoints and MAC IDs (common/gw_addr.c).
+ *
+ * Endpoints key sessions (SPEC S2.4: bound to the client's IP and port) and
+ * come from configuration (`listen`, `mesh_bind`, S1.5). MAC IDs are 16 hex
+ * digits, case-insensitive (S4.2). */
+#include "gw_addr.h"
+#include "gw_error.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+Test(addr, parse_v4_with_port)
+{
+    struct gw_ep ep;
+    cr_assert_eq(gw_ep_parse("192.0.2.7:5684", 5683, &ep), 0);
+    cr_assert_eq(ep.family, 4);
+    cr_assert_eq(ep.port, 5684);
+    const uint8_t a[16] = { 192, 0, 2, 7 };
+    cr_assert_arr_eq(ep.addr, a, 16, "IPv4 in the first 4 bytes, rest zero");
+    cr_assert_eq(ep.pad, 0);
+}
+
+Test(addr, parse_default_port)
+{
+    struct gw_ep ep;
+    cr_assert_eq(gw_ep_parse("10.1.2.3", 5683, &ep), 0);
+    cr_assert_eq(ep.family, 4);
+    cr_assert_eq(ep.port, 5683);
+    cr_assert_eq(gw_ep_parse("[2001:db8::1]", 4849, &ep), 0);
+    cr_assert_eq(ep.family, 6);
+    cr_assert_eq(ep.port, 4849);
+    /* A bare IPv6 address has colons but no port. */
+    cr_assert_eq(gw_ep_parse("2001:db8::2", 5683, &ep), 0);
+    cr_assert_eq(ep.family, 6);
+    cr_assert_eq(ep.port, 5683);
+    cr_assert_eq(ep.addr[15], 2);
+}
+
+Test(addr, parse_v6_in_brackets)
+{
+    struct gw_ep ep;
+    cr_assert_eq(gw_ep_parse("[::1]:5683", 0, &ep), 0);
+    cr_assert_eq(ep.family, 6);
+    cr_assert_eq(ep.port, 5683);
+    struct in6_addr lo = IN6ADDR_LOOPBACK_INIT;
+    cr_assert_arr_eq(ep.addr, &lo, 16);
+    cr_assert_eq(gw_ep_parse("[fe80::1:2]:65535", 0, &ep), 0);
+    cr_assert_eq(ep.port, 65535);
+}
+
+Test(addr, parse_localhost_and_port_zero)
+{
+    struct gw_ep ep;
+    cr_assert_eq(gw_ep_parse("localhost:0", 5683, &ep), 0);
+    cr_assert_eq(ep.family, 4);
+    cr_assert_eq(ep.port, 0);
+    cr_assert_eq(ep.addr[0], 127);
+    cr_assert_eq(ep.addr[3], 1);
+}
+
+Test(addr, parse_bad_input)
+{
+    static const char *bad[] = {
+        "",                 "1.2.3",          "1.2.3.4.5",        "256.1.1.1",
+        "1.2.3.4:",         "1.2.3.4:abc",    "1.2.3.4:80x",      "1.2.3.4:-1",
+        "[::1",             "[::1]x",         "[::1]:",           "[zz::1]:5683",
+        "host.example:80",  "[]:5683",        ":5683",            "1.2.3.4:65536",
+        "1.2.3.4:99999999999999999999",
+    };
+    for (size_t i = 0; i < GW_ARRAY_LEN(bad); i++) {
+        struct gw_ep ep;
+        cr_assert_eq(gw_ep_parse(bad[i], 5683, &ep), GW_EBADMSG, "'%s'", bad[i]);
+    }
+    /* An over-long host does not overflow. */
+    char longs[400];
+    memset(longs, '1', sizeof(longs) - 1);
+    longs[sizeof(longs) - 1] = '\0';
+    struct gw_ep ep;
+    cr_assert_eq(gw_ep_parse(longs, 5683, &ep), GW_EBADMSG);
+    longs[0] = '[';
+    cr_assert_eq(gw_ep_parse(longs, 5683, &ep), GW_EBADMSG);
+}
+
+Test(addr, parse_port_over_65535)
+{
+    struct gw_ep ep;
+    cr_assert_eq(gw_ep_parse("1.2.3.4:65535", 0, &ep), 0);
+    cr_assert_eq(ep.port, 65535);
+    cr_assert_eq(gw_ep_parse("1.2.3.4:65536", 0, &ep), GW_EBADMSG);
+    cr_assert_eq(gw_ep_parse("[::1]:70000", 0, &ep), GW_EBADMSG);
+}
+
+Test(addr, str_v4_v6)
+{
+    struct gw_ep ep;
+    char buf[GW_EP_STRLEN];
+    cr_assert_eq(gw_ep_parse("192.0.2.7:5684", 0, &ep), 0);
+    cr_assert_str_eq(gw_ep_str(&ep, buf, sizeof(buf)), "192.0.2.7:5684");
+    cr_assert_eq(gw_ep_parse("[2001:db8::1]:5683", 0, &ep), 0);
+    cr_assert_str_eq(gw_ep_str(&ep, buf, sizeof(buf)), "[2001:db8::1]:5683");
+    /* The longest IPv6 text fits GW_EP_STRLEN. */
+    cr_assert_eq(gw_ep_parse("[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535", 0, &ep), 0);
+    cr_assert_str_eq(gw_ep_str(&ep, buf, sizeof(buf)),
+                     "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535");
+    /* A short buffer truncates safely. */
+    char tiny[8];
+    gw_ep_str(&ep, tiny, sizeof(tiny));
+    cr_assert_eq(strlen(tiny), 7);
+}
+
+/* str and parse are inverses. */
+Test(addr, str_parse_round_trip)
+{
+    static const char *eps[] = { "0.0.0.0:5683", "127.0.0.1:1", "[::]:4849", "[::ffff:1.2.3.4]:9" };
+    for (size_t i = 0; i < GW_ARRAY_LEN(eps); i++) {
+        struct gw_ep a, b;
+        char buf[GW_EP_STRLEN];
+        cr_assert_eq(gw_ep_parse(eps[i], 0, &a), 0, "%s", eps[i]);
+        cr_assert_eq(gw_ep_parse(gw_ep_str(&a, buf, sizeof(buf)), 0, &b), 0, "%s", buf);
+        cr_assert(gw_ep_eq(&a, &b), "%s", eps[i]);
+        cr_assert_eq(gw_ep_hash(&a), gw_ep_hash(&b));
+    }
+}
+
+/* S2.4: sessions are keyed by address and port, both must differ in the key. */
+Test(addr, sockaddr_round_trip_eq_and_hash)
+{
+    struct gw_ep a, b, c;
+    cr_assert_eq(gw_ep_parse("[2001:db8::5]:6000", 0, &a), 0);
+    struct sockaddr_storage ss;
+    socklen_t sl = gw_ep_to_sa(&a, &ss);
+    cr_assert_eq(sl, sizeof(struct sockaddr_in6));
+    cr_assert_eq(gw_ep_from_sa(&b, (struct sockaddr *)&ss), 0);
+    cr_assert(gw_ep_eq(&a, &b));
+    cr_assert_eq(gw_ep_parse("192.0.2.1:6000", 0, &a), 0);
+    sl = gw_ep_to_sa(&a, &ss);
+    cr_assert_eq(sl, sizeof(struct sockaddr_in));
+    cr_assert_eq(ntohs(((struct sockaddr_in *)&ss)->sin_port), 6000);
+    cr_assert_eq(gw_ep_from_sa(&b, (struct sockaddr *)&ss), 0);
+    cr_assert(gw_ep_eq(&a, &b));
+    cr_assert_eq(gw_ep_parse("192.0.2.1:6001", 0, &c), 0);
+    cr_assert_not(gw_ep_eq(&a, &c));
+    cr_assert_neq(gw_ep_hash(&a), gw_ep_hash(&c));
+    struct sockaddr un = { .sa_family = AF_UNIX };
+    cr_assert_eq(gw_ep_from_sa(&b, &un), -EAFNOSUPPORT);
+}
+
+/* ------------------------------------------------------------------------ */
+/* MAC IDs (S4.2). */
+
+Test(addr, mac_parse_case_insensitive)
+{
+    uint8_t a[GW_MAC_LEN], b[GW_MAC_LEN];
+    const uint8_t want[GW_MAC_LEN] = { 0x00, 0x11, 0x22, 0x33, 0xaa, 0xbb, 0xcc, 0xdf };
+    cr_assert_eq(gw_mac_parse("00112233AABBCCDF", 16, a), 0);
+    cr_assert_eq(gw_mac_parse("00112233aabbccdf", 16, b), 0);
+    cr_assert_arr_eq(a, want, GW_MAC_LEN);
+    cr_assert_arr_eq(b, want, GW_MAC_LEN);
+    cr_assert_eq(gw_mac_parse("00112233aAbBcCdF", 16, b), 0);
+    cr_assert_arr_eq(b, want, GW_MAC_LEN);
+    /* len bounds the read: a longer string is fine when len says 16. */
+    cr_assert_eq(gw_mac_parse("00112233aabbccdf/rest", 16, b), 0);
+    cr_assert_arr_eq(b, want, GW_MAC_LEN);
+}
+
+Test(addr, mac_parse_wrong_length)
+{
+    uint8_t m[GW_MAC_LEN];
+    cr_assert_eq(gw_mac_parse("", 0, m), GW_EBADMSG);
+    cr_assert_eq(gw_mac_parse("00112233aabbccd", 15, m), GW_EBADMSG);
+    cr_assert_eq(gw_mac_parse("00112233aabbccdf0", 17, m), GW_EBADMSG);
+    cr_assert_eq(gw_mac_parse("0011223344556677889900", 22, m), GW_EBADMSG);
+}
+
+Test(addr, mac_parse_bad_hex)
+{
+    static const char *bad[] = { "00112233aabbccdg", "g0112233aabbccdf", "0011 233aabbccdf",
+                                 "00:11:22:33:aa:b", "0x112233aabbccdf", "00112233aabbccd-" };
+    for (size_t i = 0; i < GW_ARRAY_LEN(bad); i++) {
+        uint8_t m[GW_MAC_LEN];
+        cr_assert_eq(gw_mac_parse(bad[i], 16, m), GW_EBADMSG, "'%s'", bad[i]);
+    }
+    /* An embedded NUL inside len is bad hex, not the end. */
+    uint8_t m[GW_MAC_LEN];
+    cr_assert_eq(gw_mac_parse("00112233\0abbccdf", 16, m), GW_EBADMSG);
+}
+
+Test(addr, mac_str_lower_case_round_trip)
+{
+    const uint8_t mac[GW_MAC_LEN] = { 0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x0a, 0xf0 };
+    char s[17];
+    gw_mac_str(mac, s);
+    cr_assert_str_eq(s, "deadbeef00010af0");
+    uint8_t back[GW_MAC_LEN];
+    cr_assert_eq(gw_mac_parse(s, strlen(s), back), 0);
+    cr_assert_arr_eq(back, mac, GW_MAC_LEN);
+}
