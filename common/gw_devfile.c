@@ -231,7 +231,8 @@ static int macset_add(struct macset *s, uint64_t k, int lineno)
     return 0;
 }
 
-static void warnf(gw_devfile_warn_fn warn, void *ctx, int lineno, const char *fmt, ...) GW_PRINTF(4, 5);
+static void warnf(gw_devfile_warn_fn warn, void *ctx, int lineno, const char *fmt, ...)
+    GW_PRINTF(4, 5);
 static void warnf(gw_devfile_warn_fn warn, void *ctx, int lineno, const char *fmt, ...)
 {
     if (!warn)

@@ -21,7 +21,7 @@
 #include <stdatomic.h>
 
 #define GW_SHM_MAGIC 0x3157475041544f43ull /* "COTAPGW1" */
-#define GW_SHM_VERSION 3
+#define GW_SHM_VERSION 4
 /* A slot carries a whole envelope plus a 1152-byte CoAP message. */
 #define GW_RING_SLOT 1280
 /* A scheduler transaction slot (struct sch_txn fits in it). */
@@ -36,7 +36,8 @@ struct gw_proc_slot {
     _Atomic uint32_t restarts;
     _Atomic int64_t started_wall;
     _Atomic uint64_t started_mono_ms;
-    uint8_t pad[GW_CACHELINE - 24];
+    _Atomic uint32_t ready;      /* the role finished its start-up (scheduler: registry loaded) */
+    uint8_t pad[GW_CACHELINE - 28];
     struct gw_stats stats;       /* written only by the process in this slot */
 };
 

@@ -165,6 +165,6 @@ int gw_store_meta_put_u64(struct gw_store *st, const char *name, uint64_t v)
     /* This value guards nonce uniqueness: make it durable. */
     rc = mdb_txn_commit(txn);
     if (rc == 0)
-        mdb_env_sync(st->env, 1);
+        rc = mdb_env_sync(st->env, 1);
     return gw_store_err(rc);
 }

@@ -78,11 +78,14 @@ static int parse_uri(const char *u, size_t n, struct fe_target *t, struct fe_ver
     /* scheme ":" "//" authority path-abempty [ "?" query ] ; no fragment (RFC 7252 6.4) */
     const char *end = u + n;
     const char *colon = memchr(u, ':', n);
-    if (!colon || colon == u || (size_t)(colon - u) >= sizeof(t->scheme))
+    if (!colon || colon == u)
         return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri is not an absolute URI");
     for (const char *p = u; p < colon; p++)
         if (!isalnum((unsigned char)*p) && *p != '+' && *p != '-' && *p != '.')
             return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri has a bad scheme");
+    /* A well-formed scheme too long for t->scheme is not coap (S4.1: 5.05). */
+    if ((size_t)(colon - u) >= sizeof(t->scheme))
+        return verdict(v, GW_COAP_PROXY_NOT_SUPPORTED, "only the coap scheme is proxied");
     for (size_t i = 0; i < (size_t)(colon - u); i++)
         t->scheme[i] = (char)tolower((unsigned char)u[i]);
     t->scheme[colon - u] = '\0';
@@ -333,7 +336,9 @@ bool fe_route_is_self(const char *host, const char *names, const char *listen)
         size_t n = c ? (size_t)(c - p) : strlen(p);
         while (n && *p == ' ')
             p++, n--;
-        if (n == hl && strncasecmp(p, host, n) == 0)
+        while (n && p[n - 1] == ' ')
+            n--;
+        if (n && n == hl && strncasecmp(p, host, n) == 0)
             return true;
         p = c ? c + 1 : NULL;
     }

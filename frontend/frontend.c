@@ -33,6 +33,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -821,6 +822,14 @@ int fe_run(const struct gw_config *cfg, int index)
         .parser = fe->parser, .ctx = fe, .reply = local_reply, .mid = local_mid,
         .session_ended = local_session_ended, .session_created = local_session_created,
     };
+    /* Proxy requests need the device registry, which the scheduler loads at
+     * start: wait for it (bounded) before taking clients, so a fresh gateway
+     * never answers 5.02 for a device it is about to know. */
+    struct gw_proc_slot *sch_slot = gw_shm_proc(&fe->shm, GW_PROC_SCHEDULER);
+    for (int i = 0; i < 1000 && !atomic_load(&sch_slot->ready); i++) {
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
     if ((rc = open_socket(fe)) != 0) {
         gw_log_err(GW_LOG_SYS, "client socket on %s: %s", cfg->listen, gw_strerror(rc));
         exit_code = rc == -EADDRINUSE || rc == GW_ECONFIG || rc == -EADDRNOTAVAIL ? GW_EXIT_FATAL : 1;

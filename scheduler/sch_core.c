@@ -163,14 +163,37 @@ int sch_core_error_bytes(const struct gw_msg *env, uint8_t code, const char *dia
     return gw_cb_finish(&b, len);
 }
 
+static int txn_alloc(struct sch_core *c);
+
+/* An answer given at once (5.03, 5.02, a cache hit). When the frontend's
+ * ring is full it is parked in a transaction slot as ANSWERED and sent by
+ * sch_core_flush, so it is not lost (S1.3). */
+static void answer_now(struct sch_core *c, const struct gw_msg *env, const uint8_t *out, size_t len)
+{
+    if (sch_core_send_client(c, env, 0, 0, out, len) == 0)
+        return;
+    gw_stat_add(c->stats, GW_STAT_ring_full, 1);
+    int idx = txn_alloc(c);
+    if (idx < 0 || len > sizeof(T(c, 0)->data))
+        return;
+    struct sch_txn *t = T(c, (uint32_t)idx);
+    memset((uint8_t *)t + sizeof(t->state), 0, offsetof(struct sch_txn, data) - sizeof(t->state));
+    t->env = *env;
+    t->has_client = 1;
+    t->arrival = c->next_arrival++;
+    memcpy(t->data, out, len);
+    t->data_len = (uint16_t)len;
+    set_state(t, SCH_TXN_ANSWERED);
+    c->pending_answers++;
+}
+
 void sch_core_answer_error(struct sch_core *c, const struct gw_msg *env, uint8_t code, const char *diag,
                            uint32_t max_age)
 {
     uint8_t out[512];
     size_t len;
-    if (sch_core_error_bytes(env, code, diag, max_age, out, sizeof(out), &len) == 0 &&
-        sch_core_send_client(c, env, 0, 0, out, len) != 0)
-        gw_stat_add(c->stats, GW_STAT_ring_full, 1);
+    if (sch_core_error_bytes(env, code, diag, max_age, out, sizeof(out), &len) == 0)
+        answer_now(c, env, out, len);
 }
 
 /* ---- transactions ---- */
@@ -395,8 +418,7 @@ static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8
             size_t len;
             gw_stat_add(c->stats, GW_STAT_cache_hits, 1);
             if (sch_cache_render(&hit, GW_COAP_CON, 0, env->token, env->tkl, out, sizeof(out), &len) == 0) {
-                if (sch_core_send_client(c, env, 0, 0, out, len) != 0)
-                    gw_stat_add(c->stats, GW_STAT_ring_full, 1);
+                answer_now(c, env, out, len);
                 return;
             }
         }
@@ -437,12 +459,16 @@ static void mesh_reply_empty(struct sch_core *c, const struct gw_msg *rx, uint8_
     c->out.to_mesh(c->out.ctx, &m, b);
 }
 
-static int find_active(struct sch_core *c, struct sch_dev *d, bool by_mid, uint16_t mid, const uint8_t *tok,
-                       uint8_t tkl)
+/* A device's datagram matches an exchange only on the same mesh security:
+ * a plain-port datagram never answers a netmgr request (S7.1). */
+static int find_active(struct sch_core *c, struct sch_dev *d, uint8_t sec, bool by_mid, uint16_t mid,
+                       const uint8_t *tok, uint8_t tkl)
 {
     uint32_t guard = 0;
     for (int32_t i = d->active; i >= 0 && guard < c->max_txn; i = c->anext[i], guard++) {
         struct sch_txn *t = T(c, (uint32_t)i);
+        if (t->env.security != sec)
+            continue;
         if (by_mid ? t->dev_mid == mid : (tkl == 8 && memcmp(t->dev_token, tok, 8) == 0))
             return i;
     }
@@ -535,7 +561,7 @@ static void on_mesh(struct sch_core *c, const struct gw_msg *rx, const uint8_t *
     struct gw_coap_msg r;
     if (gw_coap_parse(c->parser, data, rx->len, &r) != 0) {
         /* S4.6: an answer the gateway cannot process gives 5.02. */
-        int idx = (d && type == GW_COAP_ACK) ? find_active(c, d, true, mid, NULL, 0) : -1;
+        int idx = (d && type == GW_COAP_ACK) ? find_active(c, d, rx->security, true, mid, NULL, 0) : -1;
         if (idx >= 0)
             sch_core_finish_error(c, (uint32_t)idx, GW_COAP_BAD_GATEWAY, "device answer could not be parsed");
         else if (type == GW_COAP_CON)
@@ -543,7 +569,7 @@ static void on_mesh(struct sch_core *c, const struct gw_msg *rx, const uint8_t *
         return;
     }
     if (r.type == GW_COAP_ACK || r.type == GW_COAP_RST) {
-        int idx = d ? find_active(c, d, true, r.mid, NULL, 0) : -1;
+        int idx = d ? find_active(c, d, rx->security, true, r.mid, NULL, 0) : -1;
         if (idx < 0)
             return;
         struct sch_txn *t = T(c, (uint32_t)idx);
@@ -582,7 +608,7 @@ static void on_mesh(struct sch_core *c, const struct gw_msg *rx, const uint8_t *
     }
     if ((r.code >> 5) == 0)
         return; /* requests from devices are not served */
-    int idx = d ? find_active(c, d, false, 0, r.token, r.tkl) : -1;
+    int idx = d ? find_active(c, d, rx->security, false, 0, r.token, r.tkl) : -1;
     if (idx >= 0) {
         if (r.type == GW_COAP_CON)
             mesh_reply_empty(c, rx, GW_COAP_ACK, r.mid);
@@ -634,6 +660,8 @@ static void on_txn_timer(struct sch_core *c, uint32_t idx)
         memset(&m, 0, sizeof(m));
         m.kind = GW_MSG_MESH_TX;
         m.security = t->env.security;
+        m.flags = t->milli ? GW_MF_MILLI : 0;
+        m.req_id = t->env.req_id;
         memcpy(m.mac, t->env.mac, GW_MAC_LEN);
         m.len = t->data_len;
         if (c->out.to_mesh(c->out.ctx, &m, t->data) != 0)

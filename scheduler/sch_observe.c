@@ -516,10 +516,13 @@ void sch_obs_on_request(struct sch_core *c, const struct gw_msg *env, const uint
 
 /* ---- answers and notifications ---- */
 
-static bool newer(uint32_t v1, uint64_t t1, uint32_t v2, uint64_t t2)
+static bool newer(uint32_t vnew, uint64_t tnew, uint32_t vlast, uint64_t tlast)
 {
-    /* RFC 7641 3.4: V1 (new) vs V2 (last), T in ms. */
-    return (v1 < v2 && v2 - v1 < (1u << 23)) || (v1 > v2 && v1 - v2 > (1u << 23)) || t1 > t2 + 128000;
+    /* RFC 7641 3.4 (there V1/T1 is the last notification, V2/T2 the new
+     * one): fresher if V1 < V2 within half the 24-bit space, or V1 > V2
+     * after a wrap, or more than 128 s passed. T in ms. */
+    return (vlast < vnew && vnew - vlast < (1u << 23)) || (vlast > vnew && vlast - vnew > (1u << 23)) ||
+           tnew > tlast + 128000;
 }
 
 /* Sends state `resp` to every observer; `skip_ep/tok` (the txn's client when
@@ -610,7 +613,7 @@ void sch_obs_on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_ms
         take_state(c, o, resp, v, true);
         fan_out(c, o, resp, t->has_client && !t->plain ? &t->env : NULL);
         if (t->has_client && t->plain &&
-            sch_core_build_answer(&t->env, resp, -1, -1, out, sizeof(out), &len) == 0) {
+            sch_core_build_answer(&t->env, resp, -1, -1, out, sizeof(out), &len) == 0 && len <= sizeof(t->data)) {
             memcpy(t->data, out, len);
             t->data_len = (uint16_t)len;
             t->answer_flags = 0;
@@ -623,7 +626,8 @@ void sch_obs_on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_ms
     /* The device did not register us: relay to the requester without
      * Observe. A 2.xx without Observe leaves only that requester out; an
      * error ends the observation for everyone (it cannot be served). */
-    if (t->has_client && sch_core_build_answer(&t->env, resp, -1, -1, out, sizeof(out), &len) == 0) {
+    if (t->has_client && sch_core_build_answer(&t->env, resp, -1, -1, out, sizeof(out), &len) == 0 &&
+        len <= sizeof(t->data)) {
         memcpy(t->data, out, len);
         t->data_len = (uint16_t)len;
         t->answer_flags = 0;
@@ -655,8 +659,9 @@ void sch_obs_on_failure(struct sch_core *c, uint32_t idx, uint8_t code, const ch
     if (!o || kind != SCH_TK_OBS_REG)
         return;
     if (had_client) {
+        /* The client was told its registration failed: it is no observer. */
         int i = find_observer(o, &env.ep, env.token, env.tkl);
-        if (i >= 0 && !o->established)
+        if (i >= 0)
             remove_observer(c, o, (uint32_t)i);
     }
     if (o->n == 0) {
@@ -672,7 +677,7 @@ bool sch_obs_on_notification(struct sch_core *c, const struct gw_msg *rx, const 
     if (r->tkl != 8)
         return false;
     struct sch_obs *o = sch_map_get(&R(c)->by_id, id_of(r->token));
-    if (!o || memcmp(o->mac, rx->mac, GW_MAC_LEN) != 0)
+    if (!o || memcmp(o->mac, rx->mac, GW_MAC_LEN) != 0 || o->security != rx->security)
         return false;
     const struct gw_coap_opt *ob = gw_coap_opt_find(r, GW_OPT_OBSERVE);
     uint32_t v = 0;

@@ -264,6 +264,7 @@ int sch_run(const struct gw_config *cfg)
         goto out;
     }
     sch_core_resume_observations(s->core);
+    atomic_store(&ps->ready, 1);
     uv_poll_init(&s->loop, &s->bell_poll, s->my_bell_fd);
     s->bell_poll.data = s;
     uv_poll_start(&s->bell_poll, UV_READABLE, on_bell);

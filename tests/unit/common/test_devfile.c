@@ -83,7 +83,8 @@ Test(devfile, good_file_loads_every_field)
         "mac,address,type,key,plain_port,secure_port,sim\r\n"
         "0011223344556677,127.0.10.1,normal," KEY1 "\n"
         "   # indented comment\n"
-        "AABBCCDDEEFF0011 , 127.0.10.2 , MILLI , " KEY2 " , 15683 , 14849 , latency=50-80;loss=10\r\n"
+        "AABBCCDDEEFF0011 , 127.0.10.2 , MILLI , " KEY2
+        " , 15683 , 14849 , latency=50-80;loss=10\r\n"
         "aabbccddeeff0022,::1,normal," KEY1 ",,\n"
         "\t\n");
     struct sink s = { 0 };

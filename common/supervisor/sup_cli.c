@@ -1,0 +1,145 @@
+/* sup_cli.c - short-lived commands: status, metrics, devices import/list.
+ * status and metrics only attach to the shared segment (never create it);
+ * the devices commands open LMDB, which is fine in a process that never forks. */
+#include "supervisor.h"
+#include "gw_addr.h"
+#include "gw_error.h"
+#include "gw_registry.h"
+#include "gw_store.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Attaches to a running instance's segment without ever creating one. */
+static int attach(const struct gw_config *cfg, struct gw_shm *shm)
+{
+    if (!sup_shm_exists(cfg)) {
+        fprintf(stderr, "coapgw instance %s is not running\n", cfg->instance);
+        return 1;
+    }
+    char err[512];
+    int rc = gw_shm_open(cfg, false, shm, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "coapgw: instance %s: %s\n", cfg->instance, err);
+        return 1;
+    }
+    return 0;
+}
+
+int sup_cmd_status(const struct gw_config *cfg)
+{
+    struct gw_shm shm;
+    int rc = attach(cfg, &shm);
+    if (rc)
+        return rc;
+    struct sup_view *v = malloc(sizeof(*v));
+    if (!v) {
+        gw_shm_close(&shm);
+        fprintf(stderr, "coapgw status: out of memory\n");
+        return 1;
+    }
+    sup_view_snapshot(&shm, cfg, v);
+    gw_shm_close(&shm);
+    bool sup_up = v->nprocs > 0 && v->procs[0].proc == GW_PROC_SUPERVISOR && v->procs[0].up;
+    bool ever = v->nprocs > 0 && v->procs[0].started_wall != 0;
+    char *table = sup_status_render(v);
+    free(v);
+    if (!table) {
+        fprintf(stderr, "coapgw status: out of memory\n");
+        return 1;
+    }
+    printf("coapgw instance %s (data_dir %s)\n%s", cfg->instance, cfg->data_dir, table);
+    free(table);
+    if (!sup_up)
+        printf("%s\n", ever ? "the supervisor is not running: processes above are not restarted"
+                            : "no supervisor has run for this instance (roles started on their own?)");
+    fflush(stdout);
+    return sup_up ? 0 : 1;
+}
+
+int sup_cmd_metrics(const struct gw_config *cfg)
+{
+    struct gw_shm shm;
+    int rc = attach(cfg, &shm);
+    if (rc)
+        return rc;
+    struct sup_view *v = malloc(sizeof(*v));
+    if (!v) {
+        gw_shm_close(&shm);
+        return 1;
+    }
+    sup_view_snapshot(&shm, cfg, v);
+    gw_shm_close(&shm);
+    size_t len;
+    char *text = sup_metrics_render(v, &len);
+    free(v);
+    if (!text) {
+        fprintf(stderr, "coapgw metrics: out of memory\n");
+        return 1;
+    }
+    size_t w = fwrite(text, 1, len, stdout);
+    free(text);
+    return w == len && fflush(stdout) == 0 ? 0 : 1;
+}
+
+int sup_cmd_devices_import(const struct gw_config *cfg, const char *file)
+{
+    struct gw_store st;
+    int rc = gw_store_open(&st, cfg->data_dir, (size_t)cfg->lmdb_map_mb);
+    if (rc) {
+        fprintf(stderr, "coapgw devices import: opening the store in %s/state: %s\n", cfg->data_dir,
+                gw_strerror(rc));
+        return 1;
+    }
+    int bad = 0;
+    int n = gw_registry_import(&st, file, &bad);
+    gw_store_close(&st);
+    if (n == GW_EBADMSG) {
+        fprintf(stderr, "coapgw devices import: %s: no header line first (expected "
+                "mac,address,type,key[,plain_port[,secure_port]]); nothing imported\n", file);
+        return 1;
+    }
+    if (n < 0 && n > -4096) {
+        fprintf(stderr, "coapgw devices import: cannot read %s: %s; nothing imported\n", file, strerror(-n));
+        return 1;
+    }
+    if (n < 0) {
+        fprintf(stderr, "coapgw devices import: %s: %s; nothing imported\n", file, gw_strerror(n));
+        return 1;
+    }
+    printf("%d devices imported, %d bad lines skipped\n", n, bad);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static int list_one(void *ctx, const struct gw_device *d)
+{
+    (void)ctx;
+    char mac[17], addr[INET6_ADDRSTRLEN];
+    gw_mac_str(d->mac, mac);
+    if (!inet_ntop(d->family == 6 ? AF_INET6 : AF_INET, d->addr, addr, sizeof(addr)))
+        snprintf(addr, sizeof(addr), "?");
+    printf("%s,%s,%s,%u,%u\n", mac, addr, d->type == GW_DEV_MILLI ? "milli" : "normal", d->plain_port,
+           d->secure_port);
+    return 0;
+}
+
+int sup_cmd_devices_list(const struct gw_config *cfg)
+{
+    struct gw_store st;
+    int rc = gw_store_open(&st, cfg->data_dir, (size_t)cfg->lmdb_map_mb);
+    if (rc) {
+        fprintf(stderr, "coapgw devices list: opening the store in %s/state: %s\n", cfg->data_dir, gw_strerror(rc));
+        return 1;
+    }
+    printf("mac,address,type,plain_port,secure_port\n");
+    rc = gw_registry_foreach(&st, list_one, NULL);
+    gw_store_close(&st);
+    if (rc && rc != GW_ENOTFOUND) {
+        fprintf(stderr, "coapgw devices list: %s\n", gw_strerror(rc));
+        return 1;
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
+}

@@ -1,0 +1,240 @@
+/* mesh_state.c - meshio's durable and per-device state (SPEC S7.1): the
+ * gateway's sequence reservation in LMDB and the receive replay windows.
+ * The guarantees and what a crash loses are in meshio.h. */
+#include "meshio.h"
+#include "gw_error.h"
+#include "gw_log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- sequence reservation ---- */
+
+int mesh_seqstore_init(struct mesh_seqstore *s, struct gw_store *store, uint64_t block)
+{
+    uint64_t persisted = 0;
+    int rc = gw_store_meta_get_u64(store, MESH_SEQ_META_KEY, &persisted);
+    if (rc == GW_ENOTFOUND)
+        persisted = 0;
+    else if (rc)
+        return rc;
+    s->store = store;
+    mesh_seq_init(&s->seq, persisted, block);
+    return 0;
+}
+
+int mesh_seqstore_take(struct mesh_seqstore *s, uint64_t *seq)
+{
+    uint64_t nr = 0;
+    int rc = mesh_seq_take(&s->seq, seq, &nr);
+    if (rc != MESH_SEQ_PERSIST)
+        return rc;
+    /* S7.1: the new high-water mark is durable (committed and synced)
+     * before any number below it is used. */
+    rc = gw_store_meta_put_u64(s->store, MESH_SEQ_META_KEY, nr);
+    if (rc)
+        return rc;
+    mesh_seq_commit(&s->seq, nr);
+    /* One retry is the bound (mesh_crypto.h): it returns 0 or GW_EFULL. */
+    rc = mesh_seq_take(&s->seq, seq, &nr);
+    return rc == MESH_SEQ_PERSIST ? GW_EFULL : rc;
+}
+
+/* ---- replay windows ---- */
+
+#define MESH_PEERS_INIT_CAP 1024u
+#define MESH_PEERS_MAX_CAP (1u << 30)
+
+/* What is persisted per device: the window top and the key it belongs to. */
+struct mesh_peer_rec {
+    uint64_t top;
+    uint64_t keyfp;
+};
+
+static uint64_t key_fp(const uint8_t key[MESH_KEY_LEN])
+{
+    /* Distinguishes keys, nothing more: the key itself sits in the same
+     * LMDB (devices table), so this reveals nothing new. */
+    return gw_hash64(key, MESH_KEY_LEN, GW_HASH_SEED) | 1;
+}
+
+static uint32_t mac_slot(const uint8_t mac[GW_MAC_LEN], uint32_t mask)
+{
+    uint64_t h = gw_hash64(mac, GW_MAC_LEN, GW_HASH_SEED);
+    return (uint32_t)(h ^ (h >> 32)) & mask;
+}
+
+static void meta_key(const uint8_t mac[GW_MAC_LEN], char out[sizeof(MESH_PEERS_META_PREFIX) + 16])
+{
+    char hex[17];
+    gw_mac_str(mac, hex);
+    snprintf(out, sizeof(MESH_PEERS_META_PREFIX) + 16, "%s%s", MESH_PEERS_META_PREFIX, hex);
+}
+
+int mesh_peers_init(struct mesh_peers *p, struct gw_store *store)
+{
+    memset(p, 0, sizeof(*p));
+    p->slot = calloc(MESH_PEERS_INIT_CAP, sizeof(*p->slot));
+    if (!p->slot)
+        return -ENOMEM;
+    p->cap = MESH_PEERS_INIT_CAP;
+    p->store = store;
+    return 0;
+}
+
+void mesh_peers_deinit(struct mesh_peers *p)
+{
+    free(p->slot);
+    free(p->dirty);
+    memset(p, 0, sizeof(*p));
+}
+
+static struct mesh_peer *find(const struct mesh_peers *p, const uint8_t mac[GW_MAC_LEN])
+{
+    uint32_t mask = p->cap - 1;
+    for (uint32_t i = mac_slot(mac, mask), n = 0; n < p->cap; n++, i = (i + 1) & mask) {
+        struct mesh_peer *e = &p->slot[i];
+        if (!e->used)
+            return NULL;
+        if (memcmp(e->mac, mac, GW_MAC_LEN) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* A free slot for mac (the table is never full: load stays <= 1/2). */
+static struct mesh_peer *free_slot(struct mesh_peer *slot, uint32_t cap,
+                                   const uint8_t mac[GW_MAC_LEN])
+{
+    uint32_t mask = cap - 1;
+    uint32_t i = mac_slot(mac, mask);
+    while (slot[i].used)
+        i = (i + 1) & mask;
+    return &slot[i];
+}
+
+static int grow(struct mesh_peers *p)
+{
+    if (p->cap >= MESH_PEERS_MAX_CAP)
+        return -ENOMEM;
+    uint32_t ncap = p->cap * 2;
+    struct mesh_peer *ns = calloc(ncap, sizeof(*ns));
+    if (!ns)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < p->cap; i++)
+        if (p->slot[i].used)
+            *free_slot(ns, ncap, p->slot[i].mac) = p->slot[i];
+    free(p->slot);
+    p->slot = ns;
+    p->cap = ncap;
+    return 0;
+}
+
+/* The persisted top for mac, if any and if it was written under key fp. */
+static bool load_top(struct mesh_peers *p, const uint8_t mac[GW_MAC_LEN], uint64_t fp,
+                     uint64_t *top)
+{
+    if (!p->store)
+        return false;
+    MDB_txn *txn;
+    if (gw_store_rbegin(p->store, &txn) != 0)
+        return false;
+    char name[sizeof(MESH_PEERS_META_PREFIX) + 16];
+    meta_key(mac, name);
+    MDB_val k = { strlen(name), name }, v;
+    struct mesh_peer_rec rec;
+    bool ok = mdb_get(txn, p->store->meta, &k, &v) == 0 && v.mv_size == sizeof(rec);
+    if (ok)
+        memcpy(&rec, v.mv_data, sizeof(rec));
+    gw_store_rdone(p->store);
+    if (!ok || rec.keyfp != fp || rec.top >= MESH_SEQ_LIMIT)
+        return false;
+    *top = rec.top;
+    return true;
+}
+
+int mesh_peers_get(struct mesh_peers *p, const uint8_t mac[GW_MAC_LEN],
+                   const uint8_t key[MESH_KEY_LEN], struct mesh_peer **out)
+{
+    uint64_t fp = key_fp(key);
+    struct mesh_peer *e = find(p, mac);
+    if (e) {
+        if (e->keyfp != fp) {
+            /* S7.2: the key was changed while we ran; the device may count
+             * from 0 again under the new key (mesh_crypto.h). */
+            memset(&e->win, 0, sizeof(e->win));
+            e->keyfp = fp;
+        }
+        *out = e;
+        return 0;
+    }
+    if ((uint64_t)(p->count + 1) * 2 > p->cap) {
+        int rc = grow(p);
+        if (rc)
+            return rc;
+    }
+    e = free_slot(p->slot, p->cap, mac);
+    memset(e, 0, sizeof(*e));
+    memcpy(e->mac, mac, GW_MAC_LEN);
+    e->keyfp = fp;
+    e->used = 1;
+    uint64_t top;
+    if (load_top(p, mac, fp, &top))
+        e->win = (struct mesh_replay){ .top = top, .bitmap = UINT64_MAX, .init = 1 };
+    p->count++;
+    *out = e;
+    return 0;
+}
+
+void mesh_peers_accept(struct mesh_peers *p, struct mesh_peer *peer, uint64_t seq)
+{
+    uint64_t before = peer->win.top;
+    uint8_t was_init = peer->win.init;
+    mesh_replay_update(&peer->win, seq);
+    if ((was_init && peer->win.top == before) || peer->dirty)
+        return;
+    /* Remember the MAC, not the slot: the table may grow before the flush. */
+    if (p->ndirty == p->dirty_cap) {
+        uint32_t ncap = p->dirty_cap ? p->dirty_cap * 2 : 64;
+        void *nd = realloc(p->dirty, (size_t)ncap * GW_MAC_LEN);
+        if (!nd)
+            return; /* best effort: this top is not persisted */
+        p->dirty = nd;
+        p->dirty_cap = ncap;
+    }
+    memcpy(p->dirty[p->ndirty++], peer->mac, GW_MAC_LEN);
+    peer->dirty = 1;
+}
+
+int mesh_peers_flush(struct mesh_peers *p)
+{
+    if (p->ndirty == 0)
+        return 0;
+    int rc = 0;
+    MDB_txn *txn = NULL;
+    if (p->store)
+        rc = gw_store_wbegin(p->store, &txn);
+    for (uint32_t i = 0; i < p->ndirty; i++) {
+        struct mesh_peer *e = find(p, p->dirty[i]);
+        if (!e)
+            continue;
+        e->dirty = 0;
+        if (!txn || rc)
+            continue;
+        char name[sizeof(MESH_PEERS_META_PREFIX) + 16];
+        meta_key(e->mac, name);
+        struct mesh_peer_rec rec = { e->win.top, e->keyfp };
+        MDB_val k = { strlen(name), name }, v = { sizeof(rec), &rec };
+        rc = gw_store_err(mdb_put(txn, p->store->meta, &k, &v, 0));
+    }
+    p->ndirty = 0;
+    if (txn) {
+        if (rc)
+            mdb_txn_abort(txn);
+        else
+            rc = gw_store_err(mdb_txn_commit(txn));
+    }
+    return rc;
+}

@@ -1,0 +1,567 @@
+/* meshio.c - glue of the meshio process: libuv loop, the two mesh sockets,
+ * the ring pair to the scheduler, doorbells, signals (SPEC S1, S7).
+ * The datagram logic is in mesh_dgram.c, the state in mesh_state.c; the
+ * behaviour and what a crash loses are described in meshio.h.
+ *
+ * Batching: a doorbell wake pops at most MESH_BATCH records; if more are
+ * left, meshio rings its own bell so that the sockets get their turn before
+ * the next batch. Datagrams from devices are pushed as they are read (libuv
+ * reads up to 32 per socket per loop turn) and the scheduler's bell is rung
+ * at most once per loop turn, from a check handle, and only when it sleeps.
+ * Idle, nothing runs: the only timer is the replay-window flush, armed when
+ * a window moved and not re-armed until another one does. */
+#include "meshio.h"
+#include "gw_clock.h"
+#include "gw_error.h"
+#include "gw_log.h"
+#include "gw_msg.h"
+#include "gw_registry.h"
+#include "gw_shm.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define MESH_BATCH 256
+#define MESH_RX_BUF 65536
+#define MESH_RCVBUF (4 << 20)
+/* Log lines about bad traffic: a burst of 5, then one a second per kind. */
+#define MESH_LOG_PER_S 1.0
+#define MESH_LOG_BURST 5.0
+
+enum { MESH_SOCK_PLAIN = 0, MESH_SOCK_SECURE = 1, MESH_NSOCK = 2 };
+static const char *const sock_name[MESH_NSOCK] = { "plain", "secure" };
+
+enum mesh_lim {
+    LIM_UNKNOWN_DEV,
+    LIM_UNKNOWN_SRC,
+    LIM_AUTH,
+    LIM_REPLAY,
+    LIM_BAD,
+    LIM_TX,
+    LIM_RING,
+    LIM_STORE,
+    LIM_COUNT
+};
+
+struct mesh_ctx {
+    struct gw_config cfg;
+    uv_loop_t loop;
+    uv_udp_t udp[MESH_NSOCK];
+    int sock_family[MESH_NSOCK]; /* AF_INET or AF_INET6 */
+    uv_poll_t bell_poll;
+    uv_check_t kick_check;
+    uv_timer_t flush_timer;
+    uv_signal_t sig[3];
+    struct gw_shm shm;
+    struct gw_ring *from_sch, *to_sch;
+    struct gw_bell *my_bell, *sch_bell;
+    int my_bell_fd, sch_bell_fd;
+    struct gw_store store;
+    struct mesh_seqstore seq;
+    struct mesh_peers peers;
+    bool peers_ok;
+    struct gw_stats *stats;
+    bool sch_kick;
+    struct gw_log_limit lim[LIM_COUNT];
+    uint8_t rxbuf[MESH_RX_BUF];
+    uint8_t rec[GW_RING_SLOT];
+    uint8_t out[MESH_MAX_FRAME + 64];
+    uint8_t pt[GW_COAP_MAX_MSG + 64];
+};
+
+/* A log line about traffic, rate-limited per kind (hot path, STYLE). */
+GW_PRINTF(4, 5)
+static void log_limited(struct mesh_ctx *m, enum mesh_lim which, enum gw_log_level level,
+                        const char *fmt, ...)
+{
+    struct gw_log_limit *l = &m->lim[which];
+    if (!gw_log_enabled(level) ||
+        !gw_log_ratelimit(l, gw_mono_ms(), MESH_LOG_PER_S, MESH_LOG_BURST))
+        return;
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    uint64_t sup = l->suppressed;
+    l->suppressed = 0;
+    if (sup)
+        gw_log_write(level, GW_LOG_MESH, "%s (%llu similar lines suppressed)", line,
+                     (unsigned long long)sup);
+    else
+        gw_log_write(level, GW_LOG_MESH, "%s", line);
+}
+
+/* ---- addresses ---- */
+
+/* A destination for a socket of family fam: IPv4 devices are reached through
+ * a dual-stack IPv6 socket as v4-mapped addresses. Returns 0 when the socket
+ * cannot reach the device's family. */
+static socklen_t dst_sa(int fam, const struct gw_ep *ep, struct sockaddr_storage *ss)
+{
+    if (fam == AF_INET6 && ep->family == 4) {
+        struct gw_ep v6 = *ep;
+        v6.family = 6;
+        memset(v6.addr, 0, sizeof(v6.addr));
+        v6.addr[10] = v6.addr[11] = 0xff;
+        memcpy(v6.addr + 12, ep->addr, 4);
+        return gw_ep_to_sa(&v6, ss);
+    }
+    if (fam == AF_INET && ep->family != 4)
+        return 0;
+    return gw_ep_to_sa(ep, ss);
+}
+
+/* The registry keys IPv4 devices by their IPv4 address: unmap. */
+static int src_ep(const struct sockaddr *sa, struct gw_ep *ep)
+{
+    int rc = gw_ep_from_sa(ep, sa);
+    if (rc == 0 && ep->family == 6 && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)ep->addr)) {
+        uint8_t v4[4];
+        memcpy(v4, ep->addr + 12, 4);
+        memset(ep->addr, 0, sizeof(ep->addr));
+        memcpy(ep->addr, v4, 4);
+        ep->family = 4;
+    }
+    return rc;
+}
+
+/* ---- towards the scheduler ---- */
+
+static void kick_scheduler(struct mesh_ctx *m)
+{
+    if (m->sch_kick && gw_bell_should_wake(m->sch_bell))
+        gw_bell_fifo_kick(m->sch_bell_fd);
+    m->sch_kick = false;
+}
+
+static void on_check(uv_check_t *h)
+{
+    kick_scheduler(h->data);
+}
+
+static void push_rx(struct mesh_ctx *m, const struct gw_device *dev, bool secure,
+                    const uint8_t *data, size_t len)
+{
+    struct gw_msg env;
+    memset(&env, 0, sizeof(env));
+    env.kind = GW_MSG_MESH_RX;
+    env.security = secure ? GW_SEC_NETMGR : GW_SEC_NONE;
+    env.len = (uint16_t)len;
+    memcpy(env.mac, dev->mac, GW_MAC_LEN);
+    int rc = gw_ring_push2(m->to_sch, &env, sizeof(env), data, (uint32_t)len);
+    if (rc == 0) {
+        m->sch_kick = true;
+        return;
+    }
+    /* The scheduler's retries (S4.4) cover a dropped answer. */
+    gw_stat_add(m->stats, GW_STAT_ring_full, 1);
+    char macs[17];
+    gw_mac_str(dev->mac, macs);
+    log_limited(m, LIM_RING, GW_LOG_WARN,
+                "ring to the scheduler: %s; datagram from device %s dropped", gw_strerror(rc),
+                macs);
+}
+
+/* ---- from the devices ---- */
+
+static void on_flush(uv_timer_t *t);
+
+static void arm_flush(struct mesh_ctx *m)
+{
+    if (mesh_peers_has_dirty(&m->peers) && !uv_is_active((uv_handle_t *)&m->flush_timer))
+        uv_timer_start(&m->flush_timer, on_flush, MESH_PEERS_FLUSH_MS, 0);
+}
+
+static void handle_datagram(struct mesh_ctx *m, const struct gw_ep *src, bool secure,
+                            const uint8_t *buf, size_t len)
+{
+    char eps[GW_EP_STRLEN], macs[17];
+    struct gw_device dev;
+    int rc = mesh_rx_identify(&m->store, src, secure, &dev);
+    if (rc == GW_ENOTFOUND) {
+        gw_stat_add(m->stats, GW_STAT_mesh_unknown_source, 1);
+        log_limited(m, LIM_UNKNOWN_SRC, GW_LOG_WARN,
+                    "%zu-byte datagram on the %s socket from %s, no such device: dropped", len,
+                    sock_name[secure], gw_ep_str(src, eps, sizeof(eps)));
+        return;
+    }
+    if (rc) {
+        log_limited(m, LIM_STORE, GW_LOG_ERR, "registry look-up for %s: %s; datagram dropped",
+                    gw_ep_str(src, eps, sizeof(eps)), gw_strerror(rc));
+        return;
+    }
+    size_t n;
+    rc = mesh_rx_accept(&dev, secure, &m->peers, buf, len, m->pt, sizeof(m->pt), &n);
+    arm_flush(m);
+    if (rc == 0) {
+        push_rx(m, &dev, secure, m->pt, n);
+        return;
+    }
+    gw_mac_str(dev.mac, macs);
+    if (rc == GW_EAUTH) {
+        gw_stat_add(m->stats, GW_STAT_mesh_auth_failures, 1);
+        log_limited(m, LIM_AUTH, GW_LOG_WARN,
+                    "%zu-byte frame from %s (device %s) failed authentication: dropped", len,
+                    gw_ep_str(src, eps, sizeof(eps)), macs);
+    } else if (rc == GW_EREPLAY) {
+        gw_stat_add(m->stats, GW_STAT_mesh_replays, 1);
+        log_limited(m, LIM_REPLAY, GW_LOG_WARN,
+                    "replayed or too old frame from %s (device %s): dropped",
+                    gw_ep_str(src, eps, sizeof(eps)), macs);
+    } else if (rc == GW_EBADMSG || rc == GW_ETOOBIG) {
+        gw_stat_add(m->stats, GW_STAT_rx_malformed, 1);
+        log_limited(m, LIM_BAD, GW_LOG_WARN, "%zu-byte datagram from %s (device %s): %s; dropped",
+                    len, gw_ep_str(src, eps, sizeof(eps)), macs, gw_strerror(rc));
+    } else {
+        log_limited(m, LIM_STORE, GW_LOG_ERR, "datagram from device %s dropped: %s", macs,
+                    gw_strerror(rc));
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct mesh_ctx *m = h->data;
+    buf->base = (char *)m->rxbuf;
+    buf->len = sizeof(m->rxbuf);
+}
+
+static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
+                    unsigned flags)
+{
+    struct mesh_ctx *m = h->data;
+    bool secure = h == &m->udp[MESH_SOCK_SECURE];
+    if (nread < 0) {
+        log_limited(m, LIM_BAD, GW_LOG_WARN, "receiving on the %s socket: %s", sock_name[secure],
+                    uv_strerror((int)nread));
+        return;
+    }
+    if (addr == NULL)
+        return; /* nothing more to read this turn */
+    gw_stat_add(m->stats, GW_STAT_rx_datagrams, 1);
+    struct gw_ep src;
+    if ((flags & UV_UDP_PARTIAL) || src_ep(addr, &src) != 0) {
+        gw_stat_add(m->stats, GW_STAT_rx_malformed, 1);
+        return;
+    }
+    handle_datagram(m, &src, secure, (const uint8_t *)buf->base, (size_t)nread);
+}
+
+/* ---- towards the devices ---- */
+
+static void handle_tx(struct mesh_ctx *m, const struct gw_msg *env, const uint8_t *data)
+{
+    char macs[17], eps[GW_EP_STRLEN];
+    struct gw_device dev;
+    int rc = gw_registry_get(&m->store, env->mac, &dev);
+    if (rc) {
+        /* S7.2: the device left the registry after the scheduler took the
+         * request; its retries end in 5.04. */
+        gw_mac_str(env->mac, macs);
+        gw_stat_add(m->stats, GW_STAT_mesh_unknown_source, 1);
+        log_limited(m, LIM_UNKNOWN_DEV, GW_LOG_WARN, "datagram for device %s dropped: %s", macs,
+                    rc == GW_ENOTFOUND ? "not in the device registry" : gw_strerror(rc));
+        return;
+    }
+    size_t n;
+    struct gw_ep dst;
+    rc = mesh_tx_prepare(&dev, env->security, data, env->len, &m->seq, m->out, sizeof(m->out), &n,
+                         &dst);
+    if (rc) {
+        gw_mac_str(env->mac, macs);
+        if (rc == GW_EFULL)
+            log_limited(
+                m, LIM_STORE, GW_LOG_ERR,
+                "datagram for device %s dropped: the gateway's 2^48 sequence numbers are spent; "
+                "new device keys are needed (S7.1)",
+                macs);
+        else if (rc == GW_ETOOBIG || rc == GW_EBADMSG || rc == -EINVAL)
+            log_limited(m, LIM_TX, GW_LOG_WARN, "%u-byte message for device %s dropped: %s",
+                        (unsigned)env->len, macs, gw_strerror(rc));
+        else
+            log_limited(
+                m, LIM_STORE, GW_LOG_ERR,
+                "datagram for device %s dropped: cannot persist the sequence reservation: %s", macs,
+                gw_strerror(rc));
+        return;
+    }
+    int which = env->security == GW_SEC_NETMGR ? MESH_SOCK_SECURE : MESH_SOCK_PLAIN;
+    struct sockaddr_storage ss;
+    if (dst_sa(m->sock_family[which], &dst, &ss) == 0) {
+        gw_mac_str(env->mac, macs);
+        log_limited(m, LIM_TX, GW_LOG_WARN,
+                    "device %s at %s cannot be reached from mesh_bind %s: dropped", macs,
+                    gw_ep_str(&dst, eps, sizeof(eps)), m->cfg.mesh_bind);
+        return;
+    }
+    uv_buf_t b = uv_buf_init((char *)m->out, (unsigned)n);
+    rc = uv_udp_try_send(&m->udp[which], &b, 1, (const struct sockaddr *)&ss);
+    if (rc >= 0) {
+        gw_stat_add(m->stats, GW_STAT_tx_datagrams, 1);
+        return;
+    }
+    /* A full socket buffer or an unreachable device: the scheduler retries. */
+    log_limited(m, LIM_TX, GW_LOG_WARN, "sending %zu bytes to %s: %s", n,
+                gw_ep_str(&dst, eps, sizeof(eps)), uv_strerror(rc));
+}
+
+/* Pops and sends at most max records; returns how many were popped. */
+static int drain_from_sch(struct mesh_ctx *m, int max)
+{
+    int i;
+    for (i = 0; i < max; i++) {
+        int n = gw_ring_pop(m->from_sch, m->rec, sizeof(m->rec));
+        if (n == GW_EEMPTY)
+            break;
+        struct gw_msg env;
+        const uint8_t *data;
+        if (n < 0 || gw_msg_decode(m->rec, (size_t)n, &env, &data) != 0 ||
+            env.kind != GW_MSG_MESH_TX) {
+            gw_stat_add(m->stats, GW_STAT_rx_malformed, 1);
+            log_limited(m, LIM_BAD, GW_LOG_WARN, "malformed record from the scheduler dropped");
+            continue;
+        }
+        handle_tx(m, &env, data);
+    }
+    return i;
+}
+
+/* One batch, then to sleep; or, when records are left, a kick to ourselves
+ * so that the sockets are served before the next batch. */
+static void service_ring(struct mesh_ctx *m)
+{
+    gw_bell_awake(m->my_bell);
+    drain_from_sch(m, MESH_BATCH);
+    gw_bell_prepare_sleep(m->my_bell);
+    if (!gw_ring_empty(m->from_sch)) {
+        gw_bell_awake(m->my_bell);
+        gw_bell_fifo_kick(m->my_bell_fd);
+    }
+}
+
+static void on_bell(uv_poll_t *h, int status, int events)
+{
+    (void)status; /* an error on our own FIFO changes nothing: serve the ring */
+    (void)events;
+    struct mesh_ctx *m = h->data;
+    gw_bell_fifo_drain(m->my_bell_fd);
+    service_ring(m);
+}
+
+/* ---- replay window flush ---- */
+
+static void on_flush(uv_timer_t *t)
+{
+    struct mesh_ctx *m = t->data;
+    int rc = mesh_peers_flush(&m->peers);
+    if (rc)
+        log_limited(m, LIM_STORE, GW_LOG_WARN, "persisting replay windows: %s", gw_strerror(rc));
+}
+
+/* ---- set-up ---- */
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct mesh_ctx *m = h->data;
+    if (signum == SIGHUP) {
+        gw_log_info(GW_LOG_SYS, "SIGHUP: nothing to reload (the device registry is read live)");
+        return;
+    }
+    gw_log_info(GW_LOG_SYS, "signal %d: stopping", signum);
+    uv_stop(&m->loop);
+}
+
+static int open_socket(struct mesh_ctx *m, int which, const struct gw_ep *bind_ep, uint16_t port,
+                       char *name, size_t namelen)
+{
+    struct gw_ep ep = *bind_ep;
+    ep.port = port;
+    struct sockaddr_storage ss;
+    gw_ep_to_sa(&ep, &ss);
+    uv_udp_t *h = &m->udp[which];
+    int rc = uv_udp_init(&m->loop, h);
+    if (rc)
+        return rc;
+    h->data = m;
+    m->sock_family[which] = ss.ss_family;
+    if ((rc = uv_udp_bind(h, (const struct sockaddr *)&ss, 0)) != 0)
+        return rc;
+    int rcvbuf = MESH_RCVBUF;
+    (void)uv_recv_buffer_size((uv_handle_t *)h, &rcvbuf);
+    struct sockaddr_storage got;
+    int gl = sizeof(got);
+    struct gw_ep gep;
+    if (uv_udp_getsockname(h, (struct sockaddr *)&got, &gl) == 0 &&
+        gw_ep_from_sa(&gep, (struct sockaddr *)&got) == 0)
+        gw_ep_str(&gep, name, namelen);
+    else
+        snprintf(name, namelen, "?");
+    return uv_udp_recv_start(h, on_alloc, on_recv);
+}
+
+static bool is_config_error(int rc)
+{
+    return rc == UV_EADDRINUSE || rc == UV_EADDRNOTAVAIL || rc == UV_EAFNOSUPPORT ||
+           rc == UV_EACCES;
+}
+
+int mesh_run(const struct gw_config *cfg)
+{
+    struct mesh_ctx *m = calloc(1, sizeof(*m));
+    if (!m)
+        return 1;
+    m->cfg = *cfg;
+    m->shm.fd = -1;
+    m->my_bell_fd = m->sch_bell_fd = -1;
+    int rc, exit_code = 1;
+    char err[512], path[600];
+    bool loop_ok = false;
+
+    struct gw_ep bind_ep;
+    if (gw_ep_parse(cfg->mesh_bind, 0, &bind_ep) != 0) {
+        gw_log_err(GW_LOG_SYS, "mesh_bind: cannot parse '%s' (an address, optionally with :port)",
+                   cfg->mesh_bind);
+        free(m);
+        return GW_EXIT_FATAL;
+    }
+    if (bind_ep.port == 65535) {
+        gw_log_err(GW_LOG_SYS,
+                   "mesh_bind: port 65535 leaves no room for the secure socket (port + 1)");
+        free(m);
+        return GW_EXIT_FATAL;
+    }
+    if ((rc = uv_loop_init(&m->loop)) != 0) {
+        gw_log_err(GW_LOG_SYS, "uv_loop_init: %s", uv_strerror(rc));
+        free(m);
+        return 1;
+    }
+    loop_ok = true;
+    if ((rc = gw_shm_open(cfg, false, &m->shm, err, sizeof(err))) != 0) {
+        gw_log_err(GW_LOG_RING, "%s", err);
+        exit_code = rc == GW_ELAYOUT ? GW_EXIT_FATAL : 1;
+        goto out;
+    }
+    m->from_sch = gw_shm_ring(&m->shm, gw_ring_sch_to_mesh(&m->shm));
+    m->to_sch = gw_shm_ring(&m->shm, gw_ring_mesh_to_sch(&m->shm));
+    gw_ring_claim_consumer(m->from_sch, (uint32_t)getpid());
+    gw_ring_claim_producer(m->to_sch, (uint32_t)getpid());
+    m->my_bell = gw_shm_bell(&m->shm, GW_BELL_MESHIO);
+    m->sch_bell = gw_shm_bell(&m->shm, GW_BELL_SCHEDULER);
+    struct gw_proc_slot *ps = gw_shm_proc(&m->shm, GW_PROC_MESHIO);
+    m->stats = &ps->stats;
+    atomic_store(&ps->pid, (uint32_t)getpid());
+
+    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
+        gw_log_err(GW_LOG_SYS, "mkdir(%s): %s", cfg->data_dir, strerror(errno));
+        goto out;
+    }
+    gw_bell_path(cfg, GW_BELL_MESHIO, path, sizeof(path));
+    m->my_bell_fd = gw_bell_fifo_open(path);
+    gw_bell_path(cfg, GW_BELL_SCHEDULER, path, sizeof(path));
+    m->sch_bell_fd = gw_bell_fifo_open(path);
+    if (m->my_bell_fd < 0 || m->sch_bell_fd < 0) {
+        gw_log_err(GW_LOG_RING, "doorbell FIFOs in %s: %s", cfg->data_dir,
+                   gw_strerror(m->my_bell_fd < 0 ? m->my_bell_fd : m->sch_bell_fd));
+        goto out;
+    }
+    if ((rc = gw_store_open(&m->store, cfg->data_dir, (size_t)cfg->lmdb_map_mb)) != 0) {
+        gw_log_err(GW_LOG_STORE, "opening LMDB in %s: %s", cfg->data_dir, gw_strerror(rc));
+        goto out;
+    }
+    if ((rc = mesh_seqstore_init(&m->seq, &m->store, (uint64_t)cfg->mesh_seq_block)) != 0) {
+        /* Starting over at 0 could reuse nonces (S7.1): an operator decides. */
+        gw_log_err(GW_LOG_STORE,
+                   "reading the sequence reservation (meta %s) in %s/state: %s; refusing to start",
+                   MESH_SEQ_META_KEY, cfg->data_dir,
+                   rc == GW_EBADMSG
+                       ? "the stored value is not 8 bytes (restarting from 0 could reuse nonces)"
+                       : gw_strerror(rc));
+        exit_code = rc == GW_EBADMSG ? GW_EXIT_FATAL : 1;
+        goto out;
+    }
+    if ((rc = mesh_peers_init(&m->peers, &m->store)) != 0) {
+        gw_log_err(GW_LOG_SYS, "replay windows: %s", gw_strerror(rc));
+        goto out;
+    }
+    m->peers_ok = true;
+
+    char names[MESH_NSOCK][GW_EP_STRLEN];
+    for (int i = 0; i < MESH_NSOCK; i++) {
+        uint16_t port = bind_ep.port ? (uint16_t)(bind_ep.port + i) : 0;
+        if ((rc = open_socket(m, i, &bind_ep, port, names[i], sizeof(names[i]))) != 0) {
+            gw_log_err(GW_LOG_SYS, "%s mesh socket on %s (port %u): %s", sock_name[i],
+                       cfg->mesh_bind, (unsigned)port, uv_strerror(rc));
+            exit_code = is_config_error(rc) ? GW_EXIT_FATAL : 1;
+            goto out;
+        }
+    }
+    /* handle->data is set after each init: init owns the handle's fields. */
+    rc = uv_poll_init(&m->loop, &m->bell_poll, m->my_bell_fd);
+    if (rc == 0) {
+        m->bell_poll.data = m;
+        rc = uv_poll_start(&m->bell_poll, UV_READABLE, on_bell);
+    }
+    if (rc == 0)
+        rc = uv_check_init(&m->loop, &m->kick_check);
+    if (rc == 0) {
+        m->kick_check.data = m;
+        rc = uv_check_start(&m->kick_check, on_check);
+    }
+    if (rc == 0) {
+        rc = uv_timer_init(&m->loop, &m->flush_timer);
+        m->flush_timer.data = m;
+    }
+    int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        rc = uv_signal_init(&m->loop, &m->sig[i]);
+        if (rc == 0) {
+            m->sig[i].data = m;
+            rc = uv_signal_start(&m->sig[i], on_signal, sigs[i]);
+        }
+    }
+    if (rc) {
+        gw_log_err(GW_LOG_SYS, "setting up the event loop: %s", uv_strerror(rc));
+        goto out;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    gw_log_info(GW_LOG_SYS,
+                "meshio: plain socket %s, secure socket %s; sequence numbers from %llu, reserved "
+                "%lld at a time",
+                names[MESH_SOCK_PLAIN], names[MESH_SOCK_SECURE],
+                (unsigned long long)m->seq.seq.next, (long long)cfg->mesh_seq_block);
+    /* Whatever the scheduler queued while we were away goes out now. */
+    service_ring(m);
+    kick_scheduler(m);
+    uv_run(&m->loop, UV_RUN_DEFAULT);
+    exit_code = 0;
+out:
+    if (m->peers_ok) {
+        if ((rc = mesh_peers_flush(&m->peers)) != 0)
+            gw_log_warn(GW_LOG_STORE, "persisting replay windows at exit: %s", gw_strerror(rc));
+        mesh_peers_deinit(&m->peers);
+    }
+    if (loop_ok) {
+        uv_walk(&m->loop, (uv_walk_cb)(void (*)(void))uv_close, NULL);
+        uv_run(&m->loop, UV_RUN_DEFAULT);
+        if ((rc = uv_loop_close(&m->loop)) != 0)
+            gw_log_warn(GW_LOG_SYS, "uv_loop_close: %s", uv_strerror(rc));
+    }
+    mesh_crypto_thread_cleanup();
+    gw_store_close(&m->store);
+    if (m->my_bell_fd >= 0)
+        close(m->my_bell_fd);
+    if (m->sch_bell_fd >= 0)
+        close(m->sch_bell_fd);
+    gw_shm_close(&m->shm);
+    free(m);
+    return exit_code;
+}

@@ -1,0 +1,364 @@
+#!/usr/bin/env python3
+"""Integration tests through real processes: the supervisor, frontend,
+scheduler and meshio, the mesh simulator, libcoap's coap-client-notls and
+coap-server-notls. Clause numbers refer to ../shared/SPEC.md."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gwtest import (ACK, CON, DELETE, GET, NON, OPT, POST, PUT, RST, Client, Msg, code, coap_server, encode,
+                    gateway, run, sim_counters, wait_for, write_devices)
+
+KEY = "00112233445566778899aabbccddeeff"
+NORMAL = "0200000000000001"
+MILLI = "0200000000000002"
+SILENT = "0200000000000003"
+LIBCOAP = "0200000000000009"
+BUSY_TEXT = (b"Request blocked by device serialization requirements, another request is enqueued or in "
+             b"process for this device.")
+
+
+def devices(tmpdir, base="127.0.20"):
+    rows = [
+        (NORMAL, base + ".1", "normal", KEY, 5683, 4849, "latency=1-3"),
+        (MILLI, base + ".2", "milli", KEY, 5683, 4849, "latency=1-2"),
+        (SILENT, base + ".3", "normal", KEY, 5683, 4849, "silent"),
+    ]
+    return write_devices(os.path.join(tmpdir, "devices.csv"), rows)
+
+
+def sim_gateway(name, **cfg):
+    import tempfile
+    d = tempfile.mkdtemp(prefix="coapgw-dev-")
+    base = "127.0.%d" % (20 + (abs(hash(name)) % 200))
+    cfg.setdefault("meshsim", 1)
+    cfg.setdefault("mesh_ack_timeout_ms", 200)
+    cfg.setdefault("milli_timeout_ms", 3000)
+    ctx = gateway(name, devices(d, base), **cfg)
+    ctx.gw.base = base
+    return ctx
+
+
+def test_first_request_with_coap_client():
+    """S2.1, S2.4, S3.1, S4.1: the shell-script flow with libcoap's coap-client."""
+    with gateway("first", devices_file=None) as gw:
+        # The embedded default: simulated devices from the generated file.
+        devfile = os.path.join(gw.data_dir, "meshsim-devices.csv")
+        wait_for(lambda: os.path.exists(devfile), 10, "generated devices file")
+        rows = [l for l in open(devfile).read().splitlines() if l and not l.startswith(("#", "mac,"))]
+        mac = rows[0].split(",")[0]
+        tok = gw.token("alice")
+        port = str(Client(gw).port)  # a free port for coap-client -p
+        gwuri = "coap://127.0.0.1:%d" % gw.port
+
+        def cc(*args):
+            r = subprocess.run(["coap-client-notls", "-B", "10", "-p", port] + list(args), capture_output=True,
+                               text=True, timeout=30)
+            return r.stdout + r.stderr
+
+        # Before any session: 4.01 (S2.4).
+        out = cc("-P", gwuri, "coap://%s/value" % mac)
+        assert "4.01" in out, out
+        out = cc("-m", "post", "-e", tok, gwuri + "/sessions?security=none")
+        assert "4.01" not in out and "4.0" not in out, out
+        out = cc("-P", gwuri, "coap://%s/value" % mac)
+        assert out.strip() and "4.0" not in out and "5.0" not in out, out
+        out = cc("-m", "delete", gwuri + "/sessions")
+        out = cc("-P", gwuri, "coap://%s/value" % mac)
+        assert "4.01" in out, out
+
+
+def test_separate_response_after_empty_ack():
+    """S3.1: a proxied CON is ACKed at once (empty) and answered separately with the client's token."""
+    with sim_gateway("sep") as gw:
+        c = Client(gw)
+        gw.session(c)
+        r, seen = c.request(GET, proxy="coap://%s/value" % NORMAL)
+        assert r is not None, seen
+        assert seen[0].type == ACK and seen[0].code == 0, seen
+        assert r.type == CON and r.code == code(2, 5), r
+        assert r.payload == b"0", r
+
+
+def test_unauthorized_from_other_port():
+    """S2.4: the session is bound to address and port."""
+    with sim_gateway("unauth") as gw:
+        a, b = Client(gw), Client(gw)
+        gw.session(a)
+        r, _ = b.request(GET, proxy="coap://%s/value" % NORMAL)
+        assert r is not None and r.code == code(4, 1) and r.payload, r
+        assert r.type == ACK, "4.01 is piggybacked"
+        log = open(gw.log_path).read()
+        assert "127.0.0.1:%d" % b.port in log, "WARN line names the endpoint"
+
+
+def test_sticky_moves_session():
+    """S2.5: sticky=true re-points the account's session; the old endpoint loses it."""
+    with sim_gateway("sticky") as gw:
+        a, b = Client(gw), Client(gw)
+        first = gw.session(a, query="security=none")
+        second = gw.session(b, query="security=none&sticky=true")
+        assert first.opts(OPT["location_path"]) == second.opts(OPT["location_path"])
+        r, _ = b.request(GET, proxy="coap://%s/value" % NORMAL)
+        assert r.code == code(2, 5), r
+        r, _ = a.request(GET, proxy="coap://%s/value" % NORMAL)
+        assert r.code == code(4, 1), r
+
+
+def test_single_session():
+    """S2.6: single=true refuses a second session of the account with 4.03."""
+    with sim_gateway("single") as gw:
+        a, b = Client(gw), Client(gw)
+        gw.session(a, query="security=none&single=true")
+        tok = gw.token("alice")
+        r, _ = b.request(POST, "/sessions?security=none", tok.encode())
+        assert r.code == code(4, 3), r
+
+
+def test_local_resources_and_ping():
+    """S8.1, S3.4, S3.6: local resources without a session, ping gets RST, bad version ignored."""
+    with sim_gateway("local") as gw:
+        c = Client(gw)
+        r, _ = c.request(GET, "/.well-known/core")
+        assert r.code == code(2, 5) and b"</sessions>" in r.payload and r.uint(OPT["content_format"]) == 40
+        r, _ = c.request(POST, "/echo", b"hello")
+        assert r.payload == b"hello", r
+        r, _ = c.request(GET, "/help")
+        assert r.code == code(2, 5) and b"session" in r.payload
+        mid = c.next_mid()
+        c.send_raw(encode(CON, 0, mid))
+        m = c.recv(3)
+        assert m is not None and m.type == RST and m.mid == mid, m
+        c.send_raw(bytes([0x81, 1, 0, 1, 0x11]))  # version 2
+        assert c.recv(0.5) is None
+        mid = c.next_mid()
+        c.send_raw(bytes([0x40, 1, mid >> 8, mid & 255, 0xff]))  # payload marker, no payload
+        m = c.recv(3)
+        assert m is not None and m.type == RST and m.mid == mid, m
+
+
+def test_block2_well_known_core():
+    """S8.2: Block2 with 16-byte blocks reassembles /.well-known/core."""
+    with sim_gateway("block") as gw:
+        c = Client(gw)
+        whole, _ = c.request(GET, "/.well-known/core")
+        body, num = b"", 0
+        for _ in range(200):
+            r, _ = c.request(GET, "/.well-known/core", options=[(OPT["block2"], (num << 4) | 0)])
+            blk = r.uint(OPT["block2"])
+            assert blk >> 4 == num and blk & 7 == 0, r
+            body += r.payload
+            if not blk & 8:
+                break
+            num += 1
+        assert body == whole.payload and num > 2
+        out = subprocess.run(["coap-client-notls", "-B", "10", "-b", "16",
+                              "coap://127.0.0.1:%d/.well-known/core" % gw.port],
+                             capture_output=True, timeout=30).stdout
+        assert whole.payload in out, out
+
+
+def test_duplicate_con_not_forwarded_twice():
+    """S3.3: a retransmitted client CON is ACKed again and never forwarded twice."""
+    with sim_gateway("dup", meshsim=1) as gw:
+        c = Client(gw)
+        gw.session(c)
+        before = sim_counters(gw.base + ".1")["requests"]
+        mid = c.next_mid()
+        pkt = encode(CON, GET, mid, b"dd", [(OPT["proxy_uri"], "coap://%s/value" % NORMAL)])
+        c.send_raw(pkt)
+        c.send_raw(pkt)
+        c.send_raw(pkt)
+        got = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            m = c.recv(0.5)
+            if m is None and any(x.code == code(2, 5) for x in got):
+                break
+            if m:
+                got.append(m)
+        acks = [m for m in got if m.type == ACK and m.mid == mid]
+        answers = [m for m in got if m.code == code(2, 5)]
+        assert len(acks) >= 2 and len(answers) == 1, got
+        assert sim_counters(gw.base + ".1")["requests"] == before + 1
+
+
+def test_proxy_errors():
+    """S4.1, S4.2, S4.3, S4.7: clear errors for bad proxy requests."""
+    with sim_gateway("errs") as gw:
+        c = Client(gw)
+        gw.session(c)
+        r, _ = c.request(GET, proxy="coap://0badc0de0badc0de/x")
+        assert r.code == code(5, 2) and r.payload, r
+        r, _ = c.request(GET, proxy="http://%s/value" % NORMAL)
+        assert r.code == code(5, 5), r
+        r, _ = c.request(GET, proxy="coap://%s/value" % NORMAL, options=[(OPT["uri_path"], "x")])
+        assert r.code == code(4, 2), r
+        r, _ = c.request(GET, proxy="coap://%s:4849/value" % NORMAL)  # security=none session
+        assert r.code == code(4, 0), r
+        r, _ = c.request(GET, proxy="coap://%s/value" % NORMAL, options=[(2014, b"x")])  # unknown unsafe
+        assert r.code == code(4, 2), r
+        r, _ = c.request(PUT, proxy="coap://%s/value" % NORMAL, options=[(OPT["block1"], 0x08)], payload=b"x" * 16)
+        assert r.code == code(4, 2), r
+        r, _ = c.request(GET, proxy="coap://%s/../value" % NORMAL)
+        assert r.code == code(4, 0), r
+        big = encode(CON, POST, c.next_mid(), b"bg", [(OPT["proxy_uri"], "coap://%s/echo" % NORMAL)], b"x" * 1300)
+        c.send_raw(big)
+        m = c.recv(3)
+        assert m.code == code(4, 13) and m.uint(OPT["size1"]) == 1152, m
+
+
+def test_milli_serialization():
+    """S4.5: a second request to a busy Milli gets 5.03 at once with the fixed payload and Max-Age."""
+    with sim_gateway("milli") as gw:
+        a, b = Client(gw), Client(gw)
+        gw.session(a)
+        gw.session(b, query="security=none")
+        tok = os.urandom(4)
+        a.send_raw(encode(CON, GET, a.next_mid(), tok, [(OPT["proxy_uri"], "coap://%s/value" % MILLI)]))
+        ack = a.recv(2)
+        assert ack.type == ACK and ack.code == 0, ack
+        r, _ = b.request(GET, proxy="coap://%s/value" % MILLI, timeout=2)
+        assert r.code == code(5, 3) and r.payload == BUSY_TEXT and r.opt(OPT["max_age"]) is not None, r
+        first = wait_for(lambda: a.recv(0.2), 10, "first Milli answer")
+        assert first.token == tok and first.code == code(2, 5), first
+
+
+def test_retries_then_504():
+    """S4.4: 4 transmissions in all to a silent device, then 5.04."""
+    with sim_gateway("retry", mesh_ack_timeout_ms=100) as gw:
+        c = Client(gw)
+        gw.session(c)
+        t0 = time.monotonic()
+        r, _ = c.request(GET, proxy="coap://%s/value" % SILENT, timeout=10)
+        assert r is not None and r.code == code(5, 4), r
+        # 100 + 200 + 400 + 800 ms at least (first timeout in [T, 1.5T]).
+        assert time.monotonic() - t0 >= 1.4
+        cnt = sim_counters(gw.base + ".3")
+        assert cnt["requests"] == 1 and cnt["duplicates"] == 3, cnt
+
+
+def test_cache_one_upstream_request():
+    """S5.1: a cached 2.05 answers the second GET without the device."""
+    with sim_gateway("cache") as gw:
+        c = Client(gw)
+        gw.session(c)
+        before = sim_counters(gw.base + ".1")["by"].get("GET /value", 0)
+        r1, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
+        r2, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
+        assert r1.code == r2.code == code(2, 5) and r1.payload == r2.payload
+        assert sim_counters(gw.base + ".1")["by"].get("GET /value", 0) == before + 1
+        r3, _ = c.request(PUT, proxy="coap://%s/value" % NORMAL, payload=b"42")
+        assert r3.code == code(2, 4), r3
+        r4, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
+        assert r4.payload == b"42", r4
+
+
+def test_netmgr_security():
+    """S7.1: a netmgr session reaches the device on 4849 with encrypted frames."""
+    with sim_gateway("sec") as gw:
+        c = Client(gw)
+        gw.session(c, query="security=netmgr")
+        r, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
+        assert r.code == code(2, 5) and r.payload == b"0", r
+        r, _ = c.request(GET, proxy="coap://%s:4849/value" % NORMAL)
+        assert r.code == code(2, 5), r
+
+
+def test_real_coap_server_device():
+    """S7.3: libcoap's coap-server-notls works as a plain-port device."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="coapgw-dev-")
+    srv = coap_server("127.0.31.9")
+    try:
+        f = write_devices(os.path.join(d, "devices.csv"), [(LIBCOAP, "127.0.31.9", "normal", KEY, 5683, 4849, "")])
+        with gateway("libcoap", devices_file=f, meshsim=0) as gw:
+            c = Client(gw)
+            gw.session(c)
+            r, _ = c.request(GET, proxy="coap://%s/" % LIBCOAP.upper())
+            assert r is not None and r.code == code(2, 5) and b"libcoap" in r.payload.lower() or b"coap" in r.payload.lower(), r
+    finally:
+        srv.terminate()
+        srv.wait(5)
+
+
+def test_crash_restart_each_role():
+    """S1.1, S1.2, S1.3: SIGKILL each role; only it restarts; the next request succeeds."""
+    with sim_gateway("crash") as gw:
+        c = Client(gw)
+        gw.session(c)
+        r, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
+        assert r.code == code(2, 5)
+        for role in ("frontend-0", "scheduler", "meshio"):
+            pids = {x: gw.pid(x) for x in ("frontend-0", "scheduler", "meshio")}
+            os.kill(pids[role], signal.SIGKILL)
+            wait_for(lambda: gw.pid(role) and gw.pid(role) != pids[role], 10, "%s restarted" % role)
+            for other in pids:
+                if other != role:
+                    assert gw.pid(other) == pids[other], "%s was restarted too" % other
+            r = wait_for(lambda: (lambda x: x if x and x.code == code(2, 5) else None)(
+                c.request(GET, proxy="coap://%s/value?r=%s" % (NORMAL, role), timeout=3)[0]), 15,
+                "a request after restarting %s" % role)
+            assert r.code == code(2, 5)
+
+
+def test_observe_fan_out():
+    """S6.1-S6.4: observers share one device observation; each gets every notification."""
+    with sim_gateway("obs") as gw:
+        clients = [Client(gw) for _ in range(3)]
+        for i, cl in enumerate(clients):
+            gw.session(cl, query="security=none") if i == 0 else gw.session(cl, account="u%d" % i)
+        before = sim_counters(gw.base + ".1")
+        toks = []
+        for cl in clients:
+            tok = os.urandom(3)
+            toks.append(tok)
+            r, _ = cl.request(GET, proxy="coap://%s/sensor" % NORMAL, token=tok, options=[(OPT["observe"], 0)])
+            assert r is not None and r.code == code(2, 5) and r.opt(OPT["observe"]) is not None, r
+        after = sim_counters(gw.base + ".1")
+        assert after["obs_register"] - before["obs_register"] == 3, (before, after)
+        assert after["observers"] == 1, after
+        # Each client sees further notifications with its token and increasing numbers.
+        for cl, tok in zip(clients, toks):
+            nums = []
+            for _ in range(2):
+                m = wait_for(lambda: cl.recv(0.5), 15, "notification")
+                assert m.token == tok and m.opt(OPT["observe"]) is not None, m
+                nums.append(m.uint(OPT["observe"]))
+            assert nums[1] > nums[0], nums
+        # The last one cancelling reaches the device.
+        for cl, tok in zip(clients, toks):
+            r, seen = cl.request(GET, proxy="coap://%s/sensor" % NORMAL, token=tok, options=[(OPT["observe"], 1)])
+            # Notifications already on their way may come first; the answer has no Observe.
+            for _ in range(20):
+                if r is not None and r.token == tok and r.code != 0 and r.opt(OPT["observe"]) is None:
+                    break
+                r = wait_for(lambda: cl.recv(0.5), 10, "answer to the cancel")
+            assert r is not None and r.token == tok and r.code == code(2, 5) and r.opt(OPT["observe"]) is None, r
+        wait_for(lambda: sim_counters(gw.base + ".1")["observers"] == 0, 10, "device observation cancelled")
+
+
+TESTS = [
+    test_first_request_with_coap_client,
+    test_separate_response_after_empty_ack,
+    test_unauthorized_from_other_port,
+    test_sticky_moves_session,
+    test_single_session,
+    test_local_resources_and_ping,
+    test_block2_well_known_core,
+    test_duplicate_con_not_forwarded_twice,
+    test_proxy_errors,
+    test_milli_serialization,
+    test_retries_then_504,
+    test_cache_one_upstream_request,
+    test_netmgr_security,
+    test_real_coap_server_device,
+    test_observe_fan_out,
+    test_crash_restart_each_role,
+]
+
+if __name__ == "__main__":
+    sys.exit(run(TESTS))

@@ -1,0 +1,423 @@
+/* test_msglayer.c - the client-facing message layer without I/O (SPEC S3.2,
+ * S3.3, S3.6; RFC 7252 4.2, 4.5; RFC 7641 4.5.2). Times are fake ms values. */
+#include "fe_msglayer.h"
+#include "gw_error.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+
+#define E(expr) cr_assert_eq((expr), 0, "%s", #expr)
+
+#define LIFETIME 247000u /* RFC 7252 EXCHANGE_LIFETIME with the defaults */
+#define T 2000u          /* ACK_TIMEOUT (S3.6) */
+
+static struct gw_ep ep_of(const char *s)
+{
+    struct gw_ep ep;
+    E(gw_ep_parse(s, 5683, &ep));
+    return ep;
+}
+
+/* ---- deduplication (S3.3) ---- */
+
+Test(dedup, new_exchange_is_not_a_duplicate)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 16, LIFETIME, 4096));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    cr_assert_null(fe_dedup_find(&d, &a, 7, 0));
+    struct fe_dedup_entry *e = fe_dedup_add(&d, &a, 7, 0);
+    cr_assert_not_null(e);
+    cr_assert_null(e->resp);
+    cr_assert_eq(e->forwarded, 0);
+    fe_dedup_deinit(&d);
+}
+
+/* S3.3: same MID from the same endpoint within EXCHANGE_LIFETIME. */
+Test(dedup, duplicate_found_within_lifetime)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 16, LIFETIME, 4096));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    struct gw_ep a_port = ep_of("10.0.0.1:1001");
+    struct gw_ep b = ep_of("10.0.0.2:1000");
+    struct fe_dedup_entry *e = fe_dedup_add(&d, &a, 7, 1000);
+    e->forwarded = 1;
+    cr_assert_eq(fe_dedup_find(&d, &a, 7, 1000), e);
+    struct fe_dedup_entry *f = fe_dedup_find(&d, &a, 7, 1000 + LIFETIME - 1);
+    cr_assert_eq(f, e);
+    cr_assert_eq(f->forwarded, 1);
+    /* Other MID, other port, other address: different exchanges. */
+    cr_assert_null(fe_dedup_find(&d, &a, 8, 1000));
+    cr_assert_null(fe_dedup_find(&d, &a_port, 7, 1000));
+    cr_assert_null(fe_dedup_find(&d, &b, 7, 1000));
+    fe_dedup_deinit(&d);
+}
+
+/* S3.3: after EXCHANGE_LIFETIME the MID may be reused for a new request. */
+Test(dedup, expired_after_lifetime)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 16, LIFETIME, 4096));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    (void)fe_dedup_add(&d, &a, 7, 1000);
+    cr_assert_null(fe_dedup_find(&d, &a, 7, 1000 + LIFETIME));
+    /* Re-adding the expired key gives a fresh entry that is found again. */
+    struct fe_dedup_entry *e = fe_dedup_add(&d, &a, 7, 1000 + LIFETIME);
+    cr_assert_eq(fe_dedup_find(&d, &a, 7, 1000 + LIFETIME + 1), e);
+    cr_assert_eq(d.count, 1, "the expired entry was reclaimed");
+    fe_dedup_deinit(&d);
+}
+
+/* S3.3: a duplicate gets the stored answer again (a copy, not the caller's buffer). */
+Test(dedup, stored_answer_returned)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 16, LIFETIME, 4096));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    struct fe_dedup_entry *e = fe_dedup_add(&d, &a, 7, 0);
+    uint8_t ans[10] = { 0x62, 0x45, 0, 7, 1, 2, 3, 4, 5, 6 };
+    fe_dedup_set_resp(&d, e, ans, sizeof(ans));
+    memset(ans, 0xee, sizeof(ans));
+    struct fe_dedup_entry *f = fe_dedup_find(&d, &a, 7, 5);
+    cr_assert_eq(f, e);
+    cr_assert_not_null(f->resp);
+    cr_assert_eq(f->resp_len, 10);
+    const uint8_t want[10] = { 0x62, 0x45, 0, 7, 1, 2, 3, 4, 5, 6 };
+    cr_assert_arr_eq(f->resp, want, 10);
+    /* The first answer stays: a second set is ignored. */
+    uint8_t other[3] = { 9, 9, 9 };
+    fe_dedup_set_resp(&d, e, other, 3);
+    cr_assert_eq(f->resp_len, 10);
+    cr_assert_eq(d.resp_bytes, 10);
+    fe_dedup_deinit(&d);
+}
+
+/* The stored answers are bounded by resp_budget; expiry gives room back. */
+Test(dedup, answer_budget_respected)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 16, LIFETIME, 100));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    uint8_t buf[60];
+    memset(buf, 0x42, sizeof(buf));
+    struct fe_dedup_entry *e1 = fe_dedup_add(&d, &a, 1, 0);
+    fe_dedup_set_resp(&d, e1, buf, 60);
+    cr_assert_not_null(e1->resp);
+    struct fe_dedup_entry *e2 = fe_dedup_add(&d, &a, 2, 10);
+    fe_dedup_set_resp(&d, e2, buf, 60);
+    cr_assert_null(e2->resp, "beyond the budget the answer is not kept");
+    cr_assert_eq(d.resp_bytes, 60);
+    /* The exchange itself is still remembered. */
+    cr_assert_eq(fe_dedup_find(&d, &a, 2, 11), e2);
+    /* e1 expires; adding reclaims it and its bytes. */
+    struct fe_dedup_entry *e3 = fe_dedup_add(&d, &a, 3, LIFETIME + 1);
+    cr_assert_eq(d.resp_bytes, 0);
+    fe_dedup_set_resp(&d, e3, buf, 60);
+    cr_assert_not_null(e3->resp);
+    cr_assert_eq(d.resp_bytes, 60);
+    fe_dedup_deinit(&d);
+}
+
+/* A full table evicts the oldest exchange early and counts it. */
+Test(dedup, full_table_evicts_oldest)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 4, LIFETIME, 4096));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    uint8_t buf[8] = { 0 };
+    for (uint16_t mid = 1; mid <= 4; mid++) {
+        struct fe_dedup_entry *e = fe_dedup_add(&d, &a, mid, mid);
+        fe_dedup_set_resp(&d, e, buf, sizeof(buf));
+    }
+    cr_assert_eq(d.count, 4);
+    cr_assert_eq(d.resp_bytes, 32);
+    cr_assert_not_null(fe_dedup_add(&d, &a, 5, 5));
+    cr_assert_eq(d.count, 4);
+    cr_assert_eq(d.evicted_early, 1);
+    cr_assert_eq(d.resp_bytes, 24, "the evicted entry's answer is freed");
+    cr_assert_null(fe_dedup_find(&d, &a, 1, 6), "the oldest was evicted");
+    for (uint16_t mid = 2; mid <= 5; mid++)
+        cr_assert_not_null(fe_dedup_find(&d, &a, mid, 6), "mid %u", mid);
+    fe_dedup_deinit(&d);
+}
+
+/* Many exchanges through a small table: the hash index stays consistent. */
+Test(dedup, wraps_around_consistently)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 8, 100, 4096));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    struct gw_ep b = ep_of("10.0.0.2:1000");
+    for (uint32_t i = 0; i < 1000; i++) {
+        const struct gw_ep *ep = (i & 1) ? &a : &b;
+        uint16_t mid = (uint16_t)(i * 7);
+        cr_assert_null(fe_dedup_find(&d, ep, mid, i * 10));
+        cr_assert_not_null(fe_dedup_add(&d, ep, mid, i * 10));
+        cr_assert_not_null(fe_dedup_find(&d, ep, mid, i * 10 + 99));
+        cr_assert_leq(d.count, 8);
+    }
+    fe_dedup_deinit(&d);
+}
+
+/* ---- retransmission (S3.2) ---- */
+
+static const uint8_t MSG_A[] = { 0x41, 0x45, 0x12, 0x34, 0xaa, 0xff, 'h', 'i' };
+static const uint8_t MSG_B[] = { 0x41, 0x45, 0x12, 0x35, 0xaa, 0xff, 'y', 'o' };
+static const uint8_t TOK[] = { 0xaa };
+
+/* S3.2/RFC 7252 4.2: the first timeout is drawn from [T, 1.5 T]. */
+Test(rtx, first_timeout_between_t_and_1_5t)
+{
+    struct fe_rtx t;
+    E(fe_rtx_init(&t, 8, T, 4));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    cr_assert_eq(fe_rtx_next(&t), UINT64_MAX);
+    E(fe_rtx_add(&t, &a, 1, MSG_A, sizeof(MSG_A), false, TOK, 1, 99, 1000, 0));
+    cr_assert_eq(fe_rtx_next(&t), 1000 + T, "rnd 0 gives T");
+    fe_rtx_deinit(&t);
+
+    E(fe_rtx_init(&t, 8, T, 4));
+    E(fe_rtx_add(&t, &a, 1, MSG_A, sizeof(MSG_A), false, TOK, 1, 99, 1000, UINT32_MAX));
+    cr_assert_eq(fe_rtx_next(&t), 1000 + T * 3 / 2, "rnd UINT32_MAX gives 1.5 T");
+    fe_rtx_deinit(&t);
+
+    E(fe_rtx_init(&t, 8, T, 4));
+    E(fe_rtx_add(&t, &a, 1, MSG_A, sizeof(MSG_A), false, TOK, 1, 99, 1000, UINT32_MAX / 2));
+    uint64_t n = fe_rtx_next(&t);
+    cr_assert(n > 1000 + T && n < 1000 + T * 3 / 2, "a middle draw lies inside: %llu", (unsigned long long)n);
+    fe_rtx_deinit(&t);
+}
+
+/* S3.2: the timeout doubles, exactly MAX_RETRANSMIT resends, then GIVEUP. */
+Test(rtx, doubling_then_giveup)
+{
+    struct fe_rtx t;
+    E(fe_rtx_init(&t, 8, T, 4));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    E(fe_rtx_add(&t, &a, 0x1234, MSG_A, sizeof(MSG_A), false, TOK, 1, 77, 0, 0));
+    struct fe_rtx_out o;
+    uint64_t now = 0, timeout = T;
+    for (int i = 0; i < 4; i++) {
+        now += timeout;
+        cr_assert_not(fe_rtx_due(&t, now - 1, &o), "nothing before the deadline (resend %d)", i + 1);
+        cr_assert(fe_rtx_due(&t, now, &o));
+        cr_assert_eq(o.ev, FE_RTX_RESEND, "resend %d", i + 1);
+        cr_assert_eq(o.len, sizeof(MSG_A));
+        cr_assert_arr_eq(o.buf, MSG_A, sizeof(MSG_A));
+        cr_assert(gw_ep_eq(&o.ep, &a));
+        cr_assert_not(fe_rtx_due(&t, now, &o), "one event per deadline");
+        timeout *= 2;
+        cr_assert_eq(fe_rtx_next(&t), now + timeout, "resend %d: the timeout doubled", i + 1);
+    }
+    /* After the 4th retransmission, one more timeout and the exchange fails. */
+    now += timeout;
+    cr_assert_eq(now, 62000, "2+4+8+16+32 s");
+    cr_assert_not(fe_rtx_due(&t, now - 1, &o));
+    cr_assert(fe_rtx_due(&t, now, &o));
+    cr_assert_eq(o.ev, FE_RTX_GIVEUP);
+    cr_assert_eq(o.session, 77);
+    cr_assert_eq(o.tkl, 1);
+    cr_assert_eq(o.token[0], 0xaa);
+    cr_assert_not(o.notify);
+    cr_assert_arr_eq(o.buf, MSG_A, sizeof(MSG_A));
+    cr_assert_not(fe_rtx_due(&t, UINT64_MAX - 1, &o));
+    cr_assert_eq(fe_rtx_next(&t), UINT64_MAX);
+    cr_assert_eq(t.used, 0);
+    fe_rtx_deinit(&t);
+}
+
+/* The retransmission count is the configured client_max_retransmit. */
+Test(rtx, max_retransmit_is_configurable)
+{
+    struct fe_rtx t;
+    E(fe_rtx_init(&t, 8, 100, 2));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    E(fe_rtx_add(&t, &a, 1, MSG_A, sizeof(MSG_A), false, TOK, 1, 0, 0, 0));
+    struct fe_rtx_out o;
+    int resends = 0, giveups = 0;
+    for (uint64_t now = 0; now <= 10000; now += 50)
+        while (fe_rtx_due(&t, now, &o))
+            o.ev == FE_RTX_RESEND ? resends++ : giveups++;
+    cr_assert_eq(resends, 2);
+    cr_assert_eq(giveups, 1);
+    fe_rtx_deinit(&t);
+}
+
+/* S3.2: an ACK stops retransmission. */
+Test(rtx, ack_stops_it)
+{
+    struct fe_rtx t;
+    E(fe_rtx_init(&t, 8, T, 4));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    struct gw_ep b = ep_of("10.0.0.2:1000");
+    E(fe_rtx_add(&t, &a, 0x1234, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0));
+    struct fe_rtx_out o;
+    cr_assert(fe_rtx_due(&t, T, &o));
+    cr_assert_not(fe_rtx_ack(&t, &b, 0x1234, &o), "an ACK from another endpoint does not match");
+    cr_assert_not(fe_rtx_ack(&t, &a, 0x1235, &o), "nor one with another MID");
+    cr_assert(fe_rtx_ack(&t, &a, 0x1234, &o));
+    cr_assert_not(o.notify);
+    cr_assert_eq(o.session, 5);
+    cr_assert_not(fe_rtx_due(&t, 1000000, &o), "nothing is resent after the ACK");
+    cr_assert_not(fe_rtx_ack(&t, &a, 0x1234, &o), "a second ACK matches nothing");
+    cr_assert_eq(fe_rtx_next(&t), UINT64_MAX);
+    cr_assert_eq(t.used, 0);
+    fe_rtx_deinit(&t);
+}
+
+/* S3.2: RST stops it too, and tells that it was a notification (S6.4). */
+Test(rtx, rst_stops_notification)
+{
+    struct fe_rtx t;
+    E(fe_rtx_init(&t, 8, T, 4));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    E(fe_rtx_add(&t, &a, 9, MSG_A, sizeof(MSG_A), true, TOK, 1, 5, 0, 0));
+    struct fe_rtx_out o;
+    cr_assert(fe_rtx_ack(&t, &a, 9, &o));
+    cr_assert(o.notify);
+    cr_assert_eq(o.tkl, 1);
+    cr_assert_eq(o.token[0], 0xaa);
+    cr_assert_not(fe_rtx_due(&t, 1000000, &o));
+    fe_rtx_deinit(&t);
+}
+
+/* RFC 7641 4.5.2 / S6.8: a newer notification replaces the one in flight,
+ * keeping its retransmission counter and timeout, under a new MID. */
+Test(rtx, notification_replacement_keeps_counter_changes_mid)
+{
+    struct fe_rtx t;
+    E(fe_rtx_init(&t, 8, T, 4));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    E(fe_rtx_add(&t, &a, 100, MSG_A, sizeof(MSG_A), true, TOK, 1, 5, 0, 0));
+    struct fe_rtx_out o;
+    cr_assert(fe_rtx_due(&t, 2000, &o));
+    cr_assert_eq(o.ev, FE_RTX_RESEND);
+    cr_assert_eq(fe_rtx_next(&t), 6000);
+    /* The new state arrives at 3000 with rnd that would give another timeout. */
+    E(fe_rtx_add(&t, &a, 101, MSG_B, sizeof(MSG_B), true, TOK, 1, 5, 3000, UINT32_MAX));
+    cr_assert_eq(t.used, 1, "replaced, not added");
+    cr_assert_eq(fe_rtx_next(&t), 6000, "the timeout is kept");
+    cr_assert_not(fe_rtx_ack(&t, &a, 100, &o), "an ACK for the old MID no longer matches");
+    /* The remaining retransmissions carry the new message: 3 more, then GIVEUP. */
+    uint64_t now = 6000, timeout = 4000;
+    for (int i = 0; i < 3; i++) {
+        cr_assert(fe_rtx_due(&t, now, &o));
+        cr_assert_eq(o.ev, FE_RTX_RESEND, "resend %d", i + 2);
+        cr_assert_eq(o.len, sizeof(MSG_B));
+        cr_assert_arr_eq(o.buf, MSG_B, sizeof(MSG_B));
+        cr_assert(o.notify);
+        timeout *= 2;
+        now += timeout;
+    }
+    cr_assert_eq(fe_rtx_next(&t), now);
+    cr_assert(fe_rtx_due(&t, now, &o));
+    cr_assert_eq(o.ev, FE_RTX_GIVEUP, "the counter was carried over");
+    cr_assert_arr_eq(o.buf, MSG_B, sizeof(MSG_B));
+    fe_rtx_deinit(&t);
+}
+
+/* After replacement the new MID's ACK ends it. */
+Test(rtx, ack_for_new_mid_after_replacement)
+{
+    struct fe_rtx t;
+    E(fe_rtx_init(&t, 8, T, 4));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    E(fe_rtx_add(&t, &a, 100, MSG_A, sizeof(MSG_A), true, TOK, 1, 5, 0, 0));
+    E(fe_rtx_add(&t, &a, 101, MSG_B, sizeof(MSG_B), true, TOK, 1, 5, 10, 0));
+    struct fe_rtx_out o;
+    cr_assert(fe_rtx_ack(&t, &a, 101, &o));
+    cr_assert(o.notify);
+    cr_assert_eq(t.used, 0);
+    cr_assert_not(fe_rtx_due(&t, 1000000, &o));
+    /* A new notification to the same observer starts afresh. */
+    E(fe_rtx_add(&t, &a, 102, MSG_A, sizeof(MSG_A), true, TOK, 1, 5, 2000, 0));
+    cr_assert_eq(t.used, 1);
+    cr_assert_eq(fe_rtx_next(&t), 4000);
+    fe_rtx_deinit(&t);
+}
+
+/* Notifications for different observers (other token, other endpoint) and
+ * separate responses are never merged. */
+Test(rtx, no_replacement_across_observers)
+{
+    struct fe_rtx t;
+    E(fe_rtx_init(&t, 8, T, 4));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    struct gw_ep b = ep_of("10.0.0.2:1000");
+    const uint8_t tok2[] = { 0xab };
+    E(fe_rtx_add(&t, &a, 1, MSG_A, sizeof(MSG_A), true, TOK, 1, 5, 0, 0));
+    E(fe_rtx_add(&t, &a, 2, MSG_A, sizeof(MSG_A), true, tok2, 1, 5, 0, 0));
+    E(fe_rtx_add(&t, &b, 3, MSG_A, sizeof(MSG_A), true, TOK, 1, 5, 0, 0));
+    E(fe_rtx_add(&t, &a, 4, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0));
+    E(fe_rtx_add(&t, &a, 5, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0));
+    cr_assert_eq(t.used, 5);
+    struct fe_rtx_out o;
+    for (uint16_t mid = 1; mid <= 5; mid++)
+        cr_assert(fe_rtx_ack(&t, mid == 3 ? &b : &a, mid, &o), "mid %u", mid);
+    fe_rtx_deinit(&t);
+}
+
+/* A session that ends drops everything in flight to its endpoint. */
+Test(rtx, forget_ep)
+{
+    struct fe_rtx t;
+    E(fe_rtx_init(&t, 8, T, 4));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    struct gw_ep b = ep_of("10.0.0.2:1000");
+    E(fe_rtx_add(&t, &a, 1, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0));
+    E(fe_rtx_add(&t, &a, 2, MSG_A, sizeof(MSG_A), true, TOK, 1, 5, 0, 0));
+    E(fe_rtx_add(&t, &b, 3, MSG_B, sizeof(MSG_B), false, TOK, 1, 6, 0, 0));
+    fe_rtx_forget_ep(&t, &a);
+    cr_assert_eq(t.used, 1);
+    struct fe_rtx_out o;
+    cr_assert_not(fe_rtx_ack(&t, &a, 1, &o));
+    cr_assert_not(fe_rtx_ack(&t, &a, 2, &o));
+    int events = 0;
+    while (fe_rtx_due(&t, T, &o)) {
+        cr_assert(gw_ep_eq(&o.ep, &b), "only b's message is resent");
+        events++;
+    }
+    cr_assert_eq(events, 1);
+    /* The observer's token index was cleaned: a new notification is a new entry. */
+    E(fe_rtx_add(&t, &a, 7, MSG_A, sizeof(MSG_A), true, TOK, 1, 5, T, 0));
+    cr_assert_eq(t.used, 2);
+    cr_assert(fe_rtx_ack(&t, &b, 3, &o));
+    cr_assert(fe_rtx_ack(&t, &a, 7, &o));
+    fe_rtx_deinit(&t);
+}
+
+/* The table is bounded: GW_EFULL when full, room again after an ACK. */
+Test(rtx, full_table)
+{
+    struct fe_rtx t;
+    E(fe_rtx_init(&t, 2, T, 4));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    E(fe_rtx_add(&t, &a, 1, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0));
+    E(fe_rtx_add(&t, &a, 2, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0));
+    cr_assert_eq(fe_rtx_add(&t, &a, 3, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0), GW_EFULL);
+    struct fe_rtx_out o;
+    cr_assert(fe_rtx_ack(&t, &a, 1, &o));
+    E(fe_rtx_add(&t, &a, 3, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0));
+    fe_rtx_deinit(&t);
+}
+
+/* ACKed entries leave stale timers behind; they never fill the timer heap
+ * nor fire (lazy deletion, gw_heap.h). */
+Test(rtx, stale_timers_do_not_accumulate)
+{
+    struct fe_rtx t;
+    E(fe_rtx_init(&t, 2, T, 4));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    struct fe_rtx_out o;
+    for (uint16_t mid = 0; mid < 500; mid++) {
+        E(fe_rtx_add(&t, &a, mid, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, mid, 0));
+        cr_assert(fe_rtx_ack(&t, &a, mid, &o));
+    }
+    E(fe_rtx_add(&t, &a, 9999, MSG_B, sizeof(MSG_B), false, TOK, 1, 5, 1000, 0));
+    cr_assert_eq(fe_rtx_next(&t), 1000 + T);
+    cr_assert(fe_rtx_due(&t, 1000 + T, &o));
+    cr_assert_arr_eq(o.buf, MSG_B, sizeof(MSG_B));
+    cr_assert_not(fe_rtx_due(&t, 1000 + T, &o));
+    fe_rtx_deinit(&t);
+}

@@ -1,0 +1,465 @@
+/* test_session.c - client sessions in LMDB (SPEC S2.4-S2.7, S1.3).
+ *
+ * Real LMDB in a mkdtemp directory; times are unix seconds passed as `now`. */
+#include "fe_session.h"
+#include "gw_error.h"
+#include "gw_msg.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define E(expr) cr_assert_eq((expr), 0, "%s", #expr)
+
+static char dir[64];
+static struct gw_store st;
+static struct fe_sess_cfg cfg;
+static struct fe_scope all_devices;
+
+#define T0 1700000000
+
+static void setup(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/test_session.XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    E(gw_store_open(&st, dir, 16));
+    cfg = (struct fe_sess_cfg){ .idle_s = 600, .max_lifetime_s = 4 * 3600, .max_per_account = 10,
+                                .max_sessions = 100, .touch_every_s = 60 };
+    memset(&all_devices, 0, sizeof(all_devices));
+    all_devices.all = 1;
+}
+
+static void teardown(void)
+{
+    gw_store_close(&st);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(session, .init = setup, .fini = teardown);
+
+static struct gw_ep ep_of(const char *s)
+{
+    struct gw_ep ep;
+    E(gw_ep_parse(s, 5683, &ep));
+    return ep;
+}
+
+static struct fe_sess_req req_of(const char *account, const char *ep)
+{
+    return (struct fe_sess_req){ .account = account, .ep = ep_of(ep), .security = GW_SEC_NETMGR,
+                                 .token_exp = T0 + 86400, .scope = &all_devices };
+}
+
+static int create(struct fe_sess_req *rq, int64_t now, struct gw_session *out, struct gw_ep *moved,
+                  const char **diag)
+{
+    struct gw_session dummy;
+    struct gw_ep dmoved;
+    const char *ddiag = NULL;
+    return fe_session_create(&st, &cfg, rq, now, out ? out : &dummy, moved ? moved : &dmoved,
+                             diag ? diag : &ddiag);
+}
+
+static int lookup(const char *ep, int64_t now, struct gw_session *out)
+{
+    struct gw_session dummy;
+    struct gw_ep e = ep_of(ep);
+    return fe_session_lookup(&st, &cfg, &e, now, out ? out : &dummy);
+}
+
+/* S2.3/S2.4: a session is bound to the endpoint that created it. */
+Test(session, create_then_lookup_by_endpoint)
+{
+    struct fe_sess_req rq = req_of("alice", "10.0.0.1:40000");
+    struct gw_session s, got;
+    struct gw_ep moved;
+    E(create(&rq, T0, &s, &moved, NULL));
+    cr_assert_neq(s.id, 0);
+    cr_assert_eq(moved.family, 0, "a fresh session moved nothing");
+    cr_assert_str_eq(s.account, "alice");
+    cr_assert_eq(s.created, T0);
+    cr_assert_eq(s.last_seen, T0);
+    cr_assert_eq(s.token_exp, T0 + 86400);
+    cr_assert_eq(s.security, GW_SEC_NETMGR);
+    E(lookup("10.0.0.1:40000", T0 + 1, &got));
+    cr_assert_eq(got.id, s.id);
+    cr_assert_str_eq(got.account, "alice");
+    cr_assert(gw_ep_eq(&got.ep, &rq.ep));
+    cr_assert_eq(fe_session_count(&st), 1);
+}
+
+/* S2.4: another address, or the same address with another port, has no session. */
+Test(session, other_endpoint_has_none)
+{
+    struct fe_sess_req rq = req_of("alice", "10.0.0.1:40000");
+    E(create(&rq, T0, NULL, NULL, NULL));
+    cr_assert_eq(lookup("10.0.0.1:40001", T0, NULL), GW_ENOTFOUND);
+    cr_assert_eq(lookup("10.0.0.2:40000", T0, NULL), GW_ENOTFOUND);
+}
+
+/* S2.5: sticky=true re-points the account's session to the new endpoint. */
+Test(session, sticky_repoints_same_id)
+{
+    struct fe_sess_req rq = req_of("alice", "10.0.0.1:40000");
+    struct gw_session first, second, got;
+    struct gw_ep moved;
+    E(create(&rq, T0, &first, NULL, NULL));
+
+    struct fe_sess_req rq2 = req_of("alice", "10.0.0.9:50000");
+    rq2.sticky = 1;
+    E(create(&rq2, T0 + 10, &second, &moved, NULL));
+    cr_assert_eq(second.id, first.id, "sticky returns the existing session's ID");
+    cr_assert(gw_ep_eq(&moved, &rq.ep), "*moved names the endpoint the session was taken from");
+    cr_assert(gw_ep_eq(&second.ep, &rq2.ep));
+    cr_assert_eq(lookup("10.0.0.1:40000", T0 + 11, NULL), GW_ENOTFOUND, "the old address loses it");
+    E(lookup("10.0.0.9:50000", T0 + 11, &got));
+    cr_assert_eq(got.id, first.id);
+    cr_assert_eq(fe_session_count(&st), 1, "re-pointing does not create a second session");
+}
+
+/* S2.5: sticky with no existing session simply creates one. */
+Test(session, sticky_without_session_creates)
+{
+    struct fe_sess_req rq = req_of("alice", "10.0.0.1:40000");
+    rq.sticky = 1;
+    struct gw_session s;
+    struct gw_ep moved;
+    E(create(&rq, T0, &s, &moved, NULL));
+    cr_assert_eq(moved.family, 0);
+    cr_assert_eq(s.sticky, 1);
+    E(lookup("10.0.0.1:40000", T0, NULL));
+}
+
+/* S2.6: single=true is refused while the account holds a live session. */
+Test(session, single_refused_with_live_session)
+{
+    struct fe_sess_req rq = req_of("alice", "10.0.0.1:40000");
+    E(create(&rq, T0, NULL, NULL, NULL));
+    struct fe_sess_req rq2 = req_of("alice", "10.0.0.2:40000");
+    rq2.single = 1;
+    const char *diag = NULL;
+    cr_assert_eq(create(&rq2, T0 + 1, NULL, NULL, &diag), GW_EFORBIDDEN);
+    cr_assert_not_null(diag);
+    cr_assert_eq(lookup("10.0.0.2:40000", T0 + 1, NULL), GW_ENOTFOUND, "nothing was created");
+    cr_assert_eq(fe_session_count(&st), 1);
+}
+
+/* S2.6: while a single session lives, a non-sticky request is refused and a
+ * sticky one re-points it (S2.5). */
+Test(session, single_session_blocks_non_sticky_allows_sticky)
+{
+    struct fe_sess_req rq = req_of("bob", "10.0.0.1:40000");
+    rq.single = 1;
+    struct gw_session s, moved_s;
+    E(create(&rq, T0, &s, NULL, NULL));
+    cr_assert_eq(s.single, 1);
+
+    struct fe_sess_req plain = req_of("bob", "10.0.0.2:40000");
+    const char *diag = NULL;
+    cr_assert_eq(create(&plain, T0 + 1, NULL, NULL, &diag), GW_EFORBIDDEN);
+    cr_assert_not_null(diag);
+    cr_assert_eq(lookup("10.0.0.2:40000", T0 + 1, NULL), GW_ENOTFOUND);
+
+    /* Another account is not affected. */
+    struct fe_sess_req other = req_of("carol", "10.0.0.3:40000");
+    E(create(&other, T0 + 1, NULL, NULL, NULL));
+
+    struct fe_sess_req sticky = req_of("bob", "10.0.0.4:40000");
+    sticky.sticky = 1;
+    struct gw_ep moved;
+    E(create(&sticky, T0 + 2, &moved_s, &moved, NULL));
+    cr_assert_eq(moved_s.id, s.id);
+    cr_assert(gw_ep_eq(&moved, &rq.ep));
+    cr_assert_eq(lookup("10.0.0.1:40000", T0 + 2, NULL), GW_ENOTFOUND);
+    E(lookup("10.0.0.4:40000", T0 + 2, NULL));
+}
+
+/* S2.6: once the single session has ended, the account may create again. */
+Test(session, single_session_ended_frees_account)
+{
+    struct fe_sess_req rq = req_of("bob", "10.0.0.1:40000");
+    rq.single = 1;
+    E(create(&rq, T0, NULL, NULL, NULL));
+    struct gw_ep e = rq.ep;
+    E(fe_session_delete(&st, &e, 0, NULL));
+    struct fe_sess_req plain = req_of("bob", "10.0.0.2:40000");
+    E(create(&plain, T0 + 1, NULL, NULL, NULL));
+}
+
+/* S2.7: an account may hold max_per_account sessions; one more gets 4.03. */
+Test(session, per_account_bound)
+{
+    cfg.max_per_account = 2;
+    struct fe_sess_req a = req_of("alice", "10.0.0.1:1");
+    struct fe_sess_req b = req_of("alice", "10.0.0.1:2");
+    struct fe_sess_req c = req_of("alice", "10.0.0.1:3");
+    E(create(&a, T0, NULL, NULL, NULL));
+    E(create(&b, T0, NULL, NULL, NULL));
+    const char *diag = NULL;
+    cr_assert_eq(create(&c, T0, NULL, NULL, &diag), GW_EFORBIDDEN);
+    cr_assert_not_null(diag);
+    cr_assert_eq(lookup("10.0.0.1:3", T0, NULL), GW_ENOTFOUND);
+    /* Another account still may. */
+    struct fe_sess_req d = req_of("dave", "10.0.0.1:3");
+    E(create(&d, T0, NULL, NULL, NULL));
+    /* A re-created session from one of alice's own endpoints replaces it and
+     * so stays within the bound. */
+    E(create(&a, T0 + 1, NULL, NULL, NULL));
+    cr_assert_eq(fe_session_count(&st), 3);
+}
+
+/* S2.7: expired sessions do not count against the account's bound. */
+Test(session, per_account_bound_ignores_expired)
+{
+    cfg.max_per_account = 1;
+    struct fe_sess_req a = req_of("alice", "10.0.0.1:1");
+    a.token_exp = T0 + 100;
+    E(create(&a, T0, NULL, NULL, NULL));
+    struct fe_sess_req b = req_of("alice", "10.0.0.1:2");
+    cr_assert_eq(create(&b, T0 + 50, NULL, NULL, NULL), GW_EFORBIDDEN);
+    E(create(&b, T0 + 100, NULL, NULL, NULL));
+}
+
+/* S1.6/S2.7: the gateway-wide bound gives GW_EFULL (5.03). */
+Test(session, gateway_bound_is_full)
+{
+    cfg.max_sessions = 2;
+    struct fe_sess_req a = req_of("a1", "10.0.0.1:1");
+    struct fe_sess_req b = req_of("a2", "10.0.0.1:2");
+    struct fe_sess_req c = req_of("a3", "10.0.0.1:3");
+    E(create(&a, T0, NULL, NULL, NULL));
+    E(create(&b, T0, NULL, NULL, NULL));
+    const char *diag = NULL;
+    cr_assert_eq(create(&c, T0, NULL, NULL, &diag), GW_EFULL);
+    cr_assert_not_null(diag);
+    cr_assert_eq(lookup("10.0.0.1:3", T0, NULL), GW_ENOTFOUND);
+    cr_assert_eq(fe_session_count(&st), 2);
+    /* Replacing an endpoint's own session needs no extra room. */
+    struct fe_sess_req a2 = req_of("a4", "10.0.0.1:1");
+    struct gw_session s;
+    E(create(&a2, T0 + 1, &s, NULL, NULL));
+    cr_assert_str_eq(s.account, "a4");
+    cr_assert_eq(fe_session_count(&st), 2);
+}
+
+/* S2.7: idle timeout; proxy activity (touch) keeps a session alive. */
+Test(session, expires_when_idle)
+{
+    struct fe_sess_req rq = req_of("alice", "10.0.0.1:40000");
+    E(create(&rq, T0, NULL, NULL, NULL));
+    E(lookup("10.0.0.1:40000", T0 + 599, NULL));
+    cr_assert_eq(lookup("10.0.0.1:40000", T0 + 600, NULL), GW_ENOTFOUND);
+    cr_assert_eq(fe_session_count(&st), 1, "look-up treats it as absent; the sweep removes it");
+}
+
+/* S2.7: the session ends when its token expires. */
+Test(session, expires_with_token)
+{
+    struct fe_sess_req rq = req_of("alice", "10.0.0.1:40000");
+    rq.token_exp = T0 + 100;
+    E(create(&rq, T0, NULL, NULL, NULL));
+    E(lookup("10.0.0.1:40000", T0 + 99, NULL));
+    cr_assert_eq(lookup("10.0.0.1:40000", T0 + 100, NULL), GW_ENOTFOUND);
+}
+
+/* S2.7: maximum lifetime, even for a busy session. */
+Test(session, expires_at_max_lifetime)
+{
+    cfg.max_lifetime_s = 1000;
+    struct fe_sess_req rq = req_of("alice", "10.0.0.1:40000");
+    struct gw_session s;
+    E(create(&rq, T0, &s, NULL, NULL));
+    for (int64_t t = T0 + 100; t < T0 + 1000; t += 100) {
+        E(lookup("10.0.0.1:40000", t, &s));
+        E(fe_session_touch(&st, &cfg, &s, t));
+    }
+    E(lookup("10.0.0.1:40000", T0 + 999, NULL));
+    cr_assert_eq(lookup("10.0.0.1:40000", T0 + 1000, NULL), GW_ENOTFOUND);
+}
+
+/* fe_session_touch writes last_seen only when it is older than touch_every_s. */
+Test(session, touch_extends_idle_only_when_due)
+{
+    struct fe_sess_req rq = req_of("alice", "10.0.0.1:40000");
+    struct gw_session s, got;
+    E(create(&rq, T0, &s, NULL, NULL));
+    E(fe_session_touch(&st, &cfg, &s, T0 + 30));
+    E(lookup("10.0.0.1:40000", T0 + 30, &got));
+    cr_assert_eq(got.last_seen, T0, "within touch_every_s nothing is written");
+    E(fe_session_touch(&st, &cfg, &s, T0 + 60));
+    E(lookup("10.0.0.1:40000", T0 + 60, &got));
+    cr_assert_eq(got.last_seen, T0 + 60);
+    /* The idle timeout now counts from the touch. */
+    E(lookup("10.0.0.1:40000", T0 + 659, NULL));
+    cr_assert_eq(lookup("10.0.0.1:40000", T0 + 660, NULL), GW_ENOTFOUND);
+}
+
+/* A touch for a session that was replaced meanwhile does not revive it. */
+Test(session, touch_of_replaced_session_is_ignored)
+{
+    struct fe_sess_req rq = req_of("alice", "10.0.0.1:40000");
+    struct gw_session old, cur, got;
+    E(create(&rq, T0, &old, NULL, NULL));
+    E(create(&rq, T0 + 10, &cur, NULL, NULL));
+    cr_assert_neq(old.id, cur.id);
+    E(fe_session_touch(&st, &cfg, &old, T0 + 500));
+    E(lookup("10.0.0.1:40000", T0 + 500, &got));
+    cr_assert_eq(got.id, cur.id);
+    cr_assert_eq(got.last_seen, T0 + 10);
+}
+
+struct ended_log {
+    uint64_t ids[8];
+    int n;
+};
+
+static void on_ended(void *ctx, const struct gw_session *s)
+{
+    struct ended_log *log = ctx;
+    cr_assert_lt(log->n, 8);
+    log->ids[log->n++] = s->id;
+}
+
+static bool logged(const struct ended_log *log, uint64_t id)
+{
+    for (int i = 0; i < log->n; i++)
+        if (log->ids[i] == id)
+            return true;
+    return false;
+}
+
+/* S2.7: the sweep removes expired sessions and reports each one ended. */
+Test(session, sweep_removes_expired)
+{
+    struct fe_sess_req idle = req_of("a1", "10.0.0.1:1");
+    struct fe_sess_req token = req_of("a2", "10.0.0.1:2");
+    token.token_exp = T0 + 50;
+    struct fe_sess_req live = req_of("a3", "10.0.0.1:3");
+    struct gw_session s1, s2, s3;
+    E(create(&idle, T0, &s1, NULL, NULL));
+    E(create(&token, T0 + 500, &s2, NULL, NULL));
+    E(create(&live, T0 + 500, &s3, NULL, NULL));
+    struct ended_log log = { 0 };
+    cr_assert_eq(fe_session_sweep(&st, &cfg, T0 + 599, 64, on_ended, &log), 1, "only the token-expired one");
+    cr_assert(logged(&log, s2.id));
+    cr_assert_eq(fe_session_sweep(&st, &cfg, T0 + 600, 64, on_ended, &log), 1, "then the idle one");
+    cr_assert(logged(&log, s1.id));
+    cr_assert_not(logged(&log, s3.id));
+    cr_assert_eq(fe_session_count(&st), 1);
+    E(lookup("10.0.0.1:3", T0 + 600, NULL));
+    cr_assert_eq(fe_session_sweep(&st, &cfg, T0 + 600, 64, on_ended, &log), 0);
+    cr_assert_eq(log.n, 2);
+}
+
+/* The sweep is bounded by `max` per call. */
+Test(session, sweep_respects_max)
+{
+    char acct[16], ep[32];
+    for (int i = 0; i < 5; i++) {
+        snprintf(acct, sizeof(acct), "acct%d", i);
+        snprintf(ep, sizeof(ep), "10.0.0.1:%d", 1000 + i);
+        struct fe_sess_req rq = req_of(acct, ep);
+        E(create(&rq, T0, NULL, NULL, NULL));
+    }
+    struct ended_log log = { 0 };
+    cr_assert_eq(fe_session_sweep(&st, &cfg, T0 + 600, 2, on_ended, &log), 2);
+    cr_assert_eq(fe_session_count(&st), 3);
+    cr_assert_eq(fe_session_sweep(&st, &cfg, T0 + 600, 64, on_ended, &log), 3);
+    cr_assert_eq(fe_session_count(&st), 0);
+    cr_assert_eq(log.n, 5);
+}
+
+/* S2.7: DELETE /sessions ends the session of the requesting endpoint. */
+Test(session, delete_by_endpoint)
+{
+    struct fe_sess_req rq = req_of("alice", "10.0.0.1:40000");
+    struct gw_session s, ended;
+    E(create(&rq, T0, &s, NULL, NULL));
+    struct gw_ep other = ep_of("10.0.0.1:40001");
+    cr_assert_eq(fe_session_delete(&st, &other, 0, &ended), GW_ENOTFOUND);
+    E(fe_session_delete(&st, &rq.ep, 0, &ended));
+    cr_assert_eq(ended.id, s.id);
+    cr_assert_eq(lookup("10.0.0.1:40000", T0, NULL), GW_ENOTFOUND);
+    cr_assert_eq(fe_session_count(&st), 0);
+    cr_assert_eq(fe_session_delete(&st, &rq.ep, 0, &ended), GW_ENOTFOUND);
+}
+
+/* S2.7: DELETE /sessions/<id> only ends that session, from its own endpoint. */
+Test(session, delete_by_id)
+{
+    struct fe_sess_req rq = req_of("alice", "10.0.0.1:40000");
+    struct gw_session s, ended;
+    E(create(&rq, T0, &s, NULL, NULL));
+    cr_assert_eq(fe_session_delete(&st, &rq.ep, s.id ^ 1, &ended), GW_ENOTFOUND);
+    E(lookup("10.0.0.1:40000", T0, NULL));
+    E(fe_session_delete(&st, &rq.ep, s.id, &ended));
+    cr_assert_eq(ended.id, s.id);
+    cr_assert_eq(lookup("10.0.0.1:40000", T0, NULL), GW_ENOTFOUND);
+}
+
+/* A deleted session no longer counts for its account (S2.7 bound). */
+Test(session, delete_releases_account_slot)
+{
+    cfg.max_per_account = 1;
+    struct fe_sess_req a = req_of("alice", "10.0.0.1:1");
+    struct fe_sess_req b = req_of("alice", "10.0.0.1:2");
+    E(create(&a, T0, NULL, NULL, NULL));
+    cr_assert_eq(create(&b, T0, NULL, NULL, NULL), GW_EFORBIDDEN);
+    E(fe_session_delete(&st, &a.ep, 0, NULL));
+    E(create(&b, T0, NULL, NULL, NULL));
+}
+
+/* S2.4: a new session from an endpoint that had one replaces it, also when
+ * the new one belongs to another account. */
+Test(session, new_session_replaces_endpoints_old_one)
+{
+    cfg.max_per_account = 1;
+    struct fe_sess_req rq = req_of("alice", "10.0.0.1:40000");
+    struct gw_session s1, s2, s3, got;
+    E(create(&rq, T0, &s1, NULL, NULL));
+    E(create(&rq, T0 + 5, &s2, NULL, NULL));
+    cr_assert_neq(s2.id, s1.id, "a non-sticky request makes a new session");
+    E(lookup("10.0.0.1:40000", T0 + 5, &got));
+    cr_assert_eq(got.id, s2.id);
+    cr_assert_eq(fe_session_count(&st), 1);
+    /* The old ID is gone: deleting it by ID fails. */
+    cr_assert_eq(fe_session_delete(&st, &rq.ep, s1.id, NULL), GW_ENOTFOUND);
+
+    struct fe_sess_req bob = req_of("bob", "10.0.0.1:40000");
+    E(create(&bob, T0 + 6, &s3, NULL, NULL));
+    E(lookup("10.0.0.1:40000", T0 + 6, &got));
+    cr_assert_str_eq(got.account, "bob");
+    cr_assert_eq(fe_session_count(&st), 1);
+    /* alice's slot was released when bob's session took her endpoint. */
+    struct fe_sess_req alice2 = req_of("alice", "10.0.0.2:40000");
+    E(create(&alice2, T0 + 7, NULL, NULL, NULL));
+}
+
+/* Sessions live in LMDB (S1.3): a re-opened store still has them. */
+Test(session, survives_reopen)
+{
+    struct fe_sess_req rq = req_of("alice", "10.0.0.1:40000");
+    struct gw_session s, got;
+    E(create(&rq, T0, &s, NULL, NULL));
+    gw_store_close(&st);
+    E(gw_store_open(&st, dir, 16));
+    E(lookup("10.0.0.1:40000", T0 + 1, &got));
+    cr_assert_eq(got.id, s.id);
+}
+
+/* Account names are bounded (FE_ACCOUNT_MAX) and non-empty. */
+Test(session, bad_account_refused)
+{
+    struct fe_sess_req rq = req_of("", "10.0.0.1:40000");
+    cr_assert_eq(create(&rq, T0, NULL, NULL, NULL), GW_EFORBIDDEN);
+    char longname[FE_ACCOUNT_MAX + 1];
+    memset(longname, 'x', FE_ACCOUNT_MAX);
+    longname[FE_ACCOUNT_MAX] = '\0';
+    rq = req_of(longname, "10.0.0.1:40000");
+    cr_assert_eq(create(&rq, T0, NULL, NULL, NULL), GW_EFORBIDDEN);
+    cr_assert_eq(fe_session_count(&st), 0);
+}

@@ -1,0 +1,578 @@
+/* test_observe.c - observe through the gateway (SPEC S6, RFC 7641 section 5).
+ *
+ * Observers register with REQ records flagged GW_MF_OBS_REGISTER (the
+ * device request carries Observe: 0) as the frontend sends them; the
+ * simulated device answers the gateway's registrations and sends
+ * notifications under the gateway's token (sch_harness.h). Persistence
+ * (S6.6) uses a real LMDB in a mkdtemp directory. */
+#include "sch_harness.h"
+
+static void setup(void) { h_init(); }
+static void teardown(void) { h_fini(); }
+
+TestSuite(observe, .init = setup, .fini = teardown);
+
+struct obsr {
+    uint16_t port;
+    const char *tok;
+    uint64_t session;
+};
+
+/* The gateway token of the observation under test. */
+static uint8_t gtok[8];
+static bool have_gtok;
+static uint32_t last_num;      /* highest gateway Observe number seen by any client */
+static bool have_num;
+static uint16_t dev_mid = 0x5000;
+
+static uint64_t obs_mac = DEV_A;
+
+/* Sends a registration and checks that exactly one GET with Observe: 0 and
+ * the gateway token goes to the device (S6.1, S6.2). */
+static void reg_send(const struct obsr *o, struct h_pkt *req)
+{
+    unsigned m0 = H.nmesh;
+    h_request(&(struct h_req){ .mac = obs_mac, .port = o->port, .tok = o->tok, .session = o->session,
+                               .flags = GW_MF_OBS_REGISTER, .path = "temp" });
+    cr_assert_eq(H.nmesh, m0 + 1, "each join sends one registration to the device (S6.2)");
+    h_last_tx(req);
+    cr_assert_eq(req->code, GW_COAP_GET);
+    cr_assert_eq(req->observe, 0, "a registration carries Observe: 0");
+    cr_assert_str_eq(req->path, "temp");
+    if (have_gtok) {
+        cr_assert_eq(memcmp(req->token, gtok, 8), 0, "every registration uses the same gateway token (S6.1)");
+    } else {
+        memcpy(gtok, req->token, 8);
+        have_gtok = true;
+    }
+}
+
+/* Checks records [c0, H.nclient): one per observer in `v` (n of them), each
+ * with its own token and endpoint, all with the same gateway Observe number,
+ * strictly above every number sent before (S6.3). `answering` (may be NULL)
+ * is the token whose record also answers its request. Returns the number. */
+static uint32_t check_fanout(unsigned c0, const struct obsr *v, unsigned n, const char *answering,
+                             const char *payload)
+{
+    cr_assert_eq(H.nclient - c0, n, "one record per observer: %u, got %u", n, H.nclient - c0);
+    uint32_t num = 0;
+    for (unsigned k = 0; k < n; k++) {
+        cr_assert_eq(h_client_count_tok(c0, v[k].tok), 1, "observer %s gets exactly one record", v[k].tok);
+        unsigned i = (unsigned)h_client_find_tok(c0, v[k].tok);
+        const struct gw_msg *e = &H.client[i].env;
+        struct h_pkt p;
+        h_client_pkt(i, &p);
+        cr_assert_eq(e->ep.port, v[k].port);
+        cr_assert_eq(p.code, GW_COAP_CONTENT);
+        cr_assert_geq(p.observe, 0, "a notification carries Observe");
+        cr_assert_eq((uint32_t)p.observe, e->aux, "the envelope carries the same Observe number");
+        cr_assert(e->flags & GW_MF_NOTIFY);
+        if (answering && !strcmp(answering, v[k].tok))
+            cr_assert(e->flags & GW_MF_ANSWER, "the registering client's copy answers its request");
+        else
+            cr_assert_not(e->flags & GW_MF_ANSWER, "other observers get a plain notification");
+        if (payload)
+            cr_assert_str_eq(p.payload, payload);
+        if (k == 0)
+            num = (uint32_t)p.observe;
+        cr_assert_eq((uint32_t)p.observe, num, "all observers see the same number");
+    }
+    if (n) {
+        if (have_num)
+            cr_assert_gt(num, last_num, "Observe numbers strictly increase (S6.3): %u after %u", num, last_num);
+        last_num = num;
+        have_num = true;
+    }
+    return num;
+}
+
+/* The device answers registration `req` (piggybacked, device Observe dobs). */
+static void dev_answer_reg(const struct h_pkt *req, uint32_t dobs, bool has_age, uint32_t age, const char *payload)
+{
+    h_device_send(&(struct h_resp){ .mac = obs_mac, .type = GW_COAP_ACK, .code = GW_COAP_CONTENT, .mid = req->mid,
+                                    .token = req->token, .has_obs = true, .obs = dobs, .has_age = has_age,
+                                    .age = age, .payload = payload });
+}
+
+/* Registers v[n-1] with v[0..n-2] already observing; checks the fan-out. */
+static uint32_t join(const struct obsr *v, unsigned n, uint32_t dobs)
+{
+    struct h_pkt req;
+    reg_send(&v[n - 1], &req);
+    unsigned c0 = H.nclient;
+    char pl[16];
+    snprintf(pl, sizeof(pl), "s%u", dobs);
+    dev_answer_reg(&req, dobs, false, 0, pl);
+    /* S6.2: the fresh response goes to all observers. */
+    return check_fanout(c0, v, n, v[n - 1].tok, pl);
+}
+
+/* A notification from the device under the gateway token. */
+static void dev_notify(uint8_t type, uint8_t code, bool has_obs, uint32_t dobs, const char *payload)
+{
+    h_device_send(&(struct h_resp){ .mac = obs_mac, .type = type, .code = code, .mid = dev_mid++, .token = gtok,
+                                    .has_obs = has_obs, .obs = dobs, .payload = payload });
+}
+
+/* A CON 2.05 notification; checks that the device is ACKed and the fan-out. */
+static uint32_t notify_all(const struct obsr *v, unsigned n, uint32_t dobs)
+{
+    unsigned m0 = H.nmesh, c0 = H.nclient;
+    uint16_t mid = dev_mid;
+    char pl[16];
+    snprintf(pl, sizeof(pl), "n%u", dobs);
+    dev_notify(GW_COAP_CON, GW_COAP_CONTENT, true, dobs, pl);
+    cr_assert_eq(H.nmesh, m0 + 1, "a CON notification is ACKed");
+    struct h_pkt ack;
+    h_mesh_pkt(m0, &ack);
+    cr_assert_eq(ack.type, GW_COAP_ACK);
+    cr_assert_eq(ack.mid, mid);
+    uint32_t num = check_fanout(c0, v, n, NULL, pl);
+    cr_assert_neq(num, dobs, "clients see the gateway's numbers, not the device's");
+    return num;
+}
+
+static void counts(uint32_t observations, uint32_t observers)
+{
+    struct sch_core_counts n;
+    sch_core_counts(H.core, &n);
+    cr_assert_eq(n.observations, observations, "observations: %u, expected %u", n.observations, observations);
+    cr_assert_eq(n.observers, observers, "observers: %u, expected %u", n.observers, observers);
+}
+
+static const struct obsr three[] = { { 40001, "o1", 1 }, { 40002, "o2", 2 }, { 40003, "o3", 3 } };
+
+/* ---- S6.1-S6.3 ----------------------------------------------------------- */
+
+/* S6.1-S6.3: three observers share one device observation; each join
+ * re-registers with the same gateway token; every notification reaches all
+ * three with their own tokens and the same strictly increasing gateway
+ * numbers. */
+Test(observe, three_observers_share_one_observation_and_get_every_notification)
+{
+    h_start();
+    for (unsigned n = 1; n <= 3; n++)
+        join(three, n, 10 + n);
+    counts(1, 3);
+    uint32_t dev[] = { 500, 501, 900, 901 };
+    for (unsigned k = 0; k < GW_ARRAY_LEN(dev); k++)
+        notify_all(three, 3, dev[k]);
+    /* Numbers went up by the gateway's own step, whatever the device's did. */
+    cr_assert_eq(H.nmesh, 3 + 4, "three registrations and four ACKs, nothing else");
+}
+
+/* S6.4: a repeated registration with the same (endpoint, token) replaces. */
+Test(observe, reregistration_with_same_endpoint_and_token_replaces)
+{
+    h_start();
+    join(three, 1, 1);
+    join(three, 2, 2);
+    /* o1 registers again. */
+    struct h_pkt req;
+    reg_send(&three[0], &req);
+    unsigned c0 = H.nclient;
+    dev_answer_reg(&req, 3, false, 0, "s3");
+    check_fanout(c0, three, 2, "o1", "s3");
+    counts(1, 2);
+    notify_all(three, 2, 4);
+}
+
+/* S6.8 / RFC 7641 3.4: a notification older than the last one is dropped
+ * (and still ACKed); a newer one goes out with a higher number. */
+Test(observe, older_device_notification_is_dropped)
+{
+    h_start();
+    join(three, 1, 99);
+    join(three, 2, 100);
+    notify_all(three, 2, 101);
+    unsigned c0 = H.nclient, m0 = H.nmesh;
+    dev_notify(GW_COAP_CON, GW_COAP_CONTENT, true, 99, "old");
+    cr_assert_eq(H.nclient, c0, "an older notification reaches nobody");
+    cr_assert_eq(H.nmesh, m0 + 1, "but it is ACKed");
+    dev_notify(GW_COAP_NON, GW_COAP_CONTENT, true, 101, "same");
+    cr_assert_eq(H.nclient, c0, "a repeated device number is not newer either");
+    notify_all(three, 2, 102);
+}
+
+/* S6.4: one observer leaving (RST / never ACKed -> OBS_GONE) leaves the others. */
+Test(observe, obs_gone_removes_only_that_observer)
+{
+    h_start();
+    for (unsigned n = 1; n <= 3; n++)
+        join(three, n, n);
+    unsigned m0 = H.nmesh;
+    h_gone(three[1].port, three[1].tok);
+    cr_assert_eq(H.nmesh, m0, "others still observe: nothing for the device");
+    counts(1, 2);
+    const struct obsr rest[] = { three[0], three[2] };
+    unsigned c0 = H.nclient;
+    notify_all(rest, 2, 10);
+    cr_assert_eq(h_client_count_tok(c0, "o2"), 0);
+}
+
+/* S6.4: GET with Observe: 1 from an observer that is not the last: the
+ * device is not cancelled, the registration is refreshed, the leaver gets
+ * the fresh state without Observe and the others a notification. */
+Test(observe, cancel_from_non_last_observer_refreshes_without_cancelling)
+{
+    h_start();
+    join(three, 1, 1);
+    join(three, 2, 2);
+    unsigned m0 = H.nmesh, c0 = H.nclient;
+    h_request(&(struct h_req){ .mac = DEV_A, .port = three[0].port, .tok = three[0].tok, .session = 1,
+                               .flags = GW_MF_OBS_CANCEL, .path = "temp" });
+    cr_assert_eq(H.nmesh, m0 + 1, "a refresh goes to the device");
+    struct h_pkt req;
+    h_last_tx(&req);
+    cr_assert_eq(req.observe, 0, "a refresh (Observe: 0), not a cancel");
+    cr_assert_eq(memcmp(req.token, gtok, 8), 0);
+    counts(1, 1);
+    dev_answer_reg(&req, 3, false, 0, "fresh");
+    cr_assert_eq(H.nclient, c0 + 2);
+    int i = h_client_find_tok(c0, "o1");
+    cr_assert_geq(i, 0);
+    struct h_pkt p;
+    h_client_pkt((unsigned)i, &p);
+    cr_assert_eq(p.code, GW_COAP_CONTENT);
+    cr_assert_eq(p.observe, -1, "the leaver's answer carries no Observe");
+    cr_assert_str_eq(p.payload, "fresh");
+    cr_assert(H.client[i].env.flags & GW_MF_ANSWER);
+    cr_assert_not(H.client[i].env.flags & GW_MF_NOTIFY);
+    cr_assert_eq(h_client_count_tok(c0, "o1"), 1);
+    /* o2 got the fresh state as a notification. */
+    int j = h_client_find_tok(c0, "o2");
+    cr_assert_geq(j, 0);
+    h_client_pkt((unsigned)j, &p);
+    cr_assert_gt(p.observe, 0);
+    cr_assert_gt((uint32_t)p.observe, last_num);
+    last_num = (uint32_t)p.observe;
+    cr_assert_str_eq(p.payload, "fresh");
+
+    for (unsigned k = 0; k < H.nmesh; k++) {
+        struct h_pkt q;
+        h_mesh_pkt(k, &q);
+        cr_assert_neq(q.observe, 1, "the device is never cancelled while o2 observes");
+    }
+    c0 = H.nclient;
+    notify_all(&three[1], 1, 4);
+    cr_assert_eq(h_client_count_tok(c0, "o1"), 0);
+}
+
+/* S6.4: the last leaver's GET with Observe: 1 cancels at the device (gateway
+ * token) and the device's answer is relayed to that client. */
+Test(observe, last_leaver_cancels_at_device_and_gets_its_answer)
+{
+    h_start();
+    join(three, 1, 1);
+    unsigned m0 = H.nmesh, c0 = H.nclient;
+    h_request(&(struct h_req){ .mac = DEV_A, .port = three[0].port, .tok = three[0].tok, .session = 1,
+                               .flags = GW_MF_OBS_CANCEL, .path = "temp" });
+    cr_assert_eq(H.nmesh, m0 + 1);
+    struct h_pkt req;
+    h_last_tx(&req);
+    cr_assert_eq(req.code, GW_COAP_GET);
+    cr_assert_eq(req.observe, 1, "GET with Observe: 1 cancels at the device");
+    cr_assert_eq(memcmp(req.token, gtok, 8), 0, "under the gateway token");
+    cr_assert_str_eq(req.path, "temp");
+    counts(0, 0);
+    h_piggy(DEV_A, &req, GW_COAP_CONTENT, "bye");
+    cr_assert_eq(H.nclient, c0 + 1);
+    struct h_pkt p;
+    h_client_pkt(c0, &p);
+    h_assert_client_token(c0, "o1");
+    cr_assert_eq(p.code, GW_COAP_CONTENT);
+    cr_assert_eq(p.observe, -1);
+    cr_assert_str_eq(p.payload, "bye");
+    cr_assert(H.client[c0].env.flags & GW_MF_ANSWER);
+    /* A stray notification under the old token is refused with RST. */
+    m0 = H.nmesh;
+    c0 = H.nclient;
+    uint16_t mid = dev_mid;
+    dev_notify(GW_COAP_CON, GW_COAP_CONTENT, true, 9, "late");
+    cr_assert_eq(H.nclient, c0);
+    cr_assert_eq(H.nmesh, m0 + 1);
+    struct h_pkt rst;
+    h_mesh_pkt(m0, &rst);
+    cr_assert_eq(rst.type, GW_COAP_RST);
+    cr_assert_eq(rst.mid, mid);
+}
+
+/* S6.4 / S2.7: a session's end drops its observers; the last one leaving
+ * cancels at the device. */
+Test(observe, session_end_drops_that_sessions_observers)
+{
+    h_start();
+    const struct obsr v[] = { { 40001, "o1", 7 }, { 40002, "o2", 8 }, { 40003, "o3", 7 } };
+    for (unsigned n = 1; n <= 3; n++)
+        join(v, n, n);
+    unsigned m0 = H.nmesh;
+    h_session_end(7);
+    counts(1, 1);
+    cr_assert_eq(H.nmesh, m0, "o2 still observes: no cancel");
+    unsigned c0 = H.nclient;
+    notify_all(&v[1], 1, 10);
+    cr_assert_eq(h_client_count_tok(c0, "o1"), 0);
+    cr_assert_eq(h_client_count_tok(c0, "o3"), 0);
+    m0 = H.nmesh;
+    c0 = H.nclient;
+    h_session_end(8);
+    counts(0, 0);
+    cr_assert_eq(H.nmesh, m0 + 1, "the last observer gone: cancel at the device");
+    struct h_pkt req;
+    h_last_tx(&req);
+    cr_assert_eq(req.observe, 1);
+    cr_assert_eq(memcmp(req.token, gtok, 8), 0);
+    h_piggy(DEV_A, &req, GW_COAP_CONTENT, "bye");
+    cr_assert_eq(H.nclient, c0, "nobody is owed the cancel's answer");
+}
+
+/* S6.5: when Max-Age plus the grace passes with no notification, the gateway
+ * re-registers and the answer goes to every observer. A notification in
+ * between moves the deadline. */
+Test(observe, stale_observation_is_reregistered_after_max_age_and_grace)
+{
+    h_start();
+    cr_assert_eq(H.cfg.obs_grace_ms, 2000, "default grace of S6.5");
+    join(three, 1, 1);
+    struct h_pkt req;
+    reg_send(&three[1], &req);
+    uint64_t t1 = H.fc.ms;
+    unsigned c0 = H.nclient;
+    dev_answer_reg(&req, 2, true, 30, "s2");
+    check_fanout(c0, three, 2, "o2", "s2");
+
+    unsigned m0 = H.nmesh;
+    h_at(t1 + 20000);
+    c0 = H.nclient;
+    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_NON, .code = GW_COAP_CONTENT, .mid = dev_mid++,
+                                    .token = gtok, .has_obs = true, .obs = 3, .has_age = true, .age = 30,
+                                    .payload = "n3" });
+    check_fanout(c0, three, 2, NULL, "n3");
+    uint64_t t2 = H.fc.ms;
+    h_at(t1 + 32000);
+    cr_assert_eq(H.nmesh, m0, "the notification at t1+20 s moved the deadline");
+    h_at(t2 + 32000 - 1);
+    cr_assert_eq(H.nmesh, m0, "not before Max-Age + grace");
+    h_at(t2 + 32000);
+    cr_assert_eq(H.nmesh, m0 + 1, "re-registration after Max-Age (30 s) + grace (2 s)");
+    h_last_tx(&req);
+    cr_assert_eq(req.observe, 0);
+    cr_assert_eq(memcmp(req.token, gtok, 8), 0);
+    c0 = H.nclient;
+    dev_answer_reg(&req, 4, true, 30, "s4");
+    check_fanout(c0, three, 2, NULL, "s4");
+}
+
+/* S6.5 default: without Max-Age the state is fresh for 60 s. */
+Test(observe, stale_timer_uses_default_max_age_of_60_s)
+{
+    h_start();
+    join(three, 1, 1);
+    uint64_t t1 = H.fc.ms;
+    unsigned m0 = H.nmesh;
+    h_at(t1 + 62000 - 1);
+    cr_assert_eq(H.nmesh, m0);
+    h_at(t1 + 62000);
+    cr_assert_eq(H.nmesh, m0 + 1);
+    struct h_pkt req;
+    h_last_tx(&req);
+    cr_assert_eq(req.observe, 0);
+}
+
+/* RFC 7641 3.2 / S6: a non-2.xx notification ends the observation for all. */
+Test(observe, error_notification_ends_observation_for_everyone)
+{
+    h_start();
+    for (unsigned n = 1; n <= 3; n++)
+        join(three, n, n);
+    unsigned c0 = H.nclient, m0 = H.nmesh;
+    dev_notify(GW_COAP_CON, GW_COAP_NOT_FOUND, false, 0, "gone");
+    cr_assert_eq(H.nclient, c0 + 3, "every observer is told");
+    for (unsigned k = 0; k < 3; k++) {
+        cr_assert_eq(h_client_count_tok(c0, three[k].tok), 1);
+        unsigned i = (unsigned)h_client_find_tok(c0, three[k].tok);
+        struct h_pkt p;
+        h_client_pkt(i, &p);
+        cr_assert_eq(p.code, GW_COAP_NOT_FOUND);
+        cr_assert_eq(p.observe, -1, "the final answer carries no Observe");
+        cr_assert_str_eq(p.payload, "gone");
+    }
+    cr_assert_eq(H.nmesh, m0 + 1, "the CON is ACKed");
+    counts(0, 0);
+    c0 = H.nclient;
+    m0 = H.nmesh;
+    dev_notify(GW_COAP_CON, GW_COAP_CONTENT, true, 50, "again");
+    cr_assert_eq(H.nclient, c0, "the observation is over");
+    struct h_pkt rst;
+    h_mesh_pkt(m0, &rst);
+    cr_assert_eq(rst.type, GW_COAP_RST);
+    h_advance(3600 * 1000);
+    cr_assert_eq(H.nmesh, m0 + 1, "and never re-registered");
+}
+
+/* RFC 7641 3.4: device numbers wrap in 24 bits; 5 after 0xfffff0 is newer. */
+Test(observe, device_number_wrap_is_newer)
+{
+    h_start();
+    join(three, 1, 0xfffff0);
+    notify_all(three, 1, 5);
+    unsigned c0 = H.nclient;
+    dev_notify(GW_COAP_NON, GW_COAP_CONTENT, true, 0xfffff8, "old");
+    cr_assert_eq(H.nclient, c0, "0xfffff8 is older than 5 after the wrap");
+}
+
+/* RFC 7641 3.4: after more than 128 s any number counts as newer. */
+Test(observe, notification_after_128_s_is_newer_whatever_its_number)
+{
+    h_start();
+    join(three, 1, 1);
+    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_NON, .code = GW_COAP_CONTENT, .mid = dev_mid++,
+                                    .token = gtok, .has_obs = true, .obs = 100, .has_age = true, .age = 600,
+                                    .payload = "a" });
+    uint64_t t = H.fc.ms;
+    h_at(t + 128000);
+    unsigned c0 = H.nclient;
+    dev_notify(GW_COAP_NON, GW_COAP_CONTENT, true, 50, "b");
+    cr_assert_eq(H.nclient, c0, "older within 128 s: dropped");
+    h_at(t + 128001);
+    c0 = H.nclient;
+    dev_notify(GW_COAP_NON, GW_COAP_CONTENT, true, 50, "c");
+    check_fanout(c0, three, 1, NULL, "c");
+}
+
+/* S5.2: a registration is never answered from the cache, even when a plain
+ * GET of the resource was cached. */
+Test(observe, registration_is_not_served_from_cache)
+{
+    h_start();
+    h_request(&(struct h_req){ .mac = DEV_A, .port = 40009, .tok = "g1", .path = "temp" });
+    struct h_pkt r;
+    h_last_tx(&r);
+    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_ACK, .code = GW_COAP_CONTENT, .mid = r.mid,
+                                    .token = r.token, .has_age = true, .age = 60, .payload = "21" });
+    h_request(&(struct h_req){ .mac = DEV_A, .port = 40008, .tok = "g2", .path = "temp" });
+    cr_assert_eq(H.nmesh, 1, "the plain GET is cached");
+    join(three, 1, 1); /* asserts the registration went to the device */
+}
+
+/* ---- S6.6 persistence ---------------------------------------------------- */
+
+/* S6.6 + S6.3: a restarted scheduler (same LMDB, same table) re-registers
+ * the observation; both observers get the next states with numbers above
+ * every number sent before the restart. */
+Test(observe, restart_resumes_observation_without_repeating_numbers)
+{
+    h_open_store();
+    h_start();
+    join(three, 1, 1);
+    join(three, 2, 2);
+    for (uint32_t d = 3; d < 8; d++)
+        notify_all(three, 2, d);
+    uint32_t before = last_num;
+    unsigned c0 = H.nclient, m0 = H.nmesh;
+
+    h_restart();
+    cr_assert_eq(H.nclient, c0);
+    counts(1, 2);
+    sch_core_resume_observations(H.core);
+    cr_assert_eq(H.nmesh, m0 + 1, "one re-registration per observation");
+    struct h_pkt req;
+    h_last_tx(&req);
+    cr_assert_eq(req.code, GW_COAP_GET);
+    cr_assert_eq(req.observe, 0);
+    cr_assert_str_eq(req.path, "temp");
+    cr_assert_eq(memcmp(req.token, gtok, 8), 0, "the observation keeps its gateway token");
+    /* The device restarted too: its numbers start low again. */
+    dev_answer_reg(&req, 1, false, 0, "r1");
+    uint32_t n1 = check_fanout(c0, three, 2, NULL, "r1");
+    cr_assert_gt(n1, before, "no number is repeated across the restart");
+    for (unsigned k = c0; k < H.nclient; k++)
+        cr_assert_eq(H.client[k].env.session, H.client[k].env.ep.port == 40001 ? 1u : 2u,
+                     "observers come back with their sessions");
+    uint32_t n2 = notify_all(three, 2, 2);
+    cr_assert_gt(n2, n1);
+}
+
+/* S6.6: observers that left before the restart stay gone. */
+Test(observe, restart_does_not_resurrect_observers_that_left)
+{
+    h_open_store();
+    h_start();
+    for (unsigned n = 1; n <= 3; n++)
+        join(three, n, n);
+    h_gone(three[0].port, three[0].tok);
+    h_restart();
+    counts(1, 2);
+    sch_core_resume_observations(H.core);
+    struct h_pkt req;
+    h_last_tx(&req);
+    unsigned c0 = H.nclient;
+    dev_answer_reg(&req, 1, false, 0, "r");
+    check_fanout(c0, &three[1], 2, NULL, "r");
+}
+
+/* S6.6 + S1.3: a join whose registration is in flight when the scheduler
+ * restarts is answered once, with the others, and not registered twice. */
+Test(observe, restart_during_inflight_join_answers_joiner_once)
+{
+    h_open_store();
+    h_start();
+    join(three, 1, 1);
+    struct h_pkt req;
+    reg_send(&three[1], &req);
+    unsigned c0 = H.nclient, m0 = H.nmesh;
+    h_restart();
+    counts(1, 2);
+    sch_core_resume_observations(H.core);
+    cr_assert_eq(H.nmesh, m0, "a registration already in flight is not sent again");
+    dev_answer_reg(&req, 2, false, 0, "s2");
+    check_fanout(c0, three, 2, "o2", "s2");
+    h_advance(10);
+    cr_assert_eq(h_client_count_tok(c0, "o2"), 1);
+}
+
+/* ---- S6.7 Milli ----------------------------------------------------------- */
+
+/* S6.7 + S4.5: a cancel while the Milli's registration is in flight gets
+ * 5.03, yet the device later receives the GET with Observe: 1. */
+Test(observe, milli_cancel_during_registration_gets_503_and_still_cancels)
+{
+    obs_mac = DEV_M;
+    h_start();
+    struct h_pkt req;
+    reg_send(&three[0], &req);
+    cr_assert(H.mesh[H.nmesh - 1].env.flags & GW_MF_MILLI);
+    unsigned c0 = H.nclient;
+    h_request(&(struct h_req){ .mac = DEV_M, .port = three[0].port, .tok = three[0].tok, .session = 1,
+                               .flags = GW_MF_OBS_CANCEL, .path = "temp" });
+    cr_assert_eq(H.nmesh, 1, "the Milli is busy: nothing more goes out yet");
+    cr_assert_eq(H.nclient, c0 + 1);
+    struct h_pkt p;
+    h_client_pkt(c0, &p);
+    h_assert_client_token(c0, "o1");
+    cr_assert_eq(p.code, GW_COAP_UNAVAILABLE);
+    cr_assert_str_eq(p.payload, SCH_MILLI_BUSY_TEXT);
+    cr_assert_geq(p.max_age, 0);
+
+    /* The registration's answer arrives; then the cancel goes out. */
+    dev_answer_reg(&req, 5, false, 0, "s5");
+    cr_assert_eq(H.nmesh, 2, "the deregistration follows the registration");
+    struct h_pkt cancel;
+    h_last_tx(&cancel);
+    cr_assert_eq(cancel.observe, 1);
+    cr_assert_eq(memcmp(cancel.token, gtok, 8), 0);
+    cr_assert(H.mesh[1].env.flags & GW_MF_MILLI);
+    /* The registration request itself is answered once, without Observe:
+     * the client already asked to leave. */
+    cr_assert_eq(h_client_count_tok(c0, "o1"), 2);
+    h_client_pkt(c0 + 1, &p);
+    cr_assert_eq(p.observe, -1);
+    h_piggy(DEV_M, &cancel, GW_COAP_CONTENT, "bye");
+    cr_assert_eq(H.nclient, c0 + 2, "nobody is owed the internal cancel's answer");
+    counts(0, 0);
+    /* The device took the cancel: a late notification is refused. */
+    unsigned m0 = H.nmesh;
+    dev_notify(GW_COAP_CON, GW_COAP_CONTENT, true, 6, "late");
+    h_mesh_pkt(m0, &p);
+    cr_assert_eq(p.type, GW_COAP_RST);
+}
