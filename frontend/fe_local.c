@@ -81,6 +81,7 @@ struct answer {
     const char *loc[2];         /* Location-Path segments */
     bool block1_echo;           /* add Block1 (num, more=0, szx) of the request */
     struct gw_block b1;
+    uint64_t store_key;         /* non-GET answers in blocks are kept under this key */
 };
 
 /* Sends an answer, slicing it into Block2 blocks when it is larger than
@@ -125,6 +126,23 @@ static void send_answer(struct fe_local *l, const struct gw_ep *ep, const struct
         b2 = (struct gw_block){ 0, false, 6 };
     if (b2.szx > 6)
         b2.szx = 6;
+    if (req->code != GW_COAP_GET && a->store_key && b2.num == 0) {
+        /* The answer to a POST/PUT cannot be recomputed for the follow-up
+         * blocks: keep it (bounded by the block-wise table, S8.2). */
+        uint8_t whole[GW_COAP_MAX_MSG + 64];
+        size_t wl;
+        struct gw_coap_msg keep = m;
+        keep.payload = NULL;
+        keep.payload_len = 0;
+        if (gw_coap_encode(&keep, whole, sizeof(whole), &wl) == 0) {
+            struct fe_block_xfer *x = fe_blocks_new(l->blocks, ep, a->store_key, 2, now_ms(l));
+            /* Stored as: header+options message, then the payload bytes. */
+            if (fe_blocks_append(l->blocks, x, (const uint8_t *)&wl, sizeof(wl)) != 0 ||
+                fe_blocks_append(l->blocks, x, whole, wl) != 0 ||
+                fe_blocks_append(l->blocks, x, a->payload, a->len) != 0)
+                fe_blocks_drop(l->blocks, x);
+        }
+    }
     if (fe_block_slice(&m, b2.num, b2.szx, m.type, m.mid, req->token, req->tkl, out, sizeof(out), &ol) != 0) {
         struct gw_cb b;
         gw_cb_init(&b, out, sizeof(out), m.type, GW_COAP_BAD_OPTION, m.mid, req->token, req->tkl);
@@ -243,7 +261,7 @@ static void sessions_post(struct fe_local *l, const struct gw_ep *ep, const stru
         return;
     }
     struct fe_sess_req rq = { claims.sub, *ep, (uint8_t)security, (uint8_t)sticky, (uint8_t)single, claims.exp,
-                              &claims.scope };
+                              &claims.scope, l->session_ended, l->ctx };
     struct gw_session s;
     struct gw_ep moved;
     diag = NULL;
@@ -490,6 +508,40 @@ void fe_local_handle(struct fe_local *l, const struct gw_ep *ep, const struct gw
             answer_text(l, ep, req, de, GW_COAP_BAD_OPTION, "unrecognized critical option");
             return;
         }
+    }
+    uint64_t pkey = GW_HASH_SEED ^ 0xb2;
+    for (unsigned i = 0; i < p.nseg; i++)
+        pkey = gw_hash64(p.seg[i].p, p.seg[i].len, gw_hash64("/", 1, pkey));
+    pkey = gw_hash64(&req->code, 1, pkey);
+    tmpl.store_key = pkey;
+    const struct gw_coap_opt *b2q = gw_coap_opt_find(req, GW_OPT_BLOCK2);
+    struct gw_block b2r;
+    if (req->code != GW_COAP_GET && b2q && gw_block_decode(b2q, &b2r) && b2r.num > 0) {
+        /* A follow-up block of a kept answer (see send_answer). */
+        struct fe_block_xfer *x = fe_blocks_find(l->blocks, ep, pkey, 2, now_ms(l));
+        size_t wl;
+        struct gw_coap_msg full;
+        if (!x || x->len < sizeof(wl)) {
+            answer_text(l, ep, req, de, GW_COAP_INCOMPLETE, "no stored answer for this Block2 request: repeat the request");
+            return;
+        }
+        memcpy(&wl, x->data, sizeof(wl));
+        if (wl > x->len - sizeof(wl) || gw_coap_parse(l->parser, x->data + sizeof(wl), wl, &full) != 0) {
+            answer_text(l, ep, req, de, GW_COAP_INTERNAL, "stored answer damaged");
+            return;
+        }
+        full.payload = x->data + sizeof(wl) + wl;
+        full.payload_len = x->len - sizeof(wl) - wl;
+        uint8_t out[GW_COAP_MAX_MSG + 64];
+        size_t ol;
+        uint8_t type = req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
+        uint16_t mid = req->type == GW_COAP_CON ? req->mid : l->mid(l->ctx);
+        if (fe_block_slice(&full, b2r.num, GW_MIN(b2r.szx, 6), type, mid, req->token, req->tkl, out, sizeof(out), &ol) != 0) {
+            answer_text(l, ep, req, de, GW_COAP_BAD_OPTION, "Block2 number past the end of the answer");
+            return;
+        }
+        l->reply(l->ctx, ep, req, de, out, ol);
+        return;
     }
     const struct gw_coap_opt *b1o = gw_coap_opt_find(req, GW_OPT_BLOCK1);
     if (!b1o) {

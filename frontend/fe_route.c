@@ -209,10 +209,16 @@ int fe_route_target(const struct gw_coap_msg *m, struct fe_target *t, struct fe_
     if (strcmp(t->scheme, "coap") != 0)
         return verdict(v, GW_COAP_PROXY_NOT_SUPPORTED, "only the coap scheme is proxied");
     const struct gw_coap_opt *uh = gw_coap_opt_find(m, GW_OPT_URI_HOST);
-    if (!uh || uh->len == 0 || uh->len >= sizeof(t->host))
-        return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Scheme needs Uri-Host naming the device");
-    memcpy(t->host, uh->val, uh->len);
-    t->host[uh->len] = '\0';
+    if (uh && (uh->len == 0 || uh->len >= sizeof(t->host)))
+        return verdict(v, GW_COAP_BAD_REQUEST, "bad Uri-Host");
+    if (uh) {
+        memcpy(t->host, uh->val, uh->len);
+        t->host[uh->len] = '\0';
+    } else {
+        /* RFC 7252 6.5: without Uri-Host the host is the request's
+         * destination, the gateway itself (served locally, S4.8). */
+        snprintf(t->host, sizeof(t->host), "localhost");
+    }
     const struct gw_coap_opt *up = gw_coap_opt_find(m, GW_OPT_URI_PORT);
     if (up) {
         uint32_t port;

@@ -58,10 +58,22 @@ static int del(MDB_txn *txn, struct gw_store *st, const struct gw_session *s)
     return 0;
 }
 
+/* Sessions a creation ended, reported after its commit. */
+struct ended_list {
+    struct gw_session s[16];
+    int n;
+};
+
+static void note_ended(struct ended_list *e, const struct gw_session *s)
+{
+    if (e && e->n < (int)GW_ARRAY_LEN(e->s))
+        e->s[e->n++] = *s;
+}
+
 /* Loads the account's sessions; removes expired ones on the way. Returns
  * the number of live sessions and, in *newest, the most recently created. */
 static int account_live(MDB_txn *txn, struct gw_store *st, const struct fe_sess_cfg *cfg, const char *account,
-                        int64_t now, struct gw_session *newest, bool *any_single)
+                        int64_t now, struct gw_session *newest, bool *any_single, struct ended_list *ended)
 {
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, st->sess_acct, &cur);
@@ -93,6 +105,7 @@ static int account_live(MDB_txn *txn, struct gw_store *st, const struct fe_sess_
             rc = del(txn, st, &s);
             if (rc)
                 return rc;
+            note_ended(ended, &s);
             continue;
         }
         live++;
@@ -119,7 +132,8 @@ int fe_session_create(struct gw_store *st, const struct fe_sess_cfg *cfg, const 
         return rc;
     struct gw_session newest, cur;
     bool any_single = false;
-    int live = account_live(txn, st, cfg, rq->account, now, &newest, &any_single);
+    struct ended_list ended = { .n = 0 };
+    int live = account_live(txn, st, cfg, rq->account, now, &newest, &any_single, &ended);
     if (live < 0) {
         rc = live;
         goto abort;
@@ -132,8 +146,11 @@ int fe_session_create(struct gw_store *st, const struct fe_sess_cfg *cfg, const 
 
     if (rq->sticky && live > 0) {
         /* S2.5: re-point the account's session to this endpoint. */
-        if (ep_taken && cur.id != newest.id && (rc = del(txn, st, &cur)) != 0)
-            goto abort;
+        if (ep_taken && cur.id != newest.id) {
+            if ((rc = del(txn, st, &cur)) != 0)
+                goto abort;
+            note_ended(&ended, &cur);
+        }
         if (!gw_ep_eq(&newest.ep, &rq->ep)) {
             *moved = newest.ep;
             MDB_val k = { sizeof(newest.ep), &newest.ep };
@@ -148,13 +165,15 @@ int fe_session_create(struct gw_store *st, const struct fe_sess_cfg *cfg, const 
         if ((rc = put(txn, st, &newest, false)) != 0)
             goto abort;
         *out = newest;
-        return gw_store_err(mdb_txn_commit(txn));
+        goto commit;
     }
     bool same_account_here = ep_taken && strcmp(cur.account, rq->account) == 0;
     int others = live - (same_account_here && !fe_session_expired(cfg, &cur, now) ? 1 : 0);
-    if (others > 0 && (any_single || rq->single)) {
+    /* S2.6: while a single session lives, every further non-sticky request
+     * of the account is refused, also from that session's own endpoint. */
+    if (live > 0 && (any_single || rq->single)) {
         *diag = rq->single ? "single=true: the account already holds a live session"
-                           : "the account holds a single session (single=true)";
+                           : "the account holds a single session (single=true); use sticky=true to move it";
         rc = GW_EFORBIDDEN;
         goto abort;
     }
@@ -163,13 +182,41 @@ int fe_session_create(struct gw_store *st, const struct fe_sess_cfg *cfg, const 
         rc = GW_EFORBIDDEN;
         goto abort;
     }
-    if (ep_taken && (rc = del(txn, st, &cur)) != 0)
-        goto abort;
+    if (ep_taken) {
+        if ((rc = del(txn, st, &cur)) != 0)
+            goto abort;
+        note_ended(&ended, &cur);
+    }
     MDB_stat ms;
     if (mdb_stat(txn, st->sessions, &ms) == 0 && (int64_t)ms.ms_entries >= cfg->max_sessions) {
-        *diag = "the gateway holds the maximum number of sessions";
-        rc = GW_EFULL;
-        goto abort;
+        /* Expired sessions not yet swept do not count: remove some now. */
+        MDB_cursor *cur2;
+        if (mdb_cursor_open(txn, st->sessions, &cur2) == 0) {
+            MDB_val k, d;
+            int r = mdb_cursor_get(cur2, &k, &d, MDB_FIRST);
+            struct gw_session victims[16];
+            int nv = 0;
+            for (int scanned = 0; r == 0 && nv < 16 && scanned < 4096; scanned++) {
+                struct gw_session x;
+                if (d.mv_size == sizeof(x)) {
+                    memcpy(&x, d.mv_data, sizeof(x));
+                    if (fe_session_expired(cfg, &x, now))
+                        victims[nv++] = x;
+                }
+                r = mdb_cursor_get(cur2, &k, &d, MDB_NEXT);
+            }
+            mdb_cursor_close(cur2);
+            for (int i = 0; i < nv; i++) {
+                if ((rc = del(txn, st, &victims[i])) != 0)
+                    goto abort;
+                note_ended(&ended, &victims[i]);
+            }
+        }
+        if (mdb_stat(txn, st->sessions, &ms) == 0 && (int64_t)ms.ms_entries >= cfg->max_sessions) {
+            *diag = "the gateway holds the maximum number of sessions";
+            rc = GW_EFULL;
+            goto abort;
+        }
     }
     struct gw_session s;
     memset(&s, 0, sizeof(s));
@@ -192,7 +239,12 @@ int fe_session_create(struct gw_store *st, const struct fe_sess_cfg *cfg, const 
     if ((rc = put(txn, st, &s, true)) != 0)
         goto abort;
     *out = s;
-    return gw_store_err(mdb_txn_commit(txn));
+commit:
+    rc = gw_store_err(mdb_txn_commit(txn));
+    if (rc == 0 && rq->ended)
+        for (int i = 0; i < ended.n; i++)
+            rq->ended(rq->ctx, &ended.s[i]);
+    return rc;
 abort:
     mdb_txn_abort(txn);
     return rc;

@@ -44,6 +44,11 @@ struct fe_sess_req {
     uint8_t security, sticky, single;
     int64_t token_exp;
     const struct fe_scope *scope;
+    /* Called after the commit for every other session the creation ended
+     * (expired ones of the account, one replaced at this endpoint, one a
+     * sticky move displaced), so their observations end too. May be NULL. */
+    void (*ended)(void *ctx, const struct gw_session *s);
+    void *ctx;
 };
 
 /* Creates (or, with sticky, re-points) a session. Returns 0 with *out;

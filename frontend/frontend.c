@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -817,6 +818,34 @@ int fe_run(const struct gw_config *cfg, int index)
                                      cfg->max_sessions, GW_MAX(1, GW_MIN(60, cfg->session_idle_s / 10)) };
     fe->next_mid = (uint16_t)rnd32();
     fe->next_req = ((uint64_t)rnd32() << 20);
+    /* S4.8: with a wildcard listen address every local interface address
+     * names the gateway too. */
+    {
+        struct ifaddrs *ifa = NULL;
+        size_t n = strlen(fe->cfg.names);
+        if (getifaddrs(&ifa) == 0) {
+            for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
+                struct gw_ep iep;
+                char a[GW_EP_STRLEN];
+                if (!i->ifa_addr || gw_ep_from_sa(&iep, i->ifa_addr) != 0)
+                    continue;
+                gw_ep_str(&iep, a, sizeof(a));
+                char *colon = strrchr(a, ':'); /* drop ":port" and IPv6 brackets */
+                if (colon)
+                    *colon = '\0';
+                char *h = a[0] == '[' ? a + 1 : a;
+                size_t hl = strlen(h);
+                if (hl && h[hl - 1] == ']')
+                    h[--hl] = '\0';
+                if (n + hl + 2 < sizeof(fe->cfg.names)) {
+                    fe->cfg.names[n++] = ',';
+                    memcpy(fe->cfg.names + n, h, hl + 1);
+                    n += hl;
+                }
+            }
+            freeifaddrs(ifa);
+        }
+    }
     fe->local = (struct fe_local){
         .cfg = &fe->cfg, .store = &fe->store, .auth = fe->auth, .scfg = &fe->scfg, .blocks = &fe->blocks,
         .parser = fe->parser, .ctx = fe, .reply = local_reply, .mid = local_mid,

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# README command 2: installs what is missing, builds, and runs every test:
+#   1. release build (warnings are errors): unit, stress and integration tests
+#   2. ASan+UBSan build: the same unit and integration tests
+#   3. libFuzzer smoke run of every fuzz target (clang)
+#   4. deployment checks (docker-compose config)
+# Each stage prints its own results; the last line sums them up.
+# Environment: SKIP_ASAN=1, SKIP_FUZZ=1 skip stages; FUZZ_SECONDS per target.
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+export PYTHONDONTWRITEBYTECODE=1
+
+"$here/deploy/setup-deps.sh" --test || { echo "dependency installation failed"; exit 1; }
+
+passed=0
+failed=0
+failures=""
+stage() { # name, command...
+    local name=$1; shift
+    local t0=$(date +%s)
+    echo "=== $name"
+    if "$@"; then
+        passed=$((passed + 1))
+        echo "=== $name: ok ($(( $(date +%s) - t0 ))s)"
+    else
+        failed=$((failed + 1))
+        failures="$failures $name"
+        echo "=== $name: FAILED ($(( $(date +%s) - t0 ))s)"
+    fi
+}
+
+jobs=$(nproc)
+build() { # dir, cmake args...
+    local dir=$1; shift
+    cmake -S "$here" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOAPGW_WERROR=ON "$@" >/dev/null &&
+        cmake --build "$dir" -j"$jobs" 2>&1 | grep -vE '^\[|^-- |Scanning|Built target|Consolidate' ; return "${PIPESTATUS[0]}"
+}
+unit() { # dir
+    (cd "$1" && ctest --output-on-failure -L 'unit|stress' -j1)
+}
+integration() { # dir
+    COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_gateway.py"
+}
+
+stage "build (release)" build "$here/build"
+stage "unit+stress tests (release)" unit "$here/build"
+stage "integration tests (release)" integration "$here/build"
+
+if [ "${SKIP_ASAN:-0}" != 1 ]; then
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    stage "build (asan+ubsan)" build "$here/build-asan" -DCOAPGW_SANITIZE=ON
+    stage "unit tests (asan+ubsan)" bash -c "cd '$here/build-asan' && ctest --output-on-failure -L unit -j1"
+    stage "integration tests (asan+ubsan)" integration "$here/build-asan"
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+fi
+
+if [ "${SKIP_FUZZ:-0}" != 1 ] && [ -f "$here/tests/fuzz/run-smoke.sh" ]; then
+    stage "build (fuzz)" build "$here/build-fuzz" -DCOAPGW_FUZZ=ON -DCOAPGW_SANITIZE=ON -DCMAKE_C_COMPILER=clang
+    stage "fuzz smoke" bash "$here/tests/fuzz/run-smoke.sh" "$here/build-fuzz"
+fi
+
+if [ -f "$here/deploy/check-compose.sh" ]; then
+    stage "deployment (compose config)" bash "$here/deploy/check-compose.sh"
+fi
+
+echo
+if [ -n "$failures" ]; then
+    echo "failed stages:$failures"
+fi
+echo "stages: $passed passed, $failed failed"
+[ "$failed" = 0 ]
