@@ -37,8 +37,8 @@ struct gw_config {
     int64_t milli_timeout_ms;
     int64_t milli_busy_max_age_s;   /* Max-Age on the 5.03 for a busy Milli */
     int64_t nstart;
-    int64_t device_queue_max;       /* per-device FIFO bound */
-    int64_t max_txn;                /* scheduler transactions (queued + in flight), shared memory slots */
+    int64_t device_queue_max;       /* per-device FIFO bound; full: 5.03 "device queue full" */
+    int64_t max_txn;                /* scheduler transactions (queued + in flight); full: 5.03 */
     char mesh_bind[64];             /* local address of the mesh sockets */
     int64_t mesh_seq_block;         /* AEAD sequence numbers reserved per LMDB write */
     int64_t mesh_replay_window;     /* informational: replay window is 64 frames */
@@ -47,11 +47,11 @@ struct gw_config {
     int64_t client_ack_timeout_ms;
     int64_t client_max_retransmit;
     int64_t exchange_lifetime_ms;
-    int64_t dedup_max;              /* remembered (endpoint, MID) pairs per frontend */
-    int64_t client_inflight_max;    /* outstanding CON messages to clients per frontend */
+    int64_t dedup_max;              /* remembered (endpoint, MID) pairs per frontend; full: oldest forgotten early */
+    int64_t client_inflight_max;    /* CON messages to clients being retransmitted; full: sent once, untracked */
     int64_t max_message;            /* largest request accepted (S3.5) */
-    int64_t block_max_body;         /* Block1 bodies for local resources */
-    int64_t block_transfers_max;
+    int64_t block_max_body;         /* Block1 bodies for local resources; beyond: 4.13 with Size1 */
+    int64_t block_transfers_max;    /* block-wise transfers held; full: least recently used dropped (4.08 later) */
     int64_t block_timeout_ms;
 
     /* Sessions and authentication (S2). */
@@ -61,22 +61,22 @@ struct gw_config {
     char jwt_audience[128];
     int64_t jwt_leeway_s;
     int64_t jwt_max_len;
-    int64_t max_sessions;
-    int64_t max_sessions_per_account;
+    int64_t max_sessions;           /* full: 5.03 on POST /sessions */
+    int64_t max_sessions_per_account; /* one more: 4.03 */
     int64_t session_idle_s;
     int64_t session_max_lifetime_s;
-    int64_t session_max_inflight;
-    int64_t session_rate;           /* proxy requests per second, token bucket refill */
+    int64_t session_max_inflight;   /* proxy requests in flight per session; more: 4.29 + Max-Age */
+    int64_t session_rate;           /* proxy requests per second per session (token bucket); over: 4.29 */
     int64_t session_burst;
     int64_t unauth_log_per_s;
 
     /* Cache and observe (S5, S6). */
-    int64_t cache_max_entries;
-    int64_t cache_max_bytes;
+    int64_t cache_max_entries;      /* full: least recently used evicted */
+    int64_t cache_max_bytes;        /* full: least recently used evicted */
     int64_t default_max_age_s;
     int64_t obs_grace_ms;
-    int64_t obs_max_observers;
-    int64_t obs_max_observations;
+    int64_t obs_max_observers;      /* full: 5.03 to a new observer */
+    int64_t obs_max_observations;   /* full: 5.03 to a new observation */
     int64_t obs_notify_con;         /* 1: CON notifications to clients; 0: follow the device's type */
     int64_t lmdb_map_mb;
 };
