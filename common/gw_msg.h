@@ -46,7 +46,8 @@ struct gw_msg {
     uint8_t mac[GW_MAC_LEN];
     uint32_t aux;            /* Block2 szx (REQ), Observe number (RESP notify) */
     uint8_t noresp;          /* REQ: No-Response value (RFC 7967) */
-    uint8_t pad[3];
+    uint8_t pad;
+    uint16_t client_mid;     /* REQ: the client's MID (duplicate detection across frontend restarts) */
     uint64_t req_key;        /* REQ/RESP: hash of (target, Accept) for Block2 follow-ups */
 };
 GW_STATIC_ASSERT(sizeof(struct gw_msg) == 80, "envelope layout is fixed");

@@ -481,6 +481,7 @@ static void handle_proxy(struct fe_ctx *fe, const struct gw_ep *ep, const struct
         m.aux = (uint32_t)szx;
     }
     m.req_key = fe_local_target_key(req, t);
+    m.client_mid = req->mid;
     const struct gw_coap_opt *nr = gw_coap_opt_find(req, GW_OPT_NO_RESPONSE);
     uint32_t nrv;
     if (nr && gw_coap_uint(nr->val, nr->len, &nrv))

@@ -395,8 +395,38 @@ int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t 
 
 /* ---- requests from clients ---- */
 
+/* True when the same client request (endpoint, MID, token) was seen within
+ * the exchange lifetime. Expiry is by age in the FIFO: an entry's value is
+ * the time it was recorded. */
+static bool seen_recently(struct sch_core *c, const struct gw_msg *env)
+{
+    uint64_t now = now_ms(c);
+    uint64_t k = gw_hash64(&env->client_mid, sizeof(env->client_mid), gw_ep_hash(&env->ep));
+    k = sch_key_nz(gw_hash64(env->token, env->tkl, k));
+    uintptr_t at = (uintptr_t)sch_map_get(&c->recent, k);
+    if (at && now - (at - 1) < (uint64_t)c->cfg.exchange_lifetime_ms)
+        return true;
+    while (c->recent_n &&
+           (c->recent_n == c->recent_cap ||
+            now - ((uintptr_t)sch_map_get(&c->recent, c->recent_keys[c->recent_head]) - 1) >=
+                (uint64_t)c->cfg.exchange_lifetime_ms)) {
+        sch_map_del(&c->recent, c->recent_keys[c->recent_head]);
+        c->recent_head = (c->recent_head + 1) % c->recent_cap;
+        c->recent_n--;
+    }
+    if (sch_map_put(&c->recent, k, (void *)(uintptr_t)(now + 1)) == 0) {
+        c->recent_keys[(c->recent_head + c->recent_n) % c->recent_cap] = k;
+        c->recent_n++;
+    }
+    return false;
+}
+
 static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data)
 {
+    if (env->client_type == GW_COAP_CON && seen_recently(c, env)) {
+        gw_stat_add(c->stats, GW_STAT_rx_duplicates, 1);
+        return;
+    }
     struct gw_coap_msg req;
     if (env->len < 12 || gw_coap_parse(c->parser, data, env->len, &req) != 0 || req.tkl != 8) {
         sch_core_answer_error(c, env, GW_COAP_INTERNAL, "malformed request record", UINT32_MAX);
@@ -840,6 +870,12 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock, cons
         goto fail;
     c->cache_enabled = cfg->cache_max_entries > 0 && cfg->cache_max_bytes > 0;
     c->next_token = ((uint64_t)rnd(c) << 32) | rnd(c);
+    c->recent_cap = max_txn * 2;
+    c->recent_keys = calloc(c->recent_cap, sizeof(uint64_t));
+    if (!c->recent_keys || sch_map_init(&c->recent, c->recent_cap * 2) != 0) {
+        rc = -ENOMEM;
+        goto fail;
+    }
     if ((rc = sch_obs_init(c)) != 0)
         goto fail;
     recover(c);
@@ -860,6 +896,8 @@ void sch_core_free(struct sch_core *c)
             if (c->devs.keys[i])
                 free(c->devs.vals[i]);
     sch_map_deinit(&c->devs);
+    sch_map_deinit(&c->recent);
+    free(c->recent_keys);
     gw_heap_deinit(&c->heap);
     sch_cache_free(c->cache);
     gw_coap_parser_free(c->parser);

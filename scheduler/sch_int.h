@@ -30,6 +30,12 @@ struct sch_core {
     uint32_t pending_answers;
     uint8_t last_code;
     struct sch_obs_reg *obs;
+    /* Requests seen recently, by (endpoint, MID, token): a frontend that
+     * restarted has forgotten its dedup table, so a client retransmission
+     * of a request already forwarded is caught here (S3.3, S1.3). */
+    struct sch_map recent;
+    uint64_t *recent_keys;    /* FIFO of keys for eviction */
+    uint32_t recent_cap, recent_head, recent_n;
 };
 
 static inline struct sch_txn *sch_txn_at(struct sch_core *c, uint32_t i)

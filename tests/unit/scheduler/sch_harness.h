@@ -351,6 +351,7 @@ static inline uint64_t h_request(const struct h_req *r)
     cr_assert_leq(m.tkl, 8);
     memcpy(m.token, tok, m.tkl);
     m.req_id = H.next_req_id++;
+    m.client_mid = (uint16_t)m.req_id; /* every request a new client MID, as a real client does */
     m.session = r->session ? r->session : 1;
     h_ep(r->port, &m.ep);
     h_mac(r->mac, m.mac);

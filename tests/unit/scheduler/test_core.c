@@ -689,3 +689,24 @@ Test(core, answer_refused_by_full_ring_survives_restart)
     h_request(&(struct h_req){ .mac = DEV_A, .tok = "f2", .path = "other" });
     cr_assert_eq(H.nmesh, 2);
 }
+
+/* S3.3, S1.3: a frontend that restarted has forgotten its dedup table; the
+ * client's retransmission of a CON request already forwarded (same endpoint,
+ * MID and token) must not reach the device twice nor be answered twice. */
+Test(core, client_retransmission_after_frontend_restart_is_not_forwarded_twice)
+{
+    h_start();
+    h_request(&(struct h_req){ .mac = DEV_A, .port = 40001, .tok = "d1", .path = "dup" });
+    cr_assert_eq(H.nmesh, 1);
+    struct h_pkt req;
+    h_last_tx(&req);
+    H.next_req_id--; /* the same client MID again */
+    h_request(&(struct h_req){ .mac = DEV_A, .port = 40001, .tok = "d1", .path = "dup" });
+    cr_assert_eq(H.nmesh, 1, "the duplicate is not forwarded");
+    cr_assert_eq(H.nclient, 0, "and not answered on its own");
+    h_piggy(DEV_A, &req, GW_COAP_CONTENT, "1");
+    cr_assert_eq(H.nclient, 1, "exactly one answer");
+    /* A new MID with the same token is a new request. */
+    h_request(&(struct h_req){ .mac = DEV_A, .port = 40001, .tok = "d1", .path = "dup2" });
+    cr_assert_eq(H.nmesh, 2);
+}
