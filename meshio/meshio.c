@@ -392,7 +392,7 @@ static int open_socket(struct mesh_ctx *m, int which, const struct gw_ep *bind_e
         return rc;
     h->data = m;
     m->sock_family[which] = ss.ss_family;
-    if ((rc = uv_udp_bind(h, (const struct sockaddr *)&ss, 0)) != 0)
+    if ((rc = uv_udp_bind(h, (const struct sockaddr *)&ss, port ? UV_UDP_REUSEADDR : 0)) != 0)
         return rc;
     int rcvbuf = MESH_RCVBUF;
     (void)uv_recv_buffer_size((uv_handle_t *)h, &rcvbuf);
@@ -496,7 +496,30 @@ int mesh_run(const struct gw_config *cfg)
     char names[MESH_NSOCK][GW_EP_STRLEN];
     for (int i = 0; i < MESH_NSOCK; i++) {
         uint16_t port = bind_ep.port ? (uint16_t)(bind_ep.port + i) : 0;
-        if ((rc = open_socket(m, i, &bind_ep, port, names[i], sizeof(names[i]))) != 0) {
+        /* Without a configured port, a restarted meshio takes the ports its
+         * predecessor had: devices answer late responses and send
+         * notifications to the address they know (S1.3, S6.6). */
+        char pkey[32];
+        snprintf(pkey, sizeof(pkey), "mesh_port_%d", i);
+        uint64_t prev = 0;
+        if (!bind_ep.port && gw_store_meta_get_u64(&m->store, pkey, &prev) == 0 && prev > 0 && prev < 65536) {
+            if (open_socket(m, i, &bind_ep, (uint16_t)prev, names[i], sizeof(names[i])) == 0)
+                continue;
+            uv_close((uv_handle_t *)&m->udp[i], NULL);
+            uv_run(&m->loop, UV_RUN_NOWAIT);
+            gw_log_warn(GW_LOG_SYS, "%s mesh socket: previous port %u is taken; using a new one", sock_name[i],
+                        (unsigned)prev);
+        }
+        if ((rc = open_socket(m, i, &bind_ep, port, names[i], sizeof(names[i]))) == 0 && !bind_ep.port) {
+            struct sockaddr_storage got;
+            int gl = sizeof(got);
+            struct gw_ep gep;
+            if (uv_udp_getsockname(&m->udp[i], (struct sockaddr *)&got, &gl) == 0 &&
+                gw_ep_from_sa(&gep, (struct sockaddr *)&got) == 0 &&
+                gw_store_meta_put_u64(&m->store, pkey, gep.port) != 0)
+                gw_log_warn(GW_LOG_STORE, "could not remember the %s mesh port", sock_name[i]);
+        }
+        if (rc != 0) {
             gw_log_err(GW_LOG_SYS, "%s mesh socket on %s (port %u): %s", sock_name[i],
                        cfg->mesh_bind, (unsigned)port, uv_strerror(rc));
             exit_code = is_config_error(rc) ? GW_EXIT_FATAL : 1;

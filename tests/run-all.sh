@@ -42,10 +42,14 @@ unit() { # dir
 integration() { # dir
     COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_gateway.py"
 }
+resilience() { # dir
+    COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_resilience.py"
+}
 
 stage "build (release)" build "$here/build"
 stage "unit+stress tests (release)" unit "$here/build"
 stage "integration tests (release)" integration "$here/build"
+stage "resilience under load (release)" resilience "$here/build"
 
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0

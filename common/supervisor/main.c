@@ -15,10 +15,12 @@
 #include "scheduler.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -39,6 +41,25 @@ static void die_with_supervisor(void)
     /* The supervisor may have died before prctl() took effect. */
     if (pp && getppid() != (pid_t)atoi(pp))
         _exit(1);
+}
+
+/* A role started on its own (a container, or by hand) holds an exclusive
+ * lock on data_dir/<role>.lock while it lives. Two copies of one role and
+ * index (a scaled compose service, a duplicate -i) would both claim the same
+ * SPSC rings and corrupt them, so the second is refused. The kernel drops
+ * the lock when the holder dies, even by SIGKILL, so a restart never waits.
+ * Under the supervisor there is no lock: it starts one child per slot. */
+static int lock_role(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        return e == EWOULDBLOCK ? -EBUSY : -e;
+    }
+    return fd; /* kept open for the life of the process */
 }
 
 static enum fe_jwt_alg jwt_alg(const struct gw_config *cfg)
@@ -130,8 +151,20 @@ static int cmd_role(enum sup_cmd cmd, const struct gw_config *cfg, int index)
     } else {
         sup_pidfile_path(cfg, proc, pidfile, sizeof(pidfile));
         int rc = sup_mkdir_p(cfg->data_dir);
-        if (rc == 0)
+        if (rc == 0) {
+            char lock[GW_CFG_STR + 48], name[32];
+            sup_proc_name(proc, name, sizeof(name));
+            snprintf(lock, sizeof(lock), "%s/%s.lock", cfg->data_dir, name);
+            int lfd = lock_role(lock);
+            if (lfd == -EBUSY) {
+                gw_log_err(GW_LOG_SYS, "%s of instance %s already runs (%s is locked); two would share its rings",
+                           name, cfg->instance, lock);
+                return GW_EXIT_FATAL;
+            }
+            if (lfd < 0)
+                gw_log_warn(GW_LOG_SYS, "lock %s: %s", lock, gw_strerror(lfd));
             rc = sup_pidfile_write(pidfile, (uint32_t)getpid());
+        }
         if (rc) {
             gw_log_warn(GW_LOG_SYS, "pid file %s: %s", pidfile, gw_strerror(rc));
             pidfile[0] = '\0';

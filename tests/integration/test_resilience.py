@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Crash-restart resilience under load (SPEC S1.3, S1.4, S6.3, S6.6).
+
+Several fixed-port clients keep a steady load of proxied CON GETs (with
+RFC 7252 client retransmission, as a real client does) and a few observers
+stay registered, while every role is SIGKILLed repeatedly at random moments.
+At the end: every request got exactly one final response, no session was
+lost (no 4.01), every observer kept receiving notifications with strictly
+increasing Observe numbers, the device holds exactly one observation per
+observed resource, and only the killed role restarted each time. Recovery
+time per kill is printed. Bounded in time and count; loopback only."""
+import os
+import random
+import select
+import signal
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gwtest import (ACK, CON, GET, OPT, POST, RST, Client, Msg, code, encode, gateway, run, sim_counters,
+                    wait_for, write_devices)
+
+KEY = "00112233445566778899aabbccddeeff"
+BASE = "127.0.40"
+DEVICES = ["02000000000001%02x" % i for i in range(1, 9)]
+
+
+class LoadClient:
+    """Non-blocking client: CON requests with retransmission, answers ACKed."""
+
+    def __init__(self, gw, cl, ack_timeout=0.5):
+        self.gw, self.cl = gw, cl
+        self.cl.sock.setblocking(False)
+        self.pending = {}     # token -> [mid, first_sent, last_sent, tries, acked]
+        self.finals = {}      # token -> list of codes
+        self.ack_timeout = ack_timeout
+        self.sent = 0
+        self.observe = {}     # token -> list of observe numbers (observers)
+        self.answered = []    # (sent, answered) of successful requests
+
+    def send(self, proxy, observe=None):
+        tok = os.urandom(6)
+        mid = self.cl.next_mid()
+        opts = [(OPT["proxy_uri"], proxy)]
+        if observe is not None:
+            opts.append((OPT["observe"], observe))
+            self.observe.setdefault(tok, [])
+        pkt = encode(CON, GET, mid, tok, opts)
+        now = time.monotonic()
+        self.pending[tok] = [mid, now, now, 0, False, pkt]
+        self.cl.send_raw(pkt)
+        self.sent += 1
+        return tok
+
+    def pump(self):
+        now = time.monotonic()
+        for tok, p in list(self.pending.items()):
+            mid, first, last, tries, acked, pkt = p
+            if not acked and now - last > self.ack_timeout * (2 ** tries) and tries < 6:
+                p[2], p[3] = now, tries + 1
+                self.cl.send_raw(pkt)
+        while True:
+            try:
+                data, _ = self.cl.sock.recvfrom(65536)
+            except BlockingIOError:
+                return
+            m = Msg(data)
+            if m.type == CON:
+                self.cl.send_raw(encode(ACK, 0, m.mid))
+            if m.code == 0:
+                for tok, p in self.pending.items():
+                    if p[0] == m.mid and m.type == ACK:
+                        p[4] = True
+                continue
+            if m.token in self.observe and m.opt(OPT["observe"]) is not None:
+                self.observe[m.token].append((time.monotonic(), m.uint(OPT["observe"])))
+                self.pending.pop(m.token, None)
+                self.finals.setdefault(m.token, [m.code])
+                continue
+            if m.token in self.pending or m.token in self.finals:
+                if m.token in self.pending and m.code == code(2, 5):
+                    self.answered.append((self.pending[m.token][1], time.monotonic()))
+                self.finals.setdefault(m.token, []).append(m.code)
+                self.pending.pop(m.token, None)
+
+
+def test_kill_every_role_under_load():
+    tmp = tempfile.mkdtemp(prefix="coapgw-res-")
+    rows = [(mac, "%s.%d" % (BASE, i + 1), "normal", KEY, 5683, 4849, "latency=1-5;obs_period=400")
+            for i, mac in enumerate(DEVICES)]
+    devfile = write_devices(os.path.join(tmp, "devices.csv"), rows)
+    duration = float(os.environ.get("COAPGW_RESILIENCE_SECONDS", "24"))
+    with gateway("res", devfile, meshsim=1, mesh_ack_timeout_ms=300, client_ack_timeout_ms=500,
+                 session_rate=100000, session_burst=100000, session_max_inflight=10000,
+                 cache_max_entries=0, device_queue_max=256) as gw:
+        clients = []
+        for i in range(4):
+            cl = Client(gw)
+            gw.session(cl, account="load%d" % i, query="security=none")
+            clients.append(LoadClient(gw, cl))
+        observers = []
+        for i in range(3):
+            cl = Client(gw)
+            gw.session(cl, account="obs%d" % i, query="security=none")
+            lc = LoadClient(gw, cl)
+            lc.send("coap://%s/sensor" % DEVICES[0], observe=0)
+            observers.append(lc)
+        roles = ["frontend-0", "scheduler", "meshio"]
+        kills = []
+        rate = 200.0  # requests per second in all
+        t_end = time.monotonic() + duration
+        next_kill = time.monotonic() + 2.0
+        next_send = time.monotonic()
+        pids = {r: gw.pid(r) for r in roles}
+        while time.monotonic() < t_end:
+            now = time.monotonic()
+            while next_send <= now:
+                c = random.choice(clients)
+                c.send("coap://%s/value?n=%d" % (random.choice(DEVICES), c.sent))
+                next_send += 1.0 / rate
+            if now >= next_kill and now < t_end - 4:
+                role = random.choice(roles)
+                pids = {r: gw.pid(r) for r in roles}
+                if all(pids.values()):
+                    os.kill(pids[role], signal.SIGKILL)
+                    kills.append([role, now, None, dict(pids)])
+                next_kill = now + random.uniform(1.5, 3.0)
+            for c in clients + observers:
+                c.pump()
+            for k in kills:
+                if k[2] is None:
+                    newp = gw.pid(k[0])
+                    if newp and newp != k[3][k[0]]:
+                        k[2] = time.monotonic() - k[1]
+            select.select([c.cl.sock for c in clients + observers], [], [], 0.002)
+        # Drain: every pending request must get its answer.
+        wait_for(lambda: (all(c.pump() or not c.pending for c in clients)), 30, "all answers after the load")
+        for c in observers:
+            c.pump()
+        lost = sum(len(c.pending) for c in clients)
+        dup = sum(1 for c in clients for v in c.finals.values() if len(v) > 1)
+        unauth = sum(1 for c in clients for v in c.finals.values() if code(4, 1) in v)
+        total = sum(c.sent for c in clients)
+        codes = {}
+        for c in clients:
+            for v in c.finals.values():
+                codes[v[0]] = codes.get(v[0], 0) + 1
+        print("  requests %d, answers by code %s, duplicates %d, unanswered %d" %
+              (total, {("%d.%02d" % (k >> 5, k & 31)): n for k, n in sorted(codes.items())}, dup, lost))
+        answered = sorted(a for c in clients for a in c.answered)
+        for role, t, rec, _ in kills:
+            after = [done for sent, done in answered if sent > t]
+            recov = min(after) - t if after else None
+            print("  killed %-10s restarted after %s, requests answered again after %s" %
+                  (role, "%.0f ms" % (rec * 1000) if rec else "?", "%.0f ms" % (recov * 1000) if recov else "?"))
+        assert kills, "no process was killed"
+        assert lost == 0, "%d requests never got a final response" % lost
+        assert dup == 0, "%d requests got more than one final response" % dup
+        assert unauth == 0, "a session was lost (4.01)"
+        ok = codes.get(code(2, 5), 0)
+        assert ok >= total * 0.9, "too few successful answers: %d of %d" % (ok, total)
+        # Observers: increasing numbers, no repeats, and still notified after the last kill.
+        last_kill = max(t for _, t, _, _ in kills)
+        for c in observers:
+            for tok, seq in c.observe.items():
+                nums = [n for _, n in seq]
+                assert len(nums) >= 3, "observer got too few notifications: %r" % nums
+                for a, b in zip(nums, nums[1:]):
+                    assert (b - a) % (1 << 24) < (1 << 23) and a != b, "Observe went backwards: %r" % nums
+                assert any(t > last_kill for t, _ in seq), "no notification after the last kill"
+        # One device observation (S6.1): no orphan, no double.
+        cnt = sim_counters("%s.1" % BASE)
+        assert cnt["observers"] == 1, cnt
+        # Only the killed role restarted, each time (the pid map before each kill).
+        restarted = {r: 0 for r in roles}
+        for role, _, rec, _ in kills:
+            restarted[role] += 1
+        st = gw.coapgw("status").stdout
+        print("  " + st.replace("\n", "\n  "))
+        for r in roles:
+            line = [l for l in st.splitlines() if l.startswith(r.split("-")[0])]
+            assert line, st
+            n = int(line[0].split()[-1])
+            assert n == restarted[r], "%s restarted %d times, killed %d times" % (r, n, restarted[r])
+
+
+if __name__ == "__main__":
+    sys.exit(run([test_kill_every_role_under_load]))
