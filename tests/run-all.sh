@@ -45,11 +45,15 @@ integration() { # dir
 resilience() { # dir
     COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_resilience.py"
 }
+hostile() { # dir
+    COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_hostile.py"
+}
 
 stage "build (release)" build "$here/build"
 stage "unit+stress tests (release)" unit "$here/build"
 stage "integration tests (release)" integration "$here/build"
 stage "resilience under load (release)" resilience "$here/build"
+stage "hostile traffic (release)" hostile "$here/build"
 
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0
@@ -57,6 +61,7 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
     stage "build (asan+ubsan)" build "$here/build-asan" -DCOAPGW_SANITIZE=ON
     stage "unit tests (asan+ubsan)" bash -c "cd '$here/build-asan' && ctest --output-on-failure -L unit -j1"
     stage "integration tests (asan+ubsan)" integration "$here/build-asan"
+    stage "hostile traffic (asan+ubsan)" hostile "$here/build-asan"
     unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
 
