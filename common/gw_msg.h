@@ -29,6 +29,7 @@ enum gw_security { GW_SEC_NONE = 0, GW_SEC_NETMGR = 1 };
 #define GW_MF_MILLI        0x08  /* MESH_TX: to a Milli device */
 #define GW_MF_BLOCK2       0x10  /* REQ: client asked for Block2 size 16 << aux (S4.7) */
 #define GW_MF_SUPPRESS     0x20  /* RESP: No-Response asked not to send this answer; only account for it */
+#define GW_MF_DEV_NON      0x80  /* RESP notify: the device sent this state as NON (S6.9, obs_notify_con = 0) */
 #define GW_MF_ANSWER       0x40  /* RESP: this answers a request (the frontend counts it off the session's in-flight) */
 
 struct gw_msg {

@@ -241,8 +241,8 @@ static void deliver(struct fe_ctx *fe, const struct gw_msg *m, const uint8_t *da
     if (m->flags & GW_MF_SUPPRESS)
         return;
     uint8_t type = m->client_type == GW_COAP_CON ? GW_COAP_CON : GW_COAP_NON;
-    if (notify && fe->cfg.obs_notify_con)
-        type = GW_COAP_CON;
+    if (notify) /* S6.9: CON by default, or the type the device used */
+        type = fe->cfg.obs_notify_con || !(m->flags & GW_MF_DEV_NON) ? GW_COAP_CON : GW_COAP_NON;
     uint16_t mid = new_mid(fe);
 
     /* S4.7: the client asked for blocks no larger than 16 << szx. */

@@ -537,7 +537,7 @@ static void fan_out(struct sch_core *c, struct sch_obs *o, const struct gw_coap_
         size_t len;
         if (sch_core_build_answer(&env, resp, num, -1, out, sizeof(out), &len) != 0)
             continue;
-        uint8_t flags = GW_MF_NOTIFY;
+        uint8_t flags = GW_MF_NOTIFY | (resp->type == GW_COAP_NON ? GW_MF_DEV_NON : 0);
         if (answering && answering->tkl == env.tkl && !memcmp(answering->token, env.token, env.tkl) &&
             gw_ep_eq(&answering->ep, &env.ep))
             flags |= GW_MF_ANSWER;

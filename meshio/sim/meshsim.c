@@ -142,6 +142,11 @@ static void dev_send(struct meshsim_dev *d, uint8_t secure, const struct gw_ep *
             return;
         }
         p = frame;
+        if (may_lose) {
+            memcpy(d->last_frame, frame, n);
+            d->last_len = n;
+            d->last_dst = *ep;
+        }
     }
     struct sockaddr_storage ss;
     gw_ep_to_sa(ep, &ss);
@@ -455,6 +460,36 @@ static void dev_input(struct meshsim_dev *d, uint8_t secure, const struct gw_ep 
         if (m.type == GW_COAP_CON)
             send_empty(d, secure, ep, GW_COAP_RST, m.mid, NULL);
         return;
+    }
+    if (meshsim__is_sim_path(&m) && m.code == GW_COAP_POST && secure == 0) {
+        /* POST /_sim/replay (plain port): re-send the last sealed frame the
+         * device sent, byte for byte, as an attacker replaying a capture
+         * would; the gateway must drop and count it (S7.1). */
+        unsigned nseg = 0;
+        bool replay = false;
+        for (unsigned i = 0; i < m.nopts; i++)
+            if (m.opts[i].num == GW_OPT_URI_PATH) {
+                nseg++;
+                if (nseg == 2 && m.opts[i].len == 6 && memcmp(m.opts[i].val, "replay", 6) == 0)
+                    replay = true;
+            }
+        if (replay && nseg == 2) {
+            uint8_t out[64];
+            struct gw_cb b;
+            gw_cb_init(&b, out, sizeof(out), m.type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON,
+                       d->last_len ? GW_COAP_CHANGED : GW_COAP_NOT_FOUND,
+                       m.type == GW_COAP_CON ? m.mid : d->next_mid++, m.token, m.tkl);
+            size_t n;
+            if (d->last_len) {
+                struct sockaddr_storage ss;
+                gw_ep_to_sa(&d->last_dst, &ss);
+                uv_buf_t rb = uv_buf_init((char *)d->last_frame, (unsigned)d->last_len);
+                (void)uv_udp_try_send(&d->sock[1].h, &rb, 1, (const struct sockaddr *)&ss);
+            }
+            if (gw_cb_finish(&b, &n) == 0)
+                dev_send(d, secure, ep, out, n, false);
+            return;
+        }
     }
     if (meshsim__is_sim_path(&m)) {
         /* Test hooks: answered at once, never lost, counted or stored. */

@@ -134,6 +134,10 @@ struct meshsim_dev {
     struct mesh_replay replay;
     uint64_t tx_seq;
     struct meshsim_seen seen;
+    /* The last sealed frame sent, for the replay test hook (POST /_sim/replay). */
+    uint8_t last_frame[MESH_MAX_FRAME];
+    size_t last_len;
+    struct gw_ep last_dst;
     /* Retransmitted messages in flight. */
     struct meshsim_txn *txns;
     /* Milli service. */

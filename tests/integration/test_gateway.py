@@ -341,6 +341,133 @@ def test_observe_fan_out():
         wait_for(lambda: sim_counters(gw.base + ".1")["observers"] == 0, 10, "device observation cancelled")
 
 
+def metric(gw, name, role):
+    for line in gw.coapgw("metrics").stdout.splitlines():
+        if line.startswith("coapgw_%s" % name) and 'role="%s"' % role in line:
+            return int(float(line.split()[-1]))
+    raise AssertionError("metric %s{role=%s} not found" % (name, role))
+
+
+def test_client_retransmission_backoff():
+    """S3.2: a separate CON response is retransmitted with growing gaps until ACK."""
+    with sim_gateway("rtx", client_ack_timeout_ms=200, client_max_retransmit=3) as gw:
+        c = Client(gw)
+        gw.session(c)
+        c.auto_ack = False
+        tok = b"rx"
+        c.send_raw(encode(CON, GET, c.next_mid(), tok, [(OPT["proxy_uri"], "coap://%s/value" % NORMAL)]))
+        times, mids = [], set()
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and len(times) < 4:
+            m = c.recv(0.5)
+            if m and m.token == tok and m.code == code(2, 5):
+                assert m.type == CON
+                times.append(time.monotonic())
+                mids.add(m.mid)
+        assert len(times) == 4, "first transmission and 3 retransmissions, got %d" % len(times)
+        assert len(mids) == 1, "retransmissions keep the MID"
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert gaps[0] >= 0.18 and gaps[1] > gaps[0] * 1.5 and gaps[2] > gaps[1] * 1.5, gaps
+        assert c.recv(1.5) is None, "no fifth transmission"
+
+
+def test_two_frontends_share_the_port():
+    """S1.4: two frontends on one port; any serves any client; one dies, the port keeps answering."""
+    with sim_gateway("twofe", frontends=2) as gw:
+        wait_for(lambda: gw.pid("frontend-1"), 10, "frontend-1")
+        clients = [Client(gw) for _ in range(12)]
+        for i, c in enumerate(clients):
+            gw.session(c, account="fe%d" % i)
+        for c in clients:
+            r, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
+            assert r is not None and r.code == code(2, 5), r
+        st = gw.coapgw("metrics").stdout
+        rx = {}
+        for line in st.splitlines():
+            if line.startswith("coapgw_rx_datagrams_total") and 'role="frontend"' in line:
+                rx[line.split('instance="')[1][0]] = int(float(line.split()[-1]))
+        assert rx.get("0", 0) > 0 and rx.get("1", 0) > 0, "both frontends served clients: %r" % rx
+        old = gw.pid("frontend-0")
+        os.kill(old, signal.SIGKILL)
+        for c in clients:  # sessions are shared: whichever frontend gets the datagram answers
+            r = wait_for(lambda: (lambda x: x if x and x.code == code(2, 5) else None)(
+                c.request(GET, proxy="coap://%s/value?again" % NORMAL, timeout=3)[0]), 15, "answer")
+            assert r.code == code(2, 5)
+
+
+def test_replayed_frame_is_dropped():
+    """S7.1: a captured secured frame sent again is dropped and counted."""
+    with sim_gateway("replay") as gw:
+        c = Client(gw)
+        gw.session(c, query="security=netmgr")
+        r, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
+        assert r.code == code(2, 5)
+        before = metric(gw, "mesh_replays_total", "meshio")
+        dev = Client(gw)
+        dev.gw = type("D", (), {"port": 5683})()
+        dev.sock.sendto(encode(CON, POST, 7, b"r", [(OPT["uri_path"], "_sim"), (OPT["uri_path"], "replay")]),
+                        (gw.base + ".1", 5683))
+        dev.sock.settimeout(2)
+        ans = Msg(dev.sock.recvfrom(2048)[0])
+        assert ans.code == code(2, 4), ans
+        wait_for(lambda: metric(gw, "mesh_replays_total", "meshio") == before + 1, 5, "replay counted")
+        r, _ = c.request(GET, proxy="coap://%s/value?after" % NORMAL)
+        assert r.code == code(2, 5), "traffic goes on"
+
+
+def test_meshio_restart_never_reuses_a_nonce():
+    """S7.1: SIGKILL meshio during netmgr traffic; the device never sees a (key, nonce) twice."""
+    with sim_gateway("nonce", mesh_seq_block=8) as gw:
+        c = Client(gw)
+        gw.session(c, query="security=netmgr")
+        for k in range(4):
+            for i in range(5):
+                r, _ = c.request(GET, proxy="coap://%s/value?k=%d&i=%d" % (NORMAL, k, i), timeout=5)
+                assert r is not None and r.code == code(2, 5), r
+            old = gw.pid("meshio")
+            os.kill(old, signal.SIGKILL)
+            wait_for(lambda: gw.pid("meshio") and gw.pid("meshio") != old, 10, "meshio restarted")
+        r = wait_for(lambda: (lambda x: x if x and x.code == code(2, 5) else None)(
+            c.request(GET, proxy="coap://%s/value?end" % NORMAL, timeout=3)[0]), 15, "answer after restarts")
+        cnt = sim_counters(gw.base + ".1")
+        assert cnt["secure"] >= 21 and cnt["nonce_reuse"] == 0 and cnt["auth_failures"] == 0, cnt
+
+
+def test_no_response_option():
+    """S4.9: No-Response is honoured: suppressed 2.xx is not sent; errors still are."""
+    with sim_gateway("noresp") as gw:
+        c = Client(gw)
+        gw.session(c)
+        tok = b"nr"
+        c.send_raw(encode(NON, PUT, c.next_mid(), tok, [(OPT["proxy_uri"], "coap://%s/value" % NORMAL),
+                                                        (OPT["no_response"], 2)], b"5"))
+        assert c.recv(1.0) is None, "2.xx suppressed"
+        r, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
+        assert r.payload == b"5", "the PUT did reach the device"
+        r, _ = c.request(GET, proxy="coap://%s/nothing" % NORMAL, options=[(OPT["no_response"], 2)])
+        assert r is not None and r.code == code(4, 4), r
+
+
+def test_block2_size_preference_on_proxied_get():
+    """S4.7: Block2 NUM 0 on a proxied GET is a size preference served from the stored answer."""
+    with sim_gateway("pblock") as gw:
+        c = Client(gw)
+        gw.session(c)
+        whole, _ = c.request(GET, proxy="coap://%s/large" % NORMAL)
+        assert whole.code == code(2, 5) and len(whole.payload) > 256, whole
+        body, num = b"", 0
+        for _ in range(100):
+            r, _ = c.request(GET, proxy="coap://%s/large" % NORMAL, options=[(OPT["block2"], (num << 4) | 4)])
+            assert r is not None and r.code == code(2, 5), r
+            blk = r.uint(OPT["block2"])
+            assert blk >> 4 == num and blk & 7 == 4, r
+            body += r.payload
+            if not blk & 8:
+                break
+            num += 1
+        assert body == whole.payload and num >= 3
+
+
 TESTS = [
     test_first_request_with_coap_client,
     test_separate_response_after_empty_ack,
@@ -358,6 +485,12 @@ TESTS = [
     test_real_coap_server_device,
     test_observe_fan_out,
     test_crash_restart_each_role,
+    test_client_retransmission_backoff,
+    test_two_frontends_share_the_port,
+    test_replayed_frame_is_dropped,
+    test_meshio_restart_never_reuses_a_nonce,
+    test_no_response_option,
+    test_block2_size_preference_on_proxied_get,
 ]
 
 if __name__ == "__main__":
