@@ -126,7 +126,9 @@ static int parse_uri(const char *u, size_t n, struct fe_target *t, struct fe_ver
         return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri has no host");
     uint16_t dl;
     const uint8_t *dh = pct_decode(t, host, hl, &dl);
-    if (!dh || dl >= sizeof(t->host))
+    /* A NUL (raw or %00) would cut the host short as a C string, and
+     * "coap://<mac>%00x" must not reach device <mac> (S9). */
+    if (!dh || dl >= sizeof(t->host) || memchr(dh, '\0', dl))
         return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri has a bad host");
     memcpy(t->host, dh, dl);
     t->host[dl] = '\0';
@@ -201,7 +203,7 @@ int fe_route_target(const struct gw_coap_msg *m, struct fe_target *t, struct fe_
     }
     const struct gw_coap_opt *ps = gw_coap_opt_find(m, GW_OPT_PROXY_SCHEME);
     size_t sl = ps->len;
-    if (sl == 0 || sl >= sizeof(t->scheme))
+    if (sl == 0 || sl >= sizeof(t->scheme) || memchr(ps->val, '\0', sl))
         return verdict(v, GW_COAP_PROXY_NOT_SUPPORTED, "only the coap scheme is proxied");
     for (size_t i = 0; i < sl; i++)
         t->scheme[i] = (char)tolower(ps->val[i]);
@@ -209,7 +211,7 @@ int fe_route_target(const struct gw_coap_msg *m, struct fe_target *t, struct fe_
     if (strcmp(t->scheme, "coap") != 0)
         return verdict(v, GW_COAP_PROXY_NOT_SUPPORTED, "only the coap scheme is proxied");
     const struct gw_coap_opt *uh = gw_coap_opt_find(m, GW_OPT_URI_HOST);
-    if (uh && (uh->len == 0 || uh->len >= sizeof(t->host)))
+    if (uh && (uh->len == 0 || uh->len >= sizeof(t->host) || memchr(uh->val, '\0', uh->len)))
         return verdict(v, GW_COAP_BAD_REQUEST, "bad Uri-Host");
     if (uh) {
         memcpy(t->host, uh->val, uh->len);

@@ -54,6 +54,7 @@ stage "unit+stress tests (release)" unit "$here/build"
 stage "integration tests (release)" integration "$here/build"
 stage "resilience under load (release)" resilience "$here/build"
 stage "hostile traffic (release)" hostile "$here/build"
+stage "valgrind memcheck scenario (release)" env COAPGW_BIN="$here/build/coapgw" python3 "$here/tests/integration/test_valgrind.py"
 
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0
