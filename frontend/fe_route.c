@@ -60,6 +60,14 @@ static int add_seg(struct fe_target *t, bool query, const char *s, size_t n, str
     const uint8_t *p = pct_decode(t, s, n, &len);
     if (!p)
         return verdict(v, GW_COAP_BAD_REQUEST, "bad percent-encoding in target URI");
+    /* Option length ranges (RFC 7252 5.10): Uri-Path 0..255, Uri-Query up
+     * to 255 and, for libcoap 4.3.1, which parses the request again in the
+     * scheduler and at the device, at least 1. Anything else would be
+     * forwarded as a request no one downstream can parse. */
+    if (len > 255)
+        return verdict(v, GW_COAP_BAD_REQUEST, "target URI has a path or query part longer than 255 bytes");
+    if (query && len == 0)
+        return verdict(v, GW_COAP_BAD_REQUEST, "target URI has an empty query argument");
     if (!query && ((len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.')))
         return verdict(v, GW_COAP_BAD_REQUEST, "'.' and '..' segments are not allowed in the target URI");
     if (query) {
@@ -166,7 +174,8 @@ static int parse_uri(const char *u, size_t n, struct fe_target *t, struct fe_ver
         }
         p = path_end;
     }
-    if (p < end && *p == '?') {
+    /* An empty query ("coap://dev/x?") gives no Uri-Query (RFC 7252 6.5 step 9). */
+    if (p < end && *p == '?' && p + 1 < end) {
         const char *s = p + 1;
         while (s <= end) {
             const char *amp = memchr(s, '&', (size_t)(end - s));

@@ -84,6 +84,7 @@ static const char usage[] =
     "      --timeout-ms MS     a request without an answer after MS is an error (default 10000)\n"
     "      --observers N       observe: observers in all (default 1000)\n"
     "      --resources N       observe: devices whose /sensor is observed (default 4)\n"
+    "      --reg-window N      observe: registrations outstanding at most (default 4 per resource)\n"
     "      --obs-period-ms MS  observe: the devices' notification period, for the expected rate\n"
     "      --sessions N        sessions: how many to create (default 10000)\n"
     "      --accounts N        sessions: accounts to spread them over (default 100)\n"
@@ -95,7 +96,7 @@ static const char usage[] =
 
 struct bench_opts {
     const char *gw, *config, *coapgw, *scenario, *devices_file, *path, *kill_role, *label;
-    int sockets, window, ndev, observers, resources, sessions, accounts;
+    int sockets, window, ndev, observers, resources, sessions, accounts, reg_window;
     int ack_timeout_ms, timeout_ms;
     double seconds, warmup, rate, kill_at, obs_period_ms;
     bool non;
@@ -146,7 +147,12 @@ struct observer {
     uint32_t notifs;
     uint16_t sock, res;
     uint8_t state;
+    uint8_t retries;
 };
+
+/* A registration refused with 5.03 (device queue full: every new observer
+ * makes the gateway send the observe GET again, S6.2) is retried. */
+#define OBS_REG_RETRIES 20
 
 struct bstats {
     uint64_t sent, ok, e4, e5, timeouts, rsts, rtx, empty_acks, acks_sent, unmatched, notifs, stalled;
@@ -197,7 +203,7 @@ struct bench {
     struct tpl *tpls;        /* K_REQ: one per device */
     struct tpl *otpl_reg, *otpl_can; /* observe: one per resource */
     struct observer *obs;
-    uint32_t nobs, next_obs, obs_on, obs_failed, obs_off;
+    uint32_t nobs, next_obs, obs_on, obs_failed, obs_off, obs_retry, obs_inflight;
 
     int gen_mode;
     bool measuring;
@@ -989,12 +995,19 @@ static void finish(struct bench *b, uint32_t idx, uint8_t code, uint64_t now)
     if (sl->kind != K_REQ) {
         struct observer *o = &b->obs[sl->ref];
         o->slot1 = 0;
+        b->obs_inflight--;
         if (sl->kind == K_OBSREG) {
-            o->state = ok ? OBS_ON : OBS_FAILED;
-            if (ok)
+            if (code == GW_COAP_UNAVAILABLE && o->retries < OBS_REG_RETRIES) {
+                o->retries++;
+                o->state = OBS_NONE;
+                b->obs_retry++;
+            } else if (ok) {
+                o->state = OBS_ON;
                 b->obs_on++;
-            else
+            } else {
+                o->state = OBS_FAILED;
                 b->obs_failed++;
+            }
         } else {
             o->state = OBS_OFF;
             b->obs_off++;
@@ -1155,19 +1168,25 @@ static void generate(struct bench *b, uint64_t now)
     }
     if (b->gen_mode == GEN_OBSREG || b->gen_mode == GEN_OBSCANCEL) {
         uint8_t want = b->gen_mode == GEN_OBSREG ? OBS_NONE : OBS_ON;
+        /* Retried registrations go round again once the first pass is done. */
+        if (b->next_obs >= b->nobs && b->obs_retry && b->obs_inflight == 0) {
+            b->next_obs = 0;
+            b->obs_retry = 0;
+        }
         while (b->next_obs < b->nobs) {
             struct observer *o = &b->obs[b->next_obs];
             if (o->state != want) {
                 b->next_obs++;
                 continue;
             }
-            if ((int)b->cs[o->sock].out >= w)
+            if ((int)b->cs[o->sock].out >= w || (int)b->obs_inflight >= b->o.reg_window)
                 break;
             uint32_t before = b->nfree;
             if (!issue(b, o->sock, b->gen_mode == GEN_OBSREG ? K_OBSREG : K_OBSCANCEL, b->next_obs))
                 break;
             o->slot1 = b->freel[before - 1] + 1;
             o->state = b->gen_mode == GEN_OBSREG ? OBS_PENDING : OBS_CANCELLING;
+            b->obs_inflight++;
             b->next_obs++;
         }
     }
@@ -1205,7 +1224,8 @@ static void run_loop(struct bench *b, uint64_t until, bool stop_idle)
         }
         generate(b, now);
         bool gen_done = b->gen_mode == GEN_NONE ||
-                        ((b->gen_mode == GEN_OBSREG || b->gen_mode == GEN_OBSCANCEL) && b->next_obs >= b->nobs);
+                        ((b->gen_mode == GEN_OBSREG || b->gen_mode == GEN_OBSCANCEL) && b->next_obs >= b->nobs &&
+                         !b->obs_retry);
         if (stop_idle && gen_done && outstanding(b) == 0)
             break;
         for (int i = 0; i < b->ncs; i++)
@@ -1475,11 +1495,13 @@ static int scenario_observe(struct bench *b)
     run_loop(b, t0 + 10000000 + 2000ull * b->nobs, true);
     uint64_t t1 = now_us();
     struct pcts rp = percentiles(&b->reg_st);
-    printf("  registered   : %u of %u in %.2f s (%.0f/s), failed %u (timeouts %" PRIu64 ", RST %" PRIu64
-           "), registration latency us p50 %.0f p99 %.0f max %.0f\n",
-           b->obs_on, b->nobs, (double)(t1 - t0) / 1e6, (double)b->obs_on / ((double)(t1 - t0) / 1e6), b->obs_failed,
-           b->reg_st.timeouts, b->reg_st.rsts, rp.p50, rp.p99, rp.max);
+    printf("  registered   : %u of %u in %.2f s (%.0f/s, at most %d at a time), failed %u (timeouts %" PRIu64
+           ", RST %" PRIu64 "), registration latency us p50 %.0f p99 %.0f max %.0f\n",
+           b->obs_on, b->nobs, (double)(t1 - t0) / 1e6, (double)b->obs_on / ((double)(t1 - t0) / 1e6),
+           b->o.reg_window, b->obs_failed, b->reg_st.timeouts, b->reg_st.rsts, rp.p50, rp.p99, rp.max);
     print_codes(&b->reg_st);
+    if (b->reg_st.codes[GW_COAP_UNAVAILABLE])
+        printf("                 (5.03 answers were retried, up to %d times per observer)\n", OBS_REG_RETRIES);
     b->gen_mode = GEN_NONE;
     run_loop(b, now_us() + 500000, false); /* settle: ACK what is in flight */
     pset_sample(b, p1);
@@ -1796,7 +1818,7 @@ int main(int argc, char **argv)
                               .ack_timeout_ms = 2000, .timeout_ms = 10000, .observers = 1000, .resources = 4,
                               .sessions = 10000, .accounts = 100, .kill_role = "scheduler" };
     enum { O_COAPGW = 256, O_WARMUP, O_NON, O_ACKTO, O_TO, O_OBSERVERS, O_RES, O_OBSP, O_SESS, O_ACC, O_KILL,
-           O_KILLAT, O_LABEL };
+           O_KILLAT, O_LABEL, O_REGW };
     static const struct option lo[] = {
         { "config", required_argument, 0, 'c' },      { "gw", required_argument, 0, 'g' },
         { "coapgw", required_argument, 0, O_COAPGW }, { "scenario", required_argument, 0, 'S' },
@@ -1810,6 +1832,7 @@ int main(int argc, char **argv)
         { "sessions", required_argument, 0, O_SESS }, { "accounts", required_argument, 0, O_ACC },
         { "kill", required_argument, 0, O_KILL },     { "kill-at", required_argument, 0, O_KILLAT },
         { "label", required_argument, 0, O_LABEL },   { "help", no_argument, 0, 'h' },
+        { "reg-window", required_argument, 0, O_REGW },
         { 0, 0, 0, 0 },
     };
     int ch;
@@ -1838,6 +1861,7 @@ int main(int argc, char **argv)
         case O_KILL: o->kill_role = optarg; break;
         case O_KILLAT: o->kill_at = atof(optarg); break;
         case O_LABEL: o->label = optarg; break;
+        case O_REGW: o->reg_window = atoi(optarg); break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
@@ -1856,6 +1880,8 @@ int main(int argc, char **argv)
     }
     if (!o->label)
         o->label = o->scenario;
+    if (o->reg_window <= 0)
+        o->reg_window = 4 * GW_MAX(1, o->resources);
     char err[512];
     if (gw_config_load(&b->cfg, o->config, err, sizeof(err)) != 0) {
         fprintf(stderr, "bench_gateway: %s\n", err);

@@ -1,5 +1,6 @@
 /* test_msglayer.c - the client-facing message layer without I/O (SPEC S3.2,
  * S3.3, S3.6; RFC 7252 4.2, 4.5; RFC 7641 4.5.2). Times are fake ms values. */
+#include "fe_block.h"
 #include "fe_msglayer.h"
 #include "gw_error.h"
 
@@ -420,4 +421,25 @@ Test(rtx, stale_timers_do_not_accumulate)
     cr_assert_arr_eq(o.buf, MSG_B, sizeof(MSG_B));
     cr_assert_not(fe_rtx_due(&t, 1000 + T, &o));
     fe_rtx_deinit(&t);
+}
+
+/* Issue "resource bounds": block-wise transfers are bounded; a new one
+ * beyond the bound evicts the least recently used, which is then unknown. */
+Test(msglayer, block_transfer_table_bound_evicts_lru)
+{
+    struct fe_blocks b;
+    cr_assert_eq(fe_blocks_init(&b, 2, 1000, 64), 0);
+    struct gw_ep e1 = { .family = 4, .port = 1 }, e2 = { .family = 4, .port = 2 }, e3 = { .family = 4, .port = 3 };
+    cr_assert_not_null(fe_blocks_new(&b, &e1, 7, 1, 10));
+    cr_assert_not_null(fe_blocks_new(&b, &e2, 7, 1, 20));
+    cr_assert_not_null(fe_blocks_find(&b, &e1, 7, 1, 30), "touching e1 makes e2 the oldest");
+    cr_assert_not_null(fe_blocks_new(&b, &e3, 7, 1, 40));
+    cr_assert_null(fe_blocks_find(&b, &e2, 7, 1, 41), "the least recently used was evicted");
+    cr_assert_not_null(fe_blocks_find(&b, &e1, 7, 1, 42));
+    cr_assert_null(fe_blocks_find(&b, &e3, 7, 1, 2000), "and a transfer idle past the timeout is dropped");
+    struct fe_block_xfer *x = fe_blocks_new(&b, &e1, 8, 1, 2001);
+    uint8_t chunk[40] = { 0 };
+    cr_assert_eq(fe_blocks_append(&b, x, chunk, 40), 0);
+    cr_assert_eq(fe_blocks_append(&b, x, chunk, 40), GW_ETOOBIG, "bodies are bounded by max_body");
+    fe_blocks_deinit(&b);
 }

@@ -576,3 +576,41 @@ Test(observe, milli_cancel_during_registration_gets_503_and_still_cancels)
     h_mesh_pkt(m0, &p);
     cr_assert_eq(p.type, GW_COAP_RST);
 }
+
+/* S1.6, issue "resource bounds": the observer table is bounded by
+ * obs_max_observers; one more observer gets 5.03 at once and nothing is
+ * sent to the device for it, the others go on. */
+Test(observe, observer_table_bound_refuses_with_503)
+{
+    H.cfg.obs_max_observers = 2;
+    h_start();
+    join(three, 1, 10);
+    join(three, 2, 11);
+    counts(1, 2);
+    unsigned m0 = H.nmesh, c0 = H.nclient;
+    h_request(&(struct h_req){ .mac = obs_mac, .port = three[2].port, .tok = three[2].tok,
+                               .session = three[2].session, .flags = GW_MF_OBS_REGISTER, .path = "temp" });
+    cr_assert_eq(H.nmesh, m0, "nothing goes to the device for a refused observer");
+    cr_assert_eq(H.nclient, c0 + 1);
+    struct h_pkt p;
+    h_client_pkt(c0, &p);
+    cr_assert_eq(p.code, GW_COAP_UNAVAILABLE);
+    counts(1, 2);
+    notify_all(three, 2, 12);
+}
+
+/* The observation table is bounded by obs_max_observations. */
+Test(observe, observation_table_bound_refuses_with_503)
+{
+    H.cfg.obs_max_observations = 1;
+    h_start();
+    join(three, 1, 10);
+    unsigned m0 = H.nmesh, c0 = H.nclient;
+    h_request(&(struct h_req){ .mac = obs_mac, .port = 40009, .tok = "x9", .session = 9,
+                               .flags = GW_MF_OBS_REGISTER, .path = "other" });
+    cr_assert_eq(H.nmesh, m0);
+    struct h_pkt p;
+    h_client_pkt(c0, &p);
+    cr_assert_eq(p.code, GW_COAP_UNAVAILABLE);
+    counts(1, 1);
+}
