@@ -5,7 +5,7 @@
  * stored answer (piggybacked or local) is re-sent, or for a forwarded CON
  * the empty ACK. The table is a FIFO of `cap` entries with a hash index:
  * entries expire in arrival order, and when full the oldest is evicted
- * early. Cost: 56 bytes per entry plus the stored answer, whose total is
+ * early. Cost: 48 bytes per entry (static_assert below) plus the stored answer, whose total is
  * capped at resp_budget bytes (beyond it answers are not kept and a
  * duplicate of such a request is answered with an empty ACK only).
  *
@@ -35,6 +35,7 @@ struct fe_dedup_entry {
     uint64_t expires;
     uint8_t *resp;          /* stored answer or NULL */
 };
+GW_STATIC_ASSERT(sizeof(struct fe_dedup_entry) == 48, "dedup entry cost is documented as 48 bytes");
 
 struct fe_dedup {
     struct fe_dedup_entry *e;

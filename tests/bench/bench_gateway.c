@@ -442,8 +442,12 @@ static void report_procs(const struct pset *a, const struct pset *z, uint64_t op
     printf("  %-14s %7d %9.1f %9s %6.0f %8.0f %9.1f\n", "bench (self)", (int)getpid(), self_us / 1e3, per,
            self_t > 0 ? 100.0 * self_sys / self_t : 0.0, (double)(z->self_csw - a->self_csw) / secs,
            (double)z->self_maxrss_kb / 1024);
-    printf("  (meshsim is the simulated devices: not in the gateway total. %s = CPU us per %s;"
-           " csw/s = context switches)\n", ops ? unit : "cpu %", ops ? unit + 3 : "second");
+    if (ops)
+        printf("  (meshsim is the simulated devices: not in the gateway total. %s = CPU us per %s;"
+               " csw/s = context switches)\n", unit, unit + 3);
+    else
+        printf("  (meshsim is the simulated devices: not in the gateway total. cpu %% = share of one CPU;"
+               " csw/s = context switches)\n");
 }
 
 /* ---- metrics and tokens through the coapgw binary ------------------------------------ */
@@ -832,11 +836,21 @@ static int sockets_open(struct bench *b)
     return 0;
 }
 
+/* Ends each socket's session (DELETE /sessions), so runs do not pile up
+ * sessions in the gateway, then closes the sockets. */
 static void sockets_close(struct bench *b)
 {
     for (int i = 0; i < b->ncs; i++) {
-        if (b->cs[i].fd >= 0)
+        if (b->cs[i].fd >= 0) {
+            uint8_t pkt[32], tok[2] = { 'X', (uint8_t)i };
+            struct gw_cb cb;
+            gw_cb_init(&cb, pkt, sizeof(pkt), GW_COAP_CON, GW_COAP_DELETE, b->cs[i].next_mid++, tok, 2);
+            gw_cb_opt_str(&cb, GW_OPT_URI_PATH, "sessions");
+            size_t len;
+            if (gw_cb_finish(&cb, &len) == 0)
+                (void)sync_request(b, b->cs[i].fd, pkt, len, 1000);
             close(b->cs[i].fd);
+        }
         free(b->cs[i].midmap);
     }
     free(b->cs);
