@@ -268,6 +268,7 @@ class Pod:
         self.rewrites = []
         stages = dockerfile_stages(dockerfile)
         self.img_env, self.img_entry, self.img_cmd, self.img_wd = {}, [], [], "/"
+        self.img_health = None
         for instr, args in stages[-1][1]:
             if instr == "ENV":
                 k, _, v = args.partition("=")
@@ -278,6 +279,8 @@ class Pod:
                 self.img_cmd = exec_form(args)
             elif instr == "WORKDIR":
                 self.img_wd = args
+            elif instr == "HEALTHCHECK" and " CMD " in " " + args:
+                self.img_health = exec_form(args[args.index("CMD") + 3:])
         bindir = os.path.join(scratch, "bin")
         os.makedirs(bindir, exist_ok=True)
         os.symlink(os.path.abspath(binary), os.path.join(bindir, "coapgw"))
@@ -303,6 +306,7 @@ class Pod:
                     self.rewrites.append((dst, src))
                 else:
                     volumes.add(dst)
+        self.volume_targets = volumes
         for dst in sorted(volumes):
             if os.path.isdir(dst):
                 mount_tmpfs(dst)
@@ -461,8 +465,39 @@ class Pod:
                 p.kill()
         return bad
 
+    def image_alone(self):
+        for d in ["/dev/shm"] + sorted({dst for dst in self.volume_targets}):
+            for e in os.listdir(d):
+                p = os.path.join(d, e)
+                shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)
+        svc = Svc("image", {})
+        svc.log = open(os.path.join(self.logdir, "image.log"), "ab")
+        env = {"PATH": self.path, "HOME": self.img_wd, "LANG": "C.UTF-8"}
+        env.update(self.img_env)
+        argv = [self.rw(a) for a in self.img_entry + self.img_cmd]
+        svc.log.write(b"---- start: %s\n" % " ".join(argv).encode())
+        svc.log.flush()
+        self.image_svc = svc
+        svc.proc = subprocess.Popen(argv, env=env, cwd=self.img_wd, stdin=subprocess.DEVNULL, stdout=svc.log,
+                                    stderr=subprocess.STDOUT)
+        if not self.img_health:
+            die("6 services: the runtime stage has no HEALTHCHECK CMD")
+        test = [self.rw(a) for a in self.img_health]
+
+        def ok():
+            if svc.proc.poll() is not None:
+                die("6 services: `%s` (the image alone) exited with %d" % (" ".join(argv), svc.proc.returncode))
+            return subprocess.run(test, env=env, cwd="/", capture_output=True, timeout=8).returncode == 0
+        self.wait("the image alone (`%s`) passes its HEALTHCHECK" % " ".join(argv), ok, 40)
+        svc.proc.send_signal(signal.SIGTERM)
+        try:
+            svc.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            svc.proc.kill()
+            die("6 services: the image alone did not stop within 10 s of SIGTERM")
+
     def dump(self):
-        for name in self.order():
+        for name in self.order() + (["image"] if getattr(self, "image_svc", None) else []):
             path = os.path.join(self.logdir, name + ".log")
             if os.path.exists(path):
                 lines = open(path, errors="replace").read().splitlines()
@@ -565,7 +600,13 @@ def cmd_services(compose_file, dockerfile, binary, scratch):
         slow = pod.down()
         if slow:
             die("6 services: %s did not stop within 10 s of SIGTERM" % ", ".join(slow))
-        print("ok   6 services: the compose services run, serve, restart one by one and stop", flush=True)
+        print("     6 services: every service stopped within 10 s of SIGTERM", flush=True)
+
+        # The image on its own (`docker run coapgw`): ENTRYPOINT + CMD, that is
+        # the supervisor with its embedded simulator, healthy by HEALTHCHECK.
+        pod.image_alone()
+        print("ok   6 services: the compose services run, serve, restart one by one and stop; "
+              "the image alone passes its HEALTHCHECK", flush=True)
     except SystemExit:
         pod.dump()
         raise

@@ -13,6 +13,7 @@
 #include "fe_auth.h"
 
 #include "gw_error.h"
+#include "gw_log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -584,11 +585,16 @@ int fe_auth_new_diag(const struct fe_auth_cfg *cfg, struct fe_auth **out, const 
     if (a->alg == FE_JWT_HS256) {
         if (flen > 0 && file[flen - 1] == '\n')
             flen--; /* one trailing newline, as editors and `echo` add it */
-        if (flen < FE_HS256_MIN_SECRET) {
-            set_diag(diag, "HS256 secret shorter than 32 bytes");
+        if (flen == 0) {
+            set_diag(diag, "HS256 secret is empty");
             err = GW_ECONFIG;
             goto fail;
         }
+        /* RFC 7518 3.2 asks for at least 32 bytes; a shorter secret is
+         * weak but may be what the token issuer uses: accept it, loudly. */
+        if (flen < FE_HS256_MIN_SECRET)
+            gw_log_warn(GW_LOG_AUTH, "HS256 secret in %s is %zu bytes, shorter than the 32 RFC 7518 asks for",
+                        cfg->key_file, flen);
         a->vkey = file; /* the buffer keeps its NUL; only flen bytes are key */
         a->vkey_len = flen;
         a->sig_b64_len = b64url_len(32);

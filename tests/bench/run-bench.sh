@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# run-bench.sh - starts a throw-away gateway on loopback, runs bench_gateway's
+# scenarios against it, prints a summary, and stops the gateway by PID.
+#
+# Figures are printed, never asserted (not part of ctest). Two gateways are
+# started in turn, both with the embedded simulator on a devices file of
+# all-normal devices answering at once (latency=0):
+#   nocache  cache_max_entries = 0, so every proxied GET goes to a device
+#            (the simulator's /value carries no Max-Age, which the gateway
+#            would otherwise cache for 60 s): proxy, proxy-non, rate2000,
+#            observe, sessions, idle, restart-scheduler, restart-frontend
+#   cache    default cache: cache (the warm-up fills it, then every GET hits)
+# Both raise the per-session limits (session_rate, session_burst,
+# session_max_inflight, max_sessions_per_account) so that the load generator
+# measures the gateway's cost, not its rate limiting.
+#
+# Environment (defaults in brackets):
+#   BUILD_DIR [<repo>/build]   COAPGW_BIN [$BUILD_DIR/coapgw]
+#   BENCH_BIN [$BUILD_DIR/tests/bench_gateway]
+#   BENCH_SECONDS [4]          measured seconds per load scenario
+#   BENCH_DEVICES [64]         simulated devices
+#   BENCH_SOCKETS [8]  BENCH_WINDOW [64]
+#   BENCH_RATE [2000]          the fixed-rate latency scenario, requests/s
+#   BENCH_OBSERVERS [2000]  BENCH_OBS_RESOURCES [4]  BENCH_OBS_PERIOD_MS [20]
+#   BENCH_SESSIONS [20000]     BENCH_IDLE_SECONDS [10]
+#   BENCH_SCENARIOS ["proxy proxy-non rate2000 observe sessions idle
+#                     restart-scheduler restart-frontend cache"]
+#   BENCH_CONFIG_EXTRA         extra `key = value` lines for both gateways
+#                              (e.g. $'nstart = 4\nfrontends = 2')
+#   BENCH_KEEP [0]             1 keeps the temporary directory (logs, configs)
+set -u
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+COAPGW=${COAPGW_BIN:-$BUILD_DIR/coapgw}
+BENCH=${BENCH_BIN:-$BUILD_DIR/tests/bench_gateway}
+SECS=${BENCH_SECONDS:-4}
+NDEV=${BENCH_DEVICES:-64}
+SOCKETS=${BENCH_SOCKETS:-8}
+WINDOW=${BENCH_WINDOW:-64}
+RATE=${BENCH_RATE:-2000}
+OBSERVERS=${BENCH_OBSERVERS:-2000}
+OBS_RES=${BENCH_OBS_RESOURCES:-4}
+OBS_PERIOD=${BENCH_OBS_PERIOD_MS:-20}
+SESSIONS=${BENCH_SESSIONS:-20000}
+IDLE_SECS=${BENCH_IDLE_SECONDS:-10}
+SCENARIOS=${BENCH_SCENARIOS:-"proxy proxy-non rate2000 observe sessions idle restart-scheduler restart-frontend cache"}
+KEEP=${BENCH_KEEP:-0}
+
+for f in "$COAPGW" "$BENCH"; do
+    if [ ! -x "$f" ]; then
+        echo "run-bench: $f is missing; build first: cmake --build $BUILD_DIR --target coapgw bench_gateway" >&2
+        exit 2
+    fi
+done
+
+TMP=$(mktemp -d /tmp/coapgw-bench.XXXXXX)
+RESULTS=$TMP/results.txt
+: >"$RESULTS"
+GWPID=""
+GWDIR=""
+CFG=""
+
+# Stops the gateway we started, by its PID: SIGTERM, a bounded wait, then
+# SIGKILL to it and to the children named in its own pid files.
+stop_gw() {
+    [ -n "$GWPID" ] || return 0
+    if kill -0 "$GWPID" 2>/dev/null; then
+        kill -TERM "$GWPID" 2>/dev/null
+        for _ in $(seq 1 150); do
+            kill -0 "$GWPID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$GWPID" 2>/dev/null; then
+            echo "run-bench: gateway $GWPID did not stop in 15 s; SIGKILL" >&2
+            for pf in "$GWDIR"/data/*.pid; do
+                [ -f "$pf" ] || continue
+                p=$(cat "$pf" 2>/dev/null)
+                [ -n "$p" ] && [ "$p" != "$GWPID" ] && kill -KILL "$p" 2>/dev/null
+            done
+            kill -KILL "$GWPID" 2>/dev/null
+        fi
+    fi
+    wait "$GWPID" 2>/dev/null
+    GWPID=""
+}
+
+cleanup() {
+    stop_gw
+    if [ "$KEEP" = 1 ]; then
+        echo "run-bench: kept $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Devices: all normal, latency 0; the first OBS_RES change /sensor every
+# OBS_PERIOD ms. Addresses in a 127.X/16 derived from our pid, so parallel
+# runs and the integration tests (127.0.x) do not collide.
+NET=$((100 + $$ % 50))
+DEVFILE=$TMP/devices.csv
+KEY=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+{
+    echo "mac,address,type,key,plain_port,secure_port,sim"
+    for i in $(seq 1 "$NDEV"); do
+        sim="latency=0"
+        [ "$i" -le "$OBS_RES" ] && sim="latency=0;obs_period=$OBS_PERIOD"
+        printf '02bb%012x,127.%d.%d.%d,normal,%s,5683,4849,%s\n' "$i" "$NET" $((i / 250)) $((i % 250 + 1)) "$KEY" "$sim"
+    done
+} >"$DEVFILE"
+
+MAXSESS=$((SESSIONS + 10000))
+[ "$MAXSESS" -lt 100000 ] && MAXSESS=100000
+
+start_gw() { # name, extra config lines...
+    local name=$1
+    shift
+    GWDIR=$TMP/$name
+    mkdir -p "$GWDIR"
+    local port
+    port=$("$BENCH" --scenario free-port) || return 1
+    CFG=$GWDIR/coapgw.conf
+    {
+        echo "listen = 127.0.0.1:$port"
+        echo "instance = bench$$$name"
+        echo "data_dir = $GWDIR/data"
+        echo "devices_file = $DEVFILE"
+        echo "meshsim = 1"
+        echo "mesh_bind = 127.0.0.1"
+        echo "log_level = warn"
+        echo "session_rate = 100000000"
+        echo "session_burst = 100000000"
+        echo "session_max_inflight = 100000"
+        echo "max_sessions_per_account = 100000"
+        echo "max_sessions = $MAXSESS"
+        for l in "$@"; do echo "$l"; done
+        [ -n "${BENCH_CONFIG_EXTRA:-}" ] && printf '%s\n' "$BENCH_CONFIG_EXTRA"
+    } >"$CFG"
+    "$COAPGW" run -c "$CFG" >"$GWDIR/gateway.log" 2>&1 &
+    GWPID=$!
+    if ! "$BENCH" -c "$CFG" --scenario ping --seconds 20; then
+        echo "run-bench: gateway '$name' not ready; its log:" >&2
+        tail -30 "$GWDIR/gateway.log" >&2
+        stop_gw
+        return 1
+    fi
+    # The simulator binds its devices after the frontend answers: wait for its
+    # pid file (bounded), then a little more for the sockets.
+    for _ in $(seq 1 100); do
+        [ -f "$GWDIR/data/meshsim.pid" ] && break
+        sleep 0.05
+    done
+    sleep 0.5
+    echo "run-bench: gateway '$name' (supervisor pid $GWPID) on 127.0.0.1:$port, $NDEV devices, config $CFG"
+}
+
+bench() { # label, args...
+    local label=$1
+    shift
+    echo "run-bench: load average $(cut -d' ' -f1-3 /proc/loadavg) before $label"
+    "$BENCH" -c "$CFG" --coapgw "$COAPGW" --label "$label" "$@" 2>&1 | tee "$TMP/$label.out"
+    local st=${PIPESTATUS[0]}
+    grep '^RESULT' "$TMP/$label.out" >>"$RESULTS"
+    [ "$st" = 0 ] || echo "RESULT scenario=$label FAILED=exit$st" >>"$RESULTS"
+    sleep 0.2
+}
+
+want() { case " $SCENARIOS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+echo "run-bench: $(nproc) CPUs, $(uname -sr); the load generator shares the CPUs with the gateway"
+LOAD="--sockets $SOCKETS --window $WINDOW --seconds $SECS"
+
+NEED_A=0
+for s in proxy proxy-non rate2000 observe sessions idle restart-scheduler restart-frontend; do
+    want "$s" && NEED_A=1
+done
+if [ "$NEED_A" = 1 ] && start_gw nocache "cache_max_entries = 0"; then
+    want proxy && bench proxy --scenario proxy $LOAD
+    want proxy-non && bench proxy-non --scenario proxy --non $LOAD
+    want rate2000 && bench rate2000 --scenario proxy --rate "$RATE" $LOAD
+    want observe && bench observe --scenario observe --observers "$OBSERVERS" --resources "$OBS_RES" \
+        --obs-period-ms "$OBS_PERIOD" --sockets "$SOCKETS" --seconds "$SECS"
+    want sessions && bench sessions --scenario sessions --sessions "$SESSIONS" --window 64 --seconds 60
+    want idle && bench idle --scenario idle --seconds "$IDLE_SECS"
+    want restart-scheduler && bench restart-scheduler --scenario restart --kill scheduler \
+        --ack-timeout-ms 200 $LOAD
+    want restart-frontend && bench restart-frontend --scenario restart --kill frontend-0 \
+        --ack-timeout-ms 200 $LOAD
+    stop_gw
+fi
+if want cache && start_gw cache; then
+    bench cache --scenario cache --warmup 1 $LOAD
+    stop_gw
+fi
+
+# Summary: one row per RESULT line.
+echo
+echo "==== summary ($(nproc) CPUs shared by gateway, simulator and load generator; figures, not assertions)"
+awk '
+function v(k,   i, kv) { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) return kv[2] } return "-" }
+BEGIN { printf "%-18s %10s %8s %8s %8s %11s %11s %9s  %s\n", "scenario", "ops/s", "p50 us", "p99 us", "errors",
+        "gw us/op", "bench us/op", "GW MiB", "other" }
+/^RESULT/ {
+    other = ""
+    if (v("FAILED") != "-") other = "FAILED " v("FAILED")
+    if (v("resume_ms") != "-") other = other "resume " v("resume_ms") " ms (respawn " v("respawn_ms") " ms), abandoned " v("abandoned")
+    if (v("mem_per_observer_b") != "-") other = other v("observers") " observers, " v("mem_per_observer_b") " B/observer, reg " v("reg_s") "/s"
+    if (v("mem_per_session_b") != "-") other = other v("mem_per_session_b") " B/idle session"
+    if (v("gw_cpu_pct") != "-") other = other "gateway " v("gw_cpu_pct") " % of a CPU idle (" v("gw_cpu_us_per_s") " us/s)"
+    ops = v("ops_s"); gw = v("gw_cpu_us_op")
+    hwm = v("gw_hwm_kib"); if (hwm != "-") hwm = sprintf("%.1f", hwm / 1024)
+    printf "%-18s %10s %8s %8s %8s %11s %11s %9s  %s\n", v("scenario"), ops, v("p50_us"), v("p99_us"), v("errors"),
+           gw, v("bench_us_op"), hwm, other
+}' "$RESULTS"
+echo "(gw us/op: CPU of supervisor+scheduler+meshio+frontends per answered request / notification / session;"
+echo " the simulator is not counted. GW MiB: sum of the gateway processes' VmHWM, shared pages counted in each.)"
