@@ -68,11 +68,13 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  -c, --config FILE       the gateway's configuration (data_dir, listen); required\n"
-    "  -g, --gw HOST:PORT      gateway address (default: `listen` of the config, 0.0.0.0 -> 127.0.0.1)\n"
+    "  -g, --gw HOST:PORT      gateway address (default: `listen` of the config;\n"
+    "                          0.0.0.0 means 127.0.0.1)\n"
     "      --coapgw PATH       coapgw binary for `token` and `metrics` (default ./build/coapgw)\n"
     "  -D, --devices-file F    devices to address (default: devices_file of the config, else\n"
     "                          data_dir/meshsim-devices.csv); Milli devices are skipped\n"
     "  -n, --devices N         use at most N devices (default all normal ones)\n"
+    "      --first-device N    skip the first N normal devices of the file\n"
     "  -p, --path PATH         resource on the device (default /value; observe: /sensor)\n"
     "  -s, --sockets N         client sockets, each with its own port and session (default 8)\n"
     "  -w, --window N          requests outstanding per socket (default 64)\n"
@@ -84,7 +86,8 @@ static const char usage[] =
     "      --timeout-ms MS     a request without an answer after MS is an error (default 10000)\n"
     "      --observers N       observe: observers in all (default 1000)\n"
     "      --resources N       observe: devices whose /sensor is observed (default 4)\n"
-    "      --reg-window N      observe: registrations outstanding at most (default 4 per resource)\n"
+    "      --reg-window N      observe: registrations outstanding, at most\n"
+    "                          (default 4 per resource)\n"
     "      --obs-period-ms MS  observe: the devices' notification period, for the expected rate\n"
     "      --sessions N        sessions: how many to create (default 10000)\n"
     "      --accounts N        sessions: accounts to spread them over (default 100)\n"
@@ -96,7 +99,7 @@ static const char usage[] =
 
 struct bench_opts {
     const char *gw, *config, *coapgw, *scenario, *devices_file, *path, *kill_role, *label;
-    int sockets, window, ndev, observers, resources, sessions, accounts, reg_window;
+    int sockets, window, ndev, first_dev, observers, resources, sessions, accounts, reg_window;
     int ack_timeout_ms, timeout_ms;
     double seconds, warmup, rate, kill_at, obs_period_ms;
     bool non;
@@ -128,22 +131,22 @@ struct csock {
     int fd;
     uint16_t port;
     uint16_t next_mid;
-    uint32_t out;            /* requests outstanding */
-    uint32_t *midmap;        /* MID -> slot index + 1 (0: none) */
+    uint32_t out;     /* requests outstanding */
+    uint32_t *midmap; /* MID -> slot index + 1 (0: none) */
     int nq;
     struct txpkt q[TXQ];
 };
 
 struct slot {
     uint32_t gen;
-    uint32_t ref;            /* device index (K_REQ) or observer index */
+    uint32_t ref; /* device index (K_REQ) or observer index */
     uint64_t t0, tnext, tdead;
     uint16_t mid, sock;
     uint8_t busy, acked, tries, kind, after_kill, measured;
 };
 
 struct observer {
-    uint32_t slot1;          /* pending request slot + 1 */
+    uint32_t slot1; /* pending request slot + 1 */
     uint32_t notifs;
     uint16_t sock, res;
     uint8_t state;
@@ -155,7 +158,8 @@ struct observer {
 #define OBS_REG_RETRIES 20
 
 struct bstats {
-    uint64_t sent, ok, e4, e5, timeouts, rsts, rtx, empty_acks, acks_sent, unmatched, notifs, stalled;
+    uint64_t sent, ok, e4, e5, timeouts, rsts, rtx, empty_acks, acks_sent, unmatched, notifs,
+        stalled;
     uint64_t send_errors;
     uint64_t codes[256];
     uint32_t *lat;
@@ -175,6 +179,7 @@ struct pset {
     uint64_t t_us;
     uint64_t self_ns, self_ut_us, self_st_us, self_csw;
     long self_maxrss_kb;
+    uint64_t sys_busy, sys_total; /* /proc/stat, all CPUs, clock ticks */
 };
 
 #define MAXMET 200
@@ -200,7 +205,7 @@ struct bench {
     uint32_t nslots, nfree;
     uint32_t *freel;
 
-    struct tpl *tpls;        /* K_REQ: one per device */
+    struct tpl *tpls;                /* K_REQ: one per device */
     struct tpl *otpl_reg, *otpl_can; /* observe: one per resource */
     struct observer *obs;
     uint32_t nobs, next_obs, obs_on, obs_failed, obs_off, obs_retry, obs_inflight;
@@ -211,7 +216,7 @@ struct bench {
     uint64_t rate_t0, rate_done;
     uint32_t next_dev, next_sock;
     struct bstats st;
-    struct bstats reg_st;    /* observe registrations */
+    struct bstats reg_st; /* observe registrations */
 
     /* restart */
     uint64_t kill_at_us, killed_us, respawn_us, first_ok_after_us, last_ok_before_us;
@@ -368,6 +373,16 @@ static void pset_sample(const struct bench *b, struct pset *ps)
     ps->self_st_us = (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
     ps->self_csw = (uint64_t)(ru.ru_nvcsw + ru.ru_nivcsw);
     ps->self_maxrss_kb = ru.ru_maxrss;
+    char buf[512];
+    unsigned long long f[8] = { 0 };
+    ps->sys_busy = ps->sys_total = 0;
+    if (read_file("/proc/stat", buf, sizeof(buf)) > 0 &&
+        sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &f[0], &f[1], &f[2], &f[3],
+               &f[4], &f[5], &f[6], &f[7]) == 8) {
+        for (int i = 0; i < 8; i++)
+            ps->sys_total += f[i];
+        ps->sys_busy = ps->sys_total - f[3] - f[4]; /* minus idle and iowait */
+    }
     ps->t_us = now_us();
 }
 
@@ -380,7 +395,7 @@ static const struct psamp *pset_find(const struct pset *ps, const char *role)
 }
 
 struct cpu_sum {
-    double gw_us, fe_us, sch_us, mio_us, sup_us, sim_us, self_us;
+    double gw_us, fe_us, sch_us, mio_us, sup_us, sim_us, self_us, other_pct;
     long gw_hwm_kb, gw_rss_kb;
 };
 
@@ -390,8 +405,8 @@ static void report_procs(const struct pset *a, const struct pset *z, uint64_t op
 {
     memset(sum, 0, sizeof(*sum));
     double secs = (double)(z->t_us - a->t_us) / 1e6;
-    printf("  %-14s %7s %9s %9s %6s %8s %9s %9s %9s\n", "process", "pid", "cpu ms", ops ? unit : "cpu %",
-           "sys%", "csw/s", "VmHWM MiB", "VmRSS MiB", "anon MiB");
+    printf("  %-14s %7s %9s %9s %6s %8s %9s %9s %9s\n", "process", "pid", "cpu ms",
+           ops ? unit : "cpu %", "sys%", "csw/s", "VmHWM MiB", "VmRSS MiB", "anon MiB");
     for (int i = 0; i < z->n; i++) {
         const struct psamp *e = &z->p[i];
         const struct psamp *s = pset_find(a, e->role);
@@ -405,9 +420,10 @@ static void report_procs(const struct pset *a, const struct pset *z, uint64_t op
             snprintf(per, sizeof(per), "%.2f", cpu_us / (double)ops);
         else
             snprintf(per, sizeof(per), "%.3f", cpu_us / secs / 1e4);
-        printf("  %-14s %7d %9.1f %9s %6.0f %8.0f %9.1f %9.1f %9.1f%s\n", e->role, e->pid, cpu_us / 1e3, per,
-               ticks > 0 ? 100.0 * sys / ticks : 0.0, csw / secs, (double)e->hwm_kb / 1024, (double)e->rss_kb / 1024,
-               (double)e->anon_kb / 1024, restarted ? "  (new pid: its predecessor's CPU is not counted)" : "");
+        printf("  %-14s %7d %9.1f %9s %6.0f %8.0f %9.1f %9.1f %9.1f%s\n", e->role, e->pid,
+               cpu_us / 1e3, per, ticks > 0 ? 100.0 * sys / ticks : 0.0, csw / secs,
+               (double)e->hwm_kb / 1024, (double)e->rss_kb / 1024, (double)e->anon_kb / 1024,
+               restarted ? "  (new pid: its predecessor's CPU is not counted)" : "");
         if (!strcmp(e->role, "meshsim")) {
             sum->sim_us += cpu_us;
             continue;
@@ -429,24 +445,40 @@ static void report_procs(const struct pset *a, const struct pset *z, uint64_t op
         snprintf(per, sizeof(per), "%.2f", sum->gw_us / (double)ops);
     else
         snprintf(per, sizeof(per), "%.3f", sum->gw_us / secs / 1e4);
-    printf("  %-14s %7s %9.1f %9s %6s %8s %9.1f %9.1f\n", "GATEWAY TOTAL", "", sum->gw_us / 1e3, per, "", "",
-           (double)sum->gw_hwm_kb / 1024, (double)sum->gw_rss_kb / 1024);
+    printf("  %-14s %7s %9.1f %9s %6s %8s %9.1f %9.1f\n", "GATEWAY TOTAL", "", sum->gw_us / 1e3,
+           per, "", "", (double)sum->gw_hwm_kb / 1024, (double)sum->gw_rss_kb / 1024);
     double self_us = (double)(z->self_ns - a->self_ns) / 1e3;
-    double self_t = (double)(z->self_ut_us + z->self_st_us) - (double)(a->self_ut_us + a->self_st_us);
+    double self_t =
+        (double)(z->self_ut_us + z->self_st_us) - (double)(a->self_ut_us + a->self_st_us);
     double self_sys = (double)z->self_st_us - (double)a->self_st_us;
     sum->self_us = self_us;
     if (ops)
         snprintf(per, sizeof(per), "%.2f", self_us / (double)ops);
     else
         snprintf(per, sizeof(per), "%.3f", self_us / secs / 1e4);
-    printf("  %-14s %7d %9.1f %9s %6.0f %8.0f %9.1f\n", "bench (self)", (int)getpid(), self_us / 1e3, per,
-           self_t > 0 ? 100.0 * self_sys / self_t : 0.0, (double)(z->self_csw - a->self_csw) / secs,
-           (double)z->self_maxrss_kb / 1024);
+    printf("  %-14s %7d %9.1f %9s %6.0f %8.0f %9.1f\n", "bench (self)", (int)getpid(),
+           self_us / 1e3, per, self_t > 0 ? 100.0 * self_sys / self_t : 0.0,
+           (double)(z->self_csw - a->self_csw) / secs, (double)z->self_maxrss_kb / 1024);
+    /* Whatever else ran on the machine meanwhile skews every figure above. */
+    long hz = sysconf(_SC_CLK_TCK);
+    if (z->sys_total > a->sys_total && hz > 0) {
+        double busy_us = (double)(z->sys_busy - a->sys_busy) * 1e6 / (double)hz;
+        double all_us = (double)(z->sys_total - a->sys_total) * 1e6 / (double)hz;
+        double ours = sum->gw_us + sum->sim_us + self_us;
+        double other = busy_us > ours ? busy_us - ours : 0;
+        printf("  machine      : CPUs %.0f%% busy; %.0f%% of all CPU time went to processes not "
+               "listed here%s\n",
+               100.0 * busy_us / all_us, 100.0 * other / all_us,
+               other / all_us > 0.1 ? " (figures are skewed)" : "");
+        sum->other_pct = 100.0 * other / all_us;
+    }
     if (ops)
         printf("  (meshsim is the simulated devices: not in the gateway total. %s = CPU us per %s;"
-               " csw/s = context switches)\n", unit, unit + 3);
+               " csw/s = context switches)\n",
+               unit, unit + 3);
     else
-        printf("  (meshsim is the simulated devices: not in the gateway total. cpu %% = share of one CPU;"
+        printf("  (meshsim is the simulated devices: not in the gateway total. cpu %% = share of "
+               "one CPU;"
                " csw/s = context switches)\n");
 }
 
@@ -521,8 +553,8 @@ static void metrics_print_delta(const struct mets *a, const struct mets *z)
         fputs(item, stdout);
         col += il;
     }
-    static const char *gauges[] = { "sessions_live", "observers", "observations", "cache_entries", "queue_depth",
-                                    "inflight" };
+    static const char *gauges[] = { "sessions_live", "observers",   "observations",
+                                    "cache_entries", "queue_depth", "inflight" };
     printf("\n  gateway gauges  :");
     for (size_t i = 0; i < GW_ARRAY_LEN(gauges); i++)
         printf(" %s %.0f", gauges[i], met(z, gauges[i]));
@@ -532,7 +564,8 @@ static void metrics_print_delta(const struct mets *a, const struct mets *z)
 static int mint_token(const struct bench *b, const char *account, char *out, size_t cap)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "'%s' token --account '%s' --ttl 86400 -c '%s'", b->o.coapgw, account, b->o.config);
+    snprintf(cmd, sizeof(cmd), "'%s' token --account '%s' --ttl 86400 -c '%s'", b->o.coapgw,
+             account, b->o.config);
     FILE *f = popen(cmd, "r");
     if (!f)
         return -errno;
@@ -584,6 +617,16 @@ static int load_devices(struct bench *b)
     if (rc < 0 || b->nmacs == 0) {
         fprintf(stderr, "bench_gateway: no normal devices in %s (%d)\n", path, rc);
         return -1;
+    }
+    if (b->o.first_dev > 0) {
+        if (b->o.first_dev >= b->nmacs) {
+            fprintf(stderr, "bench_gateway: --first-device %d: only %d normal devices in %s\n",
+                    b->o.first_dev, b->nmacs, path);
+            return -1;
+        }
+        memmove(b->macs, b->macs + b->o.first_dev,
+                (size_t)(b->nmacs - b->o.first_dev) * sizeof(*b->macs));
+        b->nmacs -= b->o.first_dev;
     }
     if (b->o.ndev > 0 && b->o.ndev < b->nmacs)
         b->nmacs = b->o.ndev;
@@ -763,7 +806,8 @@ static uint8_t sync_request(struct bench *b, int fd, uint8_t *pkt, size_t len, i
     while (now_us() < end) {
         uint64_t now = now_us();
         if (now >= next) {
-            if (sendto(fd, pkt, len, 0, (struct sockaddr *)&b->gw, sizeof(b->gw)) < 0 && errno != EAGAIN)
+            if (sendto(fd, pkt, len, 0, (struct sockaddr *)&b->gw, sizeof(b->gw)) < 0 &&
+                errno != EAGAIN)
                 return 0;
             next = now + 500000;
         }
@@ -788,7 +832,8 @@ static uint8_t sync_request(struct bench *b, int fd, uint8_t *pkt, size_t len, i
     return 0;
 }
 
-static size_t session_post(uint8_t *out, size_t cap, uint16_t mid, const uint8_t tok[4], const char *jwt)
+static size_t session_post(uint8_t *out, size_t cap, uint16_t mid, const uint8_t tok[4],
+                           const char *jwt)
 {
     struct gw_cb cb;
     gw_cb_init(&cb, out, cap, GW_COAP_CON, GW_COAP_POST, mid, tok, 4);
@@ -844,7 +889,8 @@ static void sockets_close(struct bench *b)
         if (b->cs[i].fd >= 0) {
             uint8_t pkt[32], tok[2] = { 'X', (uint8_t)i };
             struct gw_cb cb;
-            gw_cb_init(&cb, pkt, sizeof(pkt), GW_COAP_CON, GW_COAP_DELETE, b->cs[i].next_mid++, tok, 2);
+            gw_cb_init(&cb, pkt, sizeof(pkt), GW_COAP_CON, GW_COAP_DELETE, b->cs[i].next_mid++, tok,
+                       2);
             gw_cb_opt_str(&cb, GW_OPT_URI_PATH, "sessions");
             size_t len;
             if (gw_cb_finish(&cb, &len) == 0)
@@ -1122,7 +1168,10 @@ static void scan(struct bench *b, uint64_t now)
     }
 }
 
-static uint32_t outstanding(const struct bench *b) { return b->nslots - b->nfree; }
+static uint32_t outstanding(const struct bench *b)
+{
+    return b->nslots - b->nfree;
+}
 
 static void do_kill(struct bench *b, uint64_t now)
 {
@@ -1181,6 +1230,8 @@ static void generate(struct bench *b, uint64_t now)
         return;
     }
     if (b->gen_mode == GEN_OBSREG || b->gen_mode == GEN_OBSCANCEL) {
+        /* A registration that timed out may still have been taken by the
+         * gateway (only its answer was lost): cancel those too. */
         uint8_t want = b->gen_mode == GEN_OBSREG ? OBS_NONE : OBS_ON;
         /* Retried registrations go round again once the first pass is done. */
         if (b->next_obs >= b->nobs && b->obs_retry && b->obs_inflight == 0) {
@@ -1189,7 +1240,7 @@ static void generate(struct bench *b, uint64_t now)
         }
         while (b->next_obs < b->nobs) {
             struct observer *o = &b->obs[b->next_obs];
-            if (o->state != want) {
+            if (o->state != want && !(b->gen_mode == GEN_OBSCANCEL && o->state == OBS_FAILED)) {
                 b->next_obs++;
                 continue;
             }
@@ -1238,15 +1289,16 @@ static void run_loop(struct bench *b, uint64_t until, bool stop_idle)
         }
         generate(b, now);
         bool gen_done = b->gen_mode == GEN_NONE ||
-                        ((b->gen_mode == GEN_OBSREG || b->gen_mode == GEN_OBSCANCEL) && b->next_obs >= b->nobs &&
-                         !b->obs_retry);
+                        ((b->gen_mode == GEN_OBSREG || b->gen_mode == GEN_OBSCANCEL) &&
+                         b->next_obs >= b->nobs && !b->obs_retry);
         if (stop_idle && gen_done && outstanding(b) == 0)
             break;
         for (int i = 0; i < b->ncs; i++)
             txq_flush(b, &b->cs[i]);
         uint64_t wait = 2000;
         if (b->gen_mode == GEN_REQ && b->o.rate > 0) {
-            uint64_t next_due = b->rate_t0 + (uint64_t)((double)(b->rate_done + 1) * 1e6 / b->o.rate);
+            uint64_t next_due =
+                b->rate_t0 + (uint64_t)((double)(b->rate_done + 1) * 1e6 / b->o.rate);
             wait = next_due > now ? GW_MIN(next_due - now, 2000) : 0;
         }
         if (until - now < wait)
@@ -1316,7 +1368,8 @@ static void print_codes(const struct bstats *s)
         if (!s->codes[c] || (c >> 5) == 2)
             continue;
         char cs[8];
-        printf("%s%s x%" PRIu64, any ? ", " : "  error codes  : ", gw_coap_code_str((uint8_t)c, cs), s->codes[c]);
+        printf("%s%s x%" PRIu64, any ? ", " : "  error codes  : ", gw_coap_code_str((uint8_t)c, cs),
+               s->codes[c]);
         any = true;
     }
     if (any)
@@ -1327,7 +1380,8 @@ static void print_header(const struct bench *b, const char *what)
 {
     printf("\n== %s: %s\n", b->o.label, what);
     printf("  gateway %s:%u, config %s, %ld CPUs online (shared with this load generator)\n",
-           inet_ntoa(b->gw.sin_addr), ntohs(b->gw.sin_port), b->o.config, sysconf(_SC_NPROCESSORS_ONLN));
+           inet_ntoa(b->gw.sin_addr), ntohs(b->gw.sin_port), b->o.config,
+           sysconf(_SC_NPROCESSORS_ONLN));
 }
 
 /* ---- scenarios --------------------------------------------------------------------------- */
@@ -1347,10 +1401,12 @@ static int scenario_load(struct bench *b)
         }
     bool restart = !strcmp(b->o.scenario, "restart");
     char what[512];
-    int wl = snprintf(what, sizeof(what), "%s GET coap://<MAC>%s via Proxy-Uri, %d devices, %d sockets x window %d",
+    int wl = snprintf(what, sizeof(what),
+                      "%s GET coap://<MAC>%s via Proxy-Uri, %d devices, %d sockets x window %d",
                       b->o.non ? "NON" : "CON", path, b->nmacs, b->ncs, b->o.window);
     if (b->o.rate > 0)
-        wl += snprintf(what + wl, sizeof(what) - (size_t)wl, ", open loop at %.0f req/s", b->o.rate);
+        wl +=
+            snprintf(what + wl, sizeof(what) - (size_t)wl, ", open loop at %.0f req/s", b->o.rate);
     snprintf(what + wl, sizeof(what) - (size_t)wl, ", %.1f s%s", b->o.seconds,
              restart ? ", SIGKILL mid-run" : "");
     print_header(b, what);
@@ -1389,28 +1445,33 @@ static int scenario_load(struct bench *b)
     struct bstats *s = &b->st;
     uint64_t errs = s->e4 + s->e5 + s->timeouts + s->rsts;
     struct pcts pc = percentiles(s);
-    printf("  answered     : %" PRIu64 " 2.xx in %.2f s = %.0f req/s (sent %" PRIu64 ")\n", s->ok, secs,
-           (double)s->ok / secs, s->sent);
-    printf("  errors       : %" PRIu64 " (4.xx %" PRIu64 ", 5.xx %" PRIu64 ", timeouts %" PRIu64 ", RST %" PRIu64
-           "); retransmissions %" PRIu64 ", empty ACKs %" PRIu64 ", CON responses ACKed %" PRIu64
-           ", unmatched %" PRIu64 "%s\n",
-           errs, s->e4, s->e5, s->timeouts, s->rsts, s->rtx, s->empty_acks, s->acks_sent, s->unmatched,
-           s->send_errors ? " (send errors too)" : "");
+    printf("  answered     : %" PRIu64 " 2.xx in %.2f s = %.0f req/s (sent %" PRIu64 ")\n", s->ok,
+           secs, (double)s->ok / secs, s->sent);
+    printf("  errors       : %" PRIu64 " (4.xx %" PRIu64 ", 5.xx %" PRIu64 ", timeouts %" PRIu64
+           ", RST %" PRIu64 "); retransmissions %" PRIu64 ", empty ACKs %" PRIu64
+           ", CON responses ACKed %" PRIu64 ", unmatched %" PRIu64 "%s\n",
+           errs, s->e4, s->e5, s->timeouts, s->rsts, s->rtx, s->empty_acks, s->acks_sent,
+           s->unmatched, s->send_errors ? " (send errors too)" : "");
     print_codes(s);
     if (b->o.rate > 0 && s->stalled)
-        printf("  rate         : %" PRIu64 " requests not sent in time (window full)\n", s->stalled);
-    printf("  latency us   : p50 %.0f  p90 %.0f  p99 %.0f  max %.0f  (request sent -> final response)\n", pc.p50,
-           pc.p90, pc.p99, pc.max);
+        printf("  rate         : %" PRIu64 " requests not sent in time (window full)\n",
+               s->stalled);
+    printf("  latency us   : p50 %.0f  p90 %.0f  p99 %.0f  max %.0f  (request sent -> final "
+           "response)\n",
+           pc.p50, pc.p90, pc.p99, pc.max);
     if (left)
-        printf("  note         : %" PRIu64 " requests still unanswered 2 s after the interval\n", left);
+        printf("  note         : %" PRIu64 " requests still unanswered 2 s after the interval\n",
+               left);
     if (restart) {
-        printf("  restart      : SIGKILL %s (pid %d) at +%.2f s; new pid after %.0f ms; answers resumed %s",
+        printf("  restart      : SIGKILL %s (pid %d) at +%.2f s; new pid after %.0f ms; answers "
+               "resumed %s",
                b->o.kill_role, b->killed_pid, (double)(b->killed_us - b->measure_t0) / 1e6,
                b->respawn_us ? (double)(b->respawn_us - b->killed_us) / 1e3 : -1.0,
                b->first_ok_after_us ? "" : "NEVER");
         if (b->first_ok_after_us)
             printf("%.0f ms after the kill", (double)(b->first_ok_after_us - b->killed_us) / 1e3);
-        printf("\n                 %" PRIu64 " requests in flight at the kill were abandoned (%" PRIu64
+        printf("\n                 %" PRIu64
+               " requests in flight at the kill were abandoned (%" PRIu64
                " late answers to them); %" PRIu64 " requests sent after the kill failed\n",
                b->abandoned, b->late, b->err_after_kill);
     }
@@ -1418,16 +1479,19 @@ static int scenario_load(struct bench *b)
     report_procs(p0, p1, s->ok, "us/req", &cs);
     metrics_print_delta(&m0, &m1);
     double ops = s->ok ? (double)s->ok : 1;
-    printf("RESULT scenario=%s mode=%s ops=%" PRIu64 " ops_s=%.0f p50_us=%.0f p90_us=%.0f p99_us=%.0f max_us=%.0f "
-           "errors=%" PRIu64 " gw_cpu_us_op=%.2f fe_us_op=%.2f sch_us_op=%.2f mio_us_op=%.2f sim_us_op=%.2f "
-           "bench_us_op=%.2f gw_hwm_kib=%ld",
-           b->o.label, b->o.non ? "NON" : "CON", s->ok, (double)s->ok / secs, pc.p50, pc.p90, pc.p99, pc.max, errs,
-           cs.gw_us / ops, cs.fe_us / ops, cs.sch_us / ops, cs.mio_us / ops, cs.sim_us / ops, cs.self_us / ops,
-           cs.gw_hwm_kb);
+    printf("RESULT scenario=%s mode=%s ops=%" PRIu64
+           " ops_s=%.0f p50_us=%.0f p90_us=%.0f p99_us=%.0f max_us=%.0f "
+           "errors=%" PRIu64
+           " gw_cpu_us_op=%.2f fe_us_op=%.2f sch_us_op=%.2f mio_us_op=%.2f sim_us_op=%.2f "
+           "bench_us_op=%.2f gw_hwm_kib=%ld other_cpu_pct=%.0f",
+           b->o.label, b->o.non ? "NON" : "CON", s->ok, (double)s->ok / secs, pc.p50, pc.p90,
+           pc.p99, pc.max, errs, cs.gw_us / ops, cs.fe_us / ops, cs.sch_us / ops, cs.mio_us / ops,
+           cs.sim_us / ops, cs.self_us / ops, cs.gw_hwm_kb, cs.other_pct);
     if (restart)
         printf(" resume_ms=%.0f respawn_ms=%.0f abandoned=%" PRIu64 " err_after_kill=%" PRIu64,
                b->first_ok_after_us ? (double)(b->first_ok_after_us - b->killed_us) / 1e3 : -1.0,
-               b->respawn_us ? (double)(b->respawn_us - b->killed_us) / 1e3 : -1.0, b->abandoned, b->err_after_kill);
+               b->respawn_us ? (double)(b->respawn_us - b->killed_us) / 1e3 : -1.0, b->abandoned,
+               b->err_after_kill);
     printf("\n");
     free(p0);
     free(p1);
@@ -1442,23 +1506,31 @@ static long rss_delta_kb(const struct pset *a, const struct pset *z, const char 
     return anon ? y->anon_kb - x->anon_kb : y->rss_kb - x->rss_kb;
 }
 
-/* Memory growth per item (bytes), per process and in all, between a and z. */
-static double report_mem_per(const struct pset *a, const struct pset *z, uint64_t items, const char *what)
+/* Memory growth per item (bytes), per process and in all, between a and z.
+ * VmRSS growth counts shared pages touched for the first time (LMDB's map,
+ * the shared segment's rings) as well as heap; RssAnon growth is the heap.
+ * Returns the VmRSS figure; *anon gets the RssAnon one. */
+static double report_mem_per(const struct pset *a, const struct pset *z, uint64_t items,
+                             const char *what, double *anon)
 {
+    *anon = 0;
     if (!items)
         return 0;
-    printf("  memory per %s (VmRSS growth / %" PRIu64 "; anon in brackets):", what, items);
-    long tot = 0;
+    printf("  memory per %s (VmRSS growth / %" PRIu64 "; RssAnon in brackets):", what, items);
+    long tot = 0, tot_anon = 0;
     for (int i = 0; i < z->n; i++) {
         if (!strcmp(z->p[i].role, "meshsim"))
             continue;
-        long d = rss_delta_kb(a, z, z->p[i].role, false), da = rss_delta_kb(a, z, z->p[i].role, true);
+        long d = rss_delta_kb(a, z, z->p[i].role, false),
+             da = rss_delta_kb(a, z, z->p[i].role, true);
         tot += d;
+        tot_anon += da;
         if (d || da)
             printf(" %s %.0f B [%.0f]", z->p[i].role, (double)d * 1024 / (double)items,
                    (double)da * 1024 / (double)items);
     }
-    printf("; gateway %.0f B\n", (double)tot * 1024 / (double)items);
+    *anon = (double)tot_anon * 1024 / (double)items;
+    printf("; gateway %.0f B [%.0f]\n", (double)tot * 1024 / (double)items, *anon);
     return (double)tot * 1024 / (double)items;
 }
 
@@ -1483,23 +1555,23 @@ static int scenario_observe(struct bench *b)
     if (!b->obs || !b->otpl_reg || !b->otpl_can)
         return 1;
     for (int i = 0; i < nres; i++)
-        if (tpl_build(&b->otpl_reg[i], b->macs[i], path, 0) || tpl_build(&b->otpl_can[i], b->macs[i], path, 1))
+        if (tpl_build(&b->otpl_reg[i], b->macs[i], path, 0) ||
+            tpl_build(&b->otpl_can[i], b->macs[i], path, 1))
             return 1;
     char what[512];
-    snprintf(what, sizeof(what), "%u observers of coap://<MAC>%s on %d devices, %d sockets, %.1f s", b->nobs, path,
-             nres, b->o.sockets, b->o.seconds);
+    snprintf(what, sizeof(what), "%u observers of coap://<MAC>%s on %d devices, %d sockets, %.1f s",
+             b->nobs, path, nres, b->o.sockets, b->o.seconds);
     print_header(b, what);
     struct pset *p0 = malloc(sizeof(*p0)), *p1 = malloc(sizeof(*p1)), *p2 = malloc(sizeof(*p2));
     if (!p0 || !p1 || !p2)
         return 1;
-    pset_sample(b, p0); /* before our sessions: memory baseline */
     if (sockets_open(b) != 0 || slots_init(b, (uint32_t)(b->ncs * b->o.window)) != 0)
         return 1;
     for (uint32_t i = 0; i < b->nobs; i++) {
         b->obs[i].sock = (uint16_t)(i % (uint32_t)b->ncs);
         b->obs[i].res = (uint16_t)((i / (uint32_t)b->ncs) % (uint32_t)nres);
     }
-    struct mets m0, m1, m2;
+    struct mets m0, m1, m2, mr;
     metrics_read(b, &m0);
     pset_sample(b, p0);
     /* Register, a window per socket; bounded by 10 s + 2 ms per observer. */
@@ -1509,17 +1581,24 @@ static int scenario_observe(struct bench *b)
     run_loop(b, t0 + 10000000 + 2000ull * b->nobs, true);
     uint64_t t1 = now_us();
     struct pcts rp = percentiles(&b->reg_st);
-    printf("  registered   : %u of %u in %.2f s (%.0f/s, at most %d at a time), failed %u (timeouts %" PRIu64
-           ", RST %" PRIu64 "), registration latency us p50 %.0f p99 %.0f max %.0f\n",
-           b->obs_on, b->nobs, (double)(t1 - t0) / 1e6, (double)b->obs_on / ((double)(t1 - t0) / 1e6),
-           b->o.reg_window, b->obs_failed, b->reg_st.timeouts, b->reg_st.rsts, rp.p50, rp.p99, rp.max);
+    printf(
+        "  registered   : %u of %u in %.2f s (%.0f/s, at most %d at a time), failed %u (timeouts "
+        "%" PRIu64 ", RST %" PRIu64 "), registration latency us p50 %.0f p99 %.0f max %.0f\n",
+        b->obs_on, b->nobs, (double)(t1 - t0) / 1e6, (double)b->obs_on / ((double)(t1 - t0) / 1e6),
+        b->o.reg_window, b->obs_failed, b->reg_st.timeouts, b->reg_st.rsts, rp.p50, rp.p99, rp.max);
     print_codes(&b->reg_st);
     if (b->reg_st.codes[GW_COAP_UNAVAILABLE])
-        printf("                 (5.03 answers were retried, up to %d times per observer)\n", OBS_REG_RETRIES);
+        printf("                 (5.03 answers were retried, up to %d times per observer)\n",
+               OBS_REG_RETRIES);
+    metrics_read(b, &mr);
+    printf("                 while registering the gateway sent %.0f notifications and counted "
+           "%.0f ring_full\n",
+           met(&mr, "notifications_total") - met(&m0, "notifications_total"),
+           met(&mr, "ring_full_total") - met(&m0, "ring_full_total"));
     b->gen_mode = GEN_NONE;
     run_loop(b, now_us() + 500000, false); /* settle: ACK what is in flight */
     pset_sample(b, p1);
-    double mem_obs = report_mem_per(p0, p1, b->obs_on, "observer (incl. its share of the sessions)");
+    double mem_obs_anon, mem_obs = report_mem_per(p0, p1, b->obs_on, "observer", &mem_obs_anon);
 
     stats_reset(&b->st);
     b->measuring = true;
@@ -1533,12 +1612,13 @@ static int scenario_observe(struct bench *b)
     for (uint32_t i = 0; i < b->nobs; i++)
         if (b->obs[i].state == OBS_ON && b->obs[i].notifs == 0)
             quiet++;
-    printf("  notifications: %" PRIu64 " in %.2f s = %.0f/s", s->notifs, secs, (double)s->notifs / secs);
+    printf("  notifications: %" PRIu64 " in %.2f s = %.0f/s", s->notifs, secs,
+           (double)s->notifs / secs);
     if (b->o.obs_period_ms > 0)
-        printf(" (devices offer %.0f/s: %u observers every %.0f ms)", (double)b->obs_on * 1000.0 / b->o.obs_period_ms,
-               b->obs_on, b->o.obs_period_ms);
-    printf("; CON ACKed %" PRIu64 ", unmatched %" PRIu64 ", observers that never heard %u\n", s->acks_sent,
-           s->unmatched, quiet);
+        printf(" (devices offer %.0f/s: %u observers every %.0f ms)",
+               (double)b->obs_on * 1000.0 / b->o.obs_period_ms, b->obs_on, b->o.obs_period_ms);
+    printf("; CON ACKed %" PRIu64 ", unmatched %" PRIu64 ", observers that never heard %u\n",
+           s->acks_sent, s->unmatched, quiet);
     struct cpu_sum cs;
     report_procs(p1, p2, s->notifs, "us/notif", &cs);
     metrics_read(b, &m1);
@@ -1552,15 +1632,19 @@ static int scenario_observe(struct bench *b)
     b->gen_mode = GEN_NONE;
     run_loop(b, now_us() + 300000, false);
     metrics_read(b, &m2);
-    printf("  cancelled    : %u observers in %.2f s; gateway now reports %.0f observers, %.0f observations\n",
-           b->obs_off, (double)(now_us() - c0) / 1e6, met(&m2, "observers"), met(&m2, "observations"));
+    printf("  cancelled    : %u observers in %.2f s; gateway now reports %.0f observers, %.0f "
+           "observations\n",
+           b->obs_off, (double)(now_us() - c0) / 1e6, met(&m2, "observers"),
+           met(&m2, "observations"));
     double ops = s->notifs ? (double)s->notifs : 1;
-    printf("RESULT scenario=%s observers=%u ops=%" PRIu64 " ops_s=%.0f gw_cpu_us_op=%.2f fe_us_op=%.2f "
-           "sch_us_op=%.2f mio_us_op=%.2f sim_us_op=%.2f bench_us_op=%.2f mem_per_observer_b=%.0f reg_s=%.0f "
-           "gw_hwm_kib=%ld\n",
-           b->o.label, b->obs_on, s->notifs, (double)s->notifs / secs, cs.gw_us / ops, cs.fe_us / ops,
-           cs.sch_us / ops, cs.mio_us / ops, cs.sim_us / ops, cs.self_us / ops, mem_obs,
-           (double)b->obs_on / ((double)(t1 - t0) / 1e6), cs.gw_hwm_kb);
+    printf("RESULT scenario=%s observers=%u ops=%" PRIu64
+           " ops_s=%.0f gw_cpu_us_op=%.2f fe_us_op=%.2f "
+           "sch_us_op=%.2f mio_us_op=%.2f sim_us_op=%.2f bench_us_op=%.2f mem_per_observer_b=%.0f "
+           "anon_per_observer_b=%.0f reg_s=%.0f gw_hwm_kib=%ld other_cpu_pct=%.0f\n",
+           b->o.label, b->obs_on, s->notifs, (double)s->notifs / secs, cs.gw_us / ops,
+           cs.fe_us / ops, cs.sch_us / ops, cs.mio_us / ops, cs.sim_us / ops, cs.self_us / ops,
+           mem_obs, mem_obs_anon, (double)b->obs_on / ((double)(t1 - t0) / 1e6), cs.gw_hwm_kb,
+           cs.other_pct);
     free(p0);
     free(p1);
     free(p2);
@@ -1571,7 +1655,7 @@ static int scenario_observe(struct bench *b)
 static int scenario_sessions(struct bench *b)
 {
     int n = b->o.sessions, w = GW_MIN(b->o.window, 512), na = GW_MAX(1, b->o.accounts);
-    char (*jwt)[1024] = calloc((size_t)na, sizeof(*jwt));
+    char(*jwt)[1024] = calloc((size_t)na, sizeof(*jwt));
     if (!jwt)
         return 1;
     for (int i = 0; i < na; i++) {
@@ -1581,8 +1665,10 @@ static int scenario_sessions(struct bench *b)
             return 1;
     }
     char what[256];
-    snprintf(what, sizeof(what), "create %d sessions (%d accounts, %d at a time) from distinct endpoints, at most %.0f s",
-             n, na, w, b->o.seconds);
+    snprintf(
+        what, sizeof(what),
+        "create %d sessions (%d accounts, %d at a time) from distinct endpoints, at most %.0f s", n,
+        na, w, b->o.seconds);
     print_header(b, what);
     struct sess {
         int fd;
@@ -1619,14 +1705,14 @@ static int scenario_sessions(struct bench *b)
             } while ((host & 0xff) == 0 || (host & 0xff) == 0xff);
             int fd = udp_open(host);
             if (fd < 0) {
-                fprintf(stderr, "bench_gateway: socket on %u.%u.%u.%u: %s\n", host >> 24, (host >> 16) & 255,
-                        (host >> 8) & 255, host & 255, strerror(-fd));
+                fprintf(stderr, "bench_gateway: socket on %u.%u.%u.%u: %s\n", host >> 24,
+                        (host >> 16) & 255, (host >> 8) & 255, host & 255, strerror(-fd));
                 end = now;
                 break;
             }
             uint8_t tok[4] = { 'N', (uint8_t)i, (uint8_t)(i >> 8), (uint8_t)started };
-            ss[i].len = (uint16_t)session_post(ss[i].pkt, sizeof(ss[i].pkt), (uint16_t)(started * 7 + 1), tok,
-                                               jwt[started % na]);
+            ss[i].len = (uint16_t)session_post(ss[i].pkt, sizeof(ss[i].pkt),
+                                               (uint16_t)(started * 7 + 1), tok, jwt[started % na]);
             ss[i].fd = fd;
             ss[i].t0 = now;
             ss[i].tries = 0;
@@ -1654,7 +1740,9 @@ static int scenario_sessions(struct bench *b)
             struct sess *x = &ss[map[k]];
             uint8_t rb[1500];
             ssize_t got;
-            for (int j = 0; j < 8 && x->fd >= 0 && (got = recv(x->fd, rb, sizeof(rb), MSG_DONTWAIT)) > 0; j++) {
+            for (int j = 0;
+                 j < 8 && x->fd >= 0 && (got = recv(x->fd, rb, sizeof(rb), MSG_DONTWAIT)) > 0;
+                 j++) {
                 struct rmsg m;
                 if (!rmsg_parse(rb, (size_t)got, &m) || m.code == 0)
                     continue;
@@ -1711,14 +1799,16 @@ static int scenario_sessions(struct bench *b)
     struct bstats *s = &b->st;
     struct pcts pc = percentiles(s);
     uint64_t errs = s->e4 + s->e5 + s->timeouts;
-    printf("  created      : %" PRIu64 " of %d in %.2f s = %.0f sessions/s; errors %" PRIu64 " (4.xx %" PRIu64
-           ", 5.xx %" PRIu64 ", timeouts %" PRIu64 "), retransmissions %" PRIu64 "\n",
+    printf("  created      : %" PRIu64 " of %d in %.2f s = %.0f sessions/s; errors %" PRIu64
+           " (4.xx %" PRIu64 ", 5.xx %" PRIu64 ", timeouts %" PRIu64 "), retransmissions %" PRIu64
+           "\n",
            s->ok, n, secs, (double)s->ok / secs, errs, s->e4, s->e5, s->timeouts, s->rtx);
     print_codes(s);
-    printf("  latency us   : p50 %.0f  p90 %.0f  p99 %.0f  max %.0f\n", pc.p50, pc.p90, pc.p99, pc.max);
+    printf("  latency us   : p50 %.0f  p90 %.0f  p99 %.0f  max %.0f\n", pc.p50, pc.p90, pc.p99,
+           pc.max);
     struct cpu_sum cs;
     report_procs(p0, p1, s->ok, "us/session", &cs);
-    double mem = report_mem_per(p0, p2, s->ok, "idle session");
+    double mem_anon, mem = report_mem_per(p0, p2, s->ok, "idle session", &mem_anon);
     char mdb[GW_CFG_STR + 32];
     snprintf(mdb, sizeof(mdb), "%s/state/data.mdb", b->cfg.data_dir);
     struct stat sb;
@@ -1727,10 +1817,13 @@ static int scenario_sessions(struct bench *b)
                (double)sb.st_blocks * 512 / 1048576, met(&m1, "sessions_live"));
     metrics_print_delta(&m0, &m1);
     double ops = s->ok ? (double)s->ok : 1;
-    printf("RESULT scenario=%s ops=%" PRIu64 " ops_s=%.0f p50_us=%.0f p99_us=%.0f max_us=%.0f errors=%" PRIu64
-           " gw_cpu_us_op=%.2f fe_us_op=%.2f sch_us_op=%.2f bench_us_op=%.2f mem_per_session_b=%.0f gw_hwm_kib=%ld\n",
-           b->o.label, s->ok, (double)s->ok / secs, pc.p50, pc.p99, pc.max, errs, cs.gw_us / ops, cs.fe_us / ops,
-           cs.sch_us / ops, cs.self_us / ops, mem, cs.gw_hwm_kb);
+    printf("RESULT scenario=%s ops=%" PRIu64
+           " ops_s=%.0f p50_us=%.0f p99_us=%.0f max_us=%.0f errors=%" PRIu64
+           " gw_cpu_us_op=%.2f fe_us_op=%.2f sch_us_op=%.2f bench_us_op=%.2f mem_per_session_b=%.0f"
+           " anon_per_session_b=%.0f gw_hwm_kib=%ld other_cpu_pct=%.0f\n",
+           b->o.label, s->ok, (double)s->ok / secs, pc.p50, pc.p99, pc.max, errs, cs.gw_us / ops,
+           cs.fe_us / ops, cs.sch_us / ops, cs.self_us / ops, mem, mem_anon, cs.gw_hwm_kb,
+           cs.other_pct);
     free(ss);
     free(pf);
     free(jwt);
@@ -1758,10 +1851,12 @@ static int scenario_idle(struct bench *b)
     report_procs(p0, p1, 0, "", &cs);
     metrics_print_delta(&m0, &m1);
     double secs = (double)(p1->t_us - p0->t_us) / 1e6;
-    printf("RESULT scenario=%s seconds=%.1f gw_cpu_us_per_s=%.1f gw_cpu_pct=%.3f fe_us_per_s=%.1f sch_us_per_s=%.1f "
-           "mio_us_per_s=%.1f sup_us_per_s=%.1f gw_hwm_kib=%ld gw_rss_kib=%ld\n",
-           b->o.label, secs, cs.gw_us / secs, cs.gw_us / secs / 1e4, cs.fe_us / secs, cs.sch_us / secs,
-           cs.mio_us / secs, cs.sup_us / secs, cs.gw_hwm_kb, cs.gw_rss_kb);
+    printf("RESULT scenario=%s seconds=%.1f gw_cpu_us_per_s=%.1f gw_cpu_pct=%.3f fe_us_per_s=%.1f "
+           "sch_us_per_s=%.1f "
+           "mio_us_per_s=%.1f sup_us_per_s=%.1f gw_hwm_kib=%ld gw_rss_kib=%ld other_cpu_pct=%.0f\n",
+           b->o.label, secs, cs.gw_us / secs, cs.gw_us / secs / 1e4, cs.fe_us / secs,
+           cs.sch_us / secs, cs.mio_us / secs, cs.sup_us / secs, cs.gw_hwm_kb, cs.gw_rss_kb,
+           cs.other_pct);
     free(p0);
     free(p1);
     return 0;
@@ -1828,25 +1923,62 @@ int main(int argc, char **argv)
     static struct bench bench;
     struct bench *b = &bench;
     struct bench_opts *o = &b->o;
-    *o = (struct bench_opts){ .coapgw = "./build/coapgw", .sockets = 8, .window = 64, .seconds = 5, .warmup = 0.5,
-                              .ack_timeout_ms = 2000, .timeout_ms = 10000, .observers = 1000, .resources = 4,
-                              .sessions = 10000, .accounts = 100, .kill_role = "scheduler" };
-    enum { O_COAPGW = 256, O_WARMUP, O_NON, O_ACKTO, O_TO, O_OBSERVERS, O_RES, O_OBSP, O_SESS, O_ACC, O_KILL,
-           O_KILLAT, O_LABEL, O_REGW };
+    *o = (struct bench_opts){ .coapgw = "./build/coapgw",
+                              .sockets = 8,
+                              .window = 64,
+                              .seconds = 5,
+                              .warmup = 0.5,
+                              .ack_timeout_ms = 2000,
+                              .timeout_ms = 10000,
+                              .observers = 1000,
+                              .resources = 4,
+                              .sessions = 10000,
+                              .accounts = 100,
+                              .kill_role = "scheduler" };
+    enum {
+        O_COAPGW = 256,
+        O_WARMUP,
+        O_NON,
+        O_ACKTO,
+        O_TO,
+        O_OBSERVERS,
+        O_RES,
+        O_OBSP,
+        O_SESS,
+        O_ACC,
+        O_KILL,
+        O_KILLAT,
+        O_LABEL,
+        O_REGW,
+        O_FIRST
+    };
     static const struct option lo[] = {
-        { "config", required_argument, 0, 'c' },      { "gw", required_argument, 0, 'g' },
-        { "coapgw", required_argument, 0, O_COAPGW }, { "scenario", required_argument, 0, 'S' },
-        { "devices-file", required_argument, 0, 'D' }, { "devices", required_argument, 0, 'n' },
-        { "path", required_argument, 0, 'p' },        { "sockets", required_argument, 0, 's' },
-        { "window", required_argument, 0, 'w' },      { "seconds", required_argument, 0, 't' },
-        { "warmup", required_argument, 0, O_WARMUP }, { "rate", required_argument, 0, 'r' },
-        { "non", no_argument, 0, O_NON },             { "ack-timeout-ms", required_argument, 0, O_ACKTO },
-        { "timeout-ms", required_argument, 0, O_TO }, { "observers", required_argument, 0, O_OBSERVERS },
-        { "resources", required_argument, 0, O_RES }, { "obs-period-ms", required_argument, 0, O_OBSP },
-        { "sessions", required_argument, 0, O_SESS }, { "accounts", required_argument, 0, O_ACC },
-        { "kill", required_argument, 0, O_KILL },     { "kill-at", required_argument, 0, O_KILLAT },
-        { "label", required_argument, 0, O_LABEL },   { "help", no_argument, 0, 'h' },
+        { "config", required_argument, 0, 'c' },
+        { "gw", required_argument, 0, 'g' },
+        { "coapgw", required_argument, 0, O_COAPGW },
+        { "scenario", required_argument, 0, 'S' },
+        { "devices-file", required_argument, 0, 'D' },
+        { "devices", required_argument, 0, 'n' },
+        { "path", required_argument, 0, 'p' },
+        { "sockets", required_argument, 0, 's' },
+        { "window", required_argument, 0, 'w' },
+        { "seconds", required_argument, 0, 't' },
+        { "warmup", required_argument, 0, O_WARMUP },
+        { "rate", required_argument, 0, 'r' },
+        { "non", no_argument, 0, O_NON },
+        { "ack-timeout-ms", required_argument, 0, O_ACKTO },
+        { "timeout-ms", required_argument, 0, O_TO },
+        { "observers", required_argument, 0, O_OBSERVERS },
+        { "resources", required_argument, 0, O_RES },
+        { "obs-period-ms", required_argument, 0, O_OBSP },
+        { "sessions", required_argument, 0, O_SESS },
+        { "accounts", required_argument, 0, O_ACC },
+        { "kill", required_argument, 0, O_KILL },
+        { "kill-at", required_argument, 0, O_KILLAT },
+        { "label", required_argument, 0, O_LABEL },
+        { "help", no_argument, 0, 'h' },
         { "reg-window", required_argument, 0, O_REGW },
+        { "first-device", required_argument, 0, O_FIRST },
         { 0, 0, 0, 0 },
     };
     int ch;
@@ -1876,6 +2008,7 @@ int main(int argc, char **argv)
         case O_KILLAT: o->kill_at = atof(optarg); break;
         case O_LABEL: o->label = optarg; break;
         case O_REGW: o->reg_window = atoi(optarg); break;
+        case O_FIRST: o->first_dev = atoi(optarg); break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
@@ -1887,8 +2020,8 @@ int main(int argc, char **argv)
     if (!strcmp(o->scenario, "free-port"))
         return free_port();
     if (!o->config || o->sockets < 1 || o->sockets > MAX_SOCKETS || o->window < 1 ||
-        (uint64_t)o->sockets * (uint64_t)o->window > 0xffffff || o->seconds <= 0 || o->seconds > 3600 ||
-        o->ack_timeout_ms < 10 || o->timeout_ms < 10 || o->sessions < 1) {
+        (uint64_t)o->sockets * (uint64_t)o->window > 0xffffff || o->seconds <= 0 ||
+        o->seconds > 3600 || o->ack_timeout_ms < 10 || o->timeout_ms < 10 || o->sessions < 1) {
         fprintf(stderr, "bench_gateway: bad or missing options (--config is required)\n%s", usage);
         return 2;
     }
@@ -1911,7 +2044,8 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     int rc;
-    if (!strcmp(o->scenario, "proxy") || !strcmp(o->scenario, "cache") || !strcmp(o->scenario, "restart"))
+    if (!strcmp(o->scenario, "proxy") || !strcmp(o->scenario, "cache") ||
+        !strcmp(o->scenario, "restart"))
         rc = scenario_load(b);
     else if (!strcmp(o->scenario, "observe"))
         rc = scenario_observe(b);

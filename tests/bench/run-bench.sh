@@ -8,7 +8,8 @@
 #   nocache  cache_max_entries = 0, so every proxied GET goes to a device
 #            (the simulator's /value carries no Max-Age, which the gateway
 #            would otherwise cache for 60 s): proxy, proxy-non, rate2000,
-#            observe, sessions, idle, restart-scheduler, restart-frontend
+#            sessions, idle, observe, observe-mem, restart-scheduler,
+#            restart-frontend
 #   cache    default cache: cache (the warm-up fills it, then every GET hits)
 # Both raise the per-session limits (session_rate, session_burst,
 # session_max_inflight, max_sessions_per_account) so that the load generator
@@ -22,8 +23,10 @@
 #   BENCH_SOCKETS [8]  BENCH_WINDOW [64]
 #   BENCH_RATE [2000]          the fixed-rate latency scenario, requests/s
 #   BENCH_OBSERVERS [2000]  BENCH_OBS_RESOURCES [4]  BENCH_OBS_PERIOD_MS [20]
+#   BENCH_OBS_MEM_OBSERVERS [5000]  BENCH_OBS_MEM_RESOURCES [32]  (observe-mem:
+#                              observers of slow devices, for memory per observer)
 #   BENCH_SESSIONS [20000]     BENCH_IDLE_SECONDS [10]
-#   BENCH_SCENARIOS ["proxy proxy-non rate2000 observe sessions idle
+#   BENCH_SCENARIOS ["proxy proxy-non rate2000 sessions idle observe observe-mem
 #                     restart-scheduler restart-frontend cache"]
 #   BENCH_CONFIG_EXTRA         extra `key = value` lines for both gateways
 #                              (e.g. $'nstart = 4\nfrontends = 2')
@@ -44,7 +47,9 @@ OBS_RES=${BENCH_OBS_RESOURCES:-4}
 OBS_PERIOD=${BENCH_OBS_PERIOD_MS:-20}
 SESSIONS=${BENCH_SESSIONS:-20000}
 IDLE_SECS=${BENCH_IDLE_SECONDS:-10}
-SCENARIOS=${BENCH_SCENARIOS:-"proxy proxy-non rate2000 observe sessions idle restart-scheduler restart-frontend cache"}
+OBS_MEM=${BENCH_OBS_MEM_OBSERVERS:-5000}
+OBS_MEM_RES=${BENCH_OBS_MEM_RESOURCES:-32}
+SCENARIOS=${BENCH_SCENARIOS:-"proxy proxy-non rate2000 sessions idle observe observe-mem restart-scheduler restart-frontend cache"}
 KEEP=${BENCH_KEEP:-0}
 
 for f in "$COAPGW" "$BENCH"; do
@@ -173,17 +178,23 @@ echo "run-bench: $(nproc) CPUs, $(uname -sr); the load generator shares the CPUs
 LOAD="--sockets $SOCKETS --window $WINDOW --seconds $SECS"
 
 NEED_A=0
-for s in proxy proxy-non rate2000 observe sessions idle restart-scheduler restart-frontend; do
+for s in proxy proxy-non rate2000 sessions idle observe observe-mem restart-scheduler restart-frontend; do
     want "$s" && NEED_A=1
 done
 if [ "$NEED_A" = 1 ] && start_gw nocache "cache_max_entries = 0"; then
     want proxy && bench proxy --scenario proxy $LOAD
     want proxy-non && bench proxy-non --scenario proxy --non $LOAD
     want rate2000 && bench rate2000 --scenario proxy --rate "$RATE" $LOAD
-    want observe && bench observe --scenario observe --observers "$OBSERVERS" --resources "$OBS_RES" \
-        --obs-period-ms "$OBS_PERIOD" --sockets "$SOCKETS" --seconds "$SECS"
+    # Idle right after sessions (they stay, idle), before observe: a burst of
+    # notifications leaves scheduler timers behind that fire for ~30 s.
     want sessions && bench sessions --scenario sessions --sessions "$SESSIONS" --window 64 --seconds 60
     want idle && bench idle --scenario idle --seconds "$IDLE_SECS"
+    want observe && bench observe --scenario observe --observers "$OBSERVERS" --resources "$OBS_RES" \
+        --obs-period-ms "$OBS_PERIOD" --sockets "$SOCKETS" --seconds "$SECS"
+    # Memory per observer: many observers on the slow devices (the simulator's
+    # default 5 s period), so few notifications are in flight when measured.
+    want observe-mem && bench observe-mem --scenario observe --observers "$OBS_MEM" \
+        --first-device "$OBS_RES" --resources "$OBS_MEM_RES" --obs-period-ms 5000 --sockets "$SOCKETS" --seconds 1
     want restart-scheduler && bench restart-scheduler --scenario restart --kill scheduler \
         --ack-timeout-ms 200 $LOAD
     want restart-frontend && bench restart-frontend --scenario restart --kill frontend-0 \
@@ -200,19 +211,21 @@ echo
 echo "==== summary ($(nproc) CPUs shared by gateway, simulator and load generator; figures, not assertions)"
 awk '
 function v(k,   i, kv) { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) return kv[2] } return "-" }
-BEGIN { printf "%-18s %10s %8s %8s %8s %11s %11s %9s  %s\n", "scenario", "ops/s", "p50 us", "p99 us", "errors",
-        "gw us/op", "bench us/op", "GW MiB", "other" }
+BEGIN { printf "%-18s %10s %8s %8s %7s %9s %11s %7s %6s  %s\n", "scenario", "ops/s", "p50 us", "p99 us", "errors",
+        "gw us/op", "bench us/op", "GW MiB", "noise", "other" }
 /^RESULT/ {
     other = ""
     if (v("FAILED") != "-") other = "FAILED " v("FAILED")
     if (v("resume_ms") != "-") other = other "resume " v("resume_ms") " ms (respawn " v("respawn_ms") " ms), abandoned " v("abandoned")
-    if (v("mem_per_observer_b") != "-") other = other v("observers") " observers, " v("mem_per_observer_b") " B/observer, reg " v("reg_s") "/s"
-    if (v("mem_per_session_b") != "-") other = other v("mem_per_session_b") " B/idle session"
+    if (v("mem_per_observer_b") != "-") other = other v("observers") " observers, " v("mem_per_observer_b") " B/observer (anon " v("anon_per_observer_b") "), reg " v("reg_s") "/s"
+    if (v("mem_per_session_b") != "-") other = other v("mem_per_session_b") " B/idle session (anon " v("anon_per_session_b") ")"
     if (v("gw_cpu_pct") != "-") other = other "gateway " v("gw_cpu_pct") " % of a CPU idle (" v("gw_cpu_us_per_s") " us/s)"
     ops = v("ops_s"); gw = v("gw_cpu_us_op")
     hwm = v("gw_hwm_kib"); if (hwm != "-") hwm = sprintf("%.1f", hwm / 1024)
-    printf "%-18s %10s %8s %8s %8s %11s %11s %9s  %s\n", v("scenario"), ops, v("p50_us"), v("p99_us"), v("errors"),
-           gw, v("bench_us_op"), hwm, other
+    noise = v("other_cpu_pct"); if (noise != "-") noise = noise "%"
+    printf "%-18s %10s %8s %8s %7s %9s %11s %7s %6s  %s\n", v("scenario"), ops, v("p50_us"), v("p99_us"), v("errors"),
+           gw, v("bench_us_op"), hwm, noise, other
 }' "$RESULTS"
 echo "(gw us/op: CPU of supervisor+scheduler+meshio+frontends per answered request / notification / session;"
-echo " the simulator is not counted. GW MiB: sum of the gateway processes' VmHWM, shared pages counted in each.)"
+echo " the simulator is not counted. GW MiB: sum of the gateway processes' VmHWM, shared pages counted in each."
+echo " noise: share of all CPU time used by processes outside the gateway, simulator and load generator.)"
