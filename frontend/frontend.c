@@ -80,12 +80,17 @@ struct fe_ctx {
     uint8_t rec[GW_RING_SLOT];
 };
 
+/* Retransmission jitter and MIDs need no cryptographic randomness: a
+ * xorshift seeded once from getrandom() saves a system call per request. */
 static uint32_t rnd32(void)
 {
-    uint32_t r;
-    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r))
-        r = (uint32_t)gw_mono_us();
-    return r;
+    static uint64_t s;
+    if (s == 0 && (getrandom(&s, sizeof(s), GRND_NONBLOCK) != sizeof(s) || s == 0))
+        s = gw_mono_us() | 1;
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return (uint32_t)(s >> 32);
 }
 
 /* ---- sending ---- */

@@ -527,6 +527,16 @@ static bool response_forwardable(const struct gw_coap_msg *r)
 static void on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg *resp)
 {
     struct sch_txn *t = T(c, idx);
+    uint8_t cls = resp->code >> 5;
+    if (cls != 2 && cls != 4 && cls != 5) {
+        /* A request code in an ACK, or a reserved class 1, 6 or 7 (RFC 7252
+         * 12.1): no response a client could take as final (S4.6: 5.02). */
+        if (t->kind != SCH_TK_CLIENT)
+            sch_obs_on_failure(c, idx, GW_COAP_BAD_GATEWAY, "device answered with a code that is not a response");
+        else
+            sch_core_finish_error(c, idx, GW_COAP_BAD_GATEWAY, "device answered with a code that is not a response");
+        return;
+    }
     if (!response_forwardable(resp)) {
         sch_core_finish_error(c, idx, GW_COAP_BAD_GATEWAY, "device answer carries an unknown unsafe option");
         return;
@@ -638,6 +648,16 @@ static void on_mesh(struct sch_core *c, const struct gw_msg *rx, const uint8_t *
     }
     if ((r.code >> 5) == 0)
         return; /* requests from devices are not served */
+    if ((r.code >> 5) != 2 && (r.code >> 5) != 4 && (r.code >> 5) != 5) {
+        /* Reserved classes 1, 6, 7: a transaction it answers ends in 5.02
+         * (on_answer); anything else is rejected, never relayed to observers. */
+        int bad = d ? find_active(c, d, rx->security, false, 0, r.token, r.tkl) : -1;
+        if (r.type == GW_COAP_CON)
+            mesh_reply_empty(c, rx, GW_COAP_RST, r.mid);
+        if (bad >= 0)
+            on_answer(c, (uint32_t)bad, &r);
+        return;
+    }
     int idx = d ? find_active(c, d, rx->security, false, 0, r.token, r.tkl) : -1;
     if (idx >= 0) {
         if (r.type == GW_COAP_CON)
@@ -730,7 +750,21 @@ uint64_t sch_core_on_timer(struct sch_core *c)
     }
     if (c->pending_answers)
         sch_core_flush(c);
-    return gw_heap_peek(&c->heap, &it) ? it.deadline : UINT64_MAX;
+    /* Drop cancelled timers at the top so they never wake the loop. */
+    while (gw_heap_peek(&c->heap, &it)) {
+        bool live;
+        if (it.id >= c->max_txn) {
+            live = sch_obs_item_live(c, it.id - c->max_txn, it.gen);
+        } else {
+            struct sch_txn *t = T(c, it.id);
+            uint32_t s = tstate(t);
+            live = c->gen[it.id] == it.gen && (s == SCH_TXN_SENT || s == SCH_TXN_ACKED) && t->deadline == it.deadline;
+        }
+        if (live)
+            return it.deadline;
+        gw_heap_pop(&c->heap, &it);
+    }
+    return UINT64_MAX;
 }
 
 void sch_core_flush(struct sch_core *c)

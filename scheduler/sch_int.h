@@ -71,5 +71,6 @@ void sch_obs_on_gone(struct sch_core *c, const struct gw_ep *ep, const uint8_t *
 void sch_obs_on_session_end(struct sch_core *c, uint64_t session);
 void sch_obs_on_timer(struct sch_core *c, uint32_t slot, uint32_t gen, uint64_t now);
 void sch_obs_counts(const struct sch_core *c, uint32_t *observations, uint32_t *observers);
+bool sch_obs_item_live(const struct sch_core *c, uint32_t slot, uint32_t gen);
 
 #endif

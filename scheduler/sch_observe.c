@@ -59,6 +59,8 @@ struct sch_obs {
     uint32_t dev_v;
     uint64_t dev_t;
     uint64_t state_time;
+    uint64_t stale_at;        /* when the state goes stale (S6.5) */
+    uint64_t armed_at;        /* deadline of this observation's one heap item, 0 = none */
     uint32_t max_age;
     uint64_t key_hash;
     size_t klen;
@@ -231,10 +233,23 @@ static int compute_key(struct sch_core *c, struct sch_obs *o)
     return rc;
 }
 
+/* One heap item per observation: a later deadline leaves the armed item in
+ * place and it re-arms itself when it fires early, so a busy observation
+ * does not fill the heap with stale items (nor wake the scheduler for them). */
 static void arm_stale(struct sch_core *c, struct sch_obs *o, uint64_t when)
 {
+    o->stale_at = when;
+    if (o->armed_at && o->armed_at <= when)
+        return;
     o->gen++;
+    o->armed_at = when;
     sch_core_arm_obs(c, when, o->slot, o->gen);
+}
+
+bool sch_obs_item_live(const struct sch_core *c, uint32_t slot, uint32_t gen)
+{
+    const struct sch_obs_reg *r = c->obs;
+    return r && slot < r->tab_cap && r->tab[slot] && r->tab[slot]->gen == gen;
 }
 
 static void obs_free(struct sch_core *c, struct sch_obs *o, bool unpersist)
@@ -731,6 +746,12 @@ void sch_obs_on_timer(struct sch_core *c, uint32_t slot, uint32_t gen, uint64_t 
     if (slot >= r->tab_cap || !r->tab[slot] || r->tab[slot]->gen != gen)
         return;
     struct sch_obs *o = r->tab[slot];
+    o->armed_at = 0;
+    if (now < o->stale_at) {
+        o->armed_at = o->stale_at;
+        sch_core_arm_obs(c, o->stale_at, o->slot, o->gen);
+        return;
+    }
     if (reg_in_flight(c, o))
         return;
     /* S6.5: the last state is stale: re-register and distribute the answer. */
@@ -746,9 +767,10 @@ void sch_obs_rearm_all(struct sch_core *c)
         return;
     for (uint32_t s = 0; s < r->tab_cap; s++) {
         struct sch_obs *o = r->tab[s];
-        if (o && o->established)
-            GW_IGNORE(gw_heap_push(&c->heap, o->state_time + (uint64_t)o->max_age * 1000 + (uint64_t)c->cfg.obs_grace_ms,
-                               c->max_txn + o->slot, o->gen));
+        if (o && o->armed_at) {
+            o->armed_at = o->stale_at;
+            GW_IGNORE(gw_heap_push(&c->heap, o->stale_at, c->max_txn + o->slot, o->gen));
+        }
     }
 }
 

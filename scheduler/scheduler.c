@@ -33,17 +33,56 @@ struct sch_ctx {
     uint64_t fe_kick;          /* bit per frontend with new records */
     bool mesh_kick;
     struct gw_log_limit full_log;
+    uint64_t prng;
+    /* Liveness of each frontend, checked with kill(pid, 0) at most every
+     * 100 ms rather than per answer. */
+    struct { uint32_t pid; bool alive; uint64_t at; } *fe_live;
+    /* Records a full frontend ring refused, kept in order and retried (a
+     * notification burst to thousands of observers must not be dropped). */
+    struct ovf { struct ovf *next; uint32_t fe; uint32_t len; uint8_t rec[]; } *ovf_head, *ovf_tail;
+    size_t ovf_bytes;
+    uv_timer_t ovf_timer;
     uint8_t rec[GW_RING_SLOT];
 };
 
 static bool fe_alive(struct sch_ctx *s, uint32_t i)
 {
     struct gw_ring *r = gw_shm_ring(&s->shm, gw_ring_sch_to_fe(&s->shm, i));
-    return gw_pid_alive(atomic_load_explicit(&r->cons_pid, memory_order_relaxed));
+    uint32_t pid = atomic_load_explicit(&r->cons_pid, memory_order_relaxed);
+    uint64_t now = gw_mono_ms();
+    if (pid != s->fe_live[i].pid || now - s->fe_live[i].at >= 100) {
+        s->fe_live[i].pid = pid;
+        s->fe_live[i].alive = gw_pid_alive(pid);
+        s->fe_live[i].at = now;
+    }
+    return s->fe_live[i].alive;
+}
+
+#define SCH_OVF_MAX_BYTES (64u << 20)
+
+static void arm_ovf(struct sch_ctx *s);
+
+/* Moves queued records into their rings while there is room. */
+static void flush_ovf(struct sch_ctx *s)
+{
+    while (s->ovf_head) {
+        struct ovf *o = s->ovf_head;
+        struct gw_ring *r = gw_shm_ring(&s->shm, gw_ring_sch_to_fe(&s->shm, o->fe));
+        if (gw_ring_push(r, o->rec, o->len) != 0)
+            break;
+        s->fe_kick |= 1ull << o->fe;
+        s->ovf_head = o->next;
+        if (!s->ovf_head)
+            s->ovf_tail = NULL;
+        s->ovf_bytes -= o->len;
+        free(o);
+    }
+    arm_ovf(s);
 }
 
 /* Answers go to the frontend that took the request, or to any live one
- * when it is gone: they all serve the same port (S1.4). */
+ * when it is gone: they all serve the same port (S1.4). A full ring (a
+ * notification burst) queues the record here, in order, bounded. */
 static int to_client(void *ctx, const struct gw_msg *env, const uint8_t *data)
 {
     struct sch_ctx *s = ctx;
@@ -56,7 +95,25 @@ static int to_client(void *ctx, const struct gw_msg *env, const uint8_t *data)
             }
     }
     struct gw_ring *r = gw_shm_ring(&s->shm, gw_ring_sch_to_fe(&s->shm, fe));
-    int rc = gw_ring_push2(r, env, sizeof(*env), data, env->len);
+    int rc = s->ovf_head ? GW_EFULL : gw_ring_push2(r, env, sizeof(*env), data, env->len);
+    if (rc == GW_EFULL && s->ovf_bytes < SCH_OVF_MAX_BYTES) {
+        uint32_t len = (uint32_t)sizeof(*env) + env->len;
+        struct ovf *o = malloc(sizeof(*o) + len);
+        if (o) {
+            o->next = NULL;
+            o->fe = fe;
+            o->len = len;
+            memcpy(o->rec, env, sizeof(*env));
+            memcpy(o->rec + sizeof(*env), data, env->len);
+            if (s->ovf_tail)
+                s->ovf_tail->next = o;
+            else
+                s->ovf_head = o;
+            s->ovf_tail = o;
+            s->ovf_bytes += len;
+            rc = 0;
+        }
+    }
     if (rc == 0)
         s->fe_kick |= 1ull << fe;
     return rc;
@@ -81,13 +138,16 @@ static int device_type(void *ctx, const uint8_t mac[GW_MAC_LEN])
     return d.type == GW_DEV_MILLI ? 1 : 0;
 }
 
+/* Timeout jitter and MIDs need no cryptographic randomness: seeded once. */
 static uint32_t rand32(void *ctx)
 {
-    (void)ctx;
-    uint32_t r;
-    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r))
-        r = (uint32_t)gw_mono_us() * 2654435761u;
-    return r;
+    struct sch_ctx *s = ctx;
+    if (s->prng == 0 && (getrandom(&s->prng, sizeof(s->prng), GRND_NONBLOCK) != sizeof(s->prng) || s->prng == 0))
+        s->prng = gw_mono_us() | 1;
+    s->prng ^= s->prng << 13;
+    s->prng ^= s->prng >> 7;
+    s->prng ^= s->prng << 17;
+    return (uint32_t)(s->prng >> 32);
 }
 
 static void kick_peers(struct sch_ctx *s)
@@ -103,6 +163,22 @@ static void kick_peers(struct sch_ctx *s)
 }
 
 static void arm_timer(struct sch_ctx *s, uint64_t next);
+
+static void on_ovf_timer(uv_timer_t *t)
+{
+    struct sch_ctx *s = t->data;
+    flush_ovf(s);
+    kick_peers(s);
+}
+
+/* While records wait, look again every millisecond (only under overload). */
+static void arm_ovf(struct sch_ctx *s)
+{
+    if (s->ovf_head && !uv_is_active((uv_handle_t *)&s->ovf_timer))
+        uv_timer_start(&s->ovf_timer, on_ovf_timer, 1, 1);
+    else if (!s->ovf_head && uv_is_active((uv_handle_t *)&s->ovf_timer))
+        uv_timer_stop(&s->ovf_timer);
+}
 
 static void on_timer(uv_timer_t *t)
 {
@@ -162,6 +238,7 @@ static void drain_all(struct sch_ctx *s)
         if (n == 0 && rings_empty(s))
             break;
     }
+    flush_ovf(s);
     sch_core_flush(s->core);
     uint64_t next = sch_core_on_timer(s->core);
     kick_peers(s);
@@ -228,7 +305,8 @@ int sch_run(const struct gw_config *cfg)
     }
     s->nfe = s->shm.hdr->max_frontends;
     s->fe_bell_fd = calloc(s->nfe, sizeof(int));
-    if (!s->fe_bell_fd)
+    s->fe_live = calloc(s->nfe, sizeof(*s->fe_live));
+    if (!s->fe_bell_fd || !s->fe_live)
         goto out;
     mkdir(cfg->data_dir, 0700);
     for (uint32_t i = 0; i < s->nfe; i++) {
@@ -272,6 +350,8 @@ int sch_run(const struct gw_config *cfg)
     s->timer.data = s;
     uv_timer_init(&s->loop, &s->stats_timer);
     s->stats_timer.data = s;
+    uv_timer_init(&s->loop, &s->ovf_timer);
+    s->ovf_timer.data = s;
     uv_timer_start(&s->stats_timer, on_stats, 1000, 1000);
     int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
     for (int i = 0; i < 3; i++) {
@@ -296,6 +376,12 @@ out:
             if (s->fe_bell_fd[i] >= 0)
                 close(s->fe_bell_fd[i]);
     free(s->fe_bell_fd);
+    free(s->fe_live);
+    while (s->ovf_head) {
+        struct ovf *o = s->ovf_head;
+        s->ovf_head = o->next;
+        free(o);
+    }
     if (s->my_bell_fd >= 0)
         close(s->my_bell_fd);
     if (s->mesh_bell_fd >= 0)
