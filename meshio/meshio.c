@@ -29,7 +29,9 @@
 #include <uv.h>
 
 #define MESH_BATCH 256
-#define MESH_RX_BUF 65536
+/* recvmmsg through libuv (UV_UDP_RECVMMSG): up to 20 datagrams per call. */
+#define MESH_RX_BUF (20 * 65536)
+#define MESH_TX_BATCH 64
 #define MESH_RCVBUF (4 << 20)
 /* Log lines about bad traffic: a burst of 5, then one a second per kind. */
 #define MESH_LOG_PER_S 1.0
@@ -74,7 +76,65 @@ struct mesh_ctx {
     uint8_t rec[GW_RING_SLOT];
     uint8_t out[MESH_MAX_FRAME + 64];
     uint8_t pt[GW_COAP_MAX_MSG + 64];
+    /* Datagrams to devices, sent in batches with sendmmsg() per socket. */
+    struct {
+        unsigned n;
+        size_t used;
+        struct mmsghdr v[MESH_TX_BATCH];
+        struct iovec iov[MESH_TX_BATCH];
+        struct sockaddr_storage addr[MESH_TX_BATCH];
+        uint8_t buf[MESH_TX_BATCH * 256 + 2 * (MESH_MAX_FRAME + 64)];
+    } tx[MESH_NSOCK];
 };
+
+/* Sends what is queued for socket `which`. A full socket buffer drops the
+ * rest, as the radio would; the scheduler's retransmissions cover it. */
+static void tx_flush(struct mesh_ctx *m, int which)
+{
+    unsigned done = 0;
+    uv_os_fd_t fd;
+    if (m->tx[which].n && uv_fileno((uv_handle_t *)&m->udp[which], &fd) == 0) {
+        for (int tries = 0; done < m->tx[which].n && tries < 4; tries++) {
+            int n = sendmmsg(fd, m->tx[which].v + done, m->tx[which].n - done, 0);
+            if (n <= 0) {
+                if (n < 0 && errno == EINTR)
+                    continue;
+                break;
+            }
+            done += (unsigned)n;
+        }
+    }
+    gw_stat_add(m->stats, GW_STAT_tx_datagrams, done);
+    m->tx[which].n = 0;
+    m->tx[which].used = 0;
+}
+
+static void tx_flush_all(struct mesh_ctx *m)
+{
+    for (int i = 0; i < MESH_NSOCK; i++)
+        if (m->tx[i].n)
+            tx_flush(m, i);
+}
+
+static void tx_queue(struct mesh_ctx *m, int which, const uint8_t *p, size_t n, const struct sockaddr_storage *ss)
+{
+    if (m->tx[which].n == MESH_TX_BATCH || m->tx[which].used + n > sizeof(m->tx[which].buf))
+        tx_flush(m, which);
+    if (n > sizeof(m->tx[which].buf))
+        return;
+    unsigned i = m->tx[which].n++;
+    memcpy(m->tx[which].buf + m->tx[which].used, p, n);
+    m->tx[which].iov[i].iov_base = m->tx[which].buf + m->tx[which].used;
+    m->tx[which].iov[i].iov_len = n;
+    m->tx[which].used += n;
+    m->tx[which].addr[i] = *ss;
+    memset(&m->tx[which].v[i], 0, sizeof(m->tx[which].v[i]));
+    m->tx[which].v[i].msg_hdr.msg_name = &m->tx[which].addr[i];
+    m->tx[which].v[i].msg_hdr.msg_namelen =
+        ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    m->tx[which].v[i].msg_hdr.msg_iov = &m->tx[which].iov[i];
+    m->tx[which].v[i].msg_hdr.msg_iovlen = 1;
+}
 
 /* A log line about traffic, rate-limited per kind (hot path, STYLE). */
 GW_PRINTF(4, 5)
@@ -142,8 +202,11 @@ static void kick_scheduler(struct mesh_ctx *m)
     m->sch_kick = false;
 }
 
+static void tx_flush_all(struct mesh_ctx *m);
+
 static void on_check(uv_check_t *h)
 {
+    tx_flush_all(h->data);
     kick_scheduler(h->data);
 }
 
@@ -302,15 +365,7 @@ static void handle_tx(struct mesh_ctx *m, const struct gw_msg *env, const uint8_
                     gw_ep_str(&dst, eps, sizeof(eps)), m->cfg.mesh_bind);
         return;
     }
-    uv_buf_t b = uv_buf_init((char *)m->out, (unsigned)n);
-    rc = uv_udp_try_send(&m->udp[which], &b, 1, (const struct sockaddr *)&ss);
-    if (rc >= 0) {
-        gw_stat_add(m->stats, GW_STAT_tx_datagrams, 1);
-        return;
-    }
-    /* A full socket buffer or an unreachable device: the scheduler retries. */
-    log_limited(m, LIM_TX, GW_LOG_WARN, "sending %zu bytes to %s: %s", n,
-                gw_ep_str(&dst, eps, sizeof(eps)), uv_strerror(rc));
+    tx_queue(m, which, m->out, n, &ss);
 }
 
 /* Pops and sends at most max records; returns how many were popped. */
@@ -387,7 +442,7 @@ static int open_socket(struct mesh_ctx *m, int which, const struct gw_ep *bind_e
     struct sockaddr_storage ss;
     gw_ep_to_sa(&ep, &ss);
     uv_udp_t *h = &m->udp[which];
-    int rc = uv_udp_init(&m->loop, h);
+    int rc = uv_udp_init_ex(&m->loop, h, (unsigned)ss.ss_family | UV_UDP_RECVMMSG);
     if (rc)
         return rc;
     h->data = m;
