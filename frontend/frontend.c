@@ -932,7 +932,7 @@ int fe_run(const struct gw_config *cfg, int index)
     fe->rtx_timer.data = fe;
     uv_timer_init(&fe->loop, &fe->sweep_timer);
     fe->sweep_timer.data = fe;
-    uv_timer_start(&fe->sweep_timer, on_sweep, 100, 2000);
+    uv_timer_start(&fe->sweep_timer, on_sweep, 100, 5000);
     int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
     for (int i = 0; i < 3; i++) {
         uv_signal_init(&fe->loop, &fe->sig[i]);
