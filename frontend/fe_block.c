@@ -121,7 +121,8 @@ int fe_block_slice(const struct gw_coap_msg *full, uint32_t num, uint8_t szx, ui
         size_t sl = gw_coap_uint_enc((uint32_t)full->payload_len, sv);
         m.opts[m.nopts++] = (struct gw_coap_opt){ GW_OPT_SIZE2, (uint16_t)sl, sv };
     }
-    m.payload = full->payload + off;
+    /* An empty body has no payload pointer: NULL + 0 is undefined in C. */
+    m.payload = full->payload ? full->payload + off : NULL;
     m.payload_len = GW_MIN(bs, full->payload_len - off);
     return gw_coap_encode(&m, out, cap, len);
 }

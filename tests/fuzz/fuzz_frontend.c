@@ -22,10 +22,14 @@
  * tables are put back to that start state after an input changed them, so
  * an input always does the same thing. Clocks are fake.
  *
- * Input: a sequence of records; the first byte of each picks its kind:
+ * Input: a sequence of records; the first byte of each picks its kind (mod 5):
  *   0 datagram   [ep][len:2][bytes]  a client datagram from endpoint ep&3
- *   1 answer     [ep][flags][aux][type][tkl][token:tkl][len:2][bytes]
- *                a RESP record from the scheduler, through gw_msg_decode
+ *   1 answer     [sel][flags][aux][type][tkl][token:tkl][len:2][bytes]
+ *                a RESP record from the scheduler, through gw_msg_decode;
+ *                with sel & 0x80 it answers one of the last REQs pushed
+ *                (its envelope: endpoint, token, Block2 size, req_key),
+ *                else endpoint sel & 3 and the fields given; the code is
+ *                kept a response code, as the scheduler's always is
  *   2 clock      [ms:2]  monotonic += ms*8, wall += ms/128 s
  *   3 timer      run due retransmissions (fe_rtx_due)
  *   4 sweep      fe_session_sweep
@@ -67,6 +71,7 @@
 #define T0_WALL 1700000000
 #define NEPS 4
 #define NLIMITS 8
+#define NPUSHED 8
 
 struct limit {
     uint64_t session;
@@ -94,6 +99,8 @@ static struct {
     uint16_t next_mid;
     uint64_t next_req;
     uint32_t rnd;
+    struct gw_msg pushed[NPUSHED];  /* the last REQ envelopes, for answers */
+    unsigned npushed;
     bool dirty;                     /* the session tables moved off the start state */
     /* The request being answered (for the reply oracle). */
     const struct gw_coap_msg *cur_req;
@@ -101,6 +108,9 @@ static struct {
     uint16_t cur_mid;
     volatile size_t sent_bytes;
 } F;
+
+/* FUZZ_TRACE=1 prints what the harness sees (for writing seeds). */
+static bool trace;
 
 static void fail(const char *what)
 {
@@ -203,6 +213,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     gw_log_init("fuzz_frontend", -1, GW_LOG_ERR);
+    trace = getenv("FUZZ_TRACE") != NULL;
     const char *tmp = getenv("TMPDIR");
     snprintf(F.dir, sizeof(F.dir), "%s/coapgw-fuzz-frontend.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(F.dir))
@@ -291,13 +302,17 @@ static void check_answer(const uint8_t *buf, size_t len)
         fail("answer to a CON is not a piggybacked ACK with its MID");
     if (F.cur_type == GW_COAP_NON && a.type != GW_COAP_NON)
         fail("answer to a NON is not a NON");
-    if ((a.code >> 5) < 2)
-        fail("answer carries a request code");
+    if ((a.code >> 5) != 2 && (a.code >> 5) != 4 && (a.code >> 5) != 5)
+        fail("answer is not a response (2.xx, 4.xx, 5.xx)");
 }
 
 static void reply_now(const struct gw_ep *ep, struct fe_dedup_entry *de, const uint8_t *buf, size_t len)
 {
     check_answer(buf, len);
+    if (trace) {
+        char cs[8];
+        fprintf(stderr, "  answer %s (%zu bytes)\n", gw_coap_code_str(buf[1], cs), len);
+    }
     send_dgram(ep, buf, len);
     if (de)
         fe_dedup_set_resp(&F.dedup, de, buf, len);
@@ -371,6 +386,9 @@ static void push_sch(const struct gw_msg *m, const uint8_t *data)
     /* sch_core.c on_request: anything else is a 5.00 "malformed request record". */
     if (d.len < 12 || gw_coap_parse(F.check, body, d.len, &r) != 0 || r.tkl != 8)
         fail("the frontend built a device request the scheduler cannot parse");
+    F.pushed[F.npushed++ % NPUSHED] = d;
+    if (trace)
+        fprintf(stderr, "  REQ to the scheduler (%u bytes, flags 0x%02x)\n", d.len, d.flags);
 }
 
 static struct limit *limit_for(uint64_t session)
@@ -642,6 +660,8 @@ static void deliver(const struct gw_msg *m, const uint8_t *data)
         GW_IGNORE(fe_rtx_add(&F.rtx, &m->ep, mid, buf, len, notify, m->token, m->tkl, m->session, F.fc.ms,
                              F.rnd++ * 2654435761u));
     send_dgram(&m->ep, buf, len);
+    if (trace)
+        fprintf(stderr, "  delivered %s (%zu bytes, MID 0x%04x)\n", type == GW_COAP_CON ? "CON" : "NON", len, mid);
 }
 
 /* ---- the input ---------------------------------------------------------- */
@@ -688,6 +708,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     F.next_mid = 0x4000;
     F.next_req = 1;
     F.rnd = 1;
+    F.npushed = 0;
     memset(F.limits, 0, sizeof(F.limits));
     if (fe_dedup_init(&F.dedup, 32, (uint64_t)F.cfg.exchange_lifetime_ms, 16384) != 0 ||
         fe_rtx_init(&F.rtx, 16, (uint64_t)F.cfg.client_ack_timeout_ms, (uint32_t)F.cfg.client_max_retransmit) != 0 ||
@@ -696,6 +717,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct in in = { data, size, 0 };
     for (int steps = 0; in.off < in.n && steps < 64; steps++) {
         uint8_t kind = u8(&in);
+        if (trace)
+            fprintf(stderr, "record %d: kind %u\n", steps, kind % 5);
         switch (kind % 5) {
         case 0: {
             const struct gw_ep *ep = &F.ep[u8(&in) % NEPS];
@@ -709,7 +732,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             struct gw_msg m;
             memset(&m, 0, sizeof(m));
             m.kind = GW_MSG_RESP;
-            m.ep = F.ep[u8(&in) % NEPS];
+            uint8_t sel = u8(&in);
+            m.ep = F.ep[sel % NEPS];
             m.flags = u8(&in);
             m.aux = u8(&in) % 7;
             m.client_type = u8(&in) & 1;
@@ -718,9 +742,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 m.token[i] = u8(&in);
             m.session = 1 + (m.token[0] & 3);
             m.req_key = m.token[1];
+            if ((sel & 0x80) && F.npushed) {
+                /* The answer to a request pushed earlier: the envelope is
+                 * the REQ's, as sch_core_send_client makes it. */
+                const struct gw_msg *q = &F.pushed[(F.npushed - 1 - (sel >> 2) % NPUSHED) % NPUSHED];
+                if ((sel >> 2) % NPUSHED < F.npushed) {
+                    uint8_t fl = m.flags & (GW_MF_NOTIFY | GW_MF_SUPPRESS | GW_MF_DEV_NON);
+                    uint32_t aux = m.aux;
+                    m = *q;
+                    m.kind = GW_MSG_RESP;
+                    m.flags = (uint8_t)((q->flags & GW_MF_BLOCK2) | fl | (fl & GW_MF_NOTIFY ? 0 : GW_MF_ANSWER));
+                    m.aux = fl & GW_MF_NOTIFY ? aux : q->aux;
+                }
+            }
             size_t len;
             uint8_t *d = take(&in, u16(&in) & 0x7ff, &len);
             m.len = (uint16_t)len;
+            /* The scheduler only ever sends responses (fuzz_scheduler checks
+             * that): keep the code in class 2, 4 or 5, the rest as it is. */
+            if (len >= 2 && (d[1] >> 5) != 2 && (d[1] >> 5) != 4 && (d[1] >> 5) != 5)
+                d[1] = (uint8_t)(GW_CODE(2, 0) | (d[1] & 31));
             /* drain_from_sch: through the ring's decoder first. */
             uint8_t *rec = malloc(sizeof(m) + len);
             if (!rec)
