@@ -1,0 +1,596 @@
+/* fe_core.c - the frontend's request handling, without sockets or rings.
+ *
+ * Request handling order for a datagram (SPEC S3, S2, S4):
+ *   version != 1: silence (S3.6). Malformed: RST for CON, silence otherwise
+ *   (S3.4). ACK/RST: stop a retransmission. Empty CON: RST (ping).
+ *   Over max_message: 4.13 with Size1 (S3.5). Duplicate (endpoint, MID):
+ *   the stored answer again, or an empty ACK (S3.3). Then a local resource,
+ *   or a proxy request: target syntax, session (4.01), options (4.02),
+ *   device (5.02), scope (4.03), port vs security (4.00), limits (4.29),
+ *   then an empty ACK at once and the request for the scheduler.
+ * Datagrams leave through io.send and records through io.to_sch; the glue
+ * (frontend.c) batches the first and rings the scheduler's doorbell for
+ * the second. The fuzz target tests/fuzz/fuzz_frontend.c drives this file
+ * directly. */
+#include "fe_core.h"
+#include "gw_clock.h"
+#include "gw_coap.h"
+#include "gw_error.h"
+#include "gw_log.h"
+#include "gw_msg.h"
+#include "gw_registry.h"
+
+#include <errno.h>
+#include <ifaddrs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+/* Retransmission jitter and MIDs need no cryptographic randomness: a
+ * xorshift seeded once from getrandom() saves a system call per request. */
+static uint32_t rnd32(void)
+{
+    static uint64_t s;
+    if (s == 0 && (getrandom(&s, sizeof(s), GRND_NONBLOCK) != sizeof(s) || s == 0))
+        s = gw_mono_us() | 1;
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return (uint32_t)(s >> 32);
+}
+
+/* ---- sending ---- */
+
+static void fe_send(struct fe_core *fe, const struct gw_ep *ep, const uint8_t *buf, size_t len)
+{
+    fe->io.send(fe->io.ctx, ep, buf, len);
+}
+
+static void count_code(struct fe_core *fe, uint8_t code)
+{
+    uint8_t cls = code >> 5;
+    if (cls == 2)
+        gw_stat_add(fe->stats, GW_STAT_responses_2xx, 1);
+    else if (cls == 4)
+        gw_stat_add(fe->stats, GW_STAT_responses_4xx, 1);
+    else if (cls == 5)
+        gw_stat_add(fe->stats, GW_STAT_responses_5xx, 1);
+}
+
+static void send_empty(struct fe_core *fe, const struct gw_ep *ep, uint8_t type, uint16_t mid)
+{
+    uint8_t b[4] = { (uint8_t)(0x40 | type << 4), 0, (uint8_t)(mid >> 8), (uint8_t)mid };
+    fe_send(fe, ep, b, 4);
+}
+
+static uint16_t new_mid(struct fe_core *fe)
+{
+    return fe->next_mid++;
+}
+
+/* Answers a request right away: piggybacked on the ACK for CON, a NON
+ * with a fresh MID for NON (RFC 7252 5.2). Remembered for duplicates. */
+static void reply_now(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                      struct fe_dedup_entry *de, const uint8_t *buf, size_t len)
+{
+    fe_send(fe, ep, buf, len);
+    if (de)
+        fe_dedup_set_resp(&fe->dedup, de, buf, len);
+    if (len >= 2)
+        count_code(fe, buf[1]);
+    (void)req;
+}
+
+static void reply_code(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                       struct fe_dedup_entry *de, uint8_t code, const char *diag, uint32_t max_age)
+{
+    uint8_t out[512];
+    struct gw_cb b;
+    uint8_t type = req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
+    uint16_t mid = req->type == GW_COAP_CON ? req->mid : new_mid(fe);
+    gw_cb_init(&b, out, sizeof(out), type, code, mid, req->token, req->tkl);
+    if (max_age != UINT32_MAX)
+        gw_cb_opt_uint(&b, GW_OPT_MAX_AGE, max_age);
+    if (diag)
+        gw_cb_payload(&b, diag, strlen(diag));
+    size_t len;
+    if (gw_cb_finish(&b, &len) == 0)
+        reply_now(fe, ep, req, de, out, len);
+}
+
+static int push_sch(struct fe_core *fe, const struct gw_msg *m, const uint8_t *data)
+{
+    int rc = fe->io.to_sch(fe->io.ctx, m, data);
+    if (rc != 0)
+        gw_stat_add(fe->stats, GW_STAT_ring_full, 1);
+    return rc;
+}
+
+static void tell_obs_gone(struct fe_core *fe, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl, uint64_t session)
+{
+    struct gw_msg m;
+    memset(&m, 0, sizeof(m));
+    m.kind = GW_MSG_OBS_GONE;
+    m.fe = (uint8_t)fe->index;
+    m.ep = *ep;
+    m.tkl = tkl;
+    memcpy(m.token, token, tkl);
+    m.session = session;
+    if (push_sch(fe, &m, NULL) != 0)
+        gw_log_debug(GW_LOG_RING, "scheduler ring full: record dropped");
+}
+
+static void tell_session_end(struct fe_core *fe, const struct gw_session *s)
+{
+    struct gw_msg m;
+    memset(&m, 0, sizeof(m));
+    m.kind = GW_MSG_SESSION_END;
+    m.fe = (uint8_t)fe->index;
+    m.ep = s->ep;
+    m.session = s->id;
+    if (push_sch(fe, &m, NULL) != 0)
+        gw_log_debug(GW_LOG_RING, "scheduler ring full: record dropped");
+    fe_rtx_forget_ep(&fe->rtx, &s->ep);
+}
+
+/* ---- per-session limits ---- */
+
+static struct fe_limit *limit_for(struct fe_core *fe, uint64_t session, bool create)
+{
+    uint32_t mask = fe->limits_cap - 1;
+    uint32_t i = (uint32_t)(session * 0x9e3779b97f4a7c15ull >> 40) & mask;
+    for (uint32_t n = 0; n < fe->limits_cap; n++, i = (i + 1) & mask) {
+        struct fe_limit *l = &fe->limits[i];
+        if (l->session == session)
+            return l;
+        if (l->session == 0) {
+            if (!create)
+                return NULL;
+            l->session = session;
+            l->tokens = (double)fe->cfg.session_burst;
+            l->last_ms = gw_now_ms(fe->clock);
+            l->inflight = 0;
+            return l;
+        }
+    }
+    /* Full: start over (limits are soft state). */
+    memset(fe->limits, 0, sizeof(*fe->limits) * fe->limits_cap);
+    return create ? limit_for(fe, session, true) : NULL;
+}
+
+void fe_core_deliver(struct fe_core *fe, const struct gw_msg *m, const uint8_t *data)
+{
+    if (m->len < 4)
+        return;
+    uint8_t buf[GW_COAP_MAX_MSG + 64];
+    size_t len = m->len;
+    if (len > GW_COAP_MAX_MSG + 16)
+        return;
+    memcpy(buf, data, len);
+    bool notify = m->flags & GW_MF_NOTIFY;
+    if (!notify || (m->flags & GW_MF_ANSWER)) {
+        struct fe_limit *l = limit_for(fe, m->session, false);
+        if (l && l->inflight)
+            l->inflight--;
+    }
+    if (m->flags & GW_MF_SUPPRESS)
+        return;
+    uint8_t type = m->client_type == GW_COAP_CON ? GW_COAP_CON : GW_COAP_NON;
+    if (notify) /* S6.9: CON by default, or the type the device used */
+        type = fe->cfg.obs_notify_con || !(m->flags & GW_MF_DEV_NON) ? GW_COAP_CON : GW_COAP_NON;
+    uint16_t mid = new_mid(fe);
+
+    /* S4.7: the client asked for blocks no larger than 16 << szx. */
+    struct gw_coap_msg full;
+    if ((m->flags & GW_MF_BLOCK2) && !notify && gw_coap_parse(fe->parser, buf, len, &full) == 0 &&
+        full.payload_len > ((size_t)16 << m->aux)) {
+        uint64_t key = gw_hash64(m->token, m->tkl, m->req_key);
+        struct fe_block_xfer *x = fe_blocks_new(&fe->blocks, &m->ep, m->req_key, 2, gw_now_ms(fe->clock));
+        (void)key;
+        if (fe_blocks_append(&fe->blocks, x, buf, len) == 0) {
+            uint8_t out[GW_COAP_MAX_MSG + 64];
+            size_t ol;
+            if (fe_block_slice(&full, 0, (uint8_t)m->aux, type, mid, m->token, m->tkl, out, sizeof(out), &ol) == 0) {
+                memcpy(buf, out, ol);
+                len = ol;
+            }
+        } else {
+            fe_blocks_drop(&fe->blocks, x);
+        }
+    }
+    buf[0] = (uint8_t)((buf[0] & 0xcf) | type << 4);
+    buf[2] = (uint8_t)(mid >> 8);
+    buf[3] = (uint8_t)mid;
+    if (type == GW_COAP_CON) {
+        int rc = fe_rtx_add(&fe->rtx, &m->ep, mid, buf, len, notify, m->token, m->tkl, m->session, gw_now_ms(fe->clock),
+                            rnd32());
+        if (rc)
+            gw_log_debug(GW_LOG_COAP, "retransmission table full: %s", gw_strerror(rc));
+    }
+    fe_send(fe, &m->ep, buf, len);
+    if (notify)
+        gw_stat_add(fe->stats, GW_STAT_notifications, 1);
+    else
+        count_code(fe, buf[1]);
+}
+
+uint64_t fe_core_timer(struct fe_core *fe, uint64_t now)
+{
+    struct fe_rtx_out o;
+    while (fe_rtx_due(&fe->rtx, now, &o)) {
+        if (o.ev == FE_RTX_RESEND) {
+            fe_send(fe, &o.ep, o.buf, o.len);
+            gw_stat_add(fe->stats, GW_STAT_client_retransmissions, 1);
+        } else {
+            gw_stat_add(fe->stats, GW_STAT_client_timeouts, 1);
+            /* S6.4: an observer that fails to ACK a CON notification leaves. */
+            if (o.notify)
+                tell_obs_gone(fe, &o.ep, o.token, o.tkl, o.session);
+        }
+    }
+    return fe_rtx_next(&fe->rtx);
+}
+
+uint64_t fe_core_next(struct fe_core *fe)
+{
+    return fe_rtx_next(&fe->rtx);
+}
+
+static void session_ended_cb(void *ctx, const struct gw_session *s)
+{
+    struct fe_core *fe = ctx;
+    gw_stat_add(fe->stats, GW_STAT_sessions_ended, 1);
+    tell_session_end(fe, s);
+}
+
+void fe_core_sweep(struct fe_core *fe, int64_t now_s)
+{
+    fe_session_sweep(fe->store, &fe->scfg, now_s, 64, session_ended_cb, fe);
+    gw_stat_set(fe->stats, GW_STAT_sessions_live, fe_session_count(fe->store));
+}
+
+/* ---- proxy requests ---- */
+
+static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                         struct fe_dedup_entry *de, const struct fe_target *t)
+{
+    char eps[GW_EP_STRLEN];
+    struct gw_session s;
+    int64_t now_s = gw_now_wall(fe->clock);
+    uint64_t now = gw_now_ms(fe->clock);
+    int rc = fe_session_lookup(fe->store, &fe->scfg, ep, now_s, &s);
+    if (rc) {
+        gw_stat_add(fe->stats, GW_STAT_requests_unauthorized, 1);
+        if (gw_log_ratelimit(&fe->unauth_log, now, (double)fe->cfg.unauth_log_per_s, (double)fe->cfg.unauth_log_per_s * 2)) {
+            uint64_t sup = fe->unauth_log.suppressed;
+            fe->unauth_log.suppressed = 0;
+            gw_log_warn(GW_LOG_AUTH, "no session for %s: proxy request refused with 4.01 (%llu similar lines suppressed)",
+                        gw_ep_str(ep, eps, sizeof(eps)), (unsigned long long)sup);
+        }
+        reply_code(fe, ep, req, de, GW_COAP_UNAUTHORIZED,
+                   "no session for this address and port: POST a token to /sessions first", UINT32_MAX);
+        return;
+    }
+    struct fe_verdict v;
+    int szx;
+    if (fe_route_check_options(req, &szx, &v) != 0) {
+        /* A Block2 follow-up for an answer we hold is served from it (S4.7). */
+        const struct gw_coap_opt *b2 = gw_coap_opt_find(req, GW_OPT_BLOCK2);
+        struct gw_block blk;
+        if (b2 && !gw_coap_opt_find(req, GW_OPT_BLOCK1) && gw_block_decode(b2, &blk)) {
+            uint64_t key = fe_local_target_key(req, t);
+            struct fe_block_xfer *x = fe_blocks_find(&fe->blocks, ep, key, 2, now);
+            struct gw_coap_msg full;
+            if (x && gw_coap_parse(fe->parser, x->data, x->len, &full) == 0) {
+                uint8_t out[GW_COAP_MAX_MSG + 64];
+                size_t ol;
+                uint8_t type = req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
+                uint16_t mid = req->type == GW_COAP_CON ? req->mid : new_mid(fe);
+                if (fe_block_slice(&full, blk.num, blk.szx, type, mid, req->token, req->tkl, out, sizeof(out), &ol) == 0) {
+                    reply_now(fe, ep, req, de, out, ol);
+                    return;
+                }
+                reply_code(fe, ep, req, de, GW_COAP_BAD_OPTION, "Block2 number past the end of the stored answer", UINT32_MAX);
+                return;
+            }
+        }
+        gw_stat_add(fe->stats, GW_STAT_requests_bad, 1);
+        reply_code(fe, ep, req, de, v.code, v.diag, UINT32_MAX);
+        return;
+    }
+    uint8_t mac[GW_MAC_LEN];
+    struct gw_device dev;
+    if (gw_mac_parse(t->host, strlen(t->host), mac) != 0 || gw_registry_get(fe->store, mac, &dev) != 0) {
+        gw_stat_add(fe->stats, GW_STAT_requests_bad, 1);
+        reply_code(fe, ep, req, de, GW_COAP_BAD_GATEWAY, "unknown device: no such MAC ID in the device registry", UINT32_MAX);
+        return;
+    }
+    if (!fe_scope_allows(&s.scope, mac)) {
+        gw_stat_add(fe->stats, GW_STAT_requests_forbidden, 1);
+        reply_code(fe, ep, req, de, GW_COAP_FORBIDDEN, "device outside the token's device scope", UINT32_MAX);
+        return;
+    }
+    if (t->port >= 0) {
+        int want = s.security == GW_SEC_NETMGR ? 4849 : 5683;
+        if (t->port != want) {
+            gw_stat_add(fe->stats, GW_STAT_requests_bad, 1);
+            reply_code(fe, ep, req, de, GW_COAP_BAD_REQUEST,
+                       s.security == GW_SEC_NETMGR ? "port contradicts the session's security=netmgr (4849)"
+                                                   : "port contradicts the session's security=none (5683)",
+                       UINT32_MAX);
+            return;
+        }
+    }
+    /* S2.8: policy limits, 4.29 with Max-Age as a retry hint (RFC 8516). */
+    struct fe_limit *l = limit_for(fe, s.id, true);
+    double elapsed = (double)(now - l->last_ms) / 1000.0;
+    l->last_ms = now;
+    l->tokens += elapsed * (double)fe->cfg.session_rate;
+    if (l->tokens > (double)fe->cfg.session_burst)
+        l->tokens = (double)fe->cfg.session_burst;
+    if (l->inflight >= (uint32_t)fe->cfg.session_max_inflight || l->tokens < 1.0) {
+        gw_stat_add(fe->stats, GW_STAT_requests_rate_limited, 1);
+        uint32_t wait = l->tokens < 1.0 ? (uint32_t)((1.0 - l->tokens) / (double)fe->cfg.session_rate) + 1 : 1;
+        reply_code(fe, ep, req, de, GW_COAP_TOO_MANY,
+                   l->tokens < 1.0 ? "request rate limit of this session reached"
+                                   : "too many requests of this session in flight",
+                   wait);
+        return;
+    }
+
+    uint8_t up[GW_COAP_MAX_MSG + 64];
+    size_t ul;
+    if (fe_route_build(req, t, up, sizeof(up), &ul) != 0 || ul > GW_COAP_MAX_MSG) {
+        gw_stat_add(fe->stats, GW_STAT_requests_bad, 1);
+        reply_code(fe, ep, req, de, GW_COAP_TOO_LARGE, "request too large for the mesh", UINT32_MAX);
+        return;
+    }
+    struct gw_msg m;
+    memset(&m, 0, sizeof(m));
+    m.kind = GW_MSG_REQ;
+    m.security = s.security;
+    m.fe = (uint8_t)fe->index;
+    m.len = (uint16_t)ul;
+    m.client_type = req->type;
+    m.tkl = req->tkl;
+    memcpy(m.token, req->token, req->tkl);
+    m.req_id = ((uint64_t)fe->index << 56) | (fe->next_req++ & 0x00ffffffffffffffull);
+    m.session = s.id;
+    m.ep = *ep;
+    memcpy(m.mac, mac, GW_MAC_LEN);
+    int obs = fe_route_observe(req);
+    if (obs == 0)
+        m.flags |= GW_MF_OBS_REGISTER;
+    else if (obs == 1)
+        m.flags |= GW_MF_OBS_CANCEL;
+    if (szx >= 0) {
+        m.flags |= GW_MF_BLOCK2;
+        m.aux = (uint32_t)szx;
+    }
+    m.req_key = fe_local_target_key(req, t);
+    m.client_mid = req->mid;
+    const struct gw_coap_opt *nr = gw_coap_opt_find(req, GW_OPT_NO_RESPONSE);
+    uint32_t nrv;
+    if (nr && gw_coap_uint(nr->val, nr->len, &nrv))
+        m.noresp = (uint8_t)nrv;
+    if (push_sch(fe, &m, up) != 0) {
+        reply_code(fe, ep, req, de, GW_COAP_UNAVAILABLE, "gateway overloaded: request queue full", 1);
+        return;
+    }
+    l->tokens -= 1.0;
+    l->inflight++;
+    gw_stat_add(fe->stats, GW_STAT_requests_proxied, 1);
+    if (de)
+        de->forwarded = 1;
+    /* S3.1: the empty ACK goes out at once; the answer follows separately. */
+    if (req->type == GW_COAP_CON)
+        send_empty(fe, ep, GW_COAP_ACK, req->mid);
+    if (fe_session_touch(fe->store, &fe->scfg, &s, now_s) != 0)
+        gw_log_debug(GW_LOG_STORE, "session touch failed");
+}
+
+/* ---- datagrams ---- */
+
+void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t *buf, size_t len)
+{
+    uint8_t ver, type;
+    uint16_t mid;
+    gw_stat_add(fe->stats, GW_STAT_rx_datagrams, 1);
+    if (!gw_coap_peek(buf, len, &ver, &type, &mid)) {
+        gw_stat_add(fe->stats, GW_STAT_rx_malformed, 1);
+        return;
+    }
+    if (ver != 1)
+        return; /* S3.6: silently ignored */
+    uint64_t now = gw_now_ms(fe->clock);
+    if (len > (size_t)fe->cfg.max_message) {
+        /* S3.5: 4.13 with Size1 for an over-size request we can still address. */
+        uint8_t tkl = buf[0] & 15, code = buf[1];
+        if (tkl <= 8 && len >= 4u + tkl && (code >> 5) == 0 && code != 0 && type <= GW_COAP_NON) {
+            uint8_t out[64];
+            struct gw_cb b;
+            gw_cb_init(&b, out, sizeof(out), type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON, GW_COAP_TOO_LARGE,
+                       type == GW_COAP_CON ? mid : new_mid(fe), buf + 4, tkl);
+            gw_cb_opt_uint(&b, GW_OPT_SIZE1, (uint32_t)fe->cfg.max_message);
+            gw_cb_payload(&b, "message too large", 17);
+            size_t ol;
+            if (gw_cb_finish(&b, &ol) == 0)
+                fe_send(fe, ep, out, ol);
+            gw_stat_add(fe->stats, GW_STAT_requests_bad, 1);
+        } else {
+            gw_stat_add(fe->stats, GW_STAT_rx_malformed, 1);
+        }
+        return;
+    }
+    struct gw_coap_msg req;
+    int rc = gw_coap_parse(fe->parser, buf, len, &req);
+    if (rc) {
+        /* S3.4: a malformed CON is rejected with RST, anything else dropped. */
+        gw_stat_add(fe->stats, GW_STAT_rx_malformed, 1);
+        if (type == GW_COAP_CON)
+            send_empty(fe, ep, GW_COAP_RST, mid);
+        return;
+    }
+    if (req.type == GW_COAP_ACK || req.type == GW_COAP_RST) {
+        struct fe_rtx_out o;
+        if (fe_rtx_ack(&fe->rtx, ep, req.mid, &o)) {
+            if (req.type == GW_COAP_RST && o.notify)
+                tell_obs_gone(fe, ep, o.token, o.tkl, o.session);
+        }
+        return;
+    }
+    if (req.code == GW_COAP_EMPTY) {
+        if (req.type == GW_COAP_CON)
+            send_empty(fe, ep, GW_COAP_RST, req.mid); /* S3.4: ping */
+        return;
+    }
+    if ((req.code >> 5) != 0) {
+        /* A response sent to us as a request: reject (RFC 7252 4.2/4.3). */
+        if (req.type == GW_COAP_CON)
+            send_empty(fe, ep, GW_COAP_RST, req.mid);
+        return;
+    }
+    struct fe_dedup_entry *de = fe_dedup_find(&fe->dedup, ep, req.mid, now);
+    if (de) {
+        gw_stat_add(fe->stats, GW_STAT_rx_duplicates, 1);
+        if (de->resp)
+            fe_send(fe, ep, de->resp, de->resp_len);
+        else if (req.type == GW_COAP_CON)
+            send_empty(fe, ep, GW_COAP_ACK, req.mid);
+        return;
+    }
+    de = fe_dedup_add(&fe->dedup, ep, req.mid, now);
+
+    if (fe_route_is_proxy(&req)) {
+        struct fe_target t;
+        struct fe_verdict v;
+        rc = fe_route_target(&req, &t, &v);
+        if (rc == 0 && fe_route_is_self(t.host, fe->cfg.names, fe->cfg.listen)) {
+            /* S4.8: a target naming the gateway is served locally. */
+            gw_stat_add(fe->stats, GW_STAT_requests_local, 1);
+            fe_local_handle(&fe->local, ep, &req, &t, de);
+            return;
+        }
+        if (rc == 0) {
+            handle_proxy(fe, ep, &req, de, &t);
+            return;
+        }
+        struct gw_session s;
+        if (fe_session_lookup(fe->store, &fe->scfg, ep, gw_now_wall(fe->clock), &s) != 0) {
+            handle_proxy(fe, ep, &req, de, &t); /* answers 4.01 (S2.4) */
+            return;
+        }
+        gw_stat_add(fe->stats, GW_STAT_requests_bad, 1);
+        reply_code(fe, ep, &req, de, v.code, v.diag, UINT32_MAX);
+        return;
+    }
+    gw_stat_add(fe->stats, GW_STAT_requests_local, 1);
+    fe_local_handle(&fe->local, ep, &req, NULL, de);
+}
+
+/* ---- local resource glue (fe_local calls back into us) ---- */
+
+static void local_reply(void *ctx, const struct gw_ep *ep, const struct gw_coap_msg *req, struct fe_dedup_entry *de,
+                        const uint8_t *buf, size_t len)
+{
+    reply_now(ctx, ep, req, de, buf, len);
+}
+
+static uint16_t local_mid(void *ctx)
+{
+    return new_mid(ctx);
+}
+
+static void local_session_ended(void *ctx, const struct gw_session *s)
+{
+    struct fe_core *fe = ctx;
+    gw_stat_add(fe->stats, GW_STAT_sessions_ended, 1);
+    tell_session_end(fe, s);
+}
+
+static void local_session_created(void *ctx, const struct gw_session *s, const struct gw_ep *moved_from)
+{
+    struct fe_core *fe = ctx;
+    gw_stat_add(fe->stats, GW_STAT_sessions_created, 1);
+    (void)s;
+    (void)moved_from;
+}
+
+/* ---- set-up ---- */
+
+int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, struct gw_store *store,
+                 struct fe_auth *auth, struct gw_coap_parser *parser, const struct fe_io *io, struct gw_stats *stats)
+{
+    memset(fe, 0, sizeof(*fe));
+    fe->cfg = *cfg;
+    fe->index = index;
+    fe->store = store;
+    fe->auth = auth;
+    fe->parser = parser;
+    fe->io = *io;
+    fe->stats = stats;
+    fe->clock = &gw_clock_real;
+    if (fe_dedup_init(&fe->dedup, (uint32_t)fe->cfg.dedup_max, (uint64_t)fe->cfg.exchange_lifetime_ms, 8u << 20) != 0 ||
+        fe_rtx_init(&fe->rtx, (uint32_t)fe->cfg.client_inflight_max, (uint64_t)fe->cfg.client_ack_timeout_ms,
+                    (uint32_t)fe->cfg.client_max_retransmit) != 0 ||
+        fe_blocks_init(&fe->blocks, (uint32_t)fe->cfg.block_transfers_max, (uint64_t)fe->cfg.block_timeout_ms,
+                       (size_t)fe->cfg.block_max_body) != 0) {
+        gw_log_err(GW_LOG_SYS, "out of memory setting up tables");
+        return -ENOMEM;
+    }
+    fe->limits_cap = 1024;
+    while (fe->limits_cap < 2 * (uint64_t)fe->cfg.max_sessions && fe->limits_cap < (1u << 20))
+        fe->limits_cap <<= 1;
+    fe->limits = calloc(fe->limits_cap, sizeof(*fe->limits));
+    if (!fe->limits)
+        return -ENOMEM;
+    fe->scfg = (struct fe_sess_cfg){ fe->cfg.session_idle_s, fe->cfg.session_max_lifetime_s, fe->cfg.max_sessions_per_account,
+                                     fe->cfg.max_sessions, GW_MAX(1, GW_MIN(60, fe->cfg.session_idle_s / 10)) };
+    fe->next_mid = (uint16_t)rnd32();
+    fe->next_req = ((uint64_t)rnd32() << 20);
+    /* S4.8: with a wildcard listen address every local interface address
+     * names the gateway too. */
+    {
+        struct ifaddrs *ifa = NULL;
+        size_t n = strlen(fe->cfg.names);
+        if (getifaddrs(&ifa) == 0) {
+            for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
+                struct gw_ep iep;
+                char a[GW_EP_STRLEN];
+                if (!i->ifa_addr || gw_ep_from_sa(&iep, i->ifa_addr) != 0)
+                    continue;
+                gw_ep_str(&iep, a, sizeof(a));
+                char *colon = strrchr(a, ':'); /* drop ":port" and IPv6 brackets */
+                if (colon)
+                    *colon = '\0';
+                char *h = a[0] == '[' ? a + 1 : a;
+                size_t hl = strlen(h);
+                if (hl && h[hl - 1] == ']')
+                    h[--hl] = '\0';
+                if (n + hl + 2 < sizeof(fe->cfg.names)) {
+                    fe->cfg.names[n++] = ',';
+                    memcpy(fe->cfg.names + n, h, hl + 1);
+                    n += hl;
+                }
+            }
+            freeifaddrs(ifa);
+        }
+    }
+    fe->local = (struct fe_local){
+        .cfg = &fe->cfg, .store = fe->store, .auth = fe->auth, .scfg = &fe->scfg, .blocks = &fe->blocks,
+        .parser = fe->parser, .ctx = fe, .reply = local_reply, .mid = local_mid,
+        .session_ended = local_session_ended, .session_created = local_session_created,
+        .clock = NULL,
+    };
+    return 0;
+}
+
+void fe_core_deinit(struct fe_core *fe)
+{
+    fe_dedup_deinit(&fe->dedup);
+    fe_rtx_deinit(&fe->rtx);
+    fe_blocks_deinit(&fe->blocks);
+    free(fe->limits);
+    fe->limits = NULL;
+}

@@ -1,0 +1,80 @@
+/* fe_core.h - the frontend's request handling, apart from sockets and rings
+ * (STYLE "Logic apart from I/O"): datagrams in, datagrams and scheduler
+ * records out through struct fe_io. frontend.c is the libuv glue; the
+ * fuzz target drives this directly. */
+#ifndef FE_CORE_H
+#define FE_CORE_H
+
+#include "fe_auth.h"
+#include "fe_block.h"
+#include "fe_local.h"
+#include "fe_msglayer.h"
+#include "fe_route.h"
+#include "fe_session.h"
+#include "gw_clock.h"
+#include "gw_config.h"
+#include "gw_log.h"
+#include "gw_msg.h"
+#include "gw_stats.h"
+
+/* Per-session policy state (S2.8): token bucket and requests in flight. */
+struct fe_limit {
+    uint64_t session;
+    double tokens;
+    uint64_t last_ms;
+    uint32_t inflight;
+};
+
+struct fe_io {
+    void *ctx;
+    /* A datagram for a client (may be queued and batched by the caller). */
+    void (*send)(void *ctx, const struct gw_ep *ep, const uint8_t *buf, size_t len);
+    /* A record for the scheduler: 0, or GW_EFULL when its ring is full. */
+    int (*to_sch)(void *ctx, const struct gw_msg *m, const uint8_t *data);
+};
+
+struct fe_core {
+    struct gw_config cfg;
+    int index;
+    struct gw_store *store;
+    struct fe_auth *auth;
+    struct gw_coap_parser *parser;
+    struct fe_io io;
+    struct fe_dedup dedup;
+    struct fe_rtx rtx;
+    struct fe_blocks blocks;
+    struct fe_sess_cfg scfg;
+    struct fe_local local;
+    struct gw_stats *stats;
+    uint16_t next_mid;
+    uint64_t next_req;
+    struct gw_log_limit unauth_log;
+    struct fe_limit *limits;
+    uint32_t limits_cap;
+    const struct gw_clock *clock;   /* the real clock; tests and fuzzing set a fake one */
+};
+
+/* Replaces the clock (fe_core_init sets the real one). */
+static inline void fe_core_set_clock(struct fe_core *c, const struct gw_clock *clock)
+{
+    c->clock = clock;
+    c->local.clock = clock;
+}
+
+/* Sets up the tables (bounded by cfg). store, auth and parser stay the
+ * caller's. Returns 0 or -ENOMEM. */
+int fe_core_init(struct fe_core *c, const struct gw_config *cfg, int index, struct gw_store *store,
+                 struct fe_auth *auth, struct gw_coap_parser *parser, const struct fe_io *io,
+                 struct gw_stats *stats) GW_NODISCARD;
+void fe_core_deinit(struct fe_core *c);
+/* One datagram from a client. */
+void fe_core_datagram(struct fe_core *c, const struct gw_ep *ep, const uint8_t *buf, size_t len);
+/* One RESP record from the scheduler: an answer or a notification. */
+void fe_core_deliver(struct fe_core *c, const struct gw_msg *m, const uint8_t *data);
+/* Runs retransmissions due at `now`; returns the next deadline or UINT64_MAX. */
+uint64_t fe_core_timer(struct fe_core *c, uint64_t now);
+uint64_t fe_core_next(struct fe_core *c);
+/* Ends expired sessions (and tells the scheduler). */
+void fe_core_sweep(struct fe_core *c, int64_t now_s);
+
+#endif
