@@ -468,6 +468,60 @@ def test_block2_size_preference_on_proxied_get():
         assert body == whole.payload and num >= 3
 
 
+def test_registry_changes_while_running():
+    """S7.2: the device registry is re-read on SIGHUP and by `coapgw devices import`."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="coapgw-dev-")
+    base = "127.0.33"
+    rows = [(NORMAL, base + ".1", "normal", KEY, 5683, 4849, "")]
+    f = write_devices(os.path.join(d, "devices.csv"), rows)
+    with gateway("registry", f, meshsim=1) as gw:
+        c = Client(gw)
+        gw.session(c)
+        r, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
+        assert r.code == code(2, 5), r
+        new = "0200000000000077"
+        r, _ = c.request(GET, proxy="coap://%s/value" % new)
+        assert r.code == code(5, 2), r
+        # `coapgw devices import` with a file naming the new device (the
+        # simulator answers for the address of the first one).
+        f2 = write_devices(os.path.join(d, "more.csv"), rows + [(new, base + ".1", "normal", KEY, 5683, 4849, "")])
+        out = gw.coapgw("devices", "import", f2).stdout
+        assert "2 devices" in out, out
+        lst = gw.coapgw("devices", "list").stdout
+        assert new in lst and KEY not in lst, lst
+        # A bad line is reported with its number and skipped; the rest applies.
+        with open(f, "a") as fh:
+            fh.write("not-a-mac,1.2.3.4,normal,%s\n" % KEY)
+        os.kill(gw.pid("supervisor"), signal.SIGHUP)
+        wait_for(lambda: "devices.csv:3" in open(gw.log_path).read(), 10, "bad line reported with its number")
+        r, _ = c.request(GET, proxy="coap://%s/value" % new)
+        assert r.code == code(5, 2), "SIGHUP re-read the original file: %r" % r
+
+
+def test_metrics_over_http():
+    """S10.2: metrics in the Prometheus text format from the supervisor."""
+    import urllib.request
+    from gwtest import free_udp_port
+    import socket as so
+    s = so.socket(so.AF_INET, so.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with sim_gateway("metrics", metrics_listen="127.0.0.1:%d" % port) as gw:
+        c = Client(gw)
+        gw.session(c)
+        r, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
+        assert r.code == code(2, 5)
+        body = wait_for(lambda: urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=2).read().decode(),
+                        10, "metrics endpoint")
+        assert "# TYPE coapgw_requests_proxied_total counter" in body, body[:500]
+        assert 'coapgw_up{role="scheduler"} 1' in body
+        proxied = [l for l in body.splitlines() if l.startswith("coapgw_requests_proxied_total") and "frontend" in l]
+        assert proxied and int(float(proxied[0].split()[-1])) >= 1, proxied
+        assert "coapgw_restarts_total" in body and "coapgw_sessions_live" in body
+
+
 TESTS = [
     test_first_request_with_coap_client,
     test_separate_response_after_empty_ack,
@@ -491,6 +545,8 @@ TESTS = [
     test_meshio_restart_never_reuses_a_nonce,
     test_no_response_option,
     test_block2_size_preference_on_proxied_get,
+    test_registry_changes_while_running,
+    test_metrics_over_http,
 ]
 
 if __name__ == "__main__":
