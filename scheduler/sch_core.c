@@ -44,6 +44,18 @@ static uint64_t now_ms(struct sch_core *c)
     return gw_now_ms(c->clock);
 }
 
+/* MIDs to a device must not repeat within EXCHANGE_LIFETIME (247 s), or the
+ * device takes a new request for a duplicate, also after the scheduler
+ * restarted and forgot its counters. The counter therefore never lags a
+ * floor that advances 256 MIDs a second on CLOCK_MONOTONIC (system-wide,
+ * so a successor computes the same floor): whatever a predecessor sent in
+ * the last 247 s lies behind it, as long as a device gets fewer than 256
+ * requests a second (NSTART and the mesh's latency keep it far below). */
+static uint16_t mid_floor(uint64_t ms)
+{
+    return (uint16_t)(ms * 256 / 1000);
+}
+
 static struct sch_dev *dev_get(struct sch_core *c, const uint8_t mac[GW_MAC_LEN], bool create)
 {
     struct sch_dev *d = sch_map_get(&c->devs, mac_key(mac));
@@ -53,7 +65,7 @@ static struct sch_dev *dev_get(struct sch_core *c, const uint8_t mac[GW_MAC_LEN]
     if (!d)
         return NULL;
     memcpy(d->mac, mac, GW_MAC_LEN);
-    d->next_mid = (uint16_t)c->out.rand32(c->out.ctx);
+    d->next_mid = mid_floor(now_ms(c));
     d->qhead = d->qtail = d->active = -1;
     if (sch_map_put(&c->devs, mac_key(mac), d) != 0) {
         free(d);
@@ -288,6 +300,9 @@ static void send_txn(struct sch_core *c, struct sch_dev *d, uint32_t idx)
 {
     struct sch_txn *t = T(c, idx);
     uint64_t now = now_ms(c);
+    uint16_t floor = mid_floor(now);
+    if ((int16_t)(uint16_t)(floor - d->next_mid) > 0)
+        d->next_mid = floor;
     t->dev_mid = d->next_mid++;
     t->data[2] = (uint8_t)(t->dev_mid >> 8);
     t->data[3] = (uint8_t)t->dev_mid;
@@ -816,6 +831,15 @@ static void recover(struct sch_core *c)
             if (s != SCH_TXN_FREE)
                 set_state(t, SCH_TXN_FREE);
             c->freelist[c->nfree++] = i;
+            /* A finished exchange keeps its device and MID in the slot: a
+             * successor continues each device's MIDs after the ones used
+             * in the last EXCHANGE_LIFETIME (see mid_floor). */
+            uint64_t now = now_ms(c);
+            if (s == SCH_TXN_FREE && t->first_sent && now - t->first_sent < (uint64_t)c->cfg.exchange_lifetime_ms) {
+                struct sch_dev *d = dev_get(c, t->env.mac, true);
+                if (d && (int16_t)(uint16_t)(t->dev_mid + 1 - d->next_mid) > 0)
+                    d->next_mid = (uint16_t)(t->dev_mid + 1);
+            }
             continue;
         }
         if (order)
@@ -844,7 +868,7 @@ static void recover(struct sch_core *c)
             continue;
         }
         d->milli = t->milli;
-        if ((uint16_t)(t->dev_mid + 1) != 0 && s != SCH_TXN_QUEUED)
+        if (s != SCH_TXN_QUEUED && (int16_t)(uint16_t)(t->dev_mid + 1 - d->next_mid) > 0)
             d->next_mid = (uint16_t)(t->dev_mid + 1);
         if (s == SCH_TXN_QUEUED) {
             if (d->qtail >= 0)

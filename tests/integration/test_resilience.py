@@ -159,7 +159,7 @@ def test_kill_every_role_under_load():
         assert dup == 0, "%d requests got more than one final response" % dup
         assert unauth == 0, "a session was lost (4.01)"
         ok = codes.get(code(2, 5), 0)
-        assert ok >= total * 0.9, "too few successful answers: %d of %d" % (ok, total)
+        assert ok >= total * 0.98, "too few successful answers: %d of %d" % (ok, total)
         # Observers: increasing numbers, no repeats, and still notified after the last kill.
         last_kill = max(t for _, t, _, _ in kills)
         for c in observers:

@@ -710,3 +710,27 @@ Test(core, client_retransmission_after_frontend_restart_is_not_forwarded_twice)
     h_request(&(struct h_req){ .mac = DEV_A, .port = 40001, .tok = "d1", .path = "dup2" });
     cr_assert_eq(H.nmesh, 2);
 }
+
+/* A restarted scheduler must not reuse a MID it sent to a device within
+ * EXCHANGE_LIFETIME: the device would take the new request for a
+ * duplicate of the old one (RFC 7252 4.5) and answer it with the old
+ * answer. Found by the resilience suite (5.02 after scheduler kills). */
+Test(core, restart_continues_each_devices_mids)
+{
+    h_start();
+    uint16_t last = 0;
+    for (int i = 0; i < 5; i++) {
+        char path[8];
+        snprintf(path, sizeof(path), "p%d", i);
+        h_request(&(struct h_req){ .mac = DEV_A, .port = 40001, .tok = "mm", .path = path });
+        struct h_pkt req;
+        h_last_tx(&req);
+        h_piggy(DEV_A, &req, GW_COAP_CONTENT, "1");
+        last = req.mid;
+    }
+    h_restart();
+    h_request(&(struct h_req){ .mac = DEV_A, .port = 40001, .tok = "mn", .path = "after" });
+    struct h_pkt req;
+    h_last_tx(&req);
+    cr_assert_eq(req.mid, (uint16_t)(last + 1), "MID %u after a restart, %u before", req.mid, last);
+}
