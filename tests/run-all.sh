@@ -2,10 +2,10 @@
 # README command 2: installs what is missing, builds, and runs every test:
 #   1. release build (warnings are errors): unit, stress and integration tests
 #   2. ASan+UBSan build: the same unit and integration tests
-#   3. libFuzzer smoke run of every fuzz target (clang)
+#   3. the ring's thread tests under TSan; a libFuzzer smoke run of every fuzz target (clang)
 #   4. deployment checks (docker-compose config)
 # Each stage prints its own results; the last line sums them up.
-# Environment: SKIP_ASAN=1, SKIP_FUZZ=1 skip stages; FUZZ_SECONDS per target.
+# Environment: SKIP_ASAN=1, SKIP_TSAN=1, SKIP_FUZZ=1 skip stages; FUZZ_SECONDS per target.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -64,6 +64,17 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
     stage "integration tests (asan+ubsan)" integration "$here/build-asan"
     stage "hostile traffic (asan+ubsan)" hostile "$here/build-asan"
     unset ASAN_OPTIONS UBSAN_OPTIONS
+fi
+
+if [ "${SKIP_TSAN:-0}" != 1 ]; then
+    # The ring's two-thread tests under ThreadSanitizer (criterion itself
+    # cannot start under TSan, so test_ring runs them as a plain program).
+    tsan() {
+        cmake -S "$here" -B "$here/build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOAPGW_TSAN=ON >/dev/null &&
+            cmake --build "$here/build-tsan" -j"$jobs" --target unit_common_test_ring >/dev/null &&
+            TSAN_OPTIONS=halt_on_error=1 "$here/build-tsan/tests/unit_common_test_ring"
+    }
+    stage "ring thread tests (tsan)" tsan
 fi
 
 if [ "${SKIP_FUZZ:-0}" != 1 ] && [ -f "$here/tests/fuzz/run-smoke.sh" ]; then
