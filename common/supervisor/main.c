@@ -170,6 +170,13 @@ static int cmd_role(enum sup_cmd cmd, const struct gw_config *cfg, int index)
             pidfile[0] = '\0';
         }
     }
+    /* ps and top show the role, not "exe" (children are spawned from /proc/self/exe). */
+    char comm[16];
+    if (cmd == SUP_CMD_SCHEDULER || cmd == SUP_CMD_MESHIO)
+        snprintf(comm, sizeof(comm), "coapgw-%s", cmd == SUP_CMD_SCHEDULER ? "sched" : "meshio");
+    else
+        snprintf(comm, sizeof(comm), "coapgw-fe%d", index);
+    prctl(PR_SET_NAME, comm, 0, 0, 0);
     int code;
     if (cmd == SUP_CMD_SCHEDULER)
         code = sch_run(cfg);
@@ -201,6 +208,7 @@ int main(int argc, char **argv)
     if (a.cmd == SUP_CMD_MESHSIM) {
         if (supervised())
             die_with_supervisor();
+        prctl(PR_SET_NAME, "coapgw-meshsim", 0, 0, 0);
         return meshsim_main(a.sub_argc, a.sub_argv);
     }
 
