@@ -253,6 +253,22 @@ static void pump(struct sch_core *c, struct sch_dev *d)
     }
 }
 
+/* The device exchange of idx is over: it leaves its device's active list
+ * and becomes ANSWERED *before* t->data is overwritten with the client's
+ * answer, so a successor never takes an answer for a request to resend. */
+static void end_exchange(struct sch_core *c, uint32_t idx)
+{
+    struct sch_txn *t = T(c, idx);
+    uint32_t s = tstate(t);
+    if (s != SCH_TXN_SENT && s != SCH_TXN_ACKED)
+        return;
+    struct sch_dev *d = dev_get(c, t->env.mac, false);
+    if (d)
+        dev_unlink_active(c, d, idx);
+    c->gen[idx]++;
+    set_state(t, SCH_TXN_ANSWERED);
+}
+
 /* Ends a transaction: hands the answer in t->data to its client (if any)
  * and frees the slot; the next queued request of the device goes out. */
 static void finish(struct sch_core *c, uint32_t idx)
@@ -288,6 +304,7 @@ void sch_core_finish_txn(struct sch_core *c, uint32_t idx)
 void sch_core_finish_error(struct sch_core *c, uint32_t idx, uint8_t code, const char *diag)
 {
     struct sch_txn *t = T(c, idx);
+    end_exchange(c, idx);
     size_t len = 0;
     if (sch_core_error_bytes(&t->env, code, diag, UINT32_MAX, t->data, sizeof(t->data), &len) != 0)
         len = 0;
@@ -542,6 +559,8 @@ static bool response_forwardable(const struct gw_coap_msg *r)
 static void on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg *resp)
 {
     struct sch_txn *t = T(c, idx);
+    /* resp points into the parser, not into t->data: safe to end first. */
+    end_exchange(c, idx);
     uint8_t cls = resp->code >> 5;
     if (cls != 2 && cls != 4 && cls != 5) {
         /* A request code in an ACK, or a reserved class 1, 6 or 7 (RFC 7252
@@ -791,6 +810,22 @@ void sch_core_flush(struct sch_core *c)
         struct sch_txn *t = T(c, i);
         if (tstate(t) != SCH_TXN_ANSWERED)
             continue;
+        if (!t->has_client) {
+            txn_release(c, i);
+            continue;
+        }
+        /* A predecessor killed while writing the answer leaves something
+         * that is not an answer for this client: say so instead (S1.3). */
+        if (t->data_len < 4 || t->data_len > sizeof(t->data) || ((t->data[1] >> 5) != 2 && (t->data[1] >> 5) != 4 &&
+            (t->data[1] >> 5) != 5) || (t->data[0] & 15) != t->env.tkl ||
+            memcmp(t->data + 4, t->env.token, t->env.tkl) != 0) {
+            size_t len = 0;
+            if (sch_core_error_bytes(&t->env, GW_COAP_BAD_GATEWAY, "answer lost in a scheduler restart", UINT32_MAX,
+                                     t->data, sizeof(t->data), &len) != 0)
+                len = 0;
+            t->data_len = (uint16_t)len;
+            t->answer_flags = 0;
+        }
         if (sch_core_send_client(c, &t->env, t->answer_flags, t->answer_aux, t->data, t->data_len) != 0) {
             c->pending_answers++;
             continue;

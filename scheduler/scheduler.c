@@ -95,8 +95,12 @@ static int to_client(void *ctx, const struct gw_msg *env, const uint8_t *data)
             }
     }
     struct gw_ring *r = gw_shm_ring(&s->shm, gw_ring_sch_to_fe(&s->shm, fe));
-    int rc = s->ovf_head ? GW_EFULL : gw_ring_push2(r, env, sizeof(*env), data, env->len);
-    if (rc == GW_EFULL && s->ovf_bytes < SCH_OVF_MAX_BYTES) {
+    /* Answers never wait in this (memory-only) queue: a full ring leaves them
+     * in their transaction slot (shared memory, ANSWERED) to be sent again,
+     * so a scheduler crash cannot lose them. Notifications may wait here. */
+    bool notify = env->flags & GW_MF_NOTIFY;
+    int rc = (s->ovf_head && notify) ? GW_EFULL : gw_ring_push2(r, env, sizeof(*env), data, env->len);
+    if (rc == GW_EFULL && notify && s->ovf_bytes < SCH_OVF_MAX_BYTES) {
         uint32_t len = (uint32_t)sizeof(*env) + env->len;
         struct ovf *o = malloc(sizeof(*o) + len);
         if (o) {
