@@ -12,6 +12,7 @@
  *      directory, created once), checking that the registry then holds
  *      exactly the devices the load reported, each findable by MAC and by
  *      both of its addresses (unless another device took that address). */
+#include "fuzz_util.h"
 #include "gw_devfile.h"
 #include "gw_error.h"
 #include "gw_log.h"
@@ -44,31 +45,10 @@ static void write_file(const char *p, const void *data, size_t n)
     close(fd);
 }
 
-static void rmtree(const char *d, int depth)
-{
-    DIR *dp = opendir(d);
-    if (!dp)
-        return;
-    struct dirent *e;
-    char p[1200];
-    while ((e = readdir(dp))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", d, e->d_name);
-        struct stat st;
-        if (depth > 0 && lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            rmtree(p, depth - 1);
-        else
-            unlink(p);
-    }
-    closedir(dp);
-    rmdir(d);
-}
-
 static void cleanup(void)
 {
     gw_store_close(&store);
-    rmtree(dir, 1);
+    fuzz_rmtree(dir, 1);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

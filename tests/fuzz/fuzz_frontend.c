@@ -31,6 +31,7 @@
  * or a NON for a NON; every REQ envelope the frontend pushes decodes with
  * gw_msg_decode and carries a device request that the scheduler can parse
  * (8-byte token, S4.3). */
+#include "fuzz_util.h"
 #include "fe_core.h"
 #include "gw_addr.h"
 #include "gw_clock.h"
@@ -92,27 +93,6 @@ static void fail(const char *what)
 
 /* ---- set-up ------------------------------------------------------------- */
 
-static void rmtree(const char *d, int depth)
-{
-    DIR *dp = opendir(d);
-    if (!dp)
-        return;
-    struct dirent *e;
-    char p[1200];
-    while ((e = readdir(dp))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", d, e->d_name);
-        struct stat st;
-        if (depth > 0 && lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            rmtree(p, depth - 1);
-        else
-            unlink(p);
-    }
-    closedir(dp);
-    rmdir(d);
-}
-
 static void write_file(const char *path, const char *text)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -128,7 +108,7 @@ static void cleanup(void)
     gw_coap_parser_free(F.parser);
     gw_coap_parser_free(F.check);
     gw_store_close(&F.store);
-    rmtree(F.dir, 1);
+    fuzz_rmtree(F.dir, 1);
 }
 
 static void ep4(struct gw_ep *ep, uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port)

@@ -31,6 +31,7 @@
  * decodes as the frontend decodes it and carries a message that parses with
  * the client's token; every record for the mesh is a MESH_TX whose message
  * parses (a request with an 8-byte token, or an empty ACK/RST). */
+#include "fuzz_util.h"
 #include "gw_clock.h"
 #include "gw_coap.h"
 #include "gw_config.h"
@@ -82,32 +83,11 @@ static void fail(const char *what)
     abort();
 }
 
-static void rmtree(const char *d, int depth)
-{
-    DIR *dp = opendir(d);
-    if (!dp)
-        return;
-    struct dirent *e;
-    char p[1200];
-    while ((e = readdir(dp))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", d, e->d_name);
-        struct stat st;
-        if (depth > 0 && lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            rmtree(p, depth - 1);
-        else
-            unlink(p);
-    }
-    closedir(dp);
-    rmdir(d);
-}
-
 static void cleanup(void)
 {
     gw_coap_parser_free(S.check);
     gw_store_close(&S.store);
-    rmtree(S.dir, 1);
+    fuzz_rmtree(S.dir, 1);
 }
 
 /* ---- callbacks ---------------------------------------------------------- */
