@@ -127,8 +127,9 @@ struct gw_block { uint32_t num; bool more; uint8_t szx; };
 bool gw_block_decode(const struct gw_coap_opt *o, struct gw_block *b);
 size_t gw_block_encode(const struct gw_block *b, uint8_t out[4]);
 
-/* A tiny response: header copied from req (type ACK for CON, NON for NON),
- * the request's token, optional Content-Format (-1 = none), text payload. */
+/* A tiny response to req: ACK with req's MID for CON, otherwise NON with
+ * req's MID (the caller sets a fresh one for NON, RFC 7252 4.4), the
+ * request's token, and diag as a text payload. */
 int gw_coap_simple_reply(const struct gw_coap_msg *req, uint8_t code, const char *diag, uint8_t *buf,
                          size_t cap, size_t *len) GW_NODISCARD;
 

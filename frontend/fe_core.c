@@ -185,9 +185,7 @@ void fe_core_deliver(struct fe_core *fe, const struct gw_msg *m, const uint8_t *
     struct gw_coap_msg full;
     if ((m->flags & GW_MF_BLOCK2) && !notify && gw_coap_parse(fe->parser, buf, len, &full) == 0 &&
         full.payload_len > ((size_t)16 << m->aux)) {
-        uint64_t key = gw_hash64(m->token, m->tkl, m->req_key);
         struct fe_block_xfer *x = fe_blocks_new(&fe->blocks, &m->ep, m->req_key, 2, gw_now_ms(fe->clock));
-        (void)key;
         if (fe_blocks_append(&fe->blocks, x, buf, len) == 0) {
             uint8_t out[GW_COAP_MAX_MSG + 64];
             size_t ol;

@@ -435,6 +435,22 @@ static void devices_res(struct fe_local *l, const struct gw_ep *ep, const struct
     free(dl.buf);
 }
 
+/* A fixed document answered to GET (S8.1). */
+static void fixed_get(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                      struct fe_dedup_entry *de, const struct answer *tmpl, int cf, const char *doc, size_t len)
+{
+    if (req->code != GW_COAP_GET) {
+        answer_text(l, ep, req, de, GW_COAP_NOT_ALLOWED, "use GET");
+        return;
+    }
+    struct answer a = *tmpl;
+    a.code = GW_COAP_CONTENT;
+    a.cf = cf;
+    a.payload = (const uint8_t *)doc;
+    a.len = len;
+    send_answer(l, ep, req, de, &a);
+}
+
 /* Dispatch once the whole request body is known. */
 static void dispatch(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
                      struct fe_dedup_entry *de, const struct parts *p, const uint8_t *body, size_t blen,
@@ -442,16 +458,7 @@ static void dispatch(struct fe_local *l, const struct gw_ep *ep, const struct gw
 {
     uint8_t code = req->code;
     if (p->nseg == 2 && seg_is(p, 0, ".well-known") && seg_is(p, 1, "core")) {
-        if (code != GW_COAP_GET) {
-            answer_text(l, ep, req, de, GW_COAP_NOT_ALLOWED, "use GET");
-            return;
-        }
-        struct answer a = *tmpl;
-        a.code = GW_COAP_CONTENT;
-        a.cf = 40;
-        a.payload = (const uint8_t *)core_links;
-        a.len = sizeof(core_links) - 1;
-        send_answer(l, ep, req, de, &a);
+        fixed_get(l, ep, req, de, tmpl, 40, core_links, sizeof(core_links) - 1);
         return;
     }
     if (p->nseg == 1 && seg_is(p, 0, "echo")) {
@@ -467,16 +474,7 @@ static void dispatch(struct fe_local *l, const struct gw_ep *ep, const struct gw
         return;
     }
     if (p->nseg == 1 && seg_is(p, 0, "help")) {
-        if (code != GW_COAP_GET) {
-            answer_text(l, ep, req, de, GW_COAP_NOT_ALLOWED, "use GET");
-            return;
-        }
-        struct answer a = *tmpl;
-        a.code = GW_COAP_CONTENT;
-        a.cf = 0;
-        a.payload = (const uint8_t *)help_text;
-        a.len = sizeof(help_text) - 1;
-        send_answer(l, ep, req, de, &a);
+        fixed_get(l, ep, req, de, tmpl, 0, help_text, sizeof(help_text) - 1);
         return;
     }
     if (p->nseg >= 1 && seg_is(p, 0, "sessions")) {
