@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Integration tests through real processes: the supervisor, frontend,
 scheduler and meshio, the mesh simulator, libcoap's coap-client-notls and
-coap-server-notls. Clause numbers refer to ../shared/SPEC.md."""
+coap-server-notls. Clause numbers refer to PROTOCOL.md at the repository root."""
 import os
 import signal
 import subprocess
