@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: MIT */
+/* gw_addr.c - UDP endpoints and MAC IDs: sockaddr conversion, parsing, formatting, comparison
+ * and hashing (see gw_addr.h). */
 #include "gw_addr.h"
 #include "gw_error.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_addr.h - compact UDP endpoints: the key of sessions, dedup entries and
  * observers, and the client address carried in ring envelopes. Fixed size,
  * no pointers, so it can live in shared memory and LMDB as it is. */

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: MIT */
+/* gw_clock.c - the real monotonic and wall clocks, and the fake clock tests drive (see
+ * gw_clock.h). */
 #include "gw_clock.h"
 
 #include <time.h>

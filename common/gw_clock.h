@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_clock.h - time sources. Logic takes a struct gw_clock so that tests
  * can drive it with a fake clock; CLOCK_MONOTONIC is system-wide, so a
  * deadline written to shared memory by one process means the same in the

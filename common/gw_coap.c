@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_coap.c - parse with libcoap, encode with our own builder (see gw_coap.h
  * for why libcoap cannot be used for the bytes we emit). */
 #include "gw_coap.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_coap.h - CoAP messages as the gateway sees them (RFC 7252).
  *
  * Parsing: incoming datagrams are parsed by libcoap's coap_pdu_parse() into

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: MIT */
+/* gw_config.c - the table of configuration keys with defaults and ranges, and the file and
+ * environment readers (see gw_config.h). */
 #include "gw_config.h"
 #include "gw_error.h"
 #include "gw_log.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_config.h - one configuration for every role.
  *
  * Sources, later ones winning: built-in defaults, the file given with -c

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_defs.h - attributes and small helpers shared by every coapgw module. */
 #ifndef GW_DEFS_H
 #define GW_DEFS_H

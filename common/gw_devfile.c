@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_devfile.c - devices file parser and generator (see gw_devfile.h). */
 #include "gw_devfile.h"
 #include "gw_addr.h"

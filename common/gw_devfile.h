@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_devfile.h - the devices file (SPEC S7.2): MAC ID -> mesh address, ports,
  * device type and key. Read by the gateway's device registry and by the mesh
  * simulator (S7.3), written by `coapgw meshsim --generate`.

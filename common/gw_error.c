@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* gw_error.c - gw_strerror(): one text for errno, GW_E*, MDB_* and UV_* codes (see gw_error.h). */
 #include "gw_error.h"
 
 #include <lmdb.h>

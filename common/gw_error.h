@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_error.h - error convention.
  *
  * Functions return int: 0 on success, a negative errno value, or a GW_E*

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* gw_heap.c - the binary min-heap of timer deadlines with lazy deletion (see gw_heap.h). */
 #include "gw_heap.h"
 #include "gw_error.h"
 

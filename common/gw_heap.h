@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_heap.h - a binary min-heap of timer deadlines with lazy deletion.
  *
  * Items carry (deadline, id, gen); the owner keeps a generation per id and

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: MIT */
+/* gw_log.c - the log sink: level filter, role/pid prefix, rate limiting of noisy lines (see
+ * gw_log.h). */
 #include "gw_log.h"
 
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_log.h - the log sink, the one global in coapgw.
  *
  * Every line is prefixed with time, level, role[instance] and pid so that

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* gw_msg.c - bounds checks of a ring record before anyone reads its envelope (see gw_msg.h). */
 #include "gw_msg.h"
 #include "gw_error.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_msg.h - the envelope that crosses the rings.
  *
  * A record is a fixed struct gw_msg followed by `len` bytes of CoAP message.

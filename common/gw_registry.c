@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: MIT */
+/* gw_registry.c - the device registry in LMDB: look-ups by MAC and by address, whole-file
+ * imports (see gw_registry.h). */
 #include "gw_registry.h"
 #include "gw_error.h"
 #include "gw_log.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_registry.h - the device registry in LMDB (SPEC S4.2, S7.2).
  *
  * Loaded from devices_file (gw_devfile.h) in one write transaction, so an

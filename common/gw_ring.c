@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: MIT */
+/* gw_ring.c - SPSC ring push/pop and the FIFO doorbells; the contract is at the top of
+ * gw_ring.h. */
 #include "gw_ring.h"
 #include "gw_error.h"
 

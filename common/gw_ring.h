@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_ring.h - lock-free single-producer/single-consumer rings in shared memory.
  *
  * CONTRACT
@@ -108,14 +109,16 @@ static inline uint32_t gw_ring_count(const struct gw_ring *r)
 }
 static inline bool gw_ring_empty(const struct gw_ring *r) { return gw_ring_count(r) == 0; }
 
-/* Doorbells. gw_bell_ring is called by a producer after a batch; it returns
- * true when the consumer was asleep and must be woken (write the FIFO). */
+/* Doorbells. A producer calls gw_bell_should_wake after publishing a batch;
+ * it returns true when the consumer was asleep and must be woken, which the
+ * producer does with gw_bell_fifo_kick. */
 bool gw_bell_should_wake(struct gw_bell *b);
 /* Consumer about to sleep: marks it, then the caller re-checks its rings. */
 void gw_bell_prepare_sleep(struct gw_bell *b);
 void gw_bell_awake(struct gw_bell *b);
 
-/* FIFO plumbing: path is data_dir/bell-NAME. open_* return an fd or -errno. */
+/* FIFO plumbing: path is data_dir/bell-NAME (gw_bell_path). gw_bell_fifo_open
+ * returns an fd or -errno. */
 int gw_bell_fifo_open(const char *path) GW_NODISCARD;
 void gw_bell_fifo_kick(int fd);
 void gw_bell_fifo_drain(int fd);

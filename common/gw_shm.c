@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: MIT */
+/* gw_shm.c - creating, formatting and attaching the shared segment, and locating rings, bells
+ * and slots in it (see gw_shm.h). */
 #include "gw_shm.h"
 #include "gw_error.h"
 

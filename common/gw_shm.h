@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_shm.h - the shared segment that links the processes (SPEC S1.2).
  *
  * One POSIX shared-memory object per gateway instance, /dev/shm/coapgw-<instance>.

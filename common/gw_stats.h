@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_stats.h - counters and gauges each process keeps in its own slot of the
  * shared segment (relaxed atomics, one writer each), exported in the
  * Prometheus text format by the supervisor and `coapgw metrics` (S10.2). */

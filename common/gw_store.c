@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: MIT */
+/* gw_store.c - opening the LMDB environment and its named databases, short read and write
+ * transactions (see gw_store.h). */
 #include "gw_store.h"
 #include "gw_error.h"
 #include "gw_log.h"

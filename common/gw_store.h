@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_store.h - the LMDB environment every process opens (SPEC S1.3).
  *
  * One environment in data_dir/state, named databases:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fe_auth.c - JWT verification and minting (SPEC S2.2). See fe_auth.h.
  *
  * libjwt 1.10.2 is used for the signature only. Everything around it is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fe_auth.h - JWT verification and minting for session creation (SPEC S2.2).
  *
  * Pure logic: no sockets, no logging, no globals. A struct fe_auth is

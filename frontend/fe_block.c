@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: MIT */
+/* fe_block.c - block-wise transfer state kept by the frontend, and slicing an answer into
+ * Block2 blocks (see fe_block.h). */
 #include "fe_block.h"
 #include "gw_error.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fe_block.h - block-wise transfer state (RFC 7959, SPEC S8.2, S4.7).
  *
  * Two uses share one bounded table keyed by (client endpoint, resource key):

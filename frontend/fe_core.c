@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fe_core.c - the frontend's request handling, without sockets or rings.
  *
  * Request handling order for a datagram (SPEC S3, S2, S4):

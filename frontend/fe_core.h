@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fe_core.h - the frontend's request handling, apart from sockets and rings
  * (STYLE "Logic apart from I/O"): datagrams in, datagrams and scheduler
  * records out through struct fe_io. frontend.c is the libuv glue; the

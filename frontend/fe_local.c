@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: MIT */
+/* fe_local.c - the gateway's own resources: /.well-known/core, /echo, /help, /sessions,
+ * /devices (see fe_local.h). */
 #include "fe_local.h"
 #include "gw_clock.h"
 #include "gw_error.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fe_local.h - the gateway's own resources (SPEC S8, S2.1-S2.7, S2.9).
  *
  *   /.well-known/core   link format (RFC 6690)

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: MIT */
+/* fe_msglayer.c - the client-facing message layer: deduplication table and CON retransmission
+ * table (see fe_msglayer.h). */
 #include "fe_msglayer.h"
 #include "gw_error.h"
 

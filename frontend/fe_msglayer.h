@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fe_msglayer.h - the client-facing RFC 7252 message layer, without I/O.
  *
  * Deduplication (S3.3): every CON/NON request is remembered by (endpoint,

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: MIT */
+/* fe_route.c - proxy targets from Proxy-Uri or Proxy-Scheme and the request built for the
+ * device (see fe_route.h). */
 #include "fe_route.h"
 #include "gw_addr.h"
 #include "gw_error.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fe_route.h - proxy targets (SPEC S4.1-S4.3, S4.7, S4.8), without I/O.
  *
  * A target comes from Proxy-Uri, or from Proxy-Scheme with Uri-Host,

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: MIT */
+/* fe_session.c - client sessions in LMDB: create, look up, touch, delete, sweep (see
+ * fe_session.h). */
 #include "fe_session.h"
 #include "gw_error.h"
 

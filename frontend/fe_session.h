@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fe_session.h - client sessions (SPEC S2), kept in LMDB so that every
  * frontend sees them and a restarted frontend loses none (S1.3, S1.4).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* frontend.c - glue of the frontend process: libuv loop, the UDP socket
  * (SO_REUSEPORT, recvmmsg, batched sendmmsg), the ring pair to the
  * scheduler and its doorbells, timers and signals. Request handling is in

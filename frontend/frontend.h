@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* frontend.h - the client-facing process (SPEC S1.1, S2, S3, S8).
  *
  * One UDP socket (SO_REUSEPORT, shared by every frontend on the port), the

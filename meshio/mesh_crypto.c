@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mesh_crypto.c - AES-128-CCM mesh frames, replay window, sequence reservation
  * (SPEC S7.1). The frame, nonce and AAD layouts and the nonce-uniqueness
  * argument are in mesh_crypto.h. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mesh_crypto.h - authenticated encryption of mesh datagrams (SPEC S7.1).
  *
  * Sessions with security=netmgr reach devices on port 4849 with every datagram

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mesh_dgram.c - what meshio does with one record or one datagram (SPEC
  * S7.1), without sockets or rings: meshio.c feeds it and sends the result. */
 #include "meshio.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mesh_state.c - meshio's durable and per-device state (SPEC S7.1): the
  * gateway's sequence reservation in LMDB and the receive replay windows.
  * The guarantees and what a crash loses are in meshio.h. */

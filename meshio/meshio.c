@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* meshio.c - glue of the meshio process: libuv loop, the two mesh sockets,
  * the ring pair to the scheduler, doorbells, signals (SPEC S1, S7).
  * The datagram logic is in mesh_dgram.c, the state in mesh_state.c; the

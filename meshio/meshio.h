@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* meshio.h - the mesh-side process (SPEC S1.1, S7): secures datagrams for
  * devices and carries them between the scheduler's ring pair and the mesh.
  *

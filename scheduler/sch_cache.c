@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sch_cache.c - response cache (SPEC S5, RFC 7252 section 5.6).
  *
  * Each entry is one allocation: the header below, then the key bytes, then

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sch_cache.h - the scheduler's response cache (SPEC S5, RFC 7252 section 5.6).
  *
  * A pure module: no I/O, no clock of its own (every call that needs the time

@@ -1,5 +1,7 @@
-/* sch_core.c - device queues, retries, Milli serialization, the response
- * cache and the observe registry (see sch_core.h and sch_observe.h). */
+/* SPDX-License-Identifier: MIT */
+/* sch_core.c - device queues, retries, Milli serialization and the response
+ * cache (see sch_core.h); the observe registry is in sch_observe.c, and what
+ * the two files share is declared in sch_int.h. */
 #include "sch_int.h"
 #include "gw_error.h"
 #include "gw_log.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sch_core.h - the scheduler's logic, without I/O (SPEC S4, S5, S6).
  *
  * Inputs are ring records (client requests, device datagrams, observers

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sch_int.h - what sch_core.c and sch_observe.c share. Not for other modules. */
 #ifndef SCH_INT_H
 #define SCH_INT_H

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: MIT */
+/* sch_map.c - the open-addressing map from 64-bit keys to pointers used by the scheduler (see
+ * sch_map.h). */
 #include "sch_map.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sch_map.h - a small open-addressing map from 64-bit keys to pointers,
  * with backward-shift deletion (no tombstones) and doubling. Keys are
  * already hashes or unique ids; 0 is reserved as "empty". */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sch_observe.c - observe through the gateway (SPEC S6, RFC 7641 section 5).
  *
  * All observers of one Cache-Key share ONE observation at the device, under

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* scheduler.c - glue of the scheduler process: rings, doorbells, timers,
  * LMDB; all decisions are in sch_core.c and sch_observe.c. */
 #include "scheduler.h"

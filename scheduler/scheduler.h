@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* scheduler.h - the scheduler process (SPEC S1.1, S4, S5, S6). */
 #ifndef SCHEDULER_H
 #define SCHEDULER_H

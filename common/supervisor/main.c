@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* main.c - the one `coapgw` executable: argv -> config -> the command.
  *
  * Everything that needs another role's library lives here (fe_run, sch_run,

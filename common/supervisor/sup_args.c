@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sup_args.c - the `coapgw` command line: one getopt_long table per command. */
 #include "supervisor.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sup_cli.c - short-lived commands: status, metrics, devices import/list.
  * status and metrics only attach to the shared segment (never create it);
  * the devices commands open LMDB, which is fine in a process that never forks. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sup_http.c - see sup_http.h. */
 #include "sup_http.h"
 #include "gw_addr.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sup_http.h - a minimal HTTP/1.0 responder for the Prometheus scrape (S10.2).
  *
  * One listening TCP socket on the supervisor's loop. Every connection gets

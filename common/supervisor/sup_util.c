@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sup_util.c - the supervisor's helpers: back-off, exit wording, names, pid
  * files, argument vectors for children, ring release. No libuv, no globals. */
 #include "supervisor.h"

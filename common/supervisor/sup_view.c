@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sup_view.c - what `coapgw status`, `coapgw metrics` and the supervisor's
  * metrics endpoint show (SPEC S10.2): a snapshot of the process table and
  * counters in the shared segment, rendered as a table or in the Prometheus

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* supervisor.c - `coapgw run` (SPEC S1.1, S10.1, S10.2).
  *
  * One libuv loop, no threads. The supervisor creates the shared segment

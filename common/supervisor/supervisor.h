@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* supervisor.h - `coapgw run` and the command line around it (SPEC S1.1, S10).
  *
  * The supervisor creates the shared segment fresh, spawns the scheduler,

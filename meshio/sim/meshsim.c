@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* meshsim.c - the mesh simulator's process: options, libuv loop, sockets,
  * and the timing of every datagram (latency, loss, Milli service, separate
  * responses, retransmission, notifications). Device logic is in

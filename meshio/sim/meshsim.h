@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* meshsim.h - the mesh simulator (SPEC S7.3): many simulated devices, normal
  * and Milli, each with a plain CoAP port and a secured port, so the gateway
  * can be run and tested with no hardware.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* meshsim_dev.c - simulated device logic, no I/O (see meshsim_int.h). */
 #include "meshsim_int.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* meshsim_int.h - internals of the mesh simulator shared by its files.
  *
  * meshsim_dev.c holds the device logic with no I/O: behaviour strings,

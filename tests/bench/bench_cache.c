@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_cache.c - response cache hit path and upkeep (SPEC S5).
  *
  * Prints figures, asserts nothing (STYLE: speed lives in tests/bench/).

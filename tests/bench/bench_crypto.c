@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_crypto.c - mesh frame seal/open rate on one core (SPEC S7.1).
  *
  * Prints figures, asserts nothing (STYLE: speed lives in tests/bench/).

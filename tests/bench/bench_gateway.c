@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_gateway.c - load generator and CPU/memory meter for a running gateway.
  *
  * It talks to a gateway started by `coapgw run` (tests/bench/run-bench.sh

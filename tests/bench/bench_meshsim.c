@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_meshsim.c - how fast the mesh simulator answers (SPEC S7.3).
  *
  * Forks a child that runs meshsim_main() on 64 generated devices (in a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_ring.c - figures for the shared-memory rings (SPEC S1.2: "idle
  * processes use no CPU (no busy-spinning); a record crosses a ring in
  * microseconds"). Prints figures, asserts nothing about speed.

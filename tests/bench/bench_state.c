@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_state.c - costs of the gateway's state look-ups, printed, never asserted.
  *
  *   sessions: lookup ns/op with 100 000 live sessions in LMDB (issue 3),

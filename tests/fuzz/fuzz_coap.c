@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_coap.c - the CoAP codec (common/gw_coap.h, SPEC S3.4, S9).
  *
  * Every datagram from a client or a device goes through gw_coap_parse first.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_config.c - the configuration file (common/gw_config.h, SPEC S1.6,
  * S10.1) and the parsers its strings feed at start-up.
  *

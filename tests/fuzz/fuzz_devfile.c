@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_devfile.c - the devices file (common/gw_devfile.h, SPEC S7.2, S9)
  * and its import into the LMDB device registry (common/gw_registry.h).
  *

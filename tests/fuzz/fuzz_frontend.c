@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_frontend.c - the frontend's handling of client datagrams as a whole,
  * without sockets (SPEC S2, S3, S4.1-S4.3, S4.7, S4.8, S8, S9).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_jwt.c - session tokens (frontend/fe_auth.h, SPEC S2.2, S9 "bad or
  * hostile JWTs") and device-scope lists (fe_scope_parse).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_mesh_frame.c - secured mesh frames (meshio/mesh_crypto.h) and what
  * meshio does with a datagram from a device (meshio.h mesh_rx_accept),
  * SPEC S7.1, S9.

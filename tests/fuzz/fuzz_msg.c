@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_msg.c - the ring envelope (common/gw_msg.h) and the SPSC ring itself
  * (common/gw_ring.h), SPEC S1.2, S9.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_route.c - proxy targets (frontend/fe_route.h, SPEC S4.1-S4.3, S4.7,
  * S4.8, S9): Proxy-Uri parsing, Proxy-Scheme + Uri-* options, the option
  * checks and the request built for the device.

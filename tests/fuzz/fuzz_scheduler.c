@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_scheduler.c - the scheduler core (scheduler/sch_core.h, SPEC S4.4-
  * S4.7, S5, S6, S9) driven by records, as the unit tests' sch_harness.h
  * drives it: a heap transaction table, a fake clock, outputs recorded.

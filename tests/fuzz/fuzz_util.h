@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_util.h - helpers the fuzz targets share (temporary directories). */
 #ifndef FUZZ_UTIL_H
 #define FUZZ_UTIL_H

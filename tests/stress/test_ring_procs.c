@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_ring_procs.c - a ring between two real processes that get SIGKILLed
  * mid-stream (SPEC S1.2, S1.3).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_addr.c - endpoints and MAC IDs (common/gw_addr.c).
  *
  * Endpoints key sessions (SPEC S2.4: bound to the client's IP and port) and

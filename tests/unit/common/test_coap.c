@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_coap.c - the CoAP codec (common/gw_coap.c).
  *
  * The encoder is our own (libcoap 4.3.1 exports none, see gw_coap.h), so it

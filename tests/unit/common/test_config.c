@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_config.c - configuration (common/gw_config.c).
  *
  * SPEC S1.6: every limit is a configuration value with a sane default.

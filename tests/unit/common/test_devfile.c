@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_devfile.c - the devices file (SPEC S7.2 registry source, S7.3 simulator). */
 #include "gw_addr.h"
 #include "gw_devfile.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_msg.c - the ring envelope (common/gw_msg.c).
  *
  * SPEC S1.2: records cross shared-memory rings between processes; a corrupt

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_ring.c - SPSC rings, doorbells and the shared segment (SPEC S1.2, S1.3).
  *
  * S1.2: processes are linked by lock-free single-producer/single-consumer

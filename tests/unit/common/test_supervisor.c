@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_supervisor.c - the supervisor's pure helpers (SPEC S1.1 restarts,
  * S10.1 first request, S10.2 metrics): back-off, exit wording, the command
  * line, child argument vectors, Prometheus and status rendering. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_auth.c - unit tests for fe_auth (JWT verification and minting, SPEC S2.2).
  *
  * Every token is built here, at run time, with OpenSSL (and libjwt for the

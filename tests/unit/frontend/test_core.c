@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_core.c - the frontend's request handling (fe_core.c) without
  * sockets: datagrams in, datagrams and scheduler records out, fake clock,
  * real LMDB in mkdtemp (SPEC S2.4, S2.8, S3.1-S3.6). */

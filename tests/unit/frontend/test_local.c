@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_local.c - the gateway's own resources (SPEC S8, S2.1-S2.7, S2.9, S4.8).
  *
  * fe_local_handle is driven with parsed requests; its reply callback records

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_msglayer.c - the client-facing message layer without I/O (SPEC S3.2,
  * S3.3, S3.6; RFC 7252 4.2, 4.5; RFC 7641 4.5.2). Times are fake ms values. */
 #include "fe_block.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_regress_fuzz.c - inputs found by tests/fuzz (fuzz_route,
  * fuzz_frontend) that were handled wrongly, kept as regression tests
  * (SPEC S4.1-S4.3, S8.2, S9). Each names the fuzz target and what it found. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_route.c - proxy targets and the device request (SPEC S4.1-S4.3, S4.7,
  * S4.8; RFC 7252 5.7, 6.4, 6.5). Requests are encoded and parsed back with
  * gw_coap_parse (libcoap's parser) so the code sees real wire views. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_session.c - client sessions in LMDB (SPEC S2.4-S2.7, S1.3).
  *
  * Real LMDB in a mkdtemp directory; times are unix seconds passed as `now`. */

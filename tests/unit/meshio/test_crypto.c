@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_crypto.c - mesh frame AEAD, replay window, sequence reservation
  * (SPEC S7.1: encrypted and authenticated datagrams, per-device keys, replay
  * protection, no nonce reuse across restarts). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_meshio_seq.c - meshio's state and datagram logic with a real LMDB in
  * mkdtemp (SPEC S7.1: no nonce reuse across meshio restarts, replay
  * protection; S7.2: registry changes while running). Restarts are simulated

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sch_harness.h - drives the scheduler core (sch_core.h) as the unit tests
  * of tests/unit/scheduler see it: a fake clock, outputs recorded into
  * arrays, a device-type table, an injectable rand32, client REQ records

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_cache.c - the scheduler's response cache (SPEC S5, RFC 7252 section 5.6).
  *
  * S5.1 Cache-Key composition and serving 2.05 with Max-Age reduced by age;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_core.c - the scheduler core without I/O (SPEC S4, S5, S1.3).
  *
  * Client REQ records are built as the frontend builds them and device

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_observe.c - observe through the gateway (SPEC S6, RFC 7641 section 5).
  *
  * Observers register with REQ records flagged GW_MF_OBS_REGISTER (the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_regress_fuzz.c - inputs found by tests/fuzz/fuzz_scheduler that were
  * handled wrongly, kept as regression tests (SPEC S4.6, S6, S9).
  *
