@@ -42,7 +42,9 @@
     X(mesh_auth_failures, counter, "mesh frames failing authentication") \
     X(mesh_replays, counter, "mesh frames dropped as replays") \
     X(mesh_unknown_source, counter, "mesh datagrams from unknown sources") \
-    X(ring_full, counter, "records dropped because a ring was full")
+    X(ring_full, counter, "records dropped because a ring was full") \
+    X(bell_writes, counter, "doorbell FIFO writes to wake a sleeping peer") \
+    X(loop_turns, counter, "event loop turns (one epoll_wait return each)")
 
 enum gw_stat_id {
 #define GW_STAT_ENUM(name, kind, help) GW_STAT_##name,

@@ -115,8 +115,10 @@ static void fe_send(struct fe_ctx *fe, const struct gw_ep *ep, const uint8_t *bu
 
 static void kick_scheduler(struct fe_ctx *fe)
 {
-    if (fe->sch_kick && gw_bell_should_wake(fe->sch_bell))
+    if (fe->sch_kick && gw_bell_should_wake(fe->sch_bell)) {
         gw_bell_fifo_kick(fe->sch_bell_fd);
+        gw_stat_add(fe->stats, GW_STAT_bell_writes, 1);
+    }
     fe->sch_kick = false;
 }
 
@@ -210,6 +212,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_flush_check(uv_check_t *h)
 {
     struct fe_ctx *fe = h->data;
+    /* Runs once per loop turn, after the poll: counts wake-ups for the benchmark. */
+    gw_stat_add(fe->stats, GW_STAT_loop_turns, 1);
     if (fe->txn)
         fe_flush(fe);
 }

@@ -22,6 +22,7 @@ struct sch_ctx {
     uv_loop_t loop;
     uv_poll_t bell_poll;
     uv_timer_t timer, stats_timer;
+    uv_check_t turn_check;      /* counts loop turns for the benchmark (bench_gateway) */
     uv_signal_t sig[3];
     struct gw_shm shm;
     struct gw_store store;
@@ -159,15 +160,25 @@ static void kick_peers(struct sch_ctx *s)
 {
     for (uint32_t i = 0; s->fe_kick && i < s->nfe; i++)
         if ((s->fe_kick & (1ull << i)) &&
-            gw_bell_should_wake(gw_shm_bell(&s->shm, GW_BELL_FRONTEND0 + i)) && s->fe_bell_fd[i] >= 0)
+            gw_bell_should_wake(gw_shm_bell(&s->shm, GW_BELL_FRONTEND0 + i)) && s->fe_bell_fd[i] >= 0) {
             gw_bell_fifo_kick(s->fe_bell_fd[i]);
+            gw_stat_add(s->stats, GW_STAT_bell_writes, 1);
+        }
     s->fe_kick = 0;
-    if (s->mesh_kick && gw_bell_should_wake(gw_shm_bell(&s->shm, GW_BELL_MESHIO)))
+    if (s->mesh_kick && gw_bell_should_wake(gw_shm_bell(&s->shm, GW_BELL_MESHIO))) {
         gw_bell_fifo_kick(s->mesh_bell_fd);
+        gw_stat_add(s->stats, GW_STAT_bell_writes, 1);
+    }
     s->mesh_kick = false;
 }
 
 static void arm_timer(struct sch_ctx *s, uint64_t next);
+
+static void on_turn(uv_check_t *h)
+{
+    struct sch_ctx *s = h->data;
+    gw_stat_add(s->stats, GW_STAT_loop_turns, 1);
+}
 
 static void on_ovf_timer(uv_timer_t *t)
 {
@@ -358,6 +369,9 @@ int sch_run(const struct gw_config *cfg)
     uv_timer_init(&s->loop, &s->ovf_timer);
     s->ovf_timer.data = s;
     uv_timer_start(&s->stats_timer, on_stats, 1000, 1000);
+    uv_check_init(&s->loop, &s->turn_check);
+    s->turn_check.data = s;
+    uv_check_start(&s->turn_check, on_turn);
     int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
     for (int i = 0; i < 3; i++) {
         uv_signal_init(&s->loop, &s->sig[i]);

@@ -1222,6 +1222,7 @@ int meshsim_main(int argc, char **argv)
         d->beh.loss = cfg.loss;
         d->beh.milli_delay = -1;
         d->beh.obs_period = -1;
+        d->beh.max_age = -1;
         sim->ndev = i + 1;
         if (meshsim__behave_parse(g->sim, &d->beh, why, sizeof(why)) != 0) {
             gw_log_err(GW_LOG_SYS, "%s: device %s: sim column '%s': %s", path, mac, g->sim, why);

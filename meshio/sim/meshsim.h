@@ -29,7 +29,8 @@
  *   (answers RST), ackonly (empty ACK, never the response), separate (empty
  *   ACK, then a CON response that is retransmitted until ACKed), drop_first=N
  *   (ignores the first N transmissions of each new MID), con_notify (CON
- *   notifications), nolarge (no /large), milli_delay=MS, obs_period=MS.
+ *   notifications), nolarge (no /large), milli_delay=MS, obs_period=MS,
+ *   max_age=S (Max-Age on /value answers; absent: none, which means 60 s).
  *
  * Every device binds address:plain_port (plain CoAP) and address:secure_port
  * (frames of mesh_crypto.h: opened with the device key and MESH_DIR_TO_DEVICE,

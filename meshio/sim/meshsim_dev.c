@@ -124,6 +124,11 @@ int meshsim__behave_parse(const char *s, struct meshsim_behave *b, char *why, si
             if (!bad && u < 10)
                 bad = GW_EBADMSG;
             t.obs_period = u;
+        } else if (strcmp(tok, "max_age") == 0) {
+            /* Max-Age 0 makes /value uncacheable, which benchmarks of the
+             * proxied path need (RFC 7252 5.10.5). */
+            bad = parse_u32(val, UINT32_MAX, &u);
+            t.max_age = u;
         } else {
             snprintf(why, whylen, "unknown behaviour '%s'", tok);
             return GW_EBADMSG;
@@ -664,11 +669,15 @@ static int respond_value(struct meshsim_dev *d, const struct gw_coap_msg *req, u
         if (etag_matches(req, tag)) {
             begin(&b, out, cap, req, GW_COAP_VALID);
             gw_cb_opt(&b, GW_OPT_ETAG, tag, 4);
+            if (d->beh.max_age >= 0)
+                gw_cb_opt_uint(&b, GW_OPT_MAX_AGE, (uint32_t)d->beh.max_age);
             return gw_cb_finish(&b, len);
         }
         begin(&b, out, cap, req, GW_COAP_CONTENT);
         gw_cb_opt(&b, GW_OPT_ETAG, tag, 4);
         gw_cb_opt_uint(&b, GW_OPT_CONTENT_FORMAT, 0);
+        if (d->beh.max_age >= 0)
+            gw_cb_opt_uint(&b, GW_OPT_MAX_AGE, (uint32_t)d->beh.max_age);
         gw_cb_payload(&b, d->value, d->value_len);
         return gw_cb_finish(&b, len);
     case GW_COAP_PUT:

@@ -41,6 +41,7 @@ struct meshsim_behave {
     uint32_t drop_first;
     int64_t milli_delay;        /* ms, -1 = global */
     int64_t obs_period;         /* ms, -1 = global */
+    int64_t max_age;            /* s, Max-Age on /value answers; -1 = none (60 s implied) */
     bool silent, rst, ackonly, separate, con_notify, nolarge;
 };
 

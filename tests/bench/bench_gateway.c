@@ -94,7 +94,15 @@ static const char usage[] =
     "      --accounts N        sessions: accounts to spread them over (default 100)\n"
     "      --kill ROLE         restart: scheduler | meshio | frontend-N (default scheduler)\n"
     "      --kill-at S         restart: seconds into the interval (default half of it)\n"
-    "      --label TEXT        name printed in the RESULT line (default: the scenario)\n";
+    "      --label TEXT        name printed in the RESULT line (default: the scenario)\n"
+    "\n"
+    "measuring something else than coapgw (run-compare.sh: echo and relay floors, libcoap):\n"
+    "      --no-session        send requests without creating sessions first\n"
+    "      --uri-address       Proxy-Uri names the device's address and port from the devices\n"
+    "                          file (coap://127.1.0.2/value) instead of its MAC ID\n"
+    "      --proc ROLE=PID     measure this process instead of data_dir's pid files\n"
+    "                          (repeatable; ROLE meshsim is reported apart, as the devices);\n"
+    "                          --config is then optional when --gw and --devices-file are given\n";
 
 /* ---- options and context ---------------------------------------------------------- */
 
@@ -103,7 +111,10 @@ struct bench_opts {
     int sockets, window, ndev, first_dev, observers, resources, sessions, accounts, reg_window;
     int ack_timeout_ms, timeout_ms;
     double seconds, warmup, rate, kill_at, obs_period_ms;
-    bool non;
+    bool non, no_session, uri_address;
+    int nproc;
+    char proc_role[16][24];
+    int proc_pid[16];
 };
 
 #define MAX_SOCKETS 1024
@@ -170,7 +181,7 @@ struct bstats {
 struct psamp {
     char role[24];
     int pid;
-    uint64_t cpu_ns, ut, st, csw;
+    uint64_t cpu_ns, ut, st, csw, vcsw, ivcsw;
     long hwm_kb, rss_kb, anon_kb;
 };
 
@@ -197,7 +208,10 @@ struct bench {
     char run_id[32];
 
     char (*macs)[17];
+    char (*hosts)[32]; /* "A.B.C.D[:PORT]" of each device, for --uri-address */
     int nmacs, macs_cap;
+    bool have_config;
+    char procs_result[1024]; /* per-process figures for the RESULT line */
 
     struct csock *cs;
     int ncs;
@@ -329,20 +343,20 @@ static void proc_status(int pid, struct psamp *s)
             s->rss_kb = v;
         else if (sscanf(line, "RssAnon: %ld", &v) == 1)
             s->anon_kb = v;
-        else if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1)
+        else if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1) {
             s->csw += (uint64_t)v;
-        else if (sscanf(line, "nonvoluntary_ctxt_switches: %ld", &v) == 1)
+            s->vcsw = (uint64_t)v;
+        } else if (sscanf(line, "nonvoluntary_ctxt_switches: %ld", &v) == 1) {
             s->csw += (uint64_t)v;
+            s->ivcsw = (uint64_t)v;
+        }
         line = nl ? nl + 1 : NULL;
     }
 }
 
-static void pset_add(const struct bench *b, struct pset *ps, const char *role)
+static void pset_add_pid(struct pset *ps, const char *role, int pid)
 {
-    if (ps->n >= MAXPROC)
-        return;
-    int pid = pid_of_role(b, role);
-    if (!pid)
+    if (ps->n >= MAXPROC || pid <= 0 || kill(pid, 0) != 0)
         return;
     struct psamp *s = &ps->p[ps->n++];
     memset(s, 0, sizeof(*s));
@@ -353,18 +367,28 @@ static void pset_add(const struct bench *b, struct pset *ps, const char *role)
     proc_status(pid, s);
 }
 
+static void pset_add(const struct bench *b, struct pset *ps, const char *role)
+{
+    pset_add_pid(ps, role, pid_of_role(b, role));
+}
+
 static void pset_sample(const struct bench *b, struct pset *ps)
 {
     ps->n = 0;
-    static const char *fixed[] = { "supervisor", "scheduler", "meshio" };
-    for (size_t i = 0; i < GW_ARRAY_LEN(fixed); i++)
-        pset_add(b, ps, fixed[i]);
-    for (int i = 0; i < 64; i++) {
-        char r[24];
-        snprintf(r, sizeof(r), "frontend-%d", i);
-        pset_add(b, ps, r);
+    if (b->o.nproc) {
+        for (int i = 0; i < b->o.nproc; i++)
+            pset_add_pid(ps, b->o.proc_role[i], b->o.proc_pid[i]);
+    } else {
+        static const char *fixed[] = { "supervisor", "scheduler", "meshio" };
+        for (size_t i = 0; i < GW_ARRAY_LEN(fixed); i++)
+            pset_add(b, ps, fixed[i]);
+        for (int i = 0; i < 64; i++) {
+            char r[24];
+            snprintf(r, sizeof(r), "frontend-%d", i);
+            pset_add(b, ps, r);
+        }
+        pset_add(b, ps, "meshsim");
     }
-    pset_add(b, ps, "meshsim");
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     ps->self_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
@@ -395,16 +419,37 @@ static const struct psamp *pset_find(const struct pset *ps, const char *role)
     return NULL;
 }
 
+static double met(const struct mets *m, const char *name);
+
+/* Per-process count of a gateway counter between two metric reads: the
+ * metric name with "@role" (bell_writes_total@frontend-0), or -1 when the
+ * process exports none (not a coapgw process). */
+static double met_role_delta(const struct mets *a, const struct mets *z, const char *name,
+                             const char *role)
+{
+    if (!a || !z)
+        return -1;
+    char key[64];
+    snprintf(key, sizeof(key), "%s@%s", name, role);
+    for (int i = 0; i < z->n; i++)
+        if (!strcmp(z->name[i], key))
+            return z->v[i] - met(a, key);
+    return -1;
+}
+
 struct cpu_sum {
     double gw_us, fe_us, sch_us, mio_us, sup_us, sim_us, self_us, other_pct;
     long gw_hwm_kb, gw_rss_kb;
 };
 
 /* Prints one row per process: CPU between a and z, per op (ops > 0), memory at z. */
-static void report_procs(const struct pset *a, const struct pset *z, uint64_t ops, const char *unit,
-                         struct cpu_sum *sum)
+static void report_procs(struct bench *b, const struct pset *a, const struct pset *z, uint64_t ops,
+                         const char *unit, struct cpu_sum *sum, const struct mets *m0,
+                         const struct mets *m1)
 {
     memset(sum, 0, sizeof(*sum));
+    b->procs_result[0] = '\0';
+    size_t pr = 0;
     double secs = (double)(z->t_us - a->t_us) / 1e6;
     printf("  %-14s %7s %9s %9s %6s %8s %9s %9s %9s\n", "process", "pid", "cpu ms",
            ops ? unit : "cpu %", "sys%", "csw/s", "VmHWM MiB", "VmRSS MiB", "anon MiB");
@@ -425,6 +470,27 @@ static void report_procs(const struct pset *a, const struct pset *z, uint64_t op
                cpu_us / 1e3, per, ticks > 0 ? 100.0 * sys / ticks : 0.0, csw / secs,
                (double)e->hwm_kb / 1024, (double)e->rss_kb / 1024, (double)e->anon_kb / 1024,
                restarted ? "  (new pid: its predecessor's CPU is not counted)" : "");
+        if (ops) {
+            /* Wake-up costs per operation: context switches (voluntary: it
+             * slept; involuntary: it was preempted), doorbell writes it made
+             * and event loop turns (each one epoll_wait return). */
+            double vc = (double)e->vcsw - (restarted ? 0 : (double)s->vcsw);
+            double ic = (double)e->ivcsw - (restarted ? 0 : (double)s->ivcsw);
+            double bells = met_role_delta(m0, m1, "bell_writes_total", e->role);
+            double turns = met_role_delta(m0, m1, "loop_turns_total", e->role);
+            double o = (double)ops;
+            char bs[16] = "-", ts[16] = "-";
+            if (bells >= 0)
+                snprintf(bs, sizeof(bs), "%.3f", bells / o);
+            if (turns >= 0)
+                snprintf(ts, sizeof(ts), "%.3f", turns / o);
+            printf("  %-14s %7s per op: vcsw %.3f  ivcsw %.3f  bell writes %s  loop turns %s\n",
+                   "", "", vc / o, ic / o, bs, ts);
+            if (pr < sizeof(b->procs_result) - 96)
+                pr += (size_t)snprintf(b->procs_result + pr, sizeof(b->procs_result) - pr,
+                                       "%s%s:%.2f:%.3f:%.3f:%s:%s", pr ? "," : "", e->role,
+                                       cpu_us / o, vc / o, ic / o, bs, ts);
+        }
         if (!strcmp(e->role, "meshsim")) {
             sum->sim_us += cpu_us;
             continue;
@@ -488,6 +554,8 @@ static void report_procs(const struct pset *a, const struct pset *z, uint64_t op
 static void metrics_read(const struct bench *b, struct mets *m)
 {
     m->n = 0;
+    if (!b->have_config)
+        return;
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "'%s' metrics -c '%s' 2>/dev/null", b->o.coapgw, b->o.config);
     FILE *f = popen(cmd, "r");
@@ -506,6 +574,22 @@ static void metrics_read(const struct bench *b, struct mets *m)
         if (!sp)
             continue;
         double v = strtod(sp + 1, NULL);
+        /* Wake-up counters are also kept per process (run-compare.sh). */
+        if ((!strcmp(name, "bell_writes_total") || !strcmp(name, "loop_turns_total")) &&
+            m->n < MAXMET) {
+            char role[24] = "", inst[8] = "";
+            const char *r = strstr(line, "role=\""), *in = strstr(line, "instance=\"");
+            if (r)
+                sscanf(r + 6, "%23[^\"]", role);
+            if (in)
+                sscanf(in + 10, "%7[^\"]", inst);
+            if (role[0]) {
+                char key[128];
+                snprintf(key, sizeof(key), "%s@%s%s%s", name, role, inst[0] ? "-" : "", inst);
+                snprintf(m->name[m->n], sizeof(m->name[0]), "%.63s", key);
+                m->v[m->n++] = v;
+            }
+        }
         int j;
         for (j = 0; j < m->n; j++)
             if (!strcmp(m->name[j], name))
@@ -597,10 +681,23 @@ static int dev_cb(void *ctx, const struct gw_device *d)
         if (!n)
             return -ENOMEM;
         b->macs = n;
+        n = realloc(b->hosts, (size_t)nc * sizeof(*b->hosts));
+        if (!n)
+            return -ENOMEM;
+        b->hosts = n;
         b->macs_cap = nc;
     }
     for (int i = 0; i < GW_MAC_LEN; i++)
         snprintf(b->macs[b->nmacs] + 2 * i, 3, "%02x", d->mac[i]);
+    char *h = b->hosts[b->nmacs];
+    if (d->family != 4)
+        snprintf(h, sizeof(b->hosts[0]), "[v6]"); /* --uri-address is for IPv4 loopback */
+    else if (d->plain_port == 5683)
+        snprintf(h, sizeof(b->hosts[0]), "%u.%u.%u.%u", d->addr[0], d->addr[1], d->addr[2],
+                 d->addr[3]);
+    else
+        snprintf(h, sizeof(b->hosts[0]), "%u.%u.%u.%u:%u", d->addr[0], d->addr[1], d->addr[2],
+                 d->addr[3], d->plain_port);
     b->nmacs++;
     return 0;
 }
@@ -627,6 +724,8 @@ static int load_devices(struct bench *b)
         }
         memmove(b->macs, b->macs + b->o.first_dev,
                 (size_t)(b->nmacs - b->o.first_dev) * sizeof(*b->macs));
+        memmove(b->hosts, b->hosts + b->o.first_dev,
+                (size_t)(b->nmacs - b->o.first_dev) * sizeof(*b->hosts));
         b->nmacs -= b->o.first_dev;
     }
     if (b->o.ndev > 0 && b->o.ndev < b->nmacs)
@@ -865,6 +964,8 @@ static int sockets_open(struct bench *b)
             return -1;
         uint32_t r = (uint32_t)rand();
         c->next_mid = (uint16_t)r;
+        if (b->o.no_session)
+            continue;
         char account[64], jwt[4096];
         snprintf(account, sizeof(account), "%ss%d", b->run_id, i);
         if (mint_token(b, account, jwt, sizeof(jwt)) != 0)
@@ -887,7 +988,9 @@ static int sockets_open(struct bench *b)
 static void sockets_close(struct bench *b)
 {
     for (int i = 0; i < b->ncs; i++) {
-        if (b->cs[i].fd >= 0) {
+        if (b->cs[i].fd >= 0 && b->o.no_session) {
+            close(b->cs[i].fd);
+        } else if (b->cs[i].fd >= 0) {
             uint8_t pkt[32], tok[2] = { 'X', (uint8_t)i };
             struct gw_cb cb;
             gw_cb_init(&cb, pkt, sizeof(pkt), GW_COAP_CON, GW_COAP_DELETE, b->cs[i].next_mid++, tok,
@@ -1396,7 +1499,7 @@ static int scenario_load(struct bench *b)
     if (!b->tpls || slots_init(b, (uint32_t)(b->ncs * b->o.window)) != 0)
         return 1;
     for (int i = 0; i < b->nmacs; i++)
-        if (tpl_build(&b->tpls[i], b->macs[i], path, -1) != 0) {
+        if (tpl_build(&b->tpls[i], b->o.uri_address ? b->hosts[i] : b->macs[i], path, -1) != 0) {
             fprintf(stderr, "bench_gateway: path too long\n");
             return 1;
         }
@@ -1435,12 +1538,12 @@ static int scenario_load(struct bench *b)
     }
     run_loop(b, end, false);
     pset_sample(b, p1);
+    metrics_read(b, &m1);
     b->measuring = false;
     b->gen_mode = GEN_NONE;
     uint64_t drain_to = now_us() + 2000000;
     run_loop(b, drain_to, true);
     uint64_t left = outstanding(b);
-    metrics_read(b, &m1);
 
     double secs = (double)(p1->t_us - p0->t_us) / 1e6;
     struct bstats *s = &b->st;
@@ -1477,7 +1580,7 @@ static int scenario_load(struct bench *b)
                b->abandoned, b->late, b->err_after_kill);
     }
     struct cpu_sum cs;
-    report_procs(p0, p1, s->ok, "us/req", &cs);
+    report_procs(b, p0, p1, s->ok, "us/req", &cs, &m0, &m1);
     metrics_print_delta(&m0, &m1);
     double ops = s->ok ? (double)s->ok : 1;
     printf("RESULT scenario=%s mode=%s ops=%" PRIu64
@@ -1488,6 +1591,7 @@ static int scenario_load(struct bench *b)
            b->o.label, b->o.non ? "NON" : "CON", s->ok, (double)s->ok / secs, pc.p50, pc.p90,
            pc.p99, pc.max, errs, cs.gw_us / ops, cs.fe_us / ops, cs.sch_us / ops, cs.mio_us / ops,
            cs.sim_us / ops, cs.self_us / ops, cs.gw_hwm_kb, cs.other_pct);
+    printf(" procs=%s", b->procs_result[0] ? b->procs_result : "-");
     if (restart)
         printf(" resume_ms=%.0f respawn_ms=%.0f abandoned=%" PRIu64 " err_after_kill=%" PRIu64,
                b->first_ok_after_us ? (double)(b->first_ok_after_us - b->killed_us) / 1e3 : -1.0,
@@ -1603,9 +1707,12 @@ static int scenario_observe(struct bench *b)
 
     stats_reset(&b->st);
     b->measuring = true;
+    struct mets mp1;
+    metrics_read(b, &mp1);
     pset_sample(b, p1);
     run_loop(b, p1->t_us + (uint64_t)(b->o.seconds * 1e6), false);
     pset_sample(b, p2);
+    metrics_read(b, &m1);
     b->measuring = false;
     double secs = (double)(p2->t_us - p1->t_us) / 1e6;
     struct bstats *s = &b->st;
@@ -1621,8 +1728,7 @@ static int scenario_observe(struct bench *b)
     printf("; CON ACKed %" PRIu64 ", unmatched %" PRIu64 ", observers that never heard %u\n",
            s->acks_sent, s->unmatched, quiet);
     struct cpu_sum cs;
-    report_procs(p1, p2, s->notifs, "us/notif", &cs);
-    metrics_read(b, &m1);
+    report_procs(b, p1, p2, s->notifs, "us/notif", &cs, &mp1, &m1);
     metrics_print_delta(&m0, &m1);
 
     /* Cancel every observation (GET with Observe: 1), bounded. */
@@ -1641,11 +1747,11 @@ static int scenario_observe(struct bench *b)
     printf("RESULT scenario=%s observers=%u ops=%" PRIu64
            " ops_s=%.0f gw_cpu_us_op=%.2f fe_us_op=%.2f "
            "sch_us_op=%.2f mio_us_op=%.2f sim_us_op=%.2f bench_us_op=%.2f mem_per_observer_b=%.0f "
-           "anon_per_observer_b=%.0f reg_s=%.0f gw_hwm_kib=%ld other_cpu_pct=%.0f\n",
+           "anon_per_observer_b=%.0f reg_s=%.0f gw_hwm_kib=%ld other_cpu_pct=%.0f procs=%s\n",
            b->o.label, b->obs_on, s->notifs, (double)s->notifs / secs, cs.gw_us / ops,
            cs.fe_us / ops, cs.sch_us / ops, cs.mio_us / ops, cs.sim_us / ops, cs.self_us / ops,
            mem_obs, mem_obs_anon, (double)b->obs_on / ((double)(t1 - t0) / 1e6), cs.gw_hwm_kb,
-           cs.other_pct);
+           cs.other_pct, b->procs_result[0] ? b->procs_result : "-");
     free(p0);
     free(p1);
     free(p2);
@@ -1808,7 +1914,7 @@ static int scenario_sessions(struct bench *b)
     printf("  latency us   : p50 %.0f  p90 %.0f  p99 %.0f  max %.0f\n", pc.p50, pc.p90, pc.p99,
            pc.max);
     struct cpu_sum cs;
-    report_procs(p0, p1, s->ok, "us/session", &cs);
+    report_procs(b, p0, p1, s->ok, "us/session", &cs, NULL, NULL);
     double mem_anon, mem = report_mem_per(p0, p2, s->ok, "idle session", &mem_anon);
     char mdb[GW_CFG_STR + 32];
     snprintf(mdb, sizeof(mdb), "%s/state/data.mdb", b->cfg.data_dir);
@@ -1849,7 +1955,7 @@ static int scenario_idle(struct bench *b)
     pset_sample(b, p1);
     metrics_read(b, &m1);
     struct cpu_sum cs;
-    report_procs(p0, p1, 0, "", &cs);
+    report_procs(b, p0, p1, 0, "", &cs, NULL, NULL);
     metrics_print_delta(&m0, &m1);
     double secs = (double)(p1->t_us - p0->t_us) / 1e6;
     printf("RESULT scenario=%s seconds=%.1f gw_cpu_us_per_s=%.1f gw_cpu_pct=%.3f fe_us_per_s=%.1f "
@@ -1951,7 +2057,10 @@ int main(int argc, char **argv)
         O_KILLAT,
         O_LABEL,
         O_REGW,
-        O_FIRST
+        O_FIRST,
+        O_NOSESS,
+        O_URIADDR,
+        O_PROC
     };
     static const struct option lo[] = {
         { "config", required_argument, 0, 'c' },
@@ -1980,6 +2089,9 @@ int main(int argc, char **argv)
         { "help", no_argument, 0, 'h' },
         { "reg-window", required_argument, 0, O_REGW },
         { "first-device", required_argument, 0, O_FIRST },
+        { "no-session", no_argument, 0, O_NOSESS },
+        { "uri-address", no_argument, 0, O_URIADDR },
+        { "proc", required_argument, 0, O_PROC },
         { 0, 0, 0, 0 },
     };
     int ch;
@@ -2010,6 +2122,21 @@ int main(int argc, char **argv)
         case O_LABEL: o->label = optarg; break;
         case O_REGW: o->reg_window = atoi(optarg); break;
         case O_FIRST: o->first_dev = atoi(optarg); break;
+        case O_NOSESS: o->no_session = true; break;
+        case O_URIADDR: o->uri_address = true; break;
+        case O_PROC: {
+            const char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof(o->proc_role[0]) ||
+                o->nproc >= (int)GW_ARRAY_LEN(o->proc_pid) || atoi(eq + 1) <= 0) {
+                fprintf(stderr, "bench_gateway: --proc wants ROLE=PID (at most %zu)\n",
+                        GW_ARRAY_LEN(o->proc_pid));
+                return 2;
+            }
+            snprintf(o->proc_role[o->nproc], sizeof(o->proc_role[0]), "%.*s",
+                     (int)(eq - optarg), optarg);
+            o->proc_pid[o->nproc++] = atoi(eq + 1);
+            break;
+        }
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
@@ -2020,7 +2147,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(o->scenario, "free-port"))
         return free_port();
-    if (!o->config || o->sockets < 1 || o->sockets > MAX_SOCKETS || o->window < 1 ||
+    bool standalone = !o->config && o->nproc && o->gw && o->devices_file;
+    if ((!o->config && !standalone) || o->sockets < 1 || o->sockets > MAX_SOCKETS || o->window < 1 ||
         (uint64_t)o->sockets * (uint64_t)o->window > 0xffffff || o->seconds <= 0 ||
         o->seconds > 3600 || o->ack_timeout_ms < 10 || o->timeout_ms < 10 || o->sessions < 1) {
         fprintf(stderr, "bench_gateway: bad or missing options (--config is required)\n%s", usage);
@@ -2031,9 +2159,13 @@ int main(int argc, char **argv)
     if (o->reg_window <= 0)
         o->reg_window = 4 * GW_MAX(1, o->resources);
     char err[512];
-    if (gw_config_load(&b->cfg, o->config, err, sizeof(err)) != 0) {
+    if (standalone) {
+        gw_config_defaults(&b->cfg); /* no gateway: only --gw and --devices-file count */
+    } else if (gw_config_load(&b->cfg, o->config, err, sizeof(err)) != 0) {
         fprintf(stderr, "bench_gateway: %s\n", err);
         return 2;
+    } else {
+        b->have_config = true;
     }
     if (parse_gw(o->gw ? o->gw : b->cfg.listen, &b->gw) != 0) {
         fprintf(stderr, "bench_gateway: bad gateway address '%s'\n", o->gw ? o->gw : b->cfg.listen);
@@ -2069,6 +2201,7 @@ int main(int argc, char **argv)
     free(b->otpl_can);
     free(b->obs);
     free(b->macs);
+    free(b->hosts);
     free(b->st.lat);
     free(b->reg_st.lat);
     return rc;

@@ -31,6 +31,9 @@
 #   BENCH_CONFIG_EXTRA         extra `key = value` lines for both gateways
 #                              (e.g. $'nstart = 4\nfrontends = 2')
 #   BENCH_KEEP [0]             1 keeps the temporary directory (logs, configs)
+#   BENCH_IGNORE_DOCKER [0]    1 runs although a Docker engine is running
+# The side-by-side comparison with the echo/relay floors and libcoap's proxy
+# (issue 13) is tests/bench/run-compare.sh.
 set -u
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -51,6 +54,17 @@ OBS_MEM=${BENCH_OBS_MEM_OBSERVERS:-5000}
 OBS_MEM_RES=${BENCH_OBS_MEM_RESOURCES:-32}
 SCENARIOS=${BENCH_SCENARIOS:-"proxy proxy-non rate2000 sessions idle observe observe-mem restart-scheduler restart-frontend cache"}
 KEEP=${BENCH_KEEP:-0}
+
+# Docker's nft tables slow loopback traffic down: figures taken beside a
+# running engine are not comparable with any other run.
+if pgrep -x dockerd >/dev/null 2>&1; then
+    if [ "${BENCH_IGNORE_DOCKER:-0}" != 1 ]; then
+        echo "run-bench: a Docker engine (dockerd) is running; its nft rules slow loopback and skew" >&2
+        echo "run-bench: every figure. Stop it, or set BENCH_IGNORE_DOCKER=1 to measure anyway." >&2
+        exit 3
+    fi
+    echo "run-bench: WARNING WARNING: dockerd is running; figures below are skewed by its nft rules" >&2
+fi
 
 for f in "$COAPGW" "$BENCH"; do
     if [ ! -x "$f" ]; then
