@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: installs what is missing, builds, and runs every test:
+#   0. docs check: every cited clause defined in PROTOCOL.md, no reference outside
+#      the repository, SPDX lines, ARCHITECTURE.md's functions exist (tests/check-docs.sh)
 #   1. release build (warnings are errors): unit, stress and integration tests
 #   2. ASan+UBSan build: the same unit and integration tests
 #   3. the ring's thread tests under TSan; a libFuzzer smoke run of every fuzz target (clang)
@@ -49,6 +51,7 @@ hostile() { # dir
     COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_hostile.py"
 }
 
+stage "docs check" bash "$here/tests/check-docs.sh" "$here"
 stage "build (release)" build "$here/build"
 stage "unit+stress tests (release)" unit "$here/build"
 stage "integration tests (release)" integration "$here/build"
