@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_echo.c - the UDP echo floor for tests/bench/run-compare.sh.
  *
  * One process, one socket: every datagram that looks like a CoAP request is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_relay.c - the relay hop floor for tests/bench/run-compare.sh.
  *
  * One process, two sockets: a CoAP forward proxy with nothing but the
