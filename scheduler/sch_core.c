@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 /* Per-device state, rebuilt from the transaction table at start. */
 struct sch_dev {
@@ -351,10 +352,51 @@ static void send_txn(struct sch_core *c, struct sch_dev *d, uint32_t idx)
     arm(c, idx);
 }
 
-static void new_token(struct sch_core *c, uint8_t tok[8])
+/* Refills the token pool from the kernel's CSPRNG. getrandom(2) without
+ * flags only blocks before the pool is initialised at boot; the bound
+ * covers signal interruptions. /dev/urandom is the fallback for a kernel
+ * without the call. Returns 0 or -errno. */
+static int pool_refill(struct sch_core *c)
 {
-    uint64_t v = c->next_token++;
-    memcpy(tok, &v, 8);
+    size_t off = 0;
+    for (int tries = 0; off < sizeof(c->tok_pool) && tries < 16; tries++) {
+        ssize_t r = getrandom(c->tok_pool + off, sizeof(c->tok_pool) - off, 0);
+        if (r > 0)
+            off += (size_t)r;
+        else if (r < 0 && errno == ENOSYS)
+            break;
+    }
+    if (off < sizeof(c->tok_pool)) {
+        FILE *f = fopen("/dev/urandom", "rbe");
+        if (f) {
+            off += fread(c->tok_pool + off, 1, sizeof(c->tok_pool) - off, f);
+            fclose(f);
+        }
+    }
+    c->tok_pos = 0;
+    return off == sizeof(c->tok_pool) ? 0 : -EIO;
+}
+
+void sch_core_new_token(struct sch_core *c, uint8_t tok[8])
+{
+    for (int tries = 0; tries < 4; tries++) {
+        if (c->tok_pos + 8 > sizeof(c->tok_pool) && pool_refill(c) != 0) {
+            /* No randomness at all: refuse to run with guessable tokens. */
+            gw_log_err(GW_LOG_SYS, "no random bytes for device tokens (getrandom and /dev/urandom failed)");
+            abort();
+        }
+        memcpy(tok, c->tok_pool + c->tok_pos, 8);
+        /* Used bytes are wiped: a core dump shows no token to come. */
+        memset(c->tok_pool + c->tok_pos, 0, 8);
+        c->tok_pos += 8;
+        uint64_t v;
+        memcpy(&v, tok, 8);
+        /* 0 is the maps' empty key (an observation's id is its token); a
+         * clash with a live observation is as unlikely as 2^-64, and cheap
+         * to rule out. */
+        if (v != 0 && !sch_obs_id_taken(c, v))
+            return;
+    }
 }
 
 /* Creates a transaction for `req` (device request bytes with placeholder
@@ -411,7 +453,7 @@ int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t 
     if (token)
         memcpy(t->dev_token, token, 8);
     else
-        new_token(c, t->dev_token);
+        sch_core_new_token(c, t->dev_token);
     c->qnext[idx] = -1;
     if (d->inflight < limit && d->qhead < 0) {
         send_txn(c, d, (uint32_t)idx);
@@ -964,7 +1006,10 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock, cons
     if ((rc = sch_cache_new(&ccfg, &c->cache)) != 0)
         goto fail;
     c->cache_enabled = cfg->cache_max_entries > 0 && cfg->cache_max_bytes > 0;
-    c->next_token = ((uint64_t)rnd(c) << 32) | rnd(c);
+    if ((rc = pool_refill(c)) != 0) {
+        gw_log_err(GW_LOG_SYS, "no random bytes for device tokens: %s", gw_strerror(rc));
+        goto fail;
+    }
     c->recent_cap = max_txn * 2;
     c->recent_keys = calloc(c->recent_cap, sizeof(uint64_t));
     if (!c->recent_keys || sch_map_init(&c->recent, c->recent_cap * 2) != 0) {

@@ -26,7 +26,12 @@ struct sch_core {
     struct gw_coap_parser *parser, *parser2, *parser3;
     struct sch_cache *cache;
     bool cache_enabled;
-    uint64_t next_token;
+    /* Device tokens (RFC 7252 5.3.1): 8 random bytes per exchange and
+     * per observation, drawn from getrandom(2) in blocks, never a counter
+     * (issue #12 item 8): a device, or anyone who sees its traffic, learns
+     * nothing about the tokens of other exchanges. */
+    uint8_t tok_pool[256];
+    uint32_t tok_pos;
     uint64_t next_arrival;
     uint32_t pending_answers;
     uint8_t last_code;
@@ -58,6 +63,8 @@ void sch_core_finish_error(struct sch_core *c, uint32_t idx, uint8_t code, const
 /* Frees a txn without answering (the answer was sent by the caller), or
  * with the answer already placed in t->data when has_client is set. */
 void sch_core_finish_txn(struct sch_core *c, uint32_t idx);
+/* Fills tok with a fresh random device token, unlike any live observation's. */
+void sch_core_new_token(struct sch_core *c, uint8_t tok[8]);
 void sch_core_arm_obs(struct sch_core *c, uint64_t deadline, uint32_t obs_slot, uint32_t gen);
 
 /* sch_observe.c */
@@ -72,6 +79,7 @@ void sch_obs_on_gone(struct sch_core *c, const struct gw_ep *ep, const uint8_t *
 void sch_obs_on_session_end(struct sch_core *c, uint64_t session);
 void sch_obs_on_timer(struct sch_core *c, uint32_t slot, uint32_t gen, uint64_t now);
 void sch_obs_counts(const struct sch_core *c, uint32_t *observations, uint32_t *observers);
+bool sch_obs_id_taken(const struct sch_core *c, uint64_t id);
 bool sch_obs_item_live(const struct sch_core *c, uint32_t slot, uint32_t gen);
 
 #endif

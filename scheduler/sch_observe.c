@@ -493,8 +493,7 @@ void sch_obs_on_request(struct sch_core *c, const struct gw_msg *env, const uint
         }
         o = probe;
         uint8_t tok[8];
-        uint64_t v = c->next_token++;
-        memcpy(tok, &v, 8);
+        sch_core_new_token(c, tok); /* random, never 0: id_of(tok) is the token itself */
         o->id = id_of(tok);
         /* Start numbers from the clock so an observation created later
          * starts above one that ended earlier (RFC 7641 3.4 for clients that
@@ -759,6 +758,11 @@ void sch_obs_on_timer(struct sch_core *c, uint32_t slot, uint32_t gen, uint64_t 
     gw_log_debug(GW_LOG_COAP, "observation %016llx stale: re-registering", (unsigned long long)o->id);
     if (register_at_device(c, o, NULL, false) < 0)
         arm_stale(c, o, now + GW_MAX((uint64_t)c->cfg.obs_grace_ms, 1000));
+}
+
+bool sch_obs_id_taken(const struct sch_core *c, uint64_t id)
+{
+    return c->obs && sch_map_get(&c->obs->by_id, id) != NULL;
 }
 
 void sch_obs_rearm_all(struct sch_core *c)
