@@ -213,29 +213,67 @@ int mesh_peers_flush(struct mesh_peers *p)
 {
     if (p->ndirty == 0)
         return 0;
-    int rc = 0;
-    MDB_txn *txn = NULL;
-    if (p->store)
-        rc = gw_store_wbegin(p->store, &txn);
+    if (p->store) {
+        MDB_txn *txn = NULL;
+        int rc = gw_store_wbegin(p->store, &txn);
+        for (uint32_t i = 0; i < p->ndirty && rc == 0; i++) {
+            struct mesh_peer *e = find(p, p->dirty[i]);
+            if (!e)
+                continue;
+            char name[sizeof(MESH_PEERS_META_PREFIX) + 16];
+            meta_key(e->mac, name);
+            struct mesh_peer_rec rec = { e->win.top, e->keyfp };
+            MDB_val k = { strlen(name), name }, v = { sizeof(rec), &rec };
+            rc = gw_store_err(mdb_put(txn, p->store->meta, &k, &v, 0));
+        }
+        if (txn) {
+            if (rc)
+                mdb_txn_abort(txn);
+            else
+                rc = gw_store_err(mdb_txn_commit(txn));
+        }
+        /* Failed: the marks stay, so nothing is forwarded (mesh_hold) until
+         * a later flush made these tops durable. */
+        if (rc)
+            return rc;
+    }
     for (uint32_t i = 0; i < p->ndirty; i++) {
         struct mesh_peer *e = find(p, p->dirty[i]);
-        if (!e)
-            continue;
-        e->dirty = 0;
-        if (!txn || rc)
-            continue;
-        char name[sizeof(MESH_PEERS_META_PREFIX) + 16];
-        meta_key(e->mac, name);
-        struct mesh_peer_rec rec = { e->win.top, e->keyfp };
-        MDB_val k = { strlen(name), name }, v = { sizeof(rec), &rec };
-        rc = gw_store_err(mdb_put(txn, p->store->meta, &k, &v, 0));
+        if (e)
+            e->dirty = 0;
     }
     p->ndirty = 0;
-    if (txn) {
-        if (rc)
-            mdb_txn_abort(txn);
-        else
-            rc = gw_store_err(mdb_txn_commit(txn));
+    return 0;
+}
+
+/* ---- frames held until their window is durable ---- */
+
+void mesh_hold_add(struct mesh_hold *h, const uint8_t mac[GW_MAC_LEN], const uint8_t *data, size_t len)
+{
+    if (h->n >= MESH_HOLD_MAX || len > sizeof(h->f[0].data))
+        return; /* callers release a full hold first; sizes are bounded by mesh_rx_accept */
+    struct mesh_held *f = &h->f[h->n++];
+    memcpy(f->mac, mac, GW_MAC_LEN);
+    memcpy(f->data, data, len);
+    f->len = (uint16_t)len;
+}
+
+int mesh_hold_release(struct mesh_hold *h, struct mesh_peers *p, mesh_hold_fwd fwd, void *ctx,
+                      uint32_t *dropped)
+{
+    *dropped = 0;
+    if (h->n == 0)
+        return 0;
+    int rc = mesh_peers_flush(p);
+    if (rc == 0) {
+        for (uint32_t i = 0; i < h->n; i++)
+            fwd(ctx, h->f[i].mac, h->f[i].data, h->f[i].len);
+    } else {
+        *dropped = h->n;
     }
+    /* Plaintext does not linger in memory. */
+    for (uint32_t i = 0; i < h->n; i++)
+        memset(h->f[i].data, 0, h->f[i].len);
+    h->n = 0;
     return rc;
 }

@@ -9,8 +9,10 @@
  * the next batch. Datagrams from devices are pushed as they are read (libuv
  * reads up to 32 per socket per loop turn) and the scheduler's bell is rung
  * at most once per loop turn, from a check handle, and only when it sleeps.
- * Idle, nothing runs: the only timer is the replay-window flush, armed when
- * a window moved and not re-armed until another one does. */
+ * Secured frames that passed their replay window are held and forwarded
+ * at the end of the loop turn (the same check handle), right after one
+ * write transaction made their windows' tops durable (meshio.h). Idle,
+ * nothing runs: no timers. */
 #include "meshio.h"
 #include "gw_clock.h"
 #include "gw_error.h"
@@ -60,7 +62,6 @@ struct mesh_ctx {
     int sock_family[MESH_NSOCK]; /* AF_INET or AF_INET6 */
     uv_poll_t bell_poll;
     uv_check_t kick_check;
-    uv_timer_t flush_timer;
     uv_signal_t sig[3];
     struct gw_shm shm;
     struct gw_ring *from_sch, *to_sch;
@@ -70,6 +71,7 @@ struct mesh_ctx {
     struct mesh_seqstore seq;
     struct mesh_peers peers;
     bool peers_ok;
+    struct mesh_hold hold;      /* secured frames waiting for their window to be durable */
     struct gw_stats *stats;
     bool sch_kick;
     struct gw_log_limit lim[LIM_COUNT];
@@ -206,6 +208,7 @@ static void kick_scheduler(struct mesh_ctx *m)
 }
 
 static void tx_flush_all(struct mesh_ctx *m);
+static void release_held(struct mesh_ctx *m);
 
 static void on_check(uv_check_t *h)
 {
@@ -213,10 +216,11 @@ static void on_check(uv_check_t *h)
     /* Runs once per loop turn, after the poll: counts wake-ups for the benchmark. */
     gw_stat_add(m->stats, GW_STAT_loop_turns, 1);
     tx_flush_all(h->data);
+    release_held(h->data);
     kick_scheduler(h->data);
 }
 
-static void push_rx(struct mesh_ctx *m, const struct gw_device *dev, bool secure,
+static void push_rx(struct mesh_ctx *m, const uint8_t mac[GW_MAC_LEN], bool secure,
                     const uint8_t *data, size_t len)
 {
     struct gw_msg env;
@@ -224,7 +228,7 @@ static void push_rx(struct mesh_ctx *m, const struct gw_device *dev, bool secure
     env.kind = GW_MSG_MESH_RX;
     env.security = secure ? GW_SEC_NETMGR : GW_SEC_NONE;
     env.len = (uint16_t)len;
-    memcpy(env.mac, dev->mac, GW_MAC_LEN);
+    memcpy(env.mac, mac, GW_MAC_LEN);
     int rc = gw_ring_push2(m->to_sch, &env, sizeof(env), data, (uint32_t)len);
     if (rc == 0) {
         m->sch_kick = true;
@@ -233,7 +237,7 @@ static void push_rx(struct mesh_ctx *m, const struct gw_device *dev, bool secure
     /* The scheduler's retries (S4.4) cover a dropped answer. */
     gw_stat_add(m->stats, GW_STAT_ring_full, 1);
     char macs[17];
-    gw_mac_str(dev->mac, macs);
+    gw_mac_str(mac, macs);
     log_limited(m, LIM_RING, GW_LOG_WARN,
                 "ring to the scheduler: %s; datagram from device %s dropped", gw_strerror(rc),
                 macs);
@@ -241,12 +245,22 @@ static void push_rx(struct mesh_ctx *m, const struct gw_device *dev, bool secure
 
 /* ---- from the devices ---- */
 
-static void on_flush(uv_timer_t *t);
-
-static void arm_flush(struct mesh_ctx *m)
+static void fwd_secure(void *ctx, const uint8_t mac[GW_MAC_LEN], const uint8_t *data, size_t len)
 {
-    if (mesh_peers_has_dirty(&m->peers) && !uv_is_active((uv_handle_t *)&m->flush_timer))
-        uv_timer_start(&m->flush_timer, on_flush, MESH_PEERS_FLUSH_MS, 0);
+    push_rx(ctx, mac, true, data, len);
+}
+
+/* Issue #12 item 10: a secured frame reaches the scheduler only once its
+ * replay window's top is in LMDB, so a successor never accepts it again. */
+static void release_held(struct mesh_ctx *m)
+{
+    uint32_t dropped = 0;
+    int rc = mesh_hold_release(&m->hold, &m->peers, fwd_secure, m, &dropped);
+    if (rc) {
+        log_limited(m, LIM_STORE, GW_LOG_WARN,
+                    "persisting replay windows: %s; %u secured frames dropped (retries cover them)",
+                    gw_strerror(rc), dropped);
+    }
 }
 
 static void handle_datagram(struct mesh_ctx *m, const struct gw_ep *src, bool secure,
@@ -269,9 +283,15 @@ static void handle_datagram(struct mesh_ctx *m, const struct gw_ep *src, bool se
     }
     size_t n;
     rc = mesh_rx_accept(&dev, secure, &m->peers, buf, len, m->pt, sizeof(m->pt), &n);
-    arm_flush(m);
+    if (rc == 0 && secure) {
+        if (mesh_hold_full(&m->hold))
+            release_held(m);
+        mesh_hold_add(&m->hold, dev.mac, m->pt, n);
+        memset(m->pt, 0, n);
+        return;
+    }
     if (rc == 0) {
-        push_rx(m, &dev, secure, m->pt, n);
+        push_rx(m, dev.mac, secure, m->pt, n);
         return;
     }
     gw_mac_str(dev.mac, macs);
@@ -416,16 +436,6 @@ static void on_bell(uv_poll_t *h, int status, int events)
     struct mesh_ctx *m = h->data;
     gw_bell_fifo_drain(m->my_bell_fd);
     service_ring(m);
-}
-
-/* ---- replay window flush ---- */
-
-static void on_flush(uv_timer_t *t)
-{
-    struct mesh_ctx *m = t->data;
-    int rc = mesh_peers_flush(&m->peers);
-    if (rc)
-        log_limited(m, LIM_STORE, GW_LOG_WARN, "persisting replay windows: %s", gw_strerror(rc));
 }
 
 /* ---- set-up ---- */
@@ -600,10 +610,6 @@ int mesh_run(const struct gw_config *cfg)
         m->kick_check.data = m;
         rc = uv_check_start(&m->kick_check, on_check);
     }
-    if (rc == 0) {
-        rc = uv_timer_init(&m->loop, &m->flush_timer);
-        m->flush_timer.data = m;
-    }
     int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
     for (int i = 0; i < 3 && rc == 0; i++) {
         rc = uv_signal_init(&m->loop, &m->sig[i]);
@@ -630,6 +636,7 @@ int mesh_run(const struct gw_config *cfg)
     exit_code = 0;
 out:
     if (m->peers_ok) {
+        release_held(m); /* frames read in the last turn (none when set-up failed) */
         if ((rc = mesh_peers_flush(&m->peers)) != 0)
             gw_log_warn(GW_LOG_STORE, "persisting replay windows at exit: %s", gw_strerror(rc));
         mesh_peers_deinit(&m->peers);

@@ -44,12 +44,16 @@
  *   a Milli request lost this way ends in 5.04 (S4.5: never retried).
  * - Up to mesh_seq_block - 1 unused sequence numbers (skipped, never reused:
  *   the restart resumes above the durable reservation, S7.1).
- * - Replay windows advanced within the last MESH_PEERS_FLUSH_MS: each
- *   window's top is persisted (meta "replay:<mac>") at most that long after
- *   it moves, and on restart the window is restored as "refuse everything up
- *   to the persisted top". Frames accepted in that last interval could be
- *   replayed once to the restarted meshio; at worst the scheduler sees a
- *   stale answer it no longer matches (its tokens are fresh per exchange).
+ * - Nothing of the replay windows: a secured frame that passed its window
+ *   is held (struct mesh_hold) until the window's new top is committed to
+ *   LMDB (meta "replay:<mac>", not synced: it must outlive meshio, not the
+ *   machine), and only then forwarded to the scheduler; one write
+ *   transaction per loop turn covers every frame read in that turn. A
+ *   restarted meshio restores each window as "refuse everything up to the
+ *   persisted top", so no frame forwarded before a SIGKILL is accepted
+ *   after it (issue #12 item 10). Frames held when meshio dies were never
+ *   forwarded: the device's retransmission or the scheduler's retry
+ *   covers them, as for any datagram lost in flight.
  * Nothing else: rings and LMDB are untouched by a crash of meshio. */
 #ifndef MESHIO_H
 #define MESHIO_H
@@ -101,8 +105,6 @@ int mesh_seqstore_take(struct mesh_seqstore *s, uint64_t *seq) GW_NODISCARD;
 
 /* ---- per-device receive replay windows (S7.1) ---- */
 
-/* A moved window top is persisted at most this long afterwards. */
-#define MESH_PEERS_FLUSH_MS 1000
 #define MESH_PEERS_META_PREFIX "replay:"
 
 struct mesh_peer {
@@ -146,9 +148,43 @@ static inline bool mesh_peers_has_dirty(const struct mesh_peers *p)
 
 /* Persists the tops of every window marked since the last flush, in one
  * write transaction (not synced: it only has to survive meshio, not the
- * machine). The marks are cleared either way: this is best effort.
- * Returns 0, or the gw_store error. */
+ * machine). The marks are cleared only when the transaction committed.
+ * Returns 0, or the gw_store error (the marks stay for the next call). */
 int mesh_peers_flush(struct mesh_peers *p) GW_NODISCARD;
+
+/* Secured frames that passed their replay window, held until the window
+ * tops are durable (see "What a SIGKILL of meshio loses"). */
+#define MESH_HOLD_MAX 32
+
+struct mesh_held {
+    uint8_t mac[GW_MAC_LEN];
+    uint16_t len;
+    uint8_t data[GW_COAP_MAX_MSG + 16];
+};
+
+struct mesh_hold {
+    struct mesh_held f[MESH_HOLD_MAX];
+    uint32_t n;
+};
+
+static inline bool mesh_hold_full(const struct mesh_hold *h)
+{
+    return h->n >= MESH_HOLD_MAX;
+}
+
+/* Holds one accepted frame (CoAP bytes for the scheduler). The caller
+ * releases a full hold first. */
+void mesh_hold_add(struct mesh_hold *h, const uint8_t mac[GW_MAC_LEN], const uint8_t *data, size_t len);
+
+typedef void (*mesh_hold_fwd)(void *ctx, const uint8_t mac[GW_MAC_LEN], const uint8_t *data, size_t len);
+
+/* Persists the marked windows (mesh_peers_flush), then forwards every held
+ * frame in arrival order. When the flush fails nothing is forwarded: the
+ * frames are dropped (*dropped of them; the scheduler's retries and the
+ * devices' retransmissions cover them) and the error returned. The hold
+ * is empty afterwards either way. */
+int mesh_hold_release(struct mesh_hold *h, struct mesh_peers *p, mesh_hold_fwd fwd, void *ctx,
+                      uint32_t *dropped) GW_NODISCARD;
 
 /* ---- the datagram logic, without sockets ---- */
 
