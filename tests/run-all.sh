@@ -57,6 +57,7 @@ stage "unit+stress tests (release)" unit "$here/build"
 stage "integration tests (release)" integration "$here/build"
 stage "resilience under load (release)" resilience "$here/build"
 stage "hostile traffic (release)" hostile "$here/build"
+stage "security suite (release)" env COAPGW_BIN="$here/build/coapgw" "$here/tests/security/run.sh"
 stage "valgrind memcheck scenario (release)" env COAPGW_BIN="$here/build/coapgw" python3 "$here/tests/integration/test_valgrind.py"
 
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
