@@ -2,7 +2,7 @@
 """Security suite, mesh side (issue #12 items 8 and 10): real gateway
 processes, devices that are raw UDP sockets of this test (or the embedded
 simulator), SIGKILL of meshio. Each test prints what it tried and asserts
-the refusal. Clause numbers refer to ../shared/SPEC.md."""
+the refusal. Clause numbers refer to PROTOCOL.md."""
 import os
 import signal
 import socket

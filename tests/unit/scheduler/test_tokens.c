@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_tokens.c - the gateway's tokens towards devices (issue #12 item 8,
  * RFC 7252 5.3.1): 8 random bytes per exchange and per observation, never
  * a counter, so that a device (or anyone seeing one device's traffic)
