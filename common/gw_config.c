@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum kind { K_STR, K_INT };
 
@@ -61,6 +62,7 @@ static const struct key keys[] = {
     I(block_timeout_ms, 30000, 10, 3600000),
     S(jwt_alg, "HS256"),
     S(jwt_key_file, ""),
+    I(dev_mode, 0, 0, 1),
     S(jwt_issuer, ""),
     S(jwt_audience, ""),
     I(jwt_leeway_s, 30, 0, 3600),
@@ -238,13 +240,16 @@ int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t er
             return GW_ECONFIG;
         }
     }
-    if (!cfg->data_dir[0])
-        snprintf(cfg->data_dir, sizeof(cfg->data_dir), "/tmp/coapgw-%s", cfg->instance);
     for (const char *p = cfg->instance; *p; p++)
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') {
             cerr(err, errlen, "instance: '%s' may hold only letters, digits, '-' and '_'%s%s", cfg->instance, "", "");
             return GW_ECONFIG;
         }
+    if (!cfg->data_dir[0] && gw_config_default_data_dir(cfg->instance, cfg->data_dir, sizeof(cfg->data_dir)) != 0) {
+        cerr(err, errlen, "data_dir: no default (not root, and none of XDG_STATE_HOME, HOME, XDG_RUNTIME_DIR "
+             "names an absolute directory of a sane length); set data_dir%s%s%s", "", "", "");
+        return GW_ECONFIG;
+    }
     if (cfg->ring_slots & (cfg->ring_slots - 1)) {
         cerr(err, errlen, "ring_slots: must be a power of two%s%s%s", "", "", "");
         return GW_ECONFIG;
@@ -260,6 +265,54 @@ int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t er
         return GW_ECONFIG;
     }
     return 0;
+}
+
+int gw_config_data_dir_rule(unsigned euid, const char *xdg_state, const char *home, const char *xdg_runtime,
+                            const char *instance, char *buf, size_t len)
+{
+    int n;
+    if (euid == 0)
+        n = snprintf(buf, len, "/var/lib/coapgw/%s", instance);
+    else if (xdg_state && xdg_state[0] == '/')
+        n = snprintf(buf, len, "%s/coapgw/%s", xdg_state, instance);
+    else if (home && home[0] == '/')
+        n = snprintf(buf, len, "%s/.local/state/coapgw/%s", home, instance);
+    else if (xdg_runtime && xdg_runtime[0] == '/')
+        n = snprintf(buf, len, "%s/coapgw-%s", xdg_runtime, instance);
+    else
+        n = -1;
+    if (n < 0 || (size_t)n >= len) {
+        if (len)
+            buf[0] = '\0';
+        return GW_ECONFIG;
+    }
+    return 0;
+}
+
+int gw_config_default_data_dir(const char *instance, char *buf, size_t len)
+{
+    return gw_config_data_dir_rule((unsigned)geteuid(), getenv("XDG_STATE_HOME"), getenv("HOME"),
+                                   getenv("XDG_RUNTIME_DIR"), instance, buf, len);
+}
+
+bool gw_config_embedded_sim(const struct gw_config *cfg)
+{
+    return cfg->meshsim == 1 || (cfg->meshsim == -1 && !cfg->devices_file[0]);
+}
+
+bool gw_config_dev_secret(const struct gw_config *cfg)
+{
+    return !cfg->jwt_key_file[0];
+}
+
+int gw_config_check_key(const struct gw_config *cfg, char *err, size_t errlen)
+{
+    if (!gw_config_dev_secret(cfg) || gw_config_embedded_sim(cfg) || cfg->dev_mode)
+        return 0;
+    cerr(err, errlen, "jwt_key_file is not set: refusing to sign and verify tokens with a development secret "
+         "in front of a real mesh (devices_file %s); set jwt_key_file, or dev_mode = true for a test set-up%s%s",
+         cfg->devices_file[0] ? cfg->devices_file : "(none, meshsim = 0)", "", "");
+    return GW_ECONFIG;
 }
 
 void gw_config_dump(const struct gw_config *cfg, int fd)

@@ -20,7 +20,7 @@ struct gw_config {
     /* Identity and files. */
     char listen[GW_CFG_STR];        /* client side address:port, default 0.0.0.0:5683 */
     char instance[64];              /* names the shared memory and the default data_dir */
-    char data_dir[GW_CFG_STR];      /* LMDB, pid files, doorbells, development key */
+    char data_dir[GW_CFG_STR];      /* LMDB, pid files, doorbells, development key; default below */
     char devices_file[GW_CFG_STR];  /* CSV mac,address,type,key[,plain_port,secure_port]; "" = embedded simulator */
     char log_level[16];
     char names[GW_CFG_STR];         /* extra host names that mean the gateway itself (S4.8), comma separated */
@@ -57,7 +57,8 @@ struct gw_config {
 
     /* Sessions and authentication (S2). */
     char jwt_alg[16];
-    char jwt_key_file[GW_CFG_STR];  /* "" = development secret under data_dir */
+    char jwt_key_file[GW_CFG_STR];  /* "" = development secret under data_dir (see dev_mode) */
+    int64_t dev_mode;               /* 1: allow the development secret with a real mesh (S9.2) */
     char jwt_issuer[128];
     char jwt_audience[128];
     int64_t jwt_leeway_s;
@@ -81,6 +82,30 @@ struct gw_config {
     int64_t obs_notify_con;         /* 1: CON notifications to clients; 0: follow the device's type */
     int64_t lmdb_map_mb;
 };
+
+/* The default data_dir (when the key is empty), which must not be in
+ * world-writable territory (S9.2): as root /var/lib/coapgw/<instance>;
+ * otherwise $XDG_STATE_HOME/coapgw/<instance> or, without it,
+ * $HOME/.local/state/coapgw/<instance>: state that must outlive a reboot
+ * (the AEAD sequence reservation guards against nonce reuse, S7.1), in a
+ * directory only that user can write; only with neither variable set,
+ * $XDG_RUNTIME_DIR/coapgw-<instance>. With none of them, the key must be
+ * set (gw_config_load says so). */
+int gw_config_default_data_dir(const char *instance, char *buf, size_t len) GW_NODISCARD;
+/* The same rule with its inputs given (pure; NULL = variable not set):
+ * 0, or GW_ECONFIG with buf empty when there is no default. */
+int gw_config_data_dir_rule(unsigned euid, const char *xdg_state, const char *home, const char *xdg_runtime,
+                            const char *instance, char *buf, size_t len) GW_NODISCARD;
+
+/* True when `coapgw run` runs the embedded mesh simulator: meshsim = 1, or
+ * meshsim = -1 (auto) with no devices_file. */
+bool gw_config_embedded_sim(const struct gw_config *cfg);
+/* True when tokens are signed/verified with the development secret
+ * (data_dir/dev-secret): jwt_key_file is empty. */
+bool gw_config_dev_secret(const struct gw_config *cfg);
+/* S9.2: the development secret is only for the embedded simulator or an
+ * explicit dev_mode = true. Returns 0, or GW_ECONFIG with one line in err. */
+int gw_config_check_key(const struct gw_config *cfg, char *err, size_t errlen) GW_NODISCARD;
 
 /* Fills defaults, then reads `path` (may be NULL), then the environment.
  * On error returns GW_ECONFIG and writes a message to err (errlen bytes). */

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -419,10 +420,16 @@ int gw_devfile_generate(const char *path, int n, const char *base, char *err, si
         errf(err, errlen, "path too long: %s", path);
         return -ENAMETOOLONG;
     }
-    FILE *fp = fopen(tmp, "w");
+    /* The file holds device keys: 0600, created exclusively, never through
+     * a planted link (S9.2); renamed into place below. */
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    FILE *fp = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!fp) {
         int e = errno;
-        errf(err, errlen, "fopen %s: %s", tmp, strerror(e));
+        if (fd >= 0)
+            close(fd);
+        errf(err, errlen, "creating %s: %s", tmp, strerror(e));
         return -e;
     }
     int rc = 0;

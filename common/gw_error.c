@@ -20,6 +20,7 @@ const char *gw_strerror(int err)
     case GW_ETOOBIG: return "too big";
     case GW_EFORBIDDEN: return "forbidden by policy";
     case GW_EBUSY: return "busy";
+    case GW_EUNSAFE: return "unsafe ownership or permissions";
     default: break;
     }
     if (err <= MDB_KEYEXIST && err >= MDB_LAST_ERRCODE)

@@ -21,6 +21,7 @@ enum {
     GW_ETOOBIG,             /* input over a configured size bound */
     GW_EFORBIDDEN,          /* policy refuses (scope, single session, limits) */
     GW_EBUSY,               /* resource busy (Milli serialization) */
+    GW_EUNSAFE,             /* a file or shm object others could tamper with (S9.2) */
     GW_ELAST
 };
 

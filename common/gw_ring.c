@@ -3,6 +3,8 @@
  * gw_ring.h. */
 #include "gw_ring.h"
 #include "gw_error.h"
+#include "gw_fsafe.h"
+#include "gw_log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -117,9 +119,14 @@ int gw_bell_fifo_open(const char *path)
     if (mkfifo(path, 0600) != 0 && errno != EEXIST)
         return -errno;
     /* O_RDWR on a FIFO never blocks and never fails for want of a reader
-     * (Linux), so producers and the consumer open it the same way. */
-    int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    return fd < 0 ? -errno : fd;
+     * (Linux), so producers and the consumer open it the same way.
+     * O_NOFOLLOW and the fstat check (S9.2): a link or a file planted under
+     * the bell's name is refused, never written through or spun on. */
+    char err[600];
+    int fd = gw_fsafe_open(path, O_RDWR | O_NONBLOCK, GW_FS_FIFO | GW_FS_SECRET, err, sizeof(err));
+    if (fd == GW_EUNSAFE)
+        gw_log_err(GW_LOG_RING, "doorbell %s", err);
+    return fd;
 }
 
 void gw_bell_fifo_kick(int fd)

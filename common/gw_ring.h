@@ -118,7 +118,9 @@ void gw_bell_prepare_sleep(struct gw_bell *b);
 void gw_bell_awake(struct gw_bell *b);
 
 /* FIFO plumbing: path is data_dir/bell-NAME (gw_bell_path). gw_bell_fifo_open
- * returns an fd or -errno. */
+ * creates the FIFO (0600) if needed and returns an fd, -errno, or GW_EUNSAFE
+ * (logged, naming the path) when path is a link, not a FIFO, not ours or
+ * open to group/other (S9.2). */
 int gw_bell_fifo_open(const char *path) GW_NODISCARD;
 void gw_bell_fifo_kick(int fd);
 void gw_bell_fifo_drain(int fd);

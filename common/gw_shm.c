@@ -91,6 +91,108 @@ static void format(struct gw_shm *shm, const struct gw_shm_hdr *want)
     atomic_store(&h->boot_id, boot);
 }
 
+/* Where shm_open(3) keeps the object: /dev/shm on Linux (glibc). */
+static void shm_path(const char *name, char *buf, size_t len)
+{
+    snprintf(buf, len, "/dev/shm%s", name);
+}
+
+/* S9.2: a segment that another user created, or that others may open, is
+ * refused: its creator could read every ring and push records that look
+ * like our frontends' (requests with no session), or watch answers sealed
+ * for devices. Only an object of our own user with mode 0600 is used. */
+static int shm_judge(const struct stat *st, const char *name, char *err, size_t errlen)
+{
+    char path[128];
+    shm_path(name, path, sizeof(path));
+    if (S_ISLNK(st->st_mode) || !S_ISREG(st->st_mode)) {
+        snprintf(err, errlen, "shared memory %s is not a plain shared-memory object; refusing to use it", path);
+        return GW_EUNSAFE;
+    }
+    if (st->st_uid != geteuid()) {
+        snprintf(err, errlen, "shared memory %s is owned by uid %u, not by uid %u (the gateway's user): another "
+                 "user created it; refusing to use it (remove it, as root, after looking at who made it)",
+                 path, (unsigned)st->st_uid, (unsigned)geteuid());
+        return GW_EUNSAFE;
+    }
+    if ((st->st_mode & 07777) != 0600) {
+        snprintf(err, errlen, "shared memory %s has mode %04o, not 0600: others could open it; refusing to use it "
+                 "(stop the gateway, remove it and start again)", path, (unsigned)(st->st_mode & 07777));
+        return GW_EUNSAFE;
+    }
+    return 0;
+}
+
+int gw_shm_check(const struct gw_config *cfg, char *err, size_t errlen)
+{
+    char name[96], path[128];
+    shm_name(cfg, name, sizeof(name));
+    shm_path(name, path, sizeof(path));
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -errno;
+    return shm_judge(&st, name, err, errlen);
+}
+
+/* Opens the segment, creating it (O_EXCL, 0600) when it does not exist. */
+static int shm_open_safe(const char *name, bool fresh, char *err, size_t errlen)
+{
+    struct stat st;
+    char path[128];
+    shm_path(name, path, sizeof(path));
+    if (fresh) {
+        /* Unlink only our own object: one that someone else planted is
+         * refused (and left for the operator to look at). */
+        if (lstat(path, &st) == 0) {
+            int rc = shm_judge(&st, name, err, errlen);
+            if (rc)
+                return rc;
+            shm_unlink(name);
+        }
+    }
+    for (int attempt = 0; attempt < 4; attempt++) {
+        if (!fresh || attempt > 0) {
+            int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+            if (fd >= 0) {
+                int rc = fstat(fd, &st) == 0 ? shm_judge(&st, name, err, errlen) : -errno;
+                if (rc) {
+                    if (rc != GW_EUNSAFE)
+                        snprintf(err, errlen, "fstat(%s): %s", path, strerror(-rc));
+                    close(fd);
+                    return rc;
+                }
+                return fd;
+            }
+            if (errno == EACCES && lstat(path, &st) == 0 && shm_judge(&st, name, err, errlen) == GW_EUNSAFE)
+                return GW_EUNSAFE;
+            if (errno != ENOENT) {
+                int e = errno;
+                snprintf(err, errlen, "shm_open(%s): %s", name, strerror(e));
+                return -e;
+            }
+        }
+        int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            /* The umask may have taken bits away; attachers want exactly 0600. */
+            if (fchmod(fd, 0600) != 0) {
+                int e = errno;
+                snprintf(err, errlen, "fchmod(%s): %s", path, strerror(e));
+                close(fd);
+                return -e;
+            }
+            return fd;
+        }
+        if (errno != EEXIST) {
+            int e = errno;
+            snprintf(err, errlen, "shm_open(%s, O_CREAT | O_EXCL): %s", name, strerror(e));
+            return -e;
+        }
+        /* Created by someone else in between: attach to it, after the checks. */
+    }
+    snprintf(err, errlen, "shm_open(%s): created and removed repeatedly by someone else; refusing", name);
+    return GW_EUNSAFE;
+}
+
 int gw_shm_open(const struct gw_config *cfg, bool fresh, struct gw_shm *shm, char *err, size_t errlen)
 {
     memset(shm, 0, sizeof(*shm));
@@ -98,14 +200,9 @@ int gw_shm_open(const struct gw_config *cfg, bool fresh, struct gw_shm *shm, cha
     shm_name(cfg, shm->name, sizeof(shm->name));
     struct gw_shm_hdr want;
     layout(cfg, &want);
-    if (fresh)
-        shm_unlink(shm->name);
-    int fd = shm_open(shm->name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        int e = errno;
-        snprintf(err, errlen, "shm_open(%s): %s", shm->name, strerror(e));
-        return -e;
-    }
+    int fd = shm_open_safe(shm->name, fresh, err, errlen);
+    if (fd < 0)
+        return fd;
     /* Whoever holds the lock while the object is empty formats it; everyone
      * else waits on the lock and then checks the header. */
     if (flock(fd, LOCK_EX) != 0) {

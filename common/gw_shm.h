@@ -77,11 +77,17 @@ struct gw_shm {
     char name[96];
 };
 
-/* Attaches to the instance's segment, creating and formatting it when it
- * does not exist (or when `fresh`, after unlinking the old one). Returns 0,
- * GW_ELAYOUT with a message in err when the existing header differs, or -errno. */
+/* Attaches to the instance's segment, creating (O_EXCL, mode 0600) and
+ * formatting it when it does not exist (or when `fresh`, after unlinking the
+ * old one, which must be ours). S9.2: an existing object must belong to the
+ * effective uid and have mode 0600. Returns 0; GW_EUNSAFE with a message
+ * naming the object when it does not; GW_ELAYOUT with a message when the
+ * existing header differs; or -errno. */
 int gw_shm_open(const struct gw_config *cfg, bool fresh, struct gw_shm *shm, char *err, size_t errlen) GW_NODISCARD;
 void gw_shm_close(struct gw_shm *shm);
+/* Checks an existing /dev/shm/coapgw-<instance> without opening it (S9.2):
+ * 0 when it is absent or ours with mode 0600, else GW_EUNSAFE and a message. */
+int gw_shm_check(const struct gw_config *cfg, char *err, size_t errlen) GW_NODISCARD;
 int gw_shm_unlink(const struct gw_config *cfg);
 
 struct gw_ring *gw_shm_ring(const struct gw_shm *shm, uint32_t idx);

@@ -14,6 +14,7 @@
 #include "gw_coap.h"
 #include "gw_clock.h"
 #include "gw_error.h"
+#include "gw_fsafe.h"
 #include "gw_log.h"
 #include "gw_msg.h"
 #include "gw_registry.h"
@@ -287,12 +288,24 @@ int fe_dev_key_path(const struct gw_config *cfg, char *path, size_t len)
         snprintf(path, len, "%s", cfg->jwt_key_file);
         return 0;
     }
-    mkdir(cfg->data_dir, 0700);
+    char err[600];
+    if (gw_config_check_key(cfg, err, sizeof(err)) != 0) {
+        gw_log_err(GW_LOG_AUTH, "%s", err);
+        return GW_ECONFIG;
+    }
     snprintf(path, len, "%s/dev-secret", cfg->data_dir);
-    if (access(path, R_OK) == 0)
+    /* An existing secret must be ours, a regular file, readable by nobody
+     * else (S9.2): one planted by another user would let them mint tokens. */
+    int rc = gw_fsafe_check(path, GW_FS_REG | GW_FS_SECRET, false, err, sizeof(err));
+    if (rc == 0)
         return 0;
-    /* A development secret: 32 random bytes as hex. Written to a temporary
-     * name and linked into place so concurrent starters agree on one. */
+    if (rc != -ENOENT) {
+        gw_log_err(GW_LOG_AUTH, "refusing the development secret: %s", err);
+        return rc == GW_EUNSAFE ? rc : GW_EUNSAFE;
+    }
+    /* A development secret: 32 random bytes as hex, written to a temporary
+     * name created exclusively (never through a link) and linked into
+     * place, so concurrent starters agree on one. */
     uint8_t raw[32];
     if (getrandom(raw, sizeof(raw), 0) != sizeof(raw))
         return -EIO;
@@ -301,7 +314,8 @@ int fe_dev_key_path(const struct gw_config *cfg, char *path, size_t len)
         snprintf(hex + 2 * i, 3, "%02x", raw[i]);
     char tmp[600];
     snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
     ssize_t w = write(fd, hex, 64);
@@ -316,6 +330,11 @@ int fe_dev_key_path(const struct gw_config *cfg, char *path, size_t len)
         return -e;
     }
     unlink(tmp);
+    rc = gw_fsafe_check(path, GW_FS_REG | GW_FS_SECRET, false, err, sizeof(err));
+    if (rc) {
+        gw_log_err(GW_LOG_AUTH, "refusing the development secret: %s", err);
+        return GW_EUNSAFE;
+    }
     return 0;
 }
 
@@ -338,7 +357,7 @@ int fe_run(const struct gw_config *cfg, int index)
     uv_loop_init(&fe->loop);
     if ((rc = gw_shm_open(cfg, false, &fe->shm, err, sizeof(err))) != 0) {
         gw_log_err(GW_LOG_RING, "%s", err);
-        exit_code = rc == GW_ELAYOUT ? GW_EXIT_FATAL : 1;
+        exit_code = rc == GW_ELAYOUT || rc == GW_EUNSAFE ? GW_EXIT_FATAL : 1;
         goto out;
     }
     fe->to_sch = gw_shm_ring(&fe->shm, gw_ring_fe_to_sch((uint32_t)index));
@@ -357,8 +376,10 @@ int fe_run(const struct gw_config *cfg, int index)
     gw_bell_path(cfg, GW_BELL_SCHEDULER, path, sizeof(path));
     fe->sch_bell_fd = gw_bell_fifo_open(path);
     if (fe->my_bell_fd < 0 || fe->sch_bell_fd < 0) {
-        gw_log_err(GW_LOG_RING, "doorbell FIFOs in %s: %s", cfg->data_dir,
-                   gw_strerror(fe->my_bell_fd < 0 ? fe->my_bell_fd : fe->sch_bell_fd));
+        rc = fe->my_bell_fd < 0 ? fe->my_bell_fd : fe->sch_bell_fd;
+        gw_log_err(GW_LOG_RING, "doorbell FIFOs in %s: %s", cfg->data_dir, gw_strerror(rc));
+        if (rc == GW_EUNSAFE)
+            exit_code = GW_EXIT_FATAL;
         goto out;
     }
     if ((rc = gw_store_open(&fe->store, cfg->data_dir, (size_t)cfg->lmdb_map_mb)) != 0) {
@@ -368,6 +389,8 @@ int fe_run(const struct gw_config *cfg, int index)
     char keypath[600];
     if ((rc = fe_dev_key_path(cfg, keypath, sizeof(keypath))) != 0) {
         gw_log_err(GW_LOG_AUTH, "development key in %s: %s", cfg->data_dir, gw_strerror(rc));
+        if (rc == GW_EUNSAFE || rc == GW_ECONFIG)
+            exit_code = GW_EXIT_FATAL;
         goto out;
     }
     struct fe_auth_cfg acfg = {

@@ -518,7 +518,7 @@ int mesh_run(const struct gw_config *cfg)
     loop_ok = true;
     if ((rc = gw_shm_open(cfg, false, &m->shm, err, sizeof(err))) != 0) {
         gw_log_err(GW_LOG_RING, "%s", err);
-        exit_code = rc == GW_ELAYOUT ? GW_EXIT_FATAL : 1;
+        exit_code = rc == GW_ELAYOUT || rc == GW_EUNSAFE ? GW_EXIT_FATAL : 1;
         goto out;
     }
     m->from_sch = gw_shm_ring(&m->shm, gw_ring_sch_to_mesh(&m->shm));
@@ -540,8 +540,10 @@ int mesh_run(const struct gw_config *cfg)
     gw_bell_path(cfg, GW_BELL_SCHEDULER, path, sizeof(path));
     m->sch_bell_fd = gw_bell_fifo_open(path);
     if (m->my_bell_fd < 0 || m->sch_bell_fd < 0) {
-        gw_log_err(GW_LOG_RING, "doorbell FIFOs in %s: %s", cfg->data_dir,
-                   gw_strerror(m->my_bell_fd < 0 ? m->my_bell_fd : m->sch_bell_fd));
+        rc = m->my_bell_fd < 0 ? m->my_bell_fd : m->sch_bell_fd;
+        gw_log_err(GW_LOG_RING, "doorbell FIFOs in %s: %s", cfg->data_dir, gw_strerror(rc));
+        if (rc == GW_EUNSAFE)
+            exit_code = GW_EXIT_FATAL;
         goto out;
     }
     if ((rc = gw_store_open(&m->store, cfg->data_dir, (size_t)cfg->lmdb_map_mb)) != 0) {

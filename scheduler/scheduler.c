@@ -316,7 +316,7 @@ int sch_run(const struct gw_config *cfg)
     uv_loop_init(&s->loop);
     if ((rc = gw_shm_open(cfg, false, &s->shm, err, sizeof(err))) != 0) {
         gw_log_err(GW_LOG_RING, "%s", err);
-        exit_code = rc == GW_ELAYOUT ? GW_EXIT_FATAL : 1;
+        exit_code = rc == GW_ELAYOUT || rc == GW_EUNSAFE ? GW_EXIT_FATAL : 1;
         goto out;
     }
     s->nfe = s->shm.hdr->max_frontends;
@@ -338,8 +338,16 @@ int sch_run(const struct gw_config *cfg)
     s->my_bell_fd = gw_bell_fifo_open(path);
     gw_bell_path(cfg, GW_BELL_MESHIO, path, sizeof(path));
     s->mesh_bell_fd = gw_bell_fifo_open(path);
+    for (uint32_t i = 0; i < s->nfe; i++)
+        if (s->fe_bell_fd[i] == GW_EUNSAFE) {
+            exit_code = GW_EXIT_FATAL;
+            goto out;
+        }
     if (s->my_bell_fd < 0 || s->mesh_bell_fd < 0) {
-        gw_log_err(GW_LOG_RING, "doorbell FIFOs in %s: %s", cfg->data_dir, gw_strerror(s->my_bell_fd < 0 ? s->my_bell_fd : s->mesh_bell_fd));
+        rc = s->my_bell_fd < 0 ? s->my_bell_fd : s->mesh_bell_fd;
+        gw_log_err(GW_LOG_RING, "doorbell FIFOs in %s: %s", cfg->data_dir, gw_strerror(rc));
+        if (rc == GW_EUNSAFE)
+            exit_code = GW_EXIT_FATAL;
         goto out;
     }
     struct gw_proc_slot *ps = gw_shm_proc(&s->shm, GW_PROC_SCHEDULER);

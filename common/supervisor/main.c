@@ -10,6 +10,8 @@
 #include "gw_clock.h"
 #include "gw_config.h"
 #include "gw_error.h"
+#include "gw_fsafe.h"
+#include "gw_shm.h"
 #include "gw_log.h"
 #include "meshio.h"
 #include "meshsim.h"
@@ -50,17 +52,57 @@ static void die_with_supervisor(void)
  * SPSC rings and corrupt them, so the second is refused. The kernel drops
  * the lock when the holder dies, even by SIGKILL, so a restart never waits.
  * Under the supervisor there is no lock: it starts one child per slot. */
-static int lock_role(const char *path)
+static int lock_role(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = gw_fsafe_open(path, O_RDWR | O_CREAT, GW_FS_REG, err, errlen);
     if (fd < 0)
-        return -errno;
+        return fd;
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         close(fd);
         return e == EWOULDBLOCK ? -EBUSY : -e;
     }
     return fd; /* kept open for the life of the process */
+}
+
+/* What a command checks before it uses anything on disk (SPEC S9.2). */
+enum trust_need {
+    TRUST_DATA = 1,      /* data_dir and everything in it */
+    TRUST_INPUTS = 2,    /* devices_file and jwt_key_file */
+    TRUST_KEY = 4,       /* the development secret only where it is allowed */
+    TRUST_SHM = 8,       /* an existing shared segment is ours and 0600 */
+};
+
+/* Refuses to start on anything another local user could have planted or
+ * could change: one line naming the path and what is wrong, and
+ * GW_EXIT_FATAL so that no supervisor or systemd restarts it in a loop.
+ * Replaces cfg->data_dir by its real path. */
+static int trust_check(struct gw_config *cfg, unsigned need)
+{
+    char err[1024] = "";
+    int rc = 0;
+    if (need & TRUST_KEY)
+        rc = gw_config_check_key(cfg, err, sizeof(err));
+    if (!rc && (need & TRUST_DATA))
+        rc = gw_fsafe_data_dir(cfg, err, sizeof(err));
+    if (!rc && (need & TRUST_INPUTS))
+        rc = gw_fsafe_inputs(cfg, err, sizeof(err));
+    if (!rc && (need & TRUST_SHM))
+        rc = gw_shm_check(cfg, err, sizeof(err));
+    if (!rc)
+        return 0;
+    gw_log_err(GW_LOG_SYS, "refusing to start: %s", err[0] ? err : gw_strerror(rc));
+    return GW_EXIT_FATAL;
+}
+
+/* S9.2: every start with the development secret says so. */
+static void warn_dev_secret(const struct gw_config *cfg)
+{
+    if (!gw_config_dev_secret(cfg))
+        return;
+    gw_log_warn(GW_LOG_AUTH, "tokens are signed with a development secret (%s/dev-secret, %s): anyone who can "
+                "read it can mint tokens; set jwt_key_file for production", cfg->data_dir,
+                cfg->dev_mode ? "dev_mode = true" : "embedded simulator");
 }
 
 static enum fe_jwt_alg jwt_alg(const struct gw_config *cfg)
@@ -128,7 +170,7 @@ static int cmd_token(const struct gw_config *cfg, const struct sup_args *a)
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
-static int cmd_role(enum sup_cmd cmd, const struct gw_config *cfg, int index)
+static int cmd_role(enum sup_cmd cmd, struct gw_config *cfg, int index)
 {
     uint32_t proc = cmd == SUP_CMD_SCHEDULER ? GW_PROC_SCHEDULER
                     : cmd == SUP_CMD_MESHIO  ? GW_PROC_MESHIO
@@ -143,27 +185,37 @@ static int cmd_role(enum sup_cmd cmd, const struct gw_config *cfg, int index)
     int lvl = gw_log_level_parse(cfg->log_level);
     gw_log_init(role, idx, lvl < 0 ? GW_LOG_INFO : (enum gw_log_level)lvl);
     signal(SIGPIPE, SIG_IGN);
+    bool sup = supervised();
+    if (sup)
+        die_with_supervisor();
+    unsigned need = TRUST_DATA | TRUST_INPUTS | TRUST_SHM | (cmd == SUP_CMD_FRONTEND ? TRUST_KEY : 0);
+    int trc = trust_check(cfg, need);
+    if (trc)
+        return trc;
+    if (cmd == SUP_CMD_FRONTEND)
+        warn_dev_secret(cfg);
 
     /* Under the supervisor it writes the pid files; on our own, we do. */
-    bool sup = supervised();
     char pidfile[GW_CFG_STR + 32] = "";
-    if (sup) {
-        die_with_supervisor();
-    } else {
+    if (!sup) {
         sup_pidfile_path(cfg, proc, pidfile, sizeof(pidfile));
-        int rc = sup_mkdir_p(cfg->data_dir);
-        if (rc == 0) {
-            char lock[GW_CFG_STR + 48], name[32];
+        int rc;
+        {
+            char lock[GW_CFG_STR + 48], name[32], lerr[600] = "";
             sup_proc_name(proc, name, sizeof(name));
             snprintf(lock, sizeof(lock), "%s/%s.lock", cfg->data_dir, name);
-            int lfd = lock_role(lock);
+            int lfd = lock_role(lock, lerr, sizeof(lerr));
             if (lfd == -EBUSY) {
                 gw_log_err(GW_LOG_SYS, "%s of instance %s already runs (%s is locked); two would share its rings",
                            name, cfg->instance, lock);
                 return GW_EXIT_FATAL;
             }
+            if (lfd == GW_EUNSAFE) {
+                gw_log_err(GW_LOG_SYS, "refusing to start: %s", lerr);
+                return GW_EXIT_FATAL;
+            }
             if (lfd < 0)
-                gw_log_warn(GW_LOG_SYS, "lock %s: %s", lock, gw_strerror(lfd));
+                gw_log_warn(GW_LOG_SYS, "lock %s: %s", lock, lerr[0] ? lerr : gw_strerror(lfd));
             rc = sup_pidfile_write(pidfile, (uint32_t)getpid());
         }
         if (rc) {
@@ -223,6 +275,11 @@ int main(int argc, char **argv)
 
     switch (a.cmd) {
     case SUP_CMD_RUN: {
+        gw_log_init("supervisor", -1, lvl < 0 ? GW_LOG_INFO : (enum gw_log_level)lvl);
+        int trc = trust_check(&cfg, TRUST_DATA | TRUST_INPUTS | TRUST_KEY | TRUST_SHM);
+        if (trc)
+            return trc;
+        warn_dev_secret(&cfg);
         struct sup_run_opts o = { .config_path = a.config, .mint = mint_demo };
         return sup_run(&cfg, &o);
     }
@@ -234,12 +291,18 @@ int main(int argc, char **argv)
         return sup_cmd_status(&cfg);
     case SUP_CMD_METRICS:
         return sup_cmd_metrics(&cfg);
-    case SUP_CMD_TOKEN:
-        return cmd_token(&cfg, &a);
-    case SUP_CMD_DEVICES_IMPORT:
-        return sup_cmd_devices_import(&cfg, a.file);
-    case SUP_CMD_DEVICES_LIST:
-        return sup_cmd_devices_list(&cfg);
+    case SUP_CMD_TOKEN: {
+        int trc = trust_check(&cfg, TRUST_DATA | TRUST_INPUTS | TRUST_KEY);
+        return trc ? trc : cmd_token(&cfg, &a);
+    }
+    case SUP_CMD_DEVICES_IMPORT: {
+        int trc = trust_check(&cfg, TRUST_DATA);
+        return trc ? trc : sup_cmd_devices_import(&cfg, a.file);
+    }
+    case SUP_CMD_DEVICES_LIST: {
+        int trc = trust_check(&cfg, TRUST_DATA);
+        return trc ? trc : sup_cmd_devices_list(&cfg);
+    }
     case SUP_CMD_CONFIG:
         gw_config_dump(&cfg, STDOUT_FILENO);
         return 0;

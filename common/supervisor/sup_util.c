@@ -3,6 +3,7 @@
  * files, argument vectors for children, ring release. No libuv, no globals. */
 #include "supervisor.h"
 #include "gw_error.h"
+#include "gw_fsafe.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -115,37 +116,26 @@ int sup_child_argv(uint32_t proc, const char *config, const char *devices_file, 
 
 int sup_pidfile_write(const char *path, uint32_t pid)
 {
-    char tmp[1100];
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid()) >= sizeof(tmp))
-        return -ENAMETOOLONG;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -errno;
     char line[24];
     int n = snprintf(line, sizeof(line), "%u\n", pid);
-    ssize_t w = write(fd, line, (size_t)n);
-    int e = w == n ? 0 : (w < 0 ? errno : EIO);
-    if (close(fd) != 0 && !e)
-        e = errno;
-    if (!e && rename(tmp, path) != 0)
-        e = errno;
-    if (e) {
-        unlink(tmp);
-        return -e;
-    }
-    return 0;
+    /* O_EXCL | O_NOFOLLOW temporary file, then rename: a symbolic link
+     * planted at `path` is replaced, never followed (S9.2). */
+    return gw_fsafe_write_atomic(path, line, (size_t)n, 0644);
 }
 
 void sup_pidfile_remove(const char *path, uint32_t pid)
 {
     if (pid) {
-        FILE *f = fopen(path, "re");
-        if (!f)
+        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
             return;
-        unsigned v = 0;
-        int n = fscanf(f, "%u", &v);
-        fclose(f);
-        if (n != 1 || v != pid)
+        char buf[24];
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        buf[n > 0 ? n : 0] = '\0';
+        char *end;
+        unsigned long v = strtoul(buf, &end, 10);
+        if (end == buf || v != pid)
             return;
     }
     unlink(path);
@@ -188,26 +178,7 @@ void sup_rings_release(const struct gw_shm *shm, uint32_t proc, uint32_t pid)
 
 int sup_mkdir_p(const char *path)
 {
-    char p[GW_CFG_STR + 64];
-    if ((size_t)snprintf(p, sizeof(p), "%s", path) >= sizeof(p))
-        return -ENAMETOOLONG;
-    if (!p[0])
-        return -EINVAL;
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || *s == '\0') {
-            char c = *s;
-            *s = '\0';
-            if (mkdir(p, 0700) != 0 && errno != EEXIST)
-                return -errno;
-            *s = c;
-            if (!c)
-                break;
-        }
-    }
-    struct stat st;
-    if (stat(p, &st) != 0)
-        return -errno;
-    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+    return gw_fsafe_mkdir_p(path);
 }
 
 bool sup_shm_exists(const struct gw_config *cfg)

@@ -25,6 +25,7 @@
 #include "gw_clock.h"
 #include "gw_devfile.h"
 #include "gw_error.h"
+#include "gw_fsafe.h"
 #include "gw_log.h"
 
 #include <errno.h>
@@ -420,10 +421,11 @@ static pid_t segment_owner(const struct gw_config *cfg)
 static int lock_pidfile(struct sup_ctx *s)
 {
     snprintf(s->pidfile, sizeof(s->pidfile), "%s/supervisor.pid", s->cfg->data_dir);
-    int fd = open(s->pidfile, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    char err[600] = "";
+    int fd = gw_fsafe_open(s->pidfile, O_RDWR | O_CREAT, GW_FS_REG, err, sizeof(err));
     if (fd < 0) {
-        gw_log_err(GW_LOG_SYS, "open(%s): %s", s->pidfile, strerror(errno));
-        return -1;
+        gw_log_err(GW_LOG_SYS, "%s%s", fd == GW_EUNSAFE ? "refusing to start: " : "", err);
+        return fd == GW_EUNSAFE ? GW_EXIT_FATAL : -1;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
@@ -455,7 +457,13 @@ static int prepare_devices(struct sup_ctx *s)
 {
     struct gw_config *cfg = s->cfg;
     bool have_file = cfg->devices_file[0] != '\0';
-    s->embedded_sim = cfg->meshsim == 1 || (cfg->meshsim == -1 && !have_file);
+    s->embedded_sim = gw_config_embedded_sim(cfg);
+    /* Children see the generated devices_file below; they must still know
+     * that the mesh is the simulator (the development secret is allowed). */
+    if (s->embedded_sim) {
+        cfg->meshsim = 1;
+        setenv("COAPGW_MESHSIM", "1", 1);
+    }
     if (!have_file && cfg->meshsim == 0) {
         gw_log_warn(GW_LOG_SYS, "no devices_file and meshsim = 0: the device registry stays as it is in %s/state",
                     cfg->data_dir);
@@ -580,8 +588,11 @@ int sup_run(struct gw_config *cfg, const struct sup_run_opts *opts)
         ret = GW_EXIT_FATAL;
         goto out;
     }
-    if (lock_pidfile(s) != 0)
+    if ((rc = lock_pidfile(s)) != 0) {
+        if (rc == GW_EXIT_FATAL)
+            ret = GW_EXIT_FATAL;
         goto out;
+    }
     pid_t other = segment_owner(cfg);
     if (other) {
         gw_log_err(GW_LOG_SYS, "coapgw instance %s already runs (supervisor pid %d, another data_dir); "
@@ -594,7 +605,9 @@ int sup_run(struct gw_config *cfg, const struct sup_run_opts *opts)
     }
     char err[512];
     if ((rc = gw_shm_open(cfg, true, &s->shm, err, sizeof(err))) != 0) {
-        gw_log_err(GW_LOG_RING, "%s", err);
+        gw_log_err(GW_LOG_RING, "%s%s", rc == GW_EUNSAFE ? "refusing to start: " : "", err);
+        if (rc == GW_EUNSAFE || rc == GW_ELAYOUT)
+            ret = GW_EXIT_FATAL;
         goto out;
     }
     s->shm_open = true;

@@ -37,7 +37,7 @@ class Roles:
         with open(self.cfg, "w") as f:
             f.write("listen = 127.0.0.1:%d\ninstance = vg%d\ndata_dir = %s\ndevices_file = %s\n"
                     "mesh_bind = 127.0.0.1\nmax_txn = 256\ndedup_max = 1024\nclient_inflight_max = 1024\n"
-                    "max_sessions = 1000\n" % (self.port, os.getpid(), self.data_dir, devfile))
+                    "max_sessions = 1000\ndev_mode = true\n" % (self.port, os.getpid(), self.data_dir, devfile))
         self.devfile = devfile
         self.procs = {}
         self.logs = {}

@@ -81,7 +81,10 @@ Test(config, defaults_without_file)
     cr_assert_eq(gw_config_load(&cfg, NULL, err, sizeof(err)), 0, "%s", err);
     cr_assert_str_eq(cfg.listen, "0.0.0.0:5683");          /* S1.5 */
     cr_assert_str_eq(cfg.instance, "default");
-    cr_assert_str_eq(cfg.data_dir, "/tmp/coapgw-default");
+    char want[GW_CFG_STR];
+    cr_assert_eq(gw_config_default_data_dir("default", want, sizeof(want)), 0);
+    cr_assert_str_eq(cfg.data_dir, want);
+    cr_assert(strncmp(cfg.data_dir, "/tmp/", 5) != 0, "S9.2: no default in world-writable /tmp");
     cr_assert_str_eq(cfg.log_level, "info");
     cr_assert_str_eq(cfg.jwt_alg, "HS256");
     cr_assert_eq(cfg.frontends, 1);
@@ -350,14 +353,61 @@ Test(config, meshsim_auto_yes_no)
 
 Test(config, data_dir_derives_from_instance)
 {
+    char want[GW_CFG_STR];
     write_conf("instance = blue-2_b\n");
     cr_assert_eq(load(), 0, "%s", err);
-    cr_assert_str_eq(cfg.data_dir, "/tmp/coapgw-blue-2_b");
+    cr_assert_eq(gw_config_default_data_dir("blue-2_b", want, sizeof(want)), 0);
+    cr_assert_str_eq(cfg.data_dir, want);
+    cr_assert(strstr(cfg.data_dir, "blue-2_b") != NULL);
 
     cr_assert_eq(setenv("COAPGW_INSTANCE", "green", 1), 0);
     cr_assert_eq(load(), 0, "%s", err);
     cr_assert_str_eq(cfg.instance, "green");
-    cr_assert_str_eq(cfg.data_dir, "/tmp/coapgw-green");
+    cr_assert_eq(gw_config_default_data_dir("green", want, sizeof(want)), 0);
+    cr_assert_str_eq(cfg.data_dir, want);
+}
+
+/* S9.2: the default data_dir is never in world-writable territory. */
+Test(config, default_data_dir_rules)
+{
+    char b[GW_CFG_STR];
+    cr_assert_eq(gw_config_data_dir_rule(0, "/x", "/root", "/run/user/0", "gw", b, sizeof(b)), 0);
+    cr_assert_str_eq(b, "/var/lib/coapgw/gw");
+    cr_assert_eq(gw_config_data_dir_rule(1000, "/home/u/.st", "/home/u", "/run/user/1000", "gw", b, sizeof(b)), 0);
+    cr_assert_str_eq(b, "/home/u/.st/coapgw/gw");
+    cr_assert_eq(gw_config_data_dir_rule(1000, NULL, "/home/u", "/run/user/1000", "gw", b, sizeof(b)), 0);
+    cr_assert_str_eq(b, "/home/u/.local/state/coapgw/gw");
+    /* Relative values are ignored, as the XDG base directory spec says. */
+    cr_assert_eq(gw_config_data_dir_rule(1000, "rel", "", "/run/user/1000", "gw", b, sizeof(b)), 0);
+    cr_assert_str_eq(b, "/run/user/1000/coapgw-gw");
+    cr_assert_eq(gw_config_data_dir_rule(1000, NULL, NULL, NULL, "gw", b, sizeof(b)), GW_ECONFIG);
+    cr_assert_str_eq(b, "");
+    char small[8];
+    cr_assert_eq(gw_config_data_dir_rule(0, NULL, NULL, NULL, "gw", small, sizeof(small)), GW_ECONFIG);
+}
+
+/* S9.2: the development secret only with the embedded simulator or dev_mode. */
+Test(config, dev_secret_needs_simulator_or_dev_mode)
+{
+    gw_config_defaults(&cfg);
+    cr_assert_eq(gw_config_check_key(&cfg, err, sizeof(err)), 0, "embedded simulator (auto)");
+    strcpy(cfg.devices_file, "/etc/coapgw/devices.csv");
+    cr_assert_eq(gw_config_check_key(&cfg, err, sizeof(err)), GW_ECONFIG);
+    cr_assert(strstr(err, "jwt_key_file") && strstr(err, "dev_mode"), "%s", err);
+    cfg.meshsim = 1;
+    cr_assert_eq(gw_config_check_key(&cfg, err, sizeof(err)), 0, "simulating devices_file");
+    cfg.meshsim = 0;
+    cfg.devices_file[0] = '\0';
+    cr_assert_eq(gw_config_check_key(&cfg, err, sizeof(err)), GW_ECONFIG, "no simulator, no key");
+    cfg.dev_mode = 1;
+    cr_assert_eq(gw_config_check_key(&cfg, err, sizeof(err)), 0);
+    cfg.dev_mode = 0;
+    strcpy(cfg.jwt_key_file, "/etc/coapgw/jwt.key");
+    cr_assert_eq(gw_config_check_key(&cfg, err, sizeof(err)), 0);
+    cr_assert(!gw_config_dev_secret(&cfg));
+    write_conf("dev_mode = true\n");
+    cr_assert_eq(load(), 0, "%s", err);
+    cr_assert_eq(cfg.dev_mode, 1);
 }
 
 Test(config, explicit_data_dir_is_kept)
