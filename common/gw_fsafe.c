@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_fsafe.c - ownership and permission checks for local trust (see gw_fsafe.h). */
 #include "gw_fsafe.h"
 #include "gw_error.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_fsafe.h - local trust (SPEC S9.2): the files, directories and FIFOs the
  * gateway uses belong to its own user and nobody else can change them.
  *

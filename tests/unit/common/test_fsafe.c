@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_fsafe.c - local trust checks (common/gw_fsafe.c, gw_shm.c), SPEC S9.2.
  *
  * The rules are judged on crafted stat results (no privileges needed), then
