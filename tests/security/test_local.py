@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""Security suite, local trust (issue #12 items 1, 2, 3, 9, 11, 13, 14;
+PROTOCOL.md S9.2, S7.2).
+
+The gateway runs as root (as CI does); the attacker is a second local user,
+`nobody`, through setpriv. The attacker prepares what a local user could:
+a pre-created world-writable data_dir with a planted development secret,
+world-readable LMDB files and symbolic links where pid files and doorbells
+go, a pre-created shared-memory segment, a hostile devices file, a second
+instance on the same port. Each case prints what it tried and asserts the
+refusal: exit 78 and a message naming the path or object."""
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+from gwtest import COAPGW, free_udp_port, gateway, run, wait_for, write_devices  # noqa: E402
+
+ATTACKER = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+KEY = "00112233445566778899aabbccddeeff"
+FATAL = 78
+_seq = [0]
+
+
+def nobody_uid():
+    return pwd.getpwnam("nobody").pw_uid
+
+
+def as_attacker(what, script):
+    """Runs a Python snippet as `nobody`; prints what the attacker tried."""
+    print("  attacker (uid %d): %s" % (nobody_uid(), what))
+    r = subprocess.run(ATTACKER + [sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, "the attacker's step failed: %s" % r.stderr
+    return r.stdout
+
+
+def sim_base():
+    """A loopback /24 of our own for simulated devices (others may run gateways)."""
+    _seq[0] += 1
+    return "127.%d.%d.1" % (100 + os.getpid() % 100, 10 + _seq[0])
+
+
+class Site:
+    """A gateway's surroundings: a shared parent (like /tmp: mode 1777, so
+    the attacker may create entries in it), a root-only directory for the
+    configuration and the attacker's victim file, and an instance name."""
+
+    def __init__(self, name):
+        _seq[0] += 1
+        self.tmp = tempfile.mkdtemp(prefix="coapgw-sec-")
+        os.chmod(self.tmp, 0o1777)
+        self.etc = os.path.join(self.tmp, "etc")
+        os.mkdir(self.etc, 0o700)
+        self.data_dir = os.path.join(self.tmp, "data")
+        self.instance = "sec%d%s%d" % (os.getpid(), name, _seq[0])
+        self.port = free_udp_port()
+        self.victim = os.path.join(self.etc, "victim")
+        with open(self.victim, "w") as f:
+            f.write("precious root-owned content\n")
+        self.cfg = dict(listen="127.0.0.1:%d" % self.port, instance=self.instance, data_dir=self.data_dir,
+                        mesh_bind="127.0.0.1", meshsim_base=sim_base(), meshsim_devices=2)
+        self.procs = []
+
+    def write_config(self, **extra):
+        cfg = dict(self.cfg)
+        cfg.update({k: str(v) for k, v in extra.items()})
+        path = os.path.join(self.etc, "coapgw.conf")
+        with open(path, "w") as f:
+            for k, v in cfg.items():
+                f.write("%s = %s\n" % (k, v))
+        return path
+
+    def run(self, args=("run",), timeout=10.0, **extra):
+        """Runs `coapgw ARGS -c CONF` as root. Returns (exit status or None
+        when it was still running after timeout, output)."""
+        conf = self.write_config(**extra)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COAPGW_")}
+        log = os.path.join(self.etc, "out.log")
+        with open(log, "wb") as out:
+            p = subprocess.Popen([COAPGW] + list(args) + ["-c", conf], stdout=out, stderr=subprocess.STDOUT,
+                                 env=env, start_new_session=True)
+            try:
+                rc = p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                rc = None
+                os.killpg(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait(5)
+        with open(log, errors="replace") as f:
+            return rc, f.read()
+
+    def victim_intact(self):
+        with open(self.victim) as f:
+            return f.read() == "precious root-owned content\n"
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+        try:
+            os.unlink("/dev/shm/coapgw-" + self.instance)
+        except OSError:
+            pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def expect_refusal(site, needles, args=("run",), **extra):
+    rc, out = site.run(args, **extra)
+    lines = [ln for ln in out.splitlines() if "ERROR" in ln or "refus" in ln]
+    print("  coapgw %s: exit %s; %s" % (" ".join(args), "still running" if rc is None else rc,
+                                         lines[0][:220] if lines else "(no error line)"))
+    assert rc == FATAL, "expected exit %d (configuration error), got %s:\n%s" % (FATAL, rc, out[-3000:])
+    for n in needles:
+        assert n in out, "the refusal does not name %r:\n%s" % (n, out[-3000:])
+    return out
+
+
+PLANT_DIR = r"""
+import os, sys
+d, victim = sys.argv[1], sys.argv[2]
+os.mkdir(d)
+os.chmod(d, 0o777)
+"""
+
+
+def attacker_plants(site, what):
+    """The attacker pre-creates data_dir 0777 and plants `what` in it."""
+    steps = {
+        "dev-secret": "open(os.path.join(d, 'dev-secret'), 'w').write('a' * 64); "
+                      "os.chmod(os.path.join(d, 'dev-secret'), 0o644)",
+        "lmdb": "os.mkdir(os.path.join(d, 'state'), 0o777); os.chmod(os.path.join(d, 'state'), 0o777); "
+                "open(os.path.join(d, 'state', 'data.mdb'), 'w').close(); "
+                "os.chmod(os.path.join(d, 'state', 'data.mdb'), 0o666)",
+        "pid-link": "os.symlink(victim, os.path.join(d, 'supervisor.pid'))",
+        "bell-link": "os.symlink(victim, os.path.join(d, 'bell-meshio'))",
+        "bell-file": "open(os.path.join(d, 'bell-meshio'), 'w').close()",
+    }
+    script = PLANT_DIR + "\n".join(steps[w] for w in what)
+    print("  attacker (uid %d): mkdir %s 0777; plants %s" % (nobody_uid(), site.data_dir, ", ".join(what)))
+    r = subprocess.run(ATTACKER + [sys.executable, "-c", script, site.data_dir, site.victim], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------- item 1
+
+def test_precreated_world_writable_data_dir_is_refused():
+    """Item 1: a data_dir another user created (0777, with a planted secret,
+    world-readable LMDB and links at the pid file and a doorbell) is refused
+    by every role, naming the directory; the links' target is untouched."""
+    s = Site("dir")
+    try:
+        attacker_plants(s, ["dev-secret", "lmdb", "pid-link", "bell-link"])
+        for args in (("run",), ("meshio",), ("frontend", "-i", "0"), ("token", "--account", "a")):
+            expect_refusal(s, [s.data_dir, "uid %d" % nobody_uid()], args)
+        assert s.victim_intact(), "the file behind the planted pid/doorbell links was changed"
+    finally:
+        s.cleanup()
+
+
+def test_planted_files_are_refused_each_by_name():
+    """Item 1: the operator fixed the directory (chown root, 0700) but not
+    what the attacker had put in it: each planted file is refused by name."""
+    cases = [
+        (["dev-secret"], "dev-secret"),
+        (["lmdb"], "state"),
+        (["pid-link"], "supervisor.pid"),
+        (["bell-link"], "bell-meshio"),
+        (["bell-file"], "bell-meshio"),
+    ]
+    for what, needle in cases:
+        s = Site("f")
+        try:
+            attacker_plants(s, what)
+            os.chown(s.data_dir, 0, 0)
+            os.chmod(s.data_dir, 0o700)
+            print("  operator: chown root %s; chmod 0700 (content left as it was)" % s.data_dir)
+            expect_refusal(s, [os.path.join(s.data_dir, needle)])
+            assert s.victim_intact(), "the file behind a planted link was changed"
+        finally:
+            s.cleanup()
+
+
+def test_readable_secret_or_state_in_own_dir_is_refused():
+    """Item 1: the gateway's own directory, but a development secret or an
+    LMDB file that others may read (an old install, a careless chmod)."""
+    for rel, mode in (("dev-secret", 0o644), ("state/data.mdb", 0o640), ("state/lock.mdb", 0o604)):
+        s = Site("m")
+        try:
+            os.makedirs(os.path.join(s.data_dir, "state"), 0o700)
+            os.chmod(s.data_dir, 0o700)
+            p = os.path.join(s.data_dir, rel)
+            with open(p, "w") as f:
+                f.write("x")
+            os.chmod(p, mode)
+            print("  set-up: %s mode %04o, owned by root" % (p, mode))
+            expect_refusal(s, [p, "%04o" % mode])
+        finally:
+            s.cleanup()
+
+
+# ---------------------------------------------------------------- item 2
+
+def test_precreated_shared_memory_is_refused():
+    """Item 2: /dev/shm/coapgw-<instance> created 0666 by another user before
+    the gateway starts: the supervisor and a role started on its own refuse
+    it, naming the object, and do not format or use it."""
+    s = Site("shm")
+    name = "/dev/shm/coapgw-" + s.instance
+    try:
+        as_attacker("creates %s mode 0666 (to read the rings and push records)" % name,
+                    "import os; fd = os.open(%r, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666); "
+                    "os.fchmod(fd, 0o666); os.ftruncate(fd, 4096); os.write(fd, b'attacker'); os.close(fd)"
+                    % name)
+        for args in (("run",), ("scheduler",), ("frontend", "-i", "0")):
+            expect_refusal(s, [name], args)
+        st = os.stat(name)
+        with open(name, "rb") as f:
+            head = f.read(8)
+        assert st.st_uid == nobody_uid() and head == b"attacker", "the segment was replaced or formatted"
+        # Our own segment, but open to others (a umask or chmod slip): refused too.
+        os.unlink(name)
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        os.fchmod(fd, 0o644)
+        os.close(fd)
+        print("  set-up: %s owned by root, mode 0644" % name)
+        expect_refusal(s, [name, "0644"], ("meshio",))
+    finally:
+        s.cleanup()
+
+
+# ---------------------------------------------------------------- item 3
+
+def test_development_secret_needs_simulator_or_dev_mode():
+    """Item 3: a real devices_file and no jwt_key_file: the gateway refuses to
+    start; with dev_mode = true it starts and says so in a WARN."""
+    s = Site("key")
+    try:
+        devfile = write_devices(os.path.join(s.etc, "devices.csv"),
+                                [("0200000000000001", "127.0.0.1", "normal", KEY, 5683, 4849, "")])
+        print("  config: devices_file %s, meshsim = 0, no jwt_key_file" % devfile)
+        for args in (("run",), ("frontend", "-i", "0"), ("token", "--account", "a")):
+            expect_refusal(s, ["jwt_key_file", "dev_mode"], args, devices_file=devfile, meshsim=0)
+        assert not os.path.exists(os.path.join(s.data_dir, "dev-secret")), "a development secret was created"
+    finally:
+        s.cleanup()
+    d = tempfile.mkdtemp(prefix="coapgw-sec-")
+    try:
+        devfile = write_devices(os.path.join(d, "devices.csv"),
+                                [("0200000000000001", "127.0.0.1", "normal", KEY, 5683, 4849, "")])
+        print("  config: the same with dev_mode = true")
+        with gateway("devmode", devfile, meshsim=0, dev_mode="true") as gw:
+            log = open(gw.log_path, errors="replace").read()
+            warns = [ln for ln in log.splitlines() if "WARN" in ln and "development secret" in ln]
+            print("  %d WARN lines about the development secret, e.g. %s" % (len(warns), warns[:1]))
+            assert any("supervisor" in ln for ln in warns) and any("frontend" in ln for ln in warns), log[-3000:]
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def main():
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        print("SKIP test_local: needs root and setpriv (the attacker is a second uid)")
+        print("0 passed, 0 failed")
+        return 0
+    return run([
+        test_precreated_world_writable_data_dir_is_refused,
+        test_planted_files_are_refused_each_by_name,
+        test_readable_secret_or_state_in_own_dir_is_refused,
+        test_precreated_shared_memory_is_refused,
+        test_development_secret_needs_simulator_or_dev_mode,
+    ])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
