@@ -303,3 +303,91 @@ const char *gw_coap_code_str(uint8_t code, char buf[8])
     snprintf(buf, 8, "%u.%02u", code >> 5, code & 31);
     return buf;
 }
+
+static void path_append(char *buf, size_t cap, size_t *n, const char *sep, const uint8_t *v, size_t vl)
+{
+    for (const char *p = sep; *p && *n + 1 < cap; p++)
+        buf[(*n)++] = *p;
+    for (size_t i = 0; i < vl && *n + 1 < cap; i++)
+        buf[(*n)++] = v[i] >= 0x20 && v[i] < 0x7f ? (char)v[i] : '?';
+    buf[*n] = '\0';
+}
+
+const char *gw_coap_path_str(const uint8_t *msg, size_t len, char *buf, size_t cap)
+{
+    if (!cap)
+        return buf;
+    buf[0] = '\0';
+    if (len < 4)
+        return buf;
+    size_t i = 4 + (msg[0] & 15), n = 0;
+    unsigned num = 0;
+    bool query = false;
+    while (i < len && msg[i] != 0xff) {
+        unsigned d = msg[i] >> 4, l = msg[i] & 15;
+        i++;
+        unsigned *f[2] = { &d, &l };
+        for (int k = 0; k < 2; k++) {
+            if (*f[k] == 13) {
+                if (i >= len)
+                    return buf;
+                *f[k] = msg[i++] + 13u;
+            } else if (*f[k] == 14) {
+                if (i + 1 >= len)
+                    return buf;
+                *f[k] = ((unsigned)msg[i] << 8 | msg[i + 1]) + 269u;
+                i += 2;
+            } else if (*f[k] == 15) {
+                return buf;
+            }
+        }
+        num += d;
+        if (i + l > len)
+            return buf;
+        if (num == GW_OPT_PROXY_URI) {
+            n = 0;
+            path_append(buf, cap, &n, "", msg + i, l);
+            return buf;
+        }
+        if (num == GW_OPT_URI_PATH)
+            path_append(buf, cap, &n, "/", msg + i, l);
+        else if (num == GW_OPT_URI_QUERY) {
+            path_append(buf, cap, &n, query ? "&" : "?", msg + i, l);
+            query = true;
+        }
+        i += l;
+    }
+    if (n == 0 && cap > 1) {
+        buf[0] = '/';
+        buf[1] = '\0';
+    }
+    return buf;
+}
+
+const char *gw_coap_msg_path_str(const struct gw_coap_msg *m, char *buf, size_t cap)
+{
+    if (!cap)
+        return buf;
+    buf[0] = '\0';
+    size_t n = 0;
+    bool query = false;
+    for (unsigned i = 0; i < m->nopts; i++) {
+        const struct gw_coap_opt *o = &m->opts[i];
+        if (o->num == GW_OPT_PROXY_URI) {
+            n = 0;
+            path_append(buf, cap, &n, "", o->val, o->len);
+            return buf;
+        }
+        if (o->num == GW_OPT_URI_PATH)
+            path_append(buf, cap, &n, "/", o->val, o->len);
+        else if (o->num == GW_OPT_URI_QUERY) {
+            path_append(buf, cap, &n, query ? "&" : "?", o->val, o->len);
+            query = true;
+        }
+    }
+    if (n == 0 && cap > 1) {
+        buf[0] = '/';
+        buf[1] = '\0';
+    }
+    return buf;
+}

@@ -136,4 +136,12 @@ int gw_coap_simple_reply(const struct gw_coap_msg *req, uint8_t code, const char
 
 const char *gw_coap_code_str(uint8_t code, char buf[8]);
 
+/* The target of a request for logs: "/" + Uri-Path segments joined by '/',
+ * "?" + Uri-Query joined by '&', or the Proxy-Uri when there is one. Reads
+ * the raw message (bounds-checked, no parser needed); what does not fit in
+ * cap is cut. Returns buf ("" for a malformed message). */
+const char *gw_coap_path_str(const uint8_t *msg, size_t len, char *buf, size_t cap);
+/* The same for a parsed message. */
+const char *gw_coap_msg_path_str(const struct gw_coap_msg *m, char *buf, size_t cap);
+
 #endif

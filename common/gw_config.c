@@ -33,6 +33,7 @@ static const struct key keys[] = {
     S(data_dir, ""),
     S(devices_file, ""),
     S(log_level, "info"),
+    S(log_format, "text"),
     S(names, "localhost"),
     I(frontends, 1, 1, 64),
     I(max_frontends, 8, 1, 64),
@@ -258,6 +259,10 @@ int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t er
         cfg->max_frontends = cfg->frontends;
     if (gw_log_level_parse(cfg->log_level) < 0) {
         cerr(err, errlen, "log_level: '%s' is not one of error, warn, info, debug%s%s", cfg->log_level, "", "");
+        return GW_ECONFIG;
+    }
+    if (gw_log_format_parse(cfg->log_format) < 0) {
+        cerr(err, errlen, "log_format: '%s' is not one of text, json%s%s", cfg->log_format, "", "");
         return GW_ECONFIG;
     }
     if (strcmp(cfg->jwt_alg, "HS256") && strcmp(cfg->jwt_alg, "RS256") && strcmp(cfg->jwt_alg, "ES256")) {

@@ -22,7 +22,8 @@ struct gw_config {
     char instance[64];              /* names the shared memory and the default data_dir */
     char data_dir[GW_CFG_STR];      /* LMDB, pid files, doorbells, development key; default below */
     char devices_file[GW_CFG_STR];  /* CSV mac,address,type,key[,plain_port,secure_port]; "" = embedded simulator */
-    char log_level[16];
+    char log_level[16];             /* error, warn, info, debug; changed at run time by `coapgw loglevel` */
+    char log_format[8];             /* text or json (one JSON object a line) */
     char names[GW_CFG_STR];         /* extra host names that mean the gateway itself (S4.8), comma separated */
     int64_t frontends;              /* frontend processes sharing `listen` (S1.4) */
     int64_t max_frontends;          /* ring pairs reserved in the shared segment */

@@ -32,6 +32,7 @@ enum gw_security { GW_SEC_NONE = 0, GW_SEC_NETMGR = 1 };
 #define GW_MF_SUPPRESS     0x20  /* RESP: No-Response asked not to send this answer; only account for it */
 #define GW_MF_DEV_NON      0x80  /* RESP notify: the device sent this state as NON (S6.9, obs_notify_con = 0) */
 #define GW_MF_ANSWER       0x40  /* RESP: this answers a request (the frontend counts it off the session's in-flight) */
+#define GW_MF_CACHED       0x01  /* RESP answer: served from the scheduler's cache (latency metric) */
 
 struct gw_msg {
     uint8_t kind;
@@ -50,6 +51,9 @@ struct gw_msg {
     uint8_t noresp;          /* REQ: No-Response value (RFC 7967) */
     uint8_t pad;
     uint16_t client_mid;     /* REQ: the client's MID (duplicate detection across frontend restarts) */
+    uint32_t rx_us;          /* REQ/RESP: low 32 bits of CLOCK_MONOTONIC microseconds when the frontend
+                              * took the request (system-wide, so latency is measured across processes;
+                              * differences are taken modulo 2^32, good for 71 minutes) */
     uint64_t req_key;        /* REQ/RESP: hash of (target, Accept) for Block2 follow-ups */
 };
 GW_STATIC_ASSERT(sizeof(struct gw_msg) == 80, "envelope layout is fixed");

@@ -3,6 +3,7 @@
  * and slots in it (see gw_shm.h). */
 #include "gw_shm.h"
 #include "gw_error.h"
+#include "gw_log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -267,6 +268,8 @@ out:
 
 void gw_shm_close(struct gw_shm *shm)
 {
+    if (shm->hdr)
+        gw_log_detach_level(&shm->hdr->log_level);
     if (shm->base)
         munmap(shm->base, shm->size);
     if (shm->fd >= 0)

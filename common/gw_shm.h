@@ -22,7 +22,7 @@
 #include <stdatomic.h>
 
 #define GW_SHM_MAGIC 0x3157475041544f43ull /* "COTAPGW1" */
-#define GW_SHM_VERSION 4
+#define GW_SHM_VERSION 5
 /* A slot carries a whole envelope plus a 1152-byte CoAP message. */
 #define GW_RING_SLOT 1280
 /* A scheduler transaction slot (struct sch_txn fits in it). */
@@ -65,7 +65,8 @@ struct gw_shm_hdr {
     _Atomic uint64_t boot_id;    /* random per segment creation */
     _Atomic uint32_t txn_ready;  /* scheduler formatted its table */
     uint32_t pad;
-    uint64_t reserved;
+    _Atomic uint32_t log_level;  /* 0: each process's log_level; else level + 1 (coapgw loglevel, SIGUSR2) */
+    uint32_t pad2;
 };
 GW_STATIC_ASSERT(sizeof(struct gw_shm_hdr) == 128, "shm header layout is fixed");
 

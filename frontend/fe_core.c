@@ -50,13 +50,7 @@ static void fe_send(struct fe_core *fe, const struct gw_ep *ep, const uint8_t *b
 
 static void count_code(struct fe_core *fe, uint8_t code)
 {
-    uint8_t cls = code >> 5;
-    if (cls == 2)
-        gw_stat_add(fe->stats, GW_STAT_responses_2xx, 1);
-    else if (cls == 4)
-        gw_stat_add(fe->stats, GW_STAT_responses_4xx, 1);
-    else if (cls == 5)
-        gw_stat_add(fe->stats, GW_STAT_responses_5xx, 1);
+    gw_stat_code(fe->stats, code);
 }
 
 static void send_empty(struct fe_core *fe, const struct gw_ep *ep, uint8_t type, uint16_t mid)
@@ -80,7 +74,17 @@ static void reply_now(struct fe_core *fe, const struct gw_ep *ep, const struct g
         fe_dedup_set_resp(&fe->dedup, de, buf, len);
     if (len >= 2)
         count_code(fe, buf[1]);
-    (void)req;
+    uint32_t dur = (uint32_t)gw_mono_us() - fe->rx_us;
+    gw_stat_observe(fe->stats, GW_HIST_LOCAL, dur);
+    if (gw_log_enabled(GW_LOG_DEBUG) && len >= 2) {
+        char eps[GW_EP_STRLEN], path[160], code[8];
+        gw_coap_msg_path_str(req, path, sizeof(path));
+        struct gw_log_kv kv[] = {
+            GW_KV_S("via", "gateway"), GW_KV_S("client", gw_ep_str(ep, eps, sizeof(eps))),
+            GW_KV_S("path", path), GW_KV_S("code", gw_coap_code_str(buf[1], code)), GW_KV_I("duration_us", dur),
+        };
+        gw_log_event(GW_LOG_DEBUG, GW_LOG_COAP, "client request", kv, GW_ARRAY_LEN(kv));
+    }
 }
 
 static void reply_code(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
@@ -160,6 +164,22 @@ static struct fe_limit *limit_for(struct fe_core *fe, uint64_t session, bool cre
     return create ? limit_for(fe, session, true) : NULL;
 }
 
+/* The debug line for a proxied request's final answer; `req` joins it to
+ * the scheduler's line for the device exchange. */
+static void log_answer(const struct gw_msg *m, uint8_t code, uint32_t dur_us, const char *via)
+{
+    char eps[GW_EP_STRLEN], id[20], sess[20], mac[17], cs[8];
+    snprintf(id, sizeof(id), "%016llx", (unsigned long long)m->req_id);
+    snprintf(sess, sizeof(sess), "%016llx", (unsigned long long)m->session);
+    gw_mac_str(m->mac, mac);
+    struct gw_log_kv kv[] = {
+        GW_KV_S("req", id), GW_KV_S("via", via), GW_KV_S("client", gw_ep_str(&m->ep, eps, sizeof(eps))),
+        GW_KV_S("session", sess), GW_KV_S("mac", mac), GW_KV_S("code", gw_coap_code_str(code, cs)),
+        GW_KV_I("duration_us", dur_us),
+    };
+    gw_log_event(GW_LOG_DEBUG, GW_LOG_COAP, "client request", kv, GW_ARRAY_LEN(kv));
+}
+
 void fe_core_deliver(struct fe_core *fe, const struct gw_msg *m, const uint8_t *data)
 {
     if (m->len < 4)
@@ -208,10 +228,16 @@ void fe_core_deliver(struct fe_core *fe, const struct gw_msg *m, const uint8_t *
             gw_log_debug(GW_LOG_COAP, "retransmission table full: %s", gw_strerror(rc));
     }
     fe_send(fe, &m->ep, buf, len);
-    if (notify)
+    if (notify) {
         gw_stat_add(fe->stats, GW_STAT_notifications, 1);
-    else
-        count_code(fe, buf[1]);
+        return;
+    }
+    count_code(fe, buf[1]);
+    uint32_t dur = (uint32_t)gw_mono_us() - m->rx_us;
+    bool cached = m->flags & GW_MF_CACHED;
+    gw_stat_observe(fe->stats, cached ? GW_HIST_CACHE : GW_HIST_PROXIED, dur);
+    if (gw_log_enabled(GW_LOG_DEBUG))
+        log_answer(m, buf[1], dur, cached ? "cache" : "mesh");
 }
 
 uint64_t fe_core_timer(struct fe_core *fe, uint64_t now)
@@ -260,12 +286,11 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     uint64_t now = gw_now_ms(fe->clock);
     int rc = fe_session_lookup(fe->store, &fe->scfg, ep, now_s, &s);
     if (rc) {
-        gw_stat_add(fe->stats, GW_STAT_requests_unauthorized, 1);
         if (gw_log_ratelimit(&fe->unauth_log, now, (double)fe->cfg.unauth_log_per_s, (double)fe->cfg.unauth_log_per_s * 2)) {
-            uint64_t sup = fe->unauth_log.suppressed;
-            fe->unauth_log.suppressed = 0;
-            gw_log_warn(GW_LOG_AUTH, "no session for %s: proxy request refused with 4.01 (%llu similar lines suppressed)",
-                        gw_ep_str(ep, eps, sizeof(eps)), (unsigned long long)sup);
+            char note[64];
+            const char *sup = gw_log_suppressed_note(&fe->unauth_log, note, sizeof(note));
+            gw_log_warn(GW_LOG_AUTH, "no session for %s: proxy request refused with 4.01%s",
+                        gw_ep_str(ep, eps, sizeof(eps)), sup);
         }
         reply_code(fe, ep, req, de, GW_COAP_UNAUTHORIZED,
                    "no session for this address and port: POST a token to /sessions first", UINT32_MAX);
@@ -294,26 +319,22 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
                 return;
             }
         }
-        gw_stat_add(fe->stats, GW_STAT_requests_bad, 1);
         reply_code(fe, ep, req, de, v.code, v.diag, UINT32_MAX);
         return;
     }
     uint8_t mac[GW_MAC_LEN];
     struct gw_device dev;
     if (gw_mac_parse(t->host, strlen(t->host), mac) != 0 || gw_registry_get(fe->store, mac, &dev) != 0) {
-        gw_stat_add(fe->stats, GW_STAT_requests_bad, 1);
         reply_code(fe, ep, req, de, GW_COAP_BAD_GATEWAY, "unknown device: no such MAC ID in the device registry", UINT32_MAX);
         return;
     }
     if (!fe_scope_allows(&s.scope, mac)) {
-        gw_stat_add(fe->stats, GW_STAT_requests_forbidden, 1);
         reply_code(fe, ep, req, de, GW_COAP_FORBIDDEN, "device outside the token's device scope", UINT32_MAX);
         return;
     }
     if (t->port >= 0) {
         int want = s.security == GW_SEC_NETMGR ? 4849 : 5683;
         if (t->port != want) {
-            gw_stat_add(fe->stats, GW_STAT_requests_bad, 1);
             reply_code(fe, ep, req, de, GW_COAP_BAD_REQUEST,
                        s.security == GW_SEC_NETMGR ? "port contradicts the session's security=netmgr (4849)"
                                                    : "port contradicts the session's security=none (5683)",
@@ -329,7 +350,6 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     if (l->tokens > (double)fe->cfg.session_burst)
         l->tokens = (double)fe->cfg.session_burst;
     if (l->inflight >= (uint32_t)fe->cfg.session_max_inflight || l->tokens < 1.0) {
-        gw_stat_add(fe->stats, GW_STAT_requests_rate_limited, 1);
         uint32_t wait = l->tokens < 1.0 ? (uint32_t)((1.0 - l->tokens) / (double)fe->cfg.session_rate) + 1 : 1;
         reply_code(fe, ep, req, de, GW_COAP_TOO_MANY,
                    l->tokens < 1.0 ? "request rate limit of this session reached"
@@ -341,7 +361,6 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     uint8_t up[GW_COAP_MAX_MSG + 64];
     size_t ul;
     if (fe_route_build(req, t, up, sizeof(up), &ul) != 0 || ul > GW_COAP_MAX_MSG) {
-        gw_stat_add(fe->stats, GW_STAT_requests_bad, 1);
         reply_code(fe, ep, req, de, GW_COAP_TOO_LARGE, "request too large for the mesh", UINT32_MAX);
         return;
     }
@@ -355,6 +374,7 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     m.tkl = req->tkl;
     memcpy(m.token, req->token, req->tkl);
     m.req_id = ((uint64_t)fe->index << 56) | (fe->next_req++ & 0x00ffffffffffffffull);
+    m.rx_us = fe->rx_us;
     m.session = s.id;
     m.ep = *ep;
     memcpy(m.mac, mac, GW_MAC_LEN);
@@ -396,6 +416,7 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
     uint8_t ver, type;
     uint16_t mid;
     gw_stat_add(fe->stats, GW_STAT_rx_datagrams, 1);
+    fe->rx_us = (uint32_t)gw_mono_us();
     if (!gw_coap_peek(buf, len, &ver, &type, &mid)) {
         gw_stat_add(fe->stats, GW_STAT_rx_malformed, 1);
         return;
@@ -414,9 +435,10 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
             gw_cb_opt_uint(&b, GW_OPT_SIZE1, (uint32_t)fe->cfg.max_message);
             gw_cb_payload(&b, "message too large", 17);
             size_t ol;
-            if (gw_cb_finish(&b, &ol) == 0)
+            if (gw_cb_finish(&b, &ol) == 0) {
                 fe_send(fe, ep, out, ol);
-            gw_stat_add(fe->stats, GW_STAT_requests_bad, 1);
+                count_code(fe, GW_COAP_TOO_LARGE);
+            }
         } else {
             gw_stat_add(fe->stats, GW_STAT_rx_malformed, 1);
         }
@@ -480,7 +502,6 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
             handle_proxy(fe, ep, &req, de, &t); /* answers 4.01 (S2.4) */
             return;
         }
-        gw_stat_add(fe->stats, GW_STAT_requests_bad, 1);
         reply_code(fe, ep, &req, de, v.code, v.diag, UINT32_MAX);
         return;
     }

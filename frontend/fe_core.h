@@ -49,6 +49,7 @@ struct fe_core {
     struct gw_stats *stats;
     uint16_t next_mid;
     uint64_t next_req;
+    uint32_t rx_us;           /* when the datagram being handled arrived (low 32 bits of gw_mono_us) */
     struct gw_log_limit unauth_log;
     struct fe_limit *limits;
     uint32_t limits_cap;

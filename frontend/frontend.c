@@ -366,6 +366,8 @@ int fe_run(const struct gw_config *cfg, int index)
     gw_ring_claim_consumer(fe->from_sch, (uint32_t)getpid());
     fe->my_bell = gw_shm_bell(&fe->shm, GW_BELL_FRONTEND0 + (uint32_t)index);
     fe->sch_bell = gw_shm_bell(&fe->shm, GW_BELL_SCHEDULER);
+    /* `coapgw loglevel` and the supervisor's SIGUSR2 change the level here. */
+    gw_log_attach_level(&fe->shm.hdr->log_level);
     struct gw_proc_slot *ps = gw_shm_proc(&fe->shm, GW_PROC_FRONTEND0 + (uint32_t)index);
     fe->stats = &ps->stats;
     atomic_store(&ps->pid, (uint32_t)getpid());

@@ -153,13 +153,8 @@ static void log_limited(struct mesh_ctx *m, enum mesh_lim which, enum gw_log_lev
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    uint64_t sup = l->suppressed;
-    l->suppressed = 0;
-    if (sup)
-        gw_log_write(level, GW_LOG_MESH, "%s (%llu similar lines suppressed)", line,
-                     (unsigned long long)sup);
-    else
-        gw_log_write(level, GW_LOG_MESH, "%s", line);
+    char note[64];
+    gw_log_write(level, GW_LOG_MESH, "%s%s", line, gw_log_suppressed_note(l, note, sizeof(note)));
 }
 
 /* ---- addresses ---- */
@@ -527,6 +522,8 @@ int mesh_run(const struct gw_config *cfg)
     gw_ring_claim_producer(m->to_sch, (uint32_t)getpid());
     m->my_bell = gw_shm_bell(&m->shm, GW_BELL_MESHIO);
     m->sch_bell = gw_shm_bell(&m->shm, GW_BELL_SCHEDULER);
+    /* `coapgw loglevel` and the supervisor's SIGUSR2 change the level here. */
+    gw_log_attach_level(&m->shm.hdr->log_level);
     struct gw_proc_slot *ps = gw_shm_proc(&m->shm, GW_PROC_MESHIO);
     m->stats = &ps->stats;
     atomic_store(&ps->pid, (uint32_t)getpid());

@@ -3,6 +3,8 @@
  * cache (see sch_core.h); the observe registry is in sch_observe.c, and what
  * the two files share is declared in sch_int.h. */
 #include "sch_int.h"
+#include "gw_clock.h"
+#include "gw_coap.h"
 #include "gw_error.h"
 #include "gw_log.h"
 
@@ -183,9 +185,9 @@ static int txn_alloc(struct sch_core *c);
 /* An answer given at once (5.03, 5.02, a cache hit). When the frontend's
  * ring is full it is parked in a transaction slot as ANSWERED and sent by
  * sch_core_flush, so it is not lost (S1.3). */
-static void answer_now(struct sch_core *c, const struct gw_msg *env, const uint8_t *out, size_t len)
+static void answer_now(struct sch_core *c, const struct gw_msg *env, uint8_t flags, const uint8_t *out, size_t len)
 {
-    if (sch_core_send_client(c, env, 0, 0, out, len) == 0)
+    if (sch_core_send_client(c, env, flags, 0, out, len) == 0)
         return;
     gw_stat_add(c->stats, GW_STAT_ring_full, 1);
     int idx = txn_alloc(c);
@@ -198,6 +200,7 @@ static void answer_now(struct sch_core *c, const struct gw_msg *env, const uint8
     t->arrival = c->next_arrival++;
     memcpy(t->data, out, len);
     t->data_len = (uint16_t)len;
+    t->answer_flags = flags;
     set_state(t, SCH_TXN_ANSWERED);
     c->pending_answers++;
 }
@@ -208,7 +211,7 @@ void sch_core_answer_error(struct sch_core *c, const struct gw_msg *env, uint8_t
     uint8_t out[512];
     size_t len;
     if (sch_core_error_bytes(env, code, diag, max_age, out, sizeof(out), &len) == 0)
-        answer_now(c, env, out, len);
+        answer_now(c, env, 0, out, len);
 }
 
 /* ---- transactions ---- */
@@ -256,15 +259,42 @@ static void pump(struct sch_core *c, struct sch_dev *d)
     }
 }
 
+/* The debug line for one device exchange, and the device RTT when the
+ * device answered. `req` joins it to the frontend's line for the client's
+ * request; t->data still holds the request for the device here. */
+static void log_exchange(struct sch_core *c, struct sch_txn *t, uint8_t code, bool answered)
+{
+    uint32_t rtt = (uint32_t)gw_mono_us() - t->sent_us;
+    if (answered)
+        gw_stat_observe(c->stats, GW_HIST_DEVICE_RTT, rtt);
+    if (!gw_log_enabled(GW_LOG_DEBUG))
+        return;
+    static const char *const kinds[] = { "client", "observe", "observe-cancel" };
+    char id[20], mac[17], path[160], cs[8];
+    snprintf(id, sizeof(id), "%016llx", (unsigned long long)t->env.req_id);
+    gw_mac_str(t->env.mac, mac);
+    gw_coap_path_str(t->data, t->data_len, path, sizeof(path));
+    struct gw_log_kv kv[] = {
+        GW_KV_S("req", id), GW_KV_S("mac", mac), GW_KV_S("path", path),
+        GW_KV_S("security", t->env.security == GW_SEC_NETMGR ? "netmgr" : "none"),
+        GW_KV_S("kind", t->kind < GW_ARRAY_LEN(kinds) ? kinds[t->kind] : "other"), GW_KV_I("mid", t->dev_mid),
+        GW_KV_I("attempts", t->attempts), GW_KV_S("outcome", answered ? "answered" : "failed"),
+        GW_KV_S("code", gw_coap_code_str(code, cs)), GW_KV_I("duration_us", rtt),
+    };
+    gw_log_event(GW_LOG_DEBUG, GW_LOG_MESH, "mesh exchange", kv, GW_ARRAY_LEN(kv));
+}
+
 /* The device exchange of idx is over: it leaves its device's active list
  * and becomes ANSWERED *before* t->data is overwritten with the client's
- * answer, so a successor never takes an answer for a request to resend. */
-static void end_exchange(struct sch_core *c, uint32_t idx)
+ * answer, so a successor never takes an answer for a request to resend.
+ * code is the device's answer (answered) or the gateway's error. */
+static void end_exchange(struct sch_core *c, uint32_t idx, uint8_t code, bool answered)
 {
     struct sch_txn *t = T(c, idx);
     uint32_t s = tstate(t);
     if (s != SCH_TXN_SENT && s != SCH_TXN_ACKED)
         return;
+    log_exchange(c, t, code, answered);
     struct sch_dev *d = dev_get(c, t->env.mac, false);
     if (d)
         dev_unlink_active(c, d, idx);
@@ -307,7 +337,7 @@ void sch_core_finish_txn(struct sch_core *c, uint32_t idx)
 void sch_core_finish_error(struct sch_core *c, uint32_t idx, uint8_t code, const char *diag)
 {
     struct sch_txn *t = T(c, idx);
-    end_exchange(c, idx);
+    end_exchange(c, idx, code, false);
     size_t len = 0;
     if (sch_core_error_bytes(&t->env, code, diag, UINT32_MAX, t->data, sizeof(t->data), &len) != 0)
         len = 0;
@@ -329,6 +359,7 @@ static void send_txn(struct sch_core *c, struct sch_dev *d, uint32_t idx)
     memcpy(t->data + 4, t->dev_token, 8);
     t->attempts = 1;
     t->first_sent = now;
+    t->sent_us = (uint32_t)gw_mono_us();
     if (t->milli)
         t->timeout_ms = (uint32_t)c->cfg.milli_timeout_ms;
     else
@@ -524,7 +555,7 @@ static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8
             size_t len;
             gw_stat_add(c->stats, GW_STAT_cache_hits, 1);
             if (sch_cache_render(&hit, GW_COAP_CON, 0, env->token, env->tkl, out, sizeof(out), &len) == 0) {
-                answer_now(c, env, out, len);
+                answer_now(c, env, GW_MF_CACHED, out, len);
                 return;
             }
         }
@@ -604,7 +635,7 @@ static void on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg
 {
     struct sch_txn *t = T(c, idx);
     /* resp points into the parser, not into t->data: safe to end first. */
-    end_exchange(c, idx);
+    end_exchange(c, idx, resp->code, true);
     uint8_t cls = resp->code >> 5;
     if (cls != 2 && cls != 4 && cls != 5) {
         /* A request code in an ACK, or a reserved class 1, 6 or 7 (RFC 7252
@@ -1061,4 +1092,9 @@ void sch_core_counts(const struct sch_core *c, struct sch_core_counts *o)
             o->inflight += d->inflight;
         }
     sch_obs_counts(c, &o->observations, &o->observers);
+    if (c->cache) {
+        struct sch_cache_stats cs;
+        sch_cache_stats(c->cache, &cs);
+        o->cache_entries = cs.entries;
+    }
 }

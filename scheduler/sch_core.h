@@ -77,6 +77,8 @@ struct sch_txn {
     uint8_t answer_flags;     /* flags of the answer record (GW_MF_NOTIFY ...) */
     uint8_t pad2;
     uint32_t answer_aux;
+    uint32_t sent_us;         /* low 32 bits of gw_mono_us() at the first transmission (device RTT) */
+    uint32_t pad3;
     struct gw_msg env;        /* the client's REQ envelope */
     uint8_t data[GW_COAP_MAX_MSG + 16];  /* request for the device, then the client's answer */
 };
@@ -112,7 +114,7 @@ void sch_core_flush(struct sch_core *c);
 /* Re-registers every stored observation (after a restart, S6.6). */
 void sch_core_resume_observations(struct sch_core *c);
 
-struct sch_core_counts { uint32_t txns, queued, inflight, observations, observers; };
+struct sch_core_counts { uint32_t txns, queued, inflight, observations, observers; uint64_t cache_entries; };
 void sch_core_counts(const struct sch_core *c, struct sch_core_counts *out);
 
 #endif

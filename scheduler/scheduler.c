@@ -275,6 +275,8 @@ static void on_stats(uv_timer_t *t)
     sch_core_counts(s->core, &c);
     gw_stat_set(s->stats, GW_STAT_queue_depth, c.queued);
     gw_stat_set(s->stats, GW_STAT_inflight, c.inflight);
+    gw_stat_set(s->stats, GW_STAT_txn_used, c.txns);
+    gw_stat_set(s->stats, GW_STAT_cache_entries, c.cache_entries);
     gw_stat_set(s->stats, GW_STAT_observations, c.observations);
     gw_stat_set(s->stats, GW_STAT_observers, c.observers);
 }
@@ -350,6 +352,8 @@ int sch_run(const struct gw_config *cfg)
             exit_code = GW_EXIT_FATAL;
         goto out;
     }
+    /* `coapgw loglevel` and the supervisor's SIGUSR2 change the level here. */
+    gw_log_attach_level(&s->shm.hdr->log_level);
     struct gw_proc_slot *ps = gw_shm_proc(&s->shm, GW_PROC_SCHEDULER);
     s->stats = &ps->stats;
     atomic_store(&ps->pid, (uint32_t)getpid());

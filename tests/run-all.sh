@@ -47,6 +47,9 @@ integration() { # dir
 resilience() { # dir
     COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_resilience.py"
 }
+ops() { # dir
+    COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_ops.py"
+}
 hostile() { # dir
     COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_hostile.py"
 }
@@ -55,6 +58,7 @@ stage "docs check" bash "$here/tests/check-docs.sh" "$here"
 stage "build (release)" build "$here/build"
 stage "unit+stress tests (release)" unit "$here/build"
 stage "integration tests (release)" integration "$here/build"
+stage "operations: metrics, logs, CLI, install (release)" ops "$here/build"
 stage "resilience under load (release)" resilience "$here/build"
 stage "hostile traffic (release)" hostile "$here/build"
 stage "security suite (release)" env COAPGW_BIN="$here/build/coapgw" "$here/tests/security/run.sh"

@@ -16,6 +16,7 @@
 #include "meshio.h"
 #include "meshsim.h"
 #include "scheduler.h"
+#include "gw_version.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -176,8 +177,9 @@ static int cmd_role(enum sup_cmd cmd, struct gw_config *cfg, int index)
                     : cmd == SUP_CMD_MESHIO  ? GW_PROC_MESHIO
                                              : GW_PROC_FRONTEND0 + (uint32_t)index;
     if (cmd == SUP_CMD_FRONTEND && index >= cfg->max_frontends) {
-        fprintf(stderr, "coapgw frontend: index %d is outside 0..%lld (max_frontends)\n", index,
-                (long long)cfg->max_frontends - 1);
+        fprintf(stderr, "coapgw frontend: -i %d is outside 0..%lld: this configuration has max_frontends = %lld "
+                "(ring pairs in the shared segment; at most 64)\n", index, (long long)cfg->max_frontends - 1,
+                (long long)cfg->max_frontends);
         return GW_EXIT_FATAL;
     }
     int idx;
@@ -252,7 +254,11 @@ int main(int argc, char **argv)
     }
     if (a.help) {
         fputs(sup_usage(a.cmd), stdout);
-        return 0;
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
+    if (a.cmd == SUP_CMD_VERSION) {
+        printf("coapgw %s (commit %s)\n", COAPGW_VERSION, COAPGW_COMMIT);
+        return fflush(stdout) == 0 ? 0 : 1;
     }
     if (a.cmd == SUP_CMD_USAGE) {
         fputs(sup_usage(SUP_CMD_USAGE), stderr);
@@ -272,6 +278,8 @@ int main(int argc, char **argv)
     }
     int lvl = gw_log_level_parse(cfg.log_level);
     gw_log_init("coapgw", -1, lvl < 0 ? GW_LOG_INFO : (enum gw_log_level)lvl);
+    int fmt = gw_log_format_parse(cfg.log_format);
+    gw_log_set_format(fmt < 0 ? GW_LOG_TEXT : (enum gw_log_format)fmt);
 
     switch (a.cmd) {
     case SUP_CMD_RUN: {
@@ -306,6 +314,10 @@ int main(int argc, char **argv)
     case SUP_CMD_CONFIG:
         gw_config_dump(&cfg, STDOUT_FILENO);
         return 0;
+    case SUP_CMD_LOGLEVEL:
+        return sup_cmd_loglevel(&cfg, a.file);
+    case SUP_CMD_VERSION:
+    case SUP_CMD_CLEANUP:
     case SUP_CMD_MESHSIM:
     case SUP_CMD_USAGE:
         break;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* sup_args.c - the `coapgw` command line: one getopt_long table per command. */
 #include "supervisor.h"
+#include "gw_log.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -26,12 +27,18 @@ static const char usage_all[] =
     "  devices list [-c FILE]        print the registry (CSV, without keys)\n"
     "  meshsim [options]             the mesh simulator (`coapgw meshsim -h`)\n"
     "  config [-c FILE]              print the effective configuration\n"
+    "  config --check [-c FILE]      validate the configuration and the files it names, start nothing\n"
+    "  loglevel [LEVEL] [-c FILE]    show or set the running instance's log level\n"
+    "                                (error, warn, info, debug; SIGUSR2 to the supervisor cycles it)\n"
+    "  cleanup [-c FILE]             remove what a stopped instance left (shared memory, doorbells,\n"
+    "                                pid files); refused while it runs\n"
+    "  version, --version            version and git commit of this build\n"
     "  help                          this text\n"
     "\n"
     "options:\n"
     "  -c, --config FILE   configuration file (`key = value` lines); every key can also be\n"
     "                      set with the environment variable COAPGW_<KEY>\n"
-    "  -i, --index N       frontend index, 0 .. max_frontends - 1\n"
+    "  -i, --index N       frontend index, 0 .. max_frontends - 1 (max_frontends: 1..64)\n"
     "  -h, --help          help for a command\n";
 
 static const char usage_run[] =
@@ -66,8 +73,24 @@ static const char usage_devices[] =
     "import replaces the device registry with FILE (mac,address,type,key[,plain_port,secure_port]);\n"
     "list prints mac,address,type,plain_port,secure_port.\n";
 static const char usage_config[] =
-    "usage: coapgw config [-c FILE]\n"
-    "Prints every configuration key with its effective value (defaults, file, environment).\n";
+    "usage: coapgw config [--check] [-c FILE]\n"
+    "Prints every configuration key with its effective value (defaults, file, environment).\n"
+    "--check validates instead, starting nothing: every key and its range (errors name\n"
+    "file:line and the key), `listen`, the JWT key file for jwt_alg, devices_file, data_dir.\n"
+    "Exit status 0 when valid, 78 (configuration error) otherwise.\n";
+static const char usage_loglevel[] =
+    "usage: coapgw loglevel [LEVEL] [-c FILE]\n"
+    "Shows the log level in force for the running instance, or sets it to LEVEL (error, warn,\n"
+    "info, debug) for every one of its processes at once. `coapgw run` starts at log_level;\n"
+    "SIGUSR2 to the supervisor cycles error -> warn -> info -> debug -> error.\n";
+static const char usage_cleanup[] =
+    "usage: coapgw cleanup [-c FILE]\n"
+    "Removes what a stopped instance left behind: its shared-memory segment\n"
+    "(/dev/shm/coapgw-<instance>), doorbell FIFOs, pid and lock files in data_dir. Refused\n"
+    "while any process of the instance runs. LMDB state (sessions, registry) is kept.\n";
+static const char usage_version[] =
+    "usage: coapgw version\n"
+    "Prints the version and the git commit this binary was built from.\n";
 
 const char *sup_usage(enum sup_cmd cmd)
 {
@@ -82,6 +105,9 @@ const char *sup_usage(enum sup_cmd cmd)
     case SUP_CMD_DEVICES_IMPORT:
     case SUP_CMD_DEVICES_LIST: return usage_devices;
     case SUP_CMD_CONFIG: return usage_config;
+    case SUP_CMD_LOGLEVEL: return usage_loglevel;
+    case SUP_CMD_CLEANUP: return usage_cleanup;
+    case SUP_CMD_VERSION: return usage_version;
     case SUP_CMD_MESHSIM:
     case SUP_CMD_USAGE: break;
     }
@@ -95,7 +121,8 @@ static const struct {
     { "run", SUP_CMD_RUN },         { "frontend", SUP_CMD_FRONTEND }, { "scheduler", SUP_CMD_SCHEDULER },
     { "meshio", SUP_CMD_MESHIO },   { "status", SUP_CMD_STATUS },     { "token", SUP_CMD_TOKEN },
     { "devices", SUP_CMD_DEVICES_LIST }, { "meshsim", SUP_CMD_MESHSIM }, { "metrics", SUP_CMD_METRICS },
-    { "config", SUP_CMD_CONFIG },   { "help", SUP_CMD_USAGE },
+    { "config", SUP_CMD_CONFIG },   { "help", SUP_CMD_USAGE },         { "version", SUP_CMD_VERSION },
+    { "loglevel", SUP_CMD_LOGLEVEL }, { "cleanup", SUP_CMD_CLEANUP },
 };
 
 static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
@@ -129,6 +156,10 @@ int sup_args_parse(int argc, char **argv, struct sup_args *a, char *err, size_t 
         a->help = true;
         return 0;
     }
+    if (!strcmp(name, "--version") || !strcmp(name, "-V")) {
+        a->cmd = SUP_CMD_VERSION;
+        return 0;
+    }
     bool found = false;
     for (size_t i = 0; i < GW_ARRAY_LEN(commands); i++)
         if (!strcmp(name, commands[i].name)) {
@@ -137,8 +168,10 @@ int sup_args_parse(int argc, char **argv, struct sup_args *a, char *err, size_t 
         }
     if (!found)
         USAGE_ERR("unknown command '%s'", name);
-    if (!strcmp(name, "help"))
+    if (!strcmp(name, "help")) {
+        a->help = true; /* `coapgw help` is a request for help: stdout, exit 0 */
         return 0;
+    }
     if (a->cmd == SUP_CMD_MESHSIM) {
         /* The simulator parses its own options; argv[0] becomes "meshsim". */
         a->sub_argc = argc - 1;
@@ -170,9 +203,13 @@ int sup_args_parse(int argc, char **argv, struct sup_args *a, char *err, size_t 
         { "config", required_argument, NULL, 'c' }, { "index", required_argument, NULL, 'i' },
         { "account", required_argument, NULL, 'a' }, { "ttl", required_argument, NULL, 't' },
         { "devices", required_argument, NULL, 'd' }, { "help", no_argument, NULL, 'h' },
+        { "check", no_argument, NULL, 'k' },
         { NULL, 0, NULL, 0 },
     };
-    const char *shortopts = a->cmd == SUP_CMD_FRONTEND ? ":c:i:h" : a->cmd == SUP_CMD_TOKEN ? ":c:a:t:d:h" : ":c:h";
+    const char *shortopts = a->cmd == SUP_CMD_FRONTEND ? ":c:i:h"
+                            : a->cmd == SUP_CMD_TOKEN ? ":c:a:t:d:h"
+                            : a->cmd == SUP_CMD_CONFIG ? ":c:hk"
+                                                       : ":c:h";
 
     /* glibc: optind = 0 re-initialises getopt completely (we may be called
      * again, from tests); opterr = 0 because the messages are ours. */
@@ -192,9 +229,15 @@ int sup_args_parse(int argc, char **argv, struct sup_args *a, char *err, size_t 
             a->config = optarg;
             break;
         case 'i':
-            if (parse_i64(optarg, 0, 63, &v))
-                USAGE_ERR("%s: -i wants a frontend index 0..63, not '%s'", name, optarg);
+            /* The real bound is max_frontends, from the configuration: checked
+             * when it has been read (main.c), so the message names it. */
+            if (parse_i64(optarg, 0, INT_MAX, &v))
+                USAGE_ERR("%s: -i wants a frontend index, a whole number from 0 to max_frontends - 1, "
+                          "not '%s'", name, optarg);
             a->index = (int)v;
+            break;
+        case 'k':
+            a->check = true;
             break;
         case 'a':
             a->account = optarg;
@@ -223,6 +266,12 @@ int sup_args_parse(int argc, char **argv, struct sup_args *a, char *err, size_t 
     if (a->cmd == SUP_CMD_DEVICES_IMPORT) {
         if (npos != 1)
             USAGE_ERR("devices import: expected exactly one FILE");
+        a->file = sargv[optind];
+        return 0;
+    }
+    if (a->cmd == SUP_CMD_LOGLEVEL && npos == 1) {
+        if (gw_log_level_parse(sargv[optind]) < 0)
+            USAGE_ERR("loglevel: '%s' is not one of error, warn, info, debug", sargv[optind]);
         a->file = sargv[optind];
         return 0;
     }

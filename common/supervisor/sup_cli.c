@@ -5,6 +5,7 @@
 #include "supervisor.h"
 #include "gw_addr.h"
 #include "gw_error.h"
+#include "gw_log.h"
 #include "gw_registry.h"
 #include "gw_store.h"
 
@@ -142,5 +143,27 @@ int sup_cmd_devices_list(const struct gw_config *cfg)
         fprintf(stderr, "coapgw devices list: %s\n", gw_strerror(rc));
         return 1;
     }
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+int sup_cmd_loglevel(const struct gw_config *cfg, const char *level)
+{
+    struct gw_shm shm;
+    int rc = attach(cfg, &shm);
+    if (rc)
+        return rc;
+    uint32_t word = atomic_load(&shm.hdr->log_level);
+    int own = gw_log_level_parse(cfg->log_level);
+    enum gw_log_level cur = word >= 1 && word <= GW_LOG_DEBUG + 1 ? (enum gw_log_level)(word - 1)
+                            : own < 0 ? GW_LOG_INFO : (enum gw_log_level)own;
+    if (!level) {
+        printf("instance %s: log level %s%s\n", cfg->instance, gw_log_level_name(cur),
+               word ? "" : " (log_level from the configuration)");
+    } else {
+        enum gw_log_level want = (enum gw_log_level)gw_log_level_parse(level);
+        atomic_store(&shm.hdr->log_level, (uint32_t)want + 1);
+        printf("instance %s: log level %s (was %s)\n", cfg->instance, gw_log_level_name(want), gw_log_level_name(cur));
+    }
+    gw_shm_close(&shm);
     return fflush(stdout) == 0 ? 0 : 1;
 }

@@ -77,15 +77,28 @@ static void answer(struct sup_http_conn *c)
     bool head = c->len >= 5 && !memcmp(c->req, "HEAD ", 5);
     char *body = NULL;
     size_t blen = 0;
-    const char *status = "200 OK";
+    int code = 200;
+    const char *ctype = "text/plain; charset=utf-8";
     if (get || head) {
-        body = c->srv->render(c->srv->ctx, &blen);
-        if (!body)
-            status = "500 Internal Server Error";
+        /* The target: from after the method to the next blank, without a query. */
+        char path[256];
+        const char *p = c->req + (get ? 4 : 5);
+        size_t n = strcspn(p, " ?\r\n");
+        if (n >= sizeof(path))
+            n = sizeof(path) - 1;
+        memcpy(path, p, n);
+        path[n] = '\0';
+        body = c->srv->render(c->srv->ctx, path, &code, &ctype, &blen);
+        if (!body) {
+            code = 500;
+            ctype = "text/plain";
+        }
     } else {
-        status = "405 Method Not Allowed";
+        code = 405;
+        ctype = "text/plain";
     }
-    const char *ctype = body ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain";
+    const char *status = code == 200 ? "200 OK" : code == 404 ? "404 Not Found" : code == 405
+                         ? "405 Method Not Allowed" : code == 503 ? "503 Service Unavailable" : "500 Internal Server Error";
     char hdr[256];
     int hl = snprintf(hdr, sizeof(hdr),
                       "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n",

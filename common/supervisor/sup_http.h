@@ -2,8 +2,9 @@
 /* sup_http.h - a minimal HTTP/1.0 responder for the Prometheus scrape (S10.2).
  *
  * One listening TCP socket on the supervisor's loop. Every connection gets
- * one answer and is closed: GET (any path) -> 200 with the rendered text,
- * HEAD -> the same headers, anything else -> 405. Requests are bounded in
+ * one answer and is closed: GET and HEAD go to the handler, which picks the
+ * status by path (the supervisor serves /metrics, /healthz and /readyz and
+ * answers 404 elsewhere); other methods get 405. Requests are bounded in
  * size (4 KiB of headers), time (5 s) and number (16 open connections; a
  * 17th closes the oldest), so a hostile client cannot hold the supervisor
  * or keep the scraper out. */
@@ -19,8 +20,10 @@
 #define SUP_HTTP_MAX_REQUEST 4096
 #define SUP_HTTP_TIMEOUT_MS 5000
 
-/* Returns a malloc'd body (length in *len) or NULL (answered with 500). */
-typedef char *(*sup_http_render_fn)(void *ctx, size_t *len);
+/* Answers GET/HEAD of `path` (the request target, query removed): returns a
+ * malloc'd body (length in *len) and sets *status (200, 404, 503 ...) and
+ * *ctype, or returns NULL (answered with 500). */
+typedef char *(*sup_http_render_fn)(void *ctx, const char *path, int *status, const char **ctype, size_t *len);
 
 struct sup_http;
 

@@ -5,7 +5,12 @@
 #include "gw_error.h"
 #include "gw_fsafe.h"
 
+#include "gw_addr.h"
+#include "gw_clock.h"
+
 #include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,4 +191,54 @@ bool sup_shm_exists(const struct gw_config *cfg)
     char path[128];
     snprintf(path, sizeof(path), "/dev/shm/coapgw-%s", cfg->instance);
     return access(path, F_OK) == 0;
+}
+
+int sup_probe_coap(const char *listen, int timeout_ms)
+{
+    struct gw_ep ep;
+    if (gw_ep_parse(listen, 5683, &ep) != 0)
+        return -EINVAL;
+    static const uint8_t zero[16];
+    if (!memcmp(ep.addr, zero, sizeof(zero))) {
+        if (ep.family == 4) {
+            ep.addr[0] = 127;
+            ep.addr[3] = 1;
+        } else {
+            ep.addr[15] = 1;
+        }
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = gw_ep_to_sa(&ep, &ss);
+    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    uint16_t mid = (uint16_t)(getpid() ^ (uint32_t)gw_mono_ms());
+    uint8_t ping[4] = { 0x40, 0, (uint8_t)(mid >> 8), (uint8_t)mid };
+    int rc = -ETIMEDOUT;
+    if (connect(fd, (struct sockaddr *)&ss, sl) != 0 || send(fd, ping, sizeof(ping), 0) != (ssize_t)sizeof(ping)) {
+        rc = -errno;
+    } else {
+        uint64_t deadline = gw_mono_ms() + (uint64_t)timeout_ms;
+        for (int i = 0; i < 8; i++) { /* bounded: stray datagrams cannot keep us here */
+            uint64_t now = gw_mono_ms();
+            if (now >= deadline)
+                break;
+            struct pollfd p = { .fd = fd, .events = POLLIN };
+            int n = poll(&p, 1, (int)(deadline - now));
+            if (n <= 0)
+                break;
+            uint8_t buf[64];
+            ssize_t r = recv(fd, buf, sizeof(buf), 0);
+            if (r < 0) {
+                rc = -errno; /* ECONNREFUSED: nobody listens */
+                break;
+            }
+            if (r >= 4 && buf[2] == ping[2] && buf[3] == ping[3]) {
+                rc = 0;
+                break;
+            }
+        }
+    }
+    close(fd);
+    return rc;
 }

@@ -8,13 +8,18 @@
 #include "gw_clock.h"
 #include "gw_error.h"
 
+#include "gw_coap.h"
+#include "gw_version.h"
+
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- a growing string ------------------------------------------------------ */
 
@@ -71,28 +76,86 @@ static char *sb_finish(struct sbuf *b, size_t *len)
 
 /* ---- snapshot ---------------------------------------------------------------- */
 
+int sup_proc_read(uint32_t pid, uint64_t *rss_bytes, double *cpu_seconds, uint32_t *open_fds)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -errno;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* The command name may hold blanks and ')': fields start after the last ')'. */
+    char *p = strrchr(buf, ')');
+    unsigned long long utime, stime;
+    long long rss;
+    /* Fields 3.. : state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+     * cutime cstime priority nice threads itrealvalue starttime vsize rss. */
+    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d "
+                            "%*u %*u %lld", &utime, &stime, &rss) != 3)
+        return -EINVAL;
+    long tck = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    *cpu_seconds = (double)(utime + stime) / (double)(tck > 0 ? tck : 100);
+    *rss_bytes = rss > 0 ? (uint64_t)rss * (uint64_t)(page > 0 ? page : 4096) : 0;
+    snprintf(path, sizeof(path), "/proc/%u/fd", pid);
+    DIR *d = opendir(path);
+    *open_fds = 0;
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL)
+            if (e->d_name[0] != '.')
+                (*open_fds)++;
+        closedir(d);
+    }
+    return 0;
+}
+
 void sup_view_snapshot(const struct gw_shm *shm, const struct gw_config *cfg, struct sup_view *v)
 {
     memset(v, 0, sizeof(*v));
     snprintf(v->instance, sizeof(v->instance), "%s", cfg->instance);
     v->now_mono_ms = gw_mono_ms();
+    v->max_sessions = cfg->max_sessions;
+    v->max_txn = shm->hdr->max_txn;
+    v->version = COAPGW_VERSION;
+    v->commit = COAPGW_COMMIT;
     uint32_t nprocs = GW_MIN(shm->hdr->nprocs, (uint32_t)SUP_MAX_PROCS);
     for (uint32_t p = 0; p < nprocs; p++) {
         struct gw_proc_slot *s = gw_shm_proc(shm, p);
-        struct sup_proc_view pv = { .proc = p };
-        pv.pid = atomic_load_explicit(&s->pid, memory_order_relaxed);
-        pv.restarts = atomic_load_explicit(&s->restarts, memory_order_relaxed);
-        pv.started_wall = atomic_load_explicit(&s->started_wall, memory_order_relaxed);
-        pv.started_mono_ms = atomic_load_explicit(&s->started_mono_ms, memory_order_relaxed);
-        pv.up = pv.pid != 0 && gw_pid_alive(pv.pid);
+        struct sup_proc_view *pv = &v->procs[v->nprocs];
+        memset(pv, 0, sizeof(*pv));
+        pv->proc = p;
+        pv->pid = atomic_load_explicit(&s->pid, memory_order_relaxed);
+        pv->restarts = atomic_load_explicit(&s->restarts, memory_order_relaxed);
+        pv->started_wall = atomic_load_explicit(&s->started_wall, memory_order_relaxed);
+        pv->started_mono_ms = atomic_load_explicit(&s->started_mono_ms, memory_order_relaxed);
+        pv->up = pv->pid != 0 && gw_pid_alive(pv->pid);
         bool configured = p < GW_PROC_MESHSIM || (p >= GW_PROC_FRONTEND0 && p - GW_PROC_FRONTEND0 < cfg->frontends);
-        if (!configured && !pv.pid && !pv.started_wall)
+        if (!configured && !pv->pid && !pv->started_wall)
             continue;
-        pv.has_stats = p != GW_PROC_SUPERVISOR && p != GW_PROC_MESHSIM;
-        if (pv.has_stats)
+        pv->has_stats = p != GW_PROC_SUPERVISOR && p != GW_PROC_MESHSIM;
+        if (pv->has_stats) {
             for (int i = 0; i < GW_STAT_COUNT; i++)
-                pv.stats[i] = atomic_load_explicit(&s->stats.v[i], memory_order_relaxed);
-        v->procs[v->nprocs++] = pv;
+                pv->stats[i] = atomic_load_explicit(&s->stats.v[i], memory_order_relaxed);
+            for (int i = 0; i < GW_STAT_CODES; i++)
+                pv->codes[i] = atomic_load_explicit(&s->stats.codes[i], memory_order_relaxed);
+            for (int h = 0; h < GW_HIST_COUNT; h++) {
+                const struct gw_hist *x = &s->stats.hist[h];
+                /* count is read first and the buckets after, so a scrape never shows
+                 * a +Inf bucket below _count (writers add bucket, sum, then count). */
+                pv->hist[h].count = atomic_load_explicit(&x->count, memory_order_relaxed);
+                uint64_t total = 0;
+                for (int b = 0; b <= GW_HIST_NBOUNDS; b++)
+                    total += pv->hist[h].bucket[b] = atomic_load_explicit(&x->bucket[b], memory_order_relaxed);
+                pv->hist[h].sum_us = atomic_load_explicit(&x->sum_us, memory_order_relaxed);
+                if (total > pv->hist[h].count)
+                    pv->hist[h].count = total;
+            }
+        }
+        if (pv->up)
+            pv->has_proc = sup_proc_read(pv->pid, &pv->rss_bytes, &pv->cpu_seconds, &pv->open_fds) == 0;
+        v->nprocs++;
     }
     for (uint32_t i = 0; i < v->nprocs; i++) {
         uint32_t p = v->procs[i].proc;
@@ -111,19 +174,28 @@ void sup_view_snapshot(const struct gw_shm *shm, const struct gw_config *cfg, st
         snprintf(r->to, sizeof(r->to), "frontend-%u", fe);
         r->depth = gw_ring_count(down);
         r->size = down->size;
+        struct sup_bell_view *b = &v->bells[v->nbells++];
+        snprintf(b->to, sizeof(b->to), "frontend-%u", fe);
+        b->writes = atomic_load_explicit(&gw_shm_bell(shm, GW_BELL_FRONTEND0 + fe)->rings, memory_order_relaxed);
     }
     struct gw_ring *sm = gw_shm_ring(shm, gw_ring_sch_to_mesh(shm));
     struct gw_ring *ms = gw_shm_ring(shm, gw_ring_mesh_to_sch(shm));
     v->rings[v->nrings++] = (struct sup_ring_view){ "scheduler", "meshio", gw_ring_count(sm), sm->size };
     v->rings[v->nrings++] = (struct sup_ring_view){ "meshio", "scheduler", gw_ring_count(ms), ms->size };
+    v->bells[v->nbells++] = (struct sup_bell_view){
+        "scheduler", atomic_load_explicit(&gw_shm_bell(shm, GW_BELL_SCHEDULER)->rings, memory_order_relaxed) };
+    v->bells[v->nbells++] = (struct sup_bell_view){
+        "meshio", atomic_load_explicit(&gw_shm_bell(shm, GW_BELL_MESHIO)->rings, memory_order_relaxed) };
 }
 
 /* ---- Prometheus ------------------------------------------------------------------ */
 
 static const struct {
-    const char *name, *kind, *help;
+    const char *name, *kind;
+    unsigned roles;
+    const char *help;
 } stat_meta[GW_STAT_COUNT] = {
-#define GW_STAT_META(n, k, h) { #n, #k, h },
+#define GW_STAT_META(n, k, r, h) { #n, #k, r, h },
     GW_STATS_LIST(GW_STAT_META)
 #undef GW_STAT_META
 };
@@ -143,14 +215,29 @@ static void sb_escaped(struct sbuf *b, const char *s, bool label)
     }
 }
 
-static void labels(struct sbuf *b, uint32_t proc)
+static unsigned proc_role_bit(uint32_t proc)
+{
+    return proc == GW_PROC_SCHEDULER ? GW_SR_SCH : proc == GW_PROC_MESHIO ? GW_SR_MESH
+           : proc >= GW_PROC_FRONTEND0 ? GW_SR_FE : 0;
+}
+
+/* The labels of a process, without braces: role="frontend",frontend="0". The
+ * frontend index is not called `instance`, which Prometheus sets itself. */
+static void labels_in(struct sbuf *b, uint32_t proc)
 {
     int idx;
     const char *role = sup_proc_role(proc, &idx);
     if (idx >= 0)
-        sb_printf(b, "{role=\"%s\",instance=\"%d\"}", role, idx);
+        sb_printf(b, "role=\"%s\",frontend=\"%d\"", role, idx);
     else
-        sb_printf(b, "{role=\"%s\"}", role);
+        sb_printf(b, "role=\"%s\"", role);
+}
+
+static void labels(struct sbuf *b, uint32_t proc)
+{
+    sb_printf(b, "{");
+    labels_in(b, proc);
+    sb_printf(b, "}");
 }
 
 static void family(struct sbuf *b, const char *name, const char *kind, const char *help)
@@ -160,9 +247,54 @@ static void family(struct sbuf *b, const char *name, const char *kind, const cha
     sb_printf(b, "\n# TYPE %s %s\n", name, kind);
 }
 
+/* Codes always exported (0 until seen), so that alerts on them have a
+ * series from the start; any other code appears once it has been sent. */
+static bool code_always(uint8_t code)
+{
+    static const uint8_t always[] = { GW_CODE(2, 5), GW_CODE(4, 1), GW_CODE(4, 3), GW_CODE(4, 29),
+                                      GW_CODE(5, 2), GW_CODE(5, 3), GW_CODE(5, 4) };
+    for (size_t i = 0; i < GW_ARRAY_LEN(always); i++)
+        if (always[i] == code)
+            return true;
+    return false;
+}
+
+static void hist_series(struct sbuf *b, const char *name, uint32_t proc, const char *extra,
+                        const struct sup_hist_view *h)
+{
+    static const uint64_t bounds[GW_HIST_NBOUNDS] = GW_HIST_BOUNDS_US;
+    uint64_t cum = 0;
+    for (int i = 0; i <= GW_HIST_NBOUNDS; i++) {
+        cum += h->bucket[i];
+        sb_printf(b, "%s_bucket{", name);
+        labels_in(b, proc);
+        if (extra)
+            sb_printf(b, ",%s", extra);
+        if (i < GW_HIST_NBOUNDS)
+            sb_printf(b, ",le=\"%g\"} %" PRIu64 "\n", (double)bounds[i] / 1e6, cum);
+        else
+            sb_printf(b, ",le=\"+Inf\"} %" PRIu64 "\n", h->count > cum ? h->count : cum);
+    }
+    uint64_t count = h->count > cum ? h->count : cum;
+    sb_printf(b, "%s_sum{", name);
+    labels_in(b, proc);
+    sb_printf(b, "%s%s} %.6f\n", extra ? "," : "", extra ? extra : "", (double)h->sum_us / 1e6);
+    sb_printf(b, "%s_count{", name);
+    labels_in(b, proc);
+    sb_printf(b, "%s%s} %" PRIu64 "\n", extra ? "," : "", extra ? extra : "", count);
+}
+
 char *sup_metrics_render(const struct sup_view *v, size_t *len)
 {
     struct sbuf b = { 0 };
+    if (v->version) {
+        family(&b, "coapgw_build_info", "gauge", "Version and git commit of the running coapgw build (always 1).");
+        sb_printf(&b, "coapgw_build_info{version=\"");
+        sb_escaped(&b, v->version, true);
+        sb_printf(&b, "\",commit=\"");
+        sb_escaped(&b, v->commit ? v->commit : "unknown", true);
+        sb_printf(&b, "\"} 1\n");
+    }
     family(&b, "coapgw_up", "gauge", "1 when the process is running, else 0.");
     for (uint32_t i = 0; i < v->nprocs; i++) {
         sb_printf(&b, "coapgw_up");
@@ -171,17 +303,43 @@ char *sup_metrics_render(const struct sup_view *v, size_t *len)
     }
     family(&b, "coapgw_restarts_total", "counter", "Times the supervisor restarted the process.");
     for (uint32_t i = 0; i < v->nprocs; i++) {
+        if (v->procs[i].proc == GW_PROC_SUPERVISOR)
+            continue; /* nobody restarts the supervisor */
         sb_printf(&b, "coapgw_restarts_total");
         labels(&b, v->procs[i].proc);
         sb_printf(&b, " %" PRIu32 "\n", v->procs[i].restarts);
     }
-    family(&b, "coapgw_start_time_seconds", "gauge", "Unix time the process was last started.");
+    family(&b, "coapgw_process_start_time_seconds", "gauge", "Unix time the process was last started.");
     for (uint32_t i = 0; i < v->nprocs; i++) {
         if (!v->procs[i].started_wall)
             continue;
-        sb_printf(&b, "coapgw_start_time_seconds");
+        sb_printf(&b, "coapgw_process_start_time_seconds");
         labels(&b, v->procs[i].proc);
         sb_printf(&b, " %" PRId64 "\n", v->procs[i].started_wall);
+    }
+    family(&b, "coapgw_process_resident_memory_bytes", "gauge", "Resident memory of the process.");
+    for (uint32_t i = 0; i < v->nprocs; i++) {
+        if (!v->procs[i].has_proc)
+            continue;
+        sb_printf(&b, "coapgw_process_resident_memory_bytes");
+        labels(&b, v->procs[i].proc);
+        sb_printf(&b, " %" PRIu64 "\n", v->procs[i].rss_bytes);
+    }
+    family(&b, "coapgw_process_cpu_seconds_total", "counter", "User and system CPU time of the process.");
+    for (uint32_t i = 0; i < v->nprocs; i++) {
+        if (!v->procs[i].has_proc)
+            continue;
+        sb_printf(&b, "coapgw_process_cpu_seconds_total");
+        labels(&b, v->procs[i].proc);
+        sb_printf(&b, " %.2f\n", v->procs[i].cpu_seconds);
+    }
+    family(&b, "coapgw_process_open_fds", "gauge", "Open file descriptors of the process.");
+    for (uint32_t i = 0; i < v->nprocs; i++) {
+        if (!v->procs[i].has_proc)
+            continue;
+        sb_printf(&b, "coapgw_process_open_fds");
+        labels(&b, v->procs[i].proc);
+        sb_printf(&b, " %" PRIu32 "\n", v->procs[i].open_fds);
     }
     for (int s = 0; s < GW_STAT_COUNT; s++) {
         bool counter = !strcmp(stat_meta[s].kind, "counter");
@@ -190,14 +348,81 @@ char *sup_metrics_render(const struct sup_view *v, size_t *len)
         char help[160];
         snprintf(help, sizeof(help), "%s.", stat_meta[s].help);
         help[0] = (char)toupper((unsigned char)help[0]);
-        family(&b, name, counter ? "counter" : "gauge", help);
+        bool any = false;
+        if (s == GW_STAT_sessions_live) {
+            /* Sessions are shared by all frontends in LMDB: each reports the same
+             * table, so this is one series (the freshest report), not one per frontend. */
+            uint64_t live = 0;
+            for (uint32_t i = 0; i < v->nprocs; i++)
+                if (v->procs[i].has_stats && (proc_role_bit(v->procs[i].proc) & GW_SR_FE)) {
+                    any = true;
+                    live = GW_MAX(live, v->procs[i].stats[s]);
+                }
+            if (any) {
+                family(&b, name, "gauge", help);
+                sb_printf(&b, "%s %" PRIu64 "\n", name, live);
+                family(&b, "coapgw_sessions_max", "gauge", "Bound on live sessions (max_sessions).");
+                sb_printf(&b, "coapgw_sessions_max %" PRId64 "\n", v->max_sessions);
+            }
+            continue;
+        }
         for (uint32_t i = 0; i < v->nprocs; i++) {
-            if (!v->procs[i].has_stats)
+            if (!v->procs[i].has_stats || !(proc_role_bit(v->procs[i].proc) & stat_meta[s].roles))
                 continue;
+            if (!any)
+                family(&b, name, counter ? "counter" : "gauge", help);
+            any = true;
             sb_printf(&b, "%s", name);
             labels(&b, v->procs[i].proc);
             sb_printf(&b, " %" PRIu64 "\n", v->procs[i].stats[s]);
         }
+        if (s == GW_STAT_txn_used && any) {
+            family(&b, "coapgw_txn_max", "gauge", "Bound on scheduler transactions (max_txn).");
+            sb_printf(&b, "coapgw_txn_max %" PRId64 "\n", v->max_txn);
+        }
+    }
+    bool any = false;
+    for (uint32_t i = 0; i < v->nprocs; i++) {
+        const struct sup_proc_view *p = &v->procs[i];
+        if (!p->has_stats || !(proc_role_bit(p->proc) & GW_SR_FE))
+            continue;
+        if (!any)
+            family(&b, "coapgw_responses_total", "counter",
+                   "Final responses to clients by CoAP code (piggybacked, separate or from the cache).");
+        any = true;
+        for (int c = 0; c < GW_STAT_CODES; c++) {
+            uint8_t code = gw_stat_code_of(c);
+            if (!p->codes[c] && !code_always(code))
+                continue;
+            sb_printf(&b, "coapgw_responses_total{");
+            labels_in(&b, p->proc);
+            sb_printf(&b, ",code=\"%u.%02u\"} %" PRIu64 "\n", code >> 5, code & 31, p->codes[c]);
+        }
+    }
+    static const char *const paths[] = { "proxied", "cache", "local" };
+    any = false;
+    for (uint32_t i = 0; i < v->nprocs; i++) {
+        const struct sup_proc_view *p = &v->procs[i];
+        if (!p->has_stats || !(proc_role_bit(p->proc) & GW_SR_FE))
+            continue;
+        if (!any)
+            family(&b, "coapgw_request_duration_seconds", "histogram",
+                   "Client request to final response, by how it was answered: proxied (through the mesh), "
+                   "cache (from the response cache) or local (by the gateway).");
+        any = true;
+        for (int h = GW_HIST_PROXIED; h <= GW_HIST_LOCAL; h++) {
+            char extra[32];
+            snprintf(extra, sizeof(extra), "path=\"%s\"", paths[h]);
+            hist_series(&b, "coapgw_request_duration_seconds", p->proc, extra, &p->hist[h]);
+        }
+    }
+    for (uint32_t i = 0; i < v->nprocs; i++) {
+        const struct sup_proc_view *p = &v->procs[i];
+        if (!p->has_stats || p->proc != GW_PROC_SCHEDULER)
+            continue;
+        family(&b, "coapgw_device_rtt_seconds", "histogram",
+               "First transmission of a request to a device to the device's answer.");
+        hist_series(&b, "coapgw_device_rtt_seconds", p->proc, NULL, &p->hist[GW_HIST_DEVICE_RTT]);
     }
     family(&b, "coapgw_ring_depth", "gauge", "Records waiting in a shared-memory ring.");
     for (uint32_t i = 0; i < v->nrings; i++) {
@@ -214,6 +439,14 @@ char *sup_metrics_render(const struct sup_view *v, size_t *len)
         sb_printf(&b, "\",to=\"");
         sb_escaped(&b, v->rings[i].to, true);
         sb_printf(&b, "\"} %" PRIu32 "\n", v->rings[i].size);
+    }
+    if (v->nbells)
+        family(&b, "coapgw_doorbell_writes_total", "counter",
+               "Wake-ups written to a sleeping consumer's doorbell (idle-to-busy transitions).");
+    for (uint32_t i = 0; i < v->nbells; i++) {
+        sb_printf(&b, "coapgw_doorbell_writes_total{to=\"");
+        sb_escaped(&b, v->bells[i].to, true);
+        sb_printf(&b, "\"} %" PRIu64 "\n", v->bells[i].writes);
     }
     return sb_finish(&b, len);
 }

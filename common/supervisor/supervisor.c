@@ -74,7 +74,7 @@ struct sup_ctx {
     struct sup_child kids[SUP_MAX_PROCS];
     uint32_t nkids;
     bool embedded_sim;
-    uv_signal_t sig_term, sig_int, sig_hup, sig_chld;
+    uv_signal_t sig_term, sig_int, sig_hup, sig_chld, sig_usr2;
     uv_timer_t stop_timer;
     int stop_stage;
     bool killing;
@@ -235,6 +235,7 @@ static void close_all(struct sup_ctx *s)
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_hup, NULL);
     uv_close((uv_handle_t *)&s->sig_chld, NULL);
+    uv_close((uv_handle_t *)&s->sig_usr2, NULL);
     uv_close((uv_handle_t *)&s->stop_timer, NULL);
     for (uint32_t i = 0; i < s->nkids; i++)
         uv_close((uv_handle_t *)&s->kids[i].timer, NULL);
@@ -352,18 +353,87 @@ static void on_sighup(uv_signal_t *h, int signum)
         gw_log_warn(GW_LOG_SYS, "kill(%d, SIGHUP): %s", (int)k->pid, strerror(errno));
 }
 
+/* SIGUSR2 cycles the log level of every process of the instance (error,
+ * warn, info, debug, then error again) through the shared level word. */
+static void on_sigusr2(uv_signal_t *h, int signum)
+{
+    struct sup_ctx *s = h->data;
+    enum gw_log_level cur = gw_log_level();
+    enum gw_log_level next = cur >= GW_LOG_DEBUG ? GW_LOG_ERR : (enum gw_log_level)(cur + 1);
+    atomic_store(&s->shm.hdr->log_level, (uint32_t)next + 1);
+    gw_log_write_always(GW_LOG_INFO, GW_LOG_SYS,
+                 "SIGUSR2: log level of instance %s now %s (was %s)", s->cfg->instance, gw_log_level_name(next),
+                 gw_log_level_name(cur));
+}
+
 /* ---- metrics --------------------------------------------------------------------- */
 
-static char *render_metrics(void *ctx, size_t *len)
+static char *dup_text(const char *t, size_t *len)
+{
+    *len = strlen(t);
+    return strdup(t);
+}
+
+/* /readyz: every role the supervisor keeps is running and has finished its
+ * start-up, and the client port answers a CoAP ping (S3.4: an empty CON
+ * gets RST). The probe blocks the loop for at most SUP_READY_PROBE_MS, and
+ * only when every role is up. */
+static bool ready(struct sup_ctx *s, char *why, size_t len)
+{
+    if (s->state != SUP_RUNNING) {
+        snprintf(why, len, "not running (starting or stopping)");
+        return false;
+    }
+    for (uint32_t i = 0; i < s->nkids; i++) {
+        struct sup_child *k = &s->kids[i];
+        if (!k->pid || !gw_pid_alive((uint32_t)k->pid)) {
+            snprintf(why, len, "%s is not running", k->name);
+            return false;
+        }
+        if (k->proc == GW_PROC_SCHEDULER && !atomic_load(&gw_shm_proc(&s->shm, k->proc)->ready)) {
+            snprintf(why, len, "scheduler is still starting");
+            return false;
+        }
+    }
+    int rc = sup_probe_coap(s->cfg->listen, SUP_READY_PROBE_MS);
+    if (rc) {
+        snprintf(why, len, "client port %s does not answer a CoAP ping: %s", s->cfg->listen, gw_strerror(rc));
+        return false;
+    }
+    return true;
+}
+
+static char *http_handler(void *ctx, const char *path, int *status, const char **ctype, size_t *len)
 {
     struct sup_ctx *s = ctx;
-    struct sup_view *v = malloc(sizeof(*v));
-    if (!v)
-        return NULL;
-    sup_view_snapshot(&s->shm, s->cfg, v);
-    char *text = sup_metrics_render(v, len);
-    free(v);
-    return text;
+    if (!strcmp(path, "/metrics")) {
+        struct sup_view *v = malloc(sizeof(*v));
+        if (!v)
+            return NULL;
+        sup_view_snapshot(&s->shm, s->cfg, v);
+        char *text = sup_metrics_render(v, len);
+        free(v);
+        *status = 200;
+        *ctype = "text/plain; version=0.0.4; charset=utf-8";
+        return text;
+    }
+    if (!strcmp(path, "/healthz")) {
+        /* Liveness: the supervisor's loop answers. */
+        *status = 200;
+        return dup_text("ok\n", len);
+    }
+    if (!strcmp(path, "/readyz")) {
+        char why[400], text[440];
+        if (ready(s, why, sizeof(why))) {
+            *status = 200;
+            return dup_text("ready\n", len);
+        }
+        *status = 503;
+        snprintf(text, sizeof(text), "not ready: %s\n", why);
+        return dup_text(text, len);
+    }
+    *status = 404;
+    return dup_text("not found: this endpoint serves /metrics, /healthz and /readyz\n", len);
 }
 
 /* ---- start-up checks ---------------------------------------------------------------- */
@@ -611,6 +681,7 @@ int sup_run(struct gw_config *cfg, const struct sup_run_opts *opts)
         goto out;
     }
     s->shm_open = true;
+    gw_log_attach_level(&s->shm.hdr->log_level);
     struct gw_proc_slot *me = gw_shm_proc(&s->shm, GW_PROC_SUPERVISOR);
     atomic_store(&me->pid, (uint32_t)getpid());
     atomic_store(&me->restarts, 0);
@@ -642,8 +713,10 @@ int sup_run(struct gw_config *cfg, const struct sup_run_opts *opts)
     uv_signal_init(&s->loop, &s->sig_int);
     uv_signal_init(&s->loop, &s->sig_hup);
     uv_signal_init(&s->loop, &s->sig_chld);
+    uv_signal_init(&s->loop, &s->sig_usr2);
     uv_timer_init(&s->loop, &s->stop_timer);
     s->sig_term.data = s->sig_int.data = s->sig_hup.data = s->sig_chld.data = s->stop_timer.data = s;
+    s->sig_usr2.data = s;
     add_kid(s, GW_PROC_SCHEDULER, STAGE_SCHEDULER);
     add_kid(s, GW_PROC_MESHIO, STAGE_MESHIO);
     if (s->embedded_sim)
@@ -653,13 +726,14 @@ int sup_run(struct gw_config *cfg, const struct sup_run_opts *opts)
     if ((rc = uv_signal_start(&s->sig_chld, on_sigchld, SIGCHLD)) != 0 ||
         (rc = uv_signal_start(&s->sig_term, on_stop_signal, SIGTERM)) != 0 ||
         (rc = uv_signal_start(&s->sig_int, on_stop_signal, SIGINT)) != 0 ||
-        (rc = uv_signal_start(&s->sig_hup, on_sighup, SIGHUP)) != 0) {
+        (rc = uv_signal_start(&s->sig_hup, on_sighup, SIGHUP)) != 0 ||
+        (rc = uv_signal_start(&s->sig_usr2, on_sigusr2, SIGUSR2)) != 0) {
         gw_log_err(GW_LOG_SYS, "uv_signal_start: %s", uv_strerror(rc));
         close_all(s);
         goto out;
     }
     if (cfg->metrics_listen[0]) {
-        rc = sup_http_start(&s->loop, cfg->metrics_listen, render_metrics, s, &s->http, err, sizeof(err));
+        rc = sup_http_start(&s->loop, cfg->metrics_listen, http_handler, s, &s->http, err, sizeof(err));
         if (rc) {
             gw_log_err(GW_LOG_SYS, "%s", err);
             ret = rc == -EINVAL ? GW_EXIT_FATAL : 1;

@@ -41,6 +41,9 @@ enum sup_cmd {
     SUP_CMD_MESHSIM,
     SUP_CMD_METRICS,
     SUP_CMD_CONFIG,
+    SUP_CMD_VERSION,          /* `version`, `--version` */
+    SUP_CMD_LOGLEVEL,         /* `loglevel [LEVEL]` */
+    SUP_CMD_CLEANUP,          /* `cleanup` */
 };
 
 #define SUP_TOKEN_TTL_DEFAULT 3600
@@ -53,7 +56,8 @@ struct sup_args {
     const char *account;      /* token --account */
     const char *devices;      /* token --devices LIST, NULL when absent */
     int64_t ttl_s;            /* token --ttl, SUP_TOKEN_TTL_DEFAULT when absent */
-    const char *file;         /* devices import FILE */
+    const char *file;         /* devices import FILE; loglevel LEVEL (NULL: show) */
+    bool check;               /* config --check */
     bool help;                /* -h/--help: print the usage on stdout, exit 0 */
     int sub_argc;             /* meshsim: the arguments from "meshsim" on */
     char **sub_argv;
@@ -124,6 +128,12 @@ void sup_pidfile_remove(const char *path, uint32_t pid);
  * pid), as nginx force-unlocks a dead worker's mutexes. */
 void sup_rings_release(const struct gw_shm *shm, uint32_t proc, uint32_t pid);
 
+/* Sends a CoAP ping (empty CON) to `listen` (a wildcard address is probed
+ * on loopback) and waits up to timeout_ms for any answer (RST, S3.4).
+ * Returns 0, -ETIMEDOUT, -EINVAL for an unparsable address, or -errno. */
+#define SUP_READY_PROBE_MS 250
+int sup_probe_coap(const char *listen, int timeout_ms) GW_NODISCARD;
+
 /* mkdir -p with mode 0700 for created directories. 0 or -errno. */
 int sup_mkdir_p(const char *path) GW_NODISCARD;
 
@@ -141,11 +151,25 @@ struct sup_proc_view {
     uint64_t started_mono_ms;
     bool has_stats;           /* export its counters */
     uint64_t stats[GW_STAT_COUNT];
+    uint64_t codes[GW_STAT_CODES];
+    struct sup_hist_view {
+        uint64_t bucket[GW_HIST_NBOUNDS + 1];  /* non-cumulative, as stored */
+        uint64_t count, sum_us;
+    } hist[GW_HIST_COUNT];
+    bool has_proc;            /* the /proc figures below were read */
+    uint64_t rss_bytes;
+    double cpu_seconds;
+    uint32_t open_fds;
 };
 
 struct sup_ring_view {
     char from[24], to[24];    /* "frontend-0", "scheduler", "meshio" */
     uint32_t depth, size;
+};
+
+struct sup_bell_view {
+    char to[24];              /* the consumer woken: "scheduler", "meshio", "frontend-0" */
+    uint64_t writes;
 };
 
 struct sup_view {
@@ -155,17 +179,29 @@ struct sup_view {
     struct sup_proc_view procs[SUP_MAX_PROCS];
     uint32_t nrings;
     struct sup_ring_view rings[SUP_MAX_RINGS];
+    uint32_t nbells;
+    struct sup_bell_view bells[2 + 64];
+    int64_t max_sessions, max_txn;  /* configured bounds, exported beside their gauges */
+    const char *version, *commit;   /* coapgw_build_info; NULL: not shown */
 };
+
+/* Reads a process's resident memory, CPU seconds (user + system) and open
+ * descriptors from /proc. Returns 0, or -errno when it cannot. */
+int sup_proc_read(uint32_t pid, uint64_t *rss_bytes, double *cpu_seconds, uint32_t *open_fds);
 
 /* Copies what status and metrics show from the segment: the supervisor, the
  * scheduler, meshio, the simulator when it ever ran, frontends 0 ..
  * cfg->frontends - 1 (and any later one that ever ran). */
 void sup_view_snapshot(const struct gw_shm *shm, const struct gw_config *cfg, struct sup_view *v);
 
-/* Renders the Prometheus text exposition format (version 0.0.4): every
- * counter and gauge of gw_stats.h per process (labels role, and instance for
- * frontends), coapgw_up, coapgw_restarts_total, coapgw_start_time_seconds and
- * coapgw_ring_depth. Returns a malloc'd NUL-terminated string (length in
+/* Renders the Prometheus text exposition format (version 0.0.4). Each
+ * series appears only where it means something: a counter of gw_stats.h for
+ * the roles that keep it (labels role, and frontend="N" for frontends),
+ * final responses as coapgw_responses_total{code}, latency histograms
+ * (coapgw_request_duration_seconds{path}, coapgw_device_rtt_seconds),
+ * per-process figures (coapgw_process_*), coapgw_up, coapgw_restarts_total,
+ * ring fill (coapgw_ring_depth / coapgw_ring_slots), doorbell writes and
+ * coapgw_build_info. Returns a malloc'd NUL-terminated string (length in
  * *len when len is not NULL), or NULL when out of memory. */
 char *sup_metrics_render(const struct sup_view *v, size_t *len);
 
@@ -202,5 +238,8 @@ int sup_cmd_status(const struct gw_config *cfg);
 int sup_cmd_metrics(const struct gw_config *cfg);
 int sup_cmd_devices_import(const struct gw_config *cfg, const char *file);
 int sup_cmd_devices_list(const struct gw_config *cfg);
+/* `coapgw loglevel [LEVEL]`: shows or sets the running instance's log level
+ * (every process follows the shared word at once). */
+int sup_cmd_loglevel(const struct gw_config *cfg, const char *level);
 
 #endif

@@ -113,9 +113,10 @@ static uint32_t initial_timeout(struct meshsim *sim)
 
 static void warn_limited(struct meshsim *sim, const char *what, int err)
 {
+    char note[64];
     if (gw_log_ratelimit(&sim->warn_limit, now_ms(sim), 1.0, 5.0))
-        gw_log_warn(GW_LOG_MESH, "%s: %s (%" PRIu64 " similar lines suppressed)", what,
-                    gw_strerror(err), sim->warn_limit.suppressed);
+        gw_log_warn(GW_LOG_MESH, "%s: %s%s", what, gw_strerror(err),
+                    gw_log_suppressed_note(&sim->warn_limit, note, sizeof(note)));
 }
 
 static void schedule(struct meshsim *sim, uint64_t due, uint8_t kind, void *p);

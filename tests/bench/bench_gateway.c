@@ -578,7 +578,7 @@ static void metrics_read(const struct bench *b, struct mets *m)
         if ((!strcmp(name, "bell_writes_total") || !strcmp(name, "loop_turns_total")) &&
             m->n < MAXMET) {
             char role[24] = "", inst[8] = "";
-            const char *r = strstr(line, "role=\""), *in = strstr(line, "instance=\"");
+            const char *r = strstr(line, "role=\""), *in = strstr(line, "frontend=\"");
             if (r)
                 sscanf(r + 6, "%23[^\"]", role);
             if (in)

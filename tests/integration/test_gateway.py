@@ -401,7 +401,7 @@ def test_two_frontends_share_the_port():
         rx = {}
         for line in st.splitlines():
             if line.startswith("coapgw_rx_datagrams_total") and 'role="frontend"' in line:
-                rx[line.split('instance="')[1][0]] = int(float(line.split()[-1]))
+                rx[line.split('frontend="')[1][0]] = int(float(line.split()[-1]))
         assert rx.get("0", 0) > 0 and rx.get("1", 0) > 0, "both frontends served clients: %r" % rx
         old = gw.pid("frontend-0")
         os.kill(old, signal.SIGKILL)

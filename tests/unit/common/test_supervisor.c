@@ -5,6 +5,7 @@
 #include "gw_shm.h"
 #include "gw_stats.h"
 #include "supervisor.h"
+#include "gw_coap.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -212,7 +213,11 @@ Test(supervisor, args_bad_options_are_refused)
     char err[256];
     cr_assert_eq(parse(&a, err, sizeof(err), "coapgw", "frontend", "-i", "x", NULL), -EINVAL);
     cr_assert(strstr(err, "index"), "%s", err);
-    cr_assert_eq(parse(&a, err, sizeof(err), "coapgw", "frontend", "-i", "64", NULL), -EINVAL);
+    cr_assert_eq(parse(&a, err, sizeof(err), "coapgw", "frontend", "-i", "-1", NULL), -EINVAL);
+    /* The upper bound is max_frontends from the configuration, checked once it is read,
+     * so that the message names the real range (issue 15). */
+    cr_assert_eq(parse(&a, err, sizeof(err), "coapgw", "frontend", "-i", "99", NULL), 0);
+    cr_assert_eq(a.index, 99);
     cr_assert_eq(parse(&a, err, sizeof(err), "coapgw", "frontend", "-i", NULL), -EINVAL);
     cr_assert(strstr(err, "argument"), "%s", err);
     cr_assert_eq(parse(&a, err, sizeof(err), "coapgw", "status", "-i", "1", NULL), -EINVAL);
@@ -294,21 +299,35 @@ static void fill_view(struct sup_view *v)
     memset(v, 0, sizeof(*v));
     snprintf(v->instance, sizeof(v->instance), "t");
     v->now_mono_ms = 100000;
+    v->version = "1.2.3";
+    v->commit = "abc123";
+    v->max_sessions = 500;
+    v->max_txn = 64;
     v->procs[v->nprocs++] = (struct sup_proc_view){ .proc = GW_PROC_SUPERVISOR, .pid = 10, .up = true,
-                                                    .started_wall = 1700000000, .started_mono_ms = 40000 };
+                                                    .started_wall = 1700000000, .started_mono_ms = 40000,
+                                                    .has_proc = true, .rss_bytes = 4096, .cpu_seconds = 1.5,
+                                                    .open_fds = 9 };
     struct sup_proc_view sch = { .proc = GW_PROC_SCHEDULER, .pid = 11, .up = true, .restarts = 2,
                                  .started_wall = 1700000001, .started_mono_ms = 90000, .has_stats = true };
     sch.stats[GW_STAT_cache_hits] = 7;
     sch.stats[GW_STAT_queue_depth] = 3;
+    sch.hist[GW_HIST_DEVICE_RTT].bucket[0] = 1;     /* <= 100 us */
+    sch.hist[GW_HIST_DEVICE_RTT].bucket[4] = 2;     /* <= 2.5 ms */
+    sch.hist[GW_HIST_DEVICE_RTT].bucket[GW_HIST_NBOUNDS] = 1; /* beyond the last bound */
+    sch.hist[GW_HIST_DEVICE_RTT].count = 4;
+    sch.hist[GW_HIST_DEVICE_RTT].sum_us = 700004000;
     v->procs[v->nprocs++] = sch;
     struct sup_proc_view fe = { .proc = GW_PROC_FRONTEND0 + 1, .pid = 0, .up = false, .restarts = 5,
                                 .has_stats = true };
     fe.stats[GW_STAT_rx_datagrams] = 12345678901234ull;
     fe.stats[GW_STAT_sessions_live] = 4;
+    fe.codes[gw_stat_code_index(GW_CODE(2, 5))] = 40;
+    fe.codes[gw_stat_code_index(GW_CODE(4, 4))] = 2;
     v->procs[v->nprocs++] = fe;
     v->procs[v->nprocs++] = (struct sup_proc_view){ .proc = GW_PROC_MESHSIM, .pid = 13, .up = true };
     v->rings[v->nrings++] = (struct sup_ring_view){ "frontend-1", "scheduler", 9, 1024 };
     v->rings[v->nrings++] = (struct sup_ring_view){ "scheduler", "meshio", 0, 1024 };
+    v->bells[v->nbells++] = (struct sup_bell_view){ "scheduler", 77 };
 }
 
 static bool has_line(const char *text, const char *line)
@@ -320,7 +339,10 @@ static bool has_line(const char *text, const char *line)
     return false;
 }
 
-Test(supervisor, metrics_render_every_stat_per_process)
+/* S10.2, issue 15: Prometheus conventions: the frontend index is the label
+ * `frontend` (Prometheus owns `instance`), outcomes are one counter with a
+ * `code` label, each series only for the roles that keep it. */
+Test(supervisor, metrics_render_per_role_with_conventional_labels)
 {
     struct sup_view *v = malloc(sizeof(*v));
     fill_view(v);
@@ -328,33 +350,58 @@ Test(supervisor, metrics_render_every_stat_per_process)
     char *t = sup_metrics_render(v, &len);
     cr_assert_not_null(t);
     cr_assert_eq(len, strlen(t));
+    cr_assert(has_line(t, "coapgw_build_info{version=\"1.2.3\",commit=\"abc123\"} 1"));
     cr_assert(has_line(t, "# TYPE coapgw_up gauge"));
     cr_assert(has_line(t, "coapgw_up{role=\"supervisor\"} 1"));
-    cr_assert(has_line(t, "coapgw_up{role=\"frontend\",instance=\"1\"} 0"));
+    cr_assert(has_line(t, "coapgw_up{role=\"frontend\",frontend=\"1\"} 0"));
     cr_assert(has_line(t, "coapgw_up{role=\"meshsim\"} 1"));
     cr_assert(has_line(t, "# TYPE coapgw_restarts_total counter"));
     cr_assert(has_line(t, "coapgw_restarts_total{role=\"scheduler\"} 2"));
-    cr_assert(has_line(t, "coapgw_restarts_total{role=\"frontend\",instance=\"1\"} 5"));
-    cr_assert(has_line(t, "coapgw_start_time_seconds{role=\"scheduler\"} 1700000001"));
+    cr_assert(has_line(t, "coapgw_restarts_total{role=\"frontend\",frontend=\"1\"} 5"));
+    cr_assert(has_line(t, "coapgw_process_start_time_seconds{role=\"scheduler\"} 1700000001"));
+    cr_assert(has_line(t, "coapgw_process_resident_memory_bytes{role=\"supervisor\"} 4096"));
+    cr_assert(has_line(t, "coapgw_process_cpu_seconds_total{role=\"supervisor\"} 1.50"));
+    cr_assert(has_line(t, "coapgw_process_open_fds{role=\"supervisor\"} 9"));
     cr_assert(has_line(t, "# TYPE coapgw_cache_hits_total counter"));
     cr_assert(has_line(t, "# HELP coapgw_cache_hits_total Response cache hits."));
     cr_assert(has_line(t, "coapgw_cache_hits_total{role=\"scheduler\"} 7"));
-    cr_assert(has_line(t, "coapgw_cache_hits_total{role=\"frontend\",instance=\"1\"} 0"));
-    cr_assert(has_line(t, "# TYPE coapgw_queue_depth gauge"));
     cr_assert(has_line(t, "coapgw_queue_depth{role=\"scheduler\"} 3"));
-    cr_assert(has_line(t, "coapgw_rx_datagrams_total{role=\"frontend\",instance=\"1\"} 12345678901234"));
-    cr_assert(has_line(t, "coapgw_sessions_live{role=\"frontend\",instance=\"1\"} 4"));
+    cr_assert(has_line(t, "coapgw_rx_datagrams_total{role=\"frontend\",frontend=\"1\"} 12345678901234"));
+    cr_assert(has_line(t, "coapgw_sessions_live 4"));
+    cr_assert(has_line(t, "coapgw_sessions_max 500"));
+    cr_assert(has_line(t, "coapgw_responses_total{role=\"frontend\",frontend=\"1\",code=\"2.05\"} 40"));
+    cr_assert(has_line(t, "coapgw_responses_total{role=\"frontend\",frontend=\"1\",code=\"4.04\"} 2"));
+    cr_assert(has_line(t, "coapgw_responses_total{role=\"frontend\",frontend=\"1\",code=\"5.04\"} 0"));
     cr_assert(has_line(t, "coapgw_ring_depth{from=\"frontend-1\",to=\"scheduler\"} 9"));
     cr_assert(has_line(t, "coapgw_ring_slots{from=\"scheduler\",to=\"meshio\"} 1024"));
-    /* The supervisor and the simulator keep no counters. */
+    cr_assert(has_line(t, "coapgw_doorbell_writes_total{to=\"scheduler\"} 77"));
+    /* Histograms: cumulative buckets, +Inf equal to _count, sum in seconds. */
+    cr_assert(has_line(t, "# TYPE coapgw_device_rtt_seconds histogram"));
+    cr_assert(has_line(t, "coapgw_device_rtt_seconds_bucket{role=\"scheduler\",le=\"0.0001\"} 1"));
+    cr_assert(has_line(t, "coapgw_device_rtt_seconds_bucket{role=\"scheduler\",le=\"0.001\"} 1"));
+    cr_assert(has_line(t, "coapgw_device_rtt_seconds_bucket{role=\"scheduler\",le=\"0.0025\"} 3"));
+    cr_assert(has_line(t, "coapgw_device_rtt_seconds_bucket{role=\"scheduler\",le=\"+Inf\"} 4"));
+    cr_assert(has_line(t, "coapgw_device_rtt_seconds_sum{role=\"scheduler\"} 700.004000"));
+    cr_assert(has_line(t, "coapgw_device_rtt_seconds_count{role=\"scheduler\"} 4"));
+    cr_assert(has_line(t, "coapgw_request_duration_seconds_count{role=\"frontend\",frontend=\"1\",path=\"cache\"} 0"));
+    /* Only where it means something. */
+    cr_assert_null(strstr(t, "instance="));
+    cr_assert_null(strstr(t, "coapgw_cache_hits_total{role=\"frontend\""));
+    cr_assert_null(strstr(t, "coapgw_rx_datagrams_total{role=\"scheduler\""));
+    cr_assert_null(strstr(t, "coapgw_responses_total{role=\"scheduler\""));
     cr_assert_null(strstr(t, "coapgw_cache_hits_total{role=\"supervisor\"}"));
     cr_assert_null(strstr(t, "coapgw_cache_hits_total{role=\"meshsim\"}"));
+    cr_assert_null(strstr(t, "coapgw_restarts_total{role=\"supervisor\"}"));
+    cr_assert_null(strstr(t, "coapgw_responses_total{role=\"frontend\",frontend=\"1\",code=\"4.05\"}"));
+    cr_assert_null(strstr(t, "responses_2xx"));
+    cr_assert_null(strstr(t, "requests_forbidden"));
     free(t);
     free(v);
 }
 
 /* Every line is a comment or `name{labels} value`; every family has exactly
- * one HELP and one TYPE, before its samples (exposition format 0.0.4). */
+ * one HELP and one TYPE, before its samples (exposition format 0.0.4);
+ * histogram samples carry the _bucket/_sum/_count suffixes of their family. */
 Test(supervisor, metrics_text_is_well_formed)
 {
     struct sup_view *v = malloc(sizeof(*v));
@@ -362,7 +409,7 @@ Test(supervisor, metrics_text_is_well_formed)
     char *t = sup_metrics_render(v, NULL);
     cr_assert_not_null(t);
     cr_assert_eq(t[strlen(t) - 1], '\n');
-    char typed[128][96];
+    char typed[128][96], kinds[128][16];
     int ntyped = 0;
     char *save = NULL;
     int samples = 0;
@@ -371,31 +418,41 @@ Test(supervisor, metrics_text_is_well_formed)
         if (!strncmp(line, "# HELP ", 7))
             continue;
         if (!strncmp(line, "# TYPE ", 7)) {
-            cr_assert_eq(sscanf(line + 7, "%95s", name), 1);
+            cr_assert_eq(sscanf(line + 7, "%95s %15s", name, kinds[ntyped]), 2);
             for (int i = 0; i < ntyped; i++)
                 cr_assert_str_neq(typed[i], name, "TYPE twice for %s", name);
-            cr_assert_lt(ntyped, 128);
+            cr_assert_lt(ntyped, 127);
             snprintf(typed[ntyped++], sizeof(typed[0]), "%s", name);
             continue;
         }
         cr_assert_neq(line[0], '#', "%s", line);
         size_t n = strspn(line, "abcdefghijklmnopqrstuvwxyz_0123456789");
         cr_assert_gt(n, 0, "%s", line);
-        cr_assert_eq(line[n], '{', "%s", line);
+        cr_assert(line[n] == '{' || line[n] == ' ', "%s", line);
         memcpy(name, line, n);
         name[n] = '\0';
         cr_assert_gt(ntyped, 0);
-        cr_assert_str_eq(typed[ntyped - 1], name, "sample %s outside its family", line);
-        char *close = strchr(line, '}');
-        cr_assert_not_null(close);
-        cr_assert_eq(close[1], ' ', "%s", line);
+        const char *fam = typed[ntyped - 1];
+        if (!strcmp(kinds[ntyped - 1], "histogram")) {
+            size_t fl = strlen(fam);
+            cr_assert(!strncmp(name, fam, fl) && (!strcmp(name + fl, "_bucket") || !strcmp(name + fl, "_sum") ||
+                                                  !strcmp(name + fl, "_count")), "sample %s outside %s", line, fam);
+        } else {
+            cr_assert_str_eq(fam, name, "sample %s outside its family", line);
+        }
+        char *val = strrchr(line, ' ');
+        cr_assert_not_null(val);
+        if (line[n] == '{') {
+            char *close = strchr(line, '}');
+            cr_assert_not_null(close);
+            cr_assert_eq(close + 1, val, "%s", line);
+        }
         char *end;
-        (void)strtoull(close + 2, &end, 10);
+        (void)strtod(val + 1, &end);
         cr_assert_eq(*end, '\0', "%s", line);
         samples++;
     }
-    /* 4 up + 4 restarts + 2 start times (two never started) + 2 processes x every stat + 2 x 2 rings */
-    cr_assert_eq(samples, 4 + 4 + 2 + 2 * GW_STAT_COUNT + 4);
+    cr_assert_gt(samples, 60);
     free(t);
     free(v);
 }

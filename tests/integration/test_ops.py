@@ -1,0 +1,280 @@
+#!/usr/bin/env python3
+"""Operations (issue 15, SPEC S10.2): metrics an operator can alert on, logs
+that trace a request, a configuration checked before it runs, the command
+line, cleanup after a stopped instance, and what `cmake --install` and the
+deploy/ files ship. Real `coapgw` processes, the simulator, HTTP over
+loopback."""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gwtest import (COAPGW, GET, ROOT, Client, code, gateway, run, wait_for, write_devices)
+
+KEY = "00112233445566778899aabbccddeeff"
+NORMAL = "0200000000000001"
+SILENT = "0200000000000003"
+
+
+def free_tcp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def sim_gateway(name, **cfg):
+    d = tempfile.mkdtemp(prefix="coapgw-ops-")
+    base = "127.0.%d" % (20 + (abs(hash(name)) % 200))
+    rows = [(NORMAL, base + ".1", "normal", KEY, 5683, 4849, "latency=1-3"),
+            (SILENT, base + ".3", "normal", KEY, 5683, 4849, "silent")]
+    cfg.setdefault("meshsim", 1)
+    cfg.setdefault("mesh_ack_timeout_ms", 100)
+    cfg.setdefault("mesh_max_transmit", 2)
+    ctx = gateway(name, write_devices(os.path.join(d, "devices.csv"), rows), **cfg)
+    ctx.devdir = d
+    return ctx
+
+
+def http(port, path):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+            return r.status, r.read().decode(), r.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(), e.headers.get("Content-Type", "")
+
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """Exposition format 0.0.4 -> (families {name: type}, samples [(name, {labels}, value)]).
+    Asserts the syntax: HELP and TYPE once per family, before its samples."""
+    types, helps, samples = {}, set(), []
+    current = None
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split()[2]
+            assert name not in helps, "HELP twice for %s" % name
+            helps.add(name)
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            assert name not in types, "TYPE twice for %s" % name
+            assert kind in ("counter", "gauge", "histogram"), line
+            types[name] = kind
+            current = name
+            continue
+        assert not line.startswith("#"), line
+        m = SAMPLE.match(line)
+        assert m, "not a sample line: %r" % line
+        name, labels, value = m.group(1), m.group(3) or "", m.group(4)
+        lab = dict(LABEL.findall(labels))
+        assert ",".join('%s="%s"' % kv for kv in LABEL.findall(labels)) == labels, "labels: %r" % line
+        fam = name
+        if types.get(current) == "histogram":
+            fam = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert fam == current, "sample %s outside its family %s" % (name, current)
+        if types[current] == "counter":
+            assert name.endswith("_total"), "counter without _total: %s" % name
+        samples.append((name, lab, float(value)))
+    return types, samples
+
+
+def series(samples, name, **want):
+    return [(l, v) for n, l, v in samples if n == name and all(l.get(k) == str(x) for k, x in want.items())]
+
+
+def test_metrics_names_and_labels():
+    """Issue 15: labels per Prometheus conventions, each series only where it means something,
+    outcomes as one counter by code, histograms, build info, process figures, rings, doorbells."""
+    port = free_tcp_port()
+    with sim_gateway("opsmet", metrics_listen="127.0.0.1:%d" % port, cache_max_entries=100) as gw:
+        c = Client(gw)
+        gw.session(c)
+        before = {l["code"]: v for l, v in series(parse_metrics(http(port, "/metrics")[1])[1],
+                                                   "coapgw_responses_total", role="frontend")}
+        for _ in range(2):  # the second is a cache hit
+            r, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
+            assert r is not None and r.code == code(2, 5), r
+        r, _ = c.request(GET, proxy="coap://%s/value" % SILENT, timeout=10)
+        assert r is not None and r.code == code(5, 4), r
+        r, _ = c.request(GET, proxy="coap://0200000000000099/x")
+        assert r.code == code(5, 2), r
+
+        status, body, ctype = http(port, "/metrics")
+        assert status == 200 and ctype.startswith("text/plain; version=0.0.4"), (status, ctype)
+        types, s = parse_metrics(body)
+        # No label collides with the one Prometheus attaches to every target.
+        assert all("instance" not in l for _, l, _ in s), [x for x in s if "instance" in x[1]][:3]
+        assert series(s, "coapgw_up", role="frontend", frontend=0)[0][1] == 1
+        # Only where it means something.
+        assert {l["role"] for _, l, _ in [x for x in s if x[0] == "coapgw_mesh_requests_total"]} == {"scheduler"}
+        assert {l["role"] for _, l, _ in [x for x in s if x[0] == "coapgw_sessions_created_total"]} == {"frontend"}
+        assert {l["role"] for _, l, _ in [x for x in s if x[0] == "coapgw_mesh_replays_total"]} == {"meshio"}
+        assert not [x for x in s if x[0].startswith("coapgw_") and x[1].get("role") in ("supervisor", "meshsim")
+                    and not x[0].startswith(("coapgw_up", "coapgw_process_", "coapgw_restarts"))]
+        assert not series(s, "coapgw_restarts_total", role="supervisor")
+        assert "coapgw_responses_2xx_total" not in types and "coapgw_requests_forbidden_total" not in types
+        # Outcomes: one counter, a code label.
+        by_code = {l["code"]: v - before.get(l["code"], 0)
+                   for l, v in series(s, "coapgw_responses_total", role="frontend")}
+        assert by_code.get("2.05") == 2 and by_code.get("5.04") == 1 and by_code.get("5.02") == 1, by_code
+        assert before.get("2.01") == 1, before  # the session
+        # Histograms: well formed, split by path, and the device round trip.
+        assert types["coapgw_request_duration_seconds"] == "histogram"
+        for path, n in (("proxied", 1), ("cache", 1), ("local", 2)):
+            b = series(s, "coapgw_request_duration_seconds_bucket", frontend=0, path=path)
+            les = [float(l["le"]) for l, _ in b]
+            assert les == sorted(les) and les[-1] == float("inf"), les
+            vals = [v for _, v in b]
+            assert vals == sorted(vals), "buckets are cumulative: %r" % vals
+            cnt = series(s, "coapgw_request_duration_seconds_count", frontend=0, path=path)[0][1]
+            assert vals[-1] == cnt, (path, vals[-1], cnt)
+            # 5.04 counts as proxied too: n is a floor.
+            assert cnt >= n, (path, cnt)
+            assert series(s, "coapgw_request_duration_seconds_sum", frontend=0, path=path)[0][1] > 0
+        proxied = series(s, "coapgw_request_duration_seconds_count", frontend=0, path="proxied")[0][1]
+        assert proxied == 2, "the 2.05 and the 5.04 went through the mesh: %r" % proxied
+        rtt = series(s, "coapgw_device_rtt_seconds_count", role="scheduler")
+        assert rtt and rtt[0][1] == 1, "one device answered: %r" % rtt
+        # The silent device took at least the first timeout (100-150 ms) and a doubled one.
+        slow = series(s, "coapgw_request_duration_seconds_bucket", frontend=0, path="proxied", le="0.25")[0][1]
+        assert slow == 1, "the 5.04 took more than 250 ms, the 2.05 less: %r" % slow
+        # Build info, process figures per role, rings, doorbells, bounds.
+        bi = series(s, "coapgw_build_info")
+        assert len(bi) == 1 and bi[0][1] == 1 and bi[0][0]["version"] and re.match(r"^[0-9a-f]{7,}", bi[0][0]["commit"]), bi
+        ver = subprocess.run([COAPGW, "--version"], capture_output=True, text=True).stdout
+        assert bi[0][0]["version"] in ver and bi[0][0]["commit"] in ver, ver
+        for role in ("supervisor", "scheduler", "meshio", "frontend"):
+            for m in ("coapgw_process_resident_memory_bytes", "coapgw_process_cpu_seconds_total",
+                      "coapgw_process_open_fds", "coapgw_process_start_time_seconds"):
+                v = series(s, m, role=role)
+                assert v and v[0][1] > 0 or m == "coapgw_process_cpu_seconds_total", (m, role, v)
+        rings = {(l["from"], l["to"]) for l, _ in series(s, "coapgw_ring_depth")}
+        assert ("frontend-0", "scheduler") in rings and ("meshio", "scheduler") in rings, rings
+        assert series(s, "coapgw_ring_slots", to="meshio")[0][1] >= 16
+        bells = {l["to"]: v for l, v in series(s, "coapgw_doorbell_writes_total")}
+        assert bells.get("scheduler", 0) > 0 and bells.get("frontend-0", 0) > 0, bells
+        assert series(s, "coapgw_sessions_max")[0][1] == 100000
+        assert series(s, "coapgw_txn_max")[0][1] == 8192
+
+
+def test_http_paths_health_and_readiness():
+    """Issue 15: /metrics, /healthz (the supervisor runs), /readyz (every role up and the client port
+    answering), 404 elsewhere."""
+    port = free_tcp_port()
+    with sim_gateway("opshttp", metrics_listen="127.0.0.1:%d" % port) as gw:
+        assert http(port, "/healthz")[:2] == (200, "ok\n")
+        wait_for(lambda: http(port, "/readyz")[0] == 200, 10, "ready")
+        for p in ("/", "/metrics/x", "/foo", "/healthz/"):
+            st, body, _ = http(port, p)
+            assert st == 404, (p, st)
+            assert "coapgw_up" not in body
+        assert http(port, "/metrics?x=1")[0] == 200
+        # A frontend that does not run: not ready, still alive.
+        fe = gw.pid("frontend-0")
+        os.kill(fe, signal.SIGSTOP)
+        try:
+            st, body, _ = http(port, "/readyz")
+            assert st == 503 and "client port" in body, (st, body)
+            assert http(port, "/healthz")[0] == 200
+        finally:
+            os.kill(fe, signal.SIGCONT)
+        wait_for(lambda: http(port, "/readyz")[0] == 200, 10, "ready again")
+        os.kill(gw.pid("meshio"), signal.SIGKILL)
+        # Restarted within the back-off; readiness may see it down in between, never errors.
+        wait_for(lambda: http(port, "/readyz")[0] == 200, 15, "ready after meshio restart")
+
+
+def log_lines(gw):
+    with open(gw.log_path, errors="replace") as f:
+        return f.read().splitlines()
+
+
+def test_request_traced_by_id_in_debug_logs():
+    """Issue 15: at debug, one line per client request and per mesh exchange, joined by the request id."""
+    with sim_gateway("opstrace", log_level="debug") as gw:
+        c = Client(gw)
+        gw.session(c)
+        r, _ = c.request(GET, proxy="coap://%s/value" % SILENT, timeout=10)
+        assert r.code == code(5, 4), r
+
+        def client_line():
+            for l in log_lines(gw):
+                if "client request" in l and "code=5.04" in l:
+                    return l
+        line = wait_for(client_line, 5, "client request line")
+        kv = dict(re.findall(r"(\w+)=(\S+)", line))
+        assert kv["client"] == "127.0.0.1:%d" % c.port and kv["mac"] == SILENT and kv["via"] == "mesh", line
+        assert re.match(r"^[0-9a-f]{16}$", kv["session"]) and int(kv["duration_us"]) > 100000, line
+        req = kv["req"]
+        mesh = [l for l in log_lines(gw) if "mesh exchange" in l and "req=%s" % req in l]
+        assert len(mesh) == 1, mesh
+        mk = dict(re.findall(r"(\w+)=(\S+)", mesh[0]))
+        assert mk["mac"] == SILENT and mk["path"] == "/value" and mk["code"] == "5.04", mesh[0]
+        assert mk["attempts"] == "2" and mk["outcome"] == "failed", mesh[0]
+        assert not [l for l in log_lines(gw) if "0 similar lines suppressed" in l]
+
+
+def test_json_log_format_and_runtime_level():
+    """Issue 15: log_format = json (one object a line, same fields); SIGUSR2 cycles the level and
+    `coapgw loglevel LEVEL` sets it, for every process of the instance."""
+    with sim_gateway("opsjson", log_format="json", log_level="info") as gw:
+        c = Client(gw)
+        gw.session(c)
+        r, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
+        assert r.code == code(2, 5)
+        objs = []
+        for l in log_lines(gw):
+            if l.startswith("{"):
+                objs.append(json.loads(l))
+        assert objs and all({"ts", "level", "role", "pid", "group", "msg"} <= set(o) for o in objs), objs[:2]
+        assert not [o for o in objs if o["level"] == "debug"], "info hides debug"
+        # info -> debug with SIGUSR2 (one step of the cycle).
+        os.kill(gw.pid("supervisor"), signal.SIGUSR2)
+        wait_for(lambda: [l for l in log_lines(gw) if "now debug" in l], 5, "level change logged")
+        r, _ = c.request(GET, proxy="coap://%s/value?2" % NORMAL)
+        assert r.code == code(2, 5)
+
+        def traced():
+            evs = [json.loads(l) for l in log_lines(gw) if l.startswith("{")]
+            fe = [o for o in evs if o["msg"] == "client request" and o.get("via") == "mesh"]
+            return fe and [o for o in evs if o["msg"] == "mesh exchange" and o.get("req") == fe[-1]["req"]]
+        ev = wait_for(traced, 5, "JSON debug lines")[0]
+        assert ev["mac"] == NORMAL and ev["path"] == "/value?2" and isinstance(ev["duration_us"], int), ev
+        # coapgw loglevel sets it explicitly; the roles stop writing debug lines.
+        r = gw.coapgw("loglevel", "warn")
+        assert "warn" in r.stdout, r.stdout
+        n = len(log_lines(gw))
+        r, _ = c.request(GET, proxy="coap://%s/value?3" % NORMAL)
+        assert r.code == code(2, 5)
+        # The frontend handles datagrams in order and logs an answer right after sending it:
+        # once a later request is answered, any line about the first one would be written.
+        r, _ = c.request(GET, "/.well-known/core")
+        assert r.code == code(2, 5)
+        assert not [l for l in log_lines(gw)[n:] if '"debug"' in l], log_lines(gw)[n:]
+        assert "warn" in gw.coapgw("loglevel").stdout
+        assert gw.coapgw("loglevel", "loud", check=False).returncode == 2
+
+
+TESTS = [
+    test_metrics_names_and_labels,
+    test_http_paths_health_and_readiness,
+    test_request_traced_by_id_in_debug_logs,
+    test_json_log_format_and_runtime_level,
+]
+
+if __name__ == "__main__":
+    sys.exit(run(TESTS))
