@@ -5,6 +5,7 @@
  * mesh_run, meshsim_main, fe_auth for tokens), since this is the file that
  * links them all; the supervisor's own logic is in sup_core. */
 #include "supervisor.h"
+#include "client.h"
 #include "fe_auth.h"
 #include "frontend.h"
 #include "gw_clock.h"
@@ -246,6 +247,15 @@ static int cmd_role(enum sup_cmd cmd, struct gw_config *cfg, int index)
 
 int main(int argc, char **argv)
 {
+    /* `coapgw client ...`, or the coapgw-client link: the client parses its
+     * own command line (common/client/). */
+    const char *base = argv[0] ? strrchr(argv[0], '/') : NULL;
+    base = base ? base + 1 : argv[0];
+    if (base && !strcmp(base, "coapgw-client"))
+        return cl_main(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "client"))
+        return cl_main(argc - 1, argv + 1);
+
     struct sup_args a;
     char err[512];
     if (sup_args_parse(argc, argv, &a, err, sizeof(err)) != 0) {

@@ -26,6 +26,7 @@ static const char usage_all[] =
     "  devices import FILE [-c FILE] load a devices file into the registry\n"
     "  devices list [-c FILE]        print the registry (CSV, without keys)\n"
     "  meshsim [options]             the mesh simulator (`coapgw meshsim -h`)\n"
+    "  client [options] COMMAND      a CoAP client that keeps its session (`coapgw client -h`)\n"
     "  config [-c FILE]              print the effective configuration\n"
     "  config --check [-c FILE]      validate the configuration and the files it names, start nothing\n"
     "  loglevel [LEVEL] [-c FILE]    show or set the running instance's log level\n"
