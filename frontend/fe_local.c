@@ -409,10 +409,9 @@ static void devices_res(struct fe_local *l, const struct gw_ep *ep, const struct
         answer_text(l, ep, req, de, GW_COAP_UNAUTHORIZED, "no session for this address and port: POST a token to /sessions first");
         return;
     }
-    struct devlist dl = { NULL, 0, 0, &s.scope, 0 };
-    devlist_add(&dl, &(struct gw_device){ 0 }); /* reserve the buffer */
-    dl.len = 0;
-    dl.n = 0;
+    /* The buffer is allocated here, not by a first devlist_add(): that one
+     * skips devices outside a scoped token's list and would leave no '['. */
+    struct devlist dl = { malloc(4096), 0, 4096, &s.scope, 0 };
     if (dl.buf)
         dl.len = (size_t)snprintf(dl.buf, dl.cap, "[");
     if (gw_registry_foreach(l->store, devlist_add, &dl) != 0 || !dl.buf) {

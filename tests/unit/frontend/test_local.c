@@ -575,6 +575,9 @@ Test(local, devices_filtered_by_scope)
     cr_assert(payload_has("\"0011223344556677\""));
     cr_assert(payload_has("\"00112233445566aa\""));
     cr_assert_not(payload_has("0200000000000001"), "outside the token's scope");
+    /* Still a JSON array (a scoped list once lost its '[': issue 14's client found it). */
+    cr_assert_eq(w.rep.payload[0], '[');
+    cr_assert_eq(w.rep.payload[w.rep.payload_len - 1], ']');
 
     login("10.0.0.2:1000", "bob", "0200000000000001");
     assert_code(call("10.0.0.2:1000", GW_COAP_GET, "/devices", NULL, 0, NULL), GW_COAP_CONTENT);
