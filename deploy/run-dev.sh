@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 1: install what is missing, build, and run the gateway on
-# its embedded default: a simulated mesh and a development key. It prints a
-# first request for coap-client-notls. Ctrl-C stops it.
+# its embedded default: a simulated mesh and a development key. It prints
+# first requests for `coapgw client` (read, write, observe, devices, close).
+# Ctrl-C stops it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/deploy/setup-deps.sh"

@@ -2,7 +2,7 @@
 # README command 2: installs what is missing, builds, and runs every test:
 #   0. docs check: every cited clause defined in PROTOCOL.md, no reference outside
 #      the repository, SPDX lines, ARCHITECTURE.md's functions exist (tests/check-docs.sh)
-#   1. release build (warnings are errors): unit, stress and integration tests
+#   1. release build (warnings are errors): unit, stress, integration and client tests
 #   2. ASan+UBSan build: the same unit and integration tests
 #   3. the ring's thread tests under TSan; a libFuzzer smoke run of every fuzz target (clang)
 #   4. deployment checks (docker-compose config)
@@ -50,6 +50,9 @@ resilience() { # dir
 ops() { # dir
     COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_ops.py"
 }
+client() { # dir
+    COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_client.py"
+}
 hostile() { # dir
     COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_hostile.py"
 }
@@ -59,6 +62,7 @@ stage "build (release)" build "$here/build"
 stage "unit+stress tests (release)" unit "$here/build"
 stage "integration tests (release)" integration "$here/build"
 stage "operations: metrics, logs, CLI, install (release)" ops "$here/build"
+stage "client tests (release)" client "$here/build"
 stage "resilience under load (release)" resilience "$here/build"
 stage "hostile traffic (release)" hostile "$here/build"
 stage "security suite (release)" env COAPGW_BIN="$here/build/coapgw" "$here/tests/security/run.sh"
@@ -70,6 +74,7 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
     stage "build (asan+ubsan)" build "$here/build-asan" -DCOAPGW_SANITIZE=ON
     stage "unit tests (asan+ubsan)" bash -c "cd '$here/build-asan' && ctest --output-on-failure -L unit -j1"
     stage "integration tests (asan+ubsan)" integration "$here/build-asan"
+    stage "client tests (asan+ubsan)" client "$here/build-asan"
     stage "hostile traffic (asan+ubsan)" hostile "$here/build-asan"
     unset ASAN_OPTIONS UBSAN_OPTIONS
 fi

@@ -213,3 +213,41 @@ int cl_state_from_session(struct cl_state *st, const char *const *loc, unsigned 
     json_decref(o);
     return 0;
 }
+
+int cl_jwt_sub(const char *jwt, char *out, size_t len)
+{
+    const char *a = strchr(jwt, '.');
+    const char *b = a ? strchr(a + 1, '.') : NULL;
+    if (!b || b - a - 1 > 8192)
+        return GW_EBADMSG;
+    /* base64url without padding (RFC 7515 2) */
+    uint8_t dec[6200];
+    size_t n = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (const char *p = a + 1; p < b; p++) {
+        int v;
+        char ch = *p;
+        if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
+        else if (ch >= 'a' && ch <= 'z') v = ch - 'a' + 26;
+        else if (ch >= '0' && ch <= '9') v = ch - '0' + 52;
+        else if (ch == '-') v = 62;
+        else if (ch == '_') v = 63;
+        else return GW_EBADMSG;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n >= sizeof(dec))
+                return GW_EBADMSG;
+            dec[n++] = (uint8_t)(acc >> bits);
+        }
+    }
+    json_t *o = json_loadb((const char *)dec, n, 0, NULL);
+    const char *sub = json_string_value(json_object_get(o, "sub"));
+    int rc = sub && strlen(sub) < len ? 0 : GW_EBADMSG;
+    if (!rc)
+        snprintf(out, len, "%s", sub);
+    json_decref(o);
+    return rc;
+}

@@ -62,4 +62,9 @@ bool cl_state_live(const struct cl_state *st, int64_t now);
 int cl_state_from_session(struct cl_state *st, const char *const *loc, unsigned nloc, const uint8_t *payload,
                           size_t len, char *err, size_t errlen) GW_NODISCARD;
 
+/* The `sub` claim (the account, S2.2) of a compact JWT, read without
+ * verifying it: only to tell whether a recorded session is this token's
+ * account. Returns 0, or GW_EBADMSG when it is not a JWT with a string sub. */
+int cl_jwt_sub(const char *jwt, char *out, size_t len) GW_NODISCARD;
+
 #endif

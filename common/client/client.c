@@ -304,6 +304,12 @@ static int exchange(struct cl *c, const struct cl_req *rq, struct cl_resp *out)
             fprintf(stderr, ", Block2 %u/%u", rq->b2.num, 16u << rq->b2.szx);
         fprintf(stderr, ", %zu bytes)\n", rq->len);
     }
+    if (rq->observe == 0) {
+        /* Notifications may come while later requests (Block2, a retry)
+         * are in flight: they are recognised by this token from now on. */
+        memcpy(c->obs_tok, c->tok, sizeof(c->tok));
+        c->observing = true;
+    }
     c->out = out;
     c->got = false;
     c->nack = -1;
@@ -468,7 +474,10 @@ static int print_resp(struct cl *c, const struct cl_resp *r, bool line)
         if (print_json(cl_resp_json(r)) != 0)
             say("writing the output failed");
     } else if (ok) {
-        if ((r->len && fwrite(r->body, 1, r->len, stdout) != r->len) || (line && fputc('\n', stdout) == EOF) ||
+        /* Exactly the payload into a pipe or file; a terminal also gets a
+         * line end, so that the prompt does not follow the value. */
+        bool nl = line || (r->len && r->body[r->len - 1] != '\n' && isatty(STDOUT_FILENO));
+        if ((r->len && fwrite(r->body, 1, r->len, stdout) != r->len) || (nl && fputc('\n', stdout) == EOF) ||
             fflush(stdout) != 0)
             say("writing the output failed");
     }
@@ -761,16 +770,16 @@ static int cmd_observe(struct cl *c, const struct cl_target *t)
     int x = request(c, &rq, t->kind == CL_TARGET_DEVICE, &r, &e);
     if (x != XR_OK) {
         cl_resp_clear(&r);
+        c->observing = false;
         return e;
     }
     /* The registration's token: notifications carry it. */
     uint8_t tok[8];
-    memcpy(tok, c->tok, sizeof(tok));
+    memcpy(tok, c->obs_tok, sizeof(tok));
     uint32_t v;
     bool registered = CLASS(r.code) == 2 && cl_resp_uint(&r, COAP_OPTION_OBSERVE, &v);
+    c->observing = registered;
     if (registered) {
-        memcpy(c->obs_tok, tok, sizeof(tok));
-        c->observing = true;
         c->obs_last = v;
         c->obs_last_t = now_ms();
         c->obs_any = true;
@@ -1114,6 +1123,17 @@ int cl_main(int argc, char **argv)
     if (c->args.cmd == CL_CMD_SESSION_SHOW) {
         e = cmd_session_show(c);
         goto out;
+    }
+    /* A session of another account than the token's is not this one: a
+     * new one is asked for (the gateway refuses it while the other lives
+     * on this port, S2.10, and says so). */
+    char sub[128];
+    if (c->st.id[0] && c->token[0] && cl_jwt_sub(c->token, sub, sizeof(sub)) == 0 &&
+        strcmp(sub, c->st.account)) {
+        if (c->args.verbose)
+            fprintf(stderr, "   the recorded session is account %s's, the token %s's: a new one is opened\n",
+                    c->st.account, sub);
+        c->st.id[0] = '\0';
     }
     /* A session opened with another security mode is not this one. */
     if (c->st.id[0] && c->conf.security_set && strcmp(c->st.security, c->conf.security) &&

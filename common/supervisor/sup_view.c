@@ -493,7 +493,8 @@ char *sup_status_render(const struct sup_view *v)
 
 /* ---- first request ------------------------------------------------------------------ */
 
-int sup_first_request_text(const char *listen, const char *token, const char *mac, char *buf, size_t len)
+int sup_first_request_text(const char *listen, const char *token, const char *mac, const char *prog, char *buf,
+                           size_t len)
 {
     struct gw_ep ep;
     if (gw_ep_parse(listen, 5683, &ep) != 0)
@@ -508,16 +509,20 @@ int sup_first_request_text(const char *listen, const char *token, const char *ma
             ep.addr[15] = 1;
         }
     }
-    char gw[GW_EP_STRLEN];
+    char gw[GW_EP_STRLEN], cl[GW_EP_STRLEN + 300];
     gw_ep_str(&ep, gw, sizeof(gw));
-    /* -p fixes the client's source port: the session is bound to it (S2.4).
-     * -P makes coap-client send to the gateway with the target in Proxy-Uri. */
+    /* `coapgw client` keeps the session between commands from its fixed
+     * local port (issue 14); --gateway only when it is not its default. */
+    snprintf(cl, sizeof(cl), "%s client%s%s", prog && *prog ? prog : "coapgw",
+             strcmp(gw, "127.0.0.1:5683") ? " --gateway " : "", strcmp(gw, "127.0.0.1:5683") ? gw : "");
     return snprintf(buf, len,
-                    "  # 1. create a session (the token is valid for a day):\n"
-                    "  coap-client-notls -p 40001 -m post -e '%s' 'coap://%s/sessions?security=none'\n"
-                    "  # 2. read a simulated device through the gateway:\n"
-                    "  coap-client-notls -p 40001 -P coap://%s coap://%s/value\n"
+                    "  # 1. read a simulated device (this opens a session; later commands reuse it):\n"
+                    "  %s --security none --token '%s' get coap://%s/value\n"
+                    "  # 2. write, observe, list the devices:\n"
+                    "  %s put coap://%s/echo --data hello\n"
+                    "  %s observe coap://%s/sensor --count 3\n"
+                    "  %s devices\n"
                     "  # 3. end the session:\n"
-                    "  coap-client-notls -p 40001 -m delete coap://%s/sessions\n",
-                    token, gw, gw, mac, gw);
+                    "  %s session close\n",
+                    cl, token, mac, cl, mac, cl, mac, cl, cl);
 }

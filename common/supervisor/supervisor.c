@@ -597,10 +597,12 @@ static void print_banner(struct sup_ctx *s, const char *token)
             mac[0] = '\0';
     }
     if (token && mac[0]) {
-        char text[4096 + 1024];
-        if (sup_first_request_text(cfg->listen, token, mac, text, sizeof(text)) > 0)
-            printf("\nFirst request with libcoap's client (simulated mesh, development key, account \"demo\"):\n%s",
-                   text);
+        char text[4096 + 4096], exe[1024];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+        exe[n > 0 ? n : 0] = '\0';
+        if (sup_first_request_text(cfg->listen, token, mac, exe, text, sizeof(text)) > 0)
+            printf("\nFirst requests with coapgw client (simulated mesh, development key, account \"demo\"; "
+                   "libcoap's coap-client-notls works too, see README):\n%s", text);
     }
     printf("Tokens for other accounts: coapgw token --account NAME%s%s\n", cflag ? " -c " : "", cflag ? cflag : "");
     fflush(stdout);

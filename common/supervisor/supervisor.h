@@ -210,11 +210,13 @@ void sup_fmt_uptime(uint64_t ms, char *buf, size_t len);
 /* The `coapgw status` table. malloc'd, NULL when out of memory. */
 char *sup_status_render(const struct sup_view *v);
 
-/* The commands for a first request with coap-client-notls (S10.1), for a
- * gateway listening on `listen` (wildcard addresses become loopback), with
- * token `token` and device `mac` (16 hex digits). Returns the length written
- * (as snprintf), or -EINVAL when listen does not parse. */
-int sup_first_request_text(const char *listen, const char *token, const char *mac, char *buf, size_t len);
+/* The commands for a first request with `coapgw client` (S10.1, issue 14),
+ * for a gateway listening on `listen` (wildcard addresses become loopback),
+ * with token `token`, device `mac` (16 hex digits) and the executable `prog`
+ * (NULL: "coapgw"). Returns the length written (as snprintf), or -EINVAL
+ * when listen does not parse. */
+int sup_first_request_text(const char *listen, const char *token, const char *mac, const char *prog, char *buf,
+                           size_t len);
 
 /* True when /dev/shm holds the instance's segment (never creates it). */
 bool sup_shm_exists(const struct gw_config *cfg);

@@ -151,3 +151,17 @@ Test(state, json_has_no_session_fields_without_a_session)
     cr_assert_eq(json_integer_value(json_object_get(o, "next_mid")), 7);
     json_decref(o);
 }
+
+/* The account of a token, to tell whether a recorded session is its own. */
+Test(state, jwt_sub_is_read_without_verifying)
+{
+    char sub[64];
+    cr_assert_eq(cl_jwt_sub("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiAiYWxpY2UiLCAiZXhwIjogMTc5NjI4NzAyM30.c2ln", sub,
+                            sizeof(sub)), 0);
+    cr_assert_str_eq(sub, "alice");
+    cr_assert_eq(cl_jwt_sub("eyJhbGciOiJIUzI1NiJ9.eyJleHAiOiAxfQ.c2ln", sub, sizeof(sub)), GW_EBADMSG, "no sub");
+    cr_assert_eq(cl_jwt_sub("not a token", sub, sizeof(sub)), GW_EBADMSG);
+    cr_assert_eq(cl_jwt_sub("a.b$d.c", sub, sizeof(sub)), GW_EBADMSG);
+    cr_assert_eq(cl_jwt_sub("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiAiYWxpY2UiLCAiZXhwIjogMTc5NjI4NzAyM30.c2ln", sub, 3),
+                 GW_EBADMSG, "does not fit");
+}

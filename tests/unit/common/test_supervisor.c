@@ -512,19 +512,21 @@ Test(supervisor, status_table_shows_state_uptime_restarts)
 
 Test(supervisor, first_request_uses_loopback_for_a_wildcard_listener)
 {
-    char buf[2048];
-    cr_assert_gt(sup_first_request_text("0.0.0.0:5683", "aaa.bbb.ccc", "0200000000000001", buf, sizeof(buf)), 0);
-    cr_assert(strstr(buf, "coap-client-notls -p 40001 -m post -e 'aaa.bbb.ccc' "
-                          "'coap://127.0.0.1:5683/sessions?security=none'\n"), "%s", buf);
-    cr_assert(strstr(buf, "coap-client-notls -p 40001 -P coap://127.0.0.1:5683 coap://0200000000000001/value\n"),
-              "%s", buf);
-    cr_assert(strstr(buf, "coap-client-notls -p 40001 -m delete coap://127.0.0.1:5683/sessions\n"), "%s", buf);
+    char buf[4096];
+    cr_assert_gt(sup_first_request_text("0.0.0.0:5683", "aaa.bbb.ccc", "0200000000000001", NULL, buf, sizeof(buf)),
+                 0);
+    /* The default gateway needs no --gateway. */
+    cr_assert(strstr(buf, "  coapgw client --security none --token 'aaa.bbb.ccc' "
+                          "get coap://0200000000000001/value\n"), "%s", buf);
+    cr_assert(strstr(buf, "  coapgw client observe coap://0200000000000001/sensor --count 3\n"), "%s", buf);
+    cr_assert(strstr(buf, "  coapgw client session close\n"), "%s", buf);
 
-    cr_assert_gt(sup_first_request_text("[::]:6000", "t", "0200000000000001", buf, sizeof(buf)), 0);
-    cr_assert(strstr(buf, "coap://[::1]:6000/sessions"), "%s", buf);
-    cr_assert_gt(sup_first_request_text("127.0.0.5:7000", "t", "0200000000000001", buf, sizeof(buf)), 0);
-    cr_assert(strstr(buf, "-P coap://127.0.0.5:7000 "), "%s", buf);
-    cr_assert_eq(sup_first_request_text("not an address:x", "t", "m", buf, sizeof(buf)), -EINVAL);
+    cr_assert_gt(sup_first_request_text("[::]:6000", "t", "0200000000000001", "/opt/coapgw", buf, sizeof(buf)), 0);
+    cr_assert(strstr(buf, "/opt/coapgw client --gateway [::1]:6000 devices\n"), "%s", buf);
+    cr_assert_gt(sup_first_request_text("127.0.0.5:7000", "t", "0200000000000001", NULL, buf, sizeof(buf)), 0);
+    cr_assert(strstr(buf, "coapgw client --gateway 127.0.0.5:7000 put coap://0200000000000001/echo --data hello\n"),
+              "%s", buf);
+    cr_assert_eq(sup_first_request_text("not an address:x", "t", "m", NULL, buf, sizeof(buf)), -EINVAL);
 }
 
 /* ---- small file helpers --------------------------------------------------------------------- */
