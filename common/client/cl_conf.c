@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cl_conf.c - configuration layers and command line of `coapgw client`. */
 #include "cl_conf.h"
 #include "gw_error.h"

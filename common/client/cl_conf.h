@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cl_conf.h - configuration and command line of `coapgw client` (pure).
  *
  * Layers, each overriding the one before: built-in defaults, the file

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cl_resp.c - response copies, Block2 reassembly and output (see cl_resp.h). */
 #include "cl_resp.h"
 #include "gw_error.h"

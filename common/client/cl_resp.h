@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cl_resp.h - responses as `coapgw client` reports them (pure): a copy of
  * a received CoAP response, Block2 reassembly, the --json object and the -v
  * lines. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cl_state.c - the client's state file (see cl_state.h). */
 #include "cl_state.h"
 #include "gw_error.h"

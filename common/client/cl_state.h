@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cl_state.h - what `coapgw client` keeps between invocations (pure apart
  * from reading and writing its one file).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cl_uri.c - target and gateway parsing for `coapgw client` (see cl_uri.h). */
 #include "cl_uri.h"
 #include "gw_error.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cl_uri.h - targets and gateway addresses of `coapgw client` (pure, no I/O).
  *
  * A target is a device resource, `coap://MAC[:PORT]/path?query` or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* client.c - the I/O of `coapgw client`: libcoap's client API, the state
  * file and the lock around it, output. The logic it calls is pure and unit
  * tested (cl_uri, cl_conf, cl_state, cl_resp).

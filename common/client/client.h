@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* client.h - `coapgw client` (issue 14, SPEC S10.5): a command-line CoAP
  * client for the gateway that keeps its session across invocations from one
  * fixed local port, re-opens it on 4.01, follows Block2 and observes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_conf.c - configuration layers and command line of `coapgw client`
  * (common/client/cl_conf.c, issue 14): defaults < file < COAPGW_CLIENT_<KEY>
  * < flags; errors name FILE:LINE and the key, the variable or the flag. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_resp.c - responses of `coapgw client` (common/client/cl_resp.c,
  * issue 14): Block2 reassembly (RFC 7959, SPEC S4.7/S8.2), the --json object
  * (payload as text or base64, binary-safe) and option values. */

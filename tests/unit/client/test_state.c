@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_state.c - the state file of `coapgw client` (common/client/cl_state.c,
  * issue 14): where it lives (XDG_STATE_HOME, else ~/.local/state), mode 0600
  * written atomically, JSON built and read with jansson, the session taken

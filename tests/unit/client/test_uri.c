@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_uri.c - targets and gateway addresses of `coapgw client`
  * (common/client/cl_uri.c): device targets become a Proxy-Uri (SPEC S4.1,
  * S4.2: the host is a 16-hex-digit MAC ID), /path targets become Uri-Path
