@@ -763,6 +763,33 @@ static int read_all(int fd, uint8_t **out, size_t *len, size_t max)
     return 0;
 }
 
+/* Always deregister (S6.4): GET with Observe: 1 and the registration's
+ * token, so that the gateway's observer count goes back down. A SIGINT may
+ * have brought us here: the deregistration still runs (bounded by the
+ * timeout). Returns 0, or an exit status when it was not answered. */
+static int deregister(struct cl *c, const struct cl_target *t, const uint8_t tok[8])
+{
+    cl_interrupted = 0;
+    c->observing = false;
+    struct cl_req drq = { .method = COAP_REQUEST_CODE_GET, .target = t, .format = -1, .observe = 1,
+                          .fixed_tok = tok };
+    struct cl_resp d = { 0 };
+    c->dereg = true;
+    int x = exchange(c, &drq, &d);
+    if (x != XR_OK) {
+        say("deregistration not answered: the gateway drops the observer when a notification is not acknowledged");
+        cl_resp_clear(&d);
+        return report_x(c, x);
+    }
+    if (c->args.verbose)
+        cl_resp_verbose(stderr, &d);
+    if (CLASS(d.code) != 2)
+        say("deregistration answered %u.%02u %s", (unsigned)CLASS(d.code), (unsigned)(d.code & 31),
+            cl_code_name(d.code));
+    cl_resp_clear(&d);
+    return 0;
+}
+
 static int cmd_observe(struct cl *c, const struct cl_target *t)
 {
     struct cl_req rq = { .method = COAP_REQUEST_CODE_GET, .target = t, .format = -1, .observe = 0 };
@@ -771,6 +798,13 @@ static int cmd_observe(struct cl *c, const struct cl_target *t)
     int x = request(c, &rq, t->kind == CL_TARGET_DEVICE, &r, &e);
     if (x != XR_OK) {
         cl_resp_clear(&r);
+        /* Interrupted (or timed out) after the registration went out: the
+         * gateway may hold the observer already, so it is withdrawn. */
+        if (c->observing) {
+            uint8_t rtok[8];
+            memcpy(rtok, c->obs_tok, sizeof(rtok));
+            GW_IGNORE(deregister(c, t, rtok));
+        }
         c->observing = false;
         return e;
     }
@@ -796,7 +830,8 @@ static int cmd_observe(struct cl *c, const struct cl_target *t)
     int64_t printed = 1;
     double end = c->args.duration_ms ? now_ms() + (double)c->args.duration_ms : 0;
     bool ended = false; /* the gateway ended the observation itself */
-    while (!cl_interrupted && !ended && (!c->args.count || printed < c->args.count)) {
+    bool failed = false;
+    while (!cl_interrupted && !ended && !failed && (!c->args.count || printed < c->args.count)) {
         double left = end ? end - now_ms() : 200;
         if (left <= 0)
             break;
@@ -813,7 +848,7 @@ static int cmd_observe(struct cl *c, const struct cl_target *t)
             if (bx != XR_OK) {
                 cl_resp_clear(&n);
                 e = report_x(c, bx);
-                ended = true;
+                failed = true; /* still deregistered below */
                 break;
             }
             if (CLASS(n.code) != 2 || !cl_resp_opt(&n, COAP_OPTION_OBSERVE))
@@ -829,29 +864,8 @@ static int cmd_observe(struct cl *c, const struct cl_target *t)
     c->obs_n = 0;
     if (ended)
         return e;
-    /* Always deregister (S6.4): GET with Observe: 1 and the same token, so
-     * that the gateway's observer count goes back down. SIGINT may have
-     * brought us here: the deregistration still runs. */
-    bool intr = cl_interrupted;
-    cl_interrupted = 0;
-    struct cl_req drq = { .method = COAP_REQUEST_CODE_GET, .target = t, .format = -1, .observe = 1,
-                          .fixed_tok = tok };
-    struct cl_resp d = { 0 };
-    c->dereg = true;
-    x = exchange(c, &drq, &d);
-    if (x != XR_OK) {
-        say("deregistration not answered: the gateway drops the observer when a notification is not acknowledged");
-        cl_resp_clear(&d);
-        return report_x(c, x);
-    }
-    if (c->args.verbose)
-        cl_resp_verbose(stderr, &d);
-    if (CLASS(d.code) != 2)
-        say("deregistration answered %u.%02u %s", (unsigned)CLASS(d.code), (unsigned)(d.code & 31),
-            cl_code_name(d.code));
-    cl_resp_clear(&d);
-    (void)intr;
-    return e;
+    int d = deregister(c, t, tok);
+    return d ? d : e;
 }
 
 static int cmd_request(struct cl *c, const struct cl_target *t)

@@ -8,6 +8,7 @@ import atexit
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -23,6 +24,7 @@ KEY = "00112233445566778899aabbccddeeff"
 NORMAL = "0200000000000001"
 MILLI = "0200000000000002"
 OTHER = "0200000000000003"
+SLOW = "0200000000000004"
 UNKNOWN = "02000000000000ff"
 # The simulator's /large (meshio/sim/meshsim_dev.c): 20 lines, the same on every device.
 LARGE = b"".join(b"%03d the quick brown fox jumps over the lazy mesh %c\n" % (i, ord("a") + i) for i in range(20))
@@ -37,6 +39,7 @@ def client_gateway(name, **cfg):
         (NORMAL, base + ".1", "normal", KEY, 5683, 4849, "latency=1-3;obs_period=300"),
         (MILLI, base + ".2", "milli", KEY, 5683, 4849, "latency=1-2"),
         (OTHER, base + ".3", "normal", KEY, 5683, 4849, "latency=1-2"),
+        (SLOW, base + ".4", "normal", KEY, 5683, 4849, "latency=3000-3000"),
     ]
     cfg.setdefault("meshsim", 1)
     cfg.setdefault("mesh_ack_timeout_ms", 300)
@@ -196,7 +199,7 @@ def test_devices_for_a_scoped_token():
         assert r.returncode == 1 and one_line(r).startswith("coapgw client: 4.03"), r
         # An unscoped token sees all three.
         cli2 = Cli(gw, account="carol")
-        assert len(json.loads(ok(cli2("devices")).stdout)) == 3
+        assert len(json.loads(ok(cli2("devices")).stdout)) == 4
 
 
 def test_observe_count_then_deregister():
@@ -230,8 +233,12 @@ def test_observe_sigint_deregisters():
         try:
             wait_for(lambda: metric_sum(gw, r"^coapgw_observers\b") == 1, 15, "one observer at the gateway")
             wait_for(lambda: sim_counters(gw.base + ".1")["observers"] == 1, 10, "the device observed")
+            # The first notification has been printed ...
+            wait_for(lambda: select.select([p.stdout], [], [], 0)[0], 15, "the first notification")
+            first = p.stdout.readline()
             p.send_signal(signal.SIGINT)
             out, err = p.communicate(timeout=20)
+            out = first + out
         finally:
             if p.poll() is None:
                 p.kill()
@@ -240,6 +247,26 @@ def test_observe_sigint_deregisters():
         assert out.strip(), "at least the first notification"
         wait_for(lambda: metric_sum(gw, r"^coapgw_observers\b") == 0, 10, "the observer left")
         wait_for(lambda: sim_counters(gw.base + ".1")["observers"] == 0, 10, "device observation cancelled")
+
+
+def test_observe_interrupted_before_the_first_answer_deregisters():
+    """S6.4: a SIGINT while the registration is still unanswered withdraws it too."""
+    with client_gateway("clint0") as gw:
+        cli = Cli(gw)
+        ok(cli("session", "open"))
+        # SLOW answers after 3 s: the SIGINT comes while the client waits.
+        argv = [COAPGW, "client"] + cli.base + ["observe", "coap://%s/sensor" % SLOW]
+        p = subprocess.Popen(argv, env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: metric_sum(gw, r"^coapgw_observers\b") == 1, 15, "one observer at the gateway")
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert p.returncode == 3 and b"interrupted" in err, (p.returncode, out, err)
+        wait_for(lambda: metric_sum(gw, r"^coapgw_observers\b") == 0, 15, "the registration withdrawn")
 
 
 def test_large_is_whole():
@@ -364,6 +391,7 @@ TESTS = [
     test_devices_for_a_scoped_token,
     test_observe_count_then_deregister,
     test_observe_sigint_deregisters,
+    test_observe_interrupted_before_the_first_answer_deregisters,
     test_large_is_whole,
     test_put_post_payloads_are_binary_safe,
     test_exit_codes,
