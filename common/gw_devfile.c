@@ -233,6 +233,100 @@ static int macset_add(struct macset *s, uint64_t k, int lineno)
     return 0;
 }
 
+/* S7.2: endpoints (family, address, port) taken so far, with the MAC that
+ * took each and its line. Answers from the mesh are matched to a device by
+ * the endpoint they come from, so two devices on one endpoint (a device's
+ * plain port equal to another's secure port included) cannot both work: the
+ * later line is refused at load. Open addressing, grown at half load. */
+#define EP_KEY 19
+struct epset {
+    uint8_t (*keys)[EP_KEY];
+    uint8_t (*macs)[GW_MAC_LEN];
+    int *lines;       /* 0 = empty slot */
+    size_t cap, n;
+};
+
+static void ep_key(const struct gw_device *d, uint16_t port, uint8_t key[EP_KEY])
+{
+    key[0] = d->family;
+    memcpy(key + 1, d->addr, 16);
+    key[17] = (uint8_t)(port >> 8);
+    key[18] = (uint8_t)port;
+}
+
+static size_t epset_slot(const struct epset *s, const uint8_t key[EP_KEY])
+{
+    size_t i = (size_t)(gw_hash64(key, EP_KEY, GW_HASH_SEED) & (s->cap - 1));
+    while (s->lines[i] && memcmp(s->keys[i], key, EP_KEY) != 0)
+        i = (i + 1) & (s->cap - 1);
+    return i;
+}
+
+static int epset_grow(struct epset *s)
+{
+    struct epset g = { NULL, NULL, NULL, s->cap ? s->cap * 2 : 512, s->n };
+    g.keys = calloc(g.cap, sizeof(*g.keys));
+    g.macs = calloc(g.cap, sizeof(*g.macs));
+    g.lines = calloc(g.cap, sizeof(*g.lines));
+    if (!g.keys || !g.macs || !g.lines) {
+        free(g.keys);
+        free(g.macs);
+        free(g.lines);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < s->cap; i++) {
+        if (!s->lines[i])
+            continue;
+        size_t j = epset_slot(&g, s->keys[i]);
+        memcpy(g.keys[j], s->keys[i], EP_KEY);
+        memcpy(g.macs[j], s->macs[i], GW_MAC_LEN);
+        g.lines[j] = s->lines[i];
+    }
+    free(s->keys);
+    free(s->macs);
+    free(s->lines);
+    *s = g;
+    return 0;
+}
+
+/* Looks for either endpoint of d. Returns the slot of the first taken one
+ * in *hit (and 1), 0 when both are free, or -ENOMEM. */
+static int epset_find(struct epset *s, const struct gw_device *d, size_t *hit, uint16_t *port)
+{
+    if (2 * (s->n + 2) > s->cap) {
+        int rc = epset_grow(s);
+        if (rc)
+            return rc;
+    }
+    uint16_t ports[2] = { d->plain_port, d->secure_port };
+    for (int i = 0; i < 2; i++) {
+        uint8_t key[EP_KEY];
+        ep_key(d, ports[i], key);
+        size_t j = epset_slot(s, key);
+        if (s->lines[j]) {
+            *hit = j;
+            *port = ports[i];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Adds both endpoints of d (after epset_find said they are free). */
+static void epset_add(struct epset *s, const struct gw_device *d, int lineno)
+{
+    uint16_t ports[2] = { d->plain_port, d->secure_port };
+    for (int i = 0; i < 2; i++) {
+        uint8_t key[EP_KEY];
+        ep_key(d, ports[i], key);
+        size_t j = epset_slot(s, key);
+        memcpy(s->keys[j], key, EP_KEY);
+        memcpy(s->macs[j], d->mac, GW_MAC_LEN);
+        s->lines[j] = lineno;
+        s->n++;
+    }
+}
+
 static void warnf(gw_devfile_warn_fn warn, void *ctx, int lineno, const char *fmt, ...)
     GW_PRINTF(4, 5);
 static void warnf(gw_devfile_warn_fn warn, void *ctx, int lineno, const char *fmt, ...)
@@ -264,6 +358,7 @@ int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn w
     if (!fp)
         return -errno;
     struct macset seen = { 0 };
+    struct epset eps = { 0 };
     char *line = NULL;
     size_t lcap = 0;
     ssize_t got;
@@ -335,6 +430,24 @@ int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn w
             bad++;
             continue;
         }
+        size_t hit;
+        uint16_t hport;
+        int taken = epset_find(&eps, &d, &hit, &hport);
+        if (taken < 0) {
+            rc = taken;
+            break;
+        }
+        if (taken) {
+            char m[17], a[GW_EP_STRLEN];
+            struct gw_ep ep = { .family = d.family, .port = hport };
+            memcpy(ep.addr, d.addr, 16);
+            gw_mac_str(eps.macs[hit], m);
+            warnf(warn, ctx, lineno, "%s already used by %s (line %d)", gw_ep_str(&ep, a, sizeof(a)), m,
+                  eps.lines[hit]);
+            bad++;
+            continue;
+        }
+        epset_add(&eps, &d, lineno);
         int stop = cb ? cb(ctx, &d) : 0;
         if (stop) {
             rc = stop < 0 ? stop : 0;
@@ -350,6 +463,9 @@ int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn w
     free(line);
     free(seen.keys);
     free(seen.lines);
+    free(eps.keys);
+    free(eps.macs);
+    free(eps.lines);
     fclose(fp);
     return rc ? rc : bad;
 }

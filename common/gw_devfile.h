@@ -64,8 +64,11 @@ typedef void (*gw_devfile_warn_fn)(void *ctx, int lineno, const char *msg);
 typedef int (*gw_devfile_dev_fn)(void *ctx, const struct gw_device *d);
 
 /* Loads a devices file. Bad lines (and the second and later lines with an
- * already seen MAC) are reported through warn (may be NULL) with their line
- * number and skipped.
+ * already seen MAC, or with an address:port that an earlier device already
+ * uses as its plain or secure endpoint: "127.0.0.1:5683 already used by
+ * 0200000000000001 (line 2)", S7.2) are reported through warn (may be NULL)
+ * with their line number and skipped; the caller decides whether a file
+ * with bad lines is used at all (gw_registry_import: all or nothing).
  * Returns the number of bad lines (>= 0); -errno if the file cannot be opened
  * or read (-ENOMEM included); GW_EBADMSG if no valid header comes first (warn
  * is told which line); if cb returns nonzero the load stops and returns cb's

@@ -60,6 +60,7 @@ struct import_ctx {
     int count;
     int err;
     const char *path;
+    bool skip_bad;
 };
 
 static int put_dev(void *vctx, const struct gw_device *d)
@@ -89,24 +90,35 @@ static int put_dev(void *vctx, const struct gw_device *d)
 static void warn_line(void *vctx, int lineno, const char *msg)
 {
     struct import_ctx *c = vctx;
-    gw_log_warn(GW_LOG_STORE, "%s:%d: %s (line skipped)", c->path, lineno, msg);
+    if (c->skip_bad)
+        gw_log_warn(GW_LOG_STORE, "%s:%d: %s (line skipped)", c->path, lineno, msg);
+    else
+        gw_log_err(GW_LOG_STORE, "%s:%d: %s", c->path, lineno, msg);
 }
 
-int gw_registry_import(struct gw_store *st, const char *path, int *bad)
+int gw_registry_load(struct gw_store *st, const char *path, bool skip_bad, int *bad)
 {
+    *bad = 0;
     MDB_txn *txn;
     int rc = gw_store_wbegin(st, &txn);
     if (rc)
         return rc;
     mdb_drop(txn, st->devices, 0);
     mdb_drop(txn, st->devaddr, 0);
-    struct import_ctx c = { txn, st, 0, 0, path };
+    struct import_ctx c = { txn, st, 0, 0, path, skip_bad };
     rc = gw_devfile_load(path, put_dev, warn_line, &c);
     if (rc < 0 || c.err) {
         mdb_txn_abort(txn);
         return rc < 0 ? rc : c.err;
     }
     *bad = rc;
+    /* S7.2: a load is all or nothing; the registry stays as it was. */
+    if (rc > 0 && !skip_bad) {
+        mdb_txn_abort(txn);
+        gw_log_err(GW_LOG_STORE, "devices file %s: %d bad line%s (above): nothing changed, the registry keeps "
+                   "its %zu devices", path, rc, rc == 1 ? "" : "s", gw_registry_count(st));
+        return GW_EBADMSG;
+    }
     struct stat sb;
     if (stat(path, &sb) == 0) {
         uint64_t stamp[2] = { (uint64_t)sb.st_size, (uint64_t)sb.st_mtim.tv_sec * 1000000000ull + (uint64_t)sb.st_mtim.tv_nsec };
@@ -121,6 +133,11 @@ int gw_registry_import(struct gw_store *st, const char *path, int *bad)
     gw_log_info(GW_LOG_STORE, "device registry: %d devices from %s%s", c.count, path,
                 *bad ? " (some lines skipped, see above)" : "");
     return c.count;
+}
+
+int gw_registry_import(struct gw_store *st, const char *path, int *bad)
+{
+    return gw_registry_load(st, path, false, bad);
 }
 
 int gw_registry_sync(struct gw_store *st, const char *path, int *bad)

@@ -3,7 +3,7 @@
  *
  * Loaded from devices_file (gw_devfile.h) in one write transaction, so an
  * import is applied whole or not at all; bad lines are reported with their
- * line numbers and skipped, and the caller learns how many there were.
+ * line numbers, and by default one bad line refuses the whole file.
  * Every process reads it: the frontend to answer 5.02 for unknown devices,
  * the scheduler for the device type, meshio for address, ports and key. */
 #ifndef GW_REGISTRY_H
@@ -17,11 +17,18 @@
 int gw_registry_get(struct gw_store *st, const uint8_t mac[GW_MAC_LEN], struct gw_device *out) GW_NODISCARD;
 /* Which device sent a datagram from ep (address and port)? */
 int gw_registry_by_addr(struct gw_store *st, const struct gw_ep *ep, uint8_t mac[GW_MAC_LEN]) GW_NODISCARD;
-/* Replaces the registry with the file's devices. Returns the number of
- * devices loaded (>= 0) and the number of bad lines in *bad; or an error
- * (file unreadable, header missing: nothing is changed). */
+/* Replaces the registry with the file's devices, all or nothing (S7.2):
+ * every bad line (gw_devfile_load: syntax, duplicate MAC, an address:port
+ * already used) is logged as "file:line: why"; unless skip_bad, one bad
+ * line leaves the registry unchanged. Returns the number of devices loaded
+ * (>= 0), with the number of bad lines (skipped) in *bad; GW_EBADMSG with
+ * *bad > 0 when bad lines refused the file, or with *bad == 0 when the header
+ * is missing; -errno when the file cannot be read. Nothing changes on error. */
+int gw_registry_load(struct gw_store *st, const char *path, bool skip_bad, int *bad) GW_NODISCARD;
+/* gw_registry_load(st, path, false, bad): all or nothing. */
 int gw_registry_import(struct gw_store *st, const char *path, int *bad) GW_NODISCARD;
-/* Imports only when the file changed since the last import (size, mtime). */
+/* Imports (all or nothing) only when the file changed since the last
+ * import (size, mtime). */
 int gw_registry_sync(struct gw_store *st, const char *path, int *bad) GW_NODISCARD;
 /* Calls fn for every device (read transaction); stops when fn returns nonzero. */
 int gw_registry_foreach(struct gw_store *st, int (*fn)(void *ctx, const struct gw_device *d), void *ctx);

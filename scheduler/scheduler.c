@@ -281,17 +281,29 @@ static void on_stats(uv_timer_t *t)
     gw_stat_set(s->stats, GW_STAT_observers, c.observers);
 }
 
-static void import_devices(struct sch_ctx *s, bool force)
+/* Loads devices_file into the registry, all or nothing (S7.2): a file with
+ * a bad line changes nothing (each line is logged as file:line). At start
+ * (force = false, only when the file changed) a refused file keeps the
+ * registry of the last good load; with no registry at all there is nothing
+ * to serve, and that is a configuration error (GW_ECONFIG). */
+static int import_devices(struct sch_ctx *s, bool force)
 {
     if (!s->cfg.devices_file[0])
-        return;
+        return 0;
     int bad = 0;
     int rc = force ? gw_registry_import(&s->store, s->cfg.devices_file, &bad)
                    : gw_registry_sync(&s->store, s->cfg.devices_file, &bad);
-    if (rc < 0)
-        gw_log_err(GW_LOG_STORE, "devices_file %s: %s (registry left unchanged)", s->cfg.devices_file, gw_strerror(rc));
-    else if (bad)
-        gw_log_warn(GW_LOG_STORE, "devices_file %s: %d bad lines skipped", s->cfg.devices_file, bad);
+    if (rc >= 0)
+        return 0;
+    size_t have = gw_registry_count(&s->store);
+    if (!force && have == 0) {
+        gw_log_err(GW_LOG_STORE, "devices_file %s: %s, and no earlier registry to keep: refusing to start",
+                   s->cfg.devices_file, bad ? "bad lines (above)" : gw_strerror(rc));
+        return GW_ECONFIG;
+    }
+    gw_log_err(GW_LOG_STORE, "devices_file %s: %s; the registry keeps its %zu devices from the last good load",
+               s->cfg.devices_file, bad ? "bad lines (above)" : gw_strerror(rc), have);
+    return 0;
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -299,7 +311,7 @@ static void on_signal(uv_signal_t *h, int signum)
     struct sch_ctx *s = h->data;
     if (signum == SIGHUP) {
         gw_log_info(GW_LOG_STORE, "SIGHUP: re-reading %s", s->cfg.devices_file);
-        import_devices(s, true);
+        GW_IGNORE(import_devices(s, true));
         return;
     }
     gw_log_info(GW_LOG_SYS, "signal %d: stopping", signum);
@@ -361,7 +373,10 @@ int sch_run(const struct gw_config *cfg)
         gw_log_err(GW_LOG_STORE, "opening LMDB in %s: %s", cfg->data_dir, gw_strerror(rc));
         goto out;
     }
-    import_devices(s, false);
+    if (import_devices(s, false) != 0) {
+        exit_code = GW_EXIT_FATAL;
+        goto out;
+    }
     struct sch_out out = { s, to_client, to_mesh, device_type, rand32 };
     rc = sch_core_new(cfg, &gw_clock_real, &out, gw_shm_txn(&s->shm, 0), s->shm.hdr->max_txn, s->shm.hdr->txn_slot,
                       &s->store, s->stats, &s->core);

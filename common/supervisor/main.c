@@ -315,7 +315,7 @@ int main(int argc, char **argv)
     }
     case SUP_CMD_DEVICES_IMPORT: {
         int trc = trust_check(&cfg, TRUST_DATA);
-        return trc ? trc : sup_cmd_devices_import(&cfg, a.file);
+        return trc ? trc : sup_cmd_devices_import(&cfg, a.file, a.skip_bad);
     }
     case SUP_CMD_DEVICES_LIST: {
         int trc = trust_check(&cfg, TRUST_DATA);

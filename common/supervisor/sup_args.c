@@ -23,7 +23,7 @@ static const char usage_all[] =
     "  metrics [-c FILE]             Prometheus text of a running instance, once\n"
     "  token --account ACCOUNT [--ttl SECONDS] [--devices LIST] [-c FILE]\n"
     "                                mint a JWT with the configured HS256 secret (or dev key)\n"
-    "  devices import FILE [-c FILE] load a devices file into the registry\n"
+    "  devices import FILE [--skip-bad] [-c FILE]  load a devices file into the registry\n"
     "  devices list [-c FILE]        print the registry (CSV, without keys)\n"
     "  meshsim [options]             the mesh simulator (`coapgw meshsim -h`)\n"
     "  client [options] COMMAND      a CoAP client that keeps its session (`coapgw client -h`)\n"
@@ -69,9 +69,12 @@ static const char usage_token[] =
     "with jwt_key_file or the development secret in data_dir. LIST restricts the devices\n"
     "(comma-separated MAC IDs or hex prefixes, e.g. 0200000000000001,03*).\n";
 static const char usage_devices[] =
-    "usage: coapgw devices import FILE [-c FILE]\n"
+    "usage: coapgw devices import FILE [--skip-bad] [-c FILE]\n"
     "       coapgw devices list [-c FILE]\n"
-    "import replaces the device registry with FILE (mac,address,type,key[,plain_port,secure_port]);\n"
+    "import replaces the device registry with FILE (mac,address,type,key[,plain_port,secure_port]),\n"
+    "all or nothing: any bad line (reported as FILE:LINE) changes nothing and exits 1, unless\n"
+    "--skip-bad loads the good lines. It is for gateways without devices_file (and meshsim = 0):\n"
+    "where devices_file is set, that file is the registry's source (edit it, then SIGHUP).\n"
     "list prints mac,address,type,plain_port,secure_port.\n";
 static const char usage_config[] =
     "usage: coapgw config [--check] [-c FILE]\n"
@@ -204,12 +207,13 @@ int sup_args_parse(int argc, char **argv, struct sup_args *a, char *err, size_t 
         { "config", required_argument, NULL, 'c' }, { "index", required_argument, NULL, 'i' },
         { "account", required_argument, NULL, 'a' }, { "ttl", required_argument, NULL, 't' },
         { "devices", required_argument, NULL, 'd' }, { "help", no_argument, NULL, 'h' },
-        { "check", no_argument, NULL, 'k' },
+        { "check", no_argument, NULL, 'k' }, { "skip-bad", no_argument, NULL, 'S' },
         { NULL, 0, NULL, 0 },
     };
     const char *shortopts = a->cmd == SUP_CMD_FRONTEND ? ":c:i:h"
                             : a->cmd == SUP_CMD_TOKEN ? ":c:a:t:d:h"
                             : a->cmd == SUP_CMD_CONFIG ? ":c:hk"
+                            : a->cmd == SUP_CMD_DEVICES_IMPORT ? ":c:Sh"
                                                        : ":c:h";
 
     /* glibc: optind = 0 re-initialises getopt completely (we may be called
@@ -251,6 +255,9 @@ int sup_args_parse(int argc, char **argv, struct sup_args *a, char *err, size_t 
             break;
         case 'd':
             a->devices = optarg;
+            break;
+        case 'S':
+            a->skip_bad = true;
             break;
         case 'h':
             a->help = true;

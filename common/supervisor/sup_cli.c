@@ -87,8 +87,17 @@ int sup_cmd_metrics(const struct gw_config *cfg)
     return w == len && fflush(stdout) == 0 ? 0 : 1;
 }
 
-int sup_cmd_devices_import(const struct gw_config *cfg, const char *file)
+int sup_cmd_devices_import(const struct gw_config *cfg, const char *file, bool skip_bad)
 {
+    /* S7.2: one source of truth. A SIGHUP (or a restarted scheduler)
+     * reloads devices_file and would silently undo an import. */
+    if (cfg->devices_file[0] || gw_config_embedded_sim(cfg)) {
+        fprintf(stderr, "coapgw devices import: %s is the device registry's source here; edit it and send "
+                "SIGHUP to the gateway (systemctl reload coapgw). `devices import` is for gateways without "
+                "devices_file and with meshsim = 0. Nothing imported\n",
+                cfg->devices_file[0] ? cfg->devices_file : "the embedded simulator's devices file");
+        return 1;
+    }
     struct gw_store st;
     int rc = gw_store_open(&st, cfg->data_dir, (size_t)cfg->lmdb_map_mb);
     if (rc) {
@@ -97,8 +106,13 @@ int sup_cmd_devices_import(const struct gw_config *cfg, const char *file)
         return 1;
     }
     int bad = 0;
-    int n = gw_registry_import(&st, file, &bad);
+    int n = gw_registry_load(&st, file, skip_bad, &bad);
     gw_store_close(&st);
+    if (n == GW_EBADMSG && bad > 0) {
+        fprintf(stderr, "coapgw devices import: %s: %d bad line%s (listed above); nothing imported "
+                "(--skip-bad loads the good lines)\n", file, bad, bad == 1 ? "" : "s");
+        return 1;
+    }
     if (n == GW_EBADMSG) {
         fprintf(stderr, "coapgw devices import: %s: no header line first (expected "
                 "mac,address,type,key[,plain_port[,secure_port]]); nothing imported\n", file);

@@ -3,16 +3,16 @@
  * and its import into the LMDB device registry (common/gw_registry.h).
  *
  * The file is operator input, read at start and re-read while the gateway
- * runs; a bad line must be reported and skipped, never crash the scheduler
+ * runs; a bad line must be reported (and refuses the file), never crash the scheduler
  * or meshio. Per input:
  *   1. gw_devfile_parse_line on a NUL-terminated copy of the whole input
  *      (one "line", possibly with embedded line ends);
  *   2. gw_devfile_load on a temporary file holding the input, checking every
  *      device it reports and every warning's text;
  *   3. gw_registry_import of the same file into a real LMDB (temporary
- *      directory, created once), checking that the registry then holds
- *      exactly the devices the load reported, each findable by MAC and by
- *      both of its addresses (unless another device took that address). */
+ *      directory, created once): a file with bad lines is refused whole
+ *      (all or nothing); otherwise the registry then holds exactly the
+ *      devices the load reported, each findable by MAC and by its address. */
 #include "fuzz_util.h"
 #include "gw_devfile.h"
 #include "gw_error.h"
@@ -145,6 +145,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (bad < 0) {
         if (n >= 0)
             fail("registry accepted a file the loader refused");
+        return 0;
+    }
+    if (bad > 0) {
+        /* S7.2: all or nothing. */
+        if (n != GW_EBADMSG || bad2 != bad)
+            fail("registry applied a file with bad lines");
         return 0;
     }
     if (n != lc.devices || bad2 != bad)

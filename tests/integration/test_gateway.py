@@ -485,7 +485,8 @@ def test_block2_size_preference_on_proxied_get():
 
 
 def test_registry_changes_while_running():
-    """S7.2: the device registry is re-read on SIGHUP and by `coapgw devices import`."""
+    """S7.2: the device registry is re-read on SIGHUP, all or nothing; while
+    devices_file is set it is the only source (`devices import` refuses)."""
     import tempfile
     d = tempfile.mkdtemp(prefix="coapgw-dev-")
     base = "127.0.33"
@@ -499,20 +500,28 @@ def test_registry_changes_while_running():
         new = "0200000000000077"
         r, _ = c.request(GET, proxy="coap://%s/value" % new)
         assert r.code == code(5, 2), r
-        # `coapgw devices import` with a file naming the new device (the
-        # simulator answers for the address of the first one).
-        f2 = write_devices(os.path.join(d, "more.csv"), rows + [(new, base + ".1", "normal", KEY, 5683, 4849, "")])
-        out = gw.coapgw("devices", "import", f2).stdout
-        assert "2 devices" in out, out
+        # `coapgw devices import` would be undone by the next SIGHUP: refused.
+        f2 = write_devices(os.path.join(d, "more.csv"), rows + [(new, base + ".2", "normal", KEY, 5683, 4849, "")])
+        res = gw.coapgw("devices", "import", f2, check=False)
+        assert res.returncode != 0 and "devices_file" in res.stderr, res
+        assert new not in gw.coapgw("devices", "list").stdout
+        # Editing devices_file and SIGHUP adds the device.
+        write_devices(f, rows + [(new, base + ".2", "normal", KEY, 5683, 4849, "")])
+        os.kill(gw.pid("supervisor"), signal.SIGHUP)
+        wait_for(lambda: new in gw.coapgw("devices", "list").stdout, 10, "device added by SIGHUP")
         lst = gw.coapgw("devices", "list").stdout
-        assert new in lst and KEY not in lst, lst
-        # A bad line is reported with its number and skipped; the rest applies.
+        assert KEY not in lst, lst
+        # A bad line is reported with its number and the file changes nothing.
         with open(f, "a") as fh:
             fh.write("not-a-mac,1.2.3.4,normal,%s\n" % KEY)
+            fh.write("0200000000000078,%s.3,normal,%s,5683,4849\n" % (base, KEY))
         os.kill(gw.pid("supervisor"), signal.SIGHUP)
-        wait_for(lambda: "devices.csv:3" in open(gw.log_path).read(), 10, "bad line reported with its number")
-        r, _ = c.request(GET, proxy="coap://%s/value" % new)
-        assert r.code == code(5, 2), "SIGHUP re-read the original file: %r" % r
+        wait_for(lambda: "devices.csv:4" in open(gw.log_path).read(), 10, "bad line reported with its number")
+        wait_for(lambda: "keeps its 2 devices" in open(gw.log_path).read(), 10, "the refusal logged")
+        lst = gw.coapgw("devices", "list").stdout
+        assert new in lst and "0200000000000078" not in lst, lst
+        r, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
+        assert r.code == code(2, 5), r
 
 
 def test_metrics_over_http():

@@ -191,6 +191,46 @@ Test(devfile, duplicate_mac_reported_and_second_skipped)
     cr_assert_not_null(strstr(s.wmsg[0], "line 2"), "names the first line: %s", s.wmsg[0]);
 }
 
+/* S7.2 (issue #12 item 9): answers are matched to a device by the endpoint
+ * they come from, so two devices on one address:port cannot both work; the
+ * later line is refused, naming the endpoint and the device that holds it. */
+Test(devfile, endpoint_used_twice_is_refused)
+{
+    const char *p = write_file("ep.csv",
+        "mac,address,type,key,plain_port,secure_port\n"
+        "0000000000000001,127.0.0.1,normal," KEY1 ",5683,4849\n"
+        "0000000000000002,127.0.0.1,normal," KEY1 ",5683,4850\n"   /* same plain endpoint */
+        "0000000000000003,127.0.0.1,normal," KEY1 ",4849,5690\n"   /* plain = 1's secure */
+        "0000000000000004,127.0.0.1,normal," KEY1 ",5700,5701\n"   /* same address, other ports: fine */
+        "0000000000000005,127.0.0.2,normal," KEY1 ",5683,4849\n"   /* other address: fine */
+        "0000000000000006,::1,normal," KEY1 ",5683,4849\n"
+        "0000000000000007,::1,milli," KEY1 ",6000,5683\n");         /* secure = 6's plain */
+    struct sink s = { 0 };
+    cr_assert_eq(gw_devfile_load(p, on_dev, on_warn, &s), 3);
+    cr_assert_eq(s.ndev, 4);
+    cr_assert_eq(s.nwarn, 3);
+    cr_assert_eq(s.wline[0], 3);
+    cr_assert_str_eq(s.wmsg[0], "127.0.0.1:5683 already used by 0000000000000001 (line 2)");
+    cr_assert_eq(s.wline[1], 4);
+    cr_assert_str_eq(s.wmsg[1], "127.0.0.1:4849 already used by 0000000000000001 (line 2)");
+    cr_assert_eq(s.wline[2], 8);
+    cr_assert_str_eq(s.wmsg[2], "[::1]:5683 already used by 0000000000000006 (line 7)");
+}
+
+/* A refused line takes no endpoint: a later device may use it. */
+Test(devfile, refused_line_takes_no_endpoint)
+{
+    const char *p = write_file("ep2.csv",
+        "mac,address,type,key,plain_port,secure_port\n"
+        "0000000000000001,127.0.0.1,normal," KEY1 ",5683,4849\n"
+        "0000000000000002,127.0.0.1,normal," KEY1 ",5683,7000\n"
+        "0000000000000003,127.0.0.1,normal," KEY1 ",7000,7001\n");
+    struct sink s = { 0 };
+    cr_assert_eq(gw_devfile_load(p, on_dev, on_warn, &s), 1);
+    cr_assert_eq(s.ndev, 2);
+    cr_assert_eq(s.dev[1].plain_port, 7000);
+}
+
 Test(devfile, missing_header_is_an_error)
 {
     const char *p = write_file("nohdr.csv",

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/* test_registry.c - the LMDB device registry (common/gw_registry.c): loads
+ * are all or nothing (S7.2, issue #12 item 14), on a real LMDB in mkdtemp. */
+#include "gw_error.h"
+#include "gw_registry.h"
+#include "gw_store.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char dir[64];
+static struct gw_store st;
+
+static void setup(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/test_registry.XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_eq(gw_store_open(&st, dir, 16), 0);
+}
+
+static void teardown(void)
+{
+    gw_store_close(&st);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(registry, .init = setup, .fini = teardown);
+
+#define KEY "000102030405060708090a0b0c0d0e0f"
+#define HDR "mac,address,type,key,plain_port,secure_port\n"
+
+static const char *write_file(const char *name, const char *text)
+{
+    static char path[128];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    cr_assert_geq(fputs(text, f), 0);
+    cr_assert_eq(fclose(f), 0);
+    return path;
+}
+
+static bool known(const char *mac_hex)
+{
+    uint8_t mac[GW_MAC_LEN];
+    cr_assert_eq(gw_mac_parse(mac_hex, strlen(mac_hex), mac), 0);
+    struct gw_device d;
+    return gw_registry_get(&st, mac, &d) == 0;
+}
+
+Test(registry, bad_line_changes_nothing)
+{
+    int bad = -1;
+    cr_assert_eq(gw_registry_import(&st, write_file("a.csv", HDR
+        "0000000000000001,127.0.0.1,normal," KEY ",5683,4849\n"
+        "0000000000000002,127.0.0.2,normal," KEY ",5683,4849\n"), &bad), 2);
+    cr_assert_eq(bad, 0);
+    /* A new file with one good new device, one bad line, one duplicate endpoint. */
+    const char *b = write_file("b.csv", HDR
+        "0000000000000003,127.0.0.3,normal," KEY ",5683,4849\n"
+        "not-a-mac,127.0.0.4,normal," KEY ",5683,4849\n"
+        "0000000000000005,127.0.0.3,normal," KEY ",5683,4900\n");
+    cr_assert_eq(gw_registry_import(&st, b, &bad), GW_EBADMSG);
+    cr_assert_eq(bad, 2);
+    cr_assert_eq(gw_registry_count(&st), 2, "the registry kept the last good load");
+    cr_assert(known("0000000000000001") && known("0000000000000002"));
+    cr_assert(!known("0000000000000003"), "no part of the bad file was applied");
+    /* Opting in to a partial load. */
+    cr_assert_eq(gw_registry_load(&st, b, true, &bad), 1);
+    cr_assert_eq(bad, 2);
+    cr_assert_eq(gw_registry_count(&st), 1);
+    cr_assert(known("0000000000000003") && !known("0000000000000001"));
+}
+
+Test(registry, missing_header_or_file_changes_nothing)
+{
+    int bad = -1;
+    cr_assert_eq(gw_registry_import(&st, write_file("a.csv", HDR
+        "0000000000000001,127.0.0.1,normal," KEY ",5683,4849\n"), &bad), 1);
+    cr_assert_eq(gw_registry_import(&st, write_file("h.csv", "0000000000000002,127.0.0.2,normal," KEY "\n"), &bad),
+                 GW_EBADMSG);
+    cr_assert_eq(bad, 0, "no header: not counted as bad lines");
+    char missing[128];
+    snprintf(missing, sizeof(missing), "%s/none.csv", dir);
+    cr_assert_lt(gw_registry_import(&st, missing, &bad), 0);
+    cr_assert_eq(gw_registry_count(&st), 1);
+    cr_assert(known("0000000000000001"));
+}
