@@ -78,6 +78,8 @@ static const struct key keys[] = {
     I(unauth_log_per_s, 5, 0, 100000),
     I(cache_max_entries, 10000, 0, 100000000),
     I(cache_max_bytes, 16777216, 0, 1099511627776),
+    I(cache_shm_entries, 4096, 0, 1048576),
+    I(cache_shm_slot_bytes, 512, 128, 4096),
     I(default_max_age_s, 60, 0, 86400),
     I(obs_grace_ms, 2000, 0, 3600000),
     I(obs_max_observers, 100000, 1, 100000000),

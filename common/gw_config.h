@@ -76,6 +76,12 @@ struct gw_config {
     /* Cache and observe (S5, S6). */
     int64_t cache_max_entries;      /* full: least recently used evicted */
     int64_t cache_max_bytes;        /* full: least recently used evicted */
+    int64_t cache_shm_entries;      /* slots of the shared cache frontends answer hits from
+                                     * (rounded down to a power of two; 0: off, every hit then
+                                     * goes through the scheduler); full: a store replaces the
+                                     * entry in its slot, which the scheduler still serves */
+    int64_t cache_shm_slot_bytes;   /* bytes per shared slot (key + response + 40); a larger
+                                     * entry is served by the scheduler only */
     int64_t default_max_age_s;
     int64_t obs_grace_ms;
     int64_t obs_max_observers;      /* full: 5.03 to a new observer */

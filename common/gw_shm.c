@@ -51,6 +51,16 @@ static void layout(const struct gw_config *cfg, struct gw_shm_hdr *h)
     off = align_up(off + h->nprocs * sizeof(struct gw_proc_slot), 4096);
     h->txn_off = off;
     off = align_up(off + (size_t)h->max_txn * h->txn_slot, 4096);
+    /* The shared cache mirrors the scheduler's; none when that is off. */
+    if (cfg->cache_max_entries > 0 && cfg->cache_max_bytes > 0 && cfg->cache_shm_entries > 0) {
+        uint32_t n = 1;
+        while ((uint64_t)n * 2 <= (uint64_t)cfg->cache_shm_entries)
+            n *= 2;
+        h->rcache_slots = n;
+        h->rcache_slot_size = (uint32_t)cfg->cache_shm_slot_bytes & ~63u;
+    }
+    h->rcache_off = off;
+    off = align_up(off + gw_rcache_bytes(h->rcache_slots, h->rcache_slot_size), 4096);
     h->seg_size = off;
 }
 
@@ -67,7 +77,7 @@ static int check(const struct gw_shm_hdr *want, const struct gw_shm_hdr *have, c
      * the message then names the value that actually differs (ring_slots...). */
     CHK(magic) CHK(version) CHK(hdr_size) CHK(max_frontends) CHK(ring_slots)
     CHK(slot_size) CHK(nrings) CHK(max_txn) CHK(txn_slot) CHK(nbells) CHK(nprocs)
-    CHK(proc_slot_size) CHK(stats_count) CHK(seg_size)
+    CHK(proc_slot_size) CHK(stats_count) CHK(rcache_slots) CHK(rcache_slot_size) CHK(seg_size)
 #undef CHK
     return 0;
 }
@@ -304,6 +314,13 @@ struct gw_proc_slot *gw_shm_proc(const struct gw_shm *shm, uint32_t idx)
 void *gw_shm_txn(const struct gw_shm *shm, uint32_t idx)
 {
     return shm->base + shm->hdr->txn_off + (size_t)idx * shm->hdr->txn_slot;
+}
+
+void gw_shm_rcache(const struct gw_shm *shm, struct gw_rcache *t)
+{
+    const struct gw_shm_hdr *h = shm->hdr;
+    gw_rcache_attach(t, h->rcache_slots ? shm->base + h->rcache_off : NULL, h->rcache_slots,
+                     h->rcache_slot_size);
 }
 
 void gw_bell_path(const struct gw_config *cfg, uint32_t bell, char *buf, size_t len)

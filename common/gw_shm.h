@@ -3,7 +3,8 @@
  *
  * One POSIX shared-memory object per gateway instance, /dev/shm/coapgw-<instance>.
  * Layout, all by offset from the segment base (no pointers):
- *   header | rings | doorbells | process table | statistics | scheduler transactions
+ *   header | rings | doorbells | process table | statistics | scheduler transactions |
+ *   shared response cache (gw_rcache.h: written by the scheduler, read by frontends)
  * The header describes itself (magic, layout version, every size and
  * offset); an attach that finds a different layout is refused with a
  * message saying which value differs (GW_ELAYOUT).
@@ -16,13 +17,14 @@
 
 #include "gw_config.h"
 #include "gw_defs.h"
+#include "gw_rcache.h"
 #include "gw_ring.h"
 #include "gw_stats.h"
 
 #include <stdatomic.h>
 
 #define GW_SHM_MAGIC 0x3157475041544f43ull /* "COTAPGW1" */
-#define GW_SHM_VERSION 5
+#define GW_SHM_VERSION 6 /* 6: shared response cache region */
 /* A slot carries a whole envelope plus a 1152-byte CoAP message. */
 #define GW_RING_SLOT 1280
 /* A scheduler transaction slot (struct sch_txn fits in it). */
@@ -64,11 +66,14 @@ struct gw_shm_hdr {
     uint32_t stats_count;
     _Atomic uint64_t boot_id;    /* random per segment creation */
     _Atomic uint32_t txn_ready;  /* scheduler formatted its table */
+    uint32_t rcache_slots;       /* shared response cache slots (power of two; 0: none) */
+    uint64_t rcache_off;
+    uint32_t rcache_slot_size;   /* bytes per slot */
     uint32_t pad;
     _Atomic uint32_t log_level;  /* 0: each process's log_level; else level + 1 (coapgw loglevel, SIGUSR2) */
     uint32_t pad2;
 };
-GW_STATIC_ASSERT(sizeof(struct gw_shm_hdr) == 128, "shm header layout is fixed");
+GW_STATIC_ASSERT(sizeof(struct gw_shm_hdr) == 144, "shm header layout is fixed");
 
 struct gw_shm {
     struct gw_shm_hdr *hdr;
@@ -99,6 +104,9 @@ static inline uint32_t gw_ring_mesh_to_sch(const struct gw_shm *s) { return 2 * 
 struct gw_bell *gw_shm_bell(const struct gw_shm *shm, uint32_t idx);
 struct gw_proc_slot *gw_shm_proc(const struct gw_shm *shm, uint32_t idx);
 void *gw_shm_txn(const struct gw_shm *shm, uint32_t idx);
+/* The shared response cache table (gw_rcache.h), disabled when the
+ * configuration turns the cache or its shared table off. */
+void gw_shm_rcache(const struct gw_shm *shm, struct gw_rcache *t);
 
 /* data_dir/bell-<role> path for a bell index. */
 void gw_bell_path(const struct gw_config *cfg, uint32_t bell, char *buf, size_t len);

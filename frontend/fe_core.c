@@ -364,6 +364,16 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
         reply_code(fe, ep, req, de, GW_COAP_TOO_LARGE, "request too large for the mesh", UINT32_MAX);
         return;
     }
+    /* S3.1: a fresh cache hit is answered here, piggybacked (gw_rcache.h). */
+    uint8_t hit[GW_COAP_MAX_MSG + 64];
+    size_t hl;
+    if (fe_rcache_answer(fe, mac, s.security, up, ul, req, hit, sizeof(hit), &hl) == 1) {
+        reply_now(fe, ep, req, de, hit, hl);
+        l->tokens -= 1.0;
+        if (fe_session_touch(fe->store, &fe->scfg, &s, now_s) != 0)
+            gw_log_debug(GW_LOG_STORE, "session touch failed");
+        return;
+    }
     struct gw_msg m;
     memset(&m, 0, sizeof(m));
     m.kind = GW_MSG_REQ;

@@ -16,6 +16,7 @@
 #include "gw_config.h"
 #include "gw_log.h"
 #include "gw_msg.h"
+#include "gw_rcache.h"
 #include "gw_stats.h"
 
 /* Per-session policy state (S2.8): token bucket and requests in flight. */
@@ -54,6 +55,8 @@ struct fe_core {
     struct fe_limit *limits;
     uint32_t limits_cap;
     const struct gw_clock *clock;   /* the real clock; tests and fuzzing set a fake one */
+    struct gw_rcache rcache;        /* the scheduler's shared cache table (fe_rcache.c); 0 slots: none */
+    struct gw_coap_parser *rcache_parser; /* its own: `parser` still holds the client's request */
 };
 
 /* Replaces the clock (fe_core_init sets the real one). */
@@ -69,6 +72,26 @@ int fe_core_init(struct fe_core *c, const struct gw_config *cfg, int index, stru
                  struct fe_auth *auth, struct gw_coap_parser *parser, const struct fe_io *io,
                  struct gw_stats *stats) GW_NODISCARD;
 void fe_core_deinit(struct fe_core *c);
+/* The shared cache table (gw_rcache.h) to answer fresh hits from, and a
+ * parser for the device-side requests looked up (the caller's; it must not
+ * be `parser`); set after fe_core_init. Without them every proxied GET goes
+ * to the scheduler. */
+static inline void fe_core_set_rcache(struct fe_core *c, const struct gw_rcache *t,
+                                      struct gw_coap_parser *parser)
+{
+    c->rcache = *t;
+    c->rcache_parser = parser;
+}
+/* A fresh hit for a proxied CON GET from the shared table (fe_rcache.c):
+ * mac/sec name the device and the session's mesh security, up/ul the
+ * request as it would go to the device, req the client's request. Call
+ * only after the session, its device scope (S2.2) and its limits were
+ * checked. Returns 1 with the piggybacked answer (ACK, the client's MID
+ * and token, Max-Age reduced by the age) in out/len, or 0: take the
+ * ordinary path through the scheduler. */
+int fe_rcache_answer(struct fe_core *c, const uint8_t mac[GW_MAC_LEN], uint8_t sec,
+                     const uint8_t *up, size_t ul, const struct gw_coap_msg *req, uint8_t *out,
+                     size_t cap, size_t *len);
 /* One datagram from a client. */
 void fe_core_datagram(struct fe_core *c, const struct gw_ep *ep, const uint8_t *buf, size_t len);
 /* One RESP record from the scheduler: an answer or a notification. */

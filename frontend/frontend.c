@@ -56,7 +56,7 @@ struct fe_ctx {
     int my_bell_fd, sch_bell_fd;
     struct gw_store store;
     struct fe_auth *auth;
-    struct gw_coap_parser *parser;
+    struct gw_coap_parser *parser, *rc_parser;
     struct gw_stats *stats;
     struct fe_core core;
     bool sch_kick;
@@ -412,6 +412,13 @@ int fe_run(const struct gw_config *cfg, int index)
         gw_log_err(GW_LOG_SYS, "out of memory setting up tables");
         goto out;
     }
+    struct gw_rcache rc_tab;
+    gw_shm_rcache(&fe->shm, &rc_tab);
+    if (rc_tab.nslots && gw_coap_parser_new(&fe->rc_parser) != 0) {
+        gw_log_err(GW_LOG_SYS, "out of memory setting up tables");
+        goto out;
+    }
+    fe_core_set_rcache(&fe->core, &rc_tab, fe->rc_parser);
     /* Proxy requests need the device registry, which the scheduler loads at
      * start: wait for it (bounded) before taking clients, so a fresh gateway
      * never answers 5.02 for a device it is about to know. */
@@ -456,6 +463,7 @@ out:
     uv_loop_close(&fe->loop);
     fe_core_deinit(&fe->core);
     gw_coap_parser_free(fe->parser);
+    gw_coap_parser_free(fe->rc_parser);
     fe_auth_free(fe->auth);
     gw_store_close(&fe->store);
     if (fe->my_bell_fd >= 0)

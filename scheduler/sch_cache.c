@@ -15,6 +15,7 @@
 
 #include "gw_addr.h"
 #include "gw_error.h"
+#include "gw_rcache.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -114,75 +115,18 @@ void sch_cache_free(struct sch_cache *c)
 
 /* --- Keys ---------------------------------------------------------------- */
 
-/* Options left out of the Cache-Key (sch_cache.h explains each). */
-static inline bool key_skips(uint16_t n)
-{
-    switch (n) {
-    case GW_OPT_OBSERVE: case GW_OPT_BLOCK1: case GW_OPT_BLOCK2: case GW_OPT_SIZE1:
-    case GW_OPT_SIZE2: case GW_OPT_NO_RESPONSE: case GW_OPT_PROXY_URI: case GW_OPT_PROXY_SCHEME:
-    case GW_OPT_URI_HOST: case GW_OPT_URI_PORT:
-        return true;
-    default:
-        return gw_opt_nocachekey(n);
-    }
-}
-
-static inline uint64_t res_hash_start(const uint8_t mac[GW_MAC_LEN], uint8_t sec)
-{
-    return gw_hash64(&sec, 1, gw_hash64(mac, GW_MAC_LEN, GW_HASH_SEED));
-}
-
-static inline uint64_t res_hash_opt(uint64_t h, uint16_t num, const struct gw_coap_opt *o)
-{
-    uint8_t hdr[4] = {(uint8_t)(num >> 8), (uint8_t)num, (uint8_t)(o->len >> 8), (uint8_t)o->len};
-    h = gw_hash64(hdr, sizeof(hdr), h);
-    return gw_hash64(o->val, o->len, h);
-}
-
+/* Key composition and rendering live in common/gw_rcache.c, since the
+ * frontends answer hits from the shared table with the same code. */
 int sch_cache_key(const uint8_t mac[GW_MAC_LEN], uint8_t sec, const struct gw_coap_msg *req,
                   uint8_t *key, size_t cap, size_t *klen, uint64_t *res_hash)
 {
-    if (cap < GW_MAC_LEN + 2)
-        return GW_ETOOBIG;
-    memcpy(key, mac, GW_MAC_LEN);
-    key[GW_MAC_LEN] = sec;
-    key[GW_MAC_LEN + 1] = req->code;
-    size_t n = GW_MAC_LEN + 2;
-    uint64_t h = res_hash_start(mac, sec);
-    for (unsigned i = 0; i < req->nopts; i++) {
-        const struct gw_coap_opt *o = &req->opts[i];
-        if (key_skips(o->num))
-            continue;
-        if (n + 4 + o->len > cap)
-            return GW_ETOOBIG;
-        key[n++] = (uint8_t)(o->num >> 8);
-        key[n++] = (uint8_t)o->num;
-        key[n++] = (uint8_t)(o->len >> 8);
-        key[n++] = (uint8_t)o->len;
-        if (o->len)
-            memcpy(key + n, o->val, o->len);
-        n += o->len;
-        if (o->num == GW_OPT_URI_PATH || o->num == GW_OPT_URI_QUERY)
-            h = res_hash_opt(h, o->num, o);
-    }
-    *klen = n;
-    if (res_hash)
-        *res_hash = h;
-    return 0;
+    return gw_rcache_key(mac, sec, req, key, cap, klen, res_hash);
 }
 
 uint64_t sch_cache_res_hash_location(const uint8_t mac[GW_MAC_LEN], uint8_t sec,
                                      const struct gw_coap_msg *resp)
 {
-    uint64_t h = res_hash_start(mac, sec);
-    for (unsigned i = 0; i < resp->nopts; i++) {
-        const struct gw_coap_opt *o = &resp->opts[i];
-        if (o->num == GW_OPT_LOCATION_PATH)
-            h = res_hash_opt(h, GW_OPT_URI_PATH, o);
-        else if (o->num == GW_OPT_LOCATION_QUERY)
-            h = res_hash_opt(h, GW_OPT_URI_QUERY, o);
-    }
-    return h;
+    return gw_rcache_res_hash_location(mac, sec, resp);
 }
 
 /* --- Index and LRU --------------------------------------------------------- */
@@ -293,10 +237,26 @@ int sch_cache_get(struct sch_cache *c, const uint8_t *key, size_t klen, uint64_t
     hit->age_s = age_ms / 1000 > UINT32_MAX ? UINT32_MAX : (uint32_t)(age_ms / 1000);
     hit->resp = e->data + e->klen;
     hit->resp_len = e->resp_len;
+    hit->expires_ms = e->expires_ms;
     hit->etag_len = e->etag_len;
     memcpy(hit->etag, e->etag, sizeof(hit->etag));
     lru_touch(c, e);
     return rc;
+}
+
+int sch_cache_peek(const struct sch_cache *c, const uint8_t *key, size_t klen,
+                   struct sch_cache_hit *hit)
+{
+    const struct sch_cache_entry *e = lookup(c, key, klen, gw_hash64(key, klen, GW_HASH_SEED));
+    if (!e)
+        return GW_ENOTFOUND;
+    memset(hit, 0, sizeof(*hit));
+    hit->resp = e->data + e->klen;
+    hit->resp_len = e->resp_len;
+    hit->expires_ms = e->expires_ms;
+    hit->etag_len = e->etag_len;
+    memcpy(hit->etag, e->etag, sizeof(hit->etag));
+    return 0;
 }
 
 /* --- Storing ----------------------------------------------------------------- */
@@ -447,85 +407,11 @@ int sch_cache_remove(struct sch_cache *c, const uint8_t *key, size_t klen)
 
 /* --- Rendering ----------------------------------------------------------------- */
 
-static inline void cb_raw(struct gw_cb *b, const uint8_t *p, size_t n)
-{
-    if (b->err || n == 0)
-        return;
-    if (b->len + n > b->cap) {
-        b->err = GW_ETOOBIG;
-        return;
-    }
-    memcpy(b->buf + b->len, p, n);
-    b->len += n;
-}
-
-/* Reads an option delta or length nibble with its extended bytes
- * (RFC 7252 section 3.1). Returns false on 15 or when out of bounds. */
-static inline bool rd_ext(const uint8_t *m, size_t n, size_t *p, uint32_t nib, uint32_t *v)
-{
-    if (nib < 13) {
-        *v = nib;
-        return true;
-    }
-    if (nib == 13) {
-        if (*p + 1 > n)
-            return false;
-        *v = 13u + m[*p];
-        *p += 1;
-        return true;
-    }
-    if (nib == 14) {
-        if (*p + 2 > n)
-            return false;
-        *v = 269u + ((uint32_t)m[*p] << 8 | m[*p + 1]);
-        *p += 2;
-        return true;
-    }
-    return false;
-}
-
 int sch_cache_render(const struct sch_cache_hit *hit, uint8_t type, uint16_t mid,
                      const uint8_t *token, uint8_t tkl, uint8_t *out, size_t cap, size_t *len)
 {
-    const uint8_t *m = hit->resp;
-    size_t n = hit->resp_len;
-    /* Stored messages have no token (see sch_cache_put). */
-    if (n < 4 || (m[0] & 15) != 0)
-        return GW_EBADMSG;
-    struct gw_cb b;
-    gw_cb_init(&b, out, cap, type, m[1], mid, token, tkl);
-
-    /* Walk the options up to the first one numbered above Max-Age. Those
-     * before it are copied as they are (their deltas do not change), then
-     * Max-Age, then that option re-encoded with its delta from 14, then the
-     * remaining bytes (options, payload marker, payload) as they are. */
-    size_t p = 4;
-    uint32_t num = 0;
-    while (p < n && m[p] != 0xff) {
-        size_t start = p;
-        uint32_t d, l;
-        uint8_t h = m[p++];
-        if (!rd_ext(m, n, &p, h >> 4, &d) || !rd_ext(m, n, &p, h & 15, &l) || p + l > n ||
-            num + d > 0xffff || num + d == GW_OPT_MAX_AGE)
-            return GW_EBADMSG;
-        if (num + d > GW_OPT_MAX_AGE) {
-            cb_raw(&b, m + 4, start - 4);
-            b.last = (uint16_t)num;
-            gw_cb_opt_uint(&b, GW_OPT_MAX_AGE, hit->max_age_left_s);
-            gw_cb_opt(&b, (uint16_t)(num + d), m + p, l);
-            cb_raw(&b, m + p + l, n - (p + l));
-            return gw_cb_finish(&b, len);
-        }
-        num += d;
-        p += l;
-    }
-    if (p < n && p + 1 == n)
-        return GW_EBADMSG; /* payload marker with no payload */
-    cb_raw(&b, m + 4, p - 4);
-    b.last = (uint16_t)num;
-    gw_cb_opt_uint(&b, GW_OPT_MAX_AGE, hit->max_age_left_s);
-    cb_raw(&b, m + p, n - p);
-    return gw_cb_finish(&b, len);
+    return gw_rcache_render(hit->resp, hit->resp_len, hit->max_age_left_s, type, mid, token, tkl,
+                            out, cap, len);
 }
 
 void sch_cache_stats(const struct sch_cache *c, struct sch_cache_stats *s)

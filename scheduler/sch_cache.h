@@ -70,7 +70,7 @@ void sch_cache_free(struct sch_cache *c);
  * code, then 4 bytes of number+length per option plus the option values.
  * A message of GW_COAP_MAX_MSG bytes with GW_COAP_MAX_OPTS options needs at
  * most 10 + 48 * 4 + 1152 = 1354 bytes. */
-#define SCH_CACHE_KEY_MAX 1400
+#define SCH_CACHE_KEY_MAX 1400 /* = GW_RCACHE_KEY_MAX */
 
 /* Composes the Cache-Key (RFC 7252 section 5.6 + SPEC S5.1) of a request
  * that the gateway sends to device `mac` with mesh security `sec`
@@ -109,6 +109,7 @@ struct sch_cache_hit {
     uint32_t max_age_left_s; /* whole seconds until expiry (rounded down), 0 when STALE */
     uint8_t etag[8];         /* ETag of the stored response, if any */
     uint8_t etag_len;        /* 0: none */
+    uint64_t expires_ms;     /* stored time + Max-Age (for the shared table, gw_rcache.h) */
 };
 
 enum {
@@ -126,6 +127,13 @@ enum {
  * Returns SCH_CACHE_MISS, SCH_CACHE_FRESH or SCH_CACHE_STALE (never < 0). */
 int sch_cache_get(struct sch_cache *c, const uint8_t *key, size_t klen, uint64_t now_ms,
                   struct sch_cache_hit *hit) GW_NODISCARD;
+
+/* Finds the entry under key without touching the LRU order, the counters
+ * or expired entries (the shared table's mirror, gw_rcache.h, needs what the
+ * cache holds, fresh or not). Fills hit as sch_cache_get() does, with
+ * max_age_left_s and age_s 0. Returns 0 or GW_ENOTFOUND. */
+int sch_cache_peek(const struct sch_cache *c, const uint8_t *key, size_t klen,
+                   struct sch_cache_hit *hit) GW_NODISCARD;
 
 /* Stores `resp` (a parsed device response to the request whose key and
  * res_hash are given) at time now_ms, replacing any entry under the key.

@@ -554,6 +554,9 @@ static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8
             uint8_t out[GW_COAP_MAX_MSG + 64];
             size_t len;
             gw_stat_add(c->stats, GW_STAT_cache_hits, 1);
+            /* A hit here is one the frontend did not find in the shared
+             * table (another resource took the slot, or we restarted). */
+            sch__mirror_sync(c, key, klen, res_hash);
             if (sch_cache_render(&hit, GW_COAP_CON, 0, env->token, env->tkl, out, sizeof(out), &len) == 0) {
                 answer_now(c, env, GW_MF_CACHED, out, len);
                 return;
@@ -577,7 +580,9 @@ static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8
         }
     } else if (keyed && (req.code == GW_COAP_PUT || req.code == GW_COAP_POST || req.code == GW_COAP_DELETE ||
                          req.code == GW_COAP_PATCH || req.code == GW_COAP_IPATCH)) {
-        sch_cache_invalidate(c->cache, res_hash); /* S5.3 */
+        /* S5.3, the frontends' copy first: it must never outlive ours. */
+        gw_rcache_invalidate(&c->rcache, res_hash);
+        sch_cache_invalidate(c->cache, res_hash);
     }
     sch_core_submit(c, env, data, env->len, SCH_TK_CLIENT, true, 0, NULL);
 }
@@ -673,6 +678,7 @@ static void on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg
     uint64_t now = now_ms(c);
     if (keyed && t->reval && resp->code == GW_COAP_VALID &&
         sch_cache_refresh(c->cache, key, klen, resp, now) == 0) {
+        sch__mirror_sync(c, key, klen, res_hash); /* S5.5: the new expiry */
         struct sch_cache_hit hit;
         if (sch_cache_get(c->cache, key, klen, now, &hit) == SCH_CACHE_FRESH) {
             size_t len;
@@ -684,10 +690,14 @@ static void on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg
             }
         }
     }
-    if (keyed && req.code == GW_COAP_GET && t->env.client_type == GW_COAP_CON)
+    if (keyed && req.code == GW_COAP_GET && t->env.client_type == GW_COAP_CON) {
         GW_IGNORE(sch_cache_put(c->cache, key, klen, res_hash, resp, now)); /* S5.1: only 2.05 is kept */
-    if (keyed && (gw_coap_opt_find(resp, GW_OPT_LOCATION_PATH) || gw_coap_opt_find(resp, GW_OPT_LOCATION_QUERY)))
+        sch__mirror_sync(c, key, klen, res_hash);
+    }
+    if (keyed && (gw_coap_opt_find(resp, GW_OPT_LOCATION_PATH) || gw_coap_opt_find(resp, GW_OPT_LOCATION_QUERY))) {
+        gw_rcache_invalidate(&c->rcache, res_hash);
         sch_cache_invalidate(c->cache, res_hash);
+    }
     size_t len;
     uint8_t out[GW_COAP_MAX_MSG + 64];
     if (sch_core_build_answer(&t->env, resp, -1, -1, out, sizeof(out), &len) != 0 || len > sizeof(t->data)) {
@@ -1055,6 +1065,26 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock, cons
 fail:
     sch_core_free(c);
     return rc;
+}
+
+void sch__mirror_sync(struct sch_core *c, const uint8_t *key, size_t klen, uint64_t res_hash)
+{
+    if (!c->rcache.nslots)
+        return;
+    struct sch_cache_hit hit;
+    if (sch_cache_peek(c->cache, key, klen, &hit) == 0)
+        GW_IGNORE(gw_rcache_store(&c->rcache, key, klen, res_hash, hit.resp, hit.resp_len,
+                                  hit.expires_ms));
+    else
+        gw_rcache_remove(&c->rcache, key, klen, res_hash);
+}
+
+void sch_core_set_rcache(struct sch_core *c, const struct gw_rcache *t)
+{
+    c->rcache = *t;
+    /* What a predecessor left there is not ours to vouch for: it may hold an
+     * entry it was about to invalidate, or a slot it died writing (odd). */
+    gw_rcache_clear_all(&c->rcache);
 }
 
 void sch_core_free(struct sch_core *c)

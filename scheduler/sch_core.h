@@ -104,6 +104,11 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock, cons
                  void *txns, uint32_t max_txn, size_t slot_size, struct gw_store *store, struct gw_stats *stats,
                  struct sch_core **core) GW_NODISCARD;
 void sch_core_free(struct sch_core *c);
+/* Hands the core the shared cache table the frontends read (gw_rcache.h),
+ * after emptying it; from then on every change to the scheduler's cache is
+ * mirrored there. A core without one (tests) mirrors nothing. */
+struct gw_rcache;
+void sch_core_set_rcache(struct sch_core *c, const struct gw_rcache *t);
 
 /* One record from a ring. */
 void sch_core_on_record(struct sch_core *c, const struct gw_msg *env, const uint8_t *data);

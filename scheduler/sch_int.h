@@ -5,6 +5,7 @@
 
 #include "sch_core.h"
 #include "sch_map.h"
+#include "gw_rcache.h"
 
 struct sch_obs_reg;
 
@@ -26,6 +27,7 @@ struct sch_core {
     struct gw_coap_parser *parser, *parser2, *parser3;
     struct sch_cache *cache;
     bool cache_enabled;
+    struct gw_rcache rcache;  /* the frontends' copy of the cache (gw_rcache.h); nslots 0: none */
     /* Device tokens (RFC 7252 5.3.1): 8 random bytes per exchange and
      * per observation, drawn from getrandom(2) in blocks, never a counter
      * (issue #12 item 8): a device, or anyone who sees its traffic, learns
@@ -81,5 +83,11 @@ void sch_obs_on_timer(struct sch_core *c, uint32_t slot, uint32_t gen, uint64_t 
 void sch_obs_counts(const struct sch_core *c, uint32_t *observations, uint32_t *observers);
 bool sch_obs_id_taken(const struct sch_core *c, uint64_t id);
 bool sch_obs_item_live(const struct sch_core *c, uint32_t slot, uint32_t gen);
+
+/* Makes the shared table (gw_rcache.h) hold what the scheduler's cache now
+ * holds under key: its entry, or nothing. Called after every cache call that
+ * may change the entry (put, refresh, and a hit the frontends did not find).
+ * No-op without a shared table. */
+void sch__mirror_sync(struct sch_core *c, const uint8_t *key, size_t klen, uint64_t res_hash);
 
 #endif

@@ -594,8 +594,10 @@ static void take_state(struct sch_core *c, struct sch_obs *o, const struct gw_co
     if (ma && !gw_coap_uint(ma->val, ma->len, &age))
         age = (uint32_t)c->cfg.default_max_age_s;
     o->max_age = age;
-    if (c->cache_enabled && resp->code == GW_COAP_CONTENT)
+    if (c->cache_enabled && resp->code == GW_COAP_CONTENT) {
         GW_IGNORE(sch_cache_put(c->cache, o->key, o->klen, o->res_hash, resp, now));
+        sch__mirror_sync(c, o->key, o->klen, o->res_hash);
+    }
     /* S6.5: re-register when this state goes stale. */
     arm_stale(c, o, now + (uint64_t)age * 1000 + (uint64_t)c->cfg.obs_grace_ms);
 }

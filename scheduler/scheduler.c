@@ -384,6 +384,9 @@ int sch_run(const struct gw_config *cfg)
         gw_log_err(GW_LOG_SYS, "scheduler set-up: %s", gw_strerror(rc));
         goto out;
     }
+    struct gw_rcache rc_tab;
+    gw_shm_rcache(&s->shm, &rc_tab);
+    sch_core_set_rcache(s->core, &rc_tab); /* before anything is cached or served */
     sch_core_resume_observations(s->core);
     atomic_store(&ps->ready, 1);
     uv_poll_init(&s->loop, &s->bell_poll, s->my_bell_fd);

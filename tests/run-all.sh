@@ -42,7 +42,8 @@ unit() { # dir
     (cd "$1" && ctest --output-on-failure -L 'unit|stress' -j1)
 }
 integration() { # dir
-    COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_gateway.py"
+    COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_gateway.py" &&
+        COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_cache_shm.py"
 }
 resilience() { # dir
     COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_resilience.py"
@@ -80,12 +81,13 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
 fi
 
 if [ "${SKIP_TSAN:-0}" != 1 ]; then
-    # The ring's two-thread tests under ThreadSanitizer (criterion itself
+    # The ring's and the shared cache table's thread tests under ThreadSanitizer (criterion itself
     # cannot start under TSan, so test_ring runs them as a plain program).
     tsan() {
         cmake -S "$here" -B "$here/build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOAPGW_TSAN=ON >/dev/null &&
-            cmake --build "$here/build-tsan" -j"$jobs" --target unit_common_test_ring >/dev/null &&
-            TSAN_OPTIONS=halt_on_error=1 "$here/build-tsan/tests/unit_common_test_ring"
+            cmake --build "$here/build-tsan" -j"$jobs" --target unit_common_test_ring unit_common_test_rcache >/dev/null &&
+            TSAN_OPTIONS=halt_on_error=1 "$here/build-tsan/tests/unit_common_test_ring" &&
+            TSAN_OPTIONS=halt_on_error=1 "$here/build-tsan/tests/unit_common_test_rcache"
     }
     stage "ring thread tests (tsan)" tsan
 fi

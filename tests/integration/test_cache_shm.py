@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Cache hits answered by the frontend from the shared table (issue 13 item 1;
+SPEC S3.1, S5.1-S5.3, S2.2; contract in common/gw_rcache.h), through real
+processes: the supervisor, frontend, scheduler, meshio and the simulator."""
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gwtest import (ACK, CON, GET, OPT, PUT, Client, code, gateway, run, sim_counters, wait_for,
+                    write_devices)
+
+KEY = "00112233445566778899aabbccddeeff"
+DEV = "0200000000000011"
+OTHER = "0200000000000012"
+
+
+def cache_gateway(name, **cfg):
+    import tempfile
+    d = tempfile.mkdtemp(prefix="coapgw-rc-")
+    base = "127.0.%d" % (20 + (abs(hash(name)) % 200))
+    rows = [
+        (DEV, base + ".1", "normal", KEY, 5683, 4849, "latency=1-2"),
+        (OTHER, base + ".2", "normal", KEY, 5683, 4849, "latency=1-2"),
+    ]
+    cfg.setdefault("meshsim", 1)
+    cfg.setdefault("mesh_ack_timeout_ms", 200)
+    ctx = gateway(name, write_devices(os.path.join(d, "devices.csv"), rows), **cfg)
+    ctx.gw.base = base
+    return ctx
+
+
+def device_gets(gw, idx=1):
+    return sim_counters("%s.%d" % (gw.base, idx))["by"].get("GET /value", 0)
+
+
+def piggybacked(r, seen):
+    """The answer came on the ACK of the request (no empty ACK first)."""
+    return r is not None and r.type == ACK and not any(m.type == ACK and m.code == 0 for m in seen)
+
+
+def test_hit_piggybacked_with_max_age_counting_down():
+    """S3.1, S5.1: a fresh hit to a CON GET comes on the ACK, 2.05, Max-Age reduced by the age,
+    without the device; the first GET (a miss) still gets an empty ACK and a separate response."""
+    with cache_gateway("rc-piggy") as gw:
+        c = Client(gw)
+        gw.session(c)
+        before = device_gets(gw)
+        r1, seen1 = c.request(GET, proxy="coap://%s/value" % DEV)
+        assert r1 is not None and r1.code == code(2, 5), r1
+        assert r1.type == CON and any(m.type == ACK and m.code == 0 for m in seen1), seen1
+        r2, seen2 = c.request(GET, proxy="coap://%s/value" % DEV)
+        assert piggybacked(r2, seen2), seen2
+        assert r2.code == code(2, 5) and r2.payload == r1.payload, r2
+        first = r2.uint(OPT["max_age"])
+        assert first is not None and 55 <= first <= 60, r2
+        # Max-Age counts down: poll (bounded) until a hit carries a smaller one.
+        def smaller():
+            r, seen = c.request(GET, proxy="coap://%s/value" % DEV)
+            assert piggybacked(r, seen) and r.payload == r1.payload, seen
+            return r if r.uint(OPT["max_age"]) < first else None
+        r3 = wait_for(smaller, 5, "a hit with a smaller Max-Age")
+        assert r3.uint(OPT["max_age"]) >= first - 3, r3
+        assert device_gets(gw) == before + 1, "hits reached the device"
+        # The frontend counted the hits it answered itself.
+        m = gw.coapgw("metrics").stdout
+        fe_hits = [l for l in m.splitlines() if l.startswith("coapgw_cache_hits_total") and "frontend" in l]
+        assert fe_hits and float(fe_hits[0].split()[-1]) >= 2, fe_hits
+
+
+def test_put_invalidates_shared_entry():
+    """S5.3: a PUT makes the entry stale for every frontend; the next GET goes to the device
+    and returns the new body (then that is cached and piggybacked in turn)."""
+    with cache_gateway("rc-put", frontends=2) as gw:
+        a, b = Client(gw), Client(gw)
+        gw.session(a, account="a1")
+        gw.session(b, account="b1")
+        r, _ = a.request(GET, proxy="coap://%s/value" % DEV)
+        assert r.code == code(2, 5)
+        r, seen = b.request(GET, proxy="coap://%s/value" % DEV)
+        assert piggybacked(r, seen), seen
+        n = device_gets(gw)
+        r, _ = a.request(PUT, proxy="coap://%s/value" % DEV, payload=b"41")
+        assert r.code == code(2, 4), r
+        for cl in (b, a):
+            r, seen = cl.request(GET, proxy="coap://%s/value" % DEV)
+            assert r is not None and r.payload == b"41", r
+        assert device_gets(gw) == n + 1, "after the PUT exactly one GET reached the device"
+        r, seen = b.request(GET, proxy="coap://%s/value" % DEV)
+        assert piggybacked(r, seen) and r.payload == b"41", seen
+
+
+def test_scope_and_security_partition():
+    """S2.2, S5.1: a cached answer is never given to a session outside the device scope, nor
+    across mesh security modes."""
+    with cache_gateway("rc-scope") as gw:
+        a = Client(gw)
+        gw.session(a, account="a1")
+        r, _ = a.request(GET, proxy="coap://%s/value" % DEV)
+        assert r.code == code(2, 5)
+        r, seen = a.request(GET, proxy="coap://%s/value" % DEV)
+        assert piggybacked(r, seen), seen
+        # A session whose token reaches only OTHER: 4.03, not the cached body.
+        s = Client(gw)
+        gw.session(s, account="s1", devices=OTHER)
+        r, _ = s.request(GET, proxy="coap://%s/value" % DEV)
+        assert r is not None and r.code == code(4, 3), r
+        # A netmgr session: its GET goes to the device (secure port), never the plain entry.
+        n = Client(gw)
+        gw.session(n, account="n1", query="security=netmgr")
+        before = sim_counters(gw.base + ".1")["secure"]
+        r, seen = n.request(GET, proxy="coap://%s/value" % DEV)
+        assert r is not None and r.code == code(2, 5), r
+        assert not piggybacked(r, seen), seen
+        assert sim_counters(gw.base + ".1")["secure"] > before, "netmgr GET served without the device"
+
+
+def test_scheduler_sigkill_never_serves_a_wrong_body():
+    """Crash contract of gw_rcache.h: SIGKILL the scheduler while a client keeps reading a
+    cached resource; every 2.05 carries the body the device holds at that time, and after the
+    restart an invalidation still takes effect (the successor cleared the table)."""
+    with cache_gateway("rc-kill") as gw:
+        c, w = Client(gw), Client(gw)
+        gw.session(c, account="r1")
+        gw.session(w, account="w1")
+        r, _ = w.request(PUT, proxy="coap://%s/value" % DEV, payload=b"v1")
+        assert r.code == code(2, 4), r
+        r, _ = c.request(GET, proxy="coap://%s/value" % DEV)
+        assert r.code == code(2, 5) and r.payload == b"v1", r
+        r, seen = c.request(GET, proxy="coap://%s/value" % DEV)
+        assert piggybacked(r, seen) and r.payload == b"v1", seen
+        old = gw.pid("scheduler")
+        os.kill(old, signal.SIGKILL)
+        bodies = set()
+        deadline = time.monotonic() + 10
+        restarted = False
+        while time.monotonic() < deadline and not restarted:
+            r, _ = c.request(GET, proxy="coap://%s/value" % DEV, timeout=1)
+            if r is not None and r.code == code(2, 5):
+                bodies.add(r.payload)
+            restarted = gw.pid("scheduler") not in (0, old)
+        assert restarted, "scheduler not restarted"
+        # The frontend answered from the table while the scheduler was down, and
+        # never anything but the body the device held.
+        assert bodies == {b"v1"}, bodies
+        r = wait_for(lambda: (lambda x: x if x and x.code == code(2, 4) else None)(
+            w.request(PUT, proxy="coap://%s/value" % DEV, payload=b"v2", timeout=2)[0]), 15,
+            "a PUT after the restart")
+        for _ in range(20):
+            r, _ = c.request(GET, proxy="coap://%s/value" % DEV, timeout=3)
+            assert r is not None and r.code == code(2, 5), r
+            assert r.payload == b"v2", r
+
+
+TESTS = [
+    test_hit_piggybacked_with_max_age_counting_down,
+    test_put_invalidates_shared_entry,
+    test_scope_and_security_partition,
+    test_scheduler_sigkill_never_serves_a_wrong_body,
+]
+
+if __name__ == "__main__":
+    sys.exit(run(TESTS))
