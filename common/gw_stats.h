@@ -33,7 +33,8 @@
     X(sessions_created, counter, GW_SR_FE, "sessions created") \
     X(sessions_ended, counter, GW_SR_FE, "sessions ended") \
     X(sessions_live, gauge, GW_SR_FE, "live sessions (shared by all frontends)") \
-    X(cache_hits, counter, GW_SR_SCH, "response cache hits") \
+    /* frontends count the hits they answer from the shared table (gw_rcache.h) */ \
+    X(cache_hits, counter, GW_SR_FE | GW_SR_SCH, "response cache hits") \
     X(cache_misses, counter, GW_SR_SCH, "response cache misses") \
     X(cache_entries, gauge, GW_SR_SCH, "response cache entries") \
     X(mesh_requests, counter, GW_SR_SCH, "requests sent to devices (first transmissions)") \
@@ -81,7 +82,7 @@ static inline uint8_t gw_stat_code_of(int idx)
 #define GW_HIST_NBOUNDS 21
 enum gw_hist_id {
     GW_HIST_PROXIED = 0, /* frontend: client request -> final response through the mesh */
-    GW_HIST_CACHE,       /* frontend: ... answered from the scheduler's cache */
+    GW_HIST_CACHE,       /* frontend: ... answered from the cache (shared table or scheduler) */
     GW_HIST_LOCAL,       /* frontend: ... answered by the frontend itself */
     GW_HIST_DEVICE_RTT,  /* scheduler: first transmission -> the device's answer */
     GW_HIST_COUNT

@@ -66,8 +66,8 @@ static uint16_t new_mid(struct fe_core *fe)
 
 /* Answers a request right away: piggybacked on the ACK for CON, a NON
  * with a fresh MID for NON (RFC 7252 5.2). Remembered for duplicates. */
-static void reply_now(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
-                      struct fe_dedup_entry *de, const uint8_t *buf, size_t len)
+static void reply_now_h(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                        struct fe_dedup_entry *de, const uint8_t *buf, size_t len, enum gw_hist_id hist)
 {
     fe_send(fe, ep, buf, len);
     if (de)
@@ -75,7 +75,7 @@ static void reply_now(struct fe_core *fe, const struct gw_ep *ep, const struct g
     if (len >= 2)
         count_code(fe, buf[1]);
     uint32_t dur = (uint32_t)gw_mono_us() - fe->rx_us;
-    gw_stat_observe(fe->stats, GW_HIST_LOCAL, dur);
+    gw_stat_observe(fe->stats, hist, dur);
     if (gw_log_enabled(GW_LOG_DEBUG) && len >= 2) {
         char eps[GW_EP_STRLEN], path[160], code[8];
         gw_coap_msg_path_str(req, path, sizeof(path));
@@ -85,6 +85,12 @@ static void reply_now(struct fe_core *fe, const struct gw_ep *ep, const struct g
         };
         gw_log_event(GW_LOG_DEBUG, GW_LOG_COAP, "client request", kv, GW_ARRAY_LEN(kv));
     }
+}
+
+static void reply_now(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                      struct fe_dedup_entry *de, const uint8_t *buf, size_t len)
+{
+    reply_now_h(fe, ep, req, de, buf, len, GW_HIST_LOCAL);
 }
 
 static void reply_code(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
@@ -368,7 +374,7 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     uint8_t hit[GW_COAP_MAX_MSG + 64];
     size_t hl;
     if (fe_rcache_answer(fe, mac, s.security, up, ul, req, hit, sizeof(hit), &hl) == 1) {
-        reply_now(fe, ep, req, de, hit, hl);
+        reply_now_h(fe, ep, req, de, hit, hl, GW_HIST_CACHE);
         l->tokens -= 1.0;
         if (fe_session_touch(fe->store, &fe->scfg, &s, now_s) != 0)
             gw_log_debug(GW_LOG_STORE, "session touch failed");
