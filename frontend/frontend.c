@@ -9,6 +9,7 @@
 #include "fe_block.h"
 #include "fe_local.h"
 #include "fe_msglayer.h"
+#include "fe_portclaim.h"
 #include "fe_route.h"
 #include "fe_session.h"
 #include "gw_coap.h"
@@ -50,6 +51,7 @@ struct fe_ctx {
     uv_timer_t rtx_timer, sweep_timer;
     uv_signal_t sig[3];
     int sock;
+    int claim_fd;               /* abstract unix name: this instance serves the port */
     struct gw_shm shm;
     struct gw_ring *to_sch, *from_sch;
     struct gw_bell *my_bell, *sch_bell;
@@ -346,6 +348,7 @@ int fe_run(const struct gw_config *cfg, int index)
     fe->cfg = *cfg;
     fe->index = index;
     fe->sock = -1;
+    fe->claim_fd = -1;
     fe->my_bell_fd = fe->sch_bell_fd = -1;
     int rc, exit_code = 1;
     char err[512];
@@ -427,6 +430,19 @@ int fe_run(const struct gw_config *cfg, int index)
         struct timespec ts = { 0, 10 * 1000 * 1000 };
         nanosleep(&ts, NULL);
     }
+    /* Issue #12 item 13: refuse to join a port another instance serves. */
+    struct gw_ep lep;
+    if (gw_ep_parse(cfg->listen, 5683, &lep) == 0) {
+        struct fe_claim claim;
+        char cerr[512];
+        fe_claim_make(&lep, cfg->instance, index, &claim);
+        fe->claim_fd = fe_claim_port(&claim, cerr, sizeof(cerr));
+        if (fe->claim_fd < 0) {
+            gw_log_err(GW_LOG_SYS, "refusing to start: %s", cerr);
+            exit_code = fe->claim_fd == GW_EFORBIDDEN ? GW_EXIT_FATAL : 1;
+            goto out;
+        }
+    }
     if ((rc = open_socket(fe)) != 0) {
         gw_log_err(GW_LOG_SYS, "client socket on %s: %s", cfg->listen, gw_strerror(rc));
         exit_code = rc == -EADDRINUSE || rc == GW_ECONFIG || rc == -EADDRNOTAVAIL ? GW_EXIT_FATAL : 1;
@@ -471,6 +487,8 @@ out:
     if (fe->sch_bell_fd >= 0)
         close(fe->sch_bell_fd);
     gw_shm_close(&fe->shm);
+    if (fe->claim_fd >= 0)
+        close(fe->claim_fd);
     free(fe);
     return exit_code;
 }

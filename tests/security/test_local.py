@@ -386,6 +386,45 @@ def test_sighup_with_bad_file_keeps_the_registry():
         shutil.rmtree(d, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- item 13
+
+def test_second_instance_on_the_same_port_is_refused():
+    """Item 13: a second instance on the same `listen` does not silently
+    share the port through SO_REUSEPORT: its frontend refuses (exit 78,
+    "port N is used by instance <name>"); the first keeps serving; another
+    frontend of the first instance (a container role) still joins it."""
+    with gateway("porta", meshsim_base=sim_base()) as gw:
+        s = Site("portb")
+        try:
+            s.cfg["listen"] = "127.0.0.1:%d" % gw.port
+            print("  second instance %s on 127.0.0.1:%d, where instance %s runs" % (s.instance, gw.port,
+                                                                                    gw.instance))
+            expect_refusal(s, ["port %d is used by instance %s" % (gw.port, gw.instance)], ("run",))
+            # On the wildcard address too (it would take part of the loopback traffic).
+            s.cfg["listen"] = "0.0.0.0:%d" % gw.port
+            expect_refusal(s, ["port %d is used by instance %s" % (gw.port, gw.instance)], ("run",))
+        finally:
+            s.cleanup()
+        assert gw._ready(), "the first instance stopped answering"
+        # A frontend of the same instance started on its own shares the port.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COAPGW_")}
+        log = open(os.path.join(gw.tmp, "fe1.log"), "wb")
+        p = subprocess.Popen([COAPGW, "frontend", "-i", "1", "-c", gw.cfg_path], stdout=log,
+                             stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            wait_for(lambda: "frontend 1 listening" in open(log.name, errors="replace").read() or p.poll(), 10,
+                     "the second frontend of the same instance")
+            print("  coapgw frontend -i 1 of instance %s: %s" % (gw.instance,
+                                                                "running" if p.poll() is None else p.returncode))
+            assert p.poll() is None, open(log.name, errors="replace").read()
+            assert gw._ready()
+        finally:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(10)
+            log.close()
+
+
 def main():
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         print("SKIP test_local: needs root and setpriv (the attacker is a second uid)")
@@ -400,6 +439,7 @@ def main():
         test_hostile_devices_file_refused_at_start,
         test_devices_import_is_all_or_nothing,
         test_sighup_with_bad_file_keeps_the_registry,
+        test_second_instance_on_the_same_port_is_refused,
     ])
 
 
