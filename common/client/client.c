@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <netdb.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1115,8 +1116,13 @@ int cl_main(int argc, char **argv)
                     c->args.cmd != CL_CMD_SESSION_CLOSE;
     if (may_open && (e = load_token(c)) != 0)
         goto out;
-    int rc = cl_state_path(getenv("XDG_STATE_HOME"), getenv("HOME"), c->conf.gateway, c->conf.local_port,
-                           c->state_path, sizeof(c->state_path));
+    /* Without HOME (a cron job, a service) the account's home folder. */
+    const char *home = getenv("HOME");
+    struct passwd *pw = home && *home ? NULL : getpwuid(getuid());
+    if (pw)
+        home = pw->pw_dir;
+    int rc = cl_state_path(getenv("XDG_STATE_HOME"), home, c->conf.gateway, c->conf.local_port, c->state_path,
+                           sizeof(c->state_path));
     if (rc) {
         say("no folder for the state file: set XDG_STATE_HOME or HOME");
         e = CL_EXIT_USAGE;

@@ -165,6 +165,17 @@ def test_reopen_after_the_gateway_ends_the_session():
         assert r.returncode == 1 and b"4.01" in r.stderr and b"--token" in r.stderr, r
 
 
+def test_sticky_moves_the_session():
+    """S2.5: --sticky re-points the account's session to this port (same id)."""
+    with client_gateway("clsticky") as gw:
+        a, b = Cli(gw), Cli(gw)
+        first = json.loads(ok(a("--json", "session", "open")).stdout)
+        moved = json.loads(ok(b("--json", "--sticky", "session", "open")).stdout)
+        assert moved["id"] == first["id"] and moved["sticky"] is True, (first, moved)
+        ok(b("get", "coap://%s/value" % NORMAL))
+        assert b.state()["id"] == first["id"]
+
+
 def test_reopen_after_idle_timeout():
     """S2.7: a session that ended by idle timeout is re-opened on the next request."""
     with client_gateway("clidle", session_idle_s=1) as gw:
@@ -282,9 +293,14 @@ def test_large_is_whole():
         assert len(sent) == 16 and "Block2 15/64" in sent[-1], sent
         j = json.loads(ok(cli("--json", "--block-size", "128", "get", "coap://%s/large" % NORMAL)).stdout)
         assert j["payload"].encode() == LARGE and j["blocks"] == 8 and j["size"] == len(LARGE), j
-        # A local resource in blocks (S8.2).
-        r = ok(cli("--block-size", "16", "get", "/.well-known/core", token=False))
-        assert r.stdout.startswith(b"</sessions>") and b"</help>" in r.stdout, r.stdout
+        # A local resource in blocks (S8.2), asked for ...
+        r = ok(cli("-v", "--block-size", "16", "get", "/.well-known/core", token=False))
+        assert r.stdout.startswith(b"</sessions>") and r.stdout.endswith(b"ct=0"), r.stdout
+        sent = [l for l in r.stderr.decode().splitlines() if l.startswith("-> GET")]
+        assert len(sent) == (len(r.stdout) + 15) // 16, (len(sent), len(r.stdout))
+        # ... the same as in one piece, from a port without a session (S2.9).
+        fresh = Cli(gw, token=False)
+        assert r.stdout == ok(fresh("get", "/.well-known/core", token=False)).stdout
 
 
 def test_put_post_payloads_are_binary_safe():
@@ -335,6 +351,12 @@ def test_exit_codes():
         assert r.returncode == 2 and b"/nonexistent/token" in one_line(r).encode(), r
         r = fresh("get", "coap://%s/value" % NORMAL, token=False)
         assert r.returncode == 2 and b"no token" in one_line(r).encode(), r
+        # A payload that fits no CoAP message the gateway takes.
+        r = cli("post", "/echo", "--data", "x" * 2000, token=False)
+        assert r.returncode == 2 and b"does not fit" in one_line(r).encode(), r
+        # 1: a token the gateway refuses (S2.2) is a CoAP error, not a usage error.
+        r = fresh("get", "coap://%s/value" % NORMAL, "--token", "not.a.jwt", token=False)
+        assert r.returncode == 1 and b"4.01" in one_line(r).encode(), r
         bad = os.path.join(fresh.tmp, "bad.conf")
         with open(bad, "w") as f:
             f.write("gateway = 127.0.0.1:5683\nlocal_prot = 4\n")
@@ -375,6 +397,10 @@ def test_configuration_layers_and_the_link():
         assert r.returncode == 3, r
         # ... and a flag overrides the environment.
         ok(cli("--gateway", right, "ping", base=False, token=False, env={"COAPGW_CLIENT_GATEWAY": wrong}))
+        # The shipped example parses (its defaults, the gateway from the flag).
+        example = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                               "deploy", "client.conf")
+        ok(cli("-c", example, "--gateway", right, "ping", base=False, token=False), "deploy/client.conf")
         r = cli("ping", base=False, token=False, env={"COAPGW_CLIENT_TIMEOUT": "never"})
         assert r.returncode == 2 and b"COAPGW_CLIENT_TIMEOUT" in one_line(r).encode(), r
         # coapgw-client is the same client.
@@ -387,6 +413,7 @@ def test_configuration_layers_and_the_link():
 TESTS = [
     test_one_session_across_invocations,
     test_reopen_after_the_gateway_ends_the_session,
+    test_sticky_moves_the_session,
     test_reopen_after_idle_timeout,
     test_devices_for_a_scoped_token,
     test_observe_count_then_deregister,
