@@ -13,7 +13,8 @@
  * client asks for each next block itself: the same request with Block2
  * NUM+1 and a fresh token, which works for proxied and local resources
  * alike (RFC 7959 2.4). Observe is tracked by hand for the same reason
- * (libcoap only tracks it in block mode). */
+ * (libcoap only tracks it in block mode), and so is Block1 for bodies too
+ * large for one message (to the gateway's own resources only: S4.7). */
 #include "client.h"
 #include "cl_conf.h"
 #include "cl_resp.h"
@@ -218,6 +219,9 @@ struct cl_req {
     int observe;                  /* -1 = none, 0 register, 1 deregister */
     bool block;                   /* send Block2 */
     struct cl_block b2;
+    bool block1;                  /* send Block1 (b1), and Size1 (size1) on its first block */
+    struct cl_block b1;
+    size_t size1;
     const uint8_t *fixed_tok;     /* reuse this token (deregistration), else a fresh one */
 };
 
@@ -283,9 +287,17 @@ static int exchange(struct cl *c, const struct cl_req *rq, struct cl_resp *out)
             size_t bl = cl_block_encode(&rq->b2, bb);
             ok &= coap_add_option(pdu, COAP_OPTION_BLOCK2, bl, bb) != 0;
         }
+        if (rq->block1) {
+            uint8_t bb[3];
+            size_t bl = cl_block_encode(&rq->b1, bb);
+            ok &= coap_add_option(pdu, COAP_OPTION_BLOCK1, bl, bb) != 0;
+        }
         if (t->kind == CL_TARGET_DEVICE)
             ok &= coap_add_option(pdu, COAP_OPTION_PROXY_URI, strlen(t->proxy_uri),
                                   (const uint8_t *)t->proxy_uri) != 0;
+        if (rq->block1 && rq->b1.num == 0)
+            ok &= coap_add_option(pdu, COAP_OPTION_SIZE1,
+                                  coap_encode_var_safe(buf, sizeof(buf), (unsigned)rq->size1), buf) != 0;
         if (rq->len)
             ok &= coap_add_data(pdu, rq->len, rq->payload);
     }
@@ -304,6 +316,8 @@ static int exchange(struct cl *c, const struct cl_req *rq, struct cl_resp *out)
             fprintf(stderr, ", Observe %d", rq->observe);
         if (rq->block)
             fprintf(stderr, ", Block2 %u/%u", rq->b2.num, 16u << rq->b2.szx);
+        if (rq->block1)
+            fprintf(stderr, ", Block1 %u/%s/%u", rq->b1.num, rq->b1.more ? "M" : "-", 16u << rq->b1.szx);
         fprintf(stderr, ", %zu bytes)\n", rq->len);
     }
     if (rq->observe == 0) {
@@ -362,13 +376,16 @@ static int follow_blocks(struct cl *c, const struct cl_req *rq0, struct cl_resp 
         return XR_OK;
     double t0 = now_ms() - out->elapsed_ms;
     int rc = cl_block_add(out, &b, out->body, out->len, (size_t)c->conf.max_body, &next);
+    /* The same request again with Block2 NUM (the gateway keys a kept
+     * answer by method and path), without the body it already has. The rest
+     * of a notification is read with plain GETs (the caller says so). */
     struct cl_req rq = *rq0;
-    rq.observe = -1; /* the rest of a notification is read with plain GETs */
+    rq.observe = -1;
     rq.fixed_tok = NULL;
-    rq.method = COAP_REQUEST_CODE_GET;
     rq.payload = NULL;
     rq.len = 0;
     rq.format = -1;
+    rq.block1 = false;
     struct cl_resp part = { 0 };
     while (rc == 1) {
         rq.block = true;
@@ -413,9 +430,50 @@ static int follow_blocks(struct cl *c, const struct cl_req *rq0, struct cl_resp 
     return XR_OK;
 }
 
+/* Sends a body too large for one message to a gateway resource in Block1
+ * blocks of 1024 bytes (RFC 7959 2.5, S8.2), each answered 2.31 Continue
+ * but the last; a smaller block size in an answer is followed. Devices take
+ * no block-wise transfer (S4.7), so proxied bodies never come here. */
+static int send_blocks1(struct cl *c, const struct cl_req *rq0, struct cl_resp *out)
+{
+    struct cl_req rq = *rq0;
+    uint8_t szx = 6;
+    size_t off = 0;
+    /* Bounded: every round sends at least 16 bytes. */
+    for (size_t round = 0; round <= rq0->len / 16 + 1; round++) {
+        size_t size = (size_t)16 << szx;
+        size_t n = GW_MIN(size, rq0->len - off);
+        rq.payload = rq0->payload + off;
+        rq.len = n;
+        rq.block1 = true;
+        rq.b1 = (struct cl_block){ (uint32_t)(off / size), off + n < rq0->len, szx };
+        rq.size1 = rq0->len;
+        int x = exchange(c, &rq, out);
+        if (x != XR_OK || !rq.b1.more)
+            return x;
+        if (out->code != CODE(2, 31))
+            return XR_OK; /* the gateway's error (4.13, 4.08 ...) is the answer */
+        const struct cl_opt *o = cl_resp_opt(out, COAP_OPTION_BLOCK1);
+        struct cl_block ack;
+        if (o && cl_block_decode(out->optbuf + o->off, o->len, &ack) && ack.szx < szx)
+            szx = ack.szx;
+        off += n;
+    }
+    say("the gateway did not take the body in blocks");
+    return XR_SEND;
+}
+
 static int fetch(struct cl *c, const struct cl_req *rq0, struct cl_resp *out)
 {
     struct cl_req rq = *rq0;
+    if (rq.method && rq.target->kind == CL_TARGET_LOCAL && rq.len > 1024) {
+        int x = send_blocks1(c, &rq, out);
+        if (x == XR_OK) {
+            rq.block1 = false;
+            x = follow_blocks(c, &rq, out);
+        }
+        return x;
+    }
     if (c->conf.block_size && rq.method == COAP_REQUEST_CODE_GET && !rq.block) {
         /* Block2 NUM 0 in a request is a size preference (RFC 7959 2.4, S4.7). */
         rq.block = true;
@@ -528,7 +586,7 @@ static int open_session(struct cl *c)
     struct cl_req rq = { .method = COAP_REQUEST_CODE_POST, .target = &t, .payload = (const uint8_t *)c->token,
                          .len = strlen(c->token), .format = -1, .observe = -1 };
     struct cl_resp r = { 0 };
-    int x = exchange(c, &rq, &r);
+    int x = fetch(c, &rq, &r); /* a long token goes in Block1 blocks */
     if (x != XR_OK) {
         cl_resp_clear(&r);
         return report_x(c, x);

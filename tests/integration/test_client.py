@@ -320,6 +320,38 @@ def test_put_post_payloads_are_binary_safe():
         assert base64.b64decode(j["payload_base64"]) == blob and j["code"] == "2.04", j
         r = ok(cli("post", "/echo", "--data", "local", token=False))
         assert r.stdout == b"local"
+        # A body larger than one message goes to a gateway resource in
+        # Block1 blocks, and its echo comes back in Block2 blocks (S8.2).
+        big = os.urandom(3000)
+        with open(path, "wb") as f:
+            f.write(big)
+        r = ok(cli("-v", "post", "/echo", "--data-file", path, token=False))
+        assert r.stdout == big, len(r.stdout)
+        sent = [l for l in r.stderr.decode().splitlines() if l.startswith("-> POST")]
+        assert len(sent) == 5 and "Block1 2/-/1024" in sent[2] and "Block2 2/" in sent[4], sent
+
+
+def test_long_token_opens_a_session_in_blocks():
+    """S2.1, S8.2: a token longer than one message is POSTed in Block1 blocks."""
+    import base64
+    import hashlib
+    import hmac
+    import time
+    with client_gateway("cllong") as gw:
+        gw.token("alice")  # creates the development secret
+        with open(os.path.join(gw.data_dir, "dev-secret"), "rb") as f:
+            key = f.read()
+        b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
+        head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        body = b64(json.dumps({"sub": "dave", "exp": int(time.time()) + 3600, "note": "x" * 1500}).encode())
+        tok = head + b"." + body + b"." + b64(hmac.new(key, head + b"." + body, hashlib.sha256).digest())
+        assert len(tok) > 2000
+        cli = Cli(gw, token=False)
+        with open(cli.token_file, "wb") as f:
+            f.write(tok)
+        s = json.loads(ok(cli("--json", "session", "open")).stdout)
+        assert s["account"] == "dave", s
+        ok(cli("get", "coap://%s/value" % NORMAL, token=False))
 
 
 def test_exit_codes():
@@ -352,7 +384,7 @@ def test_exit_codes():
         r = fresh("get", "coap://%s/value" % NORMAL, token=False)
         assert r.returncode == 2 and b"no token" in one_line(r).encode(), r
         # A payload that fits no CoAP message the gateway takes.
-        r = cli("post", "/echo", "--data", "x" * 2000, token=False)
+        r = cli("post", "coap://%s/echo" % NORMAL, "--data", "x" * 2000)
         assert r.returncode == 2 and b"does not fit" in one_line(r).encode(), r
         # 1: a token the gateway refuses (S2.2) is a CoAP error, not a usage error.
         r = fresh("get", "coap://%s/value" % NORMAL, "--token", "not.a.jwt", token=False)
@@ -421,6 +453,7 @@ TESTS = [
     test_observe_interrupted_before_the_first_answer_deregisters,
     test_large_is_whole,
     test_put_post_payloads_are_binary_safe,
+    test_long_token_opens_a_session_in_blocks,
     test_exit_codes,
     test_configuration_layers_and_the_link,
 ]
