@@ -166,6 +166,11 @@ int cl_block_add(struct cl_resp *r, const struct cl_block *b, const uint8_t *p, 
     return 1;
 }
 
+bool cl_obs_newer(uint32_t v1, double t1, uint32_t v2, double t2)
+{
+    return (v1 < v2 && v2 - v1 < (1u << 23)) || (v1 > v2 && v1 - v2 > (1u << 23)) || t2 > t1 + 128000.0;
+}
+
 bool cl_utf8_text(const uint8_t *p, size_t n)
 {
     size_t i = 0;

@@ -70,6 +70,11 @@ size_t cl_block_encode(const struct cl_block *b, uint8_t out[3]);
 int cl_block_add(struct cl_resp *r, const struct cl_block *b, const uint8_t *p, size_t n, size_t max,
                  struct cl_block *next) GW_NODISCARD;
 
+/* RFC 7641 3.4: is a notification with Observe v2 received at t2 (ms)
+ * newer than the last one accepted (v1 at t1)? Observe numbers are 24-bit
+ * and wrap; after 128 s any number is taken as newer. */
+bool cl_obs_newer(uint32_t v1, double t1, uint32_t v2, double t2);
+
 /* ---- output ---- */
 
 /* True when p[0..n) is valid UTF-8 without NUL bytes (printable as JSON text). */

@@ -134,13 +134,9 @@ static void copy_pdu(const coap_pdu_t *pdu, struct cl_resp *r, double t0)
     r->elapsed_ms = now_ms() - t0;
 }
 
-/* RFC 7641 3.4: is Observe value v newer than the last one accepted? */
 static bool obs_fresh(struct cl *c, uint32_t v, double t)
 {
-    if (!c->obs_any)
-        return true;
-    uint32_t v1 = c->obs_last;
-    return (v1 < v && v - v1 < (1u << 23)) || (v1 > v && v1 - v > (1u << 23)) || t > c->obs_last_t + 128000.0;
+    return !c->obs_any || cl_obs_newer(c->obs_last, c->obs_last_t, v, t);
 }
 
 static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *sent, const coap_pdu_t *rcvd,

@@ -280,6 +280,30 @@ def test_observe_interrupted_before_the_first_answer_deregisters():
         wait_for(lambda: metric_sum(gw, r"^coapgw_observers\b") == 0, 15, "the registration withdrawn")
 
 
+def test_invocations_on_one_port_take_turns():
+    """Two invocations sharing a local port share its session and socket: the
+    second waits for the first (bounded by --timeout), then runs."""
+    with client_gateway("cllock") as gw:
+        cli = Cli(gw)
+        ok(cli("session", "open"))
+        argv = [COAPGW, "client"] + cli.base + ["observe", "coap://%s/sensor" % NORMAL, "--count", "4"]
+        p = subprocess.Popen(argv, env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: metric_sum(gw, r"^coapgw_observers\b") == 1, 15, "the observer")
+            # While it observes, another invocation cannot take the port ...
+            r = cli("--timeout", "0.2", "get", "coap://%s/value" % NORMAL)
+            assert r.returncode == 3 and b"in use by another coapgw client" in one_line(r).encode(), r
+            # ... and with time enough it runs after the first is done.
+            r = ok(cli("--timeout", "20", "get", "coap://%s/value" % NORMAL), "waited for the port")
+            assert p.wait(20) == 0
+            assert len(p.stdout.read().splitlines()) == 4
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert metric_sum(gw, r"sessions_created") == 1
+
+
 def test_large_is_whole():
     """S4.7, S8.2: /large through the gateway is returned whole, with and without Block2."""
     with client_gateway("cllarge") as gw:
@@ -451,6 +475,7 @@ TESTS = [
     test_observe_count_then_deregister,
     test_observe_sigint_deregisters,
     test_observe_interrupted_before_the_first_answer_deregisters,
+    test_invocations_on_one_port_take_turns,
     test_large_is_whole,
     test_put_post_payloads_are_binary_safe,
     test_long_token_opens_a_session_in_blocks,

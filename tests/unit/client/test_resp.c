@@ -147,3 +147,14 @@ Test(out, code_and_option_names)
     cr_assert_str_eq(cl_opt_name(23), "Block2");
     cr_assert_null(cl_opt_name(2000));
 }
+
+/* RFC 7641 3.4, S6.8: a reordered older notification is not shown as news. */
+Test(observe, newer_by_number_with_wrap_and_time)
+{
+    cr_assert(cl_obs_newer(5, 0, 6, 10));
+    cr_assert_not(cl_obs_newer(6, 0, 5, 10), "older");
+    cr_assert_not(cl_obs_newer(6, 0, 6, 10), "the same number");
+    cr_assert(cl_obs_newer(0xfffffe, 0, 1, 10), "24-bit wrap");
+    cr_assert_not(cl_obs_newer(1, 0, 0xfffffe, 10), "not across the wrap backwards");
+    cr_assert(cl_obs_newer(6, 0, 5, 128001), "after 128 s anything is newer");
+}
