@@ -2,6 +2,7 @@
 /* gw_config.c - the table of configuration keys with defaults and ranges, and the file and
  * environment readers (see gw_config.h). */
 #include "gw_config.h"
+#include "gw_addr.h"
 #include "gw_error.h"
 #include "gw_log.h"
 
@@ -88,6 +89,8 @@ static const struct key keys[] = {
     I(lmdb_map_mb, 1024, 16, 1048576),
 };
 
+GW_STATIC_ASSERT(GW_ARRAY_LEN(keys) <= GW_CFG_MAX_KEYS, "src_line[] has a slot per key");
+
 static void cerr(char *err, size_t errlen, const char *fmt, const char *a, const char *b, const char *c)
 {
     if (err && errlen)
@@ -143,7 +146,7 @@ int gw_config_set(struct gw_config *cfg, const char *key, const char *val, char 
 {
     const struct key *k = find(key);
     if (!k) {
-        cerr(err, errlen, "unknown key '%s'%s%s", key, "", "");
+        cerr(err, errlen, "%s: unknown key (`coapgw config` lists the keys)%s%s", key, "", "");
         return GW_ECONFIG;
     }
     return set_key(cfg, k, val, err, errlen);
@@ -215,6 +218,9 @@ static int load_file(struct gw_config *cfg, const char *path, char *err, size_t 
             rc = GW_ECONFIG;
             break;
         }
+        const struct key *k = find(key);
+        cfg->src_line[k - keys] = (uint32_t)lineno;
+        cfg->src_env[k - keys] = 0;
     }
     fclose(f);
     return rc;
@@ -223,6 +229,8 @@ static int load_file(struct gw_config *cfg, const char *path, char *err, size_t 
 int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t errlen)
 {
     gw_config_defaults(cfg);
+    if (path && *path)
+        snprintf(cfg->src_path, sizeof(cfg->src_path), "%s", path);
     if (path && *path) {
         int rc = load_file(cfg, path, err, errlen);
         if (rc)
@@ -242,10 +250,14 @@ int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t er
             cerr(err, errlen, "environment %s: %s%s", env, msg, "");
             return GW_ECONFIG;
         }
+        cfg->src_env[i] = 1;
     }
+    char w[GW_CFG_STR + 64];
     for (const char *p = cfg->instance; *p; p++)
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') {
-            cerr(err, errlen, "instance: '%s' may hold only letters, digits, '-' and '_'%s%s", cfg->instance, "", "");
+            if (err && errlen)
+                snprintf(err, errlen, "%s: '%s' may hold only letters, digits, '-' and '_'",
+                         gw_config_where(cfg, "instance", w, sizeof(w)), cfg->instance);
             return GW_ECONFIG;
         }
     if (!cfg->data_dir[0] && gw_config_default_data_dir(cfg->instance, cfg->data_dir, sizeof(cfg->data_dir)) != 0) {
@@ -253,22 +265,109 @@ int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t er
              "names an absolute directory of a sane length); set data_dir%s%s%s", "", "", "");
         return GW_ECONFIG;
     }
-    if (cfg->ring_slots & (cfg->ring_slots - 1)) {
-        cerr(err, errlen, "ring_slots: must be a power of two%s%s%s", "", "", "");
-        return GW_ECONFIG;
-    }
     if (cfg->frontends > cfg->max_frontends)
         cfg->max_frontends = cfg->frontends;
+    return gw_config_validate(cfg, err, errlen);
+}
+
+const char *gw_config_where(const struct gw_config *cfg, const char *key, char *buf, size_t len)
+{
+    const struct key *k = find(key);
+    size_t i = k ? (size_t)(k - keys) : GW_CFG_MAX_KEYS;
+    if (i < GW_CFG_MAX_KEYS && cfg->src_env[i]) {
+        char env[96] = "COAPGW_";
+        size_t n = strlen(env);
+        for (const char *p = key; *p && n < sizeof(env) - 1; p++)
+            env[n++] = (char)toupper((unsigned char)*p);
+        env[n] = '\0';
+        snprintf(buf, len, "environment %s: %s", env, key);
+    } else if (i < GW_CFG_MAX_KEYS && cfg->src_line[i] && cfg->src_path[0]) {
+        snprintf(buf, len, "%s:%u: %s", cfg->src_path, cfg->src_line[i], key);
+    } else {
+        snprintf(buf, len, "%s", key);
+    }
+    return buf;
+}
+
+/* An address:port key: parses, and the port is 1..65535 (0 is refused: a
+ * listener on a random port cannot be reached). */
+static int check_ep(const struct gw_config *cfg, const char *key, const char *val, uint16_t defport, char *err,
+                    size_t errlen)
+{
+    struct gw_ep ep;
+    char w[GW_CFG_STR + 64];
+    gw_config_where(cfg, key, w, sizeof(w));
+    const char *colon = strrchr(val, ':');
+    if (colon && val[0] != '[' && strchr(val, ':') != colon)
+        colon = NULL; /* a bare IPv6 address */
+    if (val[0] == '[')
+        colon = strstr(val, "]:") ? strstr(val, "]:") + 1 : NULL;
+    if (colon) {
+        char *end;
+        errno = 0;
+        long p = strtol(colon + 1, &end, 10);
+        if (errno || end == colon + 1 || *end || p < 1 || p > 65535) {
+            snprintf(err, errlen, "%s: port '%s' is outside 1..65535", w, colon + 1);
+            return GW_ECONFIG;
+        }
+    }
+    if (gw_ep_parse(val, defport, &ep) != 0) {
+        snprintf(err, errlen, "%s: '%s' is not ADDRESS[:PORT] (an IPv4 address, [IPv6] or localhost)", w, val);
+        return GW_ECONFIG;
+    }
+    return 0;
+}
+
+int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen)
+{
+    char w[GW_CFG_STR + 64];
+    char tmp[8];
+    if (!err || !errlen)
+        err = tmp, errlen = sizeof(tmp);
+    for (const char *p = cfg->instance; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') {
+            snprintf(err, errlen, "%s: '%s' may hold only letters, digits, '-' and '_'",
+                     gw_config_where(cfg, "instance", w, sizeof(w)), cfg->instance);
+            return GW_ECONFIG;
+        }
+    if (!cfg->instance[0]) {
+        snprintf(err, errlen, "%s: must not be empty", gw_config_where(cfg, "instance", w, sizeof(w)));
+        return GW_ECONFIG;
+    }
+    if (cfg->ring_slots & (cfg->ring_slots - 1)) {
+        snprintf(err, errlen, "%s: %lld is not a power of two (16, 32, ... 65536)",
+                 gw_config_where(cfg, "ring_slots", w, sizeof(w)), (long long)cfg->ring_slots);
+        return GW_ECONFIG;
+    }
     if (gw_log_level_parse(cfg->log_level) < 0) {
-        cerr(err, errlen, "log_level: '%s' is not one of error, warn, info, debug%s%s", cfg->log_level, "", "");
+        snprintf(err, errlen, "%s: '%s' is not one of error, warn, info, debug",
+                 gw_config_where(cfg, "log_level", w, sizeof(w)), cfg->log_level);
         return GW_ECONFIG;
     }
     if (gw_log_format_parse(cfg->log_format) < 0) {
-        cerr(err, errlen, "log_format: '%s' is not one of text, json%s%s", cfg->log_format, "", "");
+        snprintf(err, errlen, "%s: '%s' is not one of text, json", gw_config_where(cfg, "log_format", w, sizeof(w)),
+                 cfg->log_format);
         return GW_ECONFIG;
     }
     if (strcmp(cfg->jwt_alg, "HS256") && strcmp(cfg->jwt_alg, "RS256") && strcmp(cfg->jwt_alg, "ES256")) {
-        cerr(err, errlen, "jwt_alg: '%s' is not one of HS256, RS256, ES256%s%s", cfg->jwt_alg, "", "");
+        snprintf(err, errlen, "%s: '%s' is not one of HS256, RS256, ES256",
+                 gw_config_where(cfg, "jwt_alg", w, sizeof(w)), cfg->jwt_alg);
+        return GW_ECONFIG;
+    }
+    int rc = check_ep(cfg, "listen", cfg->listen, 5683, err, errlen);
+    if (!rc && cfg->metrics_listen[0])
+        rc = check_ep(cfg, "metrics_listen", cfg->metrics_listen, 9683, err, errlen);
+    if (rc)
+        return rc;
+    struct gw_ep ep;
+    if (gw_ep_parse(cfg->mesh_bind, 0, &ep) != 0 || ep.port != 0) {
+        snprintf(err, errlen, "%s: '%s' is not an address (IPv4, [IPv6] or localhost, no port)",
+                 gw_config_where(cfg, "mesh_bind", w, sizeof(w)), cfg->mesh_bind);
+        return GW_ECONFIG;
+    }
+    if (gw_ep_parse(cfg->meshsim_base, 0, &ep) != 0 || ep.family != 4 || ep.port != 0) {
+        snprintf(err, errlen, "%s: '%s' is not an IPv4 address", gw_config_where(cfg, "meshsim_base", w, sizeof(w)),
+                 cfg->meshsim_base);
         return GW_ECONFIG;
     }
     return 0;

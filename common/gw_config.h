@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #define GW_CFG_STR 256
+#define GW_CFG_MAX_KEYS 128
 
 struct gw_config {
     /* Identity and files. */
@@ -88,6 +89,12 @@ struct gw_config {
     int64_t obs_max_observations;   /* full: 5.03 to a new observation */
     int64_t obs_notify_con;         /* 1: CON notifications to clients; 0: follow the device's type */
     int64_t lmdb_map_mb;
+
+    /* Where each key's value came from, so that an error found after loading
+     * (a power of two, an address) still names file:line and the key. */
+    char src_path[GW_CFG_STR];      /* the file given to gw_config_load, "" = none */
+    uint32_t src_line[GW_CFG_MAX_KEYS]; /* per key in table order: 0 = default or environment */
+    uint8_t src_env[GW_CFG_MAX_KEYS];   /* 1 = set from COAPGW_<KEY> */
 };
 
 /* The default data_dir (when the key is empty), which must not be in
@@ -120,6 +127,15 @@ int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t er
 void gw_config_defaults(struct gw_config *cfg);
 /* Sets one key from text; GW_ECONFIG with a message for unknown keys or bad values. */
 int gw_config_set(struct gw_config *cfg, const char *key, const char *val, char *err, size_t errlen) GW_NODISCARD;
+/* Checks what single keys cannot: instance characters, ring_slots a power of
+ * two, log_level, log_format, jwt_alg, listen / metrics_listen (ADDRESS:PORT,
+ * port 1..65535), mesh_bind and meshsim_base addresses. The message names
+ * file:line and the key (gw_config_where). gw_config_load calls it.
+ * Returns 0 or GW_ECONFIG. */
+int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen) GW_NODISCARD;
+/* Where `key` was set, for messages: "FILE:LINE: key", "environment
+ * COAPGW_KEY", or "key" (the default). */
+const char *gw_config_where(const struct gw_config *cfg, const char *key, char *buf, size_t len);
 /* Prints every key with its value, one `key = value` a line. */
 void gw_config_dump(const struct gw_config *cfg, int fd);
 

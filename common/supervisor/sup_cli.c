@@ -10,6 +10,12 @@
 #include "gw_store.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,4 +186,135 @@ int sup_cmd_loglevel(const struct gw_config *cfg, const char *level)
     }
     gw_shm_close(&shm);
     return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* ---- coapgw cleanup ---- */
+
+/* True when pid runs and is one of ours (a role renames itself coapgw-*, the
+ * supervisor keeps the executable's name): a stale pid reused by another
+ * program does not keep the leftovers. */
+static bool ours_alive(uint32_t pid)
+{
+    if (!pid || !gw_pid_alive(pid))
+        return false;
+    char path[64], comm[32] = "";
+    snprintf(path, sizeof(path), "/proc/%u/comm", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true; /* cannot tell: assume it runs */
+    size_t n = fread(comm, 1, sizeof(comm) - 1, f);
+    fclose(f);
+    comm[n] = '\0';
+    return !strncmp(comm, "coapgw", 6) || !strncmp(comm, "exe", 3);
+}
+
+/* Is a lock file held? Every role started on its own holds <role>.lock and
+ * the supervisor holds supervisor.pid for as long as it lives. */
+static bool lock_held(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return false;
+    bool held = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);
+    return held;
+}
+
+static uint32_t pidfile_pid(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    unsigned long v = 0;
+    if (fscanf(f, "%lu", &v) != 1)
+        v = 0;
+    fclose(f);
+    return (uint32_t)v;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+int sup_cmd_cleanup(const struct gw_config *cfg)
+{
+    /* 1. Anything of the instance still running? Then nothing is touched. */
+    char why[GW_CFG_STR + 400] = "";
+    DIR *d = opendir(cfg->data_dir);
+    struct dirent *e;
+    char path[GW_CFG_STR + 300];
+    for (int i = 0; d && (e = readdir(d)) != NULL && i < 100000 && !why[0]; i++) {
+        snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, e->d_name);
+        if ((ends_with(e->d_name, ".lock") || !strcmp(e->d_name, "supervisor.pid")) && lock_held(path))
+            snprintf(why, sizeof(why), "%s is locked by a running process", path);
+        else if (ends_with(e->d_name, ".pid") && ours_alive(pidfile_pid(path)))
+            snprintf(why, sizeof(why), "%s names pid %u, which runs", path, pidfile_pid(path));
+    }
+    if (d)
+        closedir(d);
+    if (!why[0] && sup_shm_exists(cfg)) {
+        char name[96];
+        snprintf(name, sizeof(name), "/coapgw-%s", cfg->instance);
+        int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+        struct gw_shm_hdr h;
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
+            h.magic == GW_SHM_MAGIC && h.nprocs <= SUP_MAX_PROCS &&
+            h.procs_off + (uint64_t)h.nprocs * h.proc_slot_size <= (uint64_t)st.st_size) {
+            for (uint32_t p = 0; p < h.nprocs && !why[0]; p++) {
+                uint32_t pid = 0;
+                if (pread(fd, &pid, sizeof(pid), (off_t)(h.procs_off + (uint64_t)p * h.proc_slot_size)) ==
+                        (ssize_t)sizeof(pid) && ours_alive(pid)) {
+                    char role[32];
+                    sup_proc_name(p, role, sizeof(role));
+                    snprintf(why, sizeof(why), "%s (pid %u) is attached to /dev/shm%s", role, pid, name);
+                }
+            }
+        }
+        if (fd >= 0)
+            close(fd);
+    }
+    if (why[0]) {
+        fprintf(stderr, "coapgw cleanup: instance %s is running (%s); stop it first. Nothing removed.\n",
+                cfg->instance, why);
+        return 1;
+    }
+    /* 2. Remove the segment, doorbells, pid and lock files; keep LMDB state,
+     * keys and the generated simulator file. */
+    int removed = 0, failed = 0;
+    if (sup_shm_exists(cfg)) {
+        int rc = gw_shm_unlink(cfg);
+        if (rc == 0) {
+            printf("removed /dev/shm/coapgw-%s\n", cfg->instance);
+            removed++;
+        } else {
+            fprintf(stderr, "coapgw cleanup: shm_unlink(/coapgw-%s): %s\n", cfg->instance, strerror(-rc));
+            failed++;
+        }
+    }
+    d = opendir(cfg->data_dir);
+    for (int i = 0; d && (e = readdir(d)) != NULL && i < 100000; i++) {
+        bool bell = !strncmp(e->d_name, "bell-", 5);
+        if (!bell && !ends_with(e->d_name, ".pid") && !ends_with(e->d_name, ".lock"))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, e->d_name);
+        struct stat st;
+        /* Only what the gateway creates there: FIFOs for bells, regular files otherwise. */
+        if (lstat(path, &st) != 0 || (bell ? !S_ISFIFO(st.st_mode) : !S_ISREG(st.st_mode)))
+            continue;
+        if (unlink(path) == 0) {
+            printf("removed %s\n", path);
+            removed++;
+        } else {
+            fprintf(stderr, "coapgw cleanup: unlink(%s): %s\n", path, strerror(errno));
+            failed++;
+        }
+    }
+    if (d)
+        closedir(d);
+    if (!removed && !failed)
+        printf("instance %s: nothing to clean up\n", cfg->instance);
+    return failed ? 1 : fflush(stdout) == 0 ? 0 : 1;
 }

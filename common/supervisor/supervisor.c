@@ -519,6 +519,33 @@ static int lock_pidfile(struct sup_ctx *s)
     return 0;
 }
 
+struct sim_match {
+    struct gw_ep base;
+    long n;
+    bool first_ok;
+};
+
+static int sim_match_cb(void *ctx, const struct gw_device *d)
+{
+    struct sim_match *m = ctx;
+    if (m->n++ == 0)
+        m->first_ok = d->family == m->base.family && !memcmp(d->addr, m->base.addr, sizeof(d->addr));
+    return 0;
+}
+
+/* True when a generated simulator file still matches the configuration: as
+ * many devices as meshsim_devices, the first at meshsim_base. A second
+ * instance told to use another meshsim_base must not go on reusing the
+ * addresses the first one simulates. */
+static bool sim_file_matches(const char *path, const char *base, int64_t n)
+{
+    struct sim_match m = { .n = 0 };
+    if (gw_ep_parse(base, 0, &m.base) != 0)
+        return false;
+    int rc = gw_devfile_load(path, sim_match_cb, NULL, &m);
+    return rc == 0 && m.first_ok && m.n == n;
+}
+
 /* Decides whether the embedded simulator runs and which devices file the
  * children use. meshsim = 1 simulates devices_file when one is given (so a
  * test can give devices their own `sim` behaviour), else a generated file;
@@ -547,7 +574,12 @@ static int prepare_devices(struct sup_ctx *s)
         gw_log_err(GW_LOG_SYS, "data_dir %s: path too long", cfg->data_dir);
         return GW_ECONFIG;
     }
-    if (access(path, R_OK) != 0) {
+    const char *why = NULL;
+    if (access(path, R_OK) == 0 && !sim_file_matches(path, cfg->meshsim_base, cfg->meshsim_devices))
+        why = "meshsim_base or meshsim_devices changed since it was generated";
+    if (why || access(path, R_OK) != 0) {
+        if (why)
+            gw_log_info(GW_LOG_SYS, "%s: %s; generating it again", path, why);
         char err[256] = "";
         int rc = gw_devfile_generate(path, (int)cfg->meshsim_devices, cfg->meshsim_base, err, sizeof(err));
         if (rc) {

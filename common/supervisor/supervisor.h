@@ -247,5 +247,9 @@ int sup_cmd_devices_list(const struct gw_config *cfg);
 /* `coapgw loglevel [LEVEL]`: shows or sets the running instance's log level
  * (every process follows the shared word at once). */
 int sup_cmd_loglevel(const struct gw_config *cfg, const char *level);
+/* `coapgw cleanup`: when no process of the instance runs (lock files, pid
+ * files, the segment's process table), removes its shared-memory segment,
+ * doorbell FIFOs, pid and lock files. Exit 1, removing nothing, while it runs. */
+int sup_cmd_cleanup(const struct gw_config *cfg);
 
 #endif

@@ -922,13 +922,32 @@ static void sim_free(struct meshsim *sim)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: meshsim --devices FILE\n"
-            "       meshsim --generate N [--base ADDR] --out FILE [--generate-only]\n"
-            "  options:     [--latency MIN-MAX] [--loss PCT] [--milli-delay MS]\n"
-            "               [--obs-period-ms MS] [--obs-max-age S] [--ready-file PATH]\n"
-            "               [--seed N] [--log-level err|warn|info|debug] [--quiet]\n"
-            "Simulates mesh devices (plain CoAP and secured ports) on loopback; see\n"
-            "meshio/sim/meshsim.h for per-device `sim` column behaviours.\n");
+            "usage: coapgw meshsim --devices FILE [options]\n"
+            "       coapgw meshsim --generate N [--base ADDR] --out FILE [--generate-only] [options]\n"
+            "Simulates mesh devices on loopback, each with a plain CoAP port and a secured port,\n"
+            "so that the gateway runs and is tested with no hardware (`coapgw run` starts it\n"
+            "itself when no devices_file is configured).\n"
+            "\n"
+            "  -d, --devices FILE      devices file (mac,address,type,key[,plain_port,secure_port[,sim]]);\n"
+            "                          bad lines are reported with their number and skipped\n"
+            "  -g, --generate N        write N devices to --out (consecutive addresses from --base,\n"
+            "                          default 127.0.10.1) and simulate them; --generate-only exits\n"
+            "      --latency MIN-MAX   per-request delay in ms, uniform (default 1-5)\n"
+            "      --loss PCT          each datagram, in and out, is lost with PCT %% (default 0)\n"
+            "      --milli-delay MS    service time of one Milli request (default 300)\n"
+            "      --obs-period-ms MS  /sensor changes this often (default 5000)\n"
+            "      --obs-max-age S     Max-Age of /sensor answers and notifications (default 10)\n"
+            "      --ready-file PATH   written with \"ready\" once every socket is bound\n"
+            "      --seed N            seeds the random numbers (default: random)\n"
+            "      --log-level LEVEL   error, warn, info, debug; -q, --quiet: warnings and errors only\n"
+            "  -h, --help              this text\n"
+            "\n"
+            "The devices file's optional `sim` column changes one device, ';'-separated:\n"
+            "  latency=MIN-MAX (or MS), loss=PCT, silent (never answers), rst (answers RST),\n"
+            "  ackonly (empty ACK, never the response), separate (empty ACK, then a CON response),\n"
+            "  drop_first=N (ignores the first N transmissions of each new MID), con_notify (CON\n"
+            "  notifications), nolarge (no /large), milli_delay=MS, obs_period=MS, max_age=S.\n"
+            "Resources: /value, /sensor (observable), /large, /echo, /_sim/counters.\n");
 }
 
 struct opts {
@@ -970,7 +989,7 @@ static int parse_opts(int argc, char **argv, struct opts *o, struct meshsim_cfg 
     optind = 0; /* glibc: full re-initialisation, meshsim_main may not be the first getopt user */
     opterr = 1;
     for (;;) {
-        int c = getopt_long(argc, argv, "", lo, NULL);
+        int c = getopt_long(argc, argv, "d:g:b:o:qh", lo, NULL);
         if (c == -1)
             break;
         switch (c) {
@@ -1239,7 +1258,9 @@ int meshsim_main(int argc, char **argv)
                 memcpy(ep.addr, g->addr, sizeof(ep.addr));
                 gw_log_err(GW_LOG_SYS, "device %s: bind %s: %s", mac,
                            gw_ep_str(&ep, es, sizeof(es)),
-                           rc == GW_EBUSY ? "already simulated by another meshsim"
+                           rc == GW_EBUSY ? "already simulated by another meshsim (another gateway's embedded "
+                                            "simulator? give each instance its own meshsim_base, e.g. "
+                                            "meshsim_base = 127.0.11.1, or stop the other one)"
                                           : gw_strerror(rc));
                 goto out;
             }

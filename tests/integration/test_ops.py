@@ -269,11 +269,218 @@ def test_json_log_format_and_runtime_level():
         assert gw.coapgw("loglevel", "loud", check=False).returncode == 2
 
 
+# ---------------------------------------------------------------- configuration and CLI
+
+def coapgw(*args, timeout=30):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COAPGW_") or k == "COAPGW_BIN"}
+    return subprocess.run([COAPGW] + list(args), capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_config_check_table_of_bad_files():
+    """Issue 15: `coapgw config --check` validates without starting; every error names file:line and the key;
+    `coapgw run` refuses the same files before printing any banner."""
+    tmp = tempfile.mkdtemp(prefix="coapgw-ops-cfg-")
+    try:
+        data = os.path.join(tmp, "data")
+        devs = os.path.join(tmp, "devices.csv")
+        with open(devs, "w") as f:
+            f.write("mac,address,type,key\n0200000000000001,127.0.0.5,normal,%s\nnot-a-mac,127.0.0.6,normal,%s\n"
+                    % (KEY, KEY))
+        os.chmod(devs, 0o600)
+        good_devs = os.path.join(tmp, "good.csv")
+        with open(good_devs, "w") as f:
+            f.write("mac,address,type,key\n0200000000000001,127.0.0.5,normal,%s\n" % KEY)
+        os.chmod(good_devs, 0o600)
+        notpem = os.path.join(tmp, "key.pem")
+        with open(notpem, "w") as f:
+            f.write("this is not a PEM key\n")
+        os.chmod(notpem, 0o600)
+        open_dir = os.path.join(tmp, "open")
+        os.mkdir(open_dir)
+        os.chmod(open_dir, 0o777)
+        base = "instance = opscheck\ndata_dir = %s\n" % data
+        # (body after `base`, line of the bad key, key, words the message must hold)
+        table = [
+            ("listen = garbage\n", 3, "listen", "ADDRESS"),
+            ("# port\nlisten = 127.0.0.1:99999\n", 4, "listen", "65535"),
+            ("ring_slots = 1000\n", 3, "ring_slots", "power of two"),
+            ("log_level = loud\n", 3, "log_level", "debug"),
+            ("log_format = xml\n", 3, "log_format", "json"),
+            ("nstart = 0\n", 3, "nstart", "outside"),
+            ("no_such_key = 1\n", 3, "no_such_key", "unknown"),
+            ("metrics_listen = 127.0.0.1:70000\n", 3, "metrics_listen", "65535"),
+            ("jwt_alg = RS256\njwt_key_file = %s\n" % notpem, 4, "jwt_key_file", "PEM"),
+            ("jwt_key_file = %s/missing.key\n" % tmp, 3, "jwt_key_file", "No such file"),
+            ("meshsim = 1\ndevices_file = %s\n" % devs, None, "devices_file", "bad mac"),
+            ("meshsim = 1\ndevices_file = %s/none.csv\n" % tmp, 4, "devices_file", "No such file"),
+            ("meshsim = 1\ndevices_file = %s\n" % good_devs, 4, "devices_file", None),  # dev secret: fine with sim
+            ("devices_file = %s\n" % good_devs, None, "jwt_key_file", "dev_mode"),
+        ]
+        for i, (body, line, key, words) in enumerate(table):
+            path = os.path.join(tmp, "c%d.conf" % i)
+            if i == 0:  # the instance line itself wrong, in the first file
+                pass
+            with open(path, "w") as f:
+                f.write(base + body)
+            r = coapgw("config", "--check", "-c", path)
+            if words is None:
+                assert r.returncode == 0 and "valid" in r.stdout, (body, r.stdout, r.stderr)
+                continue
+            assert r.returncode == 78, (body, r.returncode, r.stdout, r.stderr)
+            if line is not None:
+                assert "%s:%d: %s" % (path, line, key) in r.stderr, (body, r.stderr)
+            elif key == "devices_file":
+                # The devices file's own line, and the key that names the file.
+                assert "%s:3: bad mac" % devs in r.stderr and "(devices_file)" in r.stderr, (body, r.stderr)
+            else:
+                assert key in r.stderr, (body, r.stderr)
+            assert words in r.stderr, (body, r.stderr)
+            assert not os.path.exists(data), "config --check created data_dir"
+        # data_dir checks: unsafe parent, unsafe directory; nothing created.
+        for dd, words in ((os.path.join(open_dir, "d"), "unsafe"), (open_dir, "0777")):
+            path = os.path.join(tmp, "dd.conf")
+            with open(path, "w") as f:
+                f.write("instance = opscheck\n\ndata_dir = %s\n" % dd)
+            r = coapgw("config", "--check", "-c", path)
+            assert r.returncode == 78 and "%s:3: data_dir" % path in r.stderr and words in r.stderr, r.stderr
+        assert os.listdir(open_dir) == []
+        # The defaults are valid; run refuses a bad devices file before any banner.
+        path = os.path.join(tmp, "ok.conf")
+        with open(path, "w") as f:
+            f.write(base)
+        r = coapgw("config", "--check", "-c", path)
+        assert r.returncode == 0 and "valid" in r.stdout, r.stderr
+        path = os.path.join(tmp, "run.conf")
+        with open(path, "w") as f:
+            f.write(base + "listen = 127.0.0.1:%d\nmeshsim = 1\ndevices_file = %s\n" % (free_tcp_port(), devs))
+        r = coapgw("run", "-c", path, timeout=20)
+        assert r.returncode == 78 and "devices.csv:3" in r.stderr, (r.returncode, r.stderr)
+        assert "is running" not in r.stdout and "First request" not in r.stdout, r.stdout
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_cli_version_help_and_messages():
+    """Issue 15: --version/version, help on stdout, meshsim -h, the real -i range, --devices and key-file
+    messages, devices list that never creates a data_dir."""
+    for args in (["--version"], ["version"]):
+        r = coapgw(*args)
+        assert r.returncode == 0 and re.match(r"^coapgw \d+\.\d+\.\d+ \(commit [0-9a-f]{7,}", r.stdout), r.stdout
+    r = coapgw("help")
+    assert r.returncode == 0 and "usage: coapgw" in r.stdout and "config --check" in r.stdout and not r.stderr
+    r = coapgw("meshsim", "-h")
+    assert r.returncode == 0 and "usage: coapgw meshsim" in r.stdout and "--latency" in r.stdout, (r.stdout, r.stderr)
+    assert not re.search(r"\w+\.h\b", r.stdout), "help points to a source header: %s" % r.stdout
+    tmp = tempfile.mkdtemp(prefix="coapgw-ops-cli-")
+    try:
+        data = os.path.join(tmp, "data")
+        conf = os.path.join(tmp, "c.conf")
+        with open(conf, "w") as f:
+            f.write("instance = opscli\ndata_dir = %s\nmax_frontends = 4\n" % data)
+        r = coapgw("frontend", "-i", "99", "-c", conf)
+        assert r.returncode == 78 and "0..3" in r.stderr and "max_frontends" in r.stderr, r.stderr
+        r = coapgw("token", "--account", "a", "--devices", "notahex", "-c", conf)
+        assert r.returncode == 2 and "'notahex'" in r.stderr and "hex" in r.stderr and "16 hex digits" in r.stderr, \
+            r.stderr
+        r = coapgw("token", "--account", "a", "--devices", "0200000000000001,03*", "-c", conf)
+        assert r.returncode == 0 and r.stdout.count(".") == 2, r.stderr
+        shutil.rmtree(data)
+        r = coapgw("devices", "list", "-c", conf)
+        assert r.returncode != 0 and "no device registry" in r.stderr, (r.returncode, r.stderr)
+        assert not os.path.exists(data), "devices list created data_dir"
+        r = coapgw("devices", "list", "-c", os.path.join(tmp, "missing.conf"))
+        assert r.returncode != 0 and "missing.conf" in r.stderr and "No such file" in r.stderr, r.stderr
+        assert not os.path.exists(data)
+        with open(conf, "a") as f:
+            f.write("jwt_key_file = %s/nokey\n" % tmp)
+        r = coapgw("token", "--account", "a", "-c", conf)
+        assert r.returncode != 0 and "nokey" in r.stderr and "No such file or directory" in r.stderr, r.stderr
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_cleanup_after_a_stopped_instance():
+    """Issue 15: `coapgw cleanup` refuses while a role of the instance runs, and afterwards removes the
+    shared-memory segment, doorbells and pid/lock files it left (LMDB state stays)."""
+    tmp = tempfile.mkdtemp(prefix="coapgw-ops-clean-")
+    inst = "opsclean%d" % os.getpid()
+    shm = "/dev/shm/coapgw-%s" % inst
+    try:
+        data = os.path.join(tmp, "data")
+        conf = os.path.join(tmp, "c.conf")
+        with open(conf, "w") as f:
+            f.write("instance = %s\ndata_dir = %s\nmesh_bind = 127.0.0.1\n" % (inst, data))
+        log = open(os.path.join(tmp, "sch.log"), "wb")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COAPGW_")}
+        p = subprocess.Popen([COAPGW, "scheduler", "-c", conf], stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_for(lambda: os.path.exists(os.path.join(data, "scheduler.pid")) and os.path.exists(shm), 10,
+                     "standalone scheduler")
+            r = coapgw("cleanup", "-c", conf)
+            assert r.returncode == 1 and "running" in r.stderr and "Nothing removed" in r.stderr, r.stderr
+            assert os.path.exists(shm) and os.path.exists(os.path.join(data, "scheduler.pid"))
+        finally:
+            p.send_signal(signal.SIGKILL)  # a crash: nothing of its own clean-up runs
+            p.wait(10)
+            log.close()
+        left = sorted(os.listdir(data))
+        assert os.path.exists(shm) and "scheduler.pid" in left and "bell-scheduler" in left, left
+        r = coapgw("cleanup", "-c", conf)
+        assert r.returncode == 0 and "removed %s" % shm in r.stdout, (r.stdout, r.stderr)
+        assert not os.path.exists(shm)
+        now = sorted(os.listdir(data))
+        assert not [n for n in now if n.startswith("bell-") or n.endswith((".pid", ".lock"))], now
+        assert "state" in now, "LMDB state is kept: %r" % now
+        r = coapgw("cleanup", "-c", conf)
+        assert r.returncode == 0 and "nothing to clean up" in r.stdout, r.stdout
+    finally:
+        if os.path.exists(shm):
+            os.unlink(shm)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_second_instance_and_meshsim_base():
+    """Issue 15: a second instance on the same simulator addresses names meshsim_base; a changed meshsim_base
+    regenerates the generated devices file."""
+    b1 = "127.0.%d.1" % (230 + os.getpid() % 20)
+    b2 = "127.0.%d.1" % (200 + os.getpid() % 20)
+    with gateway("opssim1", devices_file=None, meshsim_base=b1) as gw1:
+        g2 = gateway("opssim2", devices_file=None, meshsim_base=b1)
+        try:
+            try:
+                g2.gw.start(ready_timeout=15)
+                raise AssertionError("the second instance started on the first one's simulator addresses")
+            except AssertionError as e:
+                if "started on" in str(e):
+                    raise
+            assert g2.gw.proc.returncode == 78, g2.gw.proc.returncode
+            log = open(g2.gw.log_path).read()
+            assert "meshsim_base" in log and b1 in log, log[-2000:]
+        finally:
+            g2.gw.stop()
+            g2.gw.cleanup()
+        devfile = os.path.join(gw1.data_dir, "meshsim-devices.csv")
+        first = [l for l in open(devfile).read().splitlines() if l and not l.startswith(("#", "mac,"))][0]
+        assert first.split(",")[1] == b1, first
+        gw1.stop()
+        gw1.log.close()
+        with open(gw1.cfg_path, "a") as f:
+            f.write("meshsim_base = %s\n" % b2)
+        gw1.start()
+        first = [l for l in open(devfile).read().splitlines() if l and not l.startswith(("#", "mac,"))][0]
+        assert first.split(",")[1] == b2, first
+        assert "generating it again" in open(gw1.log_path).read()
+
+
 TESTS = [
     test_metrics_names_and_labels,
     test_http_paths_health_and_readiness,
     test_request_traced_by_id_in_debug_logs,
     test_json_log_format_and_runtime_level,
+    test_config_check_table_of_bad_files,
+    test_cli_version_help_and_messages,
+    test_cleanup_after_a_stopped_instance,
+    test_second_instance_and_meshsim_base,
 ]
 
 if __name__ == "__main__":

@@ -475,3 +475,50 @@ Test(config, set_unknown_key_and_long_string)
     cr_assert_eq(gw_config_set(&cfg, "nstart", "0", NULL, 0), GW_ECONFIG);
     cr_assert_eq(cfg.nstart, 3);
 }
+
+/* Issue 15: an error found after loading (a power of two, a level name, an
+ * address) names file:line and the key, like an error found while reading. */
+Test(config, checks_after_loading_name_file_line_and_key)
+{
+    static const struct {
+        const char *text, *key, *what;
+    } bad[] = {
+        { "# c\nring_slots = 1000\n", ":2: ring_slots", "power of two" },
+        { "log_level = loud\n", ":1: log_level", "loud" },
+        { "\n\nlog_format = xml\n", ":3: log_format", "text, json" },
+        { "instance = a/b\n", ":1: instance", "letters" },
+        { "jwt_alg = none\n", ":1: jwt_alg", "HS256" },
+        { "listen = garbage\n", ":1: listen", "ADDRESS" },
+        { "listen = 127.0.0.1:99999\n", ":1: listen", "1..65535" },
+        { "listen = 127.0.0.1:0\n", ":1: listen", "1..65535" },
+        { "listen = [::1]:70000\n", ":1: listen", "1..65535" },
+        { "metrics_listen = 127.0.0.1:x\n", ":1: metrics_listen", "1..65535" },
+        { "mesh_bind = 10.0.0.1:5\n", ":1: mesh_bind", "no port" },
+        { "meshsim_base = ::1\n", ":1: meshsim_base", "IPv4" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        write_conf(bad[i].text);
+        cr_assert_eq(load(), GW_ECONFIG, "%s", bad[i].text);
+        char want[256];
+        snprintf(want, sizeof(want), "%s%s", path, bad[i].key);
+        ERR_HAS(want);
+        ERR_HAS(bad[i].what);
+    }
+    write_conf("listen = [::1]:5684\nmetrics_listen = localhost:9000\nmesh_bind = ::\nmeshsim_base = 127.0.9.1\n"
+               "log_format = json\n");
+    cr_assert_eq(load(), 0, "%s", err);
+}
+
+Test(config, where_names_the_source_of_a_key)
+{
+    char w[300];
+    write_conf("\nnstart = 2\n");
+    cr_assert_eq(setenv("COAPGW_MAX_TXN", "100", 1), 0);
+    cr_assert_eq(load(), 0, "%s", err);
+    char want[256];
+    snprintf(want, sizeof(want), "%s:2: nstart", path);
+    cr_assert_str_eq(gw_config_where(&cfg, "nstart", w, sizeof(w)), want);
+    cr_assert_str_eq(gw_config_where(&cfg, "max_txn", w, sizeof(w)), "environment COAPGW_MAX_TXN: max_txn");
+    cr_assert_str_eq(gw_config_where(&cfg, "listen", w, sizeof(w)), "listen");
+    unsetenv("COAPGW_MAX_TXN");
+}
