@@ -9,6 +9,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 int gw_ep_from_sa(struct gw_ep *ep, const struct sockaddr *sa)
 {
@@ -149,4 +152,58 @@ void gw_mac_str(const uint8_t mac[GW_MAC_LEN], char out[17])
         out[2 * i + 1] = hex[mac[i] & 15];
     }
     out[16] = '\0';
+}
+
+/* ---- SipHash-2-4, written from the paper's description ---- */
+
+static inline uint64_t rotl64(uint64_t x, int b)
+{
+    return (x << b) | (x >> (64 - b));
+}
+
+#define SIP_ROUND(v0, v1, v2, v3)                                                                      \
+    do {                                                                                               \
+        v0 += v1; v1 = rotl64(v1, 13); v1 ^= v0; v0 = rotl64(v0, 32);                                 \
+        v2 += v3; v3 = rotl64(v3, 16); v3 ^= v2;                                                       \
+        v0 += v3; v3 = rotl64(v3, 21); v3 ^= v0;                                                       \
+        v2 += v1; v1 = rotl64(v1, 17); v1 ^= v2; v2 = rotl64(v2, 32);                                  \
+    } while (0)
+
+uint64_t gw_siphash(const uint64_t k[2], const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t v0 = k[0] ^ 0x736f6d6570736575ull, v1 = k[1] ^ 0x646f72616e646f6dull;
+    uint64_t v2 = k[0] ^ 0x6c7967656e657261ull, v3 = k[1] ^ 0x7465646279746573ull;
+    size_t whole = n & ~(size_t)7;
+    for (size_t i = 0; i < whole; i += 8) {
+        uint64_t m = 0;
+        for (int j = 7; j >= 0; j--)
+            m = m << 8 | b[i + (size_t)j];
+        v3 ^= m;
+        SIP_ROUND(v0, v1, v2, v3);
+        SIP_ROUND(v0, v1, v2, v3);
+        v0 ^= m;
+    }
+    /* The last block: remaining bytes little-endian, length in the top byte. */
+    uint64_t last = (uint64_t)(n & 0xff) << 56;
+    for (size_t j = 0; j < (n & 7); j++)
+        last |= (uint64_t)b[whole + j] << (8 * j);
+    v3 ^= last;
+    SIP_ROUND(v0, v1, v2, v3);
+    SIP_ROUND(v0, v1, v2, v3);
+    v0 ^= last;
+    v2 ^= 0xff;
+    for (int r = 0; r < 4; r++)
+        SIP_ROUND(v0, v1, v2, v3);
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+void gw_hash_key_new(uint64_t k[2])
+{
+    if (getrandom(k, 2 * sizeof(uint64_t), GRND_NONBLOCK) != (ssize_t)(2 * sizeof(uint64_t))) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        k[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+        k[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)k;
+    }
 }

@@ -42,6 +42,14 @@ static inline uint64_t gw_hash64(const void *p, size_t n, uint64_t h)
 }
 #define GW_HASH_SEED 0xcbf29ce484222325ull
 
+/* SipHash-2-4 (Aumasson and Bernstein) keyed with k[2]: for tables that
+ * remote senders fill (dedup, retransmission, rate limits), where an
+ * unkeyed FNV lets a sender choose colliding keys (S9). Keys come from
+ * gw_hash_key_new(), random per process. */
+uint64_t gw_siphash(const uint64_t k[2], const void *p, size_t n);
+/* Fills k with random bytes (getrandom; the clock if it fails). */
+void gw_hash_key_new(uint64_t k[2]);
+
 /* MAC IDs: 16 hex digits, case-insensitive (S4.2). */
 int gw_mac_parse(const char *s, size_t len, uint8_t mac[GW_MAC_LEN]) GW_NODISCARD;
 void gw_mac_str(const uint8_t mac[GW_MAC_LEN], char out[17]);

@@ -56,6 +56,17 @@ struct gw_config {
     int64_t block_max_body;         /* Block1 bodies for local resources; beyond: 4.13 with Size1 */
     int64_t block_transfers_max;    /* block-wise transfers held; full: least recently used dropped (4.08 later) */
     int64_t block_timeout_ms;
+    int64_t block_per_source;       /* block-wise transfers one endpoint may hold; more: its own oldest dropped */
+    int64_t block_sessionless_max;  /* ... held for endpoints without a session; full: 5.03 (S9.1) */
+    int64_t dedup_sessionless_max;  /* dedup entries of sources without a session; full: their oldest forgotten */
+    int64_t dedup_per_source;       /* dedup entries one source may hold (endpoint with a session, else address);
+                                       more: its own oldest forgotten, never another sender's */
+
+    /* Sources without a session (S9.1): answers at most 3x the request, and a
+     * token bucket per source address; over it, requests are dropped silently. */
+    int64_t sessionless_rate;       /* requests per second per source address */
+    int64_t sessionless_burst;      /* bucket size */
+    int64_t sessionless_sources;    /* buckets held (power of two, rounded up); colliding addresses share one */
 
     /* Sessions and authentication (S2). */
     char jwt_alg[16];
@@ -87,6 +98,7 @@ struct gw_config {
     int64_t obs_grace_ms;
     int64_t obs_max_observers;      /* full: 5.03 to a new observer */
     int64_t obs_max_observations;   /* full: 5.03 to a new observation */
+    int64_t obs_max_per_session;    /* observers one session may hold; one more: 4.29 with a diagnostic */
     int64_t obs_notify_con;         /* 1: CON notifications to clients; 0: follow the device's type */
     int64_t lmdb_map_mb;
 

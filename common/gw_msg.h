@@ -18,6 +18,7 @@ enum gw_msg_kind {
     GW_MSG_SESSION_END,   /* fe -> sch: session `session` ended: drop its observers */
     GW_MSG_MESH_TX,       /* sch -> mesh: data = CoAP message for device `mac` */
     GW_MSG_MESH_RX,       /* mesh -> sch: data = CoAP message from device `mac` */
+    GW_MSG_SESSION_MOVED, /* fe -> sch: sticky move of `session` away from `ep`: observers there end */
     GW_MSG_KIND_MAX
 };
 

@@ -28,6 +28,7 @@
     X(rx_duplicates, counter, GW_SR_FE | GW_SR_SCH, "duplicate client messages") \
     X(requests_local, counter, GW_SR_FE, "requests to local resources") \
     X(requests_proxied, counter, GW_SR_FE, "proxy requests accepted for the scheduler") \
+    X(sessionless_dropped, counter, GW_SR_FE, "requests from senders without a session dropped by their rate limit") \
     X(client_retransmissions, counter, GW_SR_FE, "CON retransmissions to clients") \
     X(client_timeouts, counter, GW_SR_FE, "CON messages to clients never acknowledged") \
     X(sessions_created, counter, GW_SR_FE, "sessions created") \

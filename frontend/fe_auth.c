@@ -820,8 +820,7 @@ int fe_auth_mint(const struct fe_auth *a, const char *account, int64_t now_s, in
 {
     static const char hex[] = "0123456789ABCDEF";
     struct fe_scope sc;
-    char js[16 + FE_SCOPE_MAX * 20 + 4]; /* {"devices":[ + "XXXXXXXXXXXXXXXX*", + ]} */
-    size_t jl = 0;
+    char *devices_json = NULL;
     int64_t exp;
     jwt_t *jwt = NULL;
     char *tok;
@@ -848,19 +847,24 @@ int fe_auth_mint(const struct fe_auth *a, const char *account, int64_t now_s, in
         set_diag(diag, "bad devices list");
         return GW_EBADMSG;
     }
-    if (!sc.all) { /* canonical form: upper-case hex, '*' on prefixes */
-        jl = (size_t)snprintf(js, sizeof(js), "{\"devices\":[");
-        for (unsigned i = 0; i < sc.n; i++) {
-            js[jl++] = '"';
-            for (unsigned k = 0; k < sc.e[i].nibbles; k++)
-                js[jl++] = hex[(sc.e[i].prefix[k / 2] >> (k % 2 ? 0 : 4)) & 0xf];
+    if (!sc.all) { /* canonical form: upper-case hex, '*' on prefixes; built with jansson */
+        json_t *arr = json_array(), *doc = NULL;
+        for (unsigned i = 0; arr && i < sc.n; i++) {
+            char e[20];
+            unsigned k = 0;
+            for (; k < sc.e[i].nibbles; k++)
+                e[k] = hex[(sc.e[i].prefix[k / 2] >> (k % 2 ? 0 : 4)) & 0xf];
             if (sc.e[i].nibbles < 16)
-                js[jl++] = '*';
-            js[jl++] = '"';
-            js[jl++] = i + 1 < sc.n ? ',' : ']';
+                e[k++] = '*';
+            e[k] = '\0';
+            json_array_append_new(arr, json_string(e));
         }
-        js[jl++] = '}';
-        js[jl] = '\0';
+        if (arr)
+            doc = json_pack("{s:o}", "devices", arr);
+        devices_json = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+        json_decref(doc);
+        if (!devices_json)
+            return -ENOMEM;
     }
     err = -ENOMEM;
     if (jwt_new(&jwt) != 0)
@@ -869,7 +873,7 @@ int fe_auth_mint(const struct fe_auth *a, const char *account, int64_t now_s, in
         jwt_add_grant_int(jwt, "exp", (long)exp) ||
         (a->issuer && jwt_add_grant(jwt, "iss", a->issuer)) ||
         (a->audience && jwt_add_grant(jwt, "aud", a->audience)) ||
-        (jl && jwt_add_grants_json(jwt, js)))
+        (devices_json && jwt_add_grants_json(jwt, devices_json)))
         goto out;
     if (a->alg == FE_JWT_HS256)
         err = jwt_set_alg(jwt, a->jalg, a->vkey, (int)a->vkey_len);
@@ -894,5 +898,6 @@ int fe_auth_mint(const struct fe_auth *a, const char *account, int64_t now_s, in
     err = 0;
 out:
     jwt_free(jwt); /* wipes its key copy */
+    free(devices_json);
     return err;
 }

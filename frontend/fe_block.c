@@ -14,7 +14,15 @@ int fe_blocks_init(struct fe_blocks *b, uint32_t max, uint64_t timeout_ms, size_
     b->max = max;
     b->timeout_ms = timeout_ms;
     b->max_body = max_body;
+    b->per_source = max;
+    b->sessionless_max = max;
     return b->x ? 0 : -ENOMEM;
+}
+
+void fe_blocks_limit(struct fe_blocks *b, uint32_t per_source, uint32_t sessionless_max)
+{
+    b->per_source = GW_MAX(per_source, 1u);
+    b->sessionless_max = GW_MAX(sessionless_max, 1u);
 }
 
 void fe_blocks_deinit(struct fe_blocks *b)
@@ -51,27 +59,61 @@ struct fe_block_xfer *fe_blocks_find(struct fe_blocks *b, const struct gw_ep *ep
     return NULL;
 }
 
-struct fe_block_xfer *fe_blocks_new(struct fe_blocks *b, const struct gw_ep *ep, uint64_t key, uint8_t kind, uint64_t now)
+static bool older(const struct fe_block_xfer *x, const struct fe_block_xfer *than)
 {
-    struct fe_block_xfer *slot = NULL, *lru = NULL;
+    return !than || x->last_used < than->last_used;
+}
+
+struct fe_block_xfer *fe_blocks_new(struct fe_blocks *b, const struct gw_ep *ep, uint64_t key, uint8_t kind, uint64_t now,
+                                    bool sessionless)
+{
+    struct fe_block_xfer *same = NULL, *free_slot = NULL, *own_lru = NULL, *sl_lru = NULL, *lru = NULL;
+    uint32_t own = 0, nsl = 0;
     for (uint32_t i = 0; i < b->max; i++) {
         struct fe_block_xfer *x = &b->x[i];
-        if (x->kind && x->kind == kind && x->key == key && gw_ep_eq(&x->ep, ep)) {
-            slot = x;
-            break;
+        if (x->kind && now - x->last_used > b->timeout_ms)
+            fe_blocks_drop(b, x);
+        if (!x->kind) {
+            if (!free_slot)
+                free_slot = x;
+            continue;
         }
-        if (!x->kind && !slot)
-            slot = x;
-        if (x->kind && (!lru || x->last_used < lru->last_used))
+        if (x->kind == kind && x->key == key && gw_ep_eq(&x->ep, ep))
+            same = x;
+        if (gw_ep_eq(&x->ep, ep)) {
+            own++;
+            if (older(x, own_lru))
+                own_lru = x;
+        }
+        if (x->sessionless) {
+            nsl++;
+            if (older(x, sl_lru))
+                sl_lru = x;
+        }
+        if (older(x, lru))
             lru = x;
     }
-    if (!slot)
+    struct fe_block_xfer *slot;
+    if (same)
+        slot = same;
+    else if (own >= b->per_source)
+        slot = own_lru;                 /* a sender over its share replaces its own */
+    else if (sessionless && nsl >= b->sessionless_max)
+        slot = sl_lru;                  /* sessionless senders share a bounded pool */
+    else if (free_slot)
+        slot = free_slot;
+    else if (sl_lru)
+        slot = sl_lru;                  /* sessionless state goes first */
+    else if (!sessionless)
         slot = lru;
+    else
+        return NULL;                    /* never at the expense of a session */
     fe_blocks_drop(b, slot);
     slot->ep = *ep;
     slot->key = key;
     slot->kind = kind;
     slot->last_used = now;
+    slot->sessionless = sessionless;
     return slot;
 }
 

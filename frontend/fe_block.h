@@ -7,7 +7,15 @@
  * POST/PUT, and proxied answers larger than the block size a client asked
  * for). At most `max` transfers, each dropped `timeout_ms` after its last
  * use; bodies are bounded by `max_body`. The table is small (hundreds), so
- * look-ups scan it. */
+ * look-ups scan it.
+ *
+ * Budgets, so that no sender evicts another's transfer (issue #12 item 6):
+ * one endpoint holds at most `per_source` transfers (one more replaces its
+ * own least recently used); endpoints without a session hold at most
+ * `sessionless_max` together and only ever evict each other's transfers, so
+ * a new sessionless transfer may find no room (NULL). Only when the table is
+ * full of transfers of senders with sessions does a new one of those evict
+ * the least recently used of them. */
 #ifndef FE_BLOCK_H
 #define FE_BLOCK_H
 
@@ -20,6 +28,7 @@ struct fe_block_xfer {
     uint64_t last_used;
     uint8_t kind;          /* 1 = receiving Block1, 2 = serving Block2 */
     uint8_t szx;
+    uint8_t sessionless;   /* the endpoint held no session when it began */
     uint32_t next_num;     /* Block1: next expected NUM */
     size_t len, cap;
     uint8_t *data;         /* Block1: body so far; Block2: whole response message */
@@ -30,14 +39,18 @@ struct fe_blocks {
     uint32_t max;
     uint64_t timeout_ms;
     size_t max_body;
+    uint32_t per_source, sessionless_max;
 };
 
 int fe_blocks_init(struct fe_blocks *b, uint32_t max, uint64_t timeout_ms, size_t max_body) GW_NODISCARD;
 void fe_blocks_deinit(struct fe_blocks *b);
 struct fe_block_xfer *fe_blocks_find(struct fe_blocks *b, const struct gw_ep *ep, uint64_t key, uint8_t kind, uint64_t now);
-/* A new transfer (replacing one with the same key); evicts the least
- * recently used when full. */
-struct fe_block_xfer *fe_blocks_new(struct fe_blocks *b, const struct gw_ep *ep, uint64_t key, uint8_t kind, uint64_t now);
+/* Per-endpoint and sessionless bounds (init sets neither: both = max). */
+void fe_blocks_limit(struct fe_blocks *b, uint32_t per_source, uint32_t sessionless_max);
+/* A new transfer (replacing one with the same key), evicting as described
+ * above; NULL when a sessionless endpoint finds no room. */
+struct fe_block_xfer *fe_blocks_new(struct fe_blocks *b, const struct gw_ep *ep, uint64_t key, uint8_t kind, uint64_t now,
+                                    bool sessionless);
 void fe_blocks_drop(struct fe_blocks *b, struct fe_block_xfer *x);
 /* Appends bytes to a Block1 body: 0, or GW_ETOOBIG beyond max_body. */
 int fe_blocks_append(struct fe_blocks *b, struct fe_block_xfer *x, const uint8_t *p, size_t n) GW_NODISCARD;

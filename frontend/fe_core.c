@@ -64,11 +64,125 @@ static uint16_t new_mid(struct fe_core *fe)
     return fe->next_mid++;
 }
 
+/* ---- answers to senders without a session (S9.1) ---- */
+
+/* Encodes m with Block2 {num, more, szx} (replacing any Block2/Size2) and
+ * Size2 when size2 >= 0. */
+static int encode_block(const struct gw_coap_msg *m, uint32_t num, bool more, uint8_t szx, int64_t size2,
+                        uint8_t *out, size_t cap, size_t *len)
+{
+    struct gw_coap_msg c = *m;
+    unsigned w = 0;
+    for (unsigned i = 0; i < c.nopts; i++)
+        if (c.opts[i].num != GW_OPT_BLOCK2 && c.opts[i].num != GW_OPT_SIZE2)
+            c.opts[w++] = c.opts[i];
+    if (w + 2 > GW_COAP_MAX_OPTS)
+        return GW_ETOOBIG;
+    uint8_t bv[4], sv[4];
+    struct gw_block blk = { num, more, szx };
+    c.opts[w++] = (struct gw_coap_opt){ GW_OPT_BLOCK2, (uint16_t)gw_block_encode(&blk, bv), bv };
+    if (size2 >= 0)
+        c.opts[w++] = (struct gw_coap_opt){ GW_OPT_SIZE2, (uint16_t)gw_coap_uint_enc((uint32_t)size2, sv), sv };
+    c.nopts = (uint16_t)w;
+    /* gw_coap_encode sorts nothing: keep options in number order. */
+    for (unsigned i = 1; i < w; i++)
+        for (unsigned j = i; j > 0 && c.opts[j - 1].num > c.opts[j].num; j--) {
+            struct gw_coap_opt t = c.opts[j];
+            c.opts[j] = c.opts[j - 1];
+            c.opts[j - 1] = t;
+        }
+    return gw_coap_encode(&c, out, cap, len);
+}
+
+/* Cuts an answer to at most `cap` bytes (RFC 7252 11.3): a diagnostic
+ * payload is shortened; a 2.xx payload is served in smaller blocks (block
+ * NUM scaled as RFC 7959 2.4 allows when the server picks a smaller SZX).
+ * Returns 0 with out/len, or GW_ETOOBIG when nothing fits. */
+static int fit_answer(struct fe_core *fe, const uint8_t *buf, size_t len, size_t cap, uint8_t *out, size_t *olen)
+{
+    struct gw_coap_msg m;
+    if (gw_coap_parse(fe->fitp, buf, len, &m) != 0 || m.payload_len == 0)
+        return GW_ETOOBIG;
+    if ((m.code >> 5) != 2) {
+        size_t head = len - m.payload_len - 1; /* without the payload and its marker */
+        if (head > cap)
+            return GW_ETOOBIG;
+        m.payload_len = cap > head + 1 ? GW_MIN(m.payload_len, cap - head - 1) : 0;
+        return gw_coap_encode(&m, out, cap, olen);
+    }
+    uint32_t num = 0;
+    bool more = false;
+    uint8_t szx = 7; /* no Block2: the whole representation */
+    const struct gw_coap_opt *b2 = gw_coap_opt_find(&m, GW_OPT_BLOCK2);
+    struct gw_block blk;
+    if (b2 && gw_block_decode(b2, &blk)) {
+        num = blk.num;
+        more = blk.more;
+        szx = blk.szx;
+    }
+    const struct gw_coap_opt *s2o = gw_coap_opt_find(&m, GW_OPT_SIZE2);
+    uint32_t s2v = 0;
+    int64_t size2 = s2o && gw_coap_uint(s2o->val, s2o->len, &s2v) ? (int64_t)s2v : b2 ? -1 : (int64_t)m.payload_len;
+    uint64_t base = szx < 7 ? (uint64_t)num << (4 + szx) : 0;
+    for (int s = GW_MIN(szx, 7) - 1; s >= 0; s--) {
+        size_t bs = (size_t)16 << s;
+        if (bs >= m.payload_len && szx == 7)
+            continue; /* would not cut anything */
+        struct gw_coap_msg part = m;
+        part.payload_len = GW_MIN(bs, m.payload_len);
+        uint32_t pnum = (uint32_t)(base >> (4 + s));
+        bool pmore = more || m.payload_len > bs;
+        for (int with_size = 1; with_size >= 0; with_size--) {
+            int64_t sz = with_size && pnum == 0 ? size2 : -1;
+            if (!with_size && sz < 0 && pnum == 0 && size2 < 0)
+                continue;
+            if (encode_block(&part, pnum, pmore, (uint8_t)s, sz, out, cap, olen) == 0 && *olen <= cap)
+                return 0;
+        }
+    }
+    return GW_ETOOBIG;
+}
+
+/* A token from the bucket of a source address without a session; false
+ * when it has none left (S9.1). Addresses whose keyed hash collides share a
+ * bucket, which can only make the limit stricter. */
+static bool sessionless_admit(struct fe_core *fe, const struct gw_ep *ep, uint64_t now)
+{
+    struct gw_ep a = *ep;
+    a.port = 0;
+    struct fe_src_bucket *b = &fe->buckets[gw_siphash(fe->bucket_key, &a, sizeof(a)) & (fe->nbuckets - 1)];
+    double burst = (double)fe->cfg.sessionless_burst;
+    if (b->addr.family == 0) {
+        b->tokens = burst;
+    } else {
+        b->tokens += (double)(now - b->last_ms) / 1000.0 * (double)fe->cfg.sessionless_rate;
+        if (b->tokens > burst)
+            b->tokens = burst;
+    }
+    b->last_ms = now;
+    if (!gw_ep_eq(&b->addr, &a) && (b->addr.family == 0 || b->tokens >= burst))
+        b->addr = a; /* an idle bucket is taken over; a busy one is shared */
+    if (b->tokens < 1.0)
+        return false;
+    b->tokens -= 1.0;
+    return true;
+}
+
 /* Answers a request right away: piggybacked on the ACK for CON, a NON
  * with a fresh MID for NON (RFC 7252 5.2). Remembered for duplicates. */
 static void reply_now_h(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
                         struct fe_dedup_entry *de, const uint8_t *buf, size_t len, enum gw_hist_id hist)
 {
+    uint8_t fitted[GW_COAP_MAX_MSG + 64];
+    if (fe->answer_cap && len > fe->answer_cap) {
+        size_t fl;
+        if (fit_answer(fe, buf, len, fe->answer_cap, fitted, &fl) != 0) {
+            gw_stat_add(fe->stats, GW_STAT_sessionless_dropped, 1);
+            return; /* nothing small enough to say */
+        }
+        buf = fitted;
+        len = fl;
+    }
     fe_send(fe, ep, buf, len);
     if (de)
         fe_dedup_set_resp(&fe->dedup, de, buf, len);
@@ -212,15 +326,15 @@ void fe_core_deliver(struct fe_core *fe, const struct gw_msg *m, const uint8_t *
     struct gw_coap_msg full;
     if ((m->flags & GW_MF_BLOCK2) && !notify && gw_coap_parse(fe->parser, buf, len, &full) == 0 &&
         full.payload_len > ((size_t)16 << m->aux)) {
-        struct fe_block_xfer *x = fe_blocks_new(&fe->blocks, &m->ep, m->req_key, 2, gw_now_ms(fe->clock));
-        if (fe_blocks_append(&fe->blocks, x, buf, len) == 0) {
+        struct fe_block_xfer *x = fe_blocks_new(&fe->blocks, &m->ep, m->req_key, 2, gw_now_ms(fe->clock), false);
+        if (x && fe_blocks_append(&fe->blocks, x, buf, len) == 0) {
             uint8_t out[GW_COAP_MAX_MSG + 64];
             size_t ol;
             if (fe_block_slice(&full, 0, (uint8_t)m->aux, type, mid, m->token, m->tkl, out, sizeof(out), &ol) == 0) {
                 memcpy(buf, out, ol);
                 len = ol;
             }
-        } else {
+        } else if (x) {
             fe_blocks_drop(&fe->blocks, x);
         }
     }
@@ -284,24 +398,24 @@ void fe_core_sweep(struct fe_core *fe, int64_t now_s)
 /* ---- proxy requests ---- */
 
 static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
-                         struct fe_dedup_entry *de, const struct fe_target *t)
+                         struct fe_dedup_entry *de, const struct fe_target *t, const struct gw_session *sess)
 {
     char eps[GW_EP_STRLEN];
-    struct gw_session s;
     int64_t now_s = gw_now_wall(fe->clock);
     uint64_t now = gw_now_ms(fe->clock);
-    int rc = fe_session_lookup(fe->store, &fe->scfg, ep, now_s, &s);
-    if (rc) {
+    if (!sess) {
         if (gw_log_ratelimit(&fe->unauth_log, now, (double)fe->cfg.unauth_log_per_s, (double)fe->cfg.unauth_log_per_s * 2)) {
             char note[64];
             const char *sup = gw_log_suppressed_note(&fe->unauth_log, note, sizeof(note));
             gw_log_warn(GW_LOG_AUTH, "no session for %s: proxy request refused with 4.01%s",
                         gw_ep_str(ep, eps, sizeof(eps)), sup);
         }
+        /* Cut to 3x the request's size if need be (S9.1): the start says it. */
         reply_code(fe, ep, req, de, GW_COAP_UNAUTHORIZED,
                    "no session for this address and port: POST a token to /sessions first", UINT32_MAX);
         return;
     }
+    struct gw_session s = *sess;
     struct fe_verdict v;
     int szx;
     if (fe_route_check_options(req, &szx, &v) != 0) {
@@ -440,6 +554,21 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
     if (ver != 1)
         return; /* S3.6: silently ignored */
     uint64_t now = gw_now_ms(fe->clock);
+    fe->answer_cap = 0;
+    /* S9.1: a sender without a session may be a spoofed address. Requests
+     * from it are rate-limited per address, and every answer is at most 3
+     * times the datagram (RFC 7252 11.3). ACK and RST draw no answer. */
+    struct gw_session sbuf, *sess = NULL;
+    if (type <= GW_COAP_NON) {
+        if (fe_session_lookup(fe->store, &fe->scfg, ep, gw_now_wall(fe->clock), &sbuf) == 0) {
+            sess = &sbuf;
+        } else if (!sessionless_admit(fe, ep, now)) {
+            gw_stat_add(fe->stats, GW_STAT_sessionless_dropped, 1);
+            return;
+        } else {
+            fe->answer_cap = 3 * len;
+        }
+    }
     if (len > (size_t)fe->cfg.max_message) {
         /* S3.5: 4.13 with Size1 for an over-size request we can still address. */
         uint8_t tkl = buf[0] & 15, code = buf[1];
@@ -497,7 +626,9 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
             send_empty(fe, ep, GW_COAP_ACK, req.mid);
         return;
     }
-    de = fe_dedup_add(&fe->dedup, ep, req.mid, now);
+    de = fe_dedup_add_cls(&fe->dedup, ep, req.mid, now, sess ? FE_DEDUP_SESSION : FE_DEDUP_SESSIONLESS);
+    fe->cur_de = de;
+    fe->local.sessionless = sess == NULL;
 
     if (fe_route_is_proxy(&req)) {
         struct fe_target t;
@@ -507,22 +638,17 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
             /* S4.8: a target naming the gateway is served locally. */
             gw_stat_add(fe->stats, GW_STAT_requests_local, 1);
             fe_local_handle(&fe->local, ep, &req, &t, de);
-            return;
+        } else if (rc == 0 || !sess) {
+            handle_proxy(fe, ep, &req, de, &t, sess); /* without a session: 4.01 (S2.4) */
+        } else {
+            reply_code(fe, ep, &req, de, v.code, v.diag, UINT32_MAX);
         }
-        if (rc == 0) {
-            handle_proxy(fe, ep, &req, de, &t);
-            return;
-        }
-        struct gw_session s;
-        if (fe_session_lookup(fe->store, &fe->scfg, ep, gw_now_wall(fe->clock), &s) != 0) {
-            handle_proxy(fe, ep, &req, de, &t); /* answers 4.01 (S2.4) */
-            return;
-        }
-        reply_code(fe, ep, &req, de, v.code, v.diag, UINT32_MAX);
-        return;
+    } else {
+        gw_stat_add(fe->stats, GW_STAT_requests_local, 1);
+        fe_local_handle(&fe->local, ep, &req, NULL, de);
     }
-    gw_stat_add(fe->stats, GW_STAT_requests_local, 1);
-    fe_local_handle(&fe->local, ep, &req, NULL, de);
+    fe->cur_de = NULL;
+    fe->answer_cap = 0;
 }
 
 /* ---- local resource glue (fe_local calls back into us) ---- */
@@ -549,8 +675,23 @@ static void local_session_created(void *ctx, const struct gw_session *s, const s
 {
     struct fe_core *fe = ctx;
     gw_stat_add(fe->stats, GW_STAT_sessions_created, 1);
-    (void)s;
-    (void)moved_from;
+    /* The sender now holds a session: its 2.01 is not cut, and the exchange
+     * is kept with the session senders' (item 6: spoofed sessionless traffic
+     * cannot evict it, so a retransmitted POST gets the same 2.01). */
+    fe->answer_cap = 0;
+    fe_dedup_promote(&fe->dedup, fe->cur_de, gw_now_ms(fe->clock));
+    if (moved_from) {
+        /* Item 7: observers at the old endpoint get a final notification
+         * from the scheduler and leave; they do not follow the session. */
+        struct gw_msg m;
+        memset(&m, 0, sizeof(m));
+        m.kind = GW_MSG_SESSION_MOVED;
+        m.fe = (uint8_t)fe->index;
+        m.ep = *moved_from;
+        m.session = s->id;
+        if (push_sch(fe, &m, NULL) != 0)
+            gw_log_warn(GW_LOG_RING, "scheduler ring full: observers at the old endpoint of a sticky move stay");
+    }
 }
 
 /* ---- set-up ---- */
@@ -579,8 +720,15 @@ int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, str
     while (fe->limits_cap < 2 * (uint64_t)fe->cfg.max_sessions && fe->limits_cap < (1u << 20))
         fe->limits_cap <<= 1;
     fe->limits = calloc(fe->limits_cap, sizeof(*fe->limits));
-    if (!fe->limits)
+    fe->nbuckets = 16;
+    while (fe->nbuckets < (uint64_t)fe->cfg.sessionless_sources && fe->nbuckets < (1u << 24))
+        fe->nbuckets <<= 1;
+    fe->buckets = calloc(fe->nbuckets, sizeof(*fe->buckets));
+    gw_hash_key_new(fe->bucket_key);
+    if (!fe->limits || !fe->buckets || gw_coap_parser_new(&fe->fitp) != 0)
         return -ENOMEM;
+    fe_dedup_limit(&fe->dedup, (uint32_t)fe->cfg.dedup_sessionless_max, (uint32_t)fe->cfg.dedup_per_source);
+    fe_blocks_limit(&fe->blocks, (uint32_t)fe->cfg.block_per_source, (uint32_t)fe->cfg.block_sessionless_max);
     fe->scfg = (struct fe_sess_cfg){ fe->cfg.session_idle_s, fe->cfg.session_max_lifetime_s, fe->cfg.max_sessions_per_account,
                                      fe->cfg.max_sessions, GW_MAX(1, GW_MIN(60, fe->cfg.session_idle_s / 10)) };
     fe->next_mid = (uint16_t)rnd32();
@@ -629,4 +777,8 @@ void fe_core_deinit(struct fe_core *fe)
     fe_blocks_deinit(&fe->blocks);
     free(fe->limits);
     fe->limits = NULL;
+    free(fe->buckets);
+    fe->buckets = NULL;
+    gw_coap_parser_free(fe->fitp);
+    fe->fitp = NULL;
 }

@@ -27,6 +27,13 @@ struct fe_limit {
     uint32_t inflight;
 };
 
+/* Token bucket of one source address without a session (S9.1). */
+struct fe_src_bucket {
+    struct gw_ep addr;      /* port 0; family 0 = unused */
+    double tokens;
+    uint64_t last_ms;
+};
+
 struct fe_io {
     void *ctx;
     /* A datagram for a client (may be queued and batched by the caller). */
@@ -54,6 +61,16 @@ struct fe_core {
     struct gw_log_limit unauth_log;
     struct fe_limit *limits;
     uint32_t limits_cap;
+    /* Sources without a session (S9.1, issue #12 items 5 and 6). */
+    struct fe_src_bucket *buckets;
+    uint32_t nbuckets;
+    uint64_t bucket_key[2];         /* SipHash key, random per process */
+    struct gw_coap_parser *fitp;    /* parses answers being cut to size */
+    /* The datagram being handled: answers to a sender without a session are
+     * cut to answer_cap bytes (0 = no bound); its dedup entry, promoted
+     * when the request creates a session. */
+    size_t answer_cap;
+    struct fe_dedup_entry *cur_de;
     const struct gw_clock *clock;   /* the real clock; tests and fuzzing set a fake one */
     struct gw_rcache rcache;        /* the scheduler's shared cache table (fe_rcache.c); 0 slots: none */
     struct gw_coap_parser *rcache_parser; /* its own: `parser` still holds the client's request */
@@ -92,7 +109,9 @@ static inline void fe_core_set_rcache(struct fe_core *c, const struct gw_rcache 
 int fe_rcache_answer(struct fe_core *c, const uint8_t mac[GW_MAC_LEN], uint8_t sec,
                      const uint8_t *up, size_t ul, const struct gw_coap_msg *req, uint8_t *out,
                      size_t cap, size_t *len);
-/* One datagram from a client. */
+/* One datagram from a client. A sender without a session draws from its
+ * address's token bucket (none left: dropped silently) and gets answers of
+ * at most 3 times the datagram's size (S9.1). */
 void fe_core_datagram(struct fe_core *c, const struct gw_ep *ep, const uint8_t *buf, size_t len);
 /* One RESP record from the scheduler: an answer or a notification. */
 void fe_core_deliver(struct fe_core *c, const struct gw_msg *m, const uint8_t *data);

@@ -8,6 +8,7 @@
 #include "gw_msg.h"
 #include "gw_registry.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,11 +139,11 @@ static void send_answer(struct fe_local *l, const struct gw_ep *ep, const struct
         keep.payload = NULL;
         keep.payload_len = 0;
         if (gw_coap_encode(&keep, whole, sizeof(whole), &wl) == 0) {
-            struct fe_block_xfer *x = fe_blocks_new(l->blocks, ep, a->store_key, 2, now_ms(l));
+            struct fe_block_xfer *x = fe_blocks_new(l->blocks, ep, a->store_key, 2, now_ms(l), l->sessionless);
             /* Stored as: header+options message, then the payload bytes. */
-            if (fe_blocks_append(l->blocks, x, (const uint8_t *)&wl, sizeof(wl)) != 0 ||
-                fe_blocks_append(l->blocks, x, whole, wl) != 0 ||
-                fe_blocks_append(l->blocks, x, a->payload, a->len) != 0)
+            if (x && (fe_blocks_append(l->blocks, x, (const uint8_t *)&wl, sizeof(wl)) != 0 ||
+                      fe_blocks_append(l->blocks, x, whole, wl) != 0 ||
+                      fe_blocks_append(l->blocks, x, a->payload, a->len) != 0))
                 fe_blocks_drop(l->blocks, x);
         }
     }
@@ -177,12 +178,20 @@ static const char help_text[] =
     "1. Create a session: POST your JWT as the payload to coap://<gateway>/sessions\n"
     "   options as query: sticky=true|false (default false), security=netmgr|none\n"
     "   (default netmgr), single=true|false. Answer: 2.01 with Location-Path\n"
-    "   sessions/<id>. The session is bound to your source address AND port:\n"
-    "   always send from the same port (coap-client -p PORT).\n"
+    "   sessions/<id> (the id is also in the JSON). The session is bound to your\n"
+    "   source address AND port: always send from the same port (coap-client -p).\n"
+    "   An address:port holding a live session of another account gets 4.03.\n"
+    "   sticky=true moves your account's session here; its observations at the\n"
+    "   old address end with a final 4.01 notification (register again here).\n"
     "2. Reach a device through the proxy: Proxy-Uri coap://<MAC-ID>/<path>\n"
     "   (coap-client -P coap://<gateway> ... coap://<MAC-ID>/path). The gateway\n"
     "   ACKs at once and answers separately when the device has answered.\n"
-    "3. End the session: DELETE coap://<gateway>/sessions\n"
+    "3. End the session: DELETE coap://<gateway>/sessions/<id>. The bare\n"
+    "   DELETE /sessions still works, but only the id form resists a sender that\n"
+    "   spoofs your address; another id gets 4.04 and ends nothing.\n"
+    "Binding sessions to an address is the original product's design: only\n"
+    "DTLS or OSCORE would remove address spoofing entirely.\n"
+    "Without a session, answers are at most 3x the request (Block2) and rate-limited.\n"
     "Sessions end after idle time, at token expiry and at a maximum lifetime.\n"
     "Milli (battery) devices take one request at a time: a second one gets 5.03.\n"
     "GET /devices lists the devices your session may reach.\n";
@@ -196,14 +205,41 @@ static bool query_bool(const uint8_t *v, size_t n, int *out)
     return false;
 }
 
-static void session_json(const struct gw_session *s, char *buf, size_t len)
+/* The session document (S2.3), built with jansson so that an account name
+ * can never inject keys or break the JSON. Returns a malloc'd string or NULL. */
+static char *session_json(const struct gw_session *s)
 {
-    snprintf(buf, len,
-             "{\"id\":\"%016llx\",\"account\":\"%s\",\"security\":\"%s\",\"sticky\":%s,\"single\":%s,"
-             "\"created\":%lld,\"expires\":%lld}",
-             (unsigned long long)s->id, s->account, s->security == GW_SEC_NETMGR ? "netmgr" : "none",
-             s->sticky ? "true" : "false", s->single ? "true" : "false", (long long)s->created,
-             (long long)s->token_exp);
+    char id[20];
+    snprintf(id, sizeof(id), "%016llx", (unsigned long long)s->id);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:b, s:I, s:I}", "id", id, "account", s->account, "security",
+                          s->security == GW_SEC_NETMGR ? "netmgr" : "none", "sticky", (int)s->sticky, "single",
+                          (int)s->single, "created", (json_int_t)s->created, "expires", (json_int_t)s->token_exp);
+    if (!o)
+        return NULL;
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return text;
+}
+
+static void answer_json(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                        struct fe_dedup_entry *de, const struct answer *tmpl, uint8_t code, char *json,
+                        const char *loc1)
+{
+    if (!json) {
+        answer_text(l, ep, req, de, GW_COAP_INTERNAL, "out of memory building the answer");
+        return;
+    }
+    struct answer a = *tmpl;
+    a.code = code;
+    a.cf = 50;
+    a.payload = (const uint8_t *)json;
+    a.len = strlen(json);
+    if (loc1) {
+        a.loc[0] = "sessions";
+        a.loc[1] = loc1;
+    }
+    send_answer(l, ep, req, de, &a);
+    free(json);
 }
 
 static void sessions_post(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
@@ -263,12 +299,20 @@ static void sessions_post(struct fe_local *l, const struct gw_ep *ep, const stru
         answer_text(l, ep, req, de, GW_COAP_UNAUTHORIZED, msg);
         return;
     }
+    char holder[FE_ACCOUNT_MAX];
     struct fe_sess_req rq = { claims.sub, *ep, (uint8_t)security, (uint8_t)sticky, (uint8_t)single, claims.exp,
-                              &claims.scope, l->session_ended, l->ctx };
+                              &claims.scope, l->session_ended, l->ctx, holder };
     struct gw_session s;
     struct gw_ep moved;
     diag = NULL;
     rc = fe_session_create(l->store, l->scfg, &rq, now, &s, &moved, &diag);
+    if (rc == GW_EFORBIDDEN && holder[0]) {
+        /* S2.10: maybe a spoofed source trying to take over (or downgrade)
+         * another account's session; nothing was changed. */
+        char eps[GW_EP_STRLEN];
+        gw_log_warn(GW_LOG_AUTH, "session request for account '%s' from %s refused: the endpoint holds a live "
+                    "session of account '%s'", claims.sub, gw_ep_str(ep, eps, sizeof(eps)), holder);
+    }
     if (rc == GW_EFORBIDDEN) {
         answer_text(l, ep, req, de, GW_COAP_FORBIDDEN, diag);
         return;
@@ -286,17 +330,9 @@ static void sessions_post(struct fe_local *l, const struct gw_ep *ep, const stru
     gw_log_info(GW_LOG_AUTH, "session %016llx for account '%s' at %s%s", (unsigned long long)s.id, s.account,
                 gw_ep_str(ep, eps, sizeof(eps)), moved.family ? " (sticky: moved)" : "");
     l->session_created(l->ctx, &s, moved.family ? &moved : NULL);
-    char json[400], idstr[20];
-    session_json(&s, json, sizeof(json));
+    char idstr[20];
     snprintf(idstr, sizeof(idstr), "%016llx", (unsigned long long)s.id);
-    struct answer a = *tmpl;
-    a.code = GW_COAP_CREATED;
-    a.cf = 50;
-    a.payload = (const uint8_t *)json;
-    a.len = strlen(json);
-    a.loc[0] = "sessions";
-    a.loc[1] = idstr;
-    send_answer(l, ep, req, de, &a);
+    answer_json(l, ep, req, de, tmpl, GW_COAP_CREATED, session_json(&s), idstr);
 }
 
 static bool parse_id(const uint8_t *p, size_t n, uint64_t *id)
@@ -345,14 +381,7 @@ static void sessions_res(struct fe_local *l, const struct gw_ep *ep, const struc
         return;
     }
     if (req->code == GW_COAP_GET) {
-        char json[400];
-        session_json(&s, json, sizeof(json));
-        struct answer a = *tmpl;
-        a.code = GW_COAP_CONTENT;
-        a.cf = 50;
-        a.payload = (const uint8_t *)json;
-        a.len = strlen(json);
-        send_answer(l, ep, req, de, &a);
+        answer_json(l, ep, req, de, tmpl, GW_COAP_CONTENT, session_json(&s), NULL);
         return;
     }
     struct gw_session ended;
@@ -370,10 +399,9 @@ static void sessions_res(struct fe_local *l, const struct gw_ep *ep, const struc
 }
 
 struct devlist {
-    char *buf;
-    size_t len, cap;
+    json_t *arr;
     const struct fe_scope *scope;
-    unsigned n;
+    size_t bytes;
 };
 
 static int devlist_add(void *ctx, const struct gw_device *d)
@@ -383,18 +411,11 @@ static int devlist_add(void *ctx, const struct gw_device *d)
         return 0;
     char mac[17];
     gw_mac_str(d->mac, mac);
-    if (dl->len + 80 > dl->cap) {
-        size_t cap = dl->cap ? dl->cap * 2 : 4096;
-        char *nb = realloc(dl->buf, cap);
-        if (!nb)
-            return 1;
-        dl->buf = nb;
-        dl->cap = cap;
-    }
-    dl->len += (size_t)snprintf(dl->buf + dl->len, dl->cap - dl->len, "%s{\"mac\":\"%s\",\"type\":\"%s\"}",
-                                dl->n ? "," : "", mac, d->type == GW_DEV_MILLI ? "milli" : "normal");
-    dl->n++;
-    return dl->len > 1u << 20; /* bounded answer */
+    json_t *o = json_pack("{s:s, s:s}", "mac", mac, "type", d->type == GW_DEV_MILLI ? "milli" : "normal");
+    if (!o || json_array_append_new(dl->arr, o) != 0)
+        return 1;
+    dl->bytes += 40;
+    return dl->bytes > 1u << 20; /* bounded answer */
 }
 
 static void devices_res(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
@@ -409,32 +430,16 @@ static void devices_res(struct fe_local *l, const struct gw_ep *ep, const struct
         answer_text(l, ep, req, de, GW_COAP_UNAUTHORIZED, "no session for this address and port: POST a token to /sessions first");
         return;
     }
-    /* The buffer is allocated here, not by a first devlist_add(): that one
-     * skips devices outside a scoped token's list and would leave no '['. */
-    struct devlist dl = { malloc(4096), 0, 4096, &s.scope, 0 };
-    if (dl.buf)
-        dl.len = (size_t)snprintf(dl.buf, dl.cap, "[");
-    if (gw_registry_foreach(l->store, devlist_add, &dl) != 0 || !dl.buf) {
-        free(dl.buf);
+    /* Built with jansson: a scope that matches nothing is `[]` (S8.1). */
+    struct devlist dl = { json_array(), &s.scope, 0 };
+    if (!dl.arr || gw_registry_foreach(l->store, devlist_add, &dl) != 0) {
+        json_decref(dl.arr);
         answer_text(l, ep, req, de, GW_COAP_INTERNAL, "device registry error");
         return;
     }
-    if (dl.len + 2 > dl.cap) {
-        char *nb = realloc(dl.buf, dl.len + 2);
-        if (!nb) {
-            free(dl.buf);
-            return;
-        }
-        dl.buf = nb;
-    }
-    dl.buf[dl.len++] = ']';
-    struct answer a = *tmpl;
-    a.code = GW_COAP_CONTENT;
-    a.cf = 50;
-    a.payload = (const uint8_t *)dl.buf;
-    a.len = dl.len;
-    send_answer(l, ep, req, de, &a);
-    free(dl.buf);
+    char *text = json_dumps(dl.arr, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(dl.arr);
+    answer_json(l, ep, req, de, tmpl, GW_COAP_CONTENT, text, NULL);
 }
 
 /* A fixed document answered to GET (S8.1). */
@@ -562,7 +567,11 @@ void fe_local_handle(struct fe_local *l, const struct gw_ep *ep, const struct gw
     size_t bs = (size_t)16 << b1.szx;
     struct fe_block_xfer *x;
     if (b1.num == 0) {
-        x = fe_blocks_new(l->blocks, ep, key, 1, now);
+        x = fe_blocks_new(l->blocks, ep, key, 1, now, l->sessionless);
+        if (!x) {
+            answer_text(l, ep, req, de, GW_COAP_UNAVAILABLE, "too many block-wise transfers without a session");
+            return;
+        }
     } else {
         x = fe_blocks_find(l->blocks, ep, key, 1, now);
         if (!x || x->len != (size_t)b1.num * bs) {

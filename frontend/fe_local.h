@@ -36,6 +36,9 @@ struct fe_local {
     uint16_t (*mid)(void *ctx);
     void (*session_ended)(void *ctx, const struct gw_session *s);
     void (*session_created)(void *ctx, const struct gw_session *s, const struct gw_ep *moved_from);
+    /* The current request's sender holds no session (set by the caller
+     * before fe_local_handle): its block-wise state is bounded apart. */
+    bool sessionless;
     /* Clock overrides for tests (NULL = real clock). */
     const struct gw_clock *clock;
 };

@@ -16,10 +16,13 @@ static uint32_t pow2_at_least(uint32_t n)
     return p;
 }
 
-static uint32_t key_hash(const struct gw_ep *ep, const void *k, size_t kl, uint32_t nb)
+static uint32_t key_hash(const uint64_t key[2], const struct gw_ep *ep, const void *k, size_t kl, uint32_t nb)
 {
-    uint64_t h = gw_hash64(ep, sizeof(*ep), GW_HASH_SEED);
-    h = gw_hash64(k, kl, h);
+    uint8_t buf[sizeof(*ep) + 8];
+    memcpy(buf, ep, sizeof(*ep));
+    kl = GW_MIN(kl, (size_t)8);
+    memcpy(buf + sizeof(*ep), k, kl);
+    uint64_t h = gw_siphash(key, buf, sizeof(*ep) + kl);
     return (uint32_t)(h ^ (h >> 32)) & (nb - 1);
 }
 
@@ -30,15 +33,31 @@ int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms, size_t
     memset(d, 0, sizeof(*d));
     d->cap = cap;
     d->nbuckets = pow2_at_least(cap);
+    d->nsrc = pow2_at_least(cap) * 2;
     d->e = calloc(cap, sizeof(*d->e));
+    d->free_list = calloc(cap, sizeof(uint32_t));
     d->buckets = calloc(d->nbuckets, sizeof(uint32_t));
+    d->src = calloc(d->nsrc, sizeof(*d->src));
     d->lifetime_ms = lifetime_ms;
     d->resp_budget = resp_budget;
-    if (!d->e || !d->buckets) {
+    if (!d->e || !d->buckets || !d->free_list || !d->src) {
         fe_dedup_deinit(d);
         return -ENOMEM;
     }
+    for (uint32_t i = 0; i < cap; i++)
+        d->free_list[i] = cap - 1 - i;
+    d->nfree = cap;
+    gw_hash_key_new(d->key);
+    fe_dedup_limit(d, GW_MAX(cap / 4, 1u), cap);
     return 0;
+}
+
+void fe_dedup_limit(struct fe_dedup *d, uint32_t sessionless_cap, uint32_t per_source)
+{
+    d->sessionless_cap = GW_MAX(1u, GW_MIN(sessionless_cap, GW_MAX(d->cap / 2, 1u)));
+    d->per_source = GW_MAX(per_source, 1u);
+    d->cls[FE_DEDUP_SESSIONLESS].resp_budget = d->resp_budget / 4;
+    d->cls[FE_DEDUP_SESSION].resp_budget = d->resp_budget;
 }
 
 void fe_dedup_deinit(struct fe_dedup *d)
@@ -48,48 +67,152 @@ void fe_dedup_deinit(struct fe_dedup *d)
             free(d->e[i].resp);
     free(d->e);
     free(d->buckets);
+    free(d->free_list);
+    free(d->src);
     d->e = NULL;
     d->buckets = NULL;
+    d->free_list = NULL;
+    d->src = NULL;
 }
 
-static void dedup_unlink(struct fe_dedup *d, uint32_t idx)
+static struct fe_dedup_entry *E(struct fe_dedup *d, uint32_t ref)
+{
+    return &d->e[ref - 1];
+}
+
+/* The source record of a sender in a class; created when `create`. */
+static uint32_t src_find(struct fe_dedup *d, const struct gw_ep *ep, uint8_t cls, bool create)
+{
+    struct gw_ep k = *ep;
+    if (cls == FE_DEDUP_SESSIONLESS)
+        k.port = 0; /* a spoofer picks ports freely: one share per address */
+    uint32_t mask = d->nsrc - 1;
+    uint32_t i = key_hash(d->key, &k, &cls, 1, d->nsrc);
+    for (uint32_t n = 0; n < d->nsrc; n++, i = (i + 1) & mask) {
+        struct fe_dedup_src *s = &d->src[i];
+        if (s->count == 0) {
+            if (!create)
+                return 0;
+            memset(s, 0, sizeof(*s));
+            s->key = k;
+            s->cls = cls;
+            return i + 1;
+        }
+        if (s->cls == cls && gw_ep_eq(&s->key, &k))
+            return i + 1;
+    }
+    return 0; /* cannot happen: at most cap records in 2 * cap slots */
+}
+
+/* Removes an empty source record, shifting later ones of its probe run back
+ * (no tombstones). Entries point at records, so moved ones are re-pointed. */
+static void src_remove(struct fe_dedup *d, uint32_t ref)
+{
+    uint32_t mask = d->nsrc - 1, hole = ref - 1;
+    for (uint32_t j = (hole + 1) & mask, n = 0; n < d->nsrc && d->src[j].count; j = (j + 1) & mask, n++) {
+        struct fe_dedup_src *s = &d->src[j];
+        uint32_t home = key_hash(d->key, &s->key, &s->cls, 1, d->nsrc);
+        /* s may fill the hole when the hole lies cyclically in [home, j). */
+        if (((j - home) & mask) >= ((j - hole) & mask)) {
+            d->src[hole] = *s;
+            for (uint32_t r = d->src[hole].oldest; r; r = E(d, r)->src_newer)
+                E(d, r)->src = hole + 1;
+            hole = j;
+        }
+    }
+    memset(&d->src[hole], 0, sizeof(d->src[hole]));
+}
+
+/* Links entry idx at the newest end of its class and source lists. */
+static void dedup_link(struct fe_dedup *d, uint32_t idx, uint32_t sref)
 {
     struct fe_dedup_entry *x = &d->e[idx];
-    uint32_t b = key_hash(&x->ep, &x->mid, sizeof(x->mid), d->nbuckets);
+    struct fe_dedup_list *l = &d->cls[x->cls];
+    struct fe_dedup_src *s = &d->src[sref - 1];
+    x->older = l->newest;
+    x->newer = 0;
+    if (l->newest)
+        E(d, l->newest)->newer = idx + 1;
+    else
+        l->oldest = idx + 1;
+    l->newest = idx + 1;
+    l->count++;
+    x->src = sref;
+    x->src_older = s->newest;
+    x->src_newer = 0;
+    if (s->newest)
+        E(d, s->newest)->src_newer = idx + 1;
+    else
+        s->oldest = idx + 1;
+    s->newest = idx + 1;
+    s->count++;
+}
+
+/* Unlinks entry idx from its class and source lists (the record may be freed). */
+static void dedup_unlink_lists(struct fe_dedup *d, uint32_t idx)
+{
+    struct fe_dedup_entry *x = &d->e[idx];
+    struct fe_dedup_list *l = &d->cls[x->cls];
+    if (x->older)
+        E(d, x->older)->newer = x->newer;
+    else
+        l->oldest = x->newer;
+    if (x->newer)
+        E(d, x->newer)->older = x->older;
+    else
+        l->newest = x->older;
+    l->count--;
+    struct fe_dedup_src *s = &d->src[x->src - 1];
+    if (x->src_older)
+        E(d, x->src_older)->src_newer = x->src_newer;
+    else
+        s->oldest = x->src_newer;
+    if (x->src_newer)
+        E(d, x->src_newer)->src_older = x->src_older;
+    else
+        s->newest = x->src_older;
+    if (--s->count == 0)
+        src_remove(d, x->src);
+    x->src = 0;
+}
+
+static void dedup_free(struct fe_dedup *d, uint32_t idx, uint64_t now)
+{
+    struct fe_dedup_entry *x = &d->e[idx];
+    if (x->expires > now)
+        d->evicted_early++;
+    uint32_t b = key_hash(d->key, &x->ep, &x->mid, sizeof(x->mid), d->nbuckets);
     uint32_t *pp = &d->buckets[b];
-    for (int guard = 0; *pp && guard < (int)d->cap; guard++) {
+    for (uint32_t guard = 0; *pp && guard < d->cap; guard++) {
         if (*pp == idx + 1) {
             *pp = x->next;
             break;
         }
         pp = &d->e[*pp - 1].next;
     }
+    dedup_unlink_lists(d, idx);
     if (x->resp) {
         d->resp_bytes -= x->resp_len;
+        d->cls[x->cls].resp_bytes -= x->resp_len;
         free(x->resp);
         x->resp = NULL;
     }
     x->used = 0;
+    d->count--;
+    d->free_list[d->nfree++] = idx;
 }
 
-static void dedup_expire(struct fe_dedup *d, uint64_t now, bool force_one)
+/* Entries expire in arrival order within a class: drop from the oldest end. */
+static void dedup_expire(struct fe_dedup *d, uint64_t now)
 {
-    while (d->count) {
-        struct fe_dedup_entry *x = &d->e[d->head];
-        if (!force_one && x->expires > now)
-            break;
-        if (force_one && x->expires > now)
-            d->evicted_early++;
-        dedup_unlink(d, d->head);
-        d->head = (d->head + 1) % d->cap;
-        d->count--;
-        force_one = false;
-    }
+    for (int c = 0; c < 2; c++)
+        while (d->cls[c].oldest && E(d, d->cls[c].oldest)->expires <= now)
+            dedup_free(d, d->cls[c].oldest - 1, now);
 }
 
 struct fe_dedup_entry *fe_dedup_find(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid, uint64_t now)
 {
-    uint32_t b = key_hash(ep, &mid, sizeof(mid), d->nbuckets);
+    uint32_t b = key_hash(d->key, ep, &mid, sizeof(mid), d->nbuckets);
     for (uint32_t i = d->buckets[b]; i; i = d->e[i - 1].next) {
         struct fe_dedup_entry *x = &d->e[i - 1];
         if (x->mid == mid && gw_ep_eq(&x->ep, ep))
@@ -98,28 +221,80 @@ struct fe_dedup_entry *fe_dedup_find(struct fe_dedup *d, const struct gw_ep *ep,
     return NULL;
 }
 
-struct fe_dedup_entry *fe_dedup_add(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid, uint64_t now)
+/* Makes room for one entry of `cls` from source `sref`: false when there is
+ * none that this sender may take. */
+static bool dedup_room(struct fe_dedup *d, uint8_t cls, uint32_t sref, uint64_t now)
 {
-    dedup_expire(d, now, false);
-    if (d->count == d->cap)
-        dedup_expire(d, now, true);
-    uint32_t idx = (d->head + d->count) % d->cap;
+    /* A source over its share forgets its own oldest first. */
+    if (sref && d->src[sref - 1].count >= d->per_source)
+        dedup_free(d, d->src[sref - 1].oldest - 1, now);
+    struct fe_dedup_list *sl = &d->cls[FE_DEDUP_SESSIONLESS];
+    if (cls == FE_DEDUP_SESSIONLESS && sl->count >= d->sessionless_cap && sl->oldest)
+        dedup_free(d, sl->oldest - 1, now);
+    if (d->nfree)
+        return true;
+    if (sl->oldest) {
+        dedup_free(d, sl->oldest - 1, now);
+        return true;
+    }
+    if (cls == FE_DEDUP_SESSIONLESS)
+        return false; /* never at the expense of a sender with a session */
+    dedup_free(d, d->cls[FE_DEDUP_SESSION].oldest - 1, now);
+    return true;
+}
+
+struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid, uint64_t now,
+                                        enum fe_dedup_class cls)
+{
+    dedup_expire(d, now);
+    uint32_t sref = src_find(d, ep, (uint8_t)cls, false);
+    if (!dedup_room(d, (uint8_t)cls, sref, now))
+        return NULL;
+    sref = src_find(d, ep, (uint8_t)cls, true); /* evictions may have moved or freed it */
+    uint32_t idx = d->free_list[--d->nfree];
     d->count++;
     struct fe_dedup_entry *x = &d->e[idx];
     memset(x, 0, sizeof(*x));
     x->ep = *ep;
     x->mid = mid;
     x->used = 1;
+    x->cls = (uint8_t)cls;
     x->expires = now + d->lifetime_ms;
-    uint32_t b = key_hash(ep, &mid, sizeof(mid), d->nbuckets);
+    uint32_t b = key_hash(d->key, ep, &mid, sizeof(mid), d->nbuckets);
     x->next = d->buckets[b];
     d->buckets[b] = idx + 1;
+    dedup_link(d, idx, sref);
     return x;
+}
+
+struct fe_dedup_entry *fe_dedup_add(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid, uint64_t now)
+{
+    return fe_dedup_add_cls(d, ep, mid, now, FE_DEDUP_SESSION);
+}
+
+void fe_dedup_promote(struct fe_dedup *d, struct fe_dedup_entry *e, uint64_t now)
+{
+    if (!e || !e->used || e->cls == FE_DEDUP_SESSION)
+        return;
+    uint32_t idx = (uint32_t)(e - d->e);
+    dedup_unlink_lists(d, idx);
+    size_t rl = e->resp ? e->resp_len : 0;
+    d->cls[FE_DEDUP_SESSIONLESS].resp_bytes -= rl;
+    e->cls = FE_DEDUP_SESSION;
+    d->cls[FE_DEDUP_SESSION].resp_bytes += rl;
+    /* Its own source's share is bounded like any other entry's; the entry is
+     * off every list meanwhile, so it cannot evict itself. */
+    uint32_t sref = src_find(d, &e->ep, FE_DEDUP_SESSION, false);
+    if (sref && d->src[sref - 1].count >= d->per_source)
+        dedup_free(d, d->src[sref - 1].oldest - 1, now);
+    sref = src_find(d, &e->ep, FE_DEDUP_SESSION, true);
+    dedup_link(d, idx, sref);
 }
 
 void fe_dedup_set_resp(struct fe_dedup *d, struct fe_dedup_entry *e, const uint8_t *buf, size_t len)
 {
-    if (e->resp || len > 0xffff || d->resp_bytes + len > d->resp_budget)
+    struct fe_dedup_list *l = &d->cls[e->cls];
+    if (e->resp || len > 0xffff || d->resp_bytes + len > d->resp_budget || l->resp_bytes + len > l->resp_budget)
         return;
     e->resp = malloc(len);
     if (!e->resp)
@@ -127,6 +302,7 @@ void fe_dedup_set_resp(struct fe_dedup *d, struct fe_dedup_entry *e, const uint8
     memcpy(e->resp, buf, len);
     e->resp_len = (uint16_t)len;
     d->resp_bytes += len;
+    l->resp_bytes += len;
 }
 
 /* ---- retransmission ---- */
@@ -142,6 +318,7 @@ int fe_rtx_init(struct fe_rtx *t, uint32_t cap, uint64_t ack_timeout_ms, uint32_
     t->bt = calloc(t->nb, sizeof(uint32_t));
     t->ack_timeout_ms = ack_timeout_ms;
     t->max_retransmit = max_retransmit;
+    gw_hash_key_new(t->key);
     if (!t->e || !t->free_list || !t->bm || !t->bt || gw_heap_init(&t->heap, cap * 2 + 16) != 0) {
         fe_rtx_deinit(t);
         return -ENOMEM;
@@ -180,7 +357,7 @@ static void chain_del(struct fe_rtx *t, uint32_t *buckets, uint32_t b, uint32_t 
 static void rtx_link_mid(struct fe_rtx *t, uint32_t idx)
 {
     struct fe_rtx_entry *x = &t->e[idx];
-    uint32_t b = key_hash(&x->ep, &x->mid, sizeof(x->mid), t->nb);
+    uint32_t b = key_hash(t->key, &x->ep, &x->mid, sizeof(x->mid), t->nb);
     x->next_mid = t->bm[b];
     t->bm[b] = idx + 1;
 }
@@ -188,9 +365,9 @@ static void rtx_link_mid(struct fe_rtx *t, uint32_t idx)
 static void rtx_free(struct fe_rtx *t, uint32_t idx)
 {
     struct fe_rtx_entry *x = &t->e[idx];
-    chain_del(t, t->bm, key_hash(&x->ep, &x->mid, sizeof(x->mid), t->nb), idx, false);
+    chain_del(t, t->bm, key_hash(t->key, &x->ep, &x->mid, sizeof(x->mid), t->nb), idx, false);
     if (x->notify)
-        chain_del(t, t->bt, key_hash(&x->ep, x->token, x->tkl, t->nb), idx, true);
+        chain_del(t, t->bt, key_hash(t->key, &x->ep, x->token, x->tkl, t->nb), idx, true);
     free(x->buf);
     x->buf = NULL;
     x->used = 0;
@@ -201,7 +378,7 @@ static void rtx_free(struct fe_rtx *t, uint32_t idx)
 
 static int rtx_find_tok(struct fe_rtx *t, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl)
 {
-    uint32_t b = key_hash(ep, token, tkl, t->nb);
+    uint32_t b = key_hash(t->key, ep, token, tkl, t->nb);
     for (uint32_t i = t->bt[b]; i; i = t->e[i - 1].next_tok) {
         struct fe_rtx_entry *x = &t->e[i - 1];
         if (x->tkl == tkl && memcmp(x->token, token, tkl) == 0 && gw_ep_eq(&x->ep, ep))
@@ -236,7 +413,7 @@ int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uin
             /* RFC 7641 4.5.2: the newer notification replaces the one in
              * flight and inherits its counter and timeout. */
             struct fe_rtx_entry *x = &t->e[old];
-            chain_del(t, t->bm, key_hash(&x->ep, &x->mid, sizeof(x->mid), t->nb), (uint32_t)old, false);
+            chain_del(t, t->bm, key_hash(t->key, &x->ep, &x->mid, sizeof(x->mid), t->nb), (uint32_t)old, false);
             free(x->buf);
             x->buf = copy;
             x->len = (uint16_t)len;
@@ -269,7 +446,7 @@ int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uin
     x->deadline = now + x->timeout_ms;
     rtx_link_mid(t, idx);
     if (notify) {
-        uint32_t b = key_hash(ep, token, tkl, t->nb);
+        uint32_t b = key_hash(t->key, ep, token, tkl, t->nb);
         x->next_tok = t->bt[b];
         t->bt[b] = idx + 1;
     }
@@ -278,7 +455,7 @@ int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uin
 
 bool fe_rtx_ack(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, struct fe_rtx_out *out)
 {
-    uint32_t b = key_hash(ep, &mid, sizeof(mid), t->nb);
+    uint32_t b = key_hash(t->key, ep, &mid, sizeof(mid), t->nb);
     for (uint32_t i = t->bm[b]; i; i = t->e[i - 1].next_mid) {
         struct fe_rtx_entry *x = &t->e[i - 1];
         if (x->mid == mid && gw_ep_eq(&x->ep, ep)) {

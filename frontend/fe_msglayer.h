@@ -4,11 +4,24 @@
  * Deduplication (S3.3): every CON/NON request is remembered by (endpoint,
  * MID) for exchange_lifetime_ms. A duplicate is never processed again; the
  * stored answer (piggybacked or local) is re-sent, or for a forwarded CON
- * the empty ACK. The table is a FIFO of `cap` entries with a hash index:
- * entries expire in arrival order, and when full the oldest is evicted
- * early. Cost: 48 bytes per entry (static_assert below) plus the stored answer, whose total is
- * capped at resp_budget bytes (beyond it answers are not kept and a
- * duplicate of such a request is answered with an empty ACK only).
+ * the empty ACK. Cost: 72 bytes per entry (static_assert below) plus the
+ * stored answer; answers beyond the class's byte budget are not kept (a
+ * duplicate then gets an empty ACK only).
+ *
+ * Spoofed traffic must not evict anyone else's state (issue #12 item 6), so
+ * entries belong to a class and a source:
+ *   - class SESSION (the sender holds a session) may use the whole table;
+ *     class SESSIONLESS at most `sessionless_cap` entries and a quarter of
+ *     the byte budget. When the table is full, a new entry evicts the oldest
+ *     SESSIONLESS entry first; a SESSIONLESS entry never evicts a SESSION
+ *     one (it is then not remembered: answers to sessionless requests can be
+ *     recomputed). fe_dedup_promote() moves the entry of a POST /sessions
+ *     that created a session into class SESSION, so its 2.01 is kept.
+ *   - a source (the endpoint for SESSION, the address for SESSIONLESS) holds
+ *     at most `per_source` entries; one more forgets its own oldest.
+ * Each class and each source is a list in arrival order, so expiry and
+ * eviction take the head: O(1) per entry. Hash chains use SipHash with a
+ * per-process random key, so senders cannot choose colliding keys.
  *
  * Reliability (S3.2): CON messages the gateway sends to clients (separate
  * responses, notifications) are retransmitted with RFC 7252 back-off until
@@ -25,35 +38,72 @@
 
 #include <stdbool.h>
 
+enum fe_dedup_class { FE_DEDUP_SESSIONLESS = 0, FE_DEDUP_SESSION = 1 };
+
 struct fe_dedup_entry {
     struct gw_ep ep;
     uint16_t mid;
     uint8_t used;
     uint8_t forwarded;      /* went to the mesh: a duplicate CON gets an empty ACK */
     uint16_t resp_len;
-    uint16_t pad;
+    uint8_t cls;            /* enum fe_dedup_class */
+    uint8_t pad;
     uint32_t next;          /* hash chain (index + 1, 0 = end) */
+    uint32_t older, newer;  /* class list in arrival order (index + 1) */
+    uint32_t src;           /* source record (index + 1) */
+    uint32_t src_older, src_newer; /* the source's list in arrival order */
+    uint32_t pad2;
     uint64_t expires;
     uint8_t *resp;          /* stored answer or NULL */
 };
-GW_STATIC_ASSERT(sizeof(struct fe_dedup_entry) == 48, "dedup entry cost is documented as 48 bytes");
+GW_STATIC_ASSERT(sizeof(struct fe_dedup_entry) == 72, "dedup entry cost is documented as 72 bytes");
+
+/* A sender's share: endpoint (class SESSION) or address (SESSIONLESS). */
+struct fe_dedup_src {
+    struct gw_ep key;       /* port 0 for SESSIONLESS */
+    uint8_t cls;
+    uint32_t count;
+    uint32_t oldest, newest; /* entries (index + 1) */
+};
+
+struct fe_dedup_list {
+    uint32_t oldest, newest; /* index + 1 */
+    uint32_t count;
+    size_t resp_bytes, resp_budget;
+};
 
 struct fe_dedup {
     struct fe_dedup_entry *e;
-    uint32_t cap, head, count;
+    uint32_t cap, count;
+    uint32_t *free_list, nfree;
     uint32_t *buckets;
     uint32_t nbuckets;
+    struct fe_dedup_src *src;   /* open addressing, linear probing */
+    uint32_t nsrc;
+    struct fe_dedup_list cls[2];
+    uint32_t sessionless_cap, per_source;
     size_t resp_bytes, resp_budget;
     uint64_t lifetime_ms;
     uint64_t evicted_early;
+    uint64_t key[2];            /* SipHash key, random per process */
 };
 
+/* A table of `cap` entries (answers up to resp_budget bytes), at most cap/4
+ * of them SESSIONLESS and no per-source bound until fe_dedup_limit(). */
 int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms, size_t resp_budget) GW_NODISCARD;
+/* Sets the SESSIONLESS share (at most cap/2) and the per-source bound. */
+void fe_dedup_limit(struct fe_dedup *d, uint32_t sessionless_cap, uint32_t per_source);
 void fe_dedup_deinit(struct fe_dedup *d);
 /* Returns the live entry of (ep, mid) or NULL. */
 struct fe_dedup_entry *fe_dedup_find(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid, uint64_t now);
-/* Records a new exchange; returns its entry (never NULL: evicts the oldest). */
+/* Records a new exchange of a sender with a session (class SESSION); never
+ * NULL: evicts as described above. */
 struct fe_dedup_entry *fe_dedup_add(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid, uint64_t now);
+/* The same for a given class; NULL when a SESSIONLESS entry finds no room. */
+struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid, uint64_t now,
+                                        enum fe_dedup_class cls);
+/* Moves a SESSIONLESS entry into class SESSION (its sender now holds one). */
+void fe_dedup_promote(struct fe_dedup *d, struct fe_dedup_entry *e, uint64_t now);
 /* Stores the answer sent for an exchange (copied; skipped beyond the budget). */
 void fe_dedup_set_resp(struct fe_dedup *d, struct fe_dedup_entry *e, const uint8_t *buf, size_t len);
 
@@ -76,6 +126,7 @@ struct fe_rtx_entry {
 };
 
 struct fe_rtx {
+    uint64_t key[2];        /* SipHash key, random per process */
     struct fe_rtx_entry *e;
     uint32_t cap, used, free_head;
     uint32_t *free_list;

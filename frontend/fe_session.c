@@ -124,6 +124,8 @@ int fe_session_create(struct gw_store *st, const struct fe_sess_cfg *cfg, const 
                       int64_t now, struct gw_session *out, struct gw_ep *moved, const char **diag)
 {
     memset(moved, 0, sizeof(*moved));
+    if (rq->holder)
+        rq->holder[0] = '\0';
     size_t alen = strlen(rq->account);
     if (alen == 0 || alen >= FE_ACCOUNT_MAX) {
         *diag = "bad account";
@@ -141,11 +143,21 @@ int fe_session_create(struct gw_store *st, const struct fe_sess_cfg *cfg, const 
         rc = live;
         goto abort;
     }
-    /* The endpoint's previous session, of any account, is replaced. */
+    /* The endpoint's previous session is replaced only when it belongs to
+     * the same account or has expired: S2.10, a session request (maybe from
+     * a spoofed source) never replaces or re-points another account's live
+     * session. */
     rc = get_by_ep(txn, st, &rq->ep, &cur);
     bool ep_taken = rc == 0;
     if (rc && rc != GW_ENOTFOUND)
         goto abort;
+    if (ep_taken && strcmp(cur.account, rq->account) != 0 && !fe_session_expired(cfg, &cur, now)) {
+        *diag = "this address and port hold a live session of another account";
+        if (rq->holder)
+            memcpy(rq->holder, cur.account, sizeof(cur.account));
+        rc = GW_EFORBIDDEN;
+        goto abort;
+    }
 
     if (rq->sticky && live > 0) {
         /* S2.5: re-point the account's session to this endpoint. */

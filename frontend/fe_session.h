@@ -50,10 +50,16 @@ struct fe_sess_req {
      * sticky move displaced), so their observations end too. May be NULL. */
     void (*ended)(void *ctx, const struct gw_session *s);
     void *ctx;
+    /* [out] optional, FE_ACCOUNT_MAX bytes, set to "" by the call: when the
+     * endpoint holds a live session of another account, that account (for
+     * the WARN line naming both accounts). */
+    char *holder;
 };
 
 /* Creates (or, with sticky, re-points) a session. Returns 0 with *out;
  * GW_EFORBIDDEN with *diag for single-session and per-account limits (4.03);
+ * also GW_EFORBIDDEN, with rq->holder set, when the endpoint holds a live
+ * session of another account: nothing is changed (S2.10);
  * GW_EFULL when the gateway holds max_sessions (5.03); or a store error.
  * *moved receives the endpoint a sticky request took the session from
  * (family 0 when none). */

@@ -809,6 +809,9 @@ void sch_core_on_record(struct sch_core *c, const struct gw_msg *env, const uint
     case GW_MSG_SESSION_END:
         sch_obs_on_session_end(c, env->session);
         break;
+    case GW_MSG_SESSION_MOVED:
+        sch_obs_on_session_moved(c, env->session, &env->ep);
+        break;
     default:
         break;
     }

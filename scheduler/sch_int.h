@@ -79,6 +79,10 @@ void sch_obs_on_failure(struct sch_core *c, uint32_t idx, uint8_t code, const ch
 bool sch_obs_on_notification(struct sch_core *c, const struct gw_msg *rx, const struct gw_coap_msg *r);
 void sch_obs_on_gone(struct sch_core *c, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl);
 void sch_obs_on_session_end(struct sch_core *c, uint64_t session);
+/* A sticky move took `session` away from `old_ep`: its observers there get a
+ * final 4.01 notification (RFC 7641 3.2: a non-2.xx notification ends the
+ * observation) and leave. */
+void sch_obs_on_session_moved(struct sch_core *c, uint64_t session, const struct gw_ep *old_ep);
 void sch_obs_on_timer(struct sch_core *c, uint32_t slot, uint32_t gen, uint64_t now);
 void sch_obs_counts(const struct sch_core *c, uint32_t *observations, uint32_t *observers);
 bool sch_obs_id_taken(const struct sch_core *c, uint64_t id);

@@ -75,6 +75,7 @@ struct sch_obs {
 
 struct sch_obs_reg {
     struct sch_map by_id, by_key, by_observer;
+    struct sch_map by_session;  /* session -> observers it holds (as a uintptr_t), obs_max_per_session */
     struct sch_obs **tab;
     uint32_t tab_cap;
     uint32_t nobs, nobservers;
@@ -253,11 +254,31 @@ bool sch_obs_item_live(const struct sch_core *c, uint32_t slot, uint32_t gen)
     return r && slot < r->tab_cap && r->tab[slot] && r->tab[slot]->gen == gen;
 }
 
+/* Observers per session (issue #12 item 6): one session cannot fill the
+ * observer table for everyone. */
+static uint32_t session_observers(const struct sch_obs_reg *r, uint64_t session)
+{
+    return (uint32_t)(uintptr_t)sch_map_get(&r->by_session, sch_key_nz(session));
+}
+
+static void session_observers_add(struct sch_obs_reg *r, uint64_t session, int d)
+{
+    uint64_t k = sch_key_nz(session);
+    uint32_t n = (uint32_t)(uintptr_t)sch_map_get(&r->by_session, k);
+    n = d < 0 && n == 0 ? 0 : (uint32_t)((int64_t)n + d);
+    if (n == 0)
+        sch_map_del(&r->by_session, k);
+    else if (sch_map_put(&r->by_session, k, (void *)(uintptr_t)n) != 0)
+        gw_log_warn(GW_LOG_SYS, "out of memory counting a session's observers");
+}
+
 static void obs_free(struct sch_core *c, struct sch_obs *o, bool unpersist)
 {
     struct sch_obs_reg *r = R(c);
-    for (uint32_t i = 0; i < o->n; i++)
+    for (uint32_t i = 0; i < o->n; i++) {
         sch_map_del(&r->by_observer, observer_key(&o->v[i].ep, o->v[i].token, o->v[i].tkl));
+        session_observers_add(r, o->v[i].session, -1);
+    }
     r->nobservers -= o->n;
     sch_map_del(&r->by_id, o->id);
     if (sch_map_get(&r->by_key, o->key_hash) == o)
@@ -301,6 +322,8 @@ static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_m
     v.req_id = env->req_id;
     int i = find_observer(o, &env->ep, env->token, env->tkl);
     if (i >= 0) {
+        session_observers_add(r, o->v[i].session, -1);
+        session_observers_add(r, v.session, 1);
         o->v[i] = v; /* S6.4: the same (endpoint, token) replaces, never duplicates */
     } else {
         /* An endpoint+token observing another resource moves here (RFC 7641 3.1). */
@@ -309,10 +332,13 @@ static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_m
             int j = find_observer(other, &env->ep, env->token, env->tkl);
             if (j >= 0) {
                 unpersist_observer(c, other, &other->v[j]);
+                session_observers_add(r, other->v[j].session, -1);
                 other->v[j] = other->v[--other->n];
                 r->nobservers--;
             }
         }
+        if (session_observers(r, v.session) >= (uint32_t)c->cfg.obs_max_per_session)
+            return GW_EFORBIDDEN;
         if (r->nobservers >= (uint32_t)c->cfg.obs_max_observers)
             return GW_EFULL;
         if (o->n == o->cap) {
@@ -325,6 +351,7 @@ static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_m
         }
         o->v[o->n++] = v;
         r->nobservers++;
+        session_observers_add(r, v.session, 1);
         if (sch_map_put(&r->by_observer, observer_key(&env->ep, env->token, env->tkl), o) != 0)
             return -ENOMEM;
     }
@@ -338,6 +365,7 @@ static void remove_observer(struct sch_core *c, struct sch_obs *o, uint32_t i)
     struct sch_obs_reg *r = R(c);
     unpersist_observer(c, o, &o->v[i]);
     sch_map_del(&r->by_observer, observer_key(&o->v[i].ep, o->v[i].token, o->v[i].tkl));
+    session_observers_add(r, o->v[i].session, -1);
     o->v[i] = o->v[--o->n];
     r->nobservers--;
     gw_stat_set(c->stats, GW_STAT_observers, r->nobservers);
@@ -515,7 +543,11 @@ void sch_obs_on_request(struct sch_core *c, const struct gw_msg *env, const uint
     if (rc) {
         if (created && o->n == 0)
             obs_free(c, o, true);
-        sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE, "observer table full", 60);
+        if (rc == GW_EFORBIDDEN) /* a policy limit of the session (S2.8): 4.29 */
+            sch_core_answer_error(c, env, GW_COAP_TOO_MANY, "observer limit of this session reached "
+                                  "(obs_max_per_session): cancel an observation first", 60);
+        else
+            sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE, "observer table full", 60);
         return;
     }
     /* S6.2: every new observer makes the gateway re-send the observe GET. */
@@ -742,6 +774,34 @@ void sch_obs_on_session_end(struct sch_core *c, uint64_t session)
     }
 }
 
+void sch_obs_on_session_moved(struct sch_core *c, uint64_t session, const struct gw_ep *old_ep)
+{
+    /* The observers do not move with the session: the old endpoint may be a
+     * different application, and its tokens mean nothing at the new one. The
+     * final notification tells the old one the observation is over. */
+    static const char diag[] = "session moved to another endpoint (sticky): observation ended";
+    struct sch_obs_reg *r = R(c);
+    for (uint32_t s = 0; s < r->tab_cap; s++) {
+        struct sch_obs *o = r->tab[s];
+        if (!o)
+            continue;
+        for (uint32_t i = o->n; i-- > 0;) {
+            if (o->v[i].session != session || !gw_ep_eq(&o->v[i].ep, old_ep))
+                continue;
+            struct gw_msg env;
+            env_of(o, &o->v[i], &env);
+            uint8_t out[128];
+            size_t len;
+            if (sch_core_error_bytes(&env, GW_COAP_UNAUTHORIZED, diag, UINT32_MAX, out, sizeof(out), &len) == 0 &&
+                sch_core_send_client(c, &env, GW_MF_NOTIFY, 0, out, len) != 0)
+                gw_stat_add(c->stats, GW_STAT_ring_full, 1);
+            remove_observer(c, o, i);
+        }
+        if (o->n == 0)
+            cancel_internal(c, o);
+    }
+}
+
 void sch_obs_on_timer(struct sch_core *c, uint32_t slot, uint32_t gen, uint64_t now)
 {
     struct sch_obs_reg *r = R(c);
@@ -843,6 +903,7 @@ static void load(struct sch_core *c)
                 }
                 o->v[o->n++] = ov;
                 c->obs->nobservers++;
+                session_observers_add(c->obs, ov.session, 1);
                 GW_IGNORE(sch_map_put(&c->obs->by_observer, observer_key(&ov.ep, ov.token, ov.tkl), o));
                 nv++;
             }
@@ -863,7 +924,7 @@ int sch_obs_init(struct sch_core *c)
     if (!c->obs)
         return -ENOMEM;
     if (sch_map_init(&c->obs->by_id, 64) != 0 || sch_map_init(&c->obs->by_key, 64) != 0 ||
-        sch_map_init(&c->obs->by_observer, 64) != 0)
+        sch_map_init(&c->obs->by_observer, 64) != 0 || sch_map_init(&c->obs->by_session, 64) != 0)
         return -ENOMEM;
     if (c->store)
         load(c);
@@ -884,6 +945,7 @@ void sch_obs_deinit(struct sch_core *c)
     sch_map_deinit(&r->by_id);
     sch_map_deinit(&r->by_key);
     sch_map_deinit(&r->by_observer);
+    sch_map_deinit(&r->by_session);
     free(r);
     c->obs = NULL;
 }

@@ -5,6 +5,7 @@
 #include "gw_error.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -860,67 +861,57 @@ int meshsim__dev_sim(struct meshsim_dev *d, const struct gw_coap_msg *req, uint8
 
 /* ---- counters ---------------------------------------------------------- */
 
-struct jbuf {
-    char *p;
-    size_t cap, n;
-    bool full;
-};
-
-static void jput(struct jbuf *j, const char *fmt, ...) GW_PRINTF(2, 3);
-static void jput(struct jbuf *j, const char *fmt, ...)
-{
-    if (j->full)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int r = vsnprintf(j->p + j->n, j->cap - j->n, fmt, ap);
-    va_end(ap);
-    if (r < 0 || (size_t)r >= j->cap - j->n) {
-        j->full = true;
-        j->p[j->n] = '\0';
-        return;
-    }
-    j->n += (size_t)r;
-}
-
+/* Built with jansson (every JSON document is): "by" keys come from the
+ * requests' paths, so they must be escaped. When the document does not fit
+ * `cap`, "by" entries are dropped from the end until it does. */
 size_t meshsim__counters_json(const struct meshsim_dev *d, char *buf, size_t cap)
 {
     const struct meshsim_counters *c = &d->c;
-    struct jbuf j = { buf, cap, 0, false };
-    /* The fixed part first; "by" last, entry by entry, so a long table is
-     * cut short rather than producing broken JSON. 2 bytes stay for "}}". */
-    j.cap = cap - 2;
-    jput(&j,
-         "{\"requests\":%" PRIu64 ",\"con\":%" PRIu64 ",\"non\":%" PRIu64
-         ",\"duplicates\":%" PRIu64 ",\"obs_register\":%" PRIu64 ",\"obs_cancel\":%" PRIu64
-         ",\"obs_rst\":%" PRIu64 ",\"obs_timeout\":%" PRIu64 ",\"observers\":%u"
-         ",\"notifications\":%" PRIu64 ",\"retransmissions\":%" PRIu64
-         ",\"auth_failures\":%" PRIu64 ",\"replays\":%" PRIu64 ",\"nonce_reuse\":%" PRIu64
-         ",\"secure\":%" PRIu64 ",\"pings\":%" PRIu64 ",\"dropped\":%" PRIu64
-         ",\"lost\":%" PRIu64 ",\"queued\":%" PRIu64 ",\"bad\":%" PRIu64
-         ",\"refused\":%" PRIu64 ",\"milli\":%s,\"by\":{",
-         c->requests, c->con, c->non, c->duplicates, c->obs_register, c->obs_cancel, c->obs_rst,
-         c->obs_timeout, d->nobs, c->notifications, c->retransmissions, c->auth_failures,
-         c->replays, c->nonce_reuse, c->secure, c->pings, c->dropped, c->lost, c->queued, c->bad,
-         c->refused, d->cfg.type == GW_DEV_MILLI ? "true" : "false");
-    for (unsigned i = 0; i < c->nby && !j.full; i++) {
-        size_t keep = j.n;
-        jput(&j, "%s\"%s\":%" PRIu64, i ? "," : "", c->by[i].key, c->by[i].n);
-        if (j.full) {
-            j.n = keep;
+    json_t *by = json_object();
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+                          " s:I, s:I, s:I, s:I, s:I, s:b}",
+                          "requests", (json_int_t)c->requests, "con", (json_int_t)c->con, "non", (json_int_t)c->non,
+                          "duplicates", (json_int_t)c->duplicates, "obs_register", (json_int_t)c->obs_register,
+                          "obs_cancel", (json_int_t)c->obs_cancel, "obs_rst", (json_int_t)c->obs_rst,
+                          "obs_timeout", (json_int_t)c->obs_timeout, "observers", (json_int_t)d->nobs,
+                          "notifications", (json_int_t)c->notifications, "retransmissions",
+                          (json_int_t)c->retransmissions, "auth_failures", (json_int_t)c->auth_failures,
+                          "replays", (json_int_t)c->replays, "nonce_reuse", (json_int_t)c->nonce_reuse,
+                          "secure", (json_int_t)c->secure, "pings", (json_int_t)c->pings, "dropped",
+                          (json_int_t)c->dropped, "lost", (json_int_t)c->lost, "queued", (json_int_t)c->queued,
+                          "bad", (json_int_t)c->bad, "refused", (json_int_t)c->refused, "milli",
+                          d->cfg.type == GW_DEV_MILLI);
+    size_t n = 0;
+    if (!o || !by || cap < 3)
+        goto out;
+    for (unsigned i = 0; i < c->nby; i++)
+        json_object_set_new(by, c->by[i].key, json_integer((json_int_t)c->by[i].n));
+    if (c->by_other)
+        json_object_set_new(by, "other", json_integer((json_int_t)c->by_other));
+    json_object_set(o, "by", by);
+    for (;;) {
+        size_t need = json_dumpb(o, NULL, 0, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (need && need < cap) {
+            n = json_dumpb(o, buf, cap - 1, JSON_COMPACT | JSON_PRESERVE_ORDER);
             break;
         }
+        /* Too long: drop the last "by" entry and try again. */
+        const char *last = NULL;
+        const char *key;
+        json_t *v;
+        json_object_foreach(by, key, v)
+            last = key;
+        if (!last || json_object_del(by, last) != 0)
+            break;
     }
-    if (c->by_other && !j.full) {
-        size_t keep = j.n;
-        jput(&j, "%s\"other\":%" PRIu64, c->nby ? "," : "", c->by_other);
-        if (j.full)
-            j.n = keep;
-    }
-    buf[j.n++] = '}';
-    buf[j.n++] = '}';
-    buf[j.n] = '\0';
-    return j.n;
+out:
+    if (n == 0 && cap >= 3)
+        n = (size_t)snprintf(buf, cap, "{}");
+    else if (cap)
+        buf[n] = '\0';
+    json_decref(by);
+    json_decref(o);
+    return n;
 }
 
 void meshsim__counters_add(struct meshsim_counters *s, const struct meshsim_counters *c)

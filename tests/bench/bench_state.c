@@ -74,7 +74,7 @@ static void bench_sessions(double scale)
         char acct[32];
         snprintf(acct, sizeof(acct), "acct%d", i);
         struct fe_sess_req rq = { acct, { .family = 4, .port = (uint16_t)(1024 + i % 60000) }, 0, 0, 0, 2000000000,
-                                  &all, NULL, NULL };
+                                  &all, NULL, NULL, NULL };
         rq.ep.addr[0] = 10;
         rq.ep.addr[1] = (uint8_t)(i >> 16);
         rq.ep.addr[2] = (uint8_t)(i >> 8);
@@ -153,7 +153,7 @@ static void bench_sessions(double scale)
             if (fe_auth_verify(verifier, toks[i], strlen(toks[i]), gw_wall_s(), &cl, &diag) != 0)
                 exit(1);
             struct fe_sess_req rq = { cl.sub, { .family = 4, .port = (uint16_t)(2000 + i) }, 0, 0, 0, cl.exp, &cl.scope,
-                                      NULL, NULL };
+                                      NULL, NULL, NULL };
             struct gw_session s;
             struct gw_ep moved;
             if (fe_session_create(&s2, &cfg, &rq, gw_wall_s(), &s, &moved, &diag) != 0)

@@ -314,3 +314,237 @@ Test(fe_core, full_ring_gets_503)
     out_msg(n0, &m);
     cr_assert_eq(m.code, GW_COAP_UNAVAILABLE);
 }
+
+/* ---- issue #12: spoofed sources (S2.10, S9.1, items 4-7) ---- */
+
+static struct gw_ep ep4(uint8_t last, uint16_t port)
+{
+    return (struct gw_ep){ .family = 4, .port = port, .addr = { 127, 0, 0, last } };
+}
+
+/* A request with Uri-Path segments "a/b" and an optional Block option
+ * (num 23 or 27, value `blk`, -1 = none); returns its size on the wire. */
+static size_t req_path(const struct gw_ep *ep, uint8_t type, uint8_t code, uint16_t mid, const char *tok,
+                       const char *path, uint16_t blk_opt, int64_t blk, const char *payload)
+{
+    uint8_t buf[1400];
+    struct gw_cb b;
+    gw_cb_init(&b, buf, sizeof(buf), type, code, mid, (const uint8_t *)tok, tok ? (uint8_t)strlen(tok) : 0);
+    char p[128];
+    snprintf(p, sizeof(p), "%s", path);
+    for (char *s = p, *e; s; s = e ? e + 1 : NULL) {
+        e = strchr(s, '/');
+        if (e)
+            *e = '\0';
+        gw_cb_opt_str(&b, GW_OPT_URI_PATH, s);
+    }
+    if (blk >= 0)
+        gw_cb_opt_uint(&b, blk_opt, (uint32_t)blk);
+    if (payload)
+        gw_cb_payload(&b, payload, strlen(payload));
+    size_t len;
+    cr_assert_eq(gw_cb_finish(&b, &len), 0);
+    fe_core_datagram(&T.core, ep, buf, len);
+    return len;
+}
+
+static void reinit(void)
+{
+    fe_core_deinit(&T.core);
+    struct fe_io io = { &T, io_send, io_to_sch };
+    cr_assert_eq(fe_core_init(&T.core, &T.cfg, 0, &T.store, T.auth, T.parser, &io, NULL), 0);
+    fe_core_set_clock(&T.core, &T.clock);
+}
+
+/* S9.1 (RFC 7252 11.3): every answer to a sender without a session is at
+ * most 3 times its request; large documents come in small blocks that still
+ * reassemble to the whole. */
+Test(fe_core, sessionless_answers_are_at_most_3x_the_request)
+{
+    T.cfg.sessionless_burst = 10000;
+    reinit();
+    const struct gw_ep spoofed = ep4(9, 7000);
+    const char *docs[] = { "help", ".well-known/core" };
+    for (size_t d = 0; d < 2; d++) {
+        uint8_t body[4096];
+        size_t blen = 0;
+        int64_t blk = -1;
+        for (int i = 0; i < 400; i++) {
+            T.nout = 0;
+            size_t rl = req_path(&spoofed, GW_COAP_CON, GW_COAP_GET, (uint16_t)(100 * d + (size_t)i), NULL, docs[d],
+                                 GW_OPT_BLOCK2, blk, NULL);
+            cr_assert_eq(T.nout, 1);
+            cr_assert_leq(T.out[0].len, 3 * rl, "/%s: %zu bytes answer %zu bytes", docs[d], rl, T.out[0].len);
+            struct gw_coap_msg m;
+            out_msg(0, &m);
+            cr_assert_eq(m.code, GW_COAP_CONTENT);
+            const struct gw_coap_opt *o = gw_coap_opt_find(&m, GW_OPT_BLOCK2);
+            struct gw_block b;
+            cr_assert(o && gw_block_decode(o, &b), "served block-wise");
+            cr_assert_eq((size_t)b.num << (4 + b.szx), blen, "blocks follow each other");
+            memcpy(body + blen, m.payload, m.payload_len);
+            blen += m.payload_len;
+            if (!b.more)
+                break;
+            blk = (int64_t)((b.num + 1) << 4 | b.szx);
+        }
+        body[blen] = '\0';
+        if (d == 0)
+            cr_assert(strstr((char *)body, "DELETE coap://<gateway>/sessions/<id>") && body[blen - 1] == '\n',
+                      "the whole /help: %s", body);
+        else
+            cr_assert(strstr((char *)body, "</sessions>") && strstr((char *)body, "</help>"));
+    }
+    /* A short proxy request's 4.01 and a ping's RST. */
+    uint8_t px[] = { 0x40, GW_COAP_GET, 0, 1, 0xd8, 35 - 13, 'c', 'o', 'a', 'p', ':', '/', '/', 'x' };
+    T.nout = 0;
+    fe_core_datagram(&T.core, &spoofed, px, sizeof(px));
+    struct gw_coap_msg m;
+    out_msg(0, &m);
+    cr_assert_eq(m.code, GW_COAP_UNAUTHORIZED);
+    cr_assert_gt(m.payload_len, 0, "still a diagnostic");
+    cr_assert_leq(T.out[0].len, 3 * sizeof(px));
+    /* A sender with a session gets the document in one message (or 1 KiB blocks). */
+    session(&T.a);
+    T.nout = 0;
+    req_path(&T.a, GW_COAP_CON, GW_COAP_GET, 77, NULL, "help", 0, -1, NULL);
+    out_msg(0, &m);
+    cr_assert_geq(m.payload_len, 1024);
+}
+
+/* S9.1: sessionless requests draw from a token bucket per source address
+ * (any port): beyond it they are dropped without an answer; it refills at
+ * sessionless_rate; senders with a session are not limited by it. */
+Test(fe_core, sessionless_rate_limit_per_source_address)
+{
+    T.cfg.sessionless_burst = 5;
+    T.cfg.sessionless_rate = 1;
+    reinit();
+    session(&T.a); /* one token of 127.0.0.1's bucket */
+    T.nout = 0;
+    for (uint16_t i = 0; i < 20; i++) {
+        uint8_t ping[4] = { 0x40, 0, 0, (uint8_t)i };
+        struct gw_ep e = ep4(9, (uint16_t)(1000 + i));
+        fe_core_datagram(&T.core, &e, ping, 4);
+    }
+    cr_assert_eq(T.nout, 5, "the burst, then nothing");
+    T.fc.ms += 2000;
+    T.nout = 0;
+    for (uint16_t i = 0; i < 10; i++) {
+        uint8_t ping[4] = { 0x40, 0, 1, (uint8_t)i };
+        struct gw_ep e = ep4(9, (uint16_t)(2000 + i));
+        fe_core_datagram(&T.core, &e, ping, 4);
+    }
+    cr_assert_eq(T.nout, 2, "refilled at sessionless_rate");
+    T.nout = 0;
+    for (uint16_t i = 0; i < 10; i++) {
+        uint8_t ping[4] = { 0x40, 0, 2, (uint8_t)i };
+        fe_core_datagram(&T.core, &T.a, ping, 4);
+    }
+    cr_assert_eq(T.nout, 10, "a session holder is not limited by it");
+}
+
+/* Issue #12 item 6: spoofed sessionless requests from many ports and
+ * addresses fill the dedup table, yet a retransmitted POST /sessions still
+ * gets its own 2.01 (the same session), not a new session or an empty ACK. */
+Test(fe_core, spoofed_fill_keeps_a_sessions_stored_answer)
+{
+    T.cfg.sessionless_burst = 100000;
+    reinit();
+    char *tok;
+    const char *diag;
+    cr_assert_eq(fe_auth_mint(T.auth, "alice", T.fc.wall, 3600, NULL, &tok, &diag), 0);
+    T.nout = 0;
+    dgram(&T.a, GW_COAP_CON, GW_COAP_POST, 0x4242, "s", NULL, "sessions", tok);
+    cr_assert_eq(T.nout, 1);
+    uint8_t first[GW_COAP_MAX_MSG + 64];
+    size_t first_len = T.out[0].len;
+    memcpy(first, T.out[0].buf, first_len);
+    for (int i = 0; i < 1000; i++) {
+        T.nout = 0;
+        struct gw_ep e = ep4((uint8_t)(2 + i % 200), (uint16_t)(10000 + i));
+        req_path(&e, GW_COAP_CON, GW_COAP_GET, (uint16_t)i, "t", "help", 0, -1, NULL);
+    }
+    T.fc.ms += 5000;
+    T.nout = 0;
+    dgram(&T.a, GW_COAP_CON, GW_COAP_POST, 0x4242, "s", NULL, "sessions", tok);
+    free(tok);
+    cr_assert_eq(T.nout, 1);
+    cr_assert_eq(T.out[0].len, first_len, "the stored 2.01 again");
+    cr_assert_arr_eq(T.out[0].buf, first, first_len);
+}
+
+/* Issue #12 item 6: block-wise transfers of senders without a session never
+ * evict the transfer of a sender with one. */
+Test(fe_core, sessionless_block_transfers_do_not_evict_a_sessions)
+{
+    T.cfg.block_transfers_max = 4;
+    T.cfg.sessionless_burst = 100000;
+    reinit();
+    session(&T.a);
+    char block[17] = "0123456789abcdef";
+    T.nout = 0;
+    req_path(&T.a, GW_COAP_CON, GW_COAP_POST, 500, NULL, "echo", GW_OPT_BLOCK1, 0 << 4 | 8 | 0, block);
+    struct gw_coap_msg m;
+    out_msg(0, &m);
+    cr_assert_eq(m.code, GW_COAP_CONTINUE);
+    for (int i = 0; i < 50; i++) {
+        T.nout = 0;
+        struct gw_ep e = ep4((uint8_t)(2 + i), 9000);
+        req_path(&e, GW_COAP_CON, GW_COAP_POST, (uint16_t)(600 + i), NULL, "echo", GW_OPT_BLOCK1, 0 << 4 | 8 | 0,
+                 block);
+    }
+    T.nout = 0;
+    req_path(&T.a, GW_COAP_CON, GW_COAP_POST, 501, NULL, "echo", GW_OPT_BLOCK1, 1 << 4 | 0 | 0, "end");
+    out_msg(0, &m);
+    cr_assert_eq(m.code, GW_COAP_CHANGED, "the transfer survived: code %d.%02d", m.code >> 5, m.code & 31);
+    cr_assert_eq(m.payload_len, 19);
+}
+
+/* S2.10: from an endpoint holding another account's live session, a session
+ * request gets 4.03 and nothing ends (no record for the scheduler). */
+Test(fe_core, other_accounts_session_is_not_replaced)
+{
+    session(&T.a);
+    char *tok;
+    const char *diag;
+    cr_assert_eq(fe_auth_mint(T.auth, "mallory", T.fc.wall, 3600, NULL, &tok, &diag), 0);
+    T.nout = 0;
+    T.nsch = 0;
+    dgram(&T.a, GW_COAP_CON, GW_COAP_POST, 9, "m", NULL, "sessions", tok);
+    free(tok);
+    struct gw_coap_msg m;
+    out_msg(0, &m);
+    cr_assert_eq(m.code, GW_COAP_FORBIDDEN);
+    cr_assert_gt(m.payload_len, 0);
+    cr_assert_eq(T.nsch, 0, "no session ended");
+}
+
+/* Issue #12 item 7: a sticky move tells the scheduler which endpoint lost
+ * the session, so that its observers there end with a final notification. */
+Test(fe_core, sticky_move_reports_the_old_endpoint)
+{
+    session(&T.a);
+    char *tok;
+    const char *diag;
+    cr_assert_eq(fe_auth_mint(T.auth, "alice", T.fc.wall, 3600, NULL, &tok, &diag), 0);
+    T.nsch = 0;
+    uint8_t buf[1400];
+    struct gw_cb b;
+    gw_cb_init(&b, buf, sizeof(buf), GW_COAP_CON, GW_COAP_POST, 3, (const uint8_t *)"k", 1);
+    gw_cb_opt_str(&b, GW_OPT_URI_PATH, "sessions");
+    gw_cb_opt_str(&b, GW_OPT_URI_QUERY, "sticky=true");
+    gw_cb_payload(&b, tok, strlen(tok));
+    free(tok);
+    size_t len;
+    cr_assert_eq(gw_cb_finish(&b, &len), 0);
+    unsigned n0 = T.nout;
+    fe_core_datagram(&T.core, &T.b, buf, len);
+    struct gw_coap_msg m;
+    out_msg(n0, &m);
+    cr_assert_eq(m.code, GW_COAP_CREATED);
+    cr_assert_eq(T.nsch, 1);
+    cr_assert_eq(T.sch[0].m.kind, GW_MSG_SESSION_MOVED);
+    cr_assert(gw_ep_eq(&T.sch[0].m.ep, &T.a), "the endpoint the session left");
+    cr_assert_neq(T.sch[0].m.session, 0);
+}

@@ -11,6 +11,7 @@
 #include "gw_registry.h"
 
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -763,4 +764,95 @@ Test(local, block1_token_for_sessions)
     cr_assert_eq(w.ncreated, 1);
     cr_assert_str_eq(w.created.account, "alice");
     free(tok);
+}
+
+/* ---- issue #12: JSON built with jansson (item 12), no session replaced across accounts (item 4) ---- */
+
+static json_t *rep_json(void)
+{
+    json_error_t err;
+    json_t *j = json_loadb((const char *)w.rep.payload, w.rep.payload_len, JSON_REJECT_DUPLICATES, &err);
+    cr_assert_not_null(j, "valid JSON: %s in '%.*s'", err.text, (int)w.rep.payload_len, (const char *)w.rep.payload);
+    return j;
+}
+
+/* S2.3: an account name cannot inject keys or break the session document. */
+Test(local, session_json_escapes_account)
+{
+    const char *accounts[] = { "x\",\"security\":\"netmgr", "ev\"il", "back\\slash/<>" };
+    for (size_t i = 0; i < GW_ARRAY_LEN(accounts); i++) {
+        char *tok = mint(accounts[i], NULL);
+        char from[32];
+        snprintf(from, sizeof(from), "10.0.1.%zu:1000", i + 1);
+        assert_code(call(from, GW_COAP_POST, "/sessions?security=none", NULL, 0, tok), GW_COAP_CREATED);
+        free(tok);
+        json_t *j = rep_json();
+        cr_assert_str_eq(json_string_value(json_object_get(j, "account")), accounts[i]);
+        cr_assert_str_eq(json_string_value(json_object_get(j, "security")), "none", "no key injected");
+        cr_assert_eq(json_object_size(j), 7);
+        json_decref(j);
+        /* GET /sessions answers the same document. */
+        assert_code(call(from, GW_COAP_GET, "/sessions", NULL, 0, NULL), GW_COAP_CONTENT);
+        j = rep_json();
+        cr_assert_str_eq(json_string_value(json_object_get(j, "account")), accounts[i]);
+        json_decref(j);
+    }
+}
+
+/* S8.1: a device-scoped token lists a well-formed array; a scope that
+ * matches nothing lists [] (not 5.00). */
+Test(local, devices_scoped_list_is_a_json_array)
+{
+    import_devices();
+    login("10.0.0.1:1000", "alice", "001122");
+    assert_code(call("10.0.0.1:1000", GW_COAP_GET, "/devices", NULL, 0, NULL), GW_COAP_CONTENT);
+    json_t *j = rep_json();
+    cr_assert(json_is_array(j));
+    cr_assert_eq(json_array_size(j), 2);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(j, 0), "type")), "normal");
+    json_decref(j);
+    login("10.0.0.2:1000", "bob", "ffff");
+    assert_code(call("10.0.0.2:1000", GW_COAP_GET, "/devices", NULL, 0, NULL), GW_COAP_CONTENT);
+    cr_assert_eq(w.rep.payload_len, 2);
+    cr_assert(memcmp(w.rep.payload, "[]", 2) == 0);
+}
+
+/* S2.10: a session request from an endpoint holding another account's live
+ * session gets 4.03 with a diagnostic and changes nothing, sticky or not. */
+Test(local, other_accounts_session_is_not_replaced)
+{
+    uint64_t id = login("10.0.0.1:1000", "alice", NULL);
+    char *tok = mint("mallory", NULL);
+    const char *paths[] = { "/sessions?security=none", "/sessions?security=none&sticky=true" };
+    for (size_t i = 0; i < 2; i++) {
+        assert_code(call("10.0.0.1:1000", GW_COAP_POST, paths[i], NULL, 0, tok), GW_COAP_FORBIDDEN);
+        cr_assert(payload_has("another account"));
+    }
+    free(tok);
+    cr_assert_eq(w.ncreated, 1);
+    cr_assert_eq(w.nended, 0);
+    struct gw_session s;
+    struct gw_ep ep = ep_of("10.0.0.1:1000");
+    E(fe_session_lookup(&w.st, &w.scfg, &ep, T0, &s));
+    cr_assert_eq(s.id, id);
+    cr_assert_str_eq(s.account, "alice");
+    cr_assert_eq(s.security, GW_SEC_NETMGR);
+}
+
+/* S2.7: DELETE /sessions/<id> with an id that is not this endpoint's gets
+ * 4.04 and ends nothing. */
+Test(local, delete_with_foreign_id_ends_nothing)
+{
+    uint64_t a = login("10.0.0.1:1000", "alice", NULL);
+    uint64_t b = login("10.0.0.2:1000", "bob", NULL);
+    char path[64];
+    snprintf(path, sizeof(path), "/sessions/%016llx", (unsigned long long)a);
+    assert_code(call("10.0.0.2:1000", GW_COAP_DELETE, path, NULL, 0, NULL), GW_COAP_NOT_FOUND);
+    cr_assert_eq(w.nended, 0);
+    snprintf(path, sizeof(path), "/sessions/%016llx", (unsigned long long)(a ^ 1));
+    assert_code(call("10.0.0.1:1000", GW_COAP_DELETE, path, NULL, 0, NULL), GW_COAP_NOT_FOUND);
+    cr_assert_eq(w.nended, 0);
+    snprintf(path, sizeof(path), "/sessions/%016llx", (unsigned long long)b);
+    assert_code(call("10.0.0.2:1000", GW_COAP_DELETE, path, NULL, 0, NULL), GW_COAP_DELETED);
+    cr_assert_eq(w.nended, 1);
 }

@@ -431,14 +431,14 @@ Test(msglayer, block_transfer_table_bound_evicts_lru)
     struct fe_blocks b;
     cr_assert_eq(fe_blocks_init(&b, 2, 1000, 64), 0);
     struct gw_ep e1 = { .family = 4, .port = 1 }, e2 = { .family = 4, .port = 2 }, e3 = { .family = 4, .port = 3 };
-    cr_assert_not_null(fe_blocks_new(&b, &e1, 7, 1, 10));
-    cr_assert_not_null(fe_blocks_new(&b, &e2, 7, 1, 20));
+    cr_assert_not_null(fe_blocks_new(&b, &e1, 7, 1, 10, false));
+    cr_assert_not_null(fe_blocks_new(&b, &e2, 7, 1, 20, false));
     cr_assert_not_null(fe_blocks_find(&b, &e1, 7, 1, 30), "touching e1 makes e2 the oldest");
-    cr_assert_not_null(fe_blocks_new(&b, &e3, 7, 1, 40));
+    cr_assert_not_null(fe_blocks_new(&b, &e3, 7, 1, 40, false));
     cr_assert_null(fe_blocks_find(&b, &e2, 7, 1, 41), "the least recently used was evicted");
     cr_assert_not_null(fe_blocks_find(&b, &e1, 7, 1, 42));
     cr_assert_null(fe_blocks_find(&b, &e3, 7, 1, 2000), "and a transfer idle past the timeout is dropped");
-    struct fe_block_xfer *x = fe_blocks_new(&b, &e1, 8, 1, 2001);
+    struct fe_block_xfer *x = fe_blocks_new(&b, &e1, 8, 1, 2001, false);
     uint8_t chunk[40] = { 0 };
     cr_assert_eq(fe_blocks_append(&b, x, chunk, 40), 0);
     cr_assert_eq(fe_blocks_append(&b, x, chunk, 40), GW_ETOOBIG, "bodies are bounded by max_body");

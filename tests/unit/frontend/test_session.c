@@ -239,11 +239,11 @@ Test(session, gateway_bound_is_full)
     cr_assert_not_null(diag);
     cr_assert_eq(lookup("10.0.0.1:3", T0, NULL), GW_ENOTFOUND);
     cr_assert_eq(fe_session_count(&st), 2);
-    /* Replacing an endpoint's own session needs no extra room. */
-    struct fe_sess_req a2 = req_of("a4", "10.0.0.1:1");
+    /* Replacing an endpoint's own session (same account, S2.10) needs no extra room. */
+    struct fe_sess_req a2 = req_of("a1", "10.0.0.1:1");
     struct gw_session s;
     E(create(&a2, T0 + 1, &s, NULL, NULL));
-    cr_assert_str_eq(s.account, "a4");
+    cr_assert_str_eq(s.account, "a1");
     cr_assert_eq(fe_session_count(&st), 2);
 }
 
@@ -414,13 +414,13 @@ Test(session, delete_releases_account_slot)
     E(create(&b, T0, NULL, NULL, NULL));
 }
 
-/* S2.4: a new session from an endpoint that had one replaces it, also when
- * the new one belongs to another account. */
+/* S2.4: a new session of the same account from an endpoint that had one
+ * replaces it. */
 Test(session, new_session_replaces_endpoints_old_one)
 {
     cfg.max_per_account = 1;
     struct fe_sess_req rq = req_of("alice", "10.0.0.1:40000");
-    struct gw_session s1, s2, s3, got;
+    struct gw_session s1, s2, got;
     E(create(&rq, T0, &s1, NULL, NULL));
     E(create(&rq, T0 + 5, &s2, NULL, NULL));
     cr_assert_neq(s2.id, s1.id, "a non-sticky request makes a new session");
@@ -429,15 +429,40 @@ Test(session, new_session_replaces_endpoints_old_one)
     cr_assert_eq(fe_session_count(&st), 1);
     /* The old ID is gone: deleting it by ID fails. */
     cr_assert_eq(fe_session_delete(&st, &rq.ep, s1.id, NULL), GW_ENOTFOUND);
+}
 
-    struct fe_sess_req bob = req_of("bob", "10.0.0.1:40000");
-    E(create(&bob, T0 + 6, &s3, NULL, NULL));
-    E(lookup("10.0.0.1:40000", T0 + 6, &got));
-    cr_assert_str_eq(got.account, "bob");
-    cr_assert_eq(fe_session_count(&st), 1);
-    /* alice's slot was released when bob's session took her endpoint. */
-    struct fe_sess_req alice2 = req_of("alice", "10.0.0.2:40000");
-    E(create(&alice2, T0 + 7, NULL, NULL, NULL));
+/* S2.10: a session request from an endpoint holding a live session of
+ * another account gets 4.03 and changes nothing, sticky or not; the holder
+ * is named for the log. Once that session has expired the endpoint is free. */
+Test(session, other_accounts_live_session_is_never_replaced)
+{
+    struct fe_sess_req alice = req_of("alice", "10.0.0.1:40000");
+    struct gw_session s1, got;
+    E(create(&alice, T0, &s1, NULL, NULL));
+    char holder[FE_ACCOUNT_MAX];
+    const char *diag = NULL;
+    struct fe_sess_req mallory = req_of("mallory", "10.0.0.1:40000");
+    mallory.security = GW_SEC_NONE;
+    mallory.holder = holder;
+    cr_assert_eq(create(&mallory, T0 + 1, NULL, NULL, &diag), GW_EFORBIDDEN);
+    cr_assert_not_null(diag);
+    cr_assert_str_eq(holder, "alice");
+    mallory.sticky = 1;
+    cr_assert_eq(create(&mallory, T0 + 2, NULL, NULL, &diag), GW_EFORBIDDEN);
+    /* The same with an existing mallory session elsewhere (a sticky move). */
+    struct fe_sess_req m2 = req_of("mallory", "10.0.0.9:40000");
+    E(create(&m2, T0 + 3, NULL, NULL, NULL));
+    cr_assert_eq(create(&mallory, T0 + 4, NULL, NULL, &diag), GW_EFORBIDDEN);
+    E(lookup("10.0.0.1:40000", T0 + 4, &got));
+    cr_assert_eq(got.id, s1.id, "alice's session is untouched");
+    cr_assert_str_eq(got.account, "alice");
+    cr_assert_eq(got.security, GW_SEC_NETMGR, "no downgrade to security=none");
+    E(lookup("10.0.0.9:40000", T0 + 4, NULL));
+    /* After alice's idle timeout the endpoint may be taken. */
+    mallory.sticky = 0;
+    E(create(&mallory, T0 + 700, &got, NULL, NULL));
+    cr_assert_str_eq(got.account, "mallory");
+    cr_assert_str_eq(holder, "");
 }
 
 /* Sessions live in LMDB (S1.3): a re-opened store still has them. */

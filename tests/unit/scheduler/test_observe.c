@@ -615,3 +615,75 @@ Test(observe, observation_table_bound_refuses_with_503)
     cr_assert_eq(p.code, GW_COAP_UNAVAILABLE);
     counts(1, 1);
 }
+
+/* ---- issue #12 items 6 and 7 --------------------------------------------- */
+
+/* Item 6: one session may hold at most obs_max_per_session observers; one
+ * more gets 4.29 with a diagnostic, nothing goes to the device, and other
+ * sessions may still join; a leaver frees a place. */
+Test(observe, observers_per_session_are_bounded)
+{
+    H.cfg.obs_max_per_session = 2;
+    h_start();
+    const struct obsr v[] = { { 40001, "a1", 5 }, { 40002, "a2", 5 }, { 40004, "b1", 6 } };
+    join(v, 1, 10);
+    join(v, 2, 11);
+    unsigned m0 = H.nmesh, c0 = H.nclient;
+    h_request(&(struct h_req){ .mac = obs_mac, .port = 40003, .tok = "a3", .session = 5,
+                               .flags = GW_MF_OBS_REGISTER, .path = "temp" });
+    cr_assert_eq(H.nmesh, m0, "nothing goes to the device for a refused observer");
+    cr_assert_eq(H.nclient, c0 + 1);
+    struct h_pkt p;
+    h_client_pkt(c0, &p);
+    cr_assert_eq(p.code, GW_COAP_TOO_MANY);
+    cr_assert(strstr(p.payload, "obs_max_per_session"), "diagnostic: %s", p.payload);
+    counts(1, 2);
+    join(v, 3, 12); /* another session is not affected */
+    counts(1, 3);
+    h_gone(40001, "a1");
+    counts(1, 2);
+    const struct obsr again[] = { { 40002, "a2", 5 }, { 40004, "b1", 6 }, { 40003, "a3", 5 } };
+    join(again, 3, 13);
+    counts(1, 3);
+}
+
+/* Item 7: a sticky move ends the session's observers at the old endpoint
+ * with a final non-2.xx notification (RFC 7641 3.2) and nothing else; the
+ * last one leaving cancels at the device. */
+Test(observe, sticky_move_ends_observers_at_the_old_endpoint)
+{
+    h_start();
+    const struct obsr v[] = { { 40001, "o1", 7 }, { 40002, "o2", 8 } };
+    join(v, 1, 10);
+    join(v, 2, 11);
+    unsigned c0 = H.nclient, m0 = H.nmesh;
+    struct gw_msg m;
+    memset(&m, 0, sizeof(m));
+    m.kind = GW_MSG_SESSION_MOVED;
+    m.session = 7;
+    h_ep(40009, &m.ep); /* not where session 7 observes: nothing happens */
+    sch_core_on_record(H.core, &m, NULL);
+    cr_assert_eq(H.nclient, c0);
+    counts(1, 2);
+    h_ep(40001, &m.ep);
+    sch_core_on_record(H.core, &m, NULL);
+    cr_assert_eq(H.nclient, c0 + 1, "one final notification");
+    struct h_pkt p;
+    h_client_pkt(c0, &p);
+    cr_assert_eq(H.client[c0].env.ep.port, 40001);
+    cr_assert(H.client[c0].env.flags & GW_MF_NOTIFY);
+    cr_assert_eq(p.code, GW_COAP_UNAUTHORIZED, "a non-2.xx notification ends the observation");
+    cr_assert_lt(p.observe, 0, "without Observe");
+    h_assert_client_token(c0, "o1");
+    counts(1, 1);
+    cr_assert_eq(H.nmesh, m0, "o2 still observes: no cancel");
+    c0 = H.nclient;
+    notify_all(&v[1], 1, 12);
+    cr_assert_eq(h_client_count_tok(c0, "o1"), 0);
+    m.session = 8;
+    h_ep(40002, &m.ep);
+    m0 = H.nmesh;
+    sch_core_on_record(H.core, &m, NULL);
+    counts(0, 0);
+    cr_assert_eq(H.nmesh, m0 + 1, "the last observer gone: cancel at the device");
+}
