@@ -6,6 +6,7 @@
 #include "gw_error.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #define E(expr) cr_assert_eq((expr), 0, "%s", #expr)
@@ -159,6 +160,100 @@ Test(dedup, wraps_around_consistently)
         cr_assert_not_null(fe_dedup_find(&d, ep, mid, i * 10 + 99));
         cr_assert_leq(d.count, 8);
     }
+    fe_dedup_deinit(&d);
+}
+
+/* Issue #12 item 6: entries of senders without a session never evict those
+ * of senders with one, and are bounded as a class. */
+Test(dedup, sessionless_never_evict_session_entries)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 8, LIFETIME, 4096));
+    fe_dedup_limit(&d, 4, 8);
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    cr_assert_not_null(fe_dedup_add(&d, &a, 1, 0));
+    cr_assert_not_null(fe_dedup_add(&d, &a, 2, 0));
+    for (uint16_t i = 0; i < 100; i++) {
+        char s[32];
+        snprintf(s, sizeof(s), "10.9.%u.%u:%u", i / 200, i % 200, 2000 + i);
+        struct gw_ep x = ep_of(s);
+        cr_assert_not_null(fe_dedup_add_cls(&d, &x, i, 1 + i, FE_DEDUP_SESSIONLESS));
+        cr_assert_leq(d.cls[FE_DEDUP_SESSIONLESS].count, 4);
+    }
+    cr_assert_not_null(fe_dedup_find(&d, &a, 1, 200));
+    cr_assert_not_null(fe_dedup_find(&d, &a, 2, 200));
+    /* Senders with a session fill the rest, sessionless entries go first. */
+    struct gw_ep c = ep_of("10.0.0.3:1000");
+    for (uint16_t i = 0; i < 6; i++)
+        cr_assert_not_null(fe_dedup_add(&d, &c, i, 300));
+    cr_assert_eq(d.count, 8);
+    cr_assert_eq(d.cls[FE_DEDUP_SESSIONLESS].count, 0);
+    /* Now a sessionless sender finds no room, rather than evicting. */
+    struct gw_ep x = ep_of("10.9.9.9:9");
+    cr_assert_null(fe_dedup_add_cls(&d, &x, 1, 301, FE_DEDUP_SESSIONLESS));
+    cr_assert_not_null(fe_dedup_find(&d, &a, 1, 302));
+    fe_dedup_deinit(&d);
+}
+
+/* Issue #12 item 6: one source holds at most per_source entries; one more
+ * forgets its own oldest, never another source's. Sessionless sources are
+ * counted per address, whatever the port. */
+Test(dedup, per_source_bound_evicts_own_oldest)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 16, LIFETIME, 4096));
+    fe_dedup_limit(&d, 8, 3);
+    struct gw_ep a = ep_of("10.0.0.1:1000"), b = ep_of("10.0.0.2:1000");
+    cr_assert_not_null(fe_dedup_add(&d, &b, 7, 0));
+    for (uint16_t mid = 1; mid <= 5; mid++)
+        cr_assert_not_null(fe_dedup_add(&d, &a, mid, mid));
+    cr_assert_null(fe_dedup_find(&d, &a, 1, 10));
+    cr_assert_null(fe_dedup_find(&d, &a, 2, 10));
+    for (uint16_t mid = 3; mid <= 5; mid++)
+        cr_assert_not_null(fe_dedup_find(&d, &a, mid, 10));
+    cr_assert_not_null(fe_dedup_find(&d, &b, 7, 10), "another source is untouched");
+    for (uint16_t port = 1; port <= 5; port++) {
+        struct gw_ep x = { .family = 4, .port = port, .addr = { 10, 9, 9, 9 } };
+        cr_assert_not_null(fe_dedup_add_cls(&d, &x, 1, 20, FE_DEDUP_SESSIONLESS));
+    }
+    cr_assert_eq(d.cls[FE_DEDUP_SESSIONLESS].count, 3, "one share per address, any port");
+    cr_assert_not_null(fe_dedup_find(&d, &b, 7, 21));
+    fe_dedup_deinit(&d);
+}
+
+/* Issue #12 item 6: the entry of a request that created a session moves to
+ * the session share with its answer, so sessionless traffic cannot evict it. */
+Test(dedup, promoted_entry_survives_sessionless_churn)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 16, LIFETIME, 4096));
+    fe_dedup_limit(&d, 4, 16);
+    struct gw_ep c = ep_of("10.0.0.1:1000");
+    struct fe_dedup_entry *e = fe_dedup_add_cls(&d, &c, 42, 0, FE_DEDUP_SESSIONLESS);
+    cr_assert_not_null(e);
+    uint8_t ans[20] = { 0x60, 0x41, 0, 42 };
+    fe_dedup_promote(&d, e, 0);
+    fe_dedup_set_resp(&d, e, ans, sizeof(ans));
+    for (uint16_t i = 0; i < 200; i++) {
+        struct gw_ep x = { .family = 4, .port = 5000, .addr = { 10, 9, (uint8_t)(i >> 8), (uint8_t)i } };
+        (void)fe_dedup_add_cls(&d, &x, i, 1 + i, FE_DEDUP_SESSIONLESS);
+    }
+    struct fe_dedup_entry *f = fe_dedup_find(&d, &c, 42, 300);
+    cr_assert_eq(f, e);
+    cr_assert_eq(f->resp_len, sizeof(ans));
+    cr_assert_eq(d.cls[FE_DEDUP_SESSION].resp_bytes, sizeof(ans));
+    /* Without the promotion it would have gone. */
+    struct gw_ep c2 = ep_of("10.0.0.2:1000");
+    cr_assert_not_null(fe_dedup_add_cls(&d, &c2, 43, 400, FE_DEDUP_SESSIONLESS));
+    for (uint16_t i = 0; i < 10; i++) {
+        struct gw_ep x = { .family = 4, .port = 5001, .addr = { 10, 8, 0, (uint8_t)i } };
+        (void)fe_dedup_add_cls(&d, &x, i, 401 + i, FE_DEDUP_SESSIONLESS);
+    }
+    cr_assert_null(fe_dedup_find(&d, &c2, 43, 500));
+    /* Expiry still reclaims everything, class by class. */
+    (void)fe_dedup_add(&d, &c, 44, 500 + LIFETIME);
+    cr_assert_eq(d.count, 1);
+    cr_assert_eq(d.resp_bytes, 0);
     fe_dedup_deinit(&d);
 }
 
