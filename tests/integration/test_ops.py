@@ -472,6 +472,121 @@ def test_second_instance_and_meshsim_base():
         assert "generating it again" in open(gw1.log_path).read()
 
 
+# ---------------------------------------------------------------- deploy/, man page, install
+
+PROM = os.path.join(ROOT, "deploy", "prometheus")
+BUILD = os.path.dirname(os.path.abspath(COAPGW))
+
+
+def live_families():
+    """Metric family names a live gateway exports (histograms by their base name)."""
+    port = free_tcp_port()
+    with sim_gateway("opsfam", metrics_listen="127.0.0.1:%d" % port) as gw:
+        c = Client(gw)
+        gw.session(c)
+        r, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
+        assert r.code == code(2, 5)
+        types, _ = parse_metrics(http(port, "/metrics")[1])
+        return set(types)
+
+
+def names_in(expr):
+    return set(re.findall(r"\b(coapgw_[a-z_]+?)(?:_bucket)?\b(?![a-z_])", expr))
+
+
+def test_alert_rules_and_dashboard():
+    """Issue 15: deploy/prometheus/ rules pass `promtool check rules` and their unit tests; the Grafana
+    dashboard parses; every metric either names is one a live gateway exports."""
+    r = subprocess.run(["promtool", "check", "rules", "coapgw-rules.yml"], cwd=PROM, capture_output=True, text=True)
+    assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run(["promtool", "test", "rules", "coapgw-rules.test.yml"], cwd=PROM, capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
+    rules = open(os.path.join(PROM, "coapgw-rules.yml")).read()
+    alerts = set(re.findall(r"alert: (\w+)", rules))
+    for want in ("CoapgwRoleRestarting", "CoapgwGatewayTimeouts", "CoapgwQueueSaturated", "CoapgwRingFull",
+                 "CoapgwSessionTableNearlyFull"):
+        assert want in alerts, alerts
+    with open(os.path.join(PROM, "coapgw-dashboard.json")) as f:
+        dash = json.load(f)
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    assert dash["title"] and dash["uid"] and len(dash["panels"]) >= 10 and all(exprs), dash.get("title")
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids are unique"
+    used = set()
+    for e in exprs + re.findall(r"expr: \|?\s*([^\n]+(?:\n {12,}[^\n]+)*)", rules):
+        used |= names_in(e)
+    have = live_families()
+    # coapgw_X_bucket/_sum/_count belong to the histogram family coapgw_X.
+    missing = sorted(n for n in used if n not in have and re.sub(r"_(sum|count)$", "", n) not in have)
+    assert not missing, "rules/dashboard name metrics that do not exist: %s" % missing
+    assert "coapgw_responses_total" in used and "coapgw_request_duration_seconds" in used
+
+
+def test_man_page():
+    """Issue 15: coapgw(8) names every command and key, and mandoc finds nothing to warn about."""
+    page = os.path.join(BUILD, "coapgw.8")
+    assert os.path.exists(page), "the build makes %s" % page
+    r = subprocess.run(["mandoc", "-T", "lint", "-W", "warning", page], capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), r.stdout + r.stderr
+    text = open(page).read()
+    keys = [l.split(" = ")[0] for l in coapgw("config").stdout.splitlines() if " = " in l]
+    assert len(keys) > 40
+    missing = [k for k in keys if not re.search(r"^\.BR %s \"" % re.escape(k), text, re.M)]
+    assert not missing, "keys missing from the man page: %s" % missing
+    usage = coapgw("help").stdout
+    cmds = set(re.findall(r"^  ([a-z]+)", usage, re.M))
+    assert {"run", "status", "metrics", "cleanup", "loglevel", "config", "token", "devices", "version"} <= cmds, cmds
+    missing = [c for c in cmds if not re.search(r"^\.(B|BR|TP)?\s*.*\b%s\b" % c, text, re.M)]
+    assert not missing, "commands missing from the man page: %s" % missing
+    r = subprocess.run(["man", "--warnings", "-l", page], capture_output=True, text=True,
+                       env=dict(os.environ, MANPAGER="cat", MANWIDTH="80"))
+    assert r.returncode == 0 and "CONFIGURATION" in r.stdout and not r.stderr.strip(), r.stderr
+
+
+def test_install_into_a_prefix():
+    """Issue 15: `cmake --install` puts the binary, the configuration (example and a first copy), the systemd
+    unit with the installed paths and the man page under the prefix; a reinstall keeps the configuration."""
+    tmp = tempfile.mkdtemp(prefix="coapgw-ops-inst-")
+    try:
+        def install():
+            r = subprocess.run(["cmake", "--install", BUILD, "--prefix", tmp], capture_output=True, text=True,
+                               timeout=120)
+            assert r.returncode == 0, r.stdout + r.stderr
+        install()
+        for f in ("bin/coapgw", "share/man/man8/coapgw.8", "etc/coapgw/coapgw.conf", "etc/coapgw/coapgw.conf.example",
+                  "lib/systemd/system/coapgw.service"):
+            assert os.path.isfile(os.path.join(tmp, f)), f
+        unit = open(os.path.join(tmp, "lib/systemd/system/coapgw.service")).read()
+        assert "ExecStart=%s/bin/coapgw run -c %s/etc/coapgw/coapgw.conf" % (tmp, tmp) in unit, unit
+        assert "User=coapgw" in unit and "RestartPreventExitStatus=78" in unit
+        assert os.readlink(os.path.join(tmp, "bin/coapgw-client")) == "coapgw"
+        binary = os.path.join(tmp, "bin/coapgw")
+        r = subprocess.run([binary, "--version"], capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout.startswith("coapgw "), r.stdout
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COAPGW_")}
+        env["COAPGW_DATA_DIR"] = os.path.join(tmp, "data")
+        r = subprocess.run([binary, "config", "--check", "-c", os.path.join(tmp, "etc/coapgw/coapgw.conf")],
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 0 and "valid" in r.stdout, r.stdout + r.stderr
+        conf = os.path.join(tmp, "etc/coapgw/coapgw.conf")
+        with open(conf, "a") as f:
+            f.write("log_level = debug\n")
+        install()
+        assert open(conf).read().endswith("log_level = debug\n"), "a reinstall replaced the operator's file"
+        # The README's host install uses the unit's paths and user.
+        readme = open(os.path.join(ROOT, "README.md")).read()
+        src_unit = open(os.path.join(ROOT, "deploy", "coapgw.service")).read()
+        exe, _, conf_path = re.search(r"^ExecStart=(\S+) run -c (\S+)", src_unit, re.M).group(1, 0, 2)
+        user = re.search(r"^User=(\S+)", src_unit, re.M).group(1)
+        host = readme[readme.index("## Host install"):]
+        host = host[:host.find("\n## ", 5) if "\n## " in host[5:] else len(host)]
+        for want in (exe, conf_path, "useradd", user, "cmake --install", "/var/lib/coapgw"):
+            assert want in host, "README host install lacks %r" % want
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 TESTS = [
     test_metrics_names_and_labels,
     test_http_paths_health_and_readiness,
@@ -481,6 +596,9 @@ TESTS = [
     test_cli_version_help_and_messages,
     test_cleanup_after_a_stopped_instance,
     test_second_instance_and_meshsim_base,
+    test_alert_rules_and_dashboard,
+    test_man_page,
+    test_install_into_a_prefix,
 ]
 
 if __name__ == "__main__":
