@@ -33,6 +33,13 @@ int gw_registry_get(struct gw_store *st, const uint8_t mac[GW_MAC_LEN], struct g
             rc = GW_EBADMSG;
     }
     gw_store_rdone(st);
+    if (rc == 0 && st->kenv) {
+        /* The key comes from data_dir/keys; a record written before keys
+         * moved there still carries its own (until the next import). */
+        int krc = gw_store_key_get(st, mac, out->key);
+        if (krc && krc != GW_ENOTFOUND)
+            return krc;
+    }
     return gw_store_err(rc);
 }
 
@@ -54,8 +61,14 @@ int gw_registry_by_addr(struct gw_store *st, const struct gw_ep *ep, uint8_t mac
     return gw_store_err(rc);
 }
 
+/* meta key of a devices file's (size, mtime) at its last import. "devfile2:"
+ * since keys moved to data_dir/keys: a registry imported before is loaded
+ * again once, which moves its keys out of the records. */
+#define DEVFILE_STAMP "devfile2:"
+
 struct import_ctx {
     MDB_txn *txn;
+    MDB_txn *ktxn;      /* data_dir/keys */
     struct gw_store *st;
     int count;
     int err;
@@ -66,8 +79,14 @@ struct import_ctx {
 static int put_dev(void *vctx, const struct gw_device *d)
 {
     struct import_ctx *c = vctx;
-    MDB_val k = { GW_MAC_LEN, (void *)d->mac }, v = { sizeof(*d), (void *)d };
-    int rc = mdb_put(c->txn, c->st->devices, &k, &v, 0);
+    /* The record that every role (the frontend included) reads has no key. */
+    struct gw_device rec = *d;
+    memset(rec.key, 0, sizeof(rec.key));
+    MDB_val k = { GW_MAC_LEN, (void *)d->mac }, v = { sizeof(rec), &rec };
+    MDB_val kv = { sizeof(d->key), (void *)d->key };
+    int rc = mdb_put(c->ktxn, c->st->keys, &k, &kv, 0);
+    if (rc == 0)
+        rc = mdb_put(c->txn, c->st->devices, &k, &v, 0);
     struct gw_ep ep = { 0 };
     ep.family = d->family;
     memcpy(ep.addr, d->addr, 16);
@@ -96,24 +115,57 @@ static void warn_line(void *vctx, int lineno, const char *msg)
         gw_log_err(GW_LOG_STORE, "%s:%d: %s", c->path, lineno, msg);
 }
 
+/* Removes the keys of MACs the registry no longer has. */
+static void drop_stale_keys(struct gw_store *st)
+{
+    MDB_txn *kt;
+    if (mdb_txn_begin(st->kenv, NULL, 0, &kt) != 0)
+        return;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(kt, st->keys, &cur) == 0) {
+        MDB_val k, d;
+        for (int r = mdb_cursor_get(cur, &k, &d, MDB_FIRST); r == 0; r = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+            MDB_txn *txn;
+            if (k.mv_size != GW_MAC_LEN || gw_store_rbegin(st, &txn) != 0)
+                continue;
+            MDB_val dv;
+            bool gone = mdb_get(txn, st->devices, &k, &dv) == MDB_NOTFOUND;
+            gw_store_rdone(st);
+            if (gone)
+                mdb_cursor_del(cur, 0);
+        }
+        mdb_cursor_close(cur);
+    }
+    if (mdb_txn_commit(kt) != 0)
+        gw_log_warn(GW_LOG_STORE, "removing the keys of devices no longer in the registry failed; kept");
+}
+
 int gw_registry_load(struct gw_store *st, const char *path, bool skip_bad, int *bad)
 {
     *bad = 0;
-    MDB_txn *txn;
-    int rc = gw_store_wbegin(st, &txn);
+    int rc = gw_store_open_keys(st);
     if (rc)
         return rc;
+    MDB_txn *txn, *ktxn;
+    if ((rc = gw_store_wbegin(st, &txn)) != 0)
+        return rc;
+    if ((rc = mdb_txn_begin(st->kenv, NULL, 0, &ktxn)) != 0) {
+        mdb_txn_abort(txn);
+        return gw_store_err(rc);
+    }
     mdb_drop(txn, st->devices, 0);
     mdb_drop(txn, st->devaddr, 0);
-    struct import_ctx c = { txn, st, 0, 0, path, skip_bad };
+    struct import_ctx c = { txn, ktxn, st, 0, 0, path, skip_bad };
     rc = gw_devfile_load(path, put_dev, warn_line, &c);
     if (rc < 0 || c.err) {
+        mdb_txn_abort(ktxn);
         mdb_txn_abort(txn);
         return rc < 0 ? rc : c.err;
     }
     *bad = rc;
     /* S7.2: a load is all or nothing; the registry stays as it was. */
     if (rc > 0 && !skip_bad) {
+        mdb_txn_abort(ktxn);
         mdb_txn_abort(txn);
         gw_log_err(GW_LOG_STORE, "devices file %s: %d bad line%s (above): nothing changed, the registry keeps "
                    "its %zu devices", path, rc, rc == 1 ? "" : "s", gw_registry_count(st));
@@ -123,13 +175,22 @@ int gw_registry_load(struct gw_store *st, const char *path, bool skip_bad, int *
     if (stat(path, &sb) == 0) {
         uint64_t stamp[2] = { (uint64_t)sb.st_size, (uint64_t)sb.st_mtim.tv_sec * 1000000000ull + (uint64_t)sb.st_mtim.tv_nsec };
         char key[300];
-        snprintf(key, sizeof(key), "devfile:%s", path);
+        snprintf(key, sizeof(key), DEVFILE_STAMP "%s", path);
         MDB_val k = { strlen(key), key }, v = { sizeof(stamp), stamp };
         mdb_put(txn, st->meta, &k, &v, 0);
+    }
+    /* Keys first: if the registry's commit then fails, the old registry
+     * finds its devices' keys still there (new ones are extra, and old
+     * ones are only removed below, after the registry changed). */
+    rc = mdb_txn_commit(ktxn);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return gw_store_err(rc);
     }
     rc = mdb_txn_commit(txn);
     if (rc)
         return gw_store_err(rc);
+    drop_stale_keys(st);
     gw_log_info(GW_LOG_STORE, "device registry: %d devices from %s%s", c.count, path,
                 *bad ? " (some lines skipped, see above)" : "");
     return c.count;
@@ -148,7 +209,7 @@ int gw_registry_sync(struct gw_store *st, const char *path, int *bad)
         return -errno;
     uint64_t stamp[2] = { (uint64_t)sb.st_size, (uint64_t)sb.st_mtim.tv_sec * 1000000000ull + (uint64_t)sb.st_mtim.tv_nsec };
     char key[300];
-    snprintf(key, sizeof(key), "devfile:%s", path);
+    snprintf(key, sizeof(key), DEVFILE_STAMP "%s", path);
     MDB_txn *txn;
     int rc = gw_store_rbegin(st, &txn);
     if (rc)

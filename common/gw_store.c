@@ -26,6 +26,7 @@ int gw_store_err(int rc)
 int gw_store_open(struct gw_store *st, const char *data_dir, size_t map_mb)
 {
     memset(st, 0, sizeof(*st));
+    snprintf(st->dir, sizeof(st->dir), "%s", data_dir);
     char path[512];
     snprintf(path, sizeof(path), "%s/state", data_dir);
     if (mkdir(data_dir, 0700) != 0 && errno != EEXIST)
@@ -84,6 +85,85 @@ void gw_store_close(struct gw_store *st)
     if (st->env)
         mdb_env_close(st->env);
     st->env = NULL;
+    if (st->krtxn)
+        mdb_txn_abort(st->krtxn);
+    st->krtxn = NULL;
+    if (st->kenv)
+        mdb_env_close(st->kenv);
+    st->kenv = NULL;
+}
+
+int gw_store_open_keys(struct gw_store *st)
+{
+    if (st->kenv)
+        return 0;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/keys", st->dir);
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        return -errno;
+    MDB_env *env;
+    int rc = mdb_env_create(&env);
+    if (rc)
+        return gw_store_err(rc);
+    /* About 40 bytes per device: 256 MiB (reserved, not used) holds the
+     * largest registry gw_devfile accepts several times over. */
+    mdb_env_set_mapsize(env, (size_t)256 * 1024 * 1024);
+    mdb_env_set_maxdbs(env, 2);
+    mdb_env_set_maxreaders(env, 64);
+    rc = mdb_env_open(env, path, MDB_NOTLS, 0600);
+    MDB_txn *txn = NULL;
+    if (!rc) {
+        int dead = 0;
+        mdb_reader_check(env, &dead);
+        rc = mdb_txn_begin(env, NULL, 0, &txn);
+    }
+    if (!rc)
+        rc = mdb_dbi_open(txn, "keys", MDB_CREATE, &st->keys);
+    if (!rc) {
+        rc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+    if (rc) {
+        if (txn)
+            mdb_txn_abort(txn);
+        gw_log_err(GW_LOG_STORE, "opening the device keys in %s: %s", path, mdb_strerror(rc));
+        mdb_env_close(env);
+        return gw_store_err(rc);
+    }
+    st->kenv = env;
+    return 0;
+}
+
+int gw_store_key_get(struct gw_store *st, const uint8_t mac[8], uint8_t key[16])
+{
+    if (!st->kenv)
+        return -EBADF;
+    int rc;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        rc = st->krtxn ? mdb_txn_renew(st->krtxn) : mdb_txn_begin(st->kenv, NULL, MDB_RDONLY, &st->krtxn);
+        if (rc == MDB_MAP_RESIZED) {
+            if (st->krtxn)
+                mdb_txn_abort(st->krtxn);
+            st->krtxn = NULL;
+            mdb_env_set_mapsize(st->kenv, 0);
+            continue;
+        }
+        break;
+    }
+    if (rc) {
+        if (st->krtxn)
+            mdb_txn_abort(st->krtxn);
+        st->krtxn = NULL;
+        return gw_store_err(rc);
+    }
+    MDB_val k = { 8, (void *)mac }, d;
+    rc = mdb_get(st->krtxn, st->keys, &k, &d);
+    if (rc == 0 && d.mv_size == 16)
+        memcpy(key, d.mv_data, 16);
+    else if (rc == 0)
+        rc = GW_EBADMSG;
+    mdb_txn_reset(st->krtxn);
+    return gw_store_err(rc);
 }
 
 int gw_store_rbegin(struct gw_store *st, MDB_txn **txn)

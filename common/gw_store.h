@@ -26,10 +26,25 @@ struct gw_store {
     MDB_env *env;
     MDB_dbi sessions, sess_id, sess_acct, devices, devaddr, observe, meta;
     MDB_txn *rtxn;      /* cached read-only transaction (reset/renew) */
+    /* Device keys live in a second environment, data_dir/keys (DBI "keys":
+     * MAC -> 16-byte AES key), so that the internet-facing frontend, which
+     * opens data_dir/state, never maps them (issue #12 item 11). Opened
+     * only by meshio (gw_store_open_keys) and by importers (on demand). */
+    MDB_env *kenv;
+    MDB_dbi keys;
+    MDB_txn *krtxn;     /* cached read-only transaction of kenv */
+    char dir[300];      /* data_dir, to open kenv on demand */
 };
 
 int gw_store_open(struct gw_store *st, const char *data_dir, size_t map_mb) GW_NODISCARD;
+/* Opens data_dir/keys (created 0700, files 0600) as well; idempotent.
+ * Only meshio and importers call it. 0, or an error (logged). */
+int gw_store_open_keys(struct gw_store *st) GW_NODISCARD;
+/* Closes both environments. */
 void gw_store_close(struct gw_store *st);
+/* Device key of mac from data_dir/keys: 0, GW_ENOTFOUND, or an error;
+ * -ENOENT-like errors when the keys environment is not open. */
+int gw_store_key_get(struct gw_store *st, const uint8_t mac[8], uint8_t key[16]) GW_NODISCARD;
 
 /* A read transaction for a short look-up: renews the cached one. Always
  * pair with gw_store_rdone(). Handles MDB_MAP_RESIZED by re-opening the map. */

@@ -547,6 +547,11 @@ int mesh_run(const struct gw_config *cfg)
         gw_log_err(GW_LOG_STORE, "opening LMDB in %s: %s", cfg->data_dir, gw_strerror(rc));
         goto out;
     }
+    /* Device keys: only meshio (and importers) open data_dir/keys. */
+    if ((rc = gw_store_open_keys(&m->store)) != 0) {
+        gw_log_err(GW_LOG_STORE, "opening the device keys in %s/keys: %s", cfg->data_dir, gw_strerror(rc));
+        goto out;
+    }
     if ((rc = mesh_seqstore_init(&m->seq, &m->store, (uint64_t)cfg->mesh_seq_block)) != 0) {
         /* Starting over at 0 could reuse nonces (S7.1): an operator decides. */
         gw_log_err(GW_LOG_STORE,

@@ -386,6 +386,52 @@ def test_sighup_with_bad_file_keeps_the_registry():
         shutil.rmtree(d, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- item 11
+
+def mapped_files(pid, under):
+    out = set()
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            parts = line.split(None, 5)
+            if len(parts) == 6 and parts[5].strip().startswith(under):
+                out.add(parts[5].strip())
+    return sorted(out)
+
+
+def test_device_keys_private_and_never_mapped_by_the_frontend():
+    """Item 11: the generated devices file (device keys) is 0600, and the
+    internet-facing frontend maps no file that holds a device key; meshio,
+    which seals and opens frames, does."""
+    with gateway("keys", meshsim_base=sim_base(), meshsim_devices=4) as gw:
+        devfile = os.path.join(gw.data_dir, "meshsim-devices.csv")
+        mode = os.stat(devfile).st_mode & 0o777
+        print("  %s: mode %04o" % (devfile, mode))
+        assert mode == 0o600, "device keys written with mode %04o" % mode
+        keys = []
+        for line in open(devfile):
+            f = line.strip().split(",")
+            if len(f) >= 4 and len(f[3]) == 32 and f[0] != "mac":
+                keys.append(bytes.fromhex(f[3]))
+        assert len(keys) == 4, keys
+
+        def files_with_keys(pid):
+            hits = []
+            for path in mapped_files(pid, gw.data_dir):
+                with open(path, "rb") as fh:
+                    data = fh.read()
+                if any(k in data for k in keys):
+                    hits.append(os.path.relpath(path, gw.data_dir))
+            return hits
+        fe, mesh = gw.pid("frontend-0"), gw.pid("meshio")
+        fe_maps = [os.path.relpath(p, gw.data_dir) for p in mapped_files(fe, gw.data_dir)]
+        print("  frontend maps %s; of them holding a device key: %s" % (fe_maps, files_with_keys(fe)))
+        print("  meshio holds keys in: %s" % files_with_keys(mesh))
+        assert files_with_keys(fe) == [], "the frontend maps device keys"
+        assert files_with_keys(mesh), "meshio has no device key mapped: the test would see nothing"
+        lst = gw.coapgw("devices", "list").stdout
+        assert not any(k.hex() in lst.lower() for k in keys), "devices list prints keys"
+
+
 # ---------------------------------------------------------------- item 13
 
 def test_second_instance_on_the_same_port_is_refused():
@@ -439,6 +485,7 @@ def main():
         test_hostile_devices_file_refused_at_start,
         test_devices_import_is_all_or_nothing,
         test_sighup_with_bad_file_keeps_the_registry,
+        test_device_keys_private_and_never_mapped_by_the_frontend,
         test_second_instance_on_the_same_port_is_refused,
     ])
 
