@@ -620,8 +620,15 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
     struct fe_dedup_entry *de = fe_dedup_find(&fe->dedup, ep, req.mid, now);
     if (de) {
         gw_stat_add(fe->stats, GW_STAT_rx_duplicates, 1);
-        if (de->resp)
-            fe_send(fe, ep, de->resp, de->resp_len);
+        /* A stored answer may have gone to the endpoint while it held a
+         * session: to a sender without one it is cut like any other (S9.1). */
+        uint8_t fitted[GW_COAP_MAX_MSG + 64];
+        size_t fl = de->resp_len;
+        const uint8_t *stored = de->resp;
+        if (stored && fe->answer_cap && fl > fe->answer_cap)
+            stored = fit_answer(fe, de->resp, de->resp_len, fe->answer_cap, fitted, &fl) == 0 ? fitted : NULL;
+        if (stored)
+            fe_send(fe, ep, stored, fl);
         else if (req.type == GW_COAP_CON)
             send_empty(fe, ep, GW_COAP_ACK, req.mid);
         return;

@@ -81,6 +81,8 @@ static struct {
     uint8_t cur_type, cur_tkl, cur_token[8];
     uint16_t cur_mid;
     volatile size_t sent_bytes;
+    /* S9.1 oracle: the largest datagram sent while handling one request. */
+    size_t max_sent;
 } F;
 
 /* FUZZ_TRACE=1 prints what the harness sees (for writing seeds). */
@@ -230,6 +232,8 @@ static void io_send(void *ctx, const struct gw_ep *ep, const uint8_t *buf, size_
         sink ^= buf[i];
     (void)sink;
     F.sent_bytes += len;
+    if (len > F.max_sent)
+        F.max_sent = len;
     if (!F.checking || len < 4 || buf[1] == 0)
         return; /* empty ACK/RST, or not answering a request */
     if (len > GW_COAP_MAX_MSG)
@@ -295,8 +299,17 @@ static void datagram(const struct gw_ep *ep, const uint8_t *buf, size_t len)
         memcpy(F.cur_token, q.token, q.tkl);
         F.cur_mid = q.mid;
     }
+    /* S9.1: to a sender that holds no session before and after (a POST
+     * /sessions that created one is answered in full), nothing sent while
+     * handling its datagram is larger than 3 times that datagram. */
+    struct gw_session s;
+    bool sessionless = fe_session_lookup(&F.store, &F.scfg, ep, gw_now_wall(&F.clock), &s) != 0;
+    F.max_sent = 0;
     fe_core_datagram(&F.core, ep, buf, len);
     F.checking = false;
+    if (sessionless && F.max_sent > 3 * len &&
+        fe_session_lookup(&F.store, &F.scfg, ep, gw_now_wall(&F.clock), &s) != 0)
+        fail("an answer to a sender without a session is over 3 times its request (S9.1)");
 }
 
 /* ---- the input ---------------------------------------------------------- */

@@ -548,3 +548,24 @@ Test(fe_core, sticky_move_reports_the_old_endpoint)
     cr_assert(gw_ep_eq(&T.sch[0].m.ep, &T.a), "the endpoint the session left");
     cr_assert_neq(T.sch[0].m.session, 0);
 }
+
+/* S9.1 (found by fuzz_frontend's 3x oracle): the answer stored for an
+ * exchange of an endpoint that then lost its session is not replayed in
+ * full to a small duplicate from that (maybe spoofed) endpoint. */
+Test(fe_core, stored_answer_replayed_to_a_sessionless_sender_is_cut)
+{
+    session(&T.a);
+    T.nout = 0;
+    req_path(&T.a, GW_COAP_CON, GW_COAP_GET, 50, NULL, "help", 0, -1, NULL);
+    cr_assert_eq(T.nout, 1);
+    cr_assert_gt(T.out[0].len, 512, "the session holder got the document");
+    req_path(&T.a, GW_COAP_CON, GW_COAP_DELETE, 51, NULL, "sessions", 0, -1, NULL);
+    struct gw_coap_msg m;
+    out_msg(1, &m);
+    cr_assert_eq(m.code, GW_COAP_DELETED);
+    T.nout = 0;
+    uint8_t dup[4] = { 0x40, GW_COAP_GET, 0, 50 };
+    fe_core_datagram(&T.core, &T.a, dup, sizeof(dup));
+    cr_assert_eq(T.nout, 1);
+    cr_assert_leq(T.out[0].len, 3 * sizeof(dup), "%zu bytes", T.out[0].len);
+}
