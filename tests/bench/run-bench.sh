@@ -35,6 +35,8 @@
 # The side-by-side comparison with the echo/relay floors and libcoap's proxy
 # (issue 13) is tests/bench/run-compare.sh.
 set -u
+# The gateway refuses a devices file, config or data_dir others may read (S9.2).
+umask 077
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}

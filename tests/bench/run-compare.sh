@@ -37,6 +37,8 @@
 #   BENCH_KEEP [0]             1 keeps the temporary directory (logs, configs)
 #   BENCH_IGNORE_DOCKER [0]    1 runs although a Docker engine is running
 set -u
+# The gateway refuses a devices file, config or data_dir others may read (S9.2).
+umask 077
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
@@ -79,6 +81,7 @@ TMP=$(mktemp -d /tmp/coapgw-compare.XXXXXX)
 RESULTS=$TMP/results.txt
 : >"$RESULTS"
 PIDS=""     # helper processes we started (echo, relay, libcoap, meshsim)
+DOCKER_CASES="" # cases with a Docker engine running at their start or end
 GWPID=""
 GWDIR=""
 CFG=""
@@ -158,8 +161,12 @@ bench() { # label, args...
     local label=$1
     shift
     echo "run-compare: load average $(cut -d' ' -f1-3 /proc/loadavg) before $label"
+    local dk=0
+    pgrep -x dockerd >/dev/null 2>&1 && dk=1
     "$BENCH" --label "$label" "$@" 2>&1 | tee "$TMP/$label.out"
     local st=${PIPESTATUS[0]}
+    pgrep -x dockerd >/dev/null 2>&1 && dk=1
+    [ "$dk" = 1 ] && DOCKER_CASES="$DOCKER_CASES $label"
     grep '^RESULT' "$TMP/$label.out" >>"$RESULTS"
     [ "$st" = 0 ] || echo "RESULT scenario=$label FAILED=exit$st" >>"$RESULTS"
     sleep 0.2
@@ -285,6 +292,10 @@ if [ "$NEED_GW" = 1 ]; then
 fi
 
 echo
+if [ -n "$DOCKER_CASES" ]; then
+    echo "run-compare: WARNING WARNING: a Docker engine ran during:$DOCKER_CASES; those figures" \
+        "are skewed by its nft rules and not comparable" >&2
+fi
 echo "==== issue 13 side by side ($(nproc) CPUs shared by the measured processes, the devices and" \
     "the load generator; $(date -u '+%Y-%m-%d %H:%M UTC'); figures, not assertions)"
 awk -v secs="$SECS" '
