@@ -41,7 +41,9 @@ struct gw_config {
     int64_t milli_busy_max_age_s;   /* Max-Age on the 5.03 for a busy Milli */
     int64_t nstart;
     int64_t device_queue_max;       /* per-device FIFO bound; full: 5.03 "device queue full" */
-    int64_t max_txn;                /* scheduler transactions (queued + in flight); full: 5.03 */
+    int64_t max_txn;                /* scheduler transactions (queued + in flight, and CON answers not yet
+                                       ACKed by their clients: at most half the table, each at most the
+                                       clients' MAX_TRANSMIT_WAIT); full: 5.03 */
     char mesh_bind[64];             /* local address of the mesh sockets */
     int64_t mesh_seq_block;         /* AEAD sequence numbers reserved per LMDB write */
     int64_t mesh_replay_window;     /* informational: replay window is 64 frames */

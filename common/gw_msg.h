@@ -19,6 +19,8 @@ enum gw_msg_kind {
     GW_MSG_MESH_TX,       /* sch -> mesh: data = CoAP message for device `mac` */
     GW_MSG_MESH_RX,       /* mesh -> sch: data = CoAP message from device `mac` */
     GW_MSG_SESSION_MOVED, /* fe -> sch: sticky move of `session` away from `ep`: observers there end */
+    GW_MSG_FE_START,      /* fe -> sch: frontend `fe` (re)started: send it its unconfirmed answers again */
+    GW_MSG_ANSWER_DONE,   /* fe -> sch: client `ep` ACKed or RSTed `client_mid`, or it was given up */
     GW_MSG_KIND_MAX
 };
 
@@ -35,6 +37,18 @@ enum gw_security { GW_SEC_NONE = 0, GW_SEC_NETMGR = 1 };
 #define GW_MF_ANSWER       0x40  /* RESP: this answers a request (the frontend counts it off the session's in-flight) */
 #define GW_MF_CACHED       0x01  /* RESP answer: served from the scheduler's cache (latency metric) */
 
+/* flags2 (S1.3, issue #12 item 15: no final answer is lost with a frontend).
+ * A CON answer is kept in its transaction slot, with the client-facing MID,
+ * until the client ACKs or RSTs it (GW_MSG_ANSWER_DONE from whichever
+ * frontend receives that) or the client's MAX_TRANSMIT_WAIT passed. The
+ * scheduler draws the MID from the frontend's counter in its proc slot
+ * (gw_shm.h), the one the frontend draws its own MIDs from, so it never
+ * clashes with them. After GW_MSG_FE_START the scheduler sends that
+ * frontend every unconfirmed answer it had again, with the same MID: a
+ * client that got the first copy drops the second (RFC 7252 4.5) and ACKs
+ * it again. */
+#define GW_MF2_MID         0x01  /* RESP: send with MID client_mid (an answer the scheduler keeps) */
+
 struct gw_msg {
     uint8_t kind;
     uint8_t security;
@@ -50,8 +64,10 @@ struct gw_msg {
     uint8_t mac[GW_MAC_LEN];
     uint32_t aux;            /* Block2 szx (REQ), Observe number (RESP notify) */
     uint8_t noresp;          /* REQ: No-Response value (RFC 7967) */
-    uint8_t pad;
-    uint16_t client_mid;     /* REQ: the client's MID (duplicate detection across frontend restarts) */
+    uint8_t flags2;          /* GW_MF2_* */
+    uint16_t client_mid;     /* REQ: the client's MID (duplicate detection across frontend restarts);
+                                RESP with GW_MF2_MID: the MID to send the answer with;
+                                ANSWER_DONE: the MID the client ACKed or RSTed */
     uint32_t rx_us;          /* REQ/RESP: low 32 bits of CLOCK_MONOTONIC microseconds when the frontend
                               * took the request (system-wide, so latency is measured across processes;
                               * differences are taken modulo 2^32, good for 71 minutes) */

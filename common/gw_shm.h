@@ -40,7 +40,13 @@ struct gw_proc_slot {
     _Atomic int64_t started_wall;
     _Atomic uint64_t started_mono_ms;
     _Atomic uint32_t ready;      /* the role finished its start-up (scheduler: registry loaded) */
-    uint8_t pad[GW_CACHELINE - 28];
+    /* Frontends: the next client-facing MID. The frontend and the scheduler
+     * (for the answers it keeps, gw_msg.h GW_MF2_MID) both take MIDs from it
+     * with fetch-add, so they never clash, and a restarted frontend goes on
+     * after its predecessor's MIDs (a client would drop a repeated one as a
+     * duplicate, RFC 7252 4.5). 0 until the first frontend seeds it. */
+    _Atomic uint32_t client_mid;
+    uint8_t pad[GW_CACHELINE - 32];
     struct gw_stats stats;       /* written only by the process in this slot */
 };
 

@@ -61,7 +61,7 @@ static void send_empty(struct fe_core *fe, const struct gw_ep *ep, uint8_t type,
 
 static uint16_t new_mid(struct fe_core *fe)
 {
-    return fe->next_mid++;
+    return fe->io.mid ? fe->io.mid(fe->io.ctx) : fe->next_mid++;
 }
 
 /* ---- answers to senders without a session (S9.1) ---- */
@@ -246,6 +246,30 @@ static void tell_obs_gone(struct fe_core *fe, const struct gw_ep *ep, const uint
         gw_log_debug(GW_LOG_RING, "scheduler ring full: record dropped");
 }
 
+/* S1.3: the client ACKed or RSTed an answer the scheduler keeps (or this
+ * frontend gave it up): the scheduler may forget it. Lost when the ring is
+ * full; the scheduler then forgets it after MAX_TRANSMIT_WAIT. */
+static void tell_answer_done(struct fe_core *fe, const struct gw_ep *ep, uint16_t mid)
+{
+    struct gw_msg m;
+    memset(&m, 0, sizeof(m));
+    m.kind = GW_MSG_ANSWER_DONE;
+    m.fe = (uint8_t)fe->index;
+    m.ep = *ep;
+    m.client_mid = mid;
+    if (push_sch(fe, &m, NULL) != 0)
+        gw_log_debug(GW_LOG_RING, "scheduler ring full: record dropped");
+}
+
+int fe_core_announce_start(struct fe_core *fe)
+{
+    struct gw_msg m;
+    memset(&m, 0, sizeof(m));
+    m.kind = GW_MSG_FE_START;
+    m.fe = (uint8_t)fe->index;
+    return push_sch(fe, &m, NULL);
+}
+
 static void tell_session_end(struct fe_core *fe, const struct gw_session *s)
 {
     struct gw_msg m;
@@ -310,6 +334,11 @@ void fe_core_deliver(struct fe_core *fe, const struct gw_msg *m, const uint8_t *
         return;
     memcpy(buf, data, len);
     bool notify = m->flags & GW_MF_NOTIFY;
+    bool kept = (m->flags2 & GW_MF2_MID) && !notify;
+    /* The scheduler's copy of an answer already in flight here (sent again
+     * after a frontend restart): one transmission schedule is enough. */
+    if (kept && fe_rtx_has(&fe->rtx, &m->ep, m->client_mid))
+        return;
     if (!notify || (m->flags & GW_MF_ANSWER)) {
         struct fe_limit *l = limit_for(fe, m->session, false);
         if (l && l->inflight)
@@ -320,7 +349,9 @@ void fe_core_deliver(struct fe_core *fe, const struct gw_msg *m, const uint8_t *
     uint8_t type = m->client_type == GW_COAP_CON ? GW_COAP_CON : GW_COAP_NON;
     if (notify) /* S6.9: CON by default, or the type the device used */
         type = fe->cfg.obs_notify_con || !(m->flags & GW_MF_DEV_NON) ? GW_COAP_CON : GW_COAP_NON;
-    uint16_t mid = new_mid(fe);
+    /* A kept answer goes out with the MID the scheduler stored with it, so a
+     * copy sent by a successor is a duplicate to the client (S1.3). */
+    uint16_t mid = kept ? m->client_mid : new_mid(fe);
 
     /* S4.7: the client asked for blocks no larger than 16 << szx. */
     struct gw_coap_msg full;
@@ -346,6 +377,8 @@ void fe_core_deliver(struct fe_core *fe, const struct gw_msg *m, const uint8_t *
                             rnd32());
         if (rc)
             gw_log_debug(GW_LOG_COAP, "retransmission table full: %s", gw_strerror(rc));
+        else if (kept)
+            fe_rtx_track(&fe->rtx, &m->ep, mid);
     }
     fe_send(fe, &m->ep, buf, len);
     if (notify) {
@@ -372,6 +405,8 @@ uint64_t fe_core_timer(struct fe_core *fe, uint64_t now)
             /* S6.4: an observer that fails to ACK a CON notification leaves. */
             if (o.notify)
                 tell_obs_gone(fe, &o.ep, o.token, o.tkl, o.session);
+            if (o.tracked)
+                tell_answer_done(fe, &o.ep, o.mid);
         }
     }
     return fe_rtx_next(&fe->rtx);
@@ -603,6 +638,15 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
         if (fe_rtx_ack(&fe->rtx, ep, req.mid, &o)) {
             if (req.type == GW_COAP_RST && o.notify)
                 tell_obs_gone(fe, ep, o.token, o.tkl, o.session);
+            if (o.tracked)
+                tell_answer_done(fe, ep, req.mid);
+        } else if (req.code == GW_COAP_EMPTY) {
+            /* S1.3: an answer sent by a predecessor or another frontend of
+             * the port; the scheduler keeps it until this ACK. Only from
+             * clients with a session, so strangers cannot fill the ring. */
+            struct gw_session s;
+            if (fe_session_lookup(fe->store, &fe->scfg, ep, gw_now_wall(fe->clock), &s) == 0)
+                tell_answer_done(fe, ep, req.mid);
         }
         return;
     }

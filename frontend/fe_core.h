@@ -40,6 +40,9 @@ struct fe_io {
     void (*send)(void *ctx, const struct gw_ep *ep, const uint8_t *buf, size_t len);
     /* A record for the scheduler: 0, or GW_EFULL when its ring is full. */
     int (*to_sch)(void *ctx, const struct gw_msg *m, const uint8_t *data);
+    /* The next client-facing MID, from the counter this frontend shares
+     * with the scheduler (gw_shm.h client_mid). NULL: a private counter. */
+    uint16_t (*mid)(void *ctx);
 };
 
 struct fe_core {
@@ -113,6 +116,10 @@ int fe_rcache_answer(struct fe_core *c, const uint8_t mac[GW_MAC_LEN], uint8_t s
  * address's token bucket (none left: dropped silently) and gets answers of
  * at most 3 times the datagram's size (S9.1). */
 void fe_core_datagram(struct fe_core *c, const struct gw_ep *ep, const uint8_t *buf, size_t len);
+/* Tells the scheduler this frontend (re)started, so that it sends the
+ * answers its predecessor held unconfirmed again (S1.3). Returns 0 or
+ * GW_EFULL (call again later). */
+int fe_core_announce_start(struct fe_core *c) GW_NODISCARD;
 /* One RESP record from the scheduler: an answer or a notification. */
 void fe_core_deliver(struct fe_core *c, const struct gw_msg *m, const uint8_t *data);
 /* Runs retransmissions due at `now`; returns the next deadline or UINT64_MAX. */

@@ -453,6 +453,29 @@ int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uin
     return arm(t, idx);
 }
 
+static struct fe_rtx_entry *rtx_find_mid(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid)
+{
+    uint32_t b = key_hash(t->key, ep, &mid, sizeof(mid), t->nb);
+    for (uint32_t i = t->bm[b]; i; i = t->e[i - 1].next_mid) {
+        struct fe_rtx_entry *x = &t->e[i - 1];
+        if (x->mid == mid && gw_ep_eq(&x->ep, ep))
+            return x;
+    }
+    return NULL;
+}
+
+bool fe_rtx_has(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid)
+{
+    return rtx_find_mid(t, ep, mid) != NULL;
+}
+
+void fe_rtx_track(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid)
+{
+    struct fe_rtx_entry *x = rtx_find_mid(t, ep, mid);
+    if (x)
+        x->tracked = 1;
+}
+
 bool fe_rtx_ack(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, struct fe_rtx_out *out)
 {
     uint32_t b = key_hash(t->key, ep, &mid, sizeof(mid), t->nb);
@@ -460,6 +483,8 @@ bool fe_rtx_ack(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, struct f
         struct fe_rtx_entry *x = &t->e[i - 1];
         if (x->mid == mid && gw_ep_eq(&x->ep, ep)) {
             memset(out, 0, sizeof(*out));
+            out->mid = x->mid;
+            out->tracked = x->tracked;
             out->ep = x->ep;
             out->notify = x->notify;
             out->tkl = x->tkl;
@@ -494,6 +519,8 @@ bool fe_rtx_due(struct fe_rtx *t, uint64_t now, struct fe_rtx_out *out)
         out->tkl = x->tkl;
         memcpy(out->token, x->token, sizeof(out->token));
         out->session = x->session;
+        out->mid = x->mid;
+        out->tracked = x->tracked;
         if (x->attempts < t->max_retransmit) {
             x->attempts++;
             x->timeout_ms *= 2;

@@ -115,6 +115,7 @@ struct fe_rtx_entry {
     uint8_t tkl;
     uint8_t attempts;       /* retransmissions so far */
     uint8_t token[8];
+    uint8_t tracked;        /* an answer the scheduler keeps until the client ACKs it (gw_msg.h GW_MF2_MID) */
     uint32_t gen;
     uint32_t next_mid;      /* hash chain by (ep, mid) */
     uint32_t next_tok;      /* hash chain by (ep, token), notifications only */
@@ -145,6 +146,8 @@ struct fe_rtx_out {
     bool notify;
     uint8_t token[8], tkl;
     uint64_t session;
+    uint16_t mid;
+    bool tracked;
 };
 
 int fe_rtx_init(struct fe_rtx *t, uint32_t cap, uint64_t ack_timeout_ms, uint32_t max_retransmit) GW_NODISCARD;
@@ -157,6 +160,11 @@ int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uin
 /* ACK or RST from the client. Returns true when it matched; *out tells
  * whether it was a notification (then the observer leaves on RST). */
 bool fe_rtx_ack(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, struct fe_rtx_out *out);
+/* True when a message with this MID to ep is in flight. */
+bool fe_rtx_has(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid);
+/* Marks the message in flight with this MID as a kept answer: its ACK, RST
+ * or give-up is reported as tracked (fe_rtx_out). */
+void fe_rtx_track(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid);
 /* Drops everything in flight to ep (its session ended). */
 void fe_rtx_forget_ep(struct fe_rtx *t, const struct gw_ep *ep);
 /* Next due event at `now`: fills *out and returns true; call until false.

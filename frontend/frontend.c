@@ -61,6 +61,8 @@ struct fe_ctx {
     struct gw_coap_parser *parser, *rc_parser;
     struct gw_stats *stats;
     struct fe_core core;
+    struct gw_proc_slot *proc;  /* this frontend's slot: stats, the client MID counter */
+    bool start_pending;         /* GW_MSG_FE_START not yet in the scheduler's ring */
     bool sch_kick;
     uv_check_t flush_check;
     unsigned txn;
@@ -118,6 +120,8 @@ static void fe_send(struct fe_ctx *fe, const struct gw_ep *ep, const uint8_t *bu
 
 static void kick_scheduler(struct fe_ctx *fe)
 {
+    if (fe->start_pending)
+        fe->start_pending = fe_core_announce_start(&fe->core) != 0;
     if (fe->sch_kick && gw_bell_should_wake(fe->sch_bell)) {
         gw_bell_fifo_kick(fe->sch_bell_fd);
         gw_stat_add(fe->stats, GW_STAT_bell_writes, 1);
@@ -137,6 +141,15 @@ static int io_to_sch(void *ctx, const struct gw_msg *m, const uint8_t *data)
 static void io_send(void *ctx, const struct gw_ep *ep, const uint8_t *buf, size_t len)
 {
     fe_send(ctx, ep, buf, len);
+}
+
+/* Client-facing MIDs from the counter in shared memory (gw_shm.h): the
+ * scheduler takes the MIDs of the answers it keeps from it too, and a
+ * successor goes on where this process stopped. */
+static uint16_t io_mid(void *ctx)
+{
+    struct fe_ctx *fe = ctx;
+    return (uint16_t)atomic_fetch_add_explicit(&fe->proc->client_mid, 1, memory_order_relaxed);
 }
 
 static void arm_rtx_timer(struct fe_ctx *fe);
@@ -372,7 +385,16 @@ int fe_run(const struct gw_config *cfg, int index)
     /* `coapgw loglevel` and the supervisor's SIGUSR2 change the level here. */
     gw_log_attach_level(&fe->shm.hdr->log_level);
     struct gw_proc_slot *ps = gw_shm_proc(&fe->shm, GW_PROC_FRONTEND0 + (uint32_t)index);
+    fe->proc = ps;
     fe->stats = &ps->stats;
+    /* A fresh segment: the MIDs start at a random point (RFC 7252 4.4), the
+     * same for every frontend (the segment's boot id) plus an even share of
+     * the 16-bit space per frontend, so that frontends serving one port,
+     * hence one source endpoint for clients, do not send the same MIDs. */
+    uint32_t zero = 0;
+    uint32_t seed = (uint32_t)atomic_load(&fe->shm.hdr->boot_id) +
+                    (uint32_t)index * (65536u / GW_MAX(1u, fe->shm.hdr->max_frontends));
+    atomic_compare_exchange_strong(&ps->client_mid, &zero, seed ? seed : 1);
     atomic_store(&ps->pid, (uint32_t)getpid());
     char path[600];
     mkdir(cfg->data_dir, 0700);
@@ -409,7 +431,7 @@ int fe_run(const struct gw_config *cfg, int index)
         exit_code = GW_EXIT_FATAL;
         goto out;
     }
-    struct fe_io io = { fe, io_send, io_to_sch };
+    struct fe_io io = { fe, io_send, io_to_sch, io_mid };
     if (gw_coap_parser_new(&fe->parser) != 0 ||
         fe_core_init(&fe->core, cfg, index, &fe->store, fe->auth, fe->parser, &io, fe->stats) != 0) {
         gw_log_err(GW_LOG_SYS, "out of memory setting up tables");
@@ -467,9 +489,12 @@ int fe_run(const struct gw_config *cfg, int index)
             uv_signal_start(&fe->sig[i], on_signal, sigs[i]);
     }
     signal(SIGPIPE, SIG_IGN);
-    /* Whatever the scheduler queued for us while we were away goes out now. */
+    /* Whatever the scheduler queued for us while we were away goes out now,
+     * and it sends again what our predecessor held unconfirmed (S1.3). */
     gw_bell_prepare_sleep(fe->my_bell);
     drain_from_sch(fe);
+    fe->start_pending = true;
+    kick_scheduler(fe);
     gw_log_info(GW_LOG_SYS, "frontend %d listening on %s", index, cfg->listen);
     uv_run(&fe->loop, UV_RUN_DEFAULT);
     exit_code = 0;

@@ -86,7 +86,7 @@ static void heap_rebuild(struct sch_core *c)
     c->heap.n = 0;
     for (uint32_t i = 0; i < c->max_txn; i++) {
         uint32_t s = tstate(T(c, i));
-        if (s == SCH_TXN_SENT || s == SCH_TXN_ACKED)
+        if (s == SCH_TXN_SENT || s == SCH_TXN_ACKED || s == SCH_TXN_DELIVERED)
             GW_IGNORE(gw_heap_push(&c->heap, T(c, i)->deadline, i, c->gen[i]));
     }
     sch_obs_rearm_all(c);
@@ -123,10 +123,17 @@ static bool suppressed(const struct gw_msg *env, uint8_t code)
     return (cls == 2 && (env->noresp & 2)) || (cls == 4 && (env->noresp & 8)) || (cls == 5 && (env->noresp & 16));
 }
 
-int sch_core_send_client(struct sch_core *c, const struct gw_msg *req, uint8_t flags, uint32_t aux,
-                         const uint8_t *data, size_t len)
+/* Hands a record to a frontend; *fe_out (if not NULL) learns which one. */
+static int send_client_to(struct sch_core *c, const struct gw_msg *req, uint8_t flags, uint32_t aux,
+                          const uint8_t *data, size_t len, const struct sch_txn *kept, uint8_t *fe_out)
 {
     struct gw_msg m = *req;
+    if (kept) {
+        m.flags2 = GW_MF2_MID;
+        m.client_mid = kept->client_mid;
+    } else {
+        m.flags2 = 0;
+    }
     m.kind = GW_MSG_RESP;
     m.flags = (uint8_t)((req->flags & GW_MF_BLOCK2) | flags);
     if (!(flags & GW_MF_NOTIFY))
@@ -135,7 +142,16 @@ int sch_core_send_client(struct sch_core *c, const struct gw_msg *req, uint8_t f
     m.len = (uint16_t)len;
     if ((m.flags & GW_MF_ANSWER) && len >= 2 && suppressed(req, data[1]))
         m.flags |= GW_MF_SUPPRESS;
-    return c->out.to_client(c->out.ctx, &m, data);
+    int rc = c->out.to_client(c->out.ctx, &m, data);
+    if (rc == 0 && fe_out)
+        *fe_out = m.fe;
+    return rc;
+}
+
+int sch_core_send_client(struct sch_core *c, const struct gw_msg *req, uint8_t flags, uint32_t aux,
+                         const uint8_t *data, size_t len)
+{
+    return send_client_to(c, req, flags, aux, data, len, NULL, NULL);
 }
 
 /* Builds the client's copy of a device message: the client's token, the
@@ -181,18 +197,23 @@ int sch_core_error_bytes(const struct gw_msg *env, uint8_t code, const char *dia
 }
 
 static int txn_alloc(struct sch_core *c);
+static int hand_over(struct sch_core *c, uint32_t idx);
 
-/* An answer given at once (5.03, 5.02, a cache hit). When the frontend's
- * ring is full it is parked in a transaction slot as ANSWERED and sent by
- * sch_core_flush, so it is not lost (S1.3). */
+/* An answer given at once (5.03, 5.02, a cache hit). It takes a transaction
+ * slot like any other answer: kept until the client ACKs it (hand_over),
+ * and when the frontend's ring is full parked as ANSWERED and sent by
+ * sch_core_flush, so it is not lost (S1.3). With the table full it is sent
+ * as it is (a 5.03 for a full table has no slot to wait in). */
 static void answer_now(struct sch_core *c, const struct gw_msg *env, uint8_t flags, const uint8_t *out, size_t len)
 {
-    if (sch_core_send_client(c, env, flags, 0, out, len) == 0)
-        return;
-    gw_stat_add(c->stats, GW_STAT_ring_full, 1);
     int idx = txn_alloc(c);
-    if (idx < 0 || len > sizeof(T(c, 0)->data))
+    if (idx < 0 || len > sizeof(T(c, 0)->data)) {
+        if (idx >= 0)
+            c->freelist[c->nfree++] = (uint32_t)idx;
+        if (sch_core_send_client(c, env, flags, 0, out, len) != 0)
+            gw_stat_add(c->stats, GW_STAT_ring_full, 1);
         return;
+    }
     struct sch_txn *t = T(c, (uint32_t)idx);
     memset((uint8_t *)t + sizeof(t->state), 0, offsetof(struct sch_txn, data) - sizeof(t->state));
     t->env = *env;
@@ -202,7 +223,10 @@ static void answer_now(struct sch_core *c, const struct gw_msg *env, uint8_t fla
     t->data_len = (uint16_t)len;
     t->answer_flags = flags;
     set_state(t, SCH_TXN_ANSWERED);
-    c->pending_answers++;
+    if (hand_over(c, (uint32_t)idx) != 0) {
+        gw_stat_add(c->stats, GW_STAT_ring_full, 1);
+        c->pending_answers++;
+    }
 }
 
 void sch_core_answer_error(struct sch_core *c, const struct gw_msg *env, uint8_t code, const char *diag,
@@ -313,20 +337,139 @@ static void finish(struct sch_core *c, uint32_t idx)
         dev_unlink_active(c, d, idx);
     if (t->has_client && t->data_len) {
         set_state(t, SCH_TXN_ANSWERED);
-        if (sch_core_send_client(c, &t->env, t->answer_flags, t->answer_aux, t->data, t->data_len) != 0) {
-            /* The frontend's ring is full: keep the answer and retry (flush). */
-            c->pending_answers++;
-            c->gen[idx]++;
-            if (d)
-                pump(c, d);
-            return;
-        }
-        if (t->data_len >= 2)
-            c->last_code = t->data[1];
+        c->gen[idx]++;
+        if (hand_over(c, idx) != 0)
+            c->pending_answers++; /* the frontend's ring is full: kept, retried by flush */
+    } else {
+        txn_release(c, idx);
     }
-    txn_release(c, idx);
     if (d)
         pump(c, d);
+}
+
+/* ---- answers kept until the client ACKs them (S1.3, gw_msg.h GW_MF2_MID) ---- */
+
+static uint64_t kept_key(const struct gw_ep *ep, uint16_t mid)
+{
+    return sch_key_nz(gw_hash64(&mid, sizeof(mid), gw_ep_hash(ep)));
+}
+
+/* RFC 7252 4.8.2 MAX_TRANSMIT_WAIT towards clients: after it the frontend
+ * gave the answer up, and a copy sent later could outlive the client's
+ * deduplication. */
+static uint64_t keep_ms(const struct sch_core *c)
+{
+    return (uint64_t)c->cfg.client_ack_timeout_ms * ((2ull << c->cfg.client_max_retransmit) - 1) * 3 / 2;
+}
+
+/* Only CON answers the client will see and ACK are kept; half the table
+ * at most, so clients that never ACK cannot starve new requests. */
+static bool keepable(const struct sch_core *c, const struct sch_txn *t)
+{
+    return c->out.client_mid && t->has_client && t->env.client_type == GW_COAP_CON && t->data_len >= 4 &&
+           !(t->answer_flags & GW_MF_NOTIFY) && !suppressed(&t->env, t->data[1]) &&
+           c->ndelivered < c->max_txn / 2;
+}
+
+static void kept_release(struct sch_core *c, uint32_t idx)
+{
+    struct sch_txn *t = T(c, idx);
+    uint64_t k = kept_key(&t->env.ep, t->client_mid);
+    if ((uintptr_t)sch_map_get(&c->delivered, k) == idx + 1)
+        sch_map_del(&c->delivered, k);
+    if (c->ndelivered)
+        c->ndelivered--;
+    txn_release(c, idx);
+}
+
+static void kept_index(struct sch_core *c, uint32_t idx)
+{
+    struct sch_txn *t = T(c, idx);
+    GW_IGNORE(sch_map_put(&c->delivered, kept_key(&t->env.ep, t->client_mid), (void *)(uintptr_t)(idx + 1)));
+    c->ndelivered++;
+}
+
+/* Hands the ANSWERED transaction idx to a frontend. A keepable answer gets
+ * its client MID first (stored before the record leaves, so a successor
+ * sends the same one) and stays DELIVERED; any other is released.
+ * Returns 0, or GW_EFULL when the ring is full (idx stays ANSWERED). */
+static int hand_over(struct sch_core *c, uint32_t idx)
+{
+    struct sch_txn *t = T(c, idx);
+    bool keep = keepable(c, t);
+    if (keep && !t->mid_set) {
+        int mid = c->out.client_mid(c->out.ctx, t->env.fe);
+        keep = mid >= 0;
+        if (keep) {
+            t->client_mid = (uint16_t)mid;
+            t->mid_set = 1;
+        }
+    }
+    uint8_t fe = t->env.fe;
+    int rc = send_client_to(c, &t->env, t->answer_flags, t->answer_aux, t->data, t->data_len,
+                            keep || t->mid_set ? t : NULL, &fe);
+    if (rc != 0)
+        return rc;
+    if (t->data_len >= 2)
+        c->last_code = t->data[1];
+    if (!keep) {
+        txn_release(c, idx);
+        return 0;
+    }
+    t->sent_fe = fe;
+    t->repush = 0;
+    t->deadline = now_ms(c) + keep_ms(c);
+    c->gen[idx]++;
+    set_state(t, SCH_TXN_DELIVERED);
+    kept_index(c, idx);
+    arm(c, idx);
+    return 0;
+}
+
+/* A frontend saw the client's ACK or RST for (ep, mid), or gave it up. */
+static void on_answer_done(struct sch_core *c, const struct gw_msg *env)
+{
+    uintptr_t v = (uintptr_t)sch_map_get(&c->delivered, kept_key(&env->ep, env->client_mid));
+    if (v == 0 || v > c->max_txn)
+        return;
+    struct sch_txn *t = T(c, (uint32_t)(v - 1));
+    if (tstate(t) != SCH_TXN_DELIVERED || t->client_mid != env->client_mid || !gw_ep_eq(&t->env.ep, &env->ep))
+        return;
+    kept_release(c, (uint32_t)(v - 1));
+}
+
+/* Sends DELIVERED answer idx to its frontend again with its MID. */
+static int repush(struct sch_core *c, uint32_t idx)
+{
+    struct sch_txn *t = T(c, idx);
+    uint8_t fe = t->sent_fe;
+    struct gw_msg env = t->env;
+    env.fe = t->sent_fe;
+    int rc = send_client_to(c, &env, t->answer_flags, t->answer_aux, t->data, t->data_len, t, &fe);
+    if (rc == 0) {
+        t->sent_fe = fe;
+        t->repush = 0;
+    } else {
+        t->repush = 1;
+        c->pending_answers++;
+    }
+    return rc;
+}
+
+/* Frontend fe (re)started with empty retransmission tables: every answer it
+ * held unconfirmed goes to it again, with the same MID (S1.3). */
+static void on_fe_start(struct sch_core *c, uint8_t fe)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < c->max_txn; i++) {
+        struct sch_txn *t = T(c, i);
+        if (tstate(t) == SCH_TXN_DELIVERED && t->sent_fe == fe) {
+            GW_IGNORE(repush(c, i));
+            n++;
+        }
+    }
+    if (n)
+        gw_log_info(GW_LOG_COAP, "frontend %u started: %u answers not yet ACKed by their clients sent again", fe, n);
 }
 
 void sch_core_finish_txn(struct sch_core *c, uint32_t idx)
@@ -812,6 +955,12 @@ void sch_core_on_record(struct sch_core *c, const struct gw_msg *env, const uint
     case GW_MSG_SESSION_MOVED:
         sch_obs_on_session_moved(c, env->session, &env->ep);
         break;
+    case GW_MSG_FE_START:
+        on_fe_start(c, env->fe);
+        break;
+    case GW_MSG_ANSWER_DONE:
+        on_answer_done(c, env);
+        break;
     default:
         break;
     }
@@ -824,6 +973,11 @@ static void on_txn_timer(struct sch_core *c, uint32_t idx)
     struct sch_txn *t = T(c, idx);
     uint32_t s = tstate(t);
     uint64_t now = now_ms(c);
+    if (s == SCH_TXN_DELIVERED) {
+        /* The client never ACKed within MAX_TRANSMIT_WAIT: its frontend gave up. */
+        kept_release(c, idx);
+        return;
+    }
     if (s == SCH_TXN_SENT && !t->milli && t->attempts < c->cfg.mesh_max_transmit) {
         t->attempts++;
         t->timeout_ms *= 2;
@@ -866,7 +1020,8 @@ uint64_t sch_core_on_timer(struct sch_core *c)
         }
         struct sch_txn *t = T(c, it.id);
         uint32_t s = tstate(t);
-        if (c->gen[it.id] != it.gen || (s != SCH_TXN_SENT && s != SCH_TXN_ACKED) || t->deadline != it.deadline)
+        if (c->gen[it.id] != it.gen || (s != SCH_TXN_SENT && s != SCH_TXN_ACKED && s != SCH_TXN_DELIVERED) ||
+            t->deadline != it.deadline)
             continue;
         on_txn_timer(c, it.id);
     }
@@ -880,7 +1035,8 @@ uint64_t sch_core_on_timer(struct sch_core *c)
         } else {
             struct sch_txn *t = T(c, it.id);
             uint32_t s = tstate(t);
-            live = c->gen[it.id] == it.gen && (s == SCH_TXN_SENT || s == SCH_TXN_ACKED) && t->deadline == it.deadline;
+            live = c->gen[it.id] == it.gen && (s == SCH_TXN_SENT || s == SCH_TXN_ACKED || s == SCH_TXN_DELIVERED) &&
+                   t->deadline == it.deadline;
         }
         if (live)
             return it.deadline;
@@ -896,7 +1052,12 @@ void sch_core_flush(struct sch_core *c)
     c->pending_answers = 0;
     for (uint32_t i = 0; i < c->max_txn; i++) {
         struct sch_txn *t = T(c, i);
-        if (tstate(t) != SCH_TXN_ANSWERED)
+        uint32_t st = tstate(t);
+        if (st == SCH_TXN_DELIVERED && t->repush) {
+            GW_IGNORE(repush(c, i));
+            continue;
+        }
+        if (st != SCH_TXN_ANSWERED)
             continue;
         if (!t->has_client) {
             txn_release(c, i);
@@ -914,11 +1075,8 @@ void sch_core_flush(struct sch_core *c)
             t->data_len = (uint16_t)len;
             t->answer_flags = 0;
         }
-        if (sch_core_send_client(c, &t->env, t->answer_flags, t->answer_aux, t->data, t->data_len) != 0) {
+        if (hand_over(c, i) != 0)
             c->pending_answers++;
-            continue;
-        }
-        txn_release(c, i);
     }
 }
 
@@ -950,7 +1108,7 @@ static void recover(struct sch_core *c)
         struct sch_txn *t = T(c, i);
         uint32_t s = tstate(t);
         c->anext[i] = c->qnext[i] = -1;
-        if (s == SCH_TXN_FREE || s > SCH_TXN_ANSWERED) {
+        if (s == SCH_TXN_FREE || s > SCH_TXN_DELIVERED) {
             if (s != SCH_TXN_FREE)
                 set_state(t, SCH_TXN_FREE);
             c->freelist[c->nfree++] = i;
@@ -982,6 +1140,19 @@ static void recover(struct sch_core *c)
         uint32_t s = tstate(t);
         if (s == SCH_TXN_ANSWERED) {
             c->pending_answers++;
+            continue;
+        }
+        if (s == SCH_TXN_DELIVERED) {
+            /* Kept until its client ACKs: indexed again, its deadline re-armed. */
+            kept_index(c, i);
+            uint64_t now = now_ms(c);
+            struct sch_dev *kd = t->first_sent && now - t->first_sent < (uint64_t)c->cfg.exchange_lifetime_ms
+                                     ? dev_get(c, t->env.mac, true) : NULL;
+            if (kd && (int16_t)(uint16_t)(t->dev_mid + 1 - kd->next_mid) > 0)
+                kd->next_mid = (uint16_t)(t->dev_mid + 1); /* see mid_floor */
+            if (t->repush)
+                c->pending_answers++;
+            arm(c, i);
             continue;
         }
         struct sch_dev *d = dev_get(c, t->env.mac, true);
@@ -1056,7 +1227,8 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock, cons
     }
     c->recent_cap = max_txn * 2;
     c->recent_keys = calloc(c->recent_cap, sizeof(uint64_t));
-    if (!c->recent_keys || sch_map_init(&c->recent, c->recent_cap * 2) != 0) {
+    if (!c->recent_keys || sch_map_init(&c->recent, c->recent_cap * 2) != 0 ||
+        sch_map_init(&c->delivered, max_txn) != 0) {
         rc = -ENOMEM;
         goto fail;
     }
@@ -1101,6 +1273,7 @@ void sch_core_free(struct sch_core *c)
                 free(c->devs.vals[i]);
     sch_map_deinit(&c->devs);
     sch_map_deinit(&c->recent);
+    sch_map_deinit(&c->delivered);
     free(c->recent_keys);
     gw_heap_deinit(&c->heap);
     sch_cache_free(c->cache);

@@ -14,6 +14,16 @@
  * deadlines (CLOCK_MONOTONIC is system-wide), and answers each exactly once
  * (S1.3). Per-device queues and token indexes are rebuilt from it at start.
  *
+ * A final answer to a CON request outlives its hand-over to the frontend
+ * (state DELIVERED, gw_msg.h GW_MF2_MID): the slot keeps it with the
+ * client-facing MID until a frontend reports the client's ACK or RST
+ * (GW_MSG_ANSWER_DONE) or the client's MAX_TRANSMIT_WAIT passed (RFC 7252
+ * 4.8.2, from client_ack_timeout_ms and client_max_retransmit). When a
+ * frontend restarts (GW_MSG_FE_START), the answers it held are sent to it
+ * again with the same MIDs, so a frontend's SIGKILL loses no answer and a
+ * client's deduplication drops any copy. At most half the table is held
+ * this way; beyond that answers are handed over and forgotten as before.
+ *
  * Per device (S4.4, S4.5): at most nstart exchanges in flight, the rest in
  * a bounded FIFO (full: 5.03). Normal devices get CON with mesh_max_transmit
  * transmissions in all, the first timeout random in [T, 1.5T], doubling;
@@ -47,6 +57,8 @@ enum sch_txn_state {
     SCH_TXN_SENT = 2,       /* sent to the device, no ACK yet */
     SCH_TXN_ACKED = 3,      /* device sent an empty ACK; waiting for the separate response */
     SCH_TXN_ANSWERED = 4,   /* final answer built in data[], not yet handed to a frontend */
+    SCH_TXN_DELIVERED = 5,  /* CON answer handed to frontend sent_fe with MID client_mid, kept
+                               until the client ACKs it (gw_msg.h GW_MF2_MID, S1.3) */
 };
 
 enum sch_txn_kind {
@@ -75,10 +87,12 @@ struct sch_txn {
     uint8_t reval;            /* carries a revalidation ETag from the cache (S5.5) */
     uint8_t plain;            /* OBS_REG for a leaving observer: answer it without Observe */
     uint8_t answer_flags;     /* flags of the answer record (GW_MF_NOTIFY ...) */
-    uint8_t pad2;
+    uint8_t mid_set;          /* client_mid holds the MID drawn for this answer */
     uint32_t answer_aux;
     uint32_t sent_us;         /* low 32 bits of gw_mono_us() at the first transmission (device RTT) */
-    uint32_t pad3;
+    uint16_t client_mid;      /* client-facing MID of the answer (ANSWERED with mid_set, DELIVERED) */
+    uint8_t sent_fe;          /* DELIVERED: the frontend that took the answer */
+    uint8_t repush;           /* DELIVERED: to be sent again to its restarted frontend */
     struct gw_msg env;        /* the client's REQ envelope */
     uint8_t data[GW_COAP_MAX_MSG + 16];  /* request for the device, then the client's answer */
 };
@@ -86,13 +100,18 @@ GW_STATIC_ASSERT(sizeof(struct sch_txn) <= 1536, "txn fits its shared memory slo
 
 struct sch_out {
     void *ctx;
-    /* A record for frontend env->fe (kind RESP). Returns 0 or GW_EFULL. */
-    int (*to_client)(void *ctx, const struct gw_msg *env, const uint8_t *data);
+    /* A record for frontend env->fe (kind RESP). Returns 0 or GW_EFULL; on 0
+     * env->fe names the frontend that took it (another live one when env->fe
+     * is down). */
+    int (*to_client)(void *ctx, struct gw_msg *env, const uint8_t *data);
     /* A record for meshio (kind MESH_TX). */
     int (*to_mesh)(void *ctx, const struct gw_msg *env, const uint8_t *data);
     /* Device type look-up: 0 normal, 1 milli, GW_ENOTFOUND. */
     int (*device_type)(void *ctx, const uint8_t mac[GW_MAC_LEN]);
     uint32_t (*rand32)(void *ctx);
+    /* The next client-facing MID of frontend fe (gw_shm.h client_mid), or
+     * negative. NULL: answers are not kept after they were handed over. */
+    int (*client_mid)(void *ctx, uint8_t fe);
 };
 
 struct sch_core;

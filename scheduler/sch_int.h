@@ -44,6 +44,10 @@ struct sch_core {
     struct sch_map recent;
     uint64_t *recent_keys;    /* FIFO of keys for eviction */
     uint32_t recent_cap, recent_head, recent_n;
+    /* Answers kept until the client ACKs them (SCH_TXN_DELIVERED), by
+     * (client endpoint, client MID) -> slot index + 1. */
+    struct sch_map delivered;
+    uint32_t ndelivered;
 };
 
 static inline struct sch_txn *sch_txn_at(struct sch_core *c, uint32_t i)

@@ -435,7 +435,8 @@ static bool reg_in_flight(struct sch_core *c, const struct sch_obs *o)
     for (uint32_t i = 0; i < c->max_txn; i++) {
         struct sch_txn *t = sch_txn_at(c, i);
         uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire);
-        if (s != SCH_TXN_FREE && s != SCH_TXN_ANSWERED && t->kind == SCH_TK_OBS_REG && t->obs_id == o->id)
+        if (s != SCH_TXN_FREE && s != SCH_TXN_ANSWERED && s != SCH_TXN_DELIVERED && t->kind == SCH_TK_OBS_REG &&
+            t->obs_id == o->id)
             return true;
     }
     return false;

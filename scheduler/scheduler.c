@@ -85,7 +85,7 @@ static void flush_ovf(struct sch_ctx *s)
 /* Answers go to the frontend that took the request, or to any live one
  * when it is gone: they all serve the same port (S1.4). A full ring (a
  * notification burst) queues the record here, in order, bounded. */
-static int to_client(void *ctx, const struct gw_msg *env, const uint8_t *data)
+static int to_client(void *ctx, struct gw_msg *env, const uint8_t *data)
 {
     struct sch_ctx *s = ctx;
     uint32_t fe = env->fe < s->nfe ? env->fe : 0;
@@ -120,9 +120,23 @@ static int to_client(void *ctx, const struct gw_msg *env, const uint8_t *data)
             rc = 0;
         }
     }
-    if (rc == 0)
+    if (rc == 0) {
         s->fe_kick |= 1ull << fe;
+        env->fe = (uint8_t)fe;
+    }
     return rc;
+}
+
+/* Client-facing MIDs come from the frontend's counter in its proc slot,
+ * shared with the frontend itself (gw_shm.h), so the MIDs of answers the
+ * scheduler keeps never clash with the frontend's own. */
+static int client_mid(void *ctx, uint8_t fe)
+{
+    struct sch_ctx *s = ctx;
+    if (fe >= s->nfe)
+        return -1;
+    struct gw_proc_slot *ps = gw_shm_proc(&s->shm, GW_PROC_FRONTEND0 + fe);
+    return (int)(uint16_t)atomic_fetch_add_explicit(&ps->client_mid, 1, memory_order_relaxed);
 }
 
 static int to_mesh(void *ctx, const struct gw_msg *env, const uint8_t *data)
@@ -377,7 +391,7 @@ int sch_run(const struct gw_config *cfg)
         exit_code = GW_EXIT_FATAL;
         goto out;
     }
-    struct sch_out out = { s, to_client, to_mesh, device_type, rand32 };
+    struct sch_out out = { s, to_client, to_mesh, device_type, rand32, client_mid };
     rc = sch_core_new(cfg, &gw_clock_real, &out, gw_shm_txn(&s->shm, 0), s->shm.hdr->max_txn, s->shm.hdr->txn_slot,
                       &s->store, s->stats, &s->core);
     if (rc) {

@@ -211,7 +211,7 @@ static void bench_registry(double scale)
 /* ---- observe fan-out through the scheduler core, no I/O ---- */
 
 static unsigned long long delivered, meshed;
-static int cnt_client(void *ctx, const struct gw_msg *env, const uint8_t *data)
+static int cnt_client(void *ctx, struct gw_msg *env, const uint8_t *data)
 {
     (void)ctx, (void)env, (void)data;
     delivered++;
@@ -240,7 +240,7 @@ static void bench_observe(double scale)
     cfg.obs_max_observers = nobs * 2;
     struct gw_fake_clock fc = { 1000000, 2000000000 };
     struct gw_clock clk = gw_clock_fake(&fc);
-    struct sch_out out = { NULL, cnt_client, cnt_mesh, dev_type, rnd };
+    struct sch_out out = { NULL, cnt_client, cnt_mesh, dev_type, rnd, NULL };
     uint32_t max_txn = 1024;
     void *txns = calloc(max_txn, GW_TXN_SLOT);
     struct sch_core *core;

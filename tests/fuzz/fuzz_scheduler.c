@@ -93,7 +93,7 @@ static void cleanup(void)
 
 /* ---- callbacks ---------------------------------------------------------- */
 
-static int to_client(void *ctx, const struct gw_msg *env, const uint8_t *data)
+static int to_client(void *ctx, struct gw_msg *env, const uint8_t *data)
 {
     (void)ctx;
     if (S.client_full)
@@ -181,7 +181,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     S.cfg.obs_max_observers = 6;
     S.cfg.obs_max_observations = 3;
     S.clock = gw_clock_fake(&S.fc);
-    S.out = (struct sch_out){ NULL, to_client, to_mesh, device_type, rand32 };
+    S.out = (struct sch_out){ NULL, to_client, to_mesh, device_type, rand32, NULL };
     for (int i = 0; i < NDEV; i++) {
         static const uint8_t base[GW_MAC_LEN] = { 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x00 };
         memcpy(S.mac[i], base, GW_MAC_LEN);

@@ -27,7 +27,10 @@ DEVICES = ["02000000000001%02x" % i for i in range(1, 9)]
 
 
 class LoadClient:
-    """Non-blocking client: CON requests with retransmission, answers ACKed."""
+    """Non-blocking client: CON requests with retransmission, answers ACKed,
+    and a CON message whose MID it already took dropped as a duplicate (RFC
+    7252 4.5: a gateway that restarted may send an unconfirmed answer again,
+    always with its first MID)."""
 
     def __init__(self, gw, cl, ack_timeout=0.5):
         self.gw, self.cl = gw, cl
@@ -38,6 +41,8 @@ class LoadClient:
         self.sent = 0
         self.observe = {}     # token -> list of observe numbers (observers)
         self.answered = []    # (sent, answered) of successful requests
+        self.seen_mids = set()  # MIDs of CON messages taken (the deduplication store)
+        self.copies = 0
 
     def send(self, proxy, observe=None):
         tok = os.urandom(6)
@@ -68,6 +73,10 @@ class LoadClient:
             m = Msg(data)
             if m.type == CON:
                 self.cl.send_raw(encode(ACK, 0, m.mid))
+                if m.code != 0 and m.mid in self.seen_mids:
+                    self.copies += 1
+                    continue
+                self.seen_mids.add(m.mid)
             if m.code == 0:
                 for tok, p in self.pending.items():
                     if p[0] == m.mid and m.type == ACK:
@@ -146,8 +155,10 @@ def test_kill_every_role_under_load():
         for c in clients:
             for v in c.finals.values():
                 codes[v[0]] = codes.get(v[0], 0) + 1
-        print("  requests %d, answers by code %s, duplicates %d, unanswered %d" %
-              (total, {("%d.%02d" % (k >> 5, k & 31)): n for k, n in sorted(codes.items())}, dup, lost))
+        print("  requests %d, answers by code %s, duplicates %d, unanswered %d (copies with a MID already "
+              "taken, dropped by the clients as RFC 7252 asks: %d)" %
+              (total, {("%d.%02d" % (k >> 5, k & 31)): n for k, n in sorted(codes.items())}, dup, lost,
+               sum(c.copies for c in clients)))
         answered = sorted(a for c in clients for a in c.answered)
         for role, t, rec, _ in kills:
             after = [done for sent, done in answered if sent > t]
@@ -185,5 +196,133 @@ def test_kill_every_role_under_load():
             assert n == restarted[r], "%s restarted %d times, killed %d times" % (r, n, restarted[r])
 
 
+class LossyClient:
+    """An RFC 7252 client whose network loses some answers: the first copy of
+    a CON response (a MID not seen before) is dropped with probability
+    `loss` (not ACKed, not delivered); copies are ACKed and, when their MID
+    was already delivered, dropped as duplicates (RFC 7252 4.5), so the
+    application sees each response once. Requests are retransmitted until
+    ACKed or answered."""
+
+    def __init__(self, gw, cl, loss, rng, ack_timeout=0.5):
+        self.cl, self.loss, self.rng = cl, loss, rng
+        self.cl.sock.setblocking(False)
+        self.pending = {}     # token -> [mid, first_sent, last_sent, tries, acked, pkt]
+        self.finals = {}      # token -> codes delivered to the application
+        self.seen = set()     # MIDs of CON responses delivered (the deduplication store)
+        self.ack_timeout = ack_timeout
+        self.sent = self.dropped = self.dups = 0
+
+    def send(self, proxy):
+        tok = os.urandom(6)
+        mid = self.cl.next_mid()
+        pkt = encode(CON, GET, mid, tok, [(OPT["proxy_uri"], proxy)])
+        now = time.monotonic()
+        self.pending[tok] = [mid, now, now, 0, False, pkt]
+        self.cl.send_raw(pkt)
+        self.sent += 1
+
+    def pump(self):
+        now = time.monotonic()
+        for tok, p in list(self.pending.items()):
+            if not p[4] and now - p[2] > self.ack_timeout * (2 ** p[3]) and p[3] < 6:
+                p[2], p[3] = now, p[3] + 1
+                self.cl.send_raw(p[5])
+        while True:
+            try:
+                data, _ = self.cl.sock.recvfrom(65536)
+            except BlockingIOError:
+                return
+            m = Msg(data)
+            if m.code == 0:
+                if m.type == ACK:
+                    for p in self.pending.values():
+                        if p[0] == m.mid:
+                            p[4] = True
+                continue
+            if m.type == CON:
+                if m.mid in self.seen:
+                    self.dups += 1
+                    self.cl.send_raw(encode(ACK, 0, m.mid))
+                    continue
+                if m.mid not in self.lost_once and self.rng.random() < self.loss:
+                    self.lost_once.add(m.mid)
+                    self.dropped += 1
+                    continue
+                self.cl.send_raw(encode(ACK, 0, m.mid))
+                self.seen.add(m.mid)
+            self.finals.setdefault(m.token, []).append(m.code)
+            self.pending.pop(m.token, None)
+
+    lost_once = None
+
+
+def test_frontend_kills_with_lossy_clients_lose_no_answer():
+    """S1.3 (issue #12 item 15): with clients whose network loses answers, frontends SIGKILLed again
+    and again (two on the port); every request gets exactly one final response at the client
+    application, none lost: the scheduler keeps each answer with its client MID until the client
+    ACKs it and a restarted frontend sends it again with the same MID."""
+    tmp = tempfile.mkdtemp(prefix="coapgw-res-")
+    rows = [(mac, "%s.%d" % (BASE, 60 + i), "normal", KEY, 5683, 4849, "latency=1-5")
+            for i, mac in enumerate(DEVICES[:4])]
+    devfile = write_devices(os.path.join(tmp, "devices.csv"), rows)
+    duration = float(os.environ.get("COAPGW_LOSSY_SECONDS", "14"))
+    rng = random.Random(int(os.environ.get("COAPGW_LOSSY_SEED", "0")) or None)
+    with gateway("lossy", devfile, meshsim=1, frontends=2, mesh_ack_timeout_ms=300,
+                 client_ack_timeout_ms=400, session_rate=100000, session_burst=100000,
+                 session_max_inflight=10000, cache_max_entries=0, device_queue_max=256) as gw:
+        wait_for(lambda: gw.pid("frontend-1"), 10, "second frontend")
+        clients = []
+        for i in range(4):
+            cl = Client(gw)
+            gw.session(cl, account="lossy%d" % i, query="security=none")
+            lc = LossyClient(gw, cl, 0.3, rng)
+            lc.lost_once = set()
+            clients.append(lc)
+        roles = ["frontend-0", "frontend-1"]
+        kills = 0
+        rate = 80.0
+        t_end = time.monotonic() + duration
+        next_kill = time.monotonic() + 1.0
+        next_send = time.monotonic()
+        turn = 0
+        while time.monotonic() < t_end:
+            now = time.monotonic()
+            while next_send <= now:
+                c = rng.choice(clients)
+                c.send("coap://%s/value?n=%d" % (rng.choice(DEVICES[:4]), c.sent))
+                next_send += 1.0 / rate
+            if now >= next_kill and now < t_end - 3:
+                role = roles[turn % 2]
+                pid = gw.pid(role)
+                if pid:
+                    os.kill(pid, signal.SIGKILL)
+                    kills += 1
+                    turn += 1
+                next_kill = now + rng.uniform(0.6, 1.2)
+            for c in clients:
+                c.pump()
+            select.select([c.cl.sock for c in clients], [], [], 0.002)
+        try:
+            wait_for(lambda: all(c.pump() or not c.pending for c in clients), 30, "every answer after the load")
+        except AssertionError:
+            pass  # counted as unanswered below
+        total = sum(c.sent for c in clients)
+        lost = sum(len(c.pending) for c in clients)
+        multi = [v for c in clients for v in c.finals.values() if len(v) > 1]
+        codes = {}
+        for c in clients:
+            for v in c.finals.values():
+                codes[v[0]] = codes.get(v[0], 0) + 1
+        print("  %d requests, %d frontend kills, %d first copies lost on the way, %d copies dropped by the "
+              "clients' deduplication; answers by code %s, more than one final response %d, unanswered %d" %
+              (total, kills, sum(c.dropped for c in clients), sum(c.dups for c in clients),
+               {("%d.%02d" % (k >> 5, k & 31)): n for k, n in sorted(codes.items())}, len(multi), lost))
+        assert kills >= 6, "frontends were killed (%d)" % kills
+        assert lost == 0, "%d requests never got a final response" % lost
+        assert not multi, "%d requests got more than one final response: %r" % (len(multi), multi[:5])
+        assert codes.get(code(2, 5), 0) >= total * 0.98, "too few successful answers: %r" % codes
+
+
 if __name__ == "__main__":
-    sys.exit(run([test_kill_every_role_under_load]))
+    sys.exit(run([test_kill_every_role_under_load, test_frontend_kills_with_lossy_clients_lose_no_answer]))

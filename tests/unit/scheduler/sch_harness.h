@@ -72,6 +72,8 @@ struct harness {
     unsigned ndev;
     uint64_t next_req_id;
     bool client_full;        /* to_client refuses (a full frontend ring) */
+    uint16_t fe_mid[4];      /* next client MID per frontend */
+    bool fe_dead[4];         /* to_client hands this frontend's records to frontend 0 */
     unsigned client_refused;
     struct h_rec client[H_MAX_REC];
     unsigned nclient;
@@ -95,7 +97,7 @@ static inline void h_mac(uint64_t v, uint8_t mac[GW_MAC_LEN])
 
 /* ---- callbacks ---------------------------------------------------------- */
 
-static inline int h_to_client(void *ctx, const struct gw_msg *env, const uint8_t *data)
+static inline int h_to_client(void *ctx, struct gw_msg *env, const uint8_t *data)
 {
     (void)ctx;
     if (H.client_full) {
@@ -105,6 +107,8 @@ static inline int h_to_client(void *ctx, const struct gw_msg *env, const uint8_t
     cr_assert_lt(H.nclient, H_MAX_REC, "too many client records");
     cr_assert_leq(env->len, sizeof(H.client[0].data));
     cr_assert_eq(env->kind, GW_MSG_RESP);
+    if (env->fe < 4 && H.fe_dead[env->fe])
+        env->fe = 0; /* as scheduler.c does: a live frontend of the port takes it */
     H.client[H.nclient].env = *env;
     memcpy(H.client[H.nclient].data, data, env->len);
     H.nclient++;
@@ -144,6 +148,15 @@ static inline uint32_t h_rand32(void *ctx)
     return (uint32_t)(H.prng >> 16);
 }
 
+/* The frontends' client MID counters (gw_shm.h client_mid). */
+static inline int h_client_mid(void *ctx, uint8_t fe);
+
+static inline int h_client_mid(void *ctx, uint8_t fe)
+{
+    (void)ctx;
+    return fe < 4 ? H.fe_mid[fe]++ : -1;
+}
+
 /* ---- set-up ------------------------------------------------------------- */
 
 /* Defaults; tests change H.cfg, H.max_txn, H.rnd* before h_start(). */
@@ -157,7 +170,7 @@ static inline void h_init(void)
     H.max_txn = 64;
     H.prng = 0x9e3779b97f4a7c15ull;
     H.next_req_id = 1;
-    H.out = (struct sch_out){ NULL, h_to_client, h_to_mesh, h_device_type, h_rand32 };
+    H.out = (struct sch_out){ NULL, h_to_client, h_to_mesh, h_device_type, h_rand32, h_client_mid };
     cr_assert_eq(gw_coap_parser_new(&H.parser), 0);
     h_mac(DEV_A, H.dev[0].mac), H.dev[0].type = 0;
     h_mac(DEV_B, H.dev[1].mac), H.dev[1].type = 0;
@@ -325,6 +338,7 @@ struct h_req {
     bool non;              /* the client's request was NON */
     const char *payload;
     uint8_t security;
+    uint8_t fe;            /* frontend that took the request */
 };
 
 static inline void h_ep(uint16_t port, struct gw_ep *ep)
@@ -345,7 +359,7 @@ static inline uint64_t h_request(const struct h_req *r)
     const char *path = r->path ? r->path : "temp";
     m.kind = GW_MSG_REQ;
     m.security = r->security;
-    m.fe = 0;
+    m.fe = r->fe;
     m.flags = r->flags;
     m.client_type = r->non ? GW_COAP_NON : GW_COAP_CON;
     m.tkl = (uint8_t)strlen(tok);
@@ -388,6 +402,31 @@ static inline void h_gone(uint16_t port, const char *tok)
     h_ep(port, &m.ep);
     m.tkl = (uint8_t)strlen(tok);
     memcpy(m.token, tok, m.tkl);
+    sch_core_on_record(H.core, &m, NULL);
+}
+
+/* The client ACKed client record i, as its frontend reports it (a kept
+ * answer, gw_msg.h GW_MF2_MID); asserts the record is one. */
+static inline void h_client_acked(unsigned i)
+{
+    cr_assert_lt(i, H.nclient);
+    cr_assert(H.client[i].env.flags2 & GW_MF2_MID, "client record %u is a kept answer", i);
+    struct gw_msg m;
+    memset(&m, 0, sizeof(m));
+    m.kind = GW_MSG_ANSWER_DONE;
+    m.fe = H.client[i].env.fe;
+    m.ep = H.client[i].env.ep;
+    m.client_mid = H.client[i].env.client_mid;
+    sch_core_on_record(H.core, &m, NULL);
+}
+
+/* Frontend fe restarted (GW_MSG_FE_START). */
+static inline void h_fe_start(uint8_t fe)
+{
+    struct gw_msg m;
+    memset(&m, 0, sizeof(m));
+    m.kind = GW_MSG_FE_START;
+    m.fe = fe;
     sch_core_on_record(H.core, &m, NULL);
 }
 

@@ -256,6 +256,9 @@ Test(core, unknown_device_gives_bad_gateway)
     cr_assert_gt(p.plen, 0, "5.02 carries a diagnostic payload");
     struct sch_core_counts n;
     sch_core_counts(H.core, &n);
+    cr_assert_eq(n.txns, 1, "the answer is kept until the client ACKs it (S1.3)");
+    h_client_acked(0);
+    sch_core_counts(H.core, &n);
     cr_assert_eq(n.txns, 0);
 }
 
@@ -421,6 +424,7 @@ Test(core, full_transaction_table_gives_503)
 
     h_piggy(DEV_A, &ra, GW_COAP_CONTENT, "x");
     assert_answer(2, "a1", GW_COAP_CONTENT);
+    h_client_acked(2); /* the answer's slot is free once its client ACKed it */
     h_request(&(struct h_req){ .mac = DEV_C, .port = 40003, .tok = "c2" });
     cr_assert_eq(H.nmesh, 3, "the freed slot serves the next request");
     cr_assert_eq(H.nclient, 3);

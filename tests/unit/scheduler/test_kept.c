@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: MIT */
+/* test_kept.c - answers kept until the client ACKs them (S1.3, issue #12
+ * item 15; sch_core.h, gw_msg.h GW_MF2_MID): a CON answer leaves its slot
+ * only when a frontend reports the client's ACK, after MAX_TRANSMIT_WAIT,
+ * and a restarted frontend gets it again with the same client MID. */
+#include "sch_harness.h"
+
+static void setup(void) { h_init(); }
+static void teardown(void) { h_fini(); }
+
+TestSuite(kept, .init = setup, .fini = teardown);
+
+static unsigned txns(void)
+{
+    struct sch_core_counts n;
+    sch_core_counts(H.core, &n);
+    return n.txns;
+}
+
+/* One answered request; returns the index of its client record. */
+static unsigned answered(uint64_t mac, uint16_t port, const char *tok, const char *path)
+{
+    unsigned c0 = H.nclient;
+    h_request(&(struct h_req){ .mac = mac, .port = port, .tok = tok, .path = path });
+    struct h_pkt r;
+    h_last_tx(&r);
+    h_piggy(mac, &r, GW_COAP_CONTENT, tok);
+    cr_assert_eq(H.nclient, c0 + 1, "answered");
+    return c0;
+}
+
+static void assert_same_answer(unsigned a, unsigned b)
+{
+    cr_assert_eq(H.client[b].env.flags2 & GW_MF2_MID, GW_MF2_MID);
+    cr_assert_eq(H.client[a].env.client_mid, H.client[b].env.client_mid, "the copy has the same client MID");
+    cr_assert_eq(H.client[a].env.len, H.client[b].env.len);
+    cr_assert_eq(memcmp(H.client[a].data, H.client[b].data, H.client[a].env.len), 0, "the same bytes");
+    cr_assert(gw_ep_eq(&H.client[a].env.ep, &H.client[b].env.ep));
+}
+
+Test(kept, answer_is_kept_until_the_client_acks_and_resent_to_a_restarted_frontend)
+{
+    h_start();
+    H.fe_mid[0] = 0x1234;
+    unsigned i = answered(DEV_A, 40001, "k1", "a");
+    cr_assert(H.client[i].env.flags2 & GW_MF2_MID, "a CON answer is kept");
+    cr_assert_eq(H.client[i].env.client_mid, 0x1234, "its MID comes from the frontend's counter");
+    cr_assert_eq(H.fe_mid[0], 0x1235);
+    cr_assert_eq(txns(), 1, "the slot holds the answer");
+
+    /* Frontend 0 was SIGKILLed with the answer unconfirmed: its successor
+     * gets it again, with the same MID, and only once per start. */
+    h_fe_start(0);
+    cr_assert_eq(H.nclient, i + 2);
+    assert_same_answer(i, i + 1);
+    h_fe_start(1);
+    cr_assert_eq(H.nclient, i + 2, "another frontend's start sends nothing");
+
+    h_client_acked(i + 1);
+    cr_assert_eq(txns(), 0, "the client's ACK frees the slot");
+    h_fe_start(0);
+    cr_assert_eq(H.nclient, i + 2, "an ACKed answer is never sent again");
+    h_advance(3600 * 1000);
+    cr_assert_eq(H.nclient, i + 2);
+}
+
+Test(kept, an_ack_for_another_mid_or_endpoint_frees_nothing)
+{
+    h_start();
+    unsigned i = answered(DEV_A, 40001, "k1", "a");
+    struct gw_msg m;
+    memset(&m, 0, sizeof(m));
+    m.kind = GW_MSG_ANSWER_DONE;
+    m.ep = H.client[i].env.ep;
+    m.client_mid = (uint16_t)(H.client[i].env.client_mid + 1);
+    sch_core_on_record(H.core, &m, NULL);
+    h_ep(40002, &m.ep);
+    m.client_mid = H.client[i].env.client_mid;
+    sch_core_on_record(H.core, &m, NULL);
+    cr_assert_eq(txns(), 1);
+    h_client_acked(i);
+    cr_assert_eq(txns(), 0);
+}
+
+/* RFC 7252 4.8.2: after MAX_TRANSMIT_WAIT (2 s * 31 * 1.5 = 93 s with the
+ * defaults) the frontend has given up; the scheduler forgets it too. */
+Test(kept, unacked_answer_is_forgotten_after_max_transmit_wait)
+{
+    h_start();
+    uint64_t t0 = H.fc.ms;
+    answered(DEV_A, 40001, "k1", "a");
+    h_at(t0 + 92000);
+    cr_assert_eq(txns(), 1);
+    h_at(t0 + 93001);
+    cr_assert_eq(txns(), 0);
+    unsigned n = H.nclient;
+    h_fe_start(0);
+    cr_assert_eq(H.nclient, n, "nothing left to send again");
+}
+
+Test(kept, kept_answer_survives_a_scheduler_restart)
+{
+    h_start();
+    unsigned i = answered(DEV_A, 40001, "k1", "a");
+    h_restart();
+    cr_assert_eq(txns(), 1);
+    h_fe_start(0);
+    cr_assert_eq(H.nclient, i + 2);
+    assert_same_answer(i, i + 1);
+    h_client_acked(i);
+    cr_assert_eq(txns(), 0, "matched after the restart");
+}
+
+/* An answer for a frontend that is down goes to a live one; the MID comes
+ * from the counter of the frontend that took the request, and the copy
+ * after a restart goes to the frontend that held it. */
+Test(kept, answer_redirected_to_a_live_frontend_is_resent_to_that_one)
+{
+    h_start();
+    H.fe_dead[1] = true;
+    H.fe_mid[1] = 700;
+    unsigned c0 = H.nclient;
+    h_request(&(struct h_req){ .mac = DEV_A, .port = 40001, .tok = "r1", .fe = 1 });
+    struct h_pkt r;
+    h_last_tx(&r);
+    h_piggy(DEV_A, &r, GW_COAP_CONTENT, "x");
+    cr_assert_eq(H.client[c0].env.fe, 0, "frontend 0 took it");
+    cr_assert_eq(H.client[c0].env.client_mid, 700);
+    h_fe_start(1);
+    cr_assert_eq(H.nclient, c0 + 1, "frontend 1 never had it");
+    h_fe_start(0);
+    cr_assert_eq(H.nclient, c0 + 2);
+    assert_same_answer(c0, c0 + 1);
+}
+
+Test(kept, cache_hits_and_immediate_errors_are_kept_too)
+{
+    h_start();
+    unsigned i = answered(DEV_A, 40001, "k1", "a");
+    h_client_acked(i);
+    h_request(&(struct h_req){ .mac = DEV_A, .port = 40002, .tok = "k2", .path = "a" });
+    cr_assert_eq(H.nclient, i + 2, "a cache hit");
+    cr_assert(H.client[i + 1].env.flags2 & GW_MF2_MID);
+    h_request(&(struct h_req){ .mac = DEV_X, .port = 40003, .tok = "k3" });
+    cr_assert_eq(H.nclient, i + 3, "5.02 for an unknown device");
+    cr_assert(H.client[i + 2].env.flags2 & GW_MF2_MID);
+    cr_assert_eq(txns(), 2);
+    h_fe_start(0);
+    cr_assert_eq(H.nclient, i + 5);
+}
+
+Test(kept, non_requests_suppressed_answers_and_notifications_are_not_kept)
+{
+    h_start();
+    unsigned c0 = H.nclient;
+    h_request(&(struct h_req){ .mac = DEV_A, .port = 40001, .tok = "n1", .path = "n", .non = true });
+    struct h_pkt r;
+    h_last_tx(&r);
+    h_piggy(DEV_A, &r, GW_COAP_CONTENT, "x");
+    cr_assert_eq(H.nclient, c0 + 1);
+    cr_assert_eq(H.client[c0].env.flags2, 0, "an answer to NON is not kept");
+    h_request(&(struct h_req){ .mac = DEV_A, .port = 40002, .tok = "s1", .path = "s", .noresp = 2 });
+    h_last_tx(&r);
+    h_piggy(DEV_A, &r, GW_COAP_CONTENT, "x");
+    cr_assert_eq(H.client[c0 + 1].env.flags2, 0, "No-Response: never sent, so never ACKed");
+    /* An observe registration: the first notification is not kept. */
+    h_request(&(struct h_req){ .mac = DEV_B, .port = 40003, .tok = "o1", .flags = GW_MF_OBS_REGISTER });
+    h_last_tx(&r);
+    h_device_send(&(struct h_resp){ .mac = DEV_B, .type = GW_COAP_ACK, .code = GW_COAP_CONTENT, .mid = r.mid,
+                                    .token = r.token, .has_obs = true, .obs = 5, .payload = "v" });
+    cr_assert_eq(H.nclient, c0 + 3);
+    cr_assert(H.client[c0 + 2].env.flags & GW_MF_NOTIFY);
+    cr_assert_eq(H.client[c0 + 2].env.flags2, 0);
+    cr_assert_eq(txns(), 0);
+}
+
+/* Clients that never ACK hold at most half the table; later answers are
+ * handed over and forgotten, and new requests still find slots. */
+Test(kept, at_most_half_the_table_is_held)
+{
+    H.max_txn = 8;
+    h_start();
+    char tok[8], path[8];
+    for (unsigned k = 0; k < 6; k++) {
+        snprintf(tok, sizeof(tok), "t%u", k);
+        snprintf(path, sizeof(path), "p%u", k);
+        unsigned i = answered(k % 2 ? DEV_A : DEV_B, (uint16_t)(40001 + k), tok, path);
+        cr_assert_eq(!!(H.client[i].env.flags2 & GW_MF2_MID), k < 4, "answer %u kept: %s", k,
+                     k < 4 ? "yes" : "no");
+    }
+    cr_assert_eq(txns(), 4);
+}
+
+/* A full frontend ring: the answer waits ANSWERED with its MID already
+ * drawn and leaves later with that MID (a single MID per answer). */
+Test(kept, answer_refused_by_a_full_ring_keeps_its_mid)
+{
+    h_start();
+    H.fe_mid[0] = 100;
+    H.client_full = true;
+    h_request(&(struct h_req){ .mac = DEV_A, .port = 40001, .tok = "f1" });
+    struct h_pkt r;
+    h_last_tx(&r);
+    h_piggy(DEV_A, &r, GW_COAP_CONTENT, "x");
+    cr_assert_eq(H.nclient, 0);
+    h_advance(10);
+    h_advance(10);
+    H.client_full = false;
+    h_advance(10);
+    cr_assert_eq(H.nclient, 1);
+    cr_assert_eq(H.client[0].env.client_mid, 100);
+    cr_assert_eq(H.fe_mid[0], 101, "one MID drawn, however often the ring refused");
+    h_client_acked(0);
+    cr_assert_eq(txns(), 0);
+}
