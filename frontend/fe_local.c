@@ -306,12 +306,15 @@ static void sessions_post(struct fe_local *l, const struct gw_ep *ep, const stru
     struct gw_ep moved;
     diag = NULL;
     rc = fe_session_create(l->store, l->scfg, &rq, now, &s, &moved, &diag);
-    if (rc == GW_EFORBIDDEN && holder[0]) {
+    if (rc == GW_EFORBIDDEN && holder[0] &&
+        gw_log_ratelimit(&l->conflict_log, now_ms(l), (double)l->cfg->unauth_log_per_s,
+                         (double)l->cfg->unauth_log_per_s * 2)) {
         /* S2.10: maybe a spoofed source trying to take over (or downgrade)
          * another account's session; nothing was changed. */
-        char eps[GW_EP_STRLEN];
+        char eps[GW_EP_STRLEN], note[64];
+        const char *sup = gw_log_suppressed_note(&l->conflict_log, note, sizeof(note));
         gw_log_warn(GW_LOG_AUTH, "session request for account '%s' from %s refused: the endpoint holds a live "
-                    "session of account '%s'", claims.sub, gw_ep_str(ep, eps, sizeof(eps)), holder);
+                    "session of account '%s'%s", claims.sub, gw_ep_str(ep, eps, sizeof(eps)), holder, sup);
     }
     if (rc == GW_EFORBIDDEN) {
         answer_text(l, ep, req, de, GW_COAP_FORBIDDEN, diag);

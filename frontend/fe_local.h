@@ -22,6 +22,7 @@
 #include "fe_route.h"
 #include "fe_session.h"
 #include "gw_config.h"
+#include "gw_log.h"
 
 struct fe_local {
     const struct gw_config *cfg;
@@ -39,6 +40,9 @@ struct fe_local {
     /* The current request's sender holds no session (set by the caller
      * before fe_local_handle): its block-wise state is bounded apart. */
     bool sessionless;
+    /* The WARN about a refused cross-account session request (S2.10) is
+     * rate-limited like the 4.01 one: a forged sender can repeat it. */
+    struct gw_log_limit conflict_log;
     /* Clock overrides for tests (NULL = real clock). */
     const struct gw_clock *clock;
 };
