@@ -223,7 +223,7 @@ def cmd_config(conf, binary, scratch):
     extra = [k for k in documented if k not in defaults]
     if missing or extra:
         die("5 config: %s: undocumented keys %s, unknown keys %s" % (conf, missing, extra))
-    # data_dir's default is empty; `config` prints the derived /tmp/coapgw-<instance>.
+    # data_dir's default is empty; `config` prints the derived one (/var/lib/coapgw/<instance> as root).
     wrong = [k for k in defaults if documented[k] != defaults[k] and k != "data_dir"]
     if wrong:
         die("5 config: defaults differ from the built-in table: %s" %
