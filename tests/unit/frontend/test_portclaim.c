@@ -118,14 +118,14 @@ Test(portclaim, second_instance_refused_same_instance_shares)
 {
     char inst[32], err[512];
     snprintf(inst, sizeof(inst), "utest%d", (int)getpid());
-    struct fe_claim a0 = claim("127.0.0.1:5999", inst, 0), a1 = claim("127.0.0.1:5999", inst, 1);
+    struct fe_claim a0 = claim("127.0.0.1:2", inst, 0), a1 = claim("127.0.0.1:2", inst, 1);
     int fd0 = fe_claim_port(&a0, err, sizeof(err));
     cr_assert_geq(fd0, 0, "%s", err);
     int fd1 = fe_claim_port(&a1, err, sizeof(err));
     cr_assert_geq(fd1, 0, "%s", err);
-    struct fe_claim b = claim("127.0.0.1:5999", "otherinst", 0);
+    struct fe_claim b = claim("127.0.0.1:2", "otherinst", 0);
     cr_assert_eq(fe_claim_port(&b, err, sizeof(err)), GW_EFORBIDDEN);
-    cr_assert(strstr(err, "port 5999 is used by instance ") && strstr(err, inst), "%s", err);
+    cr_assert(strstr(err, "port 2 is used by instance ") && strstr(err, inst), "%s", err);
     close(fd0);
     close(fd1);
     /* Gone with its holder: nothing stale. */
