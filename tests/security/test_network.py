@@ -62,11 +62,12 @@ class Catcher:
         self.sock.bind((addr, port))
         self.addr, self.port = self.sock.getsockname()
 
-    def all(self, quiet=0.5, limit=100000):
-        """Every datagram until none came for `quiet` seconds (bounded)."""
+    def all(self, quiet=0.5, limit=100000, first=5.0):
+        """Every datagram until none came for `quiet` seconds (waiting up to `first` seconds for the
+        first one, so a loaded machine does not split one answer across cases; bounded)."""
         out = []
-        self.sock.settimeout(quiet)
         while len(out) < limit:
+            self.sock.settimeout(quiet if out else first)
             try:
                 out.append(self.sock.recv(65536))
             except socket.timeout:
