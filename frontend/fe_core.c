@@ -194,8 +194,9 @@ static void reply_now_h(struct fe_core *fe, const struct gw_ep *ep, const struct
         char eps[GW_EP_STRLEN], path[160], code[8];
         gw_coap_msg_path_str(req, path, sizeof(path));
         struct gw_log_kv kv[] = {
-            GW_KV_S("via", "gateway"), GW_KV_S("client", gw_ep_str(ep, eps, sizeof(eps))),
-            GW_KV_S("path", path), GW_KV_S("code", gw_coap_code_str(buf[1], code)), GW_KV_I("duration_us", dur),
+            GW_KV_S("via", hist == GW_HIST_CACHE ? "cache" : "gateway"),
+            GW_KV_S("client", gw_ep_str(ep, eps, sizeof(eps))), GW_KV_S("path", path),
+            GW_KV_S("code", gw_coap_code_str(buf[1], code)), GW_KV_I("duration_us", dur),
         };
         gw_log_event(GW_LOG_DEBUG, GW_LOG_COAP, "client request", kv, GW_ARRAY_LEN(kv));
     }

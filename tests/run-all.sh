@@ -77,6 +77,7 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
     stage "integration tests (asan+ubsan)" integration "$here/build-asan"
     stage "client tests (asan+ubsan)" client "$here/build-asan"
     stage "hostile traffic (asan+ubsan)" hostile "$here/build-asan"
+    stage "operations (asan+ubsan)" ops "$here/build-asan"
     unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
 

@@ -97,8 +97,11 @@ static void answer(struct sup_http_conn *c)
         code = 405;
         ctype = "text/plain";
     }
-    const char *status = code == 200 ? "200 OK" : code == 404 ? "404 Not Found" : code == 405
-                         ? "405 Method Not Allowed" : code == 503 ? "503 Service Unavailable" : "500 Internal Server Error";
+    const char *status = code == 200   ? "200 OK"
+                         : code == 404 ? "404 Not Found"
+                         : code == 405 ? "405 Method Not Allowed"
+                         : code == 503 ? "503 Service Unavailable"
+                                       : "500 Internal Server Error";
     char hdr[256];
     int hl = snprintf(hdr, sizeof(hdr),
                       "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n",
