@@ -22,7 +22,14 @@ DEV = "0200000000000c01"
 OPT_URI_PATH, OPT_URI_QUERY, OPT_OBSERVE, OPT_BLOCK1, OPT_BLOCK2, OPT_PROXY_URI = 11, 15, 6, 27, 23, 35
 
 
+def net(i):
+    """The simulated device's /24 for case i: 127.<100 + pid % 100>.<230 + i>, clear of the
+    127.0.x ranges the other suites use, and of a suite run beside this one (another pid)."""
+    return "127.%d.%d" % (100 + os.getpid() % 100, 230 + i)
+
+
 def sim_gateway(name, base, **cfg):
+    """A gateway with one simulated device at base.1 (the embedded simulator)."""
     d = tempfile.mkdtemp(prefix="coapgw-secnet-")
     f = write_devices(os.path.join(d, "devices.csv"),
                       [(DEV, base + ".1", "normal", KEY, 5683, 4849, "latency=0-1;obs_period=300")])
@@ -121,7 +128,7 @@ def test_spoofed_session_request_cannot_take_over_another_account():
     """Item 4, S2.10: from a victim's address:port, a forged POST /sessions?security=none with the
     attacker's own valid token (plain, then sticky) gets 4.03 and changes nothing; the WARN line
     names both accounts."""
-    with sim_gateway("spoof-take", "127.0.141") as gw:
+    with sim_gateway("spoof-take", net(1)) as gw:
         spoofer = Spoofer()
         victim = Client(gw, host="127.0.0.5")
         gw.session(victim, "alice", query="")  # security=netmgr (the default)
@@ -151,7 +158,7 @@ def test_spoofed_delete_needs_the_session_id():
     """Item 4, S2.7: DELETE /sessions/<id> with an id that is not the victim's (forged source) gets
     4.04 and ends nothing; the victim's own DELETE by id works. (The bare DELETE /sessions stays for
     existing scripts and does not resist a forged source: documented in /help and the README.)"""
-    with sim_gateway("spoof-del", "127.0.142") as gw:
+    with sim_gateway("spoof-del", net(2)) as gw:
         spoofer = Spoofer()
         victim = Client(gw, host="127.0.0.6")
         created = gw.session(victim, "alice")
@@ -178,7 +185,7 @@ def test_spoofed_delete_needs_the_session_id():
 def test_sessionless_answers_are_at_most_3x_the_request():
     """Item 5, S9.1 (RFC 7252 11.3): every answer to a source without a session is at most 3 times
     its request, measured in bytes where it lands; /help still reassembles block by block."""
-    with sim_gateway("amp", "127.0.143") as gw:
+    with sim_gateway("amp", net(3)) as gw:
         spoofer = Spoofer()
         victim = Catcher("127.0.0.7")
         cases = [
@@ -230,7 +237,7 @@ def test_sessionless_answers_are_at_most_3x_the_request():
 def test_sessionless_rate_limit_per_source():
     """Item 5, S9.1: 400 forged /help requests from one address (default bucket: 40, then 20/s) draw
     at most the bucket's answers; the drops are counted in the metrics."""
-    with sim_gateway("rate", "127.0.144") as gw:
+    with sim_gateway("rate", net(4)) as gw:
         spoofer = Spoofer()
         victim = Catcher("127.0.0.8")
         owner = Client(gw)
@@ -263,7 +270,7 @@ def test_dedup_filled_by_forged_requests_keeps_a_new_sessions_answer():
     """Item 6, S3.3: 16000 forged requests (/help, then /x) from 250 addresses fill the dedup store
     and its answer bytes; then a client creates a session, and the retransmission of its POST /sessions
     still gets the same 2.01, not an empty ACK."""
-    with sim_gateway("dedupfill", "127.0.145") as gw:
+    with sim_gateway("dedupfill", net(5)) as gw:
         spoofer = Spoofer()
         owner = Client(gw)
         gw.session(owner, "watcher")
@@ -296,7 +303,7 @@ def test_dedup_filled_by_forged_requests_keeps_a_new_sessions_answer():
 def test_block_table_churned_by_forged_sources_keeps_a_sessions_transfer():
     """Item 6, S8.2: a client with a session is in the middle of a Block1 upload; 320 forged sources
     start uploads of their own (more than the 256-slot table); the client's transfer completes."""
-    with sim_gateway("blockfill", "127.0.146") as gw:
+    with sim_gateway("blockfill", net(6)) as gw:
         spoofer = Spoofer()
         c = Client(gw)
         gw.session(c)
@@ -317,7 +324,7 @@ def test_block_table_churned_by_forged_sources_keeps_a_sessions_transfer():
 def test_observers_per_session_are_bounded():
     """Item 6, S6.4: one session may hold obs_max_per_session observers; one more registration gets
     4.29 with a diagnostic."""
-    with sim_gateway("obscap", "127.0.147", obs_max_per_session=3) as gw:
+    with sim_gateway("obscap", net(7), obs_max_per_session=3) as gw:
         c = Client(gw)
         gw.session(c)
         codes = []
@@ -334,7 +341,7 @@ def test_observers_per_session_are_bounded():
 def test_sticky_move_ends_observers_at_the_old_endpoint():
     """Item 7, S2.5, RFC 7641 3.2: after a sticky move, the observer at the old endpoint gets one final
     4.01 notification and nothing after it; the new endpoint can observe."""
-    with sim_gateway("stickyobs", "127.0.148") as gw:
+    with sim_gateway("stickyobs", net(8)) as gw:
         old = Client(gw)
         gw.session(old, "alice")
         r, _ = old.request(GET, proxy="coap://%s/sensor" % DEV, token=b"old", options=[(OPT_OBSERVE, 0)])
@@ -368,7 +375,7 @@ def test_json_answers_cannot_be_injected():
             return dict(pairs)
         return json.loads(payload, object_pairs_hook=no_dup)
 
-    with sim_gateway("json", "127.0.149") as gw:
+    with sim_gateway("json", net(9)) as gw:
         for account in ['x","security":"netmgr', 'ev"il']:
             c = Client(gw)
             r, _ = c.request(POST, "/sessions?security=none", gw.token(account).encode())
