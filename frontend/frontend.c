@@ -18,9 +18,11 @@
 #include "gw_fsafe.h"
 #include "gw_log.h"
 #include "gw_msg.h"
+#include "gw_proc.h"
 #include "gw_registry.h"
 #include "gw_shm.h"
 #include "gw_store.h"
+#include "gw_udp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,80 +42,41 @@
  * 64 KiB each per call; larger than max_message still reads whole, so an
  * over-size request can be answered 4.13 (S3.5). */
 #define FE_RX_BUF (20 * 65536)
-#define FE_TX_BATCH 64
 
 struct fe_ctx {
     struct gw_config cfg;
     int index;
-    uv_loop_t loop;
+    struct gw_proc p;           /* loop, shared segment, doorbells, LMDB, signals */
     uv_udp_t udp;
-    uv_poll_t bell_poll;
     uv_timer_t rtx_timer, sweep_timer;
-    uv_signal_t sig[3];
     int sock;
     int claim_fd;               /* abstract unix name: this instance serves the port */
-    struct gw_shm shm;
     struct gw_ring *to_sch, *from_sch;
-    struct gw_bell *my_bell, *sch_bell;
-    int my_bell_fd, sch_bell_fd;
-    struct gw_store store;
     struct fe_auth *auth;
     struct gw_coap_parser *parser, *rc_parser;
     struct gw_stats *stats;
     struct fe_core core;
-    struct gw_proc_slot *proc;  /* this frontend's slot: stats, the client MID counter */
     bool start_pending;         /* GW_MSG_FE_START not yet in the scheduler's ring */
     bool sch_kick;
-    uv_check_t flush_check;
-    unsigned txn;
-    size_t txused;
-    struct mmsghdr txv[FE_TX_BATCH];
-    struct iovec txiov[FE_TX_BATCH];
-    struct sockaddr_storage txaddr[FE_TX_BATCH];
-    uint8_t txbuf[FE_TX_BATCH * 256 + 2 * (GW_COAP_MAX_MSG + 64)];
+    /* Datagrams for clients, sent in batches (gw_udp.h). */
+    struct gw_udp_txq txq;
+    uint8_t txbuf[GW_UDP_BATCH * 256 + 2 * (GW_COAP_MAX_MSG + 64)];
     uint8_t rxbuf[FE_RX_BUF];
     uint8_t rec[GW_RING_SLOT];
 };
 
-/* Datagrams for clients are queued and sent in batches with sendmmsg():
- * at the end of every loop iteration (uv_check), at the end of timer
- * callbacks, and whenever the batch is full. A full socket buffer drops
- * the rest of the batch, as a full network would (CON retransmission
- * covers it). */
 static void fe_flush(struct fe_ctx *fe)
 {
-    unsigned done = 0;
-    for (int tries = 0; done < fe->txn && tries < 4; tries++) {
-        int n = sendmmsg(fe->sock, fe->txv + done, fe->txn - done, 0);
-        if (n <= 0) {
-            if (n < 0 && errno == EINTR)
-                continue;
-            break;
-        }
-        done += (unsigned)n;
-    }
-    gw_stat_add(fe->stats, GW_STAT_tx_datagrams, done);
-    fe->txn = 0;
-    fe->txused = 0;
+    gw_stat_add(fe->stats, GW_STAT_tx_datagrams, gw_udp_txq_flush(&fe->txq));
 }
 
 static void fe_send(struct fe_ctx *fe, const struct gw_ep *ep, const uint8_t *buf, size_t len)
 {
-    if (fe->txn == FE_TX_BATCH || fe->txused + len > sizeof(fe->txbuf))
-        fe_flush(fe);
-    if (len > sizeof(fe->txbuf))
-        return;
-    unsigned i = fe->txn++;
-    memcpy(fe->txbuf + fe->txused, buf, len);
-    fe->txiov[i].iov_base = fe->txbuf + fe->txused;
-    fe->txiov[i].iov_len = len;
-    fe->txused += len;
-    socklen_t sl = gw_ep_to_sa(ep, &fe->txaddr[i]);
-    memset(&fe->txv[i], 0, sizeof(fe->txv[i]));
-    fe->txv[i].msg_hdr.msg_name = &fe->txaddr[i];
-    fe->txv[i].msg_hdr.msg_namelen = sl;
-    fe->txv[i].msg_hdr.msg_iov = &fe->txiov[i];
-    fe->txv[i].msg_hdr.msg_iovlen = 1;
+    struct sockaddr_storage ss;
+    socklen_t sl = gw_ep_to_sa(ep, &ss);
+    unsigned sent = gw_udp_txq_add(&fe->txq, (const struct sockaddr *)&ss, sl, buf, len);
+    if (sent)
+        gw_stat_add(fe->stats, GW_STAT_tx_datagrams, sent);
 }
 
 /* ---- rings ---- */
@@ -122,10 +85,8 @@ static void kick_scheduler(struct fe_ctx *fe)
 {
     if (fe->start_pending)
         fe->start_pending = fe_core_announce_start(&fe->core) != 0;
-    if (fe->sch_kick && gw_bell_should_wake(fe->sch_bell)) {
-        gw_bell_fifo_kick(fe->sch_bell_fd);
-        gw_stat_add(fe->stats, GW_STAT_bell_writes, 1);
-    }
+    if (fe->sch_kick)
+        gw_proc_kick(&fe->p, GW_BELL_SCHEDULER);
     fe->sch_kick = false;
 }
 
@@ -149,7 +110,7 @@ static void io_send(void *ctx, const struct gw_ep *ep, const uint8_t *buf, size_
 static uint16_t io_mid(void *ctx)
 {
     struct fe_ctx *fe = ctx;
-    return (uint16_t)atomic_fetch_add_explicit(&fe->proc->client_mid, 1, memory_order_relaxed);
+    return (uint16_t)atomic_fetch_add_explicit(&fe->p.slot->client_mid, 1, memory_order_relaxed);
 }
 
 static void arm_rtx_timer(struct fe_ctx *fe);
@@ -173,14 +134,13 @@ static void drain_from_sch(struct fe_ctx *fe)
     arm_rtx_timer(fe);
 }
 
-static void on_bell(uv_poll_t *h, int status, int events)
+static void on_bell(void *ctx)
 {
-    struct fe_ctx *fe = h->data;
-    gw_bell_fifo_drain(fe->my_bell_fd);
+    struct fe_ctx *fe = ctx;
     for (int round = 0; round < 64; round++) {
-        gw_bell_awake(fe->my_bell);
+        gw_bell_awake(fe->p.my_bell);
         drain_from_sch(fe);
-        gw_bell_prepare_sleep(fe->my_bell);
+        gw_bell_prepare_sleep(fe->p.my_bell);
         if (gw_ring_empty(fe->from_sch))
             break;
     }
@@ -225,12 +185,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof(fe->rxbuf);
 }
 
-static void on_flush_check(uv_check_t *h)
+/* End of every loop turn: what the turn queued for clients goes out. */
+static void on_turn(void *ctx)
 {
-    struct fe_ctx *fe = h->data;
-    /* Runs once per loop turn, after the poll: counts wake-ups for the benchmark. */
-    gw_stat_add(fe->stats, GW_STAT_loop_turns, 1);
-    if (fe->txn)
+    struct fe_ctx *fe = ctx;
+    if (fe->txq.n)
         fe_flush(fe);
 }
 
@@ -250,13 +209,6 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 }
 
 /* ---- set-up ---- */
-
-static void on_signal(uv_signal_t *h, int signum)
-{
-    struct fe_ctx *fe = h->data;
-    gw_log_info(GW_LOG_SYS, "signal %d: stopping", signum);
-    uv_stop(&fe->loop);
-}
 
 static int open_socket(struct fe_ctx *fe)
 {
@@ -288,7 +240,8 @@ static int open_socket(struct fe_ctx *fe)
         return -e;
     }
     fe->sock = fd;
-    int rc = uv_udp_init_ex(&fe->loop, &fe->udp, AF_UNSPEC | UV_UDP_RECVMMSG);
+    fe->txq.fd = fd;
+    int rc = uv_udp_init_ex(&fe->p.loop, &fe->udp, AF_UNSPEC | UV_UDP_RECVMMSG);
     if (rc == 0)
         rc = uv_udp_open(&fe->udp, fd);
     if (rc)
@@ -353,72 +306,28 @@ int fe_dev_key_path(const struct gw_config *cfg, char *path, size_t len)
     return 0;
 }
 
-int fe_run(const struct gw_config *cfg, int index)
+/* A fresh segment: the MIDs start at a random point (RFC 7252 4.4), the
+ * same for every frontend (the segment's boot id) plus an even share of
+ * the 16-bit space per frontend, so that frontends serving one port, hence
+ * one source endpoint for clients, do not send the same MIDs. */
+static void seed_client_mid(struct fe_ctx *fe)
 {
-    struct fe_ctx *fe = calloc(1, sizeof(*fe));
-    if (!fe)
-        return 1;
-    fe->cfg = *cfg;
-    fe->index = index;
-    fe->sock = -1;
-    fe->claim_fd = -1;
-    fe->my_bell_fd = fe->sch_bell_fd = -1;
-    int rc, exit_code = 1;
-    char err[512];
-    if (index < 0 || index >= cfg->max_frontends) {
-        gw_log_err(GW_LOG_SYS, "frontend index %d outside 0..%lld (max_frontends)", index, (long long)cfg->max_frontends - 1);
-        free(fe);
-        return GW_EXIT_FATAL;
-    }
-    uv_loop_init(&fe->loop);
-    if ((rc = gw_shm_open(cfg, false, &fe->shm, err, sizeof(err))) != 0) {
-        gw_log_err(GW_LOG_RING, "%s", err);
-        exit_code = rc == GW_ELAYOUT || rc == GW_EUNSAFE ? GW_EXIT_FATAL : 1;
-        goto out;
-    }
-    fe->to_sch = gw_shm_ring(&fe->shm, gw_ring_fe_to_sch((uint32_t)index));
-    fe->from_sch = gw_shm_ring(&fe->shm, gw_ring_sch_to_fe(&fe->shm, (uint32_t)index));
-    gw_ring_claim_producer(fe->to_sch, (uint32_t)getpid());
-    gw_ring_claim_consumer(fe->from_sch, (uint32_t)getpid());
-    fe->my_bell = gw_shm_bell(&fe->shm, GW_BELL_FRONTEND0 + (uint32_t)index);
-    fe->sch_bell = gw_shm_bell(&fe->shm, GW_BELL_SCHEDULER);
-    /* `coapgw loglevel` and the supervisor's SIGUSR2 change the level here. */
-    gw_log_attach_level(&fe->shm.hdr->log_level);
-    struct gw_proc_slot *ps = gw_shm_proc(&fe->shm, GW_PROC_FRONTEND0 + (uint32_t)index);
-    fe->proc = ps;
-    fe->stats = &ps->stats;
-    /* A fresh segment: the MIDs start at a random point (RFC 7252 4.4), the
-     * same for every frontend (the segment's boot id) plus an even share of
-     * the 16-bit space per frontend, so that frontends serving one port,
-     * hence one source endpoint for clients, do not send the same MIDs. */
+    struct gw_shm *shm = &fe->p.shm;
     uint32_t zero = 0;
-    uint32_t seed = (uint32_t)atomic_load(&fe->shm.hdr->boot_id) +
-                    (uint32_t)index * (65536u / GW_MAX(1u, fe->shm.hdr->max_frontends));
-    atomic_compare_exchange_strong(&ps->client_mid, &zero, seed ? seed : 1);
-    atomic_store(&ps->pid, (uint32_t)getpid());
-    char path[600];
-    mkdir(cfg->data_dir, 0700);
-    gw_bell_path(cfg, GW_BELL_FRONTEND0 + (uint32_t)index, path, sizeof(path));
-    fe->my_bell_fd = gw_bell_fifo_open(path);
-    gw_bell_path(cfg, GW_BELL_SCHEDULER, path, sizeof(path));
-    fe->sch_bell_fd = gw_bell_fifo_open(path);
-    if (fe->my_bell_fd < 0 || fe->sch_bell_fd < 0) {
-        rc = fe->my_bell_fd < 0 ? fe->my_bell_fd : fe->sch_bell_fd;
-        gw_log_err(GW_LOG_RING, "doorbell FIFOs in %s: %s", cfg->data_dir, gw_strerror(rc));
-        if (rc == GW_EUNSAFE)
-            exit_code = GW_EXIT_FATAL;
-        goto out;
-    }
-    if ((rc = gw_store_open(&fe->store, cfg->data_dir, (size_t)cfg->lmdb_map_mb)) != 0) {
-        gw_log_err(GW_LOG_STORE, "opening LMDB in %s: %s", cfg->data_dir, gw_strerror(rc));
-        goto out;
-    }
+    uint32_t seed = (uint32_t)atomic_load(&shm->hdr->boot_id) +
+                    (uint32_t)fe->index * (65536u / GW_MAX(1u, shm->hdr->max_frontends));
+    atomic_compare_exchange_strong(&fe->p.slot->client_mid, &zero, seed ? seed : 1);
+}
+
+/* The JWT verifier (development secret or jwt_key_file); 0 or an exit code. */
+static int setup_auth(struct fe_ctx *fe)
+{
+    const struct gw_config *cfg = &fe->cfg;
     char keypath[600];
-    if ((rc = fe_dev_key_path(cfg, keypath, sizeof(keypath))) != 0) {
+    int rc = fe_dev_key_path(cfg, keypath, sizeof(keypath));
+    if (rc != 0) {
         gw_log_err(GW_LOG_AUTH, "development key in %s: %s", cfg->data_dir, gw_strerror(rc));
-        if (rc == GW_EUNSAFE || rc == GW_ECONFIG)
-            exit_code = GW_EXIT_FATAL;
-        goto out;
+        return rc == GW_EUNSAFE || rc == GW_ECONFIG ? GW_EXIT_FATAL : GW_EXIT_FAIL;
     }
     struct fe_auth_cfg acfg = {
         .alg = !strcmp(cfg->jwt_alg, "RS256") ? FE_JWT_RS256 : !strcmp(cfg->jwt_alg, "ES256") ? FE_JWT_ES256 : FE_JWT_HS256,
@@ -428,92 +337,125 @@ int fe_run(const struct gw_config *cfg, int index)
     const char *diag = NULL;
     if ((rc = fe_auth_new_diag(&acfg, &fe->auth, &diag)) != 0) {
         gw_log_err(GW_LOG_AUTH, "jwt_key_file %s (%s): %s", keypath, cfg->jwt_alg, diag ? diag : gw_strerror(rc));
-        exit_code = GW_EXIT_FATAL;
-        goto out;
+        return GW_EXIT_FATAL;
     }
+    return 0;
+}
+
+/* Request handling (fe_core) with the response cache in shared memory. */
+static int setup_core(struct fe_ctx *fe)
+{
     struct fe_io io = { fe, io_send, io_to_sch, io_mid };
     if (gw_coap_parser_new(&fe->parser) != 0 ||
-        fe_core_init(&fe->core, cfg, index, &fe->store, fe->auth, fe->parser, &io, fe->stats) != 0) {
+        fe_core_init(&fe->core, &fe->cfg, fe->index, &fe->p.store, fe->auth, fe->parser, &io, fe->stats) != 0) {
         gw_log_err(GW_LOG_SYS, "out of memory setting up tables");
-        goto out;
+        return GW_EXIT_FAIL;
     }
     struct gw_rcache rc_tab;
-    gw_shm_rcache(&fe->shm, &rc_tab);
+    gw_shm_rcache(&fe->p.shm, &rc_tab);
     if (rc_tab.nslots && gw_coap_parser_new(&fe->rc_parser) != 0) {
         gw_log_err(GW_LOG_SYS, "out of memory setting up tables");
-        goto out;
+        return GW_EXIT_FAIL;
     }
     fe_core_set_rcache(&fe->core, &rc_tab, fe->rc_parser);
-    /* Proxy requests need the device registry, which the scheduler loads at
-     * start: wait for it (bounded) before taking clients, so a fresh gateway
-     * never answers 5.02 for a device it is about to know. */
-    struct gw_proc_slot *sch_slot = gw_shm_proc(&fe->shm, GW_PROC_SCHEDULER);
+    return 0;
+}
+
+/* Proxy requests need the device registry, which the scheduler loads at
+ * start: wait for it (bounded) before taking clients, so a fresh gateway
+ * never answers 5.02 for a device it is about to know. */
+static void wait_for_scheduler(struct fe_ctx *fe)
+{
+    struct gw_proc_slot *sch_slot = gw_shm_proc(&fe->p.shm, GW_PROC_SCHEDULER);
     for (int i = 0; i < 1000 && !atomic_load(&sch_slot->ready); i++) {
         struct timespec ts = { 0, 10 * 1000 * 1000 };
         nanosleep(&ts, NULL);
     }
-    /* Issue #12 item 13: refuse to join a port another instance serves. */
+}
+
+/* Issue #12 item 13: refuse to join a port another instance serves; then
+ * the client socket. 0 or an exit code. */
+static int setup_socket(struct fe_ctx *fe)
+{
+    const struct gw_config *cfg = &fe->cfg;
     struct gw_ep lep;
     if (gw_ep_parse(cfg->listen, 5683, &lep) == 0) {
         struct fe_claim claim;
         char cerr[512];
-        fe_claim_make(&lep, cfg->instance, index, &claim);
+        fe_claim_make(&lep, cfg->instance, fe->index, &claim);
         fe->claim_fd = fe_claim_port(&claim, cerr, sizeof(cerr));
         if (fe->claim_fd < 0) {
             gw_log_err(GW_LOG_SYS, "refusing to start: %s", cerr);
-            exit_code = fe->claim_fd == GW_EFORBIDDEN ? GW_EXIT_FATAL : 1;
-            goto out;
+            return fe->claim_fd == GW_EFORBIDDEN ? GW_EXIT_FATAL : GW_EXIT_FAIL;
         }
     }
-    if ((rc = open_socket(fe)) != 0) {
+    int rc = open_socket(fe);
+    if (rc != 0) {
         gw_log_err(GW_LOG_SYS, "client socket on %s: %s", cfg->listen, gw_strerror(rc));
-        exit_code = rc == -EADDRINUSE || rc == GW_ECONFIG || rc == -EADDRNOTAVAIL ? GW_EXIT_FATAL : 1;
-        goto out;
+        return rc == -EADDRINUSE || rc == GW_ECONFIG || rc == -EADDRNOTAVAIL ? GW_EXIT_FATAL : GW_EXIT_FAIL;
     }
-    uv_poll_init(&fe->loop, &fe->bell_poll, fe->my_bell_fd);
-    fe->bell_poll.data = fe;
-    uv_poll_start(&fe->bell_poll, UV_READABLE, on_bell);
-    uv_check_init(&fe->loop, &fe->flush_check);
-    fe->flush_check.data = fe;
-    uv_check_start(&fe->flush_check, on_flush_check);
-    uv_timer_init(&fe->loop, &fe->rtx_timer);
+    return 0;
+}
+
+static void setup_timers(struct fe_ctx *fe)
+{
+    uv_timer_init(&fe->p.loop, &fe->rtx_timer);
     fe->rtx_timer.data = fe;
-    uv_timer_init(&fe->loop, &fe->sweep_timer);
+    uv_timer_init(&fe->p.loop, &fe->sweep_timer);
     fe->sweep_timer.data = fe;
     uv_timer_start(&fe->sweep_timer, on_sweep, 100, 5000);
-    int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
-    for (int i = 0; i < 3; i++) {
-        uv_signal_init(&fe->loop, &fe->sig[i]);
-        fe->sig[i].data = fe;
-        if (sigs[i] != SIGHUP)
-            uv_signal_start(&fe->sig[i], on_signal, sigs[i]);
+}
+
+int fe_run(const struct gw_config *cfg, int index)
+{
+    if (index < 0 || index >= cfg->max_frontends) {
+        gw_log_err(GW_LOG_SYS, "frontend index %d outside 0..%lld (max_frontends)", index, (long long)cfg->max_frontends - 1);
+        return GW_EXIT_FATAL;
     }
-    signal(SIGPIPE, SIG_IGN);
+    struct fe_ctx *fe = calloc(1, sizeof(*fe));
+    if (!fe)
+        return GW_EXIT_FAIL;
+    fe->index = index;
+    fe->sock = -1;
+    fe->claim_fd = -1;
+    gw_udp_txq_init(&fe->txq, -1, fe->txbuf, sizeof(fe->txbuf));
+    uint32_t me = (uint32_t)index;
+    const uint32_t peers[] = { GW_BELL_SCHEDULER };
+    int code = gw_proc_init(&fe->p, cfg, GW_PROC_FRONTEND0 + me);
+    if (code)
+        goto out;
+    fe->cfg = fe->p.cfg;
+    fe->stats = fe->p.stats;
+    fe->to_sch = gw_proc_ring_produce(&fe->p, gw_ring_fe_to_sch(me));
+    fe->from_sch = gw_proc_ring_consume(&fe->p, gw_ring_sch_to_fe(&fe->p.shm, me));
+    seed_client_mid(fe);
+    struct gw_proc_hooks hooks = { .ctx = fe, .on_bell = on_bell, .on_turn = on_turn };
+    if ((code = gw_proc_bells_open(&fe->p, GW_BELL_FRONTEND0 + me, peers, 1)) != 0 ||
+        (code = gw_proc_store_open(&fe->p)) != 0 || (code = setup_auth(fe)) != 0 ||
+        (code = setup_core(fe)) != 0)
+        goto out;
+    wait_for_scheduler(fe);
+    if ((code = setup_socket(fe)) != 0 || (code = gw_proc_start(&fe->p, &hooks)) != 0)
+        goto out;
+    setup_timers(fe);
     /* Whatever the scheduler queued for us while we were away goes out now,
      * and it sends again what our predecessor held unconfirmed (S1.3). */
-    gw_bell_prepare_sleep(fe->my_bell);
+    gw_bell_prepare_sleep(fe->p.my_bell);
     drain_from_sch(fe);
     fe->start_pending = true;
     kick_scheduler(fe);
+    gw_proc_ready(&fe->p);
     gw_log_info(GW_LOG_SYS, "frontend %d listening on %s", index, cfg->listen);
-    uv_run(&fe->loop, UV_RUN_DEFAULT);
-    exit_code = 0;
+    code = gw_proc_run(&fe->p);
 out:
-    uv_walk(&fe->loop, (uv_walk_cb)(void (*)(void))uv_close, NULL);
-    uv_run(&fe->loop, UV_RUN_NOWAIT);
-    uv_loop_close(&fe->loop);
+    gw_proc_loop_close(&fe->p);
     fe_core_deinit(&fe->core);
     gw_coap_parser_free(fe->parser);
     gw_coap_parser_free(fe->rc_parser);
     fe_auth_free(fe->auth);
-    gw_store_close(&fe->store);
-    if (fe->my_bell_fd >= 0)
-        close(fe->my_bell_fd);
-    if (fe->sch_bell_fd >= 0)
-        close(fe->sch_bell_fd);
-    gw_shm_close(&fe->shm);
+    gw_proc_deinit(&fe->p);
     if (fe->claim_fd >= 0)
         close(fe->claim_fd);
     free(fe);
-    return exit_code;
+    return code;
 }

@@ -18,8 +18,10 @@
 #include "gw_error.h"
 #include "gw_log.h"
 #include "gw_msg.h"
+#include "gw_proc.h"
 #include "gw_registry.h"
 #include "gw_shm.h"
+#include "gw_udp.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -34,7 +36,6 @@
 #define MESH_BATCH 256
 /* recvmmsg through libuv (UV_UDP_RECVMMSG): up to 20 datagrams per call. */
 #define MESH_RX_BUF (20 * 65536)
-#define MESH_TX_BATCH 64
 #define MESH_RCVBUF (4 << 20)
 /* Log lines about bad traffic: a burst of 5, then one a second per kind. */
 #define MESH_LOG_PER_S 1.0
@@ -57,17 +58,11 @@ enum mesh_lim {
 
 struct mesh_ctx {
     struct gw_config cfg;
-    uv_loop_t loop;
+    struct gw_proc p;           /* loop, shared segment, doorbells, LMDB, signals */
+    struct gw_store *store;     /* &p.store */
     uv_udp_t udp[MESH_NSOCK];
     int sock_family[MESH_NSOCK]; /* AF_INET or AF_INET6 */
-    uv_poll_t bell_poll;
-    uv_check_t kick_check;
-    uv_signal_t sig[3];
-    struct gw_shm shm;
     struct gw_ring *from_sch, *to_sch;
-    struct gw_bell *my_bell, *sch_bell;
-    int my_bell_fd, sch_bell_fd;
-    struct gw_store store;
     struct mesh_seqstore seq;
     struct mesh_peers peers;
     bool peers_ok;
@@ -79,37 +74,16 @@ struct mesh_ctx {
     uint8_t rec[GW_RING_SLOT];
     uint8_t out[MESH_MAX_FRAME + 64];
     uint8_t pt[GW_COAP_MAX_MSG + 64];
-    /* Datagrams to devices, sent in batches with sendmmsg() per socket. */
-    struct {
-        unsigned n;
-        size_t used;
-        struct mmsghdr v[MESH_TX_BATCH];
-        struct iovec iov[MESH_TX_BATCH];
-        struct sockaddr_storage addr[MESH_TX_BATCH];
-        uint8_t buf[MESH_TX_BATCH * 256 + 2 * (MESH_MAX_FRAME + 64)];
-    } tx[MESH_NSOCK];
+    /* Datagrams to devices, sent in batches per socket (gw_udp.h). */
+    struct gw_udp_txq tx[MESH_NSOCK];
+    uint8_t txbuf[MESH_NSOCK][GW_UDP_BATCH * 256 + 2 * (MESH_MAX_FRAME + 64)];
 };
 
 /* Sends what is queued for socket `which`. A full socket buffer drops the
  * rest, as the radio would; the scheduler's retransmissions cover it. */
 static void tx_flush(struct mesh_ctx *m, int which)
 {
-    unsigned done = 0;
-    uv_os_fd_t fd;
-    if (m->tx[which].n && uv_fileno((uv_handle_t *)&m->udp[which], &fd) == 0) {
-        for (int tries = 0; done < m->tx[which].n && tries < 4; tries++) {
-            int n = sendmmsg(fd, m->tx[which].v + done, m->tx[which].n - done, 0);
-            if (n <= 0) {
-                if (n < 0 && errno == EINTR)
-                    continue;
-                break;
-            }
-            done += (unsigned)n;
-        }
-    }
-    gw_stat_add(m->stats, GW_STAT_tx_datagrams, done);
-    m->tx[which].n = 0;
-    m->tx[which].used = 0;
+    gw_stat_add(m->stats, GW_STAT_tx_datagrams, gw_udp_txq_flush(&m->tx[which]));
 }
 
 static void tx_flush_all(struct mesh_ctx *m)
@@ -121,22 +95,10 @@ static void tx_flush_all(struct mesh_ctx *m)
 
 static void tx_queue(struct mesh_ctx *m, int which, const uint8_t *p, size_t n, const struct sockaddr_storage *ss)
 {
-    if (m->tx[which].n == MESH_TX_BATCH || m->tx[which].used + n > sizeof(m->tx[which].buf))
-        tx_flush(m, which);
-    if (n > sizeof(m->tx[which].buf))
-        return;
-    unsigned i = m->tx[which].n++;
-    memcpy(m->tx[which].buf + m->tx[which].used, p, n);
-    m->tx[which].iov[i].iov_base = m->tx[which].buf + m->tx[which].used;
-    m->tx[which].iov[i].iov_len = n;
-    m->tx[which].used += n;
-    m->tx[which].addr[i] = *ss;
-    memset(&m->tx[which].v[i], 0, sizeof(m->tx[which].v[i]));
-    m->tx[which].v[i].msg_hdr.msg_name = &m->tx[which].addr[i];
-    m->tx[which].v[i].msg_hdr.msg_namelen =
-        ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    m->tx[which].v[i].msg_hdr.msg_iov = &m->tx[which].iov[i];
-    m->tx[which].v[i].msg_hdr.msg_iovlen = 1;
+    socklen_t sl = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    unsigned sent = gw_udp_txq_add(&m->tx[which], (const struct sockaddr *)ss, sl, p, n);
+    if (sent)
+        gw_stat_add(m->stats, GW_STAT_tx_datagrams, sent);
 }
 
 /* A log line about traffic, rate-limited per kind (hot path, STYLE). */
@@ -195,24 +157,21 @@ static int src_ep(const struct sockaddr *sa, struct gw_ep *ep)
 
 static void kick_scheduler(struct mesh_ctx *m)
 {
-    if (m->sch_kick && gw_bell_should_wake(m->sch_bell)) {
-        gw_bell_fifo_kick(m->sch_bell_fd);
-        gw_stat_add(m->stats, GW_STAT_bell_writes, 1);
-    }
+    if (m->sch_kick)
+        gw_proc_kick(&m->p, GW_BELL_SCHEDULER);
     m->sch_kick = false;
 }
 
 static void tx_flush_all(struct mesh_ctx *m);
 static void release_held(struct mesh_ctx *m);
 
-static void on_check(uv_check_t *h)
+/* End of every loop turn: datagrams out, held frames released, one bell. */
+static void on_turn(void *ctx)
 {
-    struct mesh_ctx *m = h->data;
-    /* Runs once per loop turn, after the poll: counts wake-ups for the benchmark. */
-    gw_stat_add(m->stats, GW_STAT_loop_turns, 1);
-    tx_flush_all(h->data);
-    release_held(h->data);
-    kick_scheduler(h->data);
+    struct mesh_ctx *m = ctx;
+    tx_flush_all(m);
+    release_held(m);
+    kick_scheduler(m);
 }
 
 static void push_rx(struct mesh_ctx *m, const uint8_t mac[GW_MAC_LEN], bool secure,
@@ -263,7 +222,7 @@ static void handle_datagram(struct mesh_ctx *m, const struct gw_ep *src, bool se
 {
     char eps[GW_EP_STRLEN], macs[17];
     struct gw_device dev;
-    int rc = mesh_rx_identify(&m->store, src, secure, &dev);
+    int rc = mesh_rx_identify(m->store, src, secure, &dev);
     if (rc == GW_ENOTFOUND) {
         gw_stat_add(m->stats, GW_STAT_mesh_unknown_source, 1);
         log_limited(m, LIM_UNKNOWN_SRC, GW_LOG_WARN,
@@ -345,7 +304,7 @@ static void handle_tx(struct mesh_ctx *m, const struct gw_msg *env, const uint8_
 {
     char macs[17], eps[GW_EP_STRLEN];
     struct gw_device dev;
-    int rc = gw_registry_get(&m->store, env->mac, &dev);
+    int rc = gw_registry_get(m->store, env->mac, &dev);
     if (rc) {
         /* S7.2: the device left the registry after the scheduler took the
          * request; its retries end in 5.04. */
@@ -414,36 +373,26 @@ static int drain_from_sch(struct mesh_ctx *m, int max)
  * so that the sockets are served before the next batch. */
 static void service_ring(struct mesh_ctx *m)
 {
-    gw_bell_awake(m->my_bell);
+    gw_bell_awake(m->p.my_bell);
     drain_from_sch(m, MESH_BATCH);
-    gw_bell_prepare_sleep(m->my_bell);
+    gw_bell_prepare_sleep(m->p.my_bell);
     if (!gw_ring_empty(m->from_sch)) {
-        gw_bell_awake(m->my_bell);
-        gw_bell_fifo_kick(m->my_bell_fd);
+        gw_bell_awake(m->p.my_bell);
+        gw_bell_fifo_kick(m->p.my_bell_fd);
         gw_stat_add(m->stats, GW_STAT_bell_writes, 1);
     }
 }
 
-static void on_bell(uv_poll_t *h, int status, int events)
+static void on_bell(void *ctx)
 {
-    (void)status; /* an error on our own FIFO changes nothing: serve the ring */
-    (void)events;
-    struct mesh_ctx *m = h->data;
-    gw_bell_fifo_drain(m->my_bell_fd);
-    service_ring(m);
+    service_ring(ctx);
 }
 
 /* ---- set-up ---- */
 
-static void on_signal(uv_signal_t *h, int signum)
+static void on_hup(void *ctx)
 {
-    struct mesh_ctx *m = h->data;
-    if (signum == SIGHUP) {
-        gw_log_info(GW_LOG_SYS, "SIGHUP: nothing to reload (the device registry is read live)");
-        return;
-    }
-    gw_log_info(GW_LOG_SYS, "signal %d: stopping", signum);
-    uv_stop(&m->loop);
+    gw_log_info(GW_LOG_SYS, "SIGHUP: nothing to reload (the device registry is read live)");
 }
 
 static int open_socket(struct mesh_ctx *m, int which, const struct gw_ep *bind_ep, uint16_t port,
@@ -454,13 +403,15 @@ static int open_socket(struct mesh_ctx *m, int which, const struct gw_ep *bind_e
     struct sockaddr_storage ss;
     gw_ep_to_sa(&ep, &ss);
     uv_udp_t *h = &m->udp[which];
-    int rc = uv_udp_init_ex(&m->loop, h, (unsigned)ss.ss_family | UV_UDP_RECVMMSG);
+    int rc = uv_udp_init_ex(&m->p.loop, h, (unsigned)ss.ss_family | UV_UDP_RECVMMSG);
     if (rc)
         return rc;
     h->data = m;
     m->sock_family[which] = ss.ss_family;
     if ((rc = uv_udp_bind(h, (const struct sockaddr *)&ss, port ? UV_UDP_REUSEADDR : 0)) != 0)
         return rc;
+    uv_os_fd_t fd;
+    m->tx[which].fd = uv_fileno((uv_handle_t *)h, &fd) == 0 ? fd : -1;
     int rcvbuf = MESH_RCVBUF;
     (void)uv_recv_buffer_size((uv_handle_t *)h, &rcvbuf);
     struct sockaddr_storage got;
@@ -480,79 +431,35 @@ static bool is_config_error(int rc)
            rc == UV_EACCES;
 }
 
-int mesh_run(const struct gw_config *cfg)
+/* mesh_bind: an address, optionally with a port, leaving room for the
+ * secure socket on port + 1. 0 or GW_EXIT_FATAL. */
+static int parse_bind(const struct gw_config *cfg, struct gw_ep *bind_ep)
 {
-    struct mesh_ctx *m = calloc(1, sizeof(*m));
-    if (!m)
-        return 1;
-    m->cfg = *cfg;
-    m->shm.fd = -1;
-    m->my_bell_fd = m->sch_bell_fd = -1;
-    int rc, exit_code = 1;
-    char err[512], path[600];
-    bool loop_ok = false;
-
-    struct gw_ep bind_ep;
-    if (gw_ep_parse(cfg->mesh_bind, 0, &bind_ep) != 0) {
+    if (gw_ep_parse(cfg->mesh_bind, 0, bind_ep) != 0) {
         gw_log_err(GW_LOG_SYS, "mesh_bind: cannot parse '%s' (an address, optionally with :port)",
                    cfg->mesh_bind);
-        free(m);
         return GW_EXIT_FATAL;
     }
-    if (bind_ep.port == 65535) {
+    if (bind_ep->port == 65535) {
         gw_log_err(GW_LOG_SYS,
                    "mesh_bind: port 65535 leaves no room for the secure socket (port + 1)");
-        free(m);
         return GW_EXIT_FATAL;
     }
-    if ((rc = uv_loop_init(&m->loop)) != 0) {
-        gw_log_err(GW_LOG_SYS, "uv_loop_init: %s", uv_strerror(rc));
-        free(m);
-        return 1;
-    }
-    loop_ok = true;
-    if ((rc = gw_shm_open(cfg, false, &m->shm, err, sizeof(err))) != 0) {
-        gw_log_err(GW_LOG_RING, "%s", err);
-        exit_code = rc == GW_ELAYOUT || rc == GW_EUNSAFE ? GW_EXIT_FATAL : 1;
-        goto out;
-    }
-    m->from_sch = gw_shm_ring(&m->shm, gw_ring_sch_to_mesh(&m->shm));
-    m->to_sch = gw_shm_ring(&m->shm, gw_ring_mesh_to_sch(&m->shm));
-    gw_ring_claim_consumer(m->from_sch, (uint32_t)getpid());
-    gw_ring_claim_producer(m->to_sch, (uint32_t)getpid());
-    m->my_bell = gw_shm_bell(&m->shm, GW_BELL_MESHIO);
-    m->sch_bell = gw_shm_bell(&m->shm, GW_BELL_SCHEDULER);
-    /* `coapgw loglevel` and the supervisor's SIGUSR2 change the level here. */
-    gw_log_attach_level(&m->shm.hdr->log_level);
-    struct gw_proc_slot *ps = gw_shm_proc(&m->shm, GW_PROC_MESHIO);
-    m->stats = &ps->stats;
-    atomic_store(&ps->pid, (uint32_t)getpid());
+    return 0;
+}
 
-    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
-        gw_log_err(GW_LOG_SYS, "mkdir(%s): %s", cfg->data_dir, strerror(errno));
-        goto out;
-    }
-    gw_bell_path(cfg, GW_BELL_MESHIO, path, sizeof(path));
-    m->my_bell_fd = gw_bell_fifo_open(path);
-    gw_bell_path(cfg, GW_BELL_SCHEDULER, path, sizeof(path));
-    m->sch_bell_fd = gw_bell_fifo_open(path);
-    if (m->my_bell_fd < 0 || m->sch_bell_fd < 0) {
-        rc = m->my_bell_fd < 0 ? m->my_bell_fd : m->sch_bell_fd;
-        gw_log_err(GW_LOG_RING, "doorbell FIFOs in %s: %s", cfg->data_dir, gw_strerror(rc));
-        if (rc == GW_EUNSAFE)
-            exit_code = GW_EXIT_FATAL;
-        goto out;
-    }
-    if ((rc = gw_store_open(&m->store, cfg->data_dir, (size_t)cfg->lmdb_map_mb)) != 0) {
-        gw_log_err(GW_LOG_STORE, "opening LMDB in %s: %s", cfg->data_dir, gw_strerror(rc));
-        goto out;
-    }
-    /* Device keys: only meshio (and importers) open data_dir/keys. */
-    if ((rc = gw_store_open_keys(&m->store)) != 0) {
+/* The durable state meshio needs besides the registry: the device keys
+ * (only meshio and importers open data_dir/keys), the sequence reservation
+ * and the replay windows. 0 or an exit code. */
+static int setup_state(struct mesh_ctx *m)
+{
+    const struct gw_config *cfg = &m->cfg;
+    int rc = gw_store_open_keys(m->store);
+    if (rc != 0) {
         gw_log_err(GW_LOG_STORE, "opening the device keys in %s/keys: %s", cfg->data_dir, gw_strerror(rc));
-        goto out;
+        return GW_EXIT_FAIL;
     }
-    if ((rc = mesh_seqstore_init(&m->seq, &m->store, (uint64_t)cfg->mesh_seq_block)) != 0) {
+    if ((rc = mesh_seqstore_init(&m->seq, m->store, (uint64_t)cfg->mesh_seq_block)) != 0) {
         /* Starting over at 0 could reuse nonces (S7.1): an operator decides. */
         gw_log_err(GW_LOG_STORE,
                    "reading the sequence reservation (meta %s) in %s/state: %s; refusing to start",
@@ -560,74 +467,96 @@ int mesh_run(const struct gw_config *cfg)
                    rc == GW_EBADMSG
                        ? "the stored value is not 8 bytes (restarting from 0 could reuse nonces)"
                        : gw_strerror(rc));
-        exit_code = rc == GW_EBADMSG ? GW_EXIT_FATAL : 1;
-        goto out;
+        return rc == GW_EBADMSG ? GW_EXIT_FATAL : GW_EXIT_FAIL;
     }
-    if ((rc = mesh_peers_init(&m->peers, &m->store)) != 0) {
+    if ((rc = mesh_peers_init(&m->peers, m->store)) != 0) {
         gw_log_err(GW_LOG_SYS, "replay windows: %s", gw_strerror(rc));
-        goto out;
+        return GW_EXIT_FAIL;
     }
     m->peers_ok = true;
+    return 0;
+}
 
+/* Socket `i` (plain or secure). Without a configured port, a restarted
+ * meshio takes the ports its predecessor had: devices answer late responses
+ * and send notifications to the address they know (S1.3, S6.6). The port
+ * taken is remembered in LMDB. 0 or an exit code. */
+static int setup_socket(struct mesh_ctx *m, int i, const struct gw_ep *bind_ep, char *name,
+                        size_t namelen)
+{
+    uint16_t port = bind_ep->port ? (uint16_t)(bind_ep->port + i) : 0;
+    char pkey[32];
+    snprintf(pkey, sizeof(pkey), "mesh_port_%d", i);
+    uint64_t prev = 0;
+    if (!bind_ep->port && gw_store_meta_get_u64(m->store, pkey, &prev) == 0 && prev > 0 && prev < 65536) {
+        if (open_socket(m, i, bind_ep, (uint16_t)prev, name, namelen) == 0)
+            return 0;
+        uv_close((uv_handle_t *)&m->udp[i], NULL);
+        uv_run(&m->p.loop, UV_RUN_NOWAIT);
+        gw_log_warn(GW_LOG_SYS, "%s mesh socket: previous port %u is taken; using a new one", sock_name[i],
+                    (unsigned)prev);
+    }
+    int rc = open_socket(m, i, bind_ep, port, name, namelen);
+    if (rc != 0) {
+        gw_log_err(GW_LOG_SYS, "%s mesh socket on %s (port %u): %s", sock_name[i],
+                   m->cfg.mesh_bind, (unsigned)port, uv_strerror(rc));
+        return is_config_error(rc) ? GW_EXIT_FATAL : GW_EXIT_FAIL;
+    }
+    if (!bind_ep->port) {
+        struct sockaddr_storage got;
+        int gl = sizeof(got);
+        struct gw_ep gep;
+        if (uv_udp_getsockname(&m->udp[i], (struct sockaddr *)&got, &gl) == 0 &&
+            gw_ep_from_sa(&gep, (struct sockaddr *)&got) == 0 &&
+            gw_store_meta_put_u64(m->store, pkey, gep.port) != 0)
+            gw_log_warn(GW_LOG_STORE, "could not remember the %s mesh port", sock_name[i]);
+    }
+    return 0;
+}
+
+/* At exit: frames read in the last turn go out (none when set-up failed),
+ * and the replay windows are made durable. */
+static void teardown_state(struct mesh_ctx *m)
+{
+    if (!m->peers_ok)
+        return;
+    release_held(m);
+    int rc = mesh_peers_flush(&m->peers);
+    if (rc != 0)
+        gw_log_warn(GW_LOG_STORE, "persisting replay windows at exit: %s", gw_strerror(rc));
+    mesh_peers_deinit(&m->peers);
+}
+
+int mesh_run(const struct gw_config *cfg)
+{
+    struct gw_ep bind_ep;
+    if (parse_bind(cfg, &bind_ep) != 0)
+        return GW_EXIT_FATAL;
+    struct mesh_ctx *m = calloc(1, sizeof(*m));
+    if (!m)
+        return GW_EXIT_FAIL;
+    m->store = &m->p.store;
+    for (int i = 0; i < MESH_NSOCK; i++)
+        gw_udp_txq_init(&m->tx[i], -1, m->txbuf[i], sizeof(m->txbuf[i]));
+    const uint32_t peers[] = { GW_BELL_SCHEDULER };
+    struct gw_proc_hooks hooks = { .ctx = m, .on_bell = on_bell, .on_turn = on_turn, .on_hup = on_hup };
     char names[MESH_NSOCK][GW_EP_STRLEN];
-    for (int i = 0; i < MESH_NSOCK; i++) {
-        uint16_t port = bind_ep.port ? (uint16_t)(bind_ep.port + i) : 0;
-        /* Without a configured port, a restarted meshio takes the ports its
-         * predecessor had: devices answer late responses and send
-         * notifications to the address they know (S1.3, S6.6). */
-        char pkey[32];
-        snprintf(pkey, sizeof(pkey), "mesh_port_%d", i);
-        uint64_t prev = 0;
-        if (!bind_ep.port && gw_store_meta_get_u64(&m->store, pkey, &prev) == 0 && prev > 0 && prev < 65536) {
-            if (open_socket(m, i, &bind_ep, (uint16_t)prev, names[i], sizeof(names[i])) == 0)
-                continue;
-            uv_close((uv_handle_t *)&m->udp[i], NULL);
-            uv_run(&m->loop, UV_RUN_NOWAIT);
-            gw_log_warn(GW_LOG_SYS, "%s mesh socket: previous port %u is taken; using a new one", sock_name[i],
-                        (unsigned)prev);
-        }
-        if ((rc = open_socket(m, i, &bind_ep, port, names[i], sizeof(names[i]))) == 0 && !bind_ep.port) {
-            struct sockaddr_storage got;
-            int gl = sizeof(got);
-            struct gw_ep gep;
-            if (uv_udp_getsockname(&m->udp[i], (struct sockaddr *)&got, &gl) == 0 &&
-                gw_ep_from_sa(&gep, (struct sockaddr *)&got) == 0 &&
-                gw_store_meta_put_u64(&m->store, pkey, gep.port) != 0)
-                gw_log_warn(GW_LOG_STORE, "could not remember the %s mesh port", sock_name[i]);
-        }
-        if (rc != 0) {
-            gw_log_err(GW_LOG_SYS, "%s mesh socket on %s (port %u): %s", sock_name[i],
-                       cfg->mesh_bind, (unsigned)port, uv_strerror(rc));
-            exit_code = is_config_error(rc) ? GW_EXIT_FATAL : 1;
-            goto out;
-        }
-    }
-    /* handle->data is set after each init: init owns the handle's fields. */
-    rc = uv_poll_init(&m->loop, &m->bell_poll, m->my_bell_fd);
-    if (rc == 0) {
-        m->bell_poll.data = m;
-        rc = uv_poll_start(&m->bell_poll, UV_READABLE, on_bell);
-    }
-    if (rc == 0)
-        rc = uv_check_init(&m->loop, &m->kick_check);
-    if (rc == 0) {
-        m->kick_check.data = m;
-        rc = uv_check_start(&m->kick_check, on_check);
-    }
-    int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
-    for (int i = 0; i < 3 && rc == 0; i++) {
-        rc = uv_signal_init(&m->loop, &m->sig[i]);
-        if (rc == 0) {
-            m->sig[i].data = m;
-            rc = uv_signal_start(&m->sig[i], on_signal, sigs[i]);
-        }
-    }
-    if (rc) {
-        gw_log_err(GW_LOG_SYS, "setting up the event loop: %s", uv_strerror(rc));
+    int code = gw_proc_init(&m->p, cfg, GW_PROC_MESHIO);
+    if (code)
         goto out;
-    }
-    signal(SIGPIPE, SIG_IGN);
-
+    m->cfg = m->p.cfg;
+    m->stats = m->p.stats;
+    m->from_sch = gw_proc_ring_consume(&m->p, gw_ring_sch_to_mesh(&m->p.shm));
+    m->to_sch = gw_proc_ring_produce(&m->p, gw_ring_mesh_to_sch(&m->p.shm));
+    if ((code = gw_proc_bells_open(&m->p, GW_BELL_MESHIO, peers, 1)) != 0 ||
+        (code = gw_proc_store_open(&m->p)) != 0 || (code = setup_state(m)) != 0)
+        goto out;
+    for (int i = 0; i < MESH_NSOCK; i++)
+        if ((code = setup_socket(m, i, &bind_ep, names[i], sizeof(names[i]))) != 0)
+            goto out;
+    if ((code = gw_proc_start(&m->p, &hooks)) != 0)
+        goto out;
+    gw_proc_ready(&m->p);
     gw_log_info(GW_LOG_SYS,
                 "meshio: plain socket %s, secure socket %s; sequence numbers from %llu, reserved "
                 "%lld at a time",
@@ -636,28 +565,12 @@ int mesh_run(const struct gw_config *cfg)
     /* Whatever the scheduler queued while we were away goes out now. */
     service_ring(m);
     kick_scheduler(m);
-    uv_run(&m->loop, UV_RUN_DEFAULT);
-    exit_code = 0;
+    code = gw_proc_run(&m->p);
 out:
-    if (m->peers_ok) {
-        release_held(m); /* frames read in the last turn (none when set-up failed) */
-        if ((rc = mesh_peers_flush(&m->peers)) != 0)
-            gw_log_warn(GW_LOG_STORE, "persisting replay windows at exit: %s", gw_strerror(rc));
-        mesh_peers_deinit(&m->peers);
-    }
-    if (loop_ok) {
-        uv_walk(&m->loop, (uv_walk_cb)(void (*)(void))uv_close, NULL);
-        uv_run(&m->loop, UV_RUN_DEFAULT);
-        if ((rc = uv_loop_close(&m->loop)) != 0)
-            gw_log_warn(GW_LOG_SYS, "uv_loop_close: %s", uv_strerror(rc));
-    }
+    teardown_state(m);
+    gw_proc_loop_close(&m->p);
     mesh_crypto_thread_cleanup();
-    gw_store_close(&m->store);
-    if (m->my_bell_fd >= 0)
-        close(m->my_bell_fd);
-    if (m->sch_bell_fd >= 0)
-        close(m->sch_bell_fd);
-    gw_shm_close(&m->shm);
+    gw_proc_deinit(&m->p);
     free(m);
-    return exit_code;
+    return code;
 }

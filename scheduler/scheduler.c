@@ -5,6 +5,7 @@
 #include "sch_core.h"
 #include "gw_error.h"
 #include "gw_log.h"
+#include "gw_proc.h"
 #include "gw_registry.h"
 #include "gw_shm.h"
 
@@ -19,18 +20,12 @@
 
 struct sch_ctx {
     struct gw_config cfg;
-    uv_loop_t loop;
-    uv_poll_t bell_poll;
+    struct gw_proc p;           /* loop, shared segment, doorbells, LMDB, signals */
+    struct gw_shm *shm;         /* &p.shm */
+    struct gw_store *store;     /* &p.store */
     uv_timer_t timer, stats_timer;
-    uv_check_t turn_check;      /* counts loop turns for the benchmark (bench_gateway) */
-    uv_signal_t sig[3];
-    struct gw_shm shm;
-    struct gw_store store;
     struct sch_core *core;
     struct gw_stats *stats;
-    struct gw_bell *my_bell;
-    int my_bell_fd, mesh_bell_fd;
-    int *fe_bell_fd;
     uint32_t nfe;
     uint64_t fe_kick;          /* bit per frontend with new records */
     bool mesh_kick;
@@ -49,7 +44,7 @@ struct sch_ctx {
 
 static bool fe_alive(struct sch_ctx *s, uint32_t i)
 {
-    struct gw_ring *r = gw_shm_ring(&s->shm, gw_ring_sch_to_fe(&s->shm, i));
+    struct gw_ring *r = gw_shm_ring(s->shm, gw_ring_sch_to_fe(s->shm, i));
     uint32_t pid = atomic_load_explicit(&r->cons_pid, memory_order_relaxed);
     uint64_t now = gw_mono_ms();
     if (pid != s->fe_live[i].pid || now - s->fe_live[i].at >= 100) {
@@ -69,7 +64,7 @@ static void flush_ovf(struct sch_ctx *s)
 {
     while (s->ovf_head) {
         struct ovf *o = s->ovf_head;
-        struct gw_ring *r = gw_shm_ring(&s->shm, gw_ring_sch_to_fe(&s->shm, o->fe));
+        struct gw_ring *r = gw_shm_ring(s->shm, gw_ring_sch_to_fe(s->shm, o->fe));
         if (gw_ring_push(r, o->rec, o->len) != 0)
             break;
         s->fe_kick |= 1ull << o->fe;
@@ -96,7 +91,7 @@ static int to_client(void *ctx, struct gw_msg *env, const uint8_t *data)
                 break;
             }
     }
-    struct gw_ring *r = gw_shm_ring(&s->shm, gw_ring_sch_to_fe(&s->shm, fe));
+    struct gw_ring *r = gw_shm_ring(s->shm, gw_ring_sch_to_fe(s->shm, fe));
     /* Answers never wait in this (memory-only) queue: a full ring leaves them
      * in their transaction slot (shared memory, ANSWERED) to be sent again,
      * so a scheduler crash cannot lose them. Notifications may wait here. */
@@ -135,14 +130,14 @@ static int client_mid(void *ctx, uint8_t fe)
     struct sch_ctx *s = ctx;
     if (fe >= s->nfe)
         return -1;
-    struct gw_proc_slot *ps = gw_shm_proc(&s->shm, GW_PROC_FRONTEND0 + fe);
+    struct gw_proc_slot *ps = gw_shm_proc(s->shm, GW_PROC_FRONTEND0 + fe);
     return (int)(uint16_t)atomic_fetch_add_explicit(&ps->client_mid, 1, memory_order_relaxed);
 }
 
 static int to_mesh(void *ctx, const struct gw_msg *env, const uint8_t *data)
 {
     struct sch_ctx *s = ctx;
-    int rc = gw_ring_push2(gw_shm_ring(&s->shm, gw_ring_sch_to_mesh(&s->shm)), env, sizeof(*env), data, env->len);
+    int rc = gw_ring_push2(gw_shm_ring(s->shm, gw_ring_sch_to_mesh(s->shm)), env, sizeof(*env), data, env->len);
     if (rc == 0)
         s->mesh_kick = true;
     return rc;
@@ -152,7 +147,7 @@ static int device_type(void *ctx, const uint8_t mac[GW_MAC_LEN])
 {
     struct sch_ctx *s = ctx;
     struct gw_device d;
-    int rc = gw_registry_get(&s->store, mac, &d);
+    int rc = gw_registry_get(s->store, mac, &d);
     if (rc)
         return GW_ENOTFOUND;
     return d.type == GW_DEV_MILLI ? 1 : 0;
@@ -173,26 +168,15 @@ static uint32_t rand32(void *ctx)
 static void kick_peers(struct sch_ctx *s)
 {
     for (uint32_t i = 0; s->fe_kick && i < s->nfe; i++)
-        if ((s->fe_kick & (1ull << i)) &&
-            gw_bell_should_wake(gw_shm_bell(&s->shm, GW_BELL_FRONTEND0 + i)) && s->fe_bell_fd[i] >= 0) {
-            gw_bell_fifo_kick(s->fe_bell_fd[i]);
-            gw_stat_add(s->stats, GW_STAT_bell_writes, 1);
-        }
+        if (s->fe_kick & (1ull << i))
+            gw_proc_kick(&s->p, GW_BELL_FRONTEND0 + i);
     s->fe_kick = 0;
-    if (s->mesh_kick && gw_bell_should_wake(gw_shm_bell(&s->shm, GW_BELL_MESHIO))) {
-        gw_bell_fifo_kick(s->mesh_bell_fd);
-        gw_stat_add(s->stats, GW_STAT_bell_writes, 1);
-    }
+    if (s->mesh_kick)
+        gw_proc_kick(&s->p, GW_BELL_MESHIO);
     s->mesh_kick = false;
 }
 
 static void arm_timer(struct sch_ctx *s, uint64_t next);
-
-static void on_turn(uv_check_t *h)
-{
-    struct sch_ctx *s = h->data;
-    gw_stat_add(s->stats, GW_STAT_loop_turns, 1);
-}
 
 static void on_ovf_timer(uv_timer_t *t)
 {
@@ -251,20 +235,20 @@ static int drain_ring(struct sch_ctx *s, struct gw_ring *r, int budget)
 static bool rings_empty(struct sch_ctx *s)
 {
     for (uint32_t i = 0; i < s->nfe; i++)
-        if (!gw_ring_empty(gw_shm_ring(&s->shm, gw_ring_fe_to_sch(i))))
+        if (!gw_ring_empty(gw_shm_ring(s->shm, gw_ring_fe_to_sch(i))))
             return false;
-    return gw_ring_empty(gw_shm_ring(&s->shm, gw_ring_mesh_to_sch(&s->shm)));
+    return gw_ring_empty(gw_shm_ring(s->shm, gw_ring_mesh_to_sch(s->shm)));
 }
 
 static void drain_all(struct sch_ctx *s)
 {
     for (int round = 0; round < 64; round++) {
-        gw_bell_awake(s->my_bell);
-        int n = drain_ring(s, gw_shm_ring(&s->shm, gw_ring_mesh_to_sch(&s->shm)), 1024);
+        gw_bell_awake(s->p.my_bell);
+        int n = drain_ring(s, gw_shm_ring(s->shm, gw_ring_mesh_to_sch(s->shm)), 1024);
         for (uint32_t i = 0; i < s->nfe; i++)
-            n += drain_ring(s, gw_shm_ring(&s->shm, gw_ring_fe_to_sch(i)), 256);
+            n += drain_ring(s, gw_shm_ring(s->shm, gw_ring_fe_to_sch(i)), 256);
         kick_peers(s);
-        gw_bell_prepare_sleep(s->my_bell);
+        gw_bell_prepare_sleep(s->p.my_bell);
         if (n == 0 && rings_empty(s))
             break;
     }
@@ -275,11 +259,9 @@ static void drain_all(struct sch_ctx *s)
     arm_timer(s, next);
 }
 
-static void on_bell(uv_poll_t *h, int status, int events)
+static void on_bell(void *ctx)
 {
-    struct sch_ctx *s = h->data;
-    gw_bell_fifo_drain(s->my_bell_fd);
-    drain_all(s);
+    drain_all(ctx);
 }
 
 static void on_stats(uv_timer_t *t)
@@ -305,11 +287,11 @@ static int import_devices(struct sch_ctx *s, bool force)
     if (!s->cfg.devices_file[0])
         return 0;
     int bad = 0;
-    int rc = force ? gw_registry_import(&s->store, s->cfg.devices_file, &bad)
-                   : gw_registry_sync(&s->store, s->cfg.devices_file, &bad);
+    int rc = force ? gw_registry_import(s->store, s->cfg.devices_file, &bad)
+                   : gw_registry_sync(s->store, s->cfg.devices_file, &bad);
     if (rc >= 0)
         return 0;
-    size_t have = gw_registry_count(&s->store);
+    size_t have = gw_registry_count(s->store);
     if (!force && have == 0) {
         gw_log_err(GW_LOG_STORE, "devices_file %s: %s, and no earlier registry to keep: refusing to start",
                    s->cfg.devices_file, bad ? "bad lines (above)" : gw_strerror(rc));
@@ -320,136 +302,108 @@ static int import_devices(struct sch_ctx *s, bool force)
     return 0;
 }
 
-static void on_signal(uv_signal_t *h, int signum)
+/* SIGHUP: the devices file again (S7.2); the supervisor forwards its own. */
+static void on_hup(void *ctx)
 {
-    struct sch_ctx *s = h->data;
-    if (signum == SIGHUP) {
-        gw_log_info(GW_LOG_STORE, "SIGHUP: re-reading %s", s->cfg.devices_file);
-        GW_IGNORE(import_devices(s, true));
-        return;
+    struct sch_ctx *s = ctx;
+    gw_log_info(GW_LOG_STORE, "SIGHUP: re-reading %s", s->cfg.devices_file);
+    GW_IGNORE(import_devices(s, true));
+}
+
+/* Every ring with the frontends and meshio, and their doorbells. A frontend
+ * doorbell that cannot be opened is skipped (that frontend is not woken)
+ * unless it is unsafe (S9.2). 0 or an exit code. */
+static int claim_rings(struct sch_ctx *s)
+{
+    for (uint32_t i = 0; i < s->nfe; i++) {
+        gw_proc_ring_consume(&s->p, gw_ring_fe_to_sch(i));
+        gw_proc_ring_produce(&s->p, gw_ring_sch_to_fe(s->shm, i));
+        int fd = gw_proc_bell_open(&s->p, GW_BELL_FRONTEND0 + i);
+        if (fd == GW_EUNSAFE) {
+            gw_log_err(GW_LOG_RING, "doorbell FIFO of frontend %u in %s: %s", i, s->cfg.data_dir,
+                       gw_strerror(fd));
+            return GW_EXIT_FATAL;
+        }
     }
-    gw_log_info(GW_LOG_SYS, "signal %d: stopping", signum);
-    uv_stop(&s->loop);
+    gw_proc_ring_produce(&s->p, gw_ring_sch_to_mesh(s->shm));
+    gw_proc_ring_consume(&s->p, gw_ring_mesh_to_sch(s->shm));
+    const uint32_t peers[] = { GW_BELL_MESHIO };
+    return gw_proc_bells_open(&s->p, GW_BELL_SCHEDULER, peers, 1);
+}
+
+/* The decisions (sch_core) over the transaction table and response cache
+ * in shared memory; observations resumed from LMDB. 0 or an exit code. */
+static int setup_core(struct sch_ctx *s)
+{
+    struct sch_out out = { s, to_client, to_mesh, device_type, rand32, client_mid };
+    int rc = sch_core_new(&s->cfg, &gw_clock_real, &out, gw_shm_txn(s->shm, 0), s->shm->hdr->max_txn,
+                          s->shm->hdr->txn_slot, s->store, s->stats, &s->core);
+    if (rc) {
+        gw_log_err(GW_LOG_SYS, "scheduler set-up: %s", gw_strerror(rc));
+        return GW_EXIT_FAIL;
+    }
+    struct gw_rcache rc_tab;
+    gw_shm_rcache(s->shm, &rc_tab);
+    sch_core_set_rcache(s->core, &rc_tab); /* before anything is cached or served */
+    sch_core_resume_observations(s->core);
+    return 0;
+}
+
+static void setup_timers(struct sch_ctx *s)
+{
+    uv_timer_init(&s->p.loop, &s->timer);
+    s->timer.data = s;
+    uv_timer_init(&s->p.loop, &s->stats_timer);
+    s->stats_timer.data = s;
+    uv_timer_init(&s->p.loop, &s->ovf_timer);
+    s->ovf_timer.data = s;
+    uv_timer_start(&s->stats_timer, on_stats, 1000, 1000);
 }
 
 int sch_run(const struct gw_config *cfg)
 {
     struct sch_ctx *s = calloc(1, sizeof(*s));
     if (!s)
-        return 1;
-    s->cfg = *cfg;
-    s->my_bell_fd = s->mesh_bell_fd = -1;
-    int exit_code = 1, rc;
-    char err[512], path[600];
-    uv_loop_init(&s->loop);
-    if ((rc = gw_shm_open(cfg, false, &s->shm, err, sizeof(err))) != 0) {
-        gw_log_err(GW_LOG_RING, "%s", err);
-        exit_code = rc == GW_ELAYOUT || rc == GW_EUNSAFE ? GW_EXIT_FATAL : 1;
+        return GW_EXIT_FAIL;
+    s->shm = &s->p.shm;
+    s->store = &s->p.store;
+    int code = gw_proc_init(&s->p, cfg, GW_PROC_SCHEDULER);
+    if (code)
         goto out;
-    }
-    s->nfe = s->shm.hdr->max_frontends;
-    s->fe_bell_fd = calloc(s->nfe, sizeof(int));
+    s->cfg = s->p.cfg;
+    s->stats = s->p.stats;
+    s->nfe = s->shm->hdr->max_frontends;
     s->fe_live = calloc(s->nfe, sizeof(*s->fe_live));
-    if (!s->fe_bell_fd || !s->fe_live)
+    code = GW_EXIT_FAIL;
+    if (!s->fe_live)
         goto out;
-    mkdir(cfg->data_dir, 0700);
-    for (uint32_t i = 0; i < s->nfe; i++) {
-        gw_ring_claim_consumer(gw_shm_ring(&s->shm, gw_ring_fe_to_sch(i)), (uint32_t)getpid());
-        gw_ring_claim_producer(gw_shm_ring(&s->shm, gw_ring_sch_to_fe(&s->shm, i)), (uint32_t)getpid());
-        gw_bell_path(cfg, GW_BELL_FRONTEND0 + i, path, sizeof(path));
-        s->fe_bell_fd[i] = gw_bell_fifo_open(path);
-    }
-    gw_ring_claim_producer(gw_shm_ring(&s->shm, gw_ring_sch_to_mesh(&s->shm)), (uint32_t)getpid());
-    gw_ring_claim_consumer(gw_shm_ring(&s->shm, gw_ring_mesh_to_sch(&s->shm)), (uint32_t)getpid());
-    s->my_bell = gw_shm_bell(&s->shm, GW_BELL_SCHEDULER);
-    gw_bell_path(cfg, GW_BELL_SCHEDULER, path, sizeof(path));
-    s->my_bell_fd = gw_bell_fifo_open(path);
-    gw_bell_path(cfg, GW_BELL_MESHIO, path, sizeof(path));
-    s->mesh_bell_fd = gw_bell_fifo_open(path);
-    for (uint32_t i = 0; i < s->nfe; i++)
-        if (s->fe_bell_fd[i] == GW_EUNSAFE) {
-            exit_code = GW_EXIT_FATAL;
-            goto out;
-        }
-    if (s->my_bell_fd < 0 || s->mesh_bell_fd < 0) {
-        rc = s->my_bell_fd < 0 ? s->my_bell_fd : s->mesh_bell_fd;
-        gw_log_err(GW_LOG_RING, "doorbell FIFOs in %s: %s", cfg->data_dir, gw_strerror(rc));
-        if (rc == GW_EUNSAFE)
-            exit_code = GW_EXIT_FATAL;
+    struct gw_proc_hooks hooks = { .ctx = s, .on_bell = on_bell, .on_hup = on_hup };
+    if ((code = claim_rings(s)) != 0 || (code = gw_proc_store_open(&s->p)) != 0)
         goto out;
-    }
-    /* `coapgw loglevel` and the supervisor's SIGUSR2 change the level here. */
-    gw_log_attach_level(&s->shm.hdr->log_level);
-    struct gw_proc_slot *ps = gw_shm_proc(&s->shm, GW_PROC_SCHEDULER);
-    s->stats = &ps->stats;
-    atomic_store(&ps->pid, (uint32_t)getpid());
-    if ((rc = gw_store_open(&s->store, cfg->data_dir, (size_t)cfg->lmdb_map_mb)) != 0) {
-        gw_log_err(GW_LOG_STORE, "opening LMDB in %s: %s", cfg->data_dir, gw_strerror(rc));
-        goto out;
-    }
     if (import_devices(s, false) != 0) {
-        exit_code = GW_EXIT_FATAL;
+        code = GW_EXIT_FATAL;
         goto out;
     }
-    struct sch_out out = { s, to_client, to_mesh, device_type, rand32, client_mid };
-    rc = sch_core_new(cfg, &gw_clock_real, &out, gw_shm_txn(&s->shm, 0), s->shm.hdr->max_txn, s->shm.hdr->txn_slot,
-                      &s->store, s->stats, &s->core);
-    if (rc) {
-        gw_log_err(GW_LOG_SYS, "scheduler set-up: %s", gw_strerror(rc));
+    if ((code = setup_core(s)) != 0)
         goto out;
-    }
-    struct gw_rcache rc_tab;
-    gw_shm_rcache(&s->shm, &rc_tab);
-    sch_core_set_rcache(s->core, &rc_tab); /* before anything is cached or served */
-    sch_core_resume_observations(s->core);
-    atomic_store(&ps->ready, 1);
-    uv_poll_init(&s->loop, &s->bell_poll, s->my_bell_fd);
-    s->bell_poll.data = s;
-    uv_poll_start(&s->bell_poll, UV_READABLE, on_bell);
-    uv_timer_init(&s->loop, &s->timer);
-    s->timer.data = s;
-    uv_timer_init(&s->loop, &s->stats_timer);
-    s->stats_timer.data = s;
-    uv_timer_init(&s->loop, &s->ovf_timer);
-    s->ovf_timer.data = s;
-    uv_timer_start(&s->stats_timer, on_stats, 1000, 1000);
-    uv_check_init(&s->loop, &s->turn_check);
-    s->turn_check.data = s;
-    uv_check_start(&s->turn_check, on_turn);
-    int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
-    for (int i = 0; i < 3; i++) {
-        uv_signal_init(&s->loop, &s->sig[i]);
-        s->sig[i].data = s;
-        uv_signal_start(&s->sig[i], on_signal, sigs[i]);
-    }
-    signal(SIGPIPE, SIG_IGN);
+    gw_proc_ready(&s->p);
+    if ((code = gw_proc_start(&s->p, &hooks)) != 0)
+        goto out;
+    setup_timers(s);
     gw_log_info(GW_LOG_SYS, "scheduler ready: %u frontends, %u transaction slots, %zu devices", s->nfe,
-                s->shm.hdr->max_txn, gw_registry_count(&s->store));
+                s->shm->hdr->max_txn, gw_registry_count(s->store));
     drain_all(s);
-    uv_run(&s->loop, UV_RUN_DEFAULT);
-    exit_code = 0;
+    code = gw_proc_run(&s->p);
 out:
-    uv_walk(&s->loop, (uv_walk_cb)(void (*)(void))uv_close, NULL);
-    uv_run(&s->loop, UV_RUN_NOWAIT);
-    uv_loop_close(&s->loop);
+    gw_proc_loop_close(&s->p);
     sch_core_free(s->core);
-    gw_store_close(&s->store);
-    if (s->fe_bell_fd)
-        for (uint32_t i = 0; i < s->nfe; i++)
-            if (s->fe_bell_fd[i] >= 0)
-                close(s->fe_bell_fd[i]);
-    free(s->fe_bell_fd);
     free(s->fe_live);
     while (s->ovf_head) {
         struct ovf *o = s->ovf_head;
         s->ovf_head = o->next;
         free(o);
     }
-    if (s->my_bell_fd >= 0)
-        close(s->my_bell_fd);
-    if (s->mesh_bell_fd >= 0)
-        close(s->mesh_bell_fd);
-    gw_shm_close(&s->shm);
+    gw_proc_deinit(&s->p);
     free(s);
-    return exit_code;
+    return code;
 }
