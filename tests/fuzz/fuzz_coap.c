@@ -93,8 +93,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t ver, type;
     uint16_t mid;
     bool peeked = gw_coap_peek(data, size, &ver, &type, &mid);
+    /* The log helper walks raw bytes without the parser (scheduler debug
+     * lines): any input, a terminated string within its buffer. */
+    char path[64], mpath[64];
+    gw_coap_path_str(data, size, path, sizeof(path));
+    if (strlen(path) >= sizeof(path))
+        fail("path string not terminated");
     struct gw_coap_msg m;
     int rc = gw_coap_parse(p1, data, size, &m);
+    if (rc == 0 && strcmp(gw_coap_msg_path_str(&m, mpath, sizeof(mpath)), path) != 0)
+        fail("raw and parsed path strings differ");
     if (rc != 0) {
         if (rc != GW_EBADMSG && rc != GW_EFULL)
             fail("unexpected parse error code");
