@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,10 +100,17 @@ static const struct key keys[] = {
 
 GW_STATIC_ASSERT(GW_ARRAY_LEN(keys) <= GW_CFG_MAX_KEYS, "src_line[] has a slot per key");
 
-static void cerr(char *err, size_t errlen, const char *fmt, const char *a, const char *b, const char *c)
+/* Formats a configuration error into err (which may be NULL). Checked
+ * like printf, so a format and its arguments cannot drift apart. */
+static void cerr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void cerr(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (err && errlen)
-        snprintf(err, errlen, fmt, a, b, c);
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }
 
 static const struct key *find(const char *name)
@@ -119,7 +127,7 @@ static int set_key(struct gw_config *cfg, const struct key *k, const char *val, 
     if (k->kind == K_STR) {
         size_t n = strlen(val);
         if (n >= k->size) {
-            cerr(err, errlen, "%s: value too long (%s%s)", k->name, "", "");
+            cerr(err, errlen, "%s: value too long", k->name);
             return GW_ECONFIG;
         }
         memcpy(dst, val, n + 1);
@@ -137,7 +145,7 @@ static int set_key(struct gw_config *cfg, const struct key *k, const char *val, 
     else
         v = strtoll(val, &end, 10);
     if (errno || end == val || *end != '\0') {
-        cerr(err, errlen, "%s: '%s' is not a whole number%s", k->name, val, "");
+        cerr(err, errlen, "%s: '%s' is not a whole number", k->name, val);
         return GW_ECONFIG;
     }
     if (v < k->min || v > k->max) {
@@ -154,7 +162,7 @@ int gw_config_set(struct gw_config *cfg, const char *key, const char *val, char 
 {
     const struct key *k = find(key);
     if (!k) {
-        cerr(err, errlen, "%s: unknown key (`coapgw config` lists the keys)%s%s", key, "", "");
+        cerr(err, errlen, "%s: unknown key (`coapgw config` lists the keys)", key);
         return GW_ECONFIG;
     }
     return set_key(cfg, k, val, err, errlen);
@@ -184,7 +192,7 @@ static int load_file(struct gw_config *cfg, const char *path, char *err, size_t 
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        cerr(err, errlen, "cannot open config file %s: %s%s", path, strerror(errno), "");
+        cerr(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
         return GW_ECONFIG;
     }
     char line[1024];
@@ -203,7 +211,7 @@ static int load_file(struct gw_config *cfg, const char *path, char *err, size_t 
         if (!*sep) {
             char where[300];
             snprintf(where, sizeof(where), "%s:%d", path, lineno);
-            cerr(err, errlen, "%s: expected 'key = value', got '%s'%s", where, s, "");
+            cerr(err, errlen, "%s: expected 'key = value', got '%s'", where, s);
             rc = GW_ECONFIG;
             break;
         }
@@ -222,7 +230,7 @@ static int load_file(struct gw_config *cfg, const char *path, char *err, size_t 
         if (gw_config_set(cfg, key, val, msg, sizeof(msg)) != 0) {
             char where[300];
             snprintf(where, sizeof(where), "%s:%d", path, lineno);
-            cerr(err, errlen, "%s: %s%s", where, msg, "");
+            cerr(err, errlen, "%s: %s", where, msg);
             rc = GW_ECONFIG;
             break;
         }
@@ -255,7 +263,7 @@ int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t er
             continue;
         char msg[512];
         if (set_key(cfg, &keys[i], v, msg, sizeof(msg)) != 0) {
-            cerr(err, errlen, "environment %s: %s%s", env, msg, "");
+            cerr(err, errlen, "environment %s: %s", env, msg);
             return GW_ECONFIG;
         }
         cfg->src_env[i] = 1;
@@ -263,14 +271,13 @@ int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t er
     char w[GW_CFG_STR + 64];
     for (const char *p = cfg->instance; *p; p++)
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') {
-            if (err && errlen)
-                snprintf(err, errlen, "%s: '%s' may hold only letters, digits, '-' and '_'",
-                         gw_config_where(cfg, "instance", w, sizeof(w)), cfg->instance);
+            cerr(err, errlen, "%s: '%s' may hold only letters, digits, '-' and '_'",
+                 gw_config_where(cfg, "instance", w, sizeof(w)), cfg->instance);
             return GW_ECONFIG;
         }
     if (!cfg->data_dir[0] && gw_config_default_data_dir(cfg->instance, cfg->data_dir, sizeof(cfg->data_dir)) != 0) {
         cerr(err, errlen, "data_dir: no default (not root, and none of XDG_STATE_HOME, HOME, XDG_RUNTIME_DIR "
-             "names an absolute directory of a sane length); set data_dir%s%s%s", "", "", "");
+             "names an absolute directory of a sane length); set data_dir");
         return GW_ECONFIG;
     }
     if (cfg->frontends > cfg->max_frontends)
@@ -424,8 +431,8 @@ int gw_config_check_key(const struct gw_config *cfg, char *err, size_t errlen)
     if (!gw_config_dev_secret(cfg) || gw_config_embedded_sim(cfg) || cfg->dev_mode)
         return 0;
     cerr(err, errlen, "jwt_key_file is not set: refusing to sign and verify tokens with a development secret "
-         "in front of a real mesh (devices_file %s); set jwt_key_file, or dev_mode = true for a test set-up%s%s",
-         cfg->devices_file[0] ? cfg->devices_file : "(none, meshsim = 0)", "", "");
+         "in front of a real mesh (devices_file %s); set jwt_key_file, or dev_mode = true for a test set-up",
+         cfg->devices_file[0] ? cfg->devices_file : "(none, meshsim = 0)");
     return GW_ECONFIG;
 }
 

@@ -32,8 +32,6 @@ static uint64_t mac_key(const uint8_t mac[GW_MAC_LEN])
     return sch_key_nz(k);
 }
 
-#define T sch_txn_at
-
 static uint32_t tstate(struct sch_txn *t)
 {
     return atomic_load_explicit(&t->state, memory_order_acquire);
@@ -85,16 +83,16 @@ static void heap_rebuild(struct sch_core *c)
 {
     c->heap.n = 0;
     for (uint32_t i = 0; i < c->max_txn; i++) {
-        uint32_t s = tstate(T(c, i));
+        uint32_t s = tstate(sch_txn_at(c, i));
         if (s == SCH_TXN_SENT || s == SCH_TXN_ACKED || s == SCH_TXN_DELIVERED)
-            GW_IGNORE(gw_heap_push(&c->heap, T(c, i)->deadline, i, c->gen[i]));
+            GW_IGNORE(gw_heap_push(&c->heap, sch_txn_at(c, i)->deadline, i, c->gen[i]));
     }
     sch_obs_rearm_all(c);
 }
 
 static void arm(struct sch_core *c, uint32_t idx)
 {
-    struct sch_txn *t = T(c, idx);
+    struct sch_txn *t = sch_txn_at(c, idx);
     if (gw_heap_push(&c->heap, t->deadline, idx, c->gen[idx]) != 0) {
         heap_rebuild(c);
         GW_IGNORE(gw_heap_push(&c->heap, t->deadline, idx, c->gen[idx]));
@@ -207,14 +205,14 @@ static int hand_over(struct sch_core *c, uint32_t idx);
 static void answer_now(struct sch_core *c, const struct gw_msg *env, uint8_t flags, const uint8_t *out, size_t len)
 {
     int idx = txn_alloc(c);
-    if (idx < 0 || len > sizeof(T(c, 0)->data)) {
+    if (idx < 0 || len > sizeof(sch_txn_at(c, 0)->data)) {
         if (idx >= 0)
             c->freelist[c->nfree++] = (uint32_t)idx;
         if (sch_core_send_client(c, env, flags, 0, out, len) != 0)
             gw_stat_add(c->stats, GW_STAT_ring_full, 1);
         return;
     }
-    struct sch_txn *t = T(c, (uint32_t)idx);
+    struct sch_txn *t = sch_txn_at(c, (uint32_t)idx);
     memset((uint8_t *)t + sizeof(t->state), 0, offsetof(struct sch_txn, data) - sizeof(t->state));
     t->env = *env;
     t->has_client = 1;
@@ -249,7 +247,7 @@ static int txn_alloc(struct sch_core *c)
 
 static void txn_release(struct sch_core *c, uint32_t idx)
 {
-    set_state(T(c, idx), SCH_TXN_FREE);
+    set_state(sch_txn_at(c, idx), SCH_TXN_FREE);
     c->gen[idx]++;
     c->freelist[c->nfree++] = idx;
 }
@@ -314,7 +312,7 @@ static void log_exchange(struct sch_core *c, struct sch_txn *t, uint8_t code, bo
  * code is the device's answer (answered) or the gateway's error. */
 static void end_exchange(struct sch_core *c, uint32_t idx, uint8_t code, bool answered)
 {
-    struct sch_txn *t = T(c, idx);
+    struct sch_txn *t = sch_txn_at(c, idx);
     uint32_t s = tstate(t);
     if (s != SCH_TXN_SENT && s != SCH_TXN_ACKED)
         return;
@@ -330,7 +328,7 @@ static void end_exchange(struct sch_core *c, uint32_t idx, uint8_t code, bool an
  * and frees the slot; the next queued request of the device goes out. */
 static void finish(struct sch_core *c, uint32_t idx)
 {
-    struct sch_txn *t = T(c, idx);
+    struct sch_txn *t = sch_txn_at(c, idx);
     struct sch_dev *d = dev_get(c, t->env.mac, false);
     uint32_t s = tstate(t);
     if (d && (s == SCH_TXN_SENT || s == SCH_TXN_ACKED))
@@ -373,7 +371,7 @@ static bool keepable(const struct sch_core *c, const struct sch_txn *t)
 
 static void kept_release(struct sch_core *c, uint32_t idx)
 {
-    struct sch_txn *t = T(c, idx);
+    struct sch_txn *t = sch_txn_at(c, idx);
     uint64_t k = kept_key(&t->env.ep, t->client_mid);
     if ((uintptr_t)sch_map_get(&c->delivered, k) == idx + 1)
         sch_map_del(&c->delivered, k);
@@ -384,7 +382,7 @@ static void kept_release(struct sch_core *c, uint32_t idx)
 
 static void kept_index(struct sch_core *c, uint32_t idx)
 {
-    struct sch_txn *t = T(c, idx);
+    struct sch_txn *t = sch_txn_at(c, idx);
     GW_IGNORE(sch_map_put(&c->delivered, kept_key(&t->env.ep, t->client_mid), (void *)(uintptr_t)(idx + 1)));
     c->ndelivered++;
 }
@@ -395,7 +393,7 @@ static void kept_index(struct sch_core *c, uint32_t idx)
  * Returns 0, or GW_EFULL when the ring is full (idx stays ANSWERED). */
 static int hand_over(struct sch_core *c, uint32_t idx)
 {
-    struct sch_txn *t = T(c, idx);
+    struct sch_txn *t = sch_txn_at(c, idx);
     bool keep = keepable(c, t);
     if (keep && !t->mid_set) {
         int mid = c->out.client_mid(c->out.ctx, t->env.fe);
@@ -432,7 +430,7 @@ static void on_answer_done(struct sch_core *c, const struct gw_msg *env)
     uintptr_t v = (uintptr_t)sch_map_get(&c->delivered, kept_key(&env->ep, env->client_mid));
     if (v == 0 || v > c->max_txn)
         return;
-    struct sch_txn *t = T(c, (uint32_t)(v - 1));
+    struct sch_txn *t = sch_txn_at(c, (uint32_t)(v - 1));
     if (tstate(t) != SCH_TXN_DELIVERED || t->client_mid != env->client_mid || !gw_ep_eq(&t->env.ep, &env->ep))
         return;
     kept_release(c, (uint32_t)(v - 1));
@@ -441,7 +439,7 @@ static void on_answer_done(struct sch_core *c, const struct gw_msg *env)
 /* Sends DELIVERED answer idx to its frontend again with its MID. */
 static int repush(struct sch_core *c, uint32_t idx)
 {
-    struct sch_txn *t = T(c, idx);
+    struct sch_txn *t = sch_txn_at(c, idx);
     uint8_t fe = t->sent_fe;
     struct gw_msg env = t->env;
     env.fe = t->sent_fe;
@@ -462,7 +460,7 @@ static void on_fe_start(struct sch_core *c, uint8_t fe)
 {
     uint32_t n = 0;
     for (uint32_t i = 0; i < c->max_txn; i++) {
-        struct sch_txn *t = T(c, i);
+        struct sch_txn *t = sch_txn_at(c, i);
         if (tstate(t) == SCH_TXN_DELIVERED && t->sent_fe == fe) {
             GW_IGNORE(repush(c, i));
             n++;
@@ -479,7 +477,7 @@ void sch_core_finish_txn(struct sch_core *c, uint32_t idx)
 
 void sch_core_finish_error(struct sch_core *c, uint32_t idx, uint8_t code, const char *diag)
 {
-    struct sch_txn *t = T(c, idx);
+    struct sch_txn *t = sch_txn_at(c, idx);
     end_exchange(c, idx, code, false);
     size_t len = 0;
     if (sch_core_error_bytes(&t->env, code, diag, UINT32_MAX, t->data, sizeof(t->data), &len) != 0)
@@ -491,7 +489,7 @@ void sch_core_finish_error(struct sch_core *c, uint32_t idx, uint8_t code, const
 
 static void send_txn(struct sch_core *c, struct sch_dev *d, uint32_t idx)
 {
-    struct sch_txn *t = T(c, idx);
+    struct sch_txn *t = sch_txn_at(c, idx);
     uint64_t now = now_ms(c);
     uint16_t floor = mid_floor(now);
     if ((int16_t)(uint16_t)(floor - d->next_mid) > 0)
@@ -606,7 +604,7 @@ int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t 
         return -1;
     }
     int idx = txn_alloc(c);
-    if (idx < 0 || len > sizeof(T(c, 0)->data) || len < 12) {
+    if (idx < 0 || len > sizeof(sch_txn_at(c, 0)->data) || len < 12) {
         if (idx >= 0)
             c->freelist[c->nfree++] = (uint32_t)idx;
         gw_stat_add(c->stats, GW_STAT_mesh_busy, 1);
@@ -614,7 +612,7 @@ int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t 
             sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE, "gateway busy: transaction table full", 1);
         return -1;
     }
-    struct sch_txn *t = T(c, (uint32_t)idx);
+    struct sch_txn *t = sch_txn_at(c, (uint32_t)idx);
     memset((uint8_t *)t + sizeof(t->state), 0, offsetof(struct sch_txn, data) - sizeof(t->state));
     t->kind = kind;
     t->milli = d->milli;
@@ -678,7 +676,7 @@ static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8
         return;
     }
     struct gw_coap_msg req;
-    if (env->len < 12 || gw_coap_parse(c->parser, data, env->len, &req) != 0 || req.tkl != 8) {
+    if (env->len < 12 || gw_coap_parse(c->rx_parser, data, env->len, &req) != 0 || req.tkl != 8) {
         sch_core_answer_error(c, env, GW_COAP_INTERNAL, "malformed request record", UINT32_MAX);
         return;
     }
@@ -716,7 +714,7 @@ static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8
                 if (gw_coap_encode(&up, buf, sizeof(buf), &bl) == 0 && bl <= GW_COAP_MAX_MSG) {
                     int idx = sch_core_submit(c, env, buf, bl, SCH_TK_CLIENT, true, 0, NULL);
                     if (idx >= 0)
-                        T(c, (uint32_t)idx)->reval = 1;
+                        sch_txn_at(c, (uint32_t)idx)->reval = 1;
                     return;
                 }
             }
@@ -751,7 +749,7 @@ static int find_active(struct sch_core *c, struct sch_dev *d, uint8_t sec, bool 
 {
     uint32_t guard = 0;
     for (int32_t i = d->active; i >= 0 && guard < c->max_txn; i = c->anext[i], guard++) {
-        struct sch_txn *t = T(c, (uint32_t)i);
+        struct sch_txn *t = sch_txn_at(c, (uint32_t)i);
         if (t->env.security != sec)
             continue;
         if (by_mid ? t->dev_mid == mid : (tkl == 8 && memcmp(t->dev_token, tok, 8) == 0))
@@ -781,7 +779,7 @@ static bool response_forwardable(const struct gw_coap_msg *r)
 /* A device's final answer to transaction idx. */
 static void on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg *resp)
 {
-    struct sch_txn *t = T(c, idx);
+    struct sch_txn *t = sch_txn_at(c, idx);
     /* resp points into the parser, not into t->data: safe to end first. */
     end_exchange(c, idx, resp->code, true);
     uint8_t cls = resp->code >> 5;
@@ -808,7 +806,7 @@ static void on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg
     uint64_t res_hash = 0;
     /* The key comes from the request as the client sent it (no revalidation ETag). */
     bool keyed = false;
-    if (gw_coap_parse(c->parser2, t->data, t->data_len, &req) == 0) {
+    if (gw_coap_parse(c->stored_req_parser, t->data, t->data_len, &req) == 0) {
         if (t->reval) {
             unsigned w = 0;
             for (unsigned i = 0; i < req.nopts; i++)
@@ -861,7 +859,7 @@ static void on_mesh(struct sch_core *c, const struct gw_msg *rx, const uint8_t *
         return;
     struct sch_dev *d = dev_get(c, rx->mac, false);
     struct gw_coap_msg r;
-    if (gw_coap_parse(c->parser, data, rx->len, &r) != 0) {
+    if (gw_coap_parse(c->rx_parser, data, rx->len, &r) != 0) {
         /* S4.6: an answer the gateway cannot process gives 5.02. */
         int idx = (d && type == GW_COAP_ACK) ? find_active(c, d, rx->security, true, mid, NULL, 0) : -1;
         if (idx >= 0)
@@ -874,7 +872,7 @@ static void on_mesh(struct sch_core *c, const struct gw_msg *rx, const uint8_t *
         int idx = d ? find_active(c, d, rx->security, true, r.mid, NULL, 0) : -1;
         if (idx < 0)
             return;
-        struct sch_txn *t = T(c, (uint32_t)idx);
+        struct sch_txn *t = sch_txn_at(c, (uint32_t)idx);
         if (r.type == GW_COAP_RST) {
             if (t->kind != SCH_TK_CLIENT)
                 sch_obs_on_failure(c, (uint32_t)idx, GW_COAP_BAD_GATEWAY, "device reset the request");
@@ -970,7 +968,7 @@ void sch_core_on_record(struct sch_core *c, const struct gw_msg *env, const uint
 
 static void on_txn_timer(struct sch_core *c, uint32_t idx)
 {
-    struct sch_txn *t = T(c, idx);
+    struct sch_txn *t = sch_txn_at(c, idx);
     uint32_t s = tstate(t);
     uint64_t now = now_ms(c);
     if (s == SCH_TXN_DELIVERED) {
@@ -1018,7 +1016,7 @@ uint64_t sch_core_on_timer(struct sch_core *c)
             sch_obs_on_timer(c, it.id - c->max_txn, it.gen, now);
             continue;
         }
-        struct sch_txn *t = T(c, it.id);
+        struct sch_txn *t = sch_txn_at(c, it.id);
         uint32_t s = tstate(t);
         if (c->gen[it.id] != it.gen || (s != SCH_TXN_SENT && s != SCH_TXN_ACKED && s != SCH_TXN_DELIVERED) ||
             t->deadline != it.deadline)
@@ -1033,7 +1031,7 @@ uint64_t sch_core_on_timer(struct sch_core *c)
         if (it.id >= c->max_txn) {
             live = sch_obs_item_live(c, it.id - c->max_txn, it.gen);
         } else {
-            struct sch_txn *t = T(c, it.id);
+            struct sch_txn *t = sch_txn_at(c, it.id);
             uint32_t s = tstate(t);
             live = c->gen[it.id] == it.gen && (s == SCH_TXN_SENT || s == SCH_TXN_ACKED || s == SCH_TXN_DELIVERED) &&
                    t->deadline == it.deadline;
@@ -1051,7 +1049,7 @@ void sch_core_flush(struct sch_core *c)
         return;
     c->pending_answers = 0;
     for (uint32_t i = 0; i < c->max_txn; i++) {
-        struct sch_txn *t = T(c, i);
+        struct sch_txn *t = sch_txn_at(c, i);
         uint32_t st = tstate(t);
         if (st == SCH_TXN_DELIVERED && t->repush) {
             GW_IGNORE(repush(c, i));
@@ -1085,14 +1083,8 @@ void sch_core_flush(struct sch_core *c)
 static int cmp_arrival(const void *a, const void *b, void *ctx)
 {
     struct sch_core *c = ctx;
-    uint64_t x = T(c, *(const uint32_t *)a)->arrival, y = T(c, *(const uint32_t *)b)->arrival;
+    uint64_t x = sch_txn_at(c, *(const uint32_t *)a)->arrival, y = sch_txn_at(c, *(const uint32_t *)b)->arrival;
     return x < y ? -1 : x > y;
-}
-
-static struct sch_core *g_sort_ctx;
-static int cmp_arrival_q(const void *a, const void *b)
-{
-    return cmp_arrival(a, b, g_sort_ctx);
 }
 
 /* Rebuilds per-device queues and timers from a table a previous scheduler
@@ -1105,7 +1097,7 @@ static void recover(struct sch_core *c)
     uint64_t max_arrival = 0;
     c->nfree = 0;
     for (uint32_t i = c->max_txn; i-- > 0;) {
-        struct sch_txn *t = T(c, i);
+        struct sch_txn *t = sch_txn_at(c, i);
         uint32_t s = tstate(t);
         c->anext[i] = c->qnext[i] = -1;
         if (s == SCH_TXN_FREE || s > SCH_TXN_DELIVERED) {
@@ -1131,12 +1123,11 @@ static void recover(struct sch_core *c)
     c->next_arrival = max_arrival + 1;
     if (!order)
         return;
-    g_sort_ctx = c;
-    qsort(order, n, sizeof(uint32_t), cmp_arrival_q);
+    qsort_r(order, n, sizeof(uint32_t), cmp_arrival, c);
     uint32_t resumed = 0;
     for (uint32_t k = 0; k < n; k++) {
         uint32_t i = order[k];
-        struct sch_txn *t = T(c, i);
+        struct sch_txn *t = sch_txn_at(c, i);
         uint32_t s = tstate(t);
         if (s == SCH_TXN_ANSWERED) {
             c->pending_answers++;
@@ -1215,8 +1206,8 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock, cons
                                   (uint32_t)cfg->default_max_age_s };
     int rc = -ENOMEM;
     if (!c->gen || !c->freelist || !c->qnext || !c->anext || gw_heap_init(&c->heap, max_txn * 4 + 1024) != 0 ||
-        sch_map_init(&c->devs, 1024) != 0 || gw_coap_parser_new(&c->parser) != 0 ||
-        gw_coap_parser_new(&c->parser2) != 0 || gw_coap_parser_new(&c->parser3) != 0)
+        sch_map_init(&c->devs, 1024) != 0 || gw_coap_parser_new(&c->rx_parser) != 0 ||
+        gw_coap_parser_new(&c->stored_req_parser) != 0 || gw_coap_parser_new(&c->obs_parser) != 0)
         goto fail;
     if ((rc = sch_cache_new(&ccfg, &c->cache)) != 0)
         goto fail;
@@ -1277,9 +1268,9 @@ void sch_core_free(struct sch_core *c)
     free(c->recent_keys);
     gw_heap_deinit(&c->heap);
     sch_cache_free(c->cache);
-    gw_coap_parser_free(c->parser);
-    gw_coap_parser_free(c->parser2);
-    gw_coap_parser_free(c->parser3);
+    gw_coap_parser_free(c->rx_parser);
+    gw_coap_parser_free(c->stored_req_parser);
+    gw_coap_parser_free(c->obs_parser);
     free(c->gen);
     free(c->freelist);
     free(c->qnext);

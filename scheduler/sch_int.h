@@ -24,7 +24,12 @@ struct sch_core {
     int32_t *qnext, *anext;   /* device FIFO and active lists */
     struct gw_heap heap;      /* txn timers (id < max_txn) and observation timers */
     struct sch_map devs;
-    struct gw_coap_parser *parser, *parser2, *parser3;
+    /* Three parsers because parsed messages point into their parser:
+     * rx_parser holds the message being handled (a request or a device
+     * answer), stored_req_parser re-parses a txn's stored client request
+     * while that answer is still live, and obs_parser re-parses an
+     * observation's stored request from inside either. */
+    struct gw_coap_parser *rx_parser, *stored_req_parser, *obs_parser;
     struct sch_cache *cache;
     bool cache_enabled;
     struct gw_rcache rcache;  /* the frontends' copy of the cache (gw_rcache.h); nslots 0: none */

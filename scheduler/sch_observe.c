@@ -191,11 +191,9 @@ static uint32_t take_num(struct sch_core *c, struct sch_obs *o)
 
 /* ---- registry ---- */
 
-static struct sch_obs_reg *R(struct sch_core *c) { return c->obs; }
-
 static int obs_index(struct sch_core *c, struct sch_obs *o)
 {
-    struct sch_obs_reg *r = R(c);
+    struct sch_obs_reg *r = c->obs;
     for (uint32_t i = 0; i < r->tab_cap; i++)
         if (!r->tab[i]) {
             r->tab[i] = o;
@@ -216,7 +214,7 @@ static int obs_index(struct sch_core *c, struct sch_obs *o)
 
 static int obs_add_maps(struct sch_core *c, struct sch_obs *o)
 {
-    struct sch_obs_reg *r = R(c);
+    struct sch_obs_reg *r = c->obs;
     if (obs_index(c, o) != 0 || sch_map_put(&r->by_id, o->id, o) != 0 || sch_map_put(&r->by_key, o->key_hash, o) != 0)
         return -ENOMEM;
     r->nobs++;
@@ -227,7 +225,7 @@ static int obs_add_maps(struct sch_core *c, struct sch_obs *o)
 static int compute_key(struct sch_core *c, struct sch_obs *o)
 {
     struct gw_coap_msg m;
-    if (gw_coap_parse(c->parser3, o->req, o->req_len, &m) != 0)
+    if (gw_coap_parse(c->obs_parser, o->req, o->req_len, &m) != 0)
         return GW_EBADMSG;
     int rc = sch_cache_key(o->mac, o->security, &m, o->key, sizeof(o->key), &o->klen, &o->res_hash);
     if (rc == 0)
@@ -274,7 +272,7 @@ static void session_observers_add(struct sch_obs_reg *r, uint64_t session, int d
 
 static void obs_free(struct sch_core *c, struct sch_obs *o, bool unpersist)
 {
-    struct sch_obs_reg *r = R(c);
+    struct sch_obs_reg *r = c->obs;
     for (uint32_t i = 0; i < o->n; i++) {
         sch_map_del(&r->by_observer, observer_key(&o->v[i].ep, o->v[i].token, o->v[i].tkl));
         session_observers_add(r, o->v[i].session, -1);
@@ -309,7 +307,7 @@ static int find_observer(const struct sch_obs *o, const struct gw_ep *ep, const 
 
 static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_msg *env)
 {
-    struct sch_obs_reg *r = R(c);
+    struct sch_obs_reg *r = c->obs;
     struct obs_observer v;
     memset(&v, 0, sizeof(v));
     v.ep = env->ep;
@@ -362,7 +360,7 @@ static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_m
 
 static void remove_observer(struct sch_core *c, struct sch_obs *o, uint32_t i)
 {
-    struct sch_obs_reg *r = R(c);
+    struct sch_obs_reg *r = c->obs;
     unpersist_observer(c, o, &o->v[i]);
     sch_map_del(&r->by_observer, observer_key(&o->v[i].ep, o->v[i].token, o->v[i].tkl));
     session_observers_add(r, o->v[i].session, -1);
@@ -391,7 +389,7 @@ static int request_with_observe(struct sch_core *c, const struct sch_obs *o, uin
                                 size_t cap, size_t *len)
 {
     struct gw_coap_msg m;
-    if (gw_coap_parse(c->parser3, o->req, o->req_len, &m) != 0)
+    if (gw_coap_parse(c->obs_parser, o->req, o->req_len, &m) != 0)
         return GW_EBADMSG;
     uint8_t v[4];
     size_t vl = gw_coap_uint_enc(obsval, v);
@@ -465,7 +463,7 @@ static int register_at_device(struct sch_core *c, struct sch_obs *o, const struc
 
 void sch_obs_on_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data, const struct gw_coap_msg *req)
 {
-    struct sch_obs_reg *r = R(c);
+    struct sch_obs_reg *r = c->obs;
     struct sch_obs *probe = calloc(1, sizeof(*probe));
     if (!probe) {
         sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE, "gateway out of memory", 1);
@@ -638,7 +636,7 @@ static void take_state(struct sch_core *c, struct sch_obs *o, const struct gw_co
 void sch_obs_on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg *resp)
 {
     struct sch_txn *t = sch_txn_at(c, idx);
-    struct sch_obs *o = sch_map_get(&R(c)->by_id, t->obs_id);
+    struct sch_obs *o = sch_map_get(&c->obs->by_id, t->obs_id);
     const struct gw_coap_opt *ob = gw_coap_opt_find(resp, GW_OPT_OBSERVE);
     uint32_t v = 0;
     bool has_v = ob && gw_coap_uint(ob->val, ob->len, &v);
@@ -701,7 +699,7 @@ void sch_obs_on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_ms
 void sch_obs_on_failure(struct sch_core *c, uint32_t idx, uint8_t code, const char *diag)
 {
     struct sch_txn *t = sch_txn_at(c, idx);
-    struct sch_obs *o = sch_map_get(&R(c)->by_id, t->obs_id);
+    struct sch_obs *o = sch_map_get(&c->obs->by_id, t->obs_id);
     struct gw_msg env = t->env;
     bool had_client = t->has_client;
     uint8_t kind = t->kind;
@@ -726,7 +724,7 @@ bool sch_obs_on_notification(struct sch_core *c, const struct gw_msg *rx, const 
 {
     if (r->tkl != 8)
         return false;
-    struct sch_obs *o = sch_map_get(&R(c)->by_id, id_of(r->token));
+    struct sch_obs *o = sch_map_get(&c->obs->by_id, id_of(r->token));
     if (!o || memcmp(o->mac, rx->mac, GW_MAC_LEN) != 0 || o->security != rx->security)
         return false;
     const struct gw_coap_opt *ob = gw_coap_opt_find(r, GW_OPT_OBSERVE);
@@ -749,7 +747,7 @@ bool sch_obs_on_notification(struct sch_core *c, const struct gw_msg *rx, const 
 
 void sch_obs_on_gone(struct sch_core *c, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl)
 {
-    struct sch_obs *o = sch_map_get(&R(c)->by_observer, observer_key(ep, token, tkl));
+    struct sch_obs *o = sch_map_get(&c->obs->by_observer, observer_key(ep, token, tkl));
     if (!o)
         return;
     int i = find_observer(o, ep, token, tkl);
@@ -762,7 +760,7 @@ void sch_obs_on_gone(struct sch_core *c, const struct gw_ep *ep, const uint8_t *
 
 void sch_obs_on_session_end(struct sch_core *c, uint64_t session)
 {
-    struct sch_obs_reg *r = R(c);
+    struct sch_obs_reg *r = c->obs;
     for (uint32_t s = 0; s < r->tab_cap; s++) {
         struct sch_obs *o = r->tab[s];
         if (!o)
@@ -781,7 +779,7 @@ void sch_obs_on_session_moved(struct sch_core *c, uint64_t session, const struct
      * different application, and its tokens mean nothing at the new one. The
      * final notification tells the old one the observation is over. */
     static const char diag[] = "session moved to another endpoint (sticky): observation ended";
-    struct sch_obs_reg *r = R(c);
+    struct sch_obs_reg *r = c->obs;
     for (uint32_t s = 0; s < r->tab_cap; s++) {
         struct sch_obs *o = r->tab[s];
         if (!o)
@@ -805,7 +803,7 @@ void sch_obs_on_session_moved(struct sch_core *c, uint64_t session, const struct
 
 void sch_obs_on_timer(struct sch_core *c, uint32_t slot, uint32_t gen, uint64_t now)
 {
-    struct sch_obs_reg *r = R(c);
+    struct sch_obs_reg *r = c->obs;
     if (slot >= r->tab_cap || !r->tab[slot] || r->tab[slot]->gen != gen)
         return;
     struct sch_obs *o = r->tab[slot];
@@ -830,7 +828,7 @@ bool sch_obs_id_taken(const struct sch_core *c, uint64_t id)
 
 void sch_obs_rearm_all(struct sch_core *c)
 {
-    struct sch_obs_reg *r = R(c);
+    struct sch_obs_reg *r = c->obs;
     if (!r)
         return;
     for (uint32_t s = 0; s < r->tab_cap; s++) {
