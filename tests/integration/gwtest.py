@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import traceback
+import atexit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -140,6 +141,13 @@ def wait_for(cond, timeout=10.0, what="condition", interval=0.02):
         if time.monotonic() > deadline:
             raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
         time.sleep(interval)
+
+
+def scratch_dir(prefix="coapgw-test-"):
+    """A private temporary directory (0700) removed when the test program exits."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, d, True)
+    return d
 
 
 def free_udp_port(host="127.0.0.1"):

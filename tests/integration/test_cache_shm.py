@@ -8,6 +8,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gwtest  # noqa: E402  (scratch_dir: temporary directories removed at exit)
 from gwtest import (ACK, CON, GET, OPT, PUT, Client, code, gateway, run, sim_counters, wait_for,
                     write_devices)
 
@@ -17,8 +18,7 @@ OTHER = "0200000000000012"
 
 
 def cache_gateway(name, **cfg):
-    import tempfile
-    d = tempfile.mkdtemp(prefix="coapgw-rc-")
+    d = gwtest.scratch_dir("coapgw-rc-")
     base = "127.0.%d" % (20 + (abs(hash(name)) % 200))
     rows = [
         (DEV, base + ".1", "normal", KEY, 5683, 4849, "latency=1-2"),

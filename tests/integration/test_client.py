@@ -15,9 +15,9 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gwtest  # noqa: E402  (scratch_dir: temporary directories removed at exit)
 from gwtest import COAPGW, DELETE, Client, code, free_udp_port, gateway, run, sim_counters, wait_for, write_devices
 
 KEY = "00112233445566778899aabbccddeeff"
@@ -32,7 +32,7 @@ LARGE = b"".join(b"%03d the quick brown fox jumps over the lazy mesh %c\n" % (i,
 
 def client_gateway(name, **cfg):
     """A gateway with three simulated devices on their own loopback addresses."""
-    d = tempfile.mkdtemp(prefix="coapgw-cl-dev-")
+    d = gwtest.scratch_dir("coapgw-cl-dev-")
     atexit.register(shutil.rmtree, d, True)
     base = "127.0.%d" % (40 + (abs(hash(name)) % 150))
     rows = [
@@ -53,7 +53,7 @@ class Cli:
 
     def __init__(self, gw, account="alice", devices=None, token=True):
         self.gw = gw
-        self.tmp = tempfile.mkdtemp(prefix="coapgw-cl-")
+        self.tmp = gwtest.scratch_dir("coapgw-cl-")
         atexit.register(shutil.rmtree, self.tmp, True)
         self.port = free_udp_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("COAPGW_")}

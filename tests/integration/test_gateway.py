@@ -9,7 +9,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gwtest import (ACK, CON, DELETE, GET, NON, OPT, POST, PUT, RST, Client, Msg, code, coap_server, encode,
+from gwtest import (ACK, CON, DELETE, GET, NON, OPT, POST, PUT, RST, Client, Msg, code, coap_server, encode, scratch_dir,
                     gateway, run, sim_counters, wait_for, write_devices)
 
 KEY = "00112233445566778899aabbccddeeff"
@@ -31,8 +31,7 @@ def devices(tmpdir, base="127.0.20"):
 
 
 def sim_gateway(name, **cfg):
-    import tempfile
-    d = tempfile.mkdtemp(prefix="coapgw-dev-")
+    d = scratch_dir("coapgw-dev-")
     base = "127.0.%d" % (20 + (abs(hash(name)) % 200))
     cfg.setdefault("meshsim", 1)
     cfg.setdefault("mesh_ack_timeout_ms", 200)
@@ -279,8 +278,7 @@ def test_netmgr_security():
 
 def test_real_coap_server_device():
     """S7.3: libcoap's coap-server-notls works as a plain-port device."""
-    import tempfile
-    d = tempfile.mkdtemp(prefix="coapgw-dev-")
+    d = scratch_dir("coapgw-dev-")
     srv = coap_server("127.0.31.9")
     try:
         f = write_devices(os.path.join(d, "devices.csv"), [(LIBCOAP, "127.0.31.9", "normal", KEY, 5683, 4849, "")])
@@ -496,8 +494,7 @@ def test_block2_size_preference_on_proxied_get():
 def test_registry_changes_while_running():
     """S7.2: the device registry is re-read on SIGHUP, all or nothing; while
     devices_file is set it is the only source (`devices import` refuses)."""
-    import tempfile
-    d = tempfile.mkdtemp(prefix="coapgw-dev-")
+    d = scratch_dir("coapgw-dev-")
     base = "127.0.33"
     rows = [(NORMAL, base + ".1", "normal", KEY, 5683, 4849, "")]
     f = write_devices(os.path.join(d, "devices.csv"), rows)

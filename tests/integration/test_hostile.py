@@ -9,10 +9,10 @@ import os
 import random
 import socket
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gwtest  # noqa: E402  (scratch_dir: temporary directories removed at exit)
 from gwtest import CON, GET, NON, OPT, POST, Client, code, encode, gateway, run, wait_for, write_devices
 
 KEY = "00112233445566778899aabbccddeeff"
@@ -58,7 +58,7 @@ def garbage(rng, mid):
 
 
 def test_flood_while_a_client_works():
-    tmp = tempfile.mkdtemp(prefix="coapgw-hostile-")
+    tmp = gwtest.scratch_dir("coapgw-hostile-")
     devfile = write_devices(os.path.join(tmp, "devices.csv"),
                             [(DEV, BASE + ".1", "normal", KEY, 5683, 4849, "latency=0-1")])
     with gateway("hostile", devfile, meshsim=1, unauth_log_per_s=5, cache_max_entries=0) as gw:
@@ -120,7 +120,7 @@ def test_flood_while_a_client_works():
 
 def test_session_table_bound():
     """S1.6, S2.7: max_sessions is enforced (5.03) and per-account bound (4.03)."""
-    tmp = tempfile.mkdtemp(prefix="coapgw-hostile-")
+    tmp = gwtest.scratch_dir("coapgw-hostile-")
     devfile = write_devices(os.path.join(tmp, "devices.csv"),
                             [(DEV, BASE + ".2", "normal", KEY, 5683, 4849, "")])
     with gateway("bounds", devfile, meshsim=1, max_sessions=5, max_sessions_per_account=3) as gw:

@@ -12,12 +12,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gwtest  # noqa: E402  (scratch_dir: temporary directories removed at exit)
 from gwtest import (COAPGW, GET, ROOT, Client, code, gateway, run, wait_for, write_devices)
 
 KEY = "00112233445566778899aabbccddeeff"
@@ -34,7 +34,7 @@ def free_tcp_port():
 
 
 def sim_gateway(name, **cfg):
-    d = tempfile.mkdtemp(prefix="coapgw-ops-")
+    d = gwtest.scratch_dir("coapgw-ops-")
     base = "127.0.%d" % (20 + (abs(hash(name)) % 200))
     rows = [(NORMAL, base + ".1", "normal", KEY, 5683, 4849, "latency=1-3"),
             (SILENT, base + ".3", "normal", KEY, 5683, 4849, "silent")]
@@ -279,7 +279,7 @@ def coapgw(*args, timeout=30):
 def test_config_check_table_of_bad_files():
     """Issue 15: `coapgw config --check` validates without starting; every error names file:line and the key;
     `coapgw run` refuses the same files before printing any banner."""
-    tmp = tempfile.mkdtemp(prefix="coapgw-ops-cfg-")
+    tmp = gwtest.scratch_dir("coapgw-ops-cfg-")
     try:
         data = os.path.join(tmp, "data")
         devs = os.path.join(tmp, "devices.csv")
@@ -371,7 +371,7 @@ def test_cli_version_help_and_messages():
     r = coapgw("meshsim", "-h")
     assert r.returncode == 0 and "usage: coapgw meshsim" in r.stdout and "--latency" in r.stdout, (r.stdout, r.stderr)
     assert not re.search(r"\w+\.h\b", r.stdout), "help points to a source header: %s" % r.stdout
-    tmp = tempfile.mkdtemp(prefix="coapgw-ops-cli-")
+    tmp = gwtest.scratch_dir("coapgw-ops-cli-")
     try:
         data = os.path.join(tmp, "data")
         conf = os.path.join(tmp, "c.conf")
@@ -402,7 +402,7 @@ def test_cli_version_help_and_messages():
 def test_cleanup_after_a_stopped_instance():
     """Issue 15: `coapgw cleanup` refuses while a role of the instance runs, and afterwards removes the
     shared-memory segment, doorbells and pid/lock files it left (LMDB state stays)."""
-    tmp = tempfile.mkdtemp(prefix="coapgw-ops-clean-")
+    tmp = gwtest.scratch_dir("coapgw-ops-clean-")
     inst = "opsclean%d" % os.getpid()
     shm = "/dev/shm/coapgw-%s" % inst
     try:
@@ -547,7 +547,7 @@ def test_man_page():
 def test_install_into_a_prefix():
     """Issue 15: `cmake --install` puts the binary, the configuration (example and a first copy), the systemd
     unit with the installed paths and the man page under the prefix; a reinstall keeps the configuration."""
-    tmp = tempfile.mkdtemp(prefix="coapgw-ops-inst-")
+    tmp = gwtest.scratch_dir("coapgw-ops-inst-")
     try:
         def install():
             r = subprocess.run(["cmake", "--install", BUILD, "--prefix", tmp], capture_output=True, text=True,

@@ -14,10 +14,10 @@ import random
 import select
 import signal
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gwtest  # noqa: E402  (scratch_dir: temporary directories removed at exit)
 from gwtest import (ACK, CON, GET, OPT, POST, RST, Client, Msg, code, encode, gateway, run, sim_counters,
                     wait_for, write_devices)
 
@@ -95,7 +95,7 @@ class LoadClient:
 
 
 def test_kill_every_role_under_load():
-    tmp = tempfile.mkdtemp(prefix="coapgw-res-")
+    tmp = gwtest.scratch_dir("coapgw-res-")
     rows = [(mac, "%s.%d" % (BASE, i + 1), "normal", KEY, 5683, 4849, "latency=1-5;obs_period=400")
             for i, mac in enumerate(DEVICES)]
     devfile = write_devices(os.path.join(tmp, "devices.csv"), rows)
@@ -262,7 +262,7 @@ def test_frontend_kills_with_lossy_clients_lose_no_answer():
     and again (two on the port); every request gets exactly one final response at the client
     application, none lost: the scheduler keeps each answer with its client MID until the client
     ACKs it and a restarted frontend sends it again with the same MID."""
-    tmp = tempfile.mkdtemp(prefix="coapgw-res-")
+    tmp = gwtest.scratch_dir("coapgw-res-")
     rows = [(mac, "%s.%d" % (BASE, 60 + i), "normal", KEY, 5683, 4849, "latency=1-5")
             for i, mac in enumerate(DEVICES[:4])]
     devfile = write_devices(os.path.join(tmp, "devices.csv"), rows)

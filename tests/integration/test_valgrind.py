@@ -11,10 +11,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gwtest  # noqa: E402  (scratch_dir: temporary directories removed at exit)
 from gwtest import (COAPGW, CON, GET, OPT, POST, PUT, Client, code, encode, free_udp_port, run, wait_for,
                     write_devices, Msg)
 
@@ -27,7 +27,7 @@ VG = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full", "--erro
 
 class Roles:
     def __init__(self):
-        self.tmp = tempfile.mkdtemp(prefix="coapgw-vg-")
+        self.tmp = gwtest.scratch_dir("coapgw-vg-")
         self.port = free_udp_port()
         self.data_dir = os.path.join(self.tmp, "data")
         os.makedirs(self.data_dir)

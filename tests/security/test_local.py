@@ -16,11 +16,11 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+import gwtest  # noqa: E402  (scratch_dir: temporary directories removed at exit)
 from gwtest import COAPGW, free_udp_port, gateway, run, wait_for, write_devices  # noqa: E402
 
 ATTACKER = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
@@ -54,7 +54,7 @@ class Site:
 
     def __init__(self, name):
         _seq[0] += 1
-        self.tmp = tempfile.mkdtemp(prefix="coapgw-sec-")
+        self.tmp = gwtest.scratch_dir("coapgw-sec-")
         os.chmod(self.tmp, 0o1777)
         self.etc = os.path.join(self.tmp, "etc")
         os.mkdir(self.etc, 0o700)
@@ -255,7 +255,7 @@ def test_development_secret_needs_simulator_or_dev_mode():
         assert not os.path.exists(os.path.join(s.data_dir, "dev-secret")), "a development secret was created"
     finally:
         s.cleanup()
-    d = tempfile.mkdtemp(prefix="coapgw-sec-")
+    d = gwtest.scratch_dir("coapgw-sec-")
     try:
         devfile = write_devices(os.path.join(d, "devices.csv"),
                                 [("0200000000000001", "127.0.0.1", "normal", KEY, 5683, 4849, "")])
@@ -365,7 +365,7 @@ def test_sighup_with_bad_file_keeps_the_registry():
     """Item 14: SIGHUP re-reads devices_file all or nothing: a bad file keeps
     the old registry and logs each bad line; an import cannot be undone by a
     SIGHUP because `devices import` refuses while devices_file is set."""
-    d = tempfile.mkdtemp(prefix="coapgw-sec-")
+    d = gwtest.scratch_dir("coapgw-sec-")
     try:
         key = secret_file(d)
         f = write_devices(os.path.join(d, "hostile.csv"), [(GOOD_A, "127.0.0.1", "normal", KEY, 5683, 4849, "")])

@@ -8,13 +8,12 @@ import signal
 import socket
 import struct
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 from gwtest import (ACK, CON, GET, POST, RST, Client, Msg, code, encode, free_udp_port, gateway, run,  # noqa: E402
-                    wait_for, write_devices)
+                    scratch_dir, wait_for, write_devices)
 
 KEY = "00112233445566778899aabbccddeeff"
 
@@ -79,7 +78,7 @@ def tok_int(tok):
 
 
 def raw_gateway(name, macs):
-    d = tempfile.mkdtemp(prefix="coapgw-sec-")
+    d = scratch_dir("coapgw-sec-")
     devs = [RawDevice("127.0.93.%d" % (i + 1)) for i in range(len(macs))]
     rows = [(mac, dv.addr, "normal", KEY, dv.port, free_udp_port(dv.addr), "") for mac, dv in zip(macs, devs)]
     f = write_devices(os.path.join(d, "devices.csv"), rows)
@@ -172,7 +171,7 @@ def meshio_starts(gw):
 def test_replay_after_meshio_sigkill_is_dropped():
     """Item 10, S7.1: a secured frame meshio accepted just before a SIGKILL (within what used to be the
     1 s flush delay of the replay window) and replayed to the restarted meshio is dropped and counted."""
-    d = tempfile.mkdtemp(prefix="coapgw-sec-")
+    d = scratch_dir("coapgw-sec-")
     base = "127.0.94"
     mac = "0200000000000b01"
     with gateway("replaykill", sim_devices(d, base), meshsim=1, mesh_ack_timeout_ms=200) as gw:

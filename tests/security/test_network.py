@@ -9,11 +9,11 @@ import os
 import socket
 import struct
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+import gwtest  # noqa: E402  (scratch_dir: temporary directories removed at exit)
 from gwtest import (ACK, CON, DELETE, GET, POST, RST, Client, Msg, code, code_str, encode, gateway, run,  # noqa: E402
                     wait_for, write_devices)
 
@@ -30,7 +30,7 @@ def net(i):
 
 def sim_gateway(name, base, **cfg):
     """A gateway with one simulated device at base.1 (the embedded simulator)."""
-    d = tempfile.mkdtemp(prefix="coapgw-secnet-")
+    d = gwtest.scratch_dir("coapgw-secnet-")
     f = write_devices(os.path.join(d, "devices.csv"),
                       [(DEV, base + ".1", "normal", KEY, 5683, 4849, "latency=0-1;obs_period=300")])
     cfg.setdefault("meshsim", 1)
