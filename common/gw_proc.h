@@ -48,22 +48,22 @@
 #define GW_PROC_MAX_BELLS (GW_BELL_FRONTEND0 + 64)
 
 struct gw_proc_hooks {
-    void *ctx;                    /* passed to every hook */
-    void (*on_bell)(void *ctx);   /* own doorbell rang (FIFO already drained); NULL: no poll */
-    void (*on_turn)(void *ctx);   /* end of every loop turn, after the poll; may be NULL */
-    void (*on_hup)(void *ctx);    /* SIGHUP; NULL leaves SIGHUP its default action */
+    void *ctx;                  /* passed to every hook */
+    void (*on_bell)(void *ctx); /* own doorbell rang (FIFO already drained); NULL: no poll */
+    void (*on_turn)(void *ctx); /* end of every loop turn, after the poll; may be NULL */
+    void (*on_hup)(void *ctx);  /* SIGHUP; NULL leaves SIGHUP its default action */
 };
 
 struct gw_proc {
-    struct gw_config cfg;         /* data_dir is the checked real path */
-    uint32_t slot_index;          /* GW_PROC_* */
+    struct gw_config cfg; /* data_dir is the checked real path */
+    uint32_t slot_index;  /* GW_PROC_* */
     uv_loop_t loop;
     bool loop_ok, loop_closed;
     struct gw_shm shm;
     struct gw_proc_slot *slot;
     struct gw_stats *stats;
     struct gw_store store;
-    struct gw_bell *my_bell;      /* this role's doorbell in the segment */
+    struct gw_bell *my_bell; /* this role's doorbell in the segment */
     int my_bell_fd;
     int bell_fd[GW_PROC_MAX_BELLS]; /* every FIFO opened, by GW_BELL_* index; -1 */
     uv_poll_t bell_poll;
@@ -77,7 +77,8 @@ struct gw_proc {
 int gw_proc_init(struct gw_proc *p, const struct gw_config *cfg, uint32_t slot_index) GW_NODISCARD;
 /* Opens this role's doorbell FIFO `mine` and each of `peers`; their
  * descriptors are then gw_proc_bell_fd(). An unsafe FIFO (S9.2) is fatal. */
-int gw_proc_bells_open(struct gw_proc *p, uint32_t mine, const uint32_t *peers, size_t npeers) GW_NODISCARD;
+int gw_proc_bells_open(struct gw_proc *p, uint32_t mine, const uint32_t *peers,
+                       size_t npeers) GW_NODISCARD;
 /* One doorbell FIFO, no log: its descriptor, or a negative error (GW_EUNSAFE,
  * -errno), for roles that tolerate a missing peer. */
 int gw_proc_bell_open(struct gw_proc *p, uint32_t bell) GW_NODISCARD;

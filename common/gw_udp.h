@@ -19,9 +19,9 @@
 #define GW_UDP_BATCH 64
 
 struct gw_udp_txq {
-    int fd;                       /* the socket; -1: nothing can be sent */
-    unsigned n;                   /* datagrams queued */
-    size_t used;                  /* bytes of buf in use */
+    int fd;      /* the socket; -1: nothing can be sent */
+    unsigned n;  /* datagrams queued */
+    size_t used; /* bytes of buf in use */
     uint8_t *buf;
     size_t cap;
     struct mmsghdr v[GW_UDP_BATCH];

@@ -6,7 +6,7 @@ set -euo pipefail
 
 BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libcoap3-dev libjwt-dev liblmdb-dev libssl-dev libjansson-dev"
 RUN_PKGS="libcoap3-bin lmdb-utils"
-TEST_PKGS="libcriterion-dev python3 clang libclang-rt-14-dev valgrind docker-compose procps prometheus mandoc man-db"
+TEST_PKGS="libcriterion-dev python3 clang clang-format-14 libclang-rt-14-dev valgrind docker-compose procps prometheus mandoc man-db"
 
 want="$BUILD_PKGS $RUN_PKGS"
 if [ "${1:-}" = "--test" ]; then

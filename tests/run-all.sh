@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 2: installs what is missing, builds, and runs every test:
 #   0. docs check: every cited clause defined in PROTOCOL.md, no reference outside
-#      the repository, SPDX lines, ARCHITECTURE.md's functions exist (tests/check-docs.sh)
+#      the repository, SPDX lines, ARCHITECTURE.md's functions exist (tests/check-docs.sh);
+#      format check: .clang-format over tests/format-files.txt (tests/check-format.sh)
 #   1. release build (warnings are errors): unit, stress, integration and client tests
 #   2. ASan+UBSan build: the same unit and integration tests
 #   3. the ring's thread tests under TSan; a libFuzzer smoke run of every fuzz target (clang)
@@ -59,6 +60,7 @@ hostile() { # dir
 }
 
 stage "docs check" bash "$here/tests/check-docs.sh" "$here"
+stage "format check" bash "$here/tests/check-format.sh" "$here"
 stage "build (release)" build "$here/build"
 stage "unit+stress tests (release)" unit "$here/build"
 stage "integration tests (release)" integration "$here/build"

@@ -53,9 +53,12 @@ Test(udp, queued_datagrams_leave_on_flush_in_order_to_their_destinations)
     static uint8_t buf[4096];
     struct gw_udp_txq q;
     gw_udp_txq_init(&q, tx, buf, sizeof(buf));
-    cr_assert_eq(gw_udp_txq_add(&q, (struct sockaddr *)&a_sa, sizeof(a_sa), (const uint8_t *)"one", 3), 0);
-    cr_assert_eq(gw_udp_txq_add(&q, (struct sockaddr *)&b_sa, sizeof(b_sa), (const uint8_t *)"two!", 4), 0);
-    cr_assert_eq(gw_udp_txq_add(&q, (struct sockaddr *)&a_sa, sizeof(a_sa), (const uint8_t *)"three", 5), 0);
+    cr_assert_eq(
+        gw_udp_txq_add(&q, (struct sockaddr *)&a_sa, sizeof(a_sa), (const uint8_t *)"one", 3), 0);
+    cr_assert_eq(
+        gw_udp_txq_add(&q, (struct sockaddr *)&b_sa, sizeof(b_sa), (const uint8_t *)"two!", 4), 0);
+    cr_assert_eq(
+        gw_udp_txq_add(&q, (struct sockaddr *)&a_sa, sizeof(a_sa), (const uint8_t *)"three", 5), 0);
     cr_assert_eq(q.n, 3);
     cr_assert(nothing_waiting(a), "nothing is sent before the flush");
     cr_assert_eq(gw_udp_txq_flush(&q), 3);
@@ -86,8 +89,8 @@ Test(udp, a_full_batch_is_sent_before_the_next_datagram_is_queued)
         cr_assert_eq(gw_udp_txq_add(&q, (struct sockaddr *)&rx_sa, sizeof(rx_sa), d, 2), 0);
     }
     uint8_t last[2] = { 0xff, 0xcd };
-    cr_assert_eq(gw_udp_txq_add(&q, (struct sockaddr *)&rx_sa, sizeof(rx_sa), last, 2), GW_UDP_BATCH,
-                 "the 65th datagram flushes the 64 before it");
+    cr_assert_eq(gw_udp_txq_add(&q, (struct sockaddr *)&rx_sa, sizeof(rx_sa), last, 2),
+                 GW_UDP_BATCH, "the 65th datagram flushes the 64 before it");
     cr_assert_eq(q.n, 1);
     uint8_t got[8];
     for (unsigned i = 0; i < GW_UDP_BATCH; i++) {
@@ -134,11 +137,13 @@ Test(udp, a_socket_that_refuses_empties_the_queue_and_reports_nothing_sent)
     static uint8_t buf[256];
     struct gw_udp_txq q;
     gw_udp_txq_init(&q, -1, buf, sizeof(buf));
-    cr_assert_eq(gw_udp_txq_add(&q, (struct sockaddr *)&rx_sa, sizeof(rx_sa), (const uint8_t *)"x", 1), 0);
+    cr_assert_eq(
+        gw_udp_txq_add(&q, (struct sockaddr *)&rx_sa, sizeof(rx_sa), (const uint8_t *)"x", 1), 0);
     cr_assert_eq(gw_udp_txq_flush(&q), 0, "no socket yet (fd -1): nothing sent");
     cr_assert_eq(q.n, 0, "and nothing kept for later");
     q.fd = tx;
-    cr_assert_eq(gw_udp_txq_add(&q, (struct sockaddr *)&rx_sa, sizeof(rx_sa), (const uint8_t *)"y", 1), 0);
+    cr_assert_eq(
+        gw_udp_txq_add(&q, (struct sockaddr *)&rx_sa, sizeof(rx_sa), (const uint8_t *)"y", 1), 0);
     cr_assert_eq(gw_udp_txq_flush(&q), 1);
     uint8_t got[8];
     cr_assert_eq(recv_one(rx, got, sizeof(got)), 1);
