@@ -311,16 +311,31 @@ static struct fe_limit *limit_for(struct fe_core *fe, uint64_t session, bool cre
 
 /* The debug line for a proxied request's final answer; `req` joins it to
  * the scheduler's line for the device exchange. */
-static void log_answer(const struct gw_msg *m, uint8_t code, uint32_t dur_us, const char *via)
+#define FE_TRACE_SLOTS 1024
+
+static void trace_note(struct fe_core *fe, uint64_t req_id, const struct gw_coap_msg *req)
+{
+    if (!fe->trace && !(fe->trace = calloc(FE_TRACE_SLOTS, sizeof(*fe->trace))))
+        return;
+    struct fe_trace *t = &fe->trace[req_id % FE_TRACE_SLOTS];
+    t->req_id = req_id;
+    gw_coap_msg_path_str(req, t->path, sizeof(t->path));
+}
+
+static void log_answer(struct fe_core *fe, const struct gw_msg *m, uint8_t code, uint32_t dur_us, const char *via)
 {
     char eps[GW_EP_STRLEN], id[20], sess[20], mac[17], cs[8];
     snprintf(id, sizeof(id), "%016llx", (unsigned long long)m->req_id);
     snprintf(sess, sizeof(sess), "%016llx", (unsigned long long)m->session);
     gw_mac_str(m->mac, mac);
+    /* The target, when the request was taken at debug level by this frontend
+     * (not by a predecessor, nor before the level was raised). */
+    struct fe_trace *t = fe->trace ? &fe->trace[m->req_id % FE_TRACE_SLOTS] : NULL;
+    const char *path = t && t->req_id == m->req_id ? t->path : "?";
     struct gw_log_kv kv[] = {
         GW_KV_S("req", id), GW_KV_S("via", via), GW_KV_S("client", gw_ep_str(&m->ep, eps, sizeof(eps))),
-        GW_KV_S("session", sess), GW_KV_S("mac", mac), GW_KV_S("code", gw_coap_code_str(code, cs)),
-        GW_KV_I("duration_us", dur_us),
+        GW_KV_S("session", sess), GW_KV_S("mac", mac), GW_KV_S("path", path),
+        GW_KV_S("code", gw_coap_code_str(code, cs)), GW_KV_I("duration_us", dur_us),
     };
     gw_log_event(GW_LOG_DEBUG, GW_LOG_COAP, "client request", kv, GW_ARRAY_LEN(kv));
 }
@@ -391,7 +406,7 @@ void fe_core_deliver(struct fe_core *fe, const struct gw_msg *m, const uint8_t *
     bool cached = m->flags & GW_MF_CACHED;
     gw_stat_observe(fe->stats, cached ? GW_HIST_CACHE : GW_HIST_PROXIED, dur);
     if (gw_log_enabled(GW_LOG_DEBUG))
-        log_answer(m, buf[1], dur, cached ? "cache" : "mesh");
+        log_answer(fe, m, buf[1], dur, cached ? "cache" : "mesh");
 }
 
 uint64_t fe_core_timer(struct fe_core *fe, uint64_t now)
@@ -541,6 +556,8 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     memcpy(m.token, req->token, req->tkl);
     m.req_id = ((uint64_t)fe->index << 56) | (fe->next_req++ & 0x00ffffffffffffffull);
     m.rx_us = fe->rx_us;
+    if (gw_log_enabled(GW_LOG_DEBUG))
+        trace_note(fe, m.req_id, req);
     m.session = s.id;
     m.ep = *ep;
     memcpy(m.mac, mac, GW_MAC_LEN);
@@ -829,6 +846,8 @@ void fe_core_deinit(struct fe_core *fe)
     fe_blocks_deinit(&fe->blocks);
     free(fe->limits);
     fe->limits = NULL;
+    free(fe->trace);
+    fe->trace = NULL;
     free(fe->buckets);
     fe->buckets = NULL;
     gw_coap_parser_free(fe->fitp);

@@ -61,6 +61,10 @@ struct fe_core {
     uint16_t next_mid;
     uint64_t next_req;
     uint32_t rx_us;           /* when the datagram being handled arrived (low 32 bits of gw_mono_us) */
+    /* Debug log only: the target of recent proxied requests by request id, so
+     * that the one line logged for the answer names it (allocated at the
+     * first debug-level request; a slot is overwritten by a later request). */
+    struct fe_trace { uint64_t req_id; char path[112]; } *trace;
     struct gw_log_limit unauth_log;
     struct fe_limit *limits;
     uint32_t limits_cap;

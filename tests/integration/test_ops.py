@@ -218,6 +218,7 @@ def test_request_traced_by_id_in_debug_logs():
         line = wait_for(client_line, 5, "client request line")
         kv = dict(re.findall(r"(\w+)=(\S+)", line))
         assert kv["client"] == "127.0.0.1:%d" % c.port and kv["mac"] == SILENT and kv["via"] == "mesh", line
+        assert kv["path"] == "coap://%s/value" % SILENT, line
         assert re.match(r"^[0-9a-f]{16}$", kv["session"]) and int(kv["duration_us"]) > 100000, line
         req = kv["req"]
         mesh = [l for l in log_lines(gw) if "mesh exchange" in l and "req=%s" % req in l]
