@@ -5,6 +5,7 @@
 #include "gw_addr.h"
 #include "gw_error.h"
 #include "gw_log.h"
+#include "gw_nodes.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -44,6 +45,9 @@ static const struct key keys[] = {
     I(meshsim_devices, 8, 1, 4096),
     S(meshsim_base, "127.0.10.1"),
     S(metrics_listen, ""),
+    I(node_id, 0, 0, 63),
+    I(node_count, 1, 1, 64),
+    S(nodes, ""),
     I(mesh_ack_timeout_ms, 20000, 10, 600000),
     I(mesh_max_transmit, 4, 1, 20),
     I(milli_timeout_ms, 60000, 10, 3600000),
@@ -385,7 +389,7 @@ int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen)
                  cfg->meshsim_base);
         return GW_ECONFIG;
     }
-    return 0;
+    return gw_nodes_parse(cfg, NULL, err, errlen);
 }
 
 int gw_config_data_dir_rule(unsigned euid, const char *xdg_state, const char *home, const char *xdg_runtime,

@@ -34,6 +34,13 @@ struct gw_config {
     char meshsim_base[64];          /* first loopback address of simulated devices */
     char metrics_listen[64];        /* Prometheus text over HTTP from the supervisor; "" = off */
 
+    /* Several nodes (S10.4, common/gw_nodes.h): each device owned by exactly
+     * one node, chosen by rendezvous hashing of its MAC over the node ids. */
+    int64_t node_id;                /* this node, 0..node_count-1 (the StatefulSet ordinal) */
+    int64_t node_count;             /* nodes in the cluster; 1 = a single gateway owning every device */
+    char nodes[2048];               /* the node_count client-facing host:port addresses, node-id order,
+                                       comma separated (names resolved at start); "" with node_count = 1 */
+
     /* Mesh side (S4.4, S4.5, S7). */
     int64_t mesh_ack_timeout_ms;
     int64_t mesh_max_transmit;
@@ -143,7 +150,8 @@ void gw_config_defaults(struct gw_config *cfg);
 int gw_config_set(struct gw_config *cfg, const char *key, const char *val, char *err, size_t errlen) GW_NODISCARD;
 /* Checks what single keys cannot: instance characters, ring_slots a power of
  * two, log_level, log_format, jwt_alg, listen / metrics_listen (ADDRESS:PORT,
- * port 1..65535), mesh_bind and meshsim_base addresses. The message names
+ * port 1..65535), mesh_bind and meshsim_base addresses, node_id / node_count /
+ * nodes agreeing (gw_nodes_parse). The message names
  * file:line and the key (gw_config_where). gw_config_load calls it.
  * Returns 0 or GW_ECONFIG. */
 int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen) GW_NODISCARD;

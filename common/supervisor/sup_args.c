@@ -75,7 +75,7 @@ static const char usage_devices[] =
     "all or nothing: any bad line (reported as FILE:LINE) changes nothing and exits 1, unless\n"
     "--skip-bad loads the good lines. It is for gateways without devices_file (and meshsim = 0):\n"
     "where devices_file is set, that file is the registry's source (edit it, then SIGHUP).\n"
-    "list prints mac,address,type,plain_port,secure_port.\n";
+    "list prints mac,address,type,plain_port,secure_port,owner (owner: the node id serving the device).\n";
 static const char usage_config[] =
     "usage: coapgw config [--check] [-c FILE]\n"
     "Prints every configuration key with its effective value (defaults, file, environment).\n"

@@ -6,6 +6,7 @@
 #include "gw_addr.h"
 #include "gw_error.h"
 #include "gw_log.h"
+#include "gw_nodes.h"
 #include "gw_registry.h"
 #include "gw_store.h"
 
@@ -138,13 +139,14 @@ int sup_cmd_devices_import(const struct gw_config *cfg, const char *file, bool s
 
 static int list_one(void *ctx, const struct gw_device *d)
 {
-    (void)ctx;
+    const struct gw_config *cfg = ctx;
     char mac[17], addr[INET6_ADDRSTRLEN];
     gw_mac_str(d->mac, mac);
     if (!inet_ntop(d->family == 6 ? AF_INET6 : AF_INET, d->addr, addr, sizeof(addr)))
         snprintf(addr, sizeof(addr), "?");
-    printf("%s,%s,%s,%u,%u\n", mac, addr, d->type == GW_DEV_MILLI ? "milli" : "normal", d->plain_port,
-           d->secure_port);
+    /* owner: the node id that alone speaks to this device (S10.4). */
+    printf("%s,%s,%s,%u,%u,%u\n", mac, addr, d->type == GW_DEV_MILLI ? "milli" : "normal", d->plain_port,
+           d->secure_port, gw_nodes_owner(d->mac, (uint32_t)cfg->node_count));
     return 0;
 }
 
@@ -156,8 +158,8 @@ int sup_cmd_devices_list(const struct gw_config *cfg)
         fprintf(stderr, "coapgw devices list: opening the store in %s/state: %s\n", cfg->data_dir, gw_strerror(rc));
         return 1;
     }
-    printf("mac,address,type,plain_port,secure_port\n");
-    rc = gw_registry_foreach(&st, list_one, NULL);
+    printf("mac,address,type,plain_port,secure_port,owner\n");
+    rc = gw_registry_foreach(&st, list_one, (void *)cfg);
     gw_store_close(&st);
     if (rc && rc != GW_ENOTFOUND) {
         fprintf(stderr, "coapgw devices list: %s\n", gw_strerror(rc));
