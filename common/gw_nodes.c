@@ -119,12 +119,14 @@ int gw_nodes_parse(const struct gw_config *cfg, struct gw_nodes *out, char *err,
         err = tmp, errlen = sizeof(tmp);
     memset(n, 0, sizeof(*n));
     if (cfg->node_count < 1 || cfg->node_count > GW_NODES_MAX) {
-        snprintf(err, errlen, "%s: %lld is outside 1..%d", gw_config_where(cfg, "node_count", w, sizeof(w)),
-                 (long long)cfg->node_count, GW_NODES_MAX);
+        snprintf(err, errlen, "%s: %lld is outside 1..%d",
+                 gw_config_where(cfg, "node_count", w, sizeof(w)), (long long)cfg->node_count,
+                 GW_NODES_MAX);
         return GW_ECONFIG;
     }
     if (cfg->node_id < 0 || cfg->node_id >= cfg->node_count) {
-        snprintf(err, errlen, "%s: %lld must be below node_count (%lld): node ids are 0..node_count-1",
+        snprintf(err, errlen,
+                 "%s: %lld must be below node_count (%lld): node ids are 0..node_count-1",
                  gw_config_where(cfg, "node_id", w, sizeof(w)), (long long)cfg->node_id,
                  (long long)cfg->node_count);
         return GW_ECONFIG;
@@ -136,8 +138,10 @@ int gw_nodes_parse(const struct gw_config *cfg, struct gw_nodes *out, char *err,
     gw_config_where(cfg, "nodes", w, sizeof(w));
     if (!s[0]) {
         if (n->count > 1) {
-            snprintf(err, errlen, "%s: missing: node_count = %u needs the %u nodes' host:port addresses in "
-                     "node-id order, comma separated", w, n->count, n->count);
+            snprintf(err, errlen,
+                     "%s: missing: node_count = %u needs the %u nodes' host:port addresses in "
+                     "node-id order, comma separated",
+                     w, n->count, n->count);
             return GW_ECONFIG;
         }
         return 0;
@@ -155,14 +159,15 @@ int gw_nodes_parse(const struct gw_config *cfg, struct gw_nodes *out, char *err,
             return GW_ECONFIG;
         }
         if (parse_entry(e, len, n->host[got], &n->port[got]) != 0) {
-            snprintf(err, errlen, "%s: entry %u '%.*s' is not host:port (port 1..65535, IPv6 in brackets)", w,
+            snprintf(err, errlen,
+                     "%s: entry %u '%.*s' is not host:port (port 1..65535, IPv6 in brackets)", w,
                      got, (int)(len > 100 ? 100 : len), e);
             return GW_ECONFIG;
         }
         for (uint32_t j = 0; j < got; j++)
             if (n->port[j] == n->port[got] && strcasecmp(n->host[j], n->host[got]) == 0) {
-                snprintf(err, errlen, "%s: entries %u and %u are both %s:%u", w, j, got, n->host[got],
-                         n->port[got]);
+                snprintf(err, errlen, "%s: entries %u and %u are both %s:%u", w, j, got,
+                         n->host[got], n->port[got]);
                 return GW_ECONFIG;
             }
         got++;
@@ -171,8 +176,8 @@ int gw_nodes_parse(const struct gw_config *cfg, struct gw_nodes *out, char *err,
         s = c + 1;
     }
     if (got != n->count) {
-        snprintf(err, errlen, "%s: lists %u address%s but node_count = %u", w, got, got == 1 ? "" : "es",
-                 n->count);
+        snprintf(err, errlen, "%s: lists %u address%s but node_count = %u", w, got,
+                 got == 1 ? "" : "es", n->count);
         return GW_ECONFIG;
     }
     /* Peers reach this node at nodes[node_id]; a listen port that differs
@@ -190,7 +195,7 @@ int gw_nodes_resolve(struct gw_nodes *n, char *err, size_t errlen)
 {
     n->resolved = false;
     for (uint32_t i = 0; i < n->count && n->host[i][0]; i++) {
-        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM};
+        struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM };
         struct addrinfo *res = NULL;
         int rc = getaddrinfo(n->host[i], NULL, &hints, &res);
         if (rc != 0 || !res) {
@@ -207,7 +212,8 @@ int gw_nodes_resolve(struct gw_nodes *n, char *err, size_t errlen)
         rc = gw_ep_from_sa(&n->ep[i], pick->ai_addr);
         freeaddrinfo(res);
         if (rc != 0) {
-            snprintf(err, errlen, "nodes: entry %u '%s' resolves to an unusable address", i, n->host[i]);
+            snprintf(err, errlen, "nodes: entry %u '%s' resolves to an unusable address", i,
+                     n->host[i]);
             return GW_ECONFIG;
         }
         n->ep[i].port = n->port[i];

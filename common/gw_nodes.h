@@ -27,15 +27,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define GW_NODES_MAX 64   /* upper bound of node_count */
-#define GW_NODE_HOST 128  /* longest host name in `nodes` */
+#define GW_NODES_MAX 64  /* upper bound of node_count */
+#define GW_NODE_HOST 128 /* longest host name in `nodes` */
 
 struct gw_nodes {
-    uint32_t self;                       /* node_id */
-    uint32_t count;                      /* node_count */
+    uint32_t self;                         /* node_id */
+    uint32_t count;                        /* node_count */
     char host[GW_NODES_MAX][GW_NODE_HOST]; /* as written in `nodes` (no brackets for IPv6) */
     uint16_t port[GW_NODES_MAX];
-    struct gw_ep ep[GW_NODES_MAX];       /* filled by gw_nodes_resolve */
+    struct gw_ep ep[GW_NODES_MAX]; /* filled by gw_nodes_resolve */
     bool resolved;
 };
 
@@ -45,7 +45,8 @@ struct gw_nodes {
  * with node_count = 1 holds one entry; this node's entry has the listen
  * port. 0, or GW_ECONFIG with one line naming the key (file:line when set in
  * a file). out may be NULL (validation only). */
-int gw_nodes_parse(const struct gw_config *cfg, struct gw_nodes *out, char *err, size_t errlen) GW_NODISCARD;
+int gw_nodes_parse(const struct gw_config *cfg, struct gw_nodes *out, char *err,
+                   size_t errlen) GW_NODISCARD;
 
 /* Resolves every host (getaddrinfo, IPv4 preferred, first answer) into
  * n->ep[]. 0, or GW_ECONFIG with one line naming `nodes` and the host. */

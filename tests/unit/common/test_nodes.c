@@ -21,7 +21,8 @@ static void mac_of(uint32_t i, uint8_t mac[GW_MAC_LEN])
     /* Sequential MACs, the worst case for a weak hash. */
     memset(mac, 0, GW_MAC_LEN);
     mac[0] = 0x02;
-    mac[4] = (uint8_t)(i >> 24), mac[5] = (uint8_t)(i >> 16), mac[6] = (uint8_t)(i >> 8), mac[7] = (uint8_t)i;
+    mac[4] = (uint8_t)(i >> 24), mac[5] = (uint8_t)(i >> 16), mac[6] = (uint8_t)(i >> 8),
+    mac[7] = (uint8_t)i;
 }
 
 Test(nodes, single_node_owns_everything)
@@ -43,8 +44,8 @@ Test(nodes, deterministic_and_pinned)
     }
     /* Pinned values: a change of the function would move devices between
      * nodes of a running cluster during a rolling upgrade. */
-    uint8_t a[GW_MAC_LEN] = {0x00, 0x12, 0x4b, 0x00, 0x00, 0x00, 0x00, 0x01};
-    uint8_t b[GW_MAC_LEN] = {0x00, 0x12, 0x4b, 0x00, 0x00, 0x00, 0x00, 0x02};
+    uint8_t a[GW_MAC_LEN] = { 0x00, 0x12, 0x4b, 0x00, 0x00, 0x00, 0x00, 0x01 };
+    uint8_t b[GW_MAC_LEN] = { 0x00, 0x12, 0x4b, 0x00, 0x00, 0x00, 0x00, 0x02 };
     uint32_t oa = gw_nodes_owner(a, 3), ob = gw_nodes_owner(b, 3);
     cr_assert_lt(oa, 3);
     cr_assert_lt(ob, 3);
@@ -58,7 +59,7 @@ Test(nodes, balanced)
 {
     uint8_t mac[GW_MAC_LEN];
     for (uint32_t n = 2; n <= 8; n++) {
-        uint32_t per[8] = {0};
+        uint32_t per[8] = { 0 };
         for (uint32_t i = 0; i < NDEV; i++) {
             mac_of(i, mac);
             uint32_t o = gw_nodes_owner(mac, n);
@@ -67,8 +68,8 @@ Test(nodes, balanced)
         }
         for (uint32_t k = 0; k < n; k++) {
             double share = (double)per[k] / NDEV, want = 1.0 / n;
-            cr_assert(share > want * 0.9 && share < want * 1.1, "N=%u node %u owns %.3f, want %.3f +- 10%%", n,
-                      k, share, want);
+            cr_assert(share > want * 0.9 && share < want * 1.1,
+                      "N=%u node %u owns %.3f, want %.3f +- 10%%", n, k, share, want);
         }
     }
 }
@@ -87,8 +88,8 @@ Test(nodes, minimal_movement_n_to_n_plus_1)
             }
         }
         double share = (double)moved / NDEV, want = 1.0 / (n + 1);
-        cr_assert(share > want * 0.9 && share < want * 1.1, "N=%u->%u moved %.3f, want about %.3f", n, n + 1,
-                  share, want);
+        cr_assert(share > want * 0.9 && share < want * 1.1, "N=%u->%u moved %.3f, want about %.3f",
+                  n, n + 1, share, want);
     }
 }
 
@@ -117,7 +118,8 @@ Test(nodes, default_is_one_node)
 
 Test(nodes, agreeing_keys_parse)
 {
-    cr_assert_eq(with("1", "3", "gw-0.gw:5683, gw-1.gw:5683 ,[::1]:5684", "0.0.0.0:5683"), 0, "%s", err);
+    cr_assert_eq(with("1", "3", "gw-0.gw:5683, gw-1.gw:5683 ,[::1]:5684", "0.0.0.0:5683"), 0, "%s",
+                 err);
     struct gw_nodes n;
     cr_assert_eq(gw_nodes_parse(&cfg, &n, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(n.self, 1);
@@ -128,28 +130,29 @@ Test(nodes, agreeing_keys_parse)
     cr_assert_eq(with("0", "1", "127.0.0.1:5683", "127.0.0.1:5683"), 0, "%s", err);
 }
 
-static void refused(const char *key, const char *id, const char *count, const char *nodes, const char *listen)
+static void refused(const char *key, const char *id, const char *count, const char *nodes,
+                    const char *listen)
 {
-    cr_assert_eq(with(id, count, nodes, listen), GW_ECONFIG, "accepted id=%s count=%s nodes='%s'", id, count,
-                 nodes);
+    cr_assert_eq(with(id, count, nodes, listen), GW_ECONFIG, "accepted id=%s count=%s nodes='%s'",
+                 id, count, nodes);
     cr_assert(strstr(err, key), "'%s' does not name %s", err, key);
     cr_assert(!strchr(err, '\n'), "one line: '%s'", err);
 }
 
 Test(nodes, disagreeing_keys_refused)
 {
-    refused("nodes", "0", "2", "", "0.0.0.0:5683");                                 /* missing */
-    refused("node_id", "2", "2", "a:1,b:1", "0.0.0.0:1");                           /* id >= count */
-    refused("node_id", "1", "1", "", "0.0.0.0:5683");                               /* id with one node */
-    refused("nodes", "0", "3", "a:5683,b:5683", "0.0.0.0:5683");                    /* too few */
-    refused("nodes", "0", "2", "a:5683,b:5683,c:5683", "0.0.0.0:5683");             /* too many */
-    refused("nodes", "0", "2", "a:5683,a:5683", "0.0.0.0:5683");                    /* duplicate */
-    refused("nodes", "0", "2", "a,b:5683", "0.0.0.0:5683");                         /* no port */
-    refused("nodes", "0", "2", "a:0,b:5683", "0.0.0.0:5683");                       /* port 0 */
-    refused("nodes", "0", "2", "a:5683,,b:5683", "0.0.0.0:5683");                   /* empty entry */
-    refused("nodes", "0", "2", "a b:5683,c:5683", "0.0.0.0:5683");                  /* bad host */
-    refused("nodes", "1", "2", "a:5683,b:5684", "0.0.0.0:5683");                    /* listen port disagrees */
-    refused("nodes", "0", "2", "::1:5683,b:5683", "0.0.0.0:5683");                  /* IPv6 without [] */
+    refused("nodes", "0", "2", "", "0.0.0.0:5683");                     /* missing */
+    refused("node_id", "2", "2", "a:1,b:1", "0.0.0.0:1");               /* id >= count */
+    refused("node_id", "1", "1", "", "0.0.0.0:5683");                   /* id with one node */
+    refused("nodes", "0", "3", "a:5683,b:5683", "0.0.0.0:5683");        /* too few */
+    refused("nodes", "0", "2", "a:5683,b:5683,c:5683", "0.0.0.0:5683"); /* too many */
+    refused("nodes", "0", "2", "a:5683,a:5683", "0.0.0.0:5683");        /* duplicate */
+    refused("nodes", "0", "2", "a,b:5683", "0.0.0.0:5683");             /* no port */
+    refused("nodes", "0", "2", "a:0,b:5683", "0.0.0.0:5683");           /* port 0 */
+    refused("nodes", "0", "2", "a:5683,,b:5683", "0.0.0.0:5683");       /* empty entry */
+    refused("nodes", "0", "2", "a b:5683,c:5683", "0.0.0.0:5683");      /* bad host */
+    refused("nodes", "1", "2", "a:5683,b:5684", "0.0.0.0:5683");        /* listen port disagrees */
+    refused("nodes", "0", "2", "::1:5683,b:5683", "0.0.0.0:5683");      /* IPv6 without [] */
 }
 
 Test(nodes, config_file_error_names_file_line)
