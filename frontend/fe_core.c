@@ -19,6 +19,7 @@
 #include "gw_error.h"
 #include "gw_log.h"
 #include "gw_msg.h"
+#include "gw_nodes.h"
 #include "gw_registry.h"
 
 #include <errno.h>
@@ -502,6 +503,19 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     if (!fe_scope_allows(&s.scope, mac)) {
         reply_code(fe, ep, req, de, GW_COAP_FORBIDDEN, "device outside the token's device scope", UINT32_MAX);
         return;
+    }
+    /* S10.4: only the owner node speaks to a device (one nonce space, one
+     * Milli in flight, one observation). Forwarding to the owner is not
+     * built yet, so a request for another node's device is refused here,
+     * before the cache or the scheduler could touch it. */
+    if (fe->cfg.node_count > 1) {
+        uint32_t owner = gw_nodes_owner(mac, (uint32_t)fe->cfg.node_count);
+        if (owner != (uint32_t)fe->cfg.node_id) {
+            char diag[96];
+            snprintf(diag, sizeof(diag), "device owned by node %u: send the request to that node", owner);
+            reply_code(fe, ep, req, de, GW_COAP_UNAVAILABLE, diag, UINT32_MAX);
+            return;
+        }
     }
     if (t->port >= 0) {
         int want = s.security == GW_SEC_NETMGR ? 4849 : 5683;

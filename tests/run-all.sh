@@ -55,6 +55,9 @@ ops() { # dir
 client() { # dir
     COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_client.py"
 }
+multinode() { # dir
+    COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_multinode.py"
+}
 hostile() { # dir
     COAPGW_BIN="$1/coapgw" python3 "$here/tests/integration/test_hostile.py"
 }
@@ -67,6 +70,7 @@ stage "integration tests (release)" integration "$here/build"
 stage "operations: metrics, logs, CLI, install (release)" ops "$here/build"
 stage "client tests (release)" client "$here/build"
 stage "resilience under load (release)" resilience "$here/build"
+stage "two nodes, one owner per device (release)" multinode "$here/build"
 stage "hostile traffic (release)" hostile "$here/build"
 stage "security suite (release)" env COAPGW_BIN="$here/build/coapgw" "$here/tests/security/run.sh"
 stage "valgrind memcheck scenario (release)" env COAPGW_BIN="$here/build/coapgw" python3 "$here/tests/integration/test_valgrind.py"
