@@ -39,7 +39,7 @@ struct gw_config {
     int64_t node_id;                /* this node, 0..node_count-1 (the StatefulSet ordinal) */
     int64_t node_count;             /* nodes in the cluster; 1 = a single gateway owning every device */
     char nodes[2048];               /* the node_count client-facing host:port addresses, node-id order,
-                                       comma separated (names resolved at start); "" with node_count = 1 */
+                                       comma separated (host names allowed); "" with node_count = 1 */
 
     /* Mesh side (S4.4, S4.5, S7). */
     int64_t mesh_ack_timeout_ms;

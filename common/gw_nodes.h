@@ -16,7 +16,8 @@
  * Kubernetes the Pods' stable names from a headless Service). gw_nodes_parse
  * checks them without touching DNS (gw_config_validate calls it, so a
  * disagreement is a configuration error naming the key, exit 78);
- * gw_nodes_resolve turns the names into addresses once, at start. */
+ * gw_nodes_resolve turns the names into addresses, for the forwarding between
+ * nodes that is not built yet (nothing calls it outside the tests). */
 #ifndef GW_NODES_H
 #define GW_NODES_H
 

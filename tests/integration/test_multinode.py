@@ -104,6 +104,27 @@ def test_two_nodes_each_device_one_owner():
             finally:
                 for c in clients:
                     c.close()
+        # Observe (S6.1): a registration through the non-owner is refused and never reaches the device;
+        # through the owner it is the device's one registration.
+        nrm = next(r for r in rows if r[2] == "normal")
+        owner = own[0][nrm[0]]
+        clients = [Client(g) for g in gws]
+        try:
+            for g, c in zip(gws, clients):
+                g.session(c)
+            reg0 = sim_counters(nrm[1])["obs_register"]
+            m, _ = clients[1 - owner].request(GET, proxy="coap://%s/sensor" % nrm[0], options=[(6, b"")])
+            assert m is not None and m.code == code(5, 3), m
+            m, _ = clients[owner].request(GET, proxy="coap://%s/sensor" % nrm[0], options=[(6, b"")],
+                                          token=b"obs1")
+            assert m is not None and m.code == code(2, 5) and m.opt(6) is not None, m
+            assert sim_counters(nrm[1])["obs_register"] == reg0 + 1
+            m, _ = clients[owner].request(GET, proxy="coap://%s/sensor" % nrm[0], options=[(6, b"\x01")],
+                                          token=b"obs1")
+            assert m is not None, "no answer to the deregistration"
+        finally:
+            for c in clients:
+                c.close()
         for r in rows:
             cnt = sim_counters(r[1])
             for k in ("nonce_reuse", "replays", "auth_failures"):
