@@ -3,8 +3,8 @@
 #
 # Fails, printing one line per problem, when:
 #   1. a clause (S4.7 ...) cited in any tracked file is not a heading of PROTOCOL.md;
-#   2. a tracked file points to the contract outside the repository (the old
-#      shared spec, by its file name or its relative path);
+#   2. a tracked file points to documents outside the repository (the old
+#      shared spec, style guide or layout sketch, by file name or path);
 #   3. a .c or .h file does not open with the SPDX line followed by a comment
 #      saying what the file is;
 #   4. a `path/file.c:function` named in ARCHITECTURE.md or PROTOCOL.md names a
@@ -41,7 +41,7 @@ done
 
 # 2. Nothing points outside the repository. (The patterns are spelled so
 # that this file does not match itself.)
-outside='\.\./shared|/work/shared|SPEC[.]md'
+outside='\.\./shared|/work/shared|SPEC[.]md|STYLE[.]md|LAYOUT[.]md'
 while IFS= read -r hit; do
     [ -n "$hit" ] && fail "points outside the repository (use PROTOCOL.md): ${hit:0:140}"
 done < <(git grep -nIE "$outside" -- . ':!tests/check-docs.sh' 2>/dev/null)
