@@ -449,60 +449,66 @@ void fe_core_sweep(struct fe_core *fe, int64_t now_s)
 
 /* ---- proxy requests ---- */
 
-static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
-                         struct fe_dedup_entry *de, const struct fe_target *t, const struct gw_session *sess)
+/* A proxy request from an address without a session: 4.01, logged at a
+ * bounded rate (the sender may be spoofed, S9.1). */
+static void refuse_sessionless(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                               struct fe_dedup_entry *de, uint64_t now)
 {
     char eps[GW_EP_STRLEN];
-    int64_t now_s = gw_now_wall(fe->clock);
-    uint64_t now = gw_now_ms(fe->clock);
-    if (!sess) {
-        if (gw_log_ratelimit(&fe->unauth_log, now, (double)fe->cfg.unauth_log_per_s, (double)fe->cfg.unauth_log_per_s * 2)) {
-            char note[64];
-            const char *sup = gw_log_suppressed_note(&fe->unauth_log, note, sizeof(note));
-            gw_log_warn(GW_LOG_AUTH, "no session for %s: proxy request refused with 4.01%s",
-                        gw_ep_str(ep, eps, sizeof(eps)), sup);
-        }
-        /* Cut to 3x the request's size if need be (S9.1): the start says it. */
-        reply_code(fe, ep, req, de, GW_COAP_UNAUTHORIZED,
-                   "no session for this address and port: POST a token to /sessions first", UINT32_MAX);
-        return;
+    if (gw_log_ratelimit(&fe->unauth_log, now, (double)fe->cfg.unauth_log_per_s, (double)fe->cfg.unauth_log_per_s * 2)) {
+        char note[64];
+        const char *sup = gw_log_suppressed_note(&fe->unauth_log, note, sizeof(note));
+        gw_log_warn(GW_LOG_AUTH, "no session for %s: proxy request refused with 4.01%s",
+                    gw_ep_str(ep, eps, sizeof(eps)), sup);
     }
-    struct gw_session s = *sess;
-    struct fe_verdict v;
-    int szx;
-    if (fe_route_check_options(req, &szx, &v) != 0) {
-        /* A Block2 follow-up for an answer we hold is served from it (S4.7). */
-        const struct gw_coap_opt *b2 = gw_coap_opt_find(req, GW_OPT_BLOCK2);
-        struct gw_block blk;
-        if (b2 && !gw_coap_opt_find(req, GW_OPT_BLOCK1) && gw_block_decode(b2, &blk)) {
-            uint64_t key = fe_local_target_key(req, t);
-            struct fe_block_xfer *x = fe_blocks_find(&fe->blocks, ep, key, 2, now);
-            struct gw_coap_msg full;
-            if (x && gw_coap_parse(fe->parser, x->data, x->len, &full) == 0) {
-                uint8_t out[GW_COAP_MAX_MSG + 64];
-                size_t ol;
-                uint8_t type = req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
-                uint16_t mid = req->type == GW_COAP_CON ? req->mid : new_mid(fe);
-                if (fe_block_slice(&full, blk.num, blk.szx, type, mid, req->token, req->tkl, out, sizeof(out), &ol) == 0) {
-                    reply_now(fe, ep, req, de, out, ol);
-                    return;
-                }
-                reply_code(fe, ep, req, de, GW_COAP_BAD_OPTION, "Block2 number past the end of the stored answer", UINT32_MAX);
+    /* Cut to 3x the request's size if need be (S9.1): the start says it. */
+    reply_code(fe, ep, req, de, GW_COAP_UNAUTHORIZED,
+               "no session for this address and port: POST a token to /sessions first", UINT32_MAX);
+}
+
+/* Options the route refused (v): a Block2 follow-up for an answer we hold is
+ * still served from it (S4.7); anything else gets v's code. */
+static void refuse_options(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                           struct fe_dedup_entry *de, const struct fe_target *t, const struct fe_verdict *v,
+                           uint64_t now)
+{
+    const struct gw_coap_opt *b2 = gw_coap_opt_find(req, GW_OPT_BLOCK2);
+    struct gw_block blk;
+    if (b2 && !gw_coap_opt_find(req, GW_OPT_BLOCK1) && gw_block_decode(b2, &blk)) {
+        uint64_t key = fe_local_target_key(req, t);
+        struct fe_block_xfer *x = fe_blocks_find(&fe->blocks, ep, key, 2, now);
+        struct gw_coap_msg full;
+        if (x && gw_coap_parse(fe->parser, x->data, x->len, &full) == 0) {
+            uint8_t out[GW_COAP_MAX_MSG + 64];
+            size_t ol;
+            uint8_t type = req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
+            uint16_t mid = req->type == GW_COAP_CON ? req->mid : new_mid(fe);
+            if (fe_block_slice(&full, blk.num, blk.szx, type, mid, req->token, req->tkl, out, sizeof(out), &ol) == 0) {
+                reply_now(fe, ep, req, de, out, ol);
                 return;
             }
+            reply_code(fe, ep, req, de, GW_COAP_BAD_OPTION, "Block2 number past the end of the stored answer", UINT32_MAX);
+            return;
         }
-        reply_code(fe, ep, req, de, v.code, v.diag, UINT32_MAX);
-        return;
     }
-    uint8_t mac[GW_MAC_LEN];
+    reply_code(fe, ep, req, de, v->code, v->diag, UINT32_MAX);
+}
+
+/* The target device: known to the registry, inside the token's scope, owned
+ * by this node (S10.4), and addressed on the port of the session's
+ * security. 0, or -1 after a reply. */
+static int check_device(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                        struct fe_dedup_entry *de, const struct fe_target *t, const struct gw_session *s,
+                        uint8_t mac[GW_MAC_LEN])
+{
     struct gw_device dev;
     if (gw_mac_parse(t->host, strlen(t->host), mac) != 0 || gw_registry_get(fe->store, mac, &dev) != 0) {
         reply_code(fe, ep, req, de, GW_COAP_BAD_GATEWAY, "unknown device: no such MAC ID in the device registry", UINT32_MAX);
-        return;
+        return -1;
     }
-    if (!fe_scope_allows(&s.scope, mac)) {
+    if (!fe_scope_allows(&s->scope, mac)) {
         reply_code(fe, ep, req, de, GW_COAP_FORBIDDEN, "device outside the token's device scope", UINT32_MAX);
-        return;
+        return -1;
     }
     /* S10.4: only the owner node speaks to a device (one nonce space, one
      * Milli in flight, one observation). Forwarding to the owner is not
@@ -514,21 +520,27 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
             char diag[96];
             snprintf(diag, sizeof(diag), "device owned by node %u: send the request to that node", owner);
             reply_code(fe, ep, req, de, GW_COAP_UNAVAILABLE, diag, UINT32_MAX);
-            return;
+            return -1;
         }
     }
     if (t->port >= 0) {
-        int want = s.security == GW_SEC_NETMGR ? 4849 : 5683;
+        int want = s->security == GW_SEC_NETMGR ? 4849 : 5683;
         if (t->port != want) {
             reply_code(fe, ep, req, de, GW_COAP_BAD_REQUEST,
-                       s.security == GW_SEC_NETMGR ? "port contradicts the session's security=netmgr (4849)"
-                                                   : "port contradicts the session's security=none (5683)",
+                       s->security == GW_SEC_NETMGR ? "port contradicts the session's security=netmgr (4849)"
+                                                    : "port contradicts the session's security=none (5683)",
                        UINT32_MAX);
-            return;
+            return -1;
         }
     }
-    /* S2.8: policy limits, 4.29 with Max-Age as a retry hint (RFC 8516). */
-    struct fe_limit *l = limit_for(fe, s.id, true);
+    return 0;
+}
+
+/* S2.8: the session's token bucket and in-flight bound, refilled to now;
+ * 4.29 with Max-Age as a retry hint (RFC 8516). 0, or -1 after a reply. */
+static int check_rate(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                      struct fe_dedup_entry *de, struct fe_limit *l, uint64_t now)
+{
     double elapsed = (double)(now - l->last_ms) / 1000.0;
     l->last_ms = now;
     l->tokens += elapsed * (double)fe->cfg.session_rate;
@@ -540,8 +552,78 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
                    l->tokens < 1.0 ? "request rate limit of this session reached"
                                    : "too many requests of this session in flight",
                    wait);
+        return -1;
+    }
+    return 0;
+}
+
+/* The GW_MSG_REQ envelope for the scheduler; ul bytes of upstream PDU follow it. */
+static void fill_request(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                         const struct fe_target *t, const struct gw_session *s, const uint8_t mac[GW_MAC_LEN],
+                         int szx, size_t ul, struct gw_msg *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->kind = GW_MSG_REQ;
+    m->security = s->security;
+    m->fe = (uint8_t)fe->index;
+    m->len = (uint16_t)ul;
+    m->client_type = req->type;
+    m->tkl = req->tkl;
+    memcpy(m->token, req->token, req->tkl);
+    m->req_id = ((uint64_t)fe->index << 56) | (fe->next_req++ & 0x00ffffffffffffffull);
+    m->rx_us = fe->rx_us;
+    if (gw_log_enabled(GW_LOG_DEBUG))
+        trace_note(fe, m->req_id, req);
+    m->session = s->id;
+    m->ep = *ep;
+    memcpy(m->mac, mac, GW_MAC_LEN);
+    int obs = fe_route_observe(req);
+    if (obs == 0)
+        m->flags |= GW_MF_OBS_REGISTER;
+    else if (obs == 1)
+        m->flags |= GW_MF_OBS_CANCEL;
+    if (szx >= 0) {
+        m->flags |= GW_MF_BLOCK2;
+        m->aux = (uint32_t)szx;
+    }
+    m->req_key = fe_local_target_key(req, t);
+    m->client_mid = req->mid;
+    const struct gw_coap_opt *nr = gw_coap_opt_find(req, GW_OPT_NO_RESPONSE);
+    uint32_t nrv;
+    if (nr && gw_coap_uint(nr->val, nr->len, &nrv))
+        m->noresp = (uint8_t)nrv;
+}
+
+static void touch_session(struct fe_core *fe, struct gw_session *s, int64_t now_s)
+{
+    if (fe_session_touch(fe->store, &fe->scfg, s, now_s) != 0)
+        gw_log_debug(GW_LOG_STORE, "session touch failed");
+}
+
+/* A request for a device (S3): session, options, device, rate; then a fresh
+ * cache hit is answered here, anything else goes to the scheduler. */
+static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                         struct fe_dedup_entry *de, const struct fe_target *t, const struct gw_session *sess)
+{
+    int64_t now_s = gw_now_wall(fe->clock);
+    uint64_t now = gw_now_ms(fe->clock);
+    if (!sess) {
+        refuse_sessionless(fe, ep, req, de, now);
         return;
     }
+    struct gw_session s = *sess;
+    struct fe_verdict v;
+    int szx;
+    if (fe_route_check_options(req, &szx, &v) != 0) {
+        refuse_options(fe, ep, req, de, t, &v, now);
+        return;
+    }
+    uint8_t mac[GW_MAC_LEN];
+    if (check_device(fe, ep, req, de, t, &s, mac) != 0)
+        return;
+    struct fe_limit *l = limit_for(fe, s.id, true);
+    if (check_rate(fe, ep, req, de, l, now) != 0)
+        return;
 
     uint8_t up[GW_COAP_MAX_MSG + 64];
     size_t ul;
@@ -555,41 +637,11 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     if (fe_rcache_answer(fe, mac, s.security, up, ul, req, hit, sizeof(hit), &hl) == 1) {
         reply_now_h(fe, ep, req, de, hit, hl, GW_HIST_CACHE);
         l->tokens -= 1.0;
-        if (fe_session_touch(fe->store, &fe->scfg, &s, now_s) != 0)
-            gw_log_debug(GW_LOG_STORE, "session touch failed");
+        touch_session(fe, &s, now_s);
         return;
     }
     struct gw_msg m;
-    memset(&m, 0, sizeof(m));
-    m.kind = GW_MSG_REQ;
-    m.security = s.security;
-    m.fe = (uint8_t)fe->index;
-    m.len = (uint16_t)ul;
-    m.client_type = req->type;
-    m.tkl = req->tkl;
-    memcpy(m.token, req->token, req->tkl);
-    m.req_id = ((uint64_t)fe->index << 56) | (fe->next_req++ & 0x00ffffffffffffffull);
-    m.rx_us = fe->rx_us;
-    if (gw_log_enabled(GW_LOG_DEBUG))
-        trace_note(fe, m.req_id, req);
-    m.session = s.id;
-    m.ep = *ep;
-    memcpy(m.mac, mac, GW_MAC_LEN);
-    int obs = fe_route_observe(req);
-    if (obs == 0)
-        m.flags |= GW_MF_OBS_REGISTER;
-    else if (obs == 1)
-        m.flags |= GW_MF_OBS_CANCEL;
-    if (szx >= 0) {
-        m.flags |= GW_MF_BLOCK2;
-        m.aux = (uint32_t)szx;
-    }
-    m.req_key = fe_local_target_key(req, t);
-    m.client_mid = req->mid;
-    const struct gw_coap_opt *nr = gw_coap_opt_find(req, GW_OPT_NO_RESPONSE);
-    uint32_t nrv;
-    if (nr && gw_coap_uint(nr->val, nr->len, &nrv))
-        m.noresp = (uint8_t)nrv;
+    fill_request(fe, ep, req, t, &s, mac, szx, ul, &m);
     if (push_sch(fe, &m, up) != 0) {
         reply_code(fe, ep, req, de, GW_COAP_UNAVAILABLE, "gateway overloaded: request queue full", 1);
         return;
@@ -602,8 +654,7 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     /* S3.1: the empty ACK goes out at once; the answer follows separately. */
     if (req->type == GW_COAP_CON)
         send_empty(fe, ep, GW_COAP_ACK, req->mid);
-    if (fe_session_touch(fe->store, &fe->scfg, &s, now_s) != 0)
-        gw_log_debug(GW_LOG_STORE, "session touch failed");
+    touch_session(fe, &s, now_s);
 }
 
 /* ---- datagrams ---- */

@@ -498,13 +498,9 @@ static void dispatch(struct fe_local *l, const struct gw_ep *ep, const struct gw
     answer_text(l, ep, req, de, GW_COAP_NOT_FOUND, "no such resource (see /.well-known/core)");
 }
 
-void fe_local_handle(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
-                     const struct fe_target *t, struct fe_dedup_entry *de)
+/* Unknown critical options make a request unprocessable (RFC 7252 5.4.1). */
+static bool options_understood(const struct gw_coap_msg *req)
 {
-    struct parts p;
-    get_parts(req, t, &p);
-    struct answer tmpl = { .cf = -1, .max_age = UINT32_MAX };
-    /* Unknown critical options make a request unprocessable (RFC 7252 5.4.1). */
     for (unsigned i = 0; i < req->nopts; i++) {
         uint16_t n = req->opts[i].num;
         bool ok = n == GW_OPT_URI_PATH || n == GW_OPT_URI_QUERY || n == GW_OPT_URI_HOST || n == GW_OPT_URI_PORT ||
@@ -512,60 +508,80 @@ void fe_local_handle(struct fe_local *l, const struct gw_ep *ep, const struct gw
                   n == GW_OPT_SIZE1 || n == GW_OPT_SIZE2 || n == GW_OPT_PROXY_URI || n == GW_OPT_PROXY_SCHEME ||
                   n == GW_OPT_NO_RESPONSE || n == GW_OPT_ETAG || n == GW_OPT_OBSERVE || n == GW_OPT_IF_MATCH ||
                   n == GW_OPT_IF_NONE_MATCH;
-        if (!ok && gw_opt_critical(n)) {
-            answer_text(l, ep, req, de, GW_COAP_BAD_OPTION, "unrecognized critical option");
-            return;
-        }
+        if (!ok && gw_opt_critical(n))
+            return false;
     }
-    uint64_t pkey = GW_HASH_SEED ^ 0xb2;
-    for (unsigned i = 0; i < p.nseg; i++)
-        pkey = gw_hash64(p.seg[i].p, p.seg[i].len, gw_hash64("/", 1, pkey));
-    pkey = gw_hash64(&req->code, 1, pkey);
-    tmpl.store_key = pkey;
-    const struct gw_coap_opt *b2q = gw_coap_opt_find(req, GW_OPT_BLOCK2);
-    struct gw_block b2r;
-    if (req->code != GW_COAP_GET && b2q && gw_block_decode(b2q, &b2r) && b2r.num > 0) {
-        /* A follow-up block of a kept answer (see send_answer). */
-        struct fe_block_xfer *x = fe_blocks_find(l->blocks, ep, pkey, 2, now_ms(l));
-        size_t wl;
-        struct gw_coap_msg full;
-        if (!x || x->len < sizeof(wl)) {
-            answer_text(l, ep, req, de, GW_COAP_INCOMPLETE, "no stored answer for this Block2 request: repeat the request");
-            return;
-        }
-        memcpy(&wl, x->data, sizeof(wl));
-        if (wl > x->len - sizeof(wl) || gw_coap_parse(l->parser, x->data + sizeof(wl), wl, &full) != 0) {
-            answer_text(l, ep, req, de, GW_COAP_INTERNAL, "stored answer damaged");
-            return;
-        }
-        full.payload = x->data + sizeof(wl) + wl;
-        full.payload_len = x->len - sizeof(wl) - wl;
-        uint8_t out[GW_COAP_MAX_MSG + 64];
-        size_t ol;
-        uint8_t type = req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
-        uint16_t mid = req->type == GW_COAP_CON ? req->mid : l->mid(l->ctx);
-        if (fe_block_slice(&full, b2r.num, GW_MIN(b2r.szx, 6), type, mid, req->token, req->tkl, out, sizeof(out), &ol) != 0) {
-            answer_text(l, ep, req, de, GW_COAP_BAD_OPTION, "Block2 number past the end of the answer");
-            return;
-        }
+    return true;
+}
+
+/* The key of a block-wise transfer: path segments and method, under `seed`
+ * (one seed per direction, so a Block1 upload and a Block2 answer of the
+ * same resource never share an entry). */
+static uint64_t path_key(const struct parts *p, const struct gw_coap_msg *req, uint64_t seed)
+{
+    uint64_t key = seed;
+    for (unsigned i = 0; i < p->nseg; i++)
+        key = gw_hash64(p->seg[i].p, p->seg[i].len, gw_hash64("/", 1, key));
+    return gw_hash64(&req->code, 1, key);
+}
+
+/* A follow-up block (num > 0) of an answer kept by send_answer. */
+static void serve_block2(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                         struct fe_dedup_entry *de, uint64_t pkey, const struct gw_block *b2r)
+{
+    struct fe_block_xfer *x = fe_blocks_find(l->blocks, ep, pkey, 2, now_ms(l));
+    size_t wl;
+    struct gw_coap_msg full;
+    if (!x || x->len < sizeof(wl)) {
+        answer_text(l, ep, req, de, GW_COAP_INCOMPLETE, "no stored answer for this Block2 request: repeat the request");
+        return;
+    }
+    memcpy(&wl, x->data, sizeof(wl));
+    if (wl > x->len - sizeof(wl) || gw_coap_parse(l->parser, x->data + sizeof(wl), wl, &full) != 0) {
+        answer_text(l, ep, req, de, GW_COAP_INTERNAL, "stored answer damaged");
+        return;
+    }
+    full.payload = x->data + sizeof(wl) + wl;
+    full.payload_len = x->len - sizeof(wl) - wl;
+    uint8_t out[GW_COAP_MAX_MSG + 64];
+    size_t ol;
+    uint8_t type = req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
+    uint16_t mid = req->type == GW_COAP_CON ? req->mid : l->mid(l->ctx);
+    if (fe_block_slice(&full, b2r->num, GW_MIN(b2r->szx, 6), type, mid, req->token, req->tkl, out, sizeof(out), &ol) != 0) {
+        answer_text(l, ep, req, de, GW_COAP_BAD_OPTION, "Block2 number past the end of the answer");
+        return;
+    }
+    l->reply(l->ctx, ep, req, de, out, ol);
+}
+
+/* 4.13 with Size1: the body would exceed block_max_body. */
+static void refuse_body(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                        struct fe_dedup_entry *de)
+{
+    uint8_t out[128];
+    struct gw_cb b;
+    uint8_t type = req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
+    gw_cb_init(&b, out, sizeof(out), type, GW_COAP_TOO_LARGE, req->type == GW_COAP_CON ? req->mid : l->mid(l->ctx),
+               req->token, req->tkl);
+    gw_cb_opt_uint(&b, GW_OPT_SIZE1, (uint32_t)l->blocks->max_body);
+    gw_cb_payload(&b, "request body too large", 22);
+    size_t ol;
+    if (gw_cb_finish(&b, &ol) == 0)
         l->reply(l->ctx, ep, req, de, out, ol);
-        return;
-    }
-    const struct gw_coap_opt *b1o = gw_coap_opt_find(req, GW_OPT_BLOCK1);
-    if (!b1o) {
-        dispatch(l, ep, req, de, &p, req->payload, req->payload_len, &tmpl);
-        return;
-    }
-    /* S8.2: Block1 request bodies, assembled in order up to block_max_body. */
+}
+
+/* S8.2: Block1 request bodies, assembled in order up to block_max_body;
+ * the last block dispatches the whole body. */
+static void take_block1(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                        struct fe_dedup_entry *de, const struct parts *p, struct answer *tmpl,
+                        const struct gw_coap_opt *b1o)
+{
     struct gw_block b1;
     if (!gw_block_decode(b1o, &b1)) {
         answer_text(l, ep, req, de, GW_COAP_BAD_OPTION, "bad Block1 option");
         return;
     }
-    uint64_t key = GW_HASH_SEED ^ 0xb1;
-    for (unsigned i = 0; i < p.nseg; i++)
-        key = gw_hash64(p.seg[i].p, p.seg[i].len, gw_hash64("/", 1, key));
-    key = gw_hash64(&req->code, 1, key);
+    uint64_t key = path_key(p, req, GW_HASH_SEED ^ 0xb1);
     uint64_t now = now_ms(l);
     size_t bs = (size_t)16 << b1.szx;
     struct fe_block_xfer *x;
@@ -591,32 +607,49 @@ void fe_local_handle(struct fe_local *l, const struct gw_ep *ep, const struct gw
     }
     if (fe_blocks_append(l->blocks, x, req->payload, req->payload_len) != 0) {
         fe_blocks_drop(l->blocks, x);
-        uint8_t out[128];
-        struct gw_cb b;
-        uint8_t type = req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
-        gw_cb_init(&b, out, sizeof(out), type, GW_COAP_TOO_LARGE, req->type == GW_COAP_CON ? req->mid : l->mid(l->ctx),
-                   req->token, req->tkl);
-        gw_cb_opt_uint(&b, GW_OPT_SIZE1, (uint32_t)l->blocks->max_body);
-        gw_cb_payload(&b, "request body too large", 22);
-        size_t ol;
-        if (gw_cb_finish(&b, &ol) == 0)
-            l->reply(l->ctx, ep, req, de, out, ol);
+        refuse_body(l, ep, req, de);
         return;
     }
     if (b1.more) {
-        struct answer a = tmpl;
+        struct answer a = *tmpl;
         a.code = GW_COAP_CONTINUE;
         a.block1_echo = true;
         a.b1 = b1;
         send_answer(l, ep, req, de, &a);
         return;
     }
-    tmpl.block1_echo = true;
-    tmpl.b1 = b1;
+    tmpl->block1_echo = true;
+    tmpl->b1 = b1;
     size_t blen = x->len;
     uint8_t *body = x->data;
     x->data = NULL;
     fe_blocks_drop(l->blocks, x);
-    dispatch(l, ep, req, de, &p, body, blen, &tmpl);
+    dispatch(l, ep, req, de, p, body, blen, tmpl);
     free(body);
+}
+
+void fe_local_handle(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                     const struct fe_target *t, struct fe_dedup_entry *de)
+{
+    struct parts p;
+    get_parts(req, t, &p);
+    struct answer tmpl = { .cf = -1, .max_age = UINT32_MAX };
+    if (!options_understood(req)) {
+        answer_text(l, ep, req, de, GW_COAP_BAD_OPTION, "unrecognized critical option");
+        return;
+    }
+    uint64_t pkey = path_key(&p, req, GW_HASH_SEED ^ 0xb2);
+    tmpl.store_key = pkey;
+    const struct gw_coap_opt *b2q = gw_coap_opt_find(req, GW_OPT_BLOCK2);
+    struct gw_block b2r;
+    if (req->code != GW_COAP_GET && b2q && gw_block_decode(b2q, &b2r) && b2r.num > 0) {
+        serve_block2(l, ep, req, de, pkey, &b2r);
+        return;
+    }
+    const struct gw_coap_opt *b1o = gw_coap_opt_find(req, GW_OPT_BLOCK1);
+    if (!b1o) {
+        dispatch(l, ep, req, de, &p, req->payload, req->payload_len, &tmpl);
+        return;
+    }
+    take_block1(l, ep, req, de, &p, &tmpl, b1o);
 }

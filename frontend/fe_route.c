@@ -84,13 +84,10 @@ static int add_seg(struct fe_target *t, bool query, const char *s, size_t n, str
     return 0;
 }
 
-static int parse_uri(const char *u, size_t n, struct fe_target *t, struct fe_verdict *v)
+/* The scheme, u up to colon: letters, digits, '+', '-', '.'; only coap is
+ * proxied (S4.1: 5.05 for another one). */
+static int parse_scheme(const char *u, const char *colon, struct fe_target *t, struct fe_verdict *v)
 {
-    /* scheme ":" "//" authority path-abempty [ "?" query ] ; no fragment (RFC 7252 6.4) */
-    const char *end = u + n;
-    const char *colon = memchr(u, ':', n);
-    if (!colon || colon == u)
-        return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri is not an absolute URI");
     for (const char *p = u; p < colon; p++)
         if (!isalnum((unsigned char)*p) && *p != '+' && *p != '-' && *p != '.')
             return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri has a bad scheme");
@@ -102,15 +99,33 @@ static int parse_uri(const char *u, size_t n, struct fe_target *t, struct fe_ver
     t->scheme[colon - u] = '\0';
     if (strcmp(t->scheme, "coap") != 0)
         return verdict(v, GW_COAP_PROXY_NOT_SUPPORTED, "only the coap scheme is proxied");
-    const char *p = colon + 1;
-    if (end - p < 2 || p[0] != '/' || p[1] != '/')
-        return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri has no host");
-    p += 2;
-    if (memchr(u, '#', n))
-        return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri must not have a fragment");
-    const char *auth_end = p;
-    while (auth_end < end && *auth_end != '/' && *auth_end != '?')
-        auth_end++;
+    return 0;
+}
+
+/* The port after "host:", up to auth_end; "host:" alone means the default
+ * port (RFC 3986 3.2.3). */
+static int parse_port(const char *portp, const char *auth_end, struct fe_target *t, struct fe_verdict *v)
+{
+    if (portp == auth_end) {
+        t->port = -1;
+        return 0;
+    }
+    long port = 0;
+    for (const char *q = portp; q < auth_end; q++) {
+        if (!isdigit((unsigned char)*q) || port > 65535)
+            return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri has a bad port");
+        port = port * 10 + (*q - '0');
+    }
+    if (port > 65535)
+        return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri has a bad port");
+    t->port = (int)port;
+    return 0;
+}
+
+/* The authority p..auth_end: host (a name or an [IPv6] literal, percent-
+ * decoded) and an optional port; no user information. */
+static int parse_authority(const char *p, const char *auth_end, struct fe_target *t, struct fe_verdict *v)
+{
     const char *host = p, *host_end = auth_end, *portp = NULL;
     if (memchr(p, '@', (size_t)(auth_end - p)))
         return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri must not carry user information");
@@ -143,22 +158,12 @@ static int parse_uri(const char *u, size_t n, struct fe_target *t, struct fe_ver
         return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri has a bad host");
     memcpy(t->host, dh, dl);
     t->host[dl] = '\0';
-    if (portp) {
-        if (portp == auth_end) {
-            t->port = -1; /* "host:" means the default port (RFC 3986 3.2.3) */
-        } else {
-            long port = 0;
-            for (const char *q = portp; q < auth_end; q++) {
-                if (!isdigit((unsigned char)*q) || port > 65535)
-                    return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri has a bad port");
-                port = port * 10 + (*q - '0');
-            }
-            if (port > 65535)
-                return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri has a bad port");
-            t->port = (int)port;
-        }
-    }
-    p = auth_end;
+    return portp ? parse_port(portp, auth_end, t, v) : 0;
+}
+
+/* Path and query, p..end, into Uri-Path and Uri-Query parts. */
+static int parse_path_query(const char *p, const char *end, struct fe_target *t, struct fe_verdict *v)
+{
     /* Path: "/" alone or empty means no Uri-Path (RFC 7252 6.5 step 8). */
     if (p < end && *p == '/') {
         const char *qm = memchr(p, '?', (size_t)(end - p));
@@ -191,6 +196,30 @@ static int parse_uri(const char *u, size_t n, struct fe_target *t, struct fe_ver
         }
     }
     return 0;
+}
+
+static int parse_uri(const char *u, size_t n, struct fe_target *t, struct fe_verdict *v)
+{
+    /* scheme ":" "//" authority path-abempty [ "?" query ] ; no fragment (RFC 7252 6.4) */
+    const char *end = u + n;
+    const char *colon = memchr(u, ':', n);
+    if (!colon || colon == u)
+        return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri is not an absolute URI");
+    int rc = parse_scheme(u, colon, t, v);
+    if (rc)
+        return rc;
+    const char *p = colon + 1;
+    if (end - p < 2 || p[0] != '/' || p[1] != '/')
+        return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri has no host");
+    p += 2;
+    if (memchr(u, '#', n))
+        return verdict(v, GW_COAP_BAD_REQUEST, "Proxy-Uri must not have a fragment");
+    const char *auth_end = p;
+    while (auth_end < end && *auth_end != '/' && *auth_end != '?')
+        auth_end++;
+    if ((rc = parse_authority(p, auth_end, t, v)) != 0)
+        return rc;
+    return parse_path_query(auth_end, end, t, v);
 }
 
 int fe_route_target(const struct gw_coap_msg *m, struct fe_target *t, struct fe_verdict *v)

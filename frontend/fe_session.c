@@ -120,6 +120,178 @@ static int account_live(MDB_txn *txn, struct gw_store *st, const struct fe_sess_
     return live;
 }
 
+/* The state of one fe_session_create() transaction. */
+struct create_txn {
+    MDB_txn *txn;
+    struct gw_store *st;
+    const struct fe_sess_cfg *cfg;
+    const struct fe_sess_req *rq;
+    int64_t now;
+    int live;                   /* live sessions of the account */
+    bool any_single;            /* one of them is single=true */
+    struct gw_session newest;   /* the account's newest live session */
+    bool ep_taken;              /* the endpoint holds a session: cur */
+    struct gw_session cur;
+    struct ended_list ended;
+};
+
+/* The endpoint's previous session is replaced only when it belongs to the
+ * same account or has expired: S2.10, a session request (maybe from a
+ * spoofed source) never replaces or re-points another account's live
+ * session. */
+static int check_endpoint(struct create_txn *c, const char **diag)
+{
+    int rc = get_by_ep(c->txn, c->st, &c->rq->ep, &c->cur);
+    c->ep_taken = rc == 0;
+    if (rc && rc != GW_ENOTFOUND)
+        return rc;
+    if (c->ep_taken && strcmp(c->cur.account, c->rq->account) != 0 &&
+        !fe_session_expired(c->cfg, &c->cur, c->now)) {
+        *diag = "this address and port hold a live session of another account";
+        if (c->rq->holder)
+            memcpy(c->rq->holder, c->cur.account, sizeof(c->cur.account));
+        return GW_EFORBIDDEN;
+    }
+    return 0;
+}
+
+/* S2.5: sticky=true re-points the account's newest session to this
+ * endpoint (the old endpoint is reported in moved). */
+static int repoint_sticky(struct create_txn *c, struct gw_session *out, struct gw_ep *moved)
+{
+    const struct fe_sess_req *rq = c->rq;
+    struct gw_session *n = &c->newest;
+    int rc;
+    if (c->ep_taken && c->cur.id != n->id) {
+        if ((rc = del(c->txn, c->st, &c->cur)) != 0)
+            return rc;
+        note_ended(&c->ended, &c->cur);
+    }
+    if (!gw_ep_eq(&n->ep, &rq->ep)) {
+        *moved = n->ep;
+        MDB_val k = { sizeof(n->ep), &n->ep };
+        mdb_del(c->txn, c->st->sessions, &k, NULL);
+    }
+    n->ep = rq->ep;
+    n->last_seen = c->now;
+    n->token_exp = rq->token_exp;
+    n->sticky = 1;
+    n->security = rq->security;
+    n->scope = *rq->scope;
+    if ((rc = put(c->txn, c->st, n, false)) != 0)
+        return rc;
+    *out = *n;
+    return 0;
+}
+
+/* S2.6 and max_per_account: may the account have one more session here? */
+static int check_account(struct create_txn *c, const char **diag)
+{
+    const struct fe_sess_req *rq = c->rq;
+    bool same_account_here = c->ep_taken && strcmp(c->cur.account, rq->account) == 0;
+    int others = c->live - (same_account_here && !fe_session_expired(c->cfg, &c->cur, c->now) ? 1 : 0);
+    /* S2.6: while a single session lives, every further non-sticky request
+     * of the account is refused, also from that session's own endpoint. */
+    if (c->live > 0 && (c->any_single || rq->single)) {
+        *diag = rq->single ? "single=true: the account already holds a live session"
+                           : "the account holds a single session (single=true); use sticky=true to move it";
+        return GW_EFORBIDDEN;
+    }
+    if (others >= c->cfg->max_per_account) {
+        *diag = "the account holds the maximum number of sessions";
+        return GW_EFORBIDDEN;
+    }
+    return 0;
+}
+
+/* max_sessions: expired sessions not yet swept do not count, so up to 16
+ * of them (among the first 4096) are removed now; GW_EFULL if still full. */
+static int make_room(struct create_txn *c, const char **diag)
+{
+    MDB_stat ms;
+    if (mdb_stat(c->txn, c->st->sessions, &ms) != 0 || (int64_t)ms.ms_entries < c->cfg->max_sessions)
+        return 0;
+    MDB_cursor *cur2;
+    if (mdb_cursor_open(c->txn, c->st->sessions, &cur2) == 0) {
+        MDB_val k, d;
+        int r = mdb_cursor_get(cur2, &k, &d, MDB_FIRST);
+        struct gw_session victims[16];
+        int nv = 0;
+        for (int scanned = 0; r == 0 && nv < 16 && scanned < 4096; scanned++) {
+            struct gw_session x;
+            if (d.mv_size == sizeof(x)) {
+                memcpy(&x, d.mv_data, sizeof(x));
+                if (fe_session_expired(c->cfg, &x, c->now))
+                    victims[nv++] = x;
+            }
+            r = mdb_cursor_get(cur2, &k, &d, MDB_NEXT);
+        }
+        mdb_cursor_close(cur2);
+        for (int i = 0; i < nv; i++) {
+            int rc = del(c->txn, c->st, &victims[i]);
+            if (rc != 0)
+                return rc;
+            note_ended(&c->ended, &victims[i]);
+        }
+    }
+    if (mdb_stat(c->txn, c->st->sessions, &ms) == 0 && (int64_t)ms.ms_entries >= c->cfg->max_sessions) {
+        *diag = "the gateway holds the maximum number of sessions";
+        return GW_EFULL;
+    }
+    return 0;
+}
+
+/* A new session with a random, non-zero, 63-bit id. */
+static int add_session(struct create_txn *c, struct gw_session *out)
+{
+    const struct fe_sess_req *rq = c->rq;
+    struct gw_session s;
+    memset(&s, 0, sizeof(s));
+    do {
+        if (getrandom(&s.id, sizeof(s.id), 0) != sizeof(s.id))
+            return -EIO;
+        s.id &= 0x7fffffffffffffffull;
+    } while (s.id == 0);
+    s.ep = rq->ep;
+    memcpy(s.account, rq->account, strlen(rq->account) + 1);
+    s.security = rq->security;
+    s.sticky = rq->sticky;
+    s.single = rq->single;
+    s.created = c->now;
+    s.token_exp = rq->token_exp;
+    s.last_seen = c->now;
+    s.scope = *rq->scope;
+    int rc = put(c->txn, c->st, &s, true);
+    if (rc == 0)
+        *out = s;
+    return rc;
+}
+
+/* The steps of fe_session_create inside its write transaction. */
+static int create_locked(struct create_txn *c, struct gw_session *out, struct gw_ep *moved,
+                         const char **diag)
+{
+    c->live = account_live(c->txn, c->st, c->cfg, c->rq->account, c->now, &c->newest, &c->any_single,
+                           &c->ended);
+    if (c->live < 0)
+        return c->live;
+    int rc = check_endpoint(c, diag);
+    if (rc)
+        return rc;
+    if (c->rq->sticky && c->live > 0)
+        return repoint_sticky(c, out, moved);
+    if ((rc = check_account(c, diag)) != 0)
+        return rc;
+    if (c->ep_taken) {
+        if ((rc = del(c->txn, c->st, &c->cur)) != 0)
+            return rc;
+        note_ended(&c->ended, &c->cur);
+    }
+    if ((rc = make_room(c, diag)) != 0)
+        return rc;
+    return add_session(c, out);
+}
+
 int fe_session_create(struct gw_store *st, const struct fe_sess_cfg *cfg, const struct fe_sess_req *rq,
                       int64_t now, struct gw_session *out, struct gw_ep *moved, const char **diag)
 {
@@ -131,137 +303,19 @@ int fe_session_create(struct gw_store *st, const struct fe_sess_cfg *cfg, const 
         *diag = "bad account";
         return GW_EFORBIDDEN;
     }
-    MDB_txn *txn;
-    int rc = gw_store_wbegin(st, &txn);
+    struct create_txn c = { .st = st, .cfg = cfg, .rq = rq, .now = now, .ended = { .n = 0 } };
+    int rc = gw_store_wbegin(st, &c.txn);
     if (rc)
         return rc;
-    struct gw_session newest, cur;
-    bool any_single = false;
-    struct ended_list ended = { .n = 0 };
-    int live = account_live(txn, st, cfg, rq->account, now, &newest, &any_single, &ended);
-    if (live < 0) {
-        rc = live;
-        goto abort;
+    rc = create_locked(&c, out, moved, diag);
+    if (rc) {
+        mdb_txn_abort(c.txn);
+        return rc;
     }
-    /* The endpoint's previous session is replaced only when it belongs to
-     * the same account or has expired: S2.10, a session request (maybe from
-     * a spoofed source) never replaces or re-points another account's live
-     * session. */
-    rc = get_by_ep(txn, st, &rq->ep, &cur);
-    bool ep_taken = rc == 0;
-    if (rc && rc != GW_ENOTFOUND)
-        goto abort;
-    if (ep_taken && strcmp(cur.account, rq->account) != 0 && !fe_session_expired(cfg, &cur, now)) {
-        *diag = "this address and port hold a live session of another account";
-        if (rq->holder)
-            memcpy(rq->holder, cur.account, sizeof(cur.account));
-        rc = GW_EFORBIDDEN;
-        goto abort;
-    }
-
-    if (rq->sticky && live > 0) {
-        /* S2.5: re-point the account's session to this endpoint. */
-        if (ep_taken && cur.id != newest.id) {
-            if ((rc = del(txn, st, &cur)) != 0)
-                goto abort;
-            note_ended(&ended, &cur);
-        }
-        if (!gw_ep_eq(&newest.ep, &rq->ep)) {
-            *moved = newest.ep;
-            MDB_val k = { sizeof(newest.ep), &newest.ep };
-            mdb_del(txn, st->sessions, &k, NULL);
-        }
-        newest.ep = rq->ep;
-        newest.last_seen = now;
-        newest.token_exp = rq->token_exp;
-        newest.sticky = 1;
-        newest.security = rq->security;
-        newest.scope = *rq->scope;
-        if ((rc = put(txn, st, &newest, false)) != 0)
-            goto abort;
-        *out = newest;
-        goto commit;
-    }
-    bool same_account_here = ep_taken && strcmp(cur.account, rq->account) == 0;
-    int others = live - (same_account_here && !fe_session_expired(cfg, &cur, now) ? 1 : 0);
-    /* S2.6: while a single session lives, every further non-sticky request
-     * of the account is refused, also from that session's own endpoint. */
-    if (live > 0 && (any_single || rq->single)) {
-        *diag = rq->single ? "single=true: the account already holds a live session"
-                           : "the account holds a single session (single=true); use sticky=true to move it";
-        rc = GW_EFORBIDDEN;
-        goto abort;
-    }
-    if (others >= cfg->max_per_account) {
-        *diag = "the account holds the maximum number of sessions";
-        rc = GW_EFORBIDDEN;
-        goto abort;
-    }
-    if (ep_taken) {
-        if ((rc = del(txn, st, &cur)) != 0)
-            goto abort;
-        note_ended(&ended, &cur);
-    }
-    MDB_stat ms;
-    if (mdb_stat(txn, st->sessions, &ms) == 0 && (int64_t)ms.ms_entries >= cfg->max_sessions) {
-        /* Expired sessions not yet swept do not count: remove some now. */
-        MDB_cursor *cur2;
-        if (mdb_cursor_open(txn, st->sessions, &cur2) == 0) {
-            MDB_val k, d;
-            int r = mdb_cursor_get(cur2, &k, &d, MDB_FIRST);
-            struct gw_session victims[16];
-            int nv = 0;
-            for (int scanned = 0; r == 0 && nv < 16 && scanned < 4096; scanned++) {
-                struct gw_session x;
-                if (d.mv_size == sizeof(x)) {
-                    memcpy(&x, d.mv_data, sizeof(x));
-                    if (fe_session_expired(cfg, &x, now))
-                        victims[nv++] = x;
-                }
-                r = mdb_cursor_get(cur2, &k, &d, MDB_NEXT);
-            }
-            mdb_cursor_close(cur2);
-            for (int i = 0; i < nv; i++) {
-                if ((rc = del(txn, st, &victims[i])) != 0)
-                    goto abort;
-                note_ended(&ended, &victims[i]);
-            }
-        }
-        if (mdb_stat(txn, st->sessions, &ms) == 0 && (int64_t)ms.ms_entries >= cfg->max_sessions) {
-            *diag = "the gateway holds the maximum number of sessions";
-            rc = GW_EFULL;
-            goto abort;
-        }
-    }
-    struct gw_session s;
-    memset(&s, 0, sizeof(s));
-    do {
-        if (getrandom(&s.id, sizeof(s.id), 0) != sizeof(s.id)) {
-            rc = -EIO;
-            goto abort;
-        }
-        s.id &= 0x7fffffffffffffffull;
-    } while (s.id == 0);
-    s.ep = rq->ep;
-    memcpy(s.account, rq->account, alen + 1);
-    s.security = rq->security;
-    s.sticky = rq->sticky;
-    s.single = rq->single;
-    s.created = now;
-    s.token_exp = rq->token_exp;
-    s.last_seen = now;
-    s.scope = *rq->scope;
-    if ((rc = put(txn, st, &s, true)) != 0)
-        goto abort;
-    *out = s;
-commit:
-    rc = gw_store_err(mdb_txn_commit(txn));
+    rc = gw_store_err(mdb_txn_commit(c.txn));
     if (rc == 0 && rq->ended)
-        for (int i = 0; i < ended.n; i++)
-            rq->ended(rq->ctx, &ended.s[i]);
-    return rc;
-abort:
-    mdb_txn_abort(txn);
+        for (int i = 0; i < c.ended.n; i++)
+            rq->ended(rq->ctx, &c.ended.s[i]);
     return rc;
 }
 

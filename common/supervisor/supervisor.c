@@ -665,54 +665,38 @@ static void cleanup_files(struct sup_ctx *s)
     }
 }
 
-int sup_run(struct gw_config *cfg, const struct sup_run_opts *opts)
+/* Before the segment: data_dir, the pid file lock, no other supervisor of
+ * this instance, the device registry source. 0 or an exit code. */
+static int sup_prepare(struct sup_ctx *s)
 {
-    int lvl = gw_log_level_parse(cfg->log_level);
-    gw_log_init("supervisor", -1, lvl < 0 ? GW_LOG_INFO : (enum gw_log_level)lvl);
-    signal(SIGPIPE, SIG_IGN);
-
-    struct sup_ctx *s = calloc(1, sizeof(*s));
-    if (!s) {
-        gw_log_err(GW_LOG_SYS, "out of memory");
-        return 1;
-    }
-    s->cfg = cfg;
-    s->opts = opts;
-    s->pidfd = -1;
-    int ret = 1;
-    char *token = NULL;
-    bool loop_ok = false;
-
-    if (opts && opts->config_path && opts->config_path[0] && !realpath(opts->config_path, s->config_abs))
-        snprintf(s->config_abs, sizeof(s->config_abs), "%s", opts->config_path);
-
+    struct gw_config *cfg = s->cfg;
     int rc = sup_mkdir_p(cfg->data_dir);
     if (rc) {
         gw_log_err(GW_LOG_SYS, "data_dir %s: %s", cfg->data_dir, gw_strerror(rc));
-        ret = GW_EXIT_FATAL;
-        goto out;
+        return GW_EXIT_FATAL;
     }
-    if ((rc = lock_pidfile(s)) != 0) {
-        if (rc == GW_EXIT_FATAL)
-            ret = GW_EXIT_FATAL;
-        goto out;
-    }
+    if ((rc = lock_pidfile(s)) != 0)
+        return rc == GW_EXIT_FATAL ? GW_EXIT_FATAL : 1;
     pid_t other = segment_owner(cfg);
     if (other) {
         gw_log_err(GW_LOG_SYS, "coapgw instance %s already runs (supervisor pid %d, another data_dir); "
                    "stop it or choose another `instance`", cfg->instance, (int)other);
-        goto out;
+        return 1;
     }
-    if ((rc = prepare_devices(s)) != 0) {
-        ret = GW_EXIT_FATAL;
-        goto out;
-    }
+    if (prepare_devices(s) != 0)
+        return GW_EXIT_FATAL;
+    return 0;
+}
+
+/* A fresh shared segment with the supervisor's slot, and the environment
+ * that tells children they are supervised. 0 or an exit code. */
+static int open_segment(struct sup_ctx *s)
+{
     char err[512];
-    if ((rc = gw_shm_open(cfg, true, &s->shm, err, sizeof(err))) != 0) {
+    int rc = gw_shm_open(s->cfg, true, &s->shm, err, sizeof(err));
+    if (rc != 0) {
         gw_log_err(GW_LOG_RING, "%s%s", rc == GW_EUNSAFE ? "refusing to start: " : "", err);
-        if (rc == GW_EUNSAFE || rc == GW_ELAYOUT)
-            ret = GW_EXIT_FATAL;
-        goto out;
+        return rc == GW_EUNSAFE || rc == GW_ELAYOUT ? GW_EXIT_FATAL : 1;
     }
     s->shm_open = true;
     gw_log_attach_level(&s->shm.hdr->log_level);
@@ -727,22 +711,36 @@ int sup_run(struct gw_config *cfg, const struct sup_run_opts *opts)
     snprintf(num, sizeof(num), "%d", (int)getpid());
     setenv("COAPGW_SUPERVISED", "1", 1);
     setenv("COAPGW_SUPERVISOR_PID", num, 1);
+    return 0;
+}
 
-    /* The development secret is created here, before any frontend starts,
-     * so that they all read the same one; the banner's token comes with it. */
-    if (opts && opts->mint && !cfg->jwt_key_file[0] && !strcmp(cfg->jwt_alg, "HS256")) {
+/* The development secret is created here, before any frontend starts, so
+ * that they all read the same one; the banner's token comes with it. */
+static char *mint_demo_token(struct sup_ctx *s)
+{
+    const struct sup_run_opts *opts = s->opts;
+    char *token = NULL;
+    if (opts && opts->mint && !s->cfg->jwt_key_file[0] && !strcmp(s->cfg->jwt_alg, "HS256")) {
         char merr[256] = "";
-        if (opts->mint(cfg, "demo", 86400, &token, merr, sizeof(merr)) != 0) {
+        if (opts->mint(s->cfg, "demo", 86400, &token, merr, sizeof(merr)) != 0) {
             gw_log_warn(GW_LOG_AUTH, "minting the demo token: %s", merr);
             token = NULL;
         }
     }
+    return token;
+}
 
-    if ((rc = uv_loop_init(&s->loop)) != 0) {
+/* The loop: signals, one child record per role, the metrics listener.
+ * *loop_ok once uv_loop_init succeeded. 0 or an exit code. */
+static int setup_loop(struct sup_ctx *s, bool *loop_ok)
+{
+    struct gw_config *cfg = s->cfg;
+    int rc = uv_loop_init(&s->loop);
+    if (rc != 0) {
         gw_log_err(GW_LOG_SYS, "uv_loop_init: %s", uv_strerror(rc));
-        goto out;
+        return 1;
     }
-    loop_ok = true;
+    *loop_ok = true;
     uv_signal_init(&s->loop, &s->sig_term);
     uv_signal_init(&s->loop, &s->sig_int);
     uv_signal_init(&s->loop, &s->sig_hup);
@@ -764,36 +762,40 @@ int sup_run(struct gw_config *cfg, const struct sup_run_opts *opts)
         (rc = uv_signal_start(&s->sig_usr2, on_sigusr2, SIGUSR2)) != 0) {
         gw_log_err(GW_LOG_SYS, "uv_signal_start: %s", uv_strerror(rc));
         close_all(s);
-        goto out;
+        return 1;
     }
     if (cfg->metrics_listen[0]) {
+        char err[512];
         rc = sup_http_start(&s->loop, cfg->metrics_listen, http_handler, s, &s->http, err, sizeof(err));
         if (rc) {
             gw_log_err(GW_LOG_SYS, "%s", err);
-            ret = rc == -EINVAL ? GW_EXIT_FATAL : 1;
             close_all(s);
-            goto out;
+            return rc == -EINVAL ? GW_EXIT_FATAL : 1;
         }
         gw_log_info(GW_LOG_SYS, "metrics on http://%s/metrics", cfg->metrics_listen);
     }
+    return 0;
+}
 
+/* Every child spawned (a failed spawn retries after the backoff). */
+static void start_children(struct sup_ctx *s, const char *token)
+{
     s->state = SUP_RUNNING;
     for (uint32_t i = 0; i < s->nkids; i++)
         if (kid_spawn(&s->kids[i]) != 0)
             uv_timer_start(&s->kids[i].timer, on_respawn, sup_backoff_next(&s->kids[i].backoff, 0), 0);
     print_banner(s, token);
     gw_log_info(GW_LOG_SYS, "gateway started: %u processes, instance %s, listening on %s", s->nkids,
-                cfg->instance, cfg->listen);
+                s->cfg->instance, s->cfg->listen);
+}
 
-    uv_run(&s->loop, UV_RUN_DEFAULT);
-    ret = s->exit_code;
-    gw_log_info(GW_LOG_SYS, "gateway stopped%s", ret ? " after an error" : "");
-
-out:
+static void sup_teardown(struct sup_ctx *s, bool loop_ok)
+{
     if (loop_ok) {
         /* Handles closed by close_all() finish their close callbacks here. */
         uv_run(&s->loop, UV_RUN_DEFAULT);
-        if ((rc = uv_loop_close(&s->loop)) != 0)
+        int rc = uv_loop_close(&s->loop);
+        if (rc != 0)
             gw_log_warn(GW_LOG_SYS, "uv_loop_close: %s", uv_strerror(rc));
     }
     if (s->shm_open) {
@@ -802,10 +804,46 @@ out:
         /* Every child is gone: the segment dies with the gateway, and
          * `coapgw status` says that the instance is not running. */
         if (s->state == SUP_DONE)
-            gw_shm_unlink(cfg);
+            gw_shm_unlink(s->cfg);
     }
     if (s->pidfd >= 0)
         cleanup_files(s);
+}
+
+int sup_run(struct gw_config *cfg, const struct sup_run_opts *opts)
+{
+    int lvl = gw_log_level_parse(cfg->log_level);
+    gw_log_init("supervisor", -1, lvl < 0 ? GW_LOG_INFO : (enum gw_log_level)lvl);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct sup_ctx *s = calloc(1, sizeof(*s));
+    if (!s) {
+        gw_log_err(GW_LOG_SYS, "out of memory");
+        return 1;
+    }
+    s->cfg = cfg;
+    s->opts = opts;
+    s->pidfd = -1;
+    char *token = NULL;
+    bool loop_ok = false;
+
+    if (opts && opts->config_path && opts->config_path[0] && !realpath(opts->config_path, s->config_abs))
+        snprintf(s->config_abs, sizeof(s->config_abs), "%s", opts->config_path);
+
+    int ret = sup_prepare(s);
+    if (ret == 0)
+        ret = open_segment(s);
+    if (ret == 0) {
+        token = mint_demo_token(s);
+        ret = setup_loop(s, &loop_ok);
+    }
+    if (ret == 0) {
+        start_children(s, token);
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+        ret = s->exit_code;
+        gw_log_info(GW_LOG_SYS, "gateway stopped%s", ret ? " after an error" : "");
+    }
+    sup_teardown(s, loop_ok);
     free(token);
     free(s);
     return ret;

@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: MIT */
+/* test_proc.c - the shared start-up of the roles (common/gw_proc.c): a
+ * data_dir others could write, or a segment of another layout, is refused
+ * for good (GW_EXIT_FATAL, S9.2, S1.2); a full start-up takes
+ * the process slot and the ring sides, creates the doorbell FIFOs, opens
+ * LMDB, and runs a loop in which the own doorbell reaches on_bell, every
+ * turn reaches on_turn and is counted, SIGHUP reaches on_hup and SIGTERM
+ * stops the loop; teardown closes the FIFOs. Real files, shared memory and
+ * signals; every loop is bounded by a timer. */
+#include "gw_error.h"
+#include "gw_proc.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[64];
+
+static void mkdir_tmp(void)
+{
+    strcpy(dir, "/tmp/coapgw-test-proc.XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+}
+
+static void rm_tmp(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static void test_cfg(struct gw_config *cfg)
+{
+    gw_config_defaults(cfg);
+    snprintf(cfg->instance, sizeof(cfg->instance), "tp%ld", (long)getpid());
+    snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s", dir);
+    cfg->ring_slots = 64;
+    cfg->max_txn = 16;
+    cfg->lmdb_map_mb = 8;
+}
+
+Test(proc, a_data_dir_others_can_write_is_refused_for_good, .init = mkdir_tmp, .fini = rm_tmp)
+{
+    struct gw_config cfg;
+    test_cfg(&cfg);
+    cr_assert_eq(chmod(dir, 0777), 0);
+    struct gw_proc *p = malloc(sizeof(*p));
+    cr_assert_not_null(p);
+    cr_assert_eq(gw_proc_init(p, &cfg, GW_PROC_SCHEDULER), GW_EXIT_FATAL);
+    gw_proc_deinit(p); /* safe after a failed start-up */
+    free(p);
+}
+
+Test(proc, a_segment_of_another_layout_is_refused_for_good, .init = mkdir_tmp, .fini = rm_tmp)
+{
+    struct gw_config cfg;
+    test_cfg(&cfg);
+    char err[512] = "";
+    struct gw_shm seg;
+    int rc = gw_shm_open(&cfg, true, &seg, err, sizeof(err));
+    cr_assert_eq(rc, 0, "segment: %s (%s)", gw_strerror(rc), err);
+    struct gw_config other = cfg;
+    other.ring_slots = 128; /* a role built for another layout */
+    struct gw_proc *p = malloc(sizeof(*p));
+    cr_assert_not_null(p);
+    cr_assert_eq(gw_proc_init(p, &other, GW_PROC_SCHEDULER), GW_EXIT_FATAL);
+    gw_proc_deinit(p);
+    free(p);
+    gw_shm_close(&seg);
+    cr_expect_eq(gw_shm_unlink(&cfg), 0);
+}
+
+struct probe {
+    struct gw_proc *p;
+    int bells, turns, hups;
+};
+
+static void on_bell(void *ctx)
+{
+    struct probe *pr = ctx;
+    pr->bells++;
+    raise(SIGHUP); /* next: on_hup */
+}
+
+static void on_turn(void *ctx)
+{
+    ((struct probe *)ctx)->turns++;
+}
+
+static void on_hup(void *ctx)
+{
+    struct probe *pr = ctx;
+    pr->hups++;
+    raise(SIGTERM); /* next: gw_proc's own handler stops the loop */
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    uv_stop(t->loop);
+}
+
+Test(proc, start_up_run_and_teardown, .init = mkdir_tmp, .fini = rm_tmp)
+{
+    struct gw_config cfg;
+    test_cfg(&cfg);
+    char err[512] = "";
+    struct gw_shm seg;
+    int rc = gw_shm_open(&cfg, true, &seg, err, sizeof(err));
+    cr_assert_eq(rc, 0, "segment: %s (%s)", gw_strerror(rc), err);
+
+    struct gw_proc *p = malloc(sizeof(*p));
+    cr_assert_not_null(p);
+    cr_assert_eq(gw_proc_init(p, &cfg, GW_PROC_MESHIO), 0);
+    cr_assert_eq(atomic_load(&gw_shm_proc(&seg, GW_PROC_MESHIO)->pid), (uint32_t)getpid());
+    struct gw_ring *out = gw_proc_ring_produce(p, gw_ring_mesh_to_sch(&p->shm));
+    struct gw_ring *in = gw_proc_ring_consume(p, gw_ring_sch_to_mesh(&p->shm));
+    cr_assert_eq(atomic_load(&out->prod_pid), (uint32_t)getpid());
+    cr_assert_eq(atomic_load(&in->cons_pid), (uint32_t)getpid());
+
+    const uint32_t peers[] = { GW_BELL_SCHEDULER };
+    cr_assert_eq(gw_proc_bells_open(p, GW_BELL_MESHIO, peers, 1), 0);
+    int my_fd = gw_proc_bell_fd(p, GW_BELL_MESHIO), peer_fd = gw_proc_bell_fd(p, GW_BELL_SCHEDULER);
+    cr_assert_geq(my_fd, 0);
+    cr_assert_geq(peer_fd, 0);
+    cr_assert_eq(gw_proc_bell_fd(p, GW_BELL_FRONTEND0), -1, "not opened");
+    char path[600];
+    struct stat st;
+    gw_bell_path(&cfg, GW_BELL_MESHIO, path, sizeof(path));
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert(S_ISFIFO(st.st_mode));
+    cr_assert_eq(gw_proc_store_open(p), 0);
+
+    struct probe pr = { .p = p };
+    struct gw_proc_hooks hooks = { .ctx = &pr, .on_bell = on_bell, .on_turn = on_turn, .on_hup = on_hup };
+    cr_assert_eq(gw_proc_start(p, &hooks), 0);
+    uv_timer_t deadline;
+    cr_assert_eq(uv_timer_init(&p->loop, &deadline), 0);
+    cr_assert_eq(uv_timer_start(&deadline, on_deadline, 5000, 0), 0);
+    gw_proc_ready(p);
+    cr_assert_eq(atomic_load(&gw_shm_proc(&seg, GW_PROC_MESHIO)->ready), 1);
+
+    gw_bell_fifo_kick(my_fd); /* as the scheduler would */
+    uint64_t turns0 = atomic_load(&p->stats->v[GW_STAT_loop_turns]);
+    cr_assert_eq(gw_proc_run(p), GW_EXIT_OK);
+    cr_assert_eq(pr.bells, 1, "the doorbell reached on_bell once");
+    cr_assert_eq(pr.hups, 1, "SIGHUP reached on_hup");
+    cr_assert(uv_is_active((uv_handle_t *)&deadline), "SIGTERM stopped the loop, not the 5 s deadline");
+    cr_assert_geq(pr.turns, 1);
+    cr_assert_eq(atomic_load(&p->stats->v[GW_STAT_loop_turns]) - turns0, (uint64_t)pr.turns,
+                 "every turn counted in loop_turns");
+
+    gw_proc_deinit(p);
+    cr_assert_eq(fcntl(my_fd, F_GETFD), -1, "FIFOs closed at teardown");
+    cr_assert_eq(errno, EBADF);
+    cr_assert_eq(fcntl(peer_fd, F_GETFD), -1);
+    free(p);
+    gw_shm_close(&seg);
+    cr_expect_eq(gw_shm_unlink(&cfg), 0);
+}
