@@ -65,6 +65,8 @@ int gw_registry_by_addr(struct gw_store *st, const struct gw_ep *ep, uint8_t mac
  * since keys moved to data_dir/keys: a registry imported before is loaded
  * again once, which moves its keys out of the records. */
 #define DEVFILE_STAMP "devfile2:"
+/* meta key of the registry's generation, one more at every import. */
+#define REGISTRY_GEN "registry_gen"
 
 struct import_ctx {
     MDB_txn *txn;
@@ -171,6 +173,19 @@ int gw_registry_load(struct gw_store *st, const char *path, bool skip_bad, int *
                    "its %zu devices", path, rc, rc == 1 ? "" : "s", gw_registry_count(st));
         return GW_EBADMSG;
     }
+    /* Readers that keep a copy (meshio's device index) rebuild it when
+     * this number changes; it commits with the registry, after the keys. */
+    uint64_t gen = 0;
+    MDB_val gk = { sizeof(REGISTRY_GEN) - 1, (void *)REGISTRY_GEN }, gv;
+    if (mdb_get(txn, st->meta, &gk, &gv) == 0 && gv.mv_size == sizeof(gen))
+        memcpy(&gen, gv.mv_data, sizeof(gen));
+    gen++;
+    gv = (MDB_val){ sizeof(gen), &gen };
+    if ((rc = mdb_put(txn, st->meta, &gk, &gv, 0)) != 0) {
+        mdb_txn_abort(ktxn);
+        mdb_txn_abort(txn);
+        return gw_store_err(rc);
+    }
     struct stat sb;
     if (stat(path, &sb) == 0) {
         uint64_t stamp[2] = { (uint64_t)sb.st_size, (uint64_t)sb.st_mtim.tv_sec * 1000000000ull + (uint64_t)sb.st_mtim.tv_nsec };
@@ -257,4 +272,19 @@ size_t gw_registry_count(struct gw_store *st)
     size_t n = mdb_stat(txn, st->devices, &ms) == 0 ? ms.ms_entries : 0;
     gw_store_rdone(st);
     return n;
+}
+
+int gw_registry_gen(struct gw_store *st, uint64_t *gen)
+{
+    MDB_txn *txn;
+    int rc = gw_store_rbegin(st, &txn);
+    if (rc)
+        return rc;
+    MDB_val k = { sizeof(REGISTRY_GEN) - 1, (void *)REGISTRY_GEN }, v;
+    *gen = 0;
+    rc = mdb_get(txn, st->meta, &k, &v);
+    if (rc == 0 && v.mv_size == sizeof(*gen))
+        memcpy(gen, v.mv_data, sizeof(*gen));
+    gw_store_rdone(st);
+    return rc == MDB_NOTFOUND ? 0 : gw_store_err(rc);
 }

@@ -33,5 +33,9 @@ int gw_registry_sync(struct gw_store *st, const char *path, int *bad) GW_NODISCA
 /* Calls fn for every device (read transaction); stops when fn returns nonzero. */
 int gw_registry_foreach(struct gw_store *st, int (*fn)(void *ctx, const struct gw_device *d), void *ctx);
 size_t gw_registry_count(struct gw_store *st);
+/* The registry's generation: one more at every import that changed it (0
+ * before the first since this key exists). A reader that keeps a copy reads
+ * it before the devices; a change means its copy is out of date. */
+int gw_registry_gen(struct gw_store *st, uint64_t *gen) GW_NODISCARD;
 
 #endif

@@ -60,6 +60,7 @@ struct mesh_ctx {
     struct gw_config cfg;
     struct gw_proc p;           /* loop, shared segment, doorbells, LMDB, signals */
     struct gw_store *store;     /* &p.store */
+    struct mesh_devidx devs;    /* the registry in memory (meshio.h) */
     uv_udp_t udp[MESH_NSOCK];
     int sock_family[MESH_NSOCK]; /* AF_INET or AF_INET6 */
     struct gw_ring *from_sch, *to_sch;
@@ -217,12 +218,24 @@ static void release_held(struct mesh_ctx *m)
     }
 }
 
+/* True when the in-memory registry is up to date; otherwise (a store error
+ * while rebuilding it) the caller reads LMDB as before. */
+static bool devs_current(struct mesh_ctx *m)
+{
+    int rc = mesh_devidx_sync(&m->devs, m->store);
+    if (rc)
+        log_limited(m, LIM_STORE, GW_LOG_ERR, "device index: %s; reading the registry per datagram",
+                    gw_strerror(rc));
+    return rc == 0 && m->devs.valid;
+}
+
 static void handle_datagram(struct mesh_ctx *m, const struct gw_ep *src, bool secure,
                             const uint8_t *buf, size_t len)
 {
     char eps[GW_EP_STRLEN], macs[17];
     struct gw_device dev;
-    int rc = mesh_rx_identify(m->store, src, secure, &dev);
+    int rc = devs_current(m) ? mesh_devidx_identify(&m->devs, src, secure, &dev)
+                             : mesh_rx_identify(m->store, src, secure, &dev);
     if (rc == GW_ENOTFOUND) {
         gw_stat_add(m->stats, GW_STAT_mesh_unknown_source, 1);
         log_limited(m, LIM_UNKNOWN_SRC, GW_LOG_WARN,
@@ -304,7 +317,15 @@ static void handle_tx(struct mesh_ctx *m, const struct gw_msg *env, const uint8_
 {
     char macs[17], eps[GW_EP_STRLEN];
     struct gw_device dev;
-    int rc = gw_registry_get(m->store, env->mac, &dev);
+    int rc;
+    if (devs_current(m)) {
+        const struct gw_device *d = mesh_devidx_by_mac(&m->devs, env->mac);
+        rc = d ? 0 : GW_ENOTFOUND;
+        if (d)
+            dev = *d;
+    } else {
+        rc = gw_registry_get(m->store, env->mac, &dev);
+    }
     if (rc) {
         /* S7.2: the device left the registry after the scheduler took the
          * request; its retries end in 5.04. */
@@ -536,6 +557,7 @@ int mesh_run(const struct gw_config *cfg)
     if (!m)
         return GW_EXIT_FAIL;
     m->store = &m->p.store;
+    mesh_devidx_init(&m->devs);
     for (int i = 0; i < MESH_NSOCK; i++)
         gw_udp_txq_init(&m->tx[i], -1, m->txbuf[i], sizeof(m->txbuf[i]));
     const uint32_t peers[] = { GW_BELL_SCHEDULER };
@@ -570,6 +592,7 @@ out:
     teardown_state(m);
     gw_proc_loop_close(&m->p);
     mesh_crypto_thread_cleanup();
+    mesh_devidx_deinit(&m->devs);
     gw_proc_deinit(&m->p);
     free(m);
     return code;

@@ -203,6 +203,36 @@ int mesh_tx_prepare(const struct gw_device *dev, uint8_t security, const uint8_t
                     struct mesh_seqstore *seq, uint8_t *out, size_t cap, size_t *outlen,
                     struct gw_ep *dst) GW_NODISCARD;
 
+/* meshio's copy of the device registry (keys included), so that a datagram
+ * costs a hash look-up instead of LMDB read transactions. mesh_devidx_sync
+ * is called before look-ups: it compares the environment's last
+ * transaction id (no transaction) and, when that moved, the registry's
+ * generation (gw_registry_gen), and rebuilds the copy when the generation
+ * changed. Cost: sizeof(struct gw_device) + 16 bytes per device. */
+struct mesh_devidx {
+    struct gw_device *dev;
+    uint32_t n, cap;
+    uint32_t *by_mac, *by_addr;  /* open addressing, index + 1 */
+    uint32_t nb;
+    uint64_t key[2];             /* SipHash key, random per process */
+    uint64_t gen;
+    size_t txnid;
+    bool valid;
+};
+void mesh_devidx_init(struct mesh_devidx *x);
+void mesh_devidx_deinit(struct mesh_devidx *x);
+/* Replaces the copy with n devices (copied) of generation gen. */
+int mesh_devidx_build(struct mesh_devidx *x, const struct gw_device *devs, uint32_t n, uint64_t gen) GW_NODISCARD;
+/* Brings the copy up to date with the registry in st (see above). 0, or a
+ * store error (then the old copy, if any, stays and is marked valid as it was). */
+int mesh_devidx_sync(struct mesh_devidx *x, struct gw_store *st) GW_NODISCARD;
+const struct gw_device *mesh_devidx_by_mac(const struct mesh_devidx *x, const uint8_t mac[GW_MAC_LEN]);
+/* The device with address ep->addr and ep->port as its plain or secure port. */
+const struct gw_device *mesh_devidx_by_ep(const struct mesh_devidx *x, const struct gw_ep *ep);
+/* mesh_rx_identify on the copy: 0 with *dev, or GW_ENOTFOUND. */
+int mesh_devidx_identify(const struct mesh_devidx *x, const struct gw_ep *src, bool secure,
+                         struct gw_device *dev) GW_NODISCARD;
+
 /* Which device sent a datagram from src to the plain (secure = false) or
  * secure socket? Looks the source up in the registry and requires it to be
  * the device's address and its port of that kind.

@@ -390,6 +390,108 @@ Test(dgram, rx_identify_by_source)
     cr_assert_eq(mesh_rx_identify(&store, &src, false, &d), GW_ENOTFOUND);
 }
 
+/* Issue 13 item 2: meshio's in-memory registry answers as the LMDB look-ups
+ * do, keys included, and follows an import at the next look-up. */
+Test(dgram, devidx_follows_registry)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/devices.csv", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "mac,address,type,key,plain_port,secure_port\n"
+               "0200000000000001,127.0.0.42,normal,a0a1a2a3a4a5a6a7a8a9aaabacadaeaf,5683,4849\n");
+    cr_assert_eq(fclose(f), 0);
+    int bad;
+    cr_assert_eq(gw_registry_import(&store, path, &bad), 1);
+
+    struct mesh_devidx x;
+    mesh_devidx_init(&x);
+    E(mesh_devidx_sync(&x, &store));
+    cr_assert(x.valid);
+    uint64_t gen = x.gen;
+    struct gw_ep src = { .family = 4, .port = 4849, .addr = { 127, 0, 0, 42 } };
+    struct gw_device d;
+    E(mesh_devidx_identify(&x, &src, true, &d));
+    cr_assert_arr_eq(d.mac, mac_a, GW_MAC_LEN);
+    cr_assert_arr_eq(d.key, key_a, MESH_KEY_LEN, "the key comes from data_dir/keys");
+    cr_assert_eq(mesh_devidx_identify(&x, &src, false, &d), GW_ENOTFOUND);
+    src.port = 5683;
+    E(mesh_devidx_identify(&x, &src, false, &d));
+    cr_assert_eq(mesh_devidx_identify(&x, &src, true, &d), GW_ENOTFOUND);
+    src.addr[3] = 43;
+    cr_assert_eq(mesh_devidx_identify(&x, &src, false, &d), GW_ENOTFOUND);
+    const struct gw_device *pd = mesh_devidx_by_mac(&x, mac_a);
+    cr_assert_not_null(pd);
+
+    /* Nothing changed: no rebuild (the same copy). */
+    E(mesh_devidx_sync(&x, &store));
+    cr_assert_eq(mesh_devidx_by_mac(&x, mac_a), pd);
+
+    /* A refused import changes nothing, not even the generation. */
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "mac,address,type,key\n0200000000000001,127.0.0.43,normal,zz\n");
+    cr_assert_eq(fclose(f), 0);
+    cr_assert_lt(gw_registry_import(&store, path, &bad), 0);
+    E(mesh_devidx_sync(&x, &store));
+    cr_assert_eq(x.gen, gen);
+
+    /* The device moves and gets a new key while meshio runs. */
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "mac,address,type,key\n0200000000000001,127.0.0.43,normal,"
+               "505152535455565758595a5b5c5d5e5f\n");
+    cr_assert_eq(fclose(f), 0);
+    cr_assert_eq(gw_registry_import(&store, path, &bad), 1);
+    E(mesh_devidx_sync(&x, &store));
+    cr_assert_gt(x.gen, gen);
+    E(mesh_devidx_identify(&x, &src, false, &d));
+    cr_assert_arr_eq(d.key, key_b, MESH_KEY_LEN);
+    src.addr[3] = 42;
+    cr_assert_eq(mesh_devidx_identify(&x, &src, false, &d), GW_ENOTFOUND);
+    mesh_devidx_deinit(&x);
+}
+
+/* Many devices: every one is found by MAC and by each of its ports. */
+Test(dgram, devidx_many)
+{
+    enum { N = 3000 };
+    static struct gw_device v[N];
+    memset(v, 0, sizeof(v));
+    for (uint32_t i = 0; i < N; i++) {
+        v[i].mac[0] = 2;
+        v[i].mac[6] = (uint8_t)(i >> 8);
+        v[i].mac[7] = (uint8_t)i;
+        v[i].family = 4;
+        v[i].addr[0] = 127;
+        v[i].addr[2] = (uint8_t)(i >> 8);
+        v[i].addr[3] = (uint8_t)i;
+        v[i].plain_port = 5683;
+        v[i].secure_port = (uint16_t)(4849 + i % 3);
+    }
+    struct mesh_devidx x;
+    mesh_devidx_init(&x);
+    E(mesh_devidx_build(&x, v, N, 7));
+    for (uint32_t i = 0; i < N; i++) {
+        const struct gw_device *d = mesh_devidx_by_mac(&x, v[i].mac);
+        cr_assert_not_null(d);
+        cr_assert_arr_eq(d->mac, v[i].mac, GW_MAC_LEN);
+        struct gw_ep ep = { .family = 4, .port = v[i].secure_port };
+        memcpy(ep.addr, v[i].addr, 16);
+        struct gw_device out;
+        E(mesh_devidx_identify(&x, &ep, true, &out));
+        cr_assert_arr_eq(out.mac, v[i].mac, GW_MAC_LEN);
+        ep.port = 5683;
+        E(mesh_devidx_identify(&x, &ep, false, &out));
+        cr_assert_arr_eq(out.mac, v[i].mac, GW_MAC_LEN);
+        ep.port = 9;
+        cr_assert_null(mesh_devidx_by_ep(&x, &ep));
+    }
+    uint8_t none[GW_MAC_LEN] = { 3 };
+    cr_assert_null(mesh_devidx_by_mac(&x, none));
+    mesh_devidx_deinit(&x);
+}
+
 /* ---- frames held until their window is durable (issue #12 item 10) ---- */
 
 struct fwd_log {
