@@ -21,3 +21,46 @@ int gw_msg_decode(const uint8_t *rec, size_t n, struct gw_msg *hdr, const uint8_
     *data = rec + sizeof(*hdr);
     return 0;
 }
+
+size_t gw_notify_set_count(const struct gw_msg *env, const uint8_t *data)
+{
+    struct gw_notify_hdr h;
+    if (env->kind != GW_MSG_NOTIFY_SET || env->len < sizeof(h))
+        return 0;
+    memcpy(&h, data, sizeof(h));
+    if (h.msg_len < 4 || (data[sizeof(h)] & 0x0f) != 0)
+        return 0;
+    if ((size_t)env->len != sizeof(h) + h.msg_len + (size_t)h.count * sizeof(struct gw_notify_to))
+        return 0;
+    return h.count;
+}
+
+int gw_notify_set_get(const struct gw_msg *env, const uint8_t *data, size_t i, struct gw_msg *m, uint8_t *out,
+                      size_t cap)
+{
+    struct gw_notify_hdr h;
+    if (i >= gw_notify_set_count(env, data))
+        return GW_EBADMSG;
+    memcpy(&h, data, sizeof(h));
+    const uint8_t *msg = data + sizeof(h);
+    struct gw_notify_to to;
+    memcpy(&to, msg + h.msg_len + i * sizeof(to), sizeof(to));
+    if (to.tkl > GW_COAP_MAX_TOKEN || (to.ep.family != 4 && to.ep.family != 6) ||
+        (size_t)h.msg_len + to.tkl > cap || (size_t)h.msg_len + to.tkl > GW_COAP_MAX_MSG + 16)
+        return GW_EBADMSG;
+    *m = *env;
+    m->kind = GW_MSG_RESP;
+    m->flags = (uint8_t)(env->flags | (to.flags & GW_MF_ANSWER));
+    m->ep = to.ep;
+    m->session = to.session;
+    m->tkl = to.tkl;
+    memset(m->token, 0, sizeof(m->token));
+    memcpy(m->token, to.token, to.tkl);
+    m->len = (uint16_t)(h.msg_len + to.tkl);
+    /* The token goes between the 4-byte header and the options. */
+    memcpy(out, msg, 4);
+    out[0] = (uint8_t)((out[0] & 0xf0) | to.tkl);
+    memcpy(out + 4, to.token, to.tkl);
+    memcpy(out + 4 + to.tkl, msg + 4, h.msg_len - 4u);
+    return 0;
+}

@@ -21,6 +21,7 @@ enum gw_msg_kind {
     GW_MSG_SESSION_MOVED, /* fe -> sch: sticky move of `session` away from `ep`: observers there end */
     GW_MSG_FE_START,      /* fe -> sch: frontend `fe` (re)started: send it its unconfirmed answers again */
     GW_MSG_ANSWER_DONE,   /* fe -> sch: client `ep` ACKed or RSTed `client_mid`, or it was given up */
+    GW_MSG_NOTIFY_SET,    /* sch -> fe: one notification for several observers (gw_notify_set below) */
     GW_MSG_KIND_MAX
 };
 
@@ -76,6 +77,35 @@ struct gw_msg {
 GW_STATIC_ASSERT(sizeof(struct gw_msg) == 80, "envelope layout is fixed");
 
 #define GW_MSG_MAX (sizeof(struct gw_msg) + GW_COAP_MAX_MSG + 16)
+
+/* GW_MSG_NOTIFY_SET (issue 13 item 3): a resource's new state is encoded
+ * once, for up to a ring slot's worth of its observers at one frontend,
+ * instead of one record per observer. The envelope is a RESP notify's (kind,
+ * fe, flags GW_MF_NOTIFY [| GW_MF_DEV_NON], aux = Observe number, security,
+ * mac); data is struct gw_notify_hdr, the message without a token (tkl 0,
+ * MID 0), then `count` struct gw_notify_to. gw_notify_set_get() yields
+ * observer i's record exactly as a GW_MSG_RESP for it would be. */
+struct gw_notify_hdr {
+    uint16_t count;
+    uint16_t msg_len;
+};
+struct gw_notify_to {
+    struct gw_ep ep;
+    uint8_t tkl;
+    uint8_t flags;           /* GW_MF_ANSWER for the observer whose request this state answers */
+    uint8_t token[GW_COAP_MAX_TOKEN];
+    uint16_t pad;
+    uint64_t session;
+};
+GW_STATIC_ASSERT(sizeof(struct gw_notify_to) == 40, "a notification costs 40 ring bytes per observer");
+
+/* Observers in a decoded GW_MSG_NOTIFY_SET record, after checking that the
+ * header, message and entries fit its length exactly; 0 when malformed. */
+size_t gw_notify_set_count(const struct gw_msg *env, const uint8_t *data);
+/* Observer i's RESP record: *m (envelope) and out (the message with its
+ * token, MID 0; cap >= GW_COAP_MAX_MSG + 16). 0, or GW_EBADMSG. */
+int gw_notify_set_get(const struct gw_msg *env, const uint8_t *data, size_t i, struct gw_msg *m, uint8_t *out,
+                      size_t cap) GW_NODISCARD;
 
 /* Validates a popped record. Returns 0 and points *data at the CoAP bytes,
  * or GW_EBADMSG. hdr is copied out so the caller owns an aligned copy. */

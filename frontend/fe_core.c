@@ -410,6 +410,29 @@ void fe_core_deliver(struct fe_core *fe, const struct gw_msg *m, const uint8_t *
         log_answer(fe, m, buf[1], dur, cached ? "cache" : "mesh");
 }
 
+int fe_core_deliver_record(struct fe_core *fe, const struct gw_msg *m, const uint8_t *data)
+{
+    if (m->kind == GW_MSG_RESP) {
+        fe_core_deliver(fe, m, data);
+        return 0;
+    }
+    if (m->kind != GW_MSG_NOTIFY_SET)
+        return GW_EBADMSG;
+    /* One state for many observers (gw_msg.h): each gets its own copy with
+     * its token here, and its own MID in fe_core_deliver. */
+    size_t n = gw_notify_set_count(m, data);
+    if (!n)
+        return GW_EBADMSG;
+    uint8_t buf[GW_COAP_MAX_MSG + 16];
+    for (size_t i = 0; i < n; i++) {
+        struct gw_msg one;
+        if (gw_notify_set_get(m, data, i, &one, buf, sizeof(buf)) != 0)
+            return GW_EBADMSG;
+        fe_core_deliver(fe, &one, buf);
+    }
+    return 0;
+}
+
 uint64_t fe_core_timer(struct fe_core *fe, uint64_t now)
 {
     struct fe_rtx_out o;

@@ -126,6 +126,10 @@ void fe_core_datagram(struct fe_core *c, const struct gw_ep *ep, const uint8_t *
 int fe_core_announce_start(struct fe_core *c) GW_NODISCARD;
 /* One RESP record from the scheduler: an answer or a notification. */
 void fe_core_deliver(struct fe_core *c, const struct gw_msg *m, const uint8_t *data);
+/* A record from the scheduler's ring: RESP as fe_core_deliver, or a
+ * GW_MSG_NOTIFY_SET for each of its observers. GW_EBADMSG for anything else
+ * or a malformed set (nothing more of it is sent). */
+int fe_core_deliver_record(struct fe_core *c, const struct gw_msg *m, const uint8_t *data);
 /* Runs retransmissions due at `now`; returns the next deadline or UINT64_MAX. */
 uint64_t fe_core_timer(struct fe_core *c, uint64_t now);
 uint64_t fe_core_next(struct fe_core *c);

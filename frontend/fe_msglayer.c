@@ -358,6 +358,7 @@ static void rtx_link_mid(struct fe_rtx *t, uint32_t idx)
 {
     struct fe_rtx_entry *x = &t->e[idx];
     uint32_t b = key_hash(t->key, &x->ep, &x->mid, sizeof(x->mid), t->nb);
+    x->b_mid = b;
     x->next_mid = t->bm[b];
     t->bm[b] = idx + 1;
 }
@@ -365,9 +366,9 @@ static void rtx_link_mid(struct fe_rtx *t, uint32_t idx)
 static void rtx_free(struct fe_rtx *t, uint32_t idx)
 {
     struct fe_rtx_entry *x = &t->e[idx];
-    chain_del(t, t->bm, key_hash(t->key, &x->ep, &x->mid, sizeof(x->mid), t->nb), idx, false);
+    chain_del(t, t->bm, x->b_mid, idx, false);
     if (x->notify)
-        chain_del(t, t->bt, key_hash(t->key, &x->ep, x->token, x->tkl, t->nb), idx, true);
+        chain_del(t, t->bt, x->b_tok, idx, true);
     free(x->buf);
     x->buf = NULL;
     x->used = 0;
@@ -413,7 +414,7 @@ int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uin
             /* RFC 7641 4.5.2: the newer notification replaces the one in
              * flight and inherits its counter and timeout. */
             struct fe_rtx_entry *x = &t->e[old];
-            chain_del(t, t->bm, key_hash(t->key, &x->ep, &x->mid, sizeof(x->mid), t->nb), (uint32_t)old, false);
+            chain_del(t, t->bm, x->b_mid, (uint32_t)old, false);
             free(x->buf);
             x->buf = copy;
             x->len = (uint16_t)len;
@@ -447,6 +448,7 @@ int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uin
     rtx_link_mid(t, idx);
     if (notify) {
         uint32_t b = key_hash(t->key, ep, token, tkl, t->nb);
+        x->b_tok = b;
         x->next_tok = t->bt[b];
         t->bt[b] = idx + 1;
     }

@@ -119,6 +119,7 @@ struct fe_rtx_entry {
     uint32_t gen;
     uint32_t next_mid;      /* hash chain by (ep, mid) */
     uint32_t next_tok;      /* hash chain by (ep, token), notifications only */
+    uint32_t b_mid, b_tok;  /* their buckets, so unlinking on an ACK hashes nothing */
     uint64_t timeout_ms;
     uint64_t deadline;
     uint64_t session;

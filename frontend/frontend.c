@@ -125,11 +125,9 @@ static void drain_from_sch(struct fe_ctx *fe)
             continue;
         struct gw_msg m;
         const uint8_t *data;
-        if (gw_msg_decode(fe->rec, (size_t)n, &m, &data) != 0 || m.kind != GW_MSG_RESP) {
+        if (gw_msg_decode(fe->rec, (size_t)n, &m, &data) != 0 ||
+            fe_core_deliver_record(&fe->core, &m, data) != 0)
             gw_stat_add(fe->stats, GW_STAT_rx_malformed, 1);
-            continue;
-        }
-        fe_core_deliver(&fe->core, &m, data);
     }
     arm_rtx_timer(fe);
 }

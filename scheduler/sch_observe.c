@@ -572,23 +572,88 @@ static bool newer(uint32_t vnew, uint64_t tnew, uint32_t vlast, uint64_t tlast)
 }
 
 /* Sends state `resp` to every observer; `skip_ep/tok` (the txn's client when
- * it is answered separately) is flagged as the answer to its request. */
+ * it is answered separately) is flagged as the answer to its request.
+ * Issue 13 item 3: the state is encoded once, without a token, and goes to
+ * each frontend in GW_MSG_NOTIFY_SET records of as many observers as a ring
+ * slot holds; the frontend patches token and MID per observer. */
+static bool is_answering(const struct gw_msg *answering, const struct obs_observer *v)
+{
+    return answering && answering->tkl == v->tkl && !memcmp(answering->token, v->token, v->tkl) &&
+           gw_ep_eq(&answering->ep, &v->ep);
+}
+
+static void flush_set(struct sch_core *c, struct gw_msg *env, uint8_t *data, size_t msg_len, uint16_t *count)
+{
+    if (!*count)
+        return;
+    struct gw_notify_hdr h = { *count, (uint16_t)msg_len };
+    memcpy(data, &h, sizeof(h));
+    env->len = (uint16_t)(sizeof(h) + msg_len + (size_t)*count * sizeof(struct gw_notify_to));
+    uint8_t fe = env->fe;
+    if (c->out.to_client(c->out.ctx, env, data) != 0)
+        gw_stat_add(c->stats, GW_STAT_ring_full, *count);
+    env->fe = fe;
+    *count = 0;
+}
+
 static void fan_out(struct sch_core *c, struct sch_obs *o, const struct gw_coap_msg *resp, const struct gw_msg *answering)
 {
     uint32_t num = take_num(c, o);
-    uint8_t out[GW_COAP_MAX_MSG + 64];
-    for (uint32_t i = 0; i < o->n; i++) {
-        struct gw_msg env;
-        env_of(o, &o->v[i], &env);
-        size_t len;
-        if (sch_core_build_answer(&env, resp, num, -1, out, sizeof(out), &len) != 0)
+    uint8_t flags = GW_MF_NOTIFY | (resp->type == GW_COAP_NON ? GW_MF_DEV_NON : 0);
+    /* data: header, the token-less message, then the observers. */
+    uint8_t data[GW_COAP_MAX_MSG + 16];
+    const size_t hl = sizeof(struct gw_notify_hdr), el = sizeof(struct gw_notify_to);
+    struct gw_msg env;
+    memset(&env, 0, sizeof(env));
+    env.kind = GW_MSG_NOTIFY_SET;
+    env.security = o->security;
+    env.flags = flags;
+    env.aux = num;
+    memcpy(env.mac, o->mac, GW_MAC_LEN);
+    size_t ml;
+    bool set = sch_core_build_answer(&env, resp, num, -1, data + hl, sizeof(data) - hl, &ml) == 0 &&
+               hl + ml + el <= sizeof(data);
+    if (!set) {
+        /* A state too large to share a record: one record per observer. */
+        uint8_t out[GW_COAP_MAX_MSG + 64];
+        for (uint32_t i = 0; i < o->n; i++) {
+            struct gw_msg e;
+            env_of(o, &o->v[i], &e);
+            size_t len;
+            if (sch_core_build_answer(&e, resp, num, -1, out, sizeof(out), &len) != 0)
+                continue;
+            uint8_t f = (uint8_t)(flags | (is_answering(answering, &o->v[i]) ? GW_MF_ANSWER : 0));
+            if (sch_core_send_client(c, &e, f, num, out, len) != 0)
+                gw_stat_add(c->stats, GW_STAT_ring_full, 1);
+        }
+        return;
+    }
+    size_t per = (sizeof(data) - hl - ml) / el;
+    /* Frontends with observers here (fe < 64 by gw_config), one pass each. */
+    uint64_t fes = 0;
+    for (uint32_t i = 0; i < o->n; i++)
+        fes |= 1ull << (o->v[i].fe & 63);
+    for (unsigned fe = 0; fe < 64; fe++) {
+        if (!(fes & (1ull << fe)))
             continue;
-        uint8_t flags = GW_MF_NOTIFY | (resp->type == GW_COAP_NON ? GW_MF_DEV_NON : 0);
-        if (answering && answering->tkl == env.tkl && !memcmp(answering->token, env.token, env.tkl) &&
-            gw_ep_eq(&answering->ep, &env.ep))
-            flags |= GW_MF_ANSWER;
-        if (sch_core_send_client(c, &env, flags, num, out, len) != 0)
-            gw_stat_add(c->stats, GW_STAT_ring_full, 1);
+        env.fe = (uint8_t)fe;
+        uint16_t count = 0;
+        for (uint32_t i = 0; i < o->n; i++) {
+            const struct obs_observer *v = &o->v[i];
+            if ((v->fe & 63) != fe)
+                continue;
+            struct gw_notify_to to;
+            memset(&to, 0, sizeof(to));
+            to.ep = v->ep;
+            to.tkl = v->tkl;
+            to.flags = is_answering(answering, v) ? GW_MF_ANSWER : 0;
+            memcpy(to.token, v->token, v->tkl);
+            to.session = v->session;
+            memcpy(data + hl + ml + (size_t)count * el, &to, el);
+            if (++count == per)
+                flush_set(c, &env, data, ml, &count);
+        }
+        flush_set(c, &env, data, ml, &count);
     }
 }
 

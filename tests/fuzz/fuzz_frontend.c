@@ -49,6 +49,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -412,8 +413,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 memcpy(rec + sizeof(m), d, len);
             struct gw_msg dm;
             const uint8_t *body;
-            if (gw_msg_decode(rec, sizeof(m) + len, &dm, &body) == 0 && dm.kind == GW_MSG_RESP)
-                fe_core_deliver(&F.core, &dm, body);
+            /* Without an earlier request to answer, bit 6 makes the bytes a
+             * notification set (gw_msg.h) instead, checked as drain_from_sch does. */
+            if (!(sel & 0x80) && (sel & 0x40)) {
+                rec[0] = GW_MSG_NOTIFY_SET;
+                rec[offsetof(struct gw_msg, tkl)] = 0;
+            }
+            if (gw_msg_decode(rec, sizeof(m) + len, &dm, &body) == 0)
+                GW_IGNORE(fe_core_deliver_record(&F.core, &dm, body));
             free(rec);
             free(d);
             break;

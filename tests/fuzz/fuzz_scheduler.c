@@ -93,13 +93,9 @@ static void cleanup(void)
 
 /* ---- callbacks ---------------------------------------------------------- */
 
-static int to_client(void *ctx, struct gw_msg *env, const uint8_t *data)
+/* One RESP record as the frontend gets it. */
+static void check_client_record(const struct gw_msg *env, const uint8_t *data)
 {
-    (void)ctx;
-    if (S.client_full)
-        return GW_EFULL;
-    if (env->kind != GW_MSG_RESP)
-        fail("a client record that is not RESP");
     /* What scheduler.c pushes and drain_from_sch decodes. */
     static uint8_t rec[sizeof(struct gw_msg) + GW_COAP_MAX_MSG + 64];
     if (env->len > GW_COAP_MAX_MSG + 16)
@@ -117,6 +113,40 @@ static int to_client(void *ctx, struct gw_msg *env, const uint8_t *data)
         fail("a message for a client lacks the client's token");
     if ((m.code >> 5) != 2 && (m.code >> 5) != 4 && (m.code >> 5) != 5)
         fail("a message for a client is not a response (2.xx, 4.xx, 5.xx)");
+}
+
+static int to_client(void *ctx, struct gw_msg *env, const uint8_t *data)
+{
+    (void)ctx;
+    if (S.client_full)
+        return GW_EFULL;
+    if (env->kind == GW_MSG_NOTIFY_SET) {
+        /* A notification for several observers (gw_msg.h): the envelope
+         * must decode, and each observer's record pass as a RESP would. */
+        static uint8_t rec[sizeof(struct gw_msg) + GW_COAP_MAX_MSG + 64];
+        if (env->len > GW_COAP_MAX_MSG + 16)
+            fail("notification set over the envelope bound");
+        memcpy(rec, env, sizeof(*env));
+        memcpy(rec + sizeof(*env), data, env->len);
+        struct gw_msg d;
+        const uint8_t *body;
+        if (gw_msg_decode(rec, sizeof(*env) + env->len, &d, &body) != 0)
+            fail("the frontend would drop this notification set");
+        size_t n = gw_notify_set_count(&d, body);
+        if (n == 0)
+            fail("a malformed notification set");
+        static uint8_t one_buf[GW_COAP_MAX_MSG + 16];
+        for (size_t i = 0; i < n; i++) {
+            struct gw_msg one;
+            if (gw_notify_set_get(&d, body, i, &one, one_buf, sizeof(one_buf)) != 0)
+                fail("an observer of a notification set does not decode");
+            check_client_record(&one, one_buf);
+        }
+        return 0;
+    }
+    if (env->kind != GW_MSG_RESP)
+        fail("a client record that is neither RESP nor a notification set");
+    check_client_record(env, data);
     return 0;
 }
 

@@ -569,3 +569,68 @@ Test(fe_core, stored_answer_replayed_to_a_sessionless_sender_is_cut)
     cr_assert_eq(T.nout, 1);
     cr_assert_leq(T.out[0].len, 3 * sizeof(dup), "%zu bytes", T.out[0].len);
 }
+
+/* Issue 13 item 3: a GW_MSG_NOTIFY_SET record yields one CON notification
+ * per observer, each with its own token and MID and the shared options and
+ * payload, each retransmitted until its own ACK; a malformed set sends
+ * nothing. */
+Test(fe_core, notification_set_reaches_each_observer)
+{
+    uint8_t data[GW_COAP_MAX_MSG + 16];
+    struct gw_notify_hdr h = { 3, 0 };
+    struct gw_cb b;
+    gw_cb_init(&b, data + sizeof(h), sizeof(data) - sizeof(h), GW_COAP_CON, GW_COAP_CONTENT, 0, NULL, 0);
+    gw_cb_opt_uint(&b, GW_OPT_OBSERVE, 77);
+    gw_cb_payload(&b, "42", 2);
+    size_t ml;
+    cr_assert_eq(gw_cb_finish(&b, &ml), 0);
+    h.msg_len = (uint16_t)ml;
+    memcpy(data, &h, sizeof(h));
+    const char *toks[3] = { "", "q", "abcdefgh" };
+    for (unsigned i = 0; i < 3; i++) {
+        struct gw_notify_to to = { .ep = i == 1 ? T.b : T.a, .tkl = (uint8_t)strlen(toks[i]), .session = 5 };
+        to.ep.port = (uint16_t)(to.ep.port + (i == 2));
+        memcpy(to.token, toks[i], to.tkl);
+        memcpy(data + sizeof(h) + ml + i * sizeof(to), &to, sizeof(to));
+    }
+    struct gw_msg m = { .kind = GW_MSG_NOTIFY_SET, .flags = GW_MF_NOTIFY, .aux = 77 };
+    m.len = (uint16_t)(sizeof(h) + ml + 3 * sizeof(struct gw_notify_to));
+    unsigned n0 = T.nout;
+    cr_assert_eq(fe_core_deliver_record(&T.core, &m, data), 0);
+    cr_assert_eq(T.nout, n0 + 3, "one datagram per observer");
+    uint16_t mids[3];
+    for (unsigned i = 0; i < 3; i++) {
+        struct gw_coap_msg c;
+        out_msg(n0 + i, &c);
+        cr_assert_eq(c.type, GW_COAP_CON);
+        cr_assert_eq(c.tkl, strlen(toks[i]));
+        cr_assert_eq(memcmp(c.token, toks[i], c.tkl), 0);
+        cr_assert_eq(c.payload_len, 2);
+        cr_assert_eq(memcmp(c.payload, "42", 2), 0);
+        cr_assert_eq(c.nopts, 1);
+        cr_assert_eq(c.opts[0].num, GW_OPT_OBSERVE);
+        mids[i] = c.mid;
+        for (unsigned j = 0; j < i; j++)
+            cr_assert_neq(mids[j], mids[i], "own MIDs");
+    }
+    cr_assert(gw_ep_eq(&T.out[n0 + 1].ep, &T.b));
+    /* Each is in flight until its observer ACKs. */
+    for (unsigned i = 0; i < 3; i++) {
+        cr_assert_neq(fe_core_next(&T.core), UINT64_MAX);
+        uint8_t ack[4] = { 0x60, 0, (uint8_t)(mids[i] >> 8), (uint8_t)mids[i] };
+        fe_core_datagram(&T.core, &T.out[n0 + i].ep, ack, 4);
+    }
+    cr_assert_eq(fe_core_next(&T.core), UINT64_MAX, "every ACK matched its own notification");
+
+    /* One byte short, a token length over 8, a template with a token: nothing. */
+    n0 = T.nout;
+    m.len--;
+    cr_assert_eq(fe_core_deliver_record(&T.core, &m, data), GW_EBADMSG);
+    m.len++;
+    data[sizeof(h) + ml + sizeof(struct gw_ep)] = 9;
+    cr_assert_eq(fe_core_deliver_record(&T.core, &m, data), GW_EBADMSG);
+    data[sizeof(h) + ml + sizeof(struct gw_ep)] = 0;
+    data[sizeof(h)] |= 1;
+    cr_assert_eq(fe_core_deliver_record(&T.core, &m, data), GW_EBADMSG);
+    cr_assert_eq(T.nout, n0, "a malformed set sends nothing");
+}

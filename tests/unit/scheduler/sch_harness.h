@@ -77,6 +77,7 @@ struct harness {
     unsigned client_refused;
     struct h_rec client[H_MAX_REC];
     unsigned nclient;
+    unsigned notify_sets;    /* GW_MSG_NOTIFY_SET records (each expanded into client[]) */
     struct h_rec mesh[H_MAX_REC];
     unsigned nmesh;
 };
@@ -104,11 +105,27 @@ static inline int h_to_client(void *ctx, struct gw_msg *env, const uint8_t *data
         H.client_refused++;
         return GW_EFULL;
     }
+    if (env->fe < 4 && H.fe_dead[env->fe])
+        env->fe = 0; /* as scheduler.c does: a live frontend of the port takes it */
+    if (env->kind == GW_MSG_NOTIFY_SET) {
+        /* One state for several observers: recorded as the frontend sends
+         * it, one record per observer (the set must be well formed). */
+        size_t n = gw_notify_set_count(env, data);
+        cr_assert_gt(n, 0, "malformed notification set");
+        H.notify_sets++;
+        for (size_t i = 0; i < n; i++) {
+            cr_assert_lt(H.nclient, H_MAX_REC, "too many client records");
+            struct gw_msg one;
+            cr_assert_eq(gw_notify_set_get(env, data, i, &one, H.client[H.nclient].data,
+                                           sizeof(H.client[0].data)), 0);
+            H.client[H.nclient].env = one;
+            H.nclient++;
+        }
+        return 0;
+    }
     cr_assert_lt(H.nclient, H_MAX_REC, "too many client records");
     cr_assert_leq(env->len, sizeof(H.client[0].data));
     cr_assert_eq(env->kind, GW_MSG_RESP);
-    if (env->fe < 4 && H.fe_dead[env->fe])
-        env->fe = 0; /* as scheduler.c does: a live frontend of the port takes it */
     H.client[H.nclient].env = *env;
     memcpy(H.client[H.nclient].data, data, env->len);
     H.nclient++;

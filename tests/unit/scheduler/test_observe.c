@@ -687,3 +687,39 @@ Test(observe, sticky_move_ends_observers_at_the_old_endpoint)
     counts(0, 0);
     cr_assert_eq(H.nmesh, m0 + 1, "the last observer gone: cancel at the device");
 }
+
+/* Issue 13 item 3: a notification is encoded once and reaches each frontend
+ * in records of many observers (GW_MSG_NOTIFY_SET), not one per observer;
+ * every observer still gets its own token, endpoint and the same number. */
+Test(observe, fan_out_shares_one_record_among_many_observers)
+{
+    h_start();
+    enum { N = 70 };
+    static struct obsr v[N];
+    static char toks[N][8];
+    for (unsigned k = 0; k < N; k++) {
+        snprintf(toks[k], sizeof(toks[k]), "t%u", k);
+        v[k] = (struct obsr){ (uint16_t)(41000 + k), toks[k], 1 };
+        /* Half of them came through frontend 1. */
+        H.nclient = 0;
+        unsigned m0 = H.nmesh;
+        h_request(&(struct h_req){ .mac = obs_mac, .port = v[k].port, .tok = v[k].tok, .session = 1,
+                                   .flags = GW_MF_OBS_REGISTER, .path = "temp", .fe = (uint8_t)(k & 1) });
+        cr_assert_eq(H.nmesh, m0 + 1);
+        struct h_pkt req;
+        h_last_tx(&req);
+        memcpy(gtok, req.token, 8);
+        have_gtok = true;
+        dev_answer_reg(&req, 10 + k, false, 0, "r");
+        cr_assert_eq(H.nclient, k + 1, "the join's answer reaches all %u observers", k + 1);
+    }
+    counts(1, N);
+    H.nclient = 0;
+    unsigned s0 = H.notify_sets;
+    notify_all(v, N, 200);
+    /* Two frontends, 35 observers each, at most 28 in a record of a short
+     * state: two records per frontend, not 70. */
+    cr_assert_eq(H.notify_sets - s0, 4, "records for %u observers: %u", N, H.notify_sets - s0);
+    for (unsigned k = 0; k < N; k++)
+        cr_assert_eq(H.client[h_client_find_tok(0, v[k].tok)].env.fe, k & 1, "observer %u at its frontend", k);
+}
