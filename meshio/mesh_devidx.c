@@ -23,7 +23,8 @@ static uint32_t h_mac(const struct mesh_devidx *x, const uint8_t mac[GW_MAC_LEN]
     return (uint32_t)gw_siphash(x->key, mac, GW_MAC_LEN) & (x->nb - 1);
 }
 
-static uint32_t h_addr(const struct mesh_devidx *x, uint8_t family, const uint8_t addr[16], uint16_t port)
+static uint32_t h_addr(const struct mesh_devidx *x, uint8_t family, const uint8_t addr[16],
+                       uint16_t port)
 {
     uint8_t k[19];
     k[0] = family;
@@ -63,7 +64,8 @@ static void put_addr(struct mesh_devidx *x, uint32_t i, uint16_t port)
 {
     const struct gw_device *d = &x->dev[i];
     uint32_t mask = x->nb - 1;
-    for (uint32_t s = h_addr(x, d->family, d->addr, port), n = 0; n < x->nb; s = (s + 1) & mask, n++)
+    for (uint32_t s = h_addr(x, d->family, d->addr, port), n = 0; n < x->nb;
+         s = (s + 1) & mask, n++)
         if (!x->by_addr[s]) {
             x->by_addr[s] = i + 1;
             return;
@@ -104,7 +106,8 @@ int mesh_devidx_build(struct mesh_devidx *x, const struct gw_device *devs, uint3
     return 0;
 }
 
-const struct gw_device *mesh_devidx_by_mac(const struct mesh_devidx *x, const uint8_t mac[GW_MAC_LEN])
+const struct gw_device *mesh_devidx_by_mac(const struct mesh_devidx *x,
+                                           const uint8_t mac[GW_MAC_LEN])
 {
     if (!x->nb)
         return NULL;
@@ -132,7 +135,8 @@ const struct gw_device *mesh_devidx_by_ep(const struct mesh_devidx *x, const str
     return NULL;
 }
 
-int mesh_devidx_identify(const struct mesh_devidx *x, const struct gw_ep *src, bool secure, struct gw_device *dev)
+int mesh_devidx_identify(const struct mesh_devidx *x, const struct gw_ep *src, bool secure,
+                         struct gw_device *dev)
 {
     const struct gw_device *d = mesh_devidx_by_ep(x, src);
     /* As mesh_rx_identify: the port must be the one of the socket's kind. */
