@@ -137,7 +137,9 @@ Test(proc, start_up_run_and_teardown, .init = mkdir_tmp, .fini = rm_tmp)
     cr_assert_eq(gw_proc_store_open(p), 0);
 
     struct probe pr = { .p = p };
-    struct gw_proc_hooks hooks = { .ctx = &pr, .on_bell = on_bell, .on_turn = on_turn, .on_hup = on_hup };
+    struct gw_proc_hooks hooks = {
+        .ctx = &pr, .on_bell = on_bell, .on_turn = on_turn, .on_hup = on_hup
+    };
     cr_assert_eq(gw_proc_start(p, &hooks), 0);
     uv_timer_t deadline;
     cr_assert_eq(uv_timer_init(&p->loop, &deadline), 0);
@@ -150,7 +152,8 @@ Test(proc, start_up_run_and_teardown, .init = mkdir_tmp, .fini = rm_tmp)
     cr_assert_eq(gw_proc_run(p), GW_EXIT_OK);
     cr_assert_eq(pr.bells, 1, "the doorbell reached on_bell once");
     cr_assert_eq(pr.hups, 1, "SIGHUP reached on_hup");
-    cr_assert(uv_is_active((uv_handle_t *)&deadline), "SIGTERM stopped the loop, not the 5 s deadline");
+    cr_assert(uv_is_active((uv_handle_t *)&deadline),
+              "SIGTERM stopped the loop, not the 5 s deadline");
     cr_assert_geq(pr.turns, 1);
     cr_assert_eq(atomic_load(&p->stats->v[GW_STAT_loop_turns]) - turns0, (uint64_t)pr.turns,
                  "every turn counted in loop_turns");
