@@ -1,30 +1,38 @@
 #!/usr/bin/env bash
-# deploy/check-compose.sh - checks deploy/ on a machine without a Docker engine.
+# deploy/check-compose.sh - checks deploy/: the Dockerfile, coapgw.conf and the
+# Compose stack, under the real Docker engine wherever one can run.
 #
 #   1. compose     `docker-compose -f deploy/compose.yaml config` accepts the file
-#   2. dockerfile  the build stage runs exactly the README's set-up:
-#                  `RUN deploy/setup-deps.sh && deploy/build.sh`
-#   3. build       replays that stage: its COPY lines into a scratch tree, then
-#                  its RUN lines there (so the image's build steps run every time)
+#   2. dockerfile  the build stages run exactly the README's set-up:
+#                  `RUN deploy/setup-deps.sh` then `RUN deploy/build.sh`
+#   3. build       (replay only) replays those stages: their COPY lines into a
+#                  scratch tree (.dockerignore's allowlist), then their RUN lines
 #   4. runtime     the runtime stage installs the Debian package of every
 #                  library `ldd coapgw` names
 #   5. config      deploy/coapgw.conf lists every key with its built-in default
 #                  and, uncommented, parses to exactly the defaults
-#   6. services    runs the compose services as Docker would, from
-#                  `docker-compose config`: entrypoint/command, environment,
-#                  depends_on conditions, healthchecks; inside new network,
-#                  mount (tmpfs /dev/shm and volume) and PID namespaces standing
-#                  in for the pod; then a session and a proxied request through
-#                  the published port, SIGKILL + restart of a frontend, the
-#                  scheduler and meshio (the session survives), a duplicate
-#                  frontend index refused, and a clean stop on SIGTERM.
+#   6. services    with Docker (as root with dockerd installed, or an engine
+#                  already answering): deploy/test-compose-docker.py builds
+#                  the image and runs the stack under the engine (session,
+#                  proxied GET, observe, frontends sharing the port, SIGKILL of
+#                  each role under traffic, `down -v` leaving nothing).
+#                  Without an engine, and saying so loudly: the NAMESPACE
+#                  REPLAY, which runs the compose services as Docker would,
+#                  from `docker-compose config`, in new network, mount and PID
+#                  namespaces standing in for the pod (a session and a proxied
+#                  request, SIGKILL + restart of a frontend, the scheduler and
+#                  meshio, a duplicate frontend index refused, a clean stop).
 #
 # Works from any directory. Prints one line per check and a final
-# "check-compose: PASS" or "check-compose: FAIL"; exits 1 on failure.
-# Environment: CHECK_COMPOSE_BUILD=0 skips 3 and uses $COAPGW_BIN (default
-# build/coapgw); CHECK_COMPOSE_RUN=0 skips 6; CHECK_COMPOSE_KEEP=1 keeps the
-# scratch directory (service logs). Check 6 needs unshare(1) (root,
-# or unprivileged user namespaces); without it, it is reported as skipped.
+# "check-compose: PASS (...)" naming which run of 6 it was, or
+# "check-compose: FAIL"; exits 1 on failure. An installed engine that cannot
+# start fails the check rather than falling back to the replay.
+# Environment: CHECK_COMPOSE_ENGINE=auto|docker|replay (default auto);
+# CHECK_COMPOSE_BUILD=0 skips the replay's 3 and uses $COAPGW_BIN (default
+# build/coapgw, which the Docker run also uses for 4 and 5);
+# CHECK_COMPOSE_RUN=0 skips 6; CHECK_COMPOSE_KEEP=1 keeps the replay's scratch
+# directory (service logs). The replay needs unshare(1) (root, or
+# unprivileged user namespaces); without it, 6 is reported as skipped.
 set -uo pipefail
 deploy=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$deploy/.." && pwd)
@@ -103,27 +111,52 @@ def exec_form(args):
     return ["/bin/sh", "-c", args]
 
 
+def build_chain(stages):
+    """The stages before the runtime stage, each FROM debian or an earlier one."""
+    names = set()
+    for frm, _ in stages[:-1]:
+        parts = frm.split()
+        base = parts[0]
+        if base != "debian:bookworm-slim" and base not in names:
+            die("2 dockerfile: stage FROM %s, expected debian:bookworm-slim or an earlier stage" % frm)
+        if len(parts) == 3 and parts[1].upper() == "AS":
+            names.add(parts[2])
+    return [i for _, instrs in stages[:-1] for i in instrs]
+
+
 def cmd_dockerfile(dockerfile):
     stages = dockerfile_stages(dockerfile)
-    if len(stages) != 2:
-        die("2 dockerfile: expected a build stage and a runtime stage, found %d FROM lines" % len(stages))
-    for frm, _ in stages:
-        if not frm.split()[0] == "debian:bookworm-slim":
-            die("2 dockerfile: stage FROM %s, expected debian:bookworm-slim" % frm)
-    runs = [a for i, a in stages[0][1] if i == "RUN"]
-    want = "deploy/setup-deps.sh && deploy/build.sh"
-    if runs != [want]:
-        die("2 dockerfile: the build stage must run exactly `RUN %s` (the README's set-up), found %r" % (want, runs))
-    print("ok   2 dockerfile: build stage runs `%s`, the README's set-up" % want, flush=True)
+    if len(stages) < 2:
+        die("2 dockerfile: expected build stages and a runtime stage, found %d FROM lines" % len(stages))
+    if stages[-1][0].split()[0] != "debian:bookworm-slim":
+        die("2 dockerfile: runtime stage FROM %s, expected debian:bookworm-slim" % stages[-1][0])
+    runs = [a for i, a in build_chain(stages) if i == "RUN"]
+    want = ["deploy/setup-deps.sh", "deploy/build.sh"]
+    if runs != want:
+        die("2 dockerfile: the build stages must run exactly %s in order (the README's set-up), found %r" %
+            (" then ".join("`RUN %s`" % w for w in want), runs))
+    print("ok   2 dockerfile: build stages run `%s`, the README's set-up" % " && ".join(want), flush=True)
+
+
+def dockerignore_allow(root):
+    """The allowlist of .dockerignore (`*` then `!name` lines), or None."""
+    path = os.path.join(root, ".dockerignore")
+    if not os.path.exists(path):
+        return None
+    lines = [l.strip() for l in open(path) if l.strip() and not l.startswith("#")]
+    if not lines or lines[0] != "*":
+        die("3 build: .dockerignore must be an allowlist (`*`, then `!name` lines) for the replay")
+    return [l[1:] for l in lines[1:] if l.startswith("!")]
 
 
 def cmd_replay(dockerfile, root, scratch):
-    """Replays the build stage: COPY into scratch/<image path>, RUN there."""
+    """Replays the build stages: COPY into scratch/<image path>, RUN there."""
     stages = dockerfile_stages(dockerfile)
     img = os.path.join(scratch, "img")
     workdir = "/"
     t0 = time.time()
-    for instr, args in stages[0][1]:
+    allow = dockerignore_allow(root)
+    for instr, args in build_chain(stages):
         if instr == "WORKDIR":
             workdir = os.path.join(workdir, args)
             os.makedirs(img + workdir, exist_ok=True)
@@ -134,15 +167,18 @@ def cmd_replay(dockerfile, root, scratch):
             *srcs, dst = parts
             dst = os.path.join(workdir, dst)
             for s in srcs:
-                sp = os.path.join(root, s)
-                if os.path.isdir(sp):
-                    shutil.copytree(sp, img + dst, symlinks=True, dirs_exist_ok=True,
-                                    ignore=shutil.ignore_patterns("__pycache__"))
+                if s == "." and allow is not None:
+                    entries = [(os.path.join(root, a), os.path.join(dst, a)) for a in allow
+                               if os.path.exists(os.path.join(root, a))]
                 else:
-                    d = img + dst
-                    if dst.endswith("/"):
-                        os.makedirs(d, exist_ok=True)
-                    shutil.copy2(sp, d)
+                    entries = [(os.path.join(root, s), dst)]
+                for sp, d in entries:
+                    if os.path.isdir(sp):
+                        shutil.copytree(sp, img + d, symlinks=True, dirs_exist_ok=True,
+                                        ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
+                    else:
+                        os.makedirs(os.path.dirname(img + d) if not d.endswith("/") else img + d, exist_ok=True)
+                        shutil.copy2(sp, img + d)
         elif instr == "RUN":
             argv = exec_form(args)
             print("     3 build: RUN %s (in a copy of the sources, %s)" % (args, img + workdir), flush=True)
@@ -151,17 +187,17 @@ def cmd_replay(dockerfile, root, scratch):
                 print(r.stdout[-6000:])
                 die("3 build: `RUN %s` exited with %d" % (args, r.returncode))
         elif instr in ("ENV", "ARG", "LABEL", "USER", "SHELL"):
-            die("3 build: the replay does not handle %s in the build stage" % instr)
+            die("3 build: the replay does not handle %s in the build stages" % instr)
     # Where the runtime stage takes the binary from.
     src = None
-    for instr, args in stages[1][1]:
+    for instr, args in stages[-1][1]:
         if instr == "COPY" and args.startswith("--from="):
             parts = shlex.split(args)
             if parts[-1].endswith("/coapgw"):
                 src = parts[1]
     if not src or not os.access(img + src, os.X_OK):
-        die("3 build: the runtime stage copies %s, which the build stage did not produce" % src)
-    print("ok   3 build: the build stage's steps built %s (%ds)" % (src, time.time() - t0), flush=True)
+        die("3 build: the runtime stage copies %s, which the build stages did not produce" % src)
+    print("ok   3 build: the build stages' steps built %s (%ds)" % (src, time.time() - t0), flush=True)
     print(img + src)
 
 
@@ -173,7 +209,7 @@ def installed_depends(pkg):
 def cmd_runtime(dockerfile, binary):
     stages = dockerfile_stages(dockerfile)
     pkgs = set()
-    for instr, args in stages[1][1]:
+    for instr, args in stages[-1][1]:
         if instr == "RUN" and "apt-get install" in args:
             for chunk in args.split("&&"):
                 toks = chunk.split()
@@ -626,10 +662,33 @@ py() { python3 "$tmp/check.py" "$@"; }
 # 2. The Dockerfile's build stage is the README's set-up.
 py dockerfile "$deploy/Dockerfile" || fail "deploy/Dockerfile"
 
-# 3. Replay the build stage, or take an existing binary.
-if [ "${CHECK_COMPOSE_BUILD:-1}" != 0 ]; then
+# Which run of the services: the real engine wherever Docker is installed and
+# we are root (deploy/setup-deps.sh --test installs docker.io); the namespace
+# replay only where no engine can be had. An installed engine that fails to
+# start is a failure, never a silent fall-back.
+engine=${CHECK_COMPOSE_ENGINE:-auto}
+if [ "$engine" = auto ]; then
+    if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null; then
+        engine=docker
+    elif docker version >/dev/null 2>&1; then
+        engine=docker
+    else
+        engine=replay
+    fi
+fi
+case "$engine" in
+docker | replay) ;;
+*) fail "CHECK_COMPOSE_ENGINE=$engine: expected auto, docker or replay" ;;
+esac
+
+# 3. The image's build stages: built by Docker itself (in 6), or replayed here.
+if [ "$engine" = docker ]; then
+    bin=${COAPGW_BIN:-$root/build/coapgw}
+    [ -x "$bin" ] || fail "no binary at $bin for checks 4 and 5 (build it first, or set COAPGW_BIN)"
+    echo "skip 3 build: Docker builds the image in 6; checks 4 and 5 use $bin"
+elif [ "${CHECK_COMPOSE_BUILD:-1}" != 0 ]; then
     mkdir -p "$tmp/replay"
-    py replay "$deploy/Dockerfile" "$root" "$tmp/replay" >"$tmp/replay.out" || { cat "$tmp/replay.out"; fail "replaying the Dockerfile's build stage"; }
+    py replay "$deploy/Dockerfile" "$root" "$tmp/replay" >"$tmp/replay.out" || { cat "$tmp/replay.out"; fail "replaying the Dockerfile's build stages"; }
     sed '$d' "$tmp/replay.out"
     bin=$(tail -n 1 "$tmp/replay.out")
 else
@@ -642,10 +701,20 @@ fi
 py runtime "$deploy/Dockerfile" "$bin" || fail "deploy/Dockerfile runtime packages"
 py config "$deploy/coapgw.conf" "$bin" "$tmp" || fail "deploy/coapgw.conf"
 
-# 6. The services, in namespaces standing in for the pod.
+# 6. The services.
 if [ "${CHECK_COMPOSE_RUN:-1}" = 0 ]; then
     echo "skip 6 services: CHECK_COMPOSE_RUN=0"
+elif [ "$engine" = docker ]; then
+    echo "     6 services: UNDER THE REAL DOCKER ENGINE (deploy/test-compose-docker.py)"
+    python3 "$deploy/test-compose-docker.py"
+    rc=$?
+    if [ $rc = 2 ]; then
+        fail "6 services: Docker is installed here but no engine could be started (see above); set CHECK_COMPOSE_ENGINE=replay to run the namespace replay instead"
+    fi
+    [ $rc = 0 ] || fail "the compose stack (deploy/compose.yaml) does not run as expected under Docker"
+    echo "ok   6 services: the compose stack ran under the real Docker engine"
 else
+    echo "!!!! 6 services: NO DOCKER ENGINE HERE: running the NAMESPACE REPLAY of the services, not Docker"
     ns=(unshare --net --mount --pid --fork --mount-proc --propagation private)
     [ "$(id -u)" = 0 ] || ns=(unshare --user --map-root-user --net --mount --pid --fork --mount-proc --propagation private)
     if ! command -v unshare >/dev/null || ! "${ns[@]}" true 2>/dev/null; then
@@ -656,6 +725,7 @@ else
         mkdir -p "$tmp/run"
         "${ns[@]}" python3 "$tmp/check.py" services "$tmp/compose.yaml" "$deploy/Dockerfile" "$bin" "$tmp/run" ||
             fail "the compose services (deploy/compose.yaml) do not run as expected"
+        echo "!!!! 6 services: that was the NAMESPACE REPLAY, not Docker (no engine here)"
     fi
 fi
-echo "check-compose: PASS"
+echo "check-compose: PASS ($([ "$engine" = docker ] && echo "real Docker engine" || echo "namespace replay, no Docker engine"))"
