@@ -538,6 +538,10 @@ int main(int argc, char **argv)
     case SUP_CMD_STATUS:
         return sup_cmd_status(&cfg);
     case SUP_CMD_METRICS:
+        if (a.serve) {
+            gw_log_init("metrics", -1, lvl < 0 ? GW_LOG_INFO : (enum gw_log_level)lvl);
+            return sup_cmd_metrics_serve(&cfg);
+        }
         return sup_cmd_metrics(&cfg);
     case SUP_CMD_TOKEN: {
         int trc = trust_check(&cfg, TRUST_DATA | TRUST_INPUTS | TRUST_KEY);

@@ -20,7 +20,7 @@ static const char usage_all[] =
     "  scheduler [-c FILE]\n"
     "  meshio [-c FILE]\n"
     "  status [-c FILE]              processes of a running instance\n"
-    "  metrics [-c FILE]             Prometheus text of a running instance, once\n"
+    "  metrics [--serve] [-c FILE]   Prometheus text of a running instance, once (or over HTTP)\n"
     "  token --account ACCOUNT [--ttl SECONDS] [--devices LIST] [-c FILE]\n"
     "                                mint a JWT with the configured HS256 secret (or dev key)\n"
     "  devices import FILE [--skip-bad] [-c FILE]  load a devices file into the registry\n"
@@ -61,8 +61,10 @@ static const char usage_status[] =
     "usage: coapgw status [-c FILE]\n"
     "Shows the processes of the running instance. Exit status 0 when its supervisor runs.\n";
 static const char usage_metrics[] =
-    "usage: coapgw metrics [-c FILE]\n"
-    "Prints the instance's metrics once, in the Prometheus text format.\n";
+    "usage: coapgw metrics [--serve] [-c FILE]\n"
+    "Prints the instance's metrics once, in the Prometheus text format.\n"
+    "--serve: serves /metrics, /healthz and /readyz over HTTP on metrics_listen until\n"
+    "SIGTERM, for roles run without a supervisor (one container per role).\n";
 static const char usage_token[] =
     "usage: coapgw token --account ACCOUNT [--ttl SECONDS] [--devices LIST] [-c FILE]\n"
     "Prints a JWT for ACCOUNT (the `sub` claim), valid for SECONDS (default 3600), signed\n"
@@ -208,12 +210,14 @@ int sup_args_parse(int argc, char **argv, struct sup_args *a, char *err, size_t 
         { "account", required_argument, NULL, 'a' }, { "ttl", required_argument, NULL, 't' },
         { "devices", required_argument, NULL, 'd' }, { "help", no_argument, NULL, 'h' },
         { "check", no_argument, NULL, 'k' }, { "skip-bad", no_argument, NULL, 'S' },
+        { "serve", no_argument, NULL, 's' },
         { NULL, 0, NULL, 0 },
     };
     const char *shortopts = a->cmd == SUP_CMD_FRONTEND ? ":c:i:h"
                             : a->cmd == SUP_CMD_TOKEN ? ":c:a:t:d:h"
                             : a->cmd == SUP_CMD_CONFIG ? ":c:hk"
                             : a->cmd == SUP_CMD_DEVICES_IMPORT ? ":c:Sh"
+                            : a->cmd == SUP_CMD_METRICS ? ":c:sh"
                                                        : ":c:h";
 
     /* glibc: optind = 0 re-initialises getopt completely (we may be called
@@ -258,6 +262,9 @@ int sup_args_parse(int argc, char **argv, struct sup_args *a, char *err, size_t 
             break;
         case 'S':
             a->skip_bad = true;
+            break;
+        case 's':
+            a->serve = true;
             break;
         case 'h':
             a->help = true;

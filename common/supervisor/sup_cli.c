@@ -9,6 +9,7 @@
 #include "gw_nodes.h"
 #include "gw_registry.h"
 #include "gw_store.h"
+#include "sup_http.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -18,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +94,140 @@ int sup_cmd_metrics(const struct gw_config *cfg)
     size_t w = fwrite(text, 1, len, stdout);
     free(text);
     return w == len && fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* ---- metrics --serve: the supervisor's HTTP endpoint without a supervisor ---- */
+
+/* Roles started on their own (one container each) have no supervisor, and
+ * the supervisor is what serves metrics_listen. `metrics --serve` serves the
+ * same /metrics, /healthz and /readyz from the shared segment, attaching
+ * for each request, so that it outlives restarts of every role. */
+struct serve_ctx {
+    const struct gw_config *cfg;
+    uv_signal_t sigterm, sigint;
+    struct sup_http *http;
+};
+
+static char *serve_text(const char *t, int status, int *st, size_t *len)
+{
+    *st = status;
+    *len = strlen(t);
+    return strdup(t);
+}
+
+/* A snapshot of the running instance, or NULL with why filled in. */
+static struct sup_view *serve_snapshot(const struct gw_config *cfg, char *why, size_t whylen)
+{
+    if (!sup_shm_exists(cfg)) {
+        snprintf(why, whylen, "instance %s is not running (no shared segment)", cfg->instance);
+        return NULL;
+    }
+    struct gw_shm shm;
+    if (gw_shm_open(cfg, false, &shm, why, whylen) != 0)
+        return NULL;
+    struct sup_view *v = malloc(sizeof(*v));
+    if (v)
+        sup_view_snapshot(&shm, cfg, v);
+    else
+        snprintf(why, whylen, "out of memory");
+    gw_shm_close(&shm);
+    return v;
+}
+
+/* /readyz: the scheduler (started up), meshio and every configured frontend
+ * run, and the client port answers a CoAP ping. */
+static bool serve_ready(const struct gw_config *cfg, const struct sup_view *v, char *why, size_t len)
+{
+    uint32_t want = 0;
+    for (uint32_t i = 0; i < v->nprocs; i++) {
+        const struct sup_proc_view *p = &v->procs[i];
+        if (p->proc == GW_PROC_SUPERVISOR || p->proc == GW_PROC_MESHSIM)
+            continue;
+        if (p->proc >= GW_PROC_FRONTEND0 && p->proc - GW_PROC_FRONTEND0 >= (uint32_t)cfg->frontends)
+            continue;
+        want++;
+        if (!p->up) {
+            char name[32];
+            sup_proc_name(p->proc, name, sizeof(name));
+            snprintf(why, len, "%s is not running", name);
+            return false;
+        }
+    }
+    if (want < 2 + (uint32_t)cfg->frontends) {
+        snprintf(why, len, "not every role has started yet");
+        return false;
+    }
+    int rc = sup_probe_coap(cfg->listen, SUP_READY_PROBE_MS);
+    if (rc) {
+        snprintf(why, len, "client port %s does not answer a CoAP ping: %s", cfg->listen, gw_strerror(rc));
+        return false;
+    }
+    return true;
+}
+
+static char *serve_handler(void *ctx, const char *path, int *status, const char **ctype, size_t *len)
+{
+    struct serve_ctx *sc = ctx;
+    if (!strcmp(path, "/healthz"))
+        return serve_text("ok\n", 200, status, len);  /* this process answers */
+    bool metrics = !strcmp(path, "/metrics");
+    if (!metrics && strcmp(path, "/readyz"))
+        return serve_text("not found: this endpoint serves /metrics, /healthz and /readyz\n", 404, status, len);
+    char why[400], text[440];
+    struct sup_view *v = serve_snapshot(sc->cfg, why, sizeof(why));
+    if (v && metrics) {
+        char *body = sup_metrics_render(v, len);
+        free(v);
+        *status = 200;
+        *ctype = "text/plain; version=0.0.4; charset=utf-8";
+        return body;
+    }
+    bool ok = v && serve_ready(sc->cfg, v, why, sizeof(why));
+    free(v);
+    if (ok)
+        return serve_text("ready\n", 200, status, len);
+    snprintf(text, sizeof(text), "%s: %s\n", metrics ? "no metrics" : "not ready", why);
+    return serve_text(text, 503, status, len);
+}
+
+static void serve_on_signal(uv_signal_t *h, int signum)
+{
+    struct serve_ctx *sc = h->data;
+    gw_log_info(GW_LOG_SYS, "signal %d: stopping", signum);
+    sup_http_close(sc->http);
+    sc->http = NULL;
+    uv_close((uv_handle_t *)&sc->sigterm, NULL);
+    uv_close((uv_handle_t *)&sc->sigint, NULL);
+}
+
+int sup_cmd_metrics_serve(const struct gw_config *cfg)
+{
+    if (!cfg->metrics_listen[0]) {
+        fprintf(stderr, "coapgw metrics --serve: metrics_listen is empty; set it (ADDRESS:PORT) to serve on\n");
+        return GW_EXIT_FATAL;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct serve_ctx sc = { .cfg = cfg };
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0)
+        return 1;
+    char err[512];
+    int rc = sup_http_start(&loop, cfg->metrics_listen, serve_handler, &sc, &sc.http, err, sizeof(err));
+    if (rc) {
+        gw_log_err(GW_LOG_SYS, "%s", err);
+        uv_loop_close(&loop);
+        return rc == -EINVAL ? GW_EXIT_FATAL : 1;
+    }
+    uv_signal_init(&loop, &sc.sigterm);
+    uv_signal_init(&loop, &sc.sigint);
+    sc.sigterm.data = sc.sigint.data = &sc;
+    uv_signal_start(&sc.sigterm, serve_on_signal, SIGTERM);
+    uv_signal_start(&sc.sigint, serve_on_signal, SIGINT);
+    gw_log_info(GW_LOG_SYS, "metrics of instance %s on http://%s/metrics (/healthz, /readyz)", cfg->instance,
+                cfg->metrics_listen);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return 0;
 }
 
 int sup_cmd_devices_import(const struct gw_config *cfg, const char *file, bool skip_bad)

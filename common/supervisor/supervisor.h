@@ -58,6 +58,7 @@ struct sup_args {
     int64_t ttl_s;            /* token --ttl, SUP_TOKEN_TTL_DEFAULT when absent */
     const char *file;         /* devices import FILE; loglevel LEVEL (NULL: show) */
     bool check;               /* config --check */
+    bool serve;               /* metrics --serve: HTTP on metrics_listen until stopped */
     bool skip_bad;            /* devices import --skip-bad: load the good lines of a file with bad ones */
     bool help;                /* -h/--help: print the usage on stdout, exit 0 */
     int sub_argc;             /* meshsim: the arguments from "meshsim" on */
@@ -239,6 +240,10 @@ int sup_run(struct gw_config *cfg, const struct sup_run_opts *opts);
 
 int sup_cmd_status(const struct gw_config *cfg);
 int sup_cmd_metrics(const struct gw_config *cfg);
+/* `metrics --serve`: /metrics, /healthz and /readyz over HTTP on
+ * metrics_listen until SIGTERM/SIGINT, for roles run without a supervisor
+ * (containers). Returns 0, GW_EXIT_FATAL for a configuration error, or 1. */
+int sup_cmd_metrics_serve(const struct gw_config *cfg);
 /* `coapgw devices import FILE [--skip-bad]` (S7.2): all or nothing unless
  * skip_bad; refused (exit 1) while devices_file or the embedded simulator
  * is the registry's source, so that a SIGHUP never silently undoes it. */

@@ -566,3 +566,20 @@ Test(supervisor, pid_files_are_written_whole_and_removed_only_when_ours)
     rmdir(sub);
     rmdir(dir);
 }
+
+/* `metrics --serve` (containers without a supervisor) is a flag of metrics only. */
+Test(supervisor, args_metrics_serve)
+{
+    struct sup_args a;
+    char err[256];
+    E(parse(&a, err, sizeof(err), "coapgw", "metrics", "-c", "gw.conf", NULL));
+    cr_assert_eq(a.cmd, SUP_CMD_METRICS);
+    cr_assert(!a.serve);
+    E(parse(&a, err, sizeof(err), "coapgw", "metrics", "--serve", "-c", "gw.conf", NULL));
+    cr_assert(a.serve);
+    cr_assert_str_eq(a.config, "gw.conf");
+    E(parse(&a, err, sizeof(err), "coapgw", "metrics", "-s", NULL));
+    cr_assert(a.serve);
+    cr_assert_eq(parse(&a, err, sizeof(err), "coapgw", "status", "--serve", NULL), -EINVAL);
+    cr_assert(strstr(err, "--serve does not apply"), "%s", err);
+}
