@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""deploy/compose.yaml under a real Docker engine (SPEC S10.3; issue 16 item 1).
+"""deploy/compose.yaml under a real Docker engine (PROTOCOL.md S10.3; issue 16 item 1).
 
 Called by deploy/check-compose.sh. In order:
 
@@ -409,6 +409,7 @@ class DedupSock:
     def __init__(self, sock):
         self.sock = sock
         self.seen = set()
+        self.on_final = None
 
     def recvfrom(self, n):
         while True:
@@ -419,10 +420,33 @@ class DedupSock:
                     self.sock.sendto(encode(ACK, 0, m.mid), addr)
                     continue
                 self.seen.add(m.mid)
+            if self.on_final:
+                self.on_final(m)
             return data, addr
 
     def __getattr__(self, name):
         return getattr(self.sock, name)
+
+
+class TracedLoad(LoadClient):
+    """LoadClient that remembers when each request was sent and how each
+    final answer came (type, message ID), to explain a duplicate."""
+
+    def __init__(self, gw, cl):
+        super().__init__(gw, cl)
+        self.sent_at = {}
+        self.how = {}
+        self.cl.sock.on_final = self.note
+
+    def send(self, proxy, observe=None):
+        tok = super().send(proxy, observe)
+        self.sent_at[tok] = time.monotonic()
+        return tok
+
+    def note(self, m):
+        if m.code != 0:
+            self.how.setdefault(m.token, []).append((time.monotonic(), "CON" if m.type == CON else
+                                                     "ACK" if m.type == ACK else str(m.type), m.mid))
 
 
 def kill_each(st, macs):
@@ -436,7 +460,7 @@ def kill_each(st, macs):
         if r is None or r.code != code(2, 1):
             raise Fail("load client session: %r" % r)
         cl.sock = DedupSock(cl.sock)
-        loads.append(LoadClient(gw, cl))
+        loads.append(TracedLoad(gw, cl))
     rate = 20.0
     next_send = time.monotonic()
     report = []
@@ -503,7 +527,14 @@ def kill_each(st, macs):
     unauth = sum(1 for c in loads for v in c.finals.values() if code(4, 1) in v)
     named = {("%d.%02d" % (k >> 5, k & 31)): n for k, n in sorted(codes.items())}
     if dup:
-        log("     several final answers: %r" % [v for c in loads for v in c.finals.values() if len(v) > 1])
+        t0 = kills[0][1]
+        for c in loads:
+            for tok, v in c.finals.items():
+                if len(v) > 1:
+                    log("     several final answers %r to a request sent at %.2f s: %s" % (
+                        v, c.sent_at[tok] - t0, ", ".join("%s mid %d at %.2f s" % (k, mid, t - t0)
+                                                          for t, k, mid in c.how.get(tok, []))))
+        log("     kills at %s" % ", ".join("%s %.2f s" % (svc, t - t0) for svc, t in kills))
     if dup or unauth:
         raise Fail("%d requests with several final answers, %d answered 4.01 (session lost): %r" %
                    (dup, unauth, named))

@@ -6,7 +6,9 @@
 #   1. release build (warnings are errors): unit, stress, integration and client tests
 #   2. ASan+UBSan build: the same unit and integration tests
 #   3. the ring's thread tests under TSan; a libFuzzer smoke run of every fuzz target (clang)
-#   4. deployment checks (docker-compose config)
+#   4. deployment checks: the Kubernetes manifests validated offline
+#      (deploy/kubernetes/check.sh); the Compose stack under the real Docker
+#      engine, or a namespace replay where none can run (deploy/check-compose.sh)
 # Each stage prints its own results; the last line sums them up.
 # Environment: SKIP_ASAN=1, SKIP_TSAN=1, SKIP_FUZZ=1 skip stages; FUZZ_SECONDS per target.
 set -uo pipefail
@@ -104,9 +106,12 @@ if [ "${SKIP_FUZZ:-0}" != 1 ] && [ -f "$here/tests/fuzz/run-smoke.sh" ]; then
     stage "fuzz smoke" bash "$here/tests/fuzz/run-smoke.sh" "$here/build-fuzz"
 fi
 
-if [ -f "$here/deploy/check-compose.sh" ]; then
-    stage "deployment (compose config)" bash "$here/deploy/check-compose.sh"
-fi
+# Deployment: the Kubernetes manifests offline, then the Compose stack under
+# the real Docker engine. Last, so that the engine (started and stopped by
+# the check when none runs) never runs beside the loopback tests above.
+stage "deployment: kubernetes manifests (offline)" env COAPGW_BIN="$here/build/coapgw" \
+    bash "$here/deploy/kubernetes/check.sh"
+stage "deployment: compose under docker" env COAPGW_BIN="$here/build/coapgw" bash "$here/deploy/check-compose.sh"
 
 echo
 if [ -n "$failures" ]; then

@@ -83,5 +83,18 @@ refuse "separate process namespaces" 's/shareProcessNamespace: true/shareProcess
 refuse "a Secret readable by all" 's/defaultMode: 256/defaultMode: 420/' 'mode must be 0400'
 refuse "no client affinity" 's/sessionAffinity: ClientIP/sessionAffinity: None/' 'sessionAffinity: ClientIP'
 refuse "an unknown configuration key" 's/COAPGW_LOG_LEVEL:/COAPGW_LOG_LEVL:/' 'COAPGW_LOG_LEVL is no configuration key'
-echo "ok   4 shape: refuses separate pid namespaces, a Secret mode 0644, no affinity, an unknown key"
+refuse "the metrics port open to all" 's/port: 5683$/port: 9683/; s/protocol: UDP$/protocol: TCP/' 'metrics port 9683 must be reachable only'
+echo "ok   4 shape: refuses separate pid namespaces, a Secret mode 0644, no affinity, an unknown key, open metrics"
+
+# 5. The Pod run as the kubelet would, in fresh network, mount and PID
+# namespaces, its probes included (needs root for the init container's
+# chown and for setpriv to the Pod's user).
+if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null || ! command -v setpriv >/dev/null; then
+    echo "skip 5 pod: needs root, unshare and setpriv"
+else
+    mkdir -p "$tmp/pod" && chmod 0755 "$tmp"  # the Pod's user traverses it
+    unshare --net --mount --pid --fork --mount-proc --propagation private \
+        python3 "$k8s/pod-replay.py" "$tmp/all.yaml" "$bin" "$tmp/pod" ||
+        fail "the Pod does not run as its manifests describe"
+fi
 echo "check-kubernetes: PASS"

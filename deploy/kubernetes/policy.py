@@ -4,7 +4,7 @@
     policy.py ALL.yaml COAPGW_BIN
 
 The schema check (validate.mjs) says the objects are valid Kubernetes; this
-says they make a working, contained gateway (SPEC S10.4, S9.2): the roles
+says they make a working, contained gateway (PROTOCOL.md S10.4, S9.2): the roles
 share one process namespace, /dev/shm is memory, LMDB is per Pod, the
 Secrets are 0400, every role has probes, requests and limits, runs as
 non-root on a read-only root filesystem; the Services, the budget and the
