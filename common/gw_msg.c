@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* gw_msg.c - bounds checks of a ring record before anyone reads its envelope (see gw_msg.h). */
+/* gw_msg.c - envelope constructors, and bounds checks of a ring record before anyone reads
+ * its envelope (see gw_msg.h). */
 #include "gw_msg.h"
 #include "gw_error.h"
 
@@ -63,4 +64,106 @@ int gw_notify_set_get(const struct gw_msg *env, const uint8_t *data, size_t i, s
     memcpy(out + 4, to.token, to.tkl);
     memcpy(out + 4 + to.tkl, msg + 4, h.msg_len - 4u);
     return 0;
+}
+
+static void init(struct gw_msg *m, uint8_t kind)
+{
+    memset(m, 0, sizeof(*m));
+    m->kind = kind;
+}
+
+/* The kinds addressed to or from one device. */
+static void device_msg(struct gw_msg *m, uint8_t kind, uint8_t security, const uint8_t mac[GW_MAC_LEN], size_t len)
+{
+    init(m, kind);
+    m->security = security;
+    memcpy(m->mac, mac, GW_MAC_LEN);
+    m->len = (uint16_t)len;
+}
+
+void gw_msg_req(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN], size_t len)
+{
+    device_msg(m, GW_MSG_REQ, security, mac, len);
+}
+
+void gw_msg_resp(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN], size_t len)
+{
+    device_msg(m, GW_MSG_RESP, security, mac, len);
+}
+
+void gw_msg_notify_set(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN], uint8_t flags,
+                       uint32_t observe)
+{
+    device_msg(m, GW_MSG_NOTIFY_SET, security, mac, 0);
+    m->flags = flags;
+    m->aux = observe;
+}
+
+void gw_msg_set_client(struct gw_msg *m, uint8_t fe, uint64_t session, const struct gw_ep *ep,
+                       uint8_t client_type, const uint8_t *token, uint8_t tkl, uint64_t req_id)
+{
+    m->fe = fe;
+    m->session = session;
+    m->ep = *ep;
+    m->client_type = client_type;
+    m->tkl = tkl;
+    memcpy(m->token, token, tkl);
+    m->req_id = req_id;
+}
+
+void gw_msg_obs_gone(struct gw_msg *m, uint8_t fe, const struct gw_ep *ep, const uint8_t *token,
+                     uint8_t tkl, uint64_t session)
+{
+    init(m, GW_MSG_OBS_GONE);
+    m->fe = fe;
+    m->ep = *ep;
+    m->tkl = tkl;
+    memcpy(m->token, token, tkl);
+    m->session = session;
+}
+
+static void session_notice(struct gw_msg *m, uint8_t kind, uint8_t fe, const struct gw_ep *ep,
+                           uint64_t session)
+{
+    init(m, kind);
+    m->fe = fe;
+    m->ep = *ep;
+    m->session = session;
+}
+
+void gw_msg_session_end(struct gw_msg *m, uint8_t fe, const struct gw_ep *ep, uint64_t session)
+{
+    session_notice(m, GW_MSG_SESSION_END, fe, ep, session);
+}
+
+void gw_msg_session_moved(struct gw_msg *m, uint8_t fe, const struct gw_ep *old_ep, uint64_t session)
+{
+    session_notice(m, GW_MSG_SESSION_MOVED, fe, old_ep, session);
+}
+
+void gw_msg_fe_start(struct gw_msg *m, uint8_t fe)
+{
+    init(m, GW_MSG_FE_START);
+    m->fe = fe;
+}
+
+void gw_msg_answer_done(struct gw_msg *m, uint8_t fe, const struct gw_ep *ep, uint16_t client_mid)
+{
+    init(m, GW_MSG_ANSWER_DONE);
+    m->fe = fe;
+    m->ep = *ep;
+    m->client_mid = client_mid;
+}
+
+void gw_msg_mesh_tx(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN], uint8_t flags,
+                    uint64_t req_id, size_t len)
+{
+    device_msg(m, GW_MSG_MESH_TX, security, mac, len);
+    m->flags = flags;
+    m->req_id = req_id;
+}
+
+void gw_msg_mesh_rx(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN], size_t len)
+{
+    device_msg(m, GW_MSG_MESH_RX, security, mac, len);
 }

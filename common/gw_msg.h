@@ -111,4 +111,35 @@ int gw_notify_set_get(const struct gw_msg *env, const uint8_t *data, size_t i, s
  * or GW_EBADMSG. hdr is copied out so the caller owns an aligned copy. */
 int gw_msg_decode(const uint8_t *rec, size_t n, struct gw_msg *hdr, const uint8_t **data) GW_NODISCARD;
 
+/* Constructors, one per envelope kind: each zeroes the envelope and sets
+ * the fields its kind carries (the table above), so no field is left over
+ * from a previous use and a new field has one place to be filled. The
+ * sender sets the optional fields of REQ and RESP (flags, aux, ...) after. */
+
+/* REQ: a request for device `mac`; the frontend adds the client fields
+ * with gw_msg_set_client(). */
+void gw_msg_req(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN], size_t len);
+/* RESP: an answer or notification from device `mac`; the client fields
+ * follow with gw_msg_set_client(). */
+void gw_msg_resp(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN], size_t len);
+/* The client part of a REQ or RESP: who asked, on which frontend, and with
+ * which token. */
+/* NOTIFY_SET: state number `observe` of a resource of `mac`; the data and
+ * len follow (gw_notify_hdr below). */
+void gw_msg_notify_set(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN], uint8_t flags,
+                       uint32_t observe);
+void gw_msg_set_client(struct gw_msg *m, uint8_t fe, uint64_t session, const struct gw_ep *ep,
+                       uint8_t client_type, const uint8_t *token, uint8_t tkl, uint64_t req_id);
+void gw_msg_obs_gone(struct gw_msg *m, uint8_t fe, const struct gw_ep *ep, const uint8_t *token,
+                     uint8_t tkl, uint64_t session);
+void gw_msg_session_end(struct gw_msg *m, uint8_t fe, const struct gw_ep *ep, uint64_t session);
+void gw_msg_session_moved(struct gw_msg *m, uint8_t fe, const struct gw_ep *old_ep, uint64_t session);
+void gw_msg_fe_start(struct gw_msg *m, uint8_t fe);
+void gw_msg_answer_done(struct gw_msg *m, uint8_t fe, const struct gw_ep *ep, uint16_t client_mid);
+/* MESH_TX: `len` bytes for device `mac`; req_id 0 for the scheduler's own
+ * empty ACKs and RSTs. */
+void gw_msg_mesh_tx(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN], uint8_t flags,
+                    uint64_t req_id, size_t len);
+void gw_msg_mesh_rx(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN], size_t len);
+
 #endif

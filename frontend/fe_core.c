@@ -237,13 +237,7 @@ static int push_sch(struct fe_core *fe, const struct gw_msg *m, const uint8_t *d
 static void tell_obs_gone(struct fe_core *fe, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl, uint64_t session)
 {
     struct gw_msg m;
-    memset(&m, 0, sizeof(m));
-    m.kind = GW_MSG_OBS_GONE;
-    m.fe = (uint8_t)fe->index;
-    m.ep = *ep;
-    m.tkl = tkl;
-    memcpy(m.token, token, tkl);
-    m.session = session;
+    gw_msg_obs_gone(&m, (uint8_t)fe->index, ep, token, tkl, session);
     if (push_sch(fe, &m, NULL) != 0)
         gw_log_debug(GW_LOG_RING, "scheduler ring full: record dropped");
 }
@@ -254,11 +248,7 @@ static void tell_obs_gone(struct fe_core *fe, const struct gw_ep *ep, const uint
 static void tell_answer_done(struct fe_core *fe, const struct gw_ep *ep, uint16_t mid)
 {
     struct gw_msg m;
-    memset(&m, 0, sizeof(m));
-    m.kind = GW_MSG_ANSWER_DONE;
-    m.fe = (uint8_t)fe->index;
-    m.ep = *ep;
-    m.client_mid = mid;
+    gw_msg_answer_done(&m, (uint8_t)fe->index, ep, mid);
     if (push_sch(fe, &m, NULL) != 0)
         gw_log_debug(GW_LOG_RING, "scheduler ring full: record dropped");
 }
@@ -266,20 +256,14 @@ static void tell_answer_done(struct fe_core *fe, const struct gw_ep *ep, uint16_
 int fe_core_announce_start(struct fe_core *fe)
 {
     struct gw_msg m;
-    memset(&m, 0, sizeof(m));
-    m.kind = GW_MSG_FE_START;
-    m.fe = (uint8_t)fe->index;
+    gw_msg_fe_start(&m, (uint8_t)fe->index);
     return push_sch(fe, &m, NULL);
 }
 
 static void tell_session_end(struct fe_core *fe, const struct gw_session *s)
 {
     struct gw_msg m;
-    memset(&m, 0, sizeof(m));
-    m.kind = GW_MSG_SESSION_END;
-    m.fe = (uint8_t)fe->index;
-    m.ep = s->ep;
-    m.session = s->id;
+    gw_msg_session_end(&m, (uint8_t)fe->index, &s->ep, s->id);
     if (push_sch(fe, &m, NULL) != 0)
         gw_log_debug(GW_LOG_RING, "scheduler ring full: record dropped");
     fe_rtx_forget_ep(&fe->rtx, &s->ep);
@@ -585,21 +569,12 @@ static void fill_request(struct fe_core *fe, const struct gw_ep *ep, const struc
                          const struct fe_target *t, const struct gw_session *s, const uint8_t mac[GW_MAC_LEN],
                          int szx, size_t ul, struct gw_msg *m)
 {
-    memset(m, 0, sizeof(*m));
-    m->kind = GW_MSG_REQ;
-    m->security = s->security;
-    m->fe = (uint8_t)fe->index;
-    m->len = (uint16_t)ul;
-    m->client_type = req->type;
-    m->tkl = req->tkl;
-    memcpy(m->token, req->token, req->tkl);
-    m->req_id = ((uint64_t)fe->index << 56) | (fe->next_req++ & 0x00ffffffffffffffull);
+    gw_msg_req(m, s->security, mac, ul);
+    gw_msg_set_client(m, (uint8_t)fe->index, s->id, ep, req->type, req->token, req->tkl,
+                      ((uint64_t)fe->index << 56) | (fe->next_req++ & 0x00ffffffffffffffull));
     m->rx_us = fe->rx_us;
     if (gw_log_enabled(GW_LOG_DEBUG))
         trace_note(fe, m->req_id, req);
-    m->session = s->id;
-    m->ep = *ep;
-    memcpy(m->mac, mac, GW_MAC_LEN);
     int obs = fe_route_observe(req);
     if (obs == 0)
         m->flags |= GW_MF_OBS_REGISTER;
@@ -841,11 +816,7 @@ static void local_session_created(void *ctx, const struct gw_session *s, const s
         /* Item 7: observers at the old endpoint get a final notification
          * from the scheduler and leave; they do not follow the session. */
         struct gw_msg m;
-        memset(&m, 0, sizeof(m));
-        m.kind = GW_MSG_SESSION_MOVED;
-        m.fe = (uint8_t)fe->index;
-        m.ep = *moved_from;
-        m.session = s->id;
+        gw_msg_session_moved(&m, (uint8_t)fe->index, moved_from, s->id);
         if (push_sch(fe, &m, NULL) != 0)
             gw_log_warn(GW_LOG_RING, "scheduler ring full: observers at the old endpoint of a sticky move stay");
     }

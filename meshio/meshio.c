@@ -179,11 +179,7 @@ static void push_rx(struct mesh_ctx *m, const uint8_t mac[GW_MAC_LEN], bool secu
                     const uint8_t *data, size_t len)
 {
     struct gw_msg env;
-    memset(&env, 0, sizeof(env));
-    env.kind = GW_MSG_MESH_RX;
-    env.security = secure ? GW_SEC_NETMGR : GW_SEC_NONE;
-    env.len = (uint16_t)len;
-    memcpy(env.mac, mac, GW_MAC_LEN);
+    gw_msg_mesh_rx(&env, secure ? GW_SEC_NETMGR : GW_SEC_NONE, mac, len);
     int rc = gw_ring_push2(m->to_sch, &env, sizeof(env), data, (uint32_t)len);
     if (rc == 0) {
         m->sch_kick = true;

@@ -90,6 +90,14 @@ static void heap_rebuild(struct sch_core *c)
     sch_obs_rearm_all(c);
 }
 
+/* Hands txn t's request (first copy or retransmission) to the mesh. */
+static int send_to_device(struct sch_core *c, const struct sch_txn *t)
+{
+    struct gw_msg m;
+    gw_msg_mesh_tx(&m, t->env.security, t->env.mac, t->milli ? GW_MF_MILLI : 0, t->env.req_id, t->data_len);
+    return c->out.to_mesh(c->out.ctx, &m, t->data);
+}
+
 static void arm(struct sch_core *c, uint32_t idx)
 {
     struct sch_txn *t = sch_txn_at(c, idx);
@@ -510,15 +518,7 @@ static void send_txn(struct sch_core *c, struct sch_dev *d, uint32_t idx)
     c->anext[idx] = d->active;
     d->active = (int32_t)idx;
     d->inflight++;
-    struct gw_msg m;
-    memset(&m, 0, sizeof(m));
-    m.kind = GW_MSG_MESH_TX;
-    m.security = t->env.security;
-    m.flags = t->milli ? GW_MF_MILLI : 0;
-    memcpy(m.mac, t->env.mac, GW_MAC_LEN);
-    m.len = t->data_len;
-    m.req_id = t->env.req_id;
-    if (c->out.to_mesh(c->out.ctx, &m, t->data) != 0)
+    if (send_to_device(c, t) != 0)
         gw_stat_add(c->stats, GW_STAT_ring_full, 1); /* the retransmission timer covers it */
     gw_stat_add(c->stats, GW_STAT_mesh_requests, 1);
     arm(c, idx);
@@ -734,11 +734,7 @@ static void mesh_reply_empty(struct sch_core *c, const struct gw_msg *rx, uint8_
 {
     uint8_t b[4] = { (uint8_t)(0x40 | type << 4), 0, (uint8_t)(mid >> 8), (uint8_t)mid };
     struct gw_msg m;
-    memset(&m, 0, sizeof(m));
-    m.kind = GW_MSG_MESH_TX;
-    m.security = rx->security;
-    memcpy(m.mac, rx->mac, GW_MAC_LEN);
-    m.len = 4;
+    gw_msg_mesh_tx(&m, rx->security, rx->mac, 0, 0, sizeof(b));
     c->out.to_mesh(c->out.ctx, &m, b);
 }
 
@@ -980,15 +976,7 @@ static void on_txn_timer(struct sch_core *c, uint32_t idx)
         t->attempts++;
         t->timeout_ms *= 2;
         t->deadline = now + t->timeout_ms;
-        struct gw_msg m;
-        memset(&m, 0, sizeof(m));
-        m.kind = GW_MSG_MESH_TX;
-        m.security = t->env.security;
-        m.flags = t->milli ? GW_MF_MILLI : 0;
-        m.req_id = t->env.req_id;
-        memcpy(m.mac, t->env.mac, GW_MAC_LEN);
-        m.len = t->data_len;
-        if (c->out.to_mesh(c->out.ctx, &m, t->data) != 0)
+        if (send_to_device(c, t) != 0)
             gw_stat_add(c->stats, GW_STAT_ring_full, 1);
         gw_stat_add(c->stats, GW_STAT_mesh_retransmissions, 1);
         c->gen[idx]++;

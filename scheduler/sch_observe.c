@@ -371,17 +371,8 @@ static void remove_observer(struct sch_core *c, struct sch_obs *o, uint32_t i)
 
 static void env_of(const struct sch_obs *o, const struct obs_observer *v, struct gw_msg *env)
 {
-    memset(env, 0, sizeof(*env));
-    env->kind = GW_MSG_RESP;
-    env->security = o->security;
-    env->fe = v->fe;
-    env->client_type = v->client_type;
-    env->tkl = v->tkl;
-    memcpy(env->token, v->token, v->tkl);
-    env->ep = v->ep;
-    env->session = v->session;
-    env->req_id = v->req_id;
-    memcpy(env->mac, o->mac, GW_MAC_LEN);
+    gw_msg_resp(env, o->security, o->mac, 0);
+    gw_msg_set_client(env, v->fe, v->session, &v->ep, v->client_type, v->token, v->tkl, v->req_id);
 }
 
 /* The template with a given Observe value (0 register, 1 deregister). */
@@ -407,10 +398,7 @@ static int request_with_observe(struct sch_core *c, const struct sch_obs *o, uin
 
 static void device_env(const struct sch_obs *o, struct gw_msg *env)
 {
-    memset(env, 0, sizeof(*env));
-    env->kind = GW_MSG_REQ;
-    env->security = o->security;
-    memcpy(env->mac, o->mac, GW_MAC_LEN);
+    gw_msg_req(env, o->security, o->mac, 0);
 }
 
 /* Sends the deregistration to the device on nobody's behalf and forgets
@@ -604,12 +592,7 @@ static void fan_out(struct sch_core *c, struct sch_obs *o, const struct gw_coap_
     uint8_t data[GW_COAP_MAX_MSG + 16];
     const size_t hl = sizeof(struct gw_notify_hdr), el = sizeof(struct gw_notify_to);
     struct gw_msg env;
-    memset(&env, 0, sizeof(env));
-    env.kind = GW_MSG_NOTIFY_SET;
-    env.security = o->security;
-    env.flags = flags;
-    env.aux = num;
-    memcpy(env.mac, o->mac, GW_MAC_LEN);
+    gw_msg_notify_set(&env, o->security, o->mac, flags, num);
     size_t ml;
     bool set = sch_core_build_answer(&env, resp, num, -1, data + hl, sizeof(data) - hl, &ml) == 0 &&
                hl + ml + el <= sizeof(data);
