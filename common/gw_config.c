@@ -104,19 +104,6 @@ static const struct key keys[] = {
 
 GW_STATIC_ASSERT(GW_ARRAY_LEN(keys) <= GW_CFG_MAX_KEYS, "src_line[] has a slot per key");
 
-/* Formats a configuration error into err (which may be NULL). Checked
- * like printf, so a format and its arguments cannot drift apart. */
-static void cerr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void cerr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static const struct key *find(const char *name)
 {
     for (size_t i = 0; i < GW_ARRAY_LEN(keys); i++)
@@ -131,7 +118,7 @@ static int set_key(struct gw_config *cfg, const struct key *k, const char *val, 
     if (k->kind == K_STR) {
         size_t n = strlen(val);
         if (n >= k->size) {
-            cerr(err, errlen, "%s: value too long", k->name);
+            gw_errf(err, errlen, "%s: value too long", k->name);
             return GW_ECONFIG;
         }
         memcpy(dst, val, n + 1);
@@ -149,13 +136,13 @@ static int set_key(struct gw_config *cfg, const struct key *k, const char *val, 
     else
         v = strtoll(val, &end, 10);
     if (errno || end == val || *end != '\0') {
-        cerr(err, errlen, "%s: '%s' is not a whole number", k->name, val);
+        gw_errf(err, errlen, "%s: '%s' is not a whole number", k->name, val);
         return GW_ECONFIG;
     }
     if (v < k->min || v > k->max) {
         char range[64];
         snprintf(range, sizeof(range), "%lld..%lld", (long long)k->min, (long long)k->max);
-        cerr(err, errlen, "%s: %s is outside %s", k->name, val, range);
+        gw_errf(err, errlen, "%s: %s is outside %s", k->name, val, range);
         return GW_ECONFIG;
     }
     memcpy(dst, &(int64_t){ v }, sizeof(int64_t));
@@ -166,7 +153,7 @@ int gw_config_set(struct gw_config *cfg, const char *key, const char *val, char 
 {
     const struct key *k = find(key);
     if (!k) {
-        cerr(err, errlen, "%s: unknown key (`coapgw config` lists the keys)", key);
+        gw_errf(err, errlen, "%s: unknown key (`coapgw config` lists the keys)", key);
         return GW_ECONFIG;
     }
     return set_key(cfg, k, val, err, errlen);
@@ -196,7 +183,7 @@ static int load_file(struct gw_config *cfg, const char *path, char *err, size_t 
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        cerr(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
+        gw_errf(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
         return GW_ECONFIG;
     }
     char line[1024];
@@ -215,7 +202,7 @@ static int load_file(struct gw_config *cfg, const char *path, char *err, size_t 
         if (!*sep) {
             char where[300];
             snprintf(where, sizeof(where), "%s:%d", path, lineno);
-            cerr(err, errlen, "%s: expected 'key = value', got '%s'", where, s);
+            gw_errf(err, errlen, "%s: expected 'key = value', got '%s'", where, s);
             rc = GW_ECONFIG;
             break;
         }
@@ -234,7 +221,7 @@ static int load_file(struct gw_config *cfg, const char *path, char *err, size_t 
         if (gw_config_set(cfg, key, val, msg, sizeof(msg)) != 0) {
             char where[300];
             snprintf(where, sizeof(where), "%s:%d", path, lineno);
-            cerr(err, errlen, "%s: %s", where, msg);
+            gw_errf(err, errlen, "%s: %s", where, msg);
             rc = GW_ECONFIG;
             break;
         }
@@ -267,7 +254,7 @@ int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t er
             continue;
         char msg[512];
         if (set_key(cfg, &keys[i], v, msg, sizeof(msg)) != 0) {
-            cerr(err, errlen, "environment %s: %s", env, msg);
+            gw_errf(err, errlen, "environment %s: %s", env, msg);
             return GW_ECONFIG;
         }
         cfg->src_env[i] = 1;
@@ -275,12 +262,12 @@ int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t er
     char w[GW_CFG_STR + 64];
     for (const char *p = cfg->instance; *p; p++)
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') {
-            cerr(err, errlen, "%s: '%s' may hold only letters, digits, '-' and '_'",
+            gw_errf(err, errlen, "%s: '%s' may hold only letters, digits, '-' and '_'",
                  gw_config_where(cfg, "instance", w, sizeof(w)), cfg->instance);
             return GW_ECONFIG;
         }
     if (!cfg->data_dir[0] && gw_config_default_data_dir(cfg->instance, cfg->data_dir, sizeof(cfg->data_dir)) != 0) {
-        cerr(err, errlen, "data_dir: no default (not root, and none of XDG_STATE_HOME, HOME, XDG_RUNTIME_DIR "
+        gw_errf(err, errlen, "data_dir: no default (not root, and none of XDG_STATE_HOME, HOME, XDG_RUNTIME_DIR "
              "names an absolute directory of a sane length); set data_dir");
         return GW_ECONFIG;
     }
@@ -434,7 +421,7 @@ int gw_config_check_key(const struct gw_config *cfg, char *err, size_t errlen)
 {
     if (!gw_config_dev_secret(cfg) || gw_config_embedded_sim(cfg) || cfg->dev_mode)
         return 0;
-    cerr(err, errlen, "jwt_key_file is not set: refusing to sign and verify tokens with a development secret "
+    gw_errf(err, errlen, "jwt_key_file is not set: refusing to sign and verify tokens with a development secret "
          "in front of a real mesh (devices_file %s); set jwt_key_file, or dev_mode = true for a test set-up",
          cfg->devices_file[0] ? cfg->devices_file : "(none, meshsim = 0)");
     return GW_ECONFIG;

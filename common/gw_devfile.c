@@ -470,17 +470,6 @@ int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn w
     return rc ? rc : bad;
 }
 
-static void errf(char *err, size_t errlen, const char *fmt, ...) GW_PRINTF(3, 4);
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Fills buf completely from getrandom(2); the bound covers signal interruptions. */
 static int random_fill(uint8_t *buf, size_t n)
 {
@@ -509,7 +498,7 @@ static bool addr_add(uint8_t *a, size_t n, uint64_t k)
 int gw_devfile_generate(const char *path, int n, const char *base, char *err, size_t errlen)
 {
     if (n < 1 || n > GW_DEVFILE_GEN_MAX) {
-        errf(err, errlen, "device count %d outside 1..%d", n, GW_DEVFILE_GEN_MAX);
+        gw_errf(err, errlen, "device count %d outside 1..%d", n, GW_DEVFILE_GEN_MAX);
         return GW_ECONFIG;
     }
     uint8_t a0[16] = { 0 };
@@ -522,18 +511,18 @@ int gw_devfile_generate(const char *path, int n, const char *base, char *err, si
         af = AF_INET6;
         alen = 16;
     } else {
-        errf(err, errlen, "base address '%s' is not an IPv4 or IPv6 literal", base);
+        gw_errf(err, errlen, "base address '%s' is not an IPv4 or IPv6 literal", base);
         return GW_ECONFIG;
     }
     uint8_t last[16];
     memcpy(last, a0, sizeof(last));
     if (!addr_add(last, alen, (uint64_t)n - 1)) {
-        errf(err, errlen, "%d addresses from %s run past the end of the address space", n, base);
+        gw_errf(err, errlen, "%d addresses from %s run past the end of the address space", n, base);
         return GW_ECONFIG;
     }
     char tmp[4096];
     if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp)) {
-        errf(err, errlen, "path too long: %s", path);
+        gw_errf(err, errlen, "path too long: %s", path);
         return -ENAMETOOLONG;
     }
     /* The file holds device keys: 0600, created exclusively, never through
@@ -545,7 +534,7 @@ int gw_devfile_generate(const char *path, int n, const char *base, char *err, si
         int e = errno;
         if (fd >= 0)
             close(fd);
-        errf(err, errlen, "creating %s: %s", tmp, strerror(e));
+        gw_errf(err, errlen, "creating %s: %s", tmp, strerror(e));
         return -e;
     }
     int rc = 0;
@@ -557,7 +546,7 @@ int gw_devfile_generate(const char *path, int n, const char *base, char *err, si
         uint8_t key[GW_DEV_KEY_LEN], mac[GW_MAC_LEN];
         rc = random_fill(key, sizeof(key));
         if (rc) {
-            errf(err, errlen, "getrandom: %s", strerror(-rc));
+            gw_errf(err, errlen, "getrandom: %s", strerror(-rc));
             break;
         }
         uint64_t m = 0x0200000000000000ull + (uint64_t)i;
@@ -576,18 +565,18 @@ int gw_devfile_generate(const char *path, int n, const char *base, char *err, si
     if (fflush(fp) != 0 || ferror(fp)) {
         int e = errno ? errno : EIO;
         if (!rc) {
-            errf(err, errlen, "write %s: %s", tmp, strerror(e));
+            gw_errf(err, errlen, "write %s: %s", tmp, strerror(e));
             rc = -e;
         }
     }
     if (fclose(fp) != 0 && !rc) {
         int e = errno;
-        errf(err, errlen, "close %s: %s", tmp, strerror(e));
+        gw_errf(err, errlen, "close %s: %s", tmp, strerror(e));
         rc = -e;
     }
     if (!rc && rename(tmp, path) != 0) {
         int e = errno;
-        errf(err, errlen, "rename %s to %s: %s", tmp, path, strerror(e));
+        gw_errf(err, errlen, "rename %s to %s: %s", tmp, path, strerror(e));
         rc = -e;
     }
     if (rc)

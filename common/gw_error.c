@@ -3,7 +3,19 @@
 #include "gw_error.h"
 
 #include <lmdb.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+
+void gw_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
 
 const char *gw_strerror(int err)
 {

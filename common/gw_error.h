@@ -8,6 +8,10 @@
 #ifndef GW_ERROR_H
 #define GW_ERROR_H
 
+#include "gw_defs.h"
+
+#include <stddef.h>
+
 enum {
     GW_EBASE = -31000,
     GW_EBADMSG = GW_EBASE,  /* malformed input (CoAP, envelope, frame) */
@@ -27,5 +31,10 @@ enum {
 
 /* Returns a static string for err (0, -errno, GW_E*, MDB_*). Never NULL. */
 const char *gw_strerror(int err);
+
+/* Formats an error text into err[errlen], the out-parameter many parsers
+ * and checks take; err may be NULL (the caller wants only the code).
+ * Checked like printf. */
+void gw_errf(char *err, size_t errlen, const char *fmt, ...) GW_PRINTF(3, 4);
 
 #endif

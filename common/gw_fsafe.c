@@ -13,44 +13,33 @@
 #include <string.h>
 #include <unistd.h>
 
-static void fmt(char *buf, size_t len, const char *f, ...) GW_PRINTF(3, 4);
-static void fmt(char *buf, size_t len, const char *f, ...)
-{
-    if (!buf || !len)
-        return;
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(buf, len, f, ap);
-    va_end(ap);
-}
-
 int gw_fsafe_judge(const struct stat *st, uid_t euid, unsigned flags, char *why, size_t whylen)
 {
     mode_t m = st->st_mode;
     unsigned perm = (unsigned)(m & 07777);
     if (S_ISLNK(m)) {
-        fmt(why, whylen, "is a symbolic link (refused: it could point anywhere)");
+        gw_errf(why, whylen, "is a symbolic link (refused: it could point anywhere)");
         return GW_EUNSAFE;
     }
     if ((flags & (GW_FS_DIR | GW_FS_ANCESTOR)) && !S_ISDIR(m)) {
-        fmt(why, whylen, "is not a directory");
+        gw_errf(why, whylen, "is not a directory");
         return GW_EUNSAFE;
     }
     if ((flags & GW_FS_REG) && !S_ISREG(m)) {
-        fmt(why, whylen, "is not a regular file");
+        gw_errf(why, whylen, "is not a regular file");
         return GW_EUNSAFE;
     }
     if ((flags & GW_FS_FIFO) && !S_ISFIFO(m)) {
-        fmt(why, whylen, "is not a FIFO");
+        gw_errf(why, whylen, "is not a FIFO");
         return GW_EUNSAFE;
     }
     bool root_ok = (flags & (GW_FS_ROOT_OK | GW_FS_ANCESTOR)) != 0;
     if (st->st_uid != euid && !(root_ok && st->st_uid == 0)) {
         if (root_ok && euid != 0)
-            fmt(why, whylen, "is owned by uid %u, neither by root nor by uid %u (the gateway's user)",
+            gw_errf(why, whylen, "is owned by uid %u, neither by root nor by uid %u (the gateway's user)",
                 (unsigned)st->st_uid, (unsigned)euid);
         else
-            fmt(why, whylen, "is owned by uid %u, not by uid %u (the gateway's user)", (unsigned)st->st_uid,
+            gw_errf(why, whylen, "is owned by uid %u, not by uid %u (the gateway's user)", (unsigned)st->st_uid,
                 (unsigned)euid);
         return GW_EUNSAFE;
     }
@@ -58,13 +47,13 @@ int gw_fsafe_judge(const struct stat *st, uid_t euid, unsigned flags, char *why,
      * rename or remove what another user put in it, so it may be above us. */
     bool sticky_dir = (flags & GW_FS_ANCESTOR) && (m & S_ISVTX);
     if ((perm & (S_IWGRP | S_IWOTH)) && !sticky_dir) {
-        fmt(why, whylen, "has mode %04o: group/other may write it (chmod go-w)", perm);
+        gw_errf(why, whylen, "has mode %04o: group/other may write it (chmod go-w)", perm);
         return GW_EUNSAFE;
     }
     if (flags & GW_FS_SECRET) {
         unsigned readers = (flags & GW_FS_GROUP_READ_OK) ? S_IROTH : (S_IRGRP | S_IROTH);
         if (perm & readers) {
-            fmt(why, whylen, "has mode %04o: %s may read it, and it holds secrets or state (chmod %s)", perm,
+            gw_errf(why, whylen, "has mode %04o: %s may read it, and it holds secrets or state (chmod %s)", perm,
                 (flags & GW_FS_GROUP_READ_OK) ? "other users" : "group/other",
                 (flags & GW_FS_GROUP_READ_OK) ? "o-rwx" : "go-rwx");
             return GW_EUNSAFE;
@@ -78,7 +67,7 @@ static int judge_path(const struct stat *st, const char *path, unsigned flags, c
     char why[200];
     int rc = gw_fsafe_judge(st, geteuid(), flags, why, sizeof(why));
     if (rc)
-        fmt(err, errlen, "%s %s", path, why);
+        gw_errf(err, errlen, "%s %s", path, why);
     return rc;
 }
 
@@ -87,7 +76,7 @@ int gw_fsafe_check(const char *path, unsigned flags, bool follow, char *err, siz
     struct stat st;
     if ((follow ? stat(path, &st) : lstat(path, &st)) != 0) {
         int e = errno;
-        fmt(err, errlen, "%s: %s", path, strerror(e));
+        gw_errf(err, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
     return judge_path(&st, path, flags, err, errlen);
@@ -98,7 +87,7 @@ int gw_fsafe_check_fd(int fd, const char *path, unsigned flags, char *err, size_
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
-        fmt(err, errlen, "fstat(%s): %s", path, strerror(e));
+        gw_errf(err, errlen, "fstat(%s): %s", path, strerror(e));
         return -e;
     }
     return judge_path(&st, path, flags, err, errlen);
@@ -107,13 +96,13 @@ int gw_fsafe_check_fd(int fd, const char *path, unsigned flags, char *err, size_
 int gw_fsafe_ancestors(const char *path, char *err, size_t errlen)
 {
     if (path[0] != '/') {
-        fmt(err, errlen, "%s: not an absolute path", path);
+        gw_errf(err, errlen, "%s: not an absolute path", path);
         return -EINVAL;
     }
     char p[PATH_MAX];
     size_t n = strlen(path);
     if (n >= sizeof(p)) {
-        fmt(err, errlen, "%s: path too long", path);
+        gw_errf(err, errlen, "%s: path too long", path);
         return -ENAMETOOLONG;
     }
     /* "/" first, then every prefix that ends before a '/' of the path. */
@@ -128,8 +117,8 @@ int gw_fsafe_ancestors(const char *path, char *err, size_t errlen)
         int rc = gw_fsafe_check(p, GW_FS_ANCESTOR, false, err, errlen);
         if (rc == GW_EUNSAFE) {
             char inner[PATH_MAX + 300];
-            fmt(inner, sizeof(inner), "%s (a directory above %s)", err, path);
-            fmt(err, errlen, "%s", inner);
+            gw_errf(inner, sizeof(inner), "%s (a directory above %s)", err, path);
+            gw_errf(err, errlen, "%s", inner);
         }
         if (rc)
             return rc;
@@ -193,7 +182,7 @@ static int check_tree(const char *dir, bool in_lmdb, char *err, size_t errlen)
     DIR *d = opendir(dir);
     if (!d) {
         int e = errno;
-        fmt(err, errlen, "opendir(%s): %s", dir, strerror(e));
+        gw_errf(err, errlen, "opendir(%s): %s", dir, strerror(e));
         return -e;
     }
     int rc = 0;
@@ -221,23 +210,23 @@ static int check_tree(const char *dir, bool in_lmdb, char *err, size_t errlen)
 int gw_fsafe_data_dir(struct gw_config *cfg, char *err, size_t errlen)
 {
     if (!cfg->data_dir[0]) {
-        fmt(err, errlen, "data_dir is empty");
+        gw_errf(err, errlen, "data_dir is empty");
         return GW_ECONFIG;
     }
     /* A directory that someone else created is refused below, not used. */
     int rc = gw_fsafe_mkdir_p(cfg->data_dir);
     if (rc) {
-        fmt(err, errlen, "data_dir %s: %s", cfg->data_dir, strerror(-rc));
+        gw_errf(err, errlen, "data_dir %s: %s", cfg->data_dir, strerror(-rc));
         return rc;
     }
     char real[PATH_MAX];
     if (!realpath(cfg->data_dir, real)) {
         int e = errno;
-        fmt(err, errlen, "data_dir %s: %s", cfg->data_dir, strerror(e));
+        gw_errf(err, errlen, "data_dir %s: %s", cfg->data_dir, strerror(e));
         return -e;
     }
     if (strlen(real) >= sizeof(cfg->data_dir)) {
-        fmt(err, errlen, "data_dir %s: its real path %s is too long", cfg->data_dir, real);
+        gw_errf(err, errlen, "data_dir %s: its real path %s is too long", cfg->data_dir, real);
         return GW_ECONFIG;
     }
     if ((rc = gw_fsafe_ancestors(real, err, errlen)) != 0)
@@ -255,7 +244,7 @@ static int check_input(const char *what, const char *path, unsigned flags, char 
     char real[PATH_MAX];
     if (!realpath(path, real)) {
         int e = errno;
-        fmt(err, errlen, "%s %s: %s", what, path, strerror(e));
+        gw_errf(err, errlen, "%s %s: %s", what, path, strerror(e));
         return -e;
     }
     int rc = gw_fsafe_ancestors(real, err, errlen);
@@ -263,13 +252,13 @@ static int check_input(const char *what, const char *path, unsigned flags, char 
         rc = gw_fsafe_check(real, flags | GW_FS_REG | GW_FS_ROOT_OK, false, err, errlen);
     if (rc == GW_EUNSAFE) {
         char inner[PATH_MAX + 300];
-        fmt(inner, sizeof(inner), "%s: %s", what, err);
-        fmt(err, errlen, "%s", inner);
+        gw_errf(inner, sizeof(inner), "%s: %s", what, err);
+        gw_errf(err, errlen, "%s", inner);
         return rc;
     }
     if (!rc && access(real, R_OK) != 0) {
         int e = errno;
-        fmt(err, errlen, "%s %s: %s", what, path, strerror(e));
+        gw_errf(err, errlen, "%s %s: %s", what, path, strerror(e));
         return -e;
     }
     return rc;
@@ -331,9 +320,9 @@ int gw_fsafe_open(const char *path, int oflags, unsigned flags, char *err, size_
     if (fd < 0) {
         int e = errno;
         if (e == ELOOP)
-            fmt(err, errlen, "%s is a symbolic link (refused: it could point anywhere)", path);
+            gw_errf(err, errlen, "%s is a symbolic link (refused: it could point anywhere)", path);
         else
-            fmt(err, errlen, "open(%s): %s", path, strerror(e));
+            gw_errf(err, errlen, "open(%s): %s", path, strerror(e));
         return e == ELOOP ? GW_EUNSAFE : -e;
     }
     int rc = gw_fsafe_check_fd(fd, path, flags, err, errlen);
