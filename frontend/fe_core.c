@@ -27,20 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-
-/* Retransmission jitter and MIDs need no cryptographic randomness: a
- * xorshift seeded once from getrandom() saves a system call per request. */
-static uint32_t rnd32(void)
-{
-    static uint64_t s;
-    if (s == 0 && (getrandom(&s, sizeof(s), GRND_NONBLOCK) != sizeof(s) || s == 0))
-        s = gw_mono_us() | 1;
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return (uint32_t)(s >> 32);
-}
 
 /* ---- sending ---- */
 
@@ -375,7 +361,7 @@ void fe_core_deliver(struct fe_core *fe, const struct gw_msg *m, const uint8_t *
     buf[3] = (uint8_t)mid;
     if (type == GW_COAP_CON) {
         int rc = fe_rtx_add(&fe->rtx, &m->ep, mid, buf, len, notify, m->token, m->tkl, m->session, gw_now_ms(fe->clock),
-                            rnd32());
+                            gw_rand_u32(&fe->rng));
         if (rc)
             gw_log_debug(GW_LOG_COAP, "retransmission table full: %s", gw_strerror(rc));
         else if (kept)
@@ -859,8 +845,9 @@ int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, str
     fe_blocks_limit(&fe->blocks, (uint32_t)fe->cfg.block_per_source, (uint32_t)fe->cfg.block_sessionless_max);
     fe->scfg = (struct fe_sess_cfg){ fe->cfg.session_idle_s, fe->cfg.session_max_lifetime_s, fe->cfg.max_sessions_per_account,
                                      fe->cfg.max_sessions, GW_MAX(1, GW_MIN(60, fe->cfg.session_idle_s / 10)) };
-    fe->next_mid = (uint16_t)rnd32();
-    fe->next_req = ((uint64_t)rnd32() << 20);
+    gw_rand_seed_random(&fe->rng);
+    fe->next_mid = (uint16_t)gw_rand_u32(&fe->rng);
+    fe->next_req = ((uint64_t)gw_rand_u32(&fe->rng) << 20);
     /* S4.8: with a wildcard listen address every local interface address
      * names the gateway too. */
     {

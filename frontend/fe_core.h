@@ -16,6 +16,7 @@
 #include "gw_config.h"
 #include "gw_log.h"
 #include "gw_msg.h"
+#include "gw_rand.h"
 #include "gw_rcache.h"
 #include "gw_stats.h"
 
@@ -60,6 +61,9 @@ struct fe_core {
     struct gw_stats *stats;
     uint16_t next_mid;
     uint64_t next_req;
+    /* Retransmission jitter and first MIDs need no cryptographic
+     * randomness: seeded once, no system call per request (gw_rand.h). */
+    struct gw_rand rng;
     uint32_t rx_us;           /* when the datagram being handled arrived (low 32 bits of gw_mono_us) */
     /* Debug log only: the target of recent proxied requests by request id, so
      * that the one line logged for the answer names it (allocated at the

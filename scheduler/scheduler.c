@@ -6,6 +6,7 @@
 #include "gw_error.h"
 #include "gw_log.h"
 #include "gw_proc.h"
+#include "gw_rand.h"
 #include "gw_registry.h"
 #include "gw_shm.h"
 
@@ -13,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -30,7 +30,7 @@ struct sch_ctx {
     uint64_t fe_kick;          /* bit per frontend with new records */
     bool mesh_kick;
     struct gw_log_limit full_log;
-    uint64_t prng;
+    struct gw_rand rng;
     /* Liveness of each frontend, checked with kill(pid, 0) at most every
      * 100 ms rather than per answer. */
     struct { uint32_t pid; bool alive; uint64_t at; } *fe_live;
@@ -153,16 +153,14 @@ static int device_type(void *ctx, const uint8_t mac[GW_MAC_LEN])
     return d.type == GW_DEV_MILLI ? 1 : 0;
 }
 
-/* Timeout jitter and MIDs need no cryptographic randomness: seeded once. */
+/* Timeout jitter and MIDs need no cryptographic randomness: seeded at the
+ * first draw (the state is never 0 after seeding, gw_rand.h). */
 static uint32_t rand32(void *ctx)
 {
     struct sch_ctx *s = ctx;
-    if (s->prng == 0 && (getrandom(&s->prng, sizeof(s->prng), GRND_NONBLOCK) != sizeof(s->prng) || s->prng == 0))
-        s->prng = gw_mono_us() | 1;
-    s->prng ^= s->prng << 13;
-    s->prng ^= s->prng >> 7;
-    s->prng ^= s->prng << 17;
-    return (uint32_t)(s->prng >> 32);
+    if (s->rng.s == 0)
+        gw_rand_seed_random(&s->rng);
+    return gw_rand_u32(&s->rng);
 }
 
 static void kick_peers(struct sch_ctx *s)

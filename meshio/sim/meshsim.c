@@ -8,6 +8,7 @@
 
 #include "gw_error.h"
 #include "gw_log.h"
+#include "gw_rand.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -18,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -36,7 +36,7 @@ struct meshsim {
     struct meshsim_dedup dedup;
     struct meshsim_heap heap;
     struct gw_coap_parser *parser;
-    uint64_t rng;
+    struct gw_rand rng;
     uint64_t armed_due;
     uint64_t send_errors;
     struct gw_log_limit warn_limit;
@@ -58,18 +58,12 @@ struct meshsim_out {
 
 static uint64_t rnd(struct meshsim *sim)
 {
-    /* xorshift64*: plenty for latencies and loss. */
-    uint64_t x = sim->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    sim->rng = x;
-    return x * 0x2545f4914f6cdd1dull;
+    return gw_rand_next(&sim->rng);
 }
 
 static double rnd_unit(struct meshsim *sim)
 {
-    return (double)(rnd(sim) >> 11) * (1.0 / 9007199254740992.0);
+    return gw_rand_unit(&sim->rng);
 }
 
 static uint64_t now_ms(const struct meshsim *sim)
@@ -1199,12 +1193,10 @@ int meshsim_main(int argc, char **argv)
     int status = GW_EXIT_FATAL;
     sim->cfg = cfg;
     sim->armed_due = UINT64_MAX;
-    if (o.seeded) {
-        sim->rng = o.seed;
-    } else if (getrandom(&sim->rng, sizeof(sim->rng), 0) != (ssize_t)sizeof(sim->rng)) {
-        sim->rng = wall_ms() ^ ((uint64_t)getpid() << 32);
-    }
-    sim->rng |= 1; /* xorshift needs a nonzero state */
+    if (o.seeded)
+        gw_rand_seed(&sim->rng, o.seed);
+    else
+        gw_rand_seed_random(&sim->rng);
     if ((rc = uv_loop_init(&sim->loop)) != 0) {
         gw_log_err(GW_LOG_SYS, "uv_loop_init: %s", uv_strerror(rc));
         goto out;
