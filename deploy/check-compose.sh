@@ -667,6 +667,8 @@ py dockerfile "$deploy/Dockerfile" || fail "deploy/Dockerfile"
 # replay only where no engine can be had. An installed engine that fails to
 # start is a failure, never a silent fall-back.
 engine=${CHECK_COMPOSE_ENGINE:-auto}
+why="no Docker engine here"
+[ "$engine" = replay ] && why="CHECK_COMPOSE_ENGINE=replay"
 if [ "$engine" = auto ]; then
     if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null; then
         engine=docker
@@ -714,7 +716,7 @@ elif [ "$engine" = docker ]; then
     [ $rc = 0 ] || fail "the compose stack (deploy/compose.yaml) does not run as expected under Docker"
     echo "ok   6 services: the compose stack ran under the real Docker engine"
 else
-    echo "!!!! 6 services: NO DOCKER ENGINE HERE: running the NAMESPACE REPLAY of the services, not Docker"
+    echo "!!!! 6 services: running the NAMESPACE REPLAY of the services, NOT DOCKER ($why)"
     ns=(unshare --net --mount --pid --fork --mount-proc --propagation private)
     [ "$(id -u)" = 0 ] || ns=(unshare --user --map-root-user --net --mount --pid --fork --mount-proc --propagation private)
     if ! command -v unshare >/dev/null || ! "${ns[@]}" true 2>/dev/null; then
@@ -725,7 +727,7 @@ else
         mkdir -p "$tmp/run"
         "${ns[@]}" python3 "$tmp/check.py" services "$tmp/compose.yaml" "$deploy/Dockerfile" "$bin" "$tmp/run" ||
             fail "the compose services (deploy/compose.yaml) do not run as expected"
-        echo "!!!! 6 services: that was the NAMESPACE REPLAY, not Docker (no engine here)"
+        echo "!!!! 6 services: that was the NAMESPACE REPLAY, not Docker ($why)"
     fi
 fi
-echo "check-compose: PASS ($([ "$engine" = docker ] && echo "real Docker engine" || echo "namespace replay, no Docker engine"))"
+echo "check-compose: PASS ($([ "$engine" = docker ] && echo "real Docker engine" || echo "namespace replay: $why"))"
