@@ -107,12 +107,36 @@ static void arm(struct sch_core *c, uint32_t idx)
     }
 }
 
+/* One heap holds both kinds of timer: ids below max_txn are txn slots,
+ * the rest observation slots. Only this file knows the offset. */
+static uint32_t obs_timer_id(const struct sch_core *c, uint32_t obs_slot)
+{
+    return c->max_txn + obs_slot;
+}
+
 void sch_core_arm_obs(struct sch_core *c, uint64_t deadline, uint32_t obs_slot, uint32_t gen)
 {
-    if (gw_heap_push(&c->heap, deadline, c->max_txn + obs_slot, gen) != 0) {
+    if (gw_heap_push(&c->heap, deadline, obs_timer_id(c, obs_slot), gen) != 0) {
         heap_rebuild(c);
-        GW_IGNORE(gw_heap_push(&c->heap, deadline, c->max_txn + obs_slot, gen));
+        GW_IGNORE(gw_heap_push(&c->heap, deadline, obs_timer_id(c, obs_slot), gen));
     }
+}
+
+void sch_core_rearm_obs(struct sch_core *c, uint64_t deadline, uint32_t obs_slot, uint32_t gen)
+{
+    GW_IGNORE(gw_heap_push(&c->heap, deadline, obs_timer_id(c, obs_slot), gen));
+}
+
+bool sch_core_obs_txn_live(struct sch_core *c, uint8_t kind, uint64_t obs_id)
+{
+    for (uint32_t i = 0; i < c->max_txn; i++) {
+        struct sch_txn *t = sch_txn_at(c, i);
+        uint32_t s = tstate(t);
+        if (s != SCH_TXN_FREE && s != SCH_TXN_ANSWERED && s != SCH_TXN_DELIVERED && t->kind == kind &&
+            t->obs_id == obs_id)
+            return true;
+    }
+    return false;
 }
 
 static uint32_t rnd(struct sch_core *c)
@@ -1000,8 +1024,8 @@ uint64_t sch_core_on_timer(struct sch_core *c)
     struct gw_heap_item it;
     for (int n = 0; n < 100000 && gw_heap_peek(&c->heap, &it) && it.deadline <= now; n++) {
         gw_heap_pop(&c->heap, &it);
-        if (it.id >= c->max_txn) {
-            sch_obs_on_timer(c, it.id - c->max_txn, it.gen, now);
+        if (it.id >= obs_timer_id(c, 0)) {
+            sch_obs_on_timer(c, it.id - obs_timer_id(c, 0), it.gen, now);
             continue;
         }
         struct sch_txn *t = sch_txn_at(c, it.id);
@@ -1016,8 +1040,8 @@ uint64_t sch_core_on_timer(struct sch_core *c)
     /* Drop cancelled timers at the top so they never wake the loop. */
     while (gw_heap_peek(&c->heap, &it)) {
         bool live;
-        if (it.id >= c->max_txn) {
-            live = sch_obs_item_live(c, it.id - c->max_txn, it.gen);
+        if (it.id >= obs_timer_id(c, 0)) {
+            live = sch_obs_item_live(c, it.id - obs_timer_id(c, 0), it.gen);
         } else {
             struct sch_txn *t = sch_txn_at(c, it.id);
             uint32_t s = tstate(t);

@@ -77,6 +77,10 @@ void sch_core_finish_txn(struct sch_core *c, uint32_t idx);
 /* Fills tok with a fresh random device token, unlike any live observation's. */
 void sch_core_new_token(struct sch_core *c, uint8_t tok[8]);
 void sch_core_arm_obs(struct sch_core *c, uint64_t deadline, uint32_t obs_slot, uint32_t gen);
+/* As sch_core_arm_obs, without rebuilding a full heap: for the rebuild itself. */
+void sch_core_rearm_obs(struct sch_core *c, uint64_t deadline, uint32_t obs_slot, uint32_t gen);
+/* Whether a txn of `kind` for observation obs_id is still under way. */
+bool sch_core_obs_txn_live(struct sch_core *c, uint8_t kind, uint64_t obs_id);
 
 /* sch_observe.c */
 int sch_obs_init(struct sch_core *c);

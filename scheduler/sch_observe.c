@@ -418,14 +418,7 @@ static void cancel_internal(struct sch_core *c, struct sch_obs *o)
 
 static bool reg_in_flight(struct sch_core *c, const struct sch_obs *o)
 {
-    for (uint32_t i = 0; i < c->max_txn; i++) {
-        struct sch_txn *t = sch_txn_at(c, i);
-        uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire);
-        if (s != SCH_TXN_FREE && s != SCH_TXN_ANSWERED && s != SCH_TXN_DELIVERED && t->kind == SCH_TK_OBS_REG &&
-            t->obs_id == o->id)
-            return true;
-    }
-    return false;
+    return sch_core_obs_txn_live(c, SCH_TK_OBS_REG, o->id);
 }
 
 static int register_at_device(struct sch_core *c, struct sch_obs *o, const struct gw_msg *client, bool plain)
@@ -883,7 +876,7 @@ void sch_obs_rearm_all(struct sch_core *c)
         struct sch_obs *o = r->tab[s];
         if (o && o->armed_at) {
             o->armed_at = o->stale_at;
-            GW_IGNORE(gw_heap_push(&c->heap, o->stale_at, c->max_txn + o->slot, o->gen));
+            sch_core_rearm_obs(c, o->stale_at, o->slot, o->gen);
         }
     }
 }
