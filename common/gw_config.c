@@ -41,6 +41,7 @@ static const struct key keys[] = {
     I(frontends, 1, 1, 64),
     I(max_frontends, 8, 1, 64),
     I(ring_slots, 1024, 16, 65536),
+    I(ring_poll_us, 100, 0, 10000),
     I(meshsim, -1, -1, 1),
     I(meshsim_devices, 8, 1, 4096),
     S(meshsim_base, "127.0.10.1"),

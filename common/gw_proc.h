@@ -52,6 +52,10 @@ struct gw_proc_hooks {
     void (*on_bell)(void *ctx); /* own doorbell rang (FIFO already drained); NULL: no poll */
     void (*on_turn)(void *ctx); /* end of every loop turn, after the poll; may be NULL */
     void (*on_hup)(void *ctx);  /* SIGHUP; NULL leaves SIGHUP its default action */
+    /* Whether the role's rings hold records; NULL: no polling before sleep
+     * (ring_poll_us). on_bell must then drain them, the doorbell protocol
+     * included (gw_bell_awake ... gw_bell_prepare_sleep, re-check). */
+    bool (*pending)(void *ctx);
 };
 
 struct gw_proc {
@@ -68,6 +72,13 @@ struct gw_proc {
     int bell_fd[GW_PROC_MAX_BELLS]; /* every FIFO opened, by GW_BELL_* index; -1 */
     uv_poll_t bell_poll;
     uv_check_t turn_check;
+    /* Polling before sleep (ring_poll_us): while `spin` runs, the loop does
+     * not block and the bell stays marked awake, so producers do not write
+     * the FIFO. spin_us adapts within [0, ring_poll_us]. */
+    uv_idle_t spin;
+    bool spinning, spin_found;
+    uint32_t spin_us;
+    uint64_t spin_last_us, slept_us;
     uv_signal_t sig[3];
     struct gw_proc_hooks hooks;
 };

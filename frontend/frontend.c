@@ -132,6 +132,12 @@ static void drain_from_sch(struct fe_ctx *fe)
     arm_rtx_timer(fe);
 }
 
+static bool pending(void *ctx)
+{
+    struct fe_ctx *fe = ctx;
+    return !gw_ring_empty(fe->from_sch);
+}
+
 static void on_bell(void *ctx)
 {
     struct fe_ctx *fe = ctx;
@@ -427,7 +433,8 @@ int fe_run(const struct gw_config *cfg, int index)
     fe->to_sch = gw_proc_ring_produce(&fe->p, gw_ring_fe_to_sch(me));
     fe->from_sch = gw_proc_ring_consume(&fe->p, gw_ring_sch_to_fe(&fe->p.shm, me));
     seed_client_mid(fe);
-    struct gw_proc_hooks hooks = { .ctx = fe, .on_bell = on_bell, .on_turn = on_turn };
+    struct gw_proc_hooks hooks = { .ctx = fe, .on_bell = on_bell, .on_turn = on_turn,
+                                  .pending = pending };
     if ((code = gw_proc_bells_open(&fe->p, GW_BELL_FRONTEND0 + me, peers, 1)) != 0 ||
         (code = gw_proc_store_open(&fe->p)) != 0 || (code = setup_auth(fe)) != 0 ||
         (code = setup_core(fe)) != 0)

@@ -400,6 +400,12 @@ static void service_ring(struct mesh_ctx *m)
     }
 }
 
+static bool pending(void *ctx)
+{
+    struct mesh_ctx *m = ctx;
+    return !gw_ring_empty(m->from_sch);
+}
+
 static void on_bell(void *ctx)
 {
     service_ring(ctx);
@@ -557,7 +563,8 @@ int mesh_run(const struct gw_config *cfg)
     for (int i = 0; i < MESH_NSOCK; i++)
         gw_udp_txq_init(&m->tx[i], -1, m->txbuf[i], sizeof(m->txbuf[i]));
     const uint32_t peers[] = { GW_BELL_SCHEDULER };
-    struct gw_proc_hooks hooks = { .ctx = m, .on_bell = on_bell, .on_turn = on_turn, .on_hup = on_hup };
+    struct gw_proc_hooks hooks = { .ctx = m, .on_bell = on_bell, .on_turn = on_turn, .on_hup = on_hup,
+                                  .pending = pending };
     char names[MESH_NSOCK][GW_EP_STRLEN];
     int code = gw_proc_init(&m->p, cfg, GW_PROC_MESHIO);
     if (code)

@@ -257,6 +257,11 @@ static void drain_all(struct sch_ctx *s)
     arm_timer(s, next);
 }
 
+static bool pending(void *ctx)
+{
+    return !rings_empty(ctx);
+}
+
 static void on_bell(void *ctx)
 {
     drain_all(ctx);
@@ -375,7 +380,7 @@ int sch_run(const struct gw_config *cfg)
     code = GW_EXIT_FAIL;
     if (!s->fe_live)
         goto out;
-    struct gw_proc_hooks hooks = { .ctx = s, .on_bell = on_bell, .on_hup = on_hup };
+    struct gw_proc_hooks hooks = { .ctx = s, .on_bell = on_bell, .on_hup = on_hup, .pending = pending };
     if ((code = claim_rings(s)) != 0 || (code = gw_proc_store_open(&s->p)) != 0)
         goto out;
     if (import_devices(s, false) != 0) {
