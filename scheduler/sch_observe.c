@@ -674,48 +674,14 @@ static void take_state(struct sch_core *c, struct sch_obs *o, const struct gw_co
     arm_stale(c, o, now + (uint64_t)age * 1000 + (uint64_t)c->cfg.obs_grace_ms);
 }
 
-void sch_obs_on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg *resp)
+/* When `answer` holds, places the device's answer, without Observe, in the
+ * txn for its requester (sch_core_finish_txn sends it); otherwise, or when
+ * it does not fit, the txn has no client left to answer. */
+static void keep_plain_answer(struct sch_txn *t, bool answer, const struct gw_coap_msg *resp)
 {
-    struct sch_txn *t = sch_txn_at(c, idx);
-    struct sch_obs *o = sch_map_get(&c->obs->by_id, t->obs_id);
-    const struct gw_coap_opt *ob = gw_coap_opt_find(resp, GW_OPT_OBSERVE);
-    uint32_t v = 0;
-    bool has_v = ob && gw_coap_uint(ob->val, ob->len, &v);
-    size_t len;
     uint8_t out[GW_COAP_MAX_MSG + 64];
-
-    if (t->kind == SCH_TK_OBS_CANCEL || !o) {
-        /* Relay the device's answer to a deregistration without Observe. */
-        if (t->has_client && sch_core_build_answer(&t->env, resp, -1, -1, out, sizeof(out), &len) == 0 &&
-            len <= sizeof(t->data)) {
-            memcpy(t->data, out, len);
-            t->data_len = (uint16_t)len;
-            t->answer_flags = 0;
-        } else {
-            t->has_client = 0;
-        }
-        sch_core_finish_txn(c, idx);
-        return;
-    }
-    bool ok = (resp->code >> 5) == 2;
-    if (ok && has_v) {
-        take_state(c, o, resp, v, true);
-        fan_out(c, o, resp, t->has_client && !t->plain ? &t->env : NULL);
-        if (t->has_client && t->plain &&
-            sch_core_build_answer(&t->env, resp, -1, -1, out, sizeof(out), &len) == 0 && len <= sizeof(t->data)) {
-            memcpy(t->data, out, len);
-            t->data_len = (uint16_t)len;
-            t->answer_flags = 0;
-        } else {
-            t->has_client = 0; /* answered by the fan-out */
-        }
-        sch_core_finish_txn(c, idx);
-        return;
-    }
-    /* The device did not register us: relay to the requester without
-     * Observe. A 2.xx without Observe leaves only that requester out; an
-     * error ends the observation for everyone (it cannot be served). */
-    if (t->has_client && sch_core_build_answer(&t->env, resp, -1, -1, out, sizeof(out), &len) == 0 &&
+    size_t len;
+    if (answer && sch_core_build_answer(&t->env, resp, -1, -1, out, sizeof(out), &len) == 0 &&
         len <= sizeof(t->data)) {
         memcpy(t->data, out, len);
         t->data_len = (uint16_t)len;
@@ -723,6 +689,34 @@ void sch_obs_on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_ms
     } else {
         t->has_client = 0;
     }
+}
+
+void sch_obs_on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg *resp)
+{
+    struct sch_txn *t = sch_txn_at(c, idx);
+    struct sch_obs *o = sch_map_get(&c->obs->by_id, t->obs_id);
+    const struct gw_coap_opt *ob = gw_coap_opt_find(resp, GW_OPT_OBSERVE);
+    uint32_t v = 0;
+    bool has_v = ob && gw_coap_uint(ob->val, ob->len, &v);
+
+    if (t->kind == SCH_TK_OBS_CANCEL || !o) {
+        /* Relay the device's answer to a deregistration without Observe. */
+        keep_plain_answer(t, t->has_client, resp);
+        sch_core_finish_txn(c, idx);
+        return;
+    }
+    bool ok = (resp->code >> 5) == 2;
+    if (ok && has_v) {
+        take_state(c, o, resp, v, true);
+        fan_out(c, o, resp, t->has_client && !t->plain ? &t->env : NULL);
+        keep_plain_answer(t, t->has_client && t->plain, resp); /* else answered by the fan-out */
+        sch_core_finish_txn(c, idx);
+        return;
+    }
+    /* The device did not register us: relay to the requester without
+     * Observe. A 2.xx without Observe leaves only that requester out; an
+     * error ends the observation for everyone (it cannot be served). */
+    keep_plain_answer(t, t->has_client, resp);
     struct gw_msg answering = t->env;
     bool had_client = t->has_client;
     sch_core_finish_txn(c, idx);
