@@ -265,13 +265,7 @@ int gw_registry_foreach(struct gw_store *st, int (*fn)(void *ctx, const struct g
 
 size_t gw_registry_count(struct gw_store *st)
 {
-    MDB_txn *txn;
-    MDB_stat ms;
-    if (gw_store_rbegin(st, &txn) != 0)
-        return 0;
-    size_t n = mdb_stat(txn, st->devices, &ms) == 0 ? ms.ms_entries : 0;
-    gw_store_rdone(st);
-    return n;
+    return gw_store_count(st, st->devices);
 }
 
 int gw_registry_gen(struct gw_store *st, uint64_t *gen)

@@ -204,6 +204,17 @@ void gw_store_rdone(struct gw_store *st)
         mdb_txn_reset(st->rtxn);
 }
 
+size_t gw_store_count(struct gw_store *st, MDB_dbi dbi)
+{
+    MDB_txn *txn;
+    MDB_stat ms;
+    if (gw_store_rbegin(st, &txn) != 0)
+        return 0;
+    size_t n = mdb_stat(txn, dbi, &ms) == 0 ? ms.ms_entries : 0;
+    gw_store_rdone(st);
+    return n;
+}
+
 int gw_store_wbegin(struct gw_store *st, MDB_txn **txn)
 {
     for (int attempt = 0; attempt < 2; attempt++) {

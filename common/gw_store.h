@@ -50,6 +50,8 @@ int gw_store_key_get(struct gw_store *st, const uint8_t mac[8], uint8_t key[16])
  * pair with gw_store_rdone(). Handles MDB_MAP_RESIZED by re-opening the map. */
 int gw_store_rbegin(struct gw_store *st, MDB_txn **txn) GW_NODISCARD;
 void gw_store_rdone(struct gw_store *st);
+/* Entries in table dbi of the main environment; 0 when it cannot be read. */
+size_t gw_store_count(struct gw_store *st, MDB_dbi dbi);
 /* A write transaction; retries MDB_MAP_RESIZED once. */
 int gw_store_wbegin(struct gw_store *st, MDB_txn **txn) GW_NODISCARD;
 

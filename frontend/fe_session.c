@@ -421,11 +421,5 @@ int fe_session_sweep(struct gw_store *st, const struct fe_sess_cfg *cfg, int64_t
 
 size_t fe_session_count(struct gw_store *st)
 {
-    MDB_txn *txn;
-    MDB_stat ms;
-    if (gw_store_rbegin(st, &txn) != 0)
-        return 0;
-    size_t n = mdb_stat(txn, st->sessions, &ms) == 0 ? ms.ms_entries : 0;
-    gw_store_rdone(st);
-    return n;
+    return gw_store_count(st, st->sessions);
 }

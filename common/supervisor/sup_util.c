@@ -193,20 +193,27 @@ bool sup_shm_exists(const struct gw_config *cfg)
     return access(path, F_OK) == 0;
 }
 
+int sup_listen_target(const char *listen, struct gw_ep *ep)
+{
+    if (gw_ep_parse(listen, 5683, ep) != 0)
+        return -EINVAL;
+    static const uint8_t zero[16];
+    if (!memcmp(ep->addr, zero, sizeof(zero))) {
+        if (ep->family == 4) {
+            ep->addr[0] = 127;
+            ep->addr[3] = 1;
+        } else {
+            ep->addr[15] = 1;
+        }
+    }
+    return 0;
+}
+
 int sup_probe_coap(const char *listen, int timeout_ms)
 {
     struct gw_ep ep;
-    if (gw_ep_parse(listen, 5683, &ep) != 0)
+    if (sup_listen_target(listen, &ep) != 0)
         return -EINVAL;
-    static const uint8_t zero[16];
-    if (!memcmp(ep.addr, zero, sizeof(zero))) {
-        if (ep.family == 4) {
-            ep.addr[0] = 127;
-            ep.addr[3] = 1;
-        } else {
-            ep.addr[15] = 1;
-        }
-    }
     struct sockaddr_storage ss;
     socklen_t sl = gw_ep_to_sa(&ep, &ss);
     int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);

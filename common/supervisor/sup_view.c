@@ -497,18 +497,8 @@ int sup_first_request_text(const char *listen, const char *token, const char *ma
                            size_t len)
 {
     struct gw_ep ep;
-    if (gw_ep_parse(listen, 5683, &ep) != 0)
+    if (sup_listen_target(listen, &ep) != 0)
         return -EINVAL;
-    static const uint8_t zero[16];
-    if (!memcmp(ep.addr, zero, sizeof(zero))) {
-        /* A wildcard listener is reached through loopback. */
-        if (ep.family == 4) {
-            ep.addr[0] = 127;
-            ep.addr[3] = 1;
-        } else {
-            ep.addr[15] = 1;
-        }
-    }
     char gw[GW_EP_STRLEN], cl[GW_EP_STRLEN + 300];
     gw_ep_str(&ep, gw, sizeof(gw));
     /* `coapgw client` keeps the session between commands from its fixed

@@ -17,6 +17,7 @@
 #ifndef SUPERVISOR_H
 #define SUPERVISOR_H
 
+#include "gw_addr.h"
 #include "gw_config.h"
 #include "gw_defs.h"
 #include "gw_shm.h"
@@ -135,6 +136,9 @@ void sup_rings_release(const struct gw_shm *shm, uint32_t proc, uint32_t pid);
  * Returns 0, -ETIMEDOUT, -EINVAL for an unparsable address, or -errno. */
 #define SUP_READY_PROBE_MS 250
 int sup_probe_coap(const char *listen, int timeout_ms) GW_NODISCARD;
+/* The address a local client reaches listener `listen` at: a wildcard
+ * listener through loopback. 0 or -EINVAL for an unparsable address. */
+int sup_listen_target(const char *listen, struct gw_ep *ep) GW_NODISCARD;
 
 /* mkdir -p with mode 0700 for created directories. 0 or -errno. */
 int sup_mkdir_p(const char *path) GW_NODISCARD;
