@@ -12,10 +12,10 @@
 #include <sys/socket.h>
 
 struct gw_ep {
-    uint8_t family;     /* 4 or 6 */
+    uint8_t family; /* 4 or 6 */
     uint8_t pad;
-    uint16_t port;      /* host order */
-    uint8_t addr[16];   /* IPv4 in the first 4 bytes, rest zero */
+    uint16_t port;    /* host order */
+    uint8_t addr[16]; /* IPv4 in the first 4 bytes, rest zero */
 };
 GW_STATIC_ASSERT(sizeof(struct gw_ep) == 20, "gw_ep is a fixed 20 bytes");
 

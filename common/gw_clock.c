@@ -24,12 +24,26 @@ int64_t gw_wall_s(void)
     return (int64_t)time(NULL);
 }
 
-static uint64_t real_ms(void *ctx) { (void)ctx; return gw_mono_ms(); }
-static int64_t real_wall(void *ctx) { (void)ctx; return gw_wall_s(); }
+static uint64_t real_ms(void *ctx)
+{
+    (void)ctx;
+    return gw_mono_ms();
+}
+static int64_t real_wall(void *ctx)
+{
+    (void)ctx;
+    return gw_wall_s();
+}
 const struct gw_clock gw_clock_real = { real_ms, real_wall, 0 };
 
-static uint64_t fake_ms(void *ctx) { return ((struct gw_fake_clock *)ctx)->ms; }
-static int64_t fake_wall(void *ctx) { return ((struct gw_fake_clock *)ctx)->wall; }
+static uint64_t fake_ms(void *ctx)
+{
+    return ((struct gw_fake_clock *)ctx)->ms;
+}
+static int64_t fake_wall(void *ctx)
+{
+    return ((struct gw_fake_clock *)ctx)->wall;
+}
 
 struct gw_clock gw_clock_fake(struct gw_fake_clock *f)
 {

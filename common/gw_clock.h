@@ -9,8 +9,8 @@
 #include <stdint.h>
 
 struct gw_clock {
-    uint64_t (*now_ms)(void *ctx);  /* monotonic milliseconds */
-    int64_t (*wall_s)(void *ctx);   /* unix seconds (token expiry) */
+    uint64_t (*now_ms)(void *ctx); /* monotonic milliseconds */
+    int64_t (*wall_s)(void *ctx);  /* unix seconds (token expiry) */
     void *ctx;
 };
 
@@ -21,10 +21,19 @@ int64_t gw_wall_s(void);
 extern const struct gw_clock gw_clock_real;
 
 /* A fake clock for tests: ctx points at struct gw_fake_clock. */
-struct gw_fake_clock { uint64_t ms; int64_t wall; };
+struct gw_fake_clock {
+    uint64_t ms;
+    int64_t wall;
+};
 struct gw_clock gw_clock_fake(struct gw_fake_clock *f);
 
-static inline uint64_t gw_now_ms(const struct gw_clock *c) { return c->now_ms(c->ctx); }
-static inline int64_t gw_now_wall(const struct gw_clock *c) { return c->wall_s(c->ctx); }
+static inline uint64_t gw_now_ms(const struct gw_clock *c)
+{
+    return c->now_ms(c->ctx);
+}
+static inline int64_t gw_now_wall(const struct gw_clock *c)
+{
+    return c->wall_s(c->ctx);
+}
 
 #endif

@@ -285,8 +285,8 @@ size_t gw_block_encode(const struct gw_block *b, uint8_t out[4])
     return gw_coap_uint_enc(b->num << 4 | (uint32_t)b->more << 3 | b->szx, out);
 }
 
-int gw_coap_simple_reply(const struct gw_coap_msg *req, uint8_t code, const char *diag, uint8_t *buf,
-                         size_t cap, size_t *len)
+int gw_coap_simple_reply(const struct gw_coap_msg *req, uint8_t code, const char *diag,
+                         uint8_t *buf, size_t cap, size_t *len)
 {
     struct gw_cb b;
     uint8_t type = req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
@@ -304,7 +304,8 @@ const char *gw_coap_code_str(uint8_t code, char buf[8])
     return buf;
 }
 
-static void path_append(char *buf, size_t cap, size_t *n, const char *sep, const uint8_t *v, size_t vl)
+static void path_append(char *buf, size_t cap, size_t *n, const char *sep, const uint8_t *v,
+                        size_t vl)
 {
     for (const char *p = sep; *p && *n + 1 < cap; p++)
         buf[(*n)++] = *p;

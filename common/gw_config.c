@@ -21,13 +21,19 @@ struct key {
     const char *name;
     enum kind kind;
     size_t off;
-    size_t size;       /* for strings */
+    size_t size; /* for strings */
     const char *def;
-    int64_t min, max;  /* for integers */
+    int64_t min, max; /* for integers */
 };
 
-#define S(n, d) { #n, K_STR, offsetof(struct gw_config, n), sizeof(((struct gw_config *)0)->n), d, 0, 0 }
-#define I(n, d, lo, hi) { #n, K_INT, offsetof(struct gw_config, n), 0, #d, lo, hi }
+#define S(n, d)                                                                                    \
+    {                                                                                              \
+#n, K_STR, offsetof(struct gw_config, n), sizeof(((struct gw_config *)0)->n), d, 0, 0      \
+    }
+#define I(n, d, lo, hi)                                                                            \
+    {                                                                                              \
+#n, K_INT, offsetof(struct gw_config, n), 0, #d, lo, hi                                    \
+    }
 
 /* The one table of keys, defaults and ranges. deploy/coapgw.conf documents it. */
 static const struct key keys[] = {
@@ -113,7 +119,8 @@ static const struct key *find(const char *name)
     return NULL;
 }
 
-static int set_key(struct gw_config *cfg, const struct key *k, const char *val, char *err, size_t errlen)
+static int set_key(struct gw_config *cfg, const struct key *k, const char *val, char *err,
+                   size_t errlen)
 {
     char *dst = (char *)cfg + k->off;
     if (k->kind == K_STR) {
@@ -130,7 +137,8 @@ static int set_key(struct gw_config *cfg, const struct key *k, const char *val, 
     long long v;
     if (strcasecmp(val, "true") == 0 || strcasecmp(val, "yes") == 0 || strcasecmp(val, "on") == 0)
         v = 1, end = (char *)val + strlen(val);
-    else if (strcasecmp(val, "false") == 0 || strcasecmp(val, "no") == 0 || strcasecmp(val, "off") == 0)
+    else if (strcasecmp(val, "false") == 0 || strcasecmp(val, "no") == 0 ||
+             strcasecmp(val, "off") == 0)
         v = 0, end = (char *)val + strlen(val);
     else if (strcasecmp(val, "auto") == 0)
         v = -1, end = (char *)val + strlen(val);
@@ -264,12 +272,14 @@ int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t er
     for (const char *p = cfg->instance; *p; p++)
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') {
             gw_errf(err, errlen, "%s: '%s' may hold only letters, digits, '-' and '_'",
-                 gw_config_where(cfg, "instance", w, sizeof(w)), cfg->instance);
+                    gw_config_where(cfg, "instance", w, sizeof(w)), cfg->instance);
             return GW_ECONFIG;
         }
-    if (!cfg->data_dir[0] && gw_config_default_data_dir(cfg->instance, cfg->data_dir, sizeof(cfg->data_dir)) != 0) {
-        gw_errf(err, errlen, "data_dir: no default (not root, and none of XDG_STATE_HOME, HOME, XDG_RUNTIME_DIR "
-             "names an absolute directory of a sane length); set data_dir");
+    if (!cfg->data_dir[0] &&
+        gw_config_default_data_dir(cfg->instance, cfg->data_dir, sizeof(cfg->data_dir)) != 0) {
+        gw_errf(err, errlen,
+                "data_dir: no default (not root, and none of XDG_STATE_HOME, HOME, XDG_RUNTIME_DIR "
+                "names an absolute directory of a sane length); set data_dir");
         return GW_ECONFIG;
     }
     if (cfg->frontends > cfg->max_frontends)
@@ -298,8 +308,8 @@ const char *gw_config_where(const struct gw_config *cfg, const char *key, char *
 
 /* An address:port key: parses, and the port is 1..65535 (0 is refused: a
  * listener on a random port cannot be reached). */
-static int check_ep(const struct gw_config *cfg, const char *key, const char *val, uint16_t defport, char *err,
-                    size_t errlen)
+static int check_ep(const struct gw_config *cfg, const char *key, const char *val, uint16_t defport,
+                    char *err, size_t errlen)
 {
     struct gw_ep ep;
     char w[GW_CFG_STR + 64];
@@ -319,7 +329,8 @@ static int check_ep(const struct gw_config *cfg, const char *key, const char *va
         }
     }
     if (gw_ep_parse(val, defport, &ep) != 0) {
-        snprintf(err, errlen, "%s: '%s' is not ADDRESS[:PORT] (an IPv4 address, [IPv6] or localhost)", w, val);
+        snprintf(err, errlen,
+                 "%s: '%s' is not ADDRESS[:PORT] (an IPv4 address, [IPv6] or localhost)", w, val);
         return GW_ECONFIG;
     }
     return 0;
@@ -338,7 +349,8 @@ int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen)
             return GW_ECONFIG;
         }
     if (!cfg->instance[0]) {
-        snprintf(err, errlen, "%s: must not be empty", gw_config_where(cfg, "instance", w, sizeof(w)));
+        snprintf(err, errlen, "%s: must not be empty",
+                 gw_config_where(cfg, "instance", w, sizeof(w)));
         return GW_ECONFIG;
     }
     if (cfg->ring_slots & (cfg->ring_slots - 1)) {
@@ -352,11 +364,12 @@ int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen)
         return GW_ECONFIG;
     }
     if (gw_log_format_parse(cfg->log_format) < 0) {
-        snprintf(err, errlen, "%s: '%s' is not one of text, json", gw_config_where(cfg, "log_format", w, sizeof(w)),
-                 cfg->log_format);
+        snprintf(err, errlen, "%s: '%s' is not one of text, json",
+                 gw_config_where(cfg, "log_format", w, sizeof(w)), cfg->log_format);
         return GW_ECONFIG;
     }
-    if (strcmp(cfg->jwt_alg, "HS256") && strcmp(cfg->jwt_alg, "RS256") && strcmp(cfg->jwt_alg, "ES256")) {
+    if (strcmp(cfg->jwt_alg, "HS256") && strcmp(cfg->jwt_alg, "RS256") &&
+        strcmp(cfg->jwt_alg, "ES256")) {
         snprintf(err, errlen, "%s: '%s' is not one of HS256, RS256, ES256",
                  gw_config_where(cfg, "jwt_alg", w, sizeof(w)), cfg->jwt_alg);
         return GW_ECONFIG;
@@ -373,15 +386,15 @@ int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen)
         return GW_ECONFIG;
     }
     if (gw_ep_parse(cfg->meshsim_base, 0, &ep) != 0 || ep.family != 4 || ep.port != 0) {
-        snprintf(err, errlen, "%s: '%s' is not an IPv4 address", gw_config_where(cfg, "meshsim_base", w, sizeof(w)),
-                 cfg->meshsim_base);
+        snprintf(err, errlen, "%s: '%s' is not an IPv4 address",
+                 gw_config_where(cfg, "meshsim_base", w, sizeof(w)), cfg->meshsim_base);
         return GW_ECONFIG;
     }
     return gw_nodes_parse(cfg, NULL, err, errlen);
 }
 
-int gw_config_data_dir_rule(unsigned euid, const char *xdg_state, const char *home, const char *xdg_runtime,
-                            const char *instance, char *buf, size_t len)
+int gw_config_data_dir_rule(unsigned euid, const char *xdg_state, const char *home,
+                            const char *xdg_runtime, const char *instance, char *buf, size_t len)
 {
     int n;
     if (euid == 0)
@@ -422,9 +435,11 @@ int gw_config_check_key(const struct gw_config *cfg, char *err, size_t errlen)
 {
     if (!gw_config_dev_secret(cfg) || gw_config_embedded_sim(cfg) || cfg->dev_mode)
         return 0;
-    gw_errf(err, errlen, "jwt_key_file is not set: refusing to sign and verify tokens with a development secret "
-         "in front of a real mesh (devices_file %s); set jwt_key_file, or dev_mode = true for a test set-up",
-         cfg->devices_file[0] ? cfg->devices_file : "(none, meshsim = 0)");
+    gw_errf(
+        err, errlen,
+        "jwt_key_file is not set: refusing to sign and verify tokens with a development secret "
+        "in front of a real mesh (devices_file %s); set jwt_key_file, or dev_mode = true for a test set-up",
+        cfg->devices_file[0] ? cfg->devices_file : "(none, meshsim = 0)");
     return GW_ECONFIG;
 }
 

@@ -19,7 +19,11 @@
 #define GW_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define GW_STATIC_ASSERT(c, m) _Static_assert(c, m)
 /* Deliberately ignores a GW_NODISCARD result (a cast to void does not, in gcc). */
-#define GW_IGNORE(x) do { if (x) {} } while (0)
+#define GW_IGNORE(x)                                                                               \
+    do {                                                                                           \
+        if (x) {                                                                                   \
+        }                                                                                          \
+    } while (0)
 
 /* Largest CoAP message the gateway accepts or emits (SPEC S3.5). */
 #define GW_COAP_MAX_MSG 1152

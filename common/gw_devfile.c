@@ -61,9 +61,12 @@ static size_t chomp(char *s)
 
 static int hexval(char c)
 {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
     return -1;
 }
 
@@ -173,7 +176,7 @@ int gw_devfile_parse_line(const char *line, struct gw_device *d, const char **wh
  * addressing, grown at half load. */
 struct macset {
     uint64_t *keys;
-    int *lines;       /* 0 = empty slot */
+    int *lines; /* 0 = empty slot */
     size_t cap, n;
 };
 
@@ -242,7 +245,7 @@ static int macset_add(struct macset *s, uint64_t k, int lineno)
 struct epset {
     uint8_t (*keys)[EP_KEY];
     uint8_t (*macs)[GW_MAC_LEN];
-    int *lines;       /* 0 = empty slot */
+    int *lines; /* 0 = empty slot */
     size_t cap, n;
 };
 
@@ -442,8 +445,8 @@ int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn w
             struct gw_ep ep = { .family = d.family, .port = hport };
             memcpy(ep.addr, d.addr, 16);
             gw_mac_str(eps.macs[hit], m);
-            warnf(warn, ctx, lineno, "%s already used by %s (line %d)", gw_ep_str(&ep, a, sizeof(a)), m,
-                  eps.lines[hit]);
+            warnf(warn, ctx, lineno, "%s already used by %s (line %d)",
+                  gw_ep_str(&ep, a, sizeof(a)), m, eps.lines[hit]);
             bad++;
             continue;
         }

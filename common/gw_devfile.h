@@ -43,12 +43,12 @@
 
 struct gw_device {
     uint8_t mac[GW_MAC_LEN];
-    uint8_t family;                 /* 4 or 6 */
-    uint8_t addr[16];               /* IPv4 in the first 4 bytes, rest zero */
+    uint8_t family;   /* 4 or 6 */
+    uint8_t addr[16]; /* IPv4 in the first 4 bytes, rest zero */
     uint16_t plain_port, secure_port;
-    uint8_t type;                   /* GW_DEV_NORMAL or GW_DEV_MILLI */
+    uint8_t type; /* GW_DEV_NORMAL or GW_DEV_MILLI */
     uint8_t key[GW_DEV_KEY_LEN];
-    char sim[GW_DEV_SIM_LEN];       /* "" when absent */
+    char sim[GW_DEV_SIM_LEN]; /* "" when absent */
 };
 
 /* Parses one data line (not the header).
@@ -73,8 +73,8 @@ typedef int (*gw_devfile_dev_fn)(void *ctx, const struct gw_device *d);
  * or read (-ENOMEM included); GW_EBADMSG if no valid header comes first (warn
  * is told which line); if cb returns nonzero the load stops and returns cb's
  * value when it is negative, else the number of bad lines so far. */
-int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn warn, void *ctx)
-    GW_NODISCARD;
+int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn warn,
+                    void *ctx) GW_NODISCARD;
 
 /* Writes a file of n generated devices (header with plain_port and
  * secure_port): MACs 0200000000000001, 0200000000000002, ...; addresses
@@ -85,7 +85,7 @@ int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn w
  * [out] err  on failure, a message naming the problem (errlen bytes, may be 0).
  * Returns 0; GW_ECONFIG for n outside 1..GW_DEVFILE_GEN_MAX, a bad base or
  * addresses running past the end of the address space; -errno for I/O. */
-int gw_devfile_generate(const char *path, int n, const char *base, char *err, size_t errlen)
-    GW_NODISCARD;
+int gw_devfile_generate(const char *path, int n, const char *base, char *err,
+                        size_t errlen) GW_NODISCARD;
 
 #endif

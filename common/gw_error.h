@@ -14,18 +14,18 @@
 
 enum {
     GW_EBASE = -31000,
-    GW_EBADMSG = GW_EBASE,  /* malformed input (CoAP, envelope, frame) */
-    GW_EFULL,               /* a bounded table or queue is full */
-    GW_EEMPTY,              /* nothing to pop */
-    GW_ENOTFOUND,           /* key not present */
-    GW_EAUTH,               /* authentication failed (JWT, AEAD tag) */
-    GW_EREPLAY,             /* replayed or too old mesh frame */
-    GW_ECONFIG,             /* bad configuration value */
-    GW_ELAYOUT,             /* shared memory header mismatch */
-    GW_ETOOBIG,             /* input over a configured size bound */
-    GW_EFORBIDDEN,          /* policy refuses (scope, single session, limits) */
-    GW_EBUSY,               /* resource busy (Milli serialization) */
-    GW_EUNSAFE,             /* a file or shm object others could tamper with (S9.2) */
+    GW_EBADMSG = GW_EBASE, /* malformed input (CoAP, envelope, frame) */
+    GW_EFULL,              /* a bounded table or queue is full */
+    GW_EEMPTY,             /* nothing to pop */
+    GW_ENOTFOUND,          /* key not present */
+    GW_EAUTH,              /* authentication failed (JWT, AEAD tag) */
+    GW_EREPLAY,            /* replayed or too old mesh frame */
+    GW_ECONFIG,            /* bad configuration value */
+    GW_ELAYOUT,            /* shared memory header mismatch */
+    GW_ETOOBIG,            /* input over a configured size bound */
+    GW_EFORBIDDEN,         /* policy refuses (scope, single session, limits) */
+    GW_EBUSY,              /* resource busy (Milli serialization) */
+    GW_EUNSAFE,            /* a file or shm object others could tamper with (S9.2) */
     GW_ELAST
 };
 

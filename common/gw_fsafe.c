@@ -36,11 +36,12 @@ int gw_fsafe_judge(const struct stat *st, uid_t euid, unsigned flags, char *why,
     bool root_ok = (flags & (GW_FS_ROOT_OK | GW_FS_ANCESTOR)) != 0;
     if (st->st_uid != euid && !(root_ok && st->st_uid == 0)) {
         if (root_ok && euid != 0)
-            gw_errf(why, whylen, "is owned by uid %u, neither by root nor by uid %u (the gateway's user)",
-                (unsigned)st->st_uid, (unsigned)euid);
+            gw_errf(why, whylen,
+                    "is owned by uid %u, neither by root nor by uid %u (the gateway's user)",
+                    (unsigned)st->st_uid, (unsigned)euid);
         else
-            gw_errf(why, whylen, "is owned by uid %u, not by uid %u (the gateway's user)", (unsigned)st->st_uid,
-                (unsigned)euid);
+            gw_errf(why, whylen, "is owned by uid %u, not by uid %u (the gateway's user)",
+                    (unsigned)st->st_uid, (unsigned)euid);
         return GW_EUNSAFE;
     }
     /* A shared directory with the sticky bit (/tmp, /dev/shm) lets nobody
@@ -53,16 +54,18 @@ int gw_fsafe_judge(const struct stat *st, uid_t euid, unsigned flags, char *why,
     if (flags & GW_FS_SECRET) {
         unsigned readers = (flags & GW_FS_GROUP_READ_OK) ? S_IROTH : (S_IRGRP | S_IROTH);
         if (perm & readers) {
-            gw_errf(why, whylen, "has mode %04o: %s may read it, and it holds secrets or state (chmod %s)", perm,
-                (flags & GW_FS_GROUP_READ_OK) ? "other users" : "group/other",
-                (flags & GW_FS_GROUP_READ_OK) ? "o-rwx" : "go-rwx");
+            gw_errf(why, whylen,
+                    "has mode %04o: %s may read it, and it holds secrets or state (chmod %s)", perm,
+                    (flags & GW_FS_GROUP_READ_OK) ? "other users" : "group/other",
+                    (flags & GW_FS_GROUP_READ_OK) ? "o-rwx" : "go-rwx");
             return GW_EUNSAFE;
         }
     }
     return 0;
 }
 
-static int judge_path(const struct stat *st, const char *path, unsigned flags, char *err, size_t errlen)
+static int judge_path(const struct stat *st, const char *path, unsigned flags, char *err,
+                      size_t errlen)
 {
     char why[200];
     int rc = gw_fsafe_judge(st, geteuid(), flags, why, sizeof(why));
@@ -268,7 +271,8 @@ int gw_fsafe_inputs(const struct gw_config *cfg, char *err, size_t errlen)
 {
     int rc = 0;
     if (cfg->devices_file[0])
-        rc = check_input("devices_file", cfg->devices_file, GW_FS_SECRET | GW_FS_GROUP_READ_OK, err, errlen);
+        rc = check_input("devices_file", cfg->devices_file, GW_FS_SECRET | GW_FS_GROUP_READ_OK, err,
+                         errlen);
     if (!rc && cfg->jwt_key_file[0]) {
         /* An HS256 key is the secret itself; a PEM public key is not secret. */
         unsigned f = !strcmp(cfg->jwt_alg, "HS256") ? GW_FS_SECRET | GW_FS_GROUP_READ_OK : 0;

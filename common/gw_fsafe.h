@@ -42,7 +42,8 @@ enum gw_fs_flags {
     GW_FS_SECRET = 1 << 3,        /* no group/other read either */
     GW_FS_ROOT_OK = 1 << 4,       /* root may own it too (files an operator provides) */
     GW_FS_GROUP_READ_OK = 1 << 5, /* with GW_FS_SECRET: group read is tolerated */
-    GW_FS_ANCESTOR = 1 << 6,      /* a directory above an object: owner root or euid, sticky may be shared */
+    GW_FS_ANCESTOR =
+        1 << 6, /* a directory above an object: owner root or euid, sticky may be shared */
 };
 
 /* Judges one stat(2)/lstat(2) result against the rules above.
@@ -53,15 +54,18 @@ enum gw_fs_flags {
  *              uid 0 (the gateway's user)" or "mode 0666 lets group/other
  *              write"; may be NULL.
  * Returns 0, or GW_EUNSAFE. */
-int gw_fsafe_judge(const struct stat *st, uid_t euid, unsigned flags, char *why, size_t whylen) GW_NODISCARD;
+int gw_fsafe_judge(const struct stat *st, uid_t euid, unsigned flags, char *why,
+                   size_t whylen) GW_NODISCARD;
 
 /* lstat(path) (stat when follow) and judge; the message in err names path.
  * Returns 0, GW_EUNSAFE, or -errno from stat (-ENOENT when it does not exist,
  * with a message too). */
-int gw_fsafe_check(const char *path, unsigned flags, bool follow, char *err, size_t errlen) GW_NODISCARD;
+int gw_fsafe_check(const char *path, unsigned flags, bool follow, char *err,
+                   size_t errlen) GW_NODISCARD;
 
 /* The same for an open descriptor (fstat): no race with a rename. */
-int gw_fsafe_check_fd(int fd, const char *path, unsigned flags, char *err, size_t errlen) GW_NODISCARD;
+int gw_fsafe_check_fd(int fd, const char *path, unsigned flags, char *err,
+                      size_t errlen) GW_NODISCARD;
 
 /* Checks every directory above `path` (which must be absolute), from "/"
  * down, with GW_FS_ANCESTOR. Returns 0, GW_EUNSAFE or -errno, message in err. */
@@ -93,11 +97,13 @@ int gw_fsafe_inputs(const struct gw_config *cfg, char *err, size_t errlen) GW_NO
  * `mode`, writes len bytes, fsyncs, and renames it to `final` (atomic: a
  * reader sees the old file or the whole new one). The temporary name is
  * final + ".tmp.<pid>"; a stale one of ours is removed first. 0 or -errno. */
-int gw_fsafe_write_atomic(const char *final, const void *data, size_t len, mode_t mode) GW_NODISCARD;
+int gw_fsafe_write_atomic(const char *final, const void *data, size_t len,
+                          mode_t mode) GW_NODISCARD;
 
 /* Opens path O_NOFOLLOW (and O_CREAT with mode 0600 when `create`) and
  * checks the descriptor with `flags`. Returns the descriptor, GW_EUNSAFE or
  * -errno, message in err. */
-int gw_fsafe_open(const char *path, int oflags, unsigned flags, char *err, size_t errlen) GW_NODISCARD;
+int gw_fsafe_open(const char *path, int oflags, unsigned flags, char *err,
+                  size_t errlen) GW_NODISCARD;
 
 #endif

@@ -11,8 +11,15 @@
 
 #include <stdbool.h>
 
-struct gw_heap_item { uint64_t deadline; uint32_t id; uint32_t gen; };
-struct gw_heap { struct gw_heap_item *v; uint32_t n, cap; };
+struct gw_heap_item {
+    uint64_t deadline;
+    uint32_t id;
+    uint32_t gen;
+};
+struct gw_heap {
+    struct gw_heap_item *v;
+    uint32_t n, cap;
+};
 
 int gw_heap_init(struct gw_heap *h, uint32_t cap) GW_NODISCARD;
 void gw_heap_deinit(struct gw_heap *h);

@@ -107,8 +107,8 @@ static void timestamp(char *buf, size_t len)
     struct tm tm;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (long)tv.tv_usec / 1000);
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)tv.tv_usec / 1000);
 }
 
 /* One write() per line keeps lines from different processes whole. */
@@ -123,8 +123,8 @@ static const char *group_name(enum gw_log_group group)
 }
 
 /* JSON: {"ts","level","role","pid","group","msg", fields...}. */
-static void emit_json(enum gw_log_level level, enum gw_log_group group, const char *msg, const struct gw_log_kv *kv,
-                      size_t n)
+static void emit_json(enum gw_log_level level, enum gw_log_group group, const char *msg,
+                      const struct gw_log_kv *kv, size_t n)
 {
     char ts[64], w[40];
     timestamp(ts, sizeof(ts));
@@ -165,7 +165,8 @@ static size_t text_prefix(char *line, size_t cap, enum gw_log_level level, enum 
     char ts[64], w[40];
     timestamp(ts, sizeof(ts));
     who(w, sizeof(w));
-    int n = snprintf(line, cap, "%s %-5s %s[%d] %s: ", ts, level_names[level], w, (int)getpid(), group_name(group));
+    int n = snprintf(line, cap, "%s %-5s %s[%d] %s: ", ts, level_names[level], w, (int)getpid(),
+                     group_name(group));
     return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
 }
 
@@ -229,8 +230,8 @@ static size_t put_value(char *p, size_t room, const char *s)
     return n;
 }
 
-void gw_log_event(enum gw_log_level level, enum gw_log_group group, const char *msg, const struct gw_log_kv *kv,
-                  size_t n)
+void gw_log_event(enum gw_log_level level, enum gw_log_group group, const char *msg,
+                  const struct gw_log_kv *kv, size_t n)
 {
     if (!gw_log_enabled(level))
         return;
@@ -283,6 +284,7 @@ const char *gw_log_suppressed_note(struct gw_log_limit *l, char *buf, size_t len
     l->suppressed = 0;
     if (!n || !len)
         return "";
-    snprintf(buf, len, " (%llu similar line%s suppressed)", (unsigned long long)n, n == 1 ? "" : "s");
+    snprintf(buf, len, " (%llu similar line%s suppressed)", (unsigned long long)n,
+             n == 1 ? "" : "s");
     return buf;
 }

@@ -23,8 +23,15 @@
 #include <stdint.h>
 
 enum gw_log_level { GW_LOG_ERR = 0, GW_LOG_WARN, GW_LOG_INFO, GW_LOG_DEBUG };
-enum gw_log_group { GW_LOG_SYS = 0, GW_LOG_RING, GW_LOG_COAP, GW_LOG_AUTH, GW_LOG_STORE, GW_LOG_MESH,
-                    GW_LOG_GROUPS };
+enum gw_log_group {
+    GW_LOG_SYS = 0,
+    GW_LOG_RING,
+    GW_LOG_COAP,
+    GW_LOG_AUTH,
+    GW_LOG_STORE,
+    GW_LOG_MESH,
+    GW_LOG_GROUPS
+};
 enum gw_log_format { GW_LOG_TEXT = 0, GW_LOG_JSON };
 
 /* Sets the role name ("frontend", "scheduler", ...) and index printed on every line. */
@@ -45,14 +52,16 @@ void gw_log_detach_level(_Atomic uint32_t *word);
 /* The level in force (the shared word when attached and set). */
 enum gw_log_level gw_log_level(void);
 bool gw_log_enabled(enum gw_log_level level);
-void gw_log_write(enum gw_log_level level, enum gw_log_group group, const char *fmt, ...) GW_PRINTF(3, 4);
+void gw_log_write(enum gw_log_level level, enum gw_log_group group, const char *fmt, ...)
+    GW_PRINTF(3, 4);
 /* Writes whatever the level in force (a notice that the level changed). */
-void gw_log_write_always(enum gw_log_level level, enum gw_log_group group, const char *fmt, ...) GW_PRINTF(3, 4);
+void gw_log_write_always(enum gw_log_level level, enum gw_log_group group, const char *fmt, ...)
+    GW_PRINTF(3, 4);
 
 /* One field of an event: a string (s != NULL) or an integer. */
 struct gw_log_kv {
     const char *k;
-    const char *s;            /* with is_str; NULL prints as "" */
+    const char *s; /* with is_str; NULL prints as "" */
     int64_t i;
     bool is_str;
 };
@@ -60,13 +69,17 @@ struct gw_log_kv {
 #define GW_KV_I(key, num) ((struct gw_log_kv){ (key), NULL, (int64_t)(num), false })
 /* An event: text `msg k=v k=v` (values with blanks or quotes are quoted),
  * JSON members "msg" plus one per field. */
-void gw_log_event(enum gw_log_level level, enum gw_log_group group, const char *msg, const struct gw_log_kv *kv,
-                  size_t n);
+void gw_log_event(enum gw_log_level level, enum gw_log_group group, const char *msg,
+                  const struct gw_log_kv *kv, size_t n);
 
 /* A token bucket for log lines: at most `burst` lines, refilled at `per_s`
  * lines a second. Returns true when a line may be written; counts the
  * suppressed ones in *suppressed so the next line can report them. */
-struct gw_log_limit { uint64_t last_ms; double tokens; uint64_t suppressed; };
+struct gw_log_limit {
+    uint64_t last_ms;
+    double tokens;
+    uint64_t suppressed;
+};
 bool gw_log_ratelimit(struct gw_log_limit *l, uint64_t now_ms, double per_s, double burst);
 /* " (N similar lines suppressed)" when N > 0, else ""; resets the count.
  * buf holds the text (at least 48 bytes). */
@@ -75,7 +88,10 @@ const char *gw_log_suppressed_note(struct gw_log_limit *l, char *buf, size_t len
 #define gw_log_err(g, ...) gw_log_write(GW_LOG_ERR, g, __VA_ARGS__)
 #define gw_log_warn(g, ...) gw_log_write(GW_LOG_WARN, g, __VA_ARGS__)
 #define gw_log_info(g, ...) gw_log_write(GW_LOG_INFO, g, __VA_ARGS__)
-#define gw_log_debug(g, ...) \
-    do { if (gw_log_enabled(GW_LOG_DEBUG)) gw_log_write(GW_LOG_DEBUG, g, __VA_ARGS__); } while (0)
+#define gw_log_debug(g, ...)                                                                       \
+    do {                                                                                           \
+        if (gw_log_enabled(GW_LOG_DEBUG))                                                          \
+            gw_log_write(GW_LOG_DEBUG, g, __VA_ARGS__);                                            \
+    } while (0)
 
 #endif

@@ -36,8 +36,8 @@ size_t gw_notify_set_count(const struct gw_msg *env, const uint8_t *data)
     return h.count;
 }
 
-int gw_notify_set_get(const struct gw_msg *env, const uint8_t *data, size_t i, struct gw_msg *m, uint8_t *out,
-                      size_t cap)
+int gw_notify_set_get(const struct gw_msg *env, const uint8_t *data, size_t i, struct gw_msg *m,
+                      uint8_t *out, size_t cap)
 {
     struct gw_notify_hdr h;
     if (i >= gw_notify_set_count(env, data))
@@ -73,7 +73,8 @@ static void init(struct gw_msg *m, uint8_t kind)
 }
 
 /* The kinds addressed to or from one device. */
-static void device_msg(struct gw_msg *m, uint8_t kind, uint8_t security, const uint8_t mac[GW_MAC_LEN], size_t len)
+static void device_msg(struct gw_msg *m, uint8_t kind, uint8_t security,
+                       const uint8_t mac[GW_MAC_LEN], size_t len)
 {
     init(m, kind);
     m->security = security;
@@ -91,8 +92,8 @@ void gw_msg_resp(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LE
     device_msg(m, GW_MSG_RESP, security, mac, len);
 }
 
-void gw_msg_notify_set(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN], uint8_t flags,
-                       uint32_t observe)
+void gw_msg_notify_set(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN],
+                       uint8_t flags, uint32_t observe)
 {
     device_msg(m, GW_MSG_NOTIFY_SET, security, mac, 0);
     m->flags = flags;
@@ -136,7 +137,8 @@ void gw_msg_session_end(struct gw_msg *m, uint8_t fe, const struct gw_ep *ep, ui
     session_notice(m, GW_MSG_SESSION_END, fe, ep, session);
 }
 
-void gw_msg_session_moved(struct gw_msg *m, uint8_t fe, const struct gw_ep *old_ep, uint64_t session)
+void gw_msg_session_moved(struct gw_msg *m, uint8_t fe, const struct gw_ep *old_ep,
+                          uint64_t session)
 {
     session_notice(m, GW_MSG_SESSION_MOVED, fe, old_ep, session);
 }
@@ -155,8 +157,8 @@ void gw_msg_answer_done(struct gw_msg *m, uint8_t fe, const struct gw_ep *ep, ui
     m->client_mid = client_mid;
 }
 
-void gw_msg_mesh_tx(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN], uint8_t flags,
-                    uint64_t req_id, size_t len)
+void gw_msg_mesh_tx(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN],
+                    uint8_t flags, uint64_t req_id, size_t len)
 {
     device_msg(m, GW_MSG_MESH_TX, security, mac, len);
     m->flags = flags;

@@ -12,31 +12,35 @@
 #include "gw_defs.h"
 
 enum gw_msg_kind {
-    GW_MSG_REQ = 1,       /* fe -> sch: a proxy request; data = request for the device (MID 0, 8-byte token 0) */
-    GW_MSG_RESP,          /* sch -> fe: a response or notification for a client; data = client message, MID set by fe */
-    GW_MSG_OBS_GONE,      /* fe -> sch: observer (ep, token) left (RST to a notification or never ACKed) */
-    GW_MSG_SESSION_END,   /* fe -> sch: session `session` ended: drop its observers */
-    GW_MSG_MESH_TX,       /* sch -> mesh: data = CoAP message for device `mac` */
-    GW_MSG_MESH_RX,       /* mesh -> sch: data = CoAP message from device `mac` */
+    GW_MSG_REQ =
+        1, /* fe -> sch: a proxy request; data = request for the device (MID 0, 8-byte token 0) */
+    GW_MSG_RESP, /* sch -> fe: a response or notification for a client; data = client message, MID set by fe */
+    GW_MSG_OBS_GONE, /* fe -> sch: observer (ep, token) left (RST to a notification or never ACKed) */
+    GW_MSG_SESSION_END, /* fe -> sch: session `session` ended: drop its observers */
+    GW_MSG_MESH_TX,     /* sch -> mesh: data = CoAP message for device `mac` */
+    GW_MSG_MESH_RX,     /* mesh -> sch: data = CoAP message from device `mac` */
     GW_MSG_SESSION_MOVED, /* fe -> sch: sticky move of `session` away from `ep`: observers there end */
-    GW_MSG_FE_START,      /* fe -> sch: frontend `fe` (re)started: send it its unconfirmed answers again */
-    GW_MSG_ANSWER_DONE,   /* fe -> sch: client `ep` ACKed or RSTed `client_mid`, or it was given up */
-    GW_MSG_NOTIFY_SET,    /* sch -> fe: one notification for several observers (gw_notify_set below) */
+    GW_MSG_FE_START, /* fe -> sch: frontend `fe` (re)started: send it its unconfirmed answers again */
+    GW_MSG_ANSWER_DONE, /* fe -> sch: client `ep` ACKed or RSTed `client_mid`, or it was given up */
+    GW_MSG_NOTIFY_SET, /* sch -> fe: one notification for several observers (gw_notify_set below) */
     GW_MSG_KIND_MAX
 };
 
 enum gw_security { GW_SEC_NONE = 0, GW_SEC_NETMGR = 1 };
 
 /* flags */
-#define GW_MF_OBS_REGISTER 0x01  /* REQ: GET with Observe: 0 */
-#define GW_MF_OBS_CANCEL   0x02  /* REQ: GET with Observe: 1 */
-#define GW_MF_NOTIFY       0x04  /* RESP: an observe notification (observer keyed by ep + token) */
-#define GW_MF_MILLI        0x08  /* MESH_TX: to a Milli device */
-#define GW_MF_BLOCK2       0x10  /* REQ: client asked for Block2 size 16 << aux (S4.7) */
-#define GW_MF_SUPPRESS     0x20  /* RESP: No-Response asked not to send this answer; only account for it */
-#define GW_MF_DEV_NON      0x80  /* RESP notify: the device sent this state as NON (S6.9, obs_notify_con = 0) */
-#define GW_MF_ANSWER       0x40  /* RESP: this answers a request (the frontend counts it off the session's in-flight) */
-#define GW_MF_CACHED       0x01  /* RESP answer: served from the scheduler's cache (latency metric) */
+#define GW_MF_OBS_REGISTER 0x01 /* REQ: GET with Observe: 0 */
+#define GW_MF_OBS_CANCEL 0x02   /* REQ: GET with Observe: 1 */
+#define GW_MF_NOTIFY 0x04       /* RESP: an observe notification (observer keyed by ep + token) */
+#define GW_MF_MILLI 0x08        /* MESH_TX: to a Milli device */
+#define GW_MF_BLOCK2 0x10       /* REQ: client asked for Block2 size 16 << aux (S4.7) */
+#define GW_MF_SUPPRESS                                                                             \
+    0x20 /* RESP: No-Response asked not to send this answer; only account for it */
+#define GW_MF_DEV_NON                                                                              \
+    0x80 /* RESP notify: the device sent this state as NON (S6.9, obs_notify_con = 0) */
+#define GW_MF_ANSWER                                                                               \
+    0x40 /* RESP: this answers a request (the frontend counts it off the session's in-flight) */
+#define GW_MF_CACHED 0x01 /* RESP answer: served from the scheduler's cache (latency metric) */
 
 /* flags2 (S1.3, issue #12 item 15: no final answer is lost with a frontend).
  * A CON answer is kept in its transaction slot, with the client-facing MID,
@@ -48,31 +52,31 @@ enum gw_security { GW_SEC_NONE = 0, GW_SEC_NETMGR = 1 };
  * frontend every unconfirmed answer it had again, with the same MID: a
  * client that got the first copy drops the second (RFC 7252 4.5) and ACKs
  * it again. */
-#define GW_MF2_MID         0x01  /* RESP: send with MID client_mid (an answer the scheduler keeps) */
+#define GW_MF2_MID 0x01 /* RESP: send with MID client_mid (an answer the scheduler keeps) */
 
 struct gw_msg {
     uint8_t kind;
     uint8_t security;
-    uint8_t fe;              /* frontend that received the request */
+    uint8_t fe; /* frontend that received the request */
     uint8_t flags;
-    uint16_t len;            /* bytes of CoAP message following */
-    uint8_t client_type;     /* CON or NON of the client's request */
-    uint8_t tkl;             /* client token length */
-    uint64_t req_id;         /* unique per request: frontend index << 56 | counter */
-    uint64_t session;        /* session id of the client */
-    struct gw_ep ep;         /* client endpoint */
+    uint16_t len;        /* bytes of CoAP message following */
+    uint8_t client_type; /* CON or NON of the client's request */
+    uint8_t tkl;         /* client token length */
+    uint64_t req_id;     /* unique per request: frontend index << 56 | counter */
+    uint64_t session;    /* session id of the client */
+    struct gw_ep ep;     /* client endpoint */
     uint8_t token[GW_COAP_MAX_TOKEN];
     uint8_t mac[GW_MAC_LEN];
-    uint32_t aux;            /* Block2 szx (REQ), Observe number (RESP notify) */
-    uint8_t noresp;          /* REQ: No-Response value (RFC 7967) */
-    uint8_t flags2;          /* GW_MF2_* */
-    uint16_t client_mid;     /* REQ: the client's MID (duplicate detection across frontend restarts);
+    uint32_t aux;        /* Block2 szx (REQ), Observe number (RESP notify) */
+    uint8_t noresp;      /* REQ: No-Response value (RFC 7967) */
+    uint8_t flags2;      /* GW_MF2_* */
+    uint16_t client_mid; /* REQ: the client's MID (duplicate detection across frontend restarts);
                                 RESP with GW_MF2_MID: the MID to send the answer with;
                                 ANSWER_DONE: the MID the client ACKed or RSTed */
-    uint32_t rx_us;          /* REQ/RESP: low 32 bits of CLOCK_MONOTONIC microseconds when the frontend
+    uint32_t rx_us;      /* REQ/RESP: low 32 bits of CLOCK_MONOTONIC microseconds when the frontend
                               * took the request (system-wide, so latency is measured across processes;
                               * differences are taken modulo 2^32, good for 71 minutes) */
-    uint64_t req_key;        /* REQ/RESP: hash of (target, Accept) for Block2 follow-ups */
+    uint64_t req_key;    /* REQ/RESP: hash of (target, Accept) for Block2 follow-ups */
 };
 GW_STATIC_ASSERT(sizeof(struct gw_msg) == 80, "envelope layout is fixed");
 
@@ -92,24 +96,26 @@ struct gw_notify_hdr {
 struct gw_notify_to {
     struct gw_ep ep;
     uint8_t tkl;
-    uint8_t flags;           /* GW_MF_ANSWER for the observer whose request this state answers */
+    uint8_t flags; /* GW_MF_ANSWER for the observer whose request this state answers */
     uint8_t token[GW_COAP_MAX_TOKEN];
     uint16_t pad;
     uint64_t session;
 };
-GW_STATIC_ASSERT(sizeof(struct gw_notify_to) == 40, "a notification costs 40 ring bytes per observer");
+GW_STATIC_ASSERT(sizeof(struct gw_notify_to) == 40,
+                 "a notification costs 40 ring bytes per observer");
 
 /* Observers in a decoded GW_MSG_NOTIFY_SET record, after checking that the
  * header, message and entries fit its length exactly; 0 when malformed. */
 size_t gw_notify_set_count(const struct gw_msg *env, const uint8_t *data);
 /* Observer i's RESP record: *m (envelope) and out (the message with its
  * token, MID 0; cap >= GW_COAP_MAX_MSG + 16). 0, or GW_EBADMSG. */
-int gw_notify_set_get(const struct gw_msg *env, const uint8_t *data, size_t i, struct gw_msg *m, uint8_t *out,
-                      size_t cap) GW_NODISCARD;
+int gw_notify_set_get(const struct gw_msg *env, const uint8_t *data, size_t i, struct gw_msg *m,
+                      uint8_t *out, size_t cap) GW_NODISCARD;
 
 /* Validates a popped record. Returns 0 and points *data at the CoAP bytes,
  * or GW_EBADMSG. hdr is copied out so the caller owns an aligned copy. */
-int gw_msg_decode(const uint8_t *rec, size_t n, struct gw_msg *hdr, const uint8_t **data) GW_NODISCARD;
+int gw_msg_decode(const uint8_t *rec, size_t n, struct gw_msg *hdr,
+                  const uint8_t **data) GW_NODISCARD;
 
 /* Constructors, one per envelope kind: each zeroes the envelope and sets
  * the fields its kind carries (the table above), so no field is left over
@@ -126,20 +132,21 @@ void gw_msg_resp(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LE
  * which token. */
 /* NOTIFY_SET: state number `observe` of a resource of `mac`; the data and
  * len follow (gw_notify_hdr below). */
-void gw_msg_notify_set(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN], uint8_t flags,
-                       uint32_t observe);
+void gw_msg_notify_set(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN],
+                       uint8_t flags, uint32_t observe);
 void gw_msg_set_client(struct gw_msg *m, uint8_t fe, uint64_t session, const struct gw_ep *ep,
                        uint8_t client_type, const uint8_t *token, uint8_t tkl, uint64_t req_id);
 void gw_msg_obs_gone(struct gw_msg *m, uint8_t fe, const struct gw_ep *ep, const uint8_t *token,
                      uint8_t tkl, uint64_t session);
 void gw_msg_session_end(struct gw_msg *m, uint8_t fe, const struct gw_ep *ep, uint64_t session);
-void gw_msg_session_moved(struct gw_msg *m, uint8_t fe, const struct gw_ep *old_ep, uint64_t session);
+void gw_msg_session_moved(struct gw_msg *m, uint8_t fe, const struct gw_ep *old_ep,
+                          uint64_t session);
 void gw_msg_fe_start(struct gw_msg *m, uint8_t fe);
 void gw_msg_answer_done(struct gw_msg *m, uint8_t fe, const struct gw_ep *ep, uint16_t client_mid);
 /* MESH_TX: `len` bytes for device `mac`; req_id 0 for the scheduler's own
  * empty ACKs and RSTs. */
-void gw_msg_mesh_tx(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN], uint8_t flags,
-                    uint64_t req_id, size_t len);
+void gw_msg_mesh_tx(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN],
+                    uint8_t flags, uint64_t req_id, size_t len);
 void gw_msg_mesh_rx(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN], size_t len);
 
 #endif

@@ -16,9 +16,16 @@
 static inline bool key_skips(uint16_t n)
 {
     switch (n) {
-    case GW_OPT_OBSERVE: case GW_OPT_BLOCK1: case GW_OPT_BLOCK2: case GW_OPT_SIZE1:
-    case GW_OPT_SIZE2: case GW_OPT_NO_RESPONSE: case GW_OPT_PROXY_URI: case GW_OPT_PROXY_SCHEME:
-    case GW_OPT_URI_HOST: case GW_OPT_URI_PORT:
+    case GW_OPT_OBSERVE:
+    case GW_OPT_BLOCK1:
+    case GW_OPT_BLOCK2:
+    case GW_OPT_SIZE1:
+    case GW_OPT_SIZE2:
+    case GW_OPT_NO_RESPONSE:
+    case GW_OPT_PROXY_URI:
+    case GW_OPT_PROXY_SCHEME:
+    case GW_OPT_URI_HOST:
+    case GW_OPT_URI_PORT:
         return true;
     default:
         return gw_opt_nocachekey(n);
@@ -32,7 +39,7 @@ static inline uint64_t res_hash_start(const uint8_t mac[GW_MAC_LEN], uint8_t sec
 
 static inline uint64_t res_hash_opt(uint64_t h, uint16_t num, const struct gw_coap_opt *o)
 {
-    uint8_t hdr[4] = {(uint8_t)(num >> 8), (uint8_t)num, (uint8_t)(o->len >> 8), (uint8_t)o->len};
+    uint8_t hdr[4] = { (uint8_t)(num >> 8), (uint8_t)num, (uint8_t)(o->len >> 8), (uint8_t)o->len };
     h = gw_hash64(hdr, sizeof(hdr), h);
     return gw_hash64(o->val, o->len, h);
 }
@@ -169,7 +176,7 @@ int gw_rcache_render(const uint8_t *resp, size_t resp_len, uint32_t max_age_left
 
 /* --- The table ------------------------------------------------------------------- */
 
-#define W_KEYLEN(w) ((size_t)((w) & 0xffff))
+#define W_KEYLEN(w) ((size_t)((w)&0xffff))
 #define W_RESPLEN(w) ((size_t)(((w) >> 16) & 0xffff))
 
 void gw_rcache_attach(struct gw_rcache *t, void *base, uint32_t nslots, uint32_t slot_size)
@@ -218,7 +225,8 @@ int gw_rcache_store(struct gw_rcache *t, const uint8_t *key, size_t klen, uint64
 {
     if (!t->nslots)
         return 0;
-    if (klen == 0 || klen > 0xffff || resp_len > 0xffff || klen + resp_len > gw_rcache_capacity(t)) {
+    if (klen == 0 || klen > 0xffff || resp_len > 0xffff ||
+        klen + resp_len > gw_rcache_capacity(t)) {
         gw_rcache_remove(t, key, klen, res_hash);
         return GW_ETOOBIG;
     }
@@ -304,8 +312,8 @@ int gw_rcache_lookup(const struct gw_rcache *t, const uint8_t *key, size_t klen,
         if (usable) {
             size_t nw = (kl + rl + 7) / 8;
             for (size_t i = 0; i < nw; i++)
-                words[GW_RCACHE_HDR_WORDS + i] = atomic_load_explicit(
-                    &s->w[GW_RCACHE_HDR_WORDS + i], memory_order_relaxed);
+                words[GW_RCACHE_HDR_WORDS + i] =
+                    atomic_load_explicit(&s->w[GW_RCACHE_HDR_WORDS + i], memory_order_relaxed);
         }
         /* R3: pairs with W1's release fence. */
         atomic_thread_fence(memory_order_acquire);
@@ -319,9 +327,9 @@ int gw_rcache_lookup(const struct gw_rcache *t, const uint8_t *key, size_t klen,
             return GW_RCACHE_MISS;
         memcpy(resp, bytes + kl, rl);
         *resp_len = rl;
-        *max_age_left_s = (uint32_t)((words[1] - now_ms) / 1000 > UINT32_MAX
-                                         ? UINT32_MAX
-                                         : (words[1] - now_ms) / 1000);
+        *max_age_left_s =
+            (uint32_t)((words[1] - now_ms) / 1000 > UINT32_MAX ? UINT32_MAX
+                                                               : (words[1] - now_ms) / 1000);
         return GW_RCACHE_FRESH;
     }
     return GW_RCACHE_MISS;

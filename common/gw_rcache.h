@@ -67,7 +67,7 @@
 #define GW_RCACHE_SLOT_MAX 4096
 
 struct gw_rcache_slot {
-    _Atomic uint32_t seq;       /* odd while the writer is inside the slot */
+    _Atomic uint32_t seq; /* odd while the writer is inside the slot */
     uint32_t pad;
     /* w[0]: key length (16 bits) | response length (16 bits) << 16
      * w[1]: expires_ms (CLOCK_MONOTONIC)   w[2]: resource hash
@@ -79,9 +79,9 @@ GW_STATIC_ASSERT(sizeof(struct gw_rcache_slot) == 8, "slot header is 8 bytes");
 
 /* A view of the table in one process's mapping. */
 struct gw_rcache {
-    uint8_t *base;              /* first slot */
-    uint32_t nslots;            /* power of two, or 0: disabled */
-    uint32_t slot_size;         /* bytes per slot, multiple of 8 */
+    uint8_t *base;      /* first slot */
+    uint32_t nslots;    /* power of two, or 0: disabled */
+    uint32_t slot_size; /* bytes per slot, multiple of 8 */
 };
 
 /* Bytes the table needs (0 when nslots is 0). */

@@ -70,7 +70,7 @@ int gw_registry_by_addr(struct gw_store *st, const struct gw_ep *ep, uint8_t mac
 
 struct import_ctx {
     MDB_txn *txn;
-    MDB_txn *ktxn;      /* data_dir/keys */
+    MDB_txn *ktxn; /* data_dir/keys */
     struct gw_store *st;
     int count;
     int err;
@@ -126,7 +126,8 @@ static void drop_stale_keys(struct gw_store *st)
     MDB_cursor *cur;
     if (mdb_cursor_open(kt, st->keys, &cur) == 0) {
         MDB_val k, d;
-        for (int r = mdb_cursor_get(cur, &k, &d, MDB_FIRST); r == 0; r = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+        for (int r = mdb_cursor_get(cur, &k, &d, MDB_FIRST); r == 0;
+             r = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
             MDB_txn *txn;
             if (k.mv_size != GW_MAC_LEN || gw_store_rbegin(st, &txn) != 0)
                 continue;
@@ -139,7 +140,8 @@ static void drop_stale_keys(struct gw_store *st)
         mdb_cursor_close(cur);
     }
     if (mdb_txn_commit(kt) != 0)
-        gw_log_warn(GW_LOG_STORE, "removing the keys of devices no longer in the registry failed; kept");
+        gw_log_warn(GW_LOG_STORE,
+                    "removing the keys of devices no longer in the registry failed; kept");
 }
 
 int gw_registry_load(struct gw_store *st, const char *path, bool skip_bad, int *bad)
@@ -169,8 +171,10 @@ int gw_registry_load(struct gw_store *st, const char *path, bool skip_bad, int *
     if (rc > 0 && !skip_bad) {
         mdb_txn_abort(ktxn);
         mdb_txn_abort(txn);
-        gw_log_err(GW_LOG_STORE, "devices file %s: %d bad line%s (above): nothing changed, the registry keeps "
-                   "its %zu devices", path, rc, rc == 1 ? "" : "s", gw_registry_count(st));
+        gw_log_err(GW_LOG_STORE,
+                   "devices file %s: %d bad line%s (above): nothing changed, the registry keeps "
+                   "its %zu devices",
+                   path, rc, rc == 1 ? "" : "s", gw_registry_count(st));
         return GW_EBADMSG;
     }
     /* Readers that keep a copy (meshio's device index) rebuild it when
@@ -188,7 +192,8 @@ int gw_registry_load(struct gw_store *st, const char *path, bool skip_bad, int *
     }
     struct stat sb;
     if (stat(path, &sb) == 0) {
-        uint64_t stamp[2] = { (uint64_t)sb.st_size, (uint64_t)sb.st_mtim.tv_sec * 1000000000ull + (uint64_t)sb.st_mtim.tv_nsec };
+        uint64_t stamp[2] = { (uint64_t)sb.st_size, (uint64_t)sb.st_mtim.tv_sec * 1000000000ull +
+                                                        (uint64_t)sb.st_mtim.tv_nsec };
         char key[300];
         snprintf(key, sizeof(key), DEVFILE_STAMP "%s", path);
         MDB_val k = { strlen(key), key }, v = { sizeof(stamp), stamp };
@@ -222,7 +227,8 @@ int gw_registry_sync(struct gw_store *st, const char *path, int *bad)
     struct stat sb;
     if (stat(path, &sb) != 0)
         return -errno;
-    uint64_t stamp[2] = { (uint64_t)sb.st_size, (uint64_t)sb.st_mtim.tv_sec * 1000000000ull + (uint64_t)sb.st_mtim.tv_nsec };
+    uint64_t stamp[2] = { (uint64_t)sb.st_size, (uint64_t)sb.st_mtim.tv_sec * 1000000000ull +
+                                                    (uint64_t)sb.st_mtim.tv_nsec };
     char key[300];
     snprintf(key, sizeof(key), DEVFILE_STAMP "%s", path);
     MDB_txn *txn;
@@ -230,14 +236,16 @@ int gw_registry_sync(struct gw_store *st, const char *path, int *bad)
     if (rc)
         return rc;
     MDB_val k = { strlen(key), key }, v;
-    bool same = mdb_get(txn, st->meta, &k, &v) == 0 && v.mv_size == sizeof(stamp) && !memcmp(v.mv_data, stamp, sizeof(stamp));
+    bool same = mdb_get(txn, st->meta, &k, &v) == 0 && v.mv_size == sizeof(stamp) &&
+                !memcmp(v.mv_data, stamp, sizeof(stamp));
     gw_store_rdone(st);
     if (same)
         return (int)gw_registry_count(st);
     return gw_registry_import(st, path, bad);
 }
 
-int gw_registry_foreach(struct gw_store *st, int (*fn)(void *ctx, const struct gw_device *d), void *ctx)
+int gw_registry_foreach(struct gw_store *st, int (*fn)(void *ctx, const struct gw_device *d),
+                        void *ctx)
 {
     MDB_txn *txn;
     int rc = gw_store_rbegin(st, &txn);

@@ -14,9 +14,11 @@
 #include "gw_store.h"
 
 /* Looks a device up by MAC: 0, or GW_ENOTFOUND. */
-int gw_registry_get(struct gw_store *st, const uint8_t mac[GW_MAC_LEN], struct gw_device *out) GW_NODISCARD;
+int gw_registry_get(struct gw_store *st, const uint8_t mac[GW_MAC_LEN],
+                    struct gw_device *out) GW_NODISCARD;
 /* Which device sent a datagram from ep (address and port)? */
-int gw_registry_by_addr(struct gw_store *st, const struct gw_ep *ep, uint8_t mac[GW_MAC_LEN]) GW_NODISCARD;
+int gw_registry_by_addr(struct gw_store *st, const struct gw_ep *ep,
+                        uint8_t mac[GW_MAC_LEN]) GW_NODISCARD;
 /* Replaces the registry with the file's devices, all or nothing (S7.2):
  * every bad line (gw_devfile_load: syntax, duplicate MAC, an address:port
  * already used) is logged as "file:line: why"; unless skip_bad, one bad
@@ -31,7 +33,8 @@ int gw_registry_import(struct gw_store *st, const char *path, int *bad) GW_NODIS
  * import (size, mtime). */
 int gw_registry_sync(struct gw_store *st, const char *path, int *bad) GW_NODISCARD;
 /* Calls fn for every device (read transaction); stops when fn returns nonzero. */
-int gw_registry_foreach(struct gw_store *st, int (*fn)(void *ctx, const struct gw_device *d), void *ctx);
+int gw_registry_foreach(struct gw_store *st, int (*fn)(void *ctx, const struct gw_device *d),
+                        void *ctx);
 size_t gw_registry_count(struct gw_store *st);
 /* The registry's generation: one more at every import that changed it (0
  * before the first since this key exists). A reader that keeps a copy reads

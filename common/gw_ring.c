@@ -97,7 +97,7 @@ bool gw_bell_should_wake(struct gw_bell *b)
     if (!atomic_load_explicit(&b->sleeping, memory_order_relaxed))
         return false;
     if (!atomic_exchange_explicit(&b->sleeping, 0, memory_order_relaxed))
-        return false;  /* another producer woke it already */
+        return false; /* another producer woke it already */
     atomic_fetch_add_explicit(&b->rings, 1, memory_order_relaxed);
     return true;
 }

@@ -54,7 +54,7 @@ struct gw_ring {
     _Atomic uint32_t tail;
     _Atomic uint32_t prod_pid;
     _Atomic uint32_t prod_gen;
-    uint32_t bell;              /* index of the consumer's doorbell */
+    uint32_t bell; /* index of the consumer's doorbell */
     uint8_t pad0[GW_CACHELINE - 16];
     /* Consumer line. */
     _Atomic uint32_t head;
@@ -63,9 +63,9 @@ struct gw_ring {
     uint32_t pad1;
     uint8_t pad2[GW_CACHELINE - 16];
     /* Read-only after init. */
-    uint32_t size;              /* slots, power of two */
+    uint32_t size; /* slots, power of two */
     uint32_t mask;
-    uint32_t slot_size;         /* bytes per slot including the 4-byte length */
+    uint32_t slot_size; /* bytes per slot including the 4-byte length */
     uint32_t pad3;
     uint8_t pad4[GW_CACHELINE - 16];
     /* uint8_t slots[size][slot_size] follow. */
@@ -74,7 +74,7 @@ GW_STATIC_ASSERT(sizeof(struct gw_ring) == 3 * GW_CACHELINE, "ring header is thr
 
 struct gw_bell {
     _Atomic uint32_t sleeping;
-    _Atomic uint32_t rings;     /* statistics: doorbell writes */
+    _Atomic uint32_t rings; /* statistics: doorbell writes */
     uint8_t pad[GW_CACHELINE - 8];
 };
 GW_STATIC_ASSERT(sizeof(struct gw_bell) == GW_CACHELINE, "one bell per cache line");
@@ -93,7 +93,8 @@ void gw_ring_claim_consumer(struct gw_ring *r, uint32_t pid);
  * len exceeds the slot. Never blocks. */
 int gw_ring_push(struct gw_ring *r, const void *data, uint32_t len) GW_NODISCARD;
 /* Two-part push (envelope header + body) without an intermediate copy. */
-int gw_ring_push2(struct gw_ring *r, const void *a, uint32_t alen, const void *b, uint32_t blen) GW_NODISCARD;
+int gw_ring_push2(struct gw_ring *r, const void *a, uint32_t alen, const void *b,
+                  uint32_t blen) GW_NODISCARD;
 
 /* Consumer side. Copies the next record into buf (cap bytes) and frees its
  * slot. Returns the record length (>= 0), GW_EEMPTY, or GW_EBADMSG for a
@@ -107,7 +108,10 @@ static inline uint32_t gw_ring_count(const struct gw_ring *r)
     uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);
     return atomic_load_explicit(&r->tail, memory_order_acquire) - head;
 }
-static inline bool gw_ring_empty(const struct gw_ring *r) { return gw_ring_count(r) == 0; }
+static inline bool gw_ring_empty(const struct gw_ring *r)
+{
+    return gw_ring_count(r) == 0;
+}
 
 /* Doorbells. A producer calls gw_bell_should_wake after publishing a batch;
  * it returns true when the consumer was asleep and must be woken, which the

@@ -17,7 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 
-static size_t align_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
+static size_t align_up(size_t v, size_t a)
+{
+    return (v + a - 1) & ~(a - 1);
+}
 
 static void shm_name(const struct gw_config *cfg, char *buf, size_t len)
 {
@@ -64,20 +67,38 @@ static void layout(const struct gw_config *cfg, struct gw_shm_hdr *h)
     h->seg_size = off;
 }
 
-static int check(const struct gw_shm_hdr *want, const struct gw_shm_hdr *have, char *err, size_t errlen)
+static int check(const struct gw_shm_hdr *want, const struct gw_shm_hdr *have, char *err,
+                 size_t errlen)
 {
-#define CHK(f) \
-    if (want->f != have->f) { \
-        snprintf(err, errlen, "shared memory layout mismatch: %s is %llu, this process expects %llu " \
-                 "(another gateway version or configuration holds the instance; stop it or use another `instance`)", \
-                 #f, (unsigned long long)have->f, (unsigned long long)want->f); \
-        return GW_ELAYOUT; \
+#define CHK(f)                                                                                                  \
+    if (want->f != have->f) {                                                                                   \
+        snprintf(                                                                                               \
+            err, errlen,                                                                                        \
+            "shared memory layout mismatch: %s is %llu, this process expects %llu "                             \
+            "(another gateway version or configuration holds the instance; stop it or use another `instance`)", \
+            #f, (unsigned long long)have->f, (unsigned long long)want->f);                                      \
+        return GW_ELAYOUT;                                                                                      \
     }
     /* seg_size is derived from the fields after it, so it is compared last:
      * the message then names the value that actually differs (ring_slots...). */
-    CHK(magic) CHK(version) CHK(hdr_size) CHK(max_frontends) CHK(ring_slots)
-    CHK(slot_size) CHK(nrings) CHK(max_txn) CHK(txn_slot) CHK(nbells) CHK(nprocs)
-    CHK(proc_slot_size) CHK(stats_count) CHK(rcache_slots) CHK(rcache_slot_size) CHK(seg_size)
+    /* clang-format off: a list of macro statements, one field a line */
+    CHK(magic)
+    CHK(version)
+    CHK(hdr_size)
+    CHK(max_frontends)
+    CHK(ring_slots)
+    CHK(slot_size)
+    CHK(nrings)
+    CHK(max_txn)
+    CHK(txn_slot)
+    CHK(nbells)
+    CHK(nprocs)
+    CHK(proc_slot_size)
+    CHK(stats_count)
+    CHK(rcache_slots)
+    CHK(rcache_slot_size)
+    CHK(seg_size)
+    /* clang-format on */
 #undef CHK
     return 0;
 }
@@ -117,18 +138,24 @@ static int shm_judge(const struct stat *st, const char *name, char *err, size_t 
     char path[128];
     shm_path(name, path, sizeof(path));
     if (S_ISLNK(st->st_mode) || !S_ISREG(st->st_mode)) {
-        snprintf(err, errlen, "shared memory %s is not a plain shared-memory object; refusing to use it", path);
+        snprintf(err, errlen,
+                 "shared memory %s is not a plain shared-memory object; refusing to use it", path);
         return GW_EUNSAFE;
     }
     if (st->st_uid != geteuid()) {
-        snprintf(err, errlen, "shared memory %s is owned by uid %u, not by uid %u (the gateway's user): another "
-                 "user created it; refusing to use it (remove it, as root, after looking at who made it)",
-                 path, (unsigned)st->st_uid, (unsigned)geteuid());
+        snprintf(
+            err, errlen,
+            "shared memory %s is owned by uid %u, not by uid %u (the gateway's user): another "
+            "user created it; refusing to use it (remove it, as root, after looking at who made it)",
+            path, (unsigned)st->st_uid, (unsigned)geteuid());
         return GW_EUNSAFE;
     }
     if ((st->st_mode & 07777) != 0600) {
-        snprintf(err, errlen, "shared memory %s has mode %04o, not 0600: others could open it; refusing to use it "
-                 "(stop the gateway, remove it and start again)", path, (unsigned)(st->st_mode & 07777));
+        snprintf(
+            err, errlen,
+            "shared memory %s has mode %04o, not 0600: others could open it; refusing to use it "
+            "(stop the gateway, remove it and start again)",
+            path, (unsigned)(st->st_mode & 07777));
         return GW_EUNSAFE;
     }
     return 0;
@@ -174,7 +201,8 @@ static int shm_open_safe(const char *name, bool fresh, char *err, size_t errlen)
                 }
                 return fd;
             }
-            if (errno == EACCES && lstat(path, &st) == 0 && shm_judge(&st, name, err, errlen) == GW_EUNSAFE)
+            if (errno == EACCES && lstat(path, &st) == 0 &&
+                shm_judge(&st, name, err, errlen) == GW_EUNSAFE)
                 return GW_EUNSAFE;
             if (errno != ENOENT) {
                 int e = errno;
@@ -200,11 +228,13 @@ static int shm_open_safe(const char *name, bool fresh, char *err, size_t errlen)
         }
         /* Created by someone else in between: attach to it, after the checks. */
     }
-    snprintf(err, errlen, "shm_open(%s): created and removed repeatedly by someone else; refusing", name);
+    snprintf(err, errlen, "shm_open(%s): created and removed repeatedly by someone else; refusing",
+             name);
     return GW_EUNSAFE;
 }
 
-int gw_shm_open(const struct gw_config *cfg, bool fresh, struct gw_shm *shm, char *err, size_t errlen)
+int gw_shm_open(const struct gw_config *cfg, bool fresh, struct gw_shm *shm, char *err,
+                size_t errlen)
 {
     memset(shm, 0, sizeof(*shm));
     shm->fd = -1;
@@ -233,8 +263,8 @@ int gw_shm_open(const struct gw_config *cfg, bool fresh, struct gw_shm *shm, cha
     if (st.st_size == 0) {
         if (ftruncate(fd, (off_t)want.seg_size) != 0) {
             rc = -errno;
-            snprintf(err, errlen, "ftruncate(%s, %llu): %s", shm->name, (unsigned long long)want.seg_size,
-                     strerror(-rc));
+            snprintf(err, errlen, "ftruncate(%s, %llu): %s", shm->name,
+                     (unsigned long long)want.seg_size, strerror(-rc));
             goto out;
         }
         create = true;
@@ -244,7 +274,8 @@ int gw_shm_open(const struct gw_config *cfg, bool fresh, struct gw_shm *shm, cha
         if (pread(fd, &have, sizeof(have), 0) == (ssize_t)sizeof(have) &&
             (rc = check(&want, &have, err, errlen)) != 0)
             goto out;
-        snprintf(err, errlen, "shared memory layout mismatch: %s has %lld bytes, this process expects %llu "
+        snprintf(err, errlen,
+                 "shared memory layout mismatch: %s has %lld bytes, this process expects %llu "
                  "(another configuration holds the instance; stop it or use another `instance`)",
                  shm->name, (long long)st.st_size, (unsigned long long)want.seg_size);
         rc = GW_ELAYOUT;
@@ -298,7 +329,8 @@ int gw_shm_unlink(const struct gw_config *cfg)
 
 struct gw_ring *gw_shm_ring(const struct gw_shm *shm, uint32_t idx)
 {
-    return (struct gw_ring *)(shm->base + shm->hdr->rings_off + (size_t)idx * shm->hdr->ring_stride);
+    return (struct gw_ring *)(shm->base + shm->hdr->rings_off +
+                              (size_t)idx * shm->hdr->ring_stride);
 }
 
 struct gw_bell *gw_shm_bell(const struct gw_shm *shm, uint32_t idx)

@@ -24,14 +24,19 @@
 #include <stdatomic.h>
 
 #define GW_SHM_MAGIC 0x3157475041544f43ull /* "COTAPGW1" */
-#define GW_SHM_VERSION 6 /* 6: shared response cache region */
+#define GW_SHM_VERSION 6                   /* 6: shared response cache region */
 /* A slot carries a whole envelope plus a 1152-byte CoAP message. */
 #define GW_RING_SLOT 1280
 /* A scheduler transaction slot (struct sch_txn fits in it). */
 #define GW_TXN_SLOT 1536
 
-enum gw_proc_index { GW_PROC_SUPERVISOR = 0, GW_PROC_SCHEDULER, GW_PROC_MESHIO, GW_PROC_MESHSIM,
-                     GW_PROC_FRONTEND0 };
+enum gw_proc_index {
+    GW_PROC_SUPERVISOR = 0,
+    GW_PROC_SCHEDULER,
+    GW_PROC_MESHIO,
+    GW_PROC_MESHSIM,
+    GW_PROC_FRONTEND0
+};
 enum gw_bell_index { GW_BELL_SCHEDULER = 0, GW_BELL_MESHIO = 1, GW_BELL_FRONTEND0 = 2 };
 
 struct gw_proc_slot {
@@ -39,7 +44,7 @@ struct gw_proc_slot {
     _Atomic uint32_t restarts;
     _Atomic int64_t started_wall;
     _Atomic uint64_t started_mono_ms;
-    _Atomic uint32_t ready;      /* the role finished its start-up (scheduler: registry loaded) */
+    _Atomic uint32_t ready; /* the role finished its start-up (scheduler: registry loaded) */
     /* Frontends: the next client-facing MID. The frontend and the scheduler
      * (for the answers it keeps, gw_msg.h GW_MF2_MID) both take MIDs from it
      * with fetch-add, so they never clash, and a restarted frontend goes on
@@ -47,7 +52,7 @@ struct gw_proc_slot {
      * duplicate, RFC 7252 4.5). 0 until the first frontend seeds it. */
     _Atomic uint32_t client_mid;
     uint8_t pad[GW_CACHELINE - 32];
-    struct gw_stats stats;       /* written only by the process in this slot */
+    struct gw_stats stats; /* written only by the process in this slot */
 };
 
 struct gw_shm_hdr {
@@ -70,13 +75,14 @@ struct gw_shm_hdr {
     uint64_t txn_off;
     uint32_t proc_slot_size;
     uint32_t stats_count;
-    _Atomic uint64_t boot_id;    /* random per segment creation */
-    _Atomic uint32_t txn_ready;  /* scheduler formatted its table */
-    uint32_t rcache_slots;       /* shared response cache slots (power of two; 0: none) */
+    _Atomic uint64_t boot_id;   /* random per segment creation */
+    _Atomic uint32_t txn_ready; /* scheduler formatted its table */
+    uint32_t rcache_slots;      /* shared response cache slots (power of two; 0: none) */
     uint64_t rcache_off;
-    uint32_t rcache_slot_size;   /* bytes per slot */
+    uint32_t rcache_slot_size; /* bytes per slot */
     uint32_t pad;
-    _Atomic uint32_t log_level;  /* 0: each process's log_level; else level + 1 (coapgw loglevel, SIGUSR2) */
+    _Atomic uint32_t
+        log_level; /* 0: each process's log_level; else level + 1 (coapgw loglevel, SIGUSR2) */
     uint32_t pad2;
 };
 GW_STATIC_ASSERT(sizeof(struct gw_shm_hdr) == 144, "shm header layout is fixed");
@@ -95,7 +101,8 @@ struct gw_shm {
  * effective uid and have mode 0600. Returns 0; GW_EUNSAFE with a message
  * naming the object when it does not; GW_ELAYOUT with a message when the
  * existing header differs; or -errno. */
-int gw_shm_open(const struct gw_config *cfg, bool fresh, struct gw_shm *shm, char *err, size_t errlen) GW_NODISCARD;
+int gw_shm_open(const struct gw_config *cfg, bool fresh, struct gw_shm *shm, char *err,
+                size_t errlen) GW_NODISCARD;
 void gw_shm_close(struct gw_shm *shm);
 /* Checks an existing /dev/shm/coapgw-<instance> without opening it (S9.2):
  * 0 when it is absent or ours with mode 0600, else GW_EUNSAFE and a message. */
@@ -103,10 +110,22 @@ int gw_shm_check(const struct gw_config *cfg, char *err, size_t errlen) GW_NODIS
 int gw_shm_unlink(const struct gw_config *cfg);
 
 struct gw_ring *gw_shm_ring(const struct gw_shm *shm, uint32_t idx);
-static inline uint32_t gw_ring_fe_to_sch(uint32_t fe) { return fe; }
-static inline uint32_t gw_ring_sch_to_fe(const struct gw_shm *s, uint32_t fe) { return s->hdr->max_frontends + fe; }
-static inline uint32_t gw_ring_sch_to_mesh(const struct gw_shm *s) { return 2 * s->hdr->max_frontends; }
-static inline uint32_t gw_ring_mesh_to_sch(const struct gw_shm *s) { return 2 * s->hdr->max_frontends + 1; }
+static inline uint32_t gw_ring_fe_to_sch(uint32_t fe)
+{
+    return fe;
+}
+static inline uint32_t gw_ring_sch_to_fe(const struct gw_shm *s, uint32_t fe)
+{
+    return s->hdr->max_frontends + fe;
+}
+static inline uint32_t gw_ring_sch_to_mesh(const struct gw_shm *s)
+{
+    return 2 * s->hdr->max_frontends;
+}
+static inline uint32_t gw_ring_mesh_to_sch(const struct gw_shm *s)
+{
+    return 2 * s->hdr->max_frontends + 1;
+}
 struct gw_bell *gw_shm_bell(const struct gw_shm *shm, uint32_t idx);
 struct gw_proc_slot *gw_shm_proc(const struct gw_shm *shm, uint32_t idx);
 void *gw_shm_txn(const struct gw_shm *shm, uint32_t idx);

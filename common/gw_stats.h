@@ -21,45 +21,46 @@
 #define GW_SR_ALL (GW_SR_FE | GW_SR_SCH | GW_SR_MESH)
 
 /* X(name, kind, roles, help). Counters are exported as coapgw_<name>_total. */
-#define GW_STATS_LIST(X) \
-    X(rx_datagrams, counter, GW_SR_FE | GW_SR_MESH, "datagrams received") \
-    X(tx_datagrams, counter, GW_SR_FE | GW_SR_MESH, "datagrams sent") \
-    X(rx_malformed, counter, GW_SR_ALL, "malformed datagrams or records dropped or reset") \
-    X(rx_duplicates, counter, GW_SR_FE | GW_SR_SCH, "duplicate client messages") \
-    X(requests_local, counter, GW_SR_FE, "requests to local resources") \
-    X(requests_proxied, counter, GW_SR_FE, "proxy requests accepted for the scheduler") \
-    X(sessionless_dropped, counter, GW_SR_FE, "requests from senders without a session dropped by their rate limit") \
-    X(client_retransmissions, counter, GW_SR_FE, "CON retransmissions to clients") \
-    X(client_timeouts, counter, GW_SR_FE, "CON messages to clients never acknowledged") \
-    X(sessions_created, counter, GW_SR_FE, "sessions created") \
-    X(sessions_ended, counter, GW_SR_FE, "sessions ended") \
-    X(sessions_live, gauge, GW_SR_FE, "live sessions (shared by all frontends)") \
-    /* frontends count the hits they answer from the shared table (gw_rcache.h) */ \
-    X(cache_hits, counter, GW_SR_FE | GW_SR_SCH, "response cache hits") \
-    X(cache_misses, counter, GW_SR_SCH, "response cache misses") \
-    X(cache_entries, gauge, GW_SR_SCH, "response cache entries") \
-    X(mesh_requests, counter, GW_SR_SCH, "requests sent to devices (first transmissions)") \
-    X(mesh_retransmissions, counter, GW_SR_SCH, "retransmissions to devices") \
-    X(mesh_timeouts, counter, GW_SR_SCH, "device exchanges that timed out (5.04)") \
-    X(mesh_busy, counter, GW_SR_SCH, "requests refused for a busy Milli or a full queue (5.03)") \
-    X(queue_depth, gauge, GW_SR_SCH, "requests queued for devices") \
-    X(inflight, gauge, GW_SR_SCH, "requests in flight to devices") \
-    X(txn_used, gauge, GW_SR_SCH, "scheduler transactions in use (bound: max_txn)") \
-    X(observations, gauge, GW_SR_SCH, "device observations") \
-    X(observers, gauge, GW_SR_SCH, "client observers") \
-    X(notifications, counter, GW_SR_FE, "notifications sent to clients") \
-    X(mesh_auth_failures, counter, GW_SR_MESH, "mesh frames failing authentication") \
-    X(mesh_replays, counter, GW_SR_MESH, "mesh frames dropped as replays") \
-    X(mesh_unknown_source, counter, GW_SR_MESH, "mesh datagrams from unknown sources") \
-    X(ring_full, counter, GW_SR_ALL, "records not pushed because a ring was full") \
-    X(bell_writes, counter, GW_SR_ALL, "doorbell FIFO writes to wake a sleeping peer") \
+#define GW_STATS_LIST(X)                                                                           \
+    X(rx_datagrams, counter, GW_SR_FE | GW_SR_MESH, "datagrams received")                          \
+    X(tx_datagrams, counter, GW_SR_FE | GW_SR_MESH, "datagrams sent")                              \
+    X(rx_malformed, counter, GW_SR_ALL, "malformed datagrams or records dropped or reset")         \
+    X(rx_duplicates, counter, GW_SR_FE | GW_SR_SCH, "duplicate client messages")                   \
+    X(requests_local, counter, GW_SR_FE, "requests to local resources")                            \
+    X(requests_proxied, counter, GW_SR_FE, "proxy requests accepted for the scheduler")            \
+    X(sessionless_dropped, counter, GW_SR_FE,                                                      \
+      "requests from senders without a session dropped by their rate limit")                       \
+    X(client_retransmissions, counter, GW_SR_FE, "CON retransmissions to clients")                 \
+    X(client_timeouts, counter, GW_SR_FE, "CON messages to clients never acknowledged")            \
+    X(sessions_created, counter, GW_SR_FE, "sessions created")                                     \
+    X(sessions_ended, counter, GW_SR_FE, "sessions ended")                                         \
+    X(sessions_live, gauge, GW_SR_FE, "live sessions (shared by all frontends)")                   \
+    /* frontends count the hits they answer from the shared table (gw_rcache.h) */                 \
+    X(cache_hits, counter, GW_SR_FE | GW_SR_SCH, "response cache hits")                            \
+    X(cache_misses, counter, GW_SR_SCH, "response cache misses")                                   \
+    X(cache_entries, gauge, GW_SR_SCH, "response cache entries")                                   \
+    X(mesh_requests, counter, GW_SR_SCH, "requests sent to devices (first transmissions)")         \
+    X(mesh_retransmissions, counter, GW_SR_SCH, "retransmissions to devices")                      \
+    X(mesh_timeouts, counter, GW_SR_SCH, "device exchanges that timed out (5.04)")                 \
+    X(mesh_busy, counter, GW_SR_SCH, "requests refused for a busy Milli or a full queue (5.03)")   \
+    X(queue_depth, gauge, GW_SR_SCH, "requests queued for devices")                                \
+    X(inflight, gauge, GW_SR_SCH, "requests in flight to devices")                                 \
+    X(txn_used, gauge, GW_SR_SCH, "scheduler transactions in use (bound: max_txn)")                \
+    X(observations, gauge, GW_SR_SCH, "device observations")                                       \
+    X(observers, gauge, GW_SR_SCH, "client observers")                                             \
+    X(notifications, counter, GW_SR_FE, "notifications sent to clients")                           \
+    X(mesh_auth_failures, counter, GW_SR_MESH, "mesh frames failing authentication")               \
+    X(mesh_replays, counter, GW_SR_MESH, "mesh frames dropped as replays")                         \
+    X(mesh_unknown_source, counter, GW_SR_MESH, "mesh datagrams from unknown sources")             \
+    X(ring_full, counter, GW_SR_ALL, "records not pushed because a ring was full")                 \
+    X(bell_writes, counter, GW_SR_ALL, "doorbell FIFO writes to wake a sleeping peer")             \
     X(loop_turns, counter, GW_SR_ALL, "event loop turns (one epoll_wait return each)")
 
 enum gw_stat_id {
 #define GW_STAT_ENUM(name, kind, roles, help) GW_STAT_##name,
     GW_STATS_LIST(GW_STAT_ENUM)
 #undef GW_STAT_ENUM
-    GW_STAT_COUNT
+        GW_STAT_COUNT
 };
 
 /* Final responses by CoAP code: classes 2, 4 and 5, detail 0..31. */
@@ -77,9 +78,11 @@ static inline uint8_t gw_stat_code_of(int idx)
 /* Latency histograms. Bucket upper bounds in microseconds; the last bucket
  * (+Inf) is implicit. Buckets are stored non-cumulative and summed when
  * rendered, so an update is two relaxed increments and one add. */
-#define GW_HIST_BOUNDS_US \
-    { 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, \
-      5000000, 10000000, 30000000, 60000000, 120000000, 300000000, 600000000 }
+#define GW_HIST_BOUNDS_US                                                                          \
+    {                                                                                              \
+        100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,     \
+            2500000, 5000000, 10000000, 30000000, 60000000, 120000000, 300000000, 600000000        \
+    }
 #define GW_HIST_NBOUNDS 21
 enum gw_hist_id {
     GW_HIST_PROXIED = 0, /* frontend: client request -> final response through the mesh */

@@ -54,10 +54,18 @@ int gw_store_open(struct gw_store *st, const char *data_dir, size_t map_mb)
     rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (rc)
         goto fail;
-    struct { MDB_dbi *dbi; const char *name; unsigned flags; } dbs[] = {
-        { &st->sessions, "sessions", 0 }, { &st->sess_id, "sess_id", 0 },
-        { &st->sess_acct, "sess_acct", MDB_DUPSORT }, { &st->devices, "devices", 0 },
-        { &st->devaddr, "devaddr", 0 }, { &st->observe, "observe", 0 }, { &st->meta, "meta", 0 },
+    struct {
+        MDB_dbi *dbi;
+        const char *name;
+        unsigned flags;
+    } dbs[] = {
+        { &st->sessions, "sessions", 0 },
+        { &st->sess_id, "sess_id", 0 },
+        { &st->sess_acct, "sess_acct", MDB_DUPSORT },
+        { &st->devices, "devices", 0 },
+        { &st->devaddr, "devaddr", 0 },
+        { &st->observe, "observe", 0 },
+        { &st->meta, "meta", 0 },
     };
     for (size_t i = 0; i < GW_ARRAY_LEN(dbs); i++) {
         rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE | dbs[i].flags, dbs[i].dbi);
@@ -140,7 +148,8 @@ int gw_store_key_get(struct gw_store *st, const uint8_t mac[8], uint8_t key[16])
         return -EBADF;
     int rc;
     for (int attempt = 0; attempt < 2; attempt++) {
-        rc = st->krtxn ? mdb_txn_renew(st->krtxn) : mdb_txn_begin(st->kenv, NULL, MDB_RDONLY, &st->krtxn);
+        rc = st->krtxn ? mdb_txn_renew(st->krtxn)
+                       : mdb_txn_begin(st->kenv, NULL, MDB_RDONLY, &st->krtxn);
         if (rc == MDB_MAP_RESIZED) {
             if (st->krtxn)
                 mdb_txn_abort(st->krtxn);

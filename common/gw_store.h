@@ -25,15 +25,15 @@
 struct gw_store {
     MDB_env *env;
     MDB_dbi sessions, sess_id, sess_acct, devices, devaddr, observe, meta;
-    MDB_txn *rtxn;      /* cached read-only transaction (reset/renew) */
+    MDB_txn *rtxn; /* cached read-only transaction (reset/renew) */
     /* Device keys live in a second environment, data_dir/keys (DBI "keys":
      * MAC -> 16-byte AES key), so that the internet-facing frontend, which
      * opens data_dir/state, never maps them (issue #12 item 11). Opened
      * only by meshio (gw_store_open_keys) and by importers (on demand). */
     MDB_env *kenv;
     MDB_dbi keys;
-    MDB_txn *krtxn;     /* cached read-only transaction of kenv */
-    char dir[300];      /* data_dir, to open kenv on demand */
+    MDB_txn *krtxn; /* cached read-only transaction of kenv */
+    char dir[300];  /* data_dir, to open kenv on demand */
 };
 
 int gw_store_open(struct gw_store *st, const char *data_dir, size_t map_mb) GW_NODISCARD;

@@ -41,15 +41,15 @@ GW_STATIC_ASSERT(sizeof(long) >= sizeof(int64_t), "libjwt passes integer claims 
 struct fe_auth {
     enum fe_jwt_alg alg;
     jwt_alg_t jalg;
-    const char *alg_name;     /* exact `alg` header value accepted */
-    unsigned char *vkey;      /* HS256: secret; RS256/ES256: SPKI PEM (NUL-terminated) */
-    size_t vkey_len;          /* bytes libjwt is given (PEM without its NUL) */
-    unsigned char *skey;      /* RS256/ES256 private key PEM, NULL if public only */
+    const char *alg_name; /* exact `alg` header value accepted */
+    unsigned char *vkey;  /* HS256: secret; RS256/ES256: SPKI PEM (NUL-terminated) */
+    size_t vkey_len;      /* bytes libjwt is given (PEM without its NUL) */
+    unsigned char *skey;  /* RS256/ES256 private key PEM, NULL if public only */
     size_t skey_len;
     bool can_mint;
-    size_t sig_b64_len;       /* exact length of the signature segment */
-    char *issuer;             /* NULL = not enforced */
-    char *audience;           /* NULL = not enforced */
+    size_t sig_b64_len; /* exact length of the signature segment */
+    char *issuer;       /* NULL = not enforced */
+    char *audience;     /* NULL = not enforced */
     int64_t leeway_s;
     size_t max_token_len;
 };
@@ -236,7 +236,7 @@ static int hex_val(unsigned char c)
 static int scope_entry_add(const char *p, size_t n, struct fe_scope *s)
 {
     uint8_t nib = 0;
-    uint8_t pre[8] = {0};
+    uint8_t pre[8] = { 0 };
 
     while (n > 0 && (*p == ' ' || *p == '\t')) {
         p++;
@@ -376,8 +376,8 @@ static int key_file_read(const char *path, unsigned char **buf, size_t *len, con
     }
     if (!S_ISREG(st.st_mode) || st.st_size > FE_KEY_FILE_MAX) {
         err = GW_ECONFIG;
-        set_diag(diag, S_ISREG(st.st_mode) ? "key file too large"
-                                           : "key file is not a regular file");
+        set_diag(diag,
+                 S_ISREG(st.st_mode) ? "key file too large" : "key file is not a regular file");
         goto out;
     }
     b = malloc(FE_KEY_FILE_MAX + 1);
@@ -492,8 +492,7 @@ static const char *pkey_check(enum fe_jwt_alg alg, EVP_PKEY *k)
 /* RS256/ES256: turns the PEM file into a normalized SPKI PEM for libjwt's
  * verifier (PEM_read_bio_PUBKEY) and, for a private key, an unencrypted
  * PKCS#8 PEM for its signer. Returns 0, -ENOMEM, GW_ECONFIG. */
-static int pem_keys_set(struct fe_auth *a, const unsigned char *pem, size_t len,
-                        const char **diag)
+static int pem_keys_set(struct fe_auth *a, const unsigned char *pem, size_t len, const char **diag)
 {
     bool priv;
     int err = -ENOMEM;
@@ -544,9 +543,9 @@ int fe_auth_new_diag(const struct fe_auth_cfg *cfg, struct fe_auth **out, const 
         const char *name;
         jwt_alg_t jalg;
     } algs[] = {
-        [FE_JWT_HS256] = {"HS256", JWT_ALG_HS256},
-        [FE_JWT_RS256] = {"RS256", JWT_ALG_RS256},
-        [FE_JWT_ES256] = {"ES256", JWT_ALG_ES256},
+        [FE_JWT_HS256] = { "HS256", JWT_ALG_HS256 },
+        [FE_JWT_RS256] = { "RS256", JWT_ALG_RS256 },
+        [FE_JWT_ES256] = { "ES256", JWT_ALG_ES256 },
     };
     struct fe_auth *a;
     unsigned char *file = NULL;
@@ -594,7 +593,8 @@ int fe_auth_new_diag(const struct fe_auth_cfg *cfg, struct fe_auth **out, const 
         /* RFC 7518 3.2 asks for at least 32 bytes; a shorter secret is
          * weak but may be what the token issuer uses: accept it, loudly. */
         if (flen < FE_HS256_MIN_SECRET)
-            gw_log_warn(GW_LOG_AUTH, "HS256 secret in %s is %zu bytes, shorter than the 32 RFC 7518 asks for",
+            gw_log_warn(GW_LOG_AUTH,
+                        "HS256 secret in %s is %zu bytes, shorter than the 32 RFC 7518 asks for",
                         cfg->key_file, flen);
         a->vkey = file; /* the buffer keeps its NUL; only flen bytes are key */
         a->vkey_len = flen;
@@ -671,8 +671,7 @@ static const char *header_check(const struct fe_auth *a, const json_t *h)
 
 /* Signature check by libjwt on a NUL-terminated copy, then the algorithm
  * libjwt used is compared with ours again. Returns 0, GW_EAUTH, -ENOMEM. */
-static int signature_check(const struct fe_auth *a, const char *tok, size_t len,
-                           const char **diag)
+static int signature_check(const struct fe_auth *a, const char *tok, size_t len, const char **diag)
 {
     jwt_t *jwt = NULL;
     char *z = malloc(len + 1);
@@ -766,8 +765,9 @@ int fe_auth_verify(const struct fe_auth *a, const char *tok, size_t len, int64_t
         set_diag(diag, "token too long");
         return GW_ETOOBIG;
     }
-    while (tok && len > 0 && (tok[len - 1] == ' ' || tok[len - 1] == '\t' ||
-                              tok[len - 1] == '\r' || tok[len - 1] == '\n'))
+    while (tok && len > 0 &&
+           (tok[len - 1] == ' ' || tok[len - 1] == '\t' || tok[len - 1] == '\r' ||
+            tok[len - 1] == '\n'))
         len--;
     if (!tok || len == 0) {
         set_diag(diag, "empty token");

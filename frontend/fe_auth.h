@@ -63,16 +63,16 @@ enum fe_jwt_alg { FE_JWT_HS256, FE_JWT_RS256, FE_JWT_ES256 };
 
 struct fe_auth_cfg {
     enum fe_jwt_alg alg;
-    const char *key_file;   /* see "Keys" above */
-    const char *issuer;     /* NULL or "" = not enforced; else `iss` must equal */
-    const char *audience;   /* NULL or "" = not enforced; else `aud` must contain it */
-    int64_t leeway_s;       /* clock skew allowed for exp/nbf, 0..FE_LEEWAY_MAX */
-    size_t max_token_len;   /* 0 = FE_TOKEN_LEN_DEFAULT; at most FE_TOKEN_LEN_MAX */
+    const char *key_file; /* see "Keys" above */
+    const char *issuer;   /* NULL or "" = not enforced; else `iss` must equal */
+    const char *audience; /* NULL or "" = not enforced; else `aud` must contain it */
+    int64_t leeway_s;     /* clock skew allowed for exp/nbf, 0..FE_LEEWAY_MAX */
+    size_t max_token_len; /* 0 = FE_TOKEN_LEN_DEFAULT; at most FE_TOKEN_LEN_MAX */
 };
 
-#define FE_ACCOUNT_MAX 64          /* max sub length incl NUL; longer sub -> reject */
-#define FE_SCOPE_MAX 16            /* max device scope entries */
-#define FE_HS256_MIN_SECRET 32     /* RFC 7518 section 3.2: key >= hash size */
+#define FE_ACCOUNT_MAX 64      /* max sub length incl NUL; longer sub -> reject */
+#define FE_SCOPE_MAX 16        /* max device scope entries */
+#define FE_HS256_MIN_SECRET 32 /* RFC 7518 section 3.2: key >= hash size */
 #define FE_KEY_FILE_MAX (64 * 1024)
 #define FE_TOKEN_LEN_DEFAULT 4096
 #define FE_TOKEN_LEN_MAX (64 * 1024) /* libjwt copies tokens onto the stack */
@@ -90,7 +90,7 @@ struct fe_scope {
 struct fe_claims {
     char sub[FE_ACCOUNT_MAX]; /* NUL-terminated account ID */
     int64_t exp;
-    int64_t iat;              /* 0 when absent */
+    int64_t iat; /* 0 when absent */
     struct fe_scope scope;
 };
 
@@ -121,8 +121,8 @@ void fe_auth_free(struct fe_auth *a);
  *                 NULL on success. Safe to put in a 4.01 payload.
  * Returns 0, GW_ETOOBIG (len > max_token_len), GW_EAUTH (any rejection),
  *         -ENOMEM, -EINVAL (a or out NULL). */
-GW_NODISCARD int fe_auth_verify(const struct fe_auth *a, const char *tok, size_t len,
-                                int64_t now_s, struct fe_claims *out, const char **diag);
+GW_NODISCARD int fe_auth_verify(const struct fe_auth *a, const char *tok, size_t len, int64_t now_s,
+                                struct fe_claims *out, const char **diag);
 
 /* Mints a token with the configured algorithm: HS256, or RS256/ES256 when the
  * key file held a private key. Claims: sub, iat = now_s, exp = now_s + ttl_s,
@@ -136,8 +136,7 @@ GW_NODISCARD int fe_auth_verify(const struct fe_auth *a, const char *tok, size_t
  *         NULL argument), GW_ETOOBIG (token would exceed max_token_len),
  *         -ENOMEM. */
 GW_NODISCARD int fe_auth_mint(const struct fe_auth *a, const char *account, int64_t now_s,
-                              int64_t ttl_s, const char *devices, char **out,
-                              const char **diag);
+                              int64_t ttl_s, const char *devices, char **out, const char **diag);
 
 /* Parses a comma-separated device-scope list (see "devices" above; blanks
  * around entries are allowed).

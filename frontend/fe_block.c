@@ -41,7 +41,8 @@ void fe_blocks_drop(struct fe_blocks *b, struct fe_block_xfer *x)
     memset(x, 0, sizeof(*x));
 }
 
-struct fe_block_xfer *fe_blocks_find(struct fe_blocks *b, const struct gw_ep *ep, uint64_t key, uint8_t kind, uint64_t now)
+struct fe_block_xfer *fe_blocks_find(struct fe_blocks *b, const struct gw_ep *ep, uint64_t key,
+                                     uint8_t kind, uint64_t now)
 {
     for (uint32_t i = 0; i < b->max; i++) {
         struct fe_block_xfer *x = &b->x[i];
@@ -64,10 +65,11 @@ static bool older(const struct fe_block_xfer *x, const struct fe_block_xfer *tha
     return !than || x->last_used < than->last_used;
 }
 
-struct fe_block_xfer *fe_blocks_new(struct fe_blocks *b, const struct gw_ep *ep, uint64_t key, uint8_t kind, uint64_t now,
-                                    bool sessionless)
+struct fe_block_xfer *fe_blocks_new(struct fe_blocks *b, const struct gw_ep *ep, uint64_t key,
+                                    uint8_t kind, uint64_t now, bool sessionless)
 {
-    struct fe_block_xfer *same = NULL, *free_slot = NULL, *own_lru = NULL, *sl_lru = NULL, *lru = NULL;
+    struct fe_block_xfer *same = NULL, *free_slot = NULL, *own_lru = NULL, *sl_lru = NULL,
+                         *lru = NULL;
     uint32_t own = 0, nsl = 0;
     for (uint32_t i = 0; i < b->max; i++) {
         struct fe_block_xfer *x = &b->x[i];
@@ -97,17 +99,17 @@ struct fe_block_xfer *fe_blocks_new(struct fe_blocks *b, const struct gw_ep *ep,
     if (same)
         slot = same;
     else if (own >= b->per_source)
-        slot = own_lru;                 /* a sender over its share replaces its own */
+        slot = own_lru; /* a sender over its share replaces its own */
     else if (sessionless && nsl >= b->sessionless_max)
-        slot = sl_lru;                  /* sessionless senders share a bounded pool */
+        slot = sl_lru; /* sessionless senders share a bounded pool */
     else if (free_slot)
         slot = free_slot;
     else if (sl_lru)
-        slot = sl_lru;                  /* sessionless state goes first */
+        slot = sl_lru; /* sessionless state goes first */
     else if (!sessionless)
         slot = lru;
     else
-        return NULL;                    /* never at the expense of a session */
+        return NULL; /* never at the expense of a session */
     fe_blocks_drop(b, slot);
     slot->ep = *ep;
     slot->key = key;
@@ -137,8 +139,9 @@ int fe_blocks_append(struct fe_blocks *b, struct fe_block_xfer *x, const uint8_t
     return 0;
 }
 
-int fe_block_slice(const struct gw_coap_msg *full, uint32_t num, uint8_t szx, uint8_t type, uint16_t mid,
-                   const uint8_t *token, uint8_t tkl, uint8_t *out, size_t cap, size_t *len)
+int fe_block_slice(const struct gw_coap_msg *full, uint32_t num, uint8_t szx, uint8_t type,
+                   uint16_t mid, const uint8_t *token, uint8_t tkl, uint8_t *out, size_t cap,
+                   size_t *len)
 {
     size_t bs = (size_t)16 << szx;
     size_t off = (size_t)num * bs;

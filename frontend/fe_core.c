@@ -55,8 +55,8 @@ static uint16_t new_mid(struct fe_core *fe)
 
 /* Encodes m with Block2 {num, more, szx} (replacing any Block2/Size2) and
  * Size2 when size2 >= 0. */
-static int encode_block(const struct gw_coap_msg *m, uint32_t num, bool more, uint8_t szx, int64_t size2,
-                        uint8_t *out, size_t cap, size_t *len)
+static int encode_block(const struct gw_coap_msg *m, uint32_t num, bool more, uint8_t szx,
+                        int64_t size2, uint8_t *out, size_t cap, size_t *len)
 {
     struct gw_coap_msg c = *m;
     unsigned w = 0;
@@ -69,7 +69,8 @@ static int encode_block(const struct gw_coap_msg *m, uint32_t num, bool more, ui
     struct gw_block blk = { num, more, szx };
     c.opts[w++] = (struct gw_coap_opt){ GW_OPT_BLOCK2, (uint16_t)gw_block_encode(&blk, bv), bv };
     if (size2 >= 0)
-        c.opts[w++] = (struct gw_coap_opt){ GW_OPT_SIZE2, (uint16_t)gw_coap_uint_enc((uint32_t)size2, sv), sv };
+        c.opts[w++] = (struct gw_coap_opt){ GW_OPT_SIZE2,
+                                            (uint16_t)gw_coap_uint_enc((uint32_t)size2, sv), sv };
     c.nopts = (uint16_t)w;
     /* gw_coap_encode sorts nothing: keep options in number order. */
     for (unsigned i = 1; i < w; i++)
@@ -85,7 +86,8 @@ static int encode_block(const struct gw_coap_msg *m, uint32_t num, bool more, ui
  * payload is shortened; a 2.xx payload is served in smaller blocks (block
  * NUM scaled as RFC 7959 2.4 allows when the server picks a smaller SZX).
  * Returns 0 with out/len, or GW_ETOOBIG when nothing fits. */
-static int fit_answer(struct fe_core *fe, const uint8_t *buf, size_t len, size_t cap, uint8_t *out, size_t *olen)
+static int fit_answer(struct fe_core *fe, const uint8_t *buf, size_t len, size_t cap, uint8_t *out,
+                      size_t *olen)
 {
     struct gw_coap_msg m;
     if (gw_coap_parse(fe->fitp, buf, len, &m) != 0 || m.payload_len == 0)
@@ -109,7 +111,9 @@ static int fit_answer(struct fe_core *fe, const uint8_t *buf, size_t len, size_t
     }
     const struct gw_coap_opt *s2o = gw_coap_opt_find(&m, GW_OPT_SIZE2);
     uint32_t s2v = 0;
-    int64_t size2 = s2o && gw_coap_uint(s2o->val, s2o->len, &s2v) ? (int64_t)s2v : b2 ? -1 : (int64_t)m.payload_len;
+    int64_t size2 = s2o && gw_coap_uint(s2o->val, s2o->len, &s2v) ? (int64_t)s2v
+                    : b2                                          ? -1
+                                                                  : (int64_t)m.payload_len;
     uint64_t base = szx < 7 ? (uint64_t)num << (4 + szx) : 0;
     for (int s = GW_MIN(szx, 7) - 1; s >= 0; s--) {
         size_t bs = (size_t)16 << s;
@@ -123,7 +127,8 @@ static int fit_answer(struct fe_core *fe, const uint8_t *buf, size_t len, size_t
             int64_t sz = with_size && pnum == 0 ? size2 : -1;
             if (!with_size && sz < 0 && pnum == 0 && size2 < 0)
                 continue;
-            if (encode_block(&part, pnum, pmore, (uint8_t)s, sz, out, cap, olen) == 0 && *olen <= cap)
+            if (encode_block(&part, pnum, pmore, (uint8_t)s, sz, out, cap, olen) == 0 &&
+                *olen <= cap)
                 return 0;
         }
     }
@@ -137,7 +142,8 @@ static bool sessionless_admit(struct fe_core *fe, const struct gw_ep *ep, uint64
 {
     struct gw_ep a = *ep;
     a.port = 0;
-    struct fe_src_bucket *b = &fe->buckets[gw_siphash(fe->bucket_key, &a, sizeof(a)) & (fe->nbuckets - 1)];
+    struct fe_src_bucket *b =
+        &fe->buckets[gw_siphash(fe->bucket_key, &a, sizeof(a)) & (fe->nbuckets - 1)];
     double burst = (double)fe->cfg.sessionless_burst;
     if (b->addr.family == 0) {
         b->tokens = burst;
@@ -158,7 +164,8 @@ static bool sessionless_admit(struct fe_core *fe, const struct gw_ep *ep, uint64
 /* Answers a request right away: piggybacked on the ACK for CON, a NON
  * with a fresh MID for NON (RFC 7252 5.2). Remembered for duplicates. */
 static void reply_now_h(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
-                        struct fe_dedup_entry *de, const uint8_t *buf, size_t len, enum gw_hist_id hist)
+                        struct fe_dedup_entry *de, const uint8_t *buf, size_t len,
+                        enum gw_hist_id hist)
 {
     uint8_t fitted[GW_COAP_MAX_MSG + 64];
     if (fe->answer_cap && len > fe->answer_cap) {
@@ -182,8 +189,10 @@ static void reply_now_h(struct fe_core *fe, const struct gw_ep *ep, const struct
         gw_coap_msg_path_str(req, path, sizeof(path));
         struct gw_log_kv kv[] = {
             GW_KV_S("via", hist == GW_HIST_CACHE ? "cache" : "gateway"),
-            GW_KV_S("client", gw_ep_str(ep, eps, sizeof(eps))), GW_KV_S("path", path),
-            GW_KV_S("code", gw_coap_code_str(buf[1], code)), GW_KV_I("duration_us", dur),
+            GW_KV_S("client", gw_ep_str(ep, eps, sizeof(eps))),
+            GW_KV_S("path", path),
+            GW_KV_S("code", gw_coap_code_str(buf[1], code)),
+            GW_KV_I("duration_us", dur),
         };
         gw_log_event(GW_LOG_DEBUG, GW_LOG_COAP, "client request", kv, GW_ARRAY_LEN(kv));
     }
@@ -220,7 +229,8 @@ static int push_sch(struct fe_core *fe, const struct gw_msg *m, const uint8_t *d
     return rc;
 }
 
-static void tell_obs_gone(struct fe_core *fe, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl, uint64_t session)
+static void tell_obs_gone(struct fe_core *fe, const struct gw_ep *ep, const uint8_t *token,
+                          uint8_t tkl, uint64_t session)
 {
     struct gw_msg m;
     gw_msg_obs_gone(&m, (uint8_t)fe->index, ep, token, tkl, session);
@@ -293,7 +303,8 @@ static void trace_note(struct fe_core *fe, uint64_t req_id, const struct gw_coap
     gw_coap_msg_path_str(req, t->path, sizeof(t->path));
 }
 
-static void log_answer(struct fe_core *fe, const struct gw_msg *m, uint8_t code, uint32_t dur_us, const char *via)
+static void log_answer(struct fe_core *fe, const struct gw_msg *m, uint8_t code, uint32_t dur_us,
+                       const char *via)
 {
     char eps[GW_EP_STRLEN], id[20], sess[20], mac[17], cs[8];
     snprintf(id, sizeof(id), "%016llx", (unsigned long long)m->req_id);
@@ -304,9 +315,14 @@ static void log_answer(struct fe_core *fe, const struct gw_msg *m, uint8_t code,
     struct fe_trace *t = fe->trace ? &fe->trace[m->req_id % FE_TRACE_SLOTS] : NULL;
     const char *path = t && t->req_id == m->req_id ? t->path : "?";
     struct gw_log_kv kv[] = {
-        GW_KV_S("req", id), GW_KV_S("via", via), GW_KV_S("client", gw_ep_str(&m->ep, eps, sizeof(eps))),
-        GW_KV_S("session", sess), GW_KV_S("mac", mac), GW_KV_S("path", path),
-        GW_KV_S("code", gw_coap_code_str(code, cs)), GW_KV_I("duration_us", dur_us),
+        GW_KV_S("req", id),
+        GW_KV_S("via", via),
+        GW_KV_S("client", gw_ep_str(&m->ep, eps, sizeof(eps))),
+        GW_KV_S("session", sess),
+        GW_KV_S("mac", mac),
+        GW_KV_S("path", path),
+        GW_KV_S("code", gw_coap_code_str(code, cs)),
+        GW_KV_I("duration_us", dur_us),
     };
     gw_log_event(GW_LOG_DEBUG, GW_LOG_COAP, "client request", kv, GW_ARRAY_LEN(kv));
 }
@@ -344,11 +360,13 @@ void fe_core_deliver(struct fe_core *fe, const struct gw_msg *m, const uint8_t *
     struct gw_coap_msg full;
     if ((m->flags & GW_MF_BLOCK2) && !notify && gw_coap_parse(fe->parser, buf, len, &full) == 0 &&
         full.payload_len > ((size_t)16 << m->aux)) {
-        struct fe_block_xfer *x = fe_blocks_new(&fe->blocks, &m->ep, m->req_key, 2, gw_now_ms(fe->clock), false);
+        struct fe_block_xfer *x =
+            fe_blocks_new(&fe->blocks, &m->ep, m->req_key, 2, gw_now_ms(fe->clock), false);
         if (x && fe_blocks_append(&fe->blocks, x, buf, len) == 0) {
             uint8_t out[GW_COAP_MAX_MSG + 64];
             size_t ol;
-            if (fe_block_slice(&full, 0, (uint8_t)m->aux, type, mid, m->token, m->tkl, out, sizeof(out), &ol) == 0) {
+            if (fe_block_slice(&full, 0, (uint8_t)m->aux, type, mid, m->token, m->tkl, out,
+                               sizeof(out), &ol) == 0) {
                 memcpy(buf, out, ol);
                 len = ol;
             }
@@ -360,8 +378,8 @@ void fe_core_deliver(struct fe_core *fe, const struct gw_msg *m, const uint8_t *
     buf[2] = (uint8_t)(mid >> 8);
     buf[3] = (uint8_t)mid;
     if (type == GW_COAP_CON) {
-        int rc = fe_rtx_add(&fe->rtx, &m->ep, mid, buf, len, notify, m->token, m->tkl, m->session, gw_now_ms(fe->clock),
-                            gw_rand_u32(&fe->rng));
+        int rc = fe_rtx_add(&fe->rtx, &m->ep, mid, buf, len, notify, m->token, m->tkl, m->session,
+                            gw_now_ms(fe->clock), gw_rand_u32(&fe->rng));
         if (rc)
             gw_log_debug(GW_LOG_COAP, "retransmission table full: %s", gw_strerror(rc));
         else if (kept)
@@ -444,11 +462,13 @@ void fe_core_sweep(struct fe_core *fe, int64_t now_s)
 
 /* A proxy request from an address without a session: 4.01, logged at a
  * bounded rate (the sender may be spoofed, S9.1). */
-static void refuse_sessionless(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
-                               struct fe_dedup_entry *de, uint64_t now)
+static void refuse_sessionless(struct fe_core *fe, const struct gw_ep *ep,
+                               const struct gw_coap_msg *req, struct fe_dedup_entry *de,
+                               uint64_t now)
 {
     char eps[GW_EP_STRLEN];
-    if (gw_log_ratelimit(&fe->unauth_log, now, (double)fe->cfg.unauth_log_per_s, (double)fe->cfg.unauth_log_per_s * 2)) {
+    if (gw_log_ratelimit(&fe->unauth_log, now, (double)fe->cfg.unauth_log_per_s,
+                         (double)fe->cfg.unauth_log_per_s * 2)) {
         char note[64];
         const char *sup = gw_log_suppressed_note(&fe->unauth_log, note, sizeof(note));
         gw_log_warn(GW_LOG_AUTH, "no session for %s: proxy request refused with 4.01%s",
@@ -461,9 +481,9 @@ static void refuse_sessionless(struct fe_core *fe, const struct gw_ep *ep, const
 
 /* Options the route refused (v): a Block2 follow-up for an answer we hold is
  * still served from it (S4.7); anything else gets v's code. */
-static void refuse_options(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
-                           struct fe_dedup_entry *de, const struct fe_target *t, const struct fe_verdict *v,
-                           uint64_t now)
+static void refuse_options(struct fe_core *fe, const struct gw_ep *ep,
+                           const struct gw_coap_msg *req, struct fe_dedup_entry *de,
+                           const struct fe_target *t, const struct fe_verdict *v, uint64_t now)
 {
     const struct gw_coap_opt *b2 = gw_coap_opt_find(req, GW_OPT_BLOCK2);
     struct gw_block blk;
@@ -476,11 +496,13 @@ static void refuse_options(struct fe_core *fe, const struct gw_ep *ep, const str
             size_t ol;
             uint8_t type = req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
             uint16_t mid = req->type == GW_COAP_CON ? req->mid : new_mid(fe);
-            if (fe_block_slice(&full, blk.num, blk.szx, type, mid, req->token, req->tkl, out, sizeof(out), &ol) == 0) {
+            if (fe_block_slice(&full, blk.num, blk.szx, type, mid, req->token, req->tkl, out,
+                               sizeof(out), &ol) == 0) {
                 reply_now(fe, ep, req, de, out, ol);
                 return;
             }
-            reply_code(fe, ep, req, de, GW_COAP_BAD_OPTION, "Block2 number past the end of the stored answer", UINT32_MAX);
+            reply_code(fe, ep, req, de, GW_COAP_BAD_OPTION,
+                       "Block2 number past the end of the stored answer", UINT32_MAX);
             return;
         }
     }
@@ -491,16 +513,19 @@ static void refuse_options(struct fe_core *fe, const struct gw_ep *ep, const str
  * by this node (S10.4), and addressed on the port of the session's
  * security. 0, or -1 after a reply. */
 static int check_device(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
-                        struct fe_dedup_entry *de, const struct fe_target *t, const struct gw_session *s,
-                        uint8_t mac[GW_MAC_LEN])
+                        struct fe_dedup_entry *de, const struct fe_target *t,
+                        const struct gw_session *s, uint8_t mac[GW_MAC_LEN])
 {
     struct gw_device dev;
-    if (gw_mac_parse(t->host, strlen(t->host), mac) != 0 || gw_registry_get(fe->store, mac, &dev) != 0) {
-        reply_code(fe, ep, req, de, GW_COAP_BAD_GATEWAY, "unknown device: no such MAC ID in the device registry", UINT32_MAX);
+    if (gw_mac_parse(t->host, strlen(t->host), mac) != 0 ||
+        gw_registry_get(fe->store, mac, &dev) != 0) {
+        reply_code(fe, ep, req, de, GW_COAP_BAD_GATEWAY,
+                   "unknown device: no such MAC ID in the device registry", UINT32_MAX);
         return -1;
     }
     if (!fe_scope_allows(&s->scope, mac)) {
-        reply_code(fe, ep, req, de, GW_COAP_FORBIDDEN, "device outside the token's device scope", UINT32_MAX);
+        reply_code(fe, ep, req, de, GW_COAP_FORBIDDEN, "device outside the token's device scope",
+                   UINT32_MAX);
         return -1;
     }
     /* S10.4: only the owner node speaks to a device (one nonce space, one
@@ -511,7 +536,8 @@ static int check_device(struct fe_core *fe, const struct gw_ep *ep, const struct
         uint32_t owner = gw_nodes_owner(mac, (uint32_t)fe->cfg.node_count);
         if (owner != (uint32_t)fe->cfg.node_id) {
             char diag[96];
-            snprintf(diag, sizeof(diag), "device owned by node %u: send the request to that node", owner);
+            snprintf(diag, sizeof(diag), "device owned by node %u: send the request to that node",
+                     owner);
             reply_code(fe, ep, req, de, GW_COAP_UNAVAILABLE, diag, UINT32_MAX);
             return -1;
         }
@@ -520,8 +546,9 @@ static int check_device(struct fe_core *fe, const struct gw_ep *ep, const struct
         int want = s->security == GW_SEC_NETMGR ? 4849 : 5683;
         if (t->port != want) {
             reply_code(fe, ep, req, de, GW_COAP_BAD_REQUEST,
-                       s->security == GW_SEC_NETMGR ? "port contradicts the session's security=netmgr (4849)"
-                                                    : "port contradicts the session's security=none (5683)",
+                       s->security == GW_SEC_NETMGR
+                           ? "port contradicts the session's security=netmgr (4849)"
+                           : "port contradicts the session's security=none (5683)",
                        UINT32_MAX);
             return -1;
         }
@@ -540,7 +567,8 @@ static int check_rate(struct fe_core *fe, const struct gw_ep *ep, const struct g
     if (l->tokens > (double)fe->cfg.session_burst)
         l->tokens = (double)fe->cfg.session_burst;
     if (l->inflight >= (uint32_t)fe->cfg.session_max_inflight || l->tokens < 1.0) {
-        uint32_t wait = l->tokens < 1.0 ? (uint32_t)((1.0 - l->tokens) / (double)fe->cfg.session_rate) + 1 : 1;
+        uint32_t wait =
+            l->tokens < 1.0 ? (uint32_t)((1.0 - l->tokens) / (double)fe->cfg.session_rate) + 1 : 1;
         reply_code(fe, ep, req, de, GW_COAP_TOO_MANY,
                    l->tokens < 1.0 ? "request rate limit of this session reached"
                                    : "too many requests of this session in flight",
@@ -552,8 +580,8 @@ static int check_rate(struct fe_core *fe, const struct gw_ep *ep, const struct g
 
 /* The GW_MSG_REQ envelope for the scheduler; ul bytes of upstream PDU follow it. */
 static void fill_request(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
-                         const struct fe_target *t, const struct gw_session *s, const uint8_t mac[GW_MAC_LEN],
-                         int szx, size_t ul, struct gw_msg *m)
+                         const struct fe_target *t, const struct gw_session *s,
+                         const uint8_t mac[GW_MAC_LEN], int szx, size_t ul, struct gw_msg *m)
 {
     gw_msg_req(m, s->security, mac, ul);
     gw_msg_set_client(m, (uint8_t)fe->index, s->id, ep, req->type, req->token, req->tkl,
@@ -587,7 +615,8 @@ static void touch_session(struct fe_core *fe, struct gw_session *s, int64_t now_
 /* A request for a device (S3): session, options, device, rate; then a fresh
  * cache hit is answered here, anything else goes to the scheduler. */
 static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
-                         struct fe_dedup_entry *de, const struct fe_target *t, const struct gw_session *sess)
+                         struct fe_dedup_entry *de, const struct fe_target *t,
+                         const struct gw_session *sess)
 {
     int64_t now_s = gw_now_wall(fe->clock);
     uint64_t now = gw_now_ms(fe->clock);
@@ -612,7 +641,8 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     uint8_t up[GW_COAP_MAX_MSG + 64];
     size_t ul;
     if (fe_route_build(req, t, up, sizeof(up), &ul) != 0 || ul > GW_COAP_MAX_MSG) {
-        reply_code(fe, ep, req, de, GW_COAP_TOO_LARGE, "request too large for the mesh", UINT32_MAX);
+        reply_code(fe, ep, req, de, GW_COAP_TOO_LARGE, "request too large for the mesh",
+                   UINT32_MAX);
         return;
     }
     /* S3.1: a fresh cache hit is answered here, piggybacked (gw_rcache.h). */
@@ -627,7 +657,8 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     struct gw_msg m;
     fill_request(fe, ep, req, t, &s, mac, szx, ul, &m);
     if (push_sch(fe, &m, up) != 0) {
-        reply_code(fe, ep, req, de, GW_COAP_UNAVAILABLE, "gateway overloaded: request queue full", 1);
+        reply_code(fe, ep, req, de, GW_COAP_UNAVAILABLE, "gateway overloaded: request queue full",
+                   1);
         return;
     }
     l->tokens -= 1.0;
@@ -677,8 +708,8 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
         if (tkl <= 8 && len >= 4u + tkl && (code >> 5) == 0 && code != 0 && type <= GW_COAP_NON) {
             uint8_t out[64];
             struct gw_cb b;
-            gw_cb_init(&b, out, sizeof(out), type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON, GW_COAP_TOO_LARGE,
-                       type == GW_COAP_CON ? mid : new_mid(fe), buf + 4, tkl);
+            gw_cb_init(&b, out, sizeof(out), type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON,
+                       GW_COAP_TOO_LARGE, type == GW_COAP_CON ? mid : new_mid(fe), buf + 4, tkl);
             gw_cb_opt_uint(&b, GW_OPT_SIZE1, (uint32_t)fe->cfg.max_message);
             gw_cb_payload(&b, "message too large", 17);
             size_t ol;
@@ -737,14 +768,17 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
         size_t fl = de->resp_len;
         const uint8_t *stored = de->resp;
         if (stored && fe->answer_cap && fl > fe->answer_cap)
-            stored = fit_answer(fe, de->resp, de->resp_len, fe->answer_cap, fitted, &fl) == 0 ? fitted : NULL;
+            stored = fit_answer(fe, de->resp, de->resp_len, fe->answer_cap, fitted, &fl) == 0
+                         ? fitted
+                         : NULL;
         if (stored)
             fe_send(fe, ep, stored, fl);
         else if (req.type == GW_COAP_CON)
             send_empty(fe, ep, GW_COAP_ACK, req.mid);
         return;
     }
-    de = fe_dedup_add_cls(&fe->dedup, ep, req.mid, now, sess ? FE_DEDUP_SESSION : FE_DEDUP_SESSIONLESS);
+    de = fe_dedup_add_cls(&fe->dedup, ep, req.mid, now,
+                          sess ? FE_DEDUP_SESSION : FE_DEDUP_SESSIONLESS);
     fe->cur_de = de;
     fe->local.sessionless = sess == NULL;
 
@@ -771,8 +805,8 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
 
 /* ---- local resource glue (fe_local calls back into us) ---- */
 
-static void local_reply(void *ctx, const struct gw_ep *ep, const struct gw_coap_msg *req, struct fe_dedup_entry *de,
-                        const uint8_t *buf, size_t len)
+static void local_reply(void *ctx, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                        struct fe_dedup_entry *de, const uint8_t *buf, size_t len)
 {
     reply_now(ctx, ep, req, de, buf, len);
 }
@@ -789,7 +823,8 @@ static void local_session_ended(void *ctx, const struct gw_session *s)
     tell_session_end(fe, s);
 }
 
-static void local_session_created(void *ctx, const struct gw_session *s, const struct gw_ep *moved_from)
+static void local_session_created(void *ctx, const struct gw_session *s,
+                                  const struct gw_ep *moved_from)
 {
     struct fe_core *fe = ctx;
     gw_stat_add(fe->stats, GW_STAT_sessions_created, 1);
@@ -804,14 +839,16 @@ static void local_session_created(void *ctx, const struct gw_session *s, const s
         struct gw_msg m;
         gw_msg_session_moved(&m, (uint8_t)fe->index, moved_from, s->id);
         if (push_sch(fe, &m, NULL) != 0)
-            gw_log_warn(GW_LOG_RING, "scheduler ring full: observers at the old endpoint of a sticky move stay");
+            gw_log_warn(GW_LOG_RING,
+                        "scheduler ring full: observers at the old endpoint of a sticky move stay");
     }
 }
 
 /* ---- set-up ---- */
 
 int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, struct gw_store *store,
-                 struct fe_auth *auth, struct gw_coap_parser *parser, const struct fe_io *io, struct gw_stats *stats)
+                 struct fe_auth *auth, struct gw_coap_parser *parser, const struct fe_io *io,
+                 struct gw_stats *stats)
 {
     memset(fe, 0, sizeof(*fe));
     fe->cfg = *cfg;
@@ -822,11 +859,13 @@ int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, str
     fe->io = *io;
     fe->stats = stats;
     fe->clock = &gw_clock_real;
-    if (fe_dedup_init(&fe->dedup, (uint32_t)fe->cfg.dedup_max, (uint64_t)fe->cfg.exchange_lifetime_ms, 8u << 20) != 0 ||
-        fe_rtx_init(&fe->rtx, (uint32_t)fe->cfg.client_inflight_max, (uint64_t)fe->cfg.client_ack_timeout_ms,
+    if (fe_dedup_init(&fe->dedup, (uint32_t)fe->cfg.dedup_max,
+                      (uint64_t)fe->cfg.exchange_lifetime_ms, 8u << 20) != 0 ||
+        fe_rtx_init(&fe->rtx, (uint32_t)fe->cfg.client_inflight_max,
+                    (uint64_t)fe->cfg.client_ack_timeout_ms,
                     (uint32_t)fe->cfg.client_max_retransmit) != 0 ||
-        fe_blocks_init(&fe->blocks, (uint32_t)fe->cfg.block_transfers_max, (uint64_t)fe->cfg.block_timeout_ms,
-                       (size_t)fe->cfg.block_max_body) != 0) {
+        fe_blocks_init(&fe->blocks, (uint32_t)fe->cfg.block_transfers_max,
+                       (uint64_t)fe->cfg.block_timeout_ms, (size_t)fe->cfg.block_max_body) != 0) {
         gw_log_err(GW_LOG_SYS, "out of memory setting up tables");
         return -ENOMEM;
     }
@@ -841,10 +880,13 @@ int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, str
     gw_hash_key_new(fe->bucket_key);
     if (!fe->limits || !fe->buckets || gw_coap_parser_new(&fe->fitp) != 0)
         return -ENOMEM;
-    fe_dedup_limit(&fe->dedup, (uint32_t)fe->cfg.dedup_sessionless_max, (uint32_t)fe->cfg.dedup_per_source);
-    fe_blocks_limit(&fe->blocks, (uint32_t)fe->cfg.block_per_source, (uint32_t)fe->cfg.block_sessionless_max);
-    fe->scfg = (struct fe_sess_cfg){ fe->cfg.session_idle_s, fe->cfg.session_max_lifetime_s, fe->cfg.max_sessions_per_account,
-                                     fe->cfg.max_sessions, GW_MAX(1, GW_MIN(60, fe->cfg.session_idle_s / 10)) };
+    fe_dedup_limit(&fe->dedup, (uint32_t)fe->cfg.dedup_sessionless_max,
+                   (uint32_t)fe->cfg.dedup_per_source);
+    fe_blocks_limit(&fe->blocks, (uint32_t)fe->cfg.block_per_source,
+                    (uint32_t)fe->cfg.block_sessionless_max);
+    fe->scfg = (struct fe_sess_cfg){ fe->cfg.session_idle_s, fe->cfg.session_max_lifetime_s,
+                                     fe->cfg.max_sessions_per_account, fe->cfg.max_sessions,
+                                     GW_MAX(1, GW_MIN(60, fe->cfg.session_idle_s / 10)) };
     gw_rand_seed_random(&fe->rng);
     fe->next_mid = (uint16_t)gw_rand_u32(&fe->rng);
     fe->next_req = ((uint64_t)gw_rand_u32(&fe->rng) << 20);
@@ -877,9 +919,17 @@ int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, str
         }
     }
     fe->local = (struct fe_local){
-        .cfg = &fe->cfg, .store = fe->store, .auth = fe->auth, .scfg = &fe->scfg, .blocks = &fe->blocks,
-        .parser = fe->parser, .ctx = fe, .reply = local_reply, .mid = local_mid,
-        .session_ended = local_session_ended, .session_created = local_session_created,
+        .cfg = &fe->cfg,
+        .store = fe->store,
+        .auth = fe->auth,
+        .scfg = &fe->scfg,
+        .blocks = &fe->blocks,
+        .parser = fe->parser,
+        .ctx = fe,
+        .reply = local_reply,
+        .mid = local_mid,
+        .session_ended = local_session_ended,
+        .session_created = local_session_created,
         .clock = NULL,
     };
     return 0;

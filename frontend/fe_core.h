@@ -30,7 +30,7 @@ struct fe_limit {
 
 /* Token bucket of one source address without a session (S9.1). */
 struct fe_src_bucket {
-    struct gw_ep addr;      /* port 0; family 0 = unused */
+    struct gw_ep addr; /* port 0; family 0 = unused */
     double tokens;
     uint64_t last_ms;
 };
@@ -64,26 +64,29 @@ struct fe_core {
     /* Retransmission jitter and first MIDs need no cryptographic
      * randomness: seeded once, no system call per request (gw_rand.h). */
     struct gw_rand rng;
-    uint32_t rx_us;           /* when the datagram being handled arrived (low 32 bits of gw_mono_us) */
+    uint32_t rx_us; /* when the datagram being handled arrived (low 32 bits of gw_mono_us) */
     /* Debug log only: the target of recent proxied requests by request id, so
      * that the one line logged for the answer names it (allocated at the
      * first debug-level request; a slot is overwritten by a later request). */
-    struct fe_trace { uint64_t req_id; char path[112]; } *trace;
+    struct fe_trace {
+        uint64_t req_id;
+        char path[112];
+    } * trace;
     struct gw_log_limit unauth_log;
     struct fe_limit *limits;
     uint32_t limits_cap;
     /* Sources without a session (S9.1, issue #12 items 5 and 6). */
     struct fe_src_bucket *buckets;
     uint32_t nbuckets;
-    uint64_t bucket_key[2];         /* SipHash key, random per process */
-    struct gw_coap_parser *fitp;    /* parses answers being cut to size */
+    uint64_t bucket_key[2];      /* SipHash key, random per process */
+    struct gw_coap_parser *fitp; /* parses answers being cut to size */
     /* The datagram being handled: answers to a sender without a session are
      * cut to answer_cap bytes (0 = no bound); its dedup entry, promoted
      * when the request creates a session. */
     size_t answer_cap;
     struct fe_dedup_entry *cur_de;
-    const struct gw_clock *clock;   /* the real clock; tests and fuzzing set a fake one */
-    struct gw_rcache rcache;        /* the scheduler's shared cache table (fe_rcache.c); 0 slots: none */
+    const struct gw_clock *clock; /* the real clock; tests and fuzzing set a fake one */
+    struct gw_rcache rcache; /* the scheduler's shared cache table (fe_rcache.c); 0 slots: none */
     struct gw_coap_parser *rcache_parser; /* its own: `parser` still holds the client's request */
 };
 

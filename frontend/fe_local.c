@@ -19,7 +19,10 @@
 
 struct parts {
     unsigned nseg, nq;
-    struct { const uint8_t *p; size_t len; } seg[MAX_PARTS], q[MAX_PARTS];
+    struct {
+        const uint8_t *p;
+        size_t len;
+    } seg[MAX_PARTS], q[MAX_PARTS];
 };
 
 static int64_t now_wall(struct fe_local *l)
@@ -78,14 +81,14 @@ uint64_t fe_local_target_key(const struct gw_coap_msg *req, const struct fe_targ
 
 struct answer {
     uint8_t code;
-    int cf;                     /* Content-Format or -1 */
+    int cf; /* Content-Format or -1 */
     const uint8_t *payload;
     size_t len;
-    uint32_t max_age;           /* UINT32_MAX = none */
-    const char *loc[2];         /* Location-Path segments */
-    bool block1_echo;           /* add Block1 (num, more=0, szx) of the request */
+    uint32_t max_age;   /* UINT32_MAX = none */
+    const char *loc[2]; /* Location-Path segments */
+    bool block1_echo;   /* add Block1 (num, more=0, szx) of the request */
     struct gw_block b1;
-    uint64_t store_key;         /* non-GET answers in blocks are kept under this key */
+    uint64_t store_key; /* non-GET answers in blocks are kept under this key */
 };
 
 /* Sends an answer, slicing it into Block2 blocks when it is larger than
@@ -104,15 +107,20 @@ static void send_answer(struct fe_local *l, const struct gw_ep *ep, const struct
     uint8_t cfv[4], mav[4], b1v[4];
     for (int i = 0; i < 2; i++)
         if (a->loc[i])
-            m.opts[m.nopts++] = (struct gw_coap_opt){ GW_OPT_LOCATION_PATH, (uint16_t)strlen(a->loc[i]),
-                                                       (const uint8_t *)a->loc[i] };
+            m.opts[m.nopts++] =
+                (struct gw_coap_opt){ GW_OPT_LOCATION_PATH, (uint16_t)strlen(a->loc[i]),
+                                      (const uint8_t *)a->loc[i] };
     if (a->cf >= 0)
-        m.opts[m.nopts++] = (struct gw_coap_opt){ GW_OPT_CONTENT_FORMAT,
-                                                   (uint16_t)gw_coap_uint_enc((uint32_t)a->cf, cfv), cfv };
+        m.opts[m.nopts++] =
+            (struct gw_coap_opt){ GW_OPT_CONTENT_FORMAT,
+                                  (uint16_t)gw_coap_uint_enc((uint32_t)a->cf, cfv), cfv };
     if (a->max_age != UINT32_MAX)
-        m.opts[m.nopts++] = (struct gw_coap_opt){ GW_OPT_MAX_AGE, (uint16_t)gw_coap_uint_enc(a->max_age, mav), mav };
+        m.opts[m.nopts++] =
+            (struct gw_coap_opt){ GW_OPT_MAX_AGE, (uint16_t)gw_coap_uint_enc(a->max_age, mav),
+                                  mav };
     if (a->block1_echo)
-        m.opts[m.nopts++] = (struct gw_coap_opt){ GW_OPT_BLOCK1, (uint16_t)gw_block_encode(&a->b1, b1v), b1v };
+        m.opts[m.nopts++] =
+            (struct gw_coap_opt){ GW_OPT_BLOCK1, (uint16_t)gw_block_encode(&a->b1, b1v), b1v };
     m.payload = a->payload;
     m.payload_len = a->len;
 
@@ -139,7 +147,8 @@ static void send_answer(struct fe_local *l, const struct gw_ep *ep, const struct
         keep.payload = NULL;
         keep.payload_len = 0;
         if (gw_coap_encode(&keep, whole, sizeof(whole), &wl) == 0) {
-            struct fe_block_xfer *x = fe_blocks_new(l->blocks, ep, a->store_key, 2, now_ms(l), l->sessionless);
+            struct fe_block_xfer *x =
+                fe_blocks_new(l->blocks, ep, a->store_key, 2, now_ms(l), l->sessionless);
             /* Stored as: header+options message, then the payload bytes. */
             if (x && (fe_blocks_append(l->blocks, x, (const uint8_t *)&wl, sizeof(wl)) != 0 ||
                       fe_blocks_append(l->blocks, x, whole, wl) != 0 ||
@@ -147,7 +156,8 @@ static void send_answer(struct fe_local *l, const struct gw_ep *ep, const struct
                 fe_blocks_drop(l->blocks, x);
         }
     }
-    if (fe_block_slice(&m, b2.num, b2.szx, m.type, m.mid, req->token, req->tkl, out, sizeof(out), &ol) != 0) {
+    if (fe_block_slice(&m, b2.num, b2.szx, m.type, m.mid, req->token, req->tkl, out, sizeof(out),
+                       &ol) != 0) {
         struct gw_cb b;
         gw_cb_init(&b, out, sizeof(out), m.type, GW_COAP_BAD_OPTION, m.mid, req->token, req->tkl);
         gw_cb_payload(&b, "Block2 number past the end of the resource", 42);
@@ -160,18 +170,20 @@ static void send_answer(struct fe_local *l, const struct gw_ep *ep, const struct
 static void answer_text(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
                         struct fe_dedup_entry *de, uint8_t code, const char *text)
 {
-    struct answer a = { .code = code, .cf = -1, .payload = (const uint8_t *)text, .len = text ? strlen(text) : 0,
+    struct answer a = { .code = code,
+                        .cf = -1,
+                        .payload = (const uint8_t *)text,
+                        .len = text ? strlen(text) : 0,
                         .max_age = UINT32_MAX };
     send_answer(l, ep, req, de, &a);
 }
 
 /* ---- resources ---- */
 
-static const char core_links[] =
-    "</sessions>;rt=\"coapgw.sessions\";ct=50,"
-    "</devices>;rt=\"coapgw.devices\";ct=50,"
-    "</echo>;rt=\"coapgw.echo\","
-    "</help>;rt=\"coapgw.help\";ct=0";
+static const char core_links[] = "</sessions>;rt=\"coapgw.sessions\";ct=50,"
+                                 "</devices>;rt=\"coapgw.devices\";ct=50,"
+                                 "</echo>;rt=\"coapgw.echo\","
+                                 "</help>;rt=\"coapgw.help\";ct=0";
 
 static const char help_text[] =
     "coapgw - CoAP gateway to mesh devices.\n"
@@ -211,9 +223,10 @@ static char *session_json(const struct gw_session *s)
 {
     char id[20];
     snprintf(id, sizeof(id), "%016llx", (unsigned long long)s->id);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:b, s:I, s:I}", "id", id, "account", s->account, "security",
-                          s->security == GW_SEC_NETMGR ? "netmgr" : "none", "sticky", (int)s->sticky, "single",
-                          (int)s->single, "created", (json_int_t)s->created, "expires", (json_int_t)s->token_exp);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:b, s:I, s:I}", "id", id, "account", s->account,
+                          "security", s->security == GW_SEC_NETMGR ? "netmgr" : "none", "sticky",
+                          (int)s->sticky, "single", (int)s->single, "created",
+                          (json_int_t)s->created, "expires", (json_int_t)s->token_exp);
     if (!o)
         return NULL;
     char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -222,8 +235,8 @@ static char *session_json(const struct gw_session *s)
 }
 
 static void answer_json(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
-                        struct fe_dedup_entry *de, const struct answer *tmpl, uint8_t code, char *json,
-                        const char *loc1)
+                        struct fe_dedup_entry *de, const struct answer *tmpl, uint8_t code,
+                        char *json, const char *loc1)
 {
     if (!json) {
         answer_text(l, ep, req, de, GW_COAP_INTERNAL, "out of memory building the answer");
@@ -243,8 +256,8 @@ static void answer_json(struct fe_local *l, const struct gw_ep *ep, const struct
 }
 
 static void sessions_post(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
-                          struct fe_dedup_entry *de, const struct parts *p, const uint8_t *body, size_t blen,
-                          const struct answer *tmpl)
+                          struct fe_dedup_entry *de, const struct parts *p, const uint8_t *body,
+                          size_t blen, const struct answer *tmpl)
 {
     int sticky = 0, single = 0, security = GW_SEC_NETMGR;
     for (unsigned i = 0; i < p->nq; i++) {
@@ -268,23 +281,27 @@ static void sessions_post(struct fe_local *l, const struct gw_ep *ep, const stru
             else
                 ok = false;
         } else {
-            answer_text(l, ep, req, de, GW_COAP_BAD_REQUEST, "unknown session option (sticky, security, single)");
+            answer_text(l, ep, req, de, GW_COAP_BAD_REQUEST,
+                        "unknown session option (sticky, security, single)");
             return;
         }
         if (!ok) {
-            answer_text(l, ep, req, de, GW_COAP_BAD_REQUEST,
-                        "bad session option value (sticky/single: true|false, security: netmgr|none)");
+            answer_text(
+                l, ep, req, de, GW_COAP_BAD_REQUEST,
+                "bad session option value (sticky/single: true|false, security: netmgr|none)");
             return;
         }
     }
     const struct gw_coap_opt *cf = gw_coap_opt_find(req, GW_OPT_CONTENT_FORMAT);
     uint32_t cfv;
     if (cf && (!gw_coap_uint(cf->val, cf->len, &cfv) || cfv != 0)) {
-        answer_text(l, ep, req, de, GW_COAP_UNSUPPORTED_CF, "the token must be text/plain or have no Content-Format");
+        answer_text(l, ep, req, de, GW_COAP_UNSUPPORTED_CF,
+                    "the token must be text/plain or have no Content-Format");
         return;
     }
     if (blen == 0) {
-        answer_text(l, ep, req, de, GW_COAP_UNAUTHORIZED, "missing token: POST a JWT as the payload");
+        answer_text(l, ep, req, de, GW_COAP_UNAUTHORIZED,
+                    "missing token: POST a JWT as the payload");
         return;
     }
     struct fe_claims claims;
@@ -300,8 +317,9 @@ static void sessions_post(struct fe_local *l, const struct gw_ep *ep, const stru
         return;
     }
     char holder[FE_ACCOUNT_MAX];
-    struct fe_sess_req rq = { claims.sub, *ep, (uint8_t)security, (uint8_t)sticky, (uint8_t)single, claims.exp,
-                              &claims.scope, l->session_ended, l->ctx, holder };
+    struct fe_sess_req rq = { claims.sub,      *ep,        (uint8_t)security, (uint8_t)sticky,
+                              (uint8_t)single, claims.exp, &claims.scope,     l->session_ended,
+                              l->ctx,          holder };
     struct gw_session s;
     struct gw_ep moved;
     diag = NULL;
@@ -313,8 +331,10 @@ static void sessions_post(struct fe_local *l, const struct gw_ep *ep, const stru
          * another account's session; nothing was changed. */
         char eps[GW_EP_STRLEN], note[64];
         const char *sup = gw_log_suppressed_note(&l->conflict_log, note, sizeof(note));
-        gw_log_warn(GW_LOG_AUTH, "session request for account '%s' from %s refused: the endpoint holds a live "
-                    "session of account '%s'%s", claims.sub, gw_ep_str(ep, eps, sizeof(eps)), holder, sup);
+        gw_log_warn(GW_LOG_AUTH,
+                    "session request for account '%s' from %s refused: the endpoint holds a live "
+                    "session of account '%s'%s",
+                    claims.sub, gw_ep_str(ep, eps, sizeof(eps)), holder, sup);
     }
     if (rc == GW_EFORBIDDEN) {
         answer_text(l, ep, req, de, GW_COAP_FORBIDDEN, diag);
@@ -330,8 +350,8 @@ static void sessions_post(struct fe_local *l, const struct gw_ep *ep, const stru
         return;
     }
     char eps[GW_EP_STRLEN];
-    gw_log_info(GW_LOG_AUTH, "session %016llx for account '%s' at %s%s", (unsigned long long)s.id, s.account,
-                gw_ep_str(ep, eps, sizeof(eps)), moved.family ? " (sticky: moved)" : "");
+    gw_log_info(GW_LOG_AUTH, "session %016llx for account '%s' at %s%s", (unsigned long long)s.id,
+                s.account, gw_ep_str(ep, eps, sizeof(eps)), moved.family ? " (sticky: moved)" : "");
     l->session_created(l->ctx, &s, moved.family ? &moved : NULL);
     char idstr[20];
     snprintf(idstr, sizeof(idstr), "%016llx", (unsigned long long)s.id);
@@ -345,10 +365,14 @@ static bool parse_id(const uint8_t *p, size_t n, uint64_t *id)
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++) {
         int c = p[i], d;
-        if (c >= '0' && c <= '9') d = c - '0';
-        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-        else return false;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else
+            return false;
         v = v << 4 | (uint64_t)d;
     }
     *id = v;
@@ -356,8 +380,8 @@ static bool parse_id(const uint8_t *p, size_t n, uint64_t *id)
 }
 
 static void sessions_res(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
-                         struct fe_dedup_entry *de, const struct parts *p, const uint8_t *body, size_t blen,
-                         const struct answer *tmpl)
+                         struct fe_dedup_entry *de, const struct parts *p, const uint8_t *body,
+                         size_t blen, const struct answer *tmpl)
 {
     if (p->nseg > 2) {
         answer_text(l, ep, req, de, GW_COAP_NOT_FOUND, "no such resource");
@@ -373,14 +397,16 @@ static void sessions_res(struct fe_local *l, const struct gw_ep *ep, const struc
         return;
     }
     if (req->code != GW_COAP_GET && req->code != GW_COAP_DELETE) {
-        answer_text(l, ep, req, de, GW_COAP_NOT_ALLOWED, p->nseg == 1 ? "use POST, GET or DELETE" : "use GET or DELETE");
+        answer_text(l, ep, req, de, GW_COAP_NOT_ALLOWED,
+                    p->nseg == 1 ? "use POST, GET or DELETE" : "use GET or DELETE");
         return;
     }
     struct gw_session s;
     int rc = fe_session_lookup(l->store, l->scfg, ep, now_wall(l), &s);
     if (rc || (id && s.id != id)) {
-        answer_text(l, ep, req, de, GW_COAP_NOT_FOUND, rc ? "no session for this address and port"
-                                                           : "that session does not belong to this address and port");
+        answer_text(l, ep, req, de, GW_COAP_NOT_FOUND,
+                    rc ? "no session for this address and port"
+                       : "that session does not belong to this address and port");
         return;
     }
     if (req->code == GW_COAP_GET) {
@@ -395,8 +421,8 @@ static void sessions_res(struct fe_local *l, const struct gw_ep *ep, const struc
         return;
     }
     char eps[GW_EP_STRLEN];
-    gw_log_info(GW_LOG_AUTH, "session %016llx of '%s' at %s deleted", (unsigned long long)ended.id, ended.account,
-                gw_ep_str(ep, eps, sizeof(eps)));
+    gw_log_info(GW_LOG_AUTH, "session %016llx of '%s' at %s deleted", (unsigned long long)ended.id,
+                ended.account, gw_ep_str(ep, eps, sizeof(eps)));
     l->session_ended(l->ctx, &ended);
     answer_text(l, ep, req, de, GW_COAP_DELETED, NULL);
 }
@@ -414,7 +440,8 @@ static int devlist_add(void *ctx, const struct gw_device *d)
         return 0;
     char mac[17];
     gw_mac_str(d->mac, mac);
-    json_t *o = json_pack("{s:s, s:s}", "mac", mac, "type", d->type == GW_DEV_MILLI ? "milli" : "normal");
+    json_t *o =
+        json_pack("{s:s, s:s}", "mac", mac, "type", d->type == GW_DEV_MILLI ? "milli" : "normal");
     if (!o || json_array_append_new(dl->arr, o) != 0)
         return 1;
     dl->bytes += 40;
@@ -430,7 +457,8 @@ static void devices_res(struct fe_local *l, const struct gw_ep *ep, const struct
     }
     struct gw_session s;
     if (fe_session_lookup(l->store, l->scfg, ep, now_wall(l), &s) != 0) {
-        answer_text(l, ep, req, de, GW_COAP_UNAUTHORIZED, "no session for this address and port: POST a token to /sessions first");
+        answer_text(l, ep, req, de, GW_COAP_UNAUTHORIZED,
+                    "no session for this address and port: POST a token to /sessions first");
         return;
     }
     /* Built with jansson: a scope that matches nothing is `[]` (S8.1). */
@@ -447,7 +475,8 @@ static void devices_res(struct fe_local *l, const struct gw_ep *ep, const struct
 
 /* A fixed document answered to GET (S8.1). */
 static void fixed_get(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
-                      struct fe_dedup_entry *de, const struct answer *tmpl, int cf, const char *doc, size_t len)
+                      struct fe_dedup_entry *de, const struct answer *tmpl, int cf, const char *doc,
+                      size_t len)
 {
     if (req->code != GW_COAP_GET) {
         answer_text(l, ep, req, de, GW_COAP_NOT_ALLOWED, "use GET");
@@ -463,8 +492,8 @@ static void fixed_get(struct fe_local *l, const struct gw_ep *ep, const struct g
 
 /* Dispatch once the whole request body is known. */
 static void dispatch(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
-                     struct fe_dedup_entry *de, const struct parts *p, const uint8_t *body, size_t blen,
-                     const struct answer *tmpl)
+                     struct fe_dedup_entry *de, const struct parts *p, const uint8_t *body,
+                     size_t blen, const struct answer *tmpl)
 {
     uint8_t code = req->code;
     if (p->nseg == 2 && seg_is(p, 0, ".well-known") && seg_is(p, 1, "core")) {
@@ -474,7 +503,8 @@ static void dispatch(struct fe_local *l, const struct gw_ep *ep, const struct gw
     if (p->nseg == 1 && seg_is(p, 0, "echo")) {
         struct answer a = *tmpl;
         a.code = code == GW_COAP_GET || code == GW_COAP_FETCH ? GW_COAP_CONTENT
-               : code == GW_COAP_DELETE ? GW_COAP_DELETED : GW_COAP_CHANGED;
+                 : code == GW_COAP_DELETE                     ? GW_COAP_DELETED
+                                                              : GW_COAP_CHANGED;
         const struct gw_coap_opt *cf = gw_coap_opt_find(req, GW_OPT_CONTENT_FORMAT);
         uint32_t cfv;
         a.cf = cf && gw_coap_uint(cf->val, cf->len, &cfv) ? (int)cfv : -1;
@@ -503,11 +533,12 @@ static bool options_understood(const struct gw_coap_msg *req)
 {
     for (unsigned i = 0; i < req->nopts; i++) {
         uint16_t n = req->opts[i].num;
-        bool ok = n == GW_OPT_URI_PATH || n == GW_OPT_URI_QUERY || n == GW_OPT_URI_HOST || n == GW_OPT_URI_PORT ||
-                  n == GW_OPT_CONTENT_FORMAT || n == GW_OPT_ACCEPT || n == GW_OPT_BLOCK1 || n == GW_OPT_BLOCK2 ||
-                  n == GW_OPT_SIZE1 || n == GW_OPT_SIZE2 || n == GW_OPT_PROXY_URI || n == GW_OPT_PROXY_SCHEME ||
-                  n == GW_OPT_NO_RESPONSE || n == GW_OPT_ETAG || n == GW_OPT_OBSERVE || n == GW_OPT_IF_MATCH ||
-                  n == GW_OPT_IF_NONE_MATCH;
+        bool ok = n == GW_OPT_URI_PATH || n == GW_OPT_URI_QUERY || n == GW_OPT_URI_HOST ||
+                  n == GW_OPT_URI_PORT || n == GW_OPT_CONTENT_FORMAT || n == GW_OPT_ACCEPT ||
+                  n == GW_OPT_BLOCK1 || n == GW_OPT_BLOCK2 || n == GW_OPT_SIZE1 ||
+                  n == GW_OPT_SIZE2 || n == GW_OPT_PROXY_URI || n == GW_OPT_PROXY_SCHEME ||
+                  n == GW_OPT_NO_RESPONSE || n == GW_OPT_ETAG || n == GW_OPT_OBSERVE ||
+                  n == GW_OPT_IF_MATCH || n == GW_OPT_IF_NONE_MATCH;
         if (!ok && gw_opt_critical(n))
             return false;
     }
@@ -533,11 +564,13 @@ static void serve_block2(struct fe_local *l, const struct gw_ep *ep, const struc
     size_t wl;
     struct gw_coap_msg full;
     if (!x || x->len < sizeof(wl)) {
-        answer_text(l, ep, req, de, GW_COAP_INCOMPLETE, "no stored answer for this Block2 request: repeat the request");
+        answer_text(l, ep, req, de, GW_COAP_INCOMPLETE,
+                    "no stored answer for this Block2 request: repeat the request");
         return;
     }
     memcpy(&wl, x->data, sizeof(wl));
-    if (wl > x->len - sizeof(wl) || gw_coap_parse(l->parser, x->data + sizeof(wl), wl, &full) != 0) {
+    if (wl > x->len - sizeof(wl) ||
+        gw_coap_parse(l->parser, x->data + sizeof(wl), wl, &full) != 0) {
         answer_text(l, ep, req, de, GW_COAP_INTERNAL, "stored answer damaged");
         return;
     }
@@ -547,7 +580,8 @@ static void serve_block2(struct fe_local *l, const struct gw_ep *ep, const struc
     size_t ol;
     uint8_t type = req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
     uint16_t mid = req->type == GW_COAP_CON ? req->mid : l->mid(l->ctx);
-    if (fe_block_slice(&full, b2r->num, GW_MIN(b2r->szx, 6), type, mid, req->token, req->tkl, out, sizeof(out), &ol) != 0) {
+    if (fe_block_slice(&full, b2r->num, GW_MIN(b2r->szx, 6), type, mid, req->token, req->tkl, out,
+                       sizeof(out), &ol) != 0) {
         answer_text(l, ep, req, de, GW_COAP_BAD_OPTION, "Block2 number past the end of the answer");
         return;
     }
@@ -561,8 +595,8 @@ static void refuse_body(struct fe_local *l, const struct gw_ep *ep, const struct
     uint8_t out[128];
     struct gw_cb b;
     uint8_t type = req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
-    gw_cb_init(&b, out, sizeof(out), type, GW_COAP_TOO_LARGE, req->type == GW_COAP_CON ? req->mid : l->mid(l->ctx),
-               req->token, req->tkl);
+    gw_cb_init(&b, out, sizeof(out), type, GW_COAP_TOO_LARGE,
+               req->type == GW_COAP_CON ? req->mid : l->mid(l->ctx), req->token, req->tkl);
     gw_cb_opt_uint(&b, GW_OPT_SIZE1, (uint32_t)l->blocks->max_body);
     gw_cb_payload(&b, "request body too large", 22);
     size_t ol;
@@ -588,20 +622,23 @@ static void take_block1(struct fe_local *l, const struct gw_ep *ep, const struct
     if (b1.num == 0) {
         x = fe_blocks_new(l->blocks, ep, key, 1, now, l->sessionless);
         if (!x) {
-            answer_text(l, ep, req, de, GW_COAP_UNAVAILABLE, "too many block-wise transfers without a session");
+            answer_text(l, ep, req, de, GW_COAP_UNAVAILABLE,
+                        "too many block-wise transfers without a session");
             return;
         }
     } else {
         x = fe_blocks_find(l->blocks, ep, key, 1, now);
         if (!x || x->len != (size_t)b1.num * bs) {
-            answer_text(l, ep, req, de, GW_COAP_INCOMPLETE, "Block1 out of order or transfer unknown: start again at block 0");
+            answer_text(l, ep, req, de, GW_COAP_INCOMPLETE,
+                        "Block1 out of order or transfer unknown: start again at block 0");
             if (x)
                 fe_blocks_drop(l->blocks, x);
             return;
         }
     }
     if (b1.more && req->payload_len != bs) {
-        answer_text(l, ep, req, de, GW_COAP_BAD_REQUEST, "Block1 payload does not match its block size");
+        answer_text(l, ep, req, de, GW_COAP_BAD_REQUEST,
+                    "Block1 payload does not match its block size");
         fe_blocks_drop(l->blocks, x);
         return;
     }

@@ -32,8 +32,8 @@ struct fe_local {
     struct fe_blocks *blocks;
     struct gw_coap_parser *parser;
     void *ctx;
-    void (*reply)(void *ctx, const struct gw_ep *ep, const struct gw_coap_msg *req, struct fe_dedup_entry *de,
-                  const uint8_t *buf, size_t len);
+    void (*reply)(void *ctx, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                  struct fe_dedup_entry *de, const uint8_t *buf, size_t len);
     uint16_t (*mid)(void *ctx);
     void (*session_ended)(void *ctx, const struct gw_session *s);
     void (*session_created)(void *ctx, const struct gw_session *s, const struct gw_ep *moved_from);

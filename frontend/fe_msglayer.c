@@ -16,7 +16,8 @@ static uint32_t pow2_at_least(uint32_t n)
     return p;
 }
 
-static uint32_t key_hash(const uint64_t key[2], const struct gw_ep *ep, const void *k, size_t kl, uint32_t nb)
+static uint32_t key_hash(const uint64_t key[2], const struct gw_ep *ep, const void *k, size_t kl,
+                         uint32_t nb)
 {
     uint8_t buf[sizeof(*ep) + 8];
     memcpy(buf, ep, sizeof(*ep));
@@ -109,7 +110,8 @@ static uint32_t src_find(struct fe_dedup *d, const struct gw_ep *ep, uint8_t cls
 static void src_remove(struct fe_dedup *d, uint32_t ref)
 {
     uint32_t mask = d->nsrc - 1, hole = ref - 1;
-    for (uint32_t j = (hole + 1) & mask, n = 0; n < d->nsrc && d->src[j].count; j = (j + 1) & mask, n++) {
+    for (uint32_t j = (hole + 1) & mask, n = 0; n < d->nsrc && d->src[j].count;
+         j = (j + 1) & mask, n++) {
         struct fe_dedup_src *s = &d->src[j];
         uint32_t home = key_hash(d->key, &s->key, &s->cls, 1, d->nsrc);
         /* s may fill the hole when the hole lies cyclically in [home, j). */
@@ -210,7 +212,8 @@ static void dedup_expire(struct fe_dedup *d, uint64_t now)
             dedup_free(d, d->cls[c].oldest - 1, now);
 }
 
-struct fe_dedup_entry *fe_dedup_find(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid, uint64_t now)
+struct fe_dedup_entry *fe_dedup_find(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
+                                     uint64_t now)
 {
     uint32_t b = key_hash(d->key, ep, &mid, sizeof(mid), d->nbuckets);
     for (uint32_t i = d->buckets[b]; i; i = d->e[i - 1].next) {
@@ -243,8 +246,8 @@ static bool dedup_room(struct fe_dedup *d, uint8_t cls, uint32_t sref, uint64_t 
     return true;
 }
 
-struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid, uint64_t now,
-                                        enum fe_dedup_class cls)
+struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
+                                        uint64_t now, enum fe_dedup_class cls)
 {
     dedup_expire(d, now);
     uint32_t sref = src_find(d, ep, (uint8_t)cls, false);
@@ -267,7 +270,8 @@ struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *
     return x;
 }
 
-struct fe_dedup_entry *fe_dedup_add(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid, uint64_t now)
+struct fe_dedup_entry *fe_dedup_add(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
+                                    uint64_t now)
 {
     return fe_dedup_add_cls(d, ep, mid, now, FE_DEDUP_SESSION);
 }
@@ -294,7 +298,8 @@ void fe_dedup_promote(struct fe_dedup *d, struct fe_dedup_entry *e, uint64_t now
 void fe_dedup_set_resp(struct fe_dedup *d, struct fe_dedup_entry *e, const uint8_t *buf, size_t len)
 {
     struct fe_dedup_list *l = &d->cls[e->cls];
-    if (e->resp || len > 0xffff || d->resp_bytes + len > d->resp_budget || l->resp_bytes + len > l->resp_budget)
+    if (e->resp || len > 0xffff || d->resp_bytes + len > d->resp_budget ||
+        l->resp_bytes + len > l->resp_budget)
         return;
     e->resp = malloc(len);
     if (!e->resp)
@@ -401,8 +406,9 @@ static int arm(struct fe_rtx *t, uint32_t idx)
     return 0;
 }
 
-int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uint8_t *buf, size_t len, bool notify,
-               const uint8_t *token, uint8_t tkl, uint64_t session, uint64_t now, uint32_t rnd)
+int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uint8_t *buf,
+               size_t len, bool notify, const uint8_t *token, uint8_t tkl, uint64_t session,
+               uint64_t now, uint32_t rnd)
 {
     uint8_t *copy = malloc(len);
     if (!copy)

@@ -44,23 +44,23 @@ struct fe_dedup_entry {
     struct gw_ep ep;
     uint16_t mid;
     uint8_t used;
-    uint8_t forwarded;      /* went to the mesh: a duplicate CON gets an empty ACK */
+    uint8_t forwarded; /* went to the mesh: a duplicate CON gets an empty ACK */
     uint16_t resp_len;
-    uint8_t cls;            /* enum fe_dedup_class */
+    uint8_t cls; /* enum fe_dedup_class */
     uint8_t pad;
-    uint32_t next;          /* hash chain (index + 1, 0 = end) */
-    uint32_t older, newer;  /* class list in arrival order (index + 1) */
-    uint32_t src;           /* source record (index + 1) */
+    uint32_t next;                 /* hash chain (index + 1, 0 = end) */
+    uint32_t older, newer;         /* class list in arrival order (index + 1) */
+    uint32_t src;                  /* source record (index + 1) */
     uint32_t src_older, src_newer; /* the source's list in arrival order */
     uint32_t pad2;
     uint64_t expires;
-    uint8_t *resp;          /* stored answer or NULL */
+    uint8_t *resp; /* stored answer or NULL */
 };
 GW_STATIC_ASSERT(sizeof(struct fe_dedup_entry) == 72, "dedup entry cost is documented as 72 bytes");
 
 /* A sender's share: endpoint (class SESSION) or address (SESSIONLESS). */
 struct fe_dedup_src {
-    struct gw_ep key;       /* port 0 for SESSIONLESS */
+    struct gw_ep key; /* port 0 for SESSIONLESS */
     uint8_t cls;
     uint32_t count;
     uint32_t oldest, newest; /* entries (index + 1) */
@@ -78,34 +78,38 @@ struct fe_dedup {
     uint32_t *free_list, nfree;
     uint32_t *buckets;
     uint32_t nbuckets;
-    struct fe_dedup_src *src;   /* open addressing, linear probing */
+    struct fe_dedup_src *src; /* open addressing, linear probing */
     uint32_t nsrc;
     struct fe_dedup_list cls[2];
     uint32_t sessionless_cap, per_source;
     size_t resp_bytes, resp_budget;
     uint64_t lifetime_ms;
     uint64_t evicted_early;
-    uint64_t key[2];            /* SipHash key, random per process */
+    uint64_t key[2]; /* SipHash key, random per process */
 };
 
 /* A table of `cap` entries (answers up to resp_budget bytes), at most cap/4
  * of them SESSIONLESS and no per-source bound until fe_dedup_limit(). */
-int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms, size_t resp_budget) GW_NODISCARD;
+int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms,
+                  size_t resp_budget) GW_NODISCARD;
 /* Sets the SESSIONLESS share (at most cap/2) and the per-source bound. */
 void fe_dedup_limit(struct fe_dedup *d, uint32_t sessionless_cap, uint32_t per_source);
 void fe_dedup_deinit(struct fe_dedup *d);
 /* Returns the live entry of (ep, mid) or NULL. */
-struct fe_dedup_entry *fe_dedup_find(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid, uint64_t now);
+struct fe_dedup_entry *fe_dedup_find(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
+                                     uint64_t now);
 /* Records a new exchange of a sender with a session (class SESSION); never
  * NULL: evicts as described above. */
-struct fe_dedup_entry *fe_dedup_add(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid, uint64_t now);
+struct fe_dedup_entry *fe_dedup_add(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
+                                    uint64_t now);
 /* The same for a given class; NULL when a SESSIONLESS entry finds no room. */
-struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid, uint64_t now,
-                                        enum fe_dedup_class cls);
+struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
+                                        uint64_t now, enum fe_dedup_class cls);
 /* Moves a SESSIONLESS entry into class SESSION (its sender now holds one). */
 void fe_dedup_promote(struct fe_dedup *d, struct fe_dedup_entry *e, uint64_t now);
 /* Stores the answer sent for an exchange (copied; skipped beyond the budget). */
-void fe_dedup_set_resp(struct fe_dedup *d, struct fe_dedup_entry *e, const uint8_t *buf, size_t len);
+void fe_dedup_set_resp(struct fe_dedup *d, struct fe_dedup_entry *e, const uint8_t *buf,
+                       size_t len);
 
 struct fe_rtx_entry {
     struct gw_ep ep;
@@ -113,13 +117,14 @@ struct fe_rtx_entry {
     uint8_t used;
     uint8_t notify;
     uint8_t tkl;
-    uint8_t attempts;       /* retransmissions so far */
+    uint8_t attempts; /* retransmissions so far */
     uint8_t token[8];
-    uint8_t tracked;        /* an answer the scheduler keeps until the client ACKs it (gw_msg.h GW_MF2_MID) */
+    uint8_t
+        tracked; /* an answer the scheduler keeps until the client ACKs it (gw_msg.h GW_MF2_MID) */
     uint32_t gen;
-    uint32_t next_mid;      /* hash chain by (ep, mid) */
-    uint32_t next_tok;      /* hash chain by (ep, token), notifications only */
-    uint32_t b_mid, b_tok;  /* their buckets, so unlinking on an ACK hashes nothing */
+    uint32_t next_mid;     /* hash chain by (ep, mid) */
+    uint32_t next_tok;     /* hash chain by (ep, token), notifications only */
+    uint32_t b_mid, b_tok; /* their buckets, so unlinking on an ACK hashes nothing */
     uint64_t timeout_ms;
     uint64_t deadline;
     uint64_t session;
@@ -128,11 +133,11 @@ struct fe_rtx_entry {
 };
 
 struct fe_rtx {
-    uint64_t key[2];        /* SipHash key, random per process */
+    uint64_t key[2]; /* SipHash key, random per process */
     struct fe_rtx_entry *e;
     uint32_t cap, used, free_head;
     uint32_t *free_list;
-    uint32_t *bm, *bt, nb;  /* buckets by mid and by token */
+    uint32_t *bm, *bt, nb; /* buckets by mid and by token */
     struct gw_heap heap;
     uint64_t ack_timeout_ms;
     uint32_t max_retransmit;
@@ -151,13 +156,15 @@ struct fe_rtx_out {
     bool tracked;
 };
 
-int fe_rtx_init(struct fe_rtx *t, uint32_t cap, uint64_t ack_timeout_ms, uint32_t max_retransmit) GW_NODISCARD;
+int fe_rtx_init(struct fe_rtx *t, uint32_t cap, uint64_t ack_timeout_ms,
+                uint32_t max_retransmit) GW_NODISCARD;
 void fe_rtx_deinit(struct fe_rtx *t);
 /* Tracks a CON message just sent. For a notification an in-flight one of the
  * same observer is replaced, keeping its counter and timeout. GW_EFULL when
  * the table is full (the message is then sent once, untracked). */
-int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uint8_t *buf, size_t len, bool notify,
-               const uint8_t *token, uint8_t tkl, uint64_t session, uint64_t now, uint32_t rnd) GW_NODISCARD;
+int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uint8_t *buf,
+               size_t len, bool notify, const uint8_t *token, uint8_t tkl, uint64_t session,
+               uint64_t now, uint32_t rnd) GW_NODISCARD;
 /* ACK or RST from the client. Returns true when it matched; *out tells
  * whether it was a notification (then the observer leaves on RST). */
 bool fe_rtx_ack(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, struct fe_rtx_out *out);

@@ -37,8 +37,8 @@ void fe_claim_make(const struct gw_ep *listen, const char *instance, int index, 
 size_t fe_claim_name(const struct fe_claim *c, char *buf, size_t len)
 {
     char head[80];
-    int n = snprintf(head, sizeof(head), "cgw/%u/%s%s/%d/", (unsigned)c->port, c->family == 6 ? "6" : "4", c->addr,
-                     c->index);
+    int n = snprintf(head, sizeof(head), "cgw/%u/%s%s/%d/", (unsigned)c->port,
+                     c->family == 6 ? "6" : "4", c->addr, c->index);
     size_t room = FE_CLAIM_NAME_MAX - (size_t)n;
     int m = snprintf(buf, len, "%s%.*s", head, (int)room, c->instance);
     return m < 0 ? 0 : (size_t)m >= len ? len - 1 : (size_t)m;
@@ -125,8 +125,8 @@ int fe_claim_port(const struct fe_claim *c, char *err, size_t errlen)
         int e = errno;
         close(fd);
         if (e == EADDRINUSE) {
-            snprintf(err, errlen, "port %u: frontend %d of instance %s already serves it", (unsigned)c->port,
-                     c->index, c->instance);
+            snprintf(err, errlen, "port %u: frontend %d of instance %s already serves it",
+                     (unsigned)c->port, c->index, c->instance);
             return GW_EFORBIDDEN;
         }
         snprintf(err, errlen, "bind(@%s): %s", sa.sun_path + 1, strerror(e));
@@ -136,7 +136,8 @@ int fe_claim_port(const struct fe_claim *c, char *err, size_t errlen)
     if (!f) {
         int e = errno;
         close(fd);
-        snprintf(err, errlen, "/proc/net/unix: %s (needed to check that no other instance uses the port)",
+        snprintf(err, errlen,
+                 "/proc/net/unix: %s (needed to check that no other instance uses the port)",
                  strerror(e));
         return -e;
     }
@@ -145,10 +146,13 @@ int fe_claim_port(const struct fe_claim *c, char *err, size_t errlen)
     fclose(f);
     if (hit) {
         close(fd);
-        snprintf(err, errlen, "port %u is used by instance %s (its frontend %d on %s); refusing to share it "
-                 "(SO_REUSEPORT would split the clients between the two): give this gateway another `listen` "
-                 "or stop the other", (unsigned)c->port, other.instance, other.index,
-                 !strcmp(other.addr, "*") ? "every address" : other.addr);
+        snprintf(
+            err, errlen,
+            "port %u is used by instance %s (its frontend %d on %s); refusing to share it "
+            "(SO_REUSEPORT would split the clients between the two): give this gateway another `listen` "
+            "or stop the other",
+            (unsigned)c->port, other.instance, other.index,
+            !strcmp(other.addr, "*") ? "every address" : other.addr);
         return GW_EFORBIDDEN;
     }
     return fd;

@@ -31,8 +31,8 @@
 
 struct fe_claim {
     uint16_t port;
-    char addr[40];      /* "*", "127.0.0.1", or 32 hex digits */
-    uint8_t family;     /* 4 or 6 */
+    char addr[40];  /* "*", "127.0.0.1", or 32 hex digits */
+    uint8_t family; /* 4 or 6 */
     int index;
     char instance[64];
 };

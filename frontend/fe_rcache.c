@@ -23,7 +23,8 @@ int fe_rcache_answer(struct fe_core *fe, const uint8_t mac[GW_MAC_LEN], uint8_t 
                      const uint8_t *up, size_t ul, const struct gw_coap_msg *req, uint8_t *out,
                      size_t cap, size_t *len)
 {
-    if (!fe->rcache.nslots || !fe->rcache_parser || req->type != GW_COAP_CON || req->code != GW_COAP_GET)
+    if (!fe->rcache.nslots || !fe->rcache_parser || req->type != GW_COAP_CON ||
+        req->code != GW_COAP_GET)
         return 0;
     for (unsigned i = 0; i < req->nopts; i++) {
         uint16_t n = req->opts[i].num;
@@ -43,8 +44,8 @@ int fe_rcache_answer(struct fe_core *fe, const uint8_t mac[GW_MAC_LEN], uint8_t 
     uint8_t resp[GW_COAP_MAX_MSG + 16];
     size_t rl;
     uint32_t left;
-    if (gw_rcache_lookup(&fe->rcache, key, klen, res_hash, gw_now_ms(fe->clock), resp,
-                         sizeof(resp), &rl, &left) != GW_RCACHE_FRESH) {
+    if (gw_rcache_lookup(&fe->rcache, key, klen, res_hash, gw_now_ms(fe->clock), resp, sizeof(resp),
+                         &rl, &left) != GW_RCACHE_FRESH) {
         return 0;
     }
     if (gw_rcache_render(resp, rl, left, GW_COAP_ACK, req->mid, req->token, req->tkl, out, cap,

@@ -24,9 +24,11 @@ static int verdict(struct fe_verdict *v, uint8_t code, const char *diag)
 
 static int hexv(int c)
 {
-    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= '0' && c <= '9')
+        return c - '0';
     c = tolower(c);
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
     return -1;
 }
 
@@ -68,11 +70,13 @@ static int add_seg(struct fe_target *t, bool query, const char *s, size_t n, str
      * scheduler and at the device, at least 1. Anything else would be
      * forwarded as a request no one downstream can parse. */
     if (len > 255)
-        return verdict(v, GW_COAP_BAD_REQUEST, "target URI has a path or query part longer than 255 bytes");
+        return verdict(v, GW_COAP_BAD_REQUEST,
+                       "target URI has a path or query part longer than 255 bytes");
     if (query && len == 0)
         return verdict(v, GW_COAP_BAD_REQUEST, "target URI has an empty query argument");
     if (!query && ((len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.')))
-        return verdict(v, GW_COAP_BAD_REQUEST, "'.' and '..' segments are not allowed in the target URI");
+        return verdict(v, GW_COAP_BAD_REQUEST,
+                       "'.' and '..' segments are not allowed in the target URI");
     if (query) {
         t->query[*cnt].p = p;
         t->query[*cnt].len = len;
@@ -104,7 +108,8 @@ static int parse_scheme(const char *u, const char *colon, struct fe_target *t, s
 
 /* The port after "host:", up to auth_end; "host:" alone means the default
  * port (RFC 3986 3.2.3). */
-static int parse_port(const char *portp, const char *auth_end, struct fe_target *t, struct fe_verdict *v)
+static int parse_port(const char *portp, const char *auth_end, struct fe_target *t,
+                      struct fe_verdict *v)
 {
     if (portp == auth_end) {
         t->port = -1;
@@ -124,7 +129,8 @@ static int parse_port(const char *portp, const char *auth_end, struct fe_target 
 
 /* The authority p..auth_end: host (a name or an [IPv6] literal, percent-
  * decoded) and an optional port; no user information. */
-static int parse_authority(const char *p, const char *auth_end, struct fe_target *t, struct fe_verdict *v)
+static int parse_authority(const char *p, const char *auth_end, struct fe_target *t,
+                           struct fe_verdict *v)
 {
     const char *host = p, *host_end = auth_end, *portp = NULL;
     if (memchr(p, '@', (size_t)(auth_end - p)))
@@ -162,7 +168,8 @@ static int parse_authority(const char *p, const char *auth_end, struct fe_target
 }
 
 /* Path and query, p..end, into Uri-Path and Uri-Query parts. */
-static int parse_path_query(const char *p, const char *end, struct fe_target *t, struct fe_verdict *v)
+static int parse_path_query(const char *p, const char *end, struct fe_target *t,
+                            struct fe_verdict *v)
 {
     /* Path: "/" alone or empty means no Uri-Path (RFC 7252 6.5 step 8). */
     if (p < end && *p == '/') {
@@ -235,8 +242,10 @@ int fe_route_target(const struct gw_coap_msg *m, struct fe_target *t, struct fe_
     if (pu) {
         for (unsigned i = 0; i < m->nopts; i++) {
             uint16_t n = m->opts[i].num;
-            if (n == GW_OPT_URI_HOST || n == GW_OPT_URI_PORT || n == GW_OPT_URI_PATH || n == GW_OPT_URI_QUERY)
-                return verdict(v, GW_COAP_BAD_OPTION, "Proxy-Uri must not be combined with Uri-* options");
+            if (n == GW_OPT_URI_HOST || n == GW_OPT_URI_PORT || n == GW_OPT_URI_PATH ||
+                n == GW_OPT_URI_QUERY)
+                return verdict(v, GW_COAP_BAD_OPTION,
+                               "Proxy-Uri must not be combined with Uri-* options");
         }
         if (pu->len == 0)
             return verdict(v, GW_COAP_BAD_REQUEST, "empty Proxy-Uri");
@@ -277,7 +286,8 @@ int fe_route_target(const struct gw_coap_msg *m, struct fe_target *t, struct fe_
         uint8_t *cnt = q ? &t->nquery : &t->nseg;
         if (*cnt >= FE_MAX_SEGS)
             return verdict(v, GW_COAP_BAD_REQUEST, "too many path or query parts");
-        if (!q && ((o->len == 1 && o->val[0] == '.') || (o->len == 2 && o->val[0] == '.' && o->val[1] == '.')))
+        if (!q && ((o->len == 1 && o->val[0] == '.') ||
+                   (o->len == 2 && o->val[0] == '.' && o->val[1] == '.')))
             return verdict(v, GW_COAP_BAD_REQUEST, "'.' and '..' segments are not allowed");
         if (q) {
             t->query[*cnt].p = o->val;
@@ -296,11 +306,26 @@ int fe_route_target(const struct gw_coap_msg *m, struct fe_target *t, struct fe_
 static bool known(uint16_t n)
 {
     switch (n) {
-    case GW_OPT_IF_MATCH: case GW_OPT_URI_HOST: case GW_OPT_ETAG: case GW_OPT_IF_NONE_MATCH:
-    case GW_OPT_OBSERVE: case GW_OPT_URI_PORT: case GW_OPT_LOCATION_PATH: case GW_OPT_URI_PATH:
-    case GW_OPT_CONTENT_FORMAT: case GW_OPT_MAX_AGE: case GW_OPT_URI_QUERY: case GW_OPT_HOP_LIMIT:
-    case GW_OPT_ACCEPT: case GW_OPT_LOCATION_QUERY: case GW_OPT_BLOCK2: case GW_OPT_BLOCK1:
-    case GW_OPT_SIZE2: case GW_OPT_PROXY_URI: case GW_OPT_PROXY_SCHEME: case GW_OPT_SIZE1:
+    case GW_OPT_IF_MATCH:
+    case GW_OPT_URI_HOST:
+    case GW_OPT_ETAG:
+    case GW_OPT_IF_NONE_MATCH:
+    case GW_OPT_OBSERVE:
+    case GW_OPT_URI_PORT:
+    case GW_OPT_LOCATION_PATH:
+    case GW_OPT_URI_PATH:
+    case GW_OPT_CONTENT_FORMAT:
+    case GW_OPT_MAX_AGE:
+    case GW_OPT_URI_QUERY:
+    case GW_OPT_HOP_LIMIT:
+    case GW_OPT_ACCEPT:
+    case GW_OPT_LOCATION_QUERY:
+    case GW_OPT_BLOCK2:
+    case GW_OPT_BLOCK1:
+    case GW_OPT_SIZE2:
+    case GW_OPT_PROXY_URI:
+    case GW_OPT_PROXY_SCHEME:
+    case GW_OPT_SIZE1:
     case GW_OPT_NO_RESPONSE:
         return true;
     default:
@@ -317,20 +342,24 @@ int fe_route_check_options(const struct gw_coap_msg *m, int *block2_szx, struct 
             return verdict(v, GW_COAP_BAD_OPTION, "unknown unsafe option cannot be proxied");
     }
     if (gw_coap_opt_find(m, GW_OPT_BLOCK1))
-        return verdict(v, GW_COAP_BAD_OPTION, "Block1 is not supported on proxied requests (the mesh has no block-wise transfer)");
+        return verdict(
+            v, GW_COAP_BAD_OPTION,
+            "Block1 is not supported on proxied requests (the mesh has no block-wise transfer)");
     const struct gw_coap_opt *b2 = gw_coap_opt_find(m, GW_OPT_BLOCK2);
     if (b2) {
         struct gw_block b;
         if (!gw_block_decode(b2, &b))
             return verdict(v, GW_COAP_BAD_OPTION, "bad Block2 option");
         if (b.num != 0 || b.more)
-            return verdict(v, GW_COAP_BAD_OPTION, "Block2 beyond block 0 is only served for a stored answer");
+            return verdict(v, GW_COAP_BAD_OPTION,
+                           "Block2 beyond block 0 is only served for a stored answer");
         *block2_szx = b.szx;
     }
     return 0;
 }
 
-int fe_route_build(const struct gw_coap_msg *m, const struct fe_target *t, uint8_t *out, size_t cap, size_t *len)
+int fe_route_build(const struct gw_coap_msg *m, const struct fe_target *t, uint8_t *out, size_t cap,
+                   size_t *len)
 {
     struct gw_coap_msg up;
     memset(&up, 0, offsetof(struct gw_coap_msg, opts));
@@ -343,9 +372,16 @@ int fe_route_build(const struct gw_coap_msg *m, const struct fe_target *t, uint8
     for (unsigned i = 0; i < m->nopts; i++) {
         uint16_t n = m->opts[i].num;
         switch (n) {
-        case GW_OPT_PROXY_URI: case GW_OPT_PROXY_SCHEME: case GW_OPT_URI_HOST: case GW_OPT_URI_PORT:
-        case GW_OPT_URI_PATH: case GW_OPT_URI_QUERY: case GW_OPT_BLOCK2: case GW_OPT_BLOCK1:
-        case GW_OPT_NO_RESPONSE: case GW_OPT_HOP_LIMIT:
+        case GW_OPT_PROXY_URI:
+        case GW_OPT_PROXY_SCHEME:
+        case GW_OPT_URI_HOST:
+        case GW_OPT_URI_PORT:
+        case GW_OPT_URI_PATH:
+        case GW_OPT_URI_QUERY:
+        case GW_OPT_BLOCK2:
+        case GW_OPT_BLOCK1:
+        case GW_OPT_NO_RESPONSE:
+        case GW_OPT_HOP_LIMIT:
             continue;
         default:
             break;
@@ -362,7 +398,8 @@ int fe_route_build(const struct gw_coap_msg *m, const struct fe_target *t, uint8
     for (unsigned i = 0; i < t->nquery; i++) {
         if (up.nopts >= GW_COAP_MAX_OPTS)
             return GW_ETOOBIG;
-        up.opts[up.nopts++] = (struct gw_coap_opt){ GW_OPT_URI_QUERY, t->query[i].len, t->query[i].p };
+        up.opts[up.nopts++] =
+            (struct gw_coap_opt){ GW_OPT_URI_QUERY, t->query[i].len, t->query[i].p };
     }
     up.payload = m->payload;
     up.payload_len = m->payload_len;

@@ -21,26 +21,31 @@
 struct fe_target {
     char scheme[8];
     char host[256];
-    int port;                       /* -1 when not given */
+    int port; /* -1 when not given */
     uint8_t nseg, nquery;
-    struct { const uint8_t *p; uint16_t len; } seg[FE_MAX_SEGS], query[FE_MAX_SEGS];
-    uint8_t buf[GW_COAP_MAX_MSG];   /* decoded segments live here */
+    struct {
+        const uint8_t *p;
+        uint16_t len;
+    } seg[FE_MAX_SEGS], query[FE_MAX_SEGS];
+    uint8_t buf[GW_COAP_MAX_MSG]; /* decoded segments live here */
     uint16_t used;
 };
 
 struct fe_verdict {
-    uint8_t code;                   /* CoAP error code, 0 = fine */
-    const char *diag;               /* short diagnostic payload */
+    uint8_t code;     /* CoAP error code, 0 = fine */
+    const char *diag; /* short diagnostic payload */
 };
 
 /* True when the request carries Proxy-Uri or Proxy-Scheme. */
 bool fe_route_is_proxy(const struct gw_coap_msg *m);
 /* Extracts the target. 0, or GW_EBADMSG with *v set. */
-int fe_route_target(const struct gw_coap_msg *m, struct fe_target *t, struct fe_verdict *v) GW_NODISCARD;
+int fe_route_target(const struct gw_coap_msg *m, struct fe_target *t,
+                    struct fe_verdict *v) GW_NODISCARD;
 /* Checks the request's options for proxying: unknown unsafe options (4.02),
  * Block1 or a Block2 other than NUM 0 (4.02, S4.7). *block2_szx receives the
  * size preference of a Block2 NUM 0, or -1. 0 or GW_EBADMSG with *v. */
-int fe_route_check_options(const struct gw_coap_msg *m, int *block2_szx, struct fe_verdict *v) GW_NODISCARD;
+int fe_route_check_options(const struct gw_coap_msg *m, int *block2_szx,
+                           struct fe_verdict *v) GW_NODISCARD;
 /* Builds the request for the device. 0, or GW_ETOOBIG (4.13). */
 int fe_route_build(const struct gw_coap_msg *m, const struct fe_target *t, uint8_t *out, size_t cap,
                    size_t *len) GW_NODISCARD;

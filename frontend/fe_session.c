@@ -10,10 +10,12 @@
 
 bool fe_session_expired(const struct fe_sess_cfg *cfg, const struct gw_session *s, int64_t now)
 {
-    return now >= s->token_exp || now >= s->created + cfg->max_lifetime_s || now >= s->last_seen + cfg->idle_s;
+    return now >= s->token_exp || now >= s->created + cfg->max_lifetime_s ||
+           now >= s->last_seen + cfg->idle_s;
 }
 
-static int get_by_ep(MDB_txn *txn, struct gw_store *st, const struct gw_ep *ep, struct gw_session *out)
+static int get_by_ep(MDB_txn *txn, struct gw_store *st, const struct gw_ep *ep,
+                     struct gw_session *out)
 {
     MDB_val k = { sizeof(*ep), (void *)ep }, d;
     int rc = mdb_get(txn, st->sessions, &k, &d);
@@ -75,8 +77,9 @@ static void note_ended(struct ended_list *e, const struct gw_session *s)
 
 /* Loads the account's sessions; removes expired ones on the way. Returns
  * the number of live sessions and, in *newest, the most recently created. */
-static int account_live(MDB_txn *txn, struct gw_store *st, const struct fe_sess_cfg *cfg, const char *account,
-                        int64_t now, struct gw_session *newest, bool *any_single, struct ended_list *ended)
+static int account_live(MDB_txn *txn, struct gw_store *st, const struct fe_sess_cfg *cfg,
+                        const char *account, int64_t now, struct gw_session *newest,
+                        bool *any_single, struct ended_list *ended)
 {
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, st->sess_acct, &cur);
@@ -127,10 +130,10 @@ struct create_txn {
     const struct fe_sess_cfg *cfg;
     const struct fe_sess_req *rq;
     int64_t now;
-    int live;                   /* live sessions of the account */
-    bool any_single;            /* one of them is single=true */
-    struct gw_session newest;   /* the account's newest live session */
-    bool ep_taken;              /* the endpoint holds a session: cur */
+    int live;                 /* live sessions of the account */
+    bool any_single;          /* one of them is single=true */
+    struct gw_session newest; /* the account's newest live session */
+    bool ep_taken;            /* the endpoint holds a session: cur */
     struct gw_session cur;
     struct ended_list ended;
 };
@@ -189,12 +192,15 @@ static int check_account(struct create_txn *c, const char **diag)
 {
     const struct fe_sess_req *rq = c->rq;
     bool same_account_here = c->ep_taken && strcmp(c->cur.account, rq->account) == 0;
-    int others = c->live - (same_account_here && !fe_session_expired(c->cfg, &c->cur, c->now) ? 1 : 0);
+    int others =
+        c->live - (same_account_here && !fe_session_expired(c->cfg, &c->cur, c->now) ? 1 : 0);
     /* S2.6: while a single session lives, every further non-sticky request
      * of the account is refused, also from that session's own endpoint. */
     if (c->live > 0 && (c->any_single || rq->single)) {
-        *diag = rq->single ? "single=true: the account already holds a live session"
-                           : "the account holds a single session (single=true); use sticky=true to move it";
+        *diag =
+            rq->single
+                ? "single=true: the account already holds a live session"
+                : "the account holds a single session (single=true); use sticky=true to move it";
         return GW_EFORBIDDEN;
     }
     if (others >= c->cfg->max_per_account) {
@@ -209,7 +215,8 @@ static int check_account(struct create_txn *c, const char **diag)
 static int make_room(struct create_txn *c, const char **diag)
 {
     MDB_stat ms;
-    if (mdb_stat(c->txn, c->st->sessions, &ms) != 0 || (int64_t)ms.ms_entries < c->cfg->max_sessions)
+    if (mdb_stat(c->txn, c->st->sessions, &ms) != 0 ||
+        (int64_t)ms.ms_entries < c->cfg->max_sessions)
         return 0;
     MDB_cursor *cur2;
     if (mdb_cursor_open(c->txn, c->st->sessions, &cur2) == 0) {
@@ -234,7 +241,8 @@ static int make_room(struct create_txn *c, const char **diag)
             note_ended(&c->ended, &victims[i]);
         }
     }
-    if (mdb_stat(c->txn, c->st->sessions, &ms) == 0 && (int64_t)ms.ms_entries >= c->cfg->max_sessions) {
+    if (mdb_stat(c->txn, c->st->sessions, &ms) == 0 &&
+        (int64_t)ms.ms_entries >= c->cfg->max_sessions) {
         *diag = "the gateway holds the maximum number of sessions";
         return GW_EFULL;
     }
@@ -271,8 +279,8 @@ static int add_session(struct create_txn *c, struct gw_session *out)
 static int create_locked(struct create_txn *c, struct gw_session *out, struct gw_ep *moved,
                          const char **diag)
 {
-    c->live = account_live(c->txn, c->st, c->cfg, c->rq->account, c->now, &c->newest, &c->any_single,
-                           &c->ended);
+    c->live = account_live(c->txn, c->st, c->cfg, c->rq->account, c->now, &c->newest,
+                           &c->any_single, &c->ended);
     if (c->live < 0)
         return c->live;
     int rc = check_endpoint(c, diag);
@@ -292,8 +300,9 @@ static int create_locked(struct create_txn *c, struct gw_session *out, struct gw
     return add_session(c, out);
 }
 
-int fe_session_create(struct gw_store *st, const struct fe_sess_cfg *cfg, const struct fe_sess_req *rq,
-                      int64_t now, struct gw_session *out, struct gw_ep *moved, const char **diag)
+int fe_session_create(struct gw_store *st, const struct fe_sess_cfg *cfg,
+                      const struct fe_sess_req *rq, int64_t now, struct gw_session *out,
+                      struct gw_ep *moved, const char **diag)
 {
     memset(moved, 0, sizeof(*moved));
     if (rq->holder)
@@ -319,8 +328,8 @@ int fe_session_create(struct gw_store *st, const struct fe_sess_cfg *cfg, const 
     return rc;
 }
 
-int fe_session_lookup(struct gw_store *st, const struct fe_sess_cfg *cfg, const struct gw_ep *ep, int64_t now,
-                      struct gw_session *out)
+int fe_session_lookup(struct gw_store *st, const struct fe_sess_cfg *cfg, const struct gw_ep *ep,
+                      int64_t now, struct gw_session *out)
 {
     MDB_txn *txn;
     int rc = gw_store_rbegin(st, &txn);
@@ -333,7 +342,8 @@ int fe_session_lookup(struct gw_store *st, const struct fe_sess_cfg *cfg, const 
     return rc;
 }
 
-int fe_session_touch(struct gw_store *st, const struct fe_sess_cfg *cfg, const struct gw_session *s, int64_t now)
+int fe_session_touch(struct gw_store *st, const struct fe_sess_cfg *cfg, const struct gw_session *s,
+                     int64_t now)
 {
     if (now - s->last_seen < cfg->touch_every_s)
         return 0;
@@ -355,7 +365,8 @@ int fe_session_touch(struct gw_store *st, const struct fe_sess_cfg *cfg, const s
     return gw_store_err(mdb_txn_commit(txn));
 }
 
-int fe_session_delete(struct gw_store *st, const struct gw_ep *ep, uint64_t id, struct gw_session *ended)
+int fe_session_delete(struct gw_store *st, const struct gw_ep *ep, uint64_t id,
+                      struct gw_session *ended)
 {
     MDB_txn *txn;
     int rc = gw_store_wbegin(st, &txn);

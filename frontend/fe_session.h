@@ -21,11 +21,11 @@ struct gw_session {
     uint64_t id;
     struct gw_ep ep;
     char account[FE_ACCOUNT_MAX];
-    uint8_t security;        /* enum gw_security */
+    uint8_t security; /* enum gw_security */
     uint8_t sticky;
     uint8_t single;
     uint8_t pad[5];
-    int64_t created;         /* unix seconds */
+    int64_t created; /* unix seconds */
     int64_t token_exp;
     int64_t last_seen;
     struct fe_scope scope;
@@ -63,16 +63,18 @@ struct fe_sess_req {
  * GW_EFULL when the gateway holds max_sessions (5.03); or a store error.
  * *moved receives the endpoint a sticky request took the session from
  * (family 0 when none). */
-int fe_session_create(struct gw_store *st, const struct fe_sess_cfg *cfg, const struct fe_sess_req *rq,
-                      int64_t now, struct gw_session *out, struct gw_ep *moved, const char **diag) GW_NODISCARD;
+int fe_session_create(struct gw_store *st, const struct fe_sess_cfg *cfg,
+                      const struct fe_sess_req *rq, int64_t now, struct gw_session *out,
+                      struct gw_ep *moved, const char **diag) GW_NODISCARD;
 /* The live session of an endpoint, or GW_ENOTFOUND (none, or expired). */
-int fe_session_lookup(struct gw_store *st, const struct fe_sess_cfg *cfg, const struct gw_ep *ep, int64_t now,
-                      struct gw_session *out) GW_NODISCARD;
+int fe_session_lookup(struct gw_store *st, const struct fe_sess_cfg *cfg, const struct gw_ep *ep,
+                      int64_t now, struct gw_session *out) GW_NODISCARD;
 /* Records activity (idle timeout) when last_seen is older than touch_every_s. */
 int fe_session_touch(struct gw_store *st, const struct fe_sess_cfg *cfg, const struct gw_session *s,
                      int64_t now) GW_NODISCARD;
 /* Ends the session of `ep` (id 0: whatever it is; else only that id). */
-int fe_session_delete(struct gw_store *st, const struct gw_ep *ep, uint64_t id, struct gw_session *ended) GW_NODISCARD;
+int fe_session_delete(struct gw_store *st, const struct gw_ep *ep, uint64_t id,
+                      struct gw_session *ended) GW_NODISCARD;
 /* Removes up to `max` expired sessions, calling `ended` for each. Returns the count. */
 int fe_session_sweep(struct gw_store *st, const struct fe_sess_cfg *cfg, int64_t now, int max,
                      void (*ended)(void *ctx, const struct gw_session *s), void *ctx);

@@ -46,17 +46,17 @@
 struct fe_ctx {
     struct gw_config cfg;
     int index;
-    struct gw_proc p;           /* loop, shared segment, doorbells, LMDB, signals */
+    struct gw_proc p; /* loop, shared segment, doorbells, LMDB, signals */
     uv_udp_t udp;
     uv_timer_t rtx_timer, sweep_timer;
     int sock;
-    int claim_fd;               /* abstract unix name: this instance serves the port */
+    int claim_fd; /* abstract unix name: this instance serves the port */
     struct gw_ring *to_sch, *from_sch;
     struct fe_auth *auth;
     struct gw_coap_parser *parser, *rc_parser;
     struct gw_stats *stats;
     struct fe_core core;
-    bool start_pending;         /* GW_MSG_FE_START not yet in the scheduler's ring */
+    bool start_pending; /* GW_MSG_FE_START not yet in the scheduler's ring */
     bool sch_kick;
     /* Datagrams for clients, sent in batches (gw_udp.h). */
     struct gw_udp_txq txq;
@@ -197,7 +197,8 @@ static void on_turn(void *ctx)
         fe_flush(fe);
 }
 
-static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr, unsigned flags)
+static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
+                    unsigned flags)
 {
     struct fe_ctx *fe = h->data;
     if (nread < 0 || !addr)
@@ -334,13 +335,19 @@ static int setup_auth(struct fe_ctx *fe)
         return rc == GW_EUNSAFE || rc == GW_ECONFIG ? GW_EXIT_FATAL : GW_EXIT_FAIL;
     }
     struct fe_auth_cfg acfg = {
-        .alg = !strcmp(cfg->jwt_alg, "RS256") ? FE_JWT_RS256 : !strcmp(cfg->jwt_alg, "ES256") ? FE_JWT_ES256 : FE_JWT_HS256,
-        .key_file = keypath, .issuer = cfg->jwt_issuer, .audience = cfg->jwt_audience,
-        .leeway_s = cfg->jwt_leeway_s, .max_token_len = (size_t)cfg->jwt_max_len,
+        .alg = !strcmp(cfg->jwt_alg, "RS256")   ? FE_JWT_RS256
+               : !strcmp(cfg->jwt_alg, "ES256") ? FE_JWT_ES256
+                                                : FE_JWT_HS256,
+        .key_file = keypath,
+        .issuer = cfg->jwt_issuer,
+        .audience = cfg->jwt_audience,
+        .leeway_s = cfg->jwt_leeway_s,
+        .max_token_len = (size_t)cfg->jwt_max_len,
     };
     const char *diag = NULL;
     if ((rc = fe_auth_new_diag(&acfg, &fe->auth, &diag)) != 0) {
-        gw_log_err(GW_LOG_AUTH, "jwt_key_file %s (%s): %s", keypath, cfg->jwt_alg, diag ? diag : gw_strerror(rc));
+        gw_log_err(GW_LOG_AUTH, "jwt_key_file %s (%s): %s", keypath, cfg->jwt_alg,
+                   diag ? diag : gw_strerror(rc));
         return GW_EXIT_FATAL;
     }
     return 0;
@@ -351,7 +358,8 @@ static int setup_core(struct fe_ctx *fe)
 {
     struct fe_io io = { fe, io_send, io_to_sch, io_mid };
     if (gw_coap_parser_new(&fe->parser) != 0 ||
-        fe_core_init(&fe->core, &fe->cfg, fe->index, &fe->p.store, fe->auth, fe->parser, &io, fe->stats) != 0) {
+        fe_core_init(&fe->core, &fe->cfg, fe->index, &fe->p.store, fe->auth, fe->parser, &io,
+                     fe->stats) != 0) {
         gw_log_err(GW_LOG_SYS, "out of memory setting up tables");
         return GW_EXIT_FAIL;
     }
@@ -396,7 +404,8 @@ static int setup_socket(struct fe_ctx *fe)
     int rc = open_socket(fe);
     if (rc != 0) {
         gw_log_err(GW_LOG_SYS, "client socket on %s: %s", cfg->listen, gw_strerror(rc));
-        return rc == -EADDRINUSE || rc == GW_ECONFIG || rc == -EADDRNOTAVAIL ? GW_EXIT_FATAL : GW_EXIT_FAIL;
+        return rc == -EADDRINUSE || rc == GW_ECONFIG || rc == -EADDRNOTAVAIL ? GW_EXIT_FATAL
+                                                                             : GW_EXIT_FAIL;
     }
     return 0;
 }
@@ -413,7 +422,8 @@ static void setup_timers(struct fe_ctx *fe)
 int fe_run(const struct gw_config *cfg, int index)
 {
     if (index < 0 || index >= cfg->max_frontends) {
-        gw_log_err(GW_LOG_SYS, "frontend index %d outside 0..%lld (max_frontends)", index, (long long)cfg->max_frontends - 1);
+        gw_log_err(GW_LOG_SYS, "frontend index %d outside 0..%lld (max_frontends)", index,
+                   (long long)cfg->max_frontends - 1);
         return GW_EXIT_FATAL;
     }
     struct fe_ctx *fe = calloc(1, sizeof(*fe));
@@ -433,8 +443,9 @@ int fe_run(const struct gw_config *cfg, int index)
     fe->to_sch = gw_proc_ring_produce(&fe->p, gw_ring_fe_to_sch(me));
     fe->from_sch = gw_proc_ring_consume(&fe->p, gw_ring_sch_to_fe(&fe->p.shm, me));
     seed_client_mid(fe);
-    struct gw_proc_hooks hooks = { .ctx = fe, .on_bell = on_bell, .on_turn = on_turn,
-                                  .pending = pending };
+    struct gw_proc_hooks hooks = {
+        .ctx = fe, .on_bell = on_bell, .on_turn = on_turn, .pending = pending
+    };
     if ((code = gw_proc_bells_open(&fe->p, GW_BELL_FRONTEND0 + me, peers, 1)) != 0 ||
         (code = gw_proc_store_open(&fe->p)) != 0 || (code = setup_auth(fe)) != 0 ||
         (code = setup_core(fe)) != 0)

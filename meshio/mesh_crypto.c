@@ -224,8 +224,7 @@ fail:
 }
 
 int mesh_seal(const uint8_t key[MESH_KEY_LEN], const uint8_t mac[GW_MAC_LEN], enum mesh_dir dir,
-              uint64_t seq, const uint8_t *pt, size_t len, uint8_t *out, size_t cap,
-              size_t *outlen)
+              uint64_t seq, const uint8_t *pt, size_t len, uint8_t *out, size_t cap, size_t *outlen)
 {
     static const uint8_t empty[1];
     uint8_t nonce[MESH_NONCE_LEN];

@@ -248,7 +248,8 @@ int mesh_peers_flush(struct mesh_peers *p)
 
 /* ---- frames held until their window is durable ---- */
 
-void mesh_hold_add(struct mesh_hold *h, const uint8_t mac[GW_MAC_LEN], const uint8_t *data, size_t len)
+void mesh_hold_add(struct mesh_hold *h, const uint8_t mac[GW_MAC_LEN], const uint8_t *data,
+                   size_t len)
 {
     if (h->n >= MESH_HOLD_MAX || len > sizeof(h->f[0].data))
         return; /* callers release a full hold first; sizes are bounded by mesh_rx_accept */

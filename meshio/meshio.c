@@ -58,16 +58,16 @@ enum mesh_lim {
 
 struct mesh_ctx {
     struct gw_config cfg;
-    struct gw_proc p;           /* loop, shared segment, doorbells, LMDB, signals */
-    struct gw_store *store;     /* &p.store */
-    struct mesh_devidx devs;    /* the registry in memory (meshio.h) */
+    struct gw_proc p;        /* loop, shared segment, doorbells, LMDB, signals */
+    struct gw_store *store;  /* &p.store */
+    struct mesh_devidx devs; /* the registry in memory (meshio.h) */
     uv_udp_t udp[MESH_NSOCK];
     int sock_family[MESH_NSOCK]; /* AF_INET or AF_INET6 */
     struct gw_ring *from_sch, *to_sch;
     struct mesh_seqstore seq;
     struct mesh_peers peers;
     bool peers_ok;
-    struct mesh_hold hold;      /* secured frames waiting for their window to be durable */
+    struct mesh_hold hold; /* secured frames waiting for their window to be durable */
     struct gw_stats *stats;
     bool sch_kick;
     struct gw_log_limit lim[LIM_COUNT];
@@ -94,9 +94,11 @@ static void tx_flush_all(struct mesh_ctx *m)
             tx_flush(m, i);
 }
 
-static void tx_queue(struct mesh_ctx *m, int which, const uint8_t *p, size_t n, const struct sockaddr_storage *ss)
+static void tx_queue(struct mesh_ctx *m, int which, const uint8_t *p, size_t n,
+                     const struct sockaddr_storage *ss)
 {
-    socklen_t sl = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    socklen_t sl =
+        ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     unsigned sent = gw_udp_txq_add(&m->tx[which], (const struct sockaddr *)ss, sl, p, n);
     if (sent)
         gw_stat_add(m->stats, GW_STAT_tx_datagrams, sent);
@@ -479,7 +481,8 @@ static int setup_state(struct mesh_ctx *m)
     const struct gw_config *cfg = &m->cfg;
     int rc = gw_store_open_keys(m->store);
     if (rc != 0) {
-        gw_log_err(GW_LOG_STORE, "opening the device keys in %s/keys: %s", cfg->data_dir, gw_strerror(rc));
+        gw_log_err(GW_LOG_STORE, "opening the device keys in %s/keys: %s", cfg->data_dir,
+                   gw_strerror(rc));
         return GW_EXIT_FAIL;
     }
     if ((rc = mesh_seqstore_init(&m->seq, m->store, (uint64_t)cfg->mesh_seq_block)) != 0) {
@@ -511,18 +514,19 @@ static int setup_socket(struct mesh_ctx *m, int i, const struct gw_ep *bind_ep, 
     char pkey[32];
     snprintf(pkey, sizeof(pkey), "mesh_port_%d", i);
     uint64_t prev = 0;
-    if (!bind_ep->port && gw_store_meta_get_u64(m->store, pkey, &prev) == 0 && prev > 0 && prev < 65536) {
+    if (!bind_ep->port && gw_store_meta_get_u64(m->store, pkey, &prev) == 0 && prev > 0 &&
+        prev < 65536) {
         if (open_socket(m, i, bind_ep, (uint16_t)prev, name, namelen) == 0)
             return 0;
         uv_close((uv_handle_t *)&m->udp[i], NULL);
         uv_run(&m->p.loop, UV_RUN_NOWAIT);
-        gw_log_warn(GW_LOG_SYS, "%s mesh socket: previous port %u is taken; using a new one", sock_name[i],
-                    (unsigned)prev);
+        gw_log_warn(GW_LOG_SYS, "%s mesh socket: previous port %u is taken; using a new one",
+                    sock_name[i], (unsigned)prev);
     }
     int rc = open_socket(m, i, bind_ep, port, name, namelen);
     if (rc != 0) {
-        gw_log_err(GW_LOG_SYS, "%s mesh socket on %s (port %u): %s", sock_name[i],
-                   m->cfg.mesh_bind, (unsigned)port, uv_strerror(rc));
+        gw_log_err(GW_LOG_SYS, "%s mesh socket on %s (port %u): %s", sock_name[i], m->cfg.mesh_bind,
+                   (unsigned)port, uv_strerror(rc));
         return is_config_error(rc) ? GW_EXIT_FATAL : GW_EXIT_FAIL;
     }
     if (!bind_ep->port) {
@@ -563,8 +567,9 @@ int mesh_run(const struct gw_config *cfg)
     for (int i = 0; i < MESH_NSOCK; i++)
         gw_udp_txq_init(&m->tx[i], -1, m->txbuf[i], sizeof(m->txbuf[i]));
     const uint32_t peers[] = { GW_BELL_SCHEDULER };
-    struct gw_proc_hooks hooks = { .ctx = m, .on_bell = on_bell, .on_turn = on_turn, .on_hup = on_hup,
-                                  .pending = pending };
+    struct gw_proc_hooks hooks = {
+        .ctx = m, .on_bell = on_bell, .on_turn = on_turn, .on_hup = on_hup, .pending = pending
+    };
     char names[MESH_NSOCK][GW_EP_STRLEN];
     int code = gw_proc_init(&m->p, cfg, GW_PROC_MESHIO);
     if (code)

@@ -174,9 +174,11 @@ static inline bool mesh_hold_full(const struct mesh_hold *h)
 
 /* Holds one accepted frame (CoAP bytes for the scheduler). The caller
  * releases a full hold first. */
-void mesh_hold_add(struct mesh_hold *h, const uint8_t mac[GW_MAC_LEN], const uint8_t *data, size_t len);
+void mesh_hold_add(struct mesh_hold *h, const uint8_t mac[GW_MAC_LEN], const uint8_t *data,
+                   size_t len);
 
-typedef void (*mesh_hold_fwd)(void *ctx, const uint8_t mac[GW_MAC_LEN], const uint8_t *data, size_t len);
+typedef void (*mesh_hold_fwd)(void *ctx, const uint8_t mac[GW_MAC_LEN], const uint8_t *data,
+                              size_t len);
 
 /* Persists the marked windows (mesh_peers_flush), then forwards every held
  * frame in arrival order. When the flush fails nothing is forwarded: the
@@ -212,9 +214,9 @@ int mesh_tx_prepare(const struct gw_device *dev, uint8_t security, const uint8_t
 struct mesh_devidx {
     struct gw_device *dev;
     uint32_t n, cap;
-    uint32_t *by_mac, *by_addr;  /* open addressing, index + 1 */
+    uint32_t *by_mac, *by_addr; /* open addressing, index + 1 */
     uint32_t nb;
-    uint64_t key[2];             /* SipHash key, random per process */
+    uint64_t key[2]; /* SipHash key, random per process */
     uint64_t gen;
     size_t txnid;
     bool valid;
@@ -222,11 +224,13 @@ struct mesh_devidx {
 void mesh_devidx_init(struct mesh_devidx *x);
 void mesh_devidx_deinit(struct mesh_devidx *x);
 /* Replaces the copy with n devices (copied) of generation gen. */
-int mesh_devidx_build(struct mesh_devidx *x, const struct gw_device *devs, uint32_t n, uint64_t gen) GW_NODISCARD;
+int mesh_devidx_build(struct mesh_devidx *x, const struct gw_device *devs, uint32_t n,
+                      uint64_t gen) GW_NODISCARD;
 /* Brings the copy up to date with the registry in st (see above). 0, or a
  * store error (then the old copy, if any, stays and is marked valid as it was). */
 int mesh_devidx_sync(struct mesh_devidx *x, struct gw_store *st) GW_NODISCARD;
-const struct gw_device *mesh_devidx_by_mac(const struct mesh_devidx *x, const uint8_t mac[GW_MAC_LEN]);
+const struct gw_device *mesh_devidx_by_mac(const struct mesh_devidx *x,
+                                           const uint8_t mac[GW_MAC_LEN]);
 /* The device with address ep->addr and ep->port as its plain or secure port. */
 const struct gw_device *mesh_devidx_by_ep(const struct mesh_devidx *x, const struct gw_ep *ep);
 /* mesh_rx_identify on the copy: 0 with *dev, or GW_ENOTFOUND. */

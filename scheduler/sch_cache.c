@@ -23,8 +23,8 @@
 #include <string.h>
 
 struct sch_cache_entry {
-    struct sch_cache_entry *h_next, **h_pprev;  /* key chain */
-    struct sch_cache_entry *r_next, **r_pprev;  /* resource chain */
+    struct sch_cache_entry *h_next, **h_pprev;   /* key chain */
+    struct sch_cache_entry *r_next, **r_pprev;   /* resource chain */
     struct sch_cache_entry *lru_prev, *lru_next; /* head = most recently used */
     uint64_t khash;
     uint64_t res_hash;
@@ -34,7 +34,7 @@ struct sch_cache_entry {
     uint16_t resp_len;
     uint8_t etag_len;
     uint8_t etag[8];
-    uint8_t data[];      /* key, then response */
+    uint8_t data[]; /* key, then response */
 };
 
 /* The stored response is at most what the parser accepts; anything longer

@@ -51,9 +51,9 @@
 #define SCH_CACHE_DEFAULT_MAX_AGE 60u
 
 struct sch_cache_cfg {
-    size_t max_entries;          /* > 0 (S5.4) */
-    size_t max_bytes;            /* > 0, charged as described above (S5.4) */
-    uint32_t default_max_age_s;  /* for 2.05 without Max-Age; 0 selects 60 */
+    size_t max_entries;         /* > 0 (S5.4) */
+    size_t max_bytes;           /* > 0, charged as described above (S5.4) */
+    uint32_t default_max_age_s; /* for 2.05 without Max-Age; 0 selects 60 */
 };
 
 struct sch_cache;
@@ -102,7 +102,7 @@ uint64_t sch_cache_res_hash_location(const uint8_t mac[GW_MAC_LEN], uint8_t sec,
                                      const struct gw_coap_msg *resp);
 
 struct sch_cache_hit {
-    const uint8_t *resp;     /* stored response, an encoded CoAP message with
+    const uint8_t *resp; /* stored response, an encoded CoAP message with
                               * no token, MID 0, no Max-Age and no Observe */
     size_t resp_len;
     uint32_t age_s;          /* whole seconds since stored / last refreshed */

@@ -21,8 +21,8 @@ struct sch_dev {
     uint16_t next_mid;
     uint32_t inflight;
     uint32_t qlen;
-    int32_t qhead, qtail;       /* FIFO of queued txns (indices), -1 = empty */
-    int32_t active;             /* list of sent/acked txns through c->anext */
+    int32_t qhead, qtail; /* FIFO of queued txns (indices), -1 = empty */
+    int32_t active;       /* list of sent/acked txns through c->anext */
 };
 
 static uint64_t mac_key(const uint8_t mac[GW_MAC_LEN])
@@ -94,7 +94,8 @@ static void heap_rebuild(struct sch_core *c)
 static int send_to_device(struct sch_core *c, const struct sch_txn *t)
 {
     struct gw_msg m;
-    gw_msg_mesh_tx(&m, t->env.security, t->env.mac, t->milli ? GW_MF_MILLI : 0, t->env.req_id, t->data_len);
+    gw_msg_mesh_tx(&m, t->env.security, t->env.mac, t->milli ? GW_MF_MILLI : 0, t->env.req_id,
+                   t->data_len);
     return c->out.to_mesh(c->out.ctx, &m, t->data);
 }
 
@@ -132,8 +133,8 @@ bool sch_core_obs_txn_live(struct sch_core *c, uint8_t kind, uint64_t obs_id)
     for (uint32_t i = 0; i < c->max_txn; i++) {
         struct sch_txn *t = sch_txn_at(c, i);
         uint32_t s = tstate(t);
-        if (s != SCH_TXN_FREE && s != SCH_TXN_ANSWERED && s != SCH_TXN_DELIVERED && t->kind == kind &&
-            t->obs_id == obs_id)
+        if (s != SCH_TXN_FREE && s != SCH_TXN_ANSWERED && s != SCH_TXN_DELIVERED &&
+            t->kind == kind && t->obs_id == obs_id)
             return true;
     }
     return false;
@@ -150,12 +151,14 @@ static bool suppressed(const struct gw_msg *env, uint8_t code)
 {
     /* RFC 7967: bit 2 = 2.xx, 8 = 4.xx, 16 = 5.xx not wanted. */
     uint8_t cls = code >> 5;
-    return (cls == 2 && (env->noresp & 2)) || (cls == 4 && (env->noresp & 8)) || (cls == 5 && (env->noresp & 16));
+    return (cls == 2 && (env->noresp & 2)) || (cls == 4 && (env->noresp & 8)) ||
+           (cls == 5 && (env->noresp & 16));
 }
 
 /* Hands a record to a frontend; *fe_out (if not NULL) learns which one. */
 static int send_client_to(struct sch_core *c, const struct gw_msg *req, uint8_t flags, uint32_t aux,
-                          const uint8_t *data, size_t len, const struct sch_txn *kept, uint8_t *fe_out)
+                          const uint8_t *data, size_t len, const struct sch_txn *kept,
+                          uint8_t *fe_out)
 {
     struct gw_msg m = *req;
     if (kept) {
@@ -214,8 +217,8 @@ int sch_core_build_answer(const struct gw_msg *env, const struct gw_coap_msg *re
     return gw_cb_finish(&b, len);
 }
 
-int sch_core_error_bytes(const struct gw_msg *env, uint8_t code, const char *diag, uint32_t max_age, uint8_t *out,
-                         size_t cap, size_t *len)
+int sch_core_error_bytes(const struct gw_msg *env, uint8_t code, const char *diag, uint32_t max_age,
+                         uint8_t *out, size_t cap, size_t *len)
 {
     struct gw_cb b;
     gw_cb_init(&b, out, cap, GW_COAP_CON, code, 0, env->token, env->tkl);
@@ -234,7 +237,8 @@ static int hand_over(struct sch_core *c, uint32_t idx);
  * and when the frontend's ring is full parked as ANSWERED and sent by
  * sch_core_flush, so it is not lost (S1.3). With the table full it is sent
  * as it is (a 5.03 for a full table has no slot to wait in). */
-static void answer_now(struct sch_core *c, const struct gw_msg *env, uint8_t flags, const uint8_t *out, size_t len)
+static void answer_now(struct sch_core *c, const struct gw_msg *env, uint8_t flags,
+                       const uint8_t *out, size_t len)
 {
     int idx = txn_alloc(c);
     if (idx < 0 || len > sizeof(sch_txn_at(c, 0)->data)) {
@@ -259,8 +263,8 @@ static void answer_now(struct sch_core *c, const struct gw_msg *env, uint8_t fla
     }
 }
 
-void sch_core_answer_error(struct sch_core *c, const struct gw_msg *env, uint8_t code, const char *diag,
-                           uint32_t max_age)
+void sch_core_answer_error(struct sch_core *c, const struct gw_msg *env, uint8_t code,
+                           const char *diag, uint32_t max_age)
 {
     uint8_t out[512];
     size_t len;
@@ -329,11 +333,16 @@ static void log_exchange(struct sch_core *c, struct sch_txn *t, uint8_t code, bo
     gw_mac_str(t->env.mac, mac);
     gw_coap_path_str(t->data, t->data_len, path, sizeof(path));
     struct gw_log_kv kv[] = {
-        GW_KV_S("req", id), GW_KV_S("mac", mac), GW_KV_S("path", path),
+        GW_KV_S("req", id),
+        GW_KV_S("mac", mac),
+        GW_KV_S("path", path),
         GW_KV_S("security", t->env.security == GW_SEC_NETMGR ? "netmgr" : "none"),
-        GW_KV_S("kind", t->kind < GW_ARRAY_LEN(kinds) ? kinds[t->kind] : "other"), GW_KV_I("mid", t->dev_mid),
-        GW_KV_I("attempts", t->attempts), GW_KV_S("outcome", answered ? "answered" : "failed"),
-        GW_KV_S("code", gw_coap_code_str(code, cs)), GW_KV_I("duration_us", rtt),
+        GW_KV_S("kind", t->kind < GW_ARRAY_LEN(kinds) ? kinds[t->kind] : "other"),
+        GW_KV_I("mid", t->dev_mid),
+        GW_KV_I("attempts", t->attempts),
+        GW_KV_S("outcome", answered ? "answered" : "failed"),
+        GW_KV_S("code", gw_coap_code_str(code, cs)),
+        GW_KV_I("duration_us", rtt),
     };
     gw_log_event(GW_LOG_DEBUG, GW_LOG_MESH, "mesh exchange", kv, GW_ARRAY_LEN(kv));
 }
@@ -389,16 +398,17 @@ static uint64_t kept_key(const struct gw_ep *ep, uint16_t mid)
  * deduplication. */
 static uint64_t keep_ms(const struct sch_core *c)
 {
-    return (uint64_t)c->cfg.client_ack_timeout_ms * ((2ull << c->cfg.client_max_retransmit) - 1) * 3 / 2;
+    return (uint64_t)c->cfg.client_ack_timeout_ms * ((2ull << c->cfg.client_max_retransmit) - 1) *
+           3 / 2;
 }
 
 /* Only CON answers the client will see and ACK are kept; half the table
  * at most, so clients that never ACK cannot starve new requests. */
 static bool keepable(const struct sch_core *c, const struct sch_txn *t)
 {
-    return c->out.client_mid && t->has_client && t->env.client_type == GW_COAP_CON && t->data_len >= 4 &&
-           !(t->answer_flags & GW_MF_NOTIFY) && !suppressed(&t->env, t->data[1]) &&
-           c->ndelivered < c->max_txn / 2;
+    return c->out.client_mid && t->has_client && t->env.client_type == GW_COAP_CON &&
+           t->data_len >= 4 && !(t->answer_flags & GW_MF_NOTIFY) &&
+           !suppressed(&t->env, t->data[1]) && c->ndelivered < c->max_txn / 2;
 }
 
 static void kept_release(struct sch_core *c, uint32_t idx)
@@ -415,7 +425,8 @@ static void kept_release(struct sch_core *c, uint32_t idx)
 static void kept_index(struct sch_core *c, uint32_t idx)
 {
     struct sch_txn *t = sch_txn_at(c, idx);
-    GW_IGNORE(sch_map_put(&c->delivered, kept_key(&t->env.ep, t->client_mid), (void *)(uintptr_t)(idx + 1)));
+    GW_IGNORE(sch_map_put(&c->delivered, kept_key(&t->env.ep, t->client_mid),
+                          (void *)(uintptr_t)(idx + 1)));
     c->ndelivered++;
 }
 
@@ -463,7 +474,8 @@ static void on_answer_done(struct sch_core *c, const struct gw_msg *env)
     if (v == 0 || v > c->max_txn)
         return;
     struct sch_txn *t = sch_txn_at(c, (uint32_t)(v - 1));
-    if (tstate(t) != SCH_TXN_DELIVERED || t->client_mid != env->client_mid || !gw_ep_eq(&t->env.ep, &env->ep))
+    if (tstate(t) != SCH_TXN_DELIVERED || t->client_mid != env->client_mid ||
+        !gw_ep_eq(&t->env.ep, &env->ep))
         return;
     kept_release(c, (uint32_t)(v - 1));
 }
@@ -499,7 +511,9 @@ static void on_fe_start(struct sch_core *c, uint8_t fe)
         }
     }
     if (n)
-        gw_log_info(GW_LOG_COAP, "frontend %u started: %u answers not yet ACKed by their clients sent again", fe, n);
+        gw_log_info(GW_LOG_COAP,
+                    "frontend %u started: %u answers not yet ACKed by their clients sent again", fe,
+                    n);
 }
 
 void sch_core_finish_txn(struct sch_core *c, uint32_t idx)
@@ -578,7 +592,8 @@ void sch_core_new_token(struct sch_core *c, uint8_t tok[8])
     for (int tries = 0; tries < 4; tries++) {
         if (c->tok_pos + 8 > sizeof(c->tok_pool) && pool_refill(c) != 0) {
             /* No randomness at all: refuse to run with guessable tokens. */
-            gw_log_err(GW_LOG_SYS, "no random bytes for device tokens (getrandom and /dev/urandom failed)");
+            gw_log_err(GW_LOG_SYS,
+                       "no random bytes for device tokens (getrandom and /dev/urandom failed)");
             abort();
         }
         memcpy(tok, c->tok_pool + c->tok_pos, 8);
@@ -598,13 +613,14 @@ void sch_core_new_token(struct sch_core *c, uint8_t tok[8])
 /* Creates a transaction for `req` (device request bytes with placeholder
  * token) and queues or sends it. Returns the index or -1 after answering
  * the client (5.03 for a busy Milli, a full queue or a full table). */
-int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t *data, size_t len, uint8_t kind,
-                    bool has_client, uint64_t obs_id, const uint8_t *token)
+int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t *data, size_t len,
+                    uint8_t kind, bool has_client, uint64_t obs_id, const uint8_t *token)
 {
     int type = c->out.device_type(c->out.ctx, env->mac);
     if (type < 0) {
         if (has_client)
-            sch_core_answer_error(c, env, GW_COAP_BAD_GATEWAY, "unknown device: no such MAC ID in the device registry",
+            sch_core_answer_error(c, env, GW_COAP_BAD_GATEWAY,
+                                  "unknown device: no such MAC ID in the device registry",
                                   UINT32_MAX);
         return -1;
     }
@@ -618,7 +634,8 @@ int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t 
     if (d->milli && has_client && (d->inflight || d->qlen)) {
         /* S4.5: one request per Milli device, the next one refused at once. */
         gw_stat_add(c->stats, GW_STAT_mesh_busy, 1);
-        sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE, SCH_MILLI_BUSY_TEXT, (uint32_t)c->cfg.milli_busy_max_age_s);
+        sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE, SCH_MILLI_BUSY_TEXT,
+                              (uint32_t)c->cfg.milli_busy_max_age_s);
         return -1;
     }
     uint32_t limit = d->milli ? 1 : (uint32_t)c->cfg.nstart;
@@ -633,7 +650,8 @@ int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t 
             c->freelist[c->nfree++] = (uint32_t)idx;
         gw_stat_add(c->stats, GW_STAT_mesh_busy, 1);
         if (has_client)
-            sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE, "gateway busy: transaction table full", 1);
+            sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE,
+                                  "gateway busy: transaction table full", 1);
         return -1;
     }
     struct sch_txn *t = sch_txn_at(c, (uint32_t)idx);
@@ -711,7 +729,8 @@ static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8
     uint8_t key[SCH_CACHE_KEY_MAX];
     size_t klen = 0;
     uint64_t res_hash = 0;
-    bool keyed = sch_cache_key(env->mac, env->security, &req, key, sizeof(key), &klen, &res_hash) == 0;
+    bool keyed =
+        sch_cache_key(env->mac, env->security, &req, key, sizeof(key), &klen, &res_hash) == 0;
     if (keyed && req.code == GW_COAP_GET && !gw_coap_opt_find(&req, GW_OPT_ETAG)) {
         struct sch_cache_hit hit;
         int r = sch_cache_get(c->cache, key, klen, now_ms(c), &hit);
@@ -722,7 +741,8 @@ static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8
             /* A hit here is one the frontend did not find in the shared
              * table (another resource took the slot, or we restarted). */
             sch__mirror_sync(c, key, klen, res_hash);
-            if (sch_cache_render(&hit, GW_COAP_CON, 0, env->token, env->tkl, out, sizeof(out), &len) == 0) {
+            if (sch_cache_render(&hit, GW_COAP_CON, 0, env->token, env->tkl, out, sizeof(out),
+                                 &len) == 0) {
                 answer_now(c, env, GW_MF_CACHED, out, len);
                 return;
             }
@@ -743,8 +763,9 @@ static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8
                 }
             }
         }
-    } else if (keyed && (req.code == GW_COAP_PUT || req.code == GW_COAP_POST || req.code == GW_COAP_DELETE ||
-                         req.code == GW_COAP_PATCH || req.code == GW_COAP_IPATCH)) {
+    } else if (keyed &&
+               (req.code == GW_COAP_PUT || req.code == GW_COAP_POST || req.code == GW_COAP_DELETE ||
+                req.code == GW_COAP_PATCH || req.code == GW_COAP_IPATCH)) {
         /* S5.3, the frontends' copy first: it must never outlive ours. */
         gw_rcache_invalidate(&c->rcache, res_hash);
         sch_cache_invalidate(c->cache, res_hash);
@@ -754,7 +775,8 @@ static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8
 
 /* ---- datagrams from devices ---- */
 
-static void mesh_reply_empty(struct sch_core *c, const struct gw_msg *rx, uint8_t type, uint16_t mid)
+static void mesh_reply_empty(struct sch_core *c, const struct gw_msg *rx, uint8_t type,
+                             uint16_t mid)
 {
     uint8_t b[4] = { (uint8_t)(0x40 | type << 4), 0, (uint8_t)(mid >> 8), (uint8_t)mid };
     struct gw_msg m;
@@ -764,8 +786,8 @@ static void mesh_reply_empty(struct sch_core *c, const struct gw_msg *rx, uint8_
 
 /* A device's datagram matches an exchange only on the same mesh security:
  * a plain-port datagram never answers a netmgr request (S7.1). */
-static int find_active(struct sch_core *c, struct sch_dev *d, uint8_t sec, bool by_mid, uint16_t mid,
-                       const uint8_t *tok, uint8_t tkl)
+static int find_active(struct sch_core *c, struct sch_dev *d, uint8_t sec, bool by_mid,
+                       uint16_t mid, const uint8_t *tok, uint8_t tkl)
 {
     uint32_t guard = 0;
     for (int32_t i = d->active; i >= 0 && guard < c->max_txn; i = c->anext[i], guard++) {
@@ -784,9 +806,18 @@ static bool response_forwardable(const struct gw_coap_msg *r)
     for (unsigned i = 0; i < r->nopts; i++) {
         uint16_t n = r->opts[i].num;
         switch (n) {
-        case GW_OPT_IF_MATCH: case GW_OPT_ETAG: case GW_OPT_IF_NONE_MATCH: case GW_OPT_OBSERVE:
-        case GW_OPT_LOCATION_PATH: case GW_OPT_CONTENT_FORMAT: case GW_OPT_MAX_AGE:
-        case GW_OPT_LOCATION_QUERY: case GW_OPT_BLOCK2: case GW_OPT_BLOCK1: case GW_OPT_SIZE2: case GW_OPT_SIZE1:
+        case GW_OPT_IF_MATCH:
+        case GW_OPT_ETAG:
+        case GW_OPT_IF_NONE_MATCH:
+        case GW_OPT_OBSERVE:
+        case GW_OPT_LOCATION_PATH:
+        case GW_OPT_CONTENT_FORMAT:
+        case GW_OPT_MAX_AGE:
+        case GW_OPT_LOCATION_QUERY:
+        case GW_OPT_BLOCK2:
+        case GW_OPT_BLOCK1:
+        case GW_OPT_SIZE2:
+        case GW_OPT_SIZE1:
             continue;
         default:
             if (gw_opt_unsafe(n))
@@ -807,13 +838,16 @@ static void on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg
         /* A request code in an ACK, or a reserved class 1, 6 or 7 (RFC 7252
          * 12.1): no response a client could take as final (S4.6: 5.02). */
         if (t->kind != SCH_TK_CLIENT)
-            sch_obs_on_failure(c, idx, GW_COAP_BAD_GATEWAY, "device answered with a code that is not a response");
+            sch_obs_on_failure(c, idx, GW_COAP_BAD_GATEWAY,
+                               "device answered with a code that is not a response");
         else
-            sch_core_finish_error(c, idx, GW_COAP_BAD_GATEWAY, "device answered with a code that is not a response");
+            sch_core_finish_error(c, idx, GW_COAP_BAD_GATEWAY,
+                                  "device answered with a code that is not a response");
         return;
     }
     if (!response_forwardable(resp)) {
-        sch_core_finish_error(c, idx, GW_COAP_BAD_GATEWAY, "device answer carries an unknown unsafe option");
+        sch_core_finish_error(c, idx, GW_COAP_BAD_GATEWAY,
+                              "device answer carries an unknown unsafe option");
         return;
     }
     if (t->kind != SCH_TK_CLIENT) {
@@ -834,7 +868,8 @@ static void on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg
                     req.opts[w++] = req.opts[i];
             req.nopts = (uint16_t)w;
         }
-        keyed = sch_cache_key(t->env.mac, t->env.security, &req, key, sizeof(key), &klen, &res_hash) == 0;
+        keyed = sch_cache_key(t->env.mac, t->env.security, &req, key, sizeof(key), &klen,
+                              &res_hash) == 0;
     }
     uint64_t now = now_ms(c);
     if (keyed && t->reval && resp->code == GW_COAP_VALID &&
@@ -843,7 +878,8 @@ static void on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg
         struct sch_cache_hit hit;
         if (sch_cache_get(c->cache, key, klen, now, &hit) == SCH_CACHE_FRESH) {
             size_t len;
-            if (sch_cache_render(&hit, GW_COAP_CON, 0, t->env.token, t->env.tkl, t->data, sizeof(t->data), &len) == 0) {
+            if (sch_cache_render(&hit, GW_COAP_CON, 0, t->env.token, t->env.tkl, t->data,
+                                 sizeof(t->data), &len) == 0) {
                 t->data_len = (uint16_t)len;
                 t->answer_flags = 0;
                 finish(c, idx);
@@ -852,16 +888,19 @@ static void on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg
         }
     }
     if (keyed && req.code == GW_COAP_GET && t->env.client_type == GW_COAP_CON) {
-        GW_IGNORE(sch_cache_put(c->cache, key, klen, res_hash, resp, now)); /* S5.1: only 2.05 is kept */
+        GW_IGNORE(
+            sch_cache_put(c->cache, key, klen, res_hash, resp, now)); /* S5.1: only 2.05 is kept */
         sch__mirror_sync(c, key, klen, res_hash);
     }
-    if (keyed && (gw_coap_opt_find(resp, GW_OPT_LOCATION_PATH) || gw_coap_opt_find(resp, GW_OPT_LOCATION_QUERY))) {
+    if (keyed && (gw_coap_opt_find(resp, GW_OPT_LOCATION_PATH) ||
+                  gw_coap_opt_find(resp, GW_OPT_LOCATION_QUERY))) {
         gw_rcache_invalidate(&c->rcache, res_hash);
         sch_cache_invalidate(c->cache, res_hash);
     }
     size_t len;
     uint8_t out[GW_COAP_MAX_MSG + 64];
-    if (sch_core_build_answer(&t->env, resp, -1, -1, out, sizeof(out), &len) != 0 || len > sizeof(t->data)) {
+    if (sch_core_build_answer(&t->env, resp, -1, -1, out, sizeof(out), &len) != 0 ||
+        len > sizeof(t->data)) {
         sch_core_finish_error(c, idx, GW_COAP_BAD_GATEWAY, "device answer too large to relay");
         return;
     }
@@ -881,9 +920,11 @@ static void on_mesh(struct sch_core *c, const struct gw_msg *rx, const uint8_t *
     struct gw_coap_msg r;
     if (gw_coap_parse(c->rx_parser, data, rx->len, &r) != 0) {
         /* S4.6: an answer the gateway cannot process gives 5.02. */
-        int idx = (d && type == GW_COAP_ACK) ? find_active(c, d, rx->security, true, mid, NULL, 0) : -1;
+        int idx =
+            (d && type == GW_COAP_ACK) ? find_active(c, d, rx->security, true, mid, NULL, 0) : -1;
         if (idx >= 0)
-            sch_core_finish_error(c, (uint32_t)idx, GW_COAP_BAD_GATEWAY, "device answer could not be parsed");
+            sch_core_finish_error(c, (uint32_t)idx, GW_COAP_BAD_GATEWAY,
+                                  "device answer could not be parsed");
         else if (type == GW_COAP_CON)
             mesh_reply_empty(c, rx, GW_COAP_RST, mid);
         return;
@@ -895,9 +936,11 @@ static void on_mesh(struct sch_core *c, const struct gw_msg *rx, const uint8_t *
         struct sch_txn *t = sch_txn_at(c, (uint32_t)idx);
         if (r.type == GW_COAP_RST) {
             if (t->kind != SCH_TK_CLIENT)
-                sch_obs_on_failure(c, (uint32_t)idx, GW_COAP_BAD_GATEWAY, "device reset the request");
+                sch_obs_on_failure(c, (uint32_t)idx, GW_COAP_BAD_GATEWAY,
+                                   "device reset the request");
             else
-                sch_core_finish_error(c, (uint32_t)idx, GW_COAP_BAD_GATEWAY, "device reset the request (RST)");
+                sch_core_finish_error(c, (uint32_t)idx, GW_COAP_BAD_GATEWAY,
+                                      "device reset the request (RST)");
             return;
         }
         if (r.code == GW_COAP_EMPTY) {
@@ -905,7 +948,8 @@ static void on_mesh(struct sch_core *c, const struct gw_msg *rx, const uint8_t *
                 /* S4.4: stop retransmitting; wait for the separate response. */
                 set_state(t, SCH_TXN_ACKED);
                 if (!t->milli) {
-                    uint64_t wait = (uint64_t)c->cfg.mesh_ack_timeout_ms * ((1u << c->cfg.mesh_max_transmit) - 1) * 3 / 2;
+                    uint64_t wait = (uint64_t)c->cfg.mesh_ack_timeout_ms *
+                                    ((1u << c->cfg.mesh_max_transmit) - 1) * 3 / 2;
                     t->deadline = t->first_sent + wait;
                     c->gen[idx]++;
                     arm(c, (uint32_t)idx);
@@ -914,7 +958,8 @@ static void on_mesh(struct sch_core *c, const struct gw_msg *rx, const uint8_t *
             return;
         }
         if (r.tkl != 8 || memcmp(r.token, t->dev_token, 8) != 0) {
-            sch_core_finish_error(c, (uint32_t)idx, GW_COAP_BAD_GATEWAY, "device answered with a wrong token");
+            sch_core_finish_error(c, (uint32_t)idx, GW_COAP_BAD_GATEWAY,
+                                  "device answered with a wrong token");
             return;
         }
         on_answer(c, (uint32_t)idx, &r);
@@ -1030,7 +1075,8 @@ uint64_t sch_core_on_timer(struct sch_core *c)
         }
         struct sch_txn *t = sch_txn_at(c, it.id);
         uint32_t s = tstate(t);
-        if (c->gen[it.id] != it.gen || (s != SCH_TXN_SENT && s != SCH_TXN_ACKED && s != SCH_TXN_DELIVERED) ||
+        if (c->gen[it.id] != it.gen ||
+            (s != SCH_TXN_SENT && s != SCH_TXN_ACKED && s != SCH_TXN_DELIVERED) ||
             t->deadline != it.deadline)
             continue;
         on_txn_timer(c, it.id);
@@ -1045,7 +1091,8 @@ uint64_t sch_core_on_timer(struct sch_core *c)
         } else {
             struct sch_txn *t = sch_txn_at(c, it.id);
             uint32_t s = tstate(t);
-            live = c->gen[it.id] == it.gen && (s == SCH_TXN_SENT || s == SCH_TXN_ACKED || s == SCH_TXN_DELIVERED) &&
+            live = c->gen[it.id] == it.gen &&
+                   (s == SCH_TXN_SENT || s == SCH_TXN_ACKED || s == SCH_TXN_DELIVERED) &&
                    t->deadline == it.deadline;
         }
         if (live)
@@ -1075,12 +1122,13 @@ void sch_core_flush(struct sch_core *c)
         }
         /* A predecessor killed while writing the answer leaves something
          * that is not an answer for this client: say so instead (S1.3). */
-        if (t->data_len < 4 || t->data_len > sizeof(t->data) || ((t->data[1] >> 5) != 2 && (t->data[1] >> 5) != 4 &&
-            (t->data[1] >> 5) != 5) || (t->data[0] & 15) != t->env.tkl ||
-            memcmp(t->data + 4, t->env.token, t->env.tkl) != 0) {
+        if (t->data_len < 4 || t->data_len > sizeof(t->data) ||
+            ((t->data[1] >> 5) != 2 && (t->data[1] >> 5) != 4 && (t->data[1] >> 5) != 5) ||
+            (t->data[0] & 15) != t->env.tkl || memcmp(t->data + 4, t->env.token, t->env.tkl) != 0) {
             size_t len = 0;
-            if (sch_core_error_bytes(&t->env, GW_COAP_BAD_GATEWAY, "answer lost in a scheduler restart", UINT32_MAX,
-                                     t->data, sizeof(t->data), &len) != 0)
+            if (sch_core_error_bytes(&t->env, GW_COAP_BAD_GATEWAY,
+                                     "answer lost in a scheduler restart", UINT32_MAX, t->data,
+                                     sizeof(t->data), &len) != 0)
                 len = 0;
             t->data_len = (uint16_t)len;
             t->answer_flags = 0;
@@ -1095,7 +1143,8 @@ void sch_core_flush(struct sch_core *c)
 static int cmp_arrival(const void *a, const void *b, void *ctx)
 {
     struct sch_core *c = ctx;
-    uint64_t x = sch_txn_at(c, *(const uint32_t *)a)->arrival, y = sch_txn_at(c, *(const uint32_t *)b)->arrival;
+    uint64_t x = sch_txn_at(c, *(const uint32_t *)a)->arrival,
+             y = sch_txn_at(c, *(const uint32_t *)b)->arrival;
     return x < y ? -1 : x > y;
 }
 
@@ -1120,7 +1169,8 @@ static void recover(struct sch_core *c)
              * successor continues each device's MIDs after the ones used
              * in the last EXCHANGE_LIFETIME (see mid_floor). */
             uint64_t now = now_ms(c);
-            if (s == SCH_TXN_FREE && t->first_sent && now - t->first_sent < (uint64_t)c->cfg.exchange_lifetime_ms) {
+            if (s == SCH_TXN_FREE && t->first_sent &&
+                now - t->first_sent < (uint64_t)c->cfg.exchange_lifetime_ms) {
                 struct sch_dev *d = dev_get(c, t->env.mac, true);
                 if (d && (int16_t)(uint16_t)(t->dev_mid + 1 - d->next_mid) > 0)
                     d->next_mid = (uint16_t)(t->dev_mid + 1);
@@ -1149,8 +1199,10 @@ static void recover(struct sch_core *c)
             /* Kept until its client ACKs: indexed again, its deadline re-armed. */
             kept_index(c, i);
             uint64_t now = now_ms(c);
-            struct sch_dev *kd = t->first_sent && now - t->first_sent < (uint64_t)c->cfg.exchange_lifetime_ms
-                                     ? dev_get(c, t->env.mac, true) : NULL;
+            struct sch_dev *kd =
+                t->first_sent && now - t->first_sent < (uint64_t)c->cfg.exchange_lifetime_ms
+                    ? dev_get(c, t->env.mac, true)
+                    : NULL;
             if (kd && (int16_t)(uint16_t)(t->dev_mid + 1 - kd->next_mid) > 0)
                 kd->next_mid = (uint16_t)(t->dev_mid + 1); /* see mid_floor */
             if (t->repush)
@@ -1188,14 +1240,15 @@ static void recover(struct sch_core *c)
         if (c->devs.keys[i])
             pump(c, c->devs.vals[i]);
     if (resumed || c->pending_answers)
-        gw_log_info(GW_LOG_SYS, "resumed %u transactions and %u pending answers from the shared table", resumed,
+        gw_log_info(GW_LOG_SYS,
+                    "resumed %u transactions and %u pending answers from the shared table", resumed,
                     c->pending_answers);
     sch_core_flush(c);
 }
 
-int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock, const struct sch_out *out, void *txns,
-                 uint32_t max_txn, size_t slot_size, struct gw_store *store, struct gw_stats *stats,
-                 struct sch_core **core)
+int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock,
+                 const struct sch_out *out, void *txns, uint32_t max_txn, size_t slot_size,
+                 struct gw_store *store, struct gw_stats *stats, struct sch_core **core)
 {
     if (slot_size < sizeof(struct sch_txn))
         return GW_ELAYOUT;
@@ -1214,12 +1267,14 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock, cons
     c->freelist = calloc(max_txn, sizeof(uint32_t));
     c->qnext = calloc(max_txn, sizeof(int32_t));
     c->anext = calloc(max_txn, sizeof(int32_t));
-    struct sch_cache_cfg ccfg = { (size_t)GW_MAX(1, cfg->cache_max_entries), (size_t)GW_MAX(1, cfg->cache_max_bytes),
+    struct sch_cache_cfg ccfg = { (size_t)GW_MAX(1, cfg->cache_max_entries),
+                                  (size_t)GW_MAX(1, cfg->cache_max_bytes),
                                   (uint32_t)cfg->default_max_age_s };
     int rc = -ENOMEM;
-    if (!c->gen || !c->freelist || !c->qnext || !c->anext || gw_heap_init(&c->heap, max_txn * 4 + 1024) != 0 ||
-        sch_map_init(&c->devs, 1024) != 0 || gw_coap_parser_new(&c->rx_parser) != 0 ||
-        gw_coap_parser_new(&c->stored_req_parser) != 0 || gw_coap_parser_new(&c->obs_parser) != 0)
+    if (!c->gen || !c->freelist || !c->qnext || !c->anext ||
+        gw_heap_init(&c->heap, max_txn * 4 + 1024) != 0 || sch_map_init(&c->devs, 1024) != 0 ||
+        gw_coap_parser_new(&c->rx_parser) != 0 || gw_coap_parser_new(&c->stored_req_parser) != 0 ||
+        gw_coap_parser_new(&c->obs_parser) != 0)
         goto fail;
     if ((rc = sch_cache_new(&ccfg, &c->cache)) != 0)
         goto fail;

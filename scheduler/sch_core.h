@@ -48,23 +48,23 @@
 
 #include <stdatomic.h>
 
-#define SCH_MILLI_BUSY_TEXT \
+#define SCH_MILLI_BUSY_TEXT                                                                        \
     "Request blocked by device serialization requirements, another request is enqueued or in process for this device."
 
 enum sch_txn_state {
     SCH_TXN_FREE = 0,
-    SCH_TXN_QUEUED = 1,     /* waiting in its device's FIFO */
-    SCH_TXN_SENT = 2,       /* sent to the device, no ACK yet */
-    SCH_TXN_ACKED = 3,      /* device sent an empty ACK; waiting for the separate response */
-    SCH_TXN_ANSWERED = 4,   /* final answer built in data[], not yet handed to a frontend */
-    SCH_TXN_DELIVERED = 5,  /* CON answer handed to frontend sent_fe with MID client_mid, kept
+    SCH_TXN_QUEUED = 1,    /* waiting in its device's FIFO */
+    SCH_TXN_SENT = 2,      /* sent to the device, no ACK yet */
+    SCH_TXN_ACKED = 3,     /* device sent an empty ACK; waiting for the separate response */
+    SCH_TXN_ANSWERED = 4,  /* final answer built in data[], not yet handed to a frontend */
+    SCH_TXN_DELIVERED = 5, /* CON answer handed to frontend sent_fe with MID client_mid, kept
                                until the client ACKs it (gw_msg.h GW_MF2_MID, S1.3) */
 };
 
 enum sch_txn_kind {
-    SCH_TK_CLIENT = 0,      /* an ordinary proxied request */
-    SCH_TK_OBS_REG = 1,     /* observe registration or refresh (S6.2, S6.5, S6.6) */
-    SCH_TK_OBS_CANCEL = 2,  /* deregistration at the device (S6.4) */
+    SCH_TK_CLIENT = 0,     /* an ordinary proxied request */
+    SCH_TK_OBS_REG = 1,    /* observe registration or refresh (S6.2, S6.5, S6.6) */
+    SCH_TK_OBS_CANCEL = 2, /* deregistration at the device (S6.4) */
 };
 
 /* One transaction slot (shared memory, fixed size, no pointers). Fields set
@@ -74,27 +74,27 @@ struct sch_txn {
     _Atomic uint32_t state;
     uint8_t kind;
     uint8_t milli;
-    uint8_t attempts;         /* transmissions so far */
-    uint8_t has_client;       /* an answer is owed to env.ep */
-    uint64_t arrival;         /* FIFO order across restarts */
-    uint64_t deadline;        /* monotonic ms */
+    uint8_t attempts;   /* transmissions so far */
+    uint8_t has_client; /* an answer is owed to env.ep */
+    uint64_t arrival;   /* FIFO order across restarts */
+    uint64_t deadline;  /* monotonic ms */
     uint64_t first_sent;
     uint32_t timeout_ms;
     uint16_t dev_mid;
     uint16_t data_len;
     uint8_t dev_token[8];
-    uint64_t obs_id;          /* observation this txn serves (kinds OBS_*) */
-    uint8_t reval;            /* carries a revalidation ETag from the cache (S5.5) */
-    uint8_t plain;            /* OBS_REG for a leaving observer: answer it without Observe */
-    uint8_t answer_flags;     /* flags of the answer record (GW_MF_NOTIFY ...) */
-    uint8_t mid_set;          /* client_mid holds the MID drawn for this answer */
+    uint64_t obs_id;      /* observation this txn serves (kinds OBS_*) */
+    uint8_t reval;        /* carries a revalidation ETag from the cache (S5.5) */
+    uint8_t plain;        /* OBS_REG for a leaving observer: answer it without Observe */
+    uint8_t answer_flags; /* flags of the answer record (GW_MF_NOTIFY ...) */
+    uint8_t mid_set;      /* client_mid holds the MID drawn for this answer */
     uint32_t answer_aux;
-    uint32_t sent_us;         /* low 32 bits of gw_mono_us() at the first transmission (device RTT) */
-    uint16_t client_mid;      /* client-facing MID of the answer (ANSWERED with mid_set, DELIVERED) */
-    uint8_t sent_fe;          /* DELIVERED: the frontend that took the answer */
-    uint8_t repush;           /* DELIVERED: to be sent again to its restarted frontend */
-    struct gw_msg env;        /* the client's REQ envelope */
-    uint8_t data[GW_COAP_MAX_MSG + 16];  /* request for the device, then the client's answer */
+    uint32_t sent_us;    /* low 32 bits of gw_mono_us() at the first transmission (device RTT) */
+    uint16_t client_mid; /* client-facing MID of the answer (ANSWERED with mid_set, DELIVERED) */
+    uint8_t sent_fe;     /* DELIVERED: the frontend that took the answer */
+    uint8_t repush;      /* DELIVERED: to be sent again to its restarted frontend */
+    struct gw_msg env;   /* the client's REQ envelope */
+    uint8_t data[GW_COAP_MAX_MSG + 16]; /* request for the device, then the client's answer */
 };
 GW_STATIC_ASSERT(sizeof(struct sch_txn) <= 1536, "txn fits its shared memory slot");
 
@@ -119,8 +119,9 @@ struct sch_core;
 /* txns: max_txn slots of GW_TXN_SLOT bytes each (shared memory or heap);
  * store: LMDB for the observe registry (NULL: not persisted). The table is
  * scanned and every live transaction resumed. */
-int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock, const struct sch_out *out,
-                 void *txns, uint32_t max_txn, size_t slot_size, struct gw_store *store, struct gw_stats *stats,
+int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock,
+                 const struct sch_out *out, void *txns, uint32_t max_txn, size_t slot_size,
+                 struct gw_store *store, struct gw_stats *stats,
                  struct sch_core **core) GW_NODISCARD;
 void sch_core_free(struct sch_core *c);
 /* Hands the core the shared cache table the frontends read (gw_rcache.h),
@@ -138,7 +139,10 @@ void sch_core_flush(struct sch_core *c);
 /* Re-registers every stored observation (after a restart, S6.6). */
 void sch_core_resume_observations(struct sch_core *c);
 
-struct sch_core_counts { uint32_t txns, queued, inflight, observations, observers; uint64_t cache_entries; };
+struct sch_core_counts {
+    uint32_t txns, queued, inflight, observations, observers;
+    uint64_t cache_entries;
+};
 void sch_core_counts(const struct sch_core *c, struct sch_core_counts *out);
 
 #endif

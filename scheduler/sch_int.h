@@ -18,11 +18,11 @@ struct sch_core {
     size_t slot_size;
     struct gw_store *store;
     struct gw_stats *stats;
-    uint32_t *gen;            /* timer generation per txn slot */
+    uint32_t *gen; /* timer generation per txn slot */
     uint32_t *freelist;
     uint32_t nfree;
-    int32_t *qnext, *anext;   /* device FIFO and active lists */
-    struct gw_heap heap;      /* txn timers (id < max_txn) and observation timers */
+    int32_t *qnext, *anext; /* device FIFO and active lists */
+    struct gw_heap heap;    /* txn timers (id < max_txn) and observation timers */
     struct sch_map devs;
     /* Three parsers because parsed messages point into their parser:
      * rx_parser holds the message being handled (a request or a device
@@ -32,7 +32,7 @@ struct sch_core {
     struct gw_coap_parser *rx_parser, *stored_req_parser, *obs_parser;
     struct sch_cache *cache;
     bool cache_enabled;
-    struct gw_rcache rcache;  /* the frontends' copy of the cache (gw_rcache.h); nslots 0: none */
+    struct gw_rcache rcache; /* the frontends' copy of the cache (gw_rcache.h); nslots 0: none */
     /* Device tokens (RFC 7252 5.3.1): 8 random bytes per exchange and
      * per observation, drawn from getrandom(2) in blocks, never a counter
      * (issue #12 item 8): a device, or anyone who sees its traffic, learns
@@ -47,7 +47,7 @@ struct sch_core {
      * restarted has forgotten its dedup table, so a client retransmission
      * of a request already forwarded is caught here (S3.3, S1.3). */
     struct sch_map recent;
-    uint64_t *recent_keys;    /* FIFO of keys for eviction */
+    uint64_t *recent_keys; /* FIFO of keys for eviction */
     uint32_t recent_cap, recent_head, recent_n;
     /* Answers kept until the client ACKs them (SCH_TXN_DELIVERED), by
      * (client endpoint, client MID) -> slot index + 1. */
@@ -60,16 +60,16 @@ static inline struct sch_txn *sch_txn_at(struct sch_core *c, uint32_t i)
     return (struct sch_txn *)((uint8_t *)c->txns + (size_t)i * c->slot_size);
 }
 
-int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t *data, size_t len, uint8_t kind,
-                    bool has_client, uint64_t obs_id, const uint8_t *token);
+int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t *data, size_t len,
+                    uint8_t kind, bool has_client, uint64_t obs_id, const uint8_t *token);
 int sch_core_send_client(struct sch_core *c, const struct gw_msg *req, uint8_t flags, uint32_t aux,
                          const uint8_t *data, size_t len);
-int sch_core_build_answer(const struct gw_msg *env, const struct gw_coap_msg *resp, int64_t observe, int64_t max_age,
-                          uint8_t *out, size_t cap, size_t *len);
-int sch_core_error_bytes(const struct gw_msg *env, uint8_t code, const char *diag, uint32_t max_age, uint8_t *out,
-                         size_t cap, size_t *len);
-void sch_core_answer_error(struct sch_core *c, const struct gw_msg *env, uint8_t code, const char *diag,
-                           uint32_t max_age);
+int sch_core_build_answer(const struct gw_msg *env, const struct gw_coap_msg *resp, int64_t observe,
+                          int64_t max_age, uint8_t *out, size_t cap, size_t *len);
+int sch_core_error_bytes(const struct gw_msg *env, uint8_t code, const char *diag, uint32_t max_age,
+                         uint8_t *out, size_t cap, size_t *len);
+void sch_core_answer_error(struct sch_core *c, const struct gw_msg *env, uint8_t code,
+                           const char *diag, uint32_t max_age);
 void sch_core_finish_error(struct sch_core *c, uint32_t idx, uint8_t code, const char *diag);
 /* Frees a txn without answering (the answer was sent by the caller), or
  * with the answer already placed in t->data when has_client is set. */
@@ -86,10 +86,12 @@ bool sch_core_obs_txn_live(struct sch_core *c, uint8_t kind, uint64_t obs_id);
 int sch_obs_init(struct sch_core *c);
 void sch_obs_deinit(struct sch_core *c);
 void sch_obs_rearm_all(struct sch_core *c);
-void sch_obs_on_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data, const struct gw_coap_msg *req);
+void sch_obs_on_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data,
+                        const struct gw_coap_msg *req);
 void sch_obs_on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg *resp);
 void sch_obs_on_failure(struct sch_core *c, uint32_t idx, uint8_t code, const char *diag);
-bool sch_obs_on_notification(struct sch_core *c, const struct gw_msg *rx, const struct gw_coap_msg *r);
+bool sch_obs_on_notification(struct sch_core *c, const struct gw_msg *rx,
+                             const struct gw_coap_msg *r);
 void sch_obs_on_gone(struct sch_core *c, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl);
 void sch_obs_on_session_end(struct sch_core *c, uint64_t session);
 /* A sticky move took `session` away from `old_ep`: its observers there get a

@@ -23,6 +23,9 @@ int sch_map_put(struct sch_map *m, uint64_t key, void *val) GW_NODISCARD;
 void *sch_map_del(struct sch_map *m, uint64_t key);
 /* Iteration: for (uint32_t i = 0; i < m->cap; i++) if (m->keys[i]) ... */
 
-static inline uint64_t sch_key_nz(uint64_t k) { return k ? k : 0x9e3779b97f4a7c15ull; }
+static inline uint64_t sch_key_nz(uint64_t k)
+{
+    return k ? k : 0x9e3779b97f4a7c15ull;
+}
 
 #endif

@@ -60,8 +60,8 @@ struct sch_obs {
     uint32_t dev_v;
     uint64_t dev_t;
     uint64_t state_time;
-    uint64_t stale_at;        /* when the state goes stale (S6.5) */
-    uint64_t armed_at;        /* deadline of this observation's one heap item, 0 = none */
+    uint64_t stale_at; /* when the state goes stale (S6.5) */
+    uint64_t armed_at; /* deadline of this observation's one heap item, 0 = none */
     uint32_t max_age;
     uint64_t key_hash;
     size_t klen;
@@ -75,13 +75,17 @@ struct sch_obs {
 
 struct sch_obs_reg {
     struct sch_map by_id, by_key, by_observer;
-    struct sch_map by_session;  /* session -> observers it holds (as a uintptr_t), obs_max_per_session */
+    struct sch_map
+        by_session; /* session -> observers it holds (as a uintptr_t), obs_max_per_session */
     struct sch_obs **tab;
     uint32_t tab_cap;
     uint32_t nobs, nobservers;
 };
 
-static uint64_t now_ms(struct sch_core *c) { return gw_now_ms(c->clock); }
+static uint64_t now_ms(struct sch_core *c)
+{
+    return gw_now_ms(c->clock);
+}
 
 static uint64_t observer_key(const struct gw_ep *ep, const uint8_t *tok, uint8_t tkl)
 {
@@ -165,13 +169,15 @@ static size_t observer_kv(const struct sch_obs *o, const struct obs_observer *v,
     return 38;
 }
 
-static void persist_observer(struct sch_core *c, const struct sch_obs *o, const struct obs_observer *v)
+static void persist_observer(struct sch_core *c, const struct sch_obs *o,
+                             const struct obs_observer *v)
 {
     uint8_t k[38];
     put_kv(c, k, observer_kv(o, v, k), v, sizeof(*v));
 }
 
-static void unpersist_observer(struct sch_core *c, const struct sch_obs *o, const struct obs_observer *v)
+static void unpersist_observer(struct sch_core *c, const struct sch_obs *o,
+                               const struct obs_observer *v)
 {
     uint8_t k[38];
     del_prefix(c, k, observer_kv(o, v, k));
@@ -215,7 +221,8 @@ static int obs_index(struct sch_core *c, struct sch_obs *o)
 static int obs_add_maps(struct sch_core *c, struct sch_obs *o)
 {
     struct sch_obs_reg *r = c->obs;
-    if (obs_index(c, o) != 0 || sch_map_put(&r->by_id, o->id, o) != 0 || sch_map_put(&r->by_key, o->key_hash, o) != 0)
+    if (obs_index(c, o) != 0 || sch_map_put(&r->by_id, o->id, o) != 0 ||
+        sch_map_put(&r->by_key, o->key_hash, o) != 0)
         return -ENOMEM;
     r->nobs++;
     gw_stat_set(c->stats, GW_STAT_observations, r->nobs);
@@ -297,7 +304,8 @@ static void obs_free(struct sch_core *c, struct sch_obs *o, bool unpersist)
     free(o);
 }
 
-static int find_observer(const struct sch_obs *o, const struct gw_ep *ep, const uint8_t *tok, uint8_t tkl)
+static int find_observer(const struct sch_obs *o, const struct gw_ep *ep, const uint8_t *tok,
+                         uint8_t tkl)
 {
     for (uint32_t i = 0; i < o->n; i++)
         if (o->v[i].tkl == tkl && !memcmp(o->v[i].token, tok, tkl) && gw_ep_eq(&o->v[i].ep, ep))
@@ -325,7 +333,8 @@ static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_m
         o->v[i] = v; /* S6.4: the same (endpoint, token) replaces, never duplicates */
     } else {
         /* An endpoint+token observing another resource moves here (RFC 7641 3.1). */
-        struct sch_obs *other = sch_map_get(&r->by_observer, observer_key(&env->ep, env->token, env->tkl));
+        struct sch_obs *other =
+            sch_map_get(&r->by_observer, observer_key(&env->ep, env->token, env->tkl));
         if (other && other != o) {
             int j = find_observer(other, &env->ep, env->token, env->tkl);
             if (j >= 0) {
@@ -376,8 +385,8 @@ static void env_of(const struct sch_obs *o, const struct obs_observer *v, struct
 }
 
 /* The template with a given Observe value (0 register, 1 deregister). */
-static int request_with_observe(struct sch_core *c, const struct sch_obs *o, uint32_t obsval, uint8_t *out,
-                                size_t cap, size_t *len)
+static int request_with_observe(struct sch_core *c, const struct sch_obs *o, uint32_t obsval,
+                                uint8_t *out, size_t cap, size_t *len)
 {
     struct gw_coap_msg m;
     if (gw_coap_parse(c->obs_parser, o->req, o->req_len, &m) != 0)
@@ -421,7 +430,8 @@ static bool reg_in_flight(struct sch_core *c, const struct sch_obs *o)
     return sch_core_obs_txn_live(c, SCH_TK_OBS_REG, o->id);
 }
 
-static int register_at_device(struct sch_core *c, struct sch_obs *o, const struct gw_msg *client, bool plain)
+static int register_at_device(struct sch_core *c, struct sch_obs *o, const struct gw_msg *client,
+                              bool plain)
 {
     uint8_t buf[GW_COAP_MAX_MSG + 16];
     size_t len;
@@ -442,7 +452,8 @@ static int register_at_device(struct sch_core *c, struct sch_obs *o, const struc
 
 /* ---- requests ---- */
 
-void sch_obs_on_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data, const struct gw_coap_msg *req)
+void sch_obs_on_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data,
+                        const struct gw_coap_msg *req)
 {
     struct sch_obs_reg *r = c->obs;
     struct sch_obs *probe = calloc(1, sizeof(*probe));
@@ -456,7 +467,8 @@ void sch_obs_on_request(struct sch_core *c, const struct gw_msg *env, const uint
     memcpy(probe->req, data, env->len);
     if (compute_key(c, probe) != 0) {
         free(probe);
-        sch_core_answer_error(c, env, GW_COAP_BAD_REQUEST, "observe request cannot be keyed", UINT32_MAX);
+        sch_core_answer_error(c, env, GW_COAP_BAD_REQUEST, "observe request cannot be keyed",
+                              UINT32_MAX);
         return;
     }
     struct sch_obs *o = sch_map_get(&r->by_key, probe->key_hash);
@@ -524,8 +536,10 @@ void sch_obs_on_request(struct sch_core *c, const struct gw_msg *env, const uint
         if (created && o->n == 0)
             obs_free(c, o, true);
         if (rc == GW_EFORBIDDEN) /* a policy limit of the session (S2.8): 4.29 */
-            sch_core_answer_error(c, env, GW_COAP_TOO_MANY, "observer limit of this session reached "
-                                  "(obs_max_per_session): cancel an observation first", 60);
+            sch_core_answer_error(c, env, GW_COAP_TOO_MANY,
+                                  "observer limit of this session reached "
+                                  "(obs_max_per_session): cancel an observation first",
+                                  60);
         else
             sch_core_answer_error(c, env, GW_COAP_UNAVAILABLE, "observer table full", 60);
         return;
@@ -548,8 +562,8 @@ static bool newer(uint32_t vnew, uint64_t tnew, uint32_t vlast, uint64_t tlast)
     /* RFC 7641 3.4 (there V1/T1 is the last notification, V2/T2 the new
      * one): fresher if V1 < V2 within half the 24-bit space, or V1 > V2
      * after a wrap, or more than 128 s passed. T in ms. */
-    return (vlast < vnew && vnew - vlast < (1u << 23)) || (vlast > vnew && vlast - vnew > (1u << 23)) ||
-           tnew > tlast + 128000;
+    return (vlast < vnew && vnew - vlast < (1u << 23)) ||
+           (vlast > vnew && vlast - vnew > (1u << 23)) || tnew > tlast + 128000;
 }
 
 /* Sends state `resp` to every observer; `skip_ep/tok` (the txn's client when
@@ -563,7 +577,8 @@ static bool is_answering(const struct gw_msg *answering, const struct obs_observ
            gw_ep_eq(&answering->ep, &v->ep);
 }
 
-static void flush_set(struct sch_core *c, struct gw_msg *env, uint8_t *data, size_t msg_len, uint16_t *count)
+static void flush_set(struct sch_core *c, struct gw_msg *env, uint8_t *data, size_t msg_len,
+                      uint16_t *count)
 {
     if (!*count)
         return;
@@ -577,7 +592,8 @@ static void flush_set(struct sch_core *c, struct gw_msg *env, uint8_t *data, siz
     *count = 0;
 }
 
-static void fan_out(struct sch_core *c, struct sch_obs *o, const struct gw_coap_msg *resp, const struct gw_msg *answering)
+static void fan_out(struct sch_core *c, struct sch_obs *o, const struct gw_coap_msg *resp,
+                    const struct gw_msg *answering)
 {
     uint32_t num = take_num(c, o);
     uint8_t flags = GW_MF_NOTIFY | (resp->type == GW_COAP_NON ? GW_MF_DEV_NON : 0);
@@ -641,8 +657,8 @@ static void end_for_all(struct sch_core *c, struct sch_obs *o, const struct gw_c
     for (uint32_t i = 0; i < o->n; i++) {
         struct gw_msg env;
         env_of(o, &o->v[i], &env);
-        if (answering && answering->tkl == env.tkl && !memcmp(answering->token, env.token, env.tkl) &&
-            gw_ep_eq(&answering->ep, &env.ep))
+        if (answering && answering->tkl == env.tkl &&
+            !memcmp(answering->token, env.token, env.tkl) && gw_ep_eq(&answering->ep, &env.ep))
             continue;
         size_t len;
         if (sch_core_build_answer(&env, resp, -1, -1, out, sizeof(out), &len) == 0)
@@ -651,7 +667,8 @@ static void end_for_all(struct sch_core *c, struct sch_obs *o, const struct gw_c
     obs_free(c, o, true);
 }
 
-static void take_state(struct sch_core *c, struct sch_obs *o, const struct gw_coap_msg *resp, uint32_t v, bool has_v)
+static void take_state(struct sch_core *c, struct sch_obs *o, const struct gw_coap_msg *resp,
+                       uint32_t v, bool has_v)
 {
     uint64_t now = now_ms(c);
     o->established = true;
@@ -755,7 +772,8 @@ void sch_obs_on_failure(struct sch_core *c, uint32_t idx, uint8_t code, const ch
     arm_stale(c, o, now_ms(c) + GW_MAX((uint64_t)c->cfg.obs_grace_ms, 1000));
 }
 
-bool sch_obs_on_notification(struct sch_core *c, const struct gw_msg *rx, const struct gw_coap_msg *r)
+bool sch_obs_on_notification(struct sch_core *c, const struct gw_msg *rx,
+                             const struct gw_coap_msg *r)
 {
     if (r->tkl != 8)
         return false;
@@ -826,7 +844,8 @@ void sch_obs_on_session_moved(struct sch_core *c, uint64_t session, const struct
             env_of(o, &o->v[i], &env);
             uint8_t out[128];
             size_t len;
-            if (sch_core_error_bytes(&env, GW_COAP_UNAUTHORIZED, diag, UINT32_MAX, out, sizeof(out), &len) == 0 &&
+            if (sch_core_error_bytes(&env, GW_COAP_UNAUTHORIZED, diag, UINT32_MAX, out, sizeof(out),
+                                     &len) == 0 &&
                 sch_core_send_client(c, &env, GW_MF_NOTIFY, 0, out, len) != 0)
                 gw_stat_add(c->stats, GW_STAT_ring_full, 1);
             remove_observer(c, o, i);
@@ -851,7 +870,8 @@ void sch_obs_on_timer(struct sch_core *c, uint32_t slot, uint32_t gen, uint64_t 
     if (reg_in_flight(c, o))
         return;
     /* S6.5: the last state is stale: re-register and distribute the answer. */
-    gw_log_debug(GW_LOG_COAP, "observation %016llx stale: re-registering", (unsigned long long)o->id);
+    gw_log_debug(GW_LOG_COAP, "observation %016llx stale: re-registering",
+                 (unsigned long long)o->id);
     if (register_at_device(c, o, NULL, false) < 0)
         arm_stale(c, o, now + GW_MAX((uint64_t)c->cfg.obs_grace_ms, 1000));
 }
@@ -938,7 +958,8 @@ static void load(struct sch_core *c)
                 o->v[o->n++] = ov;
                 c->obs->nobservers++;
                 session_observers_add(c->obs, ov.session, 1);
-                GW_IGNORE(sch_map_put(&c->obs->by_observer, observer_key(&ov.ep, ov.token, ov.tkl), o));
+                GW_IGNORE(
+                    sch_map_put(&c->obs->by_observer, observer_key(&ov.ep, ov.token, ov.tkl), o));
                 nv++;
             }
         }
@@ -949,7 +970,8 @@ static void load(struct sch_core *c)
     gw_stat_set(c->stats, GW_STAT_observations, c->obs->nobs);
     gw_stat_set(c->stats, GW_STAT_observers, c->obs->nobservers);
     if (nobs)
-        gw_log_info(GW_LOG_STORE, "observe registry: %u observations with %u observers loaded", nobs, nv);
+        gw_log_info(GW_LOG_STORE, "observe registry: %u observations with %u observers loaded",
+                    nobs, nv);
 }
 
 int sch_obs_init(struct sch_core *c)

@@ -20,23 +20,32 @@
 
 struct sch_ctx {
     struct gw_config cfg;
-    struct gw_proc p;           /* loop, shared segment, doorbells, LMDB, signals */
-    struct gw_shm *shm;         /* &p.shm */
-    struct gw_store *store;     /* &p.store */
+    struct gw_proc p;       /* loop, shared segment, doorbells, LMDB, signals */
+    struct gw_shm *shm;     /* &p.shm */
+    struct gw_store *store; /* &p.store */
     uv_timer_t timer, stats_timer;
     struct sch_core *core;
     struct gw_stats *stats;
     uint32_t nfe;
-    uint64_t fe_kick;          /* bit per frontend with new records */
+    uint64_t fe_kick; /* bit per frontend with new records */
     bool mesh_kick;
     struct gw_log_limit full_log;
     struct gw_rand rng;
     /* Liveness of each frontend, checked with kill(pid, 0) at most every
      * 100 ms rather than per answer. */
-    struct { uint32_t pid; bool alive; uint64_t at; } *fe_live;
+    struct {
+        uint32_t pid;
+        bool alive;
+        uint64_t at;
+    } * fe_live;
     /* Records a full frontend ring refused, kept in order and retried (a
      * notification burst to thousands of observers must not be dropped). */
-    struct ovf { struct ovf *next; uint32_t fe; uint32_t len; uint8_t rec[]; } *ovf_head, *ovf_tail;
+    struct ovf {
+        struct ovf *next;
+        uint32_t fe;
+        uint32_t len;
+        uint8_t rec[];
+    } * ovf_head, *ovf_tail;
     size_t ovf_bytes;
     uv_timer_t ovf_timer;
     uint8_t rec[GW_RING_SLOT];
@@ -96,7 +105,8 @@ static int to_client(void *ctx, struct gw_msg *env, const uint8_t *data)
      * in their transaction slot (shared memory, ANSWERED) to be sent again,
      * so a scheduler crash cannot lose them. Notifications may wait here. */
     bool notify = env->flags & GW_MF_NOTIFY;
-    int rc = (s->ovf_head && notify) ? GW_EFULL : gw_ring_push2(r, env, sizeof(*env), data, env->len);
+    int rc =
+        (s->ovf_head && notify) ? GW_EFULL : gw_ring_push2(r, env, sizeof(*env), data, env->len);
     if (rc == GW_EFULL && notify && s->ovf_bytes < SCH_OVF_MAX_BYTES) {
         uint32_t len = (uint32_t)sizeof(*env) + env->len;
         struct ovf *o = malloc(sizeof(*o) + len);
@@ -137,7 +147,8 @@ static int client_mid(void *ctx, uint8_t fe)
 static int to_mesh(void *ctx, const struct gw_msg *env, const uint8_t *data)
 {
     struct sch_ctx *s = ctx;
-    int rc = gw_ring_push2(gw_shm_ring(s->shm, gw_ring_sch_to_mesh(s->shm)), env, sizeof(*env), data, env->len);
+    int rc = gw_ring_push2(gw_shm_ring(s->shm, gw_ring_sch_to_mesh(s->shm)), env, sizeof(*env),
+                           data, env->len);
     if (rc == 0)
         s->mesh_kick = true;
     return rc;
@@ -296,11 +307,13 @@ static int import_devices(struct sch_ctx *s, bool force)
         return 0;
     size_t have = gw_registry_count(s->store);
     if (!force && have == 0) {
-        gw_log_err(GW_LOG_STORE, "devices_file %s: %s, and no earlier registry to keep: refusing to start",
+        gw_log_err(GW_LOG_STORE,
+                   "devices_file %s: %s, and no earlier registry to keep: refusing to start",
                    s->cfg.devices_file, bad ? "bad lines (above)" : gw_strerror(rc));
         return GW_ECONFIG;
     }
-    gw_log_err(GW_LOG_STORE, "devices_file %s: %s; the registry keeps its %zu devices from the last good load",
+    gw_log_err(GW_LOG_STORE,
+               "devices_file %s: %s; the registry keeps its %zu devices from the last good load",
                s->cfg.devices_file, bad ? "bad lines (above)" : gw_strerror(rc), have);
     return 0;
 }
@@ -339,8 +352,9 @@ static int claim_rings(struct sch_ctx *s)
 static int setup_core(struct sch_ctx *s)
 {
     struct sch_out out = { s, to_client, to_mesh, device_type, rand32, client_mid };
-    int rc = sch_core_new(&s->cfg, &gw_clock_real, &out, gw_shm_txn(s->shm, 0), s->shm->hdr->max_txn,
-                          s->shm->hdr->txn_slot, s->store, s->stats, &s->core);
+    int rc =
+        sch_core_new(&s->cfg, &gw_clock_real, &out, gw_shm_txn(s->shm, 0), s->shm->hdr->max_txn,
+                     s->shm->hdr->txn_slot, s->store, s->stats, &s->core);
     if (rc) {
         gw_log_err(GW_LOG_SYS, "scheduler set-up: %s", gw_strerror(rc));
         return GW_EXIT_FAIL;
@@ -380,7 +394,9 @@ int sch_run(const struct gw_config *cfg)
     code = GW_EXIT_FAIL;
     if (!s->fe_live)
         goto out;
-    struct gw_proc_hooks hooks = { .ctx = s, .on_bell = on_bell, .on_hup = on_hup, .pending = pending };
+    struct gw_proc_hooks hooks = {
+        .ctx = s, .on_bell = on_bell, .on_hup = on_hup, .pending = pending
+    };
     if ((code = claim_rings(s)) != 0 || (code = gw_proc_store_open(&s->p)) != 0)
         goto out;
     if (import_devices(s, false) != 0) {
@@ -393,8 +409,8 @@ int sch_run(const struct gw_config *cfg)
     if ((code = gw_proc_start(&s->p, &hooks)) != 0)
         goto out;
     setup_timers(s);
-    gw_log_info(GW_LOG_SYS, "scheduler ready: %u frontends, %u transaction slots, %zu devices", s->nfe,
-                s->shm->hdr->max_txn, gw_registry_count(s->store));
+    gw_log_info(GW_LOG_SYS, "scheduler ready: %u frontends, %u transaction slots, %zu devices",
+                s->nfe, s->shm->hdr->max_txn, gw_registry_count(s->store));
     drain_all(s);
     code = gw_proc_run(&s->p);
 out:

@@ -2,7 +2,7 @@
 # README command 2: installs what is missing, builds, and runs every test:
 #   0. docs check: every cited clause defined in PROTOCOL.md, no reference outside
 #      the repository, SPDX lines, ARCHITECTURE.md's functions exist (tests/check-docs.sh);
-#      format check: .clang-format over tests/format-files.txt (tests/check-format.sh)
+#      format check: .clang-format over every tracked .c/.h (tests/check-format.sh)
 #   1. release build (warnings are errors): unit, stress, integration and client tests
 #   2. ASan+UBSan build: the same unit and integration tests
 #   3. the ring's thread tests under TSan; a libFuzzer smoke run of every fuzz target (clang)

@@ -16,7 +16,8 @@
 
 /* The keys, in the order `coapgw client -h` and deploy/client.conf list them. */
 static const char *const conf_keys[] = {
-    "gateway", "local_port", "token_file", "token", "security", "sticky", "timeout", "block_size", "max_body",
+    "gateway", "local_port", "token_file", "token",    "security",
+    "sticky",  "timeout",    "block_size", "max_body",
 };
 
 void cl_conf_defaults(struct cl_conf *c)
@@ -70,7 +71,8 @@ static bool parse_seconds(const char *v, int64_t lo_ms, int64_t hi_ms, int64_t *
     return true;
 }
 
-int cl_conf_set(struct cl_conf *c, const char *key, const char *val, const char *dir, char *err, size_t errlen)
+int cl_conf_set(struct cl_conf *c, const char *key, const char *val, const char *dir, char *err,
+                size_t errlen)
 {
     int64_t n;
     if (!strcmp(key, "gateway")) {
@@ -108,15 +110,18 @@ int cl_conf_set(struct cl_conf *c, const char *key, const char *val, const char 
             return CERR("timeout: expected seconds between 0.01 and 86400, got '%s'", val);
     } else if (!strcmp(key, "block_size")) {
         if (!parse_int(val, 0, 1024, &n) || (n && (n < 16 || (n & (n - 1)))))
-            return CERR("block_size: expected 0 (the gateway chooses) or 16, 32, ... 1024, got '%s'", val);
+            return CERR(
+                "block_size: expected 0 (the gateway chooses) or 16, 32, ... 1024, got '%s'", val);
         c->block_size = (int)n;
     } else if (!strcmp(key, "max_body")) {
         if (!parse_int(val, 1024, (int64_t)1 << 30, &n))
             return CERR("max_body: expected bytes between 1024 and 1073741824, got '%s'", val);
         c->max_body = n;
     } else {
-        return CERR("unknown key '%s' (gateway, local_port, token_file, token, security, sticky, timeout, "
-                    "block_size, max_body)", key);
+        return CERR(
+            "unknown key '%s' (gateway, local_port, token_file, token, security, sticky, timeout, "
+            "block_size, max_body)",
+            key);
     }
     return 0;
 }
@@ -131,7 +136,8 @@ static char *trim(char *s)
     return s;
 }
 
-int cl_conf_parse(struct cl_conf *c, const char *text, size_t len, const char *fname, char *err, size_t errlen)
+int cl_conf_parse(struct cl_conf *c, const char *text, size_t len, const char *fname, char *err,
+                  size_t errlen)
 {
     /* The folder of the file, for relative token_file paths. */
     char dir[CL_PATH_MAX] = "";
@@ -175,7 +181,8 @@ int cl_conf_parse(struct cl_conf *c, const char *text, size_t len, const char *f
     return 0;
 }
 
-int cl_conf_env(struct cl_conf *c, const char *(*getenv_fn)(const char *name), char *err, size_t errlen)
+int cl_conf_env(struct cl_conf *c, const char *(*getenv_fn)(const char *name), char *err,
+                size_t errlen)
 {
     for (size_t i = 0; i < GW_ARRAY_LEN(conf_keys); i++) {
         char name[64];
@@ -239,8 +246,20 @@ const char *cl_usage(void)
 }
 
 enum {
-    O_GATEWAY = 1000, O_LOCAL_PORT, O_TOKEN, O_TOKEN_FILE, O_SECURITY, O_STICKY, O_JSON, O_TIMEOUT, O_DATA,
-    O_DATA_FILE, O_FORMAT, O_COUNT, O_DURATION, O_BLOCK_SIZE,
+    O_GATEWAY = 1000,
+    O_LOCAL_PORT,
+    O_TOKEN,
+    O_TOKEN_FILE,
+    O_SECURITY,
+    O_STICKY,
+    O_JSON,
+    O_TIMEOUT,
+    O_DATA,
+    O_DATA_FILE,
+    O_FORMAT,
+    O_COUNT,
+    O_DURATION,
+    O_BLOCK_SIZE,
 };
 
 static const struct option longopts[] = {
@@ -268,7 +287,8 @@ static const struct {
     const char *name;
     int num;
 } formats[] = {
-    { "text", 0 }, { "link", 40 }, { "xml", 41 }, { "octet", 42 }, { "exi", 47 }, { "json", 50 }, { "cbor", 60 },
+    { "text", 0 }, { "link", 40 }, { "xml", 41 },  { "octet", 42 },
+    { "exi", 47 }, { "json", 50 }, { "cbor", 60 },
 };
 
 static const char *flag_name(int o)
@@ -305,9 +325,13 @@ int cl_args_parse(int argc, char **argv, struct cl_args *a, char *err, size_t er
                 else
                     return UERR("unknown session command '%s' (open, close, show)", w);
             } else if (a->cmd == CL_CMD_NONE && !a->help) {
-                static const struct { const char *name; enum cl_cmd cmd; } cmds[] = {
-                    { "get", CL_CMD_GET }, { "delete", CL_CMD_DELETE }, { "put", CL_CMD_PUT },
-                    { "post", CL_CMD_POST }, { "observe", CL_CMD_OBSERVE }, { "devices", CL_CMD_DEVICES },
+                static const struct {
+                    const char *name;
+                    enum cl_cmd cmd;
+                } cmds[] = {
+                    { "get", CL_CMD_GET },         { "delete", CL_CMD_DELETE },
+                    { "put", CL_CMD_PUT },         { "post", CL_CMD_POST },
+                    { "observe", CL_CMD_OBSERVE }, { "devices", CL_CMD_DEVICES },
                     { "ping", CL_CMD_PING },
                 };
                 for (size_t i = 0; i < GW_ARRAY_LEN(cmds); i++)
@@ -318,10 +342,12 @@ int cl_args_parse(int argc, char **argv, struct cl_args *a, char *err, size_t er
                 else if (!strcmp(w, "help"))
                     a->help = true;
                 else if (a->cmd == CL_CMD_NONE)
-                    return UERR("unknown command '%s' (session, get, put, post, delete, observe, devices, ping)",
-                                w);
+                    return UERR(
+                        "unknown command '%s' (session, get, put, post, delete, observe, devices, ping)",
+                        w);
             } else if ((a->cmd == CL_CMD_GET || a->cmd == CL_CMD_DELETE || a->cmd == CL_CMD_PUT ||
-                        a->cmd == CL_CMD_POST || a->cmd == CL_CMD_OBSERVE) && !a->uri) {
+                        a->cmd == CL_CMD_POST || a->cmd == CL_CMD_OBSERVE) &&
+                       !a->uri) {
                 a->uri = w;
             } else {
                 return UERR("unexpected argument '%s'", w);
@@ -349,10 +375,14 @@ int cl_args_parse(int argc, char **argv, struct cl_args *a, char *err, size_t er
         case O_STICKY:
         case O_TIMEOUT:
         case O_BLOCK_SIZE: {
-            static const struct { int o; const char *key; } map[] = {
-                { O_GATEWAY, "gateway" }, { O_LOCAL_PORT, "local_port" }, { O_TOKEN, "token" },
-                { O_TOKEN_FILE, "token_file" }, { O_SECURITY, "security" }, { O_STICKY, "sticky" },
-                { O_TIMEOUT, "timeout" }, { O_BLOCK_SIZE, "block_size" },
+            static const struct {
+                int o;
+                const char *key;
+            } map[] = {
+                { O_GATEWAY, "gateway" },   { O_LOCAL_PORT, "local_port" },
+                { O_TOKEN, "token" },       { O_TOKEN_FILE, "token_file" },
+                { O_SECURITY, "security" }, { O_STICKY, "sticky" },
+                { O_TIMEOUT, "timeout" },   { O_BLOCK_SIZE, "block_size" },
             };
             if (a->nset >= CL_MAX_FLAGS)
                 return UERR("too many options");
@@ -381,8 +411,10 @@ int cl_args_parse(int argc, char **argv, struct cl_args *a, char *err, size_t er
                 if (!strcmp(optarg, formats[i].name))
                     n = formats[i].num;
             if (n < 0 && !parse_int(optarg, 0, 65535, &n))
-                return UERR("--format: expected a Content-Format number 0..65535 or text, link, xml, octet, "
-                            "exi, json, cbor; got '%s'", optarg);
+                return UERR(
+                    "--format: expected a Content-Format number 0..65535 or text, link, xml, octet, "
+                    "exi, json, cbor; got '%s'",
+                    optarg);
             a->format = (int)n;
             break;
         }

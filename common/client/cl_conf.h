@@ -18,16 +18,16 @@
 #define CL_TOKEN_MAX 8192
 
 struct cl_conf {
-    char gateway[256];          /* HOST:PORT of the gateway (default 127.0.0.1:5683) */
-    uint16_t local_port;        /* fixed local UDP port: sessions are bound to it (default 40001) */
+    char gateway[256];   /* HOST:PORT of the gateway (default 127.0.0.1:5683) */
+    uint16_t local_port; /* fixed local UDP port: sessions are bound to it (default 40001) */
     char token_file[CL_PATH_MAX];
-    char token[CL_TOKEN_MAX];   /* a JWT given directly (key `token`, --token) */
-    char security[8];           /* "netmgr" or "none": the session's mesh security (default netmgr) */
-    bool security_set;          /* given by the file, environment or a flag, not the default */
-    bool sticky;                /* open sessions with sticky=true (S2.5) */
-    int64_t timeout_ms;         /* waiting for one response, and for the gateway (default 90 s) */
-    int block_size;             /* Block2 size asked for (16..1024), 0 = let the gateway choose */
-    int64_t max_body;           /* largest body reassembled or sent (default 1 MiB) */
+    char token[CL_TOKEN_MAX]; /* a JWT given directly (key `token`, --token) */
+    char security[8];         /* "netmgr" or "none": the session's mesh security (default netmgr) */
+    bool security_set;        /* given by the file, environment or a flag, not the default */
+    bool sticky;              /* open sessions with sticky=true (S2.5) */
+    int64_t timeout_ms;       /* waiting for one response, and for the gateway (default 90 s) */
+    int block_size;           /* Block2 size asked for (16..1024), 0 = let the gateway choose */
+    int64_t max_body;         /* largest body reassembled or sent (default 1 MiB) */
 };
 
 void cl_conf_defaults(struct cl_conf *c);
@@ -68,19 +68,21 @@ enum cl_cmd {
 
 struct cl_args {
     bool help;
-    const char *config;            /* -c FILE, NULL = the default file if present */
+    const char *config; /* -c FILE, NULL = the default file if present */
     /* configuration flags, applied after the file and the environment */
-    struct { const char *key, *val, *flag; } set[CL_MAX_FLAGS];
+    struct {
+        const char *key, *val, *flag;
+    } set[CL_MAX_FLAGS];
     unsigned nset;
     bool json;
-    int verbose;                   /* -v count */
+    int verbose; /* -v count */
     enum cl_cmd cmd;
-    const char *uri;               /* get/put/post/delete/observe */
-    const char *data;              /* --data STR ("-" = standard input) */
-    const char *data_file;         /* --data-file FILE */
-    int format;                    /* --format N, -1 = none */
-    int64_t count;                 /* observe --count, 0 = no limit */
-    int64_t duration_ms;           /* observe --duration, 0 = no limit */
+    const char *uri;       /* get/put/post/delete/observe */
+    const char *data;      /* --data STR ("-" = standard input) */
+    const char *data_file; /* --data-file FILE */
+    int format;            /* --format N, -1 = none */
+    int64_t count;         /* observe --count, 0 = no limit */
+    int64_t duration_ms;   /* observe --duration, 0 = no limit */
 };
 
 /* Parses argv (argv[0] is the program or "client"). Returns 0, or
@@ -88,7 +90,8 @@ struct cl_args {
 int cl_args_parse(int argc, char **argv, struct cl_args *a, char *err, size_t errlen) GW_NODISCARD;
 
 /* Applies the flags of a to c. Errors name the flag. */
-int cl_args_apply(const struct cl_args *a, struct cl_conf *c, char *err, size_t errlen) GW_NODISCARD;
+int cl_args_apply(const struct cl_args *a, struct cl_conf *c, char *err,
+                  size_t errlen) GW_NODISCARD;
 
 const char *cl_usage(void);
 

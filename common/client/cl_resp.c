@@ -76,15 +76,33 @@ const char *cl_code_name(uint8_t code)
         uint8_t code;
         const char *name;
     } names[] = {
-        { 0x41, "Created" }, { 0x42, "Deleted" }, { 0x43, "Valid" }, { 0x44, "Changed" }, { 0x45, "Content" },
-        { 0x5f, "Continue" }, { 0x80, "Bad Request" }, { 0x81, "Unauthorized" }, { 0x82, "Bad Option" },
-        { 0x83, "Forbidden" }, { 0x84, "Not Found" }, { 0x85, "Method Not Allowed" },
-        { 0x86, "Not Acceptable" }, { 0x88, "Request Entity Incomplete" }, { 0x89, "Conflict" },
-        { 0x8c, "Precondition Failed" }, { 0x8d, "Request Entity Too Large" },
-        { 0x8f, "Unsupported Content-Format" }, { 0x96, "Unprocessable Entity" },
-        { 0x9d, "Too Many Requests" }, { 0xa0, "Internal Server Error" }, { 0xa1, "Not Implemented" },
-        { 0xa2, "Bad Gateway" }, { 0xa3, "Service Unavailable" }, { 0xa4, "Gateway Timeout" },
-        { 0xa5, "Proxying Not Supported" }, { 0xa8, "Hop Limit Reached" },
+        { 0x41, "Created" },
+        { 0x42, "Deleted" },
+        { 0x43, "Valid" },
+        { 0x44, "Changed" },
+        { 0x45, "Content" },
+        { 0x5f, "Continue" },
+        { 0x80, "Bad Request" },
+        { 0x81, "Unauthorized" },
+        { 0x82, "Bad Option" },
+        { 0x83, "Forbidden" },
+        { 0x84, "Not Found" },
+        { 0x85, "Method Not Allowed" },
+        { 0x86, "Not Acceptable" },
+        { 0x88, "Request Entity Incomplete" },
+        { 0x89, "Conflict" },
+        { 0x8c, "Precondition Failed" },
+        { 0x8d, "Request Entity Too Large" },
+        { 0x8f, "Unsupported Content-Format" },
+        { 0x96, "Unprocessable Entity" },
+        { 0x9d, "Too Many Requests" },
+        { 0xa0, "Internal Server Error" },
+        { 0xa1, "Not Implemented" },
+        { 0xa2, "Bad Gateway" },
+        { 0xa3, "Service Unavailable" },
+        { 0xa4, "Gateway Timeout" },
+        { 0xa5, "Proxying Not Supported" },
+        { 0xa8, "Hop Limit Reached" },
     };
     for (size_t i = 0; i < GW_ARRAY_LEN(names); i++)
         if (names[i].code == code)
@@ -99,14 +117,18 @@ static const struct {
     const char *name;
     enum vkind kind;
 } opt_names[] = {
-    { 1, "If-Match", V_OPAQUE }, { 3, "Uri-Host", V_STRING }, { 4, "ETag", V_OPAQUE },
-    { 5, "If-None-Match", V_OPAQUE }, { 6, "Observe", V_UINT }, { 7, "Uri-Port", V_UINT },
-    { 8, "Location-Path", V_STRING }, { 11, "Uri-Path", V_STRING }, { 12, "Content-Format", V_UINT },
-    { 14, "Max-Age", V_UINT }, { 15, "Uri-Query", V_STRING }, { 16, "Hop-Limit", V_UINT },
-    { 17, "Accept", V_UINT }, { 20, "Location-Query", V_STRING }, { 23, "Block2", V_UINT },
-    { 27, "Block1", V_UINT }, { 28, "Size2", V_UINT }, { 35, "Proxy-Uri", V_STRING },
-    { 39, "Proxy-Scheme", V_STRING }, { 60, "Size1", V_UINT }, { 252, "Echo", V_OPAQUE },
-    { 258, "No-Response", V_UINT }, { 292, "Request-Tag", V_OPAQUE },
+    { 1, "If-Match", V_OPAQUE },      { 3, "Uri-Host", V_STRING },
+    { 4, "ETag", V_OPAQUE },          { 5, "If-None-Match", V_OPAQUE },
+    { 6, "Observe", V_UINT },         { 7, "Uri-Port", V_UINT },
+    { 8, "Location-Path", V_STRING }, { 11, "Uri-Path", V_STRING },
+    { 12, "Content-Format", V_UINT }, { 14, "Max-Age", V_UINT },
+    { 15, "Uri-Query", V_STRING },    { 16, "Hop-Limit", V_UINT },
+    { 17, "Accept", V_UINT },         { 20, "Location-Query", V_STRING },
+    { 23, "Block2", V_UINT },         { 27, "Block1", V_UINT },
+    { 28, "Size2", V_UINT },          { 35, "Proxy-Uri", V_STRING },
+    { 39, "Proxy-Scheme", V_STRING }, { 60, "Size1", V_UINT },
+    { 252, "Echo", V_OPAQUE },        { 258, "No-Response", V_UINT },
+    { 292, "Request-Tag", V_OPAQUE },
 };
 
 const char *cl_opt_name(uint16_t num)
@@ -145,8 +167,8 @@ size_t cl_block_encode(const struct cl_block *b, uint8_t out[3])
     return n;
 }
 
-int cl_block_add(struct cl_resp *r, const struct cl_block *b, const uint8_t *p, size_t n, size_t max,
-                 struct cl_block *next)
+int cl_block_add(struct cl_resp *r, const struct cl_block *b, const uint8_t *p, size_t n,
+                 size_t max, struct cl_block *next)
 {
     if (b->szx > 6)
         return GW_EBADMSG; /* BERT is for reliable transports only (RFC 8323) */
@@ -168,7 +190,8 @@ int cl_block_add(struct cl_resp *r, const struct cl_block *b, const uint8_t *p, 
 
 bool cl_obs_newer(uint32_t v1, double t1, uint32_t v2, double t2)
 {
-    return (v1 < v2 && v2 - v1 < (1u << 23)) || (v1 > v2 && v1 - v2 > (1u << 23)) || t2 > t1 + 128000.0;
+    return (v1 < v2 && v2 - v1 < (1u << 23)) || (v1 > v2 && v1 - v2 > (1u << 23)) ||
+           t2 > t1 + 128000.0;
 }
 
 bool cl_utf8_text(const uint8_t *p, size_t n)
@@ -200,8 +223,8 @@ bool cl_utf8_text(const uint8_t *p, size_t n)
             cp = cp << 6 | (p[i + j] & 0x3f);
         }
         /* overlong forms, surrogates and values past U+10FFFF are not UTF-8 */
-        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
+        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
             return false;
         i += k + 1;
     }
@@ -216,7 +239,8 @@ char *cl_base64(const uint8_t *p, size_t n)
         return NULL;
     size_t o = 0;
     for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
         out[o++] = tab[v >> 18 & 63];
         out[o++] = tab[v >> 12 & 63];
         out[o++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
@@ -264,7 +288,8 @@ json_t *cl_resp_json(const struct cl_resp *r)
     bad |= json_object_set_new(o, "code_name", json_string(cl_code_name(r->code)));
     bad |= json_object_set_new(o, "type", json_string(types[r->type & 3]));
     uint32_t v;
-    bad |= json_object_set_new(o, "content_format", cl_resp_uint(r, 12, &v) ? json_integer(v) : json_null());
+    bad |= json_object_set_new(o, "content_format",
+                               cl_resp_uint(r, 12, &v) ? json_integer(v) : json_null());
     if (cl_resp_uint(r, 6, &v))
         bad |= json_object_set_new(o, "observe", json_integer(v));
     for (unsigned i = 0; i < r->nopt; i++) {
@@ -280,7 +305,8 @@ json_t *cl_resp_json(const struct cl_resp *r)
     }
     bad |= json_object_set_new(o, "options", opts);
     if (cl_utf8_text(r->body, r->len)) {
-        bad |= json_object_set_new(o, "payload", json_stringn(r->len ? (const char *)r->body : "", r->len));
+        bad |= json_object_set_new(o, "payload",
+                                   json_stringn(r->len ? (const char *)r->body : "", r->len));
     } else {
         char *b64 = cl_base64(r->body, r->len);
         bad |= !b64 || json_object_set_new(o, "payload_base64", json_string(b64));
@@ -300,7 +326,10 @@ json_t *cl_resp_json(const struct cl_resp *r)
 void cl_resp_verbose(FILE *f, const struct cl_resp *r)
 {
     fprintf(f, "<- %u.%02u %s%s%s  %.1f ms", (unsigned)(r->code >> 5), (unsigned)(r->code & 31),
-            cl_code_name(r->code), r->type == 0 ? " (CON)" : r->type == 1 ? " (NON)" : "",
+            cl_code_name(r->code),
+            r->type == 0   ? " (CON)"
+            : r->type == 1 ? " (NON)"
+                           : "",
             r->blocks > 1 ? " (reassembled)" : "", r->elapsed_ms);
     if (r->blocks > 1)
         fprintf(f, ", %u blocks", r->blocks);

@@ -16,21 +16,21 @@
 
 struct cl_opt {
     uint16_t num;
-    uint16_t off, len;   /* value in cl_resp.optbuf */
+    uint16_t off, len; /* value in cl_resp.optbuf */
 };
 
 /* One response, owned by its holder: body is malloc'd (cl_resp_clear). */
 struct cl_resp {
-    uint8_t code;        /* class << 5 | detail */
-    uint8_t type;        /* CON 0, NON 1, ACK 2, RST 3 */
+    uint8_t code; /* class << 5 | detail */
+    uint8_t type; /* CON 0, NON 1, ACK 2, RST 3 */
     uint16_t mid;
     struct cl_opt opt[CL_MAX_OPTS];
     unsigned nopt;
     uint8_t optbuf[1152];
     size_t optused;
-    uint8_t *body;       /* payload, or the whole reassembled body */
+    uint8_t *body; /* payload, or the whole reassembled body */
     size_t len, cap;
-    unsigned blocks;     /* Block2 blocks reassembled into body (0 = none) */
+    unsigned blocks; /* Block2 blocks reassembled into body (0 = none) */
     double elapsed_ms;
 };
 
@@ -42,7 +42,8 @@ const struct cl_opt *cl_resp_opt(const struct cl_resp *r, uint16_t num);
 /* An option's unsigned value (RFC 7252 3.2), false when absent or longer than 4 bytes. */
 bool cl_resp_uint(const struct cl_resp *r, uint16_t num, uint32_t *v);
 /* Replaces (append = false) or extends the body. Returns 0, -ENOMEM, or GW_ETOOBIG past max. */
-int cl_resp_body(struct cl_resp *r, const uint8_t *p, size_t n, bool append, size_t max) GW_NODISCARD;
+int cl_resp_body(struct cl_resp *r, const uint8_t *p, size_t n, bool append,
+                 size_t max) GW_NODISCARD;
 
 /* "Content", "Not Found", ... ("" when unknown). */
 const char *cl_code_name(uint8_t code);
@@ -54,7 +55,7 @@ const char *cl_opt_name(uint16_t num);
 struct cl_block {
     uint32_t num;
     bool more;
-    uint8_t szx;         /* size = 16 << szx (7 = BERT, refused) */
+    uint8_t szx; /* size = 16 << szx (7 = BERT, refused) */
 };
 
 bool cl_block_decode(const uint8_t *v, size_t len, struct cl_block *b);
@@ -67,8 +68,8 @@ size_t cl_block_encode(const struct cl_block *b, uint8_t out[3]);
  * block with more = true must fill the block. Returns 1 when the next block
  * is needed (*next holds NUM and SZX to ask for), 0 when the body is
  * complete, GW_EBADMSG for a block out of place, GW_ETOOBIG past max. */
-int cl_block_add(struct cl_resp *r, const struct cl_block *b, const uint8_t *p, size_t n, size_t max,
-                 struct cl_block *next) GW_NODISCARD;
+int cl_block_add(struct cl_resp *r, const struct cl_block *b, const uint8_t *p, size_t n,
+                 size_t max, struct cl_block *next) GW_NODISCARD;
 
 /* RFC 7641 3.4: is a notification with Observe v2 received at t2 (ms)
  * newer than the last one accepted (v1 at t1)? Observe numbers are 24-bit

@@ -20,8 +20,8 @@ void cl_state_init(struct cl_state *st, const char *gateway, uint16_t local_port
     st->next_mid = -1;
 }
 
-int cl_state_path(const char *xdg_state, const char *home, const char *gateway, uint16_t port, char *out,
-                  size_t len)
+int cl_state_path(const char *xdg_state, const char *home, const char *gateway, uint16_t port,
+                  char *out, size_t len)
 {
     /* File names carry the gateway as written, except '/' (never in a
      * HOST:PORT, but a path separator must not sneak in). */
@@ -34,7 +34,8 @@ int cl_state_path(const char *xdg_state, const char *home, const char *gateway, 
     if (xdg_state && xdg_state[0] == '/')
         w = snprintf(out, len, "%s/coapgw/client-%s-%u.json", xdg_state, gw, (unsigned)port);
     else if (home && home[0] == '/')
-        w = snprintf(out, len, "%s/.local/state/coapgw/client-%s-%u.json", home, gw, (unsigned)port);
+        w = snprintf(out, len, "%s/.local/state/coapgw/client-%s-%u.json", home, gw,
+                     (unsigned)port);
     else
         return -ENOENT;
     return w < 0 || (size_t)w >= len ? -ENAMETOOLONG : 0;
@@ -70,15 +71,17 @@ int cl_state_load(const char *path, struct cl_state *st, char *err, size_t errle
     st->created = json_integer_value(json_object_get(o, "created"));
     st->expires = json_integer_value(json_object_get(o, "expires"));
     json_t *mid = json_object_get(o, "next_mid");
-    st->next_mid = json_is_integer(mid) && json_integer_value(mid) >= 0 && json_integer_value(mid) <= 0xffff
-                       ? (int32_t)json_integer_value(mid) : -1;
+    st->next_mid =
+        json_is_integer(mid) && json_integer_value(mid) >= 0 && json_integer_value(mid) <= 0xffff
+            ? (int32_t)json_integer_value(mid)
+            : -1;
     const char *fgw = json_string_value(json_object_get(o, "gateway"));
     json_int_t fport = json_integer_value(json_object_get(o, "local_port"));
     int rc = 0;
     if (!fgw || strcmp(fgw, st->gateway) || fport != st->local_port) {
         /* Another gateway's or port's file under this name: not ours. */
-        snprintf(err, errlen, "%s: records gateway %s port %lld, not %s port %u", path, fgw ? fgw : "(none)",
-                 (long long)fport, st->gateway, (unsigned)st->local_port);
+        snprintf(err, errlen, "%s: records gateway %s port %lld, not %s port %u", path,
+                 fgw ? fgw : "(none)", (long long)fport, st->gateway, (unsigned)st->local_port);
         cl_state_init(st, gw, port);
         rc = GW_EBADMSG;
     }
@@ -185,8 +188,8 @@ bool cl_state_live(const struct cl_state *st, int64_t now)
     return st->id[0] && (st->expires == 0 || st->expires > now);
 }
 
-int cl_state_from_session(struct cl_state *st, const char *const *loc, unsigned nloc, const uint8_t *payload,
-                          size_t len, char *err, size_t errlen)
+int cl_state_from_session(struct cl_state *st, const char *const *loc, unsigned nloc,
+                          const uint8_t *payload, size_t len, char *err, size_t errlen)
 {
     if (nloc != 2 || strcmp(loc[0], "sessions") || !loc[1][0] || strlen(loc[1]) >= sizeof(st->id)) {
         snprintf(err, errlen, "the gateway's answer has no Location-Path sessions/<id>");
@@ -195,13 +198,15 @@ int cl_state_from_session(struct cl_state *st, const char *const *loc, unsigned 
     json_error_t je;
     json_t *o = json_loadb((const char *)payload, len, 0, &je);
     if (!o || !json_is_object(o)) {
-        snprintf(err, errlen, "the gateway's session document is not a JSON object: %s", o ? "" : je.text);
+        snprintf(err, errlen, "the gateway's session document is not a JSON object: %s",
+                 o ? "" : je.text);
         json_decref(o);
         return GW_EBADMSG;
     }
     const char *pid = json_string_value(json_object_get(o, "id"));
     if (pid && strcmp(pid, loc[1])) {
-        snprintf(err, errlen, "the session document's id %s differs from Location-Path %s", pid, loc[1]);
+        snprintf(err, errlen, "the session document's id %s differs from Location-Path %s", pid,
+                 loc[1]);
         json_decref(o);
         return GW_EBADMSG;
     }
@@ -229,12 +234,18 @@ int cl_jwt_sub(const char *jwt, char *out, size_t len)
     for (const char *p = a + 1; p < b; p++) {
         int v;
         char ch = *p;
-        if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
-        else if (ch >= 'a' && ch <= 'z') v = ch - 'a' + 26;
-        else if (ch >= '0' && ch <= '9') v = ch - '0' + 52;
-        else if (ch == '-') v = 62;
-        else if (ch == '_') v = 63;
-        else return GW_EBADMSG;
+        if (ch >= 'A' && ch <= 'Z')
+            v = ch - 'A';
+        else if (ch >= 'a' && ch <= 'z')
+            v = ch - 'a' + 26;
+        else if (ch >= '0' && ch <= '9')
+            v = ch - '0' + 52;
+        else if (ch == '-')
+            v = 62;
+        else if (ch == '_')
+            v = 63;
+        else
+            return GW_EBADMSG;
         acc = acc << 6 | (uint32_t)v;
         bits += 6;
         if (bits >= 8) {

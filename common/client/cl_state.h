@@ -21,23 +21,23 @@
 #include <stdint.h>
 
 struct cl_state {
-    char id[40];         /* session id; "" = no session */
+    char id[40]; /* session id; "" = no session */
     char account[128];
-    char security[8];    /* netmgr | none */
+    char security[8]; /* netmgr | none */
     bool sticky;
-    int64_t created;     /* Unix seconds, from the gateway */
-    int64_t expires;     /* Unix seconds: the token's exp; 0 = unknown */
+    int64_t created; /* Unix seconds, from the gateway */
+    int64_t expires; /* Unix seconds: the token's exp; 0 = unknown */
     char gateway[256];
     uint16_t local_port;
-    int32_t next_mid;    /* -1 = none recorded */
+    int32_t next_mid; /* -1 = none recorded */
 };
 
 void cl_state_init(struct cl_state *st, const char *gateway, uint16_t local_port);
 
 /* The state file's path. xdg_state and home may be NULL or empty. Returns
  * 0, -ENOENT when neither gives an absolute folder, -ENAMETOOLONG. */
-int cl_state_path(const char *xdg_state, const char *home, const char *gateway, uint16_t port, char *out,
-                  size_t len) GW_NODISCARD;
+int cl_state_path(const char *xdg_state, const char *home, const char *gateway, uint16_t port,
+                  char *out, size_t len) GW_NODISCARD;
 
 /* Reads path. Returns 0; -ENOENT when there is no file; GW_EBADMSG when it
  * is not a state file (err says why); another -errno. st is initialised
@@ -60,8 +60,9 @@ bool cl_state_live(const struct cl_state *st, int64_t now);
  * its Location-Path segments ("sessions", "<id>") and its JSON payload
  * (S2.3). The id comes from Location-Path, the rest from the payload.
  * Returns 0, or GW_EBADMSG with a reason in err. */
-int cl_state_from_session(struct cl_state *st, const char *const *loc, unsigned nloc, const uint8_t *payload,
-                          size_t len, char *err, size_t errlen) GW_NODISCARD;
+int cl_state_from_session(struct cl_state *st, const char *const *loc, unsigned nloc,
+                          const uint8_t *payload, size_t len, char *err,
+                          size_t errlen) GW_NODISCARD;
 
 /* The `sub` claim (the account, S2.2) of a compact JWT, read without
  * verifying it: only to tell whether a recorded session is this token's

@@ -20,8 +20,8 @@ static int hexval(int c)
 }
 
 /* Appends the percent-decoded s[0..n) to t->buf as one part. */
-static int add_part(struct cl_target *t, size_t *used, struct cl_part *arr, unsigned *cnt, const char *s,
-                    size_t n, char *err, size_t errlen)
+static int add_part(struct cl_target *t, size_t *used, struct cl_part *arr, unsigned *cnt,
+                    const char *s, size_t n, char *err, size_t errlen)
 {
     if (*cnt >= CL_MAX_PARTS)
         return ERR("more than %d path segments or query items", CL_MAX_PARTS);
@@ -47,8 +47,8 @@ static int add_part(struct cl_target *t, size_t *used, struct cl_part *arr, unsi
     return 0;
 }
 
-static int split_local(struct cl_target *t, const char *path, size_t plen, const char *query, char *err,
-                       size_t errlen)
+static int split_local(struct cl_target *t, const char *path, size_t plen, const char *query,
+                       char *err, size_t errlen)
 {
     size_t used = 0;
     size_t i = 0;
@@ -128,8 +128,9 @@ int cl_target_parse(const char *s, struct cl_target *t, char *err, size_t errlen
     const char *colon = memchr(rest, ':', alen);
     size_t hlen = colon ? (size_t)(colon - rest) : alen;
     if (hlen != 16)
-        return ERR("'%.*s' is not a device MAC ID (16 hex digits); gateway resources are written /PATH",
-                   (int)hlen, rest);
+        return ERR(
+            "'%.*s' is not a device MAC ID (16 hex digits); gateway resources are written /PATH",
+            (int)hlen, rest);
     for (size_t i = 0; i < 16; i++)
         if (hexval((unsigned char)rest[i]) < 0)
             return ERR("'%.*s' is not a device MAC ID (16 hex digits)", (int)hlen, rest);
@@ -158,7 +159,8 @@ int cl_target_parse(const char *s, struct cl_target *t, char *err, size_t errlen
     return 0;
 }
 
-int cl_hostport_parse(const char *s, char *host, size_t hostlen, uint16_t *port, char *err, size_t errlen)
+int cl_hostport_parse(const char *s, char *host, size_t hostlen, uint16_t *port, char *err,
+                      size_t errlen)
 {
     if (!s || !*s)
         return ERR("empty gateway address (HOST:PORT)");

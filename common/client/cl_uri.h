@@ -27,8 +27,8 @@ struct cl_part {
 
 struct cl_target {
     enum cl_target_kind kind;
-    char mac[17];                          /* device: the MAC ID as written */
-    char proxy_uri[CL_PROXY_URI_MAX + 1];  /* device: "coap://MAC[:PORT]/path?query" */
+    char mac[17];                         /* device: the MAC ID as written */
+    char proxy_uri[CL_PROXY_URI_MAX + 1]; /* device: "coap://MAC[:PORT]/path?query" */
     /* local: the options to send, decoded */
     struct cl_part seg[CL_MAX_PARTS], query[CL_MAX_PARTS];
     unsigned nseg, nquery;

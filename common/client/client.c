@@ -65,17 +65,17 @@ struct cl {
     bool state_dirty;
     char gw_host[256];
     uint16_t gw_port;
-    char token[CL_TOKEN_MAX];     /* the JWT, "" when none was given */
+    char token[CL_TOKEN_MAX]; /* the JWT, "" when none was given */
     coap_context_t *ctx;
     coap_session_t *sess;
     uint16_t mid;
     /* the exchange in progress */
     uint8_t tok[8];
-    bool waiting;                 /* a response to tok is awaited */
+    bool waiting; /* a response to tok is awaited */
     bool got;
-    bool dereg;                   /* awaiting the answer to a GET with Observe: 1 */
+    bool dereg; /* awaiting the answer to a GET with Observe: 1 */
     coap_mid_t sent_mid;
-    int nack;                     /* -1, or a coap_nack_reason_t */
+    int nack; /* -1, or a coap_nack_reason_t */
     struct cl_resp *out;
     double t0;
     /* observing: notifications for obs_tok, queued by the handler */
@@ -83,9 +83,9 @@ struct cl {
     uint8_t obs_tok[8];
     struct cl_resp obsq[OBS_QUEUE];
     unsigned obs_n;
-    uint32_t obs_last;            /* last Observe number accepted (RFC 7641 3.4) */
+    uint32_t obs_last; /* last Observe number accepted (RFC 7641 3.4) */
     double obs_last_t;
-    double obs_t0;                /* when the registration was sent */
+    double obs_t0; /* when the registration was sent */
     bool obs_any;
 };
 
@@ -139,15 +139,17 @@ static bool obs_fresh(struct cl *c, uint32_t v, double t)
     return !c->obs_any || cl_obs_newer(c->obs_last, c->obs_last_t, v, t);
 }
 
-static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *sent, const coap_pdu_t *rcvd,
-                                   const coap_mid_t mid)
+static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *sent,
+                                   const coap_pdu_t *rcvd, const coap_mid_t mid)
 {
     (void)sent;
     (void)mid;
     struct cl *c = coap_session_get_app_data(session);
     coap_bin_const_t tok = coap_pdu_get_token(rcvd);
-    bool ours = c->waiting && tok.length == sizeof(c->tok) && !memcmp(tok.s, c->tok, sizeof(c->tok));
-    bool obs = c->observing && tok.length == sizeof(c->obs_tok) && !memcmp(tok.s, c->obs_tok, sizeof(c->obs_tok));
+    bool ours =
+        c->waiting && tok.length == sizeof(c->tok) && !memcmp(tok.s, c->tok, sizeof(c->tok));
+    bool obs = c->observing && tok.length == sizeof(c->obs_tok) &&
+               !memcmp(tok.s, c->obs_tok, sizeof(c->obs_tok));
     if (ours && c->dereg) {
         /* A notification still on its way is not the answer to the
          * deregistration: that one carries no Observe option. */
@@ -188,13 +190,13 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
     /* A late answer from an earlier invocation on this port, or a
      * notification nobody here observes: RST tells the gateway (S6.4). */
     if (c->args.verbose)
-        fprintf(stderr, "   (ignored a %u.%02u for another token: RST)\n", (unsigned)CLASS(coap_pdu_get_code(rcvd)),
-                (unsigned)(coap_pdu_get_code(rcvd) & 31));
+        fprintf(stderr, "   (ignored a %u.%02u for another token: RST)\n",
+                (unsigned)CLASS(coap_pdu_get_code(rcvd)), (unsigned)(coap_pdu_get_code(rcvd) & 31));
     return COAP_RESPONSE_FAIL;
 }
 
-static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_nack_reason_t reason,
-                    const coap_mid_t id)
+static void on_nack(coap_session_t *session, const coap_pdu_t *sent,
+                    const coap_nack_reason_t reason, const coap_mid_t id)
 {
     (void)sent;
     struct cl *c = coap_session_get_app_data(session);
@@ -207,18 +209,18 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
 /* ---- sending ---- */
 
 struct cl_req {
-    uint8_t method;               /* 0 = empty (ping) */
+    uint8_t method; /* 0 = empty (ping) */
     const struct cl_target *target;
     const uint8_t *payload;
     size_t len;
-    int format;                   /* -1 = none */
-    int observe;                  /* -1 = none, 0 register, 1 deregister */
-    bool block;                   /* send Block2 */
+    int format;  /* -1 = none */
+    int observe; /* -1 = none, 0 register, 1 deregister */
+    bool block;  /* send Block2 */
     struct cl_block b2;
-    bool block1;                  /* send Block1 (b1), and Size1 (size1) on its first block */
+    bool block1; /* send Block1 (b1), and Size1 (size1) on its first block */
     struct cl_block b1;
     size_t size1;
-    const uint8_t *fixed_tok;     /* reuse this token (deregistration), else a fresh one */
+    const uint8_t *fixed_tok; /* reuse this token (deregistration), else a fresh one */
 };
 
 static void new_token(uint8_t tok[8])
@@ -244,7 +246,8 @@ static void print_target(FILE *f, const struct cl_target *t)
     for (unsigned i = 0; i < t->nseg; i++)
         fprintf(f, "/%.*s", (int)t->seg[i].len, (const char *)t->buf + t->seg[i].off);
     for (unsigned i = 0; i < t->nquery; i++)
-        fprintf(f, "%c%.*s", i ? '&' : '?', (int)t->query[i].len, (const char *)t->buf + t->query[i].off);
+        fprintf(f, "%c%.*s", i ? '&' : '?', (int)t->query[i].len,
+                (const char *)t->buf + t->query[i].off);
 }
 
 /* Sends one request and waits for its answer (into out), a NACK, the
@@ -253,7 +256,8 @@ static int exchange(struct cl *c, const struct cl_req *rq, struct cl_resp *out)
 {
     uint16_t mid = c->mid++;
     c->state_dirty = true;
-    coap_pdu_t *pdu = coap_pdu_init(COAP_MESSAGE_CON, rq->method, mid, coap_session_max_pdu_size(c->sess));
+    coap_pdu_t *pdu =
+        coap_pdu_init(COAP_MESSAGE_CON, rq->method, mid, coap_session_max_pdu_size(c->sess));
     if (!pdu) {
         say("out of memory");
         return XR_SEND;
@@ -270,14 +274,18 @@ static int exchange(struct cl *c, const struct cl_req *rq, struct cl_resp *out)
         /* Options in increasing number (RFC 7252 3.1). */
         if (rq->observe >= 0)
             ok &= coap_add_option(pdu, COAP_OPTION_OBSERVE,
-                                  coap_encode_var_safe(buf, sizeof(buf), (unsigned)rq->observe), buf) != 0;
+                                  coap_encode_var_safe(buf, sizeof(buf), (unsigned)rq->observe),
+                                  buf) != 0;
         for (unsigned i = 0; t->kind == CL_TARGET_LOCAL && i < t->nseg; i++)
-            ok &= coap_add_option(pdu, COAP_OPTION_URI_PATH, t->seg[i].len, t->buf + t->seg[i].off) != 0;
+            ok &= coap_add_option(pdu, COAP_OPTION_URI_PATH, t->seg[i].len,
+                                  t->buf + t->seg[i].off) != 0;
         if (rq->format >= 0)
             ok &= coap_add_option(pdu, COAP_OPTION_CONTENT_FORMAT,
-                                  coap_encode_var_safe(buf, sizeof(buf), (unsigned)rq->format), buf) != 0;
+                                  coap_encode_var_safe(buf, sizeof(buf), (unsigned)rq->format),
+                                  buf) != 0;
         for (unsigned i = 0; t->kind == CL_TARGET_LOCAL && i < t->nquery; i++)
-            ok &= coap_add_option(pdu, COAP_OPTION_URI_QUERY, t->query[i].len, t->buf + t->query[i].off) != 0;
+            ok &= coap_add_option(pdu, COAP_OPTION_URI_QUERY, t->query[i].len,
+                                  t->buf + t->query[i].off) != 0;
         if (rq->block) {
             uint8_t bb[3];
             size_t bl = cl_block_encode(&rq->b2, bb);
@@ -293,27 +301,31 @@ static int exchange(struct cl *c, const struct cl_req *rq, struct cl_resp *out)
                                   (const uint8_t *)t->proxy_uri) != 0;
         if (rq->block1 && rq->b1.num == 0)
             ok &= coap_add_option(pdu, COAP_OPTION_SIZE1,
-                                  coap_encode_var_safe(buf, sizeof(buf), (unsigned)rq->size1), buf) != 0;
+                                  coap_encode_var_safe(buf, sizeof(buf), (unsigned)rq->size1),
+                                  buf) != 0;
         if (rq->len)
             ok &= coap_add_data(pdu, rq->len, rq->payload);
     }
     if (!ok) {
         coap_delete_pdu(pdu);
         say("the request does not fit in one CoAP message (%zu bytes of payload; the gateway takes %d bytes "
-            "in all)", rq->len, GW_COAP_MAX_MSG);
+            "in all)",
+            rq->len, GW_COAP_MAX_MSG);
         return XR_SEND;
     }
     if (c->args.verbose) {
         fprintf(stderr, "-> %s ", method_name(rq->method));
         if (rq->method)
             print_target(stderr, rq->target);
-        fprintf(stderr, " via %s from port %u (mid 0x%04x", c->conf.gateway, (unsigned)c->conf.local_port, mid);
+        fprintf(stderr, " via %s from port %u (mid 0x%04x", c->conf.gateway,
+                (unsigned)c->conf.local_port, mid);
         if (rq->observe >= 0)
             fprintf(stderr, ", Observe %d", rq->observe);
         if (rq->block)
             fprintf(stderr, ", Block2 %u/%u", rq->b2.num, 16u << rq->b2.szx);
         if (rq->block1)
-            fprintf(stderr, ", Block1 %u/%s/%u", rq->b1.num, rq->b1.more ? "M" : "-", 16u << rq->b1.szx);
+            fprintf(stderr, ", Block1 %u/%s/%u", rq->b1.num, rq->b1.more ? "M" : "-",
+                    16u << rq->b1.szx);
         fprintf(stderr, ", %zu bytes)\n", rq->len);
     }
     if (rq->observe == 0) {
@@ -341,7 +353,9 @@ static int exchange(struct cl *c, const struct cl_req *rq, struct cl_resp *out)
             break;
         }
         if (c->nack >= 0) {
-            rc = c->nack == COAP_NACK_RST ? XR_RST : c->nack == COAP_NACK_TOO_MANY_RETRIES ? XR_TIMEOUT : XR_UNREACH;
+            rc = c->nack == COAP_NACK_RST                ? XR_RST
+                 : c->nack == COAP_NACK_TOO_MANY_RETRIES ? XR_TIMEOUT
+                                                         : XR_UNREACH;
             break;
         }
         if (cl_interrupted) {
@@ -473,7 +487,8 @@ static int fetch(struct cl *c, const struct cl_req *rq0, struct cl_resp *out)
     if (c->conf.block_size && rq.method == COAP_REQUEST_CODE_GET && !rq.block) {
         /* Block2 NUM 0 in a request is a size preference (RFC 7959 2.4, S4.7). */
         rq.block = true;
-        rq.b2 = (struct cl_block){ 0, false, (uint8_t)(__builtin_ctz((unsigned)c->conf.block_size) - 4) };
+        rq.b2 = (struct cl_block){ 0, false,
+                                   (uint8_t)(__builtin_ctz((unsigned)c->conf.block_size) - 4) };
     }
     int x = exchange(c, &rq, out);
     if (x == XR_OK && c->args.verbose > 0 && cl_resp_opt(out, COAP_OPTION_BLOCK2))
@@ -489,7 +504,8 @@ static int report_x(struct cl *c, int x)
 {
     switch (x) {
     case XR_TIMEOUT:
-        say("no answer from %s within %.1f s", c->conf.gateway, (double)c->conf.timeout_ms / 1000.0);
+        say("no answer from %s within %.1f s", c->conf.gateway,
+            (double)c->conf.timeout_ms / 1000.0);
         return CL_EXIT_TIMEOUT;
     case XR_UNREACH:
         say("gateway %s is unreachable (nothing listens on that port?)", c->conf.gateway);
@@ -533,14 +549,15 @@ static int print_resp(struct cl *c, const struct cl_resp *r, bool line)
         /* Exactly the payload into a pipe or file; a terminal also gets a
          * line end, so that the prompt does not follow the value. */
         bool nl = line || (r->len && r->body[r->len - 1] != '\n' && isatty(STDOUT_FILENO));
-        if ((r->len && fwrite(r->body, 1, r->len, stdout) != r->len) || (nl && fputc('\n', stdout) == EOF) ||
-            fflush(stdout) != 0)
+        if ((r->len && fwrite(r->body, 1, r->len, stdout) != r->len) ||
+            (nl && fputc('\n', stdout) == EOF) || fflush(stdout) != 0)
             say("writing the output failed");
     }
     if (!ok) {
         bool text = r->len && cl_utf8_text(r->body, r->len);
-        fprintf(stderr, "coapgw client: %u.%02u %s%s%.*s\n", (unsigned)CLASS(r->code), (unsigned)(r->code & 31),
-                cl_code_name(r->code), text ? ": " : "", text ? (int)r->len : 0, text ? (const char *)r->body : "");
+        fprintf(stderr, "coapgw client: %u.%02u %s%s%.*s\n", (unsigned)CLASS(r->code),
+                (unsigned)(r->code & 31), cl_code_name(r->code), text ? ": " : "",
+                text ? (int)r->len : 0, text ? (const char *)r->body : "");
         return CL_EXIT_COAP;
     }
     return CL_EXIT_OK;
@@ -553,7 +570,8 @@ static void save_state(struct cl *c)
     c->st.next_mid = c->mid;
     int rc = cl_state_save(c->state_path, &c->st);
     if (rc)
-        say("cannot write the state file %s: %s (the session is not kept)", c->state_path, strerror(-rc));
+        say("cannot write the state file %s: %s (the session is not kept)", c->state_path,
+            strerror(-rc));
     c->state_dirty = false;
 }
 
@@ -568,19 +586,25 @@ static int open_session(struct cl *c)
 {
     if (!have_token(c)) {
         say("no session for %s from port %u, and no token to open one: give --token or --token-file "
-            "(coapgw token --account NAME)", c->conf.gateway, (unsigned)c->conf.local_port);
+            "(coapgw token --account NAME)",
+            c->conf.gateway, (unsigned)c->conf.local_port);
         return CL_EXIT_USAGE;
     }
     char uri[64];
-    snprintf(uri, sizeof(uri), "/sessions?security=%s%s", c->conf.security, c->conf.sticky ? "&sticky=true" : "");
+    snprintf(uri, sizeof(uri), "/sessions?security=%s%s", c->conf.security,
+             c->conf.sticky ? "&sticky=true" : "");
     struct cl_target t;
     char err[256];
     if (cl_target_parse(uri, &t, err, sizeof(err)) != 0) {
         say("%s", err);
         return CL_EXIT_USAGE;
     }
-    struct cl_req rq = { .method = COAP_REQUEST_CODE_POST, .target = &t, .payload = (const uint8_t *)c->token,
-                         .len = strlen(c->token), .format = -1, .observe = -1 };
+    struct cl_req rq = { .method = COAP_REQUEST_CODE_POST,
+                         .target = &t,
+                         .payload = (const uint8_t *)c->token,
+                         .len = strlen(c->token),
+                         .format = -1,
+                         .observe = -1 };
     struct cl_resp r = { 0 };
     int x = fetch(c, &rq, &r); /* a long token goes in Block1 blocks */
     if (x != XR_OK) {
@@ -591,8 +615,9 @@ static int open_session(struct cl *c)
         cl_resp_verbose(stderr, &r);
     if (r.code != CODE(2, 1)) {
         bool text = r.len && cl_utf8_text(r.body, r.len);
-        say("opening a session failed: %u.%02u %s%s%.*s", (unsigned)CLASS(r.code), (unsigned)(r.code & 31),
-            cl_code_name(r.code), text ? ": " : "", text ? (int)r.len : 0, text ? (const char *)r.body : "");
+        say("opening a session failed: %u.%02u %s%s%.*s", (unsigned)CLASS(r.code),
+            (unsigned)(r.code & 31), cl_code_name(r.code), text ? ": " : "", text ? (int)r.len : 0,
+            text ? (const char *)r.body : "");
         cl_resp_clear(&r);
         return CL_EXIT_COAP;
     }
@@ -601,7 +626,8 @@ static int open_session(struct cl *c)
     unsigned nloc = 0;
     for (unsigned i = 0; i < r.nopt && nloc < 4; i++)
         if (r.opt[i].num == COAP_OPTION_LOCATION_PATH) {
-            snprintf(segs[nloc], sizeof(segs[nloc]), "%.*s", (int)r.opt[i].len, (const char *)r.optbuf + r.opt[i].off);
+            snprintf(segs[nloc], sizeof(segs[nloc]), "%.*s", (int)r.opt[i].len,
+                     (const char *)r.optbuf + r.opt[i].off);
             loc[nloc] = segs[nloc];
             nloc++;
         }
@@ -620,7 +646,8 @@ static int open_session(struct cl *c)
 /* A request on the session: opens one first when none is live and the
  * target needs it, and on 4.01 re-opens once and retries once (S10.5).
  * Returns XR_* (and an exit status in *exit_code when it is not XR_OK). */
-static int request(struct cl *c, const struct cl_req *rq, bool needs_session, struct cl_resp *out, int *exit_code)
+static int request(struct cl *c, const struct cl_req *rq, bool needs_session, struct cl_resp *out,
+                   int *exit_code)
 {
     *exit_code = CL_EXIT_OK;
     if (needs_session && !cl_state_live(&c->st, wall_s())) {
@@ -665,19 +692,21 @@ static void print_state(struct cl *c, bool live)
         return;
     }
     const struct cl_state *s = &c->st;
-    printf("session     %s\naccount     %s\nsecurity    %s\nsticky      %s\n", s->id, s->account, s->security,
-           s->sticky ? "true" : "false");
+    printf("session     %s\naccount     %s\nsecurity    %s\nsticky      %s\n", s->id, s->account,
+           s->security, s->sticky ? "true" : "false");
     if (s->expires)
-        printf("expires     %lld (in %lld s)\n", (long long)s->expires, (long long)(s->expires - wall_s()));
-    printf("gateway     %s\nlocal_port  %u\nstate_file  %s\n", s->gateway, (unsigned)s->local_port, c->state_path);
+        printf("expires     %lld (in %lld s)\n", (long long)s->expires,
+               (long long)(s->expires - wall_s()));
+    printf("gateway     %s\nlocal_port  %u\nstate_file  %s\n", s->gateway, (unsigned)s->local_port,
+           c->state_path);
     fflush(stdout);
 }
 
 static int cmd_session_show(struct cl *c)
 {
     if (!c->st.id[0]) {
-        say("no session recorded for %s from port %u (%s)", c->conf.gateway, (unsigned)c->conf.local_port,
-            c->state_path);
+        say("no session recorded for %s from port %u (%s)", c->conf.gateway,
+            (unsigned)c->conf.local_port, c->state_path);
         return CL_EXIT_COAP;
     }
     bool live = cl_state_live(&c->st, wall_s());
@@ -694,7 +723,9 @@ static int cmd_session_open(struct cl *c)
         struct cl_target t;
         char err[256];
         if (cl_target_parse(uri, &t, err, sizeof(err)) == 0) {
-            struct cl_req rq = { .method = COAP_REQUEST_CODE_GET, .target = &t, .format = -1, .observe = -1 };
+            struct cl_req rq = {
+                .method = COAP_REQUEST_CODE_GET, .target = &t, .format = -1, .observe = -1
+            };
             struct cl_resp r = { 0 };
             int x = exchange(c, &rq, &r);
             if (c->args.verbose && x == XR_OK)
@@ -729,7 +760,9 @@ static int cmd_session_close(struct cl *c)
         say("%s", err);
         return CL_EXIT_USAGE;
     }
-    struct cl_req rq = { .method = COAP_REQUEST_CODE_DELETE, .target = &t, .format = -1, .observe = -1 };
+    struct cl_req rq = {
+        .method = COAP_REQUEST_CODE_DELETE, .target = &t, .format = -1, .observe = -1
+    };
     struct cl_resp r = { 0 };
     int x = exchange(c, &rq, &r);
     if (x != XR_OK) {
@@ -762,7 +795,8 @@ static int cmd_ping(struct cl *c)
             if (o) {
                 json_object_set_new(o, "gateway", json_string(c->conf.gateway));
                 json_object_set_new(o, "answer", json_string("RST"));
-                json_object_set_new(o, "elapsed_ms", json_real((double)(int64_t)(ms * 1000) / 1000.0));
+                json_object_set_new(o, "elapsed_ms",
+                                    json_real((double)(int64_t)(ms * 1000) / 1000.0));
             }
             if (print_json(o) != 0)
                 say("writing the output failed");
@@ -826,8 +860,9 @@ static int deregister(struct cl *c, const struct cl_target *t, const uint8_t tok
 {
     cl_interrupted = 0;
     c->observing = false;
-    struct cl_req drq = { .method = COAP_REQUEST_CODE_GET, .target = t, .format = -1, .observe = 1,
-                          .fixed_tok = tok };
+    struct cl_req drq = {
+        .method = COAP_REQUEST_CODE_GET, .target = t, .format = -1, .observe = 1, .fixed_tok = tok
+    };
     struct cl_resp d = { 0 };
     c->dereg = true;
     int x = exchange(c, &drq, &d);
@@ -879,7 +914,8 @@ static int cmd_observe(struct cl *c, const struct cl_target *t)
     cl_resp_clear(&r);
     if (!registered) {
         if (e == CL_EXIT_OK && c->args.verbose)
-            fprintf(stderr, "   the answer carries no Observe option: the resource is not observable\n");
+            fprintf(stderr,
+                    "   the answer carries no Observe option: the resource is not observable\n");
         return e;
     }
     int64_t printed = 1;
@@ -898,7 +934,9 @@ static int cmd_observe(struct cl *c, const struct cl_target *t)
             memset(&c->obsq[OBS_QUEUE - 1], 0, sizeof(c->obsq[0]));
             c->obs_n--;
             /* A notification cut into blocks: the rest with plain GETs. */
-            struct cl_req brq = { .method = COAP_REQUEST_CODE_GET, .target = t, .format = -1, .observe = -1 };
+            struct cl_req brq = {
+                .method = COAP_REQUEST_CODE_GET, .target = t, .format = -1, .observe = -1
+            };
             int bx = follow_blocks(c, &brq, &n);
             if (bx != XR_OK) {
                 cl_resp_clear(&n);
@@ -926,10 +964,14 @@ static int cmd_observe(struct cl *c, const struct cl_target *t)
 static int cmd_request(struct cl *c, const struct cl_target *t)
 {
     static const uint8_t methods[] = {
-        [CL_CMD_GET] = COAP_REQUEST_CODE_GET, [CL_CMD_DELETE] = COAP_REQUEST_CODE_DELETE,
-        [CL_CMD_PUT] = COAP_REQUEST_CODE_PUT, [CL_CMD_POST] = COAP_REQUEST_CODE_POST,
+        [CL_CMD_GET] = COAP_REQUEST_CODE_GET,
+        [CL_CMD_DELETE] = COAP_REQUEST_CODE_DELETE,
+        [CL_CMD_PUT] = COAP_REQUEST_CODE_PUT,
+        [CL_CMD_POST] = COAP_REQUEST_CODE_POST,
     };
-    struct cl_req rq = { .method = methods[c->args.cmd], .target = t, .format = c->args.format, .observe = -1 };
+    struct cl_req rq = {
+        .method = methods[c->args.cmd], .target = t, .format = c->args.format, .observe = -1
+    };
     uint8_t *data = NULL;
     size_t len = 0;
     if (c->args.data && strcmp(c->args.data, "-")) {
@@ -1000,7 +1042,8 @@ static int load_config(struct cl *c)
         if (fd >= 0)
             close(fd);
         if (rc) {
-            say("configuration file %s: %s", file, rc == GW_ETOOBIG ? "larger than 1 MiB" : strerror(-rc));
+            say("configuration file %s: %s", file,
+                rc == GW_ETOOBIG ? "larger than 1 MiB" : strerror(-rc));
             return CL_EXIT_USAGE;
         }
         rc = cl_conf_parse(&c->conf, (const char *)text, len, file, err, sizeof(err));
@@ -1010,11 +1053,13 @@ static int load_config(struct cl *c)
             return CL_EXIT_USAGE;
         }
     }
-    if (cl_conf_env(&c->conf, env_get, err, sizeof(err)) != 0 || cl_args_apply(&c->args, &c->conf, err, sizeof(err))) {
+    if (cl_conf_env(&c->conf, env_get, err, sizeof(err)) != 0 ||
+        cl_args_apply(&c->args, &c->conf, err, sizeof(err))) {
         say("%s", err);
         return CL_EXIT_USAGE;
     }
-    if (cl_hostport_parse(c->conf.gateway, c->gw_host, sizeof(c->gw_host), &c->gw_port, err, sizeof(err)) != 0) {
+    if (cl_hostport_parse(c->conf.gateway, c->gw_host, sizeof(c->gw_host), &c->gw_port, err,
+                          sizeof(err)) != 0) {
         say("%s", err);
         return CL_EXIT_USAGE;
     }
@@ -1033,7 +1078,8 @@ static int load_token(struct cl *c)
         if (fd >= 0)
             close(fd);
         if (rc) {
-            say("token file %s: %s", c->conf.token_file, rc == GW_ETOOBIG ? "too large for a token" : strerror(-rc));
+            say("token file %s: %s", c->conf.token_file,
+                rc == GW_ETOOBIG ? "too large for a token" : strerror(-rc));
             return CL_EXIT_USAGE;
         }
         memcpy(c->token, text, len);
@@ -1130,8 +1176,8 @@ static int open_coap(struct cl *c)
      * the client socket to it before connecting to the gateway. */
     c->sess = coap_new_client_session(c->ctx, &local, &dst, COAP_PROTO_UDP);
     if (!c->sess) {
-        say("cannot use local UDP port %u for %s (in use, or not allowed)", (unsigned)c->conf.local_port,
-            c->conf.gateway);
+        say("cannot use local UDP port %u for %s (in use, or not allowed)",
+            (unsigned)c->conf.local_port, c->conf.gateway);
         return CL_EXIT_TIMEOUT;
     }
     coap_session_set_app_data(c->sess, c);
@@ -1175,8 +1221,8 @@ int cl_main(int argc, char **argv)
     struct passwd *pw = home && *home ? NULL : getpwuid(getuid());
     if (pw)
         home = pw->pw_dir;
-    int rc = cl_state_path(getenv("XDG_STATE_HOME"), home, c->conf.gateway, c->conf.local_port, c->state_path,
-                           sizeof(c->state_path));
+    int rc = cl_state_path(getenv("XDG_STATE_HOME"), home, c->conf.gateway, c->conf.local_port,
+                           c->state_path, sizeof(c->state_path));
     if (rc) {
         say("no folder for the state file: set XDG_STATE_HOME or HOME");
         e = CL_EXIT_USAGE;
@@ -1206,15 +1252,18 @@ int cl_main(int argc, char **argv)
     if (c->st.id[0] && c->token[0] && cl_jwt_sub(c->token, sub, sizeof(sub)) == 0 &&
         strcmp(sub, c->st.account)) {
         if (c->args.verbose)
-            fprintf(stderr, "   the recorded session is account %s's, the token %s's: a new one is opened\n",
-                    c->st.account, sub);
+            fprintf(
+                stderr,
+                "   the recorded session is account %s's, the token %s's: a new one is opened\n",
+                c->st.account, sub);
         c->st.id[0] = '\0';
     }
     /* A session opened with another security mode is not this one. */
     if (c->st.id[0] && c->conf.security_set && strcmp(c->st.security, c->conf.security) &&
         c->args.cmd != CL_CMD_SESSION_CLOSE) {
         if (c->args.verbose)
-            fprintf(stderr, "   the recorded session uses security=%s, not %s: a new one is opened\n",
+            fprintf(stderr,
+                    "   the recorded session uses security=%s, not %s: a new one is opened\n",
                     c->st.security, c->conf.security);
         c->st.id[0] = '\0';
     }

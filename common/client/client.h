@@ -10,10 +10,10 @@
 
 /* Exit statuses (the documented contract: scripts test them). */
 enum {
-    CL_EXIT_OK = 0,        /* a 2.xx answer (ping: the RST came back) */
-    CL_EXIT_COAP = 1,      /* a 4.xx or 5.xx answer, code and diagnostic on stderr */
-    CL_EXIT_USAGE = 2,     /* bad command line, configuration, target or token */
-    CL_EXIT_TIMEOUT = 3,   /* no answer in time, or the gateway is unreachable */
+    CL_EXIT_OK = 0,      /* a 2.xx answer (ping: the RST came back) */
+    CL_EXIT_COAP = 1,    /* a 4.xx or 5.xx answer, code and diagnostic on stderr */
+    CL_EXIT_USAGE = 2,   /* bad command line, configuration, target or token */
+    CL_EXIT_TIMEOUT = 3, /* no answer in time, or the gateway is unreachable */
 };
 
 /* Runs one client command. argv[0] is "client" or the program's name

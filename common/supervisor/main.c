@@ -72,10 +72,10 @@ static int lock_role(const char *path, char *err, size_t errlen)
 
 /* What a command checks before it uses anything on disk (SPEC S9.2). */
 enum trust_need {
-    TRUST_DATA = 1,      /* data_dir and everything in it */
-    TRUST_INPUTS = 2,    /* devices_file and jwt_key_file */
-    TRUST_KEY = 4,       /* the development secret only where it is allowed */
-    TRUST_SHM = 8,       /* an existing shared segment is ours and 0600 */
+    TRUST_DATA = 1,   /* data_dir and everything in it */
+    TRUST_INPUTS = 2, /* devices_file and jwt_key_file */
+    TRUST_KEY = 4,    /* the development secret only where it is allowed */
+    TRUST_SHM = 8,    /* an existing shared segment is ours and 0600 */
 };
 
 /* Refuses to start on anything another local user could have planted or
@@ -105,19 +105,23 @@ static void warn_dev_secret(const struct gw_config *cfg)
 {
     if (!gw_config_dev_secret(cfg))
         return;
-    gw_log_warn(GW_LOG_AUTH, "tokens are signed with a development secret (%s/dev-secret, %s): anyone who can "
-                "read it can mint tokens; set jwt_key_file for production", cfg->data_dir,
-                cfg->dev_mode ? "dev_mode = true" : "embedded simulator");
+    gw_log_warn(GW_LOG_AUTH,
+                "tokens are signed with a development secret (%s/dev-secret, %s): anyone who can "
+                "read it can mint tokens; set jwt_key_file for production",
+                cfg->data_dir, cfg->dev_mode ? "dev_mode = true" : "embedded simulator");
 }
 
 static enum fe_jwt_alg jwt_alg(const struct gw_config *cfg)
 {
-    return !strcmp(cfg->jwt_alg, "RS256") ? FE_JWT_RS256 : !strcmp(cfg->jwt_alg, "ES256") ? FE_JWT_ES256 : FE_JWT_HS256;
+    return !strcmp(cfg->jwt_alg, "RS256")   ? FE_JWT_RS256
+           : !strcmp(cfg->jwt_alg, "ES256") ? FE_JWT_ES256
+                                            : FE_JWT_HS256;
 }
 
 /* "key FILE for ALG: what (errno text)": the reason a key file is refused,
  * with the system's words when a system call failed. */
-static void key_error(char *err, size_t errlen, const char *path, const char *alg, const char *diag, int rc)
+static void key_error(char *err, size_t errlen, const char *path, const char *alg, const char *diag,
+                      int rc)
 {
     if (rc < 0 && rc > -4096 && diag)
         snprintf(err, errlen, "key %s for %s: %s: %s", path, alg, diag, strerror(-rc));
@@ -153,8 +157,11 @@ static int scope_explain(const char *list, char *err, size_t errlen)
         else if (e[hl] && e[hl] != '*')
             why = "not hexadecimal throughout";
         if (why) {
-            snprintf(err, errlen, "--devices: entry '%s' is %s; expected MAC IDs (16 hex digits) or hex prefixes "
-                     "ending in '*', comma-separated, e.g. 0200000000000001,03*", e, why);
+            snprintf(
+                err, errlen,
+                "--devices: entry '%s' is %s; expected MAC IDs (16 hex digits) or hex prefixes "
+                "ending in '*', comma-separated, e.g. 0200000000000001,03*",
+                e, why);
             return GW_EBADMSG;
         }
         if (!c)
@@ -165,13 +172,15 @@ static int scope_explain(const char *list, char *err, size_t errlen)
 
 /* Signs a token with the configured key (the development secret under
  * data_dir when jwt_key_file is empty, created if missing). */
-static int mint_token(const struct gw_config *cfg, const char *account, int64_t ttl_s, const char *devices, char **out,
-                      char *err, size_t errlen)
+static int mint_token(const struct gw_config *cfg, const char *account, int64_t ttl_s,
+                      const char *devices, char **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (!cfg->jwt_key_file[0] && strcmp(cfg->jwt_alg, "HS256")) {
-        snprintf(err, errlen, "jwt_alg %s needs jwt_key_file (a PEM key); the development secret is for HS256 only",
-                 cfg->jwt_alg);
+        snprintf(
+            err, errlen,
+            "jwt_alg %s needs jwt_key_file (a PEM key); the development secret is for HS256 only",
+            cfg->jwt_alg);
         return GW_ECONFIG;
     }
     char keypath[GW_CFG_STR + 64];
@@ -181,8 +190,12 @@ static int mint_token(const struct gw_config *cfg, const char *account, int64_t 
         return rc;
     }
     struct fe_auth_cfg acfg = {
-        .alg = jwt_alg(cfg), .key_file = keypath, .issuer = cfg->jwt_issuer, .audience = cfg->jwt_audience,
-        .leeway_s = cfg->jwt_leeway_s, .max_token_len = (size_t)cfg->jwt_max_len,
+        .alg = jwt_alg(cfg),
+        .key_file = keypath,
+        .issuer = cfg->jwt_issuer,
+        .audience = cfg->jwt_audience,
+        .leeway_s = cfg->jwt_leeway_s,
+        .max_token_len = (size_t)cfg->jwt_max_len,
     };
     struct fe_auth *a = NULL;
     const char *diag = NULL;
@@ -199,16 +212,18 @@ static int mint_token(const struct gw_config *cfg, const char *account, int64_t 
     fe_auth_free(a);
     if (rc) {
         if (rc == GW_ECONFIG)
-            snprintf(err, errlen, "jwt_alg %s with key %s: %s; only a secret (HS256) or a private key can sign, "
-                     "so mint tokens where the private key is", cfg->jwt_alg, keypath, diag ? diag : "cannot sign");
+            snprintf(err, errlen,
+                     "jwt_alg %s with key %s: %s; only a secret (HS256) or a private key can sign, "
+                     "so mint tokens where the private key is",
+                     cfg->jwt_alg, keypath, diag ? diag : "cannot sign");
         else
             snprintf(err, errlen, "%s", diag ? diag : gw_strerror(rc));
     }
     return rc;
 }
 
-static int mint_demo(const struct gw_config *cfg, const char *account, int64_t ttl_s, char **out, char *err,
-                     size_t errlen)
+static int mint_demo(const struct gw_config *cfg, const char *account, int64_t ttl_s, char **out,
+                     char *err, size_t errlen)
 {
     return mint_token(cfg, account, ttl_s, NULL, out, err, errlen);
 }
@@ -216,7 +231,7 @@ static int mint_demo(const struct gw_config *cfg, const char *account, int64_t t
 /* ---- coapgw config --check, and the same checks before `coapgw run` ---- */
 
 struct check_ctx {
-    const char *prefix;  /* "coapgw config --check" or NULL: through the log */
+    const char *prefix; /* "coapgw config --check" or NULL: through the log */
     int errors;
     int devices;
     const char *file;
@@ -262,8 +277,12 @@ static void check_key(struct check_ctx *k, const struct gw_config *cfg)
     if (!cfg->jwt_key_file[0])
         return; /* the development secret: created by the first start, checked by gw_config_check_key */
     struct fe_auth_cfg acfg = {
-        .alg = jwt_alg(cfg), .key_file = cfg->jwt_key_file, .issuer = cfg->jwt_issuer,
-        .audience = cfg->jwt_audience, .leeway_s = cfg->jwt_leeway_s, .max_token_len = (size_t)cfg->jwt_max_len,
+        .alg = jwt_alg(cfg),
+        .key_file = cfg->jwt_key_file,
+        .issuer = cfg->jwt_issuer,
+        .audience = cfg->jwt_audience,
+        .leeway_s = cfg->jwt_leeway_s,
+        .max_token_len = (size_t)cfg->jwt_max_len,
     };
     struct fe_auth *a = NULL;
     const char *diag = NULL;
@@ -327,9 +346,11 @@ static void check_data_dir(struct check_ctx *k, const struct gw_config *cfg)
     }
     /* access(2) says yes to root everywhere, /proc included: try it, and take it back. */
     char probe[GW_CFG_STR + 64];
-    snprintf(probe, sizeof(probe), "%s%s.coapgw-check-%d", parent, strcmp(parent, "/") ? "/" : "", (int)getpid());
+    snprintf(probe, sizeof(probe), "%s%s.coapgw-check-%d", parent, strcmp(parent, "/") ? "/" : "",
+             (int)getpid());
     if (mkdir(probe, 0700) != 0)
-        check_fail(k, "%s: %s cannot be created: %s: %s", w, cfg->data_dir, parent, strerror(errno));
+        check_fail(k, "%s: %s cannot be created: %s: %s", w, cfg->data_dir, parent,
+                   strerror(errno));
     else
         rmdir(probe);
 }
@@ -361,20 +382,21 @@ static int check_everything(const struct gw_config *cfg, const char *prefix, boo
         int before = k.errors;
         int n = gw_devfile_load(cfg->devices_file, check_devcount, check_devline, &k);
         if (n < 0 && n > -4096)
-            check_fail(&k, "%s: %s: %s", gw_config_where(cfg, "devices_file", w, sizeof(w)), cfg->devices_file,
-                       strerror(-n));
+            check_fail(&k, "%s: %s: %s", gw_config_where(cfg, "devices_file", w, sizeof(w)),
+                       cfg->devices_file, strerror(-n));
         else if (n < 0 && k.errors == before)
-            check_fail(&k, "%s: %s: %s", gw_config_where(cfg, "devices_file", w, sizeof(w)), cfg->devices_file,
-                       gw_strerror(n));
+            check_fail(&k, "%s: %s: %s", gw_config_where(cfg, "devices_file", w, sizeof(w)),
+                       cfg->devices_file, gw_strerror(n));
         else if (n == 0 && k.devices == 0 && k.errors == before)
-            check_fail(&k, "%s: %s holds no devices", gw_config_where(cfg, "devices_file", w, sizeof(w)),
-                       cfg->devices_file);
+            check_fail(&k, "%s: %s holds no devices",
+                       gw_config_where(cfg, "devices_file", w, sizeof(w)), cfg->devices_file);
     }
     if (data_dir)
         check_data_dir(&k, cfg);
     if (prefix && !k.errors) {
-        printf("%s: valid (instance %s, data_dir %s, ", cfg->src_path[0] ? cfg->src_path : "built-in defaults",
-               cfg->instance, cfg->data_dir);
+        printf("%s: valid (instance %s, data_dir %s, ",
+               cfg->src_path[0] ? cfg->src_path : "built-in defaults", cfg->instance,
+               cfg->data_dir);
         if (cfg->devices_file[0])
             printf("%d devices in %s, ", k.devices, cfg->devices_file);
         else if (gw_config_embedded_sim(cfg))
@@ -404,9 +426,11 @@ static int cmd_role(enum sup_cmd cmd, struct gw_config *cfg, int index)
                     : cmd == SUP_CMD_MESHIO  ? GW_PROC_MESHIO
                                              : GW_PROC_FRONTEND0 + (uint32_t)index;
     if (cmd == SUP_CMD_FRONTEND && index >= cfg->max_frontends) {
-        fprintf(stderr, "coapgw frontend: -i %d is outside 0..%lld: this configuration has max_frontends = %lld "
-                "(ring pairs in the shared segment; at most 64)\n", index, (long long)cfg->max_frontends - 1,
-                (long long)cfg->max_frontends);
+        fprintf(
+            stderr,
+            "coapgw frontend: -i %d is outside 0..%lld: this configuration has max_frontends = %lld "
+            "(ring pairs in the shared segment; at most 64)\n",
+            index, (long long)cfg->max_frontends - 1, (long long)cfg->max_frontends);
         return GW_EXIT_FATAL;
     }
     int idx;
@@ -417,7 +441,8 @@ static int cmd_role(enum sup_cmd cmd, struct gw_config *cfg, int index)
     bool sup = supervised();
     if (sup)
         die_with_supervisor();
-    unsigned need = TRUST_DATA | TRUST_INPUTS | TRUST_SHM | (cmd == SUP_CMD_FRONTEND ? TRUST_KEY : 0);
+    unsigned need =
+        TRUST_DATA | TRUST_INPUTS | TRUST_SHM | (cmd == SUP_CMD_FRONTEND ? TRUST_KEY : 0);
     int trc = trust_check(cfg, need);
     if (trc)
         return trc;
@@ -435,8 +460,10 @@ static int cmd_role(enum sup_cmd cmd, struct gw_config *cfg, int index)
             snprintf(lock, sizeof(lock), "%s/%s.lock", cfg->data_dir, name);
             int lfd = lock_role(lock, lerr, sizeof(lerr));
             if (lfd == -EBUSY) {
-                gw_log_err(GW_LOG_SYS, "%s of instance %s already runs (%s is locked); two would share its rings",
-                           name, cfg->instance, lock);
+                gw_log_err(
+                    GW_LOG_SYS,
+                    "%s of instance %s already runs (%s is locked); two would share its rings",
+                    name, cfg->instance, lock);
                 return GW_EXIT_FATAL;
             }
             if (lfd == GW_EUNSAFE) {
@@ -509,7 +536,8 @@ int main(int argc, char **argv)
 
     struct gw_config cfg;
     if (gw_config_load(&cfg, a.config, err, sizeof(err)) != 0) {
-        fprintf(stderr, "coapgw %s%s: configuration error: %s\n", argv[1], a.check ? " --check" : "", err);
+        fprintf(stderr, "coapgw %s%s: configuration error: %s\n", argv[1],
+                a.check ? " --check" : "", err);
         return GW_EXIT_FATAL;
     }
     int lvl = gw_log_level_parse(cfg.log_level);
@@ -557,9 +585,11 @@ int main(int argc, char **argv)
         char state[GW_CFG_STR + 16];
         snprintf(state, sizeof(state), "%s/state", cfg.data_dir);
         if (access(state, F_OK) != 0) {
-            fprintf(stderr, "coapgw devices list: no device registry in %s (%s: %s); has a gateway run with "
-                    "this configuration? `coapgw devices import FILE` creates one\n", cfg.data_dir, state,
-                    strerror(errno));
+            fprintf(
+                stderr,
+                "coapgw devices list: no device registry in %s (%s: %s); has a gateway run with "
+                "this configuration? `coapgw devices import FILE` creates one\n",
+                cfg.data_dir, state, strerror(errno));
             return 1;
         }
         int trc = trust_check(&cfg, TRUST_DATA);
@@ -568,7 +598,8 @@ int main(int argc, char **argv)
     case SUP_CMD_CONFIG:
         if (a.check)
             return check_everything(&cfg, "coapgw config --check", true) ? GW_EXIT_FATAL
-                   : fflush(stdout) == 0 ? 0 : 1;
+                   : fflush(stdout) == 0                                 ? 0
+                                                                         : 1;
         gw_config_dump(&cfg, STDOUT_FILENO);
         return 0;
     case SUP_CMD_LOGLEVEL:

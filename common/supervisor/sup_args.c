@@ -101,21 +101,34 @@ static const char usage_version[] =
 const char *sup_usage(enum sup_cmd cmd)
 {
     switch (cmd) {
-    case SUP_CMD_RUN: return usage_run;
-    case SUP_CMD_FRONTEND: return usage_frontend;
-    case SUP_CMD_SCHEDULER: return usage_scheduler;
-    case SUP_CMD_MESHIO: return usage_meshio;
-    case SUP_CMD_STATUS: return usage_status;
-    case SUP_CMD_METRICS: return usage_metrics;
-    case SUP_CMD_TOKEN: return usage_token;
+    case SUP_CMD_RUN:
+        return usage_run;
+    case SUP_CMD_FRONTEND:
+        return usage_frontend;
+    case SUP_CMD_SCHEDULER:
+        return usage_scheduler;
+    case SUP_CMD_MESHIO:
+        return usage_meshio;
+    case SUP_CMD_STATUS:
+        return usage_status;
+    case SUP_CMD_METRICS:
+        return usage_metrics;
+    case SUP_CMD_TOKEN:
+        return usage_token;
     case SUP_CMD_DEVICES_IMPORT:
-    case SUP_CMD_DEVICES_LIST: return usage_devices;
-    case SUP_CMD_CONFIG: return usage_config;
-    case SUP_CMD_LOGLEVEL: return usage_loglevel;
-    case SUP_CMD_CLEANUP: return usage_cleanup;
-    case SUP_CMD_VERSION: return usage_version;
+    case SUP_CMD_DEVICES_LIST:
+        return usage_devices;
+    case SUP_CMD_CONFIG:
+        return usage_config;
+    case SUP_CMD_LOGLEVEL:
+        return usage_loglevel;
+    case SUP_CMD_CLEANUP:
+        return usage_cleanup;
+    case SUP_CMD_VERSION:
+        return usage_version;
     case SUP_CMD_MESHSIM:
-    case SUP_CMD_USAGE: break;
+    case SUP_CMD_USAGE:
+        break;
     }
     return usage_all;
 }
@@ -124,11 +137,20 @@ static const struct {
     const char *name;
     enum sup_cmd cmd;
 } commands[] = {
-    { "run", SUP_CMD_RUN },         { "frontend", SUP_CMD_FRONTEND }, { "scheduler", SUP_CMD_SCHEDULER },
-    { "meshio", SUP_CMD_MESHIO },   { "status", SUP_CMD_STATUS },     { "token", SUP_CMD_TOKEN },
-    { "devices", SUP_CMD_DEVICES_LIST }, { "meshsim", SUP_CMD_MESHSIM }, { "metrics", SUP_CMD_METRICS },
-    { "config", SUP_CMD_CONFIG },   { "help", SUP_CMD_USAGE },         { "version", SUP_CMD_VERSION },
-    { "loglevel", SUP_CMD_LOGLEVEL }, { "cleanup", SUP_CMD_CLEANUP },
+    { "run", SUP_CMD_RUN },
+    { "frontend", SUP_CMD_FRONTEND },
+    { "scheduler", SUP_CMD_SCHEDULER },
+    { "meshio", SUP_CMD_MESHIO },
+    { "status", SUP_CMD_STATUS },
+    { "token", SUP_CMD_TOKEN },
+    { "devices", SUP_CMD_DEVICES_LIST },
+    { "meshsim", SUP_CMD_MESHSIM },
+    { "metrics", SUP_CMD_METRICS },
+    { "config", SUP_CMD_CONFIG },
+    { "help", SUP_CMD_USAGE },
+    { "version", SUP_CMD_VERSION },
+    { "loglevel", SUP_CMD_LOGLEVEL },
+    { "cleanup", SUP_CMD_CLEANUP },
 };
 
 static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
@@ -142,11 +164,11 @@ static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
     return 0;
 }
 
-#define USAGE_ERR(...) \
-    do { \
-        if (err && errlen) \
-            snprintf(err, errlen, __VA_ARGS__); \
-        return -EINVAL; \
+#define USAGE_ERR(...)                                                                             \
+    do {                                                                                           \
+        if (err && errlen)                                                                         \
+            snprintf(err, errlen, __VA_ARGS__);                                                    \
+        return -EINVAL;                                                                            \
     } while (0)
 
 int sup_args_parse(int argc, char **argv, struct sup_args *a, char *err, size_t errlen)
@@ -206,19 +228,18 @@ int sup_args_parse(int argc, char **argv, struct sup_args *a, char *err, size_t 
     char **sargv = argv + first;
 
     static const struct option longopts[] = {
-        { "config", required_argument, NULL, 'c' }, { "index", required_argument, NULL, 'i' },
+        { "config", required_argument, NULL, 'c' },  { "index", required_argument, NULL, 'i' },
         { "account", required_argument, NULL, 'a' }, { "ttl", required_argument, NULL, 't' },
         { "devices", required_argument, NULL, 'd' }, { "help", no_argument, NULL, 'h' },
-        { "check", no_argument, NULL, 'k' }, { "skip-bad", no_argument, NULL, 'S' },
-        { "serve", no_argument, NULL, 's' },
-        { NULL, 0, NULL, 0 },
+        { "check", no_argument, NULL, 'k' },         { "skip-bad", no_argument, NULL, 'S' },
+        { "serve", no_argument, NULL, 's' },         { NULL, 0, NULL, 0 },
     };
-    const char *shortopts = a->cmd == SUP_CMD_FRONTEND ? ":c:i:h"
-                            : a->cmd == SUP_CMD_TOKEN ? ":c:a:t:d:h"
-                            : a->cmd == SUP_CMD_CONFIG ? ":c:hk"
+    const char *shortopts = a->cmd == SUP_CMD_FRONTEND         ? ":c:i:h"
+                            : a->cmd == SUP_CMD_TOKEN          ? ":c:a:t:d:h"
+                            : a->cmd == SUP_CMD_CONFIG         ? ":c:hk"
                             : a->cmd == SUP_CMD_DEVICES_IMPORT ? ":c:Sh"
-                            : a->cmd == SUP_CMD_METRICS ? ":c:sh"
-                                                       : ":c:h";
+                            : a->cmd == SUP_CMD_METRICS        ? ":c:sh"
+                                                               : ":c:h";
 
     /* glibc: optind = 0 re-initialises getopt completely (we may be called
      * again, from tests); opterr = 0 because the messages are ours. */
@@ -241,8 +262,10 @@ int sup_args_parse(int argc, char **argv, struct sup_args *a, char *err, size_t 
             /* The real bound is max_frontends, from the configuration: checked
              * when it has been read (main.c), so the message names it. */
             if (parse_i64(optarg, 0, INT_MAX, &v))
-                USAGE_ERR("%s: -i wants a frontend index, a whole number from 0 to max_frontends - 1, "
-                          "not '%s'", name, optarg);
+                USAGE_ERR(
+                    "%s: -i wants a frontend index, a whole number from 0 to max_frontends - 1, "
+                    "not '%s'",
+                    name, optarg);
             a->index = (int)v;
             break;
         case 'k':
@@ -253,8 +276,8 @@ int sup_args_parse(int argc, char **argv, struct sup_args *a, char *err, size_t 
             break;
         case 't':
             if (parse_i64(optarg, 1, SUP_TOKEN_TTL_MAX, &v))
-                USAGE_ERR("%s: --ttl wants seconds, 1..%lld, not '%s'", name, (long long)SUP_TOKEN_TTL_MAX,
-                          optarg);
+                USAGE_ERR("%s: --ttl wants seconds, 1..%lld, not '%s'", name,
+                          (long long)SUP_TOKEN_TTL_MAX, optarg);
             a->ttl_s = v;
             break;
         case 'd':

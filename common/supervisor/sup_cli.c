@@ -65,8 +65,9 @@ int sup_cmd_status(const struct gw_config *cfg)
     printf("coapgw instance %s (data_dir %s)\n%s", cfg->instance, cfg->data_dir, table);
     free(table);
     if (!sup_up)
-        printf("%s\n", ever ? "the supervisor is not running: processes above are not restarted"
-                            : "no supervisor has run for this instance (roles started on their own?)");
+        printf("%s\n",
+               ever ? "the supervisor is not running: processes above are not restarted"
+                    : "no supervisor has run for this instance (roles started on their own?)");
     fflush(stdout);
     return sup_up ? 0 : 1;
 }
@@ -136,7 +137,8 @@ static struct sup_view *serve_snapshot(const struct gw_config *cfg, char *why, s
 
 /* /readyz: the scheduler (started up), meshio and every configured frontend
  * run, and the client port answers a CoAP ping. */
-static bool serve_ready(const struct gw_config *cfg, const struct sup_view *v, char *why, size_t len)
+static bool serve_ready(const struct gw_config *cfg, const struct sup_view *v, char *why,
+                        size_t len)
 {
     uint32_t want = 0;
     for (uint32_t i = 0; i < v->nprocs; i++) {
@@ -159,20 +161,23 @@ static bool serve_ready(const struct gw_config *cfg, const struct sup_view *v, c
     }
     int rc = sup_probe_coap(cfg->listen, SUP_READY_PROBE_MS);
     if (rc) {
-        snprintf(why, len, "client port %s does not answer a CoAP ping: %s", cfg->listen, gw_strerror(rc));
+        snprintf(why, len, "client port %s does not answer a CoAP ping: %s", cfg->listen,
+                 gw_strerror(rc));
         return false;
     }
     return true;
 }
 
-static char *serve_handler(void *ctx, const char *path, int *status, const char **ctype, size_t *len)
+static char *serve_handler(void *ctx, const char *path, int *status, const char **ctype,
+                           size_t *len)
 {
     struct serve_ctx *sc = ctx;
     if (!strcmp(path, "/healthz"))
-        return serve_text("ok\n", 200, status, len);  /* this process answers */
+        return serve_text("ok\n", 200, status, len); /* this process answers */
     bool metrics = !strcmp(path, "/metrics");
     if (!metrics && strcmp(path, "/readyz"))
-        return serve_text("not found: this endpoint serves /metrics, /healthz and /readyz\n", 404, status, len);
+        return serve_text("not found: this endpoint serves /metrics, /healthz and /readyz\n", 404,
+                          status, len);
     char why[400], text[440];
     struct sup_view *v = serve_snapshot(sc->cfg, why, sizeof(why));
     if (v && metrics) {
@@ -203,7 +208,9 @@ static void serve_on_signal(uv_signal_t *h, int signum)
 int sup_cmd_metrics_serve(const struct gw_config *cfg)
 {
     if (!cfg->metrics_listen[0]) {
-        fprintf(stderr, "coapgw metrics --serve: metrics_listen is empty; set it (ADDRESS:PORT) to serve on\n");
+        fprintf(
+            stderr,
+            "coapgw metrics --serve: metrics_listen is empty; set it (ADDRESS:PORT) to serve on\n");
         return GW_EXIT_FATAL;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -212,7 +219,8 @@ int sup_cmd_metrics_serve(const struct gw_config *cfg)
     if (uv_loop_init(&loop) != 0)
         return 1;
     char err[512];
-    int rc = sup_http_start(&loop, cfg->metrics_listen, serve_handler, &sc, &sc.http, err, sizeof(err));
+    int rc =
+        sup_http_start(&loop, cfg->metrics_listen, serve_handler, &sc, &sc.http, err, sizeof(err));
     if (rc) {
         gw_log_err(GW_LOG_SYS, "%s", err);
         uv_loop_close(&loop);
@@ -223,8 +231,8 @@ int sup_cmd_metrics_serve(const struct gw_config *cfg)
     sc.sigterm.data = sc.sigint.data = &sc;
     uv_signal_start(&sc.sigterm, serve_on_signal, SIGTERM);
     uv_signal_start(&sc.sigint, serve_on_signal, SIGINT);
-    gw_log_info(GW_LOG_SYS, "metrics of instance %s on http://%s/metrics (/healthz, /readyz)", cfg->instance,
-                cfg->metrics_listen);
+    gw_log_info(GW_LOG_SYS, "metrics of instance %s on http://%s/metrics (/healthz, /readyz)",
+                cfg->instance, cfg->metrics_listen);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     return 0;
@@ -235,10 +243,12 @@ int sup_cmd_devices_import(const struct gw_config *cfg, const char *file, bool s
     /* S7.2: one source of truth. A SIGHUP (or a restarted scheduler)
      * reloads devices_file and would silently undo an import. */
     if (cfg->devices_file[0] || gw_config_embedded_sim(cfg)) {
-        fprintf(stderr, "coapgw devices import: %s is the device registry's source here; edit it and send "
-                "SIGHUP to the gateway (systemctl reload coapgw). `devices import` is for gateways without "
-                "devices_file and with meshsim = 0. Nothing imported\n",
-                cfg->devices_file[0] ? cfg->devices_file : "the embedded simulator's devices file");
+        fprintf(
+            stderr,
+            "coapgw devices import: %s is the device registry's source here; edit it and send "
+            "SIGHUP to the gateway (systemctl reload coapgw). `devices import` is for gateways without "
+            "devices_file and with meshsim = 0. Nothing imported\n",
+            cfg->devices_file[0] ? cfg->devices_file : "the embedded simulator's devices file");
         return 1;
     }
     struct gw_store st;
@@ -252,17 +262,22 @@ int sup_cmd_devices_import(const struct gw_config *cfg, const char *file, bool s
     int n = gw_registry_load(&st, file, skip_bad, &bad);
     gw_store_close(&st);
     if (n == GW_EBADMSG && bad > 0) {
-        fprintf(stderr, "coapgw devices import: %s: %d bad line%s (listed above); nothing imported "
-                "(--skip-bad loads the good lines)\n", file, bad, bad == 1 ? "" : "s");
+        fprintf(stderr,
+                "coapgw devices import: %s: %d bad line%s (listed above); nothing imported "
+                "(--skip-bad loads the good lines)\n",
+                file, bad, bad == 1 ? "" : "s");
         return 1;
     }
     if (n == GW_EBADMSG) {
-        fprintf(stderr, "coapgw devices import: %s: no header line first (expected "
-                "mac,address,type,key[,plain_port[,secure_port]]); nothing imported\n", file);
+        fprintf(stderr,
+                "coapgw devices import: %s: no header line first (expected "
+                "mac,address,type,key[,plain_port[,secure_port]]); nothing imported\n",
+                file);
         return 1;
     }
     if (n < 0 && n > -4096) {
-        fprintf(stderr, "coapgw devices import: cannot read %s: %s; nothing imported\n", file, strerror(-n));
+        fprintf(stderr, "coapgw devices import: cannot read %s: %s; nothing imported\n", file,
+                strerror(-n));
         return 1;
     }
     if (n < 0) {
@@ -281,8 +296,8 @@ static int list_one(void *ctx, const struct gw_device *d)
     if (!inet_ntop(d->family == 6 ? AF_INET6 : AF_INET, d->addr, addr, sizeof(addr)))
         snprintf(addr, sizeof(addr), "?");
     /* owner: the node id that alone speaks to this device (S10.4). */
-    printf("%s,%s,%s,%u,%u,%u\n", mac, addr, d->type == GW_DEV_MILLI ? "milli" : "normal", d->plain_port,
-           d->secure_port, gw_nodes_owner(d->mac, (uint32_t)cfg->node_count));
+    printf("%s,%s,%s,%u,%u,%u\n", mac, addr, d->type == GW_DEV_MILLI ? "milli" : "normal",
+           d->plain_port, d->secure_port, gw_nodes_owner(d->mac, (uint32_t)cfg->node_count));
     return 0;
 }
 
@@ -291,7 +306,8 @@ int sup_cmd_devices_list(const struct gw_config *cfg)
     struct gw_store st;
     int rc = gw_store_open(&st, cfg->data_dir, (size_t)cfg->lmdb_map_mb);
     if (rc) {
-        fprintf(stderr, "coapgw devices list: opening the store in %s/state: %s\n", cfg->data_dir, gw_strerror(rc));
+        fprintf(stderr, "coapgw devices list: opening the store in %s/state: %s\n", cfg->data_dir,
+                gw_strerror(rc));
         return 1;
     }
     printf("mac,address,type,plain_port,secure_port,owner\n");
@@ -313,14 +329,16 @@ int sup_cmd_loglevel(const struct gw_config *cfg, const char *level)
     uint32_t word = atomic_load(&shm.hdr->log_level);
     int own = gw_log_level_parse(cfg->log_level);
     enum gw_log_level cur = word >= 1 && word <= GW_LOG_DEBUG + 1 ? (enum gw_log_level)(word - 1)
-                            : own < 0 ? GW_LOG_INFO : (enum gw_log_level)own;
+                            : own < 0                             ? GW_LOG_INFO
+                                                                  : (enum gw_log_level)own;
     if (!level) {
         printf("instance %s: log level %s%s\n", cfg->instance, gw_log_level_name(cur),
                word ? "" : " (log_level from the configuration)");
     } else {
         enum gw_log_level want = (enum gw_log_level)gw_log_level_parse(level);
         atomic_store(&shm.hdr->log_level, (uint32_t)want + 1);
-        printf("instance %s: log level %s (was %s)\n", cfg->instance, gw_log_level_name(want), gw_log_level_name(cur));
+        printf("instance %s: log level %s (was %s)\n", cfg->instance, gw_log_level_name(want),
+               gw_log_level_name(cur));
     }
     gw_shm_close(&shm);
     return fflush(stdout) == 0 ? 0 : 1;
@@ -385,7 +403,8 @@ int sup_cmd_cleanup(const struct gw_config *cfg)
     char path[GW_CFG_STR + 300];
     for (int i = 0; d && (e = readdir(d)) != NULL && i < 100000 && !why[0]; i++) {
         snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, e->d_name);
-        if ((ends_with(e->d_name, ".lock") || !strcmp(e->d_name, "supervisor.pid")) && lock_held(path))
+        if ((ends_with(e->d_name, ".lock") || !strcmp(e->d_name, "supervisor.pid")) &&
+            lock_held(path))
             snprintf(why, sizeof(why), "%s is locked by a running process", path);
         else if (ends_with(e->d_name, ".pid") && ours_alive(pidfile_pid(path)))
             snprintf(why, sizeof(why), "%s names pid %u, which runs", path, pidfile_pid(path));
@@ -403,11 +422,14 @@ int sup_cmd_cleanup(const struct gw_config *cfg)
             h.procs_off + (uint64_t)h.nprocs * h.proc_slot_size <= (uint64_t)st.st_size) {
             for (uint32_t p = 0; p < h.nprocs && !why[0]; p++) {
                 uint32_t pid = 0;
-                if (pread(fd, &pid, sizeof(pid), (off_t)(h.procs_off + (uint64_t)p * h.proc_slot_size)) ==
-                        (ssize_t)sizeof(pid) && ours_alive(pid)) {
+                if (pread(fd, &pid, sizeof(pid),
+                          (off_t)(h.procs_off + (uint64_t)p * h.proc_slot_size)) ==
+                        (ssize_t)sizeof(pid) &&
+                    ours_alive(pid)) {
                     char role[32];
                     sup_proc_name(p, role, sizeof(role));
-                    snprintf(why, sizeof(why), "%s (pid %u) is attached to /dev/shm%s", role, pid, name);
+                    snprintf(why, sizeof(why), "%s (pid %u) is attached to /dev/shm%s", role, pid,
+                             name);
                 }
             }
         }
@@ -415,7 +437,8 @@ int sup_cmd_cleanup(const struct gw_config *cfg)
             close(fd);
     }
     if (why[0]) {
-        fprintf(stderr, "coapgw cleanup: instance %s is running (%s); stop it first. Nothing removed.\n",
+        fprintf(stderr,
+                "coapgw cleanup: instance %s is running (%s); stop it first. Nothing removed.\n",
                 cfg->instance, why);
         return 1;
     }
@@ -428,7 +451,8 @@ int sup_cmd_cleanup(const struct gw_config *cfg)
             printf("removed /dev/shm/coapgw-%s\n", cfg->instance);
             removed++;
         } else {
-            fprintf(stderr, "coapgw cleanup: shm_unlink(/coapgw-%s): %s\n", cfg->instance, strerror(-rc));
+            fprintf(stderr, "coapgw cleanup: shm_unlink(/coapgw-%s): %s\n", cfg->instance,
+                    strerror(-rc));
             failed++;
         }
     }

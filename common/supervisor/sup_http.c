@@ -103,9 +103,10 @@ static void answer(struct sup_http_conn *c)
                          : code == 503 ? "503 Service Unavailable"
                                        : "500 Internal Server Error";
     char hdr[256];
-    int hl = snprintf(hdr, sizeof(hdr),
-                      "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n",
-                      status, ctype, body ? blen : 0, get || head ? "" : "Allow: GET, HEAD\r\n");
+    int hl = snprintf(
+        hdr, sizeof(hdr),
+        "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n",
+        status, ctype, body ? blen : 0, get || head ? "" : "Allow: GET, HEAD\r\n");
     size_t send_body = get && body ? blen : 0;
     c->resp = malloc((size_t)hl + send_body);
     if (!c->resp) {

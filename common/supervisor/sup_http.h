@@ -23,7 +23,8 @@
 /* Answers GET/HEAD of `path` (the request target, query removed): returns a
  * malloc'd body (length in *len) and sets *status (200, 404, 503 ...) and
  * *ctype, or returns NULL (answered with 500). */
-typedef char *(*sup_http_render_fn)(void *ctx, const char *path, int *status, const char **ctype, size_t *len);
+typedef char *(*sup_http_render_fn)(void *ctx, const char *path, int *status, const char **ctype,
+                                    size_t *len);
 
 struct sup_http;
 

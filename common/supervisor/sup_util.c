@@ -39,7 +39,8 @@ void sup_exit_describe(int st, char *buf, size_t len)
     if (WIFEXITED(st))
         snprintf(buf, len, "exited with status %d", WEXITSTATUS(st));
     else if (WIFSIGNALED(st))
-        snprintf(buf, len, "exited on signal %d%s", WTERMSIG(st), WCOREDUMP(st) ? " (core dumped)" : "");
+        snprintf(buf, len, "exited on signal %d%s", WTERMSIG(st),
+                 WCOREDUMP(st) ? " (core dumped)" : "");
     else
         snprintf(buf, len, "changed state (wait status 0x%x)", (unsigned)st);
 }
@@ -54,10 +55,14 @@ const char *sup_proc_role(uint32_t proc, int *index)
     if (index)
         *index = -1;
     switch (proc) {
-    case GW_PROC_SUPERVISOR: return "supervisor";
-    case GW_PROC_SCHEDULER: return "scheduler";
-    case GW_PROC_MESHIO: return "meshio";
-    case GW_PROC_MESHSIM: return "meshsim";
+    case GW_PROC_SUPERVISOR:
+        return "supervisor";
+    case GW_PROC_SCHEDULER:
+        return "scheduler";
+    case GW_PROC_MESHIO:
+        return "meshio";
+    case GW_PROC_MESHSIM:
+        return "meshsim";
     default:
         if (index)
             *index = (int)(proc - GW_PROC_FRONTEND0);
@@ -96,7 +101,8 @@ static char *argv_add(struct sup_argv *out, size_t *used, int *n, const char *s)
     return p;
 }
 
-int sup_child_argv(uint32_t proc, const char *config, const char *devices_file, struct sup_argv *out)
+int sup_child_argv(uint32_t proc, const char *config, const char *devices_file,
+                   struct sup_argv *out)
 {
     memset(out->argv, 0, sizeof(out->argv));
     size_t used = 0;
@@ -105,7 +111,8 @@ int sup_child_argv(uint32_t proc, const char *config, const char *devices_file, 
     const char *role = sup_proc_role(proc, &idx);
     bool ok = argv_add(out, &used, &n, "coapgw") && argv_add(out, &used, &n, role);
     if (proc == GW_PROC_MESHSIM) {
-        ok = ok && argv_add(out, &used, &n, "--devices") && argv_add(out, &used, &n, devices_file ? devices_file : "") &&
+        ok = ok && argv_add(out, &used, &n, "--devices") &&
+             argv_add(out, &used, &n, devices_file ? devices_file : "") &&
              argv_add(out, &used, &n, "--quiet");
         return ok ? 0 : -ENAMETOOLONG;
     }
@@ -222,7 +229,8 @@ int sup_probe_coap(const char *listen, int timeout_ms)
     uint16_t mid = (uint16_t)(getpid() ^ (uint32_t)gw_mono_ms());
     uint8_t ping[4] = { 0x40, 0, (uint8_t)(mid >> 8), (uint8_t)mid };
     int rc = -ETIMEDOUT;
-    if (connect(fd, (struct sockaddr *)&ss, sl) != 0 || send(fd, ping, sizeof(ping), 0) != (ssize_t)sizeof(ping)) {
+    if (connect(fd, (struct sockaddr *)&ss, sl) != 0 ||
+        send(fd, ping, sizeof(ping), 0) != (ssize_t)sizeof(ping)) {
         rc = -errno;
     } else {
         uint64_t deadline = gw_mono_ms() + (uint64_t)timeout_ms;

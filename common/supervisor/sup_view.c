@@ -92,8 +92,11 @@ int sup_proc_read(uint32_t pid, uint64_t *rss_bytes, double *cpu_seconds, uint32
     long long rss;
     /* Fields 3.. : state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
      * cutime cstime priority nice threads itrealvalue starttime vsize rss. */
-    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d "
-                            "%*u %*u %lld", &utime, &stime, &rss) != 3)
+    if (!p ||
+        sscanf(p + 1,
+               " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d "
+               "%*u %*u %lld",
+               &utime, &stime, &rss) != 3)
         return -EINVAL;
     long tck = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
     *cpu_seconds = (double)(utime + stime) / (double)(tck > 0 ? tck : 100);
@@ -131,7 +134,8 @@ void sup_view_snapshot(const struct gw_shm *shm, const struct gw_config *cfg, st
         pv->started_wall = atomic_load_explicit(&s->started_wall, memory_order_relaxed);
         pv->started_mono_ms = atomic_load_explicit(&s->started_mono_ms, memory_order_relaxed);
         pv->up = pv->pid != 0 && gw_pid_alive(pv->pid);
-        bool configured = p < GW_PROC_MESHSIM || (p >= GW_PROC_FRONTEND0 && p - GW_PROC_FRONTEND0 < cfg->frontends);
+        bool configured = p < GW_PROC_MESHSIM ||
+                          (p >= GW_PROC_FRONTEND0 && p - GW_PROC_FRONTEND0 < cfg->frontends);
         if (!configured && !pv->pid && !pv->started_wall)
             continue;
         pv->has_stats = p != GW_PROC_SUPERVISOR && p != GW_PROC_MESHSIM;
@@ -147,14 +151,16 @@ void sup_view_snapshot(const struct gw_shm *shm, const struct gw_config *cfg, st
                 pv->hist[h].count = atomic_load_explicit(&x->count, memory_order_relaxed);
                 uint64_t total = 0;
                 for (int b = 0; b <= GW_HIST_NBOUNDS; b++)
-                    total += pv->hist[h].bucket[b] = atomic_load_explicit(&x->bucket[b], memory_order_relaxed);
+                    total += pv->hist[h].bucket[b] =
+                        atomic_load_explicit(&x->bucket[b], memory_order_relaxed);
                 pv->hist[h].sum_us = atomic_load_explicit(&x->sum_us, memory_order_relaxed);
                 if (total > pv->hist[h].count)
                     pv->hist[h].count = total;
             }
         }
         if (pv->up)
-            pv->has_proc = sup_proc_read(pv->pid, &pv->rss_bytes, &pv->cpu_seconds, &pv->open_fds) == 0;
+            pv->has_proc =
+                sup_proc_read(pv->pid, &pv->rss_bytes, &pv->cpu_seconds, &pv->open_fds) == 0;
         v->nprocs++;
     }
     for (uint32_t i = 0; i < v->nprocs; i++) {
@@ -176,16 +182,23 @@ void sup_view_snapshot(const struct gw_shm *shm, const struct gw_config *cfg, st
         r->size = down->size;
         struct sup_bell_view *b = &v->bells[v->nbells++];
         snprintf(b->to, sizeof(b->to), "frontend-%u", fe);
-        b->writes = atomic_load_explicit(&gw_shm_bell(shm, GW_BELL_FRONTEND0 + fe)->rings, memory_order_relaxed);
+        b->writes = atomic_load_explicit(&gw_shm_bell(shm, GW_BELL_FRONTEND0 + fe)->rings,
+                                         memory_order_relaxed);
     }
     struct gw_ring *sm = gw_shm_ring(shm, gw_ring_sch_to_mesh(shm));
     struct gw_ring *ms = gw_shm_ring(shm, gw_ring_mesh_to_sch(shm));
-    v->rings[v->nrings++] = (struct sup_ring_view){ "scheduler", "meshio", gw_ring_count(sm), sm->size };
-    v->rings[v->nrings++] = (struct sup_ring_view){ "meshio", "scheduler", gw_ring_count(ms), ms->size };
-    v->bells[v->nbells++] = (struct sup_bell_view){
-        "scheduler", atomic_load_explicit(&gw_shm_bell(shm, GW_BELL_SCHEDULER)->rings, memory_order_relaxed) };
-    v->bells[v->nbells++] = (struct sup_bell_view){
-        "meshio", atomic_load_explicit(&gw_shm_bell(shm, GW_BELL_MESHIO)->rings, memory_order_relaxed) };
+    v->rings[v->nrings++] =
+        (struct sup_ring_view){ "scheduler", "meshio", gw_ring_count(sm), sm->size };
+    v->rings[v->nrings++] =
+        (struct sup_ring_view){ "meshio", "scheduler", gw_ring_count(ms), ms->size };
+    v->bells[v->nbells++] =
+        (struct sup_bell_view){ "scheduler",
+                                atomic_load_explicit(&gw_shm_bell(shm, GW_BELL_SCHEDULER)->rings,
+                                                     memory_order_relaxed) };
+    v->bells[v->nbells++] =
+        (struct sup_bell_view){ "meshio",
+                                atomic_load_explicit(&gw_shm_bell(shm, GW_BELL_MESHIO)->rings,
+                                                     memory_order_relaxed) };
 }
 
 /* ---- Prometheus ------------------------------------------------------------------ */
@@ -217,8 +230,10 @@ static void sb_escaped(struct sbuf *b, const char *s, bool label)
 
 static unsigned proc_role_bit(uint32_t proc)
 {
-    return proc == GW_PROC_SCHEDULER ? GW_SR_SCH : proc == GW_PROC_MESHIO ? GW_SR_MESH
-           : proc >= GW_PROC_FRONTEND0 ? GW_SR_FE : 0;
+    return proc == GW_PROC_SCHEDULER   ? GW_SR_SCH
+           : proc == GW_PROC_MESHIO    ? GW_SR_MESH
+           : proc >= GW_PROC_FRONTEND0 ? GW_SR_FE
+                                       : 0;
 }
 
 /* The labels of a process, without braces: role="frontend",frontend="0". The
@@ -288,7 +303,8 @@ char *sup_metrics_render(const struct sup_view *v, size_t *len)
 {
     struct sbuf b = { 0 };
     if (v->version) {
-        family(&b, "coapgw_build_info", "gauge", "Version and git commit of the running coapgw build (always 1).");
+        family(&b, "coapgw_build_info", "gauge",
+               "Version and git commit of the running coapgw build (always 1).");
         sb_printf(&b, "coapgw_build_info{version=\"");
         sb_escaped(&b, v->version, true);
         sb_printf(&b, "\",commit=\"");
@@ -309,7 +325,8 @@ char *sup_metrics_render(const struct sup_view *v, size_t *len)
         labels(&b, v->procs[i].proc);
         sb_printf(&b, " %" PRIu32 "\n", v->procs[i].restarts);
     }
-    family(&b, "coapgw_process_start_time_seconds", "gauge", "Unix time the process was last started.");
+    family(&b, "coapgw_process_start_time_seconds", "gauge",
+           "Unix time the process was last started.");
     for (uint32_t i = 0; i < v->nprocs; i++) {
         if (!v->procs[i].started_wall)
             continue;
@@ -325,7 +342,8 @@ char *sup_metrics_render(const struct sup_view *v, size_t *len)
         labels(&b, v->procs[i].proc);
         sb_printf(&b, " %" PRIu64 "\n", v->procs[i].rss_bytes);
     }
-    family(&b, "coapgw_process_cpu_seconds_total", "counter", "User and system CPU time of the process.");
+    family(&b, "coapgw_process_cpu_seconds_total", "counter",
+           "User and system CPU time of the process.");
     for (uint32_t i = 0; i < v->nprocs; i++) {
         if (!v->procs[i].has_proc)
             continue;
@@ -361,7 +379,8 @@ char *sup_metrics_render(const struct sup_view *v, size_t *len)
             if (any) {
                 family(&b, name, "gauge", help);
                 sb_printf(&b, "%s %" PRIu64 "\n", name, live);
-                family(&b, "coapgw_sessions_max", "gauge", "Bound on live sessions (max_sessions).");
+                family(&b, "coapgw_sessions_max", "gauge",
+                       "Bound on live sessions (max_sessions).");
                 sb_printf(&b, "coapgw_sessions_max %" PRId64 "\n", v->max_sessions);
             }
             continue;
@@ -387,8 +406,9 @@ char *sup_metrics_render(const struct sup_view *v, size_t *len)
         if (!p->has_stats || !(proc_role_bit(p->proc) & GW_SR_FE))
             continue;
         if (!any)
-            family(&b, "coapgw_responses_total", "counter",
-                   "Final responses to clients by CoAP code (piggybacked, separate or from the cache).");
+            family(
+                &b, "coapgw_responses_total", "counter",
+                "Final responses to clients by CoAP code (piggybacked, separate or from the cache).");
         any = true;
         for (int c = 0; c < GW_STAT_CODES; c++) {
             uint8_t code = gw_stat_code_of(c);
@@ -406,9 +426,10 @@ char *sup_metrics_render(const struct sup_view *v, size_t *len)
         if (!p->has_stats || !(proc_role_bit(p->proc) & GW_SR_FE))
             continue;
         if (!any)
-            family(&b, "coapgw_request_duration_seconds", "histogram",
-                   "Client request to final response, by how it was answered: proxied (through the mesh), "
-                   "cache (from the response cache) or local (by the gateway).");
+            family(
+                &b, "coapgw_request_duration_seconds", "histogram",
+                "Client request to final response, by how it was answered: proxied (through the mesh), "
+                "cache (from the response cache) or local (by the gateway).");
         any = true;
         for (int h = GW_HIST_PROXIED; h <= GW_HIST_LOCAL; h++) {
             char extra[32];
@@ -481,7 +502,8 @@ char *sup_status_render(const struct sup_view *v)
         else
             snprintf(pid, sizeof(pid), "-");
         uint64_t ran = p->up && p->started_mono_ms && v->now_mono_ms > p->started_mono_ms
-                           ? v->now_mono_ms - p->started_mono_ms : 0;
+                           ? v->now_mono_ms - p->started_mono_ms
+                           : 0;
         if (p->up && !ran)
             ran = 1; /* started this very millisecond: "0s", not "never" */
         sup_fmt_uptime(ran, up, sizeof(up));
@@ -493,8 +515,8 @@ char *sup_status_render(const struct sup_view *v)
 
 /* ---- first request ------------------------------------------------------------------ */
 
-int sup_first_request_text(const char *listen, const char *token, const char *mac, const char *prog, char *buf,
-                           size_t len)
+int sup_first_request_text(const char *listen, const char *token, const char *mac, const char *prog,
+                           char *buf, size_t len)
 {
     struct gw_ep ep;
     if (sup_listen_target(listen, &ep) != 0)
@@ -504,15 +526,17 @@ int sup_first_request_text(const char *listen, const char *token, const char *ma
     /* `coapgw client` keeps the session between commands from its fixed
      * local port (issue 14); --gateway only when it is not its default. */
     snprintf(cl, sizeof(cl), "%s client%s%s", prog && *prog ? prog : "coapgw",
-             strcmp(gw, "127.0.0.1:5683") ? " --gateway " : "", strcmp(gw, "127.0.0.1:5683") ? gw : "");
-    return snprintf(buf, len,
-                    "  # 1. read a simulated device (this opens a session; later commands reuse it):\n"
-                    "  %s --security none --token '%s' get coap://%s/value\n"
-                    "  # 2. write, observe, list the devices:\n"
-                    "  %s put coap://%s/echo --data hello\n"
-                    "  %s observe coap://%s/sensor --count 3\n"
-                    "  %s devices\n"
-                    "  # 3. end the session:\n"
-                    "  %s session close\n",
-                    cl, token, mac, cl, mac, cl, mac, cl, cl);
+             strcmp(gw, "127.0.0.1:5683") ? " --gateway " : "",
+             strcmp(gw, "127.0.0.1:5683") ? gw : "");
+    return snprintf(
+        buf, len,
+        "  # 1. read a simulated device (this opens a session; later commands reuse it):\n"
+        "  %s --security none --token '%s' get coap://%s/value\n"
+        "  # 2. write, observe, list the devices:\n"
+        "  %s put coap://%s/echo --data hello\n"
+        "  %s observe coap://%s/sensor --count 3\n"
+        "  %s devices\n"
+        "  # 3. end the session:\n"
+        "  %s session close\n",
+        cl, token, mac, cl, mac, cl, mac, cl, cl);
 }

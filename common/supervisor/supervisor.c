@@ -51,14 +51,14 @@ struct sup_ctx;
 
 struct sup_child {
     struct sup_ctx *sup;
-    uint32_t proc;            /* GW_PROC_* */
-    char name[24];            /* "scheduler", "frontend-0" */
+    uint32_t proc; /* GW_PROC_* */
+    char name[24]; /* "scheduler", "frontend-0" */
     char pidfile[GW_CFG_STR + 32];
-    pid_t pid;                /* 0 while not running */
+    pid_t pid; /* 0 while not running */
     uint64_t started_ms;
     uint32_t restarts;
     struct sup_backoff backoff;
-    uv_timer_t timer;         /* pending respawn */
+    uv_timer_t timer; /* pending respawn */
     int stage;
 };
 
@@ -109,7 +109,8 @@ static int kid_spawn(struct sup_child *k)
 {
     struct sup_ctx *s = k->sup;
     struct sup_argv av;
-    int rc = sup_child_argv(k->proc, s->config_abs[0] ? s->config_abs : NULL, s->cfg->devices_file, &av);
+    int rc =
+        sup_child_argv(k->proc, s->config_abs[0] ? s->config_abs : NULL, s->cfg->devices_file, &av);
     if (rc) {
         gw_log_err(GW_LOG_SYS, "%s: command line too long", k->name);
         return rc;
@@ -138,7 +139,8 @@ static int kid_spawn(struct sup_child *k)
     if (!rc)
         rc = posix_spawnattr_setpgroup(&at, 0);
     if (!rc)
-        rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+        rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                               POSIX_SPAWN_SETPGROUP);
     pid_t pid = 0;
     if (!rc)
         rc = posix_spawn(&pid, "/proc/self/exe", &fa, &at, av.argv, environ);
@@ -157,7 +159,8 @@ static int kid_spawn(struct sup_child *k)
     atomic_store(&ps->started_mono_ms, k->started_ms);
     if ((rc = sup_pidfile_write(k->pidfile, (uint32_t)pid)) != 0)
         gw_log_warn(GW_LOG_SYS, "writing %s: %s", k->pidfile, gw_strerror(rc));
-    gw_log_info(GW_LOG_SYS, "started %s (pid %d)%s", k->name, (int)pid, k->restarts ? " again" : "");
+    gw_log_info(GW_LOG_SYS, "started %s (pid %d)%s", k->name, (int)pid,
+                k->restarts ? " again" : "");
     return 0;
 }
 
@@ -194,9 +197,11 @@ static void kid_exited(struct sup_ctx *s, struct sup_child *k, int st)
         return;
     }
     if (sup_exit_is_fatal(st)) {
-        gw_log_err(GW_LOG_SYS, "%s (pid %d) %s: it reported a configuration error (see its messages above); "
-                   "fix the configuration and start the gateway again. Not restarting; stopping the gateway",
-                   k->name, (int)dead, how);
+        gw_log_err(
+            GW_LOG_SYS,
+            "%s (pid %d) %s: it reported a configuration error (see its messages above); "
+            "fix the configuration and start the gateway again. Not restarting; stopping the gateway",
+            k->name, (int)dead, how);
         sup_pidfile_remove(k->pidfile, (uint32_t)dead);
         s->exit_code = GW_EXIT_FATAL;
         sup_stop(s, "configuration error");
@@ -206,8 +211,8 @@ static void kid_exited(struct sup_ctx *s, struct sup_child *k, int st)
     k->restarts++;
     atomic_store(&ps->restarts, k->restarts);
     uint64_t d = sup_backoff_next(&k->backoff, ran);
-    gw_log_info(GW_LOG_SYS, "restarting %s in %llu ms (restart %u; it ran %llu ms)", k->name, (unsigned long long)d,
-                k->restarts, (unsigned long long)ran);
+    gw_log_info(GW_LOG_SYS, "restarting %s in %llu ms (restart %u; it ran %llu ms)", k->name,
+                (unsigned long long)d, k->restarts, (unsigned long long)ran);
     uv_timer_start(&k->timer, on_respawn, d, 0);
 }
 
@@ -294,8 +299,8 @@ static void on_stop_timeout(uv_timer_t *t)
             struct sup_child *k = &s->kids[i];
             if (k->stage != s->stop_stage || !k->pid)
                 continue;
-            gw_log_warn(GW_LOG_SYS, "%s (pid %d) did not stop within %d ms: sending SIGKILL", k->name, (int)k->pid,
-                        SUP_STOP_TIMEOUT_MS);
+            gw_log_warn(GW_LOG_SYS, "%s (pid %d) did not stop within %d ms: sending SIGKILL",
+                        k->name, (int)k->pid, SUP_STOP_TIMEOUT_MS);
             kill(k->pid, SIGKILL);
         }
         uv_timer_start(&s->stop_timer, on_stop_timeout, SUP_KILL_TIMEOUT_MS, 0);
@@ -304,8 +309,8 @@ static void on_stop_timeout(uv_timer_t *t)
     for (uint32_t i = 0; i < s->nkids; i++) {
         struct sup_child *k = &s->kids[i];
         if (k->stage == s->stop_stage && k->pid) {
-            gw_log_err(GW_LOG_SYS, "%s (pid %d) survived SIGKILL for %d ms; leaving it", k->name, (int)k->pid,
-                       SUP_KILL_TIMEOUT_MS);
+            gw_log_err(GW_LOG_SYS, "%s (pid %d) survived SIGKILL for %d ms; leaving it", k->name,
+                       (int)k->pid, SUP_KILL_TIMEOUT_MS);
             k->pid = 0;
         }
     }
@@ -347,8 +352,8 @@ static void on_sighup(uv_signal_t *h, int signum)
         gw_log_warn(GW_LOG_SYS, "SIGHUP: the scheduler is not running; nothing to reload");
         return;
     }
-    gw_log_info(GW_LOG_SYS, "SIGHUP: asking the scheduler (pid %d) to re-read the devices file %s", (int)k->pid,
-                s->cfg->devices_file[0] ? s->cfg->devices_file : "(none)");
+    gw_log_info(GW_LOG_SYS, "SIGHUP: asking the scheduler (pid %d) to re-read the devices file %s",
+                (int)k->pid, s->cfg->devices_file[0] ? s->cfg->devices_file : "(none)");
     if (kill(k->pid, SIGHUP) != 0)
         gw_log_warn(GW_LOG_SYS, "kill(%d, SIGHUP): %s", (int)k->pid, strerror(errno));
 }
@@ -362,8 +367,8 @@ static void on_sigusr2(uv_signal_t *h, int signum)
     enum gw_log_level next = cur >= GW_LOG_DEBUG ? GW_LOG_ERR : (enum gw_log_level)(cur + 1);
     atomic_store(&s->shm.hdr->log_level, (uint32_t)next + 1);
     gw_log_write_always(GW_LOG_INFO, GW_LOG_SYS,
-                 "SIGUSR2: log level of instance %s now %s (was %s)", s->cfg->instance, gw_log_level_name(next),
-                 gw_log_level_name(cur));
+                        "SIGUSR2: log level of instance %s now %s (was %s)", s->cfg->instance,
+                        gw_log_level_name(next), gw_log_level_name(cur));
 }
 
 /* ---- metrics --------------------------------------------------------------------- */
@@ -397,7 +402,8 @@ static bool ready(struct sup_ctx *s, char *why, size_t len)
     }
     int rc = sup_probe_coap(s->cfg->listen, SUP_READY_PROBE_MS);
     if (rc) {
-        snprintf(why, len, "client port %s does not answer a CoAP ping: %s", s->cfg->listen, gw_strerror(rc));
+        snprintf(why, len, "client port %s does not answer a CoAP ping: %s", s->cfg->listen,
+                 gw_strerror(rc));
         return false;
     }
     return true;
@@ -473,8 +479,8 @@ static pid_t segment_owner(const struct gw_config *cfg)
     struct gw_shm_hdr h;
     struct stat st;
     uint32_t pid = 0;
-    bool ok = fstat(fd, &st) == 0 && pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) && h.magic == GW_SHM_MAGIC &&
-              h.procs_off + sizeof(uint32_t) <= (uint64_t)st.st_size;
+    bool ok = fstat(fd, &st) == 0 && pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
+              h.magic == GW_SHM_MAGIC && h.procs_off + sizeof(uint32_t) <= (uint64_t)st.st_size;
     /* pid is the first member of the supervisor's slot, the first slot. */
     if (!ok || pread(fd, &pid, sizeof(pid), (off_t)h.procs_off) != (ssize_t)sizeof(pid))
         pid = 0;
@@ -504,7 +510,8 @@ static int lock_pidfile(struct sup_ctx *s)
         buf[n > 0 ? n : 0] = '\0';
         buf[strcspn(buf, "\n")] = '\0';
         if (e == EWOULDBLOCK)
-            gw_log_err(GW_LOG_SYS, "coapgw instance %s already runs from %s (supervisor pid %s); stop it first",
+            gw_log_err(GW_LOG_SYS,
+                       "coapgw instance %s already runs from %s (supervisor pid %s); stop it first",
                        s->cfg->instance, s->cfg->data_dir, buf[0] ? buf : "?");
         else
             gw_log_err(GW_LOG_SYS, "flock(%s): %s", s->pidfile, strerror(e));
@@ -529,7 +536,8 @@ static int sim_match_cb(void *ctx, const struct gw_device *d)
 {
     struct sim_match *m = ctx;
     if (m->n++ == 0)
-        m->first_ok = d->family == m->base.family && !memcmp(d->addr, m->base.addr, sizeof(d->addr));
+        m->first_ok =
+            d->family == m->base.family && !memcmp(d->addr, m->base.addr, sizeof(d->addr));
     return 0;
 }
 
@@ -562,8 +570,10 @@ static int prepare_devices(struct sup_ctx *s)
         setenv("COAPGW_MESHSIM", "1", 1);
     }
     if (!have_file && cfg->meshsim == 0) {
-        gw_log_warn(GW_LOG_SYS, "no devices_file and meshsim = 0: the device registry stays as it is in %s/state",
-                    cfg->data_dir);
+        gw_log_warn(
+            GW_LOG_SYS,
+            "no devices_file and meshsim = 0: the device registry stays as it is in %s/state",
+            cfg->data_dir);
         return 0;
     }
     if (have_file)
@@ -581,13 +591,15 @@ static int prepare_devices(struct sup_ctx *s)
         if (why)
             gw_log_info(GW_LOG_SYS, "%s: %s; generating it again", path, why);
         char err[256] = "";
-        int rc = gw_devfile_generate(path, (int)cfg->meshsim_devices, cfg->meshsim_base, err, sizeof(err));
+        int rc = gw_devfile_generate(path, (int)cfg->meshsim_devices, cfg->meshsim_base, err,
+                                     sizeof(err));
         if (rc) {
-            gw_log_err(GW_LOG_SYS, "generating simulated devices in %s: %s", path, err[0] ? err : gw_strerror(rc));
+            gw_log_err(GW_LOG_SYS, "generating simulated devices in %s: %s", path,
+                       err[0] ? err : gw_strerror(rc));
             return rc;
         }
-        gw_log_info(GW_LOG_SYS, "generated %lld simulated devices from %s in %s", (long long)cfg->meshsim_devices,
-                    cfg->meshsim_base, path);
+        gw_log_info(GW_LOG_SYS, "generated %lld simulated devices from %s in %s",
+                    (long long)cfg->meshsim_devices, cfg->meshsim_base, path);
     } else {
         gw_log_info(GW_LOG_SYS, "simulated devices from %s (delete it to generate new ones)", path);
     }
@@ -607,8 +619,8 @@ static void print_banner(struct sup_ctx *s, const char *token)
 {
     struct gw_config *cfg = s->cfg;
     const char *cflag = s->config_abs[0] ? s->config_abs : NULL;
-    printf("coapgw instance %s is running: supervisor pid %d, data in %s\n", cfg->instance, (int)getpid(),
-           cfg->data_dir);
+    printf("coapgw instance %s is running: supervisor pid %d, data in %s\n", cfg->instance,
+           (int)getpid(), cfg->data_dir);
     for (uint32_t i = 0; i < s->nkids; i++) {
         struct sup_child *k = &s->kids[i];
         printf("  %-11s pid %d", k->name, (int)k->pid);
@@ -620,8 +632,8 @@ static void print_banner(struct sup_ctx *s, const char *token)
     }
     if (cfg->metrics_listen[0])
         printf("  metrics     http://%s/metrics\n", cfg->metrics_listen);
-    printf("Stop with Ctrl-C or `kill %d`; `coapgw status%s%s` lists the processes.\n", (int)getpid(),
-           cflag ? " -c " : "", cflag ? cflag : "");
+    printf("Stop with Ctrl-C or `kill %d`; `coapgw status%s%s` lists the processes.\n",
+           (int)getpid(), cflag ? " -c " : "", cflag ? cflag : "");
     char mac[17] = "";
     if (s->embedded_sim && cfg->devices_file[0]) {
         int rc = gw_devfile_load(cfg->devices_file, first_mac_cb, NULL, mac);
@@ -633,10 +645,13 @@ static void print_banner(struct sup_ctx *s, const char *token)
         ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
         exe[n > 0 ? n : 0] = '\0';
         if (sup_first_request_text(cfg->listen, token, mac, exe, text, sizeof(text)) > 0)
-            printf("\nFirst requests with coapgw client (simulated mesh, development key, account \"demo\"; "
-                   "libcoap's coap-client-notls works too, see README):\n%s", text);
+            printf(
+                "\nFirst requests with coapgw client (simulated mesh, development key, account \"demo\"; "
+                "libcoap's coap-client-notls works too, see README):\n%s",
+                text);
     }
-    printf("Tokens for other accounts: coapgw token --account NAME%s%s\n", cflag ? " -c " : "", cflag ? cflag : "");
+    printf("Tokens for other accounts: coapgw token --account NAME%s%s\n", cflag ? " -c " : "",
+           cflag ? cflag : "");
     fflush(stdout);
 }
 
@@ -679,8 +694,10 @@ static int sup_prepare(struct sup_ctx *s)
         return rc == GW_EXIT_FATAL ? GW_EXIT_FATAL : 1;
     pid_t other = segment_owner(cfg);
     if (other) {
-        gw_log_err(GW_LOG_SYS, "coapgw instance %s already runs (supervisor pid %d, another data_dir); "
-                   "stop it or choose another `instance`", cfg->instance, (int)other);
+        gw_log_err(GW_LOG_SYS,
+                   "coapgw instance %s already runs (supervisor pid %d, another data_dir); "
+                   "stop it or choose another `instance`",
+                   cfg->instance, (int)other);
         return 1;
     }
     if (prepare_devices(s) != 0)
@@ -747,7 +764,8 @@ static int setup_loop(struct sup_ctx *s, bool *loop_ok)
     uv_signal_init(&s->loop, &s->sig_chld);
     uv_signal_init(&s->loop, &s->sig_usr2);
     uv_timer_init(&s->loop, &s->stop_timer);
-    s->sig_term.data = s->sig_int.data = s->sig_hup.data = s->sig_chld.data = s->stop_timer.data = s;
+    s->sig_term.data = s->sig_int.data = s->sig_hup.data = s->sig_chld.data = s->stop_timer.data =
+        s;
     s->sig_usr2.data = s;
     add_kid(s, GW_PROC_SCHEDULER, STAGE_SCHEDULER);
     add_kid(s, GW_PROC_MESHIO, STAGE_MESHIO);
@@ -766,7 +784,8 @@ static int setup_loop(struct sup_ctx *s, bool *loop_ok)
     }
     if (cfg->metrics_listen[0]) {
         char err[512];
-        rc = sup_http_start(&s->loop, cfg->metrics_listen, http_handler, s, &s->http, err, sizeof(err));
+        rc = sup_http_start(&s->loop, cfg->metrics_listen, http_handler, s, &s->http, err,
+                            sizeof(err));
         if (rc) {
             gw_log_err(GW_LOG_SYS, "%s", err);
             close_all(s);
@@ -783,7 +802,8 @@ static void start_children(struct sup_ctx *s, const char *token)
     s->state = SUP_RUNNING;
     for (uint32_t i = 0; i < s->nkids; i++)
         if (kid_spawn(&s->kids[i]) != 0)
-            uv_timer_start(&s->kids[i].timer, on_respawn, sup_backoff_next(&s->kids[i].backoff, 0), 0);
+            uv_timer_start(&s->kids[i].timer, on_respawn, sup_backoff_next(&s->kids[i].backoff, 0),
+                           0);
     print_banner(s, token);
     gw_log_info(GW_LOG_SYS, "gateway started: %u processes, instance %s, listening on %s", s->nkids,
                 s->cfg->instance, s->cfg->listen);
@@ -827,7 +847,8 @@ int sup_run(struct gw_config *cfg, const struct sup_run_opts *opts)
     char *token = NULL;
     bool loop_ok = false;
 
-    if (opts && opts->config_path && opts->config_path[0] && !realpath(opts->config_path, s->config_abs))
+    if (opts && opts->config_path && opts->config_path[0] &&
+        !realpath(opts->config_path, s->config_abs))
         snprintf(s->config_abs, sizeof(s->config_abs), "%s", opts->config_path);
 
     int ret = sup_prepare(s);

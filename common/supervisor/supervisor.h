@@ -30,7 +30,7 @@
 /* ---- command line -------------------------------------------------------- */
 
 enum sup_cmd {
-    SUP_CMD_USAGE = 0,        /* no command, `help`, or an unknown one */
+    SUP_CMD_USAGE = 0, /* no command, `help`, or an unknown one */
     SUP_CMD_RUN,
     SUP_CMD_FRONTEND,
     SUP_CMD_SCHEDULER,
@@ -42,9 +42,9 @@ enum sup_cmd {
     SUP_CMD_MESHSIM,
     SUP_CMD_METRICS,
     SUP_CMD_CONFIG,
-    SUP_CMD_VERSION,          /* `version`, `--version` */
-    SUP_CMD_LOGLEVEL,         /* `loglevel [LEVEL]` */
-    SUP_CMD_CLEANUP,          /* `cleanup` */
+    SUP_CMD_VERSION,  /* `version`, `--version` */
+    SUP_CMD_LOGLEVEL, /* `loglevel [LEVEL]` */
+    SUP_CMD_CLEANUP,  /* `cleanup` */
 };
 
 #define SUP_TOKEN_TTL_DEFAULT 3600
@@ -52,17 +52,17 @@ enum sup_cmd {
 
 struct sup_args {
     enum sup_cmd cmd;
-    const char *config;       /* -c/--config FILE, NULL when absent */
-    int index;                /* -i/--index N (frontend), 0 when absent */
-    const char *account;      /* token --account */
-    const char *devices;      /* token --devices LIST, NULL when absent */
-    int64_t ttl_s;            /* token --ttl, SUP_TOKEN_TTL_DEFAULT when absent */
-    const char *file;         /* devices import FILE; loglevel LEVEL (NULL: show) */
-    bool check;               /* config --check */
-    bool serve;               /* metrics --serve: HTTP on metrics_listen until stopped */
-    bool skip_bad;            /* devices import --skip-bad: load the good lines of a file with bad ones */
-    bool help;                /* -h/--help: print the usage on stdout, exit 0 */
-    int sub_argc;             /* meshsim: the arguments from "meshsim" on */
+    const char *config;  /* -c/--config FILE, NULL when absent */
+    int index;           /* -i/--index N (frontend), 0 when absent */
+    const char *account; /* token --account */
+    const char *devices; /* token --devices LIST, NULL when absent */
+    int64_t ttl_s;       /* token --ttl, SUP_TOKEN_TTL_DEFAULT when absent */
+    const char *file;    /* devices import FILE; loglevel LEVEL (NULL: show) */
+    bool check;          /* config --check */
+    bool serve;          /* metrics --serve: HTTP on metrics_listen until stopped */
+    bool skip_bad; /* devices import --skip-bad: load the good lines of a file with bad ones */
+    bool help;     /* -h/--help: print the usage on stdout, exit 0 */
+    int sub_argc;  /* meshsim: the arguments from "meshsim" on */
     char **sub_argv;
 };
 
@@ -74,7 +74,8 @@ struct sup_args {
  * [out] err         on error, a one-line message for stderr.
  * Returns 0, or -EINVAL for a usage error (unknown command, unknown option,
  * missing or bad argument), with the message in err. */
-int sup_args_parse(int argc, char **argv, struct sup_args *a, char *err, size_t errlen) GW_NODISCARD;
+int sup_args_parse(int argc, char **argv, struct sup_args *a, char *err,
+                   size_t errlen) GW_NODISCARD;
 /* Usage text: the general one for SUP_CMD_USAGE, else the command's. Static. */
 const char *sup_usage(enum sup_cmd cmd);
 
@@ -91,7 +92,7 @@ const char *sup_usage(enum sup_cmd cmd);
 #define SUP_KILL_TIMEOUT_MS 2000
 
 struct sup_backoff {
-    uint32_t fails;           /* consecutive short runs */
+    uint32_t fails; /* consecutive short runs */
 };
 /* Returns the delay before the next start of a child that ran ran_ms. */
 uint64_t sup_backoff_next(struct sup_backoff *b, uint64_t ran_ms);
@@ -119,8 +120,8 @@ struct sup_argv {
     char *argv[12];
     char buf[2048];
 };
-int sup_child_argv(uint32_t proc, const char *config, const char *devices_file, struct sup_argv *out)
-    GW_NODISCARD;
+int sup_child_argv(uint32_t proc, const char *config, const char *devices_file,
+                   struct sup_argv *out) GW_NODISCARD;
 
 /* Atomically (temporary file + rename) writes "<pid>\n" to path. 0 or -errno. */
 int sup_pidfile_write(const char *path, uint32_t pid) GW_NODISCARD;
@@ -149,32 +150,32 @@ int sup_mkdir_p(const char *path) GW_NODISCARD;
 #define SUP_MAX_RINGS (2 * 64 + 2)
 
 struct sup_proc_view {
-    uint32_t proc;            /* GW_PROC_* */
-    uint32_t pid;             /* 0 = not running */
-    bool up;                  /* pid names a live process */
+    uint32_t proc; /* GW_PROC_* */
+    uint32_t pid;  /* 0 = not running */
+    bool up;       /* pid names a live process */
     uint32_t restarts;
-    int64_t started_wall;     /* unix seconds, 0 = never started */
+    int64_t started_wall; /* unix seconds, 0 = never started */
     uint64_t started_mono_ms;
-    bool has_stats;           /* export its counters */
+    bool has_stats; /* export its counters */
     uint64_t stats[GW_STAT_COUNT];
     uint64_t codes[GW_STAT_CODES];
     struct sup_hist_view {
-        uint64_t bucket[GW_HIST_NBOUNDS + 1];  /* non-cumulative, as stored */
+        uint64_t bucket[GW_HIST_NBOUNDS + 1]; /* non-cumulative, as stored */
         uint64_t count, sum_us;
     } hist[GW_HIST_COUNT];
-    bool has_proc;            /* the /proc figures below were read */
+    bool has_proc; /* the /proc figures below were read */
     uint64_t rss_bytes;
     double cpu_seconds;
     uint32_t open_fds;
 };
 
 struct sup_ring_view {
-    char from[24], to[24];    /* "frontend-0", "scheduler", "meshio" */
+    char from[24], to[24]; /* "frontend-0", "scheduler", "meshio" */
     uint32_t depth, size;
 };
 
 struct sup_bell_view {
-    char to[24];              /* the consumer woken: "scheduler", "meshio", "frontend-0" */
+    char to[24]; /* the consumer woken: "scheduler", "meshio", "frontend-0" */
     uint64_t writes;
 };
 
@@ -187,8 +188,8 @@ struct sup_view {
     struct sup_ring_view rings[SUP_MAX_RINGS];
     uint32_t nbells;
     struct sup_bell_view bells[2 + 64];
-    int64_t max_sessions, max_txn;  /* configured bounds, exported beside their gauges */
-    const char *version, *commit;   /* coapgw_build_info; NULL: not shown */
+    int64_t max_sessions, max_txn; /* configured bounds, exported beside their gauges */
+    const char *version, *commit;  /* coapgw_build_info; NULL: not shown */
 };
 
 /* Reads a process's resident memory, CPU seconds (user + system) and open
@@ -221,8 +222,8 @@ char *sup_status_render(const struct sup_view *v);
  * with token `token`, device `mac` (16 hex digits) and the executable `prog`
  * (NULL: "coapgw"). Returns the length written (as snprintf), or -EINVAL
  * when listen does not parse. */
-int sup_first_request_text(const char *listen, const char *token, const char *mac, const char *prog, char *buf,
-                           size_t len);
+int sup_first_request_text(const char *listen, const char *token, const char *mac, const char *prog,
+                           char *buf, size_t len);
 
 /* True when /dev/shm holds the instance's segment (never creates it). */
 bool sup_shm_exists(const struct gw_config *cfg);
@@ -230,11 +231,11 @@ bool sup_shm_exists(const struct gw_config *cfg);
 /* ---- commands (return a process exit code) -------------------------------- */
 
 struct sup_run_opts {
-    const char *config_path;  /* passed on to children with -c; NULL = none */
+    const char *config_path; /* passed on to children with -c; NULL = none */
     /* Mints a development token for the banner (S10.1); NULL = none. Returns
      * 0 and a malloc'd token in *out, or an error with a message in err. */
-    int (*mint)(const struct gw_config *cfg, const char *account, int64_t ttl_s, char **out, char *err,
-                size_t errlen);
+    int (*mint)(const struct gw_config *cfg, const char *account, int64_t ttl_s, char **out,
+                char *err, size_t errlen);
 };
 
 /* `coapgw run`: supervises until SIGTERM/SIGINT. Returns 0 after a clean stop,

@@ -328,8 +328,8 @@ static void milli_accept(struct meshsim_dev *d, uint8_t secure, const struct gw_
     bool busy = d->busy || d->qhead;
     if (busy)
         d->c.queued++;
-    bool ack_now = con && (d->beh.separate || busy ||
-                           milli_delay(d) + lat > MESHSIM_SEPARATE_AFTER_MS);
+    bool ack_now =
+        con && (d->beh.separate || busy || milli_delay(d) + lat > MESHSIM_SEPARATE_AFTER_MS);
     struct meshsim_qreq *q = malloc(sizeof(*q) + rawlen);
     if (!q) {
         warn_limited(sim, "milli queue", -ENOMEM);
@@ -369,9 +369,8 @@ static void milli_done(struct meshsim_dev *d)
             bool con = m.type == GW_COAP_CON;
             if (sup) {
                 if (con && !q->acked) {
-                    struct meshsim_dd_ent *e =
-                        meshsim__dedup_find(&sim->dedup, d->idx, q->secure, &q->ep, m.mid,
-                                            now_ms(sim));
+                    struct meshsim_dd_ent *e = meshsim__dedup_find(&sim->dedup, d->idx, q->secure,
+                                                                   &q->ep, m.mid, now_ms(sim));
                     send_empty(d, q->secure, &q->ep, GW_COAP_ACK, m.mid, e);
                 }
             } else if (con && !q->acked) {
@@ -662,8 +661,7 @@ static void dispatch(struct meshsim_ev *ev)
     switch (ev->kind) {
     case EV_SEND: {
         struct meshsim_out *o = ev->p;
-        emit(o->dev, o->secure, &o->ep, o->type, o->req_mid, o->store, o->reliable, o->buf,
-             o->len);
+        emit(o->dev, o->secure, &o->ep, o->type, o->req_mid, o->store, o->reliable, o->buf, o->len);
         free(o);
         break;
     }
@@ -765,8 +763,8 @@ static int sock_claim(const struct gw_ep *ep, int *out)
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    if (bind(fd, (struct sockaddr *)&un, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-                                                      (size_t)n)) != 0) {
+    if (bind(fd, (struct sockaddr *)&un,
+             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) != 0) {
         int e = -errno;
         close(fd);
         return e;
@@ -833,11 +831,11 @@ static int totals_line(const struct meshsim *sim, char *buf, size_t cap)
     unsigned nobs;
     totals(sim, &t, &nobs);
     return snprintf(buf, cap,
-                    "totals: devices=%" PRIu32 " requests=%" PRIu64 " con=%" PRIu64
-                    " non=%" PRIu64 " duplicates=%" PRIu64 " observers=%u notifications=%" PRIu64
+                    "totals: devices=%" PRIu32 " requests=%" PRIu64 " con=%" PRIu64 " non=%" PRIu64
+                    " duplicates=%" PRIu64 " observers=%u notifications=%" PRIu64
                     " retransmissions=%" PRIu64 " secure=%" PRIu64 " auth_failures=%" PRIu64
-                    " replays=%" PRIu64 " nonce_reuse=%" PRIu64 " lost=%" PRIu64
-                    " dropped=%" PRIu64 " queued=%" PRIu64 " bad=%" PRIu64 " send_errors=%" PRIu64,
+                    " replays=%" PRIu64 " nonce_reuse=%" PRIu64 " lost=%" PRIu64 " dropped=%" PRIu64
+                    " queued=%" PRIu64 " bad=%" PRIu64 " send_errors=%" PRIu64,
                     sim->ndev, t.requests, t.con, t.non, t.duplicates, nobs, t.notifications,
                     t.retransmissions, t.secure, t.auth_failures, t.replays, t.nonce_reuse, t.lost,
                     t.dropped, t.queued, t.bad, sim->send_errors);
@@ -915,33 +913,34 @@ static void sim_free(struct meshsim *sim)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: coapgw meshsim --devices FILE [options]\n"
-            "       coapgw meshsim --generate N [--base ADDR] --out FILE [--generate-only] [options]\n"
-            "Simulates mesh devices on loopback, each with a plain CoAP port and a secured port,\n"
-            "so that the gateway runs and is tested with no hardware (`coapgw run` starts it\n"
-            "itself when no devices_file is configured).\n"
-            "\n"
-            "  -d, --devices FILE      devices file (mac,address,type,key[,plain_port,secure_port[,sim]]);\n"
-            "                          bad lines are reported with their number and skipped\n"
-            "  -g, --generate N        write N devices to --out (consecutive addresses from --base,\n"
-            "                          default 127.0.10.1) and simulate them; --generate-only exits\n"
-            "      --latency MIN-MAX   per-request delay in ms, uniform (default 1-5)\n"
-            "      --loss PCT          each datagram, in and out, is lost with PCT %% (default 0)\n"
-            "      --milli-delay MS    service time of one Milli request (default 300)\n"
-            "      --obs-period-ms MS  /sensor changes this often (default 5000)\n"
-            "      --obs-max-age S     Max-Age of /sensor answers and notifications (default 10)\n"
-            "      --ready-file PATH   written with \"ready\" once every socket is bound\n"
-            "      --seed N            seeds the random numbers (default: random)\n"
-            "      --log-level LEVEL   error, warn, info, debug; -q, --quiet: warnings and errors only\n"
-            "  -h, --help              this text\n"
-            "\n"
-            "The devices file's optional `sim` column changes one device, ';'-separated:\n"
-            "  latency=MIN-MAX (or MS), loss=PCT, silent (never answers), rst (answers RST),\n"
-            "  ackonly (empty ACK, never the response), separate (empty ACK, then a CON response),\n"
-            "  drop_first=N (ignores the first N transmissions of each new MID), con_notify (CON\n"
-            "  notifications), nolarge (no /large), milli_delay=MS, obs_period=MS, max_age=S.\n"
-            "Resources: /value, /sensor (observable), /large, /echo, /_sim/counters.\n");
+    fprintf(
+        f,
+        "usage: coapgw meshsim --devices FILE [options]\n"
+        "       coapgw meshsim --generate N [--base ADDR] --out FILE [--generate-only] [options]\n"
+        "Simulates mesh devices on loopback, each with a plain CoAP port and a secured port,\n"
+        "so that the gateway runs and is tested with no hardware (`coapgw run` starts it\n"
+        "itself when no devices_file is configured).\n"
+        "\n"
+        "  -d, --devices FILE      devices file (mac,address,type,key[,plain_port,secure_port[,sim]]);\n"
+        "                          bad lines are reported with their number and skipped\n"
+        "  -g, --generate N        write N devices to --out (consecutive addresses from --base,\n"
+        "                          default 127.0.10.1) and simulate them; --generate-only exits\n"
+        "      --latency MIN-MAX   per-request delay in ms, uniform (default 1-5)\n"
+        "      --loss PCT          each datagram, in and out, is lost with PCT %% (default 0)\n"
+        "      --milli-delay MS    service time of one Milli request (default 300)\n"
+        "      --obs-period-ms MS  /sensor changes this often (default 5000)\n"
+        "      --obs-max-age S     Max-Age of /sensor answers and notifications (default 10)\n"
+        "      --ready-file PATH   written with \"ready\" once every socket is bound\n"
+        "      --seed N            seeds the random numbers (default: random)\n"
+        "      --log-level LEVEL   error, warn, info, debug; -q, --quiet: warnings and errors only\n"
+        "  -h, --help              this text\n"
+        "\n"
+        "The devices file's optional `sim` column changes one device, ';'-separated:\n"
+        "  latency=MIN-MAX (or MS), loss=PCT, silent (never answers), rst (answers RST),\n"
+        "  ackonly (empty ACK, never the response), separate (empty ACK, then a CON response),\n"
+        "  drop_first=N (ignores the first N transmissions of each new MID), con_notify (CON\n"
+        "  notifications), nolarge (no /large), milli_delay=MS, obs_period=MS, max_age=S.\n"
+        "Resources: /value, /sensor (observable), /large, /echo, /_sim/counters.\n");
 }
 
 struct opts {
@@ -969,14 +968,21 @@ static int parse_uint_opt(const char *name, const char *s, uint64_t max, uint64_
 static int parse_opts(int argc, char **argv, struct opts *o, struct meshsim_cfg *cfg)
 {
     static const struct option lo[] = {
-        { "devices", required_argument, 0, 'd' },     { "generate", required_argument, 0, 'g' },
-        { "base", required_argument, 0, 'b' },        { "out", required_argument, 0, 'o' },
-        { "generate-only", no_argument, 0, 'G' },     { "latency", required_argument, 0, 'l' },
-        { "loss", required_argument, 0, 'L' },        { "milli-delay", required_argument, 0, 'm' },
+        { "devices", required_argument, 0, 'd' },
+        { "generate", required_argument, 0, 'g' },
+        { "base", required_argument, 0, 'b' },
+        { "out", required_argument, 0, 'o' },
+        { "generate-only", no_argument, 0, 'G' },
+        { "latency", required_argument, 0, 'l' },
+        { "loss", required_argument, 0, 'L' },
+        { "milli-delay", required_argument, 0, 'm' },
         { "obs-period-ms", required_argument, 0, 'p' },
-        { "obs-max-age", required_argument, 0, 'a' }, { "ready-file", required_argument, 0, 'r' },
-        { "seed", required_argument, 0, 's' },        { "log-level", required_argument, 0, 'v' },
-        { "quiet", no_argument, 0, 'q' },             { "help", no_argument, 0, 'h' },
+        { "obs-max-age", required_argument, 0, 'a' },
+        { "ready-file", required_argument, 0, 'r' },
+        { "seed", required_argument, 0, 's' },
+        { "log-level", required_argument, 0, 'v' },
+        { "quiet", no_argument, 0, 'q' },
+        { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
     uint64_t v;
@@ -987,12 +993,24 @@ static int parse_opts(int argc, char **argv, struct opts *o, struct meshsim_cfg 
         if (c == -1)
             break;
         switch (c) {
-        case 'd': o->devices = optarg; break;
-        case 'b': o->base = optarg; break;
-        case 'o': o->out = optarg; break;
-        case 'r': o->ready = optarg; break;
-        case 'G': o->generate_only = true; break;
-        case 'q': o->quiet = true; break;
+        case 'd':
+            o->devices = optarg;
+            break;
+        case 'b':
+            o->base = optarg;
+            break;
+        case 'o':
+            o->out = optarg;
+            break;
+        case 'r':
+            o->ready = optarg;
+            break;
+        case 'G':
+            o->generate_only = true;
+            break;
+        case 'q':
+            o->quiet = true;
+            break;
         case 'g':
             if (parse_uint_opt("generate", optarg, GW_DEVFILE_GEN_MAX, &v))
                 return GW_ECONFIG;
@@ -1147,8 +1165,12 @@ static int write_ready(const char *path)
 
 int meshsim_main(int argc, char **argv)
 {
-    struct meshsim_cfg cfg = { .lat_min = 1, .lat_max = 5, .loss = 0, .milli_delay = 300,
-                               .obs_period = 5000, .obs_max_age = 10 };
+    struct meshsim_cfg cfg = { .lat_min = 1,
+                               .lat_max = 5,
+                               .loss = 0,
+                               .milli_delay = 300,
+                               .obs_period = 5000,
+                               .obs_max_age = 10 };
     struct opts o = { .base = "127.0.10.1", .level = -1 };
     int rc = parse_opts(argc, argv, &o, &cfg);
     if (rc == 1)
@@ -1250,10 +1272,11 @@ int meshsim_main(int argc, char **argv)
                 memcpy(ep.addr, g->addr, sizeof(ep.addr));
                 gw_log_err(GW_LOG_SYS, "device %s: bind %s: %s", mac,
                            gw_ep_str(&ep, es, sizeof(es)),
-                           rc == GW_EBUSY ? "already simulated by another meshsim (another gateway's embedded "
-                                            "simulator? give each instance its own meshsim_base, e.g. "
-                                            "meshsim_base = 127.0.11.1, or stop the other one)"
-                                          : gw_strerror(rc));
+                           rc == GW_EBUSY
+                               ? "already simulated by another meshsim (another gateway's embedded "
+                                 "simulator? give each instance its own meshsim_base, e.g. "
+                                 "meshsim_base = 127.0.11.1, or stop the other one)"
+                               : gw_strerror(rc));
                 goto out;
             }
         }

@@ -461,8 +461,8 @@ bool meshsim__is_sim_path(const struct gw_coap_msg *req)
 
 static const char *method_name(uint8_t code, char buf[8])
 {
-    static const char *const names[] = { "", "GET", "POST", "PUT", "DELETE", "FETCH", "PATCH",
-                                         "iPATCH" };
+    static const char *const names[] = { "",       "GET",   "POST",  "PUT",
+                                         "DELETE", "FETCH", "PATCH", "iPATCH" };
     if (code < GW_ARRAY_LEN(names) && code)
         return names[code];
     return gw_coap_code_str(code, buf);
@@ -509,9 +509,16 @@ void meshsim__count_request(struct meshsim_dev *d, const struct gw_coap_msg *req
 static bool opt_known(uint16_t n)
 {
     switch (n) {
-    case GW_OPT_IF_MATCH: case GW_OPT_URI_HOST: case GW_OPT_ETAG: case GW_OPT_IF_NONE_MATCH:
-    case GW_OPT_OBSERVE: case GW_OPT_URI_PORT: case GW_OPT_URI_PATH: case GW_OPT_CONTENT_FORMAT:
-    case GW_OPT_URI_QUERY: case GW_OPT_ACCEPT:
+    case GW_OPT_IF_MATCH:
+    case GW_OPT_URI_HOST:
+    case GW_OPT_ETAG:
+    case GW_OPT_IF_NONE_MATCH:
+    case GW_OPT_OBSERVE:
+    case GW_OPT_URI_PORT:
+    case GW_OPT_URI_PATH:
+    case GW_OPT_CONTENT_FORMAT:
+    case GW_OPT_URI_QUERY:
+    case GW_OPT_ACCEPT:
         return true;
     default:
         return false;
@@ -831,8 +838,8 @@ int meshsim__dev_notification(const struct meshsim_dev *d, const struct meshsim_
     return gw_cb_finish(&b, len);
 }
 
-int meshsim__dev_sim(struct meshsim_dev *d, const struct gw_coap_msg *req, uint8_t *out,
-                     size_t cap, size_t *len)
+int meshsim__dev_sim(struct meshsim_dev *d, const struct gw_coap_msg *req, uint8_t *out, size_t cap,
+                     size_t *len)
 {
     const struct gw_coap_opt *seg[MAX_SEGS];
     unsigned ns = path_segs(req, seg);
@@ -868,19 +875,19 @@ size_t meshsim__counters_json(const struct meshsim_dev *d, char *buf, size_t cap
 {
     const struct meshsim_counters *c = &d->c;
     json_t *by = json_object();
-    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-                          " s:I, s:I, s:I, s:I, s:I, s:b}",
-                          "requests", (json_int_t)c->requests, "con", (json_int_t)c->con, "non", (json_int_t)c->non,
-                          "duplicates", (json_int_t)c->duplicates, "obs_register", (json_int_t)c->obs_register,
-                          "obs_cancel", (json_int_t)c->obs_cancel, "obs_rst", (json_int_t)c->obs_rst,
-                          "obs_timeout", (json_int_t)c->obs_timeout, "observers", (json_int_t)d->nobs,
-                          "notifications", (json_int_t)c->notifications, "retransmissions",
-                          (json_int_t)c->retransmissions, "auth_failures", (json_int_t)c->auth_failures,
-                          "replays", (json_int_t)c->replays, "nonce_reuse", (json_int_t)c->nonce_reuse,
-                          "secure", (json_int_t)c->secure, "pings", (json_int_t)c->pings, "dropped",
-                          (json_int_t)c->dropped, "lost", (json_int_t)c->lost, "queued", (json_int_t)c->queued,
-                          "bad", (json_int_t)c->bad, "refused", (json_int_t)c->refused, "milli",
-                          d->cfg.type == GW_DEV_MILLI);
+    json_t *o = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+        " s:I, s:I, s:I, s:I, s:I, s:b}",
+        "requests", (json_int_t)c->requests, "con", (json_int_t)c->con, "non", (json_int_t)c->non,
+        "duplicates", (json_int_t)c->duplicates, "obs_register", (json_int_t)c->obs_register,
+        "obs_cancel", (json_int_t)c->obs_cancel, "obs_rst", (json_int_t)c->obs_rst, "obs_timeout",
+        (json_int_t)c->obs_timeout, "observers", (json_int_t)d->nobs, "notifications",
+        (json_int_t)c->notifications, "retransmissions", (json_int_t)c->retransmissions,
+        "auth_failures", (json_int_t)c->auth_failures, "replays", (json_int_t)c->replays,
+        "nonce_reuse", (json_int_t)c->nonce_reuse, "secure", (json_int_t)c->secure, "pings",
+        (json_int_t)c->pings, "dropped", (json_int_t)c->dropped, "lost", (json_int_t)c->lost,
+        "queued", (json_int_t)c->queued, "bad", (json_int_t)c->bad, "refused",
+        (json_int_t)c->refused, "milli", d->cfg.type == GW_DEV_MILLI);
     size_t n = 0;
     if (!o || !by || cap < 3)
         goto out;
@@ -899,8 +906,7 @@ size_t meshsim__counters_json(const struct meshsim_dev *d, char *buf, size_t cap
         const char *last = NULL;
         const char *key;
         json_t *v;
-        json_object_foreach(by, key, v)
-            last = key;
+        json_object_foreach(by, key, v) last = key;
         if (!last || json_object_del(by, last) != 0)
             break;
     }

@@ -36,19 +36,19 @@
 #define MESHSIM_OBS_START 2
 
 struct meshsim_behave {
-    uint32_t lat_min, lat_max;  /* ms */
-    double loss;                /* percent, 0..100 */
+    uint32_t lat_min, lat_max; /* ms */
+    double loss;               /* percent, 0..100 */
     uint32_t drop_first;
-    int64_t milli_delay;        /* ms, -1 = global */
-    int64_t obs_period;         /* ms, -1 = global */
-    int64_t max_age;            /* s, Max-Age on /value answers; -1 = none (60 s implied) */
+    int64_t milli_delay; /* ms, -1 = global */
+    int64_t obs_period;  /* ms, -1 = global */
+    int64_t max_age;     /* s, Max-Age on /value answers; -1 = none (60 s implied) */
     bool silent, rst, ackonly, separate, con_notify, nolarge;
 };
 
 /* Parses "latency=5-10;loss=3;separate". Keys not given keep *b's values.
  * Returns 0, or GW_EBADMSG with a reason in why. */
-int meshsim__behave_parse(const char *s, struct meshsim_behave *b, char *why, size_t whylen)
-    GW_NODISCARD;
+int meshsim__behave_parse(const char *s, struct meshsim_behave *b, char *why,
+                          size_t whylen) GW_NODISCARD;
 /* Parses "MIN-MAX" or "MS" (milliseconds, at most 600000). Returns 0 or GW_EBADMSG. */
 int meshsim__parse_range(const char *s, uint32_t *min, uint32_t *max) GW_NODISCARD;
 
@@ -56,7 +56,10 @@ struct meshsim_counters {
     uint64_t requests, con, non, duplicates, obs_register, obs_cancel, obs_rst, obs_timeout;
     uint64_t notifications, retransmissions, auth_failures, replays, nonce_reuse, secure;
     uint64_t pings, dropped, lost, queued, bad, refused;
-    struct { char key[MESHSIM_BY_KEYLEN]; uint64_t n; } by[MESHSIM_BY_MAX];
+    struct {
+        char key[MESHSIM_BY_KEYLEN];
+        uint64_t n;
+    } by[MESHSIM_BY_MAX];
     unsigned nby;
     uint64_t by_other;
 };
@@ -70,25 +73,27 @@ struct meshsim_txn {
     struct gw_ep ep;
     uint8_t secure, cancelled, retries_left;
     uint16_t mid;
-    uint32_t timeout_ms;        /* current timeout (doubles per retransmission) */
-    uint64_t due_ms;            /* when its event fires */
-    uint32_t obs_id;            /* 0 unless a notification */
+    uint32_t timeout_ms; /* current timeout (doubles per retransmission) */
+    uint64_t due_ms;     /* when its event fires */
+    uint32_t obs_id;     /* 0 unless a notification */
     uint16_t len;
     uint8_t buf[];
 };
 
 struct meshsim_observer {
-    uint32_t id;                /* unique within the device, never 0 */
+    uint32_t id; /* unique within the device, never 0 */
     struct gw_ep ep;
     uint8_t secure, tkl;
     uint8_t token[GW_COAP_MAX_TOKEN];
-    uint16_t last_mid;          /* MID of the latest notification (RST matching) */
-    struct meshsim_txn *txn;    /* CON notification in flight, or NULL */
+    uint16_t last_mid;       /* MID of the latest notification (RST matching) */
+    struct meshsim_txn *txn; /* CON notification in flight, or NULL */
 };
 
 /* Sorted, disjoint, non-adjacent ranges of sequence numbers. */
 struct meshsim_seen {
-    struct { uint64_t lo, hi; } *r;
+    struct {
+        uint64_t lo, hi;
+    } * r;
     uint32_t n, cap;
 };
 /* Adds v; returns true if it was present already. When more than max ranges
@@ -120,14 +125,14 @@ struct meshsim_dev {
     uint32_t idx;
     struct gw_device cfg;
     struct meshsim_behave beh;
-    struct meshsim_sock sock[2];      /* [0] plain, [1] secure */
-    int lockfd[2];                    /* claims of address:port among simulators, or -1 */
+    struct meshsim_sock sock[2]; /* [0] plain, [1] secure */
+    int lockfd[2];               /* claims of address:port among simulators, or -1 */
     /* Resources. */
     char value[MESHSIM_VALUE_MAX + 1];
     size_t value_len;
     uint32_t value_ver;
     uint32_t sensor_ver;
-    uint32_t obs_seq;                 /* 24 bits */
+    uint32_t obs_seq; /* 24 bits */
     struct meshsim_observer *obs;
     unsigned nobs, obs_cap;
     uint32_t next_obs_id;
@@ -157,12 +162,12 @@ struct meshsim_dd_ent {
     uint64_t expires;
     struct gw_ep ep;
     uint32_t dev;
-    uint32_t next;      /* chain; UINT32_MAX ends */
+    uint32_t next; /* chain; UINT32_MAX ends */
     uint16_t mid;
     uint8_t secure, state;
-    uint16_t tx;        /* transmissions seen */
+    uint16_t tx; /* transmissions seen */
     uint16_t len;
-    uint8_t *resp;      /* stored answer (plaintext), NULL if none */
+    uint8_t *resp; /* stored answer (plaintext), NULL if none */
 };
 struct meshsim_dedup {
     struct meshsim_dd_ent *ents;
@@ -217,8 +222,8 @@ int meshsim__dev_respond(struct meshsim_dev *d, const struct meshsim_cfg *cfg, u
 /* Is this a request to the /_sim test hooks? */
 bool meshsim__is_sim_path(const struct gw_coap_msg *req);
 /* Answers a /_sim request (template as above). */
-int meshsim__dev_sim(struct meshsim_dev *d, const struct gw_coap_msg *req, uint8_t *out,
-                     size_t cap, size_t *len) GW_NODISCARD;
+int meshsim__dev_sim(struct meshsim_dev *d, const struct gw_coap_msg *req, uint8_t *out, size_t cap,
+                     size_t *len) GW_NODISCARD;
 /* Counts one accepted request in the per-method/path table. */
 void meshsim__count_request(struct meshsim_dev *d, const struct gw_coap_msg *req);
 /* The sensor changes: new version and Observe number. */

@@ -31,7 +31,7 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static const uint8_t mac[GW_MAC_LEN] = {0x00, 0x12, 0x4b, 0x00, 0x0a, 0x0b, 0x0c, 0x0d};
+static const uint8_t mac[GW_MAC_LEN] = { 0x00, 0x12, 0x4b, 0x00, 0x0a, 0x0b, 0x0c, 0x0d };
 
 struct req {
     struct gw_coap_msg m;
@@ -46,10 +46,10 @@ static void req_make(struct req *r, size_t i)
     r->m.code = GW_COAP_GET;
     snprintf(r->seg, sizeof(r->seg), "s%zu", i);
     r->accept = 50;
-    r->m.opts[0] = (struct gw_coap_opt){GW_OPT_URI_PATH, 7, (const uint8_t *)"sensors"};
-    r->m.opts[1] = (struct gw_coap_opt){GW_OPT_URI_PATH, (uint16_t)strlen(r->seg),
-                                         (const uint8_t *)r->seg};
-    r->m.opts[2] = (struct gw_coap_opt){GW_OPT_ACCEPT, 1, &r->accept};
+    r->m.opts[0] = (struct gw_coap_opt){ GW_OPT_URI_PATH, 7, (const uint8_t *)"sensors" };
+    r->m.opts[1] =
+        (struct gw_coap_opt){ GW_OPT_URI_PATH, (uint16_t)strlen(r->seg), (const uint8_t *)r->seg };
+    r->m.opts[2] = (struct gw_coap_opt){ GW_OPT_ACCEPT, 1, &r->accept };
     r->m.nopts = 3;
 }
 
@@ -76,7 +76,7 @@ static double bench(struct sch_cache *c, enum kind kind, const struct req *reqs,
                     const struct key *keys, size_t n, const struct gw_coap_msg *resp, double secs)
 {
     uint8_t out[GW_COAP_MAX_MSG];
-    static const uint8_t tok[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    static const uint8_t tok[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
     uint64_t ops = 0;
     size_t idx = 0, fresh = n; /* PUT_EVICT inserts keys n, n+1, ... */
     double t0 = now_s(), t1 = t0;
@@ -90,7 +90,8 @@ static double bench(struct sch_cache *c, enum kind kind, const struct req *reqs,
                 check(sch_cache_get(c, keys[idx].b, keys[idx].len, 1000, &hit), SCH_CACHE_FRESH,
                       "get");
                 check(sch_cache_render(&hit, GW_COAP_ACK, (uint16_t)ops, tok, 8, out, sizeof(out),
-                                       &len), 0, "render");
+                                       &len),
+                      0, "render");
                 break;
             case KEY_GET_RENDER: {
                 struct key k;
@@ -98,7 +99,8 @@ static double bench(struct sch_cache *c, enum kind kind, const struct req *reqs,
                       "key");
                 check(sch_cache_get(c, k.b, k.len, 1000, &hit), SCH_CACHE_FRESH, "get");
                 check(sch_cache_render(&hit, GW_COAP_ACK, (uint16_t)ops, tok, 8, out, sizeof(out),
-                                       &len), 0, "render");
+                                       &len),
+                      0, "render");
                 break;
             }
             case GET_MISS: {
@@ -134,7 +136,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_cache [seconds > 0] [entries, not a multiple of 7919]\n");
         return 2;
     }
-    struct sch_cache_cfg cfg = {.max_entries = n, .max_bytes = n * 1024, .default_max_age_s = 60};
+    struct sch_cache_cfg cfg = { .max_entries = n, .max_bytes = n * 1024, .default_max_age_s = 60 };
     struct sch_cache *c;
     if (sch_cache_new(&cfg, &c) != 0) {
         fprintf(stderr, "bench_cache: sch_cache_new failed\n");
@@ -149,13 +151,13 @@ int main(int argc, char **argv)
 
     struct gw_coap_msg resp;
     memset(&resp, 0, sizeof(resp));
-    static const uint8_t etag[4] = {0xde, 0xad, 0xbe, 0xef}, cf = 50, ma[2] = {0x0e, 0x10};
+    static const uint8_t etag[4] = { 0xde, 0xad, 0xbe, 0xef }, cf = 50, ma[2] = { 0x0e, 0x10 };
     static const char payload[] = "{\"t\":21.5,\"h\":40,\"ts\":1700000}"; /* 32 bytes */
     resp.type = GW_COAP_ACK;
     resp.code = GW_COAP_CONTENT;
-    resp.opts[0] = (struct gw_coap_opt){GW_OPT_ETAG, 4, etag};
-    resp.opts[1] = (struct gw_coap_opt){GW_OPT_CONTENT_FORMAT, 1, &cf};
-    resp.opts[2] = (struct gw_coap_opt){GW_OPT_MAX_AGE, 2, ma}; /* 3600 s */
+    resp.opts[0] = (struct gw_coap_opt){ GW_OPT_ETAG, 4, etag };
+    resp.opts[1] = (struct gw_coap_opt){ GW_OPT_CONTENT_FORMAT, 1, &cf };
+    resp.opts[2] = (struct gw_coap_opt){ GW_OPT_MAX_AGE, 2, ma }; /* 3600 s */
     resp.nopts = 3;
     resp.payload = (const uint8_t *)payload;
     resp.payload_len = sizeof(payload) - 1;
@@ -163,7 +165,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         req_make(&reqs[i], i);
         check(sch_cache_key(mac, 1, &reqs[i].m, keys[i].b, sizeof(keys[i].b), &keys[i].len,
-                            &keys[i].res), 0, "key");
+                            &keys[i].res),
+              0, "key");
         check(sch_cache_put(c, keys[i].b, keys[i].len, keys[i].res, &resp, 0), 0, "put");
     }
     struct sch_cache_stats st;
@@ -172,7 +175,8 @@ int main(int argc, char **argv)
     printf("sch_cache: %zu entries, %zu bytes charged (%.0f per entry), %.1f s per figure\n",
            st.entries, st.bytes, (double)st.bytes / (double)st.entries, secs);
     printf("caveat: 2-core VM shared with other jobs; figures are indicative only\n");
-    printf("  get+render (fresh)   %7.1f ns/op\n", bench(c, GET_RENDER, reqs, keys, n, &resp, secs));
+    printf("  get+render (fresh)   %7.1f ns/op\n",
+           bench(c, GET_RENDER, reqs, keys, n, &resp, secs));
     printf("  key+get+render       %7.1f ns/op\n",
            bench(c, KEY_GET_RENDER, reqs, keys, n, &resp, secs));
     printf("  get (miss)           %7.1f ns/op\n", bench(c, GET_MISS, reqs, keys, n, &resp, secs));

@@ -25,9 +25,9 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static const uint8_t key[MESH_KEY_LEN] = {0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6,
-                                          0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c};
-static const uint8_t mac[GW_MAC_LEN] = {0x00, 0x12, 0x4b, 0x00, 0x0a, 0x0b, 0x0c, 0x0d};
+static const uint8_t key[MESH_KEY_LEN] = { 0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6,
+                                           0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c };
+static const uint8_t mac[GW_MAC_LEN] = { 0x00, 0x12, 0x4b, 0x00, 0x0a, 0x0b, 0x0c, 0x0d };
 
 enum bench_kind { BENCH_SEAL, BENCH_OPEN, BENCH_FORGED };
 
@@ -39,8 +39,8 @@ static double bench(enum bench_kind kind, double secs)
     size_t flen = 0, olen = 0;
     uint64_t seq = 0, n = 0;
     memset(pt, 0x5a, sizeof(pt));
-    if (mesh_seal(key, mac, MESH_DIR_FROM_DEVICE, 1, pt, sizeof(pt), frame, sizeof(frame),
-                  &flen) != 0)
+    if (mesh_seal(key, mac, MESH_DIR_FROM_DEVICE, 1, pt, sizeof(pt), frame, sizeof(frame), &flen) !=
+        0)
         return -1;
     if (kind == BENCH_FORGED)
         frame[flen - 1] ^= 1;
@@ -53,8 +53,8 @@ static double bench(enum bench_kind kind, double secs)
                 rc = mesh_seal(key, mac, MESH_DIR_TO_DEVICE, n, pt, sizeof(pt), frame,
                                sizeof(frame), &flen);
             else
-                rc = mesh_open(key, mac, MESH_DIR_FROM_DEVICE, frame, flen, out, sizeof(out),
-                               &olen, &seq);
+                rc = mesh_open(key, mac, MESH_DIR_FROM_DEVICE, frame, flen, out, sizeof(out), &olen,
+                               &seq);
             if (rc != (kind == BENCH_FORGED ? GW_EAUTH : 0))
                 return -1;
         }
@@ -84,7 +84,7 @@ int main(int argc, char **argv)
 #else
     const char *variant = "per-thread cached context";
 #endif
-    static const char *const names[] = {"seal", "open", "open (bad tag)"};
+    static const char *const names[] = { "seal", "open", "open (bad tag)" };
     printf("mesh_crypto AES-128-CCM, %d-byte plaintext, %s, one thread\n", BENCH_MSG, variant);
     for (int k = BENCH_SEAL; k <= BENCH_FORGED; k++) {
         double rate = bench((enum bench_kind)k, secs);

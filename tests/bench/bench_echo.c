@@ -117,7 +117,7 @@ int main(int argc, char **argv)
                 uint8_t *t = tx[n];
                 bool con = ((q[0] >> 4) & 3) == 0;
                 t[0] = (uint8_t)(0x40 | (con ? 2 : 1) << 4 | tkl); /* ACK, or NON to a NON */
-                t[1] = 0x45;                                      /* 2.05 Content */
+                t[1] = 0x45;                                       /* 2.05 Content */
                 t[2] = q[2];
                 t[3] = q[3];
                 memcpy(t + 4, q + 4, tkl);

@@ -484,8 +484,8 @@ static void report_procs(struct bench *b, const struct pset *a, const struct pse
                 snprintf(bs, sizeof(bs), "%.3f", bells / o);
             if (turns >= 0)
                 snprintf(ts, sizeof(ts), "%.3f", turns / o);
-            printf("  %-14s %7s per op: vcsw %.3f  ivcsw %.3f  bell writes %s  loop turns %s\n",
-                   "", "", vc / o, ic / o, bs, ts);
+            printf("  %-14s %7s per op: vcsw %.3f  ivcsw %.3f  bell writes %s  loop turns %s\n", "",
+                   "", vc / o, ic / o, bs, ts);
             if (pr < sizeof(b->procs_result) - 96)
                 pr += (size_t)snprintf(b->procs_result + pr, sizeof(b->procs_result) - pr,
                                        "%s%s:%.2f:%.3f:%.3f:%s:%s", pr ? "," : "", e->role,
@@ -2097,33 +2097,87 @@ int main(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, "c:g:S:D:n:p:s:w:t:r:h", lo, NULL)) != -1) {
         switch (ch) {
-        case 'c': o->config = optarg; break;
-        case 'g': o->gw = optarg; break;
-        case O_COAPGW: o->coapgw = optarg; break;
-        case 'S': o->scenario = optarg; break;
-        case 'D': o->devices_file = optarg; break;
-        case 'n': o->ndev = atoi(optarg); break;
-        case 'p': o->path = optarg; break;
-        case 's': o->sockets = atoi(optarg); break;
-        case 'w': o->window = atoi(optarg); break;
-        case 't': o->seconds = atof(optarg); break;
-        case O_WARMUP: o->warmup = atof(optarg); break;
-        case 'r': o->rate = atof(optarg); break;
-        case O_NON: o->non = true; break;
-        case O_ACKTO: o->ack_timeout_ms = atoi(optarg); break;
-        case O_TO: o->timeout_ms = atoi(optarg); break;
-        case O_OBSERVERS: o->observers = atoi(optarg); break;
-        case O_RES: o->resources = atoi(optarg); break;
-        case O_OBSP: o->obs_period_ms = atof(optarg); break;
-        case O_SESS: o->sessions = atoi(optarg); break;
-        case O_ACC: o->accounts = atoi(optarg); break;
-        case O_KILL: o->kill_role = optarg; break;
-        case O_KILLAT: o->kill_at = atof(optarg); break;
-        case O_LABEL: o->label = optarg; break;
-        case O_REGW: o->reg_window = atoi(optarg); break;
-        case O_FIRST: o->first_dev = atoi(optarg); break;
-        case O_NOSESS: o->no_session = true; break;
-        case O_URIADDR: o->uri_address = true; break;
+        case 'c':
+            o->config = optarg;
+            break;
+        case 'g':
+            o->gw = optarg;
+            break;
+        case O_COAPGW:
+            o->coapgw = optarg;
+            break;
+        case 'S':
+            o->scenario = optarg;
+            break;
+        case 'D':
+            o->devices_file = optarg;
+            break;
+        case 'n':
+            o->ndev = atoi(optarg);
+            break;
+        case 'p':
+            o->path = optarg;
+            break;
+        case 's':
+            o->sockets = atoi(optarg);
+            break;
+        case 'w':
+            o->window = atoi(optarg);
+            break;
+        case 't':
+            o->seconds = atof(optarg);
+            break;
+        case O_WARMUP:
+            o->warmup = atof(optarg);
+            break;
+        case 'r':
+            o->rate = atof(optarg);
+            break;
+        case O_NON:
+            o->non = true;
+            break;
+        case O_ACKTO:
+            o->ack_timeout_ms = atoi(optarg);
+            break;
+        case O_TO:
+            o->timeout_ms = atoi(optarg);
+            break;
+        case O_OBSERVERS:
+            o->observers = atoi(optarg);
+            break;
+        case O_RES:
+            o->resources = atoi(optarg);
+            break;
+        case O_OBSP:
+            o->obs_period_ms = atof(optarg);
+            break;
+        case O_SESS:
+            o->sessions = atoi(optarg);
+            break;
+        case O_ACC:
+            o->accounts = atoi(optarg);
+            break;
+        case O_KILL:
+            o->kill_role = optarg;
+            break;
+        case O_KILLAT:
+            o->kill_at = atof(optarg);
+            break;
+        case O_LABEL:
+            o->label = optarg;
+            break;
+        case O_REGW:
+            o->reg_window = atoi(optarg);
+            break;
+        case O_FIRST:
+            o->first_dev = atoi(optarg);
+            break;
+        case O_NOSESS:
+            o->no_session = true;
+            break;
+        case O_URIADDR:
+            o->uri_address = true;
+            break;
         case O_PROC: {
             const char *eq = strchr(optarg, '=');
             if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof(o->proc_role[0]) ||
@@ -2132,13 +2186,17 @@ int main(int argc, char **argv)
                         GW_ARRAY_LEN(o->proc_pid));
                 return 2;
             }
-            snprintf(o->proc_role[o->nproc], sizeof(o->proc_role[0]), "%.*s",
-                     (int)(eq - optarg), optarg);
+            snprintf(o->proc_role[o->nproc], sizeof(o->proc_role[0]), "%.*s", (int)(eq - optarg),
+                     optarg);
             o->proc_pid[o->nproc++] = atoi(eq + 1);
             break;
         }
-        case 'h': fputs(usage, stdout); return 0;
-        default: fputs(usage, stderr); return 2;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
         }
     }
     if (!o->scenario) {
@@ -2148,8 +2206,8 @@ int main(int argc, char **argv)
     if (!strcmp(o->scenario, "free-port"))
         return free_port();
     bool standalone = !o->config && o->nproc && o->gw && o->devices_file;
-    if ((!o->config && !standalone) || o->sockets < 1 || o->sockets > MAX_SOCKETS || o->window < 1 ||
-        (uint64_t)o->sockets * (uint64_t)o->window > 0xffffff || o->seconds <= 0 ||
+    if ((!o->config && !standalone) || o->sockets < 1 || o->sockets > MAX_SOCKETS ||
+        o->window < 1 || (uint64_t)o->sockets * (uint64_t)o->window > 0xffffff || o->seconds <= 0 ||
         o->seconds > 3600 || o->ack_timeout_ms < 10 || o->timeout_ms < 10 || o->sessions < 1) {
         fprintf(stderr, "bench_gateway: bad or missing options (--config is required)\n%s", usage);
         return 2;

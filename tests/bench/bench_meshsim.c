@@ -74,8 +74,10 @@ int main(int argc, char **argv)
         return 1;
     }
     if (child == 0) {
-        char *av[] = { "meshsim", "--generate", "64", "--base", base, "--out", devfile,
-                       "--ready-file", ready, "--latency", (char *)latency, "--quiet", NULL };
+        char *av[] = {
+            "meshsim",      "--generate", "64",        "--base",        base,      "--out", devfile,
+            "--ready-file", ready,        "--latency", (char *)latency, "--quiet", NULL
+        };
         _exit(meshsim_main((int)(sizeof(av) / sizeof(av[0])) - 1, av));
     }
     int rc = 1;
@@ -132,8 +134,18 @@ int main(int argc, char **argv)
             uint16_t m = mid++;
             if (sent_at[m])
                 continue;
-            uint8_t req[16] = { 0x42, 0x01, (uint8_t)(m >> 8), (uint8_t)m, (uint8_t)(m >> 8),
-                                (uint8_t)m, 0xb5, 'v', 'a', 'l', 'u', 'e' };
+            uint8_t req[16] = { 0x42,
+                                0x01,
+                                (uint8_t)(m >> 8),
+                                (uint8_t)m,
+                                (uint8_t)(m >> 8),
+                                (uint8_t)m,
+                                0xb5,
+                                'v',
+                                'a',
+                                'l',
+                                'u',
+                                'e' };
             const struct sockaddr_in *a = &dst[next_dev++ % ntarget];
             if (sendto(fd, req, 12, 0, (const struct sockaddr *)a, sizeof(*a)) != 12) {
                 send_fail++;
@@ -182,7 +194,8 @@ int main(int argc, char **argv)
     double el = (double)(now_us() - t0) / 1e6;
     qsort(lat, nlat, sizeof(*lat), cmp_u32);
     printf("bench_meshsim: 64 devices (%d normal targeted), device latency %s ms, window %d, "
-           "one socket, %.1f s\n", ntarget, latency, window, el);
+           "one socket, %.1f s\n",
+           ntarget, latency, window, el);
     printf("  sent %llu, answered %llu (%.0f req/s), timeouts %llu, other %llu, "
            "send failures %llu\n",
            (unsigned long long)sent, (unsigned long long)answered, (double)answered / el,

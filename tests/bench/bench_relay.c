@@ -236,8 +236,8 @@ static size_t to_device(const uint8_t *q, size_t n, uint32_t slot, uint8_t *out,
         next = strchr(seg, '/');
         if (next)
             *next++ = '\0';
-        size_t w = put_opt(out + o, MAXDG - o, &last, OPT_URI_PATH, (const uint8_t *)seg,
-                           strlen(seg));
+        size_t w =
+            put_opt(out + o, MAXDG - o, &last, OPT_URI_PATH, (const uint8_t *)seg, strlen(seg));
         if (!w)
             return 0;
         o += w;

@@ -35,7 +35,7 @@
 
 struct shared {
     /* Throughput. */
-    _Atomic int ready;            /* consumers attached */
+    _Atomic int ready; /* consumers attached */
     uint64_t tp_records, tp_bytes, tp_ns, tp_bad, tp_sleeps, tp_full;
     /* Latency. */
     uint32_t lat_n;
@@ -88,7 +88,7 @@ static bool consumer_wait(struct side *s, int timeout_ms, uint64_t *sleeps)
         return true;
     }
     (*sleeps)++;
-    struct pollfd pfd = {.fd = s->fd, .events = POLLIN};
+    struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
     int n = poll(&pfd, 1, timeout_ms);
     gw_bell_awake(s->bell);
     gw_bell_fifo_drain(s->fd);
@@ -176,7 +176,7 @@ static void lat_producer(uint32_t samples)
         sched_yield();
     uint64_t full = 0;
     for (uint32_t i = 0; i <= samples; i++) {
-        struct timespec ts = {0, 1000000};
+        struct timespec ts = { 0, 1000000 };
         nanosleep(&ts, NULL);
         uint64_t t = now_ns();
         /* The last record is empty and ends the run. */
@@ -230,8 +230,14 @@ static pid_t spawn(void (*fn)(void))
 
 static double g_seconds = 2.5;
 static uint32_t g_samples = 2000;
-static void run_tp_producer(void) { tp_producer(g_seconds); }
-static void run_lat_producer(void) { lat_producer(g_samples); }
+static void run_tp_producer(void)
+{
+    tp_producer(g_seconds);
+}
+static void run_lat_producer(void)
+{
+    lat_producer(g_samples);
+}
 
 static int wait_child(pid_t pid, const char *what)
 {
@@ -256,7 +262,8 @@ int main(int argc, char **argv)
     if (argc > 2)
         g_samples = (uint32_t)strtoul(argv[2], NULL, 10);
     if (g_seconds <= 0 || g_seconds > 60 || g_samples == 0 || g_samples > MAX_SAMPLES) {
-        fprintf(stderr, "usage: %s [seconds (0-60]] [latency samples (1-%d)]\n", argv[0], MAX_SAMPLES);
+        fprintf(stderr, "usage: %s [seconds (0-60]] [latency samples (1-%d)]\n", argv[0],
+                MAX_SAMPLES);
         return 2;
     }
 
@@ -284,8 +291,10 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    printf("bench_ring: machine: nproc=%ld (2-core VM shared with other jobs; figures are indicative, "
-           "not a target)\n", sysconf(_SC_NPROCESSORS_ONLN));
+    printf(
+        "bench_ring: machine: nproc=%ld (2-core VM shared with other jobs; figures are indicative, "
+        "not a target)\n",
+        sysconf(_SC_NPROCESSORS_ONLN));
     printf("ring: %u slots x %u bytes, segment /dev/shm%s\n", r->size, r->slot_size, shm.name);
 
     int fails = 0;
@@ -295,11 +304,12 @@ int main(int argc, char **argv)
     fails += wait_child(c, "throughput consumer");
     double secs = (double)sh->tp_ns / 1e9;
     if (secs > 0)
-        printf("throughput: %llu records of %d B in %.2f s: %.0f records/s, %.1f MB/s "
-               "(producer found the ring full %llu times, consumer slept %llu times, %llu out of order)\n",
-               (unsigned long long)sh->tp_records, REC_SIZE, secs, (double)sh->tp_records / secs,
-               (double)sh->tp_bytes / secs / 1e6, (unsigned long long)sh->tp_full,
-               (unsigned long long)sh->tp_sleeps, (unsigned long long)sh->tp_bad);
+        printf(
+            "throughput: %llu records of %d B in %.2f s: %.0f records/s, %.1f MB/s "
+            "(producer found the ring full %llu times, consumer slept %llu times, %llu out of order)\n",
+            (unsigned long long)sh->tp_records, REC_SIZE, secs, (double)sh->tp_records / secs,
+            (double)sh->tp_bytes / secs / 1e6, (unsigned long long)sh->tp_full,
+            (unsigned long long)sh->tp_sleeps, (unsigned long long)sh->tp_bad);
 
     uint32_t rings0 = atomic_load(&gw_shm_bell(&shm, r->bell)->rings);
     c = spawn(lat_consumer);
@@ -312,12 +322,14 @@ int main(int argc, char **argv)
         uint64_t sum = 0;
         for (uint32_t i = 0; i < n; i++)
             sum += sh->lat_ns[i];
-        printf("wake-up latency (idle consumer in poll() on the FIFO doorbell, 1 record per ~1 ms): "
-               "%u samples: p50 %.1f us, p99 %.1f us, max %.1f us, mean %.1f us "
-               "(%u doorbell writes, %llu poll timeouts)\n",
-               n, sh->lat_ns[n / 2] / 1e3, sh->lat_ns[(uint64_t)n * 99 / 100] / 1e3, sh->lat_ns[n - 1] / 1e3,
-               (double)sum / n / 1e3, atomic_load(&gw_shm_bell(&shm, r->bell)->rings) - rings0,
-               (unsigned long long)sh->lat_timeouts);
+        printf(
+            "wake-up latency (idle consumer in poll() on the FIFO doorbell, 1 record per ~1 ms): "
+            "%u samples: p50 %.1f us, p99 %.1f us, max %.1f us, mean %.1f us "
+            "(%u doorbell writes, %llu poll timeouts)\n",
+            n, sh->lat_ns[n / 2] / 1e3, sh->lat_ns[(uint64_t)n * 99 / 100] / 1e3,
+            sh->lat_ns[n - 1] / 1e3, (double)sum / n / 1e3,
+            atomic_load(&gw_shm_bell(&shm, r->bell)->rings) - rings0,
+            (unsigned long long)sh->lat_timeouts);
     }
 
     gw_shm_close(&shm);

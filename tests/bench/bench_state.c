@@ -33,7 +33,10 @@
 
 static char dir[64];
 
-static double now_s(void) { return (double)gw_mono_us() / 1e6; }
+static double now_s(void)
+{
+    return (double)gw_mono_us() / 1e6;
+}
 
 static uint64_t xs(uint64_t *s)
 {
@@ -73,8 +76,11 @@ static void bench_sessions(double scale)
     for (int i = 0; i < n; i++) {
         char acct[32];
         snprintf(acct, sizeof(acct), "acct%d", i);
-        struct fe_sess_req rq = { acct, { .family = 4, .port = (uint16_t)(1024 + i % 60000) }, 0, 0, 0, 2000000000,
-                                  &all, NULL, NULL, NULL };
+        struct fe_sess_req rq = { acct, { .family = 4, .port = (uint16_t)(1024 + i % 60000) },
+                                  0,    0,
+                                  0,    2000000000,
+                                  &all, NULL,
+                                  NULL, NULL };
         rq.ep.addr[0] = 10;
         rq.ep.addr[1] = (uint8_t)(i >> 16);
         rq.ep.addr[2] = (uint8_t)(i >> 8);
@@ -101,8 +107,8 @@ static void bench_sessions(double scale)
         hit += fe_session_lookup(&st, &cfg, &ep, 1000, &s) == 0;
     }
     t1 = now_s();
-    printf("sessions: lookup with %d live sessions: %.0f ns/op (%d/%d found)\n", n, (t1 - t0) * 1e9 / lookups, hit,
-           lookups);
+    printf("sessions: lookup with %d live sessions: %.0f ns/op (%d/%d found)\n", n,
+           (t1 - t0) * 1e9 / lookups, hit, lookups);
     gw_store_close(&st);
 
     /* Token verification + creation, HS256 and RS256. */
@@ -152,15 +158,19 @@ static void bench_sessions(double scale)
             const char *diag;
             if (fe_auth_verify(verifier, toks[i], strlen(toks[i]), gw_wall_s(), &cl, &diag) != 0)
                 exit(1);
-            struct fe_sess_req rq = { cl.sub, { .family = 4, .port = (uint16_t)(2000 + i) }, 0, 0, 0, cl.exp, &cl.scope,
-                                      NULL, NULL, NULL };
+            struct fe_sess_req rq = { cl.sub,    { .family = 4, .port = (uint16_t)(2000 + i) },
+                                      0,         0,
+                                      0,         cl.exp,
+                                      &cl.scope, NULL,
+                                      NULL,      NULL };
             struct gw_session s;
             struct gw_ep moved;
             if (fe_session_create(&s2, &cfg, &rq, gw_wall_s(), &s, &moved, &diag) != 0)
                 exit(1);
         }
         t1 = now_s();
-        printf("sessions: creation with %s tokens (verify + create): %.0f/s\n", algs[a], m / (t1 - t0));
+        printf("sessions: creation with %s tokens (verify + create): %.0f/s\n", algs[a],
+               m / (t1 - t0));
         for (int i = 0; i < m; i++)
             free(toks[i]);
         free(toks);
@@ -178,8 +188,8 @@ static void bench_registry(double scale)
     FILE *f = fopen(path, "w");
     fprintf(f, "mac,address,type,key\n");
     for (int i = 0; i < n; i++)
-        fprintf(f, "%016x,10.%d.%d.%d,%s,00112233445566778899aabbccddeeff\n", i + 1, (i >> 16) & 255, (i >> 8) & 255,
-                i & 255, i % 4 == 3 ? "milli" : "normal");
+        fprintf(f, "%016x,10.%d.%d.%d,%s,00112233445566778899aabbccddeeff\n", i + 1,
+                (i >> 16) & 255, (i >> 8) & 255, i & 255, i % 4 == 3 ? "milli" : "normal");
     fclose(f);
     struct gw_store st;
     char sub[128];
@@ -203,8 +213,8 @@ static void bench_registry(double scale)
         hit += gw_registry_get(&st, mac, &d) == 0;
     }
     t1 = now_s();
-    printf("registry: lookup by MAC with %d devices: %.0f ns/op (%d/%d found)\n", n, (t1 - t0) * 1e9 / lookups, hit,
-           lookups);
+    printf("registry: lookup by MAC with %d devices: %.0f ns/op (%d/%d found)\n", n,
+           (t1 - t0) * 1e9 / lookups, hit, lookups);
     gw_store_close(&st);
 }
 
@@ -227,8 +237,16 @@ static int cnt_mesh(void *ctx, const struct gw_msg *env, const uint8_t *data)
     last_tx_len = env->len;
     return 0;
 }
-static int dev_type(void *ctx, const uint8_t mac[8]) { (void)ctx, (void)mac; return 0; }
-static uint32_t rnd(void *ctx) { (void)ctx; return 0; }
+static int dev_type(void *ctx, const uint8_t mac[8])
+{
+    (void)ctx, (void)mac;
+    return 0;
+}
+static uint32_t rnd(void *ctx)
+{
+    (void)ctx;
+    return 0;
+}
 
 static void bench_observe(double scale)
 {
@@ -301,9 +319,10 @@ static void bench_observe(double scale)
     struct mallinfo2 m2 = mallinfo2();
     struct sch_core_counts c;
     sch_core_counts(core, &c);
-    printf("observe: %u observations, %u observers; heap per observer %.0f B (all observe state incl. observations "
-           "and indexes / observers)\n", c.observations, c.observers,
-           (double)(m2.uordblks - m1.uordblks) / (double)c.observers);
+    printf(
+        "observe: %u observations, %u observers; heap per observer %.0f B (all observe state incl. observations "
+        "and indexes / observers)\n",
+        c.observations, c.observers, (double)(m2.uordblks - m1.uordblks) / (double)c.observers);
     (void)m0;
     delivered = 0;
     uint32_t dobs = 3;
@@ -313,7 +332,8 @@ static void bench_observe(double scale)
         for (int r = 0; r < nres; r++) {
             uint8_t ntf[64];
             struct gw_cb b;
-            gw_cb_init(&b, ntf, sizeof(ntf), GW_COAP_NON, GW_COAP_CONTENT, (uint16_t)(k * nres + r), gtok[r], 8);
+            gw_cb_init(&b, ntf, sizeof(ntf), GW_COAP_NON, GW_COAP_CONTENT, (uint16_t)(k * nres + r),
+                       gtok[r], 8);
             gw_cb_opt_uint(&b, GW_OPT_OBSERVE, dobs);
             gw_cb_opt_uint(&b, GW_OPT_MAX_AGE, 60);
             gw_cb_payload(&b, "22.5", 4);
@@ -332,8 +352,8 @@ static void bench_observe(double scale)
     }
     double t1 = now_s();
     printf("observe: fan-out in the scheduler core (no rings, no sockets): %.0f notifications/s "
-           "(%llu delivered, %.0f ns each)\n", (double)delivered / (t1 - t0), delivered,
-           (t1 - t0) * 1e9 / (double)delivered);
+           "(%llu delivered, %.0f ns each)\n",
+           (double)delivered / (t1 - t0), delivered, (t1 - t0) * 1e9 / (double)delivered);
     sch_core_free(core);
     gw_coap_parser_free(parser);
     free(txns);
@@ -349,7 +369,8 @@ int main(int argc, char **argv)
     snprintf(dir, sizeof(dir), "/tmp/bench_state_XXXXXX");
     if (!mkdtemp(dir))
         return 1;
-    printf("bench_state on %ld cores (figures for this machine only)\n", sysconf(_SC_NPROCESSORS_ONLN));
+    printf("bench_state on %ld cores (figures for this machine only)\n",
+           sysconf(_SC_NPROCESSORS_ONLN));
     if (!strcmp(what, "sessions") || !strcmp(what, "all"))
         bench_sessions(scale);
     if (!strcmp(what, "registry") || !strcmp(what, "all"))

@@ -70,7 +70,8 @@ static void use_helpers(const struct gw_coap_msg *m)
             struct gw_coap_opt eo = { o->num, (uint16_t)n, enc };
             struct gw_block b2;
             /* A decoded Block value encodes back to the same meaning. */
-            if (!gw_block_decode(&eo, &b2) || b2.num != b.num || b2.more != b.more || b2.szx != b.szx)
+            if (!gw_block_decode(&eo, &b2) || b2.num != b.num || b2.more != b.more ||
+                b2.szx != b.szx)
                 fail("Block option does not survive decode/encode");
         }
         if (gw_coap_opt_find(m, o->num) == NULL || gw_coap_opt_count(m, o->num) == 0)

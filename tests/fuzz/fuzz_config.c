@@ -94,12 +94,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (!TERMINATED(cfg.listen) || !TERMINATED(cfg.instance) || !TERMINATED(cfg.data_dir) ||
         !TERMINATED(cfg.devices_file) || !TERMINATED(cfg.log_level) || !TERMINATED(cfg.names) ||
-        !TERMINATED(cfg.meshsim_base) || !TERMINATED(cfg.metrics_listen) || !TERMINATED(cfg.mesh_bind) ||
-        !TERMINATED(cfg.jwt_alg) || !TERMINATED(cfg.jwt_key_file) || !TERMINATED(cfg.jwt_issuer) ||
-        !TERMINATED(cfg.jwt_audience))
+        !TERMINATED(cfg.meshsim_base) || !TERMINATED(cfg.metrics_listen) ||
+        !TERMINATED(cfg.mesh_bind) || !TERMINATED(cfg.jwt_alg) || !TERMINATED(cfg.jwt_key_file) ||
+        !TERMINATED(cfg.jwt_issuer) || !TERMINATED(cfg.jwt_audience))
         fail("accepted configuration has an unterminated string");
-    if (cfg.ring_slots <= 0 || (cfg.ring_slots & (cfg.ring_slots - 1)) || cfg.frontends > cfg.max_frontends ||
-        cfg.frontends < 1 || cfg.max_message > GW_COAP_MAX_MSG || !cfg.data_dir[0])
+    if (cfg.ring_slots <= 0 || (cfg.ring_slots & (cfg.ring_slots - 1)) ||
+        cfg.frontends > cfg.max_frontends || cfg.frontends < 1 ||
+        cfg.max_message > GW_COAP_MAX_MSG || !cfg.data_dir[0])
         fail("accepted configuration breaks a promised invariant");
     if (gw_log_level_parse(cfg.log_level) < 0)
         fail("accepted an unknown log level");

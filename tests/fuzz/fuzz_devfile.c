@@ -161,7 +161,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fail("registry holds a different number of devices");
     for (int i = 0; i < n && i < MAX_DEVS; i++) {
         struct gw_device got;
-        if (gw_registry_get(&store, lc.dev[i].mac, &got) != 0 || memcmp(&got, &lc.dev[i], sizeof(got)) != 0)
+        if (gw_registry_get(&store, lc.dev[i].mac, &got) != 0 ||
+            memcmp(&got, &lc.dev[i], sizeof(got)) != 0)
             fail("device not stored as loaded");
         struct gw_ep ep = { .family = got.family, .port = got.plain_port };
         memcpy(ep.addr, got.addr, 16);

@@ -67,15 +67,15 @@ static struct {
     struct fe_auth *auth;
     struct gw_config cfg;
     struct fe_sess_cfg scfg;
-    struct gw_coap_parser *parser;  /* the frontend's one parser */
-    struct gw_coap_parser *check;   /* the harness's, for the oracles */
+    struct gw_coap_parser *parser; /* the frontend's one parser */
+    struct gw_coap_parser *check;  /* the harness's, for the oracles */
     struct gw_fake_clock fc;
     struct gw_clock clock;
     struct fe_core core;
     struct gw_ep ep[NEPS];
-    struct gw_msg pushed[NPUSHED];  /* the last REQ envelopes, for answers */
+    struct gw_msg pushed[NPUSHED]; /* the last REQ envelopes, for answers */
     unsigned npushed;
-    bool dirty;                     /* the session tables moved off the start state */
+    bool dirty; /* the session tables moved off the start state */
     /* The request being handled (for the reply oracle); checking off for
      * duplicates, whose stored answer belongs to the first copy. */
     bool checking;
@@ -146,9 +146,12 @@ static void sessions_reset(void)
         struct fe_scope sc;
         if (fe_scope_parse(start[i].scope, &sc) != 0)
             fail("scope");
-        struct fe_sess_req rq = { .account = start[i].account, .ep = F.ep[start[i].ep],
-                                  .security = start[i].security, .single = start[i].single,
-                                  .token_exp = T0_WALL + 3600, .scope = &sc };
+        struct fe_sess_req rq = { .account = start[i].account,
+                                  .ep = F.ep[start[i].ep],
+                                  .security = start[i].security,
+                                  .single = start[i].single,
+                                  .token_exp = T0_WALL + 3600,
+                                  .scope = &sc };
         struct gw_session s;
         struct gw_ep moved;
         const char *diag = NULL;
@@ -181,10 +184,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (fe_auth_new(&acfg, &F.auth) != 0)
         fail("fe_auth_new");
     snprintf(path, sizeof(path), "%s/devices.csv", F.dir);
-    write_file(path, "mac,address,type,key,plain_port,secure_port\n"
-                     "0011223344556677,10.1.0.1,normal,000102030405060708090a0b0c0d0e0f\n"
-                     "00112233445566aa,10.1.0.2,milli,000102030405060708090a0b0c0d0e0f\n"
-                     "0200000000000001,fd00::1,normal,000102030405060708090a0b0c0d0e0f,5683,4849\n");
+    write_file(path,
+               "mac,address,type,key,plain_port,secure_port\n"
+               "0011223344556677,10.1.0.1,normal,000102030405060708090a0b0c0d0e0f\n"
+               "00112233445566aa,10.1.0.2,milli,000102030405060708090a0b0c0d0e0f\n"
+               "0200000000000001,fd00::1,normal,000102030405060708090a0b0c0d0e0f,5683,4849\n");
     int bad = 0;
     if (gw_registry_import(&F.store, path, &bad) != 3)
         fail("gw_registry_import");
@@ -389,12 +393,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if ((sel & 0x80) && F.npushed && (sel >> 2) % NPUSHED < F.npushed) {
                 /* The answer to a request pushed earlier: the envelope is
                  * the REQ's, as sch_core_send_client makes it. */
-                const struct gw_msg *q = &F.pushed[(F.npushed - 1 - (sel >> 2) % NPUSHED) % NPUSHED];
+                const struct gw_msg *q =
+                    &F.pushed[(F.npushed - 1 - (sel >> 2) % NPUSHED) % NPUSHED];
                 uint8_t fl = m.flags & (GW_MF_NOTIFY | GW_MF_SUPPRESS | GW_MF_DEV_NON);
                 uint32_t aux = m.aux;
                 m = *q;
                 m.kind = GW_MSG_RESP;
-                m.flags = (uint8_t)((q->flags & GW_MF_BLOCK2) | fl | (fl & GW_MF_NOTIFY ? 0 : GW_MF_ANSWER));
+                m.flags = (uint8_t)((q->flags & GW_MF_BLOCK2) | fl |
+                                    (fl & GW_MF_NOTIFY ? 0 : GW_MF_ANSWER));
                 m.aux = fl & GW_MF_NOTIFY ? aux : q->aux;
             }
             size_t len;

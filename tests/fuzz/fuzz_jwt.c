@@ -63,8 +63,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fail("cannot write the key file");
     close(fd);
     struct fe_auth_cfg c1 = { .alg = FE_JWT_HS256, .key_file = keypath };
-    struct fe_auth_cfg c2 = { .alg = FE_JWT_HS256, .key_file = keypath, .issuer = "coapgw-fuzz",
-                              .audience = "gw", .leeway_s = 30, .max_token_len = 2048 };
+    struct fe_auth_cfg c2 = { .alg = FE_JWT_HS256,
+                              .key_file = keypath,
+                              .issuer = "coapgw-fuzz",
+                              .audience = "gw",
+                              .leeway_s = 30,
+                              .max_token_len = 2048 };
     if (fe_auth_new(&c1, &plain) != 0 || fe_auth_new(&c2, &strict) != 0)
         fail("fe_auth_new");
     atexit(cleanup);
@@ -168,7 +172,8 @@ static void signed_token(const struct fe_auth *a, const uint8_t *p, size_t n)
     o += b64url(cl, cll, tok + o);
     uint8_t mac[32];
     unsigned ml = 0;
-    if (!HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), (const uint8_t *)tok, o, mac, &ml) || ml != 32)
+    if (!HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), (const uint8_t *)tok, o, mac, &ml) ||
+        ml != 32)
         fail("HMAC");
     tok[o++] = '.';
     o += b64url(mac, 32, tok + o);
@@ -205,7 +210,8 @@ static void minted(const struct fe_auth *a, const char *s, size_t n)
     if (want.all != c.scope.all || (!want.all && want.n != c.scope.n))
         fail("minted scope differs after verification");
     for (unsigned i = 0; !want.all && i < want.n; i++)
-        if (want.e[i].nibbles != c.scope.e[i].nibbles || memcmp(want.e[i].prefix, c.scope.e[i].prefix, 8) != 0)
+        if (want.e[i].nibbles != c.scope.e[i].nibbles ||
+            memcmp(want.e[i].prefix, c.scope.e[i].prefix, 8) != 0)
             fail("minted scope entry differs after verification");
     free(tok);
 }

@@ -44,7 +44,8 @@ static void envelope(const uint8_t *rec, size_t n)
     const uint8_t *data = NULL;
     if (gw_msg_decode(copy, n, &m, &data) == 0) {
         if (m.kind == 0 || m.kind >= GW_MSG_KIND_MAX || m.tkl > GW_COAP_MAX_TOKEN ||
-            m.security > GW_SEC_NETMGR || (size_t)m.len + sizeof(m) != n || data != copy + sizeof(m))
+            m.security > GW_SEC_NETMGR || (size_t)m.len + sizeof(m) != n ||
+            data != copy + sizeof(m))
             fail("decoded envelope out of range");
         volatile uint8_t sink = 0;
         for (size_t i = 0; i < m.len; i++)

@@ -54,7 +54,8 @@ static bool piece(const uint8_t **p, const uint8_t *end, const uint8_t **s, size
     return true;
 }
 
-static bool build_request(uint8_t mode, const uint8_t *p, size_t n, uint8_t *buf, size_t cap, size_t *len)
+static bool build_request(uint8_t mode, const uint8_t *p, size_t n, uint8_t *buf, size_t cap,
+                          size_t *len)
 {
     struct gw_cb b;
     static const uint8_t tok[4] = { 't', 'o', 'k', '1' };
@@ -62,7 +63,8 @@ static bool build_request(uint8_t mode, const uint8_t *p, size_t n, uint8_t *buf
     if (!(mode & 1)) {
         gw_cb_opt(&b, GW_OPT_PROXY_URI, p, n);
     } else {
-        const uint8_t *end = p + n, *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL;
+        const uint8_t *end = p + n, *scheme = NULL, *host = NULL, *port = NULL, *path = NULL,
+                      *query = NULL;
         size_t sl = 0, hl = 0, pl = 0, pathl = 0, ql = 0;
         bool hs = piece(&p, end, &scheme, &sl);
         bool hh = piece(&p, end, &host, &hl);
@@ -97,7 +99,8 @@ static bool build_request(uint8_t mode, const uint8_t *p, size_t n, uint8_t *buf
     return gw_cb_finish(&b, len) == 0;
 }
 
-static void check_built(const struct gw_coap_msg *req, const struct fe_target *t, const uint8_t *buf, size_t len)
+static void check_built(const struct gw_coap_msg *req, const struct fe_target *t,
+                        const uint8_t *buf, size_t len)
 {
     struct gw_coap_msg up;
     if (gw_coap_parse(pout, buf, len, &up) != 0)
@@ -113,8 +116,14 @@ static void check_built(const struct gw_coap_msg *req, const struct fe_target *t
     for (unsigned i = 0; i < up.nopts; i++) {
         const struct gw_coap_opt *o = &up.opts[i];
         switch (o->num) {
-        case GW_OPT_PROXY_URI: case GW_OPT_PROXY_SCHEME: case GW_OPT_URI_HOST: case GW_OPT_URI_PORT:
-        case GW_OPT_BLOCK1: case GW_OPT_BLOCK2: case GW_OPT_HOP_LIMIT: case GW_OPT_NO_RESPONSE:
+        case GW_OPT_PROXY_URI:
+        case GW_OPT_PROXY_SCHEME:
+        case GW_OPT_URI_HOST:
+        case GW_OPT_URI_PORT:
+        case GW_OPT_BLOCK1:
+        case GW_OPT_BLOCK2:
+        case GW_OPT_HOP_LIMIT:
+        case GW_OPT_NO_RESPONSE:
             fail("device request carries a hop-by-hop or proxy option");
             break;
         case GW_OPT_URI_PATH:

@@ -232,7 +232,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void new_core(void)
 {
-    if (sch_core_new(&S.cfg, &S.clock, &S.out, S.txns, MAX_TXN, GW_TXN_SLOT, &S.store, NULL, &S.core) != 0)
+    if (sch_core_new(&S.cfg, &S.clock, &S.out, S.txns, MAX_TXN, GW_TXN_SLOT, &S.store, NULL,
+                     &S.core) != 0)
         fail("sch_core_new");
 }
 
@@ -316,7 +317,8 @@ static void rec_req(struct in *in)
     m.noresp = b & 0x1a;
     m.req_id = S.next_req++;
     m.client_mid = (uint16_t)(m.req_id * 7);
-    uint8_t buf[GW_COAP_MAX_MSG + 16] = { 0x48, GW_COAP_GET, 0, 0 }; /* CON, TKL 8, MID 0, zero token */
+    uint8_t buf[GW_COAP_MAX_MSG + 16] = { 0x48, GW_COAP_GET, 0,
+                                          0 }; /* CON, TKL 8, MID 0, zero token */
     size_t len = 12;
     uint8_t body[GW_COAP_MAX_MSG];
     size_t bl = take(in, u16(in) & 0x7ff, body, sizeof(body));

@@ -49,36 +49,36 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_INC 64                /* incarnations per side */
+#define MAX_INC 64 /* incarnations per side */
 #define KILLS_PER_PHASE 5
 #define PHASE_MS 3000
 #define PAYLOAD_MAX 1200
 #define REC_MAX (16 + PAYLOAD_MAX)
 #define PROD_CHECKPOINT 16
-#define MAX_RECORDS 100000000ull  /* count bound; the time bound comes first */
-#define CHILD_DEADLINE_S 90       /* children exit on their own after this */
+#define MAX_RECORDS 100000000ull /* count bound; the time bound comes first */
+#define CHILD_DEADLINE_S 90      /* children exit on their own after this */
 #define TEST_DEADLINE_MS 45000
 
 struct progress {
-    uint64_t last_plus1;          /* seq of the last record delivered, + 1 */
+    uint64_t last_plus1; /* seq of the last record delivered, + 1 */
     uint64_t delivered;
-    uint64_t gaps;                /* seqs never delivered */
-    uint64_t dups;                /* seq <= one already delivered */
+    uint64_t gaps; /* seqs never delivered */
+    uint64_t dups; /* seq <= one already delivered */
     uint64_t bad_sum, bad_len, bad_msg;
 };
 
 struct results {
     /* Producer. */
-    _Atomic uint64_t next_seq;    /* checkpoint, every PROD_CHECKPOINT pushes */
+    _Atomic uint64_t next_seq; /* checkpoint, every PROD_CHECKPOINT pushes */
     _Atomic int prod_stop;
     _Atomic uint32_t prod_resumed_ahead;  /* restarts where the slot beat the checkpoint */
     _Atomic uint64_t prod_first[MAX_INC]; /* first seq of each incarnation */
     _Atomic uint64_t prod_pushes[MAX_INC];
-    _Atomic uint64_t prod_full[MAX_INC];  /* GW_EFULL seen */
+    _Atomic uint64_t prod_full[MAX_INC]; /* GW_EFULL seen */
     /* Consumer. */
     _Atomic uint32_t cons_cur;
     struct progress prog[2];
-    _Atomic uint64_t cons_seen;   /* mirror of last_plus1 for the parent to watch */
+    _Atomic uint64_t cons_seen; /* mirror of last_plus1 for the parent to watch */
     _Atomic int cons_stop;
     _Atomic uint64_t cons_count[MAX_INC];
     _Atomic uint64_t cons_sleeps, cons_timeouts;
@@ -86,7 +86,10 @@ struct results {
 
 /* ---- Records. ---- */
 
-static uint32_t payload_len(uint64_t seq) { return (uint32_t)((seq * 2654435761u) % (PAYLOAD_MAX + 1)); }
+static uint32_t payload_len(uint64_t seq)
+{
+    return (uint32_t)((seq * 2654435761u) % (PAYLOAD_MAX + 1));
+}
 
 static uint64_t mix(uint64_t h, uint64_t w)
 {
@@ -194,7 +197,7 @@ static void producer_main(const struct env *e, pid_t parent, uint32_t inc)
         const uint8_t *s = (const uint8_t *)(r + 1) + (size_t)((tail - 1) & r->mask) * r->slot_size;
         uint32_t len;
         uint64_t last;
-        struct progress scratch = {0};
+        struct progress scratch = { 0 };
         memcpy(&len, s, 4);
         if (len > REC_MAX || rec_verify(s + 4, (int)len, &last, &scratch) != 0)
             _exit(93); /* a published slot must be whole */
@@ -215,7 +218,7 @@ static void producer_main(const struct env *e, pid_t parent, uint32_t inc)
             atomic_fetch_add_explicit(&res->prod_full[inc], 1, memory_order_relaxed);
             if (gw_bell_should_wake(bell))
                 gw_bell_fifo_kick(fd);
-            struct timespec ts = {0, 100000};
+            struct timespec ts = { 0, 100000 };
             nanosleep(&ts, NULL);
             if (now_ms() > deadline)
                 _exit(94);
@@ -262,7 +265,7 @@ static void consumer_main(const struct env *e, pid_t parent, uint32_t inc)
                 continue;
             }
             atomic_fetch_add_explicit(&res->cons_sleeps, 1, memory_order_relaxed);
-            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            struct pollfd pfd = { .fd = fd, .events = POLLIN };
             if (poll(&pfd, 1, 100) == 0)
                 atomic_fetch_add_explicit(&res->cons_timeouts, 1, memory_order_relaxed);
             gw_bell_awake(bell);
@@ -301,11 +304,11 @@ struct sup {
     struct gw_shm shm;
     struct gw_ring *r;
     pid_t pid[2];
-    uint32_t inc[2];              /* incarnations started */
+    uint32_t inc[2]; /* incarnations started */
     uint32_t kills[2];
     uint64_t t0;
     unsigned seed;
-    int fails;                    /* bounded waits that ran out */
+    int fails; /* bounded waits that ran out */
 };
 
 static pid_t spawn(struct sup *s, enum side side)
@@ -329,7 +332,7 @@ static pid_t spawn(struct sup *s, enum side side)
 
 static void sleep_ms(unsigned ms)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
     nanosleep(&ts, NULL);
 }
 
@@ -358,8 +361,8 @@ static void wait_progress(struct sup *s, enum side side)
         ok = wait_above(&res->prod_pushes[inc], 0, 5000) &&
              wait_above(&res->cons_seen, atomic_load(&res->prod_first[inc]), 5000);
     if (!ok) {
-        cr_log_error("%s incarnation %u made no progress in 5 s", side == CONS ? "consumer" : "producer",
-                     inc);
+        cr_log_error("%s incarnation %u made no progress in 5 s",
+                     side == CONS ? "consumer" : "producer", inc);
         s->fails++;
     }
 }
@@ -373,8 +376,9 @@ static void kill_and_restart(struct sup *s, enum side side)
     cr_assert_eq(kill(pid, SIGKILL), 0);
     int st;
     cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "%s %d ended with status %#x before the kill",
-              side == CONS ? "consumer" : "producer", (int)pid, st);
+    cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+              "%s %d ended with status %#x before the kill", side == CONS ? "consumer" : "producer",
+              (int)pid, st);
     s->kills[side]++;
     if (side == PROD)
         atomic_store(&s->r->prod_pid, 0);
@@ -425,7 +429,8 @@ Test(ring_procs, sigkill_either_side_loses_nothing_twice, .timeout = 90)
     gw_bell_path(&s.e.cfg, s.r->bell, s.e.fifo, sizeof(s.e.fifo));
     int fifo = gw_bell_fifo_open(s.e.fifo);
     cr_assert_geq(fifo, 0, "fifo: %s", gw_strerror(fifo));
-    s.e.res = mmap(NULL, sizeof(struct results), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    s.e.res = mmap(NULL, sizeof(struct results), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                   -1, 0);
     cr_assert_neq(s.e.res, MAP_FAILED);
     struct results *res = s.e.res;
 
@@ -437,8 +442,8 @@ Test(ring_procs, sigkill_either_side_loses_nothing_twice, .timeout = 90)
      * least KILLS_PER_PHASE kills. */
     for (int phase = 0; phase < 3 && !s.fails; phase++) {
         uint64_t start = now_ms();
-        for (int k = 0; (k < KILLS_PER_PHASE || now_ms() - start < PHASE_MS) && k < 4 * KILLS_PER_PHASE &&
-                        !s.fails && now_ms() - s.t0 < TEST_DEADLINE_MS;
+        for (int k = 0; (k < KILLS_PER_PHASE || now_ms() - start < PHASE_MS) &&
+                        k < 4 * KILLS_PER_PHASE && !s.fails && now_ms() - s.t0 < TEST_DEADLINE_MS;
              k++) {
             int which = phase == 0 ? CONS : phase == 1 ? PROD : rand_r(&s.seed) % 3;
             if (which != CONS) {
@@ -466,12 +471,13 @@ Test(ring_procs, sigkill_either_side_loses_nothing_twice, .timeout = 90)
 
     struct progress p = res->prog[atomic_load(&res->cons_cur)];
     uint32_t tail = atomic_load(&s.r->tail);
-    cr_log_info("%llu records in %llu ms; kills: consumer %u, producer %u; gaps %llu; "
-                "producer restarts resumed past the checkpoint: %u; consumer sleeps %llu (timeouts %llu)",
-                (unsigned long long)total, (unsigned long long)elapsed, s.kills[CONS], s.kills[PROD],
-                (unsigned long long)p.gaps, atomic_load(&res->prod_resumed_ahead),
-                (unsigned long long)atomic_load(&res->cons_sleeps),
-                (unsigned long long)atomic_load(&res->cons_timeouts));
+    cr_log_info(
+        "%llu records in %llu ms; kills: consumer %u, producer %u; gaps %llu; "
+        "producer restarts resumed past the checkpoint: %u; consumer sleeps %llu (timeouts %llu)",
+        (unsigned long long)total, (unsigned long long)elapsed, s.kills[CONS], s.kills[PROD],
+        (unsigned long long)p.gaps, atomic_load(&res->prod_resumed_ahead),
+        (unsigned long long)atomic_load(&res->cons_sleeps),
+        (unsigned long long)atomic_load(&res->cons_timeouts));
 
     cr_expect_eq(s.fails, 0, "a child incarnation stalled");
     cr_expect_eq(prod_rc, 0, "producer exit %d", prod_rc);
@@ -484,12 +490,13 @@ Test(ring_procs, sigkill_either_side_loses_nothing_twice, .timeout = 90)
     cr_expect_eq(p.dups, 0, "%llu duplicates or reorders", (unsigned long long)p.dups);
     /* Final drain consistent: every published seq delivered or counted lost,
      * and only a killed consumer loses a record (at most one per kill). */
-    cr_expect_eq(p.last_plus1, total, "last delivered %llu, published %llu", (unsigned long long)p.last_plus1,
-                 (unsigned long long)total);
+    cr_expect_eq(p.last_plus1, total, "last delivered %llu, published %llu",
+                 (unsigned long long)p.last_plus1, (unsigned long long)total);
     cr_expect_eq(p.delivered + p.gaps, total, "delivered %llu + lost %llu != published %llu",
-                 (unsigned long long)p.delivered, (unsigned long long)p.gaps, (unsigned long long)total);
-    cr_expect_leq(p.gaps, s.kills[CONS], "%llu records lost for %u consumer kills", (unsigned long long)p.gaps,
-                  s.kills[CONS]);
+                 (unsigned long long)p.delivered, (unsigned long long)p.gaps,
+                 (unsigned long long)total);
+    cr_expect_leq(p.gaps, s.kills[CONS], "%llu records lost for %u consumer kills",
+                  (unsigned long long)p.gaps, s.kills[CONS]);
     cr_expect(gw_ring_empty(s.r));
     cr_expect_eq(tail - atomic_load(&s.r->head), 0);
     cr_expect_geq(s.kills[CONS], KILLS_PER_PHASE);
@@ -499,9 +506,11 @@ Test(ring_procs, sigkill_either_side_loses_nothing_twice, .timeout = 90)
     cr_expect_geq(atomic_load(&res->prod_resumed_ahead), 1);
     /* Every incarnation did work: records crossed after every restart. */
     for (uint32_t i = 0; i < s.inc[CONS]; i++)
-        cr_expect_gt(atomic_load(&res->cons_count[i]), 0, "consumer incarnation %u popped nothing", i);
+        cr_expect_gt(atomic_load(&res->cons_count[i]), 0, "consumer incarnation %u popped nothing",
+                     i);
     for (uint32_t i = 0; i < s.inc[PROD]; i++)
-        cr_expect_gt(atomic_load(&res->prod_pushes[i]), 0, "producer incarnation %u pushed nothing", i);
+        cr_expect_gt(atomic_load(&res->prod_pushes[i]), 0, "producer incarnation %u pushed nothing",
+                     i);
     /* Claims: one generation per incarnation. */
     cr_expect_eq(atomic_load(&s.r->prod_gen), s.inc[PROD]);
     cr_expect_eq(atomic_load(&s.r->cons_gen), s.inc[CONS]);

@@ -27,9 +27,11 @@ Test(conf, file_keys_comments_and_relative_token_file)
 {
     struct cl_conf c;
     cl_conf_defaults(&c);
-    const char *text = "# client\n\ngateway = 10.0.0.1:5700\nlocal_port=40100\n  token_file = tok.jwt  \n"
-                       "security = none\nsticky = true\ntimeout = 2.5\nblock_size = 64\n";
-    cr_assert_eq(cl_conf_parse(&c, text, strlen(text), "/etc/cl/client.conf", err, sizeof(err)), 0, "%s", err);
+    const char *text =
+        "# client\n\ngateway = 10.0.0.1:5700\nlocal_port=40100\n  token_file = tok.jwt  \n"
+        "security = none\nsticky = true\ntimeout = 2.5\nblock_size = 64\n";
+    cr_assert_eq(cl_conf_parse(&c, text, strlen(text), "/etc/cl/client.conf", err, sizeof(err)), 0,
+                 "%s", err);
     cr_assert_str_eq(c.gateway, "10.0.0.1:5700");
     cr_assert_eq(c.local_port, 40100);
     cr_assert_str_eq(c.token_file, "/etc/cl/tok.jwt", "relative to the file's folder");
@@ -43,7 +45,9 @@ Test(conf, file_keys_comments_and_relative_token_file)
 Test(conf, file_errors_name_file_line_and_key)
 {
     struct cl_conf c;
-    static const struct { const char *text, *want; } bad[] = {
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
         { "gateway = a\nlocal_port = 0\n", "c.conf:2: local_port" },
         { "\n\nfoo = 1\n", "c.conf:3: unknown key 'foo'" },
         { "security = tls\n", "c.conf:1: security" },
@@ -54,8 +58,9 @@ Test(conf, file_errors_name_file_line_and_key)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         cl_conf_defaults(&c);
-        cr_assert_eq(cl_conf_parse(&c, bad[i].text, strlen(bad[i].text), "c.conf", err, sizeof(err)), GW_ECONFIG,
-                     "accepted: %s", bad[i].text);
+        cr_assert_eq(
+            cl_conf_parse(&c, bad[i].text, strlen(bad[i].text), "c.conf", err, sizeof(err)),
+            GW_ECONFIG, "accepted: %s", bad[i].text);
         cr_assert(strstr(err, bad[i].want), "'%s' lacks '%s'", err, bad[i].want);
     }
 }
@@ -108,8 +113,9 @@ Test(args, commands_and_operands)
     cr_assert_eq(a.cmd, CL_CMD_SESSION_OPEN);
     cr_assert(a.json);
     cr_assert_eq(a.verbose, 1);
-    char *v2[] = { "client", "observe", "coap://0200000000000001/sensor", "--count", "3", "--duration", "1.5",
-                   NULL };
+    char *v2[] = { "client",  "observe", "coap://0200000000000001/sensor",
+                   "--count", "3",       "--duration",
+                   "1.5",     NULL };
     cr_assert_eq(cl_args_parse(7, v2, &a, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(a.cmd, CL_CMD_OBSERVE);
     cr_assert_str_eq(a.uri, "coap://0200000000000001/sensor");
@@ -154,7 +160,8 @@ Test(args, usage_errors_are_one_line)
         while (bad[i][argc])
             argc++;
         err[0] = '\0';
-        cr_assert_eq(cl_args_parse(argc, bad[i], &a, err, sizeof(err)), GW_EBADMSG, "case %zu accepted", i);
+        cr_assert_eq(cl_args_parse(argc, bad[i], &a, err, sizeof(err)), GW_EBADMSG,
+                     "case %zu accepted", i);
         cr_assert(err[0] && !strchr(err, '\n'), "case %zu: '%s'", i, err);
     }
 }

@@ -64,7 +64,8 @@ Test(block, out_of_place_short_and_oversize_blocks_are_refused)
     struct cl_block skip = { 2, true, 1 };
     cr_assert_eq(cl_block_add(&r, &skip, body, 32, 1000, &next), GW_EBADMSG, "a gap");
     struct cl_block again = { 1, true, 1 };
-    cr_assert_eq(cl_block_add(&r, &again, body, 20, 1000, &next), GW_EBADMSG, "M=1 with a short block");
+    cr_assert_eq(cl_block_add(&r, &again, body, 20, 1000, &next), GW_EBADMSG,
+                 "M=1 with a short block");
     struct cl_block bert = { 1, false, 7 };
     cr_assert_eq(cl_block_add(&r, &bert, body, 20, 1000, &next), GW_EBADMSG, "BERT over UDP");
     struct cl_block last = { 1, false, 1 };
@@ -121,9 +122,12 @@ Test(out, json_text_payload_and_typed_options)
     json_t *opts = json_object_get(o, "options");
     cr_assert_eq(json_array_size(opts), 4);
     cr_assert_str_eq(json_string_value(json_object_get(json_array_get(opts, 0), "name")), "ETag");
-    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(opts, 0), "value")), "0102", "opaque: hex");
-    cr_assert_eq(json_integer_value(json_object_get(json_array_get(opts, 2), "value")), 50, "uint: number");
-    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(opts, 3), "value")), "sessions");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(opts, 0), "value")), "0102",
+                     "opaque: hex");
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(opts, 2), "value")), 50,
+                 "uint: number");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(opts, 3), "value")),
+                     "sessions");
     json_decref(o);
     cl_resp_clear(&r);
 }

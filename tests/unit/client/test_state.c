@@ -125,19 +125,25 @@ Test(state, session_from_created_answer)
 {
     struct cl_state s;
     cl_state_init(&s, "gw", 1);
-    const char *doc = "{\"id\":\"584df9a845252afb\",\"account\":\"alice\",\"security\":\"none\",\"sticky\":false,"
-                      "\"single\":false,\"created\":1796283423,\"expires\":1796287023}";
+    const char *doc =
+        "{\"id\":\"584df9a845252afb\",\"account\":\"alice\",\"security\":\"none\",\"sticky\":false,"
+        "\"single\":false,\"created\":1796283423,\"expires\":1796287023}";
     const char *loc[] = { "sessions", "584df9a845252afb" };
-    cr_assert_eq(cl_state_from_session(&s, loc, 2, (const uint8_t *)doc, strlen(doc), err, sizeof(err)), 0, "%s",
-                 err);
+    cr_assert_eq(
+        cl_state_from_session(&s, loc, 2, (const uint8_t *)doc, strlen(doc), err, sizeof(err)), 0,
+        "%s", err);
     cr_assert_str_eq(s.id, "584df9a845252afb");
     cr_assert_str_eq(s.account, "alice");
     cr_assert_eq(s.expires, 1796287023);
     const char *wrong[] = { "sessions", "ffff" };
-    cr_assert_eq(cl_state_from_session(&s, wrong, 2, (const uint8_t *)doc, strlen(doc), err, sizeof(err)),
-                 GW_EBADMSG, "id differs from Location-Path");
-    cr_assert_eq(cl_state_from_session(&s, loc, 1, (const uint8_t *)doc, strlen(doc), err, sizeof(err)), GW_EBADMSG);
-    cr_assert_eq(cl_state_from_session(&s, loc, 2, (const uint8_t *)"[", 1, err, sizeof(err)), GW_EBADMSG);
+    cr_assert_eq(
+        cl_state_from_session(&s, wrong, 2, (const uint8_t *)doc, strlen(doc), err, sizeof(err)),
+        GW_EBADMSG, "id differs from Location-Path");
+    cr_assert_eq(
+        cl_state_from_session(&s, loc, 1, (const uint8_t *)doc, strlen(doc), err, sizeof(err)),
+        GW_EBADMSG);
+    cr_assert_eq(cl_state_from_session(&s, loc, 2, (const uint8_t *)"[", 1, err, sizeof(err)),
+                 GW_EBADMSG);
 }
 
 Test(state, json_has_no_session_fields_without_a_session)
@@ -157,12 +163,17 @@ Test(state, json_has_no_session_fields_without_a_session)
 Test(state, jwt_sub_is_read_without_verifying)
 {
     char sub[64];
-    cr_assert_eq(cl_jwt_sub("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiAiYWxpY2UiLCAiZXhwIjogMTc5NjI4NzAyM30.c2ln", sub,
-                            sizeof(sub)), 0);
+    cr_assert_eq(
+        cl_jwt_sub("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiAiYWxpY2UiLCAiZXhwIjogMTc5NjI4NzAyM30.c2ln", sub,
+                   sizeof(sub)),
+        0);
     cr_assert_str_eq(sub, "alice");
-    cr_assert_eq(cl_jwt_sub("eyJhbGciOiJIUzI1NiJ9.eyJleHAiOiAxfQ.c2ln", sub, sizeof(sub)), GW_EBADMSG, "no sub");
+    cr_assert_eq(cl_jwt_sub("eyJhbGciOiJIUzI1NiJ9.eyJleHAiOiAxfQ.c2ln", sub, sizeof(sub)),
+                 GW_EBADMSG, "no sub");
     cr_assert_eq(cl_jwt_sub("not a token", sub, sizeof(sub)), GW_EBADMSG);
     cr_assert_eq(cl_jwt_sub("a.b$d.c", sub, sizeof(sub)), GW_EBADMSG);
-    cr_assert_eq(cl_jwt_sub("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiAiYWxpY2UiLCAiZXhwIjogMTc5NjI4NzAyM30.c2ln", sub, 3),
-                 GW_EBADMSG, "does not fit");
+    cr_assert_eq(
+        cl_jwt_sub("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiAiYWxpY2UiLCAiZXhwIjogMTc5NjI4NzAyM30.c2ln", sub,
+                   3),
+        GW_EBADMSG, "does not fit");
 }

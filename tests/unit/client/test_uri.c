@@ -21,7 +21,8 @@ static void part_is(const struct cl_target *t, const struct cl_part *p, const ch
 Test(uri, device_with_scheme_is_proxy_uri)
 {
     struct cl_target t;
-    cr_assert_eq(cl_target_parse("coap://0200000000000001/value?x=1", &t, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(cl_target_parse("coap://0200000000000001/value?x=1", &t, err, sizeof(err)), 0,
+                 "%s", err);
     cr_assert_eq(t.kind, CL_TARGET_DEVICE);
     cr_assert_str_eq(t.mac, "0200000000000001");
     cr_assert_str_eq(t.proxy_uri, "coap://0200000000000001/value?x=1");
@@ -33,14 +34,16 @@ Test(uri, device_without_scheme_gets_coap)
     cr_assert_eq(cl_target_parse("02000000000000aB/a/b", &t, err, sizeof(err)), 0, "%s", err);
     cr_assert_str_eq(t.proxy_uri, "coap://02000000000000aB/a/b");
     /* the scheme is case-insensitive and written lower case */
-    cr_assert_eq(cl_target_parse("COAP://0200000000000001:5683/v", &t, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(cl_target_parse("COAP://0200000000000001:5683/v", &t, err, sizeof(err)), 0, "%s",
+                 err);
     cr_assert_str_eq(t.proxy_uri, "coap://0200000000000001:5683/v");
 }
 
 Test(uri, local_path_splits_into_decoded_options)
 {
     struct cl_target t;
-    cr_assert_eq(cl_target_parse("/.well-known/core?rt=a%20b&ct=50", &t, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(cl_target_parse("/.well-known/core?rt=a%20b&ct=50", &t, err, sizeof(err)), 0, "%s",
+                 err);
     cr_assert_eq(t.kind, CL_TARGET_LOCAL);
     cr_assert_eq(t.nseg, 2);
     part_is(&t, &t.seg[0], ".well-known");
@@ -56,12 +59,14 @@ Test(uri, local_path_splits_into_decoded_options)
 Test(uri, bad_targets_are_refused_with_a_reason)
 {
     struct cl_target t;
-    static const struct { const char *in, *why; } bad[] = {
+    static const struct {
+        const char *in, *why;
+    } bad[] = {
         { "", "empty" },
         { "coaps://0200000000000001/v", "only coap://" },
         { "http://0200000000000001/v", "only coap://" },
         { "coap://gateway/v", "not a device MAC ID" },
-        { "020000000000001/v", "not a device MAC ID" },        /* 15 digits */
+        { "020000000000001/v", "not a device MAC ID" }, /* 15 digits */
         { "02000000000000zz/v", "not a device MAC ID" },
         { "0200000000000001:0/v", "bad port" },
         { "0200000000000001:70000/v", "bad port" },
@@ -75,8 +80,10 @@ Test(uri, bad_targets_are_refused_with_a_reason)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
-        cr_assert_eq(cl_target_parse(bad[i].in, &t, err, sizeof(err)), GW_EBADMSG, "'%s' accepted", bad[i].in);
-        cr_assert(strstr(err, bad[i].why), "'%s': reason '%s' lacks '%s'", bad[i].in, err, bad[i].why);
+        cr_assert_eq(cl_target_parse(bad[i].in, &t, err, sizeof(err)), GW_EBADMSG, "'%s' accepted",
+                     bad[i].in);
+        cr_assert(strstr(err, bad[i].why), "'%s': reason '%s' lacks '%s'", bad[i].in, err,
+                  bad[i].why);
         cr_assert(!strchr(err, '\n'), "one line");
     }
 }
@@ -100,7 +107,8 @@ Test(uri, gateway_host_and_port)
 {
     char host[64];
     uint16_t port;
-    cr_assert_eq(cl_hostport_parse("127.0.0.1:5684", host, sizeof(host), &port, err, sizeof(err)), 0);
+    cr_assert_eq(cl_hostport_parse("127.0.0.1:5684", host, sizeof(host), &port, err, sizeof(err)),
+                 0);
     cr_assert_str_eq(host, "127.0.0.1");
     cr_assert_eq(port, 5684);
     cr_assert_eq(cl_hostport_parse("gw.example", host, sizeof(host), &port, err, sizeof(err)), 0);
@@ -114,6 +122,8 @@ Test(uri, gateway_host_and_port)
     cr_assert_eq(port, 5683);
     cr_assert_eq(cl_hostport_parse("h:0", host, sizeof(host), &port, err, sizeof(err)), GW_EBADMSG);
     cr_assert_eq(cl_hostport_parse("h:x", host, sizeof(host), &port, err, sizeof(err)), GW_EBADMSG);
-    cr_assert_eq(cl_hostport_parse(":5683", host, sizeof(host), &port, err, sizeof(err)), GW_EBADMSG);
-    cr_assert_eq(cl_hostport_parse("[::1", host, sizeof(host), &port, err, sizeof(err)), GW_EBADMSG);
+    cr_assert_eq(cl_hostport_parse(":5683", host, sizeof(host), &port, err, sizeof(err)),
+                 GW_EBADMSG);
+    cr_assert_eq(cl_hostport_parse("[::1", host, sizeof(host), &port, err, sizeof(err)),
+                 GW_EBADMSG);
 }

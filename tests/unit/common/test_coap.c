@@ -85,13 +85,14 @@ static void rng_fill(uint8_t *p, size_t n)
 /* libcoap 4.3.1 refuses a registered option whose length is outside the
  * RFC range (coap_pdu_parse_opt_base), so the generator keeps registered
  * numbers within range and gives any length to unregistered numbers. */
-struct opt_range { uint16_t num, min, max; };
+struct opt_range {
+    uint16_t num, min, max;
+};
 static const struct opt_range registered[] = {
-    { 1, 0, 8 },     { 3, 1, 255 },  { 4, 1, 8 },    { 5, 0, 0 },    { 6, 0, 3 },
-    { 7, 0, 2 },     { 8, 0, 255 },  { 9, 0, 255 },  { 11, 0, 255 }, { 12, 0, 2 },
-    { 14, 0, 4 },    { 15, 1, 255 }, { 16, 1, 1 },   { 17, 0, 2 },   { 20, 0, 255 },
-    { 23, 0, 3 },    { 27, 0, 3 },   { 28, 0, 4 },   { 35, 1, 300 }, { 39, 1, 255 },
-    { 60, 0, 4 },    { 252, 0, 40 }, { 258, 0, 1 },  { 292, 0, 8 },
+    { 1, 0, 8 },    { 3, 1, 255 },  { 4, 1, 8 },    { 5, 0, 0 },    { 6, 0, 3 },   { 7, 0, 2 },
+    { 8, 0, 255 },  { 9, 0, 255 },  { 11, 0, 255 }, { 12, 0, 2 },   { 14, 0, 4 },  { 15, 1, 255 },
+    { 16, 1, 1 },   { 17, 0, 2 },   { 20, 0, 255 }, { 23, 0, 3 },   { 27, 0, 3 },  { 28, 0, 4 },
+    { 35, 1, 300 }, { 39, 1, 255 }, { 60, 0, 4 },   { 252, 0, 40 }, { 258, 0, 1 }, { 292, 0, 8 },
 };
 
 static const struct opt_range *registered_find(uint32_t num)
@@ -438,8 +439,8 @@ static void expect_bytes(const uint8_t *got, size_t got_len, const uint8_t *want
 /* RFC 7252 appendix A, figure 16: CON GET, MID 0x7d34, Uri-Path "temperature". */
 Test(coap, rfc7252_get_temperature_exact_bytes)
 {
-    static const uint8_t want[] = { 0x40, 0x01, 0x7d, 0x34, 0xbb, 't', 'e', 'm', 'p',
-                                    'e',  'r',  'a',  't',  'u',  'r', 'e' };
+    static const uint8_t want[] = { 0x40, 0x01, 0x7d, 0x34, 0xbb, 't', 'e', 'm',
+                                    'p',  'e',  'r',  'a',  't',  'u', 'r', 'e' };
     uint8_t buf[64];
     size_t len;
     struct gw_cb b;
@@ -512,12 +513,12 @@ Test(coap, extended_delta_and_length_exact_bytes)
     size_t len;
     struct gw_cb b;
     gw_cb_init(&b, buf, sizeof(buf), GW_COAP_CON, GW_COAP_POST, 0x0102, NULL, 0);
-    gw_cb_opt_str(&b, GW_OPT_URI_HOST, "example.net");     /* delta 3, length 11 */
-    gw_cb_opt_str(&b, GW_OPT_URI_PATH, "abcdefghijklm");   /* delta 8, length 13 */
-    gw_cb_opt_uint(&b, GW_OPT_SIZE1, 1024);                /* delta 49, length 2 */
-    gw_cb_opt(&b, 2000, big, 269);                         /* delta 1940, length 269 */
-    gw_cb_opt(&b, 2000, big, 268);                         /* delta 0, length 268 */
-    gw_cb_opt(&b, 2013, NULL, 0);                          /* delta 13, length 0 */
+    gw_cb_opt_str(&b, GW_OPT_URI_HOST, "example.net");   /* delta 3, length 11 */
+    gw_cb_opt_str(&b, GW_OPT_URI_PATH, "abcdefghijklm"); /* delta 8, length 13 */
+    gw_cb_opt_uint(&b, GW_OPT_SIZE1, 1024);              /* delta 49, length 2 */
+    gw_cb_opt(&b, 2000, big, 269);                       /* delta 1940, length 269 */
+    gw_cb_opt(&b, 2000, big, 268);                       /* delta 0, length 268 */
+    gw_cb_opt(&b, 2013, NULL, 0);                        /* delta 13, length 0 */
     cr_assert_eq(gw_cb_finish(&b, &len), 0);
 
     uint8_t want[1024];
@@ -809,10 +810,12 @@ Test(coap, peek_refuses_short_input)
 
 Test(coap, uint_encoding_is_minimal_and_round_trips)
 {
-    static const struct { uint32_t v; size_t n; } cases[] = {
-        { 0, 0 },          { 1, 1 },          { 255, 1 },        { 256, 2 },
-        { 65535, 2 },      { 65536, 3 },      { 0xffffff, 3 },   { 0x1000000, 4 },
-        { 0xffffffff, 4 }, { 0x12345678, 4 },
+    static const struct {
+        uint32_t v;
+        size_t n;
+    } cases[] = {
+        { 0, 0 },     { 1, 1 },        { 255, 1 },       { 256, 2 },        { 65535, 2 },
+        { 65536, 3 }, { 0xffffff, 3 }, { 0x1000000, 4 }, { 0xffffffff, 4 }, { 0x12345678, 4 },
     };
     for (size_t i = 0; i < GW_ARRAY_LEN(cases); i++) {
         uint8_t out[4];
@@ -850,7 +853,7 @@ Test(coap, uint_option_through_builder)
     size_t len;
     struct gw_cb b;
     gw_cb_init(&b, buf, sizeof(buf), GW_COAP_CON, GW_COAP_GET, 1, NULL, 0);
-    gw_cb_opt_uint(&b, GW_OPT_OBSERVE, 0);         /* Observe: 0 is zero-length */
+    gw_cb_opt_uint(&b, GW_OPT_OBSERVE, 0); /* Observe: 0 is zero-length */
     gw_cb_opt_uint(&b, GW_OPT_MAX_AGE, 86400);
     cr_assert_eq(gw_cb_finish(&b, &len), 0);
     const uint8_t want[] = { 0x40, 0x01, 0x00, 0x01, 0x60, 0x83, 0x01, 0x51, 0x80 };
@@ -915,8 +918,8 @@ Test(coap, simple_reply_to_con_is_ack_with_mid_and_token)
     memcpy(req.token, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
     uint8_t buf[128];
     size_t len;
-    cr_assert_eq(gw_coap_simple_reply(&req, GW_COAP_UNAUTHORIZED, "no session", buf, sizeof(buf),
-                                      &len), 0);
+    cr_assert_eq(
+        gw_coap_simple_reply(&req, GW_COAP_UNAUTHORIZED, "no session", buf, sizeof(buf), &len), 0);
     cr_assert(coap_pdu_parse(COAP_PROTO_UDP, buf, len, oracle));
     cr_assert_eq(coap_pdu_get_type(oracle), COAP_MESSAGE_ACK);
     cr_assert_eq(coap_pdu_get_code(oracle), GW_COAP_UNAUTHORIZED);
@@ -971,9 +974,9 @@ Test(coap, builder_options_out_of_order_is_badmsg)
     struct gw_cb b;
     gw_cb_init(&b, buf, sizeof(buf), GW_COAP_CON, GW_COAP_GET, 1, NULL, 0);
     gw_cb_opt_str(&b, GW_OPT_URI_PATH, "a");
-    gw_cb_opt_str(&b, GW_OPT_URI_PATH, "b");   /* repeating is fine */
-    gw_cb_opt_str(&b, GW_OPT_URI_HOST, "h");   /* 3 after 11: out of order */
-    gw_cb_opt_str(&b, GW_OPT_URI_QUERY, "q");  /* ignored: the error sticks */
+    gw_cb_opt_str(&b, GW_OPT_URI_PATH, "b");  /* repeating is fine */
+    gw_cb_opt_str(&b, GW_OPT_URI_HOST, "h");  /* 3 after 11: out of order */
+    gw_cb_opt_str(&b, GW_OPT_URI_QUERY, "q"); /* ignored: the error sticks */
     gw_cb_payload(&b, "p", 1);
     cr_assert_eq(gw_cb_finish(&b, &len), GW_EBADMSG);
     cr_assert_eq(len, 77, "*len untouched on error");

@@ -79,7 +79,7 @@ static int load(void)
 Test(config, defaults_without_file)
 {
     cr_assert_eq(gw_config_load(&cfg, NULL, err, sizeof(err)), 0, "%s", err);
-    cr_assert_str_eq(cfg.listen, "0.0.0.0:5683");          /* S1.5 */
+    cr_assert_str_eq(cfg.listen, "0.0.0.0:5683"); /* S1.5 */
     cr_assert_str_eq(cfg.instance, "default");
     char want[GW_CFG_STR];
     cr_assert_eq(gw_config_default_data_dir("default", want, sizeof(want)), 0);
@@ -90,11 +90,11 @@ Test(config, defaults_without_file)
     cr_assert_eq(cfg.frontends, 1);
     cr_assert_eq(cfg.ring_slots, 1024);
     cr_assert_eq(cfg.meshsim, -1);
-    cr_assert_eq(cfg.client_ack_timeout_ms, 2000);          /* S3.6: ACK_TIMEOUT 2 s */
-    cr_assert_eq(cfg.client_max_retransmit, 4);             /* S3.6: MAX_RETRANSMIT 4 */
-    cr_assert_eq(cfg.max_message, 1152);                    /* S3.5 */
-    cr_assert_eq(cfg.session_max_lifetime_s, 4 * 3600);     /* S2.7: 4 h */
-    cr_assert_eq(cfg.max_sessions_per_account, 10);         /* S2.7 */
+    cr_assert_eq(cfg.client_ack_timeout_ms, 2000);      /* S3.6: ACK_TIMEOUT 2 s */
+    cr_assert_eq(cfg.client_max_retransmit, 4);         /* S3.6: MAX_RETRANSMIT 4 */
+    cr_assert_eq(cfg.max_message, 1152);                /* S3.5 */
+    cr_assert_eq(cfg.session_max_lifetime_s, 4 * 3600); /* S2.7: 4 h */
+    cr_assert_eq(cfg.max_sessions_per_account, 10);     /* S2.7 */
     cr_assert_eq(cfg.mesh_replay_window, 64);
     cr_assert_eq(cfg.obs_notify_con, 1);
     /* An empty path is no file. */
@@ -315,7 +315,10 @@ Test(config, environment_needs_exact_upper_case_name)
 
 Test(config, booleans_true_false)
 {
-    static const struct { const char *text; int64_t v; } cases[] = {
+    static const struct {
+        const char *text;
+        int64_t v;
+    } cases[] = {
         { "true", 1 }, { "false", 0 }, { "TRUE", 1 }, { "False", 0 }, { "yes", 1 },
         { "no", 0 },   { "on", 1 },    { "off", 0 },  { "1", 1 },     { "0", 0 },
     };
@@ -373,9 +376,12 @@ Test(config, default_data_dir_rules)
     char b[GW_CFG_STR];
     cr_assert_eq(gw_config_data_dir_rule(0, "/x", "/root", "/run/user/0", "gw", b, sizeof(b)), 0);
     cr_assert_str_eq(b, "/var/lib/coapgw/gw");
-    cr_assert_eq(gw_config_data_dir_rule(1000, "/home/u/.st", "/home/u", "/run/user/1000", "gw", b, sizeof(b)), 0);
+    cr_assert_eq(gw_config_data_dir_rule(1000, "/home/u/.st", "/home/u", "/run/user/1000", "gw", b,
+                                         sizeof(b)),
+                 0);
     cr_assert_str_eq(b, "/home/u/.st/coapgw/gw");
-    cr_assert_eq(gw_config_data_dir_rule(1000, NULL, "/home/u", "/run/user/1000", "gw", b, sizeof(b)), 0);
+    cr_assert_eq(
+        gw_config_data_dir_rule(1000, NULL, "/home/u", "/run/user/1000", "gw", b, sizeof(b)), 0);
     cr_assert_str_eq(b, "/home/u/.local/state/coapgw/gw");
     /* Relative values are ignored, as the XDG base directory spec says. */
     cr_assert_eq(gw_config_data_dir_rule(1000, "rel", "", "/run/user/1000", "gw", b, sizeof(b)), 0);
@@ -383,7 +389,8 @@ Test(config, default_data_dir_rules)
     cr_assert_eq(gw_config_data_dir_rule(1000, NULL, NULL, NULL, "gw", b, sizeof(b)), GW_ECONFIG);
     cr_assert_str_eq(b, "");
     char small[8];
-    cr_assert_eq(gw_config_data_dir_rule(0, NULL, NULL, NULL, "gw", small, sizeof(small)), GW_ECONFIG);
+    cr_assert_eq(gw_config_data_dir_rule(0, NULL, NULL, NULL, "gw", small, sizeof(small)),
+                 GW_ECONFIG);
 }
 
 /* S9.2: the development secret only with the embedded simulator or dev_mode. */
@@ -504,8 +511,9 @@ Test(config, checks_after_loading_name_file_line_and_key)
         ERR_HAS(want);
         ERR_HAS(bad[i].what);
     }
-    write_conf("listen = [::1]:5684\nmetrics_listen = localhost:9000\nmesh_bind = ::\nmeshsim_base = 127.0.9.1\n"
-               "log_format = json\n");
+    write_conf(
+        "listen = [::1]:5684\nmetrics_listen = localhost:9000\nmesh_bind = ::\nmeshsim_base = 127.0.9.1\n"
+        "log_format = json\n");
     cr_assert_eq(load(), 0, "%s", err);
 }
 
@@ -518,7 +526,8 @@ Test(config, where_names_the_source_of_a_key)
     char want[256];
     snprintf(want, sizeof(want), "%s:2: nstart", path);
     cr_assert_str_eq(gw_config_where(&cfg, "nstart", w, sizeof(w)), want);
-    cr_assert_str_eq(gw_config_where(&cfg, "max_txn", w, sizeof(w)), "environment COAPGW_MAX_TXN: max_txn");
+    cr_assert_str_eq(gw_config_where(&cfg, "max_txn", w, sizeof(w)),
+                     "environment COAPGW_MAX_TXN: max_txn");
     cr_assert_str_eq(gw_config_where(&cfg, "listen", w, sizeof(w)), "listen");
     unsetenv("COAPGW_MAX_TXN");
 }

@@ -78,16 +78,15 @@ static const char *write_file(const char *name, const char *text)
  * IPv6 and the sim column yields every device with every field. */
 Test(devfile, good_file_loads_every_field)
 {
-    const char *p = write_file("good.csv",
-        "# devices\n"
-        "\n"
-        "mac,address,type,key,plain_port,secure_port,sim\r\n"
-        "0011223344556677,127.0.10.1,normal," KEY1 "\n"
-        "   # indented comment\n"
-        "AABBCCDDEEFF0011 , 127.0.10.2 , MILLI , " KEY2
-        " , 15683 , 14849 , latency=50-80;loss=10\r\n"
-        "aabbccddeeff0022,::1,normal," KEY1 ",,\n"
-        "\t\n");
+    const char *p = write_file("good.csv", "# devices\n"
+                                           "\n"
+                                           "mac,address,type,key,plain_port,secure_port,sim\r\n"
+                                           "0011223344556677,127.0.10.1,normal," KEY1 "\n"
+                                           "   # indented comment\n"
+                                           "AABBCCDDEEFF0011 , 127.0.10.2 , MILLI , " KEY2
+                                           " , 15683 , 14849 , latency=50-80;loss=10\r\n"
+                                           "aabbccddeeff0022,::1,normal," KEY1 ",,\n"
+                                           "\t\n");
     struct sink s = { 0 };
     cr_assert_eq(gw_devfile_load(p, on_dev, on_warn, &s), 0);
     cr_assert_eq(s.nwarn, 0, "unexpected warning: %s", s.wmsg[0]);
@@ -125,22 +124,22 @@ Test(devfile, good_file_loads_every_field)
  * skipped; the good lines around it still load. */
 Test(devfile, bad_lines_reported_with_line_number_and_skipped)
 {
-    const char *p = write_file("bad.csv",
-        "mac,address,type,key,plain_port,secure_port,sim\n"      /* 1 */
-        "0000000000000001,127.0.0.1,normal," KEY1 "\n"           /* 2 good */
-        "00000000000001,127.0.0.1,normal," KEY1 "\n"             /* 3 short mac */
-        "000000000000000g,127.0.0.1,normal," KEY1 "\n"           /* 4 non-hex mac */
-        "0000000000000003,127.0.0.300,normal," KEY1 "\n"         /* 5 bad address */
-        "0000000000000004,host.example,normal," KEY1 "\n"        /* 6 name, not literal */
-        "0000000000000005,127.0.0.1,tiny," KEY1 "\n"             /* 7 bad type */
-        "0000000000000006,127.0.0.1,normal,0011\n"               /* 8 short key */
-        "0000000000000007,127.0.0.1,normal\n"                    /* 9 too few fields */
-        "0000000000000008,127.0.0.1,normal," KEY1 ",0\n"         /* 10 port 0 */
-        "0000000000000009,127.0.0.1,normal," KEY1 ",1,65536\n"   /* 11 port too big */
-        "000000000000000a,127.0.0.1,normal," KEY1 ",5683,5683\n" /* 12 equal ports */
-        "000000000000000b,127.0.0.1,normal," KEY1 ",1,2,s,x\n"   /* 13 too many fields */
-        "000000000000000c,127.0.0.1,normal," KEY1 ",12x\n"       /* 14 non-numeric port */
-        "000000000000000d,127.0.0.2,milli," KEY2 ",,,silent\n");   /* 15 good */
+    const char *p = write_file(
+        "bad.csv", "mac,address,type,key,plain_port,secure_port,sim\n"    /* 1 */
+                   "0000000000000001,127.0.0.1,normal," KEY1 "\n"         /* 2 good */
+                   "00000000000001,127.0.0.1,normal," KEY1 "\n"           /* 3 short mac */
+                   "000000000000000g,127.0.0.1,normal," KEY1 "\n"         /* 4 non-hex mac */
+                   "0000000000000003,127.0.0.300,normal," KEY1 "\n"       /* 5 bad address */
+                   "0000000000000004,host.example,normal," KEY1 "\n"      /* 6 name, not literal */
+                   "0000000000000005,127.0.0.1,tiny," KEY1 "\n"           /* 7 bad type */
+                   "0000000000000006,127.0.0.1,normal,0011\n"             /* 8 short key */
+                   "0000000000000007,127.0.0.1,normal\n"                  /* 9 too few fields */
+                   "0000000000000008,127.0.0.1,normal," KEY1 ",0\n"       /* 10 port 0 */
+                   "0000000000000009,127.0.0.1,normal," KEY1 ",1,65536\n" /* 11 port too big */
+                   "000000000000000a,127.0.0.1,normal," KEY1 ",5683,5683\n" /* 12 equal ports */
+                   "000000000000000b,127.0.0.1,normal," KEY1 ",1,2,s,x\n"   /* 13 too many fields */
+                   "000000000000000c,127.0.0.1,normal," KEY1 ",12x\n" /* 14 non-numeric port */
+                   "000000000000000d,127.0.0.2,milli," KEY2 ",,,silent\n"); /* 15 good */
     struct sink s = { 0 };
     cr_assert_eq(gw_devfile_load(p, on_dev, on_warn, &s), 12);
     cr_assert_eq(s.ndev, 2);
@@ -148,9 +147,9 @@ Test(devfile, bad_lines_reported_with_line_number_and_skipped)
     cr_assert_eq(s.dev[1].mac[7], 0x0d);
     cr_assert_str_eq(s.dev[1].sim, "silent");
     static const int lines[] = { 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14 };
-    static const char *const words[] = { "mac", "mac", "address", "address", "type", "key",
-                                         "few", "plain_port", "secure_port", "equal", "many",
-                                         "plain_port" };
+    static const char *const words[] = { "mac",         "mac",   "address", "address",
+                                         "type",        "key",   "few",     "plain_port",
+                                         "secure_port", "equal", "many",    "plain_port" };
     cr_assert_eq(s.nwarn, (int)GW_ARRAY_LEN(lines));
     for (size_t i = 0; i < GW_ARRAY_LEN(lines); i++) {
         cr_expect_eq(s.wline[i], lines[i], "warning %zu on line %d", i, s.wline[i]);
@@ -162,10 +161,10 @@ Test(devfile, bad_lines_reported_with_line_number_and_skipped)
 /* A line may not have more fields than the header names. */
 Test(devfile, more_fields_than_header_is_bad)
 {
-    const char *p = write_file("narrow.csv",
-        "mac,address,type,key\n"
-        "0000000000000001,127.0.0.1,normal," KEY1 ",5683,4849\n"
-        "0000000000000002,127.0.0.1,normal," KEY1 "\n");
+    const char *p =
+        write_file("narrow.csv", "mac,address,type,key\n"
+                                 "0000000000000001,127.0.0.1,normal," KEY1 ",5683,4849\n"
+                                 "0000000000000002,127.0.0.1,normal," KEY1 "\n");
     struct sink s = { 0 };
     cr_assert_eq(gw_devfile_load(p, on_dev, on_warn, &s), 1);
     cr_assert_eq(s.ndev, 1);
@@ -176,11 +175,10 @@ Test(devfile, more_fields_than_header_is_bad)
 /* S4.2: MAC IDs are case-insensitive, so two spellings of one MAC collide. */
 Test(devfile, duplicate_mac_reported_and_second_skipped)
 {
-    const char *p = write_file("dup.csv",
-        "mac,address,type,key\n"
-        "00000000000000AB,127.0.0.1,normal," KEY1 "\n"
-        "0000000000000002,127.0.0.2,normal," KEY1 "\n"
-        "00000000000000ab,127.0.0.3,milli," KEY2 "\n");
+    const char *p = write_file("dup.csv", "mac,address,type,key\n"
+                                          "00000000000000AB,127.0.0.1,normal," KEY1 "\n"
+                                          "0000000000000002,127.0.0.2,normal," KEY1 "\n"
+                                          "00000000000000ab,127.0.0.3,milli," KEY2 "\n");
     struct sink s = { 0 };
     cr_assert_eq(gw_devfile_load(p, on_dev, on_warn, &s), 1);
     cr_assert_eq(s.ndev, 2);
@@ -196,15 +194,16 @@ Test(devfile, duplicate_mac_reported_and_second_skipped)
  * later line is refused, naming the endpoint and the device that holds it. */
 Test(devfile, endpoint_used_twice_is_refused)
 {
-    const char *p = write_file("ep.csv",
-        "mac,address,type,key,plain_port,secure_port\n"
-        "0000000000000001,127.0.0.1,normal," KEY1 ",5683,4849\n"
-        "0000000000000002,127.0.0.1,normal," KEY1 ",5683,4850\n"   /* same plain endpoint */
-        "0000000000000003,127.0.0.1,normal," KEY1 ",4849,5690\n"   /* plain = 1's secure */
-        "0000000000000004,127.0.0.1,normal," KEY1 ",5700,5701\n"   /* same address, other ports: fine */
-        "0000000000000005,127.0.0.2,normal," KEY1 ",5683,4849\n"   /* other address: fine */
-        "0000000000000006,::1,normal," KEY1 ",5683,4849\n"
-        "0000000000000007,::1,milli," KEY1 ",6000,5683\n");         /* secure = 6's plain */
+    const char *p = write_file(
+        "ep.csv", "mac,address,type,key,plain_port,secure_port\n"
+                  "0000000000000001,127.0.0.1,normal," KEY1 ",5683,4849\n"
+                  "0000000000000002,127.0.0.1,normal," KEY1 ",5683,4850\n" /* same plain endpoint */
+                  "0000000000000003,127.0.0.1,normal," KEY1 ",4849,5690\n" /* plain = 1's secure */
+                  "0000000000000004,127.0.0.1,normal," KEY1
+                  ",5700,5701\n" /* same address, other ports: fine */
+                  "0000000000000005,127.0.0.2,normal," KEY1 ",5683,4849\n" /* other address: fine */
+                  "0000000000000006,::1,normal," KEY1 ",5683,4849\n"
+                  "0000000000000007,::1,milli," KEY1 ",6000,5683\n"); /* secure = 6's plain */
     struct sink s = { 0 };
     cr_assert_eq(gw_devfile_load(p, on_dev, on_warn, &s), 3);
     cr_assert_eq(s.ndev, 4);
@@ -220,11 +219,10 @@ Test(devfile, endpoint_used_twice_is_refused)
 /* A refused line takes no endpoint: a later device may use it. */
 Test(devfile, refused_line_takes_no_endpoint)
 {
-    const char *p = write_file("ep2.csv",
-        "mac,address,type,key,plain_port,secure_port\n"
-        "0000000000000001,127.0.0.1,normal," KEY1 ",5683,4849\n"
-        "0000000000000002,127.0.0.1,normal," KEY1 ",5683,7000\n"
-        "0000000000000003,127.0.0.1,normal," KEY1 ",7000,7001\n");
+    const char *p = write_file("ep2.csv", "mac,address,type,key,plain_port,secure_port\n"
+                                          "0000000000000001,127.0.0.1,normal," KEY1 ",5683,4849\n"
+                                          "0000000000000002,127.0.0.1,normal," KEY1 ",5683,7000\n"
+                                          "0000000000000003,127.0.0.1,normal," KEY1 ",7000,7001\n");
     struct sink s = { 0 };
     cr_assert_eq(gw_devfile_load(p, on_dev, on_warn, &s), 1);
     cr_assert_eq(s.ndev, 2);
@@ -233,9 +231,8 @@ Test(devfile, refused_line_takes_no_endpoint)
 
 Test(devfile, missing_header_is_an_error)
 {
-    const char *p = write_file("nohdr.csv",
-        "# comment\n"
-        "0000000000000001,127.0.0.1,normal," KEY1 "\n");
+    const char *p = write_file("nohdr.csv", "# comment\n"
+                                            "0000000000000001,127.0.0.1,normal," KEY1 "\n");
     struct sink s = { 0 };
     cr_assert_eq(gw_devfile_load(p, on_dev, on_warn, &s), GW_EBADMSG);
     cr_assert_eq(s.ndev, 0);
@@ -268,11 +265,10 @@ Test(devfile, missing_file_is_enoent)
 
 Test(devfile, callback_stops_the_load)
 {
-    const char *p = write_file("stop.csv",
-        "mac,address,type,key\n"
-        "0000000000000001,127.0.0.1,normal," KEY1 "\n"
-        "0000000000000002,127.0.0.2,normal," KEY1 "\n"
-        "0000000000000003,127.0.0.3,normal," KEY1 "\n");
+    const char *p = write_file("stop.csv", "mac,address,type,key\n"
+                                           "0000000000000001,127.0.0.1,normal," KEY1 "\n"
+                                           "0000000000000002,127.0.0.2,normal," KEY1 "\n"
+                                           "0000000000000003,127.0.0.3,normal," KEY1 "\n");
     struct sink s = { .stop_after = 2 };
     cr_assert_eq(gw_devfile_load(p, on_dev, on_warn, &s), 0);
     cr_assert_eq(s.ndev, 2);

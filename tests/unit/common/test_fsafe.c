@@ -41,7 +41,8 @@ static int judge(mode_t type, unsigned perm, uid_t uid, uid_t euid, unsigned fla
 Test(fsafe, own_private_directory_is_fine)
 {
     cr_assert_eq(judge(S_IFDIR, 0700, 1000, 1000, GW_FS_DIR), 0);
-    cr_assert_eq(judge(S_IFDIR, 0755, 1000, 1000, GW_FS_DIR), 0, "readable is fine for a directory");
+    cr_assert_eq(judge(S_IFDIR, 0755, 1000, 1000, GW_FS_DIR), 0,
+                 "readable is fine for a directory");
 }
 
 Test(fsafe, world_writable_directory_is_refused)
@@ -67,9 +68,12 @@ Test(fsafe, secrets_must_not_be_readable)
     cr_assert(strstr(why, "0644") && strstr(why, "read"), "%s", why);
     cr_assert_eq(judge(S_IFREG, 0640, 7, 7, GW_FS_REG | GW_FS_SECRET), GW_EUNSAFE);
     /* root:gateway 0640 handed to a service is tolerated where asked for. */
-    cr_assert_eq(judge(S_IFREG, 0640, 0, 7, GW_FS_REG | GW_FS_SECRET | GW_FS_GROUP_READ_OK | GW_FS_ROOT_OK), 0);
-    cr_assert_eq(judge(S_IFREG, 0644, 0, 7, GW_FS_REG | GW_FS_SECRET | GW_FS_GROUP_READ_OK | GW_FS_ROOT_OK),
-                 GW_EUNSAFE);
+    cr_assert_eq(
+        judge(S_IFREG, 0640, 0, 7, GW_FS_REG | GW_FS_SECRET | GW_FS_GROUP_READ_OK | GW_FS_ROOT_OK),
+        0);
+    cr_assert_eq(
+        judge(S_IFREG, 0644, 0, 7, GW_FS_REG | GW_FS_SECRET | GW_FS_GROUP_READ_OK | GW_FS_ROOT_OK),
+        GW_EUNSAFE);
     /* A plain (non-secret) file may be readable. */
     cr_assert_eq(judge(S_IFREG, 0644, 7, 7, GW_FS_REG), 0);
     cr_assert_eq(judge(S_IFREG, 0666, 7, 7, GW_FS_REG), GW_EUNSAFE);
@@ -92,7 +96,8 @@ Test(fsafe, ancestors_may_be_root_or_sticky)
     cr_assert_eq(judge(S_IFDIR, 0755, 0, 1000, GW_FS_ANCESTOR), 0);
     cr_assert_eq(judge(S_IFDIR, 01777, 0, 1000, GW_FS_ANCESTOR), 0, "/tmp");
     cr_assert_eq(judge(S_IFDIR, 0777, 0, 1000, GW_FS_ANCESTOR), GW_EUNSAFE, "no sticky bit");
-    cr_assert_eq(judge(S_IFDIR, 0755, 65534, 1000, GW_FS_ANCESTOR), GW_EUNSAFE, "another user's directory");
+    cr_assert_eq(judge(S_IFDIR, 0755, 65534, 1000, GW_FS_ANCESTOR), GW_EUNSAFE,
+                 "another user's directory");
 }
 
 Test(fsafe, entry_rules_by_name)
@@ -254,7 +259,8 @@ Test(fsafe, inputs_missing_devices_file_is_an_error, .init = mkdir_tmp, .fini = 
     cr_assert_eq(gw_fsafe_inputs(&cfg, err, sizeof(err)), -ENOENT);
     cr_assert(strstr(err, "devices_file") && strstr(err, "none.csv"), "%s", err);
     touch(cfg.devices_file, 0644);
-    cr_assert_eq(gw_fsafe_inputs(&cfg, err, sizeof(err)), GW_EUNSAFE, "device keys readable by all");
+    cr_assert_eq(gw_fsafe_inputs(&cfg, err, sizeof(err)), GW_EUNSAFE,
+                 "device keys readable by all");
     cr_assert_eq(chmod(cfg.devices_file, 0600), 0);
     cr_assert_eq(gw_fsafe_inputs(&cfg, err, sizeof(err)), 0, "%s", err);
 }

@@ -49,13 +49,16 @@ TestSuite(log, .init = setup);
 Test(log, text_event_fields_are_key_value_and_quoted_when_needed)
 {
     capture_start();
-    struct gw_log_kv kv[] = { GW_KV_S("req", "00000000000000a1"), GW_KV_S("path", "/a b"), GW_KV_S("code", "2.05"),
-                              GW_KV_I("duration_us", 1234), GW_KV_S("empty", NULL) };
+    struct gw_log_kv kv[] = { GW_KV_S("req", "00000000000000a1"), GW_KV_S("path", "/a b"),
+                              GW_KV_S("code", "2.05"), GW_KV_I("duration_us", 1234),
+                              GW_KV_S("empty", NULL) };
     gw_log_event(GW_LOG_INFO, GW_LOG_COAP, "client request", kv, 5);
     char *out = capture_end();
     cr_assert_not_null(strstr(out, " INFO  frontend-3["), "%s", out);
-    cr_assert_not_null(strstr(out, "] coap: client request req=00000000000000a1 path=\"/a b\" code=2.05 "
-                                   "duration_us=1234 empty=\"\"\n"), "%s", out);
+    cr_assert_not_null(strstr(out,
+                              "] coap: client request req=00000000000000a1 path=\"/a b\" code=2.05 "
+                              "duration_us=1234 empty=\"\"\n"),
+                       "%s", out);
     cr_assert_eq(strchr(out, '\n'), out + strlen(out) - 1, "one line: %s", out);
     free(out);
 }

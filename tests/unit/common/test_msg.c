@@ -169,7 +169,8 @@ static void expect_decodes(const struct gw_msg *m)
     struct gw_msg h;
     const uint8_t *d;
     memcpy(rec, m, sizeof(*m));
-    cr_assert_eq(gw_msg_decode(rec, sizeof(*m) + m->len, &h, &d), 0, "kind %u must decode", m->kind);
+    cr_assert_eq(gw_msg_decode(rec, sizeof(*m) + m->len, &h, &d), 0, "kind %u must decode",
+                 m->kind);
 }
 
 Test(msg, constructors_set_kind_and_zero_the_rest)

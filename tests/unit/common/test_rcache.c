@@ -149,7 +149,8 @@ static int race_run(const char **what)
 
 static const uint8_t K1[] = "\x02\x00\x00\x00\x00\x00\x00\x11\x00\x01key-one";
 static const uint8_t K2[] = "\x02\x00\x00\x00\x00\x00\x00\x11\x00\x01key-two";
-static const uint8_t RESP[] = "\x40\x45\x00\x00\xff" "21.5";
+static const uint8_t RESP[] = "\x40\x45\x00\x00\xff"
+                              "21.5";
 
 /* S5.1: an entry is used while now < expiry, with Max-Age = whole seconds left. */
 Test(rcache, fresh_until_expiry_with_max_age_counting_down)
@@ -169,7 +170,8 @@ Test(rcache, fresh_until_expiry_with_max_age_counting_down)
                  GW_RCACHE_FRESH);
     cr_assert_eq(left, 0);
     cr_assert_eq(gw_rcache_lookup(&t, K1, sizeof(K1), 42, 60000, out, sizeof(out), &n, &left),
-                 GW_RCACHE_MISS, "expired entries are misses (S5.5 revalidation is the scheduler's)");
+                 GW_RCACHE_MISS,
+                 "expired entries are misses (S5.5 revalidation is the scheduler's)");
     /* A response longer than the reader's buffer is a miss, never a cut copy. */
     cr_assert_eq(gw_rcache_lookup(&t, K1, sizeof(K1), 42, 1000, out, 4, &n, &left), GW_RCACHE_MISS);
     free(t.base);
@@ -326,8 +328,8 @@ int main(void)
 {
     const char *what = "";
     int fails = race_run(&what);
-    printf("[%s] rcache::concurrent_writer_never_yields_a_torn_entry%s%s\n", fails ? "FAIL" : "PASS",
-           fails ? ": " : "", what);
+    printf("[%s] rcache::concurrent_writer_never_yields_a_torn_entry%s%s\n",
+           fails ? "FAIL" : "PASS", fails ? ": " : "", what);
     return fails != 0;
 }
 #endif

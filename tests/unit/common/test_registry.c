@@ -55,15 +55,19 @@ static bool known(const char *mac_hex)
 Test(registry, bad_line_changes_nothing)
 {
     int bad = -1;
-    cr_assert_eq(gw_registry_import(&st, write_file("a.csv", HDR
-        "0000000000000001,127.0.0.1,normal," KEY ",5683,4849\n"
-        "0000000000000002,127.0.0.2,normal," KEY ",5683,4849\n"), &bad), 2);
+    cr_assert_eq(
+        gw_registry_import(&st,
+                           write_file("a.csv",
+                                      HDR "0000000000000001,127.0.0.1,normal," KEY ",5683,4849\n"
+                                          "0000000000000002,127.0.0.2,normal," KEY ",5683,4849\n"),
+                           &bad),
+        2);
     cr_assert_eq(bad, 0);
     /* A new file with one good new device, one bad line, one duplicate endpoint. */
-    const char *b = write_file("b.csv", HDR
-        "0000000000000003,127.0.0.3,normal," KEY ",5683,4849\n"
-        "not-a-mac,127.0.0.4,normal," KEY ",5683,4849\n"
-        "0000000000000005,127.0.0.3,normal," KEY ",5683,4900\n");
+    const char *b =
+        write_file("b.csv", HDR "0000000000000003,127.0.0.3,normal," KEY ",5683,4849\n"
+                                "not-a-mac,127.0.0.4,normal," KEY ",5683,4849\n"
+                                "0000000000000005,127.0.0.3,normal," KEY ",5683,4900\n");
     cr_assert_eq(gw_registry_import(&st, b, &bad), GW_EBADMSG);
     cr_assert_eq(bad, 2);
     cr_assert_eq(gw_registry_count(&st), 2, "the registry kept the last good load");
@@ -79,9 +83,13 @@ Test(registry, bad_line_changes_nothing)
 Test(registry, missing_header_or_file_changes_nothing)
 {
     int bad = -1;
-    cr_assert_eq(gw_registry_import(&st, write_file("a.csv", HDR
-        "0000000000000001,127.0.0.1,normal," KEY ",5683,4849\n"), &bad), 1);
-    cr_assert_eq(gw_registry_import(&st, write_file("h.csv", "0000000000000002,127.0.0.2,normal," KEY "\n"), &bad),
+    cr_assert_eq(gw_registry_import(&st,
+                                    write_file("a.csv", HDR "0000000000000001,127.0.0.1,normal," KEY
+                                                            ",5683,4849\n"),
+                                    &bad),
+                 1);
+    cr_assert_eq(gw_registry_import(
+                     &st, write_file("h.csv", "0000000000000002,127.0.0.2,normal," KEY "\n"), &bad),
                  GW_EBADMSG);
     cr_assert_eq(bad, 0, "no header: not counted as bad lines");
     char missing[128];

@@ -53,7 +53,10 @@ static struct gw_ring *ring_new(uint32_t size, uint32_t slot_size)
     return r;
 }
 
-static void ring_free(struct gw_ring *r) { free(r); }
+static void ring_free(struct gw_ring *r)
+{
+    free(r);
+}
 
 /* Same arithmetic as gw_ring.c: slots follow the three-line header. */
 static uint8_t *ring_slot(struct gw_ring *r, uint32_t idx)
@@ -119,7 +122,7 @@ Test(ring, fifo_order_and_lengths)
 Test(ring, too_big_record_is_refused)
 {
     struct gw_ring *r = ring_new(8, 64);
-    uint8_t rec[128] = {0};
+    uint8_t rec[128] = { 0 };
     cr_assert_eq(gw_ring_push(r, rec, 61), GW_ETOOBIG);
     cr_assert_eq(gw_ring_push2(r, rec, 30, rec, 31), GW_ETOOBIG);
     cr_assert_eq(gw_ring_push2(r, rec, UINT32_MAX, rec, 2), GW_ETOOBIG);
@@ -243,7 +246,7 @@ Test(bell, should_wake_once_per_sleep)
 
 static int poll_in(int fd, int timeout_ms)
 {
-    struct pollfd p = {.fd = fd, .events = POLLIN};
+    struct pollfd p = { .fd = fd, .events = POLLIN };
     int n = poll(&p, 1, timeout_ms);
     return n > 0 && (p.revents & POLLIN);
 }
@@ -402,11 +405,11 @@ static int spsc_run(const char **what)
     pthread_join(p, NULL);
     pthread_join(c, NULL);
     int fails = 0;
-#define SPSC_CHECK(cond) \
-    if (!(cond)) { \
-        if (!fails) \
-            *what = #cond; \
-        fails++; \
+#define SPSC_CHECK(cond)                                                                           \
+    if (!(cond)) {                                                                                 \
+        if (!fails)                                                                                \
+            *what = #cond;                                                                         \
+        fails++;                                                                                   \
     }
     SPSC_CHECK(t.bad_pop == 0)
     SPSC_CHECK(t.bad_seq == 0)
@@ -446,7 +449,8 @@ static void *bell_consumer(void *arg)
         }
         /* A real consumer looks at its other rings and timers here; the
          * pause widens the window a lost wake-up would need. */
-        for (volatile uint32_t i = 0, j = (uint32_t)(t->s.received * 2654435761u) % 2048; i < j; i++)
+        for (volatile uint32_t i = 0, j = (uint32_t)(t->s.received * 2654435761u) % 2048; i < j;
+             i++)
             ;
         gw_bell_prepare_sleep(&t->bell);
         if (!gw_ring_empty(t->s.r)) { /* the re-check after F2 */
@@ -454,7 +458,7 @@ static void *bell_consumer(void *arg)
             continue;
         }
         t->sleeps++;
-        struct pollfd pfd = {.fd = t->fd, .events = POLLIN};
+        struct pollfd pfd = { .fd = t->fd, .events = POLLIN };
         int woke = poll(&pfd, 1, 500);
         gw_bell_awake(&t->bell);
         if (woke <= 0 && !gw_ring_empty(t->s.r))
@@ -501,7 +505,7 @@ static int bell_threads_run(const char **what)
         }
         /* Wait (bounded, about 2 s) for the consumer to take the whole
          * burst: spin briefly to react at once, then sleep. */
-        struct timespec ts = {0, 20000};
+        struct timespec ts = { 0, 20000 };
         for (int w = 0; atomic_load_explicit(&t.consumed, memory_order_acquire) < seq; w++) {
             if (w == 100000 + 20000) {
                 t.waits_too_long++;
@@ -643,8 +647,8 @@ int main(void)
         const char *name;
         int (*run)(const char **what);
     } tests[] = {
-        {"ring::spsc_two_threads_keep_order_and_checksum", spsc_run},
-        {"bell::wakeups_are_never_lost_between_threads", bell_threads_run},
+        { "ring::spsc_two_threads_keep_order_and_checksum", spsc_run },
+        { "bell::wakeups_are_never_lost_between_threads", bell_threads_run },
     };
     int passed = 0, failed = 0;
     for (size_t i = 0; i < GW_ARRAY_LEN(tests); i++) {

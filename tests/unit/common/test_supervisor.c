@@ -238,16 +238,20 @@ Test(supervisor, args_token)
     cr_assert_str_eq(a.account, "demo");
     cr_assert_eq(a.ttl_s, SUP_TOKEN_TTL_DEFAULT);
     cr_assert_null(a.devices);
-    E(parse(&a, err, sizeof(err), "coapgw", "token", "-c", "g.conf", "--account=acme", "--ttl", "60", "--devices",
-            "02*,0300000000000001", NULL));
+    E(parse(&a, err, sizeof(err), "coapgw", "token", "-c", "g.conf", "--account=acme", "--ttl",
+            "60", "--devices", "02*,0300000000000001", NULL));
     cr_assert_str_eq(a.account, "acme");
     cr_assert_eq(a.ttl_s, 60);
     cr_assert_str_eq(a.devices, "02*,0300000000000001");
     cr_assert_str_eq(a.config, "g.conf");
     cr_assert_eq(parse(&a, err, sizeof(err), "coapgw", "token", NULL), -EINVAL);
     cr_assert(strstr(err, "--account"), "%s", err);
-    cr_assert_eq(parse(&a, err, sizeof(err), "coapgw", "token", "--account", "x", "--ttl", "0", NULL), -EINVAL);
-    cr_assert_eq(parse(&a, err, sizeof(err), "coapgw", "token", "--account", "x", "--ttl", "9x", NULL), -EINVAL);
+    cr_assert_eq(
+        parse(&a, err, sizeof(err), "coapgw", "token", "--account", "x", "--ttl", "0", NULL),
+        -EINVAL);
+    cr_assert_eq(
+        parse(&a, err, sizeof(err), "coapgw", "token", "--account", "x", "--ttl", "9x", NULL),
+        -EINVAL);
 }
 
 Test(supervisor, args_devices)
@@ -261,7 +265,8 @@ Test(supervisor, args_devices)
     E(parse(&a, err, sizeof(err), "coapgw", "devices", "list", NULL));
     cr_assert_eq(a.cmd, SUP_CMD_DEVICES_LIST);
     cr_assert_eq(parse(&a, err, sizeof(err), "coapgw", "devices", "import", NULL), -EINVAL);
-    cr_assert_eq(parse(&a, err, sizeof(err), "coapgw", "devices", "import", "a", "b", NULL), -EINVAL);
+    cr_assert_eq(parse(&a, err, sizeof(err), "coapgw", "devices", "import", "a", "b", NULL),
+                 -EINVAL);
     cr_assert_eq(parse(&a, err, sizeof(err), "coapgw", "devices", "list", "x", NULL), -EINVAL);
     cr_assert_eq(parse(&a, err, sizeof(err), "coapgw", "devices", "drop", NULL), -EINVAL);
     cr_assert_eq(parse(&a, err, sizeof(err), "coapgw", "devices", NULL), -EINVAL);
@@ -271,7 +276,8 @@ Test(supervisor, args_meshsim_passes_everything_through)
 {
     struct sup_args a;
     char err[256];
-    E(parse(&a, err, sizeof(err), "coapgw", "meshsim", "--generate", "4", "--out", "x.csv", "-c", "ignored", NULL));
+    E(parse(&a, err, sizeof(err), "coapgw", "meshsim", "--generate", "4", "--out", "x.csv", "-c",
+            "ignored", NULL));
     cr_assert_eq(a.cmd, SUP_CMD_MESHSIM);
     cr_assert_eq(a.sub_argc, 7);
     cr_assert_str_eq(a.sub_argv[0], "meshsim");
@@ -303,28 +309,40 @@ static void fill_view(struct sup_view *v)
     v->commit = "abc123";
     v->max_sessions = 500;
     v->max_txn = 64;
-    v->procs[v->nprocs++] = (struct sup_proc_view){ .proc = GW_PROC_SUPERVISOR, .pid = 10, .up = true,
-                                                    .started_wall = 1700000000, .started_mono_ms = 40000,
-                                                    .has_proc = true, .rss_bytes = 4096, .cpu_seconds = 1.5,
+    v->procs[v->nprocs++] = (struct sup_proc_view){ .proc = GW_PROC_SUPERVISOR,
+                                                    .pid = 10,
+                                                    .up = true,
+                                                    .started_wall = 1700000000,
+                                                    .started_mono_ms = 40000,
+                                                    .has_proc = true,
+                                                    .rss_bytes = 4096,
+                                                    .cpu_seconds = 1.5,
                                                     .open_fds = 9 };
-    struct sup_proc_view sch = { .proc = GW_PROC_SCHEDULER, .pid = 11, .up = true, .restarts = 2,
-                                 .started_wall = 1700000001, .started_mono_ms = 90000, .has_stats = true };
+    struct sup_proc_view sch = { .proc = GW_PROC_SCHEDULER,
+                                 .pid = 11,
+                                 .up = true,
+                                 .restarts = 2,
+                                 .started_wall = 1700000001,
+                                 .started_mono_ms = 90000,
+                                 .has_stats = true };
     sch.stats[GW_STAT_cache_hits] = 7;
     sch.stats[GW_STAT_queue_depth] = 3;
-    sch.hist[GW_HIST_DEVICE_RTT].bucket[0] = 1;     /* <= 100 us */
-    sch.hist[GW_HIST_DEVICE_RTT].bucket[4] = 2;     /* <= 2.5 ms */
+    sch.hist[GW_HIST_DEVICE_RTT].bucket[0] = 1;               /* <= 100 us */
+    sch.hist[GW_HIST_DEVICE_RTT].bucket[4] = 2;               /* <= 2.5 ms */
     sch.hist[GW_HIST_DEVICE_RTT].bucket[GW_HIST_NBOUNDS] = 1; /* beyond the last bound */
     sch.hist[GW_HIST_DEVICE_RTT].count = 4;
     sch.hist[GW_HIST_DEVICE_RTT].sum_us = 700004000;
     v->procs[v->nprocs++] = sch;
-    struct sup_proc_view fe = { .proc = GW_PROC_FRONTEND0 + 1, .pid = 0, .up = false, .restarts = 5,
-                                .has_stats = true };
+    struct sup_proc_view fe = {
+        .proc = GW_PROC_FRONTEND0 + 1, .pid = 0, .up = false, .restarts = 5, .has_stats = true
+    };
     fe.stats[GW_STAT_rx_datagrams] = 12345678901234ull;
     fe.stats[GW_STAT_sessions_live] = 4;
     fe.codes[gw_stat_code_index(GW_CODE(2, 5))] = 40;
     fe.codes[gw_stat_code_index(GW_CODE(4, 4))] = 2;
     v->procs[v->nprocs++] = fe;
-    v->procs[v->nprocs++] = (struct sup_proc_view){ .proc = GW_PROC_MESHSIM, .pid = 13, .up = true };
+    v->procs[v->nprocs++] =
+        (struct sup_proc_view){ .proc = GW_PROC_MESHSIM, .pid = 13, .up = true };
     v->rings[v->nrings++] = (struct sup_ring_view){ "frontend-1", "scheduler", 9, 1024 };
     v->rings[v->nrings++] = (struct sup_ring_view){ "scheduler", "meshio", 0, 1024 };
     v->bells[v->nbells++] = (struct sup_bell_view){ "scheduler", 77 };
@@ -366,12 +384,16 @@ Test(supervisor, metrics_render_per_role_with_conventional_labels)
     cr_assert(has_line(t, "# HELP coapgw_cache_hits_total Response cache hits."));
     cr_assert(has_line(t, "coapgw_cache_hits_total{role=\"scheduler\"} 7"));
     cr_assert(has_line(t, "coapgw_queue_depth{role=\"scheduler\"} 3"));
-    cr_assert(has_line(t, "coapgw_rx_datagrams_total{role=\"frontend\",frontend=\"1\"} 12345678901234"));
+    cr_assert(
+        has_line(t, "coapgw_rx_datagrams_total{role=\"frontend\",frontend=\"1\"} 12345678901234"));
     cr_assert(has_line(t, "coapgw_sessions_live 4"));
     cr_assert(has_line(t, "coapgw_sessions_max 500"));
-    cr_assert(has_line(t, "coapgw_responses_total{role=\"frontend\",frontend=\"1\",code=\"2.05\"} 40"));
-    cr_assert(has_line(t, "coapgw_responses_total{role=\"frontend\",frontend=\"1\",code=\"4.04\"} 2"));
-    cr_assert(has_line(t, "coapgw_responses_total{role=\"frontend\",frontend=\"1\",code=\"5.04\"} 0"));
+    cr_assert(
+        has_line(t, "coapgw_responses_total{role=\"frontend\",frontend=\"1\",code=\"2.05\"} 40"));
+    cr_assert(
+        has_line(t, "coapgw_responses_total{role=\"frontend\",frontend=\"1\",code=\"4.04\"} 2"));
+    cr_assert(
+        has_line(t, "coapgw_responses_total{role=\"frontend\",frontend=\"1\",code=\"5.04\"} 0"));
     cr_assert(has_line(t, "coapgw_ring_depth{from=\"frontend-1\",to=\"scheduler\"} 9"));
     cr_assert(has_line(t, "coapgw_ring_slots{from=\"scheduler\",to=\"meshio\"} 1024"));
     cr_assert(has_line(t, "coapgw_doorbell_writes_total{to=\"scheduler\"} 77"));
@@ -383,7 +405,9 @@ Test(supervisor, metrics_render_per_role_with_conventional_labels)
     cr_assert(has_line(t, "coapgw_device_rtt_seconds_bucket{role=\"scheduler\",le=\"+Inf\"} 4"));
     cr_assert(has_line(t, "coapgw_device_rtt_seconds_sum{role=\"scheduler\"} 700.004000"));
     cr_assert(has_line(t, "coapgw_device_rtt_seconds_count{role=\"scheduler\"} 4"));
-    cr_assert(has_line(t, "coapgw_request_duration_seconds_count{role=\"frontend\",frontend=\"1\",path=\"cache\"} 0"));
+    cr_assert(has_line(
+        t,
+        "coapgw_request_duration_seconds_count{role=\"frontend\",frontend=\"1\",path=\"cache\"} 0"));
     /* Only where it means something. */
     cr_assert_null(strstr(t, "instance="));
     /* Frontends answer hits from the shared table (issue 13), so they keep the counter too. */
@@ -393,7 +417,8 @@ Test(supervisor, metrics_render_per_role_with_conventional_labels)
     cr_assert_null(strstr(t, "coapgw_cache_hits_total{role=\"supervisor\"}"));
     cr_assert_null(strstr(t, "coapgw_cache_hits_total{role=\"meshsim\"}"));
     cr_assert_null(strstr(t, "coapgw_restarts_total{role=\"supervisor\"}"));
-    cr_assert_null(strstr(t, "coapgw_responses_total{role=\"frontend\",frontend=\"1\",code=\"4.05\"}"));
+    cr_assert_null(
+        strstr(t, "coapgw_responses_total{role=\"frontend\",frontend=\"1\",code=\"4.05\"}"));
     cr_assert_null(strstr(t, "responses_2xx"));
     cr_assert_null(strstr(t, "requests_forbidden"));
     free(t);
@@ -436,8 +461,10 @@ Test(supervisor, metrics_text_is_well_formed)
         const char *fam = typed[ntyped - 1];
         if (!strcmp(kinds[ntyped - 1], "histogram")) {
             size_t fl = strlen(fam);
-            cr_assert(!strncmp(name, fam, fl) && (!strcmp(name + fl, "_bucket") || !strcmp(name + fl, "_sum") ||
-                                                  !strcmp(name + fl, "_count")), "sample %s outside %s", line, fam);
+            cr_assert(!strncmp(name, fam, fl) &&
+                          (!strcmp(name + fl, "_bucket") || !strcmp(name + fl, "_sum") ||
+                           !strcmp(name + fl, "_count")),
+                      "sample %s outside %s", line, fam);
         } else {
             cr_assert_str_eq(fam, name, "sample %s outside its family", line);
         }
@@ -514,20 +541,31 @@ Test(supervisor, status_table_shows_state_uptime_restarts)
 Test(supervisor, first_request_uses_loopback_for_a_wildcard_listener)
 {
     char buf[4096];
-    cr_assert_gt(sup_first_request_text("0.0.0.0:5683", "aaa.bbb.ccc", "0200000000000001", NULL, buf, sizeof(buf)),
+    cr_assert_gt(sup_first_request_text("0.0.0.0:5683", "aaa.bbb.ccc", "0200000000000001", NULL,
+                                        buf, sizeof(buf)),
                  0);
     /* The default gateway needs no --gateway. */
     cr_assert(strstr(buf, "  coapgw client --security none --token 'aaa.bbb.ccc' "
-                          "get coap://0200000000000001/value\n"), "%s", buf);
-    cr_assert(strstr(buf, "  coapgw client observe coap://0200000000000001/sensor --count 3\n"), "%s", buf);
+                          "get coap://0200000000000001/value\n"),
+              "%s", buf);
+    cr_assert(strstr(buf, "  coapgw client observe coap://0200000000000001/sensor --count 3\n"),
+              "%s", buf);
     cr_assert(strstr(buf, "  coapgw client session close\n"), "%s", buf);
 
-    cr_assert_gt(sup_first_request_text("[::]:6000", "t", "0200000000000001", "/opt/coapgw", buf, sizeof(buf)), 0);
+    cr_assert_gt(sup_first_request_text("[::]:6000", "t", "0200000000000001", "/opt/coapgw", buf,
+                                        sizeof(buf)),
+                 0);
     cr_assert(strstr(buf, "/opt/coapgw client --gateway [::1]:6000 devices\n"), "%s", buf);
-    cr_assert_gt(sup_first_request_text("127.0.0.5:7000", "t", "0200000000000001", NULL, buf, sizeof(buf)), 0);
-    cr_assert(strstr(buf, "coapgw client --gateway 127.0.0.5:7000 put coap://0200000000000001/echo --data hello\n"),
-              "%s", buf);
-    cr_assert_eq(sup_first_request_text("not an address:x", "t", "m", NULL, buf, sizeof(buf)), -EINVAL);
+    cr_assert_gt(
+        sup_first_request_text("127.0.0.5:7000", "t", "0200000000000001", NULL, buf, sizeof(buf)),
+        0);
+    cr_assert(
+        strstr(
+            buf,
+            "coapgw client --gateway 127.0.0.5:7000 put coap://0200000000000001/echo --data hello\n"),
+        "%s", buf);
+    cr_assert_eq(sup_first_request_text("not an address:x", "t", "m", NULL, buf, sizeof(buf)),
+                 -EINVAL);
 }
 
 /* ---- small file helpers --------------------------------------------------------------------- */

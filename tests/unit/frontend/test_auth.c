@@ -235,10 +235,14 @@ enum signer {
 static const char *signer_alg(enum signer s)
 {
     switch (s) {
-    case S_RS: return "RS256";
-    case S_ES: return "ES256";
-    case S_NONE: return "none";
-    default: return "HS256";
+    case S_RS:
+        return "RS256";
+    case S_ES:
+        return "ES256";
+    case S_NONE:
+        return "none";
+    default:
+        return "HS256";
     }
 }
 
@@ -279,8 +283,8 @@ static char *tok_raw(const char *hdr, const void *pl, size_t pl_len, enum signer
     cr_assert_gt(asprintf(&in, "%s.%s", h, p), 0);
     switch (s) {
     case S_HS:
-        cr_assert_not_null(HMAC(EVP_sha256(), HS_SECRET, strlen(HS_SECRET),
-                                (unsigned char *)in, strlen(in), sig, &ml));
+        cr_assert_not_null(HMAC(EVP_sha256(), HS_SECRET, strlen(HS_SECRET), (unsigned char *)in,
+                                strlen(in), sig, &ml));
         sl = ml;
         break;
     case S_HS_NL:
@@ -300,8 +304,8 @@ static char *tok_raw(const char *hdr, const void *pl, size_t pl_len, enum signer
         else
             ec_key();
         kfile = fx_read(s == S_HS_RSAPEM ? "rsa_pub.pem" : "ec_pub.pem", &klen);
-        cr_assert_not_null(HMAC(EVP_sha256(), kfile, (int)klen, (unsigned char *)in,
-                                strlen(in), sig, &ml));
+        cr_assert_not_null(
+            HMAC(EVP_sha256(), kfile, (int)klen, (unsigned char *)in, strlen(in), sig, &ml));
         sl = ml;
         free(kfile);
         break;
@@ -351,48 +355,45 @@ struct tcase {
     char name[32];
     enum fe_jwt_alg cfg;
     enum signer sig;
-    char hdr[64];     /* "": default for the signer */
+    char hdr[64]; /* "": default for the signer */
     char claims[160];
-    char iss[8];      /* configured issuer, "" = none */
-    char aud[8];      /* configured audience, "" = none */
-    int rc;           /* expected fe_auth_verify() result */
-    char diag[32];    /* expected diag, "" = any */
+    char iss[8];   /* configured issuer, "" = none */
+    char aud[8];   /* configured audience, "" = none */
+    int rc;        /* expected fe_auth_verify() result */
+    char diag[32]; /* expected diag, "" = any */
 };
 
 static struct tcase good_cases[] = {
     /* S2.2: the configured key and algorithm, each of the three. */
-    {"hs256", FE_JWT_HS256, S_HS, "", CL(GOOD), "", "", 0, ""},
-    {"rs256", FE_JWT_RS256, S_RS, "", CL(GOOD), "", "", 0, ""},
-    {"es256", FE_JWT_ES256, S_ES, "", CL(GOOD), "", "", 0, ""},
+    { "hs256", FE_JWT_HS256, S_HS, "", CL(GOOD), "", "", 0, "" },
+    { "rs256", FE_JWT_RS256, S_RS, "", CL(GOOD), "", "", 0, "" },
+    { "es256", FE_JWT_ES256, S_ES, "", CL(GOOD), "", "", 0, "" },
     /* typ is optional and case-insensitive (RFC 7519 section 5.1). */
-    {"no_typ", FE_JWT_HS256, S_HS, "{\"alg\":\"HS256\"}", CL(GOOD), "", "", 0, ""},
-    {"typ_lower", FE_JWT_HS256, S_HS, "{\"typ\":\"jwt\",\"alg\":\"HS256\"}", CL(GOOD), "",
-     "", 0, ""},
+    { "no_typ", FE_JWT_HS256, S_HS, "{\"alg\":\"HS256\"}", CL(GOOD), "", "", 0, "" },
+    { "typ_lower", FE_JWT_HS256, S_HS, "{\"typ\":\"jwt\",\"alg\":\"HS256\"}", CL(GOOD), "", "", 0,
+      "" },
     /* Leeway edge: exp = now - leeway + 1 still valid. */
-    {"exp_leeway_edge", FE_JWT_HS256, S_HS, "", CL("\"sub\":\"a\",\"exp\":" T_EDGE_OK), "",
-     "", 0, ""},
-    {"nbf_within_leeway", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"nbf\":" T_NBF_OK), "", "", 0,
-     ""},
-    {"exp_real", FE_JWT_HS256, S_HS, "", CL("\"sub\":\"a\",\"exp\":1700000600.5"), "", "",
-     0, ""},
-    {"sub_63_bytes", FE_JWT_HS256, S_HS, "",
-     CL("\"sub\":\"123456789012345678901234567890123456789012345678901234567890123\","
-        "\"exp\":" T_FUT),
-     "", "", 0, ""},
-    {"sub_utf8", FE_JWT_HS256, S_HS, "", CL("\"sub\":\"j\xc3\xb6rg\",\"exp\":" T_FUT), "",
-     "", 0, ""},
-    {"iss_match", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"iss\":\"idp\""), "idp", "", 0, ""},
-    {"aud_string", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"aud\":\"gw\""), "", "gw", 0, ""},
-    {"aud_array", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"aud\":[\"x\",\"gw\"]"), "", "gw", 0,
-     ""},
-    {"iss_aud_not_enforced", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"iss\":\"x\",\"aud\":7"), "",
-     "", 0, ""},
-    {"devices_array", FE_JWT_HS256, S_HS, "",
-     CL(GOOD ",\"devices\":[\"0011223344556677\",\"00AA*\"]"), "", "", 0, ""},
-    {"devices_string", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"devices\":\"0011223344556677,00aa\""),
-     "", "", 0, ""},
-    {"unknown_claims_ignored", FE_JWT_ES256, S_ES, "", CL(GOOD ",\"x\":{\"y\":[1,null]}"), "",
-     "", 0, ""},
+    { "exp_leeway_edge", FE_JWT_HS256, S_HS, "", CL("\"sub\":\"a\",\"exp\":" T_EDGE_OK), "", "", 0,
+      "" },
+    { "nbf_within_leeway", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"nbf\":" T_NBF_OK), "", "", 0, "" },
+    { "exp_real", FE_JWT_HS256, S_HS, "", CL("\"sub\":\"a\",\"exp\":1700000600.5"), "", "", 0, "" },
+    { "sub_63_bytes", FE_JWT_HS256, S_HS, "",
+      CL("\"sub\":\"123456789012345678901234567890123456789012345678901234567890123\","
+         "\"exp\":" T_FUT),
+      "", "", 0, "" },
+    { "sub_utf8", FE_JWT_HS256, S_HS, "", CL("\"sub\":\"j\xc3\xb6rg\",\"exp\":" T_FUT), "", "", 0,
+      "" },
+    { "iss_match", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"iss\":\"idp\""), "idp", "", 0, "" },
+    { "aud_string", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"aud\":\"gw\""), "", "gw", 0, "" },
+    { "aud_array", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"aud\":[\"x\",\"gw\"]"), "", "gw", 0, "" },
+    { "iss_aud_not_enforced", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"iss\":\"x\",\"aud\":7"), "", "",
+      0, "" },
+    { "devices_array", FE_JWT_HS256, S_HS, "",
+      CL(GOOD ",\"devices\":[\"0011223344556677\",\"00AA*\"]"), "", "", 0, "" },
+    { "devices_string", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"devices\":\"0011223344556677,00aa\""),
+      "", "", 0, "" },
+    { "unknown_claims_ignored", FE_JWT_ES256, S_ES, "", CL(GOOD ",\"x\":{\"y\":[1,null]}"), "", "",
+      0, "" },
 };
 
 ParameterizedTestParameters(auth, accepted)
@@ -418,8 +419,10 @@ ParameterizedTest(struct tcase *c, auth, accepted)
 
 /* ---- table: hostile tokens ---------------------------------------------------- */
 
-#define BAD(name_, cfg_, sig_, hdr_, claims_, diag_) \
-    {name_, cfg_, sig_, hdr_, claims_, "", "", GW_EAUTH, diag_}
+#define BAD(name_, cfg_, sig_, hdr_, claims_, diag_)                                               \
+    {                                                                                              \
+        name_, cfg_, sig_, hdr_, claims_, "", "", GW_EAUTH, diag_                                  \
+    }
 #define ALG_NA "algorithm not accepted"
 
 static struct tcase bad_cases[] = {
@@ -463,14 +466,12 @@ static struct tcase bad_cases[] = {
     BAD("exp_leeway_edge", FE_JWT_HS256, S_HS, "", CL("\"sub\":\"a\",\"exp\":" T_EDGE_BAD),
         "token expired"),
     BAD("exp_missing", FE_JWT_HS256, S_HS, "", CL("\"sub\":\"a\""), "missing exp"),
-    BAD("exp_string", FE_JWT_HS256, S_HS, "", CL("\"sub\":\"a\",\"exp\":\"" T_FUT "\""),
-        "bad exp"),
+    BAD("exp_string", FE_JWT_HS256, S_HS, "", CL("\"sub\":\"a\",\"exp\":\"" T_FUT "\""), "bad exp"),
     BAD("exp_null", FE_JWT_HS256, S_HS, "", CL("\"sub\":\"a\",\"exp\":null"), "bad exp"),
     BAD("exp_huge_real", FE_JWT_HS256, S_HS, "", CL("\"sub\":\"a\",\"exp\":1e300"), "bad exp"),
     BAD("exp_min", FE_JWT_HS256, S_HS, "", CL("\"sub\":\"a\",\"exp\":-9223372036854775808"),
         "token expired"),
-    BAD("expired_rs", FE_JWT_RS256, S_RS, "", CL("\"sub\":\"a\",\"exp\":" T_PAST),
-        "token expired"),
+    BAD("expired_rs", FE_JWT_RS256, S_RS, "", CL("\"sub\":\"a\",\"exp\":" T_PAST), "token expired"),
     /* S2.2 "a future nbf". */
     BAD("nbf_future", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"nbf\":" T_NBF_FUT),
         "token not yet valid"),
@@ -491,8 +492,7 @@ static struct tcase bad_cases[] = {
     BAD("sub_control", FE_JWT_HS256, S_HS, "", CL("\"sub\":\"a\\nb\",\"exp\":" T_FUT), "bad sub"),
     BAD("sub_nul", FE_JWT_HS256, S_HS, "", CL("\"sub\":\"a\\u0000b\",\"exp\":" T_FUT),
         "malformed claims"),
-    BAD("sub_duplicate", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"sub\":\"root\""),
-        "malformed claims"),
+    BAD("sub_duplicate", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"sub\":\"root\""), "malformed claims"),
     /* Non-UTF-8 payloads, correctly signed. */
     BAD("utf8_invalid_byte", FE_JWT_HS256, S_HS, "", CL("\"sub\":\"a\xff\",\"exp\":" T_FUT),
         "malformed claims"),
@@ -504,27 +504,25 @@ static struct tcase bad_cases[] = {
     BAD("payload_string", FE_JWT_HS256, S_HS, "", "\"alice\"", "malformed claims"),
     BAD("payload_trailing", FE_JWT_HS256, S_HS, "", CL(GOOD) " {}", "malformed claims"),
     /* Issuer and audience, when configured. */
-    {"iss_mismatch", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"iss\":\"evil\""), "idp", "",
-     GW_EAUTH, "issuer mismatch"},
-    {"iss_missing", FE_JWT_HS256, S_HS, "", CL(GOOD), "idp", "", GW_EAUTH, "issuer mismatch"},
-    {"iss_prefix", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"iss\":\"idpx\""), "idp", "", GW_EAUTH,
-     "issuer mismatch"},
-    {"aud_mismatch", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"aud\":\"other\""), "", "gw", GW_EAUTH,
-     "audience mismatch"},
-    {"aud_missing", FE_JWT_ES256, S_ES, "", CL(GOOD), "", "gw", GW_EAUTH, "audience mismatch"},
-    {"aud_array_without", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"aud\":[\"x\",1]"), "", "gw",
-     GW_EAUTH, "audience mismatch"},
+    { "iss_mismatch", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"iss\":\"evil\""), "idp", "", GW_EAUTH,
+      "issuer mismatch" },
+    { "iss_missing", FE_JWT_HS256, S_HS, "", CL(GOOD), "idp", "", GW_EAUTH, "issuer mismatch" },
+    { "iss_prefix", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"iss\":\"idpx\""), "idp", "", GW_EAUTH,
+      "issuer mismatch" },
+    { "aud_mismatch", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"aud\":\"other\""), "", "gw", GW_EAUTH,
+      "audience mismatch" },
+    { "aud_missing", FE_JWT_ES256, S_ES, "", CL(GOOD), "", "gw", GW_EAUTH, "audience mismatch" },
+    { "aud_array_without", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"aud\":[\"x\",1]"), "", "gw",
+      GW_EAUTH, "audience mismatch" },
     /* S2.2 device scope claim present but malformed: fail closed. */
     BAD("devices_empty_array", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"devices\":[]"),
         "bad devices claim"),
     BAD("devices_empty_string", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"devices\":\"\""),
         "bad devices claim"),
-    BAD("devices_number", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"devices\":[1]"),
-        "bad devices claim"),
+    BAD("devices_number", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"devices\":[1]"), "bad devices claim"),
     BAD("devices_object", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"devices\":{\"a\":1}"),
         "bad devices claim"),
-    BAD("devices_true", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"devices\":true"),
-        "bad devices claim"),
+    BAD("devices_true", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"devices\":true"), "bad devices claim"),
     BAD("devices_star", FE_JWT_HS256, S_HS, "", CL(GOOD ",\"devices\":[\"*\"]"),
         "bad devices claim"),
     BAD("devices_17_digits", FE_JWT_HS256, S_HS, "",
@@ -568,11 +566,12 @@ ParameterizedTest(struct tcase *c, auth, rejected)
 Test(auth, claims_filled)
 {
     struct fe_auth *a = auth(FE_JWT_ES256);
-    char *t = tok(S_ES, NULL, CL("\"sub\":\"meter-ops\",\"exp\":" T_FUT ",\"iat\":1699999990,"
-                                 "\"devices\":[\"00aa*\"]"));
+    char *t = tok(S_ES, NULL,
+                  CL("\"sub\":\"meter-ops\",\"exp\":" T_FUT ",\"iat\":1699999990,"
+                     "\"devices\":[\"00aa*\"]"));
     struct fe_claims c;
-    static const uint8_t in[8] = {0x00, 0xaa, 1, 2, 3, 4, 5, 6};
-    static const uint8_t out[8] = {0x00, 0xab, 1, 2, 3, 4, 5, 6};
+    static const uint8_t in[8] = { 0x00, 0xaa, 1, 2, 3, 4, 5, 6 };
+    static const uint8_t out[8] = { 0x00, 0xab, 1, 2, 3, 4, 5, 6 };
 
     cr_assert_eq(verify_str(a, t, &c, NULL), 0);
     cr_assert_str_eq(c.sub, "meter-ops");
@@ -608,9 +607,9 @@ Test(auth, libjwt_encoded_tokens_accepted)
         jwt_alg_t jalg;
         const char *priv;
     } v[] = {
-        {FE_JWT_RS256, JWT_ALG_RS256, "rsa_priv.pem"},
-        {FE_JWT_ES256, JWT_ALG_ES256, "ec_priv.pem"},
-        {FE_JWT_HS256, JWT_ALG_HS256, NULL},
+        { FE_JWT_RS256, JWT_ALG_RS256, "rsa_priv.pem" },
+        { FE_JWT_ES256, JWT_ALG_ES256, "ec_priv.pem" },
+        { FE_JWT_HS256, JWT_ALG_HS256, NULL },
     };
 
     for (size_t i = 0; i < GW_ARRAY_LEN(v); i++) {
@@ -644,7 +643,7 @@ Test(auth, libjwt_encoded_tokens_accepted)
 /* S2.2 "alg: none" produced by libjwt is refused under every configuration. */
 Test(auth, libjwt_alg_none_rejected)
 {
-    static const enum fe_jwt_alg cfgs[] = {FE_JWT_HS256, FE_JWT_RS256, FE_JWT_ES256};
+    static const enum fe_jwt_alg cfgs[] = { FE_JWT_HS256, FE_JWT_RS256, FE_JWT_ES256 };
     jwt_t *j;
     char *t;
 
@@ -677,7 +676,7 @@ Test(auth, any_flipped_char_rejected)
     static const struct {
         enum fe_jwt_alg cfg;
         enum signer s;
-    } v[] = {{FE_JWT_HS256, S_HS}, {FE_JWT_RS256, S_RS}, {FE_JWT_ES256, S_ES}};
+    } v[] = { { FE_JWT_HS256, S_HS }, { FE_JWT_RS256, S_RS }, { FE_JWT_ES256, S_ES } };
 
     for (size_t k = 0; k < GW_ARRAY_LEN(v); k++) {
         struct fe_auth *a = auth(v[k].cfg);
@@ -722,10 +721,26 @@ Test(auth, truncated_rejected)
 Test(auth, garbage_rejected)
 {
     static const char *const g[] = {
-        "a.b.c", "", ".", "..", "...", "....", "a..b", ".a.b", "a.b.", "abcd", "a.b",
-        "eyJhbGciOiJIUzI1NiJ9", "eyJhbGciOiJIUzI1NiJ9.", "eyJhbGciOiJIUzI1NiJ9..",
-        "eyJ=.eyJ=.abc=", "e yJ.a.b", "eyJhbGciOiJIUzI1NiJ9.e30.a+b/", "\x80\x81.\xff.\xfe",
-        "a.b.c.d", "aaaaa.bbbb.cccc",
+        "a.b.c",
+        "",
+        ".",
+        "..",
+        "...",
+        "....",
+        "a..b",
+        ".a.b",
+        "a.b.",
+        "abcd",
+        "a.b",
+        "eyJhbGciOiJIUzI1NiJ9",
+        "eyJhbGciOiJIUzI1NiJ9.",
+        "eyJhbGciOiJIUzI1NiJ9..",
+        "eyJ=.eyJ=.abc=",
+        "e yJ.a.b",
+        "eyJhbGciOiJIUzI1NiJ9.e30.a+b/",
+        "\x80\x81.\xff.\xfe",
+        "a.b.c.d",
+        "aaaaa.bbbb.cccc",
     };
     struct fe_auth *a = auth(FE_JWT_HS256);
     struct fe_claims c;
@@ -746,7 +761,7 @@ Test(auth, garbage_rejected)
 Test(auth, random_bytes_rejected)
 {
     static const char alpha[] = "ABCxyz019-_.eyJ";
-    struct fe_auth *a[3] = {auth(FE_JWT_HS256), auth(FE_JWT_RS256), auth(FE_JWT_ES256)};
+    struct fe_auth *a[3] = { auth(FE_JWT_HS256), auth(FE_JWT_RS256), auth(FE_JWT_ES256) };
     uint64_t x = 0x9e3779b97f4a7c15ull;
     char buf[600];
 
@@ -873,7 +888,7 @@ Test(auth, hs_secret_one_newline_only)
 Test(auth, config_errors)
 {
     struct fe_auth *a;
-    struct fe_auth_cfg cfg = {.alg = FE_JWT_HS256, .leeway_s = 30};
+    struct fe_auth_cfg cfg = { .alg = FE_JWT_HS256, .leeway_s = 30 };
     char big[FE_KEY_FILE_MAX + 1];
     const char *diag;
 
@@ -894,7 +909,8 @@ Test(auth, config_errors)
     fe_auth_free(a);
     a = NULL;
     fx_write("empty.key", "\n", 1);
-    cr_assert_eq(auth_try(FE_JWT_HS256, "empty.key", NULL, NULL, 0, &a), GW_ECONFIG, "an empty secret is refused");
+    cr_assert_eq(auth_try(FE_JWT_HS256, "empty.key", NULL, NULL, 0, &a), GW_ECONFIG,
+                 "an empty secret is refused");
     fx_write("ok32.key", "01234567890123456789012345678901\n", 33);
     cr_assert_eq(auth_try(FE_JWT_HS256, "ok32.key", NULL, NULL, 0, &a), 0);
     fe_auth_free(a);
@@ -922,7 +938,7 @@ Test(auth, config_key_type_checked)
     struct fe_auth *a;
     EVP_PKEY *p384 = EVP_EC_gen("P-384"), *k1 = EVP_EC_gen("secp256k1"), *r1024 = EVP_RSA_gen(1024);
     const char *diag = NULL;
-    struct fe_auth_cfg cfg = {.alg = FE_JWT_ES256, .key_file = NULL, .leeway_s = 0};
+    struct fe_auth_cfg cfg = { .alg = FE_JWT_ES256, .key_file = NULL, .leeway_s = 0 };
 
     cr_assert(p384 && k1 && r1024);
     rsa_key();
@@ -953,8 +969,7 @@ Test(auth, config_encrypted_key_refused)
     struct fe_auth *a;
 
     cr_assert_not_null(m);
-    cr_assert_eq(PEM_write_bio_PKCS8PrivateKey(m, ec_key(), EVP_aes_128_cbc(), "pw", 2, NULL,
-                                               NULL),
+    cr_assert_eq(PEM_write_bio_PKCS8PrivateKey(m, ec_key(), EVP_aes_128_cbc(), "pw", 2, NULL, NULL),
                  1);
     n = BIO_get_mem_data(m, &p);
     fx_write("enc.pem", p, (size_t)n);
@@ -999,9 +1014,9 @@ Test(auth, mint_verify_round_trip)
     struct fe_claims c;
     char *t = NULL;
     const char *diag = "unset";
-    static const uint8_t full[8] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77};
-    static const uint8_t near[8] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x78};
-    static const uint8_t pre[8] = {0x00, 0xaa, 0xff, 0, 0, 0, 0, 1};
+    static const uint8_t full[8] = { 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77 };
+    static const uint8_t near[8] = { 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x78 };
+    static const uint8_t pre[8] = { 0x00, 0xaa, 0xff, 0, 0, 0, 0, 1 };
 
     cr_assert_eq(fe_auth_mint(a, "ops@example", NOW, 3600, "0011223344556677, 00aa*", &t, &diag),
                  0);
@@ -1093,7 +1108,7 @@ Test(auth, mint_bad_arguments)
 
 /* ---- device scope (S2.2 device restriction, S4.2 MAC IDs) -------------------- */
 
-static const uint8_t mac1[8] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77};
+static const uint8_t mac1[8] = { 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77 };
 
 Test(scope, empty_is_all)
 {
@@ -1129,10 +1144,10 @@ Test(scope, full_mac)
 Test(scope, prefixes)
 {
     struct fe_scope s;
-    static const uint8_t a0[8] = {0x00, 0xaa, 0, 0, 0, 0, 0, 0};
-    static const uint8_t ab[8] = {0x00, 0xab, 0xff, 0, 0, 0, 0, 0};
-    static const uint8_t a9[8] = {0x00, 0xa9, 0xff, 0, 0, 0, 0, 0};
-    static const uint8_t b0[8] = {0x00, 0xb0, 0, 0, 0, 0, 0, 0};
+    static const uint8_t a0[8] = { 0x00, 0xaa, 0, 0, 0, 0, 0, 0 };
+    static const uint8_t ab[8] = { 0x00, 0xab, 0xff, 0, 0, 0, 0, 0 };
+    static const uint8_t a9[8] = { 0x00, 0xa9, 0xff, 0, 0, 0, 0, 0 };
+    static const uint8_t b0[8] = { 0x00, 0xb0, 0, 0, 0, 0, 0, 0 };
 
     cr_assert_eq(fe_scope_parse("00AA*", &s), 0);
     cr_assert(fe_scope_allows(&s, a0));
@@ -1154,14 +1169,14 @@ Test(scope, prefixes)
     /* One nibble. */
     cr_assert_eq(fe_scope_parse("0", &s), 0);
     cr_assert(fe_scope_allows(&s, a0));
-    cr_assert_not(fe_scope_allows(&s, (const uint8_t[8]){0x10}));
+    cr_assert_not(fe_scope_allows(&s, (const uint8_t[8]){ 0x10 }));
 }
 
 /* S4.2: MAC IDs are case-insensitive. */
 Test(scope, case_insensitive)
 {
     struct fe_scope lo, up;
-    static const uint8_t m[8] = {0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89};
+    static const uint8_t m[8] = { 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89 };
 
     cr_assert_eq(fe_scope_parse("abcdef0123456789,Ab*", &lo), 0);
     cr_assert_eq(fe_scope_parse("ABCDEF0123456789,aB", &up), 0);
@@ -1172,8 +1187,22 @@ Test(scope, case_insensitive)
 Test(scope, bad_entries)
 {
     static const char *const bad[] = {
-        "*", "00*1", "0*0", "g0", "00112233445566778", ",", "00aa,", ",00aa", "00aa,,11",
-        "0x00", "00 aa", "-1", " ", "**", "00aa**", "00\xc3\xa9",
+        "*",
+        "00*1",
+        "0*0",
+        "g0",
+        "00112233445566778",
+        ",",
+        "00aa,",
+        ",00aa",
+        "00aa,,11",
+        "0x00",
+        "00 aa",
+        "-1",
+        " ",
+        "**",
+        "00aa**",
+        "00\xc3\xa9",
         "0,1,2,3,4,5,6,7,8,9,a,b,c,d,e,f,00",
     };
     struct fe_scope s;

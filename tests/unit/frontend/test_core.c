@@ -26,9 +26,16 @@ static struct {
     struct fe_core core;
     struct gw_ep a, b;
     /* What left the core. */
-    struct { struct gw_ep ep; uint8_t buf[GW_COAP_MAX_MSG + 64]; size_t len; } out[64];
+    struct {
+        struct gw_ep ep;
+        uint8_t buf[GW_COAP_MAX_MSG + 64];
+        size_t len;
+    } out[64];
     unsigned nout;
-    struct { struct gw_msg m; uint8_t data[GW_COAP_MAX_MSG + 16]; } sch[16];
+    struct {
+        struct gw_msg m;
+        uint8_t data[GW_COAP_MAX_MSG + 16];
+    } sch[16];
     unsigned nsch;
     bool sch_full;
 } T;
@@ -72,7 +79,8 @@ static void setup(void)
     cr_assert_not_null(mkdtemp(T.dir));
     cr_assert_eq(gw_store_open(&T.store, T.dir, 16), 0);
     write_file("secret", "0123456789abcdef0123456789abcdef\n");
-    write_file("devices.csv", "mac,address,type,key\n" DEV ",10.1.0.1,normal,000102030405060708090a0b0c0d0e0f\n");
+    write_file("devices.csv",
+               "mac,address,type,key\n" DEV ",10.1.0.1,normal,000102030405060708090a0b0c0d0e0f\n");
     char p[128];
     snprintf(p, sizeof(p), "%s/devices.csv", T.dir);
     int bad;
@@ -117,7 +125,8 @@ static void dgram(const struct gw_ep *ep, uint8_t type, uint8_t code, uint16_t m
 {
     uint8_t buf[1400];
     struct gw_cb b;
-    gw_cb_init(&b, buf, sizeof(buf), type, code, mid, (const uint8_t *)tok, tok ? (uint8_t)strlen(tok) : 0);
+    gw_cb_init(&b, buf, sizeof(buf), type, code, mid, (const uint8_t *)tok,
+               tok ? (uint8_t)strlen(tok) : 0);
     if (path)
         gw_cb_opt_str(&b, GW_OPT_URI_PATH, path);
     if (proxy)
@@ -324,12 +333,14 @@ static struct gw_ep ep4(uint8_t last, uint16_t port)
 
 /* A request with Uri-Path segments "a/b" and an optional Block option
  * (num 23 or 27, value `blk`, -1 = none); returns its size on the wire. */
-static size_t req_path(const struct gw_ep *ep, uint8_t type, uint8_t code, uint16_t mid, const char *tok,
-                       const char *path, uint16_t blk_opt, int64_t blk, const char *payload)
+static size_t req_path(const struct gw_ep *ep, uint8_t type, uint8_t code, uint16_t mid,
+                       const char *tok, const char *path, uint16_t blk_opt, int64_t blk,
+                       const char *payload)
 {
     uint8_t buf[1400];
     struct gw_cb b;
-    gw_cb_init(&b, buf, sizeof(buf), type, code, mid, (const uint8_t *)tok, tok ? (uint8_t)strlen(tok) : 0);
+    gw_cb_init(&b, buf, sizeof(buf), type, code, mid, (const uint8_t *)tok,
+               tok ? (uint8_t)strlen(tok) : 0);
     char p[128];
     snprintf(p, sizeof(p), "%s", path);
     for (char *s = p, *e; s; s = e ? e + 1 : NULL) {
@@ -371,10 +382,12 @@ Test(fe_core, sessionless_answers_are_at_most_3x_the_request)
         int64_t blk = -1;
         for (int i = 0; i < 400; i++) {
             T.nout = 0;
-            size_t rl = req_path(&spoofed, GW_COAP_CON, GW_COAP_GET, (uint16_t)(100 * d + (size_t)i), NULL, docs[d],
-                                 GW_OPT_BLOCK2, blk, NULL);
+            size_t rl =
+                req_path(&spoofed, GW_COAP_CON, GW_COAP_GET, (uint16_t)(100 * d + (size_t)i), NULL,
+                         docs[d], GW_OPT_BLOCK2, blk, NULL);
             cr_assert_eq(T.nout, 1);
-            cr_assert_leq(T.out[0].len, 3 * rl, "/%s: %zu bytes answer %zu bytes", docs[d], rl, T.out[0].len);
+            cr_assert_leq(T.out[0].len, 3 * rl, "/%s: %zu bytes answer %zu bytes", docs[d], rl,
+                          T.out[0].len);
             struct gw_coap_msg m;
             out_msg(0, &m);
             cr_assert_eq(m.code, GW_COAP_CONTENT);
@@ -390,13 +403,16 @@ Test(fe_core, sessionless_answers_are_at_most_3x_the_request)
         }
         body[blen] = '\0';
         if (d == 0)
-            cr_assert(strstr((char *)body, "DELETE coap://<gateway>/sessions/<id>") && body[blen - 1] == '\n',
+            cr_assert(strstr((char *)body, "DELETE coap://<gateway>/sessions/<id>") &&
+                          body[blen - 1] == '\n',
                       "the whole /help: %s", body);
         else
             cr_assert(strstr((char *)body, "</sessions>") && strstr((char *)body, "</help>"));
     }
     /* A short proxy request's 4.01 and a ping's RST. */
-    uint8_t px[] = { 0x40, GW_COAP_GET, 0, 1, 0xd8, 35 - 13, 'c', 'o', 'a', 'p', ':', '/', '/', 'x' };
+    uint8_t px[] = {
+        0x40, GW_COAP_GET, 0, 1, 0xd8, 35 - 13, 'c', 'o', 'a', 'p', ':', '/', '/', 'x'
+    };
     T.nout = 0;
     fe_core_datagram(&T.core, &spoofed, px, sizeof(px));
     struct gw_coap_msg m;
@@ -484,20 +500,23 @@ Test(fe_core, sessionless_block_transfers_do_not_evict_a_sessions)
     session(&T.a);
     char block[17] = "0123456789abcdef";
     T.nout = 0;
-    req_path(&T.a, GW_COAP_CON, GW_COAP_POST, 500, NULL, "echo", GW_OPT_BLOCK1, 0 << 4 | 8 | 0, block);
+    req_path(&T.a, GW_COAP_CON, GW_COAP_POST, 500, NULL, "echo", GW_OPT_BLOCK1, 0 << 4 | 8 | 0,
+             block);
     struct gw_coap_msg m;
     out_msg(0, &m);
     cr_assert_eq(m.code, GW_COAP_CONTINUE);
     for (int i = 0; i < 50; i++) {
         T.nout = 0;
         struct gw_ep e = ep4((uint8_t)(2 + i), 9000);
-        req_path(&e, GW_COAP_CON, GW_COAP_POST, (uint16_t)(600 + i), NULL, "echo", GW_OPT_BLOCK1, 0 << 4 | 8 | 0,
-                 block);
+        req_path(&e, GW_COAP_CON, GW_COAP_POST, (uint16_t)(600 + i), NULL, "echo", GW_OPT_BLOCK1,
+                 0 << 4 | 8 | 0, block);
     }
     T.nout = 0;
-    req_path(&T.a, GW_COAP_CON, GW_COAP_POST, 501, NULL, "echo", GW_OPT_BLOCK1, 1 << 4 | 0 | 0, "end");
+    req_path(&T.a, GW_COAP_CON, GW_COAP_POST, 501, NULL, "echo", GW_OPT_BLOCK1, 1 << 4 | 0 | 0,
+             "end");
     out_msg(0, &m);
-    cr_assert_eq(m.code, GW_COAP_CHANGED, "the transfer survived: code %d.%02d", m.code >> 5, m.code & 31);
+    cr_assert_eq(m.code, GW_COAP_CHANGED, "the transfer survived: code %d.%02d", m.code >> 5,
+                 m.code & 31);
     cr_assert_eq(m.payload_len, 19);
 }
 
@@ -579,7 +598,8 @@ Test(fe_core, notification_set_reaches_each_observer)
     uint8_t data[GW_COAP_MAX_MSG + 16];
     struct gw_notify_hdr h = { 3, 0 };
     struct gw_cb b;
-    gw_cb_init(&b, data + sizeof(h), sizeof(data) - sizeof(h), GW_COAP_CON, GW_COAP_CONTENT, 0, NULL, 0);
+    gw_cb_init(&b, data + sizeof(h), sizeof(data) - sizeof(h), GW_COAP_CON, GW_COAP_CONTENT, 0,
+               NULL, 0);
     gw_cb_opt_uint(&b, GW_OPT_OBSERVE, 77);
     gw_cb_payload(&b, "42", 2);
     size_t ml;
@@ -588,7 +608,9 @@ Test(fe_core, notification_set_reaches_each_observer)
     memcpy(data, &h, sizeof(h));
     const char *toks[3] = { "", "q", "abcdefgh" };
     for (unsigned i = 0; i < 3; i++) {
-        struct gw_notify_to to = { .ep = i == 1 ? T.b : T.a, .tkl = (uint8_t)strlen(toks[i]), .session = 5 };
+        struct gw_notify_to to = { .ep = i == 1 ? T.b : T.a,
+                                   .tkl = (uint8_t)strlen(toks[i]),
+                                   .session = 5 };
         to.ep.port = (uint16_t)(to.ep.port + (i == 2));
         memcpy(to.token, toks[i], to.tkl);
         memcpy(data + sizeof(h) + ml + i * sizeof(to), &to, sizeof(to));

@@ -29,9 +29,16 @@ static struct {
     struct fe_core core;
     struct gw_ep a, b;
     /* What left the core. */
-    struct { struct gw_ep ep; uint8_t buf[GW_COAP_MAX_MSG + 64]; size_t len; } out[64];
+    struct {
+        struct gw_ep ep;
+        uint8_t buf[GW_COAP_MAX_MSG + 64];
+        size_t len;
+    } out[64];
     unsigned nout;
-    struct { struct gw_msg m; uint8_t data[GW_COAP_MAX_MSG + 16]; } sch[16];
+    struct {
+        struct gw_msg m;
+        uint8_t data[GW_COAP_MAX_MSG + 16];
+    } sch[16];
     unsigned nsch;
     bool sch_full;
 } T;
@@ -75,7 +82,8 @@ static void setup(void)
     cr_assert_not_null(mkdtemp(T.dir));
     cr_assert_eq(gw_store_open(&T.store, T.dir, 16), 0);
     write_file("secret", "0123456789abcdef0123456789abcdef\n");
-    write_file("devices.csv", "mac,address,type,key\n" DEV ",10.1.0.1,normal,000102030405060708090a0b0c0d0e0f\n");
+    write_file("devices.csv",
+               "mac,address,type,key\n" DEV ",10.1.0.1,normal,000102030405060708090a0b0c0d0e0f\n");
     char p[128];
     snprintf(p, sizeof(p), "%s/devices.csv", T.dir);
     int bad;
@@ -120,7 +128,8 @@ static void dgram(const struct gw_ep *ep, uint8_t type, uint8_t code, uint16_t m
 {
     uint8_t buf[1400];
     struct gw_cb b;
-    gw_cb_init(&b, buf, sizeof(buf), type, code, mid, (const uint8_t *)tok, tok ? (uint8_t)strlen(tok) : 0);
+    gw_cb_init(&b, buf, sizeof(buf), type, code, mid, (const uint8_t *)tok,
+               tok ? (uint8_t)strlen(tok) : 0);
     if (path)
         gw_cb_opt_str(&b, GW_OPT_URI_PATH, path);
     if (proxy)
@@ -150,7 +159,6 @@ static void session(const struct gw_ep *ep)
     out_msg(n0, &m);
     cr_assert_eq(m.code, GW_COAP_CREATED);
 }
-
 
 /* A RESP for the request in T.sch[k], kept by the scheduler with `mid`. */
 static void deliver_kept(unsigned k, uint16_t mid, const char *payload)

@@ -30,8 +30,14 @@ struct optv {
     uint32_t u;
     size_t len;
 };
-#define OS(n, str) { (n), K_STR, (str), 0, 0 }
-#define OU(n, v) { (n), K_UINT, NULL, (v), 0 }
+#define OS(n, str)                                                                                 \
+    {                                                                                              \
+        (n), K_STR, (str), 0, 0                                                                    \
+    }
+#define OU(n, v)                                                                                   \
+    {                                                                                              \
+        (n), K_UINT, NULL, (v), 0                                                                  \
+    }
 
 static struct {
     char dir[64];
@@ -58,8 +64,8 @@ static struct {
 
 static struct gw_coap_msg rq; /* the request, viewed through w.preq */
 
-static void on_reply(void *ctx, const struct gw_ep *ep, const struct gw_coap_msg *req, struct fe_dedup_entry *de,
-                     const uint8_t *buf, size_t len)
+static void on_reply(void *ctx, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                     struct fe_dedup_entry *de, const uint8_t *buf, size_t len)
 {
     cr_assert_eq(ctx, &w);
     cr_assert_leq(len, sizeof(w.rbuf));
@@ -108,9 +114,18 @@ static void setup(void)
     w.clk = gw_clock_fake(&w.fc);
     E(gw_coap_parser_new(&w.preq));
     E(gw_coap_parser_new(&w.prep));
-    w.l = (struct fe_local){ .cfg = &w.cfg, .store = &w.st, .auth = w.auth, .scfg = &w.scfg, .blocks = &w.blocks,
-                             .parser = w.preq, .ctx = &w, .reply = on_reply, .mid = on_mid,
-                             .session_ended = on_ended, .session_created = on_created, .clock = &w.clk };
+    w.l = (struct fe_local){ .cfg = &w.cfg,
+                             .store = &w.st,
+                             .auth = w.auth,
+                             .scfg = &w.scfg,
+                             .blocks = &w.blocks,
+                             .parser = w.preq,
+                             .ctx = &w,
+                             .reply = on_reply,
+                             .mid = on_mid,
+                             .session_ended = on_ended,
+                             .session_created = on_created,
+                             .clock = &w.clk };
     w.next_mid = 0x7000;
     w.req_mid = 0x100;
 }
@@ -138,8 +153,8 @@ static struct gw_ep ep_of(const char *s)
 
 /* Builds a request: `path` like "/a/b?x=1&y" becomes Uri-Path and Uri-Query
  * options; `o` adds more (any order: the encoder sorts). Parsed into rq. */
-static void build(uint8_t type, uint8_t code, const char *path, const struct optv *o, size_t n, const void *payload,
-                  size_t plen)
+static void build(uint8_t type, uint8_t code, const char *path, const struct optv *o, size_t n,
+                  const void *payload, size_t plen)
 {
     struct gw_coap_msg src;
     memset(&src, 0, sizeof(src));
@@ -157,7 +172,8 @@ static void build(uint8_t type, uint8_t code, const char *path, const struct opt
         e = strchr(s, '/');
         if (e)
             *e = '\0';
-        src.opts[src.nopts++] = (struct gw_coap_opt){ GW_OPT_URI_PATH, (uint16_t)strlen(s), (const uint8_t *)s };
+        src.opts[src.nopts++] =
+            (struct gw_coap_opt){ GW_OPT_URI_PATH, (uint16_t)strlen(s), (const uint8_t *)s };
         if (!e)
             break;
     }
@@ -165,7 +181,8 @@ static void build(uint8_t type, uint8_t code, const char *path, const struct opt
         e = strchr(s, '&');
         if (e)
             *e = '\0';
-        src.opts[src.nopts++] = (struct gw_coap_opt){ GW_OPT_URI_QUERY, (uint16_t)strlen(s), (const uint8_t *)s };
+        src.opts[src.nopts++] =
+            (struct gw_coap_opt){ GW_OPT_URI_QUERY, (uint16_t)strlen(s), (const uint8_t *)s };
         if (!e)
             break;
     }
@@ -207,8 +224,8 @@ static uint8_t handle(const struct gw_ep *ep, const struct fe_target *t)
     return w.rep.code;
 }
 
-static uint8_t call(const char *from, uint8_t code, const char *path, const struct optv *o, size_t n,
-                    const char *payload)
+static uint8_t call(const char *from, uint8_t code, const char *path, const struct optv *o,
+                    size_t n, const char *payload)
 {
     struct gw_ep ep = ep_of(from);
     build(GW_COAP_CON, code, path, o, n, payload, payload ? strlen(payload) : 0);
@@ -232,8 +249,9 @@ static bool rep_uint(uint16_t num, uint32_t *v)
 
 static void assert_code(uint8_t got, uint8_t want)
 {
-    cr_assert_eq(got, want, "code %d.%02d, want %d.%02d (payload '%.*s')", got >> 5, got & 31, want >> 5, want & 31,
-                 (int)w.rep.payload_len, w.rep.payload ? (const char *)w.rep.payload : "");
+    cr_assert_eq(got, want, "code %d.%02d, want %d.%02d (payload '%.*s')", got >> 5, got & 31,
+                 want >> 5, want & 31, (int)w.rep.payload_len,
+                 w.rep.payload ? (const char *)w.rep.payload : "");
 }
 
 static char *mint(const char *account, const char *devices)
@@ -258,7 +276,8 @@ static uint64_t login(const char *from, const char *account, const char *devices
 
 Test(local, well_known_core)
 {
-    assert_code(call("10.0.0.1:1000", GW_COAP_GET, "/.well-known/core", NULL, 0, NULL), GW_COAP_CONTENT);
+    assert_code(call("10.0.0.1:1000", GW_COAP_GET, "/.well-known/core", NULL, 0, NULL),
+                GW_COAP_CONTENT);
     uint32_t cf;
     cr_assert(rep_uint(GW_OPT_CONTENT_FORMAT, &cf));
     cr_assert_eq(cf, 40, "application/link-format (RFC 6690)");
@@ -271,7 +290,8 @@ Test(local, well_known_core)
 Test(local, echo_returns_payload)
 {
     struct optv cf[] = { OU(GW_OPT_CONTENT_FORMAT, 0) };
-    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/echo", cf, 1, "hello, gateway"), GW_COAP_CHANGED);
+    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/echo", cf, 1, "hello, gateway"),
+                GW_COAP_CHANGED);
     cr_assert_eq(w.rep.payload_len, 14);
     cr_assert(memcmp(w.rep.payload, "hello, gateway", 14) == 0);
     uint32_t v;
@@ -306,7 +326,8 @@ Test(local, no_session_needed)
 {
     cr_assert_eq(fe_session_count(&w.st), 0);
     assert_code(call("10.9.9.9:9", GW_COAP_GET, "/help", NULL, 0, NULL), GW_COAP_CONTENT);
-    assert_code(call("10.9.9.9:9", GW_COAP_GET, "/.well-known/core", NULL, 0, NULL), GW_COAP_CONTENT);
+    assert_code(call("10.9.9.9:9", GW_COAP_GET, "/.well-known/core", NULL, 0, NULL),
+                GW_COAP_CONTENT);
     assert_code(call("10.9.9.9:9", GW_COAP_POST, "/echo", NULL, 0, "p"), GW_COAP_CHANGED);
 }
 
@@ -315,17 +336,22 @@ Test(local, unknown_path_is_4_04)
     assert_code(call("10.0.0.1:1000", GW_COAP_GET, "/nope", NULL, 0, NULL), GW_COAP_NOT_FOUND);
     cr_assert_gt(w.rep.payload_len, 0, "with a diagnostic (S9)");
     assert_code(call("10.0.0.1:1000", GW_COAP_GET, "/echo/more", NULL, 0, NULL), GW_COAP_NOT_FOUND);
-    assert_code(call("10.0.0.1:1000", GW_COAP_GET, "/.well-known", NULL, 0, NULL), GW_COAP_NOT_FOUND);
+    assert_code(call("10.0.0.1:1000", GW_COAP_GET, "/.well-known", NULL, 0, NULL),
+                GW_COAP_NOT_FOUND);
     assert_code(call("10.0.0.1:1000", GW_COAP_GET, "", NULL, 0, NULL), GW_COAP_NOT_FOUND);
-    assert_code(call("10.0.0.1:1000", GW_COAP_GET, "/sessions/xyz", NULL, 0, NULL), GW_COAP_NOT_FOUND);
+    assert_code(call("10.0.0.1:1000", GW_COAP_GET, "/sessions/xyz", NULL, 0, NULL),
+                GW_COAP_NOT_FOUND);
 }
 
 Test(local, wrong_method_is_4_05)
 {
-    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/.well-known/core", NULL, 0, NULL), GW_COAP_NOT_ALLOWED);
+    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/.well-known/core", NULL, 0, NULL),
+                GW_COAP_NOT_ALLOWED);
     assert_code(call("10.0.0.1:1000", GW_COAP_PUT, "/help", NULL, 0, NULL), GW_COAP_NOT_ALLOWED);
-    assert_code(call("10.0.0.1:1000", GW_COAP_PUT, "/sessions", NULL, 0, NULL), GW_COAP_NOT_ALLOWED);
-    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/devices", NULL, 0, NULL), GW_COAP_NOT_ALLOWED);
+    assert_code(call("10.0.0.1:1000", GW_COAP_PUT, "/sessions", NULL, 0, NULL),
+                GW_COAP_NOT_ALLOWED);
+    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/devices", NULL, 0, NULL),
+                GW_COAP_NOT_ALLOWED);
 }
 
 /* RFC 7252 5.4.1: an unrecognized critical option gets 4.02. */
@@ -379,7 +405,8 @@ Test(local, post_sessions_creates)
                 l2 = &w.rep.opts[i];
         }
     cr_assert(l1->len == 8 && memcmp(l1->val, "sessions", 8) == 0);
-    cr_assert(is_hex16(l2->val, l2->len), "16 hex digits: '%.*s'", (int)l2->len, (const char *)l2->val);
+    cr_assert(is_hex16(l2->val, l2->len), "16 hex digits: '%.*s'", (int)l2->len,
+              (const char *)l2->val);
     uint32_t cf;
     cr_assert(rep_uint(GW_OPT_CONTENT_FORMAT, &cf));
     cr_assert_eq(cf, 50, "application/json");
@@ -407,7 +434,8 @@ Test(local, post_sessions_creates)
 Test(local, post_sessions_options)
 {
     char *tok = mint("alice", NULL);
-    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/sessions?security=none&sticky=true&single=false", NULL, 0, tok),
+    assert_code(call("10.0.0.1:1000", GW_COAP_POST,
+                     "/sessions?security=none&sticky=true&single=false", NULL, 0, tok),
                 GW_COAP_CREATED);
     cr_assert_eq(w.created.security, GW_SEC_NONE);
     cr_assert_eq(w.created.sticky, 1);
@@ -415,11 +443,13 @@ Test(local, post_sessions_options)
     cr_assert(payload_has("\"security\":\"none\""));
     /* sticky=true from elsewhere re-points (S2.5) and says it moved. */
     uint64_t id = w.created.id;
-    assert_code(call("10.0.0.2:1000", GW_COAP_POST, "/sessions?sticky=true", NULL, 0, tok), GW_COAP_CREATED);
+    assert_code(call("10.0.0.2:1000", GW_COAP_POST, "/sessions?sticky=true", NULL, 0, tok),
+                GW_COAP_CREATED);
     cr_assert_eq(w.created.id, id);
     cr_assert(w.moved);
     /* single=true with a live session: 4.03 (S2.6). */
-    assert_code(call("10.0.0.3:1000", GW_COAP_POST, "/sessions?single=true", NULL, 0, tok), GW_COAP_FORBIDDEN);
+    assert_code(call("10.0.0.3:1000", GW_COAP_POST, "/sessions?single=true", NULL, 0, tok),
+                GW_COAP_FORBIDDEN);
     cr_assert_gt(w.rep.payload_len, 0);
     free(tok);
 }
@@ -440,18 +470,22 @@ Test(local, bad_token_is_4_01)
     char *forged = NULL;
     E(fe_auth_mint(other, "mallory", T0, 3600, NULL, &forged, NULL));
     fe_auth_free(other);
-    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/sessions", NULL, 0, forged), GW_COAP_UNAUTHORIZED);
+    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/sessions", NULL, 0, forged),
+                GW_COAP_UNAUTHORIZED);
     cr_assert_gt(w.rep.payload_len, 0, "with a diagnostic");
     free(forged);
 
     /* Expired (S2.2): minted two hours ago with a one hour lifetime. */
     char *old = NULL;
     E(fe_auth_mint(w.auth, "alice", T0 - 7200, 3600, NULL, &old, NULL));
-    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/sessions", NULL, 0, old), GW_COAP_UNAUTHORIZED);
+    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/sessions", NULL, 0, old),
+                GW_COAP_UNAUTHORIZED);
     free(old);
 
-    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/sessions", NULL, 0, "not.a.jwt"), GW_COAP_UNAUTHORIZED);
-    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/sessions", NULL, 0, NULL), GW_COAP_UNAUTHORIZED);
+    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/sessions", NULL, 0, "not.a.jwt"),
+                GW_COAP_UNAUTHORIZED);
+    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/sessions", NULL, 0, NULL),
+                GW_COAP_UNAUTHORIZED);
 
     cr_assert_eq(w.ncreated, 0);
     cr_assert_eq(fe_session_count(&w.st), 0, "nothing was created");
@@ -460,10 +494,13 @@ Test(local, bad_token_is_4_01)
 Test(local, bad_session_option_is_4_00)
 {
     char *tok = mint("alice", NULL);
-    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/sessions?security=bogus", NULL, 0, tok), GW_COAP_BAD_REQUEST);
+    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/sessions?security=bogus", NULL, 0, tok),
+                GW_COAP_BAD_REQUEST);
     cr_assert_gt(w.rep.payload_len, 0);
-    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/sessions?sticky=maybe", NULL, 0, tok), GW_COAP_BAD_REQUEST);
-    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/sessions?colour=blue", NULL, 0, tok), GW_COAP_BAD_REQUEST);
+    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/sessions?sticky=maybe", NULL, 0, tok),
+                GW_COAP_BAD_REQUEST);
+    assert_code(call("10.0.0.1:1000", GW_COAP_POST, "/sessions?colour=blue", NULL, 0, tok),
+                GW_COAP_BAD_REQUEST);
     free(tok);
     cr_assert_eq(w.ncreated, 0);
     cr_assert_eq(fe_session_count(&w.st), 0);
@@ -490,7 +527,8 @@ Test(local, get_sessions)
 Test(local, delete_sessions)
 {
     uint64_t id = login("10.0.0.1:1000", "alice", NULL);
-    assert_code(call("10.0.0.1:1001", GW_COAP_DELETE, "/sessions", NULL, 0, NULL), GW_COAP_NOT_FOUND);
+    assert_code(call("10.0.0.1:1001", GW_COAP_DELETE, "/sessions", NULL, 0, NULL),
+                GW_COAP_NOT_FOUND);
     cr_assert_eq(w.nended, 0, "another endpoint cannot end it");
     assert_code(call("10.0.0.1:1000", GW_COAP_DELETE, "/sessions", NULL, 0, NULL), GW_COAP_DELETED);
     cr_assert_eq(w.nended, 1);
@@ -498,7 +536,8 @@ Test(local, delete_sessions)
     struct gw_session s;
     struct gw_ep ep = ep_of("10.0.0.1:1000");
     cr_assert_eq(fe_session_lookup(&w.st, &w.scfg, &ep, T0, &s), GW_ENOTFOUND);
-    assert_code(call("10.0.0.1:1000", GW_COAP_DELETE, "/sessions", NULL, 0, NULL), GW_COAP_NOT_FOUND);
+    assert_code(call("10.0.0.1:1000", GW_COAP_DELETE, "/sessions", NULL, 0, NULL),
+                GW_COAP_NOT_FOUND);
     cr_assert_eq(w.nended, 1);
 }
 
@@ -546,7 +585,8 @@ static void import_devices(void)
 Test(local, devices_needs_session)
 {
     import_devices();
-    assert_code(call("10.0.0.1:1000", GW_COAP_GET, "/devices", NULL, 0, NULL), GW_COAP_UNAUTHORIZED);
+    assert_code(call("10.0.0.1:1000", GW_COAP_GET, "/devices", NULL, 0, NULL),
+                GW_COAP_UNAUTHORIZED);
     cr_assert_gt(w.rep.payload_len, 0);
     cr_assert_not(payload_has("0011223344556677"));
 }
@@ -599,7 +639,8 @@ Test(local, devices_empty_registry)
 /* Fetches /.well-known/core block by block (szx 0: 16 bytes). */
 Test(local, block2_reassembles)
 {
-    assert_code(call("10.0.0.1:1000", GW_COAP_GET, "/.well-known/core", NULL, 0, NULL), GW_COAP_CONTENT);
+    assert_code(call("10.0.0.1:1000", GW_COAP_GET, "/.well-known/core", NULL, 0, NULL),
+                GW_COAP_CONTENT);
     uint8_t whole[2048];
     size_t wlen = w.rep.payload_len;
     cr_assert_gt(wlen, 16);
@@ -612,7 +653,8 @@ Test(local, block2_reassembles)
     for (uint32_t num = 0;; num++) {
         cr_assert_lt(num, 200, "bounded");
         struct optv o[] = { OU(GW_OPT_BLOCK2, num << 4 | 0) };
-        assert_code(call("10.0.0.1:1000", GW_COAP_GET, "/.well-known/core", o, 1, NULL), GW_COAP_CONTENT);
+        assert_code(call("10.0.0.1:1000", GW_COAP_GET, "/.well-known/core", o, 1, NULL),
+                    GW_COAP_CONTENT);
         const struct gw_coap_opt *b = gw_coap_opt_find(&w.rep, GW_OPT_BLOCK2);
         cr_assert_not_null(b, "block %u", num);
         struct gw_block blk;
@@ -666,8 +708,8 @@ Test(local, block2_past_end)
 
 /* ---- Block1 (S8.2, RFC 7959 2.3) ---- */
 
-static uint8_t block1(const char *from, const char *path, uint32_t num, bool more, uint8_t szx, const void *p,
-                      size_t n)
+static uint8_t block1(const char *from, const char *path, uint32_t num, bool more, uint8_t szx,
+                      const void *p, size_t n)
 {
     struct gw_ep ep = ep_of(from);
     struct optv o[] = { OU(GW_OPT_BLOCK1, num << 4 | (uint32_t)more << 3 | szx) };
@@ -703,8 +745,10 @@ Test(local, block1_three_blocks)
 /* Transfers from two endpoints do not mix. */
 Test(local, block1_per_endpoint)
 {
-    assert_code(block1("10.0.0.1:1000", "/echo", 0, true, 0, "AAAAAAAAAAAAAAAA", 16), GW_COAP_CONTINUE);
-    assert_code(block1("10.0.0.2:1000", "/echo", 0, true, 0, "BBBBBBBBBBBBBBBB", 16), GW_COAP_CONTINUE);
+    assert_code(block1("10.0.0.1:1000", "/echo", 0, true, 0, "AAAAAAAAAAAAAAAA", 16),
+                GW_COAP_CONTINUE);
+    assert_code(block1("10.0.0.2:1000", "/echo", 0, true, 0, "BBBBBBBBBBBBBBBB", 16),
+                GW_COAP_CONTINUE);
     assert_code(block1("10.0.0.1:1000", "/echo", 1, false, 0, "aa", 2), GW_COAP_CHANGED);
     cr_assert_eq(w.rep.payload_len, 18);
     cr_assert(memcmp(w.rep.payload, "AAAAAAAAAAAAAAAAaa", 18) == 0);
@@ -732,12 +776,14 @@ Test(local, block1_too_large_is_4_13)
     memset(blk, 'x', sizeof(blk));
     for (uint32_t num = 0; num < MAX_BODY / 16; num++)
         assert_code(block1("10.0.0.1:1000", "/echo", num, true, 0, blk, 16), GW_COAP_CONTINUE);
-    assert_code(block1("10.0.0.1:1000", "/echo", MAX_BODY / 16, true, 0, blk, 16), GW_COAP_TOO_LARGE);
+    assert_code(block1("10.0.0.1:1000", "/echo", MAX_BODY / 16, true, 0, blk, 16),
+                GW_COAP_TOO_LARGE);
     uint32_t size1;
     cr_assert(rep_uint(GW_OPT_SIZE1, &size1), "4.13 tells the limit in Size1");
     cr_assert_eq(size1, MAX_BODY);
     /* The transfer is gone. */
-    assert_code(block1("10.0.0.1:1000", "/echo", MAX_BODY / 16 + 1, false, 0, blk, 16), GW_COAP_INCOMPLETE);
+    assert_code(block1("10.0.0.1:1000", "/echo", MAX_BODY / 16 + 1, false, 0, blk, 16),
+                GW_COAP_INCOMPLETE);
 }
 
 /* A block with M=1 must fill its block size. */
@@ -756,10 +802,12 @@ Test(local, block1_token_for_sessions)
     uint32_t num = 0;
     size_t off = 0;
     while (n - off > 64) {
-        assert_code(block1("10.0.0.1:1000", "/sessions", num++, true, 2, tok + off, 64), GW_COAP_CONTINUE);
+        assert_code(block1("10.0.0.1:1000", "/sessions", num++, true, 2, tok + off, 64),
+                    GW_COAP_CONTINUE);
         off += 64;
     }
-    assert_code(block1("10.0.0.1:1000", "/sessions", num, false, 2, tok + off, n - off), GW_COAP_CREATED);
+    assert_code(block1("10.0.0.1:1000", "/sessions", num, false, 2, tok + off, n - off),
+                GW_COAP_CREATED);
     assert_block1_echo(num, false, 2);
     cr_assert_eq(w.ncreated, 1);
     cr_assert_str_eq(w.created.account, "alice");
@@ -771,8 +819,10 @@ Test(local, block1_token_for_sessions)
 static json_t *rep_json(void)
 {
     json_error_t err;
-    json_t *j = json_loadb((const char *)w.rep.payload, w.rep.payload_len, JSON_REJECT_DUPLICATES, &err);
-    cr_assert_not_null(j, "valid JSON: %s in '%.*s'", err.text, (int)w.rep.payload_len, (const char *)w.rep.payload);
+    json_t *j =
+        json_loadb((const char *)w.rep.payload, w.rep.payload_len, JSON_REJECT_DUPLICATES, &err);
+    cr_assert_not_null(j, "valid JSON: %s in '%.*s'", err.text, (int)w.rep.payload_len,
+                       (const char *)w.rep.payload);
     return j;
 }
 
@@ -784,11 +834,13 @@ Test(local, session_json_escapes_account)
         char *tok = mint(accounts[i], NULL);
         char from[32];
         snprintf(from, sizeof(from), "10.0.1.%zu:1000", i + 1);
-        assert_code(call(from, GW_COAP_POST, "/sessions?security=none", NULL, 0, tok), GW_COAP_CREATED);
+        assert_code(call(from, GW_COAP_POST, "/sessions?security=none", NULL, 0, tok),
+                    GW_COAP_CREATED);
         free(tok);
         json_t *j = rep_json();
         cr_assert_str_eq(json_string_value(json_object_get(j, "account")), accounts[i]);
-        cr_assert_str_eq(json_string_value(json_object_get(j, "security")), "none", "no key injected");
+        cr_assert_str_eq(json_string_value(json_object_get(j, "security")), "none",
+                         "no key injected");
         cr_assert_eq(json_object_size(j), 7);
         json_decref(j);
         /* GET /sessions answers the same document. */

@@ -235,7 +235,9 @@ Test(dedup, promoted_entry_survives_sessionless_churn)
     fe_dedup_promote(&d, e, 0);
     fe_dedup_set_resp(&d, e, ans, sizeof(ans));
     for (uint16_t i = 0; i < 200; i++) {
-        struct gw_ep x = { .family = 4, .port = 5000, .addr = { 10, 9, (uint8_t)(i >> 8), (uint8_t)i } };
+        struct gw_ep x = { .family = 4,
+                           .port = 5000,
+                           .addr = { 10, 9, (uint8_t)(i >> 8), (uint8_t)i } };
         (void)fe_dedup_add_cls(&d, &x, i, 1 + i, FE_DEDUP_SESSIONLESS);
     }
     struct fe_dedup_entry *f = fe_dedup_find(&d, &c, 42, 300);
@@ -282,7 +284,8 @@ Test(rtx, first_timeout_between_t_and_1_5t)
     E(fe_rtx_init(&t, 8, T, 4));
     E(fe_rtx_add(&t, &a, 1, MSG_A, sizeof(MSG_A), false, TOK, 1, 99, 1000, UINT32_MAX / 2));
     uint64_t n = fe_rtx_next(&t);
-    cr_assert(n > 1000 + T && n < 1000 + T * 3 / 2, "a middle draw lies inside: %llu", (unsigned long long)n);
+    cr_assert(n > 1000 + T && n < 1000 + T * 3 / 2, "a middle draw lies inside: %llu",
+              (unsigned long long)n);
     fe_rtx_deinit(&t);
 }
 
@@ -297,7 +300,8 @@ Test(rtx, doubling_then_giveup)
     uint64_t now = 0, timeout = T;
     for (int i = 0; i < 4; i++) {
         now += timeout;
-        cr_assert_not(fe_rtx_due(&t, now - 1, &o), "nothing before the deadline (resend %d)", i + 1);
+        cr_assert_not(fe_rtx_due(&t, now - 1, &o), "nothing before the deadline (resend %d)",
+                      i + 1);
         cr_assert(fe_rtx_due(&t, now, &o));
         cr_assert_eq(o.ev, FE_RTX_RESEND, "resend %d", i + 1);
         cr_assert_eq(o.len, sizeof(MSG_A));
@@ -525,14 +529,16 @@ Test(msglayer, block_transfer_table_bound_evicts_lru)
 {
     struct fe_blocks b;
     cr_assert_eq(fe_blocks_init(&b, 2, 1000, 64), 0);
-    struct gw_ep e1 = { .family = 4, .port = 1 }, e2 = { .family = 4, .port = 2 }, e3 = { .family = 4, .port = 3 };
+    struct gw_ep e1 = { .family = 4, .port = 1 }, e2 = { .family = 4, .port = 2 },
+                 e3 = { .family = 4, .port = 3 };
     cr_assert_not_null(fe_blocks_new(&b, &e1, 7, 1, 10, false));
     cr_assert_not_null(fe_blocks_new(&b, &e2, 7, 1, 20, false));
     cr_assert_not_null(fe_blocks_find(&b, &e1, 7, 1, 30), "touching e1 makes e2 the oldest");
     cr_assert_not_null(fe_blocks_new(&b, &e3, 7, 1, 40, false));
     cr_assert_null(fe_blocks_find(&b, &e2, 7, 1, 41), "the least recently used was evicted");
     cr_assert_not_null(fe_blocks_find(&b, &e1, 7, 1, 42));
-    cr_assert_null(fe_blocks_find(&b, &e3, 7, 1, 2000), "and a transfer idle past the timeout is dropped");
+    cr_assert_null(fe_blocks_find(&b, &e3, 7, 1, 2000),
+                   "and a transfer idle past the timeout is dropped");
     struct fe_block_xfer *x = fe_blocks_new(&b, &e1, 8, 1, 2001, false);
     uint8_t chunk[40] = { 0 };
     cr_assert_eq(fe_blocks_append(&b, x, chunk, 40), 0);

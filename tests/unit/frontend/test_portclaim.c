@@ -20,7 +20,8 @@ static struct fe_claim claim(const char *listen, const char *instance, int index
 
 Test(portclaim, name_round_trips)
 {
-    const char *listens[] = { "0.0.0.0:5683", "127.0.0.1:40001", "[::]:5683", "[::1]:6000", "[2001:db8::7]:1" };
+    const char *listens[] = { "0.0.0.0:5683", "127.0.0.1:40001", "[::]:5683", "[::1]:6000",
+                              "[2001:db8::7]:1" };
     for (size_t i = 0; i < sizeof(listens) / sizeof(listens[0]); i++) {
         struct fe_claim c = claim(listens[i], "blue-2_b", 3), back;
         char name[FE_CLAIM_NAME_MAX + 1];
@@ -59,8 +60,15 @@ Test(portclaim, longest_names_fit_the_abstract_namespace)
 Test(portclaim, parse_refuses_other_names)
 {
     struct fe_claim c;
-    const char *bad[] = { "", "cgw/", "cgw/0/4*/0/x", "cgw/70000/4*/0/x", "cgw/5683/5*/0/x", "cgw/5683/4*/x/y",
-                          "cgw/5683/4*/0/", "cgw/5683//0/x", "other/5683/4*/0/x" };
+    const char *bad[] = { "",
+                          "cgw/",
+                          "cgw/0/4*/0/x",
+                          "cgw/70000/4*/0/x",
+                          "cgw/5683/5*/0/x",
+                          "cgw/5683/4*/x/y",
+                          "cgw/5683/4*/0/",
+                          "cgw/5683//0/x",
+                          "other/5683/4*/0/x" };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_assert_eq(fe_claim_parse(bad[i], &c), GW_EBADMSG, "%s", bad[i]);
 }
@@ -100,7 +108,8 @@ Test(portclaim, scan_reads_proc_net_unix)
         "0000000000000000: 00000003 00000000 00000000 0001 03 31340\n";
     FILE *f = fmemopen((void *)text, sizeof(text) - 1, "r");
     struct fe_claim other, mine = claim("0.0.0.0:5683", "a", 2);
-    cr_assert_eq(fe_claim_scan(f, &mine, &other), 0, "our own instance's frontends are no conflict");
+    cr_assert_eq(fe_claim_scan(f, &mine, &other), 0,
+                 "our own instance's frontends are no conflict");
     fclose(f);
     f = fmemopen((void *)text, sizeof(text) - 1, "r");
     mine = claim("127.0.0.1:5683", "c", 0);

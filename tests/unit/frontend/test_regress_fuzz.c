@@ -41,7 +41,8 @@ struct opt {
 static void mk(struct gw_coap_msg *m, const struct opt *o, size_t n)
 {
     struct gw_cb b;
-    gw_cb_init(&b, wire, sizeof(wire), GW_COAP_CON, GW_COAP_GET, 0x1234, (const uint8_t *)"tok1", 4);
+    gw_cb_init(&b, wire, sizeof(wire), GW_COAP_CON, GW_COAP_GET, 0x1234, (const uint8_t *)"tok1",
+               4);
     for (size_t i = 0; i < n; i++)
         gw_cb_opt(&b, o[i].num, o[i].val, o[i].len);
     size_t len;
@@ -69,10 +70,12 @@ static void expect_refused(const struct gw_coap_msg *m, uint8_t code)
 Test(regress_fuzz, proxy_uri_host_with_nul_is_refused)
 {
     struct gw_coap_msg m;
-    static const char raw[] = "coap://\0\xff\x01" "12bbbbb7/x";
+    static const char raw[] = "coap://\0\xff\x01"
+                              "12bbbbb7/x";
     mk_uri(&m, raw, sizeof(raw) - 1);
     expect_refused(&m, GW_COAP_BAD_REQUEST);
-    mk_uri(&m, "coap://0011223344556677%00evil/temp", strlen("coap://0011223344556677%00evil/temp"));
+    mk_uri(&m, "coap://0011223344556677%00evil/temp",
+           strlen("coap://0011223344556677%00evil/temp"));
     expect_refused(&m, GW_COAP_BAD_REQUEST);
 }
 
@@ -81,10 +84,12 @@ Test(regress_fuzz, proxy_uri_host_with_nul_is_refused)
 Test(regress_fuzz, uri_host_or_scheme_with_nul_is_refused)
 {
     struct gw_coap_msg m;
-    struct opt o1[] = { { GW_OPT_URI_HOST, "0011223344556677\0x", 18 }, { GW_OPT_PROXY_SCHEME, "coap", 4 } };
+    struct opt o1[] = { { GW_OPT_URI_HOST, "0011223344556677\0x", 18 },
+                        { GW_OPT_PROXY_SCHEME, "coap", 4 } };
     mk(&m, o1, 2);
     expect_refused(&m, GW_COAP_BAD_REQUEST);
-    struct opt o2[] = { { GW_OPT_URI_HOST, "0011223344556677", 16 }, { GW_OPT_PROXY_SCHEME, "coap\0x", 6 } };
+    struct opt o2[] = { { GW_OPT_URI_HOST, "0011223344556677", 16 },
+                        { GW_OPT_PROXY_SCHEME, "coap\0x", 6 } };
     mk(&m, o2, 2);
     expect_refused(&m, GW_COAP_PROXY_NOT_SUPPORTED);
 }
@@ -97,7 +102,9 @@ Test(regress_fuzz, uri_host_or_scheme_with_nul_is_refused)
 Test(regress_fuzz, unforwardable_query_or_path_part_is_4_00)
 {
     struct gw_coap_msg m;
-    static const char q[] = "coap://\x10\\?\x01\0\0\0\0\0\0\0\x07\xff\0\0\xff\xff\xff\xff\xff\xff\xff&&&&&&\xff,\x00" "2";
+    static const char q[] =
+        "coap://\x10\\?\x01\0\0\0\0\0\0\0\x07\xff\0\0\xff\xff\xff\xff\xff\xff\xff&&&&&&\xff,\x00"
+        "2";
     mk_uri(&m, q, sizeof(q) - 1);
     expect_refused(&m, GW_COAP_BAD_REQUEST);
     const char *s = "coap://0011223344556677/temp?a&&b";
@@ -116,7 +123,8 @@ Test(regress_fuzz, unforwardable_query_or_path_part_is_4_00)
  * parses (RFC 7252 6.5 step 9: "?" alone gives no Uri-Query). */
 Test(regress_fuzz, forwardable_targets_build_parseable_requests)
 {
-    const char *ok[] = { "coap://0011223344556677/temp?", "coap://0011223344556677/t?a&b", NULL, NULL };
+    const char *ok[] = { "coap://0011223344556677/temp?", "coap://0011223344556677/t?a&b", NULL,
+                         NULL };
     static char p255[400], q255[400];
     snprintf(p255, sizeof(p255), "coap://0011223344556677/%0255d", 7);
     snprintf(q255, sizeof(q255), "coap://0011223344556677/t?%0255d", 7);
@@ -130,7 +138,8 @@ Test(regress_fuzz, forwardable_targets_build_parseable_requests)
         uint8_t out[GW_COAP_MAX_MSG + 64];
         size_t len;
         E(fe_route_build(&m, &t, out, sizeof(out), &len));
-        cr_assert_eq(gw_coap_parse(parser2, out, len, &up), 0, "device request for %s does not parse", ok[i]);
+        cr_assert_eq(gw_coap_parse(parser2, out, len, &up), 0,
+                     "device request for %s does not parse", ok[i]);
         if (i == 0)
             cr_assert_eq(t.nquery, 0, "an empty query gives no Uri-Query");
     }
@@ -152,7 +161,8 @@ Test(regress_fuzz, block2_slice_of_an_empty_answer)
     full.payload_len = 0;
     uint8_t out[64];
     size_t len;
-    E(fe_block_slice(&full, 0, 0, GW_COAP_ACK, 0x3c, (const uint8_t *)"b1", 2, out, sizeof(out), &len));
+    E(fe_block_slice(&full, 0, 0, GW_COAP_ACK, 0x3c, (const uint8_t *)"b1", 2, out, sizeof(out),
+                     &len));
     struct gw_coap_msg m;
     E(gw_coap_parse(parser2, out, len, &m));
     cr_assert_eq(m.code, GW_COAP_CHANGED);
@@ -166,6 +176,7 @@ Test(regress_fuzz, block2_slice_of_an_empty_answer)
     uint32_t size2 = 1;
     cr_assert(gw_coap_uint(s2->val, s2->len, &size2));
     cr_assert_eq(size2, 0);
-    cr_assert_eq(fe_block_slice(&full, 1, 0, GW_COAP_ACK, 0x3c, (const uint8_t *)"b1", 2, out, sizeof(out), &len),
+    cr_assert_eq(fe_block_slice(&full, 1, 0, GW_COAP_ACK, 0x3c, (const uint8_t *)"b1", 2, out,
+                                sizeof(out), &len),
                  GW_EBADMSG, "no block 1 of an empty answer");
 }

@@ -19,9 +19,18 @@ struct optv {
     uint32_t u;
     size_t len;
 };
-#define OS(n, str) { (n), K_STR, (str), 0, 0 }
-#define OU(n, v) { (n), K_UINT, NULL, (v), 0 }
-#define OB(n, p, l) { (n), K_BYTES, (const char *)(p), 0, (l) }
+#define OS(n, str)                                                                                 \
+    {                                                                                              \
+        (n), K_STR, (str), 0, 0                                                                    \
+    }
+#define OU(n, v)                                                                                   \
+    {                                                                                              \
+        (n), K_UINT, NULL, (v), 0                                                                  \
+    }
+#define OB(n, p, l)                                                                                \
+    {                                                                                              \
+        (n), K_BYTES, (const char *)(p), 0, (l)                                                    \
+    }
 
 static struct gw_coap_parser *parser, *parser2;
 static uint8_t wire[GW_COAP_MAX_MSG];
@@ -96,8 +105,8 @@ static void expect_uri_verdict(const char *uri, uint8_t code)
     struct fe_verdict v;
     mk_uri(&m, uri);
     cr_assert_eq(fe_route_target(&m, &t, &v), GW_EBADMSG, "'%s' must be refused", uri);
-    cr_assert_eq(v.code, code, "'%s': code %d.%02d, want %d.%02d", uri, v.code >> 5, v.code & 31, code >> 5,
-                 code & 31);
+    cr_assert_eq(v.code, code, "'%s': code %d.%02d, want %d.%02d", uri, v.code >> 5, v.code & 31,
+                 code >> 5, code & 31);
     cr_assert_not_null(v.diag, "'%s' needs a diagnostic", uri);
     cr_assert_gt(strlen(v.diag), 0);
 }
@@ -235,7 +244,8 @@ Test(route, other_schemes_are_5_05)
 /* S4.1: Proxy-Uri together with any Uri-* option is 4.02. */
 Test(route, proxy_uri_with_uri_options_is_4_02)
 {
-    static const uint16_t uri_opts[] = { GW_OPT_URI_HOST, GW_OPT_URI_PORT, GW_OPT_URI_PATH, GW_OPT_URI_QUERY };
+    static const uint16_t uri_opts[] = { GW_OPT_URI_HOST, GW_OPT_URI_PORT, GW_OPT_URI_PATH,
+                                         GW_OPT_URI_QUERY };
     for (size_t i = 0; i < GW_ARRAY_LEN(uri_opts); i++) {
         struct optv o[2] = { uri_opts[i] == GW_OPT_URI_PORT ? (struct optv)OU(GW_OPT_URI_PORT, 4849)
                                                             : (struct optv)OS(uri_opts[i], "x"),
@@ -267,18 +277,18 @@ Test(route, dot_segments_are_4_00)
 Test(route, bad_uris_are_4_00)
 {
     static const char *bad[] = {
-        "0011223344556677/x",              /* not absolute */
-        ":/x",                             /* empty scheme */
-        "co ap://0011223344556677/x",      /* bad scheme character */
-        "coap:/0011223344556677/x",        /* no authority */
-        "coap:0011223344556677",           /* no authority */
-        "coap://",                         /* no host */
-        "coap:///x",                       /* empty host */
-        "coap://:5683/x",                  /* empty host */
-        "coap://0011223344556677/x#frag",  /* fragment (RFC 7252 6.4 step 4) */
-        "coap://user@0011223344556677/x",  /* userinfo */
-        "coap://[2001:db8::1/x",           /* unterminated IPv6 literal */
-        "coap://[2001:db8::1]x/x",         /* junk after the literal */
+        "0011223344556677/x",             /* not absolute */
+        ":/x",                            /* empty scheme */
+        "co ap://0011223344556677/x",     /* bad scheme character */
+        "coap:/0011223344556677/x",       /* no authority */
+        "coap:0011223344556677",          /* no authority */
+        "coap://",                        /* no host */
+        "coap:///x",                      /* empty host */
+        "coap://:5683/x",                 /* empty host */
+        "coap://0011223344556677/x#frag", /* fragment (RFC 7252 6.4 step 4) */
+        "coap://user@0011223344556677/x", /* userinfo */
+        "coap://[2001:db8::1/x",          /* unterminated IPv6 literal */
+        "coap://[2001:db8::1]x/x",        /* junk after the literal */
     };
     for (size_t i = 0; i < GW_ARRAY_LEN(bad); i++)
         expect_uri_verdict(bad[i], GW_COAP_BAD_REQUEST);
@@ -303,9 +313,12 @@ Test(route, repeated_proxy_uri_is_4_02)
 
 Test(route, proxy_scheme_form)
 {
-    struct optv o[] = { OS(GW_OPT_URI_HOST, "00112233445566AA"), OU(GW_OPT_URI_PORT, 4849),
-                        OS(GW_OPT_URI_PATH, "a"), OS(GW_OPT_URI_PATH, "b c"),
-                        OS(GW_OPT_URI_QUERY, "q=1"), OS(GW_OPT_URI_QUERY, "r"),
+    struct optv o[] = { OS(GW_OPT_URI_HOST, "00112233445566AA"),
+                        OU(GW_OPT_URI_PORT, 4849),
+                        OS(GW_OPT_URI_PATH, "a"),
+                        OS(GW_OPT_URI_PATH, "b c"),
+                        OS(GW_OPT_URI_QUERY, "q=1"),
+                        OS(GW_OPT_URI_QUERY, "r"),
                         OS(GW_OPT_PROXY_SCHEME, "CoAP") };
     struct gw_coap_msg m;
     struct fe_target t;
@@ -340,7 +353,8 @@ Test(route, proxy_scheme_errors)
     struct gw_coap_msg m;
     struct fe_target t;
     struct fe_verdict v;
-    struct optv http[] = { OS(GW_OPT_URI_HOST, "00112233445566AA"), OS(GW_OPT_PROXY_SCHEME, "http") };
+    struct optv http[] = { OS(GW_OPT_URI_HOST, "00112233445566AA"),
+                           OS(GW_OPT_PROXY_SCHEME, "http") };
     mk(&m, GW_COAP_CON, GW_COAP_GET, http, 2, NULL);
     cr_assert_eq(fe_route_target(&m, &t, &v), GW_EBADMSG);
     cr_assert_eq(v.code, GW_COAP_PROXY_NOT_SUPPORTED);
@@ -392,9 +406,12 @@ Test(route, unknown_safe_option_passes)
 
 Test(route, known_options_pass)
 {
-    struct optv o[] = { OS(GW_OPT_IF_MATCH, "e"), OS(GW_OPT_ETAG, "e1"), OU(GW_OPT_OBSERVE, 0),
-                        OU(GW_OPT_CONTENT_FORMAT, 50), OU(GW_OPT_ACCEPT, 50),
-                        OS(GW_OPT_PROXY_URI, "coap://0011223344556677/x"), OU(GW_OPT_NO_RESPONSE, 26) };
+    struct optv o[] = {
+        OS(GW_OPT_IF_MATCH, "e"),  OS(GW_OPT_ETAG, "e1"),
+        OU(GW_OPT_OBSERVE, 0),     OU(GW_OPT_CONTENT_FORMAT, 50),
+        OU(GW_OPT_ACCEPT, 50),     OS(GW_OPT_PROXY_URI, "coap://0011223344556677/x"),
+        OU(GW_OPT_NO_RESPONSE, 26)
+    };
     int szx;
     struct fe_verdict v;
     E(check(o, GW_ARRAY_LEN(o), &szx, &v));
@@ -416,7 +433,8 @@ Test(route, block1_is_4_02)
 Test(route, block2_num0_gives_szx)
 {
     for (uint32_t s = 0; s <= 6; s++) {
-        struct optv o[] = { OU(GW_OPT_BLOCK2, s), OS(GW_OPT_PROXY_URI, "coap://0011223344556677/x") };
+        struct optv o[] = { OU(GW_OPT_BLOCK2, s),
+                            OS(GW_OPT_PROXY_URI, "coap://0011223344556677/x") };
         int szx = -1;
         struct fe_verdict v;
         E(check(o, 2, &szx, &v));
@@ -429,7 +447,8 @@ Test(route, block2_num_gt0_is_4_02)
 {
     static const uint32_t vals[] = { (1 << 4) | 2, (5 << 4) | 6, 7 /* szx 7 is reserved */ };
     for (size_t i = 0; i < GW_ARRAY_LEN(vals); i++) {
-        struct optv o[] = { OU(GW_OPT_BLOCK2, vals[i]), OS(GW_OPT_PROXY_URI, "coap://0011223344556677/x") };
+        struct optv o[] = { OU(GW_OPT_BLOCK2, vals[i]),
+                            OS(GW_OPT_PROXY_URI, "coap://0011223344556677/x") };
         int szx;
         struct fe_verdict v;
         cr_assert_eq(check(o, 2, &szx, &v), GW_EBADMSG, "Block2 value %u", vals[i]);
@@ -448,9 +467,13 @@ static bool has_opt(const struct gw_coap_msg *m, uint16_t num)
 Test(route, build_device_request)
 {
     static const uint8_t etag[] = { 0xde, 0xad };
-    struct optv o[] = { OB(GW_OPT_ETAG, etag, 2), OU(GW_OPT_CONTENT_FORMAT, 50), OU(GW_OPT_ACCEPT, 60),
-                        OU(GW_OPT_BLOCK2, 2), OS(GW_OPT_PROXY_URI, "coap://0011223344556677:4849/a/b%20c?x=1&y"),
-                        OU(GW_OPT_NO_RESPONSE, 26), OS(2048, "zz") };
+    struct optv o[] = { OB(GW_OPT_ETAG, etag, 2),
+                        OU(GW_OPT_CONTENT_FORMAT, 50),
+                        OU(GW_OPT_ACCEPT, 60),
+                        OU(GW_OPT_BLOCK2, 2),
+                        OS(GW_OPT_PROXY_URI, "coap://0011223344556677:4849/a/b%20c?x=1&y"),
+                        OU(GW_OPT_NO_RESPONSE, 26),
+                        OS(2048, "zz") };
     struct gw_coap_msg m;
     mk(&m, GW_COAP_NON, GW_COAP_PUT, o, GW_ARRAY_LEN(o), "hello");
     struct fe_target t;
@@ -507,8 +530,12 @@ Test(route, build_device_request)
 /* The Proxy-Scheme form: Uri-Host and Uri-Port go, path and query stay. */
 Test(route, build_from_proxy_scheme)
 {
-    struct optv o[] = { OS(GW_OPT_URI_HOST, "00112233445566AA"), OU(GW_OPT_OBSERVE, 0), OU(GW_OPT_URI_PORT, 4849),
-                        OS(GW_OPT_URI_PATH, "s"), OS(GW_OPT_URI_PATH, "t"), OS(GW_OPT_URI_QUERY, "k"),
+    struct optv o[] = { OS(GW_OPT_URI_HOST, "00112233445566AA"),
+                        OU(GW_OPT_OBSERVE, 0),
+                        OU(GW_OPT_URI_PORT, 4849),
+                        OS(GW_OPT_URI_PATH, "s"),
+                        OS(GW_OPT_URI_PATH, "t"),
+                        OS(GW_OPT_URI_QUERY, "k"),
                         OS(GW_OPT_PROXY_SCHEME, "coap") };
     struct gw_coap_msg m;
     mk(&m, GW_COAP_CON, GW_COAP_GET, o, GW_ARRAY_LEN(o), NULL);
@@ -591,13 +618,16 @@ Test(route, proxy_uri_to_self)
 Test(route, observe_value)
 {
     struct gw_coap_msg m;
-    struct optv reg[] = { OU(GW_OPT_OBSERVE, 0), OS(GW_OPT_PROXY_URI, "coap://0011223344556677/x") };
+    struct optv reg[] = { OU(GW_OPT_OBSERVE, 0),
+                          OS(GW_OPT_PROXY_URI, "coap://0011223344556677/x") };
     mk(&m, GW_COAP_CON, GW_COAP_GET, reg, 2, NULL);
     cr_assert_eq(fe_route_observe(&m), 0);
-    struct optv dereg[] = { OU(GW_OPT_OBSERVE, 1), OS(GW_OPT_PROXY_URI, "coap://0011223344556677/x") };
+    struct optv dereg[] = { OU(GW_OPT_OBSERVE, 1),
+                            OS(GW_OPT_PROXY_URI, "coap://0011223344556677/x") };
     mk(&m, GW_COAP_CON, GW_COAP_GET, dereg, 2, NULL);
     cr_assert_eq(fe_route_observe(&m), 1);
-    struct optv other[] = { OU(GW_OPT_OBSERVE, 2), OS(GW_OPT_PROXY_URI, "coap://0011223344556677/x") };
+    struct optv other[] = { OU(GW_OPT_OBSERVE, 2),
+                            OS(GW_OPT_PROXY_URI, "coap://0011223344556677/x") };
     mk(&m, GW_COAP_CON, GW_COAP_GET, other, 2, NULL);
     cr_assert_eq(fe_route_observe(&m), -1);
     struct optv none[] = { OS(GW_OPT_PROXY_URI, "coap://0011223344556677/x") };

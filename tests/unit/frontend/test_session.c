@@ -26,8 +26,11 @@ static void setup(void)
     snprintf(dir, sizeof(dir), "/tmp/test_session.XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
     E(gw_store_open(&st, dir, 16));
-    cfg = (struct fe_sess_cfg){ .idle_s = 600, .max_lifetime_s = 4 * 3600, .max_per_account = 10,
-                                .max_sessions = 100, .touch_every_s = 60 };
+    cfg = (struct fe_sess_cfg){ .idle_s = 600,
+                                .max_lifetime_s = 4 * 3600,
+                                .max_per_account = 10,
+                                .max_sessions = 100,
+                                .touch_every_s = 60 };
     memset(&all_devices, 0, sizeof(all_devices));
     all_devices.all = 1;
 }
@@ -51,8 +54,11 @@ static struct gw_ep ep_of(const char *s)
 
 static struct fe_sess_req req_of(const char *account, const char *ep)
 {
-    return (struct fe_sess_req){ .account = account, .ep = ep_of(ep), .security = GW_SEC_NETMGR,
-                                 .token_exp = T0 + 86400, .scope = &all_devices };
+    return (struct fe_sess_req){ .account = account,
+                                 .ep = ep_of(ep),
+                                 .security = GW_SEC_NETMGR,
+                                 .token_exp = T0 + 86400,
+                                 .scope = &all_devices };
 }
 
 static int create(struct fe_sess_req *rq, int64_t now, struct gw_session *out, struct gw_ep *moved,
@@ -345,7 +351,8 @@ Test(session, sweep_removes_expired)
     E(create(&token, T0 + 500, &s2, NULL, NULL));
     E(create(&live, T0 + 500, &s3, NULL, NULL));
     struct ended_log log = { 0 };
-    cr_assert_eq(fe_session_sweep(&st, &cfg, T0 + 599, 64, on_ended, &log), 1, "only the token-expired one");
+    cr_assert_eq(fe_session_sweep(&st, &cfg, T0 + 599, 64, on_ended, &log), 1,
+                 "only the token-expired one");
     cr_assert(logged(&log, s2.id));
     cr_assert_eq(fe_session_sweep(&st, &cfg, T0 + 600, 64, on_ended, &log), 1, "then the idle one");
     cr_assert(logged(&log, s1.id));

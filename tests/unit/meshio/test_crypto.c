@@ -12,9 +12,9 @@
 /* Every GW_NODISCARD call is checked; E() for calls that must succeed. */
 #define E(expr) cr_assert_eq((expr), 0, "%s", #expr)
 
-static const uint8_t key_a[MESH_KEY_LEN] = {0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7,
-                                            0xc8, 0xc9, 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf};
-static const uint8_t mac_a[GW_MAC_LEN] = {0x00, 0x12, 0x4b, 0x00, 0x01, 0x02, 0x03, 0x04};
+static const uint8_t key_a[MESH_KEY_LEN] = { 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7,
+                                             0xc8, 0xc9, 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf };
+static const uint8_t mac_a[GW_MAC_LEN] = { 0x00, 0x12, 0x4b, 0x00, 0x01, 0x02, 0x03, 0x04 };
 
 static void fill(uint8_t *p, size_t n, uint8_t seed)
 {
@@ -53,8 +53,8 @@ TestSuite(key);
  * every size up to one CoAP message, in both directions. */
 Test(crypto, round_trip_various_lengths)
 {
-    static const size_t lens[] = {0, 1, 100, MESH_MAX_PLAINTEXT};
-    static const enum mesh_dir dirs[] = {MESH_DIR_TO_DEVICE, MESH_DIR_FROM_DEVICE};
+    static const size_t lens[] = { 0, 1, 100, MESH_MAX_PLAINTEXT };
+    static const enum mesh_dir dirs[] = { MESH_DIR_TO_DEVICE, MESH_DIR_FROM_DEVICE };
     uint8_t pt[MESH_MAX_PLAINTEXT], frame[MESH_MAX_FRAME], out[MESH_MAX_PLAINTEXT];
 
     for (size_t d = 0; d < GW_ARRAY_LEN(dirs); d++) {
@@ -82,24 +82,24 @@ Test(crypto, round_trip_various_lengths)
  * vector #1), so devices and the simulator can implement it from the header. */
 Test(crypto, known_answer_frames)
 {
-    static const uint8_t f1[] = {0xa1, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x1f, 0xc5,
-                                 0x8b, 0xfb, 0x25, 0xe9, 0xfb, 0x23, 0x3d, 0x70, 0x28,
-                                 0x33, 0x8e, 0x26, 0x1b, 0x19, 0xcb, 0xb8};
-    static const uint8_t f2[] = {0xa1, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x9c,
-                                 0xb6, 0x93, 0x7c, 0x88, 0x66, 0x61, 0x93};
+    static const uint8_t f1[] = { 0xa1, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x1f, 0xc5,
+                                  0x8b, 0xfb, 0x25, 0xe9, 0xfb, 0x23, 0x3d, 0x70, 0x28,
+                                  0x33, 0x8e, 0x26, 0x1b, 0x19, 0xcb, 0xb8 };
+    static const uint8_t f2[] = { 0xa1, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x9c,
+                                  0xb6, 0x93, 0x7c, 0x88, 0x66, 0x61, 0x93 };
     static const uint8_t f3[] = {
         0xa1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x2d, 0x33, 0xbf, 0x5a, 0x4c, 0xc8, 0xef,
         0x84, 0x03, 0x11, 0x2f, 0x99, 0x0f, 0x8a, 0x9e, 0xf2, 0xc7, 0x83, 0xd5, 0x18, 0x11,
         0xa1, 0xa7, 0x98, 0xac, 0x2c, 0xec, 0xe6, 0x26, 0x05, 0x29, 0xa1, 0xff, 0xf7, 0x2b,
-        0x39, 0xf3, 0xf2, 0x4b, 0x94, 0xd1, 0xc3, 0x98, 0xec, 0xc8, 0x98, 0xe4, 0xf8};
+        0x39, 0xf3, 0xf2, 0x4b, 0x94, 0xd1, 0xc3, 0x98, 0xec, 0xc8, 0x98, 0xe4, 0xf8
+    };
     uint8_t pt3[40], frame[MESH_MAX_FRAME], out[64];
     size_t flen = 0, olen = 0;
     uint64_t seq = 0;
     for (size_t i = 0; i < sizeof(pt3); i++)
         pt3[i] = (uint8_t)i;
 
-    seal_ok(MESH_DIR_TO_DEVICE, 0x010203040506ULL, (const uint8_t *)"hello mesh", 10, frame,
-            &flen);
+    seal_ok(MESH_DIR_TO_DEVICE, 0x010203040506ULL, (const uint8_t *)"hello mesh", 10, frame, &flen);
     cr_assert_eq(flen, sizeof(f1));
     cr_assert_arr_eq(frame, f1, sizeof(f1));
     E(mesh_seal(key_a, mac_a, MESH_DIR_FROM_DEVICE, 0, NULL, 0, frame, sizeof(frame), &flen));
@@ -116,8 +116,7 @@ Test(crypto, known_answer_frames)
     E(mesh_open(key_a, mac_a, MESH_DIR_FROM_DEVICE, f2, sizeof(f2), NULL, 0, &olen, &seq));
     cr_assert_eq(olen, 0);
     cr_assert_eq(seq, 0);
-    E(mesh_open(key_a, mac_a, MESH_DIR_FROM_DEVICE, f3, sizeof(f3), out, sizeof(out), &olen,
-                &seq));
+    E(mesh_open(key_a, mac_a, MESH_DIR_FROM_DEVICE, f3, sizeof(f3), out, sizeof(out), &olen, &seq));
     cr_assert_eq(seq, MESH_SEQ_LIMIT - 1);
     cr_assert_arr_eq(out, pt3, sizeof(pt3));
 }
@@ -127,8 +126,8 @@ Test(crypto, known_answer_frames)
  * still opens genuine frames afterwards. */
 Test(crypto, tamper_of_every_byte_is_rejected)
 {
-    static const size_t lens[] = {0, 100};
-    static const uint8_t masks[] = {0x01, 0x80, 0xff};
+    static const size_t lens[] = { 0, 100 };
+    static const uint8_t masks[] = { 0x01, 0x80, 0xff };
     uint8_t pt[100], frame[MESH_MAX_FRAME], bad[MESH_MAX_FRAME], out[128];
 
     for (size_t l = 0; l < GW_ARRAY_LEN(lens); l++) {
@@ -142,8 +141,8 @@ Test(crypto, tamper_of_every_byte_is_rejected)
                 memcpy(bad, frame, flen);
                 bad[i] ^= masks[m];
                 memset(out, 0, sizeof(out));
-                int rc = mesh_open(key_a, mac_a, MESH_DIR_FROM_DEVICE, bad, flen, out,
-                                   sizeof(out), &olen, &seq);
+                int rc = mesh_open(key_a, mac_a, MESH_DIR_FROM_DEVICE, bad, flen, out, sizeof(out),
+                                   &olen, &seq);
                 cr_assert_eq(rc, i == 0 ? GW_EBADMSG : GW_EAUTH, "byte %zu mask %02x: %d", i,
                              masks[m], rc);
                 cr_assert_eq(olen, 0);
@@ -207,12 +206,12 @@ Test(crypto, wrong_direction_is_rejected)
     seal_ok(MESH_DIR_TO_DEVICE, 9, pt, sizeof(pt), f_to, &flen);
     seal_ok(MESH_DIR_FROM_DEVICE, 9, pt, sizeof(pt), f_from, &flen2);
     cr_assert(memcmp(f_to + MESH_HEADER_LEN, f_from + MESH_HEADER_LEN, sizeof(pt)) != 0);
-    cr_assert_eq(mesh_open(key_a, mac_a, MESH_DIR_FROM_DEVICE, f_to, flen, out, sizeof(out),
-                           &olen, &seq),
-                 GW_EAUTH);
-    cr_assert_eq(mesh_open(key_a, mac_a, MESH_DIR_TO_DEVICE, f_from, flen2, out, sizeof(out),
-                           &olen, &seq),
-                 GW_EAUTH);
+    cr_assert_eq(
+        mesh_open(key_a, mac_a, MESH_DIR_FROM_DEVICE, f_to, flen, out, sizeof(out), &olen, &seq),
+        GW_EAUTH);
+    cr_assert_eq(
+        mesh_open(key_a, mac_a, MESH_DIR_TO_DEVICE, f_from, flen2, out, sizeof(out), &olen, &seq),
+        GW_EAUTH);
 }
 
 /* SPEC S7.1 + S9: anything shorter than header plus tag is malformed, whatever
@@ -225,22 +224,22 @@ Test(crypto, truncated_frames_are_malformed)
     fill(pt, sizeof(pt), 4);
     seal_ok(MESH_DIR_FROM_DEVICE, 10, pt, sizeof(pt), frame, &flen);
 
-    cr_assert_eq(mesh_open(key_a, mac_a, MESH_DIR_FROM_DEVICE, NULL, 0, out, sizeof(out), &olen,
-                           &seq),
-                 GW_EBADMSG);
+    cr_assert_eq(
+        mesh_open(key_a, mac_a, MESH_DIR_FROM_DEVICE, NULL, 0, out, sizeof(out), &olen, &seq),
+        GW_EBADMSG);
     for (size_t n = 0; n < MESH_FRAME_OVERHEAD; n++) {
-        cr_assert_eq(mesh_open(key_a, mac_a, MESH_DIR_FROM_DEVICE, frame, n, out, sizeof(out),
-                               &olen, &seq),
-                     GW_EBADMSG, "length %zu", n);
+        cr_assert_eq(
+            mesh_open(key_a, mac_a, MESH_DIR_FROM_DEVICE, frame, n, out, sizeof(out), &olen, &seq),
+            GW_EBADMSG, "length %zu", n);
         /* Same length, with frame bytes shifted so the tag region is cut too. */
         cr_assert_eq(mesh_open(key_a, mac_a, MESH_DIR_FROM_DEVICE, frame + flen - n, n, out,
                                sizeof(out), &olen, &seq),
                      GW_EBADMSG, "tail length %zu", n);
     }
     for (size_t n = MESH_FRAME_OVERHEAD; n < flen; n++)
-        cr_assert_eq(mesh_open(key_a, mac_a, MESH_DIR_FROM_DEVICE, frame, n, out, sizeof(out),
-                               &olen, &seq),
-                     GW_EAUTH, "length %zu", n);
+        cr_assert_eq(
+            mesh_open(key_a, mac_a, MESH_DIR_FROM_DEVICE, frame, n, out, sizeof(out), &olen, &seq),
+            GW_EAUTH, "length %zu", n);
     frame[flen] = 0;
     cr_assert_eq(mesh_open(key_a, mac_a, MESH_DIR_FROM_DEVICE, frame, flen + 1, out, sizeof(out),
                            &olen, &seq),
@@ -269,9 +268,9 @@ Test(crypto, size_and_argument_bounds)
                  -EINVAL);
     cr_assert_eq(mesh_seal(NULL, mac_a, MESH_DIR_TO_DEVICE, 1, pt, 1, frame, sizeof(frame), &flen),
                  -EINVAL);
-    cr_assert_eq(mesh_seal(key_a, mac_a, MESH_DIR_TO_DEVICE, 1, NULL, 1, frame, sizeof(frame),
-                           &flen),
-                 -EINVAL);
+    cr_assert_eq(
+        mesh_seal(key_a, mac_a, MESH_DIR_TO_DEVICE, 1, NULL, 1, frame, sizeof(frame), &flen),
+        -EINVAL);
 
     /* Exactly len + 15 is enough; the output buffer must hold the plaintext. */
     E(mesh_seal(key_a, mac_a, MESH_DIR_TO_DEVICE, 1, pt, 100, frame, 115, &flen));
@@ -361,9 +360,9 @@ Test(crypto, threads_use_separate_contexts)
 /* SPEC S7.1 replay protection: an empty window takes any first number. */
 Test(replay, first_packet_is_accepted)
 {
-    static const uint64_t firsts[] = {0, 1, 63, 64, 12345, MESH_SEQ_LIMIT - 1};
+    static const uint64_t firsts[] = { 0, 1, 63, 64, 12345, MESH_SEQ_LIMIT - 1 };
     for (size_t i = 0; i < GW_ARRAY_LEN(firsts); i++) {
-        struct mesh_replay w = {0};
+        struct mesh_replay w = { 0 };
         E(mesh_replay_check(&w, firsts[i]));
         mesh_replay_update(&w, firsts[i]);
         cr_assert_eq(mesh_replay_check(&w, firsts[i]), GW_EREPLAY);
@@ -373,7 +372,7 @@ Test(replay, first_packet_is_accepted)
 
 Test(replay, duplicate_is_rejected)
 {
-    struct mesh_replay w = {0};
+    struct mesh_replay w = { 0 };
     for (uint64_t s = 100; s < 110; s++) {
         E(mesh_replay_check(&w, s));
         mesh_replay_update(&w, s);
@@ -387,7 +386,7 @@ Test(replay, duplicate_is_rejected)
  * top - 63 is the oldest in the window, top - 64 the first outside it. */
 Test(replay, in_window_older_accepted_once_and_edge)
 {
-    struct mesh_replay w = {0};
+    struct mesh_replay w = { 0 };
     mesh_replay_update(&w, 1000);
     E(mesh_replay_check(&w, 999));
     mesh_replay_update(&w, 999);
@@ -401,14 +400,14 @@ Test(replay, in_window_older_accepted_once_and_edge)
     cr_assert_eq(w.top, 1000);
 
     /* Near zero the window simply has no older numbers to refuse. */
-    struct mesh_replay z = {0};
+    struct mesh_replay z = { 0 };
     mesh_replay_update(&z, 10);
     E(mesh_replay_check(&z, 0));
 }
 
 Test(replay, check_does_not_update)
 {
-    struct mesh_replay w = {0};
+    struct mesh_replay w = { 0 };
     mesh_replay_update(&w, 50);
     struct mesh_replay before = w;
     E(mesh_replay_check(&w, 49));
@@ -423,7 +422,7 @@ Test(replay, check_does_not_update)
  * by 64 it falls out, by a large jump everything older is refused. */
 Test(replay, big_jump_forward)
 {
-    struct mesh_replay w = {0};
+    struct mesh_replay w = { 0 };
     mesh_replay_update(&w, 100);
     mesh_replay_update(&w, 163);
     cr_assert_eq(mesh_replay_check(&w, 100), GW_EREPLAY);
@@ -453,7 +452,7 @@ Test(replay, big_jump_forward)
  * persisted top after a restart. */
 Test(replay, restored_window_refuses_old)
 {
-    struct mesh_replay w = {.top = 5000, .bitmap = UINT64_MAX, .init = 1};
+    struct mesh_replay w = { .top = 5000, .bitmap = UINT64_MAX, .init = 1 };
     for (uint64_t s = 4900; s <= 5000; s++)
         cr_assert_eq(mesh_replay_check(&w, s), GW_EREPLAY);
     E(mesh_replay_check(&w, 5001));
@@ -482,7 +481,7 @@ static uint64_t take_one(struct mesh_seq *s, uint64_t *durable)
 Test(seq, no_value_twice_across_three_restarts)
 {
     static uint8_t seen[1024];
-    static const int takes[4] = {5, 16, 37, 20};
+    static const int takes[4] = { 5, 16, 37, 20 };
     const uint64_t block = 16;
     uint64_t durable = 0;
     uint64_t last = 0;

@@ -538,7 +538,8 @@ Test(peers, held_frames_are_forwarded_only_after_their_window_is_durable)
     for (unsigned i = 0; i < 4; i++) {
         cr_assert_eq(log.seq[i], seqs[i], "forwarded in arrival order");
         cr_assert_eq(log.refused_after_restart[i], GW_EREPLAY,
-                     "frame %llu would be accepted again by a restarted meshio", (unsigned long long)seqs[i]);
+                     "frame %llu would be accepted again by a restarted meshio",
+                     (unsigned long long)seqs[i]);
     }
     cr_assert_eq(h->n, 0, "the hold is empty after a release");
     cr_assert(!mesh_peers_has_dirty(&p));

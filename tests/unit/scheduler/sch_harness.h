@@ -42,11 +42,11 @@ struct h_pkt {
     uint16_t mid;
     uint8_t tkl;
     uint8_t token[8];
-    int64_t observe;     /* -1: absent */
-    int64_t max_age;     /* -1: absent */
-    int64_t cf;          /* Content-Format, -1: absent */
-    char etag[16];       /* "" when absent */
-    char path[128];      /* Uri-Path segments joined with '/' */
+    int64_t observe; /* -1: absent */
+    int64_t max_age; /* -1: absent */
+    int64_t cf;      /* Content-Format, -1: absent */
+    char etag[16];   /* "" when absent */
+    char path[128];  /* Uri-Path segments joined with '/' */
     unsigned nopts;
     uint16_t optnum[GW_COAP_MAX_OPTS];
     char payload[GW_COAP_MAX_MSG + 1];
@@ -68,16 +68,19 @@ struct harness {
     bool rnd_fixed;
     uint32_t rnd;
     uint64_t prng;
-    struct { uint8_t mac[GW_MAC_LEN]; int type; } dev[H_MAX_DEV];
+    struct {
+        uint8_t mac[GW_MAC_LEN];
+        int type;
+    } dev[H_MAX_DEV];
     unsigned ndev;
     uint64_t next_req_id;
-    bool client_full;        /* to_client refuses (a full frontend ring) */
-    uint16_t fe_mid[4];      /* next client MID per frontend */
-    bool fe_dead[4];         /* to_client hands this frontend's records to frontend 0 */
+    bool client_full;   /* to_client refuses (a full frontend ring) */
+    uint16_t fe_mid[4]; /* next client MID per frontend */
+    bool fe_dead[4];    /* to_client hands this frontend's records to frontend 0 */
     unsigned client_refused;
     struct h_rec client[H_MAX_REC];
     unsigned nclient;
-    unsigned notify_sets;    /* GW_MSG_NOTIFY_SET records (each expanded into client[]) */
+    unsigned notify_sets; /* GW_MSG_NOTIFY_SET records (each expanded into client[]) */
     struct h_rec mesh[H_MAX_REC];
     unsigned nmesh;
 };
@@ -117,7 +120,8 @@ static inline int h_to_client(void *ctx, struct gw_msg *env, const uint8_t *data
             cr_assert_lt(H.nclient, H_MAX_REC, "too many client records");
             struct gw_msg one;
             cr_assert_eq(gw_notify_set_get(env, data, i, &one, H.client[H.nclient].data,
-                                           sizeof(H.client[0].data)), 0);
+                                           sizeof(H.client[0].data)),
+                         0);
             H.client[H.nclient].env = one;
             H.nclient++;
         }
@@ -345,17 +349,17 @@ static inline void h_assert_client_token(unsigned i, const char *tok)
 
 struct h_req {
     uint64_t mac;
-    uint16_t port;         /* client endpoint 127.0.0.1:port; 0 = 40000 */
-    uint64_t session;      /* 0 = 1 */
-    const char *tok;       /* client token (string, up to 8 bytes); NULL = "tk" */
-    uint8_t code;          /* 0 = GET */
-    const char *path;      /* "a/b"; NULL = "temp" */
-    uint8_t flags;         /* GW_MF_OBS_REGISTER adds Observe: 0, GW_MF_OBS_CANCEL Observe: 1 */
+    uint16_t port;    /* client endpoint 127.0.0.1:port; 0 = 40000 */
+    uint64_t session; /* 0 = 1 */
+    const char *tok;  /* client token (string, up to 8 bytes); NULL = "tk" */
+    uint8_t code;     /* 0 = GET */
+    const char *path; /* "a/b"; NULL = "temp" */
+    uint8_t flags;    /* GW_MF_OBS_REGISTER adds Observe: 0, GW_MF_OBS_CANCEL Observe: 1 */
     uint8_t noresp;
-    bool non;              /* the client's request was NON */
+    bool non; /* the client's request was NON */
     const char *payload;
     uint8_t security;
-    uint8_t fe;            /* frontend that took the request */
+    uint8_t fe; /* frontend that took the request */
 };
 
 static inline void h_ep(uint16_t port, struct gw_ep *ep)
@@ -460,10 +464,10 @@ static inline void h_session_end(uint64_t session)
 
 struct h_resp {
     uint64_t mac;
-    uint8_t type;            /* GW_COAP_CON/NON/ACK/RST */
-    uint8_t code;            /* 0 = empty message */
+    uint8_t type; /* GW_COAP_CON/NON/ACK/RST */
+    uint8_t code; /* 0 = empty message */
     uint16_t mid;
-    const uint8_t *token;    /* 8 bytes, or NULL for none */
+    const uint8_t *token; /* 8 bytes, or NULL for none */
     bool has_obs;
     uint32_t obs;
     const char *etag;
@@ -471,7 +475,7 @@ struct h_resp {
     uint32_t cf;
     bool has_age;
     uint32_t age;
-    uint16_t extra_opt;      /* an extra empty option (e.g. unknown), 0 = none */
+    uint16_t extra_opt; /* an extra empty option (e.g. unknown), 0 = none */
     const char *payload;
     uint8_t security;
 };
@@ -507,8 +511,12 @@ static inline void h_device_send(const struct h_resp *r)
 /* Piggybacked answer to request datagram `req` (an ACK with its MID and token). */
 static inline void h_piggy(uint64_t mac, const struct h_pkt *req, uint8_t code, const char *payload)
 {
-    h_device_send(&(struct h_resp){ .mac = mac, .type = GW_COAP_ACK, .code = code, .mid = req->mid,
-                                    .token = req->token, .payload = payload });
+    h_device_send(&(struct h_resp){ .mac = mac,
+                                    .type = GW_COAP_ACK,
+                                    .code = code,
+                                    .mid = req->mid,
+                                    .token = req->token,
+                                    .payload = payload });
 }
 
 static inline void h_empty(uint64_t mac, uint8_t type, uint16_t mid)
@@ -521,7 +529,8 @@ static inline unsigned h_client_count_tok(unsigned from, const char *tok)
 {
     unsigned n = 0;
     for (unsigned i = from; i < H.nclient; i++)
-        if (H.client[i].env.tkl == strlen(tok) && memcmp(H.client[i].env.token, tok, strlen(tok)) == 0)
+        if (H.client[i].env.tkl == strlen(tok) &&
+            memcmp(H.client[i].env.token, tok, strlen(tok)) == 0)
             n++;
     return n;
 }
@@ -530,7 +539,8 @@ static inline unsigned h_client_count_tok(unsigned from, const char *tok)
 static inline int h_client_find_tok(unsigned from, const char *tok)
 {
     for (unsigned i = from; i < H.nclient; i++)
-        if (H.client[i].env.tkl == strlen(tok) && memcmp(H.client[i].env.token, tok, strlen(tok)) == 0)
+        if (H.client[i].env.tkl == strlen(tok) &&
+            memcmp(H.client[i].env.token, tok, strlen(tok)) == 0)
             return (int)i;
     return -1;
 }

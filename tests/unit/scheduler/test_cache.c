@@ -55,7 +55,10 @@ static void tm_opt(struct tmsg *t, uint16_t num, const void *val, size_t len)
     t->used += len;
 }
 
-static void tm_str(struct tmsg *t, uint16_t num, const char *s) { tm_opt(t, num, s, strlen(s)); }
+static void tm_str(struct tmsg *t, uint16_t num, const char *s)
+{
+    tm_opt(t, num, s, strlen(s));
+}
 
 static void tm_uint(struct tmsg *t, uint16_t num, uint32_t v)
 {
@@ -99,16 +102,17 @@ static void resp_make(struct tmsg *t, uint8_t code, const char *etag, long max_a
 
 /* --- Fixture ------------------------------------------------------------------ */
 
-static const uint8_t MAC_A[GW_MAC_LEN] = {0x00, 0x12, 0x4b, 0x00, 0x0a, 0x0b, 0x0c, 0x0d};
-static const uint8_t MAC_B[GW_MAC_LEN] = {0x00, 0x12, 0x4b, 0x00, 0x0a, 0x0b, 0x0c, 0x0e};
+static const uint8_t MAC_A[GW_MAC_LEN] = { 0x00, 0x12, 0x4b, 0x00, 0x0a, 0x0b, 0x0c, 0x0d };
+static const uint8_t MAC_B[GW_MAC_LEN] = { 0x00, 0x12, 0x4b, 0x00, 0x0a, 0x0b, 0x0c, 0x0e };
 
 static struct sch_cache *cache;
 static struct gw_coap_parser *parser;
 
 static void open_cache(size_t max_entries, size_t max_bytes)
 {
-    struct sch_cache_cfg cfg = {.max_entries = max_entries, .max_bytes = max_bytes,
-                                .default_max_age_s = 60};
+    struct sch_cache_cfg cfg = { .max_entries = max_entries,
+                                 .max_bytes = max_bytes,
+                                 .default_max_age_s = 60 };
     cr_assert_eq(sch_cache_new(&cfg, &cache), 0);
 }
 
@@ -170,7 +174,7 @@ static int get_at(const struct tkey *k, uint64_t now_ms, struct sch_cache_hit *h
 /* Renders a hit as a piggybacked ACK and parses it back with the oracle. */
 static void render_parse(const struct sch_cache_hit *hit, struct gw_coap_msg *out)
 {
-    static const uint8_t tok[4] = {1, 2, 3, 4};
+    static const uint8_t tok[4] = { 1, 2, 3, 4 };
     static uint8_t buf[GW_COAP_MAX_MSG];
     size_t len = 0;
     cr_assert_eq(sch_cache_render(hit, GW_COAP_ACK, 0x1234, tok, 4, buf, sizeof(buf), &len), 0);
@@ -365,7 +369,7 @@ Test(cache, content_served_with_max_age_reduced_by_age)
     uint8_t wire[128];
     struct gw_cb b;
     size_t wlen;
-    static const uint8_t dev_tok[3] = {9, 9, 9};
+    static const uint8_t dev_tok[3] = { 9, 9, 9 };
     gw_cb_init(&b, wire, sizeof(wire), GW_COAP_ACK, GW_COAP_CONTENT, 0x4242, dev_tok, 3);
     gw_cb_opt(&b, GW_OPT_ETAG, "\x01\x02\x03\x04", 4);
     gw_cb_opt_uint(&b, GW_OPT_CONTENT_FORMAT, 50);
@@ -461,8 +465,8 @@ Test(cache, render_reports_small_buffer)
     size_t len;
     cr_assert_eq(sch_cache_render(&hit, GW_COAP_ACK, 1, NULL, 0, buf, sizeof(buf), &len),
                  GW_ETOOBIG);
-    uint8_t junk[2] = {0x40, 0x45};
-    struct sch_cache_hit bad = {.resp = junk, .resp_len = sizeof(junk)};
+    uint8_t junk[2] = { 0x40, 0x45 };
+    struct sch_cache_hit bad = { .resp = junk, .resp_len = sizeof(junk) };
     cr_assert_eq(sch_cache_render(&bad, GW_COAP_ACK, 1, NULL, 0, buf, sizeof(buf), &len),
                  GW_EBADMSG);
 }
@@ -512,9 +516,9 @@ Test(cache, max_age_zero_not_stored)
  * and errors never are. */
 Test(cache, other_codes_never_stored)
 {
-    static const uint8_t codes[] = {GW_COAP_CREATED, GW_COAP_DELETED, GW_COAP_CHANGED,
-                                    GW_CODE(2, 6), GW_CODE(2, 31), GW_COAP_VALID,
-                                    GW_COAP_NOT_FOUND, GW_COAP_INTERNAL};
+    static const uint8_t codes[] = { GW_COAP_CREATED,   GW_COAP_DELETED, GW_COAP_CHANGED,
+                                     GW_CODE(2, 6),     GW_CODE(2, 31),  GW_COAP_VALID,
+                                     GW_COAP_NOT_FOUND, GW_COAP_INTERNAL };
     struct tkey k;
     key_get("temp", NULL, -1, &k);
     struct sch_cache_hit hit;
@@ -901,11 +905,11 @@ Test(cache, churn_keeps_bounds)
 Test(cache, new_rejects_zero_bounds)
 {
     struct sch_cache *c = NULL;
-    struct sch_cache_cfg cfg = {.max_entries = 0, .max_bytes = 1000};
+    struct sch_cache_cfg cfg = { .max_entries = 0, .max_bytes = 1000 };
     cr_assert_eq(sch_cache_new(&cfg, &c), GW_ECONFIG);
-    cfg = (struct sch_cache_cfg){.max_entries = 10, .max_bytes = 0};
+    cfg = (struct sch_cache_cfg){ .max_entries = 10, .max_bytes = 0 };
     cr_assert_eq(sch_cache_new(&cfg, &c), GW_ECONFIG);
-    cfg = (struct sch_cache_cfg){.max_entries = 10, .max_bytes = 10000, .default_max_age_s = 0};
+    cfg = (struct sch_cache_cfg){ .max_entries = 10, .max_bytes = 10000, .default_max_age_s = 0 };
     cr_assert_eq(sch_cache_new(&cfg, &c), 0);
     sch_cache_free(c);
 }

@@ -8,8 +8,14 @@
  * recorded and decoded with gw_coap_parse (libcoap underneath). */
 #include "sch_harness.h"
 
-static void setup(void) { h_init(); }
-static void teardown(void) { h_fini(); }
+static void setup(void)
+{
+    h_init();
+}
+static void teardown(void)
+{
+    h_fini();
+}
 
 TestSuite(core, .init = setup, .fini = teardown);
 
@@ -22,8 +28,8 @@ static void assert_answer(unsigned i, const char *tok, uint8_t code)
     struct h_pkt p;
     h_client_pkt(i, &p);
     h_assert_client_token(i, tok);
-    cr_assert_eq(p.code, code, "client record %u: code %d.%02d, expected %d.%02d", i, p.code >> 5, p.code & 31,
-                 code >> 5, code & 31);
+    cr_assert_eq(p.code, code, "client record %u: code %d.%02d, expected %d.%02d", i, p.code >> 5,
+                 p.code & 31, code >> 5, code & 31);
     cr_assert(H.client[i].env.flags & GW_MF_ANSWER, "a final answer is flagged GW_MF_ANSWER");
     cr_assert_not(H.client[i].env.flags & GW_MF_NOTIFY);
 }
@@ -40,7 +46,8 @@ static void run_retry_schedule(uint32_t r, unsigned exact2)
     H.rnd = r;
     h_start();
     const uint64_t T = 20000;
-    cr_assert_eq(H.cfg.mesh_ack_timeout_ms, (int64_t)T, "default ACK_TIMEOUT of the mesh is 20 s (S4.4)");
+    cr_assert_eq(H.cfg.mesh_ack_timeout_ms, (int64_t)T,
+                 "default ACK_TIMEOUT of the mesh is 20 s (S4.4)");
     cr_assert_eq(H.cfg.mesh_max_transmit, 4, "default: 4 transmissions in all (S4.4)");
     uint64_t id = h_request(&(struct h_req){ .mac = DEV_A, .tok = "c1" });
     cr_assert_eq(H.nmesh, 1, "the request goes out at once");
@@ -90,13 +97,22 @@ static void run_retry_schedule(uint32_t r, unsigned exact2)
 }
 
 /* S4.4: rand32 = 0 gives the lower bound: 20, 40, 80, 160 s. */
-Test(core, retries_four_times_with_minimum_random_timeouts) { run_retry_schedule(0, 2); }
+Test(core, retries_four_times_with_minimum_random_timeouts)
+{
+    run_retry_schedule(0, 2);
+}
 
 /* S4.4: rand32 = UINT32_MAX gives the upper bound: 30, 60, 120, 240 s. */
-Test(core, retries_four_times_with_maximum_random_timeouts) { run_retry_schedule(UINT32_MAX, 3); }
+Test(core, retries_four_times_with_maximum_random_timeouts)
+{
+    run_retry_schedule(UINT32_MAX, 3);
+}
 
 /* S4.4: any other draw stays within the RFC intervals. */
-Test(core, retries_within_rfc_intervals_for_a_middle_draw) { run_retry_schedule(UINT32_MAX / 3, 0); }
+Test(core, retries_within_rfc_intervals_for_a_middle_draw)
+{
+    run_retry_schedule(UINT32_MAX / 3, 0);
+}
 
 /* S4.4: a device's empty ACK stops retransmission; its separate CON
  * response is ACKed by the gateway and relayed with the client's token. */
@@ -115,8 +131,14 @@ Test(core, empty_ack_stops_retransmission_and_separate_response_is_relayed)
     cr_assert_eq(H.nmesh, 1, "no retransmission after the device's empty ACK");
     cr_assert_eq(H.nclient, 0);
 
-    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_CON, .code = GW_COAP_CONTENT, .mid = 0x7001,
-                                    .token = req.token, .has_cf = true, .cf = 0, .payload = "22.5" });
+    h_device_send(&(struct h_resp){ .mac = DEV_A,
+                                    .type = GW_COAP_CON,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = 0x7001,
+                                    .token = req.token,
+                                    .has_cf = true,
+                                    .cf = 0,
+                                    .payload = "22.5" });
     cr_assert_eq(H.nmesh, 2, "the gateway ACKs the separate response");
     struct h_pkt ack;
     h_mesh_pkt(1, &ack);
@@ -158,14 +180,23 @@ Test(core, acked_request_without_response_times_out_at_max_transmit_wait)
 Test(core, piggybacked_answer_is_relayed_with_client_token_code_options_payload)
 {
     h_start();
-    uint64_t id = h_request(&(struct h_req){ .mac = DEV_A, .port = 41000, .session = 77, .tok = "abcdefgh",
-                                             .path = "sensors/temp" });
+    uint64_t id = h_request(&(struct h_req){
+        .mac = DEV_A, .port = 41000, .session = 77, .tok = "abcdefgh", .path = "sensors/temp" });
     struct h_pkt req;
     h_last_tx(&req);
     cr_assert_str_eq(req.path, "sensors/temp");
-    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_ACK, .code = GW_COAP_CONTENT, .mid = req.mid,
-                                    .token = req.token, .etag = "v1", .has_cf = true, .cf = 50, .has_age = true,
-                                    .age = 30, .extra_opt = 2048, .payload = "{\"t\":21.5}" });
+    h_device_send(&(struct h_resp){ .mac = DEV_A,
+                                    .type = GW_COAP_ACK,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = req.mid,
+                                    .token = req.token,
+                                    .etag = "v1",
+                                    .has_cf = true,
+                                    .cf = 50,
+                                    .has_age = true,
+                                    .age = 30,
+                                    .extra_opt = 2048,
+                                    .payload = "{\"t\":21.5}" });
     cr_assert_eq(H.nclient, 1);
     assert_answer(0, "abcdefgh", GW_COAP_CONTENT);
     struct h_pkt p;
@@ -221,8 +252,13 @@ Test(core, answer_with_unknown_unsafe_option_gives_bad_gateway)
     h_request(&(struct h_req){ .mac = DEV_A, .tok = "c1" });
     struct h_pkt req;
     h_last_tx(&req);
-    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_ACK, .code = GW_COAP_CONTENT, .mid = req.mid,
-                                    .token = req.token, .extra_opt = 2050, .payload = "x" });
+    h_device_send(&(struct h_resp){ .mac = DEV_A,
+                                    .type = GW_COAP_ACK,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = req.mid,
+                                    .token = req.token,
+                                    .extra_opt = 2050,
+                                    .payload = "x" });
     cr_assert_eq(H.nclient, 1);
     assert_answer(0, "c1", GW_COAP_BAD_GATEWAY);
 }
@@ -237,8 +273,12 @@ Test(core, answer_with_wrong_token_gives_bad_gateway)
     uint8_t wrong[8];
     memcpy(wrong, req.token, 8);
     wrong[7] ^= 0x55;
-    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_ACK, .code = GW_COAP_CONTENT, .mid = req.mid,
-                                    .token = wrong, .payload = "x" });
+    h_device_send(&(struct h_resp){ .mac = DEV_A,
+                                    .type = GW_COAP_ACK,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = req.mid,
+                                    .token = wrong,
+                                    .payload = "x" });
     cr_assert_eq(H.nclient, 1);
     assert_answer(0, "c1", GW_COAP_BAD_GATEWAY);
 }
@@ -432,16 +472,23 @@ Test(core, full_transaction_table_gives_503)
 
 /* ---- S5 cache ------------------------------------------------------------ */
 
-static void get_and_answer(uint16_t port, const char *tok, const char *path, bool has_age, uint32_t age,
-                           const char *payload)
+static void get_and_answer(uint16_t port, const char *tok, const char *path, bool has_age,
+                           uint32_t age, const char *payload)
 {
     unsigned m0 = H.nmesh, c0 = H.nclient;
     h_request(&(struct h_req){ .mac = DEV_A, .port = port, .tok = tok, .path = path });
     cr_assert_eq(H.nmesh, m0 + 1, "a cache miss goes to the device");
     struct h_pkt r;
     h_last_tx(&r);
-    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_ACK, .code = GW_COAP_CONTENT, .mid = r.mid,
-                                    .token = r.token, .has_cf = true, .cf = 0, .has_age = has_age, .age = age,
+    h_device_send(&(struct h_resp){ .mac = DEV_A,
+                                    .type = GW_COAP_ACK,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = r.mid,
+                                    .token = r.token,
+                                    .has_cf = true,
+                                    .cf = 0,
+                                    .has_age = has_age,
+                                    .age = age,
                                     .payload = payload });
     cr_assert_eq(H.nclient, c0 + 1);
     assert_answer(c0, tok, GW_COAP_CONTENT);
@@ -485,7 +532,11 @@ Test(core, put_invalidates_cached_entry)
     get_and_answer(40001, "g1", "temp", true, 60, "21");
     h_request(&(struct h_req){ .mac = DEV_A, .port = 40002, .tok = "g2", .path = "temp" });
     cr_assert_eq(H.nmesh, 1, "cached before the PUT");
-    h_request(&(struct h_req){ .mac = DEV_A, .port = 40003, .tok = "p1", .code = GW_COAP_PUT, .path = "temp",
+    h_request(&(struct h_req){ .mac = DEV_A,
+                               .port = 40003,
+                               .tok = "p1",
+                               .code = GW_COAP_PUT,
+                               .path = "temp",
                                .payload = "25" });
     cr_assert_eq(H.nmesh, 2);
     struct h_pkt r;
@@ -516,8 +567,14 @@ Test(core, answer_to_non_get_is_not_cached)
     struct h_pkt r;
     h_last_tx(&r);
     cr_assert_eq(r.type, GW_COAP_CON, "the mesh leg is CON for a normal device (S4.4)");
-    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_ACK, .code = GW_COAP_CONTENT, .mid = r.mid,
-                                    .token = r.token, .has_age = true, .age = 60, .payload = "21" });
+    h_device_send(&(struct h_resp){ .mac = DEV_A,
+                                    .type = GW_COAP_ACK,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = r.mid,
+                                    .token = r.token,
+                                    .has_age = true,
+                                    .age = 60,
+                                    .payload = "21" });
     cr_assert_eq(H.nclient, 1);
     h_request(&(struct h_req){ .mac = DEV_A, .port = 40002, .tok = "g2" });
     cr_assert_eq(H.nmesh, 2);
@@ -538,7 +595,8 @@ Test(core, no_response_suppresses_only_the_unwanted_class)
     cr_assert(H.client[0].env.flags & GW_MF_SUPPRESS, "2.05 not wanted: GW_MF_SUPPRESS");
     cr_assert(H.client[0].env.flags & GW_MF_ANSWER, "still accounted for as the answer");
 
-    h_request(&(struct h_req){ .mac = DEV_A, .port = 40001, .tok = "s2", .path = "other", .noresp = 2 });
+    h_request(
+        &(struct h_req){ .mac = DEV_A, .port = 40001, .tok = "s2", .path = "other", .noresp = 2 });
     h_last_tx(&r);
     h_piggy(DEV_A, &r, GW_COAP_NOT_FOUND, NULL);
     cr_assert_eq(H.nclient, 2);
@@ -632,8 +690,12 @@ Test(core, restart_after_empty_ack_relays_separate_response)
     h_restart();
     h_advance(100000);
     cr_assert_eq(H.nmesh, 1, "an ACKed exchange is not retransmitted after the restart");
-    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_CON, .code = GW_COAP_CONTENT, .mid = 0x3333,
-                                    .token = r1.token, .payload = "late" });
+    h_device_send(&(struct h_resp){ .mac = DEV_A,
+                                    .type = GW_COAP_CON,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = 0x3333,
+                                    .token = r1.token,
+                                    .payload = "late" });
     cr_assert_eq(H.nmesh, 2);
     struct h_pkt ack;
     h_mesh_pkt(1, &ack);

@@ -5,8 +5,14 @@
  * and a restarted frontend gets it again with the same client MID. */
 #include "sch_harness.h"
 
-static void setup(void) { h_init(); }
-static void teardown(void) { h_fini(); }
+static void setup(void)
+{
+    h_init();
+}
+static void teardown(void)
+{
+    h_fini();
+}
 
 TestSuite(kept, .init = setup, .fini = teardown);
 
@@ -32,9 +38,11 @@ static unsigned answered(uint64_t mac, uint16_t port, const char *tok, const cha
 static void assert_same_answer(unsigned a, unsigned b)
 {
     cr_assert_eq(H.client[b].env.flags2 & GW_MF2_MID, GW_MF2_MID);
-    cr_assert_eq(H.client[a].env.client_mid, H.client[b].env.client_mid, "the copy has the same client MID");
+    cr_assert_eq(H.client[a].env.client_mid, H.client[b].env.client_mid,
+                 "the copy has the same client MID");
     cr_assert_eq(H.client[a].env.len, H.client[b].env.len);
-    cr_assert_eq(memcmp(H.client[a].data, H.client[b].data, H.client[a].env.len), 0, "the same bytes");
+    cr_assert_eq(memcmp(H.client[a].data, H.client[b].data, H.client[a].env.len), 0,
+                 "the same bytes");
     cr_assert(gw_ep_eq(&H.client[a].env.ep, &H.client[b].env.ep));
 }
 
@@ -153,21 +161,30 @@ Test(kept, non_requests_suppressed_answers_and_notifications_are_not_kept)
 {
     h_start();
     unsigned c0 = H.nclient;
-    h_request(&(struct h_req){ .mac = DEV_A, .port = 40001, .tok = "n1", .path = "n", .non = true });
+    h_request(
+        &(struct h_req){ .mac = DEV_A, .port = 40001, .tok = "n1", .path = "n", .non = true });
     struct h_pkt r;
     h_last_tx(&r);
     h_piggy(DEV_A, &r, GW_COAP_CONTENT, "x");
     cr_assert_eq(H.nclient, c0 + 1);
     cr_assert_eq(H.client[c0].env.flags2, 0, "an answer to NON is not kept");
-    h_request(&(struct h_req){ .mac = DEV_A, .port = 40002, .tok = "s1", .path = "s", .noresp = 2 });
+    h_request(
+        &(struct h_req){ .mac = DEV_A, .port = 40002, .tok = "s1", .path = "s", .noresp = 2 });
     h_last_tx(&r);
     h_piggy(DEV_A, &r, GW_COAP_CONTENT, "x");
     cr_assert_eq(H.client[c0 + 1].env.flags2, 0, "No-Response: never sent, so never ACKed");
     /* An observe registration: the first notification is not kept. */
-    h_request(&(struct h_req){ .mac = DEV_B, .port = 40003, .tok = "o1", .flags = GW_MF_OBS_REGISTER });
+    h_request(
+        &(struct h_req){ .mac = DEV_B, .port = 40003, .tok = "o1", .flags = GW_MF_OBS_REGISTER });
     h_last_tx(&r);
-    h_device_send(&(struct h_resp){ .mac = DEV_B, .type = GW_COAP_ACK, .code = GW_COAP_CONTENT, .mid = r.mid,
-                                    .token = r.token, .has_obs = true, .obs = 5, .payload = "v" });
+    h_device_send(&(struct h_resp){ .mac = DEV_B,
+                                    .type = GW_COAP_ACK,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = r.mid,
+                                    .token = r.token,
+                                    .has_obs = true,
+                                    .obs = 5,
+                                    .payload = "v" });
     cr_assert_eq(H.nclient, c0 + 3);
     cr_assert(H.client[c0 + 2].env.flags & GW_MF_NOTIFY);
     cr_assert_eq(H.client[c0 + 2].env.flags2, 0);

@@ -8,8 +8,14 @@
  * (S6.6) uses a real LMDB in a mkdtemp directory. */
 #include "sch_harness.h"
 
-static void setup(void) { h_init(); }
-static void teardown(void) { h_fini(); }
+static void setup(void)
+{
+    h_init();
+}
+static void teardown(void)
+{
+    h_fini();
+}
 
 TestSuite(observe, .init = setup, .fini = teardown);
 
@@ -22,7 +28,7 @@ struct obsr {
 /* The gateway token of the observation under test. */
 static uint8_t gtok[8];
 static bool have_gtok;
-static uint32_t last_num;      /* highest gateway Observe number seen by any client */
+static uint32_t last_num; /* highest gateway Observe number seen by any client */
 static bool have_num;
 static uint16_t dev_mid = 0x5000;
 
@@ -33,15 +39,20 @@ static uint64_t obs_mac = DEV_A;
 static void reg_send(const struct obsr *o, struct h_pkt *req)
 {
     unsigned m0 = H.nmesh;
-    h_request(&(struct h_req){ .mac = obs_mac, .port = o->port, .tok = o->tok, .session = o->session,
-                               .flags = GW_MF_OBS_REGISTER, .path = "temp" });
+    h_request(&(struct h_req){ .mac = obs_mac,
+                               .port = o->port,
+                               .tok = o->tok,
+                               .session = o->session,
+                               .flags = GW_MF_OBS_REGISTER,
+                               .path = "temp" });
     cr_assert_eq(H.nmesh, m0 + 1, "each join sends one registration to the device (S6.2)");
     h_last_tx(req);
     cr_assert_eq(req->code, GW_COAP_GET);
     cr_assert_eq(req->observe, 0, "a registration carries Observe: 0");
     cr_assert_str_eq(req->path, "temp");
     if (have_gtok) {
-        cr_assert_eq(memcmp(req->token, gtok, 8), 0, "every registration uses the same gateway token (S6.1)");
+        cr_assert_eq(memcmp(req->token, gtok, 8), 0,
+                     "every registration uses the same gateway token (S6.1)");
     } else {
         memcpy(gtok, req->token, 8);
         have_gtok = true;
@@ -58,7 +69,8 @@ static uint32_t check_fanout(unsigned c0, const struct obsr *v, unsigned n, cons
     cr_assert_eq(H.nclient - c0, n, "one record per observer: %u, got %u", n, H.nclient - c0);
     uint32_t num = 0;
     for (unsigned k = 0; k < n; k++) {
-        cr_assert_eq(h_client_count_tok(c0, v[k].tok), 1, "observer %s gets exactly one record", v[k].tok);
+        cr_assert_eq(h_client_count_tok(c0, v[k].tok), 1, "observer %s gets exactly one record",
+                     v[k].tok);
         unsigned i = (unsigned)h_client_find_tok(c0, v[k].tok);
         const struct gw_msg *e = &H.client[i].env;
         struct h_pkt p;
@@ -80,7 +92,8 @@ static uint32_t check_fanout(unsigned c0, const struct obsr *v, unsigned n, cons
     }
     if (n) {
         if (have_num)
-            cr_assert_gt(num, last_num, "Observe numbers strictly increase (S6.3): %u after %u", num, last_num);
+            cr_assert_gt(num, last_num, "Observe numbers strictly increase (S6.3): %u after %u",
+                         num, last_num);
         last_num = num;
         have_num = true;
     }
@@ -88,11 +101,19 @@ static uint32_t check_fanout(unsigned c0, const struct obsr *v, unsigned n, cons
 }
 
 /* The device answers registration `req` (piggybacked, device Observe dobs). */
-static void dev_answer_reg(const struct h_pkt *req, uint32_t dobs, bool has_age, uint32_t age, const char *payload)
+static void dev_answer_reg(const struct h_pkt *req, uint32_t dobs, bool has_age, uint32_t age,
+                           const char *payload)
 {
-    h_device_send(&(struct h_resp){ .mac = obs_mac, .type = GW_COAP_ACK, .code = GW_COAP_CONTENT, .mid = req->mid,
-                                    .token = req->token, .has_obs = true, .obs = dobs, .has_age = has_age,
-                                    .age = age, .payload = payload });
+    h_device_send(&(struct h_resp){ .mac = obs_mac,
+                                    .type = GW_COAP_ACK,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = req->mid,
+                                    .token = req->token,
+                                    .has_obs = true,
+                                    .obs = dobs,
+                                    .has_age = has_age,
+                                    .age = age,
+                                    .payload = payload });
 }
 
 /* Registers v[n-1] with v[0..n-2] already observing; checks the fan-out. */
@@ -111,8 +132,14 @@ static uint32_t join(const struct obsr *v, unsigned n, uint32_t dobs)
 /* A notification from the device under the gateway token. */
 static void dev_notify(uint8_t type, uint8_t code, bool has_obs, uint32_t dobs, const char *payload)
 {
-    h_device_send(&(struct h_resp){ .mac = obs_mac, .type = type, .code = code, .mid = dev_mid++, .token = gtok,
-                                    .has_obs = has_obs, .obs = dobs, .payload = payload });
+    h_device_send(&(struct h_resp){ .mac = obs_mac,
+                                    .type = type,
+                                    .code = code,
+                                    .mid = dev_mid++,
+                                    .token = gtok,
+                                    .has_obs = has_obs,
+                                    .obs = dobs,
+                                    .payload = payload });
 }
 
 /* A CON 2.05 notification; checks that the device is ACKed and the fan-out. */
@@ -137,7 +164,8 @@ static void counts(uint32_t observations, uint32_t observers)
 {
     struct sch_core_counts n;
     sch_core_counts(H.core, &n);
-    cr_assert_eq(n.observations, observations, "observations: %u, expected %u", n.observations, observations);
+    cr_assert_eq(n.observations, observations, "observations: %u, expected %u", n.observations,
+                 observations);
     cr_assert_eq(n.observers, observers, "observers: %u, expected %u", n.observers, observers);
 }
 
@@ -220,8 +248,12 @@ Test(observe, cancel_from_non_last_observer_refreshes_without_cancelling)
     join(three, 1, 1);
     join(three, 2, 2);
     unsigned m0 = H.nmesh, c0 = H.nclient;
-    h_request(&(struct h_req){ .mac = DEV_A, .port = three[0].port, .tok = three[0].tok, .session = 1,
-                               .flags = GW_MF_OBS_CANCEL, .path = "temp" });
+    h_request(&(struct h_req){ .mac = DEV_A,
+                               .port = three[0].port,
+                               .tok = three[0].tok,
+                               .session = 1,
+                               .flags = GW_MF_OBS_CANCEL,
+                               .path = "temp" });
     cr_assert_eq(H.nmesh, m0 + 1, "a refresh goes to the device");
     struct h_pkt req;
     h_last_tx(&req);
@@ -266,8 +298,12 @@ Test(observe, last_leaver_cancels_at_device_and_gets_its_answer)
     h_start();
     join(three, 1, 1);
     unsigned m0 = H.nmesh, c0 = H.nclient;
-    h_request(&(struct h_req){ .mac = DEV_A, .port = three[0].port, .tok = three[0].tok, .session = 1,
-                               .flags = GW_MF_OBS_CANCEL, .path = "temp" });
+    h_request(&(struct h_req){ .mac = DEV_A,
+                               .port = three[0].port,
+                               .tok = three[0].tok,
+                               .session = 1,
+                               .flags = GW_MF_OBS_CANCEL,
+                               .path = "temp" });
     cr_assert_eq(H.nmesh, m0 + 1);
     struct h_pkt req;
     h_last_tx(&req);
@@ -345,8 +381,15 @@ Test(observe, stale_observation_is_reregistered_after_max_age_and_grace)
     unsigned m0 = H.nmesh;
     h_at(t1 + 20000);
     c0 = H.nclient;
-    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_NON, .code = GW_COAP_CONTENT, .mid = dev_mid++,
-                                    .token = gtok, .has_obs = true, .obs = 3, .has_age = true, .age = 30,
+    h_device_send(&(struct h_resp){ .mac = DEV_A,
+                                    .type = GW_COAP_NON,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = dev_mid++,
+                                    .token = gtok,
+                                    .has_obs = true,
+                                    .obs = 3,
+                                    .has_age = true,
+                                    .age = 30,
                                     .payload = "n3" });
     check_fanout(c0, three, 2, NULL, "n3");
     uint64_t t2 = H.fc.ms;
@@ -427,8 +470,15 @@ Test(observe, notification_after_128_s_is_newer_whatever_its_number)
 {
     h_start();
     join(three, 1, 1);
-    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_NON, .code = GW_COAP_CONTENT, .mid = dev_mid++,
-                                    .token = gtok, .has_obs = true, .obs = 100, .has_age = true, .age = 600,
+    h_device_send(&(struct h_resp){ .mac = DEV_A,
+                                    .type = GW_COAP_NON,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = dev_mid++,
+                                    .token = gtok,
+                                    .has_obs = true,
+                                    .obs = 100,
+                                    .has_age = true,
+                                    .age = 600,
                                     .payload = "a" });
     uint64_t t = H.fc.ms;
     h_at(t + 128000);
@@ -449,8 +499,14 @@ Test(observe, registration_is_not_served_from_cache)
     h_request(&(struct h_req){ .mac = DEV_A, .port = 40009, .tok = "g1", .path = "temp" });
     struct h_pkt r;
     h_last_tx(&r);
-    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_ACK, .code = GW_COAP_CONTENT, .mid = r.mid,
-                                    .token = r.token, .has_age = true, .age = 60, .payload = "21" });
+    h_device_send(&(struct h_resp){ .mac = DEV_A,
+                                    .type = GW_COAP_ACK,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = r.mid,
+                                    .token = r.token,
+                                    .has_age = true,
+                                    .age = 60,
+                                    .payload = "21" });
     h_request(&(struct h_req){ .mac = DEV_A, .port = 40008, .tok = "g2", .path = "temp" });
     cr_assert_eq(H.nmesh, 1, "the plain GET is cached");
     join(three, 1, 1); /* asserts the registration went to the device */
@@ -544,8 +600,12 @@ Test(observe, milli_cancel_during_registration_gets_503_and_still_cancels)
     reg_send(&three[0], &req);
     cr_assert(H.mesh[H.nmesh - 1].env.flags & GW_MF_MILLI);
     unsigned c0 = H.nclient;
-    h_request(&(struct h_req){ .mac = DEV_M, .port = three[0].port, .tok = three[0].tok, .session = 1,
-                               .flags = GW_MF_OBS_CANCEL, .path = "temp" });
+    h_request(&(struct h_req){ .mac = DEV_M,
+                               .port = three[0].port,
+                               .tok = three[0].tok,
+                               .session = 1,
+                               .flags = GW_MF_OBS_CANCEL,
+                               .path = "temp" });
     cr_assert_eq(H.nmesh, 1, "the Milli is busy: nothing more goes out yet");
     cr_assert_eq(H.nclient, c0 + 1);
     struct h_pkt p;
@@ -589,8 +649,12 @@ Test(observe, observer_table_bound_refuses_with_503)
     join(three, 2, 11);
     counts(1, 2);
     unsigned m0 = H.nmesh, c0 = H.nclient;
-    h_request(&(struct h_req){ .mac = obs_mac, .port = three[2].port, .tok = three[2].tok,
-                               .session = three[2].session, .flags = GW_MF_OBS_REGISTER, .path = "temp" });
+    h_request(&(struct h_req){ .mac = obs_mac,
+                               .port = three[2].port,
+                               .tok = three[2].tok,
+                               .session = three[2].session,
+                               .flags = GW_MF_OBS_REGISTER,
+                               .path = "temp" });
     cr_assert_eq(H.nmesh, m0, "nothing goes to the device for a refused observer");
     cr_assert_eq(H.nclient, c0 + 1);
     struct h_pkt p;
@@ -607,8 +671,12 @@ Test(observe, observation_table_bound_refuses_with_503)
     h_start();
     join(three, 1, 10);
     unsigned m0 = H.nmesh, c0 = H.nclient;
-    h_request(&(struct h_req){ .mac = obs_mac, .port = 40009, .tok = "x9", .session = 9,
-                               .flags = GW_MF_OBS_REGISTER, .path = "other" });
+    h_request(&(struct h_req){ .mac = obs_mac,
+                               .port = 40009,
+                               .tok = "x9",
+                               .session = 9,
+                               .flags = GW_MF_OBS_REGISTER,
+                               .path = "other" });
     cr_assert_eq(H.nmesh, m0);
     struct h_pkt p;
     h_client_pkt(c0, &p);
@@ -629,8 +697,12 @@ Test(observe, observers_per_session_are_bounded)
     join(v, 1, 10);
     join(v, 2, 11);
     unsigned m0 = H.nmesh, c0 = H.nclient;
-    h_request(&(struct h_req){ .mac = obs_mac, .port = 40003, .tok = "a3", .session = 5,
-                               .flags = GW_MF_OBS_REGISTER, .path = "temp" });
+    h_request(&(struct h_req){ .mac = obs_mac,
+                               .port = 40003,
+                               .tok = "a3",
+                               .session = 5,
+                               .flags = GW_MF_OBS_REGISTER,
+                               .path = "temp" });
     cr_assert_eq(H.nmesh, m0, "nothing goes to the device for a refused observer");
     cr_assert_eq(H.nclient, c0 + 1);
     struct h_pkt p;
@@ -703,8 +775,13 @@ Test(observe, fan_out_shares_one_record_among_many_observers)
         /* Half of them came through frontend 1. */
         H.nclient = 0;
         unsigned m0 = H.nmesh;
-        h_request(&(struct h_req){ .mac = obs_mac, .port = v[k].port, .tok = v[k].tok, .session = 1,
-                                   .flags = GW_MF_OBS_REGISTER, .path = "temp", .fe = (uint8_t)(k & 1) });
+        h_request(&(struct h_req){ .mac = obs_mac,
+                                   .port = v[k].port,
+                                   .tok = v[k].tok,
+                                   .session = 1,
+                                   .flags = GW_MF_OBS_REGISTER,
+                                   .path = "temp",
+                                   .fe = (uint8_t)(k & 1) });
         cr_assert_eq(H.nmesh, m0 + 1);
         struct h_pkt req;
         h_last_tx(&req);
@@ -721,5 +798,6 @@ Test(observe, fan_out_shares_one_record_among_many_observers)
      * state: two records per frontend, not 70. */
     cr_assert_eq(H.notify_sets - s0, 4, "records for %u observers: %u", N, H.notify_sets - s0);
     for (unsigned k = 0; k < N; k++)
-        cr_assert_eq(H.client[h_client_find_tok(0, v[k].tok)].env.fe, k & 1, "observer %u at its frontend", k);
+        cr_assert_eq(H.client[h_client_find_tok(0, v[k].tok)].env.fe, k & 1,
+                     "observer %u at its frontend", k);
 }

@@ -11,8 +11,14 @@
  * cannot process), and a stray one is rejected, never fanned out. */
 #include "sch_harness.h"
 
-static void setup(void) { h_init(); }
-static void teardown(void) { h_fini(); }
+static void setup(void)
+{
+    h_init();
+}
+static void teardown(void)
+{
+    h_fini();
+}
 
 TestSuite(regress_fuzz, .init = setup, .fini = teardown);
 
@@ -21,8 +27,8 @@ static void assert_bad_gateway(unsigned i, const char *tok)
     struct h_pkt p;
     h_client_pkt(i, &p);
     h_assert_client_token(i, tok);
-    cr_assert_eq(p.code, GW_COAP_BAD_GATEWAY, "client record %u: code %d.%02d, expected 5.02", i, p.code >> 5,
-                 p.code & 31);
+    cr_assert_eq(p.code, GW_COAP_BAD_GATEWAY, "client record %u: code %d.%02d, expected 5.02", i,
+                 p.code >> 5, p.code & 31);
     cr_assert_gt(p.plen, 0, "5.02 carries a diagnostic");
 }
 
@@ -34,8 +40,11 @@ Test(regress_fuzz, separate_response_with_reserved_class_gives_5_02)
     struct h_pkt req;
     h_last_tx(&req);
     unsigned before = H.nmesh;
-    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_CON, .code = GW_CODE(1, 3),
-                                    .mid = (uint16_t)(req.mid + 1), .token = req.token });
+    h_device_send(&(struct h_resp){ .mac = DEV_A,
+                                    .type = GW_COAP_CON,
+                                    .code = GW_CODE(1, 3),
+                                    .mid = (uint16_t)(req.mid + 1),
+                                    .token = req.token });
     cr_assert_eq(H.nclient, 1, "exactly one final answer");
     assert_bad_gateway(0, "c1");
     cr_assert_eq(H.nmesh, before + 1, "the CON is answered (rejected) at once");
@@ -57,9 +66,14 @@ Test(regress_fuzz, piggybacked_non_response_code_gives_5_02)
         h_request(&(struct h_req){ .mac = DEV_A + i % 3, .tok = tok });
         struct h_pkt req;
         h_last_tx(&req);
-        h_device_send(&(struct h_resp){ .mac = DEV_A + i % 3, .type = GW_COAP_ACK, .code = codes[i],
-                                        .mid = req.mid, .token = req.token, .payload = "x" });
-        cr_assert_eq(H.nclient, i + 1, "code %d.%02d: one final answer", codes[i] >> 5, codes[i] & 31);
+        h_device_send(&(struct h_resp){ .mac = DEV_A + i % 3,
+                                        .type = GW_COAP_ACK,
+                                        .code = codes[i],
+                                        .mid = req.mid,
+                                        .token = req.token,
+                                        .payload = "x" });
+        cr_assert_eq(H.nclient, i + 1, "code %d.%02d: one final answer", codes[i] >> 5,
+                     codes[i] & 31);
         assert_bad_gateway(i, tok);
     }
 }
@@ -72,16 +86,34 @@ Test(regress_fuzz, notification_with_reserved_class_is_not_fanned_out)
     h_request(&(struct h_req){ .mac = DEV_A, .tok = "o1", .flags = GW_MF_OBS_REGISTER });
     struct h_pkt req;
     h_last_tx(&req);
-    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_ACK, .code = GW_COAP_CONTENT, .mid = req.mid,
-                                    .token = req.token, .has_obs = true, .obs = 5, .payload = "20" });
+    h_device_send(&(struct h_resp){ .mac = DEV_A,
+                                    .type = GW_COAP_ACK,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = req.mid,
+                                    .token = req.token,
+                                    .has_obs = true,
+                                    .obs = 5,
+                                    .payload = "20" });
     cr_assert_eq(H.nclient, 1, "the registration is answered");
     unsigned nmesh = H.nmesh;
-    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_NON, .code = GW_CODE(7, 1), .mid = 0x7777,
-                                    .token = req.token, .has_obs = true, .obs = 6, .payload = "junk" });
+    h_device_send(&(struct h_resp){ .mac = DEV_A,
+                                    .type = GW_COAP_NON,
+                                    .code = GW_CODE(7, 1),
+                                    .mid = 0x7777,
+                                    .token = req.token,
+                                    .has_obs = true,
+                                    .obs = 6,
+                                    .payload = "junk" });
     cr_assert_eq(H.nclient, 1, "nothing reaches the observer");
     cr_assert_eq(H.nmesh, nmesh, "a NON is dropped, not answered");
-    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_NON, .code = GW_COAP_CONTENT, .mid = 0x7778,
-                                    .token = req.token, .has_obs = true, .obs = 7, .payload = "21" });
+    h_device_send(&(struct h_resp){ .mac = DEV_A,
+                                    .type = GW_COAP_NON,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = 0x7778,
+                                    .token = req.token,
+                                    .has_obs = true,
+                                    .obs = 7,
+                                    .payload = "21" });
     cr_assert_eq(H.nclient, 2, "the next good notification still arrives");
     struct h_pkt n;
     h_client_pkt(1, &n);

@@ -6,8 +6,14 @@
  * matching by device and token/MID still works, also across a restart. */
 #include "sch_harness.h"
 
-static void setup(void) { h_init(); }
-static void teardown(void) { h_fini(); }
+static void setup(void)
+{
+    h_init();
+}
+static void teardown(void)
+{
+    h_fini();
+}
 
 TestSuite(tokens, .init = setup, .fini = teardown);
 
@@ -33,7 +39,8 @@ static void exchanges(unsigned n, uint64_t *out)
         char path[16];
         snprintf(path, sizeof(path), "e%u", seq++); /* distinct resources: no cache hit */
         unsigned before = H.nmesh;
-        h_request(&(struct h_req){ .mac = DEV_A, .port = (uint16_t)(41000 + i), .tok = "x", .path = path });
+        h_request(&(struct h_req){
+            .mac = DEV_A, .port = (uint16_t)(41000 + i), .tok = "x", .path = path });
         cr_assert_eq(H.nmesh, before + 1, "exchange %u goes to the device", i);
         struct h_pkt req;
         h_last_tx(&req);
@@ -90,14 +97,22 @@ Test(tokens, observation_tokens_are_random_and_unlike_exchange_tokens)
         char path[16];
         snprintf(path, sizeof(path), "r%u", i);
         unsigned before = H.nmesh;
-        h_request(&(struct h_req){ .mac = DEV_B, .port = (uint16_t)(42000 + i), .tok = "o",
-                                   .flags = GW_MF_OBS_REGISTER, .path = path });
+        h_request(&(struct h_req){ .mac = DEV_B,
+                                   .port = (uint16_t)(42000 + i),
+                                   .tok = "o",
+                                   .flags = GW_MF_OBS_REGISTER,
+                                   .path = path });
         cr_assert_eq(H.nmesh, before + 1, "observe registration %u goes to the device", i);
         struct h_pkt req;
         h_last_tx(&req);
         t[16 + i] = tok_u64(req.token);
-        h_device_send(&(struct h_resp){ .mac = DEV_B, .type = GW_COAP_ACK, .code = GW_COAP_CONTENT,
-                                        .mid = req.mid, .token = req.token, .has_obs = true, .obs = 1,
+        h_device_send(&(struct h_resp){ .mac = DEV_B,
+                                        .type = GW_COAP_ACK,
+                                        .code = GW_COAP_CONTENT,
+                                        .mid = req.mid,
+                                        .token = req.token,
+                                        .has_obs = true,
+                                        .obs = 1,
                                         .payload = "s" });
     }
     exchanges(16, t + 32);
@@ -136,20 +151,29 @@ Test(tokens, forged_answer_with_guessed_sequential_token_is_not_accepted)
         uint8_t guess[8];
         memcpy(guess, &g, 8);
         unsigned m0 = H.nmesh;
-        h_device_send(&(struct h_resp){ .mac = DEV_B, .type = GW_COAP_CON, .code = GW_COAP_CONTENT,
-                                        .mid = (uint16_t)(0x5000 + d), .token = guess, .payload = "forged" });
+        h_device_send(&(struct h_resp){ .mac = DEV_B,
+                                        .type = GW_COAP_CON,
+                                        .code = GW_COAP_CONTENT,
+                                        .mid = (uint16_t)(0x5000 + d),
+                                        .token = guess,
+                                        .payload = "forged" });
         cr_assert_eq(H.nmesh, m0 + 1, "the gateway replies to the forged CON");
         struct h_pkt rep;
         h_mesh_pkt(m0, &rep);
-        cr_assert_eq(rep.type, GW_COAP_RST, "guess %+lld: a forged answer is reset, not ACKed", (long long)d);
+        cr_assert_eq(rep.type, GW_COAP_RST, "guess %+lld: a forged answer is reset, not ACKed",
+                     (long long)d);
         forged++;
     }
     cr_assert_eq(H.nclient, 1, "none of %u forged answers reached the victim", forged);
 
     /* The real answer still matches, also after the scheduler restarted. */
     h_restart();
-    h_device_send(&(struct h_resp){ .mac = DEV_B, .type = GW_COAP_CON, .code = GW_COAP_CONTENT, .mid = 0x6001,
-                                    .token = rb.token, .payload = "real" });
+    h_device_send(&(struct h_resp){ .mac = DEV_B,
+                                    .type = GW_COAP_CON,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = 0x6001,
+                                    .token = rb.token,
+                                    .payload = "real" });
     cr_assert_eq(H.nclient, 2);
     struct h_pkt p;
     h_client_pkt(1, &p);
@@ -168,11 +192,19 @@ Test(tokens, right_token_from_another_device_is_not_accepted)
     struct h_pkt rb;
     h_last_tx(&rb);
     h_empty(DEV_B, GW_COAP_ACK, rb.mid);
-    h_device_send(&(struct h_resp){ .mac = DEV_A, .type = GW_COAP_CON, .code = GW_COAP_CONTENT, .mid = 0x5001,
-                                    .token = rb.token, .payload = "forged" });
+    h_device_send(&(struct h_resp){ .mac = DEV_A,
+                                    .type = GW_COAP_CON,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = 0x5001,
+                                    .token = rb.token,
+                                    .payload = "forged" });
     cr_assert_eq(H.nclient, 0, "DEV_A cannot answer DEV_B's exchange");
-    h_device_send(&(struct h_resp){ .mac = DEV_B, .type = GW_COAP_CON, .code = GW_COAP_CONTENT, .mid = 0x5002,
-                                    .token = rb.token, .payload = "real" });
+    h_device_send(&(struct h_resp){ .mac = DEV_B,
+                                    .type = GW_COAP_CON,
+                                    .code = GW_COAP_CONTENT,
+                                    .mid = 0x5002,
+                                    .token = rb.token,
+                                    .payload = "real" });
     cr_assert_eq(H.nclient, 1);
     struct h_pkt p;
     h_client_pkt(0, &p);
