@@ -164,10 +164,11 @@ static int collect_dev(void *ctx, const struct gw_device *d)
             c->err = -ENOMEM;
             return 1;
         }
-        if (c->n)
+        if (c->v) { /* the first growth has nothing to copy or wipe */
             memcpy(nv, c->v, sizeof(*nv) * c->n);
-        memset(c->v, 0, sizeof(*c->v) * c->cap);
-        free(c->v);
+            memset(c->v, 0, sizeof(*c->v) * c->cap);
+            free(c->v);
+        }
         c->v = nv;
         c->cap = nc;
     }
