@@ -29,9 +29,11 @@ size_t gw_notify_set_count(const struct gw_msg *env, const uint8_t *data)
     if (env->kind != GW_MSG_NOTIFY_SET || env->len < sizeof(h))
         return 0;
     memcpy(&h, data, sizeof(h));
-    if (h.msg_len < 4 || (data[sizeof(h)] & 0x0f) != 0)
+    /* The length first: only then is the message's first byte inside. */
+    if (h.msg_len < 4 ||
+        (size_t)env->len != sizeof(h) + h.msg_len + (size_t)h.count * sizeof(struct gw_notify_to))
         return 0;
-    if ((size_t)env->len != sizeof(h) + h.msg_len + (size_t)h.count * sizeof(struct gw_notify_to))
+    if ((data[sizeof(h)] & 0x0f) != 0)
         return 0;
     return h.count;
 }

@@ -8,6 +8,7 @@
 #include "gw_msg.h"
 
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 static uint8_t rec[GW_MSG_MAX + 64];
@@ -265,4 +266,17 @@ Test(msg, constructors_set_kind_and_zero_the_rest)
     cr_assert_eq(m.security, GW_SEC_NETMGR);
     cr_assert_eq(m.flags, 0);
     cr_assert_eq(m.ep.family, 0);
+}
+
+/* Found by fuzz_frontend: a notification set whose length ends right after
+ * its header was read one byte past the record (seen under ASan). */
+Test(msg, notify_set_shorter_than_its_message_is_refused_without_reading_past_it)
+{
+    struct gw_notify_hdr h = { .count = 0, .msg_len = 4 };
+    uint8_t *data = malloc(sizeof(h)); /* exactly the header: ASan sees any read past it */
+    cr_assert_not_null(data);
+    memcpy(data, &h, sizeof(h));
+    struct gw_msg env = { .kind = GW_MSG_NOTIFY_SET, .len = sizeof(h) };
+    cr_expect_eq(gw_notify_set_count(&env, data), 0);
+    free(data);
 }
