@@ -3,6 +3,7 @@
  * and hashing (see gw_addr.h). */
 #include "gw_addr.h"
 #include "gw_error.h"
+#include "gw_text.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -123,28 +124,9 @@ int gw_ep_parse(const char *s, uint16_t defport, struct gw_ep *ep)
     return GW_EBADMSG;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int gw_mac_parse(const char *s, size_t len, uint8_t mac[GW_MAC_LEN])
 {
-    if (len != 2 * GW_MAC_LEN)
-        return GW_EBADMSG;
-    for (size_t i = 0; i < GW_MAC_LEN; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return GW_EBADMSG;
-        mac[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return 0;
+    return gw_hex_decode(s, len, mac, GW_MAC_LEN);
 }
 
 void gw_mac_str(const uint8_t mac[GW_MAC_LEN], char out[17])

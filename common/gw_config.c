@@ -6,6 +6,7 @@
 #include "gw_error.h"
 #include "gw_log.h"
 #include "gw_nodes.h"
+#include "gw_text.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -178,16 +179,6 @@ void gw_config_defaults(struct gw_config *cfg)
     }
 }
 
-static char *trim(char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1]))
-        *--e = '\0';
-    return s;
-}
-
 static int load_file(struct gw_config *cfg, const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
@@ -202,7 +193,7 @@ static int load_file(struct gw_config *cfg, const char *path, char *err, size_t 
         char *hash = strchr(line, '#');
         if (hash)
             *hash = '\0';
-        char *s = trim(line);
+        char *s = gw_str_trim(line);
         if (!*s)
             continue;
         /* The key ends at the first '=', ':' or blank; the value may hold
@@ -220,7 +211,7 @@ static int load_file(struct gw_config *cfg, const char *path, char *err, size_t 
             val++;
         *sep = '\0';
         char *key = s;
-        val = trim(val);
+        val = gw_str_trim(val);
         size_t vl = strlen(val);
         if (vl >= 2 && (val[0] == '"' || val[0] == '\'') && val[vl - 1] == val[0]) {
             val[vl - 1] = '\0';

@@ -3,6 +3,7 @@
 #include "gw_devfile.h"
 #include "gw_addr.h"
 #include "gw_error.h"
+#include "gw_text.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -59,44 +60,13 @@ static size_t chomp(char *s)
     return l;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static int parse_hex(const char *s, uint8_t *out, size_t n)
-{
-    if (strlen(s) != 2 * n)
-        return GW_EBADMSG;
-    for (size_t i = 0; i < n; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return GW_EBADMSG;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return 0;
-}
-
 /* "" keeps *port at its default. */
 static int parse_port(const char *s, uint16_t *port)
 {
     if (!*s)
         return 0;
-    if (strlen(s) > 5)
-        return GW_EBADMSG;
-    unsigned v = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return GW_EBADMSG;
-        v = v * 10 + (unsigned)(*p - '0');
-    }
-    if (v < 1 || v > 65535)
+    uint64_t v;
+    if (gw_dec_parse(s, 5, 65535, &v) != 0 || v < 1)
         return GW_EBADMSG;
     *port = (uint16_t)v;
     return 0;
@@ -129,7 +99,7 @@ static int parse_fields(char *const f[], int nf, struct gw_device *d, const char
         else
             w = "bad type (need normal or milli)";
     }
-    if (!w && parse_hex(f[3], t.key, sizeof(t.key)) != 0)
+    if (!w && gw_hex_decode(f[3], strlen(f[3]), t.key, sizeof(t.key)) != 0)
         w = "bad key (need 32 hex digits)";
     if (!w && nf > 4 && parse_port(f[4], &t.plain_port) != 0)
         w = "bad plain_port (need 1..65535)";

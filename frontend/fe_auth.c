@@ -15,6 +15,7 @@
 
 #include "gw_error.h"
 #include "gw_log.h"
+#include "gw_text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -71,22 +72,6 @@ static void key_wipe_free(unsigned char *k, size_t len)
     }
 }
 
-/* Value of a base64url character, -1 if c is not one (RFC 4648 section 5). */
-static int b64url_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
 /* Length of the unpadded base64url encoding of n bytes. */
 static size_t b64url_len(size_t n)
 {
@@ -100,38 +85,19 @@ static size_t b64url_len(size_t n)
  * Returns 0, -EINVAL (not base64url), -ENOMEM. */
 static int b64url_decode(const char *in, size_t len, unsigned char **out, size_t *olen)
 {
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    size_t o = 0;
-    unsigned char *buf;
+    size_t cap = len / 4 * 3 + 2; /* gw_b64url_decode's bound */
+    unsigned char *buf = malloc(cap + 1);
 
     *out = NULL;
-    if (len % 4 == 1)
-        return -EINVAL;
-    buf = malloc(len / 4 * 3 + 3);
     if (!buf)
         return -ENOMEM;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_val((unsigned char)in[i]);
-        if (v < 0)
-            goto bad;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
+    if (gw_b64url_decode(in, len, buf, cap, olen) != 0) {
+        free(buf);
+        return -EINVAL;
     }
-    if (acc != 0) /* leftover bits must be zero (RFC 4648 section 3.5) */
-        goto bad;
-    buf[o] = '\0';
+    buf[*olen] = '\0';
     *out = buf;
-    *olen = o;
     return 0;
-bad:
-    free(buf);
-    return -EINVAL;
 }
 
 /* Decodes a base64url segment holding a JSON object (strict UTF-8, no
@@ -638,7 +604,7 @@ static bool token_split(const char *t, size_t len, size_t off[3], size_t n[3])
             if (++seg > 2)
                 return false;
             off[seg] = i + 1;
-        } else if (b64url_val((unsigned char)t[i]) < 0) {
+        } else if (gw_b64url_digit((unsigned char)t[i]) < 0) {
             return false;
         }
     }

@@ -7,6 +7,7 @@
 #include "gw_log.h"
 #include "gw_msg.h"
 #include "gw_registry.h"
+#include "gw_text.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -364,14 +365,8 @@ static bool parse_id(const uint8_t *p, size_t n, uint64_t *id)
         return false;
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++) {
-        int c = p[i], d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if (c >= 'a' && c <= 'f')
-            d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F')
-            d = c - 'A' + 10;
-        else
+        int d = gw_hex_digit(p[i]);
+        if (d < 0)
             return false;
         v = v << 4 | (uint64_t)d;
     }

@@ -3,6 +3,7 @@
  * (SPEC S7.1). The frame, nonce and AAD layouts and the nonce-uniqueness
  * argument are in mesh_crypto.h. */
 #include "mesh_crypto.h"
+#include "gw_text.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -350,32 +351,15 @@ void mesh_seq_commit(struct mesh_seq *s, uint64_t reserved)
         s->reserved = reserved;
 }
 
-static int mesh__hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int mesh_key_parse(const char *hex, size_t len, uint8_t key[MESH_KEY_LEN])
 {
     uint8_t tmp[MESH_KEY_LEN];
     if (hex == NULL || key == NULL || len != 2 * MESH_KEY_LEN)
         return GW_EBADMSG;
-    for (size_t i = 0; i < MESH_KEY_LEN; i++) {
-        int hi = mesh__hexval(hex[2 * i]);
-        int lo = mesh__hexval(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            OPENSSL_cleanse(tmp, sizeof(tmp));
-            return GW_EBADMSG;
-        }
-        tmp[i] = (uint8_t)(hi << 4 | lo);
-    }
-    memcpy(key, tmp, MESH_KEY_LEN);
+    /* Decoded into scratch so a bad digit half-way leaves key untouched. */
+    int rc = gw_hex_decode(hex, len, tmp, MESH_KEY_LEN);
+    if (rc == 0)
+        memcpy(key, tmp, MESH_KEY_LEN);
     OPENSSL_cleanse(tmp, sizeof(tmp));
-    return 0;
+    return rc;
 }

@@ -2,6 +2,7 @@
 /* cl_conf.c - configuration layers and command line of `coapgw client`. */
 #include "cl_conf.h"
 #include "gw_error.h"
+#include "gw_text.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -126,16 +127,6 @@ int cl_conf_set(struct cl_conf *c, const char *key, const char *val, const char 
     return 0;
 }
 
-static char *trim(char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1]))
-        *--e = '\0';
-    return s;
-}
-
 int cl_conf_parse(struct cl_conf *c, const char *text, size_t len, const char *fname, char *err,
                   size_t errlen)
 {
@@ -161,14 +152,14 @@ int cl_conf_parse(struct cl_conf *c, const char *text, size_t len, const char *f
         memcpy(buf, text + i, j - i);
         buf[j - i] = '\0';
         i = j + 1;
-        char *s = trim(buf);
+        char *s = gw_str_trim(buf);
         if (!*s || *s == '#')
             continue;
         char *eq = strchr(s, '=');
         if (!eq)
             return CERR("%s:%u: expected 'key = value'", fname, line);
         *eq = '\0';
-        char *k = trim(s), *v = trim(eq + 1);
+        char *k = gw_str_trim(s), *v = gw_str_trim(eq + 1);
         size_t vl = strlen(v);
         if (vl >= 2 && ((v[0] == '"' && v[vl - 1] == '"') || (v[0] == '\'' && v[vl - 1] == '\''))) {
             v[vl - 1] = '\0';

@@ -2,6 +2,7 @@
 /* cl_state.c - the client's state file (see cl_state.h). */
 #include "cl_state.h"
 #include "gw_error.h"
+#include "gw_text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -228,33 +229,9 @@ int cl_jwt_sub(const char *jwt, char *out, size_t len)
         return GW_EBADMSG;
     /* base64url without padding (RFC 7515 2) */
     uint8_t dec[6200];
-    size_t n = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (const char *p = a + 1; p < b; p++) {
-        int v;
-        char ch = *p;
-        if (ch >= 'A' && ch <= 'Z')
-            v = ch - 'A';
-        else if (ch >= 'a' && ch <= 'z')
-            v = ch - 'a' + 26;
-        else if (ch >= '0' && ch <= '9')
-            v = ch - '0' + 52;
-        else if (ch == '-')
-            v = 62;
-        else if (ch == '_')
-            v = 63;
-        else
-            return GW_EBADMSG;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n >= sizeof(dec))
-                return GW_EBADMSG;
-            dec[n++] = (uint8_t)(acc >> bits);
-        }
-    }
+    size_t n;
+    if (gw_b64url_decode(a + 1, (size_t)(b - a - 1), dec, sizeof(dec), &n) != 0)
+        return GW_EBADMSG;
     json_t *o = json_loadb((const char *)dec, n, 0, NULL);
     const char *sub = json_string_value(json_object_get(o, "sub"));
     int rc = sub && strlen(sub) < len ? 0 : GW_EBADMSG;

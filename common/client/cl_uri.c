@@ -2,6 +2,7 @@
 /* cl_uri.c - target and gateway parsing for `coapgw client` (see cl_uri.h). */
 #include "cl_uri.h"
 #include "gw_error.h"
+#include "gw_text.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -10,14 +11,6 @@
 #include <strings.h>
 
 #define ERR(...) (snprintf(err, errlen, __VA_ARGS__), GW_EBADMSG)
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
 
 /* Appends the percent-decoded s[0..n) to t->buf as one part. */
 static int add_part(struct cl_target *t, size_t *used, struct cl_part *arr, unsigned *cnt,
@@ -31,7 +24,8 @@ static int add_part(struct cl_target *t, size_t *used, struct cl_part *arr, unsi
         if (c == '%') {
             if (i + 2 >= n)
                 return ERR("bad percent-encoding in '%.*s'", (int)n, s);
-            int a = hexval((unsigned char)s[i + 1]), b = hexval((unsigned char)s[i + 2]);
+            int a = gw_hex_digit((unsigned char)s[i + 1]),
+                b = gw_hex_digit((unsigned char)s[i + 2]);
             if (a < 0 || b < 0)
                 return ERR("bad percent-encoding in '%.*s'", (int)n, s);
             c = a << 4 | b;
@@ -87,8 +81,8 @@ static int split_local(struct cl_target *t, const char *path, size_t plen, const
 static int check_escapes(const char *s, size_t n, char *err, size_t errlen)
 {
     for (size_t i = 0; i < n; i++)
-        if (s[i] == '%' && (i + 2 >= n || hexval((unsigned char)s[i + 1]) < 0 ||
-                            hexval((unsigned char)s[i + 2]) < 0))
+        if (s[i] == '%' && (i + 2 >= n || gw_hex_digit((unsigned char)s[i + 1]) < 0 ||
+                            gw_hex_digit((unsigned char)s[i + 2]) < 0))
             return ERR("bad percent-encoding at '%.*s'", (int)(n - i > 8 ? 8 : n - i), s + i);
     return 0;
 }
@@ -132,7 +126,7 @@ int cl_target_parse(const char *s, struct cl_target *t, char *err, size_t errlen
             "'%.*s' is not a device MAC ID (16 hex digits); gateway resources are written /PATH",
             (int)hlen, rest);
     for (size_t i = 0; i < 16; i++)
-        if (hexval((unsigned char)rest[i]) < 0)
+        if (gw_hex_digit((unsigned char)rest[i]) < 0)
             return ERR("'%.*s' is not a device MAC ID (16 hex digits)", (int)hlen, rest);
     memcpy(t->mac, rest, 16);
     t->mac[16] = '\0';

@@ -3,6 +3,7 @@
 #include "meshsim_int.h"
 
 #include "gw_error.h"
+#include "gw_text.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -17,15 +18,8 @@
 
 static int parse_u32(const char *s, uint32_t max, uint32_t *out)
 {
-    if (!*s || strlen(s) > 10)
-        return GW_EBADMSG;
-    uint64_t v = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return GW_EBADMSG;
-        v = v * 10 + (uint64_t)(*p - '0');
-    }
-    if (v > max)
+    uint64_t v;
+    if (gw_dec_parse(s, 10, max, &v) != 0)
         return GW_EBADMSG;
     *out = (uint32_t)v;
     return 0;

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/* gw_text.h - the small text codecs every role needs: hex digits and
+ * strings, base64url (RFC 4648 section 5), bounded decimal numbers, and
+ * trimming a configuration line. One copy, tested once (issue #17: four
+ * hand-written hex decoders and two base64url alphabets before). Pure: no
+ * allocation, no locale (ctype's isxdigit would follow the locale). */
+#ifndef GW_TEXT_H
+#define GW_TEXT_H
+
+#include "gw_defs.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Value of hex digit c (either case), or -1. */
+int gw_hex_digit(int c);
+/* Decodes exactly 2*n hex digits s[0..len) into out[0..n). 0, or GW_EBADMSG
+ * when len != 2*n or a character is not a hex digit (out may then hold a
+ * prefix: a caller decoding a secret decodes into scratch it wipes). */
+int gw_hex_decode(const char *s, size_t len, uint8_t *out, size_t n) GW_NODISCARD;
+
+/* Value of base64url character c (RFC 4648 section 5), or -1. */
+int gw_b64url_digit(int c);
+/* Strict, unpadded base64url decode of in[0..len) into out (room for cap
+ * bytes; len / 4 * 3 + 2 always suffices). Rejects characters outside the
+ * alphabet, a length base64 cannot have and non-zero trailing bits (RFC 4648
+ * section 3.5), so an encoding has exactly one accepted spelling.
+ * 0 and *olen, or GW_EBADMSG (not base64url, or more than cap bytes). */
+int gw_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap,
+                     size_t *olen) GW_NODISCARD;
+
+/* A decimal number of 1..maxlen digits (no sign, no spaces) no larger than
+ * max. 0 and *out, or GW_EBADMSG. */
+int gw_dec_parse(const char *s, size_t maxlen, uint64_t max, uint64_t *out) GW_NODISCARD;
+
+/* Strips leading and trailing white space in place; returns the first
+ * character kept (inside s). */
+char *gw_str_trim(char *s);
+
+#endif
