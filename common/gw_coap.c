@@ -258,6 +258,36 @@ unsigned gw_coap_opt_count(const struct gw_coap_msg *m, uint16_t num)
     return n;
 }
 
+bool gw_opt_known(uint16_t n)
+{
+    switch (n) {
+    case GW_OPT_IF_MATCH:
+    case GW_OPT_URI_HOST:
+    case GW_OPT_ETAG:
+    case GW_OPT_IF_NONE_MATCH:
+    case GW_OPT_OBSERVE:
+    case GW_OPT_URI_PORT:
+    case GW_OPT_LOCATION_PATH:
+    case GW_OPT_URI_PATH:
+    case GW_OPT_CONTENT_FORMAT:
+    case GW_OPT_MAX_AGE:
+    case GW_OPT_URI_QUERY:
+    case GW_OPT_HOP_LIMIT:
+    case GW_OPT_ACCEPT:
+    case GW_OPT_LOCATION_QUERY:
+    case GW_OPT_BLOCK2:
+    case GW_OPT_BLOCK1:
+    case GW_OPT_SIZE2:
+    case GW_OPT_PROXY_URI:
+    case GW_OPT_PROXY_SCHEME:
+    case GW_OPT_SIZE1:
+    case GW_OPT_NO_RESPONSE:
+        return true;
+    default:
+        return false;
+    }
+}
+
 bool gw_coap_uint(const uint8_t *v, size_t len, uint32_t *out)
 {
     if (len > 4)

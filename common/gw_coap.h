@@ -97,6 +97,9 @@ static inline bool gw_opt_nocachekey(uint16_t n)
 {
     return (n & 0x1e) == 0x1c;
 }
+/* Whether the gateway understands option n (one of GW_OPT_* above). An
+ * unknown unsafe-to-forward option cannot be proxied (RFC 7252 5.7.1, S4.3). */
+bool gw_opt_known(uint16_t n);
 
 #define GW_COAP_MAX_OPTS 48
 

@@ -40,4 +40,16 @@ unsigned gw_udp_txq_flush(struct gw_udp_txq *q);
 unsigned gw_udp_txq_add(struct gw_udp_txq *q, const struct sockaddr *sa, socklen_t salen,
                         const uint8_t *data, size_t len);
 
+/* Opening a socket that shares its port (SO_REUSEPORT): every frontend binds
+ * the client port (S1.4), and a simulated device coexists with a gateway
+ * bound to the wildcard address on the same port (meshsim.h). libuv 1.44 has
+ * no UV_UDP_REUSEPORT, so the socket is made here and handed to uv_udp_open. */
+struct gw_ep;
+#define GW_UDP_REUSEADDR 1u /* also SO_REUSEADDR */
+#define GW_UDP_V6ONLY 2u    /* an IPv6 endpoint gets IPV6_V6ONLY */
+/* A non-blocking, close-on-exec UDP socket bound to ep. rcvbuf: SO_RCVBUF
+ * to ask for (a hint: a smaller buffer is not an error), 0 = the default.
+ * Returns the descriptor, or a negative errno (the socket closed). */
+int gw_udp_bind_shared(const struct gw_ep *ep, unsigned flags, int rcvbuf) GW_NODISCARD;
+
 #endif

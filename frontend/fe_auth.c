@@ -13,6 +13,7 @@
  * base64url decoder and jansson (JSON_REJECT_DUPLICATES, UTF-8 checked). */
 #include "fe_auth.h"
 
+#include "gw_config.h"
 #include "gw_error.h"
 #include "gw_log.h"
 #include "gw_text.h"
@@ -61,6 +62,20 @@ static inline void set_diag(const char **diag, const char *s)
 {
     if (diag)
         *diag = s;
+}
+
+void fe_auth_cfg_from(const struct gw_config *cfg, const char *key_file, struct fe_auth_cfg *out)
+{
+    *out = (struct fe_auth_cfg){
+        .alg = !strcmp(cfg->jwt_alg, "RS256")   ? FE_JWT_RS256
+               : !strcmp(cfg->jwt_alg, "ES256") ? FE_JWT_ES256
+                                                : FE_JWT_HS256,
+        .key_file = key_file,
+        .issuer = cfg->jwt_issuer,
+        .audience = cfg->jwt_audience,
+        .leeway_s = cfg->jwt_leeway_s,
+        .max_token_len = (size_t)cfg->jwt_max_len,
+    };
 }
 
 /* Frees a key buffer after wiping it. */

@@ -70,6 +70,12 @@ struct fe_auth_cfg {
     size_t max_token_len; /* 0 = FE_TOKEN_LEN_DEFAULT; at most FE_TOKEN_LEN_MAX */
 };
 
+struct gw_config;
+/* The verifier settings a configuration asks for (jwt_alg, jwt_issuer,
+ * jwt_audience, jwt_leeway_s, jwt_max_len) with the key in key_file: one
+ * reading for the frontend, `coapgw token` and `coapgw check`. */
+void fe_auth_cfg_from(const struct gw_config *cfg, const char *key_file, struct fe_auth_cfg *out);
+
 #define FE_ACCOUNT_MAX 64      /* max sub length incl NUL; longer sub -> reject */
 #define FE_SCOPE_MAX 16        /* max device scope entries */
 #define FE_HS256_MIN_SECRET 32 /* RFC 7518 section 3.2: key >= hash size */

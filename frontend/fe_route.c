@@ -301,44 +301,12 @@ int fe_route_target(const struct gw_coap_msg *m, struct fe_target *t, struct fe_
     return 0;
 }
 
-/* Options the gateway understands; anything else that is unsafe-to-forward
- * cannot be proxied (RFC 7252 5.7.1, SPEC S4.3). */
-static bool known(uint16_t n)
-{
-    switch (n) {
-    case GW_OPT_IF_MATCH:
-    case GW_OPT_URI_HOST:
-    case GW_OPT_ETAG:
-    case GW_OPT_IF_NONE_MATCH:
-    case GW_OPT_OBSERVE:
-    case GW_OPT_URI_PORT:
-    case GW_OPT_LOCATION_PATH:
-    case GW_OPT_URI_PATH:
-    case GW_OPT_CONTENT_FORMAT:
-    case GW_OPT_MAX_AGE:
-    case GW_OPT_URI_QUERY:
-    case GW_OPT_HOP_LIMIT:
-    case GW_OPT_ACCEPT:
-    case GW_OPT_LOCATION_QUERY:
-    case GW_OPT_BLOCK2:
-    case GW_OPT_BLOCK1:
-    case GW_OPT_SIZE2:
-    case GW_OPT_PROXY_URI:
-    case GW_OPT_PROXY_SCHEME:
-    case GW_OPT_SIZE1:
-    case GW_OPT_NO_RESPONSE:
-        return true;
-    default:
-        return false;
-    }
-}
-
 int fe_route_check_options(const struct gw_coap_msg *m, int *block2_szx, struct fe_verdict *v)
 {
     *block2_szx = -1;
     for (unsigned i = 0; i < m->nopts; i++) {
         uint16_t n = m->opts[i].num;
-        if (!known(n) && gw_opt_unsafe(n))
+        if (!gw_opt_known(n) && gw_opt_unsafe(n))
             return verdict(v, GW_COAP_BAD_OPTION, "unknown unsafe option cannot be proxied");
     }
     if (gw_coap_opt_find(m, GW_OPT_BLOCK1))

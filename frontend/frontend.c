@@ -222,27 +222,11 @@ static int open_socket(struct fe_ctx *fe)
         gw_log_err(GW_LOG_SYS, "listen: cannot parse '%s'", fe->cfg.listen);
         return GW_ECONFIG;
     }
-    struct sockaddr_storage ss;
-    socklen_t sl = gw_ep_to_sa(&lep, &ss);
-    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    /* S1.4: every frontend binds the same port; libuv 1.44 has no
-     * UV_UDP_REUSEPORT, so set it here and hand the socket to uv_udp_open. */
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) {
-        int e = errno;
-        close(fd);
-        return -e;
-    }
-    int rcvbuf = 4 << 20;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-    if (bind(fd, (struct sockaddr *)&ss, sl) != 0) {
-        int e = errno;
-        gw_log_err(GW_LOG_SYS, "bind(%s): %s", fe->cfg.listen, strerror(e));
-        close(fd);
-        return -e;
+    /* S1.4: every frontend binds the same port. */
+    int fd = gw_udp_bind_shared(&lep, GW_UDP_REUSEADDR, 4 << 20);
+    if (fd < 0) {
+        gw_log_err(GW_LOG_SYS, "bind(%s): %s", fe->cfg.listen, strerror(-fd));
+        return fd;
     }
     fe->sock = fd;
     fe->txq.fd = fd;
@@ -334,16 +318,8 @@ static int setup_auth(struct fe_ctx *fe)
         gw_log_err(GW_LOG_AUTH, "development key in %s: %s", cfg->data_dir, gw_strerror(rc));
         return rc == GW_EUNSAFE || rc == GW_ECONFIG ? GW_EXIT_FATAL : GW_EXIT_FAIL;
     }
-    struct fe_auth_cfg acfg = {
-        .alg = !strcmp(cfg->jwt_alg, "RS256")   ? FE_JWT_RS256
-               : !strcmp(cfg->jwt_alg, "ES256") ? FE_JWT_ES256
-                                                : FE_JWT_HS256,
-        .key_file = keypath,
-        .issuer = cfg->jwt_issuer,
-        .audience = cfg->jwt_audience,
-        .leeway_s = cfg->jwt_leeway_s,
-        .max_token_len = (size_t)cfg->jwt_max_len,
-    };
+    struct fe_auth_cfg acfg;
+    fe_auth_cfg_from(cfg, keypath, &acfg);
     const char *diag = NULL;
     if ((rc = fe_auth_new_diag(&acfg, &fe->auth, &diag)) != 0) {
         gw_log_err(GW_LOG_AUTH, "jwt_key_file %s (%s): %s", keypath, cfg->jwt_alg,

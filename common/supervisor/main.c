@@ -111,13 +111,6 @@ static void warn_dev_secret(const struct gw_config *cfg)
                 cfg->data_dir, cfg->dev_mode ? "dev_mode = true" : "embedded simulator");
 }
 
-static enum fe_jwt_alg jwt_alg(const struct gw_config *cfg)
-{
-    return !strcmp(cfg->jwt_alg, "RS256")   ? FE_JWT_RS256
-           : !strcmp(cfg->jwt_alg, "ES256") ? FE_JWT_ES256
-                                            : FE_JWT_HS256;
-}
-
 /* "key FILE for ALG: what (errno text)": the reason a key file is refused,
  * with the system's words when a system call failed. */
 static void key_error(char *err, size_t errlen, const char *path, const char *alg, const char *diag,
@@ -189,14 +182,8 @@ static int mint_token(const struct gw_config *cfg, const char *account, int64_t 
         snprintf(err, errlen, "development secret in %s: %s", cfg->data_dir, gw_strerror(rc));
         return rc;
     }
-    struct fe_auth_cfg acfg = {
-        .alg = jwt_alg(cfg),
-        .key_file = keypath,
-        .issuer = cfg->jwt_issuer,
-        .audience = cfg->jwt_audience,
-        .leeway_s = cfg->jwt_leeway_s,
-        .max_token_len = (size_t)cfg->jwt_max_len,
-    };
+    struct fe_auth_cfg acfg;
+    fe_auth_cfg_from(cfg, keypath, &acfg);
     struct fe_auth *a = NULL;
     const char *diag = NULL;
     if ((rc = fe_auth_new_diag(&acfg, &a, &diag)) != 0) {
@@ -276,14 +263,8 @@ static void check_key(struct check_ctx *k, const struct gw_config *cfg)
     char w[GW_CFG_STR + 64];
     if (!cfg->jwt_key_file[0])
         return; /* the development secret: created by the first start, checked by gw_config_check_key */
-    struct fe_auth_cfg acfg = {
-        .alg = jwt_alg(cfg),
-        .key_file = cfg->jwt_key_file,
-        .issuer = cfg->jwt_issuer,
-        .audience = cfg->jwt_audience,
-        .leeway_s = cfg->jwt_leeway_s,
-        .max_token_len = (size_t)cfg->jwt_max_len,
-    };
+    struct fe_auth_cfg acfg;
+    fe_auth_cfg_from(cfg, cfg->jwt_key_file, &acfg);
     struct fe_auth *a = NULL;
     const char *diag = NULL;
     int rc = fe_auth_new_diag(&acfg, &a, &diag);

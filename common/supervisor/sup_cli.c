@@ -40,20 +40,27 @@ static int attach(const struct gw_config *cfg, struct gw_shm *shm)
     return 0;
 }
 
-int sup_cmd_status(const struct gw_config *cfg)
+/* A snapshot of a running instance for command `cmd`, or NULL once the
+ * reason is printed. */
+static struct sup_view *cli_snapshot(const struct gw_config *cfg, const char *cmd)
 {
     struct gw_shm shm;
-    int rc = attach(cfg, &shm);
-    if (rc)
-        return rc;
+    if (attach(cfg, &shm) != 0)
+        return NULL;
     struct sup_view *v = malloc(sizeof(*v));
-    if (!v) {
-        gw_shm_close(&shm);
-        fprintf(stderr, "coapgw status: out of memory\n");
-        return 1;
-    }
-    sup_view_snapshot(&shm, cfg, v);
+    if (v)
+        sup_view_snapshot(&shm, cfg, v);
+    else
+        fprintf(stderr, "coapgw %s: out of memory\n", cmd);
     gw_shm_close(&shm);
+    return v;
+}
+
+int sup_cmd_status(const struct gw_config *cfg)
+{
+    struct sup_view *v = cli_snapshot(cfg, "status");
+    if (!v)
+        return 1;
     bool sup_up = v->nprocs > 0 && v->procs[0].proc == GW_PROC_SUPERVISOR && v->procs[0].up;
     bool ever = v->nprocs > 0 && v->procs[0].started_wall != 0;
     char *table = sup_status_render(v);
@@ -74,17 +81,9 @@ int sup_cmd_status(const struct gw_config *cfg)
 
 int sup_cmd_metrics(const struct gw_config *cfg)
 {
-    struct gw_shm shm;
-    int rc = attach(cfg, &shm);
-    if (rc)
-        return rc;
-    struct sup_view *v = malloc(sizeof(*v));
-    if (!v) {
-        gw_shm_close(&shm);
+    struct sup_view *v = cli_snapshot(cfg, "metrics");
+    if (!v)
         return 1;
-    }
-    sup_view_snapshot(&shm, cfg, v);
-    gw_shm_close(&shm);
     size_t len;
     char *text = sup_metrics_render(v, &len);
     free(v);

@@ -299,6 +299,54 @@ static void hist_series(struct sbuf *b, const char *name, uint32_t proc, const c
     sb_printf(b, "%s%s} %" PRIu64 "\n", extra ? "," : "", extra ? extra : "", count);
 }
 
+/* The series every process has, one value each: a table, so that each
+ * family is written by the one loop below. */
+enum proc_which { PW_UP, PW_RESTARTS, PW_STARTED, PW_RSS, PW_CPU, PW_FDS };
+struct proc_metric {
+    const char *name, *kind, *help;
+    enum proc_which which;
+};
+static const struct proc_metric proc_metrics[] = {
+    { "coapgw_up", "gauge", "1 when the process is running, else 0.", PW_UP },
+    { "coapgw_restarts_total", "counter", "Times the supervisor restarted the process.",
+      PW_RESTARTS },
+    { "coapgw_process_start_time_seconds", "gauge", "Unix time the process was last started.",
+      PW_STARTED },
+    { "coapgw_process_resident_memory_bytes", "gauge", "Resident memory of the process.", PW_RSS },
+    { "coapgw_process_cpu_seconds_total", "counter", "User and system CPU time of the process.",
+      PW_CPU },
+    { "coapgw_process_open_fds", "gauge", "Open file descriptors of the process.", PW_FDS },
+};
+
+/* Formats p's value of series w into val; false when p has none (the
+ * supervisor is never restarted, a process never started has no start time,
+ * /proc figures are missing for a process not running). */
+static bool proc_metric_value(const struct sup_proc_view *p, enum proc_which w, char *val,
+                              size_t len)
+{
+    switch (w) {
+    case PW_UP:
+        snprintf(val, len, "%d", p->up ? 1 : 0);
+        return true;
+    case PW_RESTARTS:
+        snprintf(val, len, "%" PRIu32, p->restarts);
+        return p->proc != GW_PROC_SUPERVISOR; /* nobody restarts the supervisor */
+    case PW_STARTED:
+        snprintf(val, len, "%" PRId64, p->started_wall);
+        return p->started_wall != 0;
+    case PW_RSS:
+        snprintf(val, len, "%" PRIu64, p->rss_bytes);
+        return p->has_proc;
+    case PW_CPU:
+        snprintf(val, len, "%.2f", p->cpu_seconds);
+        return p->has_proc;
+    case PW_FDS:
+        snprintf(val, len, "%" PRIu32, p->open_fds);
+        return p->has_proc;
+    }
+    return false;
+}
+
 char *sup_metrics_render(const struct sup_view *v, size_t *len)
 {
     struct sbuf b = { 0 };
@@ -311,53 +359,17 @@ char *sup_metrics_render(const struct sup_view *v, size_t *len)
         sb_escaped(&b, v->commit ? v->commit : "unknown", true);
         sb_printf(&b, "\"} 1\n");
     }
-    family(&b, "coapgw_up", "gauge", "1 when the process is running, else 0.");
-    for (uint32_t i = 0; i < v->nprocs; i++) {
-        sb_printf(&b, "coapgw_up");
-        labels(&b, v->procs[i].proc);
-        sb_printf(&b, " %d\n", v->procs[i].up ? 1 : 0);
-    }
-    family(&b, "coapgw_restarts_total", "counter", "Times the supervisor restarted the process.");
-    for (uint32_t i = 0; i < v->nprocs; i++) {
-        if (v->procs[i].proc == GW_PROC_SUPERVISOR)
-            continue; /* nobody restarts the supervisor */
-        sb_printf(&b, "coapgw_restarts_total");
-        labels(&b, v->procs[i].proc);
-        sb_printf(&b, " %" PRIu32 "\n", v->procs[i].restarts);
-    }
-    family(&b, "coapgw_process_start_time_seconds", "gauge",
-           "Unix time the process was last started.");
-    for (uint32_t i = 0; i < v->nprocs; i++) {
-        if (!v->procs[i].started_wall)
-            continue;
-        sb_printf(&b, "coapgw_process_start_time_seconds");
-        labels(&b, v->procs[i].proc);
-        sb_printf(&b, " %" PRId64 "\n", v->procs[i].started_wall);
-    }
-    family(&b, "coapgw_process_resident_memory_bytes", "gauge", "Resident memory of the process.");
-    for (uint32_t i = 0; i < v->nprocs; i++) {
-        if (!v->procs[i].has_proc)
-            continue;
-        sb_printf(&b, "coapgw_process_resident_memory_bytes");
-        labels(&b, v->procs[i].proc);
-        sb_printf(&b, " %" PRIu64 "\n", v->procs[i].rss_bytes);
-    }
-    family(&b, "coapgw_process_cpu_seconds_total", "counter",
-           "User and system CPU time of the process.");
-    for (uint32_t i = 0; i < v->nprocs; i++) {
-        if (!v->procs[i].has_proc)
-            continue;
-        sb_printf(&b, "coapgw_process_cpu_seconds_total");
-        labels(&b, v->procs[i].proc);
-        sb_printf(&b, " %.2f\n", v->procs[i].cpu_seconds);
-    }
-    family(&b, "coapgw_process_open_fds", "gauge", "Open file descriptors of the process.");
-    for (uint32_t i = 0; i < v->nprocs; i++) {
-        if (!v->procs[i].has_proc)
-            continue;
-        sb_printf(&b, "coapgw_process_open_fds");
-        labels(&b, v->procs[i].proc);
-        sb_printf(&b, " %" PRIu32 "\n", v->procs[i].open_fds);
+    for (size_t m = 0; m < sizeof(proc_metrics) / sizeof(proc_metrics[0]); m++) {
+        const struct proc_metric *pm = &proc_metrics[m];
+        family(&b, pm->name, pm->kind, pm->help);
+        for (uint32_t i = 0; i < v->nprocs; i++) {
+            char val[32];
+            if (!proc_metric_value(&v->procs[i], pm->which, val, sizeof(val)))
+                continue;
+            sb_printf(&b, "%s", pm->name);
+            labels(&b, v->procs[i].proc);
+            sb_printf(&b, " %s\n", val);
+        }
     }
     for (int s = 0; s < GW_STAT_COUNT; s++) {
         bool counter = !strcmp(stat_meta[s].kind, "counter");

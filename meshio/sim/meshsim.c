@@ -9,6 +9,7 @@
 #include "gw_error.h"
 #include "gw_log.h"
 #include "gw_rand.h"
+#include "gw_udp.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -782,21 +783,11 @@ static int sock_open(struct meshsim *sim, struct meshsim_dev *d, uint8_t secure)
     int rc = sock_claim(&ep, &d->lockfd[secure]);
     if (rc)
         return rc == -EADDRINUSE ? GW_EBUSY : rc;
-    struct sockaddr_storage ss;
-    socklen_t sl = gw_ep_to_sa(&ep, &ss);
-    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
     /* SO_REUSEPORT lets a gateway bound to the wildcard address on the same
      * port coexist (meshsim.h); the most specific bind gets the datagrams. */
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-        (ep.family == 6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
-        bind(fd, (struct sockaddr *)&ss, sl) != 0) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
+    int fd = gw_udp_bind_shared(&ep, GW_UDP_V6ONLY, 0);
+    if (fd < 0)
+        return fd;
     struct meshsim_sock *s = &d->sock[secure];
     s->dev = d;
     s->secure = secure;

@@ -498,25 +498,20 @@ void meshsim__count_request(struct meshsim_dev *d, const struct gw_coap_msg *req
     }
 }
 
-/* Options this device understands (RFC 7252 5.10, RFC 7641). Any other
- * critical option gets 4.02 (5.4.1), Block1/Block2 included. */
+/* Options this device understands (RFC 7252 5.10, RFC 7641): fewer than the
+ * gateway's gw_opt_known(), since a constrained device knows no Block or
+ * proxy options. Any other critical option gets 4.02 (5.4.1). A bit set, as
+ * every number in it is below 64. */
+#define DEV_OPT(n) (UINT64_C(1) << (n))
+static const uint64_t dev_opts = DEV_OPT(GW_OPT_IF_MATCH) | DEV_OPT(GW_OPT_URI_HOST) |
+                                 DEV_OPT(GW_OPT_ETAG) | DEV_OPT(GW_OPT_IF_NONE_MATCH) |
+                                 DEV_OPT(GW_OPT_OBSERVE) | DEV_OPT(GW_OPT_URI_PORT) |
+                                 DEV_OPT(GW_OPT_URI_PATH) | DEV_OPT(GW_OPT_CONTENT_FORMAT) |
+                                 DEV_OPT(GW_OPT_URI_QUERY) | DEV_OPT(GW_OPT_ACCEPT);
+
 static bool opt_known(uint16_t n)
 {
-    switch (n) {
-    case GW_OPT_IF_MATCH:
-    case GW_OPT_URI_HOST:
-    case GW_OPT_ETAG:
-    case GW_OPT_IF_NONE_MATCH:
-    case GW_OPT_OBSERVE:
-    case GW_OPT_URI_PORT:
-    case GW_OPT_URI_PATH:
-    case GW_OPT_CONTENT_FORMAT:
-    case GW_OPT_URI_QUERY:
-    case GW_OPT_ACCEPT:
-        return true;
-    default:
-        return false;
-    }
+    return n < 64 && (dev_opts >> n & 1);
 }
 
 static void be32(uint32_t v, uint8_t out[4])

@@ -1075,3 +1075,20 @@ Test(coap, code_str_and_option_classes)
     cr_assert(gw_opt_nocachekey(GW_OPT_SIZE1));
     cr_assert_not(gw_opt_nocachekey(GW_OPT_ETAG));
 }
+
+/* The gateway understands every option it names and no other: an unknown
+ * unsafe option makes a request unproxyable (RFC 7252 5.7.1, S4.3). */
+Test(coap, opt_known_is_the_named_options)
+{
+    const uint16_t named[] = { 1,  3,  4,  5,  6,  7,  8,  11, 12, 14, 15,
+                               16, 17, 20, 23, 27, 28, 35, 39, 60, 258 };
+    unsigned hits = 0;
+    for (uint32_t n = 0; n <= 0xffff; n++) {
+        bool want = false;
+        for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
+            want |= named[i] == n;
+        cr_assert_eq(gw_opt_known((uint16_t)n), want, "option %u", n);
+        hits += want;
+    }
+    cr_assert_eq(hits, 21);
+}

@@ -4,11 +4,13 @@
  * their own destinations; a full batch or a full byte buffer sends what is
  * queued first; a datagram larger than the buffer is dropped, not cut. Real
  * UDP sockets on loopback. */
+#include "gw_addr.h"
 #include "gw_udp.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <string.h>
@@ -150,4 +152,48 @@ Test(udp, a_socket_that_refuses_empties_the_queue_and_reports_nothing_sent)
     cr_assert_eq(got[0], 'y');
     close(rx);
     close(tx);
+}
+
+/* Two sockets on one port (every frontend on the client port, S1.4): the
+ * second bind succeeds only because both set SO_REUSEPORT. */
+Test(udp, bind_shared_twice_on_one_port)
+{
+    struct gw_ep ep;
+    cr_assert_eq(gw_ep_parse("127.0.0.1:0", 0, &ep), 0);
+    int a = gw_udp_bind_shared(&ep, GW_UDP_REUSEADDR, 1 << 16);
+    cr_assert_geq(a, 0, "first bind: %s", strerror(-a));
+    struct sockaddr_in sin;
+    socklen_t sl = sizeof(sin);
+    cr_assert_eq(getsockname(a, (struct sockaddr *)&sin, &sl), 0);
+    ep.port = ntohs(sin.sin_port);
+    int b = gw_udp_bind_shared(&ep, GW_UDP_REUSEADDR, 0);
+    cr_assert_geq(b, 0, "second bind on port %u: %s", ep.port, strerror(-b));
+    cr_assert(fcntl(b, F_GETFL) & O_NONBLOCK, "non-blocking, for libuv");
+    cr_assert(fcntl(b, F_GETFD) & FD_CLOEXEC, "not inherited by the roles the supervisor forks");
+    /* A plain socket on that port is refused: the sharing is what the flag gave. */
+    int c = socket(AF_INET, SOCK_DGRAM, 0);
+    cr_assert_geq(c, 0);
+    cr_assert_neq(bind(c, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    cr_assert_eq(errno, EADDRINUSE);
+    close(a);
+    close(b);
+    close(c);
+}
+
+Test(udp, bind_shared_v6only_and_errors)
+{
+    struct gw_ep ep;
+    cr_assert_eq(gw_ep_parse("[::1]:0", 0, &ep), 0);
+    int fd = gw_udp_bind_shared(&ep, GW_UDP_V6ONLY, 0);
+    if (fd == -EADDRNOTAVAIL || fd == -EAFNOSUPPORT)
+        cr_skip_test("no IPv6 loopback here");
+    cr_assert_geq(fd, 0, "%s", strerror(-fd));
+    int on = 0;
+    socklen_t ol = sizeof(on);
+    cr_assert_eq(getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, &ol), 0);
+    cr_assert_eq(on, 1);
+    close(fd);
+    /* An address this host does not have: a negative errno, nothing left open. */
+    cr_assert_eq(gw_ep_parse("192.0.2.1:0", 0, &ep), 0);
+    cr_assert_eq(gw_udp_bind_shared(&ep, 0, 0), -EADDRNOTAVAIL);
 }

@@ -28,6 +28,7 @@
 #include <openssl/x509.h>
 
 #include "fe_auth.h"
+#include "gw_config.h"
 #include "gw_error.h"
 
 #define NOW 1700000000LL
@@ -1239,4 +1240,32 @@ Test(auth, confusion_attack_is_real_for_libjwt)
     free(pem);
     free(t);
     fe_auth_free(a);
+}
+
+/* The frontend, `coapgw token` and `coapgw check` read the jwt_* keys through
+ * one function (issue #17 duplicates), so a key they disagree on cannot be. */
+Test(auth_cfg, from_config_reads_every_jwt_key)
+{
+    struct gw_config cfg;
+    gw_config_defaults(&cfg);
+    char err[256];
+    cr_assert_eq(gw_config_set(&cfg, "jwt_alg", "ES256", err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(gw_config_set(&cfg, "jwt_issuer", "iss-x", err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(gw_config_set(&cfg, "jwt_audience", "aud-y", err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(gw_config_set(&cfg, "jwt_leeway_s", "7", err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(gw_config_set(&cfg, "jwt_max_len", "3000", err, sizeof(err)), 0, "%s", err);
+    struct fe_auth_cfg a;
+    fe_auth_cfg_from(&cfg, "/k.pem", &a);
+    cr_assert_eq(a.alg, FE_JWT_ES256);
+    cr_assert_str_eq(a.key_file, "/k.pem");
+    cr_assert_str_eq(a.issuer, "iss-x");
+    cr_assert_str_eq(a.audience, "aud-y");
+    cr_assert_eq(a.leeway_s, 7);
+    cr_assert_eq(a.max_token_len, 3000);
+    cr_assert_eq(gw_config_set(&cfg, "jwt_alg", "RS256", err, sizeof(err)), 0, "%s", err);
+    fe_auth_cfg_from(&cfg, "/k.pem", &a);
+    cr_assert_eq(a.alg, FE_JWT_RS256);
+    cr_assert_eq(gw_config_set(&cfg, "jwt_alg", "HS256", err, sizeof(err)), 0, "%s", err);
+    fe_auth_cfg_from(&cfg, "/k.pem", &a);
+    cr_assert_eq(a.alg, FE_JWT_HS256);
 }
