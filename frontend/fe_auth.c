@@ -726,6 +726,16 @@ static const char *claims_check(const struct fe_auth *a, const json_t *c, int64_
     }
     if (claim_devices(json_object_get(c, "devices"), &out->scope) != 0)
         return "bad devices claim";
+    /* node: a gateway node of the cluster speaking for its clients (S10.4).
+     * Only its shape is checked here; who may carry it is the caller's
+     * business (fe_local.c: the sender's address must be that node's). */
+    out->node = -1;
+    if ((v = json_object_get(c, "node"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) >= FE_NODE_CLAIM_MAX)
+            return "bad node claim";
+        out->node = (int32_t)json_integer_value(v);
+    }
     return NULL;
 }
 

@@ -40,6 +40,10 @@
  *            decoration). At most FE_SCOPE_MAX entries. Absent means every
  *            device. Present but malformed, empty ("" or []) or too long is
  *            refused (fail closed): an empty restriction never widens to "all".
+ *   node     optional integer 0..FE_NODE_CLAIM_MAX-1: the token of a gateway
+ *            node forwarding requests for devices it does not own (S10.4,
+ *            gw_nodes.h); copied to fe_claims.node (-1 when absent). The
+ *            caller decides whether the sender may carry it.
  *
  * Keys: HS256 reads the secret's raw bytes (one trailing newline dropped,
  * at least FE_HS256_MIN_SECRET bytes, RFC 7518 section 3.2). RS256 and ES256
@@ -83,6 +87,7 @@ void fe_auth_cfg_from(const struct gw_config *cfg, const char *key_file, struct 
 #define FE_TOKEN_LEN_DEFAULT 4096
 #define FE_TOKEN_LEN_MAX (64 * 1024) /* libjwt copies tokens onto the stack */
 #define FE_LEEWAY_MAX 86400
+#define FE_NODE_CLAIM_MAX 64 /* GW_NODES_MAX: node ids 0..63 */
 
 struct fe_scope {
     uint8_t n;   /* entries used in e[] */
@@ -98,6 +103,7 @@ struct fe_claims {
     int64_t exp;
     int64_t iat; /* 0 when absent */
     struct fe_scope scope;
+    int32_t node; /* `node` claim, -1 when absent */
 };
 
 struct fe_auth; /* opaque: configured algorithm, key bytes, policy */

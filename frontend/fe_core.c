@@ -529,14 +529,18 @@ static int check_device(struct fe_core *fe, const struct gw_ep *ep, const struct
         return -1;
     }
     /* S10.4: only the owner node speaks to a device (one nonce space, one
-     * Milli in flight, one observation). Forwarding to the owner is not
-     * built yet, so a request for another node's device is refused here,
-     * before the cache or the scheduler could touch it. */
-    if (fe->cfg.node_count > 1) {
+     * Milli in flight, one observation). A client's request for another
+     * node's device goes to the scheduler like any other: meshio forwards
+     * it to the owner as a proxy request on a node session. A request that
+     * arrives on a node session is never forwarded again: when this node
+     * does not own the device either, the two nodes' lists disagree, and a
+     * second hop could loop. */
+    if (s->node && fe->cfg.node_count > 1) {
         uint32_t owner = gw_nodes_owner(mac, (uint32_t)fe->cfg.node_count);
         if (owner != (uint32_t)fe->cfg.node_id) {
-            char diag[96];
-            snprintf(diag, sizeof(diag), "device owned by node %u: send the request to that node",
+            char diag[120];
+            snprintf(diag, sizeof(diag),
+                     "device owned by node %u here: node lists disagree, not forwarded again",
                      owner);
             reply_code(fe, ep, req, de, GW_COAP_UNAVAILABLE, diag, UINT32_MAX);
             return -1;
@@ -634,8 +638,10 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     uint8_t mac[GW_MAC_LEN];
     if (check_device(fe, ep, req, de, t, &s, mac) != 0)
         return;
-    struct fe_limit *l = limit_for(fe, s.id, true);
-    if (check_rate(fe, ep, req, de, l, now) != 0)
+    /* S10.4: a node's session carries many clients' requests, each limited
+     * at the node that took it: no per-session rate or in-flight bound. */
+    struct fe_limit *l = s.node ? NULL : limit_for(fe, s.id, true);
+    if (l && check_rate(fe, ep, req, de, l, now) != 0)
         return;
 
     uint8_t up[GW_COAP_MAX_MSG + 64];
@@ -650,7 +656,8 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     size_t hl;
     if (fe_rcache_answer(fe, mac, s.security, up, ul, req, hit, sizeof(hit), &hl) == 1) {
         reply_now_h(fe, ep, req, de, hit, hl, GW_HIST_CACHE);
-        l->tokens -= 1.0;
+        if (l)
+            l->tokens -= 1.0;
         touch_session(fe, &s, now_s);
         return;
     }
@@ -661,8 +668,10 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
                    1);
         return;
     }
-    l->tokens -= 1.0;
-    l->inflight++;
+    if (l) {
+        l->tokens -= 1.0;
+        l->inflight++;
+    }
     gw_stat_add(fe->stats, GW_STAT_requests_proxied, 1);
     if (de)
         de->forwarded = 1;
@@ -918,6 +927,11 @@ int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, str
             freeifaddrs(ifa);
         }
     }
+    if (gw_nodes_parse(&fe->cfg, &fe->nodes, NULL, 0) == 0 && gw_nodes_multi(&fe->nodes)) {
+        char err[200];
+        if (gw_nodes_resolve(&fe->nodes, err, sizeof(err)) != 0)
+            gw_log_warn(GW_LOG_SYS, "%s; resolving again at the next node token", err);
+    }
     fe->local = (struct fe_local){
         .cfg = &fe->cfg,
         .store = fe->store,
@@ -931,6 +945,7 @@ int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, str
         .session_ended = local_session_ended,
         .session_created = local_session_created,
         .clock = NULL,
+        .nodes = gw_nodes_multi(&fe->nodes) ? &fe->nodes : NULL,
     };
     return 0;
 }

@@ -9,6 +9,7 @@
 #include "fe_auth.h"
 #include "fe_block.h"
 #include "fe_local.h"
+#include "gw_nodes.h"
 #include "fe_msglayer.h"
 #include "fe_route.h"
 #include "fe_session.h"
@@ -48,6 +49,7 @@ struct fe_io {
 
 struct fe_core {
     struct gw_config cfg;
+    struct gw_nodes nodes; /* node_count > 1: the cluster (S10.4, gw_nodes.h) */
     int index;
     struct gw_store *store;
     struct fe_auth *auth;

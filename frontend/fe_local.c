@@ -230,6 +230,10 @@ static char *session_json(const struct gw_session *s)
                           (json_int_t)s->created, "expires", (json_int_t)s->token_exp);
     if (!o)
         return NULL;
+    if (s->node && json_object_set_new(o, "node", json_integer(s->node - 1)) != 0) {
+        json_decref(o);
+        return NULL;
+    }
     char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return text;
@@ -254,6 +258,41 @@ static void answer_json(struct fe_local *l, const struct gw_ep *ep, const struct
     }
     send_answer(l, ep, req, de, &a);
     free(json);
+}
+
+/* S10.4: a token with a `node` claim is a gateway node's, accepted only
+ * from that node's address as listed in `nodes` (the port is the node's
+ * ephemeral peer socket's), never for this node itself. True after a 4.01
+ * and a WARN naming the address. */
+static bool node_claim_refused(struct fe_local *l, const struct gw_ep *ep,
+                               const struct fe_claims *claims, const struct gw_coap_msg *req,
+                               struct fe_dedup_entry *de)
+{
+    struct gw_nodes *n = l->nodes;
+    const char *why = NULL;
+    char err[160];
+    if (!n || n->count < 2)
+        why = "node tokens are accepted only by the nodes of a cluster (node_count > 1)";
+    else if ((uint32_t)claims->node >= n->count || (uint32_t)claims->node == n->self)
+        why = "the node claim names no other node of this cluster";
+    else if (!n->resolved && gw_nodes_resolve(n, err, sizeof(err)) != 0)
+        why = "the cluster's node addresses do not resolve";
+    else {
+        const struct gw_ep *want = &n->ep[claims->node];
+        if (want->family != ep->family || memcmp(want->addr, ep->addr, sizeof(ep->addr)) != 0)
+            why = "a node token is accepted only from that node's address";
+    }
+    if (!why)
+        return false;
+    if (gw_log_ratelimit(&l->conflict_log, now_ms(l), (double)l->cfg->unauth_log_per_s,
+                         (double)l->cfg->unauth_log_per_s * 2)) {
+        char eps[GW_EP_STRLEN], note[64];
+        const char *sup = gw_log_suppressed_note(&l->conflict_log, note, sizeof(note));
+        gw_log_warn(GW_LOG_AUTH, "node token (node %d, account '%s') from %s refused: %s%s",
+                    (int)claims->node, claims->sub, gw_ep_str(ep, eps, sizeof(eps)), why, sup);
+    }
+    answer_text(l, ep, req, de, GW_COAP_UNAUTHORIZED, why);
+    return true;
 }
 
 static void sessions_post(struct fe_local *l, const struct gw_ep *ep, const struct gw_coap_msg *req,
@@ -317,10 +356,19 @@ static void sessions_post(struct fe_local *l, const struct gw_ep *ep, const stru
         answer_text(l, ep, req, de, GW_COAP_UNAUTHORIZED, msg);
         return;
     }
+    if (claims.node >= 0 && node_claim_refused(l, ep, &claims, req, de))
+        return;
     char holder[FE_ACCOUNT_MAX];
     struct fe_sess_req rq = { claims.sub,      *ep,        (uint8_t)security, (uint8_t)sticky,
                               (uint8_t)single, claims.exp, &claims.scope,     l->session_ended,
-                              l->ctx,          holder };
+                              l->ctx,          holder,     0 };
+    if (claims.node >= 0) {
+        /* A node speaks for its clients: all devices, one session per
+         * socket, never sticky or single (fe_session.h). */
+        rq.node = (uint8_t)(claims.node + 1);
+        rq.sticky = rq.single = 0;
+        claims.scope.all = 1;
+    }
     struct gw_session s;
     struct gw_ep moved;
     diag = NULL;

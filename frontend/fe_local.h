@@ -23,6 +23,7 @@
 #include "fe_session.h"
 #include "gw_config.h"
 #include "gw_log.h"
+#include "gw_nodes.h"
 
 struct fe_local {
     const struct gw_config *cfg;
@@ -45,6 +46,10 @@ struct fe_local {
     struct gw_log_limit conflict_log;
     /* Clock overrides for tests (NULL = real clock). */
     const struct gw_clock *clock;
+    /* The cluster's nodes (S10.4), NULL for a single node: a token with a
+     * `node` claim is accepted only from that node's address. Resolved
+     * again on demand when the names did not resolve at start. */
+    struct gw_nodes *nodes;
 };
 
 /* Handles a request for a local resource. t is the parsed Proxy-Uri when the

@@ -269,10 +269,46 @@ static int add_session(struct create_txn *c, struct gw_session *out)
     s.token_exp = rq->token_exp;
     s.last_seen = c->now;
     s.scope = *rq->scope;
+    s.node = rq->node;
     int rc = put(c->txn, c->st, &s, true);
     if (rc == 0)
         *out = s;
     return rc;
+}
+
+/* S10.4: a gateway node's session. Exempt from the per-account limits
+ * (max_sessions_per_account, single): a node speaks for many clients. A
+ * request from the endpoint that holds the node's session already is a
+ * renewal before the token expires: the session keeps its id (the owner's
+ * observers and answers are keyed by it) and takes the new token's expiry,
+ * as if created now (max_lifetime counts from the last renewal); replacing
+ * it, as a client's second request does, would end the observations the
+ * node holds for its clients. */
+static int node_session(struct create_txn *c, struct gw_session *out, const char **diag)
+{
+    const struct fe_sess_req *rq = c->rq;
+    if (c->ep_taken && strcmp(c->cur.account, rq->account) == 0 && c->cur.node == rq->node) {
+        c->cur.token_exp = rq->token_exp;
+        c->cur.created = c->now;
+        c->cur.last_seen = c->now;
+        c->cur.security = rq->security;
+        c->cur.sticky = 0;
+        c->cur.single = 0;
+        c->cur.scope = *rq->scope;
+        int rc = put(c->txn, c->st, &c->cur, false);
+        if (rc == 0)
+            *out = c->cur;
+        return rc;
+    }
+    int rc;
+    if (c->ep_taken) {
+        if ((rc = del(c->txn, c->st, &c->cur)) != 0)
+            return rc;
+        note_ended(&c->ended, &c->cur);
+    }
+    if ((rc = make_room(c, diag)) != 0)
+        return rc;
+    return add_session(c, out);
 }
 
 /* The steps of fe_session_create inside its write transaction. */
@@ -286,6 +322,8 @@ static int create_locked(struct create_txn *c, struct gw_session *out, struct gw
     int rc = check_endpoint(c, diag);
     if (rc)
         return rc;
+    if (c->rq->node)
+        return node_session(c, out, diag);
     if (c->rq->sticky && c->live > 0)
         return repoint_sticky(c, out, moved);
     if ((rc = check_account(c, diag)) != 0)

@@ -24,7 +24,8 @@ struct gw_session {
     uint8_t security; /* enum gw_security */
     uint8_t sticky;
     uint8_t single;
-    uint8_t pad[5];
+    uint8_t node; /* a gateway node's session (S10.4): its node id + 1; 0 for a client's */
+    uint8_t pad[4];
     int64_t created; /* unix seconds */
     int64_t token_exp;
     int64_t last_seen;
@@ -54,6 +55,10 @@ struct fe_sess_req {
      * endpoint holds a live session of another account, that account (for
      * the WARN line naming both accounts). */
     char *holder;
+    /* A gateway node's session (S10.4): node id + 1, 0 for a client. No
+     * per-account limit applies; a second request from the endpoint that
+     * holds the node's session renews it in place (same id, new expiry). */
+    uint8_t node;
 };
 
 /* Creates (or, with sticky, re-points) a session. Returns 0 with *out;

@@ -80,7 +80,8 @@ static void bench_sessions(double scale)
                                   0,    0,
                                   0,    2000000000,
                                   &all, NULL,
-                                  NULL, NULL };
+                                  NULL, NULL,
+                                  0 };
         rq.ep.addr[0] = 10;
         rq.ep.addr[1] = (uint8_t)(i >> 16);
         rq.ep.addr[2] = (uint8_t)(i >> 8);
@@ -162,7 +163,8 @@ static void bench_sessions(double scale)
                                       0,         0,
                                       0,         cl.exp,
                                       &cl.scope, NULL,
-                                      NULL,      NULL };
+                                      NULL,      NULL,
+                                      0 };
             struct gw_session s;
             struct gw_ep moved;
             if (fe_session_create(&s2, &cfg, &rq, gw_wall_s(), &s, &moved, &diag) != 0)

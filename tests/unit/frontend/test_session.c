@@ -496,3 +496,46 @@ Test(session, bad_account_refused)
     cr_assert_eq(create(&rq, T0, NULL, NULL, NULL), GW_EFORBIDDEN);
     cr_assert_eq(fe_session_count(&st), 0);
 }
+
+/* S10.4: a node's session is exempt from the per-account limits, and the
+ * node's second request from the same endpoint renews it in place: same id
+ * (the owner keys observers and answers by it), the new token's expiry, and
+ * no "ended" callback (its observations live on). */
+static int ended_calls;
+static void count_ended(void *ctx, const struct gw_session *s)
+{
+    (void)ctx;
+    (void)s;
+    ended_calls++;
+}
+
+Test(session, node_session_renews_in_place_and_ignores_account_limits)
+{
+    cfg.max_per_account = 1;
+    cfg.idle_s = cfg.max_lifetime_s = 10 * 86400;
+    struct fe_sess_req rq = req_of("node-1", "10.0.0.1:40000");
+    rq.node = 2;
+    rq.ended = count_ended;
+    struct gw_session s, r, got;
+    E(create(&rq, T0, &s, NULL, NULL));
+    cr_assert_eq(s.node, 2);
+    struct fe_sess_req rq2 = req_of("node-1", "10.0.0.1:40001");
+    rq2.node = 2;
+    rq2.security = GW_SEC_NONE;
+    E(create(&rq2, T0, NULL, NULL, NULL)); /* a second socket: over max_per_account = 1 */
+    ended_calls = 0;
+    rq.token_exp = T0 + 2 * 86400;
+    E(create(&rq, T0 + 3000, &r, NULL, NULL));
+    cr_assert_eq(r.id, s.id, "renewal keeps the session id");
+    cr_assert_eq(r.token_exp, T0 + 2 * 86400, "renewal takes the new token's expiry");
+    cr_assert_eq(ended_calls, 0, "renewal ends nothing");
+    E(lookup("10.0.0.1:40000", T0 + 86400 + 10, &got)); /* past the first token's exp */
+    cr_assert_eq(got.id, s.id);
+    /* A client's second request still replaces its session (new id). */
+    cfg.max_per_account = 10;
+    struct fe_sess_req c1 = req_of("alice", "10.0.0.7:40000");
+    struct gw_session a1, a2;
+    E(create(&c1, T0, &a1, NULL, NULL));
+    E(create(&c1, T0 + 1, &a2, NULL, NULL));
+    cr_assert_neq(a1.id, a2.id);
+}
