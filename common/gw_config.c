@@ -56,6 +56,8 @@ static const struct key keys[] = {
     I(node_id, 0, 0, 63),
     I(node_count, 1, 1, 64),
     S(nodes, ""),
+    I(node_token_ttl_s, 3600, 60, 86400),
+    I(node_queue_max, 64, 1, 4096),
     I(mesh_ack_timeout_ms, 20000, 10, 600000),
     I(mesh_max_transmit, 4, 1, 20),
     I(milli_timeout_ms, 60000, 10, 3600000),
@@ -381,7 +383,21 @@ int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen)
                  gw_config_where(cfg, "meshsim_base", w, sizeof(w)), cfg->meshsim_base);
         return GW_ECONFIG;
     }
-    return gw_nodes_parse(cfg, NULL, err, errlen);
+    if ((rc = gw_nodes_parse(cfg, NULL, err, errlen)) != 0)
+        return rc;
+    /* S10.4: nodes open sessions at each other with a token they sign
+     * themselves, so the key must be a shared secret every node holds (a
+     * development secret is per data_dir, an RS256/ES256 file a public key). */
+    if (cfg->node_count > 1 && (strcmp(cfg->jwt_alg, "HS256") != 0 || !cfg->jwt_key_file[0])) {
+        snprintf(err, errlen,
+                 "%s: node_count = %lld needs jwt_alg = HS256 and a jwt_key_file shared by every "
+                 "node (nodes sign their own session tokens with it)",
+                 gw_config_where(cfg, cfg->jwt_key_file[0] ? "jwt_alg" : "jwt_key_file", w,
+                                 sizeof(w)),
+                 (long long)cfg->node_count);
+        return GW_ECONFIG;
+    }
+    return 0;
 }
 
 int gw_config_data_dir_rule(unsigned euid, const char *xdg_state, const char *home,

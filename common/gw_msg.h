@@ -33,6 +33,10 @@ enum gw_security { GW_SEC_NONE = 0, GW_SEC_NETMGR = 1 };
 #define GW_MF_OBS_CANCEL 0x02   /* REQ: GET with Observe: 1 */
 #define GW_MF_NOTIFY 0x04       /* RESP: an observe notification (observer keyed by ep + token) */
 #define GW_MF_MILLI 0x08        /* MESH_TX: to a Milli device */
+/* MESH_RX: a datagram from peer node `aux` (S10.4, meshio/mesh_peer.h), mac
+ * all-zero until the scheduler attributes it to a device; MESH_TX: an empty
+ * ACK/RST for peer node `aux`, sent as it is (mac all-zero). */
+#define GW_MF_PEER 0x10
 #define GW_MF_BLOCK2 0x10       /* REQ: client asked for Block2 size 16 << aux (S4.7) */
 #define GW_MF_SUPPRESS                                                                             \
     0x20 /* RESP: No-Response asked not to send this answer; only account for it */

@@ -14,7 +14,10 @@
  * write transaction made their windows' tops durable (meshio.h). Idle,
  * nothing runs: no timers. */
 #include "meshio.h"
+#include "mesh_peer.h"
 #include "gw_clock.h"
+#include "gw_nodes.h"
+#include "gw_rand.h"
 #include "gw_error.h"
 #include "gw_log.h"
 #include "gw_msg.h"
@@ -29,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -40,6 +45,7 @@
 /* Log lines about bad traffic: a burst of 5, then one a second per kind. */
 #define MESH_LOG_PER_S 1.0
 #define MESH_LOG_BURST 5.0
+#define FE_KEY_MAX_NODE 4096 /* longest HS256 secret meshio signs node tokens with */
 
 enum { MESH_SOCK_PLAIN = 0, MESH_SOCK_SECURE = 1, MESH_NSOCK = 2 };
 static const char *const sock_name[MESH_NSOCK] = { "plain", "secure" };
@@ -53,7 +59,27 @@ enum mesh_lim {
     LIM_TX,
     LIM_RING,
     LIM_STORE,
+    LIM_PEER,
     LIM_COUNT
+};
+
+/* Forwarding to owner nodes (S10.4, mesh_peer.h): present when node_count > 1. */
+#define MESH_PEER_TICK_MS 250
+struct mesh_fwd {
+    struct gw_nodes nodes;
+    uv_udp_t udp[MESH_NSOCK]; /* peer sockets: security none, netmgr */
+    bool udp_open[MESH_NSOCK];
+    int family[MESH_NSOCK];
+    struct mesh_link link[GW_NODES_MAX][MESH_NSOCK];
+    uv_timer_t timer;
+    bool timer_open;
+    uint8_t key[FE_KEY_MAX_NODE];
+    size_t keylen;
+    uint16_t post_mid; /* odd MIDs for session POSTs (mesh_peer.h) */
+    struct gw_rand rng;
+    struct gw_coap_parser *parser;
+    uint8_t buf[MESH_PEER_DGRAM_MAX + 64];
+    uint8_t buf2[MESH_PEER_DGRAM_MAX + 64];
 };
 
 struct mesh_ctx {
@@ -78,6 +104,7 @@ struct mesh_ctx {
     /* Datagrams to devices, sent in batches per socket (gw_udp.h). */
     struct gw_udp_txq tx[MESH_NSOCK];
     uint8_t txbuf[MESH_NSOCK][GW_UDP_BATCH * 256 + 2 * (MESH_MAX_FRAME + 64)];
+    struct mesh_fwd *fwd; /* NULL with node_count = 1 */
 };
 
 /* Sends what is queued for socket `which`. A full socket buffer drops the
@@ -309,6 +336,322 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     handle_datagram(m, &src, secure, (const uint8_t *)buf->base, (size_t)nread);
 }
 
+/* ---- forwarding to owner nodes (S10.4, mesh_peer.h) ---- */
+
+static bool is_config_error(int rc);
+
+static void peer_send(struct mesh_ctx *m, int sec, uint32_t node, const uint8_t *d, size_t n)
+{
+    struct mesh_fwd *f = m->fwd;
+    struct sockaddr_storage ss;
+    if (!f->udp_open[sec] || dst_sa(f->family[sec], &f->nodes.ep[node], &ss) == 0)
+        return;
+    uv_buf_t b = uv_buf_init((char *)d, (unsigned)n);
+    int rc = uv_udp_try_send(&f->udp[sec], &b, 1, (const struct sockaddr *)&ss);
+    if (rc < 0)
+        log_limited(m, LIM_PEER, GW_LOG_WARN, "sending %zu bytes to node %u: %s; dropped", n, node,
+                    uv_strerror(rc));
+    else
+        gw_stat_add(m->stats, GW_STAT_tx_datagrams, 1);
+}
+
+/* A session POST for link (node, sec) with a fresh token, MID and CoAP token. */
+static void peer_post(struct mesh_ctx *m, uint32_t node, int sec)
+{
+    struct mesh_fwd *f = m->fwd;
+    struct mesh_link *l = &f->link[node][sec];
+    int64_t now_s = (int64_t)time(NULL);
+    char *jwt = NULL;
+    int rc = mesh_peer_token(f->key, f->keylen, f->nodes.self, now_s, m->cfg.node_token_ttl_s,
+                             m->cfg.jwt_issuer, m->cfg.jwt_audience, &jwt);
+    if (rc) {
+        log_limited(m, LIM_PEER, GW_LOG_ERR, "signing the node token for node %u: %s", node,
+                    gw_strerror(rc));
+        mesh_link_post_begin(l, 0, (const uint8_t[8]){ 0 }, 0, gw_mono_ms());
+        l->post_out = false;
+        return;
+    }
+    uint8_t tok[8];
+    uint64_t r = gw_rand_next(&f->rng);
+    memcpy(tok, &r, 8);
+    f->post_mid = (uint16_t)(f->post_mid + 2) | 1;
+    size_t n;
+    rc = mesh_peer_session_post(f->post_mid, tok, (uint8_t)sec, jwt, f->buf2, sizeof(f->buf2), &n);
+    free(jwt);
+    mesh_link_post_begin(l, f->post_mid, tok, now_s + m->cfg.node_token_ttl_s, gw_mono_ms());
+    if (rc) {
+        l->post_out = false;
+        return;
+    }
+    gw_log_debug(GW_LOG_MESH, "session POST to node %u (%s), MID %u", node, sock_name[sec],
+                 (unsigned)f->post_mid);
+    peer_send(m, sec, node, f->buf2, n);
+}
+
+/* Sends what link (node, sec) held while its session opened. */
+static void peer_release(struct mesh_ctx *m, uint32_t node, int sec)
+{
+    const struct mesh_held_dgram *h;
+    struct mesh_link *l = &m->fwd->link[node][sec];
+    while (mesh_link_pop(l, &h))
+        peer_send(m, sec, node, h->data, h->len);
+}
+
+/* A MESH_TX for a device owned by node `owner`, or an empty message for a
+ * peer (GW_MF_PEER): rewritten into a proxy request and sent, or held. */
+static void peer_tx(struct mesh_ctx *m, const struct gw_msg *env, const uint8_t *data,
+                    uint32_t owner)
+{
+    struct mesh_fwd *f = m->fwd;
+    int sec = env->security == GW_SEC_NETMGR ? MESH_SOCK_SECURE : MESH_SOCK_PLAIN;
+    char macs[17];
+    size_t n;
+    int rc = mesh_peer_rewrite(f->parser, data, env->len, env->mac, env->security, f->buf,
+                               sizeof(f->buf), &n);
+    if (rc) {
+        gw_mac_str(env->mac, macs);
+        log_limited(m, LIM_TX, GW_LOG_WARN,
+                    "%u-byte message for device %s (owner node %u) not forwarded: %s",
+                    (unsigned)env->len, macs, owner, gw_strerror(rc));
+        return;
+    }
+    bool empty = f->buf[1] == GW_COAP_EMPTY;
+    struct mesh_link *l = &f->link[owner][sec];
+    uint32_t dropped = l->dropped;
+    int act = mesh_link_submit(l, (uint32_t)m->cfg.node_queue_max, f->buf, n, empty, gw_mono_ms());
+    if (act & MESH_LINK_SEND)
+        peer_send(m, sec, owner, f->buf, n);
+    if (l->dropped != dropped)
+        log_limited(m, LIM_PEER, GW_LOG_WARN,
+                    "node %u (%s): node_queue_max = %lld datagrams held while its session opens; "
+                    "the oldest dropped",
+                    owner, sock_name[sec], (long long)m->cfg.node_queue_max);
+    if (act & MESH_LINK_POST)
+        peer_post(m, owner, sec);
+}
+
+static void push_peer_rx(struct mesh_ctx *m, uint32_t node, int sec, const uint8_t *d, size_t n)
+{
+    static const uint8_t zero[GW_MAC_LEN];
+    struct gw_msg env;
+    gw_msg_mesh_rx(&env, sec == MESH_SOCK_SECURE ? GW_SEC_NETMGR : GW_SEC_NONE, zero, n);
+    env.flags = GW_MF_PEER;
+    env.aux = node;
+    int rc = gw_ring_push2(m->to_sch, &env, sizeof(env), d, (uint32_t)n);
+    if (rc == 0) {
+        m->sch_kick = true;
+        return;
+    }
+    gw_stat_add(m->stats, GW_STAT_ring_full, 1);
+    log_limited(m, LIM_RING, GW_LOG_WARN, "ring to the scheduler: %s; datagram from node %u dropped",
+                gw_strerror(rc), node);
+}
+
+static void on_peer_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
+                         const struct sockaddr *addr, unsigned flags)
+{
+    struct mesh_ctx *m = h->data;
+    struct mesh_fwd *f = m->fwd;
+    int sec = h == &f->udp[MESH_SOCK_SECURE] ? MESH_SOCK_SECURE : MESH_SOCK_PLAIN;
+    if (nread < 0 || addr == NULL)
+        return;
+    gw_stat_add(m->stats, GW_STAT_rx_datagrams, 1);
+    struct gw_ep src;
+    char eps[GW_EP_STRLEN];
+    if ((flags & UV_UDP_PARTIAL) || src_ep(addr, &src) != 0) {
+        gw_stat_add(m->stats, GW_STAT_rx_malformed, 1);
+        return;
+    }
+    int node = gw_nodes_find(&f->nodes, &src);
+    if (node < 0 || (uint32_t)node == f->nodes.self) {
+        gw_stat_add(m->stats, GW_STAT_mesh_unknown_source, 1);
+        log_limited(m, LIM_UNKNOWN_SRC, GW_LOG_WARN,
+                    "%zd-byte datagram on a peer socket from %s, not a node in `nodes`: dropped",
+                    nread, gw_ep_str(&src, eps, sizeof(eps)));
+        return;
+    }
+    const uint8_t *d = (const uint8_t *)buf->base;
+    size_t n = (size_t)nread;
+    uint8_t ver, type;
+    uint16_t mid;
+    struct gw_coap_msg msg;
+    if (!gw_coap_peek(d, n, &ver, &type, &mid) || ver != 1 || n > GW_COAP_MAX_MSG + 16 ||
+        gw_coap_parse(f->parser, d, n, &msg) != 0) {
+        gw_stat_add(m->stats, GW_STAT_rx_malformed, 1);
+        return;
+    }
+    struct mesh_link *l = &f->link[node][sec];
+    bool mine;
+    uint64_t renew_max = (uint64_t)m->cfg.session_idle_s * 1000 / 2;
+    int act = mesh_link_on_rx(l, &msg, (int64_t)time(NULL), gw_mono_ms(), renew_max, &mine);
+    if (mine) {
+        if (msg.type == GW_COAP_CON) {
+            uint8_t ack[4] = { 0x60, 0, (uint8_t)(msg.mid >> 8), (uint8_t)msg.mid };
+            peer_send(m, sec, (uint32_t)node, ack, sizeof(ack));
+        }
+        if (act & MESH_LINK_REFUSED) {
+            char c[8];
+            log_limited(m, LIM_PEER, GW_LOG_WARN,
+                        "node %d refused our %s session: %s %.*s; trying again", node,
+                        sock_name[sec], gw_coap_code_str(msg.code, c),
+                        (int)(msg.payload_len > 100 ? 100 : msg.payload_len),
+                        msg.payload ? (const char *)msg.payload : "");
+        } else if (l->state == MESH_LINK_OPEN && msg.code == GW_COAP_CREATED) {
+            if (l->opened == 1)
+                gw_log_info(GW_LOG_MESH, "session at node %d (%s) open", node, sock_name[sec]);
+            else
+                gw_log_debug(GW_LOG_MESH, "session at node %d (%s) renewed", node,
+                             sock_name[sec]);
+        }
+        if (act & MESH_LINK_RELEASE)
+            peer_release(m, (uint32_t)node, sec);
+        return;
+    }
+    size_t rn;
+    int rw = mesh_peer_unauth_rewrite(d, n, f->buf2, sizeof(f->buf2), &rn);
+    if (rw == 1) {
+        log_limited(m, LIM_PEER, GW_LOG_WARN,
+                    "node %d answered 4.01: our %s session there is gone; opening it again", node,
+                    sock_name[sec]);
+        if (mesh_link_lost(l, gw_mono_ms()) & MESH_LINK_POST)
+            peer_post(m, (uint32_t)node, sec);
+        d = f->buf2;
+        n = rn;
+    }
+    push_peer_rx(m, (uint32_t)node, sec, d, n);
+}
+
+static void on_peer_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct mesh_ctx *m = h->data;
+    buf->base = (char *)m->fwd->buf;
+    buf->len = sizeof(m->fwd->buf);
+}
+
+static void on_peer_timer(uv_timer_t *t)
+{
+    struct mesh_ctx *m = t->data;
+    struct mesh_fwd *f = m->fwd;
+    uint64_t now = gw_mono_ms();
+    for (uint32_t i = 0; i < f->nodes.count; i++)
+        for (int s = 0; s < MESH_NSOCK; s++)
+            if (i != f->nodes.self && (mesh_link_tick(&f->link[i][s], now) & MESH_LINK_POST))
+                peer_post(m, i, s);
+    kick_scheduler(m);
+}
+
+/* The shared HS256 secret (gw_config_validate requires one with node_count
+ * > 1), read as the frontend reads it: raw bytes, one trailing newline
+ * dropped. 0 or GW_EXIT_FATAL after a line naming jwt_key_file. */
+static int peer_read_key(struct mesh_ctx *m)
+{
+    struct mesh_fwd *f = m->fwd;
+    int fd = open(m->cfg.jwt_key_file, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, f->key, sizeof(f->key)) : -1;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (n > 0 && f->key[n - 1] == '\n')
+        n--;
+    if (n <= 0 || (size_t)n >= sizeof(f->key)) {
+        gw_log_err(GW_LOG_SYS, "jwt_key_file %s: %s: node_count > 1 signs node tokens with it",
+                   m->cfg.jwt_key_file,
+                   n < 0 ? strerror(e) : n == 0 ? "empty" : "longer than 4095 bytes");
+        return GW_EXIT_FATAL;
+    }
+    f->keylen = (size_t)n;
+    return 0;
+}
+
+/* node_count > 1: the node list resolved, the key, two peer sockets bound
+ * to this node's address, and the session timer. 0 or an exit code. */
+static int setup_peers(struct mesh_ctx *m)
+{
+    char err[256];
+    if (m->cfg.node_count < 2)
+        return 0;
+    struct mesh_fwd *f = calloc(1, sizeof(*f));
+    if (!f)
+        return GW_EXIT_FAIL;
+    m->fwd = f;
+    gw_rand_seed_random(&f->rng);
+    f->post_mid = (uint16_t)gw_rand_u32(&f->rng) | 1;
+    if (gw_nodes_parse(&m->cfg, &f->nodes, err, sizeof(err)) != 0) {
+        gw_log_err(GW_LOG_SYS, "%s", err);
+        return GW_EXIT_FATAL;
+    }
+    /* A name that does not resolve yet (a Pod not yet in DNS) is worth a
+     * respawn with back-off, not a fatal exit. */
+    if (gw_nodes_resolve(&f->nodes, err, sizeof(err)) != 0) {
+        gw_log_err(GW_LOG_SYS, "%s", err);
+        return GW_EXIT_FAIL;
+    }
+    int rc = peer_read_key(m);
+    if (rc)
+        return rc;
+    if (gw_coap_parser_new(&f->parser) != 0)
+        return GW_EXIT_FAIL;
+    char names[MESH_NSOCK][GW_EP_STRLEN];
+    for (int i = 0; i < MESH_NSOCK; i++) {
+        struct gw_ep ep = f->nodes.ep[f->nodes.self];
+        ep.port = 0;
+        struct sockaddr_storage ss;
+        gw_ep_to_sa(&ep, &ss);
+        uv_udp_t *h = &f->udp[i];
+        if ((rc = uv_udp_init_ex(&m->p.loop, h, (unsigned)ss.ss_family)) != 0)
+            return GW_EXIT_FAIL;
+        f->udp_open[i] = true;
+        h->data = m;
+        f->family[i] = ss.ss_family;
+        if ((rc = uv_udp_bind(h, (const struct sockaddr *)&ss, 0)) != 0 ||
+            (rc = uv_udp_recv_start(h, on_peer_alloc, on_peer_recv)) != 0) {
+            gw_log_err(GW_LOG_SYS, "peer socket on node %u's address %s: %s", f->nodes.self,
+                       f->nodes.host[f->nodes.self], uv_strerror(rc));
+            return is_config_error(rc) ? GW_EXIT_FATAL : GW_EXIT_FAIL;
+        }
+        struct sockaddr_storage got;
+        int gl = sizeof(got);
+        struct gw_ep gep;
+        if (uv_udp_getsockname(h, (struct sockaddr *)&got, &gl) == 0 &&
+            gw_ep_from_sa(&gep, (struct sockaddr *)&got) == 0)
+            gw_ep_str(&gep, names[i], sizeof(names[i]));
+        else
+            snprintf(names[i], sizeof(names[i]), "?");
+    }
+    if (uv_timer_init(&m->p.loop, &f->timer) != 0)
+        return GW_EXIT_FAIL;
+    f->timer_open = true;
+    f->timer.data = m;
+    if (uv_timer_start(&f->timer, on_peer_timer, MESH_PEER_TICK_MS, MESH_PEER_TICK_MS) != 0)
+        return GW_EXIT_FAIL;
+    gw_log_info(GW_LOG_SYS,
+                "node %u of %u: devices of other nodes forwarded to their owner from %s (none) "
+                "and %s (netmgr)",
+                f->nodes.self, f->nodes.count, names[MESH_SOCK_PLAIN], names[MESH_SOCK_SECURE]);
+    return 0;
+}
+
+static void teardown_peers(struct mesh_ctx *m)
+{
+    struct mesh_fwd *f = m->fwd;
+    if (!f)
+        return;
+    for (int i = 0; i < MESH_NSOCK; i++)
+        if (f->udp_open[i])
+            uv_close((uv_handle_t *)&f->udp[i], NULL);
+    if (f->timer_open)
+        uv_close((uv_handle_t *)&f->timer, NULL);
+    uv_run(&m->p.loop, UV_RUN_NOWAIT);
+    for (uint32_t i = 0; i < GW_NODES_MAX; i++)
+        for (int s = 0; s < MESH_NSOCK; s++)
+            mesh_link_deinit(&f->link[i][s]);
+    gw_coap_parser_free(f->parser);
+    memset(f->key, 0, sizeof(f->key));
+    free(f);
+    m->fwd = NULL;
+}
+
 /* ---- towards the devices ---- */
 
 static void handle_tx(struct mesh_ctx *m, const struct gw_msg *env, const uint8_t *data)
@@ -316,6 +659,18 @@ static void handle_tx(struct mesh_ctx *m, const struct gw_msg *env, const uint8_
     char macs[17], eps[GW_EP_STRLEN];
     struct gw_device dev;
     int rc;
+    if (m->fwd) {
+        /* S10.4: another node's device, or an empty message for a peer. */
+        uint32_t owner = (env->flags & GW_MF_PEER)
+                             ? env->aux
+                             : gw_nodes_owner(env->mac, m->fwd->nodes.count);
+        if (owner >= m->fwd->nodes.count)
+            return;
+        if (owner != m->fwd->nodes.self) {
+            peer_tx(m, env, data, owner);
+            return;
+        }
+    }
     if (devs_current(m)) {
         const struct gw_device *d = mesh_devidx_by_mac(&m->devs, env->mac);
         rc = d ? 0 : GW_ENOTFOUND;
@@ -584,6 +939,8 @@ int mesh_run(const struct gw_config *cfg)
     for (int i = 0; i < MESH_NSOCK; i++)
         if ((code = setup_socket(m, i, &bind_ep, names[i], sizeof(names[i]))) != 0)
             goto out;
+    if ((code = setup_peers(m)) != 0)
+        goto out;
     if ((code = gw_proc_start(&m->p, &hooks)) != 0)
         goto out;
     gw_proc_ready(&m->p);
@@ -597,6 +954,7 @@ int mesh_run(const struct gw_config *cfg)
     kick_scheduler(m);
     code = gw_proc_run(&m->p);
 out:
+    teardown_peers(m);
     teardown_state(m);
     gw_proc_loop_close(&m->p);
     mesh_crypto_thread_cleanup();

@@ -7,6 +7,7 @@
 #include "gw_coap.h"
 #include "gw_error.h"
 #include "gw_log.h"
+#include "gw_nodes.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -18,6 +19,8 @@
 struct sch_dev {
     uint8_t mac[GW_MAC_LEN];
     uint8_t milli;
+    uint8_t remote; /* owned by node `owner`, not this one (S10.4) */
+    uint8_t owner;
     uint16_t next_mid;
     uint32_t inflight;
     uint32_t qlen;
@@ -69,6 +72,10 @@ static struct sch_dev *dev_get(struct sch_core *c, const uint8_t mac[GW_MAC_LEN]
         return NULL;
     memcpy(d->mac, mac, GW_MAC_LEN);
     d->next_mid = mid_floor(now_ms(c));
+    if (c->node_count > 1) {
+        d->owner = (uint8_t)gw_nodes_owner(mac, c->node_count);
+        d->remote = d->owner != c->node_self;
+    }
     d->qhead = d->qtail = d->active = -1;
     if (sch_map_put(&c->devs, mac_key(mac), d) != 0) {
         free(d);
@@ -288,8 +295,70 @@ static void txn_release(struct sch_core *c, uint32_t idx)
     c->freelist[c->nfree++] = idx;
 }
 
+/* ---- remote devices (S10.4, sch_int.h) ---- */
+
+static uint64_t peer_mid_key(uint32_t owner, uint8_t sec, uint16_t mid)
+{
+    return sch_key_nz(((uint64_t)(owner + 1) << 32) | ((uint64_t)sec << 16) | mid);
+}
+
+static uint64_t peer_tok_key(const uint8_t tok[8])
+{
+    uint64_t k;
+    memcpy(&k, tok, 8);
+    return sch_key_nz(k);
+}
+
+/* Remote exchange idx is in flight with dev_mid and dev_token: indexed. */
+static void peer_index(struct sch_core *c, struct sch_dev *d, uint32_t idx)
+{
+    struct sch_txn *t = sch_txn_at(c, idx);
+    void *v = (void *)(uintptr_t)(idx + 1);
+    if (sch_map_put(&c->peer_by_mid, peer_mid_key(d->owner, t->env.security, t->dev_mid), v) ||
+        sch_map_put(&c->peer_by_tok, peer_tok_key(t->dev_token), v))
+        gw_log_warn(GW_LOG_SYS, "out of memory indexing a forwarded exchange: its answer is lost");
+}
+
+/* Removes idx's entries (only those still pointing at it). */
+static void peer_unindex(struct sch_core *c, struct sch_dev *d, uint32_t idx)
+{
+    struct sch_txn *t = sch_txn_at(c, idx);
+    uint64_t k = peer_mid_key(d->owner, t->env.security, t->dev_mid);
+    if ((uintptr_t)sch_map_get(&c->peer_by_mid, k) == idx + 1)
+        sch_map_del(&c->peer_by_mid, k);
+    k = peer_tok_key(t->dev_token);
+    if ((uintptr_t)sch_map_get(&c->peer_by_tok, k) == idx + 1)
+        sch_map_del(&c->peer_by_tok, k);
+}
+
+/* The next MID towards owner node `owner`: even (mesh_peer.h), never behind
+ * an even floor that advances 256 a second (mid_floor; 128 MIDs a second
+ * here, so forwarded requests to one owner repeat a MID within
+ * EXCHANGE_LIFETIME only above about 130 a second sustained). */
+static uint16_t peer_next_mid(struct sch_core *c, uint32_t owner, uint64_t now)
+{
+    uint16_t floor = (uint16_t)(mid_floor(now) & ~1u);
+    uint16_t *n = &c->peer_mid[owner];
+    *n &= (uint16_t)~1u;
+    if ((int16_t)(uint16_t)(floor - *n) > 0)
+        *n = floor;
+    uint16_t mid = *n;
+    *n = (uint16_t)(*n + 2);
+    return mid;
+}
+
+/* A successor continues each owner's MIDs after those of the exchanges it finds. */
+static void peer_mid_seen(struct sch_core *c, const struct sch_dev *d, uint16_t mid)
+{
+    uint16_t next = (uint16_t)((mid & ~1u) + 2);
+    if ((int16_t)(uint16_t)(next - c->peer_mid[d->owner]) > 0)
+        c->peer_mid[d->owner] = next;
+}
+
 static void dev_unlink_active(struct sch_core *c, struct sch_dev *d, uint32_t idx)
 {
+    if (d->remote)
+        peer_unindex(c, d, idx);
     int32_t *pp = &d->active;
     for (uint32_t guard = 0; *pp >= 0 && guard < c->max_txn; guard++) {
         if (*pp == (int32_t)idx) {
@@ -537,10 +606,14 @@ static void send_txn(struct sch_core *c, struct sch_dev *d, uint32_t idx)
 {
     struct sch_txn *t = sch_txn_at(c, idx);
     uint64_t now = now_ms(c);
-    uint16_t floor = mid_floor(now);
-    if ((int16_t)(uint16_t)(floor - d->next_mid) > 0)
-        d->next_mid = floor;
-    t->dev_mid = d->next_mid++;
+    if (d->remote) {
+        t->dev_mid = peer_next_mid(c, d->owner, now);
+    } else {
+        uint16_t floor = mid_floor(now);
+        if ((int16_t)(uint16_t)(floor - d->next_mid) > 0)
+            d->next_mid = floor;
+        t->dev_mid = d->next_mid++;
+    }
     t->data[2] = (uint8_t)(t->dev_mid >> 8);
     t->data[3] = (uint8_t)t->dev_mid;
     memcpy(t->data + 4, t->dev_token, 8);
@@ -556,6 +629,8 @@ static void send_txn(struct sch_core *c, struct sch_dev *d, uint32_t idx)
     c->anext[idx] = d->active;
     d->active = (int32_t)idx;
     d->inflight++;
+    if (d->remote)
+        peer_index(c, d, idx);
     if (send_to_device(c, t) != 0)
         gw_stat_add(c->stats, GW_STAT_ring_full, 1); /* the retransmission timer covers it */
     gw_stat_add(c->stats, GW_STAT_mesh_requests, 1);
@@ -1000,6 +1075,57 @@ static void on_mesh(struct sch_core *c, const struct gw_msg *rx, const uint8_t *
         mesh_reply_empty(c, rx, GW_COAP_RST, r.mid);
 }
 
+/* S10.4: a datagram from peer node rx->aux, answering a forwarded request
+ * or notifying a forwarded observation. It is attributed to its device (ACK
+ * and RST by MID, responses by device token, then by observation) and goes
+ * the way of any device's datagram; the empty ACK or RST on_mesh sends back
+ * reaches the owner through meshio as well. A CON or NON nobody wants gets
+ * RST (a notification for an observation we ended: the owner drops us). */
+static void on_peer(struct sch_core *c, const struct gw_msg *rx, const uint8_t *data)
+{
+    uint8_t ver, type;
+    uint16_t mid;
+    uint32_t node = rx->aux;
+    if (!gw_coap_peek(data, rx->len, &ver, &type, &mid) || ver != 1 || node >= c->node_count ||
+        node == c->node_self)
+        return;
+    struct gw_msg a = *rx;
+    a.flags = (uint8_t)(a.flags & ~GW_MF_PEER);
+    uint8_t tkl = data[0] & 0x0f;
+    const uint8_t *tok = tkl == 8 && rx->len >= 12 ? data + 4 : NULL;
+    int idx = -1;
+    if (type == GW_COAP_ACK || type == GW_COAP_RST)
+        idx = (int)(uintptr_t)sch_map_get(&c->peer_by_mid, peer_mid_key(node, rx->security, mid)) -
+              1;
+    else if (tok)
+        idx = (int)(uintptr_t)sch_map_get(&c->peer_by_tok, peer_tok_key(tok)) - 1;
+    if (idx >= 0) {
+        struct sch_txn *t = sch_txn_at(c, (uint32_t)idx);
+        struct sch_dev *d = dev_get(c, t->env.mac, false);
+        uint32_t s = tstate(t);
+        if (d && d->remote && d->owner == node && (s == SCH_TXN_SENT || s == SCH_TXN_ACKED)) {
+            memcpy(a.mac, t->env.mac, GW_MAC_LEN);
+            on_mesh(c, &a, data);
+            return;
+        }
+    }
+    uint8_t sec;
+    if (type != GW_COAP_ACK && type != GW_COAP_RST && tok &&
+        sch_obs_device_of(c, tok, a.mac, &sec) && sec == rx->security &&
+        gw_nodes_owner(a.mac, c->node_count) == node) {
+        on_mesh(c, &a, data);
+        return;
+    }
+    if (type == GW_COAP_CON || (type == GW_COAP_NON && data[1] != GW_COAP_EMPTY)) {
+        uint8_t b[4] = { (uint8_t)(0x40 | GW_COAP_RST << 4), 0, (uint8_t)(mid >> 8), (uint8_t)mid };
+        struct gw_msg m;
+        static const uint8_t zero[GW_MAC_LEN];
+        gw_msg_mesh_tx(&m, rx->security, zero, GW_MF_PEER, 0, sizeof(b));
+        m.aux = node;
+        c->out.to_mesh(c->out.ctx, &m, b);
+    }
+}
+
 void sch_core_on_record(struct sch_core *c, const struct gw_msg *env, const uint8_t *data)
 {
     switch (env->kind) {
@@ -1007,7 +1133,10 @@ void sch_core_on_record(struct sch_core *c, const struct gw_msg *env, const uint
         on_request(c, env, data);
         break;
     case GW_MSG_MESH_RX:
-        on_mesh(c, env, data);
+        if (env->flags & GW_MF_PEER)
+            on_peer(c, env, data);
+        else
+            on_mesh(c, env, data);
         break;
     case GW_MSG_OBS_GONE:
         sch_obs_on_gone(c, &env->ep, env->token, env->tkl);
@@ -1172,7 +1301,9 @@ static void recover(struct sch_core *c)
             if (s == SCH_TXN_FREE && t->first_sent &&
                 now - t->first_sent < (uint64_t)c->cfg.exchange_lifetime_ms) {
                 struct sch_dev *d = dev_get(c, t->env.mac, true);
-                if (d && (int16_t)(uint16_t)(t->dev_mid + 1 - d->next_mid) > 0)
+                if (d && d->remote)
+                    peer_mid_seen(c, d, t->dev_mid);
+                else if (d && (int16_t)(uint16_t)(t->dev_mid + 1 - d->next_mid) > 0)
                     d->next_mid = (uint16_t)(t->dev_mid + 1);
             }
             continue;
@@ -1203,7 +1334,9 @@ static void recover(struct sch_core *c)
                 t->first_sent && now - t->first_sent < (uint64_t)c->cfg.exchange_lifetime_ms
                     ? dev_get(c, t->env.mac, true)
                     : NULL;
-            if (kd && (int16_t)(uint16_t)(t->dev_mid + 1 - kd->next_mid) > 0)
+            if (kd && kd->remote)
+                peer_mid_seen(c, kd, t->dev_mid);
+            else if (kd && (int16_t)(uint16_t)(t->dev_mid + 1 - kd->next_mid) > 0)
                 kd->next_mid = (uint16_t)(t->dev_mid + 1); /* see mid_floor */
             if (t->repush)
                 c->pending_answers++;
@@ -1217,7 +1350,9 @@ static void recover(struct sch_core *c)
             continue;
         }
         d->milli = t->milli;
-        if (s != SCH_TXN_QUEUED && (int16_t)(uint16_t)(t->dev_mid + 1 - d->next_mid) > 0)
+        if (s != SCH_TXN_QUEUED && d->remote)
+            peer_mid_seen(c, d, t->dev_mid);
+        else if (s != SCH_TXN_QUEUED && (int16_t)(uint16_t)(t->dev_mid + 1 - d->next_mid) > 0)
             d->next_mid = (uint16_t)(t->dev_mid + 1);
         if (s == SCH_TXN_QUEUED) {
             if (d->qtail >= 0)
@@ -1230,6 +1365,8 @@ static void recover(struct sch_core *c)
             c->anext[i] = d->active;
             d->active = (int32_t)i;
             d->inflight++;
+            if (d->remote)
+                peer_index(c, d, i); /* a peer's late answer still finds it */
             arm(c, i);
         }
         resumed++;
@@ -1263,6 +1400,12 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock,
     c->slot_size = slot_size;
     c->store = store;
     c->stats = stats;
+    c->node_self = (uint32_t)cfg->node_id;
+    c->node_count = cfg->node_count > 1 && cfg->node_count <= GW_NODES_MAX
+                        ? (uint32_t)cfg->node_count
+                        : 1;
+    for (uint32_t i = 0; i < GW_NODES_MAX; i++)
+        c->peer_mid[i] = (uint16_t)(mid_floor(now_ms(c)) & ~1u);
     c->gen = calloc(max_txn, sizeof(uint32_t));
     c->freelist = calloc(max_txn, sizeof(uint32_t));
     c->qnext = calloc(max_txn, sizeof(int32_t));
@@ -1286,7 +1429,8 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock,
     c->recent_cap = max_txn * 2;
     c->recent_keys = calloc(c->recent_cap, sizeof(uint64_t));
     if (!c->recent_keys || sch_map_init(&c->recent, c->recent_cap * 2) != 0 ||
-        sch_map_init(&c->delivered, max_txn) != 0) {
+        sch_map_init(&c->delivered, max_txn) != 0 || sch_map_init(&c->peer_by_mid, 64) != 0 ||
+        sch_map_init(&c->peer_by_tok, 64) != 0) {
         rc = -ENOMEM;
         goto fail;
     }
@@ -1332,6 +1476,8 @@ void sch_core_free(struct sch_core *c)
     sch_map_deinit(&c->devs);
     sch_map_deinit(&c->recent);
     sch_map_deinit(&c->delivered);
+    sch_map_deinit(&c->peer_by_mid);
+    sch_map_deinit(&c->peer_by_tok);
     free(c->recent_keys);
     gw_heap_deinit(&c->heap);
     sch_cache_free(c->cache);

@@ -53,6 +53,18 @@ struct sch_core {
      * (client endpoint, client MID) -> slot index + 1. */
     struct sch_map delivered;
     uint32_t ndelivered;
+    /* S10.4: devices owned by other nodes ("remote", gw_nodes.h) are served
+     * like local ones; meshio forwards their datagrams to the owner. Their
+     * MIDs come from one counter per owner node (the owner deduplicates by
+     * our peer socket's endpoint and MID, across all our remote devices),
+     * even only: meshio's session POSTs on the same sockets use odd ones.
+     * Datagrams from a peer arrive without a device (GW_MF_PEER) and are
+     * attributed through two indexes of the remote exchanges in flight:
+     * (owner, security, MID) and the device token, slot index + 1 as the
+     * value. Both are rebuilt from the shared table at start. */
+    uint32_t node_self, node_count;
+    uint16_t peer_mid[64]; /* GW_NODES_MAX */
+    struct sch_map peer_by_mid, peer_by_tok;
 };
 
 static inline struct sch_txn *sch_txn_at(struct sch_core *c, uint32_t i)
@@ -101,6 +113,10 @@ void sch_obs_on_session_moved(struct sch_core *c, uint64_t session, const struct
 void sch_obs_on_timer(struct sch_core *c, uint32_t slot, uint32_t gen, uint64_t now);
 void sch_obs_counts(const struct sch_core *c, uint32_t *observations, uint32_t *observers);
 bool sch_obs_id_taken(const struct sch_core *c, uint64_t id);
+/* The device and security of the observation whose device token is tok:
+ * true with mac and *sec filled, false when there is none. */
+bool sch_obs_device_of(const struct sch_core *c, const uint8_t tok[8], uint8_t mac[GW_MAC_LEN],
+                       uint8_t *sec);
 bool sch_obs_item_live(const struct sch_core *c, uint32_t slot, uint32_t gen);
 
 /* Makes the shared table (gw_rcache.h) hold what the scheduler's cache now

@@ -796,6 +796,17 @@ bool sch_obs_on_notification(struct sch_core *c, const struct gw_msg *rx,
     return true;
 }
 
+bool sch_obs_device_of(const struct sch_core *c, const uint8_t tok[8], uint8_t mac[GW_MAC_LEN],
+                       uint8_t *sec)
+{
+    struct sch_obs *o = c->obs ? sch_map_get(&c->obs->by_id, id_of(tok)) : NULL;
+    if (!o)
+        return false;
+    memcpy(mac, o->mac, GW_MAC_LEN);
+    *sec = o->security;
+    return true;
+}
+
 /* ---- leaving ---- */
 
 void sch_obs_on_gone(struct sch_core *c, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl)

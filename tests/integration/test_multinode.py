@@ -4,17 +4,42 @@
 
 Both share one devices file and one JWT key; only node 0 runs the simulator.
 Each device is owned by exactly one node (rendezvous hashing of its MAC,
-`coapgw devices list` prints it); the owner alone speaks to the device, so
-the simulator counts no nonce reuse, no replay and no authentication failure.
-Forwarding a request to the owner is not built yet: a node refuses a device
-it does not own with 5.03 naming the owner, and never touches the device.
+`coapgw devices list` prints it); the owner alone speaks to the device. A
+node that receives a request for a device it does not own forwards it to the
+owner as an ordinary CoAP proxy request, on a session it opened there with a
+node token (meshio/mesh_peer.h). So clients on either node reach every
+device, and the simulator counts no nonce reuse, no replay, no
+authentication failure, one Milli request in flight and one observation.
 """
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gwtest import (GET, POST, Client, Gateway, code, free_udp_port, run, scratch_dir, sim_counters,  # noqa: E402
-                    wait_for, write_devices)
+from gwtest import (ACK, CON, GET, OPT, POST, Client, Gateway, code, encode, free_udp_port, run,  # noqa: E402
+                    scratch_dir, sim_counters, wait_for, write_devices)
+
+import base64  # noqa: E402
+import hashlib  # noqa: E402
+import hmac  # noqa: E402
+import json  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+BUSY_TEXT = (b"Request blocked by device serialization requirements, another request is enqueued or in "
+             b"process for this device.")
+SLOW_MILLI = "02000000000000f1"
+
+
+def b64(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=")
+
+
+def hs256(key, claims):
+    """A compact HS256 JWT, as any token issuer would sign it."""
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = b64(hmac.new(key, head + b"." + body, hashlib.sha256).digest())
+    return head + b"." + body + b"." + sig
 
 KEY = "00112233445566778899aabbccddeeff"
 
@@ -27,7 +52,7 @@ def owners_of(gw):
     return {l.split(",")[0]: int(l.split(",")[-1]) for l in out[1:] if l}
 
 
-def two_nodes(name):
+def two_nodes(name, **extra):
     d = scratch_dir("coapgw-mn-")
     base = "127.0.%d" % (20 + (os.getpid() + 97) % 200)
     # Enough devices that both nodes own some of each type.
@@ -35,6 +60,8 @@ def two_nodes(name):
     for i in range(1, 13):
         typ = "milli" if i % 2 == 0 else "normal"
         rows.append(("02000000000000%02x" % i, "%s.%d" % (base, i), typ, KEY, 5683, 4849, "latency=1-2"))
+    # A Milli slow enough that requests through both nodes overlap.
+    rows.append((SLOW_MILLI, "%s.%d" % (base, 40), "milli", KEY, 5683, 4849, "latency=700-800"))
     devs = write_devices(os.path.join(d, "devices.csv"), rows)
     keyf = os.path.join(d, "jwt.key")
     with open(os.open(keyf, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
@@ -47,9 +74,41 @@ def two_nodes(name):
     for i in range(2):
         gws.append(Gateway("%s%d" % (name, i), devs, listen="127.0.0.1:%d" % ports[i], jwt_key_file=keyf,
                            node_id=i, node_count=2, nodes=nodes, meshsim=1 if i == 0 else 0,
-                           mesh_ack_timeout_ms=300, milli_timeout_ms=3000))
+                           mesh_ack_timeout_ms=300, milli_timeout_ms=3000, **extra))
     gws[0].port, gws[1].port = ports
+    gws[0].keyf = gws[1].keyf = keyf
     return gws, rows
+
+
+class Nodes:
+    """Context manager: two started nodes; their logs are printed on failure."""
+
+    def __init__(self, name, **extra):
+        self.gws, self.rows = two_nodes(name, **extra)
+
+    def __enter__(self):
+        try:
+            for g in self.gws:
+                g.start()
+        except Exception:
+            self.__exit__(AssertionError, None, None)
+            raise
+        return self.gws, self.rows
+
+    def __exit__(self, et, ev, tb):
+        if et is not None:
+            for g in self.gws:
+                g.dump_log()
+        for g in self.gws:
+            g.stop()
+            g.cleanup()
+
+
+def no_crypto_trouble(rows):
+    for r in rows:
+        cnt = sim_counters(r[1])
+        for k in ("nonce_reuse", "replays", "auth_failures"):
+            assert cnt.get(k, 0) == 0, (r[0], k, cnt)
 
 
 def test_refused_when_keys_disagree():
@@ -64,18 +123,21 @@ def test_refused_when_keys_disagree():
         r = g.coapgw("config", "--check", check=False)
         g.cleanup()
         assert r.returncode == 78 and key in r.stderr and r.stderr.count("\n") <= 1, (extra, r.returncode, r.stderr)
+    # Nodes sign their session tokens at each other with the shared HS256 key: none configured, exit 78.
+    g = Gateway("mncfg", None)
+    with open(g.cfg_path, "a") as f:
+        f.write("node_count = 2\nnodes = 127.0.0.1:%d,127.0.0.1:1\n" % g.port)
+    r = g.coapgw("config", "--check", check=False)
+    g.cleanup()
+    assert r.returncode == 78 and "jwt_key_file" in r.stderr and r.stderr.count("\n") <= 1, (r.returncode, r.stderr)
 
 
-def test_two_nodes_each_device_one_owner():
-    """Both nodes print the same owner column; each node serves its own devices (normal and Milli, none
-    and netmgr) and refuses the other's with 5.03 naming the owner; the simulator sees no nonce reuse,
-    no replay, no authentication failure, and no request for a device from its non-owner."""
-    gws, rows = two_nodes("mn")
-    started = []
-    try:
-        for g in gws:
-            g.start()
-            started.append(g)
+def test_clients_on_both_nodes_reach_every_device():
+    """S10.4: both nodes print the same owner column; a client of either node reaches every device (normal
+    and Milli, security none and netmgr) and gets the device's own answer (POST /echo, never cached):
+    through the owner directly, through the other node forwarded to the owner. Each request reaches the
+    device once; the simulator sees no nonce reuse, no replay, no authentication failure."""
+    with Nodes("mnf") as (gws, rows):
         own = [owners_of(g) for g in gws]
         assert own[0] == own[1] and len(own[0]) == len(rows), own
         for want in (0, 1):
@@ -86,59 +148,160 @@ def test_two_nodes_each_device_one_owner():
             try:
                 for g, c in zip(gws, clients):
                     g.session(c, query=sec)
+                port = 4849 if sec.endswith("netmgr") else 5683
                 for r in rows:
+                    if r[0] == SLOW_MILLI:
+                        continue
                     mac, addr = r[0], r[1]
-                    owner = own[0][mac]
                     before = sim_counters(addr)["requests"]
-                    for i, (g, c) in enumerate(zip(gws, clients)):
-                        port = 4849 if sec.endswith("netmgr") else 5683
-                        m, _ = c.request(GET, proxy="coap://%s:%d/value" % (mac, port), timeout=8)
-                        assert m is not None, "no answer from node %d for %s" % (i, mac)
-                        if i == owner:
-                            assert m.code == code(2, 5), (i, mac, m)
-                        else:
-                            assert m.code == code(5, 3), (i, mac, m)
-                            assert ("owned by node %d" % owner).encode() in m.payload, m.payload
-                    after = sim_counters(addr)
-                    assert after["requests"] == before + 1, (mac, before, after["requests"])
+                    for i, c in enumerate(clients):
+                        body = ("%s via node %d %s" % (mac, i, sec)).encode()
+                        m, _ = c.request(POST, proxy="coap://%s:%d/echo" % (mac, port), payload=body, timeout=8)
+                        assert m is not None, "no answer from node %d for %s (%s)" % (i, mac, sec)
+                        assert m.code == code(2, 4) and m.payload == body, (i, mac, own[0][mac], m)
+                    m, _ = clients[1 - own[0][mac]].request(GET, proxy="coap://%s:%d/value" % (mac, port))
+                    assert m is not None and m.code == code(2, 5), (mac, m)
+                    after = sim_counters(addr)["requests"]
+                    assert after == before + 3, (mac, before, after)
             finally:
                 for c in clients:
                     c.close()
-        # Observe (S6.1): a registration through the non-owner is refused and never reaches the device;
-        # through the owner it is the device's one registration.
-        nrm = next(r for r in rows if r[2] == "normal")
-        owner = own[0][nrm[0]]
+        no_crypto_trouble(rows)
+        for r in rows:
+            if r[0] != SLOW_MILLI:
+                assert sim_counters(r[1]).get("secure", 0) >= 1, r
+
+
+def test_milli_through_both_nodes_at_once():
+    """S4.5 across nodes: a Milli asked through both nodes at once answers one client; the other gets
+    exactly the 5.03 with the fixed payload and Max-Age, and the device sees one request."""
+    with Nodes("mnm") as (gws, rows):
         clients = [Client(g) for g in gws]
         try:
             for g, c in zip(gws, clients):
                 g.session(c)
-            reg0 = sim_counters(nrm[1])["obs_register"]
-            m, _ = clients[1 - owner].request(GET, proxy="coap://%s/sensor" % nrm[0], options=[(6, b"")])
-            assert m is not None and m.code == code(5, 3), m
-            m, _ = clients[owner].request(GET, proxy="coap://%s/sensor" % nrm[0], options=[(6, b"")],
-                                          token=b"obs1")
-            assert m is not None and m.code == code(2, 5) and m.opt(6) is not None, m
-            assert sim_counters(nrm[1])["obs_register"] == reg0 + 1
-            m, _ = clients[owner].request(GET, proxy="coap://%s/sensor" % nrm[0], options=[(6, b"\x01")],
-                                          token=b"obs1")
-            assert m is not None, "no answer to the deregistration"
+            addr = next(r[1] for r in rows if r[0] == SLOW_MILLI)
+            # The forwarded request first opens the node session: warm it with a normal device.
+            other = next(r[0] for r in rows if r[2] == "normal" and owners_of(gws[0])[r[0]] != 0)
+            m, _ = clients[0].request(GET, proxy="coap://%s/value" % other)
+            assert m is not None and m.code == code(2, 5), m
+            before = sim_counters(addr)["requests"]
+            got = [None, None]
+
+            def ask(i):
+                got[i], _ = clients[i].request(GET, proxy="coap://%s/value" % SLOW_MILLI, timeout=8)
+
+            ts = [threading.Thread(target=ask, args=(i,)) for i in (0, 1)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(15)
+            assert all(g is not None for g in got), got
+            ok = [g for g in got if g.code == code(2, 5)]
+            busy = [g for g in got if g.code == code(5, 3)]
+            assert len(ok) == 1 and len(busy) == 1, got
+            assert busy[0].payload == BUSY_TEXT and busy[0].opt(OPT["max_age"]) is not None, busy[0]
+            assert sim_counters(addr)["requests"] == before + 1
         finally:
             for c in clients:
                 c.close()
-        for r in rows:
-            cnt = sim_counters(r[1])
-            for k in ("nonce_reuse", "replays", "auth_failures"):
-                assert cnt.get(k, 0) == 0, (r[0], k, cnt)
-            assert cnt.get("secure", 0) >= 1, (r[0], cnt)
-    except Exception:
-        for g in started:
-            g.dump_log()
-        raise
-    finally:
-        for g in gws:
-            g.stop()
-            g.cleanup()
+        no_crypto_trouble(rows)
+
+
+def test_observers_on_both_nodes_one_registration():
+    """S6.1 across nodes: observers of one resource on both nodes share one observation at the device
+    (its observer table holds one entry); both get notifications; when both leave, the device's
+    observation ends."""
+    with Nodes("mno") as (gws, rows):
+        own = owners_of(gws[0])
+        for mac, addr in ((r[0], r[1]) for r in rows if r[2] == "normal"):
+            if own[mac] == 1:
+                break  # a device of node 1 observed from node 0: forwarded
+        clients = [Client(g) for g in gws]
+        try:
+            for g, c in zip(gws, clients):
+                g.session(c, query="security=netmgr")
+            toks = [b"obs-n0", b"obs-n1"]
+            for i in (0, 1):
+                m, _ = clients[i].request(GET, proxy="coap://%s/sensor" % mac, options=[(6, b"")], token=toks[i])
+                assert m is not None and m.code == code(2, 5) and m.opt(6) is not None, (i, m)
+            cnt = sim_counters(addr)
+            assert cnt["observers"] == 1, cnt
+            for i in (0, 1):
+                n = wait_for(lambda: next((x for x in iter(lambda: clients[i].recv(0.3), None)
+                                           if x.token == toks[i] and x.opt(6) is not None), None),
+                             10, "a notification at node %d" % i)
+                assert n.code == code(2, 5)
+            for i in (0, 1):
+                m, _ = clients[i].request(GET, proxy="coap://%s/sensor" % mac, options=[(6, b"\x01")],
+                                          token=toks[i])
+                assert m is not None, "no answer to the deregistration at node %d" % i
+            wait_for(lambda: sim_counters(addr)["observers"] == 0, 10, "the device's observation ended")
+        finally:
+            for c in clients:
+                c.close()
+        no_crypto_trouble(rows)
+
+
+def test_node_token_only_from_node_addresses():
+    """S10.4: a token with a node claim opens a session only from that node's address (nodes), never
+    for the receiving node itself: 4.01 and a WARN naming the address otherwise."""
+    with Nodes("mnt") as (gws, rows):
+        key = open(gws[0].keyf, "rb").read()
+        now = int(time.time())
+        outsider = Client(gws[1], host="127.0.0.2")
+        insider = Client(gws[1])
+        try:
+            tok = hs256(key, {"sub": "node-0", "node": 0, "exp": now + 600})
+            r, _ = outsider.request(POST, "/sessions?security=none", tok)
+            assert r is not None and r.code == code(4, 1), r
+            assert b"node" in r.payload, r.payload
+            wait_for(lambda: "127.0.0.2" in open(gws[1].log_path, errors="replace").read(), 5,
+                     "a WARN naming the address")
+            self_tok = hs256(key, {"sub": "node-1", "node": 1, "exp": now + 600})
+            r, _ = insider.request(POST, "/sessions?security=none", self_tok)
+            assert r is not None and r.code == code(4, 1), r
+            r, _ = insider.request(POST, "/sessions?security=none", tok)
+            assert r is not None and r.code == code(2, 1), r
+            assert json.loads(r.payload)["node"] == 0, r.payload
+        finally:
+            outsider.close()
+            insider.close()
+
+
+def test_node_session_not_rate_limited():
+    """S2.8 stays per client session: many clients of node 0 asking node 1's devices at once all get
+    their answers, although every forwarded request shares one node session at node 1 whose own
+    session_rate / session_burst (2) would refuse most of them."""
+    with Nodes("mnr", session_rate=1, session_burst=2) as (gws, rows):
+        own = owners_of(gws[0])
+        far = [r[0] for r in rows if own[r[0]] == 1 and r[2] == "normal"]
+        clients = [Client(gws[0]) for _ in range(4)]
+        try:
+            for i, c in enumerate(clients):
+                gws[0].session(c, account="user%d" % i)
+            results = []
+
+            def burst(c, i):
+                for k in range(2):
+                    body = ("c%d-%d" % (i, k)).encode()
+                    m, _ = c.request(POST, proxy="coap://%s/echo" % far[k % len(far)], payload=body)
+                    results.append((m, body))
+
+            ts = [threading.Thread(target=burst, args=(c, i)) for i, c in enumerate(clients)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(30)
+            assert len(results) == 8, results
+            for m, body in results:
+                assert m is not None and m.code == code(2, 4) and m.payload == body, (m, body)
+        finally:
+            for c in clients:
+                c.close()
 
 
 if __name__ == "__main__":
-    sys.exit(run([test_refused_when_keys_disagree, test_two_nodes_each_device_one_owner]))
+    sys.exit(run([test_refused_when_keys_disagree, test_clients_on_both_nodes_reach_every_device,
+                  test_milli_through_both_nodes_at_once, test_observers_on_both_nodes_one_registration,
+                  test_node_token_only_from_node_addresses, test_node_session_not_rate_limited]))

@@ -104,7 +104,23 @@ static int with(const char *id, const char *count, const char *nodes, const char
     cr_assert_eq(gw_config_set(&cfg, "node_count", count, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(gw_config_set(&cfg, "nodes", nodes, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(gw_config_set(&cfg, "listen", listen, err, sizeof(err)), 0, "%s", err);
+    /* Nodes sign their session tokens at each other with a shared HS256 key. */
+    cr_assert_eq(gw_config_set(&cfg, "jwt_key_file", "/etc/coapgw/jwt.key", err, sizeof(err)), 0);
     return gw_config_validate(&cfg, err, sizeof(err));
+}
+
+/* S10.4: without a shared HS256 key the nodes cannot authenticate to each
+ * other: a configuration error naming the key. */
+Test(nodes, several_nodes_need_a_shared_hs256_key)
+{
+    cr_assert_eq(with("0", "2", "a:5683,b:5683", "0.0.0.0:5683"), 0, "%s", err);
+    cr_assert_eq(gw_config_set(&cfg, "jwt_key_file", "", err, sizeof(err)), 0);
+    cr_assert_eq(gw_config_validate(&cfg, err, sizeof(err)), GW_ECONFIG);
+    cr_assert(strstr(err, "jwt_key_file"), "'%s'", err);
+    cr_assert_eq(gw_config_set(&cfg, "jwt_key_file", "/k.pem", err, sizeof(err)), 0);
+    cr_assert_eq(gw_config_set(&cfg, "jwt_alg", "RS256", err, sizeof(err)), 0);
+    cr_assert_eq(gw_config_validate(&cfg, err, sizeof(err)), GW_ECONFIG);
+    cr_assert(strstr(err, "jwt_alg"), "'%s'", err);
 }
 
 Test(nodes, default_is_one_node)
