@@ -389,12 +389,12 @@ int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen)
      * themselves, so the key must be a shared secret every node holds (a
      * development secret is per data_dir, an RS256/ES256 file a public key). */
     if (cfg->node_count > 1 && (strcmp(cfg->jwt_alg, "HS256") != 0 || !cfg->jwt_key_file[0])) {
-        snprintf(err, errlen,
-                 "%s: node_count = %lld needs jwt_alg = HS256 and a jwt_key_file shared by every "
-                 "node (nodes sign their own session tokens with it)",
-                 gw_config_where(cfg, cfg->jwt_key_file[0] ? "jwt_alg" : "jwt_key_file", w,
-                                 sizeof(w)),
-                 (long long)cfg->node_count);
+        snprintf(
+            err, errlen,
+            "%s: node_count = %lld needs jwt_alg = HS256 and a jwt_key_file shared by every "
+            "node (nodes sign their own session tokens with it)",
+            gw_config_where(cfg, cfg->jwt_key_file[0] ? "jwt_alg" : "jwt_key_file", w, sizeof(w)),
+            (long long)cfg->node_count);
         return GW_ECONFIG;
     }
     return 0;

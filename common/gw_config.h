@@ -40,13 +40,13 @@ struct gw_config {
 
     /* Several nodes (S10.4, common/gw_nodes.h): each device owned by exactly
      * one node, chosen by rendezvous hashing of its MAC over the node ids. */
-    int64_t node_id;    /* this node, 0..node_count-1 (the StatefulSet ordinal) */
-    int64_t node_count; /* nodes in the cluster; 1 = a single gateway owning every device */
-    char nodes[2048];   /* the node_count client-facing host:port addresses, node-id order,
+    int64_t node_id;          /* this node, 0..node_count-1 (the StatefulSet ordinal) */
+    int64_t node_count;       /* nodes in the cluster; 1 = a single gateway owning every device */
+    char nodes[2048];         /* the node_count client-facing host:port addresses, node-id order,
                                        comma separated (host names allowed); "" with node_count = 1 */
     int64_t node_token_ttl_s; /* lifetime of the tokens a node signs for its sessions at the
                                  others (renewed at half of it, or of session_idle_s) */
-    int64_t node_queue_max;   /* datagrams held per peer node and security while its session opens */
+    int64_t node_queue_max; /* datagrams held per peer node and security while its session opens */
 
     /* Mesh side (S4.4, S4.5, S7). */
     int64_t mesh_ack_timeout_ms;

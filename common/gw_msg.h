@@ -37,7 +37,7 @@ enum gw_security { GW_SEC_NONE = 0, GW_SEC_NETMGR = 1 };
  * all-zero until the scheduler attributes it to a device; MESH_TX: an empty
  * ACK/RST for peer node `aux`, sent as it is (mac all-zero). */
 #define GW_MF_PEER 0x10
-#define GW_MF_BLOCK2 0x10       /* REQ: client asked for Block2 size 16 << aux (S4.7) */
+#define GW_MF_BLOCK2 0x10 /* REQ: client asked for Block2 size 16 << aux (S4.7) */
 #define GW_MF_SUPPRESS                                                                             \
     0x20 /* RESP: No-Response asked not to send this answer; only account for it */
 #define GW_MF_DEV_NON                                                                              \

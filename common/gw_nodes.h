@@ -16,8 +16,10 @@
  * Kubernetes the Pods' stable names from a headless Service). gw_nodes_parse
  * checks them without touching DNS (gw_config_validate calls it, so a
  * disagreement is a configuration error naming the key, exit 78);
- * gw_nodes_resolve turns the names into addresses, for the forwarding between
- * nodes that is not built yet (nothing calls it outside the tests). */
+ * gw_nodes_resolve turns the names into addresses at start: meshio sends
+ * requests for other nodes' devices to their owner's client port
+ * (meshio/mesh_peer.h), and the frontend accepts a node's token only from
+ * that node's address (frontend/fe_local.c). */
 #ifndef GW_NODES_H
 #define GW_NODES_H
 

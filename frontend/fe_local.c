@@ -359,9 +359,11 @@ static void sessions_post(struct fe_local *l, const struct gw_ep *ep, const stru
     if (claims.node >= 0 && node_claim_refused(l, ep, &claims, req, de))
         return;
     char holder[FE_ACCOUNT_MAX];
-    struct fe_sess_req rq = { claims.sub,      *ep,        (uint8_t)security, (uint8_t)sticky,
-                              (uint8_t)single, claims.exp, &claims.scope,     l->session_ended,
-                              l->ctx,          holder,     0 };
+    struct fe_sess_req rq = {
+        claims.sub, *ep,           (uint8_t)security, (uint8_t)sticky, (uint8_t)single,
+        claims.exp, &claims.scope, l->session_ended,  l->ctx,          holder,
+        0
+    };
     if (claims.node >= 0) {
         /* A node speaks for its clients: all devices, one session per
          * socket, never sticky or single (fe_session.h). */

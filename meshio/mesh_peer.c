@@ -166,8 +166,8 @@ void mesh_link_post_begin(struct mesh_link *l, uint16_t mid, const uint8_t tok[8
     l->exp_s = exp_s;
     if (l->state == MESH_LINK_OPENING) {
         l->next_ms = now_ms + l->backoff;
-        l->backoff = l->backoff * 2 > MESH_PEER_RETRY_MAX_MS ? MESH_PEER_RETRY_MAX_MS
-                                                             : l->backoff * 2;
+        l->backoff =
+            l->backoff * 2 > MESH_PEER_RETRY_MAX_MS ? MESH_PEER_RETRY_MAX_MS : l->backoff * 2;
     } else {
         /* A renewal on an open session: try again after the shortest
          * back-off when it is not answered; the session stays usable. */

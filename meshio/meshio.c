@@ -12,7 +12,8 @@
  * Secured frames that passed their replay window are held and forwarded
  * at the end of the loop turn (the same check handle), right after one
  * write transaction made their windows' tops durable (meshio.h). Idle,
- * nothing runs: no timers. */
+ * nothing runs: no timers, except with node_count > 1 one timer every
+ * MESH_PEER_TICK_MS for the sessions at the other nodes (mesh_peer.h). */
 #include "meshio.h"
 #include "mesh_peer.h"
 #include "gw_clock.h"
@@ -443,8 +444,8 @@ static void push_peer_rx(struct mesh_ctx *m, uint32_t node, int sec, const uint8
         return;
     }
     gw_stat_add(m->stats, GW_STAT_ring_full, 1);
-    log_limited(m, LIM_RING, GW_LOG_WARN, "ring to the scheduler: %s; datagram from node %u dropped",
-                gw_strerror(rc), node);
+    log_limited(m, LIM_RING, GW_LOG_WARN,
+                "ring to the scheduler: %s; datagram from node %u dropped", gw_strerror(rc), node);
 }
 
 static void on_peer_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
@@ -500,8 +501,7 @@ static void on_peer_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
             if (l->opened == 1)
                 gw_log_info(GW_LOG_MESH, "session at node %d (%s) open", node, sock_name[sec]);
             else
-                gw_log_debug(GW_LOG_MESH, "session at node %d (%s) renewed", node,
-                             sock_name[sec]);
+                gw_log_debug(GW_LOG_MESH, "session at node %d (%s) renewed", node, sock_name[sec]);
         }
         if (act & MESH_LINK_RELEASE)
             peer_release(m, (uint32_t)node, sec);
@@ -557,7 +557,9 @@ static int peer_read_key(struct mesh_ctx *m)
     if (n <= 0 || (size_t)n >= sizeof(f->key)) {
         gw_log_err(GW_LOG_SYS, "jwt_key_file %s: %s: node_count > 1 signs node tokens with it",
                    m->cfg.jwt_key_file,
-                   n < 0 ? strerror(e) : n == 0 ? "empty" : "longer than 4095 bytes");
+                   n < 0    ? strerror(e)
+                   : n == 0 ? "empty"
+                            : "longer than 4095 bytes");
         return GW_EXIT_FATAL;
     }
     f->keylen = (size_t)n;
@@ -661,9 +663,8 @@ static void handle_tx(struct mesh_ctx *m, const struct gw_msg *env, const uint8_
     int rc;
     if (m->fwd) {
         /* S10.4: another node's device, or an empty message for a peer. */
-        uint32_t owner = (env->flags & GW_MF_PEER)
-                             ? env->aux
-                             : gw_nodes_owner(env->mac, m->fwd->nodes.count);
+        uint32_t owner =
+            (env->flags & GW_MF_PEER) ? env->aux : gw_nodes_owner(env->mac, m->fwd->nodes.count);
         if (owner >= m->fwd->nodes.count)
             return;
         if (owner != m->fwd->nodes.self) {

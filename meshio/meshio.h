@@ -20,6 +20,9 @@
  * on the secure socket reach the scheduler only after their tag verified
  * and their sequence number passed the device's replay window.
  *
+ * With node_count > 1, datagrams for devices another node owns go to that
+ * node instead, as CoAP proxy requests on two more sockets (mesh_peer.h).
+ *
  * The registry is read from LMDB for every datagram (S7.2), so edits made
  * while meshio runs apply to the next datagram. The only per-device state
  * kept in memory is the receive replay window, keyed by MAC and bound to

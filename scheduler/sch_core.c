@@ -1095,8 +1095,8 @@ static void on_peer(struct sch_core *c, const struct gw_msg *rx, const uint8_t *
     const uint8_t *tok = tkl == 8 && rx->len >= 12 ? data + 4 : NULL;
     int idx = -1;
     if (type == GW_COAP_ACK || type == GW_COAP_RST)
-        idx = (int)(uintptr_t)sch_map_get(&c->peer_by_mid, peer_mid_key(node, rx->security, mid)) -
-              1;
+        idx =
+            (int)(uintptr_t)sch_map_get(&c->peer_by_mid, peer_mid_key(node, rx->security, mid)) - 1;
     else if (tok)
         idx = (int)(uintptr_t)sch_map_get(&c->peer_by_tok, peer_tok_key(tok)) - 1;
     if (idx >= 0) {
@@ -1401,9 +1401,8 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock,
     c->store = store;
     c->stats = stats;
     c->node_self = (uint32_t)cfg->node_id;
-    c->node_count = cfg->node_count > 1 && cfg->node_count <= GW_NODES_MAX
-                        ? (uint32_t)cfg->node_count
-                        : 1;
+    c->node_count =
+        cfg->node_count > 1 && cfg->node_count <= GW_NODES_MAX ? (uint32_t)cfg->node_count : 1;
     for (uint32_t i = 0; i < GW_NODES_MAX; i++)
         c->peer_mid[i] = (uint16_t)(mid_floor(now_ms(c)) & ~1u);
     c->gen = calloc(max_txn, sizeof(uint32_t));

@@ -98,10 +98,10 @@ Test(peer, empty_ack_then_separate_response_is_attributed)
     cr_assert_eq(H.nmesh, 1);
     cr_assert_eq(H.nclient, 0);
     peer_send(OWNER, &(struct h_resp){ .type = GW_COAP_CON,
-                                      .code = GW_COAP_CONTENT,
-                                      .mid = 0x7777,
-                                      .token = req.token,
-                                      .payload = "21.5" });
+                                       .code = GW_COAP_CONTENT,
+                                       .mid = 0x7777,
+                                       .token = req.token,
+                                       .payload = "21.5" });
     cr_assert_eq(H.nclient, 1);
     h_assert_client_token(0, "t1");
     struct h_pkt ans, ack;
@@ -126,13 +126,14 @@ Test(peer, wrong_node_answers_nothing_and_unknown_con_gets_rst)
     struct h_pkt req;
     h_last_tx(&req);
     peer_send(SELF, &(struct h_resp){ .type = GW_COAP_ACK,
-                                     .code = GW_COAP_CONTENT,
-                                     .mid = req.mid,
-                                     .token = req.token });
+                                      .code = GW_COAP_CONTENT,
+                                      .mid = req.mid,
+                                      .token = req.token });
     cr_assert_eq(H.nclient, 0);
     static const uint8_t stray[8] = { 0xde, 0xad, 0, 0, 0, 0, 0, 1 };
-    peer_send(OWNER, &(struct h_resp){
-                         .type = GW_COAP_CON, .code = GW_COAP_CONTENT, .mid = 0x55, .token = stray });
+    peer_send(OWNER,
+              &(struct h_resp){
+                  .type = GW_COAP_CON, .code = GW_COAP_CONTENT, .mid = 0x55, .token = stray });
     cr_assert_eq(H.nclient, 0);
     cr_assert_eq(H.nmesh, 2);
     struct h_pkt rst;
@@ -152,10 +153,10 @@ Test(peer, attribution_survives_a_scheduler_restart)
     h_last_tx(&req);
     h_restart();
     peer_send(OWNER, &(struct h_resp){ .type = GW_COAP_ACK,
-                                      .code = GW_COAP_CONTENT,
-                                      .mid = req.mid,
-                                      .token = req.token,
-                                      .payload = "ok" });
+                                       .code = GW_COAP_CONTENT,
+                                       .mid = req.mid,
+                                       .token = req.token,
+                                       .payload = "ok" });
     cr_assert_eq(H.nclient, 1);
     h_assert_client_token(0, "milli");
     /* And the successor's next MID for that owner does not repeat it. */
@@ -174,21 +175,21 @@ Test(peer, notification_from_owner_reaches_the_observers)
     struct h_pkt reg;
     h_last_tx(&reg);
     peer_send(OWNER, &(struct h_resp){ .type = GW_COAP_ACK,
-                                      .code = GW_COAP_CONTENT,
-                                      .mid = reg.mid,
-                                      .token = reg.token,
-                                      .has_obs = true,
-                                      .obs = 5,
-                                      .payload = "1" });
+                                       .code = GW_COAP_CONTENT,
+                                       .mid = reg.mid,
+                                       .token = reg.token,
+                                       .has_obs = true,
+                                       .obs = 5,
+                                       .payload = "1" });
     cr_assert_eq(H.nclient, 1);
     unsigned nm = H.nmesh;
     peer_send(OWNER, &(struct h_resp){ .type = GW_COAP_CON,
-                                      .code = GW_COAP_CONTENT,
-                                      .mid = 0x4242,
-                                      .token = reg.token,
-                                      .has_obs = true,
-                                      .obs = 6,
-                                      .payload = "2" });
+                                       .code = GW_COAP_CONTENT,
+                                       .mid = 0x4242,
+                                       .token = reg.token,
+                                       .has_obs = true,
+                                       .obs = 6,
+                                       .payload = "2" });
     cr_assert_eq(H.nclient, 2);
     h_assert_client_token(1, "o1");
     struct h_pkt n, ack;
