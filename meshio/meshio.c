@@ -509,16 +509,17 @@ static void on_peer_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
     }
     size_t rn;
     int rw = mesh_peer_unauth_rewrite(d, n, f->buf2, sizeof(f->buf2), &rn);
-    if (rw == 1) {
-        log_limited(m, LIM_PEER, GW_LOG_WARN,
-                    "node %d answered 4.01: our %s session there is gone; opening it again", node,
-                    sock_name[sec]);
-        if (mesh_link_lost(l, gw_mono_ms()) & MESH_LINK_POST)
-            peer_post(m, (uint32_t)node, sec);
-        d = f->buf2;
-        n = rn;
+    if (rw != 1) {
+        push_peer_rx(m, (uint32_t)node, sec, d, n);
+        return;
     }
-    push_peer_rx(m, (uint32_t)node, sec, d, n);
+    log_limited(m, LIM_PEER, GW_LOG_WARN,
+                "node %d answered 4.01: our %s session there is gone; opening it again", node,
+                sock_name[sec]);
+    /* The 5.03 goes first: the POST is built in the same buffer. */
+    push_peer_rx(m, (uint32_t)node, sec, f->buf2, rn);
+    if (mesh_link_lost(l, gw_mono_ms()) & MESH_LINK_POST)
+        peer_post(m, (uint32_t)node, sec);
 }
 
 static void on_peer_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)

@@ -52,7 +52,7 @@ def owners_of(gw):
     return {l.split(",")[0]: int(l.split(",")[-1]) for l in out[1:] if l}
 
 
-def two_nodes(name, **extra):
+def two_nodes(name, per_node=({}, {}), **extra):
     d = scratch_dir("coapgw-mn-")
     base = "127.0.%d" % (20 + (os.getpid() + 97) % 200)
     # Enough devices that both nodes own some of each type.
@@ -74,7 +74,7 @@ def two_nodes(name, **extra):
     for i in range(2):
         gws.append(Gateway("%s%d" % (name, i), devs, listen="127.0.0.1:%d" % ports[i], jwt_key_file=keyf,
                            node_id=i, node_count=2, nodes=nodes, meshsim=1 if i == 0 else 0,
-                           mesh_ack_timeout_ms=300, milli_timeout_ms=3000, **extra))
+                           mesh_ack_timeout_ms=300, milli_timeout_ms=3000, **dict(extra, **per_node[i])))
     gws[0].port, gws[1].port = ports
     gws[0].keyf = gws[1].keyf = keyf
     return gws, rows
@@ -102,6 +102,15 @@ class Nodes:
         for g in self.gws:
             g.stop()
             g.cleanup()
+
+
+def sessions_ended(gw):
+    """The instance's sessions_ended counter (coapgw metrics)."""
+    total = 0
+    for line in gw.coapgw("metrics").stdout.splitlines():
+        if not line.startswith("#") and "sessions_ended" in line:
+            total += float(line.split()[-1])
+    return total
 
 
 def no_crypto_trouble(rows):
@@ -301,7 +310,67 @@ def test_node_session_not_rate_limited():
                 c.close()
 
 
+def test_forwarded_request_survives_scheduler_sigkill():
+    """S1.3 across nodes: the forwarding node's scheduler is SIGKILLed while a request to a slow Milli
+    of the other node is in flight; its successor finds the exchange in shared memory, attributes the
+    owner's late answer to it, and the client gets exactly that answer."""
+    with Nodes("mnk") as (gws, rows):
+        own = owners_of(gws[0])
+        via = 1 - own[SLOW_MILLI]
+        c = Client(gws[via])
+        try:
+            gws[via].session(c)
+            tok = b"kill-1"
+            mid = c.next_mid()
+            c.send_raw(encode(CON, GET, mid, tok, [(OPT["proxy_uri"], "coap://%s/value" % SLOW_MILLI)]))
+            ack = c.recv(3)
+            assert ack is not None and ack.type == ACK and ack.code == 0, ack
+            addr = next(r[1] for r in rows if r[0] == SLOW_MILLI)
+            wait_for(lambda: sim_counters(addr)["requests"] >= 1, 5, "the request at the device")
+            old = gws[via].pid("scheduler")
+            os.kill(old, 9)
+            wait_for(lambda: gws[via].pid("scheduler") not in (0, old), 10, "a new scheduler")
+            finals = []
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                m = c.recv(0.3)
+                if m is not None and m.token == tok and m.code != 0:
+                    finals.append(m)
+            assert len(finals) >= 1 and finals[0].code == code(2, 5), finals
+            assert len({(m.mid, m.code) for m in finals}) == 1, finals
+        finally:
+            c.close()
+        no_crypto_trouble(rows)
+
+
+def test_lost_node_session_answers_503_then_reopens():
+    """S10.4: when the owner has dropped our node session (here its session_idle_s is 2 s while the
+    forwarding node renews only every 5 minutes), the owner's 4.01 reaches the client as a 5.03 with
+    a short diagnostic, the session is opened again, and the client's retry is answered."""
+    with Nodes("mnl", per_node=({"session_idle_s": 2}, {"session_idle_s": 600})) as (gws, rows):
+        own = owners_of(gws[0])
+        far = next(r[0] for r in rows if own[r[0]] == 0 and r[2] == "normal")
+        c = Client(gws[1])
+        try:
+            gws[1].session(c)
+            m, _ = c.request(POST, proxy="coap://%s/echo" % far, payload=b"one")
+            assert m is not None and m.code == code(2, 4) and m.payload == b"one", m
+            # The owner's idle timeout passes with no traffic: its sweep ends our node session.
+            wait_for(lambda: sessions_ended(gws[0]) >= 1, 15, "the owner's sweep ending the node session")
+            m, _ = c.request(POST, proxy="coap://%s/echo" % far, payload=b"two")
+            assert m is not None and m.code == code(5, 3), m
+            assert b"re-authenticating" in m.payload, m.payload
+            m = wait_for(lambda: (lambda r: r if r is not None and r.code == code(2, 4) else None)(
+                c.request(POST, proxy="coap://%s/echo" % far, payload=b"three", timeout=2)[0]),
+                10, "an answer after the session re-opened")
+            assert m.payload == b"three", m
+        finally:
+            c.close()
+
+
 if __name__ == "__main__":
     sys.exit(run([test_refused_when_keys_disagree, test_clients_on_both_nodes_reach_every_device,
                   test_milli_through_both_nodes_at_once, test_observers_on_both_nodes_one_registration,
-                  test_node_token_only_from_node_addresses, test_node_session_not_rate_limited]))
+                  test_node_token_only_from_node_addresses, test_node_session_not_rate_limited,
+                  test_forwarded_request_survives_scheduler_sigkill,
+                  test_lost_node_session_answers_503_then_reopens]))
