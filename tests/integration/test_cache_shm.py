@@ -9,7 +9,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gwtest  # noqa: E402  (scratch_dir: temporary directories removed at exit)
-from gwtest import (ACK, CON, GET, OPT, PUT, Client, code, gateway, run, sim_counters, wait_for,
+from gwtest import (ACK, CON, GET, OPT, PUT, Client, code, encode, gateway, run, sim_counters, wait_for,
                     write_devices)
 
 KEY = "00112233445566778899aabbccddeeff"
@@ -153,11 +153,73 @@ def test_scheduler_sigkill_never_serves_a_wrong_body():
             assert r.payload == b"v2", r
 
 
+def proxied_by_frontend(gw):
+    """requests_proxied per frontend index, from `coapgw metrics`."""
+    out = {}
+    for line in gw.coapgw("metrics").stdout.splitlines():
+        if line.startswith("coapgw_requests_proxied_total{") and 'frontend="' in line:
+            idx = int(line.split('frontend="')[1].split('"')[0])
+            out[idx] = float(line.split()[-1])
+    return out
+
+
+def test_retransmission_after_frontend_kill_gets_one_answer():
+    """S1.3, S3.3: a CON GET taken by one frontend (empty ACK, then a separate response the client
+    never ACKs) whose client retransmits it, same MID and token, after that frontend was
+    SIGKILLed: the retransmission reaches the other frontend or the restarted one, which finds the
+    device's answer fresh in the shared table. The client must get exactly one final answer: the
+    same answer again with the same MID is allowed (RFC 7252 4.5), a piggybacked ACK beside the
+    separate CON response (two MIDs) is not."""
+    with cache_gateway("rc-dup", frontends=2) as gw:
+        wait_for(lambda: gw.pid("frontend-1"), 10, "second frontend")
+        c = Client(gw)
+        c.auto_ack = False  # the client's ACKs of the separate response are "lost"
+        gw.session(c, account="d1")
+        before = proxied_by_frontend(gw)
+        tok = os.urandom(8)
+        mid = c.next_mid()
+        req = encode(CON, GET, mid, tok, [(OPT["proxy_uri"], "coap://%s/value?dup=1" % DEV)])
+        c.send_raw(req)
+        finals = []  # (type, mid, code) of every final answer to tok
+
+        def take(timeout):
+            m = c.recv(timeout)
+            if m is not None and m.token == tok and m.code != 0:
+                finals.append((m.type, m.mid, m.code))
+            return m
+
+        # The separate response (the device answered; the scheduler cached it).
+        wait_for(lambda: take(0.2) is not None and finals, 10, "the separate response")
+        assert finals[0][0] == CON and finals[0][2] == code(2, 5), finals
+        after = wait_for(lambda: (lambda a: a if sum(a.values()) > sum(before.values()) else None)(
+            proxied_by_frontend(gw)), 5, "the request counted by its frontend")
+        took = [i for i in after if after[i] > before.get(i, 0)]
+        assert len(took) == 1, (before, after)
+        role = "frontend-%d" % took[0]
+        old = gw.pid(role)
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: gw.pid(role) != old, 10, "%s gone" % role)
+        # The client retransmits (same MID, same token): its ACK and answer were lost.
+        c.send_raw(req)
+        # Until the restarted frontend has sent the kept answer again, and a little longer
+        # (bounded): every final answer to tok is collected.
+        wait_for(lambda: gw.pid(role) not in (0, old), 10, "%s restarted" % role)
+        deadline = time.monotonic() + 4.5
+        while time.monotonic() < deadline:
+            take(0.1)
+        mids = sorted({m for _, m, _ in finals})
+        assert len(mids) == 1, "final answers with different MIDs (two answers): %r" % finals
+        for t, m, _ in finals:
+            if t == CON:
+                c.send_raw(encode(ACK, 0, m))
+
+
 TESTS = [
     test_hit_piggybacked_with_max_age_counting_down,
     test_put_invalidates_shared_entry,
     test_scope_and_security_partition,
     test_scheduler_sigkill_never_serves_a_wrong_body,
+    test_retransmission_after_frontend_kill_gets_one_answer,
 ]
 
 if __name__ == "__main__":
