@@ -117,6 +117,15 @@ static void format(struct gw_shm *shm, const struct gw_shm_hdr *want)
             bell = GW_BELL_MESHIO;
         gw_ring_format(gw_shm_ring(shm, i), h->ring_slots, h->slot_size, bell);
     }
+    /* The frontends' leases (fe_guard.h): robust, so a holder's death is
+     * seen by the others; process-shared, as the segment is. */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+    for (uint32_t i = 0; i < h->max_frontends; i++)
+        pthread_mutex_init(&gw_shm_proc(shm, GW_PROC_FRONTEND0 + i)->fe_lease.m, &ma);
+    pthread_mutexattr_destroy(&ma);
     uint64_t boot;
     if (getrandom(&boot, sizeof(boot), 0) != sizeof(boot))
         boot = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);

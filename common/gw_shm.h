@@ -21,10 +21,11 @@
 #include "gw_ring.h"
 #include "gw_stats.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #define GW_SHM_MAGIC 0x3157475041544f43ull /* "COTAPGW1" */
-#define GW_SHM_VERSION 6                   /* 6: shared response cache region */
+#define GW_SHM_VERSION 7                   /* 7: frontend cache guard in the proc slots */
 /* A slot carries a whole envelope plus a 1152-byte CoAP message. */
 #define GW_RING_SLOT 1280
 /* A scheduler transaction slot (struct sch_txn fits in it). */
@@ -52,8 +53,25 @@ struct gw_proc_slot {
      * duplicate, RFC 7252 4.5). 0 until the first frontend seeds it. */
     _Atomic uint32_t client_mid;
     uint8_t pad[GW_CACHELINE - 32];
+    /* Frontends: the cache guard (frontend/fe_guard.h). A CON request a
+     * frontend forwarded may be retransmitted by its client to another
+     * frontend of the port when the set of sockets changes; such a copy must
+     * reach the scheduler's deduplication, never the cache path (S1.3). */
+    _Atomic uint64_t fe_fwd_ms;   /* last forward of a CON request (mono ms, 1 s coarse) */
+    _Atomic uint64_t fe_guard_ms; /* no frontend answers from the cache before this */
+    _Atomic uint64_t fe_join_ms;  /* when this slot's live frontend took its lease; 0: never */
+    _Atomic uint64_t fe_gone_ms;  /* the fe_join_ms of the incarnation whose death is recorded */
+    uint8_t pad2[GW_CACHELINE - 32];
+    /* Robust, process-shared: held by the live frontend of the slot for its
+     * whole life, so its death (even SIGKILL) shows as a free or owner-dead
+     * lock before the kernel closes its socket. Initialised with the segment. */
+    union {
+        pthread_mutex_t m;
+        uint8_t line[GW_CACHELINE];
+    } fe_lease;
     struct gw_stats stats; /* written only by the process in this slot */
 };
+GW_STATIC_ASSERT(sizeof(pthread_mutex_t) <= GW_CACHELINE, "the lease fits a cache line");
 
 struct gw_shm_hdr {
     uint64_t magic;

@@ -37,6 +37,8 @@
     X(sessions_live, gauge, GW_SR_FE, "live sessions (shared by all frontends)")                   \
     /* frontends count the hits they answer from the shared table (gw_rcache.h) */                 \
     X(cache_hits, counter, GW_SR_FE | GW_SR_SCH, "response cache hits")                            \
+    X(cache_deferred, counter, GW_SR_FE,                                                           \
+      "fresh cache hits sent to the scheduler after a frontend of the port started or stopped")    \
     X(cache_misses, counter, GW_SR_SCH, "response cache misses")                                   \
     X(cache_entries, gauge, GW_SR_SCH, "response cache entries")                                   \
     X(mesh_requests, counter, GW_SR_SCH, "requests sent to devices (first transmissions)")         \

@@ -663,6 +663,10 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     }
     struct gw_msg m;
     fill_request(fe, ep, req, t, &s, mac, szx, ul, &m);
+    /* Before the push: a frontend that dies right after it is still known to
+     * have forwarded (fe_guard.h). */
+    if (fe->guard && req->type == GW_COAP_CON)
+        fe_guard_forward(fe->guard, now);
     if (push_sch(fe, &m, up) != 0) {
         reply_code(fe, ep, req, de, GW_COAP_UNAVAILABLE, "gateway overloaded: request queue full",
                    1);

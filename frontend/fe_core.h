@@ -18,6 +18,7 @@
 #include "gw_log.h"
 #include "gw_msg.h"
 #include "gw_rand.h"
+#include "fe_guard.h"
 #include "gw_rcache.h"
 #include "gw_stats.h"
 
@@ -90,6 +91,7 @@ struct fe_core {
     const struct gw_clock *clock; /* the real clock; tests and fuzzing set a fake one */
     struct gw_rcache rcache; /* the scheduler's shared cache table (fe_rcache.c); 0 slots: none */
     struct gw_coap_parser *rcache_parser; /* its own: `parser` still holds the client's request */
+    struct fe_guard *guard; /* when a hit may be answered here (fe_guard.h); NULL: always */
 };
 
 /* Replaces the clock (fe_core_init sets the real one). */
@@ -114,6 +116,12 @@ static inline void fe_core_set_rcache(struct fe_core *c, const struct gw_rcache 
 {
     c->rcache = *t;
     c->rcache_parser = parser;
+}
+/* The cache guard (fe_guard.h), the caller's: a fresh hit is answered here
+ * only while it allows, and every forwarded CON request is noted in it. */
+static inline void fe_core_set_guard(struct fe_core *c, struct fe_guard *g)
+{
+    c->guard = g;
 }
 /* A fresh hit for a proxied CON GET from the shared table (fe_rcache.c):
  * mac/sec name the device and the session's mesh security, up/ul the

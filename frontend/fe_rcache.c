@@ -13,7 +13,8 @@
  * (S5.1: never across security modes); the caller has already checked the
  * session's device scope (S2.2). Anything else, and every miss, stale or
  * torn entry, takes the ordinary path through the scheduler, which then
- * revalidates (S5.5) or fetches. */
+ * revalidates (S5.5) or fetches; so does a hit while a frontend of the port
+ * started or stopped recently (fe_guard.h, S1.3). */
 #include "fe_core.h"
 
 #include "gw_coap.h"
@@ -44,8 +45,17 @@ int fe_rcache_answer(struct fe_core *fe, const uint8_t mac[GW_MAC_LEN], uint8_t 
     uint8_t resp[GW_COAP_MAX_MSG + 16];
     size_t rl;
     uint32_t left;
-    if (gw_rcache_lookup(&fe->rcache, key, klen, res_hash, gw_now_ms(fe->clock), resp, sizeof(resp),
-                         &rl, &left) != GW_RCACHE_FRESH) {
+    uint64_t now = gw_now_ms(fe->clock);
+    if (gw_rcache_lookup(&fe->rcache, key, klen, res_hash, now, resp, sizeof(resp), &rl, &left) !=
+        GW_RCACHE_FRESH) {
+        return 0;
+    }
+    /* S1.3: this may be a client's copy of a request another frontend of the
+     * port forwarded before the set of sockets changed; the scheduler's
+     * deduplication recognises it, this path would answer it a second time
+     * (fe_guard.h). */
+    if (fe->guard && !fe_guard_cache_ok(fe->guard, now)) {
+        gw_stat_add(fe->stats, GW_STAT_cache_deferred, 1);
         return 0;
     }
     if (gw_rcache_render(resp, rl, left, GW_COAP_ACK, req->mid, req->token, req->tkl, out, cap,

@@ -56,7 +56,8 @@ struct fe_ctx {
     struct gw_coap_parser *parser, *rc_parser;
     struct gw_stats *stats;
     struct fe_core core;
-    bool start_pending; /* GW_MSG_FE_START not yet in the scheduler's ring */
+    struct fe_guard guard; /* when a cache hit may be answered here (fe_guard.h) */
+    bool start_pending;    /* GW_MSG_FE_START not yet in the scheduler's ring */
     bool sch_kick;
     /* Datagrams for clients, sent in batches (gw_udp.h). */
     struct gw_udp_txq txq;
@@ -361,6 +362,22 @@ static void wait_for_scheduler(struct fe_ctx *fe)
     }
 }
 
+/* The cache guard's lease, taken before the socket joins the port's group
+ * (fe_guard.h). 0 or an exit code. */
+static int setup_guard(struct fe_ctx *fe)
+{
+    int rc = fe_guard_join(&fe->guard, &fe->p.shm, (uint32_t)fe->index,
+                           (uint64_t)fe->cfg.exchange_lifetime_ms, gw_mono_ms(), 2000);
+    if (rc != 0) {
+        gw_log_err(GW_LOG_SYS, "frontend %d: lease of its slot: %s", fe->index,
+                   rc == GW_EBUSY ? "held by another live process with this index"
+                                  : gw_strerror(rc));
+        return rc == GW_EBUSY ? GW_EXIT_FATAL : GW_EXIT_FAIL;
+    }
+    fe_core_set_guard(&fe->core, &fe->guard);
+    return 0;
+}
+
 /* Issue #12 item 13: refuse to join a port another instance serves; then
  * the client socket. 0 or an exit code. */
 static int setup_socket(struct fe_ctx *fe)
@@ -427,7 +444,8 @@ int fe_run(const struct gw_config *cfg, int index)
         (code = setup_core(fe)) != 0)
         goto out;
     wait_for_scheduler(fe);
-    if ((code = setup_socket(fe)) != 0 || (code = gw_proc_start(&fe->p, &hooks)) != 0)
+    if ((code = setup_guard(fe)) != 0 || (code = setup_socket(fe)) != 0 ||
+        (code = gw_proc_start(&fe->p, &hooks)) != 0)
         goto out;
     setup_timers(fe);
     /* Whatever the scheduler queued for us while we were away goes out now,
@@ -442,6 +460,7 @@ int fe_run(const struct gw_config *cfg, int index)
 out:
     gw_proc_loop_close(&fe->p);
     fe_core_deinit(&fe->core);
+    fe_guard_free(&fe->guard);
     gw_coap_parser_free(fe->parser);
     gw_coap_parser_free(fe->rc_parser);
     fe_auth_free(fe->auth);

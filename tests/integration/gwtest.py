@@ -267,6 +267,17 @@ class Gateway:
         for role in ("scheduler", "meshio", "frontend-0"):
             if not self.pid(role):
                 return False
+        # Every configured frontend on the port: one that joins after the first
+        # forwarded request keeps the cache path off for a while (frontend/fe_guard.h).
+        nfe = int(self.cfg.get("frontends", "1"))
+        if nfe > 1 and self.cfg.get("log_level") in ("info", "debug"):
+            try:
+                with open(self.log_path, "rb") as f:
+                    log = f.read()
+            except OSError:
+                return False
+            if not all(b"frontend %d listening" % i in log for i in range(nfe)):
+                return False
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             s.settimeout(0.2)

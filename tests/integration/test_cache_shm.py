@@ -209,6 +209,10 @@ def test_retransmission_after_frontend_kill_gets_one_answer():
             take(0.1)
         mids = sorted({m for _, m, _ in finals})
         assert len(mids) == 1, "final answers with different MIDs (two answers): %r" % finals
+        # The copy met a fresh entry and was sent to the scheduler instead (fe_guard.h).
+        deferred = [l for l in gw.coapgw("metrics").stdout.splitlines()
+                    if l.startswith("coapgw_cache_deferred_total{")]
+        assert sum(float(l.split()[-1]) for l in deferred) >= 1, deferred
         for t, m, _ in finals:
             if t == CON:
                 c.send_raw(encode(ACK, 0, m))

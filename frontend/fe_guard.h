@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/* fe_guard.h - when a frontend may answer from the shared response cache
+ * (SPEC S1.3, S3.1, S3.3; issue 13 item 1).
+ *
+ * THE PROBLEM
+ * Frontends share the client port (SO_REUSEPORT): the kernel pins a client's
+ * flow to one socket only while the set of sockets stays the same. A CON
+ * request a frontend forwarded (empty ACK, separate answer from the
+ * scheduler, kept until the client ACKs it) may be retransmitted by its
+ * client when that ACK was lost; if meanwhile a frontend of the port died or
+ * started, the copy can reach a frontend whose in-memory deduplication never
+ * saw it. Answered there from the shared cache (piggybacked), the client
+ * would get two final answers with different MIDs. Through the scheduler, the
+ * copy meets the scheduler's own client-request deduplication (endpoint, MID,
+ * token) and the kept answer stays the only one.
+ *
+ * THE RULE
+ * A fresh cache hit is answered by the frontend only while no frontend of
+ * the port started or stopped within the exchange lifetime (the scheduler's
+ * deduplication window, RFC 7252 4.5) after some frontend forwarded a CON
+ * request; otherwise the request goes to the scheduler, which answers it
+ * (from its cache when fresh: a separate response) or drops it as a copy.
+ * A gateway that has forwarded nothing yet when its frontends start (a
+ * fresh start) keeps the piggybacked hit from the first request on.
+ *
+ * HOW (all in the frontends' proc slots, gw_shm.h)
+ * - fe_fwd_ms: each frontend stores the time before pushing a CON request to
+ *   the scheduler, at most once a second (readers allow 1 s of slack).
+ * - fe_lease: a robust process-shared mutex a frontend holds from before it
+ *   binds its socket until it dies. The kernel marks it owner-dead while the
+ *   dying process releases its memory, before it closes its files (Linux
+ *   do_exit: exit_mm then exit_files), so a datagram that reached another
+ *   frontend because the dead one's socket left the group is read after the
+ *   lease shows the death. A graceful exit leaves it the same way.
+ * - fe_join_ms, fe_guard_ms: a starting frontend, when any frontend forwarded
+ *   within the window before, raises its slot's guard to now + window, then
+ *   takes its lease and notes the time, all before bind(2). A frontend about to
+ *   answer a hit checks every other started slot's lease (trylock: EBUSY is a
+ *   live holder; a free or owner-dead lock is a death, which the first
+ *   frontend to see it records in fe_gone_ms, raising that slot's guard the
+ *   same way) and every slot's guard. No lock is held beyond a trylock/unlock pair.
+ *
+ * WHAT IS LEFT
+ * A frontend start is seen through the starter's scan of fe_fwd_ms, which
+ * runs before its bind(2): the very first CON request after a whole window
+ * without any, forwarded by another frontend between that scan and the
+ * bind (microseconds), is not covered. */
+#ifndef FE_GUARD_H
+#define FE_GUARD_H
+
+#include "gw_shm.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct fe_guard {
+    struct gw_shm *shm;
+    uint32_t self;       /* this frontend's index */
+    uint32_t nfe;        /* frontend slots (max_frontends) */
+    uint64_t window_ms;  /* exchange_lifetime_ms */
+    uint64_t fwd_stored; /* the fe_fwd_ms value this process last stored */
+};
+
+/* Takes slot `index`'s lease (a predecessor's owner-dead lease included),
+ * waiting at most wait_ms for a momentary holder, and raises this slot's
+ * guard when a frontend forwarded within window_ms. Call before binding the
+ * client socket. Returns 0, GW_EBUSY (another live process holds the slot)
+ * or a negative errno. Nothing to free (fe_guard_free is for symmetry). */
+int fe_guard_join(struct fe_guard *g, struct gw_shm *shm, uint32_t index, uint64_t window_ms,
+                  uint64_t now_ms, uint64_t wait_ms) GW_NODISCARD;
+void fe_guard_free(struct fe_guard *g);
+/* Notes a forwarded CON request; call before it is pushed to the scheduler. */
+void fe_guard_forward(struct fe_guard *g, uint64_t now_ms);
+/* True when a fresh cache hit may be answered here at now_ms. */
+bool fe_guard_cache_ok(struct fe_guard *g, uint64_t now_ms);
+
+#endif
