@@ -246,11 +246,8 @@ int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t er
             return rc;
     }
     for (size_t i = 0; i < GW_ARRAY_LEN(keys); i++) {
-        char env[96] = "COAPGW_";
-        size_t n = strlen(env);
-        for (const char *p = keys[i].name; *p && n < sizeof(env) - 1; p++)
-            env[n++] = (char)toupper((unsigned char)*p);
-        env[n] = '\0';
+        char env[96];
+        gw_env_name("COAPGW_", keys[i].name, env, sizeof(env));
         const char *v = getenv(env);
         if (!v)
             continue;

@@ -556,3 +556,37 @@ int gw_devfile_generate(const char *path, int n, const char *base, char *err, si
         unlink(tmp);
     return rc;
 }
+
+int gw_devlist_add(void *list, const struct gw_device *d)
+{
+    struct gw_devlist *l = list;
+    if (l->n == l->cap) {
+        uint32_t nc = l->cap ? 2 * l->cap : 64;
+        struct gw_device *nv = nc > l->cap ? calloc(nc, sizeof(*nv)) : NULL; /* no wrap */
+        if (!nv) {
+            l->err = -ENOMEM;
+            return -ENOMEM;
+        }
+        /* Copied by hand rather than realloc'd: realloc would free the old
+         * block with the keys still in it. */
+        uint32_t n = l->n;
+        if (l->v) /* the first growth has nothing to copy or wipe */
+            memcpy(nv, l->v, sizeof(*nv) * n);
+        gw_devlist_free(l);
+        l->v = nv;
+        l->n = n;
+        l->cap = nc;
+    }
+    l->v[l->n++] = *d;
+    return 0;
+}
+
+void gw_devlist_free(struct gw_devlist *l)
+{
+    if (l->v) {
+        explicit_bzero(l->v, sizeof(*l->v) * l->cap);
+        free(l->v);
+    }
+    l->v = NULL;
+    l->n = l->cap = 0;
+}

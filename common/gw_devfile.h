@@ -76,6 +76,19 @@ typedef int (*gw_devfile_dev_fn)(void *ctx, const struct gw_device *d);
 int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn warn,
                     void *ctx) GW_NODISCARD;
 
+/* A growing array of devices: pass gw_devlist_add, with the list as ctx, to
+ * gw_devfile_load or gw_registry_foreach. Device keys are secrets, so
+ * growing and gw_devlist_free wipe the memory they give back. */
+struct gw_devlist {
+    struct gw_device *v;
+    uint32_t n, cap;
+    int err; /* -ENOMEM once an add failed (the walk stopped there) */
+};
+/* Appends a copy of *d. 0, or -ENOMEM (also kept in err): nonzero stops a walk. */
+int gw_devlist_add(void *list, const struct gw_device *d);
+/* Wipes and frees the array; the list is empty after. */
+void gw_devlist_free(struct gw_devlist *l);
+
 /* Writes a file of n generated devices (header with plain_port and
  * secure_port): MACs 0200000000000001, 0200000000000002, ...; addresses
  * consecutive from base (an IPv4 or IPv6 literal, one address per device);

@@ -4,6 +4,9 @@
 #include "gw_error.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 int gw_hex_digit(int c)
@@ -77,6 +80,38 @@ int gw_dec_parse(const char *s, size_t maxlen, uint64_t max, uint64_t *out)
     if (v > max)
         return GW_EBADMSG;
     *out = v;
+    return 0;
+}
+
+char *gw_env_name(const char *prefix, const char *key, char *buf, size_t len)
+{
+    size_t n = strlen(prefix) < len ? strlen(prefix) : len - 1;
+    memcpy(buf, prefix, n);
+    for (const char *k = key; *k && n + 1 < len; k++)
+        buf[n++] = (char)toupper((unsigned char)*k);
+    buf[n] = '\0';
+    return buf;
+}
+
+int gw_grow(void *pp, size_t *cap, size_t need, size_t elem, size_t first)
+{
+    if (need <= *cap)
+        return 0;
+    size_t nc = *cap ? *cap : (first ? first : 1);
+    while (nc < need) {
+        if (nc > SIZE_MAX / 2)
+            return -ENOMEM;
+        nc *= 2;
+    }
+    if (nc > SIZE_MAX / elem)
+        return -ENOMEM;
+    void *old;
+    memcpy(&old, pp, sizeof(old)); /* pp may point at a uint8_t * or any object pointer */
+    void *p = realloc(old, nc * elem);
+    if (!p)
+        return -ENOMEM;
+    memcpy(pp, &p, sizeof(p));
+    *cap = nc;
     return 0;
 }
 

@@ -33,6 +33,18 @@ int gw_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap,
  * max. 0 and *out, or GW_EBADMSG. */
 int gw_dec_parse(const char *s, size_t maxlen, uint64_t max, uint64_t *out) GW_NODISCARD;
 
+/* The environment variable for configuration key `key`: prefix followed by
+ * the key in upper case ("COAPGW_" "max_txn" -> "COAPGW_MAX_TXN"), cut to
+ * fit buf (len >= 1). Returns buf. */
+char *gw_env_name(const char *prefix, const char *key, char *buf, size_t len);
+
+/* Grows the array *pp (of *cap items of elem bytes; pp is the address of
+ * any object pointer, NULL or from malloc) to hold at least need items,
+ * doubling from `first`. 0, or -ENOMEM with *pp and *cap unchanged (the
+ * caller still owns the old array). Not for secrets: realloc frees the old
+ * block without wiping it (gw_devlist copies by hand for that). */
+int gw_grow(void *pp, size_t *cap, size_t need, size_t elem, size_t first) GW_NODISCARD;
+
 /* Strips leading and trailing white space in place; returns the first
  * character kept (inside s). */
 char *gw_str_trim(char *s);

@@ -3,6 +3,7 @@
  * Block2 blocks (see fe_block.h). */
 #include "fe_block.h"
 #include "gw_error.h"
+#include "gw_text.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -123,16 +124,8 @@ int fe_blocks_append(struct fe_blocks *b, struct fe_block_xfer *x, const uint8_t
 {
     if (x->len + n > b->max_body)
         return GW_ETOOBIG;
-    if (x->len + n > x->cap) {
-        size_t cap = x->cap ? x->cap : 1024;
-        while (cap < x->len + n)
-            cap *= 2;
-        uint8_t *d = realloc(x->data, cap);
-        if (!d)
-            return -ENOMEM;
-        x->data = d;
-        x->cap = cap;
-    }
+    if (gw_grow(&x->data, &x->cap, x->len + n, 1, 1024) != 0)
+        return -ENOMEM;
     if (n)
         memcpy(x->data + x->len, p, n);
     x->len += n;

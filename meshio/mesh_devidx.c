@@ -148,34 +148,6 @@ int mesh_devidx_identify(const struct mesh_devidx *x, const struct gw_ep *src, b
 
 /* ---- from the registry ---- */
 
-struct collect {
-    struct gw_device *v;
-    uint32_t n, cap;
-    int err;
-};
-
-static int collect_dev(void *ctx, const struct gw_device *d)
-{
-    struct collect *c = ctx;
-    if (c->n == c->cap) {
-        uint32_t nc = c->cap ? 2 * c->cap : 64;
-        struct gw_device *nv = calloc(nc, sizeof(*nv));
-        if (!nv) {
-            c->err = -ENOMEM;
-            return 1;
-        }
-        if (c->v) { /* the first growth has nothing to copy or wipe */
-            memcpy(nv, c->v, sizeof(*nv) * c->n);
-            memset(c->v, 0, sizeof(*c->v) * c->cap);
-            free(c->v);
-        }
-        c->v = nv;
-        c->cap = nc;
-    }
-    c->v[c->n++] = *d;
-    return 0;
-}
-
 int mesh_devidx_sync(struct mesh_devidx *x, struct gw_store *st)
 {
     /* Any commit to the environment moves its last transaction id: only
@@ -194,8 +166,8 @@ int mesh_devidx_sync(struct mesh_devidx *x, struct gw_store *st)
     }
     /* The generation is read before the devices: an import in between
      * leaves a newer copy under the old number, rebuilt once more. */
-    struct collect c = { 0 };
-    rc = gw_registry_foreach(st, collect_dev, &c);
+    struct gw_devlist c = { 0 };
+    rc = gw_registry_foreach(st, gw_devlist_add, &c);
     if (rc == 0)
         rc = c.err;
     for (uint32_t i = 0; rc == 0 && i < c.n; i++) {
@@ -205,10 +177,7 @@ int mesh_devidx_sync(struct mesh_devidx *x, struct gw_store *st)
     }
     if (rc == 0)
         rc = mesh_devidx_build(x, c.v, c.n, gen);
-    if (c.v) {
-        memset(c.v, 0, sizeof(*c.v) * c.cap);
-        free(c.v);
-    }
+    gw_devlist_free(&c);
     if (rc == 0)
         x->txnid = txnid;
     return rc;

@@ -177,11 +177,7 @@ int cl_conf_env(struct cl_conf *c, const char *(*getenv_fn)(const char *name), c
 {
     for (size_t i = 0; i < GW_ARRAY_LEN(conf_keys); i++) {
         char name[64];
-        snprintf(name, sizeof(name), "COAPGW_CLIENT_");
-        size_t o = strlen(name);
-        for (const char *k = conf_keys[i]; *k && o + 1 < sizeof(name); k++)
-            name[o++] = (char)toupper((unsigned char)*k);
-        name[o] = '\0';
+        gw_env_name("COAPGW_CLIENT_", conf_keys[i], name, sizeof(name));
         const char *v = getenv_fn(name);
         if (!v)
             continue;

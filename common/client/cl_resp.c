@@ -2,6 +2,7 @@
 /* cl_resp.c - response copies, Block2 reassembly and output (see cl_resp.h). */
 #include "cl_resp.h"
 #include "gw_error.h"
+#include "gw_text.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -54,16 +55,8 @@ int cl_resp_body(struct cl_resp *r, const uint8_t *p, size_t n, bool append, siz
     size_t base = append ? r->len : 0;
     if (base + n > max)
         return GW_ETOOBIG;
-    if (base + n > r->cap) {
-        size_t cap = r->cap ? r->cap : 256;
-        while (cap < base + n)
-            cap *= 2;
-        uint8_t *nb = realloc(r->body, cap);
-        if (!nb)
-            return -ENOMEM;
-        r->body = nb;
-        r->cap = cap;
-    }
+    if (gw_grow(&r->body, &r->cap, base + n, 1, 256) != 0)
+        return -ENOMEM;
     if (n)
         memmove(r->body + base, p, n); /* p may be r->body itself (block 0 in place) */
     r->len = base + n;

@@ -237,6 +237,17 @@ int sup_cmd_metrics_serve(const struct gw_config *cfg)
     return 0;
 }
 
+/* Opens the instance's LMDB store for command `cmd`; 0, or 1 once the
+ * reason is printed. */
+static int cli_store_open(const struct gw_config *cfg, const char *cmd, struct gw_store *st)
+{
+    int rc = gw_store_open(st, cfg->data_dir, (size_t)cfg->lmdb_map_mb);
+    if (rc)
+        fprintf(stderr, "coapgw %s: opening the store in %s/state: %s\n", cmd, cfg->data_dir,
+                gw_strerror(rc));
+    return rc ? 1 : 0;
+}
+
 int sup_cmd_devices_import(const struct gw_config *cfg, const char *file, bool skip_bad)
 {
     /* S7.2: one source of truth. A SIGHUP (or a restarted scheduler)
@@ -251,12 +262,8 @@ int sup_cmd_devices_import(const struct gw_config *cfg, const char *file, bool s
         return 1;
     }
     struct gw_store st;
-    int rc = gw_store_open(&st, cfg->data_dir, (size_t)cfg->lmdb_map_mb);
-    if (rc) {
-        fprintf(stderr, "coapgw devices import: opening the store in %s/state: %s\n", cfg->data_dir,
-                gw_strerror(rc));
+    if (cli_store_open(cfg, "devices import", &st) != 0)
         return 1;
-    }
     int bad = 0;
     int n = gw_registry_load(&st, file, skip_bad, &bad);
     gw_store_close(&st);
@@ -303,14 +310,10 @@ static int list_one(void *ctx, const struct gw_device *d)
 int sup_cmd_devices_list(const struct gw_config *cfg)
 {
     struct gw_store st;
-    int rc = gw_store_open(&st, cfg->data_dir, (size_t)cfg->lmdb_map_mb);
-    if (rc) {
-        fprintf(stderr, "coapgw devices list: opening the store in %s/state: %s\n", cfg->data_dir,
-                gw_strerror(rc));
+    if (cli_store_open(cfg, "devices list", &st) != 0)
         return 1;
-    }
     printf("mac,address,type,plain_port,secure_port,owner\n");
-    rc = gw_registry_foreach(&st, list_one, (void *)cfg);
+    int rc = gw_registry_foreach(&st, list_one, (void *)cfg);
     gw_store_close(&st);
     if (rc && rc != GW_ENOTFOUND) {
         fprintf(stderr, "coapgw devices list: %s\n", gw_strerror(rc));

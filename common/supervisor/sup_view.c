@@ -412,16 +412,19 @@ char *sup_metrics_render(const struct sup_view *v, size_t *len)
             sb_printf(&b, "coapgw_txn_max %" PRId64 "\n", v->max_txn);
         }
     }
-    bool any = false;
-    for (uint32_t i = 0; i < v->nprocs; i++) {
-        const struct sup_proc_view *p = &v->procs[i];
-        if (!p->has_stats || !(proc_role_bit(p->proc) & GW_SR_FE))
-            continue;
-        if (!any)
-            family(
-                &b, "coapgw_responses_total", "counter",
-                "Final responses to clients by CoAP code (piggybacked, separate or from the cache).");
-        any = true;
+    /* The frontends whose counters are exported: each family below is one
+     * block (the exposition format wants a family's series together). */
+    const struct sup_proc_view *fes[SUP_MAX_PROCS];
+    uint32_t nfe = 0;
+    for (uint32_t i = 0; i < v->nprocs; i++)
+        if (v->procs[i].has_stats && (proc_role_bit(v->procs[i].proc) & GW_SR_FE))
+            fes[nfe++] = &v->procs[i];
+    if (nfe)
+        family(
+            &b, "coapgw_responses_total", "counter",
+            "Final responses to clients by CoAP code (piggybacked, separate or from the cache).");
+    for (uint32_t k = 0; k < nfe; k++) {
+        const struct sup_proc_view *p = fes[k];
         for (int c = 0; c < GW_STAT_CODES; c++) {
             uint8_t code = gw_stat_code_of(c);
             if (!p->codes[c] && !code_always(code))
@@ -432,17 +435,13 @@ char *sup_metrics_render(const struct sup_view *v, size_t *len)
         }
     }
     static const char *const paths[] = { "proxied", "cache", "local" };
-    any = false;
-    for (uint32_t i = 0; i < v->nprocs; i++) {
-        const struct sup_proc_view *p = &v->procs[i];
-        if (!p->has_stats || !(proc_role_bit(p->proc) & GW_SR_FE))
-            continue;
-        if (!any)
-            family(
-                &b, "coapgw_request_duration_seconds", "histogram",
-                "Client request to final response, by how it was answered: proxied (through the mesh), "
-                "cache (from the response cache) or local (by the gateway).");
-        any = true;
+    if (nfe)
+        family(
+            &b, "coapgw_request_duration_seconds", "histogram",
+            "Client request to final response, by how it was answered: proxied (through the mesh), "
+            "cache (from the response cache) or local (by the gateway).");
+    for (uint32_t k = 0; k < nfe; k++) {
+        const struct sup_proc_view *p = fes[k];
         for (int h = GW_HIST_PROXIED; h <= GW_HIST_LOCAL; h++) {
             char extra[32];
             snprintf(extra, sizeof(extra), "path=\"%s\"", paths[h]);

@@ -175,16 +175,15 @@ static struct meshsim_txn *txn_start(struct meshsim_dev *d, uint8_t secure, cons
         warn_limited(sim, "txn", -ENOMEM);
         return NULL;
     }
-    memset(t, 0, sizeof(*t));
-    t->dev = d;
-    t->ep = *ep;
-    t->secure = secure;
-    t->retries_left = retries;
-    t->mid = mid;
-    t->timeout_ms = timeout;
-    t->due_ms = due;
-    t->obs_id = obs_id;
-    t->len = (uint16_t)len;
+    *t = (struct meshsim_txn){ .dev = d,
+                               .ep = *ep,
+                               .secure = secure,
+                               .retries_left = retries,
+                               .mid = mid,
+                               .timeout_ms = timeout,
+                               .due_ms = due,
+                               .obs_id = obs_id,
+                               .len = (uint16_t)len };
     memcpy(t->buf, buf, len);
     if (meshsim__heap_push(&sim->heap, due, EV_TXN, t) != 0) {
         warn_limited(sim, "event heap", -ENOMEM);
@@ -235,14 +234,14 @@ static void emit_after(struct meshsim_dev *d, uint32_t latency, uint8_t secure,
         warn_limited(sim, "out", -ENOMEM);
         return;
     }
-    o->dev = d;
-    o->ep = *ep;
-    o->req_mid = req_mid;
-    o->secure = secure;
-    o->type = type;
-    o->store = store;
-    o->reliable = reliable;
-    o->len = (uint16_t)len;
+    *o = (struct meshsim_out){ .dev = d,
+                               .ep = *ep,
+                               .req_mid = req_mid,
+                               .secure = secure,
+                               .type = type,
+                               .store = store,
+                               .reliable = reliable,
+                               .len = (uint16_t)len };
     memcpy(o->buf, buf, len);
     schedule(sim, now_ms(sim) + latency, EV_SEND, o);
 }
@@ -1082,37 +1081,14 @@ static int parse_opts(int argc, char **argv, struct opts *o, struct meshsim_cfg 
 
 /* ---- loading ----------------------------------------------------------- */
 
-struct loader {
-    struct gw_device *v;
-    uint32_t n, cap;
-    int err;
-};
-
-static int load_dev(void *ctx, const struct gw_device *d)
-{
-    struct loader *l = ctx;
-    if (l->n == l->cap) {
-        uint32_t nc = l->cap ? l->cap * 2 : 64;
-        void *nv = realloc(l->v, nc * sizeof(*l->v));
-        if (!nv) {
-            l->err = -ENOMEM;
-            return -ENOMEM;
-        }
-        l->v = nv;
-        l->cap = nc;
-    }
-    l->v[l->n++] = *d;
-    return 0;
-}
-
 struct load_ctx {
-    struct loader l;
+    struct gw_devlist l;
     const char *path;
 };
 
 static int load_dev_cb(void *ctx, const struct gw_device *d)
 {
-    return load_dev(&((struct load_ctx *)ctx)->l, d);
+    return gw_devlist_add(&((struct load_ctx *)ctx)->l, d);
 }
 
 static void load_warn_cb(void *ctx, int lineno, const char *msg)
@@ -1189,18 +1165,18 @@ int meshsim_main(int argc, char **argv)
     rc = gw_devfile_load(path, load_dev_cb, load_warn_cb, &lc);
     if (rc < 0) {
         gw_log_err(GW_LOG_SYS, "devices file %s: %s", path, gw_strerror(lc.l.err ? lc.l.err : rc));
-        free(lc.l.v);
+        gw_devlist_free(&lc.l);
         return GW_EXIT_FATAL;
     }
     if (lc.l.n == 0) {
         gw_log_err(GW_LOG_SYS, "devices file %s: no devices", path);
-        free(lc.l.v);
+        gw_devlist_free(&lc.l);
         return GW_EXIT_FATAL;
     }
 
     struct meshsim *sim = calloc(1, sizeof(*sim));
     if (!sim) {
-        free(lc.l.v);
+        gw_devlist_free(&lc.l);
         return 1;
     }
     int status = GW_EXIT_FATAL;
@@ -1317,7 +1293,7 @@ int meshsim_main(int argc, char **argv)
     }
     status = 0;
 out:
-    free(lc.l.v);
+    gw_devlist_free(&lc.l);
     sim_free(sim);
     return status;
 }

@@ -348,3 +348,30 @@ Test(devfile, generate_refuses_bad_arguments)
     snprintf(p, sizeof(p), "%s/no/such/dir/x.csv", dir);
     cr_assert_eq(gw_devfile_generate(p, 1, "127.0.0.1", err, sizeof(err)), -ENOENT);
 }
+
+/* The device list meshio and meshsim fill from the registry or the file:
+ * every device kept, in order, across growths. */
+Test(devfile, devlist_keeps_every_device_in_order)
+{
+    struct gw_devlist l = { 0 };
+    for (uint32_t i = 0; i < 200; i++) {
+        struct gw_device d;
+        memset(&d, 0, sizeof(d));
+        d.mac[7] = (uint8_t)i;
+        d.mac[6] = (uint8_t)(i >> 8);
+        d.key[0] = (uint8_t)(i * 7);
+        cr_assert_eq(gw_devlist_add(&l, &d), 0);
+    }
+    cr_assert_eq(l.n, 200);
+    cr_assert_geq(l.cap, 200);
+    cr_assert_eq(l.err, 0);
+    for (uint32_t i = 0; i < 200; i++) {
+        cr_assert_eq(l.v[i].mac[7], (uint8_t)i, "device %u in place", i);
+        cr_assert_eq(l.v[i].key[0], (uint8_t)(i * 7));
+    }
+    gw_devlist_free(&l);
+    cr_assert_null(l.v);
+    cr_assert_eq(l.n, 0);
+    cr_assert_eq(l.cap, 0);
+    gw_devlist_free(&l); /* twice is harmless */
+}

@@ -7,6 +7,8 @@
 #include "gw_text.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 Test(text, hex_digit_both_cases_and_nothing_else)
@@ -94,4 +96,49 @@ Test(text, trim_both_ends_in_place)
     cr_assert_str_eq(gw_str_trim(b), "");
     char c[] = "x";
     cr_assert_str_eq(gw_str_trim(c), "x");
+}
+
+Test(text, env_name_upper_case_after_prefix)
+{
+    char b[32];
+    cr_assert_str_eq(gw_env_name("COAPGW_", "max_txn", b, sizeof(b)), "COAPGW_MAX_TXN");
+    cr_assert_str_eq(gw_env_name("COAPGW_CLIENT_", "gateway", b, sizeof(b)),
+                     "COAPGW_CLIENT_GATEWAY");
+    char s[10];
+    cr_assert_str_eq(gw_env_name("COAPGW_", "listen", s, sizeof(s)), "COAPGW_LI",
+                     "cut to the buffer, terminated");
+    char t[4];
+    cr_assert_str_eq(gw_env_name("COAPGW_", "x", t, sizeof(t)), "COA", "a long prefix is cut too");
+}
+
+Test(text, grow_doubles_from_first_and_keeps_contents)
+{
+    uint8_t *b = NULL;
+    size_t cap = 0;
+    cr_assert_eq(gw_grow(&b, &cap, 10, 1, 256), 0);
+    cr_assert_eq(cap, 256, "the first size");
+    memset(b, 0xab, 256);
+    cr_assert_eq(gw_grow(&b, &cap, 200, 1, 256), 0);
+    cr_assert_eq(cap, 256, "room enough: nothing changes");
+    cr_assert_eq(gw_grow(&b, &cap, 1000, 1, 256), 0);
+    cr_assert_eq(cap, 1024, "doubled until it fits");
+    for (size_t i = 0; i < 256; i++)
+        cr_assert_eq(b[i], 0xab, "byte %zu kept", i);
+    free(b);
+
+    uint32_t *w = NULL;
+    size_t wc = 0;
+    cr_assert_eq(gw_grow(&w, &wc, 3, sizeof(*w), 4), 0);
+    w[3] = 7;
+    cr_assert_eq(gw_grow(&w, &wc, 5, sizeof(*w), 4), 0);
+    cr_assert_eq(wc, 8);
+    cr_assert_eq(w[3], 7);
+    free(w);
+
+    uint8_t *x = NULL;
+    size_t xc = 0;
+    cr_assert_eq(gw_grow(&x, &xc, SIZE_MAX / 2 + 2, 1, 16), -ENOMEM, "no size_t wrap");
+    cr_assert_null(x);
+    cr_assert_eq(xc, 0, "unchanged on failure");
+    cr_assert_eq(gw_grow(&x, &xc, SIZE_MAX / 8, 16, 16), -ENOMEM, "no wrap in the byte count");
 }
