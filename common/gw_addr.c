@@ -16,22 +16,18 @@
 
 int gw_ep_from_sa(struct gw_ep *ep, const struct sockaddr *sa)
 {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
     memset(ep, 0, sizeof(*ep));
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        ep->family = 4;
-        ep->port = ntohs(in->sin_port);
+    if (sa->sa_family == AF_INET)
         memcpy(ep->addr, &in->sin_addr, 4);
-        return 0;
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        ep->family = 6;
-        ep->port = ntohs(in6->sin6_port);
+    else if (sa->sa_family == AF_INET6)
         memcpy(ep->addr, &in6->sin6_addr, 16);
-        return 0;
-    }
-    return -EAFNOSUPPORT;
+    else
+        return -EAFNOSUPPORT;
+    ep->family = sa->sa_family == AF_INET ? 4 : 6;
+    ep->port = ntohs(sa->sa_family == AF_INET ? in->sin_port : in6->sin6_port);
+    return 0;
 }
 
 socklen_t gw_ep_to_sa(const struct gw_ep *ep, struct sockaddr_storage *ss)

@@ -240,6 +240,14 @@ int gw_proc_start(struct gw_proc *p, const struct gw_proc_hooks *hooks)
     return 0;
 }
 
+void gw_proc_timer_init(struct gw_proc *p, uv_timer_t *t, void *data)
+{
+    /* Cannot fail on an initialised loop: libuv's uv_timer_init only fills
+     * the handle in (src/timer.c) and returns 0. */
+    (void)uv_timer_init(&p->loop, t);
+    t->data = data;
+}
+
 void gw_proc_ready(struct gw_proc *p)
 {
     atomic_store(&p->slot->ready, 1);

@@ -142,29 +142,40 @@ int gw_store_open_keys(struct gw_store *st)
     return 0;
 }
 
+/* Begins, or renews, the reusable read-only transaction *slot of env (one
+ * per environment: the store's and the keys'). Two attempts, as Knot
+ * Resolver's txn_get_noresize: a map another process grew (MDB_MAP_RESIZED:
+ * adopt its size) or a reader table full of readers of killed processes
+ * (MDB_READERS_FULL: clear them). 0, or the MDB_ / errno code with *slot NULL. */
+static int rtxn_renew(MDB_env *env, MDB_txn **slot)
+{
+    int rc = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        rc = *slot ? mdb_txn_renew(*slot) : mdb_txn_begin(env, NULL, MDB_RDONLY, slot);
+        if (rc == 0)
+            return 0;
+        if (*slot)
+            mdb_txn_abort(*slot);
+        *slot = NULL;
+        if (rc == MDB_MAP_RESIZED) {
+            mdb_env_set_mapsize(env, 0);
+        } else if (rc == MDB_READERS_FULL) {
+            int dead = 0;
+            mdb_reader_check(env, &dead);
+        } else {
+            return rc;
+        }
+    }
+    return rc;
+}
+
 int gw_store_key_get(struct gw_store *st, const uint8_t mac[8], uint8_t key[16])
 {
     if (!st->kenv)
         return -EBADF;
-    int rc;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        rc = st->krtxn ? mdb_txn_renew(st->krtxn)
-                       : mdb_txn_begin(st->kenv, NULL, MDB_RDONLY, &st->krtxn);
-        if (rc == MDB_MAP_RESIZED) {
-            if (st->krtxn)
-                mdb_txn_abort(st->krtxn);
-            st->krtxn = NULL;
-            mdb_env_set_mapsize(st->kenv, 0);
-            continue;
-        }
-        break;
-    }
-    if (rc) {
-        if (st->krtxn)
-            mdb_txn_abort(st->krtxn);
-        st->krtxn = NULL;
+    int rc = rtxn_renew(st->kenv, &st->krtxn);
+    if (rc)
         return gw_store_err(rc);
-    }
     MDB_val k = { 8, (void *)mac }, d;
     rc = mdb_get(st->krtxn, st->keys, &k, &d);
     if (rc == 0 && d.mv_size == 16)
@@ -177,34 +188,13 @@ int gw_store_key_get(struct gw_store *st, const uint8_t mac[8], uint8_t key[16])
 
 int gw_store_rbegin(struct gw_store *st, MDB_txn **txn)
 {
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int rc;
-        if (st->rtxn)
-            rc = mdb_txn_renew(st->rtxn);
-        else
-            rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &st->rtxn);
-        if (rc == MDB_MAP_RESIZED) {
-            if (st->rtxn)
-                mdb_txn_abort(st->rtxn);
-            st->rtxn = NULL;
-            mdb_env_set_mapsize(st->env, 0);
-            continue;
-        }
-        if (rc == MDB_READERS_FULL) {
-            int dead = 0;
-            mdb_reader_check(st->env, &dead);
-            continue;
-        }
-        if (rc) {
-            if (st->rtxn)
-                mdb_txn_abort(st->rtxn);
-            st->rtxn = NULL;
-            return gw_store_err(rc);
-        }
-        *txn = st->rtxn;
-        return 0;
-    }
-    return GW_EBUSY;
+    int rc = rtxn_renew(st->env, &st->rtxn);
+    if (rc == MDB_MAP_RESIZED || rc == MDB_READERS_FULL)
+        return GW_EBUSY; /* still so after the second attempt */
+    if (rc)
+        return gw_store_err(rc);
+    *txn = st->rtxn;
+    return 0;
 }
 
 void gw_store_rdone(struct gw_store *st)

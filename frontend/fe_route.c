@@ -167,6 +167,22 @@ static int parse_authority(const char *p, const char *auth_end, struct fe_target
     return portp ? parse_port(portp, auth_end, t, v) : 0;
 }
 
+/* s..end split at every sep into Uri-Path (query false) or Uri-Query parts,
+ * empty parts included ("a//b" has three). */
+static int add_segs(struct fe_target *t, bool query, char sep, const char *s, const char *end,
+                    struct fe_verdict *v)
+{
+    for (;;) {
+        const char *cut = memchr(s, sep, (size_t)(end - s));
+        const char *se = cut ? cut : end;
+        if (add_seg(t, query, s, (size_t)(se - s), v))
+            return GW_EBADMSG;
+        if (!cut)
+            return 0;
+        s = cut + 1;
+    }
+}
+
 /* Path and query, p..end, into Uri-Path and Uri-Query parts. */
 static int parse_path_query(const char *p, const char *end, struct fe_target *t,
                             struct fe_verdict *v)
@@ -175,33 +191,13 @@ static int parse_path_query(const char *p, const char *end, struct fe_target *t,
     if (p < end && *p == '/') {
         const char *qm = memchr(p, '?', (size_t)(end - p));
         const char *path_end = qm ? qm : end;
-        if (!(path_end - p == 1)) {
-            const char *s = p + 1;
-            for (;;) {
-                const char *slash = memchr(s, '/', (size_t)(path_end - s));
-                const char *se = slash ? slash : path_end;
-                if (add_seg(t, false, s, (size_t)(se - s), v))
-                    return GW_EBADMSG;
-                if (!slash)
-                    break;
-                s = slash + 1;
-            }
-        }
+        if (path_end - p != 1 && add_segs(t, false, '/', p + 1, path_end, v))
+            return GW_EBADMSG;
         p = path_end;
     }
     /* An empty query ("coap://dev/x?") gives no Uri-Query (RFC 7252 6.5 step 9). */
-    if (p < end && *p == '?' && p + 1 < end) {
-        const char *s = p + 1;
-        while (s <= end) {
-            const char *amp = memchr(s, '&', (size_t)(end - s));
-            const char *se = amp ? amp : end;
-            if (add_seg(t, true, s, (size_t)(se - s), v))
-                return GW_EBADMSG;
-            if (!amp)
-                break;
-            s = amp + 1;
-        }
-    }
+    if (p < end && *p == '?' && p + 1 < end)
+        return add_segs(t, true, '&', p + 1, end, v);
     return 0;
 }
 

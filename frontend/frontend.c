@@ -405,10 +405,8 @@ static int setup_socket(struct fe_ctx *fe)
 
 static void setup_timers(struct fe_ctx *fe)
 {
-    uv_timer_init(&fe->p.loop, &fe->rtx_timer);
-    fe->rtx_timer.data = fe;
-    uv_timer_init(&fe->p.loop, &fe->sweep_timer);
-    fe->sweep_timer.data = fe;
+    gw_proc_timer_init(&fe->p, &fe->rtx_timer, fe);
+    gw_proc_timer_init(&fe->p, &fe->sweep_timer, fe);
     uv_timer_start(&fe->sweep_timer, on_sweep, 100, 5000);
 }
 

@@ -368,12 +368,9 @@ static int setup_core(struct sch_ctx *s)
 
 static void setup_timers(struct sch_ctx *s)
 {
-    uv_timer_init(&s->p.loop, &s->timer);
-    s->timer.data = s;
-    uv_timer_init(&s->p.loop, &s->stats_timer);
-    s->stats_timer.data = s;
-    uv_timer_init(&s->p.loop, &s->ovf_timer);
-    s->ovf_timer.data = s;
+    gw_proc_timer_init(&s->p, &s->timer, s);
+    gw_proc_timer_init(&s->p, &s->stats_timer, s);
+    gw_proc_timer_init(&s->p, &s->ovf_timer, s);
     uv_timer_start(&s->stats_timer, on_stats, 1000, 1000);
 }
 

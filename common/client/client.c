@@ -252,6 +252,23 @@ static void print_target(FILE *f, const struct cl_target *t)
 
 /* Sends one request and waits for its answer (into out), a NACK, the
  * timeout or a signal. Returns XR_*. */
+/* An option holding v as a CoAP uint (RFC 7252 3.2); 1 when added. */
+static int add_opt_uint(coap_pdu_t *pdu, uint16_t num, unsigned v)
+{
+    uint8_t buf[4];
+    return coap_add_option(pdu, num, coap_encode_var_safe(buf, sizeof(buf), v), buf) != 0;
+}
+
+/* One option `num` per part of t (Uri-Path segments or Uri-Query items); 1 when all added. */
+static int add_opt_parts(coap_pdu_t *pdu, uint16_t num, const struct cl_target *t,
+                         const struct cl_part *parts, unsigned n)
+{
+    int ok = 1;
+    for (unsigned i = 0; i < n; i++)
+        ok &= coap_add_option(pdu, num, parts[i].len, t->buf + parts[i].off) != 0;
+    return ok;
+}
+
 static int exchange(struct cl *c, const struct cl_req *rq, struct cl_resp *out)
 {
     uint16_t mid = c->mid++;
@@ -262,7 +279,6 @@ static int exchange(struct cl *c, const struct cl_req *rq, struct cl_resp *out)
         say("out of memory");
         return XR_SEND;
     }
-    uint8_t buf[4];
     int ok = 1;
     if (rq->method) {
         if (rq->fixed_tok)
@@ -272,20 +288,13 @@ static int exchange(struct cl *c, const struct cl_req *rq, struct cl_resp *out)
         ok &= coap_add_token(pdu, sizeof(c->tok), c->tok);
         const struct cl_target *t = rq->target;
         /* Options in increasing number (RFC 7252 3.1). */
+        bool local = t->kind == CL_TARGET_LOCAL;
         if (rq->observe >= 0)
-            ok &= coap_add_option(pdu, COAP_OPTION_OBSERVE,
-                                  coap_encode_var_safe(buf, sizeof(buf), (unsigned)rq->observe),
-                                  buf) != 0;
-        for (unsigned i = 0; t->kind == CL_TARGET_LOCAL && i < t->nseg; i++)
-            ok &= coap_add_option(pdu, COAP_OPTION_URI_PATH, t->seg[i].len,
-                                  t->buf + t->seg[i].off) != 0;
+            ok &= add_opt_uint(pdu, COAP_OPTION_OBSERVE, (unsigned)rq->observe);
+        ok &= add_opt_parts(pdu, COAP_OPTION_URI_PATH, t, t->seg, local ? t->nseg : 0);
         if (rq->format >= 0)
-            ok &= coap_add_option(pdu, COAP_OPTION_CONTENT_FORMAT,
-                                  coap_encode_var_safe(buf, sizeof(buf), (unsigned)rq->format),
-                                  buf) != 0;
-        for (unsigned i = 0; t->kind == CL_TARGET_LOCAL && i < t->nquery; i++)
-            ok &= coap_add_option(pdu, COAP_OPTION_URI_QUERY, t->query[i].len,
-                                  t->buf + t->query[i].off) != 0;
+            ok &= add_opt_uint(pdu, COAP_OPTION_CONTENT_FORMAT, (unsigned)rq->format);
+        ok &= add_opt_parts(pdu, COAP_OPTION_URI_QUERY, t, t->query, local ? t->nquery : 0);
         if (rq->block) {
             uint8_t bb[3];
             size_t bl = cl_block_encode(&rq->b2, bb);
@@ -300,9 +309,7 @@ static int exchange(struct cl *c, const struct cl_req *rq, struct cl_resp *out)
             ok &= coap_add_option(pdu, COAP_OPTION_PROXY_URI, strlen(t->proxy_uri),
                                   (const uint8_t *)t->proxy_uri) != 0;
         if (rq->block1 && rq->b1.num == 0)
-            ok &= coap_add_option(pdu, COAP_OPTION_SIZE1,
-                                  coap_encode_var_safe(buf, sizeof(buf), (unsigned)rq->size1),
-                                  buf) != 0;
+            ok &= add_opt_uint(pdu, COAP_OPTION_SIZE1, (unsigned)rq->size1);
         if (rq->len)
             ok &= coap_add_data(pdu, rq->len, rq->payload);
     }

@@ -359,7 +359,7 @@ char *sup_metrics_render(const struct sup_view *v, size_t *len)
         sb_escaped(&b, v->commit ? v->commit : "unknown", true);
         sb_printf(&b, "\"} 1\n");
     }
-    for (size_t m = 0; m < sizeof(proc_metrics) / sizeof(proc_metrics[0]); m++) {
+    for (size_t m = 0; m < GW_ARRAY_LEN(proc_metrics); m++) {
         const struct proc_metric *pm = &proc_metrics[m];
         family(&b, pm->name, pm->kind, pm->help);
         for (uint32_t i = 0; i < v->nprocs; i++) {
@@ -456,21 +456,23 @@ char *sup_metrics_render(const struct sup_view *v, size_t *len)
                "First transmission of a request to a device to the device's answer.");
         hist_series(&b, "coapgw_device_rtt_seconds", p->proc, NULL, &p->hist[GW_HIST_DEVICE_RTT]);
     }
-    family(&b, "coapgw_ring_depth", "gauge", "Records waiting in a shared-memory ring.");
-    for (uint32_t i = 0; i < v->nrings; i++) {
-        sb_printf(&b, "coapgw_ring_depth{from=\"");
-        sb_escaped(&b, v->rings[i].from, true);
-        sb_printf(&b, "\",to=\"");
-        sb_escaped(&b, v->rings[i].to, true);
-        sb_printf(&b, "\"} %" PRIu32 "\n", v->rings[i].depth);
-    }
-    family(&b, "coapgw_ring_slots", "gauge", "Capacity of a shared-memory ring in records.");
-    for (uint32_t i = 0; i < v->nrings; i++) {
-        sb_printf(&b, "coapgw_ring_slots{from=\"");
-        sb_escaped(&b, v->rings[i].from, true);
-        sb_printf(&b, "\",to=\"");
-        sb_escaped(&b, v->rings[i].to, true);
-        sb_printf(&b, "\"} %" PRIu32 "\n", v->rings[i].size);
+    static const struct {
+        const char *name, *help;
+        bool slots; /* the ring's capacity, else its depth */
+    } ring_metrics[] = {
+        { "coapgw_ring_depth", "Records waiting in a shared-memory ring.", false },
+        { "coapgw_ring_slots", "Capacity of a shared-memory ring in records.", true },
+    };
+    for (size_t m = 0; m < GW_ARRAY_LEN(ring_metrics); m++) {
+        family(&b, ring_metrics[m].name, "gauge", ring_metrics[m].help);
+        for (uint32_t i = 0; i < v->nrings; i++) {
+            const struct sup_ring_view *r = &v->rings[i];
+            sb_printf(&b, "%s{from=\"", ring_metrics[m].name);
+            sb_escaped(&b, r->from, true);
+            sb_printf(&b, "\",to=\"");
+            sb_escaped(&b, r->to, true);
+            sb_printf(&b, "\"} %" PRIu32 "\n", ring_metrics[m].slots ? r->size : r->depth);
+        }
     }
     if (v->nbells)
         family(&b, "coapgw_doorbell_writes_total", "counter",

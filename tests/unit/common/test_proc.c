@@ -166,3 +166,30 @@ Test(proc, start_up_run_and_teardown, .init = mkdir_tmp, .fini = rm_tmp)
     gw_shm_close(&seg);
     cr_expect_eq(gw_shm_unlink(&cfg), 0);
 }
+
+static void on_test_timer(uv_timer_t *t)
+{
+    int *fired = t->data;
+    (*fired)++;
+}
+
+/* The timers of the frontend and the scheduler are set up by one function:
+ * the callback finds its context in handle->data, and the loop's teardown
+ * closes the timer with everything else. */
+Test(proc, timer_init_hands_the_context_to_the_callback)
+{
+    struct gw_proc *p = calloc(1, sizeof(*p));
+    cr_assert_not_null(p);
+    cr_assert_eq(uv_loop_init(&p->loop), 0);
+    p->loop_ok = true;
+    int fired = 0;
+    uv_timer_t t;
+    gw_proc_timer_init(p, &t, &fired);
+    cr_assert_eq(t.data, &fired);
+    cr_assert_eq(uv_timer_start(&t, on_test_timer, 1, 0), 0);
+    cr_assert_eq(uv_run(&p->loop, UV_RUN_DEFAULT), 0, "a one-shot timer leaves nothing active");
+    cr_assert_eq(fired, 1);
+    gw_proc_loop_close(p); /* closes t; uv_loop_close would fail on an open handle */
+    cr_assert(uv_is_closing((uv_handle_t *)&t));
+    free(p);
+}
