@@ -3,6 +3,7 @@
  * its envelope (see gw_msg.h). */
 #include "gw_msg.h"
 #include "gw_error.h"
+#include "gw_ring.h"
 
 #include <string.h>
 
@@ -170,4 +171,15 @@ void gw_msg_mesh_tx(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC
 void gw_msg_mesh_rx(struct gw_msg *m, uint8_t security, const uint8_t mac[GW_MAC_LEN], size_t len)
 {
     device_msg(m, GW_MSG_MESH_RX, security, mac, len);
+}
+
+int gw_msg_pop(struct gw_ring *r, uint8_t *rec, size_t cap, struct gw_msg *hdr,
+               const uint8_t **data)
+{
+    int n = gw_ring_pop(r, rec, cap > UINT32_MAX ? UINT32_MAX : (uint32_t)cap);
+    if (n == GW_EEMPTY)
+        return GW_EEMPTY;
+    if (n < 0 || gw_msg_decode(rec, (size_t)n, hdr, data) != 0)
+        return GW_EBADMSG;
+    return 0;
 }

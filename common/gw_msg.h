@@ -121,6 +121,14 @@ int gw_notify_set_get(const struct gw_msg *env, const uint8_t *data, size_t i, s
 int gw_msg_decode(const uint8_t *rec, size_t n, struct gw_msg *hdr,
                   const uint8_t **data) GW_NODISCARD;
 
+/* Pops the next record of ring r into rec (cap bytes) and decodes it: the
+ * consumer loop of every role. 0 with *hdr and *data (pointing into rec),
+ * GW_EEMPTY, or GW_EBADMSG when the slot or the envelope is corrupt (the
+ * record is gone: count it, go on with the next). */
+struct gw_ring;
+int gw_msg_pop(struct gw_ring *r, uint8_t *rec, size_t cap, struct gw_msg *hdr,
+               const uint8_t **data) GW_NODISCARD;
+
 /* Constructors, one per envelope kind: each zeroes the envelope and sets
  * the fields its kind carries (the table above), so no field is left over
  * from a previous use and a new field has one place to be filled. The

@@ -85,20 +85,27 @@ fail:
     return gw_store_err(rc);
 }
 
+/* Aborts the cached read transaction *t, if any, and forgets it. */
+static void rtxn_drop(MDB_txn **t)
+{
+    if (*t)
+        mdb_txn_abort(*t);
+    *t = NULL;
+}
+
+/* Closes one environment after its read transaction (the order LMDB wants). */
+static void env_drop(MDB_env **env, MDB_txn **rtxn)
+{
+    rtxn_drop(rtxn);
+    if (*env)
+        mdb_env_close(*env);
+    *env = NULL;
+}
+
 void gw_store_close(struct gw_store *st)
 {
-    if (st->rtxn)
-        mdb_txn_abort(st->rtxn);
-    st->rtxn = NULL;
-    if (st->env)
-        mdb_env_close(st->env);
-    st->env = NULL;
-    if (st->krtxn)
-        mdb_txn_abort(st->krtxn);
-    st->krtxn = NULL;
-    if (st->kenv)
-        mdb_env_close(st->kenv);
-    st->kenv = NULL;
+    env_drop(&st->env, &st->rtxn);
+    env_drop(&st->kenv, &st->krtxn);
 }
 
 int gw_store_open_keys(struct gw_store *st)
@@ -154,9 +161,7 @@ static int rtxn_renew(MDB_env *env, MDB_txn **slot)
         rc = *slot ? mdb_txn_renew(*slot) : mdb_txn_begin(env, NULL, MDB_RDONLY, slot);
         if (rc == 0)
             return 0;
-        if (*slot)
-            mdb_txn_abort(*slot);
-        *slot = NULL;
+        rtxn_drop(slot);
         if (rc == MDB_MAP_RESIZED) {
             mdb_env_set_mapsize(env, 0);
         } else if (rc == MDB_READERS_FULL) {

@@ -119,15 +119,12 @@ static void arm_rtx_timer(struct fe_ctx *fe);
 static void drain_from_sch(struct fe_ctx *fe)
 {
     for (int i = 0; i < 4096; i++) {
-        int n = gw_ring_pop(fe->from_sch, fe->rec, sizeof(fe->rec));
-        if (n == GW_EEMPTY)
-            break;
-        if (n < 0)
-            continue;
         struct gw_msg m;
         const uint8_t *data;
-        if (gw_msg_decode(fe->rec, (size_t)n, &m, &data) != 0 ||
-            fe_core_deliver_record(&fe->core, &m, data) != 0)
+        int rc = gw_msg_pop(fe->from_sch, fe->rec, sizeof(fe->rec), &m, &data);
+        if (rc == GW_EEMPTY)
+            break;
+        if (rc != 0 || fe_core_deliver_record(&fe->core, &m, data) != 0)
             gw_stat_add(fe->stats, GW_STAT_rx_malformed, 1);
     }
     arm_rtx_timer(fe);

@@ -729,13 +729,12 @@ static int drain_from_sch(struct mesh_ctx *m, int max)
 {
     int i;
     for (i = 0; i < max; i++) {
-        int n = gw_ring_pop(m->from_sch, m->rec, sizeof(m->rec));
-        if (n == GW_EEMPTY)
-            break;
         struct gw_msg env;
         const uint8_t *data;
-        if (n < 0 || gw_msg_decode(m->rec, (size_t)n, &env, &data) != 0 ||
-            env.kind != GW_MSG_MESH_TX) {
+        int rc = gw_msg_pop(m->from_sch, m->rec, sizeof(m->rec), &env, &data);
+        if (rc == GW_EEMPTY)
+            break;
+        if (rc != 0 || env.kind != GW_MSG_MESH_TX) {
             gw_stat_add(m->stats, GW_STAT_rx_malformed, 1);
             log_limited(m, LIM_BAD, GW_LOG_WARN, "malformed record from the scheduler dropped");
             continue;

@@ -225,18 +225,15 @@ static int drain_ring(struct sch_ctx *s, struct gw_ring *r, int budget)
 {
     int n = 0;
     for (; n < budget; n++) {
-        int len = gw_ring_pop(r, s->rec, sizeof(s->rec));
-        if (len == GW_EEMPTY)
-            break;
-        if (len < 0)
-            continue;
         struct gw_msg m;
         const uint8_t *data;
-        if (gw_msg_decode(s->rec, (size_t)len, &m, &data) != 0) {
+        int rc = gw_msg_pop(r, s->rec, sizeof(s->rec), &m, &data);
+        if (rc == GW_EEMPTY)
+            break;
+        if (rc != 0)
             gw_stat_add(s->stats, GW_STAT_rx_malformed, 1);
-            continue;
-        }
-        sch_core_on_record(s->core, &m, data);
+        else
+            sch_core_on_record(s->core, &m, data);
     }
     return n;
 }

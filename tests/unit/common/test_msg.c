@@ -6,6 +6,7 @@
  * CoAP bytes after the header are bounded by S3.5 (1152 + slack). */
 #include "gw_error.h"
 #include "gw_msg.h"
+#include "gw_ring.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -279,4 +280,33 @@ Test(msg, notify_set_shorter_than_its_message_is_refused_without_reading_past_it
     struct gw_msg env = { .kind = GW_MSG_NOTIFY_SET, .len = sizeof(h) };
     cr_expect_eq(gw_notify_set_count(&env, data), 0);
     free(data);
+}
+
+/* gw_msg_pop is every role's consumer step: a good record comes out
+ * decoded, a corrupt one is reported and gone, an empty ring says so. */
+Test(msg, pop_decodes_reports_bad_records_and_goes_on)
+{
+    size_t bytes = gw_ring_bytes(8, 1280);
+    bytes = (bytes + GW_CACHELINE - 1) / GW_CACHELINE * GW_CACHELINE;
+    struct gw_ring *r = aligned_alloc(GW_CACHELINE, bytes);
+    cr_assert_not_null(r);
+    memset(r, 0, bytes);
+    gw_ring_format(r, 8, 1280, 0);
+    static uint8_t out[1280];
+    struct gw_msg in, m;
+    const uint8_t *data = NULL;
+    cr_assert_eq(gw_msg_pop(r, out, sizeof(out), &m, &data), GW_EEMPTY);
+    size_t n = make_record(&in, 100);
+    cr_assert_eq(gw_ring_push(r, rec, (uint32_t)n), 0);
+    cr_assert_eq(gw_ring_push(r, rec, 7), 0, "a record shorter than an envelope");
+    cr_assert_eq(gw_ring_push(r, rec, (uint32_t)n), 0);
+    cr_assert_eq(gw_msg_pop(r, out, sizeof(out), &m, &data), 0);
+    cr_assert_eq(memcmp(&in, &m, sizeof(m)), 0);
+    cr_assert_eq(data, out + sizeof(struct gw_msg), "data points into the caller's buffer");
+    cr_assert_eq(gw_msg_pop(r, out, sizeof(out), &m, &data), GW_EBADMSG);
+    cr_assert_eq(gw_msg_pop(r, out, sizeof(out), &m, &data), 0, "the next record is fine");
+    cr_assert_eq(gw_ring_push(r, rec, (uint32_t)n), 0);
+    cr_assert_eq(gw_msg_pop(r, out, 16, &m, &data), GW_EBADMSG, "a buffer too small");
+    cr_assert_eq(gw_msg_pop(r, out, sizeof(out), &m, &data), GW_EEMPTY, "and it was consumed");
+    free(r);
 }
