@@ -32,7 +32,7 @@ static uint64_t mac_key(const uint8_t mac[GW_MAC_LEN])
 {
     uint64_t k;
     memcpy(&k, mac, sizeof(k));
-    return sch_key_nz(k);
+    return gw_map_key_nz(k);
 }
 
 static uint32_t tstate(struct sch_txn *t)
@@ -64,7 +64,7 @@ static uint16_t mid_floor(uint64_t ms)
 
 static struct sch_dev *dev_get(struct sch_core *c, const uint8_t mac[GW_MAC_LEN], bool create)
 {
-    struct sch_dev *d = sch_map_get(&c->devs, mac_key(mac));
+    struct sch_dev *d = gw_map_get_ptr(&c->devs, mac_key(mac));
     if (d || !create)
         return d;
     d = calloc(1, sizeof(*d));
@@ -77,7 +77,7 @@ static struct sch_dev *dev_get(struct sch_core *c, const uint8_t mac[GW_MAC_LEN]
         d->remote = d->owner != c->node_self;
     }
     d->qhead = d->qtail = d->active = -1;
-    if (sch_map_put(&c->devs, mac_key(mac), d) != 0) {
+    if (gw_map_put_ptr(&c->devs, mac_key(mac), d) != 0) {
         free(d);
         return NULL;
     }
@@ -299,14 +299,14 @@ static void txn_release(struct sch_core *c, uint32_t idx)
 
 static uint64_t peer_mid_key(uint32_t owner, uint8_t sec, uint16_t mid)
 {
-    return sch_key_nz(((uint64_t)(owner + 1) << 32) | ((uint64_t)sec << 16) | mid);
+    return gw_map_key_nz(((uint64_t)(owner + 1) << 32) | ((uint64_t)sec << 16) | mid);
 }
 
 static uint64_t peer_tok_key(const uint8_t tok[8])
 {
     uint64_t k;
     memcpy(&k, tok, 8);
-    return sch_key_nz(k);
+    return gw_map_key_nz(k);
 }
 
 /* Remote exchange idx is in flight with dev_mid and dev_token: indexed. */
@@ -314,8 +314,8 @@ static void peer_index(struct sch_core *c, struct sch_dev *d, uint32_t idx)
 {
     struct sch_txn *t = sch_txn_at(c, idx);
     void *v = (void *)(uintptr_t)(idx + 1);
-    if (sch_map_put(&c->peer_by_mid, peer_mid_key(d->owner, t->env.security, t->dev_mid), v) ||
-        sch_map_put(&c->peer_by_tok, peer_tok_key(t->dev_token), v))
+    if (gw_map_put_ptr(&c->peer_by_mid, peer_mid_key(d->owner, t->env.security, t->dev_mid), v) ||
+        gw_map_put_ptr(&c->peer_by_tok, peer_tok_key(t->dev_token), v))
         gw_log_warn(GW_LOG_SYS, "out of memory indexing a forwarded exchange: its answer is lost");
 }
 
@@ -324,11 +324,11 @@ static void peer_unindex(struct sch_core *c, struct sch_dev *d, uint32_t idx)
 {
     struct sch_txn *t = sch_txn_at(c, idx);
     uint64_t k = peer_mid_key(d->owner, t->env.security, t->dev_mid);
-    if ((uintptr_t)sch_map_get(&c->peer_by_mid, k) == idx + 1)
-        sch_map_del(&c->peer_by_mid, k);
+    if ((uintptr_t)gw_map_get_ptr(&c->peer_by_mid, k) == idx + 1)
+        gw_map_del_ptr(&c->peer_by_mid, k);
     k = peer_tok_key(t->dev_token);
-    if ((uintptr_t)sch_map_get(&c->peer_by_tok, k) == idx + 1)
-        sch_map_del(&c->peer_by_tok, k);
+    if ((uintptr_t)gw_map_get_ptr(&c->peer_by_tok, k) == idx + 1)
+        gw_map_del_ptr(&c->peer_by_tok, k);
 }
 
 /* The next MID towards owner node `owner`: even (mesh_peer.h), never behind
@@ -459,7 +459,7 @@ static void finish(struct sch_core *c, uint32_t idx)
 
 static uint64_t kept_key(const struct gw_ep *ep, uint16_t mid)
 {
-    return sch_key_nz(gw_hash64(&mid, sizeof(mid), gw_ep_hash(ep)));
+    return gw_map_key_nz(gw_hash64(&mid, sizeof(mid), gw_ep_hash(ep)));
 }
 
 /* RFC 7252 4.8.2 MAX_TRANSMIT_WAIT towards clients: after it the frontend
@@ -484,8 +484,8 @@ static void kept_release(struct sch_core *c, uint32_t idx)
 {
     struct sch_txn *t = sch_txn_at(c, idx);
     uint64_t k = kept_key(&t->env.ep, t->client_mid);
-    if ((uintptr_t)sch_map_get(&c->delivered, k) == idx + 1)
-        sch_map_del(&c->delivered, k);
+    if ((uintptr_t)gw_map_get_ptr(&c->delivered, k) == idx + 1)
+        gw_map_del_ptr(&c->delivered, k);
     if (c->ndelivered)
         c->ndelivered--;
     txn_release(c, idx);
@@ -494,8 +494,8 @@ static void kept_release(struct sch_core *c, uint32_t idx)
 static void kept_index(struct sch_core *c, uint32_t idx)
 {
     struct sch_txn *t = sch_txn_at(c, idx);
-    GW_IGNORE(sch_map_put(&c->delivered, kept_key(&t->env.ep, t->client_mid),
-                          (void *)(uintptr_t)(idx + 1)));
+    GW_IGNORE(gw_map_put_ptr(&c->delivered, kept_key(&t->env.ep, t->client_mid),
+                             (void *)(uintptr_t)(idx + 1)));
     c->ndelivered++;
 }
 
@@ -539,7 +539,7 @@ static int hand_over(struct sch_core *c, uint32_t idx)
 /* A frontend saw the client's ACK or RST for (ep, mid), or gave it up. */
 static void on_answer_done(struct sch_core *c, const struct gw_msg *env)
 {
-    uintptr_t v = (uintptr_t)sch_map_get(&c->delivered, kept_key(&env->ep, env->client_mid));
+    uintptr_t v = (uintptr_t)gw_map_get_ptr(&c->delivered, kept_key(&env->ep, env->client_mid));
     if (v == 0 || v > c->max_txn)
         return;
     struct sch_txn *t = sch_txn_at(c, (uint32_t)(v - 1));
@@ -767,19 +767,19 @@ static bool seen_recently(struct sch_core *c, const struct gw_msg *env)
 {
     uint64_t now = now_ms(c);
     uint64_t k = gw_hash64(&env->client_mid, sizeof(env->client_mid), gw_ep_hash(&env->ep));
-    k = sch_key_nz(gw_hash64(env->token, env->tkl, k));
-    uintptr_t at = (uintptr_t)sch_map_get(&c->recent, k);
+    k = gw_map_key_nz(gw_hash64(env->token, env->tkl, k));
+    uintptr_t at = (uintptr_t)gw_map_get_ptr(&c->recent, k);
     if (at && now - (at - 1) < (uint64_t)c->cfg.exchange_lifetime_ms)
         return true;
     while (c->recent_n &&
            (c->recent_n == c->recent_cap ||
-            now - ((uintptr_t)sch_map_get(&c->recent, c->recent_keys[c->recent_head]) - 1) >=
+            now - ((uintptr_t)gw_map_get_ptr(&c->recent, c->recent_keys[c->recent_head]) - 1) >=
                 (uint64_t)c->cfg.exchange_lifetime_ms)) {
-        sch_map_del(&c->recent, c->recent_keys[c->recent_head]);
+        gw_map_del_ptr(&c->recent, c->recent_keys[c->recent_head]);
         c->recent_head = (c->recent_head + 1) % c->recent_cap;
         c->recent_n--;
     }
-    if (sch_map_put(&c->recent, k, (void *)(uintptr_t)(now + 1)) == 0) {
+    if (gw_map_put_ptr(&c->recent, k, (void *)(uintptr_t)(now + 1)) == 0) {
         c->recent_keys[(c->recent_head + c->recent_n) % c->recent_cap] = k;
         c->recent_n++;
     }
@@ -1096,9 +1096,10 @@ static void on_peer(struct sch_core *c, const struct gw_msg *rx, const uint8_t *
     int idx = -1;
     if (type == GW_COAP_ACK || type == GW_COAP_RST)
         idx =
-            (int)(uintptr_t)sch_map_get(&c->peer_by_mid, peer_mid_key(node, rx->security, mid)) - 1;
+            (int)(uintptr_t)gw_map_get_ptr(&c->peer_by_mid, peer_mid_key(node, rx->security, mid)) -
+            1;
     else if (tok)
-        idx = (int)(uintptr_t)sch_map_get(&c->peer_by_tok, peer_tok_key(tok)) - 1;
+        idx = (int)(uintptr_t)gw_map_get_ptr(&c->peer_by_tok, peer_tok_key(tok)) - 1;
     if (idx >= 0) {
         struct sch_txn *t = sch_txn_at(c, (uint32_t)idx);
         struct sch_dev *d = dev_get(c, t->env.mac, false);
@@ -1373,9 +1374,9 @@ static void recover(struct sch_core *c)
     }
     free(order);
     /* Devices with room send their queued requests now. */
-    for (uint32_t i = 0; i < c->devs.cap; i++)
-        if (c->devs.keys[i])
-            pump(c, c->devs.vals[i]);
+    for (uint32_t i = 0; i <= c->devs.mask; i++)
+        if (c->devs.slot[i].key)
+            pump(c, (struct sch_dev *)(uintptr_t)c->devs.slot[i].val);
     if (resumed || c->pending_answers)
         gw_log_info(GW_LOG_SYS,
                     "resumed %u transactions and %u pending answers from the shared table", resumed,
@@ -1414,9 +1415,9 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock,
                                   (uint32_t)cfg->default_max_age_s };
     int rc = -ENOMEM;
     if (!c->gen || !c->freelist || !c->qnext || !c->anext ||
-        gw_heap_init(&c->heap, max_txn * 4 + 1024) != 0 || sch_map_init(&c->devs, 1024) != 0 ||
-        gw_coap_parser_new(&c->rx_parser) != 0 || gw_coap_parser_new(&c->stored_req_parser) != 0 ||
-        gw_coap_parser_new(&c->obs_parser) != 0)
+        gw_heap_init(&c->heap, max_txn * 4 + 1024) != 0 ||
+        gw_map_init(&c->devs, 512, GW_MAP_MAX) != 0 || gw_coap_parser_new(&c->rx_parser) != 0 ||
+        gw_coap_parser_new(&c->stored_req_parser) != 0 || gw_coap_parser_new(&c->obs_parser) != 0)
         goto fail;
     if ((rc = sch_cache_new(&ccfg, &c->cache)) != 0)
         goto fail;
@@ -1427,9 +1428,10 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock,
     }
     c->recent_cap = max_txn * 2;
     c->recent_keys = calloc(c->recent_cap, sizeof(uint64_t));
-    if (!c->recent_keys || sch_map_init(&c->recent, c->recent_cap * 2) != 0 ||
-        sch_map_init(&c->delivered, max_txn) != 0 || sch_map_init(&c->peer_by_mid, 64) != 0 ||
-        sch_map_init(&c->peer_by_tok, 64) != 0) {
+    if (!c->recent_keys || gw_map_init(&c->recent, c->recent_cap, GW_MAP_MAX) != 0 ||
+        gw_map_init(&c->delivered, max_txn / 2, GW_MAP_MAX) != 0 ||
+        gw_map_init(&c->peer_by_mid, 32, GW_MAP_MAX) != 0 ||
+        gw_map_init(&c->peer_by_tok, 32, GW_MAP_MAX) != 0) {
         rc = -ENOMEM;
         goto fail;
     }
@@ -1468,15 +1470,15 @@ void sch_core_free(struct sch_core *c)
     if (!c)
         return;
     sch_obs_deinit(c);
-    if (c->devs.keys)
-        for (uint32_t i = 0; i < c->devs.cap; i++)
-            if (c->devs.keys[i])
-                free(c->devs.vals[i]);
-    sch_map_deinit(&c->devs);
-    sch_map_deinit(&c->recent);
-    sch_map_deinit(&c->delivered);
-    sch_map_deinit(&c->peer_by_mid);
-    sch_map_deinit(&c->peer_by_tok);
+    if (c->devs.slot)
+        for (uint32_t i = 0; i <= c->devs.mask; i++)
+            if (c->devs.slot[i].key)
+                free((struct sch_dev *)(uintptr_t)c->devs.slot[i].val);
+    gw_map_deinit(&c->devs);
+    gw_map_deinit(&c->recent);
+    gw_map_deinit(&c->delivered);
+    gw_map_deinit(&c->peer_by_mid);
+    gw_map_deinit(&c->peer_by_tok);
     free(c->recent_keys);
     gw_heap_deinit(&c->heap);
     sch_cache_free(c->cache);
@@ -1494,9 +1496,9 @@ void sch_core_counts(const struct sch_core *c, struct sch_core_counts *o)
 {
     memset(o, 0, sizeof(*o));
     o->txns = c->max_txn - c->nfree;
-    for (uint32_t i = 0; i < c->devs.cap; i++)
-        if (c->devs.keys[i]) {
-            const struct sch_dev *d = c->devs.vals[i];
+    for (uint32_t i = 0; i <= c->devs.mask; i++)
+        if (c->devs.slot[i].key) {
+            const struct sch_dev *d = (struct sch_dev *)(uintptr_t)c->devs.slot[i].val;
             o->queued += d->qlen;
             o->inflight += d->inflight;
         }

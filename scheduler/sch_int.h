@@ -4,7 +4,7 @@
 #define SCH_INT_H
 
 #include "sch_core.h"
-#include "sch_map.h"
+#include "gw_map.h"
 #include "gw_rcache.h"
 
 struct sch_obs_reg;
@@ -23,7 +23,7 @@ struct sch_core {
     uint32_t nfree;
     int32_t *qnext, *anext; /* device FIFO and active lists */
     struct gw_heap heap;    /* txn timers (id < max_txn) and observation timers */
-    struct sch_map devs;
+    struct gw_map devs;
     /* Three parsers because parsed messages point into their parser:
      * rx_parser holds the message being handled (a request or a device
      * answer), stored_req_parser re-parses a txn's stored client request
@@ -46,12 +46,12 @@ struct sch_core {
     /* Requests seen recently, by (endpoint, MID, token): a frontend that
      * restarted has forgotten its dedup table, so a client retransmission
      * of a request already forwarded is caught here (S3.3, S1.3). */
-    struct sch_map recent;
+    struct gw_map recent;
     uint64_t *recent_keys; /* FIFO of keys for eviction */
     uint32_t recent_cap, recent_head, recent_n;
     /* Answers kept until the client ACKs them (SCH_TXN_DELIVERED), by
      * (client endpoint, client MID) -> slot index + 1. */
-    struct sch_map delivered;
+    struct gw_map delivered;
     uint32_t ndelivered;
     /* S10.4: devices owned by other nodes ("remote", gw_nodes.h) are served
      * like local ones; meshio forwards their datagrams to the owner. Their
@@ -64,7 +64,7 @@ struct sch_core {
      * value. Both are rebuilt from the shared table at start. */
     uint32_t node_self, node_count;
     uint16_t peer_mid[64]; /* GW_NODES_MAX */
-    struct sch_map peer_by_mid, peer_by_tok;
+    struct gw_map peer_by_mid, peer_by_tok;
 };
 
 static inline struct sch_txn *sch_txn_at(struct sch_core *c, uint32_t i)

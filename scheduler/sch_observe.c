@@ -74,8 +74,8 @@ struct sch_obs {
 };
 
 struct sch_obs_reg {
-    struct sch_map by_id, by_key, by_observer;
-    struct sch_map
+    struct gw_map by_id, by_key, by_observer;
+    struct gw_map
         by_session; /* session -> observers it holds (as a uintptr_t), obs_max_per_session */
     struct sch_obs **tab;
     uint32_t tab_cap;
@@ -89,14 +89,14 @@ static uint64_t now_ms(struct sch_core *c)
 
 static uint64_t observer_key(const struct gw_ep *ep, const uint8_t *tok, uint8_t tkl)
 {
-    return sch_key_nz(gw_hash64(tok, tkl, gw_ep_hash(ep)));
+    return gw_map_key_nz(gw_hash64(tok, tkl, gw_ep_hash(ep)));
 }
 
 static uint64_t id_of(const uint8_t tok[8])
 {
     uint64_t v;
     memcpy(&v, tok, 8);
-    return sch_key_nz(v);
+    return gw_map_key_nz(v);
 }
 
 /* ---- persistence ---- */
@@ -221,8 +221,8 @@ static int obs_index(struct sch_core *c, struct sch_obs *o)
 static int obs_add_maps(struct sch_core *c, struct sch_obs *o)
 {
     struct sch_obs_reg *r = c->obs;
-    if (obs_index(c, o) != 0 || sch_map_put(&r->by_id, o->id, o) != 0 ||
-        sch_map_put(&r->by_key, o->key_hash, o) != 0)
+    if (obs_index(c, o) != 0 || gw_map_put_ptr(&r->by_id, o->id, o) != 0 ||
+        gw_map_put_ptr(&r->by_key, o->key_hash, o) != 0)
         return -ENOMEM;
     r->nobs++;
     gw_stat_set(c->stats, GW_STAT_observations, r->nobs);
@@ -236,7 +236,7 @@ static int compute_key(struct sch_core *c, struct sch_obs *o)
         return GW_EBADMSG;
     int rc = sch_cache_key(o->mac, o->security, &m, o->key, sizeof(o->key), &o->klen, &o->res_hash);
     if (rc == 0)
-        o->key_hash = sch_key_nz(gw_hash64(o->key, o->klen, GW_HASH_SEED));
+        o->key_hash = gw_map_key_nz(gw_hash64(o->key, o->klen, GW_HASH_SEED));
     return rc;
 }
 
@@ -263,17 +263,17 @@ bool sch_obs_item_live(const struct sch_core *c, uint32_t slot, uint32_t gen)
  * observer table for everyone. */
 static uint32_t session_observers(const struct sch_obs_reg *r, uint64_t session)
 {
-    return (uint32_t)(uintptr_t)sch_map_get(&r->by_session, sch_key_nz(session));
+    return (uint32_t)(uintptr_t)gw_map_get_ptr(&r->by_session, gw_map_key_nz(session));
 }
 
 static void session_observers_add(struct sch_obs_reg *r, uint64_t session, int d)
 {
-    uint64_t k = sch_key_nz(session);
-    uint32_t n = (uint32_t)(uintptr_t)sch_map_get(&r->by_session, k);
+    uint64_t k = gw_map_key_nz(session);
+    uint32_t n = (uint32_t)(uintptr_t)gw_map_get_ptr(&r->by_session, k);
     n = d < 0 && n == 0 ? 0 : (uint32_t)((int64_t)n + d);
     if (n == 0)
-        sch_map_del(&r->by_session, k);
-    else if (sch_map_put(&r->by_session, k, (void *)(uintptr_t)n) != 0)
+        gw_map_del_ptr(&r->by_session, k);
+    else if (gw_map_put_ptr(&r->by_session, k, (void *)(uintptr_t)n) != 0)
         gw_log_warn(GW_LOG_SYS, "out of memory counting a session's observers");
 }
 
@@ -281,13 +281,13 @@ static void obs_free(struct sch_core *c, struct sch_obs *o, bool unpersist)
 {
     struct sch_obs_reg *r = c->obs;
     for (uint32_t i = 0; i < o->n; i++) {
-        sch_map_del(&r->by_observer, observer_key(&o->v[i].ep, o->v[i].token, o->v[i].tkl));
+        gw_map_del_ptr(&r->by_observer, observer_key(&o->v[i].ep, o->v[i].token, o->v[i].tkl));
         session_observers_add(r, o->v[i].session, -1);
     }
     r->nobservers -= o->n;
-    sch_map_del(&r->by_id, o->id);
-    if (sch_map_get(&r->by_key, o->key_hash) == o)
-        sch_map_del(&r->by_key, o->key_hash);
+    gw_map_del_ptr(&r->by_id, o->id);
+    if (gw_map_get_ptr(&r->by_key, o->key_hash) == o)
+        gw_map_del_ptr(&r->by_key, o->key_hash);
     if (o->slot < r->tab_cap && r->tab[o->slot] == o)
         r->tab[o->slot] = NULL;
     r->nobs--;
@@ -334,7 +334,7 @@ static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_m
     } else {
         /* An endpoint+token observing another resource moves here (RFC 7641 3.1). */
         struct sch_obs *other =
-            sch_map_get(&r->by_observer, observer_key(&env->ep, env->token, env->tkl));
+            gw_map_get_ptr(&r->by_observer, observer_key(&env->ep, env->token, env->tkl));
         if (other && other != o) {
             int j = find_observer(other, &env->ep, env->token, env->tkl);
             if (j >= 0) {
@@ -359,7 +359,7 @@ static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_m
         o->v[o->n++] = v;
         r->nobservers++;
         session_observers_add(r, v.session, 1);
-        if (sch_map_put(&r->by_observer, observer_key(&env->ep, env->token, env->tkl), o) != 0)
+        if (gw_map_put_ptr(&r->by_observer, observer_key(&env->ep, env->token, env->tkl), o) != 0)
             return -ENOMEM;
     }
     persist_observer(c, o, &v);
@@ -371,7 +371,7 @@ static void remove_observer(struct sch_core *c, struct sch_obs *o, uint32_t i)
 {
     struct sch_obs_reg *r = c->obs;
     unpersist_observer(c, o, &o->v[i]);
-    sch_map_del(&r->by_observer, observer_key(&o->v[i].ep, o->v[i].token, o->v[i].tkl));
+    gw_map_del_ptr(&r->by_observer, observer_key(&o->v[i].ep, o->v[i].token, o->v[i].tkl));
     session_observers_add(r, o->v[i].session, -1);
     o->v[i] = o->v[--o->n];
     r->nobservers--;
@@ -471,7 +471,7 @@ void sch_obs_on_request(struct sch_core *c, const struct gw_msg *env, const uint
                               UINT32_MAX);
         return;
     }
-    struct sch_obs *o = sch_map_get(&r->by_key, probe->key_hash);
+    struct sch_obs *o = gw_map_get_ptr(&r->by_key, probe->key_hash);
     if (o && (o->klen != probe->klen || memcmp(o->key, probe->key, o->klen) != 0))
         o = NULL; /* a hash collision: treat as a different resource */
 
@@ -711,7 +711,7 @@ static void keep_plain_answer(struct sch_txn *t, bool answer, const struct gw_co
 void sch_obs_on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_msg *resp)
 {
     struct sch_txn *t = sch_txn_at(c, idx);
-    struct sch_obs *o = sch_map_get(&c->obs->by_id, t->obs_id);
+    struct sch_obs *o = gw_map_get_ptr(&c->obs->by_id, t->obs_id);
     const struct gw_coap_opt *ob = gw_coap_opt_find(resp, GW_OPT_OBSERVE);
     uint32_t v = 0;
     bool has_v = ob && gw_coap_uint(ob->val, ob->len, &v);
@@ -751,7 +751,7 @@ void sch_obs_on_answer(struct sch_core *c, uint32_t idx, const struct gw_coap_ms
 void sch_obs_on_failure(struct sch_core *c, uint32_t idx, uint8_t code, const char *diag)
 {
     struct sch_txn *t = sch_txn_at(c, idx);
-    struct sch_obs *o = sch_map_get(&c->obs->by_id, t->obs_id);
+    struct sch_obs *o = gw_map_get_ptr(&c->obs->by_id, t->obs_id);
     struct gw_msg env = t->env;
     bool had_client = t->has_client;
     uint8_t kind = t->kind;
@@ -777,7 +777,7 @@ bool sch_obs_on_notification(struct sch_core *c, const struct gw_msg *rx,
 {
     if (r->tkl != 8)
         return false;
-    struct sch_obs *o = sch_map_get(&c->obs->by_id, id_of(r->token));
+    struct sch_obs *o = gw_map_get_ptr(&c->obs->by_id, id_of(r->token));
     if (!o || memcmp(o->mac, rx->mac, GW_MAC_LEN) != 0 || o->security != rx->security)
         return false;
     const struct gw_coap_opt *ob = gw_coap_opt_find(r, GW_OPT_OBSERVE);
@@ -799,7 +799,7 @@ bool sch_obs_on_notification(struct sch_core *c, const struct gw_msg *rx,
 bool sch_obs_device_of(const struct sch_core *c, const uint8_t tok[8], uint8_t mac[GW_MAC_LEN],
                        uint8_t *sec)
 {
-    struct sch_obs *o = c->obs ? sch_map_get(&c->obs->by_id, id_of(tok)) : NULL;
+    struct sch_obs *o = c->obs ? gw_map_get_ptr(&c->obs->by_id, id_of(tok)) : NULL;
     if (!o)
         return false;
     memcpy(mac, o->mac, GW_MAC_LEN);
@@ -811,7 +811,7 @@ bool sch_obs_device_of(const struct sch_core *c, const uint8_t tok[8], uint8_t m
 
 void sch_obs_on_gone(struct sch_core *c, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl)
 {
-    struct sch_obs *o = sch_map_get(&c->obs->by_observer, observer_key(ep, token, tkl));
+    struct sch_obs *o = gw_map_get_ptr(&c->obs->by_observer, observer_key(ep, token, tkl));
     if (!o)
         return;
     int i = find_observer(o, ep, token, tkl);
@@ -889,7 +889,7 @@ void sch_obs_on_timer(struct sch_core *c, uint32_t slot, uint32_t gen, uint64_t 
 
 bool sch_obs_id_taken(const struct sch_core *c, uint64_t id)
 {
-    return c->obs && sch_map_get(&c->obs->by_id, id) != NULL;
+    return c->obs && gw_map_get_ptr(&c->obs->by_id, id) != NULL;
 }
 
 void sch_obs_rearm_all(struct sch_core *c)
@@ -954,7 +954,7 @@ static void load(struct sch_core *c)
         } else if (k.mv_size == 38 && kb[0] == 'v' && v.mv_size == sizeof(struct obs_observer)) {
             uint64_t id;
             memcpy(&id, kb + 1, 8);
-            struct sch_obs *o = sch_map_get(&c->obs->by_id, id);
+            struct sch_obs *o = gw_map_get_ptr(&c->obs->by_id, id);
             struct obs_observer ov;
             memcpy(&ov, v.mv_data, sizeof(ov));
             if (o && o->n < (uint32_t)c->cfg.obs_max_observers) {
@@ -969,8 +969,8 @@ static void load(struct sch_core *c)
                 o->v[o->n++] = ov;
                 c->obs->nobservers++;
                 session_observers_add(c->obs, ov.session, 1);
-                GW_IGNORE(
-                    sch_map_put(&c->obs->by_observer, observer_key(&ov.ep, ov.token, ov.tkl), o));
+                GW_IGNORE(gw_map_put_ptr(&c->obs->by_observer,
+                                         observer_key(&ov.ep, ov.token, ov.tkl), o));
                 nv++;
             }
         }
@@ -990,8 +990,10 @@ int sch_obs_init(struct sch_core *c)
     c->obs = calloc(1, sizeof(*c->obs));
     if (!c->obs)
         return -ENOMEM;
-    if (sch_map_init(&c->obs->by_id, 64) != 0 || sch_map_init(&c->obs->by_key, 64) != 0 ||
-        sch_map_init(&c->obs->by_observer, 64) != 0 || sch_map_init(&c->obs->by_session, 64) != 0)
+    if (gw_map_init(&c->obs->by_id, 32, GW_MAP_MAX) != 0 ||
+        gw_map_init(&c->obs->by_key, 32, GW_MAP_MAX) != 0 ||
+        gw_map_init(&c->obs->by_observer, 32, GW_MAP_MAX) != 0 ||
+        gw_map_init(&c->obs->by_session, 32, GW_MAP_MAX) != 0)
         return -ENOMEM;
     if (c->store)
         load(c);
@@ -1009,10 +1011,10 @@ void sch_obs_deinit(struct sch_core *c)
             free(r->tab[s]);
         }
     free(r->tab);
-    sch_map_deinit(&r->by_id);
-    sch_map_deinit(&r->by_key);
-    sch_map_deinit(&r->by_observer);
-    sch_map_deinit(&r->by_session);
+    gw_map_deinit(&r->by_id);
+    gw_map_deinit(&r->by_key);
+    gw_map_deinit(&r->by_observer);
+    gw_map_deinit(&r->by_session);
     free(r);
     c->obs = NULL;
 }

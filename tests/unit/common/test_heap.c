@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/* test_heap.c - the one min-heap (common/gw_heap.c): items pop in deadline
+ * order, equal deadlines in push order (the simulator's replay depends on
+ * it), a fixed heap refuses the item beyond its size without allocating, a
+ * growing one doubles up to its bound, and pop_due leaves future items. */
+#include "gw_error.h"
+#include "gw_heap.h"
+
+#include <criterion/criterion.h>
+#include <stdlib.h>
+
+Test(heap, pops_in_deadline_order)
+{
+    struct gw_heap h;
+    cr_assert_eq(gw_heap_init(&h, 1000), 0);
+    srand(3);
+    for (uint32_t i = 0; i < 1000; i++)
+        cr_assert_eq(gw_heap_push(&h, (uint64_t)(rand() % 500), i, i * 2), 0);
+    struct gw_heap_item it, prev = { 0 };
+    uint32_t n = 0;
+    while (gw_heap_pop(&h, &it)) {
+        cr_assert_geq(it.deadline, prev.deadline, "out of order at %u", n);
+        cr_assert_eq(it.gen, it.id * 2, "payload travels with its deadline");
+        prev = it;
+        n++;
+    }
+    cr_assert_eq(n, 1000);
+    cr_assert_not(gw_heap_peek(&h, &it));
+    gw_heap_deinit(&h);
+}
+
+Test(heap, equal_deadlines_pop_in_push_order)
+{
+    struct gw_heap h;
+    cr_assert_eq(gw_heap_init_growing(&h, 4, 4096), 0);
+    /* Interleaved: deadlines 10 and 5, ids counting up within each. */
+    for (uint32_t i = 0; i < 200; i++)
+        cr_assert_eq(gw_heap_push(&h, i % 2 ? 5 : 10, i, 0), 0);
+    struct gw_heap_item it;
+    uint32_t last5 = 0, last10 = 0, n = 0;
+    bool first5 = true, first10 = true;
+    while (gw_heap_pop(&h, &it)) {
+        if (it.deadline == 5) {
+            cr_assert(first5 || it.id > last5, "id %u after %u", it.id, last5);
+            cr_assert_eq(last10, 0, "a 5 after a 10");
+            first5 = false;
+            last5 = it.id;
+        } else {
+            cr_assert(first10 || it.id > last10, "id %u after %u", it.id, last10);
+            first10 = false;
+            last10 = it.id;
+        }
+        n++;
+    }
+    cr_assert_eq(n, 200);
+    gw_heap_deinit(&h);
+}
+
+Test(heap, fixed_size_refuses_without_allocating)
+{
+    struct gw_heap h;
+    cr_assert_eq(gw_heap_init(&h, 8), 0);
+    struct gw_heap_item *before = h.v;
+    for (uint32_t i = 0; i < 8; i++)
+        cr_assert_eq(gw_heap_push(&h, 100 - i, i, 0), 0);
+    cr_assert_eq(gw_heap_push(&h, 1, 99, 0), GW_EFULL);
+    cr_assert(h.v == before && h.cap == 8);
+    struct gw_heap_item it;
+    cr_assert(gw_heap_pop(&h, &it));
+    cr_assert_eq(it.deadline, 93);
+    cr_assert_eq(gw_heap_push(&h, 1, 99, 0), 0, "room again after a pop");
+    cr_assert(gw_heap_peek(&h, &it));
+    cr_assert_eq(it.id, 99);
+    gw_heap_deinit(&h);
+}
+
+Test(heap, growing_doubles_up_to_its_bound)
+{
+    struct gw_heap h;
+    cr_assert_eq(gw_heap_init_growing(&h, 2, 100), 0);
+    for (uint32_t i = 0; i < 100; i++)
+        cr_assert_eq(gw_heap_push(&h, 1000 - i, i, 0), 0, "push %u", i);
+    cr_assert_eq(h.cap, 100);
+    cr_assert_eq(gw_heap_push(&h, 1, 0, 0), GW_EFULL, "bounded at max");
+    struct gw_heap_item it;
+    cr_assert(gw_heap_pop(&h, &it));
+    cr_assert_eq(it.deadline, 901);
+    gw_heap_deinit(&h);
+}
+
+Test(heap, pop_due_and_pointers)
+{
+    struct gw_heap h;
+    int a, b;
+    cr_assert_eq(gw_heap_init_growing(&h, 1, 16), 0);
+    cr_assert_eq(gw_heap_next(&h), UINT64_MAX);
+    cr_assert_eq(gw_heap_push_ptr(&h, 20, 2, &b), 0);
+    cr_assert_eq(gw_heap_push_ptr(&h, 10, 1, &a), 0);
+    cr_assert_eq(gw_heap_next(&h), 10);
+    struct gw_heap_item it;
+    cr_assert_not(gw_heap_pop_due(&h, 9, &it), "nothing due before 10");
+    cr_assert(gw_heap_pop_due(&h, 15, &it));
+    cr_assert(it.p == &a && it.id == 1);
+    cr_assert_not(gw_heap_pop_due(&h, 15, &it), "20 stays");
+    cr_assert_eq(h.n, 1);
+    cr_assert(gw_heap_pop_due(&h, 20, &it));
+    cr_assert(it.p == &b && it.id == 2);
+    gw_heap_deinit(&h);
+}
