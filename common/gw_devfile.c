@@ -3,6 +3,7 @@
 #include "gw_devfile.h"
 #include "gw_addr.h"
 #include "gw_error.h"
+#include "gw_map.h"
 #include "gw_text.h"
 
 #include <arpa/inet.h>
@@ -142,12 +143,17 @@ int gw_devfile_parse_line(const char *line, struct gw_device *d, const char **wh
     return parse_fields(f, nf, d, why);
 }
 
-/* Set of MACs seen so far, with the line each was first seen on: open
- * addressing, grown at half load. */
+/* MACs seen so far, with the line each was first seen on: records in an
+ * array, found through a gw_map multimap from the MAC's 64 bits (its key 0
+ * is stored as GW_MAP_KEY0, so the MAC itself is compared). */
+struct mac_rec {
+    uint64_t mac;
+    int line;
+};
 struct macset {
-    uint64_t *keys;
-    int *lines; /* 0 = empty slot */
-    size_t cap, n;
+    struct gw_map idx;
+    struct mac_rec *v;
+    size_t n, cap;
 };
 
 static uint64_t mac_u64(const uint8_t mac[GW_MAC_LEN])
@@ -158,51 +164,24 @@ static uint64_t mac_u64(const uint8_t mac[GW_MAC_LEN])
     return v;
 }
 
-static size_t macset_slot(const struct macset *s, uint64_t k)
-{
-    size_t i = (size_t)(gw_hash64(&k, sizeof(k), GW_HASH_SEED) & (s->cap - 1));
-    while (s->lines[i] && s->keys[i] != k)
-        i = (i + 1) & (s->cap - 1);
-    return i;
-}
-
-static int macset_grow(struct macset *s)
-{
-    struct macset g = { NULL, NULL, s->cap ? s->cap * 2 : 256, s->n };
-    g.keys = calloc(g.cap, sizeof(*g.keys));
-    g.lines = calloc(g.cap, sizeof(*g.lines));
-    if (!g.keys || !g.lines) {
-        free(g.keys);
-        free(g.lines);
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < s->cap; i++) {
-        if (!s->lines[i])
-            continue;
-        size_t j = macset_slot(&g, s->keys[i]);
-        g.keys[j] = s->keys[i];
-        g.lines[j] = s->lines[i];
-    }
-    free(s->keys);
-    free(s->lines);
-    *s = g;
-    return 0;
-}
-
 /* Returns 0 when added, the earlier line number when present, or -ENOMEM. */
 static int macset_add(struct macset *s, uint64_t k, int lineno)
 {
-    if (2 * (s->n + 1) > s->cap) {
-        int rc = macset_grow(s);
-        if (rc)
-            return rc;
+    for (uint32_t i = gw_map_first(&s->idx, k); i != GW_MAP_END; i = gw_map_more(&s->idx, k, i))
+        if (s->v[s->idx.slot[i].val].mac == k)
+            return s->v[s->idx.slot[i].val].line;
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 256;
+        struct mac_rec *nv = realloc(s->v, nc * sizeof(*nv));
+        if (!nv)
+            return -ENOMEM;
+        s->v = nv;
+        s->cap = nc;
     }
-    size_t i = macset_slot(s, k);
-    if (s->lines[i])
-        return s->lines[i];
-    s->keys[i] = k;
-    s->lines[i] = lineno;
-    s->n++;
+    int rc = gw_map_add(&s->idx, k, s->n);
+    if (rc)
+        return rc == GW_EFULL ? -ENOMEM : rc;
+    s->v[s->n++] = (struct mac_rec){ k, lineno };
     return 0;
 }
 
@@ -210,13 +189,19 @@ static int macset_add(struct macset *s, uint64_t k, int lineno)
  * took each and its line. Answers from the mesh are matched to a device by
  * the endpoint they come from, so two devices on one endpoint (a device's
  * plain port equal to another's secure port included) cannot both work: the
- * later line is refused at load. Open addressing, grown at half load. */
+ * later line is refused at load. The records sit in an array; a gw_map
+ * multimap from the key's hash finds them (the file is the operator's, so
+ * the unkeyed hash is enough; colliding hashes are told apart by the key). */
 #define EP_KEY 19
+struct ep_rec {
+    uint8_t key[EP_KEY];
+    uint8_t mac[GW_MAC_LEN];
+    int line;
+};
 struct epset {
-    uint8_t (*keys)[EP_KEY];
-    uint8_t (*macs)[GW_MAC_LEN];
-    int *lines; /* 0 = empty slot */
-    size_t cap, n;
+    struct gw_map idx;
+    struct ep_rec *v;
+    size_t n, cap;
 };
 
 static void ep_key(const struct gw_device *d, uint16_t port, uint8_t key[EP_KEY])
@@ -227,77 +212,57 @@ static void ep_key(const struct gw_device *d, uint16_t port, uint8_t key[EP_KEY]
     key[18] = (uint8_t)port;
 }
 
-static size_t epset_slot(const struct epset *s, const uint8_t key[EP_KEY])
+static const struct ep_rec *epset_get(const struct epset *s, const uint8_t key[EP_KEY])
 {
-    size_t i = (size_t)(gw_hash64(key, EP_KEY, GW_HASH_SEED) & (s->cap - 1));
-    while (s->lines[i] && memcmp(s->keys[i], key, EP_KEY) != 0)
-        i = (i + 1) & (s->cap - 1);
-    return i;
+    uint64_t h = gw_hash64(key, EP_KEY, GW_HASH_SEED);
+    for (uint32_t i = gw_map_first(&s->idx, h); i != GW_MAP_END; i = gw_map_more(&s->idx, h, i)) {
+        const struct ep_rec *r = &s->v[s->idx.slot[i].val];
+        if (memcmp(r->key, key, EP_KEY) == 0)
+            return r;
+    }
+    return NULL;
 }
 
-static int epset_grow(struct epset *s)
+/* Looks for either endpoint of d: the first taken one's record, or NULL. */
+static const struct ep_rec *epset_find(const struct epset *s, const struct gw_device *d,
+                                       uint16_t *port)
 {
-    struct epset g = { NULL, NULL, NULL, s->cap ? s->cap * 2 : 512, s->n };
-    g.keys = calloc(g.cap, sizeof(*g.keys));
-    g.macs = calloc(g.cap, sizeof(*g.macs));
-    g.lines = calloc(g.cap, sizeof(*g.lines));
-    if (!g.keys || !g.macs || !g.lines) {
-        free(g.keys);
-        free(g.macs);
-        free(g.lines);
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < s->cap; i++) {
-        if (!s->lines[i])
-            continue;
-        size_t j = epset_slot(&g, s->keys[i]);
-        memcpy(g.keys[j], s->keys[i], EP_KEY);
-        memcpy(g.macs[j], s->macs[i], GW_MAC_LEN);
-        g.lines[j] = s->lines[i];
-    }
-    free(s->keys);
-    free(s->macs);
-    free(s->lines);
-    *s = g;
-    return 0;
-}
-
-/* Looks for either endpoint of d. Returns the slot of the first taken one
- * in *hit (and 1), 0 when both are free, or -ENOMEM. */
-static int epset_find(struct epset *s, const struct gw_device *d, size_t *hit, uint16_t *port)
-{
-    if (2 * (s->n + 2) > s->cap) {
-        int rc = epset_grow(s);
-        if (rc)
-            return rc;
-    }
     uint16_t ports[2] = { d->plain_port, d->secure_port };
     for (int i = 0; i < 2; i++) {
         uint8_t key[EP_KEY];
         ep_key(d, ports[i], key);
-        size_t j = epset_slot(s, key);
-        if (s->lines[j]) {
-            *hit = j;
+        const struct ep_rec *r = epset_get(s, key);
+        if (r) {
             *port = ports[i];
-            return 1;
+            return r;
         }
     }
-    return 0;
+    return NULL;
 }
 
-/* Adds both endpoints of d (after epset_find said they are free). */
-static void epset_add(struct epset *s, const struct gw_device *d, int lineno)
+/* Adds both endpoints of d (after epset_find said they are free). 0 or -ENOMEM. */
+static int epset_add(struct epset *s, const struct gw_device *d, int lineno)
 {
     uint16_t ports[2] = { d->plain_port, d->secure_port };
-    for (int i = 0; i < 2; i++) {
-        uint8_t key[EP_KEY];
-        ep_key(d, ports[i], key);
-        size_t j = epset_slot(s, key);
-        memcpy(s->keys[j], key, EP_KEY);
-        memcpy(s->macs[j], d->mac, GW_MAC_LEN);
-        s->lines[j] = lineno;
+    for (int i = 0; i < (d->secure_port == d->plain_port ? 1 : 2); i++) {
+        if (s->n == s->cap) {
+            size_t nc = s->cap ? s->cap * 2 : 512;
+            struct ep_rec *nv = realloc(s->v, nc * sizeof(*nv));
+            if (!nv)
+                return -ENOMEM;
+            s->v = nv;
+            s->cap = nc;
+        }
+        struct ep_rec *r = &s->v[s->n];
+        ep_key(d, ports[i], r->key);
+        memcpy(r->mac, d->mac, GW_MAC_LEN);
+        r->line = lineno;
+        int rc = gw_map_add(&s->idx, gw_hash64(r->key, EP_KEY, GW_HASH_SEED), s->n);
+        if (rc)
+            return rc == GW_EFULL ? -ENOMEM : rc;
         s->n++;
     }
+    return 0;
 }
 
 static void warnf(gw_devfile_warn_fn warn, void *ctx, int lineno, const char *fmt, ...)
@@ -332,6 +297,12 @@ int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn w
         return -errno;
     struct macset seen = { 0 };
     struct epset eps = { 0 };
+    if (gw_map_init(&seen.idx, 128, GW_MAP_MAX) != 0 ||
+        gw_map_init(&eps.idx, 256, GW_MAP_MAX) != 0) {
+        gw_map_deinit(&seen.idx);
+        fclose(fp);
+        return -ENOMEM;
+    }
     char *line = NULL;
     size_t lcap = 0;
     ssize_t got;
@@ -403,24 +374,21 @@ int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn w
             bad++;
             continue;
         }
-        size_t hit;
         uint16_t hport;
-        int taken = epset_find(&eps, &d, &hit, &hport);
-        if (taken < 0) {
-            rc = taken;
-            break;
-        }
+        const struct ep_rec *taken = epset_find(&eps, &d, &hport);
         if (taken) {
             char m[17], a[GW_EP_STRLEN];
             struct gw_ep ep = { .family = d.family, .port = hport };
             memcpy(ep.addr, d.addr, 16);
-            gw_mac_str(eps.macs[hit], m);
+            gw_mac_str(taken->mac, m);
             warnf(warn, ctx, lineno, "%s already used by %s (line %d)",
-                  gw_ep_str(&ep, a, sizeof(a)), m, eps.lines[hit]);
+                  gw_ep_str(&ep, a, sizeof(a)), m, taken->line);
             bad++;
             continue;
         }
-        epset_add(&eps, &d, lineno);
+        rc = epset_add(&eps, &d, lineno);
+        if (rc)
+            break;
         int stop = cb ? cb(ctx, &d) : 0;
         if (stop) {
             rc = stop < 0 ? stop : 0;
@@ -434,11 +402,10 @@ int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn w
         rc = GW_EBADMSG;
     }
     free(line);
-    free(seen.keys);
-    free(seen.lines);
-    free(eps.keys);
-    free(eps.macs);
-    free(eps.lines);
+    gw_map_deinit(&seen.idx);
+    free(seen.v);
+    gw_map_deinit(&eps.idx);
+    free(eps.v);
     fclose(fp);
     return rc ? rc : bad;
 }

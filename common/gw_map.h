@@ -11,17 +11,17 @@
  * is taken from the key after one more mixing step, so sequential ids spread.
  *
  * Two ways to use it:
- *   - a map: the key IS the whole key (a MAC as 48 bits, a session or
- *     observation id, a 64-bit hash the owner accepts as identity):
- *     gw_map_get / gw_map_put / gw_map_del;
+ *   - a map: the key IS the whole key (a session or observation id, a
+ *     64-bit hash the owner accepts as identity): gw_map_get / gw_map_put /
+ *     gw_map_del;
  *   - a multimap: the key is a hash of a longer key (endpoint and MID, ...)
  *     and the value names the owner's entry (an index into its own array):
  *     gw_map_add, then gw_map_first / gw_map_more walk the slots holding that
  *     hash and the owner compares the full key; gw_map_del_kv removes the
  *     one (hash, value) pair. Colliding hashes are therefore never confused.
- * Key 0 marks an empty slot; it is stored as GW_MAP_KEY0 instead, so owners
- * need not care (a map that may hold both 0 and GW_MAP_KEY0 as distinct
- * whole keys must not use the map form).
+ * Key 0 marks an empty slot; a key 0 is stored as GW_MAP_KEY0 instead, so
+ * the two are one key to the map form. Whole keys that use all 64 bits (a
+ * MAC) therefore go through the multimap form, the owner comparing them.
  *
  * Bounded: `max` keys at most (GW_EFULL beyond). A table created with
  * n == max allocates only in gw_map_init and never again, for owners whose

@@ -10,20 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint32_t slots_for(uint32_t n)
+/* The keys of the two indexes: SipHash under the per-process key, since the
+ * MAC a client names and the source address of a datagram are the sender's
+ * choice (issue #12 item 6). Colliding hashes are told apart by the device. */
+static uint64_t h_mac(const struct mesh_devidx *x, const uint8_t mac[GW_MAC_LEN])
 {
-    uint32_t p = 16;
-    while (p < 2 * n && p < (1u << 30))
-        p <<= 1;
-    return p;
+    return gw_siphash(x->key, mac, GW_MAC_LEN);
 }
 
-static uint32_t h_mac(const struct mesh_devidx *x, const uint8_t mac[GW_MAC_LEN])
-{
-    return (uint32_t)gw_siphash(x->key, mac, GW_MAC_LEN) & (x->nb - 1);
-}
-
-static uint32_t h_addr(const struct mesh_devidx *x, uint8_t family, const uint8_t addr[16],
+static uint64_t h_addr(const struct mesh_devidx *x, uint8_t family, const uint8_t addr[16],
                        uint16_t port)
 {
     uint8_t k[19];
@@ -31,7 +26,7 @@ static uint32_t h_addr(const struct mesh_devidx *x, uint8_t family, const uint8_
     memcpy(k + 1, addr, 16);
     k[17] = (uint8_t)(port >> 8);
     k[18] = (uint8_t)port;
-    return (uint32_t)gw_siphash(x->key, k, sizeof(k)) & (x->nb - 1);
+    return gw_siphash(x->key, k, sizeof(k));
 }
 
 static void wipe(struct mesh_devidx *x)
@@ -41,11 +36,10 @@ static void wipe(struct mesh_devidx *x)
         memset(x->dev, 0, sizeof(*x->dev) * x->cap);
         free(x->dev);
     }
-    free(x->by_mac);
-    free(x->by_addr);
+    gw_map_deinit(&x->by_mac);
+    gw_map_deinit(&x->by_addr);
     x->dev = NULL;
-    x->by_mac = x->by_addr = NULL;
-    x->n = x->cap = x->nb = 0;
+    x->n = x->cap = 0;
 }
 
 void mesh_devidx_init(struct mesh_devidx *x)
@@ -60,44 +54,31 @@ void mesh_devidx_deinit(struct mesh_devidx *x)
     x->valid = false;
 }
 
-static void put_addr(struct mesh_devidx *x, uint32_t i, uint16_t port)
-{
-    const struct gw_device *d = &x->dev[i];
-    uint32_t mask = x->nb - 1;
-    for (uint32_t s = h_addr(x, d->family, d->addr, port), n = 0; n < x->nb;
-         s = (s + 1) & mask, n++)
-        if (!x->by_addr[s]) {
-            x->by_addr[s] = i + 1;
-            return;
-        }
-}
-
 int mesh_devidx_build(struct mesh_devidx *x, const struct gw_device *devs, uint32_t n, uint64_t gen)
 {
-    struct mesh_devidx nx = *x;
+    struct mesh_devidx nx = *x; /* the key; x's own tables are not shared */
+    memset(&nx.by_mac, 0, sizeof(nx.by_mac));
+    memset(&nx.by_addr, 0, sizeof(nx.by_addr));
     nx.cap = n ? n : 1;
     nx.n = n;
-    /* Two address slots per device (plain and secure port). */
-    nx.nb = slots_for(2 * nx.cap);
     nx.dev = calloc(nx.cap, sizeof(*nx.dev));
-    nx.by_mac = calloc(nx.nb, sizeof(uint32_t));
-    nx.by_addr = calloc(nx.nb, sizeof(uint32_t));
-    if (!nx.dev || !nx.by_mac || !nx.by_addr) {
-        wipe(&nx);
-        return -ENOMEM;
+    /* Built once per generation at its final size: neither table grows. Two
+     * address keys per device (plain and secure port). */
+    int rc = nx.dev ? gw_map_init(&nx.by_mac, nx.cap, nx.cap) : -ENOMEM;
+    if (rc == 0)
+        rc = gw_map_init(&nx.by_addr, 2 * nx.cap, 2 * nx.cap);
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        nx.dev[i] = devs[i];
+        const struct gw_device *d = &nx.dev[i];
+        rc = gw_map_add(&nx.by_mac, h_mac(&nx, d->mac), i);
+        if (rc == 0)
+            rc = gw_map_add(&nx.by_addr, h_addr(&nx, d->family, d->addr, d->plain_port), i);
+        if (rc == 0 && d->secure_port != d->plain_port)
+            rc = gw_map_add(&nx.by_addr, h_addr(&nx, d->family, d->addr, d->secure_port), i);
     }
-    if (n)
-        memcpy(nx.dev, devs, sizeof(*devs) * n);
-    uint32_t mask = nx.nb - 1;
-    for (uint32_t i = 0; i < n; i++) {
-        for (uint32_t s = h_mac(&nx, nx.dev[i].mac), k = 0; k < nx.nb; s = (s + 1) & mask, k++)
-            if (!nx.by_mac[s]) {
-                nx.by_mac[s] = i + 1;
-                break;
-            }
-        put_addr(&nx, i, nx.dev[i].plain_port);
-        if (nx.dev[i].secure_port != nx.dev[i].plain_port)
-            put_addr(&nx, i, nx.dev[i].secure_port);
+    if (rc) {
+        wipe(&nx);
+        return rc == GW_EFULL ? -ENOMEM : rc; /* GW_EFULL cannot happen: sized for n */
     }
     wipe(x);
     *x = nx;
@@ -109,11 +90,10 @@ int mesh_devidx_build(struct mesh_devidx *x, const struct gw_device *devs, uint3
 const struct gw_device *mesh_devidx_by_mac(const struct mesh_devidx *x,
                                            const uint8_t mac[GW_MAC_LEN])
 {
-    if (!x->nb)
-        return NULL;
-    uint32_t mask = x->nb - 1;
-    for (uint32_t s = h_mac(x, mac), k = 0; k < x->nb && x->by_mac[s]; s = (s + 1) & mask, k++) {
-        const struct gw_device *d = &x->dev[x->by_mac[s] - 1];
+    uint64_t h = h_mac(x, mac);
+    for (uint32_t s = gw_map_first(&x->by_mac, h); s != GW_MAP_END;
+         s = gw_map_more(&x->by_mac, h, s)) {
+        const struct gw_device *d = &x->dev[x->by_mac.slot[s].val];
         if (!memcmp(d->mac, mac, GW_MAC_LEN))
             return d;
     }
@@ -122,12 +102,10 @@ const struct gw_device *mesh_devidx_by_mac(const struct mesh_devidx *x,
 
 const struct gw_device *mesh_devidx_by_ep(const struct mesh_devidx *x, const struct gw_ep *ep)
 {
-    if (!x->nb)
-        return NULL;
-    uint32_t mask = x->nb - 1;
-    for (uint32_t s = h_addr(x, ep->family, ep->addr, ep->port), k = 0; k < x->nb && x->by_addr[s];
-         s = (s + 1) & mask, k++) {
-        const struct gw_device *d = &x->dev[x->by_addr[s] - 1];
+    uint64_t h = h_addr(x, ep->family, ep->addr, ep->port);
+    for (uint32_t s = gw_map_first(&x->by_addr, h); s != GW_MAP_END;
+         s = gw_map_more(&x->by_addr, h, s)) {
+        const struct gw_device *d = &x->dev[x->by_addr.slot[s].val];
         if (d->family == ep->family && !memcmp(d->addr, ep->addr, sizeof(d->addr)) &&
             (d->plain_port == ep->port || d->secure_port == ep->port))
             return d;

@@ -46,7 +46,7 @@ int mesh_seqstore_take(struct mesh_seqstore *s, uint64_t *seq)
 /* ---- replay windows ---- */
 
 #define MESH_PEERS_INIT_CAP 1024u
-#define MESH_PEERS_MAX_CAP (1u << 30)
+#define MESH_PEERS_MAX (1u << 29)
 
 /* What is persisted per device: the window top and the key it belongs to. */
 struct mesh_peer_rec {
@@ -61,10 +61,15 @@ static uint64_t key_fp(const uint8_t key[MESH_KEY_LEN])
     return gw_hash64(key, MESH_KEY_LEN, GW_HASH_SEED) | 1;
 }
 
-static uint32_t mac_slot(const uint8_t mac[GW_MAC_LEN], uint32_t mask)
+/* The index key: the MAC's 64 bits (peers are only made for frames that
+ * authenticated, so no sender chooses them). gw_map stores a key 0 as
+ * GW_MAP_KEY0, so the multimap form is used and the MAC compared. */
+static uint64_t mac_key(const uint8_t mac[GW_MAC_LEN])
 {
-    uint64_t h = gw_hash64(mac, GW_MAC_LEN, GW_HASH_SEED);
-    return (uint32_t)(h ^ (h >> 32)) & mask;
+    uint64_t v = 0;
+    for (int i = 0; i < GW_MAC_LEN; i++)
+        v = v << 8 | mac[i];
+    return v;
 }
 
 static void meta_key(const uint8_t mac[GW_MAC_LEN], char out[sizeof(MESH_PEERS_META_PREFIX) + 16])
@@ -77,9 +82,12 @@ static void meta_key(const uint8_t mac[GW_MAC_LEN], char out[sizeof(MESH_PEERS_M
 int mesh_peers_init(struct mesh_peers *p, struct gw_store *store)
 {
     memset(p, 0, sizeof(*p));
-    p->slot = calloc(MESH_PEERS_INIT_CAP, sizeof(*p->slot));
-    if (!p->slot)
+    p->v = calloc(MESH_PEERS_INIT_CAP, sizeof(*p->v));
+    if (!p->v || gw_map_init(&p->idx, MESH_PEERS_INIT_CAP, MESH_PEERS_MAX) != 0) {
+        free(p->v);
+        p->v = NULL;
         return -ENOMEM;
+    }
     p->cap = MESH_PEERS_INIT_CAP;
     p->store = store;
     return 0;
@@ -87,48 +95,33 @@ int mesh_peers_init(struct mesh_peers *p, struct gw_store *store)
 
 void mesh_peers_deinit(struct mesh_peers *p)
 {
-    free(p->slot);
+    free(p->v);
+    gw_map_deinit(&p->idx);
     free(p->dirty);
     memset(p, 0, sizeof(*p));
 }
 
 static struct mesh_peer *find(const struct mesh_peers *p, const uint8_t mac[GW_MAC_LEN])
 {
-    uint32_t mask = p->cap - 1;
-    for (uint32_t i = mac_slot(mac, mask), n = 0; n < p->cap; n++, i = (i + 1) & mask) {
-        struct mesh_peer *e = &p->slot[i];
-        if (!e->used)
-            return NULL;
-        if (memcmp(e->mac, mac, GW_MAC_LEN) == 0)
-            return e;
-    }
+    uint64_t k = mac_key(mac);
+    for (uint32_t i = gw_map_first(&p->idx, k); i != GW_MAP_END; i = gw_map_more(&p->idx, k, i))
+        if (memcmp(p->v[p->idx.slot[i].val].mac, mac, GW_MAC_LEN) == 0)
+            return &p->v[p->idx.slot[i].val];
     return NULL;
 }
 
-/* A free slot for mac (the table is never full: load stays <= 1/2). */
-static struct mesh_peer *free_slot(struct mesh_peer *slot, uint32_t cap,
-                                   const uint8_t mac[GW_MAC_LEN])
-{
-    uint32_t mask = cap - 1;
-    uint32_t i = mac_slot(mac, mask);
-    while (slot[i].used)
-        i = (i + 1) & mask;
-    return &slot[i];
-}
-
+/* Room for one more peer in the array (the index grows by itself). */
 static int grow(struct mesh_peers *p)
 {
-    if (p->cap >= MESH_PEERS_MAX_CAP)
+    if (p->count < p->cap)
+        return 0;
+    if (p->cap >= MESH_PEERS_MAX)
         return -ENOMEM;
     uint32_t ncap = p->cap * 2;
-    struct mesh_peer *ns = calloc(ncap, sizeof(*ns));
-    if (!ns)
+    struct mesh_peer *nv = realloc(p->v, (size_t)ncap * sizeof(*nv));
+    if (!nv)
         return -ENOMEM;
-    for (uint32_t i = 0; i < p->cap; i++)
-        if (p->slot[i].used)
-            *free_slot(ns, ncap, p->slot[i].mac) = p->slot[i];
-    free(p->slot);
-    p->slot = ns;
+    p->v = nv;
     p->cap = ncap;
     return 0;
 }
@@ -171,16 +164,15 @@ int mesh_peers_get(struct mesh_peers *p, const uint8_t mac[GW_MAC_LEN],
         *out = e;
         return 0;
     }
-    if ((uint64_t)(p->count + 1) * 2 > p->cap) {
-        int rc = grow(p);
-        if (rc)
-            return rc;
-    }
-    e = free_slot(p->slot, p->cap, mac);
+    int rc = grow(p);
+    if (rc == 0)
+        rc = gw_map_add(&p->idx, mac_key(mac), p->count);
+    if (rc)
+        return rc == GW_EFULL ? -ENOMEM : rc;
+    e = &p->v[p->count];
     memset(e, 0, sizeof(*e));
     memcpy(e->mac, mac, GW_MAC_LEN);
     e->keyfp = fp;
-    e->used = 1;
     uint64_t top;
     if (load_top(p, mac, fp, &top))
         e->win = (struct mesh_replay){ .top = top, .bitmap = UINT64_MAX, .init = 1 };
@@ -196,7 +188,7 @@ void mesh_peers_accept(struct mesh_peers *p, struct mesh_peer *peer, uint64_t se
     mesh_replay_update(&peer->win, seq);
     if ((was_init && peer->win.top == before) || peer->dirty)
         return;
-    /* Remember the MAC, not the slot: the table may grow before the flush. */
+    /* Remember the MAC, not the entry: the array may grow before the flush. */
     if (p->ndirty == p->dirty_cap) {
         uint32_t ncap = p->dirty_cap ? p->dirty_cap * 2 : 64;
         void *nd = realloc(p->dirty, (size_t)ncap * GW_MAC_LEN);

@@ -65,6 +65,7 @@
 #include "gw_config.h"
 #include "gw_defs.h"
 #include "gw_devfile.h"
+#include "gw_map.h"
 #include "gw_store.h"
 #include "mesh_crypto.h"
 
@@ -114,14 +115,15 @@ struct mesh_peer {
     uint8_t mac[GW_MAC_LEN];
     uint64_t keyfp; /* fingerprint of the key the window belongs to */
     struct mesh_replay win;
-    uint8_t used;
     uint8_t dirty; /* top moved since the last flush */
 };
 
-/* Open-addressing hash by MAC; grows by doubling. Entries are only created
- * for frames that authenticated, so it holds at most one per keyed device. */
+/* An array of peers indexed by MAC (a gw_map); both grow by doubling, so an
+ * entry may move when a peer is added. Entries are only created for frames
+ * that authenticated, so it holds at most one per keyed device. */
 struct mesh_peers {
-    struct mesh_peer *slot;
+    struct mesh_peer *v;
+    struct gw_map idx; /* MAC (64 bits) -> index into v */
     uint32_t cap, count;
     uint8_t (*dirty)[GW_MAC_LEN]; /* MACs whose top moved, for the flush */
     uint32_t ndirty, dirty_cap;
@@ -213,13 +215,13 @@ int mesh_tx_prepare(const struct gw_device *dev, uint8_t security, const uint8_t
  * is called before look-ups: it compares the environment's last
  * transaction id (no transaction) and, when that moved, the registry's
  * generation (gw_registry_gen), and rebuilds the copy when the generation
- * changed. Cost: sizeof(struct gw_device) + 16 bytes per device. */
+ * changed. Cost: sizeof(struct gw_device) + 96 to 192 bytes per device
+ * (the two gw_map indexes: 2 to 4 slots of 16 bytes per key). */
 struct mesh_devidx {
     struct gw_device *dev;
     uint32_t n, cap;
-    uint32_t *by_mac, *by_addr; /* open addressing, index + 1 */
-    uint32_t nb;
-    uint64_t key[2]; /* SipHash key, random per process */
+    struct gw_map by_mac, by_addr; /* SipHash of the MAC / endpoint -> index into dev */
+    uint64_t key[2];               /* SipHash key, random per process */
     uint64_t gen;
     size_t txnid;
     bool valid;
