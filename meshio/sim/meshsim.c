@@ -35,7 +35,7 @@ struct meshsim {
     struct meshsim_dev *devs;
     uint32_t ndev;
     struct meshsim_dedup dedup;
-    struct meshsim_heap heap;
+    struct gw_heap heap; /* events (meshsim_int.h) */
     struct gw_coap_parser *parser;
     struct gw_rand rng;
     uint64_t armed_due;
@@ -185,7 +185,7 @@ static struct meshsim_txn *txn_start(struct meshsim_dev *d, uint8_t secure, cons
                                .obs_id = obs_id,
                                .len = (uint16_t)len };
     memcpy(t->buf, buf, len);
-    if (meshsim__heap_push(&sim->heap, due, EV_TXN, t) != 0) {
+    if (gw_heap_push_ptr(&sim->heap, due, EV_TXN, t) != 0) {
         warn_limited(sim, "event heap", -ENOMEM);
         free(t);
         return NULL;
@@ -621,7 +621,7 @@ static void txn_fire(struct meshsim_txn *t)
     d->c.retransmissions++;
     dev_send(d, t->secure, &t->ep, t->buf, t->len, true);
     t->due_ms = now_ms(sim) + t->timeout_ms;
-    if (meshsim__heap_push(&sim->heap, t->due_ms, EV_TXN, t) != 0) {
+    if (gw_heap_push_ptr(&sim->heap, t->due_ms, EV_TXN, t) != 0) {
         warn_limited(sim, "event heap", -ENOMEM);
         meshsim__txn_cancel(t);
         free(t);
@@ -634,7 +634,7 @@ static void on_timer(uv_timer_t *h);
 
 static void arm(struct meshsim *sim)
 {
-    uint64_t next = meshsim__heap_next(&sim->heap);
+    uint64_t next = gw_heap_next(&sim->heap);
     if (next == sim->armed_due)
         return;
     if (next == UINT64_MAX) {
@@ -649,16 +649,16 @@ static void arm(struct meshsim *sim)
 
 static void schedule(struct meshsim *sim, uint64_t due, uint8_t kind, void *p)
 {
-    if (meshsim__heap_push(&sim->heap, due, kind, p) == 0)
+    if (gw_heap_push_ptr(&sim->heap, due, kind, p) == 0)
         return;
     warn_limited(sim, "event heap", -ENOMEM);
     if (kind == EV_SEND)
         free(p);
 }
 
-static void dispatch(struct meshsim_ev *ev)
+static void dispatch(struct gw_heap_item *ev)
 {
-    switch (ev->kind) {
+    switch (ev->id) {
     case EV_SEND: {
         struct meshsim_out *o = ev->p;
         emit(o->dev, o->secure, &o->ep, o->type, o->req_mid, o->store, o->reliable, o->buf, o->len);
@@ -684,8 +684,8 @@ static void on_timer(uv_timer_t *h)
     struct meshsim *sim = h->data;
     sim->armed_due = UINT64_MAX;
     uint64_t now = now_ms(sim);
-    struct meshsim_ev ev;
-    while (meshsim__heap_pop_due(&sim->heap, now, &ev))
+    struct gw_heap_item ev;
+    while (gw_heap_pop_due(&sim->heap, now, &ev))
         dispatch(&ev);
     arm(sim);
 }
@@ -860,9 +860,9 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_walk(&sim->loop, close_walk, NULL);
 }
 
-static void free_event(struct meshsim_ev *ev)
+static void free_event(struct gw_heap_item *ev)
 {
-    if (ev->kind == EV_SEND || ev->kind == EV_TXN)
+    if (ev->id == EV_SEND || ev->id == EV_TXN)
         free(ev->p);
 }
 
@@ -875,9 +875,9 @@ static void sim_free(struct meshsim *sim)
         if (rc)
             gw_log_warn(GW_LOG_SYS, "uv_loop_close: %s", uv_strerror(rc));
     }
-    for (size_t i = 0; i < sim->heap.n; i++)
-        free_event(&sim->heap.ev[i]);
-    free(sim->heap.ev);
+    for (uint32_t i = 0; i < sim->heap.n; i++)
+        free_event(&sim->heap.v[i]);
+    gw_heap_deinit(&sim->heap);
     for (uint32_t i = 0; i < sim->ndev; i++) {
         struct meshsim_dev *d = &sim->devs[i];
         free(d->cur);
@@ -1192,7 +1192,8 @@ int meshsim_main(int argc, char **argv)
     }
     sim->loop_ok = true;
     if ((rc = gw_coap_parser_new(&sim->parser)) != 0 ||
-        (rc = meshsim__dedup_init(&sim->dedup, MESHSIM_DEDUP_CAP)) != 0) {
+        (rc = meshsim__dedup_init(&sim->dedup, MESHSIM_DEDUP_CAP)) != 0 ||
+        (rc = gw_heap_init_growing(&sim->heap, 256, 1u << 30)) != 0) {
         gw_log_err(GW_LOG_SYS, "setup: %s", gw_strerror(rc));
         goto out;
     }

@@ -190,21 +190,18 @@ void meshsim__seen_free(struct meshsim_seen *s)
 
 /* ---- duplicate table --------------------------------------------------- */
 
-#define DD_END UINT32_MAX
-
 int meshsim__dedup_init(struct meshsim_dedup *t, uint32_t cap)
 {
     memset(t, 0, sizeof(*t));
     if (cap < 16 || (cap & (cap - 1)))
         return -EINVAL;
     t->ents = calloc(cap, sizeof(*t->ents));
-    t->buckets = malloc(cap * sizeof(*t->buckets));
-    if (!t->ents || !t->buckets) {
+    /* At most cap entries are ever indexed: the index never grows. */
+    if (!t->ents || gw_map_init(&t->idx, cap, cap) != 0) {
         free(t->ents);
-        free(t->buckets);
+        t->ents = NULL;
         return -ENOMEM;
     }
-    memset(t->buckets, 0xff, cap * sizeof(*t->buckets));
     t->cap = cap;
     return 0;
 }
@@ -214,18 +211,18 @@ void meshsim__dedup_free(struct meshsim_dedup *t)
     for (uint32_t i = 0; i < t->count; i++)
         free(t->ents[(t->head + i) & (t->cap - 1)].resp);
     free(t->ents);
-    free(t->buckets);
+    gw_map_deinit(&t->idx);
     memset(t, 0, sizeof(*t));
 }
 
-static uint32_t dd_bucket(const struct meshsim_dedup *t, uint32_t dev, uint8_t secure,
-                          const struct gw_ep *ep, uint16_t mid)
+/* The index key; the whole key is compared (dd_match). The simulator is a
+ * test tool fed by the gateway, so the unkeyed hash is enough. */
+static uint64_t dd_hash(uint32_t dev, uint8_t secure, const struct gw_ep *ep, uint16_t mid)
 {
     uint64_t h = gw_hash64(ep, sizeof(*ep), GW_HASH_SEED);
     h = gw_hash64(&dev, sizeof(dev), h);
     h = gw_hash64(&mid, sizeof(mid), h);
-    h = gw_hash64(&secure, 1, h);
-    return (uint32_t)(h ^ h >> 32) & (t->cap - 1);
+    return gw_hash64(&secure, 1, h);
 }
 
 static bool dd_match(const struct meshsim_dd_ent *e, uint32_t dev, uint8_t secure,
@@ -237,9 +234,9 @@ static bool dd_match(const struct meshsim_dd_ent *e, uint32_t dev, uint8_t secur
 struct meshsim_dd_ent *meshsim__dedup_find(struct meshsim_dedup *t, uint32_t dev, uint8_t secure,
                                            const struct gw_ep *ep, uint16_t mid, uint64_t now)
 {
-    for (uint32_t i = t->buckets[dd_bucket(t, dev, secure, ep, mid)]; i != DD_END;
-         i = t->ents[i].next) {
-        struct meshsim_dd_ent *e = &t->ents[i];
+    uint64_t h = dd_hash(dev, secure, ep, mid);
+    for (uint32_t i = gw_map_first(&t->idx, h); i != GW_MAP_END; i = gw_map_more(&t->idx, h, i)) {
+        struct meshsim_dd_ent *e = &t->ents[t->idx.slot[i].val];
         if (dd_match(e, dev, secure, ep, mid))
             return e->expires > now ? e : NULL;
     }
@@ -250,11 +247,7 @@ static void dd_evict_head(struct meshsim_dedup *t)
 {
     uint32_t idx = t->head;
     struct meshsim_dd_ent *e = &t->ents[idx];
-    uint32_t *link = &t->buckets[dd_bucket(t, e->dev, e->secure, &e->ep, e->mid)];
-    while (*link != DD_END && *link != idx)
-        link = &t->ents[*link].next;
-    if (*link == idx)
-        *link = e->next;
+    gw_map_del_kv(&t->idx, dd_hash(e->dev, e->secure, &e->ep, e->mid), idx);
     free(e->resp);
     memset(e, 0, sizeof(*e));
     t->head = (t->head + 1) & (t->cap - 1);
@@ -269,7 +262,9 @@ struct meshsim_dd_ent *meshsim__dedup_add(struct meshsim_dedup *t, uint32_t dev,
     /* Every entry lives equally long, so expired ones are all at the head
      * and went above; the caller's find saw no live entry for this key. */
     uint32_t idx = (t->head + t->count) & (t->cap - 1);
-    uint32_t b = dd_bucket(t, dev, secure, ep, mid);
+    /* Cannot fail: fewer than cap entries are indexed and the index was
+     * sized for cap, so it neither fills nor allocates. */
+    GW_IGNORE(gw_map_add(&t->idx, dd_hash(dev, secure, ep, mid), idx));
     struct meshsim_dd_ent *e = &t->ents[idx];
     memset(e, 0, sizeof(*e));
     e->expires = now + MESHSIM_EXCHANGE_LIFETIME_MS;
@@ -277,8 +272,6 @@ struct meshsim_dd_ent *meshsim__dedup_add(struct meshsim_dedup *t, uint32_t dev,
     e->dev = dev;
     e->mid = mid;
     e->secure = secure;
-    e->next = t->buckets[b];
-    t->buckets[b] = idx;
     t->count++;
     return e;
 }
@@ -297,64 +290,6 @@ int meshsim__dedup_store(struct meshsim_dd_ent *e, const uint8_t *buf, size_t le
     memcpy(e->resp, buf, len);
     e->len = (uint16_t)len;
     return 0;
-}
-
-/* ---- event heap -------------------------------------------------------- */
-
-static bool ev_before(const struct meshsim_ev *a, const struct meshsim_ev *b)
-{
-    return a->due < b->due || (a->due == b->due && a->seq < b->seq);
-}
-
-int meshsim__heap_push(struct meshsim_heap *h, uint64_t due, uint8_t kind, void *p)
-{
-    if (h->n == h->cap) {
-        size_t nc = h->cap ? h->cap * 2 : 256;
-        void *ne = realloc(h->ev, nc * sizeof(*h->ev));
-        if (!ne)
-            return -ENOMEM;
-        h->ev = ne;
-        h->cap = nc;
-    }
-    struct meshsim_ev e = { due, h->seq++, p, kind };
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!ev_before(&e, &h->ev[parent]))
-            break;
-        h->ev[i] = h->ev[parent];
-        i = parent;
-    }
-    h->ev[i] = e;
-    return 0;
-}
-
-bool meshsim__heap_pop_due(struct meshsim_heap *h, uint64_t now, struct meshsim_ev *out)
-{
-    if (!h->n || h->ev[0].due > now)
-        return false;
-    *out = h->ev[0];
-    struct meshsim_ev last = h->ev[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && ev_before(&h->ev[c + 1], &h->ev[c]))
-            c++;
-        if (!ev_before(&h->ev[c], &last))
-            break;
-        h->ev[i] = h->ev[c];
-        i = c;
-    }
-    if (h->n)
-        h->ev[i] = last;
-    return true;
-}
-
-uint64_t meshsim__heap_next(const struct meshsim_heap *h)
-{
-    return h->n ? h->ev[0].due : UINT64_MAX;
 }
 
 /* ---- device state ------------------------------------------------------ */

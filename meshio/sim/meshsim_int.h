@@ -11,6 +11,8 @@
 #include "gw_addr.h"
 #include "gw_coap.h"
 #include "gw_devfile.h"
+#include "gw_heap.h"
+#include "gw_map.h"
 #include "mesh_crypto.h"
 
 #include <stdbool.h>
@@ -156,13 +158,12 @@ struct meshsim_dev {
 
 /* Duplicate detection (RFC 7252 4.5): one table for all devices, a FIFO
  * ring (entries arrive in time order, so the oldest is always at the head)
- * indexed by a chained hash. */
+ * indexed by a gw_map. */
 enum { DD_DROPPED = 1, DD_PROCESSING, DD_DONE };
 struct meshsim_dd_ent {
     uint64_t expires;
     struct gw_ep ep;
     uint32_t dev;
-    uint32_t next; /* chain; UINT32_MAX ends */
     uint16_t mid;
     uint8_t secure, state;
     uint16_t tx; /* transmissions seen */
@@ -171,7 +172,7 @@ struct meshsim_dd_ent {
 };
 struct meshsim_dedup {
     struct meshsim_dd_ent *ents;
-    uint32_t *buckets;
+    struct gw_map idx; /* hash of the key -> index into ents */
     uint32_t cap, head, count;
 };
 int meshsim__dedup_init(struct meshsim_dedup *t, uint32_t cap) GW_NODISCARD;
@@ -184,22 +185,9 @@ struct meshsim_dd_ent *meshsim__dedup_add(struct meshsim_dedup *t, uint32_t dev,
 /* Stores a copy of the answer; returns 0 or -ENOMEM (entry left without one). */
 int meshsim__dedup_store(struct meshsim_dd_ent *e, const uint8_t *buf, size_t len) GW_NODISCARD;
 
-/* Events, ordered by due time then insertion order. */
+/* Events, in the simulator's gw_heap (ordered by due time, then insertion
+ * order): the item's id is the kind, its p the object. */
 enum { EV_SEND = 1, EV_MILLI, EV_TXN, EV_TICK };
-struct meshsim_ev {
-    uint64_t due, seq;
-    void *p;
-    uint8_t kind;
-};
-struct meshsim_heap {
-    struct meshsim_ev *ev;
-    size_t n, cap;
-    uint64_t seq;
-};
-int meshsim__heap_push(struct meshsim_heap *h, uint64_t due, uint8_t kind, void *p) GW_NODISCARD;
-bool meshsim__heap_pop_due(struct meshsim_heap *h, uint64_t now, struct meshsim_ev *out);
-/* Due time of the earliest event, or UINT64_MAX. */
-uint64_t meshsim__heap_next(const struct meshsim_heap *h);
 
 /* Global settings of a run. */
 struct meshsim_cfg {
