@@ -267,27 +267,26 @@ static void tell_session_end(struct fe_core *fe, const struct gw_session *s)
 
 /* ---- per-session limits ---- */
 
+/* The limits of a session, in an array filled in order and found through
+ * a gw_map sized once for limits_cap sessions; created when `create`. */
 static struct fe_limit *limit_for(struct fe_core *fe, uint64_t session, bool create)
 {
-    uint32_t mask = fe->limits_cap - 1;
-    uint32_t i = (uint32_t)(session * 0x9e3779b97f4a7c15ull >> 40) & mask;
-    for (uint32_t n = 0; n < fe->limits_cap; n++, i = (i + 1) & mask) {
-        struct fe_limit *l = &fe->limits[i];
-        if (l->session == session)
-            return l;
-        if (l->session == 0) {
-            if (!create)
-                return NULL;
-            l->session = session;
-            l->tokens = (double)fe->cfg.session_burst;
-            l->last_ms = gw_now_ms(fe->clock);
-            l->inflight = 0;
-            return l;
-        }
-    }
-    /* Full: start over (limits are soft state). */
-    memset(fe->limits, 0, sizeof(*fe->limits) * fe->limits_cap);
-    return create ? limit_for(fe, session, true) : NULL;
+    uint64_t i;
+    if (gw_map_get(&fe->limit_idx, session, &i))
+        return &fe->limits[i];
+    if (!create)
+        return NULL;
+    if (fe->limit_idx.n >= fe->limits_cap)
+        gw_map_clear(&fe->limit_idx); /* full: start over (limits are soft state) */
+    uint32_t n = fe->limit_idx.n;
+    /* Cannot fail: fewer than limits_cap keys, and the index was sized so. */
+    GW_IGNORE(gw_map_put(&fe->limit_idx, session, n));
+    struct fe_limit *l = &fe->limits[n];
+    l->session = session;
+    l->tokens = (double)fe->cfg.session_burst;
+    l->last_ms = gw_now_ms(fe->clock);
+    l->inflight = 0;
+    return l;
 }
 
 /* The debug line for a proxied request's final answer; `req` joins it to
@@ -886,6 +885,8 @@ int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, str
     while (fe->limits_cap < 2 * (uint64_t)fe->cfg.max_sessions && fe->limits_cap < (1u << 20))
         fe->limits_cap <<= 1;
     fe->limits = calloc(fe->limits_cap, sizeof(*fe->limits));
+    if (gw_map_init(&fe->limit_idx, fe->limits_cap, fe->limits_cap) != 0)
+        return -ENOMEM;
     fe->nbuckets = 16;
     while (fe->nbuckets < (uint64_t)fe->cfg.sessionless_sources && fe->nbuckets < (1u << 24))
         fe->nbuckets <<= 1;
@@ -961,6 +962,7 @@ void fe_core_deinit(struct fe_core *fe)
     fe_blocks_deinit(&fe->blocks);
     free(fe->limits);
     fe->limits = NULL;
+    gw_map_deinit(&fe->limit_idx);
     free(fe->trace);
     fe->trace = NULL;
     free(fe->buckets);

@@ -16,6 +16,7 @@
 #include "gw_clock.h"
 #include "gw_config.h"
 #include "gw_log.h"
+#include "gw_map.h"
 #include "gw_msg.h"
 #include "gw_rand.h"
 #include "fe_guard.h"
@@ -76,8 +77,9 @@ struct fe_core {
         char path[112];
     } * trace;
     struct gw_log_limit unauth_log;
-    struct fe_limit *limits;
+    struct fe_limit *limits; /* limits_cap, in the order sessions came */
     uint32_t limits_cap;
+    struct gw_map limit_idx; /* session id -> index into limits */
     /* Sources without a session (S9.1, issue #12 items 5 and 6). */
     struct fe_src_bucket *buckets;
     uint32_t nbuckets;

@@ -8,23 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint32_t pow2_at_least(uint32_t n)
-{
-    uint32_t p = 16;
-    while (p < n && p < (1u << 30))
-        p <<= 1;
-    return p;
-}
-
-static uint32_t key_hash(const uint64_t key[2], const struct gw_ep *ep, const void *k, size_t kl,
-                         uint32_t nb)
+/* The gw_map key of (ep, k): SipHash under the table's per-process key. */
+static uint64_t key_hash(const uint64_t key[2], const struct gw_ep *ep, const void *k, size_t kl)
 {
     uint8_t buf[sizeof(*ep) + 8];
     memcpy(buf, ep, sizeof(*ep));
     kl = GW_MIN(kl, (size_t)8);
     memcpy(buf + sizeof(*ep), k, kl);
-    uint64_t h = gw_siphash(key, buf, sizeof(*ep) + kl);
-    return (uint32_t)(h ^ (h >> 32)) & (nb - 1);
+    return gw_siphash(key, buf, sizeof(*ep) + kl);
 }
 
 /* ---- dedup ---- */
@@ -33,21 +24,22 @@ int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms, size_t
 {
     memset(d, 0, sizeof(*d));
     d->cap = cap;
-    d->nbuckets = pow2_at_least(cap);
-    d->nsrc = pow2_at_least(cap) * 2;
     d->e = calloc(cap, sizeof(*d->e));
     d->free_list = calloc(cap, sizeof(uint32_t));
-    d->buckets = calloc(d->nbuckets, sizeof(uint32_t));
-    d->src = calloc(d->nsrc, sizeof(*d->src));
+    d->src = calloc(cap, sizeof(*d->src));
+    d->src_free = calloc(cap, sizeof(uint32_t));
     d->lifetime_ms = lifetime_ms;
     d->resp_budget = resp_budget;
-    if (!d->e || !d->buckets || !d->free_list || !d->src) {
+    /* Both indexes are sized for their bound (cap entries, and at most one
+     * source record per entry): neither allocates nor fills after this. */
+    if (!d->e || !d->free_list || !d->src || !d->src_free || gw_map_init(&d->idx, cap, cap) != 0 ||
+        gw_map_init(&d->src_idx, cap, cap) != 0) {
         fe_dedup_deinit(d);
         return -ENOMEM;
     }
     for (uint32_t i = 0; i < cap; i++)
-        d->free_list[i] = cap - 1 - i;
-    d->nfree = cap;
+        d->free_list[i] = d->src_free[i] = cap - 1 - i;
+    d->nfree = d->nsrc_free = cap;
     gw_hash_key_new(d->key);
     fe_dedup_limit(d, GW_MAX(cap / 4, 1u), cap);
     return 0;
@@ -67,13 +59,15 @@ void fe_dedup_deinit(struct fe_dedup *d)
         for (uint32_t i = 0; i < d->cap; i++)
             free(d->e[i].resp);
     free(d->e);
-    free(d->buckets);
     free(d->free_list);
     free(d->src);
+    free(d->src_free);
+    gw_map_deinit(&d->idx);
+    gw_map_deinit(&d->src_idx);
     d->e = NULL;
-    d->buckets = NULL;
     d->free_list = NULL;
     d->src = NULL;
+    d->src_free = NULL;
 }
 
 static struct fe_dedup_entry *E(struct fe_dedup *d, uint32_t ref)
@@ -81,48 +75,39 @@ static struct fe_dedup_entry *E(struct fe_dedup *d, uint32_t ref)
     return &d->e[ref - 1];
 }
 
-/* The source record of a sender in a class; created when `create`. */
+/* The source record of a sender in a class (index + 1); created when
+ * `create`, else 0 when it has none. */
 static uint32_t src_find(struct fe_dedup *d, const struct gw_ep *ep, uint8_t cls, bool create)
 {
     struct gw_ep k = *ep;
     if (cls == FE_DEDUP_SESSIONLESS)
         k.port = 0; /* a spoofer picks ports freely: one share per address */
-    uint32_t mask = d->nsrc - 1;
-    uint32_t i = key_hash(d->key, &k, &cls, 1, d->nsrc);
-    for (uint32_t n = 0; n < d->nsrc; n++, i = (i + 1) & mask) {
-        struct fe_dedup_src *s = &d->src[i];
-        if (s->count == 0) {
-            if (!create)
-                return 0;
-            memset(s, 0, sizeof(*s));
-            s->key = k;
-            s->cls = cls;
-            return i + 1;
-        }
-        if (s->cls == cls && gw_ep_eq(&s->key, &k))
-            return i + 1;
+    uint64_t h = key_hash(d->key, &k, &cls, 1);
+    for (uint32_t i = gw_map_first(&d->src_idx, h); i != GW_MAP_END;
+         i = gw_map_more(&d->src_idx, h, i)) {
+        uint32_t r = (uint32_t)d->src_idx.slot[i].val;
+        if (d->src[r].cls == cls && gw_ep_eq(&d->src[r].key, &k))
+            return r + 1;
     }
-    return 0; /* cannot happen: at most cap records in 2 * cap slots */
+    if (!create || d->nsrc_free == 0)
+        return 0; /* the latter cannot happen: a record per entry at most */
+    uint32_t r = d->src_free[--d->nsrc_free];
+    /* Cannot fail: the index holds at most cap records and was sized so. */
+    GW_IGNORE(gw_map_add(&d->src_idx, h, r));
+    struct fe_dedup_src *s = &d->src[r];
+    memset(s, 0, sizeof(*s));
+    s->key = k;
+    s->cls = cls;
+    return r + 1;
 }
 
-/* Removes an empty source record, shifting later ones of its probe run back
- * (no tombstones). Entries point at records, so moved ones are re-pointed. */
+/* Frees a source record whose last entry left. */
 static void src_remove(struct fe_dedup *d, uint32_t ref)
 {
-    uint32_t mask = d->nsrc - 1, hole = ref - 1;
-    for (uint32_t j = (hole + 1) & mask, n = 0; n < d->nsrc && d->src[j].count;
-         j = (j + 1) & mask, n++) {
-        struct fe_dedup_src *s = &d->src[j];
-        uint32_t home = key_hash(d->key, &s->key, &s->cls, 1, d->nsrc);
-        /* s may fill the hole when the hole lies cyclically in [home, j). */
-        if (((j - home) & mask) >= ((j - hole) & mask)) {
-            d->src[hole] = *s;
-            for (uint32_t r = d->src[hole].oldest; r; r = E(d, r)->src_newer)
-                E(d, r)->src = hole + 1;
-            hole = j;
-        }
-    }
-    memset(&d->src[hole], 0, sizeof(d->src[hole]));
+    struct fe_dedup_src *s = &d->src[ref - 1];
+    gw_map_del_kv(&d->src_idx, key_hash(d->key, &s->key, &s->cls, 1), ref - 1);
+    memset(s, 0, sizeof(*s));
+    d->src_free[d->nsrc_free++] = ref - 1;
 }
 
 /* Links entry idx at the newest end of its class and source lists. */
@@ -183,15 +168,7 @@ static void dedup_free(struct fe_dedup *d, uint32_t idx, uint64_t now)
     struct fe_dedup_entry *x = &d->e[idx];
     if (x->expires > now)
         d->evicted_early++;
-    uint32_t b = key_hash(d->key, &x->ep, &x->mid, sizeof(x->mid), d->nbuckets);
-    uint32_t *pp = &d->buckets[b];
-    for (uint32_t guard = 0; *pp && guard < d->cap; guard++) {
-        if (*pp == idx + 1) {
-            *pp = x->next;
-            break;
-        }
-        pp = &d->e[*pp - 1].next;
-    }
+    gw_map_del_kv(&d->idx, key_hash(d->key, &x->ep, &x->mid, sizeof(x->mid)), idx);
     dedup_unlink_lists(d, idx);
     if (x->resp) {
         d->resp_bytes -= x->resp_len;
@@ -215,9 +192,9 @@ static void dedup_expire(struct fe_dedup *d, uint64_t now)
 struct fe_dedup_entry *fe_dedup_find(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
                                      uint64_t now)
 {
-    uint32_t b = key_hash(d->key, ep, &mid, sizeof(mid), d->nbuckets);
-    for (uint32_t i = d->buckets[b]; i; i = d->e[i - 1].next) {
-        struct fe_dedup_entry *x = &d->e[i - 1];
+    uint64_t h = key_hash(d->key, ep, &mid, sizeof(mid));
+    for (uint32_t i = gw_map_first(&d->idx, h); i != GW_MAP_END; i = gw_map_more(&d->idx, h, i)) {
+        struct fe_dedup_entry *x = &d->e[d->idx.slot[i].val];
         if (x->mid == mid && gw_ep_eq(&x->ep, ep))
             return x->expires > now ? x : NULL;
     }
@@ -263,9 +240,8 @@ struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *
     x->used = 1;
     x->cls = (uint8_t)cls;
     x->expires = now + d->lifetime_ms;
-    uint32_t b = key_hash(d->key, ep, &mid, sizeof(mid), d->nbuckets);
-    x->next = d->buckets[b];
-    d->buckets[b] = idx + 1;
+    /* Cannot fail: at most cap entries are indexed, and it was sized so. */
+    GW_IGNORE(gw_map_add(&d->idx, key_hash(d->key, ep, &mid, sizeof(mid)), idx));
     dedup_link(d, idx, sref);
     return x;
 }
@@ -316,15 +292,14 @@ int fe_rtx_init(struct fe_rtx *t, uint32_t cap, uint64_t ack_timeout_ms, uint32_
 {
     memset(t, 0, sizeof(*t));
     t->cap = cap;
-    t->nb = pow2_at_least(cap);
     t->e = calloc(cap, sizeof(*t->e));
     t->free_list = calloc(cap, sizeof(uint32_t));
-    t->bm = calloc(t->nb, sizeof(uint32_t));
-    t->bt = calloc(t->nb, sizeof(uint32_t));
     t->ack_timeout_ms = ack_timeout_ms;
     t->max_retransmit = max_retransmit;
     gw_hash_key_new(t->key);
-    if (!t->e || !t->free_list || !t->bm || !t->bt || gw_heap_init(&t->heap, cap * 2 + 16) != 0) {
+    /* The indexes are sized for cap entries: no allocation after this. */
+    if (!t->e || !t->free_list || gw_map_init(&t->by_mid, cap, cap) != 0 ||
+        gw_map_init(&t->by_tok, cap, cap) != 0 || gw_heap_init(&t->heap, cap * 2 + 16) != 0) {
         fe_rtx_deinit(t);
         return -ENOMEM;
     }
@@ -341,39 +316,26 @@ void fe_rtx_deinit(struct fe_rtx *t)
             free(t->e[i].buf);
     free(t->e);
     free(t->free_list);
-    free(t->bm);
-    free(t->bt);
+    gw_map_deinit(&t->by_mid);
+    gw_map_deinit(&t->by_tok);
     gw_heap_deinit(&t->heap);
     memset(t, 0, sizeof(*t));
-}
-
-static void chain_del(struct fe_rtx *t, uint32_t *buckets, uint32_t b, uint32_t idx, bool tok)
-{
-    uint32_t *pp = &buckets[b];
-    for (uint32_t guard = 0; *pp && guard < t->cap; guard++) {
-        if (*pp == idx + 1) {
-            *pp = tok ? t->e[idx].next_tok : t->e[idx].next_mid;
-            return;
-        }
-        pp = tok ? &t->e[*pp - 1].next_tok : &t->e[*pp - 1].next_mid;
-    }
 }
 
 static void rtx_link_mid(struct fe_rtx *t, uint32_t idx)
 {
     struct fe_rtx_entry *x = &t->e[idx];
-    uint32_t b = key_hash(t->key, &x->ep, &x->mid, sizeof(x->mid), t->nb);
-    x->b_mid = b;
-    x->next_mid = t->bm[b];
-    t->bm[b] = idx + 1;
+    x->h_mid = key_hash(t->key, &x->ep, &x->mid, sizeof(x->mid));
+    /* Cannot fail: one key per entry, cap entries, sized so. */
+    GW_IGNORE(gw_map_add(&t->by_mid, x->h_mid, idx));
 }
 
 static void rtx_free(struct fe_rtx *t, uint32_t idx)
 {
     struct fe_rtx_entry *x = &t->e[idx];
-    chain_del(t, t->bm, x->b_mid, idx, false);
+    gw_map_del_kv(&t->by_mid, x->h_mid, idx);
     if (x->notify)
-        chain_del(t, t->bt, x->b_tok, idx, true);
+        gw_map_del_kv(&t->by_tok, x->h_tok, idx);
     free(x->buf);
     x->buf = NULL;
     x->used = 0;
@@ -384,11 +346,13 @@ static void rtx_free(struct fe_rtx *t, uint32_t idx)
 
 static int rtx_find_tok(struct fe_rtx *t, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl)
 {
-    uint32_t b = key_hash(t->key, ep, token, tkl, t->nb);
-    for (uint32_t i = t->bt[b]; i; i = t->e[i - 1].next_tok) {
-        struct fe_rtx_entry *x = &t->e[i - 1];
+    uint64_t h = key_hash(t->key, ep, token, tkl);
+    for (uint32_t i = gw_map_first(&t->by_tok, h); i != GW_MAP_END;
+         i = gw_map_more(&t->by_tok, h, i)) {
+        uint32_t idx = (uint32_t)t->by_tok.slot[i].val;
+        struct fe_rtx_entry *x = &t->e[idx];
         if (x->tkl == tkl && memcmp(x->token, token, tkl) == 0 && gw_ep_eq(&x->ep, ep))
-            return (int)(i - 1);
+            return (int)idx;
     }
     return -1;
 }
@@ -420,7 +384,7 @@ int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uin
             /* RFC 7641 4.5.2: the newer notification replaces the one in
              * flight and inherits its counter and timeout. */
             struct fe_rtx_entry *x = &t->e[old];
-            chain_del(t, t->bm, x->b_mid, (uint32_t)old, false);
+            gw_map_del_kv(&t->by_mid, x->h_mid, (uint32_t)old);
             free(x->buf);
             x->buf = copy;
             x->len = (uint16_t)len;
@@ -453,19 +417,18 @@ int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uin
     x->deadline = now + x->timeout_ms;
     rtx_link_mid(t, idx);
     if (notify) {
-        uint32_t b = key_hash(t->key, ep, token, tkl, t->nb);
-        x->b_tok = b;
-        x->next_tok = t->bt[b];
-        t->bt[b] = idx + 1;
+        x->h_tok = key_hash(t->key, ep, token, tkl);
+        GW_IGNORE(gw_map_add(&t->by_tok, x->h_tok, idx)); /* as rtx_link_mid */
     }
     return arm(t, idx);
 }
 
 static struct fe_rtx_entry *rtx_find_mid(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid)
 {
-    uint32_t b = key_hash(t->key, ep, &mid, sizeof(mid), t->nb);
-    for (uint32_t i = t->bm[b]; i; i = t->e[i - 1].next_mid) {
-        struct fe_rtx_entry *x = &t->e[i - 1];
+    uint64_t h = key_hash(t->key, ep, &mid, sizeof(mid));
+    for (uint32_t i = gw_map_first(&t->by_mid, h); i != GW_MAP_END;
+         i = gw_map_more(&t->by_mid, h, i)) {
+        struct fe_rtx_entry *x = &t->e[t->by_mid.slot[i].val];
         if (x->mid == mid && gw_ep_eq(&x->ep, ep))
             return x;
     }
@@ -486,23 +449,19 @@ void fe_rtx_track(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid)
 
 bool fe_rtx_ack(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, struct fe_rtx_out *out)
 {
-    uint32_t b = key_hash(t->key, ep, &mid, sizeof(mid), t->nb);
-    for (uint32_t i = t->bm[b]; i; i = t->e[i - 1].next_mid) {
-        struct fe_rtx_entry *x = &t->e[i - 1];
-        if (x->mid == mid && gw_ep_eq(&x->ep, ep)) {
-            memset(out, 0, sizeof(*out));
-            out->mid = x->mid;
-            out->tracked = x->tracked;
-            out->ep = x->ep;
-            out->notify = x->notify;
-            out->tkl = x->tkl;
-            memcpy(out->token, x->token, sizeof(out->token));
-            out->session = x->session;
-            rtx_free(t, i - 1);
-            return true;
-        }
-    }
-    return false;
+    struct fe_rtx_entry *x = rtx_find_mid(t, ep, mid);
+    if (!x)
+        return false;
+    memset(out, 0, sizeof(*out));
+    out->mid = x->mid;
+    out->tracked = x->tracked;
+    out->ep = x->ep;
+    out->notify = x->notify;
+    out->tkl = x->tkl;
+    memcpy(out->token, x->token, sizeof(out->token));
+    out->session = x->session;
+    rtx_free(t, (uint32_t)(x - t->e));
+    return true;
 }
 
 void fe_rtx_forget_ep(struct fe_rtx *t, const struct gw_ep *ep)

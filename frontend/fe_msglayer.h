@@ -4,9 +4,10 @@
  * Deduplication (S3.3): every CON/NON request is remembered by (endpoint,
  * MID) for exchange_lifetime_ms. A duplicate is never processed again; the
  * stored answer (piggybacked or local) is re-sent, or for a forwarded CON
- * the empty ACK. Cost: 72 bytes per entry (static_assert below) plus the
- * stored answer; answers beyond the class's byte budget are not kept (a
- * duplicate then gets an empty ACK only).
+ * the empty ACK. Cost: 64 bytes per entry (static_assert below), 32 to 64
+ * for its index slots and 76 to 108 for its source's record and index at
+ * most, plus the stored answer; answers beyond the class's byte budget are
+ * not kept (a duplicate then gets an empty ACK only).
  *
  * Spoofed traffic must not evict anyone else's state (issue #12 item 6), so
  * entries belong to a class and a source:
@@ -20,8 +21,10 @@
  *   - a source (the endpoint for SESSION, the address for SESSIONLESS) holds
  *     at most `per_source` entries; one more forgets its own oldest.
  * Each class and each source is a list in arrival order, so expiry and
- * eviction take the head: O(1) per entry. Hash chains use SipHash with a
- * per-process random key, so senders cannot choose colliding keys.
+ * eviction take the head: O(1) per entry. Entries and sources are found
+ * through gw_map tables sized once for the whole table (no allocation after
+ * init), keyed by SipHash under a per-process random key, so senders cannot
+ * choose colliding keys; the whole key is compared.
  *
  * Reliability (S3.2): CON messages the gateway sends to clients (separate
  * responses, notifications) are retransmitted with RFC 7252 back-off until
@@ -35,6 +38,7 @@
 #include "gw_defs.h"
 #include "gw_coap.h"
 #include "gw_heap.h"
+#include "gw_map.h"
 
 #include <stdbool.h>
 
@@ -48,15 +52,13 @@ struct fe_dedup_entry {
     uint16_t resp_len;
     uint8_t cls; /* enum fe_dedup_class */
     uint8_t pad;
-    uint32_t next;                 /* hash chain (index + 1, 0 = end) */
     uint32_t older, newer;         /* class list in arrival order (index + 1) */
     uint32_t src;                  /* source record (index + 1) */
     uint32_t src_older, src_newer; /* the source's list in arrival order */
-    uint32_t pad2;
     uint64_t expires;
     uint8_t *resp; /* stored answer or NULL */
 };
-GW_STATIC_ASSERT(sizeof(struct fe_dedup_entry) == 72, "dedup entry cost is documented as 72 bytes");
+GW_STATIC_ASSERT(sizeof(struct fe_dedup_entry) == 64, "dedup entry cost is documented as 64 bytes");
 
 /* A sender's share: endpoint (class SESSION) or address (SESSIONLESS). */
 struct fe_dedup_src {
@@ -76,10 +78,10 @@ struct fe_dedup {
     struct fe_dedup_entry *e;
     uint32_t cap, count;
     uint32_t *free_list, nfree;
-    uint32_t *buckets;
-    uint32_t nbuckets;
-    struct fe_dedup_src *src; /* open addressing, linear probing */
-    uint32_t nsrc;
+    struct gw_map idx;        /* SipHash of (ep, MID) -> entry index */
+    struct fe_dedup_src *src; /* cap records: a source holds at least one entry */
+    uint32_t *src_free, nsrc_free;
+    struct gw_map src_idx; /* SipHash of (source, class) -> record index */
     struct fe_dedup_list cls[2];
     uint32_t sessionless_cap, per_source;
     size_t resp_bytes, resp_budget;
@@ -122,9 +124,8 @@ struct fe_rtx_entry {
     uint8_t
         tracked; /* an answer the scheduler keeps until the client ACKs it (gw_msg.h GW_MF2_MID) */
     uint32_t gen;
-    uint32_t next_mid;     /* hash chain by (ep, mid) */
-    uint32_t next_tok;     /* hash chain by (ep, token), notifications only */
-    uint32_t b_mid, b_tok; /* their buckets, so unlinking on an ACK hashes nothing */
+    uint64_t h_mid; /* index keys, kept so unlinking on an ACK hashes nothing: */
+    uint64_t h_tok; /* (ep, mid), and (ep, token) for notifications only */
     uint64_t timeout_ms;
     uint64_t deadline;
     uint64_t session;
@@ -137,7 +138,7 @@ struct fe_rtx {
     struct fe_rtx_entry *e;
     uint32_t cap, used, free_head;
     uint32_t *free_list;
-    uint32_t *bm, *bt, nb; /* buckets by mid and by token */
+    struct gw_map by_mid, by_tok; /* SipHash -> entry index; sized once for cap */
     struct gw_heap heap;
     uint64_t ack_timeout_ms;
     uint32_t max_retransmit;
