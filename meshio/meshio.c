@@ -567,6 +567,63 @@ static int peer_read_key(struct mesh_ctx *m)
     return 0;
 }
 
+/* Peer socket i on this node's address. The owners bind our sessions and
+ * observations to its address and port, so a restarted meshio takes the
+ * port its predecessor had (meta "mesh_peer_port_<i>"), as the mesh
+ * sockets do: answers and notifications in flight still find it, and the
+ * sessions stay valid. 0 or an exit code. */
+static int peer_socket(struct mesh_ctx *m, int i, char *name, size_t namelen)
+{
+    struct mesh_fwd *f = m->fwd;
+    char pkey[32];
+    snprintf(pkey, sizeof(pkey), "mesh_peer_port_%d", i);
+    uint64_t prev = 0;
+    if (gw_store_meta_get_u64(m->store, pkey, &prev) != 0 || prev >= 65536)
+        prev = 0;
+    uv_udp_t *h = &f->udp[i];
+    int rc = 0;
+    for (int attempt = prev ? 0 : 1; attempt < 2; attempt++) {
+        struct gw_ep ep = f->nodes.ep[f->nodes.self];
+        ep.port = attempt == 0 ? (uint16_t)prev : 0;
+        struct sockaddr_storage ss;
+        gw_ep_to_sa(&ep, &ss);
+        if ((rc = uv_udp_init_ex(&m->p.loop, h, (unsigned)ss.ss_family)) != 0)
+            return GW_EXIT_FAIL;
+        h->data = m;
+        f->family[i] = ss.ss_family;
+        rc = uv_udp_bind(h, (const struct sockaddr *)&ss, 0);
+        if (rc == 0)
+            break;
+        uv_close((uv_handle_t *)h, NULL);
+        uv_run(&m->p.loop, UV_RUN_NOWAIT);
+        if (attempt == 0)
+            gw_log_warn(GW_LOG_SYS, "%s peer socket: previous port %u is taken; using a new one",
+                        sock_name[i], (unsigned)prev);
+    }
+    if (rc != 0) {
+        gw_log_err(GW_LOG_SYS, "peer socket on node %u's address %s: %s", f->nodes.self,
+                   f->nodes.host[f->nodes.self], uv_strerror(rc));
+        return is_config_error(rc) ? GW_EXIT_FATAL : GW_EXIT_FAIL;
+    }
+    f->udp_open[i] = true;
+    if ((rc = uv_udp_recv_start(h, on_peer_alloc, on_peer_recv)) != 0) {
+        gw_log_err(GW_LOG_SYS, "peer socket: %s", uv_strerror(rc));
+        return GW_EXIT_FAIL;
+    }
+    struct sockaddr_storage got;
+    int gl = sizeof(got);
+    struct gw_ep gep;
+    if (uv_udp_getsockname(h, (struct sockaddr *)&got, &gl) == 0 &&
+        gw_ep_from_sa(&gep, (struct sockaddr *)&got) == 0) {
+        gw_ep_str(&gep, name, namelen);
+        if (gep.port != prev && gw_store_meta_put_u64(m->store, pkey, gep.port) != 0)
+            gw_log_warn(GW_LOG_STORE, "could not remember the %s peer port", sock_name[i]);
+    } else {
+        snprintf(name, namelen, "?");
+    }
+    return 0;
+}
+
 /* node_count > 1: the node list resolved, the key, two peer sockets bound
  * to this node's address, and the session timer. 0 or an exit code. */
 static int setup_peers(struct mesh_ctx *m)
@@ -596,32 +653,9 @@ static int setup_peers(struct mesh_ctx *m)
     if (gw_coap_parser_new(&f->parser) != 0)
         return GW_EXIT_FAIL;
     char names[MESH_NSOCK][GW_EP_STRLEN];
-    for (int i = 0; i < MESH_NSOCK; i++) {
-        struct gw_ep ep = f->nodes.ep[f->nodes.self];
-        ep.port = 0;
-        struct sockaddr_storage ss;
-        gw_ep_to_sa(&ep, &ss);
-        uv_udp_t *h = &f->udp[i];
-        if ((rc = uv_udp_init_ex(&m->p.loop, h, (unsigned)ss.ss_family)) != 0)
-            return GW_EXIT_FAIL;
-        f->udp_open[i] = true;
-        h->data = m;
-        f->family[i] = ss.ss_family;
-        if ((rc = uv_udp_bind(h, (const struct sockaddr *)&ss, 0)) != 0 ||
-            (rc = uv_udp_recv_start(h, on_peer_alloc, on_peer_recv)) != 0) {
-            gw_log_err(GW_LOG_SYS, "peer socket on node %u's address %s: %s", f->nodes.self,
-                       f->nodes.host[f->nodes.self], uv_strerror(rc));
-            return is_config_error(rc) ? GW_EXIT_FATAL : GW_EXIT_FAIL;
-        }
-        struct sockaddr_storage got;
-        int gl = sizeof(got);
-        struct gw_ep gep;
-        if (uv_udp_getsockname(h, (struct sockaddr *)&got, &gl) == 0 &&
-            gw_ep_from_sa(&gep, (struct sockaddr *)&got) == 0)
-            gw_ep_str(&gep, names[i], sizeof(names[i]));
-        else
-            snprintf(names[i], sizeof(names[i]), "?");
-    }
+    for (int i = 0; i < MESH_NSOCK; i++)
+        if ((rc = peer_socket(m, i, names[i], sizeof(names[i]))) != 0)
+            return rc;
     if (uv_timer_init(&m->p.loop, &f->timer) != 0)
         return GW_EXIT_FAIL;
     f->timer_open = true;

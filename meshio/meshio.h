@@ -57,6 +57,11 @@
  *   after it (issue #12 item 10). Frames held when meshio dies were never
  *   forwarded: the device's retransmission or the scheduler's retry
  *   covers them, as for any datagram lost in flight.
+ * - With node_count > 1: the sessions' state at the other nodes (a restarted
+ *   meshio opens them again, renewing them in place at the owner) and the
+ *   datagrams held while one opened. The peer sockets take the ports their
+ *   predecessor had (meta "mesh_peer_port_<i>"), so the owners' answers
+ *   and notifications still arrive and the sessions stay bound to them.
  * Nothing else: rings and LMDB are untouched by a crash of meshio. */
 #ifndef MESHIO_H
 #define MESHIO_H

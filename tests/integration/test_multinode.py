@@ -59,7 +59,10 @@ def two_nodes(name, per_node=({}, {}), **extra):
     rows = []
     for i in range(1, 13):
         typ = "milli" if i % 2 == 0 else "normal"
-        rows.append(("02000000000000%02x" % i, "%s.%d" % (base, i), typ, KEY, 5683, 4849, "latency=1-2"))
+        # Normal devices notify every second with Max-Age 60: an observer that stops hearing them
+        # within seconds has lost its path, not a re-registration (S6.5).
+        sim = "latency=1-2" if typ == "milli" else "latency=1-2;obs_period=1000;max_age=60"
+        rows.append(("02000000000000%02x" % i, "%s.%d" % (base, i), typ, KEY, 5683, 4849, sim))
     # A Milli slow enough that requests through both nodes overlap.
     rows.append((SLOW_MILLI, "%s.%d" % (base, 40), "milli", KEY, 5683, 4849, "latency=700-800"))
     devs = write_devices(os.path.join(d, "devices.csv"), rows)
@@ -343,6 +346,36 @@ def test_forwarded_request_survives_scheduler_sigkill():
         no_crypto_trouble(rows)
 
 
+def test_observation_survives_meshio_sigkill():
+    """S1.3, S6.6 across nodes: the forwarding node's meshio is SIGKILLed while it holds an observation
+    at the owner; its successor takes the same peer port, so the owner's next notifications still
+    reach the observer within a few notification periods (1 s; without the port, only the
+    re-registration after Max-Age, 60 s, would bring them back)."""
+    with Nodes("mnq") as (gws, rows):
+        own = owners_of(gws[0])
+        mac = next(r[0] for r in rows if own[r[0]] == 1 and r[2] == "normal")
+        c = Client(gws[0])
+        try:
+            gws[0].session(c)
+            tok = b"obs-kill"
+            m, _ = c.request(GET, proxy="coap://%s/sensor" % mac, options=[(6, b"")], token=tok)
+            assert m is not None and m.code == code(2, 5) and m.opt(6) is not None, m
+
+            def notification(after):
+                x = c.recv(0.3)
+                return x if x is not None and x.token == tok and x.opt(6) is not None and \
+                    x.uint(6) > after else None
+
+            first = wait_for(lambda: notification(m.uint(6)), 5, "a notification before the kill")
+            old = gws[0].pid("meshio")
+            os.kill(old, 9)
+            wait_for(lambda: gws[0].pid("meshio") not in (0, old), 10, "a new meshio")
+            wait_for(lambda: notification(first.uint(6)), 8, "a notification after the kill")
+        finally:
+            c.close()
+        no_crypto_trouble(rows)
+
+
 def test_lost_node_session_answers_503_then_reopens():
     """S10.4: when the owner has dropped our node session (here its session_idle_s is 2 s while the
     forwarding node renews only every 5 minutes), the owner's 4.01 reaches the client as a 5.03 with
@@ -372,5 +405,5 @@ if __name__ == "__main__":
     sys.exit(run([test_refused_when_keys_disagree, test_clients_on_both_nodes_reach_every_device,
                   test_milli_through_both_nodes_at_once, test_observers_on_both_nodes_one_registration,
                   test_node_token_only_from_node_addresses, test_node_session_not_rate_limited,
-                  test_forwarded_request_survives_scheduler_sigkill,
+                  test_forwarded_request_survives_scheduler_sigkill, test_observation_survives_meshio_sigkill,
                   test_lost_node_session_answers_503_then_reopens]))

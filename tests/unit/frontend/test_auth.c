@@ -600,6 +600,34 @@ Test(auth, devices_absent_is_all)
     fe_auth_free(a);
 }
 
+/* S10.4: a node claim is copied (-1 when absent); anything but an integer
+ * node id 0..63 refuses the token (the caller checks who may carry it). */
+Test(auth, node_claim_parsed_and_checked)
+{
+    struct fe_auth *a = auth(FE_JWT_HS256);
+    struct fe_claims c;
+    char *t = tok(S_HS, NULL, CL(GOOD));
+    cr_assert_eq(verify_str(a, t, &c, NULL), 0);
+    cr_assert_eq(c.node, -1);
+    free(t);
+    t = tok(S_HS, NULL, CL("\"sub\":\"node-3\",\"exp\":" T_FUT ",\"node\":3"));
+    cr_assert_eq(verify_str(a, t, &c, NULL), 0);
+    cr_assert_eq(c.node, 3);
+    free(t);
+    static const char *const bad[] = { "\"node\":64", "\"node\":-1", "\"node\":\"1\"",
+                                       "\"node\":1.5", "\"node\":null" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char claims[160];
+        snprintf(claims, sizeof(claims), "{\"sub\":\"n\",\"exp\":" T_FUT ",%s}", bad[i]);
+        t = tok(S_HS, NULL, claims);
+        const char *diag = NULL;
+        cr_assert_eq(verify_str(a, t, &c, &diag), GW_EAUTH, "%s", bad[i]);
+        cr_assert_str_eq(diag, "bad node claim");
+        free(t);
+    }
+    fe_auth_free(a);
+}
+
 /* Tokens signed by libjwt itself (a second, independent encoder) verify. */
 Test(auth, libjwt_encoded_tokens_accepted)
 {
