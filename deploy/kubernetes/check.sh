@@ -84,7 +84,8 @@ refuse "a Secret readable by all" 's/defaultMode: 256/defaultMode: 420/' 'mode m
 refuse "no client affinity" 's/sessionAffinity: ClientIP/sessionAffinity: None/' 'sessionAffinity: ClientIP'
 refuse "an unknown configuration key" 's/COAPGW_LOG_LEVEL:/COAPGW_LOG_LEVL:/' 'COAPGW_LOG_LEVL is no configuration key'
 refuse "the metrics port open to all" 's/port: 5683$/port: 9683/; s/protocol: UDP$/protocol: TCP/' 'metrics port 9683 must be reachable only'
-echo "ok   4 shape: refuses separate pid namespaces, a Secret mode 0644, no affinity, an unknown key, open metrics"
+refuse "a replica more than nodes" 's/^  replicas: 2$/  replicas: 3/' 'COAPGW_NODE_COUNT=2 but replicas: 3'
+echo "ok   4 shape: refuses separate pid namespaces, a Secret mode 0644, no affinity, an unknown key, open metrics, more replicas than nodes"
 
 # 5. The Pod run as the kubelet would, in fresh network, mount and PID
 # namespaces, its probes included (needs root for the init container's

@@ -111,8 +111,33 @@ class Pod:
             if "configMapRef" in ef:
                 e.update({k: self.rw(v) for k, v in self.env.items()})
         for x in c.get("env", []):
-            e[x["name"]] = self.rw(str(x.get("value", "")))
+            if "valueFrom" in x:
+                e[x["name"]] = self.field(x)
+            else:
+                e[x["name"]] = self.rw(str(x.get("value", "")))
         return e
+
+    def field(self, x):
+        """The downward API as the kubelet fills it for this replay's Pod, ordinal 0."""
+        path = x["valueFrom"].get("fieldRef", {}).get("fieldPath", "")
+        if path == "metadata.labels['apps.kubernetes.io/pod-index']":
+            return "0"
+        die("env %s: unsupported valueFrom %r" % (x["name"], x["valueFrom"]))
+
+    def hosts(self):
+        """Cluster DNS for the nodes in COAPGW_NODES (S10.4): the replay's Pod is ordinal 0 on
+        127.0.0.1, the others stand on 127.0.0.2 and up (nobody answers there), over an /etc/hosts
+        bind-mounted in this mount namespace only."""
+        names = [n.rsplit(":", 1)[0] for n in self.env.get("COAPGW_NODES", "").split(",") if n.strip()]
+        if not names:
+            return
+        path = os.path.join(self.scratch, "hosts")
+        with open(path, "w") as f:
+            f.write("127.0.0.1 localhost\n::1 localhost\n")
+            for i, n in enumerate(names):
+                f.write("127.0.0.%d %s\n" % (i + 1, n.strip()))
+        os.chmod(path, 0o644)
+        subprocess.run(["mount", "--bind", path, "/etc/hosts"], check=True)
 
     def argv(self, c):
         cmd = c.get("command") or ["coapgw"]  # the image's ENTRYPOINT
@@ -189,6 +214,7 @@ def main(path, binary, scratch):
     pod = Pod(objs, binary, scratch)
     lo_up()
     pod.volumes()
+    pod.hosts()
     try:
         inits = pod.spec.get("initContainers", [])
         for c in inits:
@@ -230,9 +256,15 @@ def main(path, binary, scratch):
             except urllib.error.HTTPError as e:
                 if e.code != 404:
                     die("%s: /nothing answered %d, not 404" % (c["name"], e.code))
+        nodes = int(pod.env.get("COAPGW_NODE_COUNT", "1"))
+        if nodes > 1:
+            # S10.4: meshio resolved the node names and opened its peer sockets as node 0.
+            mlog = os.path.join(pod.logs, "meshio.log")
+            pod.wait("meshio: node 0 of %d" % nodes,
+                     lambda: "node 0 of %d" % nodes in open(mlog, errors="replace").read())
         running = [n for n, p in pod.procs.items() if p.poll() is None]
-        print("ok   5 pod: prepare as root, then %s as uid %d: every startup, liveness and readiness probe passes; /metrics has every role"
-              % (", ".join(running), pod.user), flush=True)
+        print("ok   5 pod: prepare as root, then %s as uid %d: every startup, liveness and readiness probe passes; /metrics has every role%s"
+              % (", ".join(running), pod.user, "; meshio is node 0 of %d" % nodes if nodes > 1 else ""), flush=True)
 
         # A role dies: its own liveness fails and the Pod's /readyz says so;
         # the kubelet restarts only that container.

@@ -147,6 +147,23 @@ def main(path, binary):
     need(int(env.get("COAPGW_FRONTENDS", "1")) == len(frontends),
          "COAPGW_FRONTENDS=%s but %d frontend containers" % (env.get("COAPGW_FRONTENDS"), len(frontends)))
     need(env.get("COAPGW_DATA_DIR", "").startswith("/var/lib/coapgw/"), "COAPGW_DATA_DIR outside the volume")
+    # S10.4: several replicas are several nodes, or they would fork every device's nonce space:
+    # COAPGW_NODE_COUNT = replicas, COAPGW_NODES the Pods' stable names in ordinal order on the
+    # client port, and every role's COAPGW_NODE_ID its Pod's ordinal.
+    replicas = int(sts["spec"].get("replicas", 1))
+    ncount = int(env.get("COAPGW_NODE_COUNT", "1"))
+    need(ncount == replicas, "COAPGW_NODE_COUNT=%d but replicas: %d" % (ncount, replicas))
+    if replicas > 1:
+        port = env.get("COAPGW_LISTEN", "0.0.0.0:5683").rsplit(":", 1)[1]
+        want = ",".join("%s-%d.%s:%s" % (sts["metadata"]["name"], i, sts["spec"]["serviceName"], port)
+                        for i in range(replicas))
+        need(env.get("COAPGW_NODES") == want, "COAPGW_NODES=%r, want %r" % (env.get("COAPGW_NODES"), want))
+        need(env.get("COAPGW_JWT_ALG") == "HS256", "several nodes sign their tokens with an HS256 key")
+        for c in roles:
+            ids = [x for x in c.get("env", []) if x["name"] == "COAPGW_NODE_ID"]
+            need(ids and ids[0].get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") ==
+                 "metadata.labels['apps.kubernetes.io/pod-index']",
+                 "%s: COAPGW_NODE_ID from the Pod's ordinal (label apps.kubernetes.io/pod-index)" % c["name"])
     keys_mounts = {m["mountPath"] for c in roles for m in c.get("volumeMounts", []) if m.get("readOnly")}
     for k in ("COAPGW_JWT_KEY_FILE", "COAPGW_DEVICES_FILE"):
         need(any(env.get(k, "").startswith(p + "/") for p in keys_mounts), "%s not on a read-only mount" % k)
