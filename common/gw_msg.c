@@ -39,18 +39,30 @@ size_t gw_notify_set_count(const struct gw_msg *env, const uint8_t *data)
     return h.count;
 }
 
-int gw_notify_set_get(const struct gw_msg *env, const uint8_t *data, size_t i, struct gw_msg *m,
-                      uint8_t *out, size_t cap)
+int gw_notify_set_to(const struct gw_msg *env, const uint8_t *data, size_t i,
+                     struct gw_notify_to *to)
 {
     struct gw_notify_hdr h;
     if (i >= gw_notify_set_count(env, data))
         return GW_EBADMSG;
     memcpy(&h, data, sizeof(h));
-    const uint8_t *msg = data + sizeof(h);
+    memcpy(to, data + sizeof(h) + h.msg_len + i * sizeof(*to), sizeof(*to));
+    if (to->tkl > GW_COAP_MAX_TOKEN || (to->ep.family != 4 && to->ep.family != 6) ||
+        (size_t)h.msg_len + to->tkl > GW_COAP_MAX_MSG + 16)
+        return GW_EBADMSG;
+    return 0;
+}
+
+int gw_notify_set_get(const struct gw_msg *env, const uint8_t *data, size_t i, struct gw_msg *m,
+                      uint8_t *out, size_t cap)
+{
+    struct gw_notify_hdr h;
     struct gw_notify_to to;
-    memcpy(&to, msg + h.msg_len + i * sizeof(to), sizeof(to));
-    if (to.tkl > GW_COAP_MAX_TOKEN || (to.ep.family != 4 && to.ep.family != 6) ||
-        (size_t)h.msg_len + to.tkl > cap || (size_t)h.msg_len + to.tkl > GW_COAP_MAX_MSG + 16)
+    if (gw_notify_set_to(env, data, i, &to) != 0)
+        return GW_EBADMSG;
+    memcpy(&h, data, sizeof(h));
+    const uint8_t *msg = data + sizeof(h);
+    if ((size_t)h.msg_len + to.tkl > cap)
         return GW_EBADMSG;
     *m = *env;
     m->kind = GW_MSG_RESP;

@@ -111,6 +111,10 @@ GW_STATIC_ASSERT(sizeof(struct gw_notify_to) == 40,
 /* Observers in a decoded GW_MSG_NOTIFY_SET record, after checking that the
  * header, message and entries fit its length exactly; 0 when malformed. */
 size_t gw_notify_set_count(const struct gw_msg *env, const uint8_t *data);
+/* Observer i's entry, checked (token length, address family, size); 0 or
+ * GW_EBADMSG. The message is data + sizeof(struct gw_notify_hdr). */
+int gw_notify_set_to(const struct gw_msg *env, const uint8_t *data, size_t i,
+                     struct gw_notify_to *to) GW_NODISCARD;
 /* Observer i's RESP record: *m (envelope) and out (the message with its
  * token, MID 0; cap >= GW_COAP_MAX_MSG + 16). 0, or GW_EBADMSG. */
 int gw_notify_set_get(const struct gw_msg *env, const uint8_t *data, size_t i, struct gw_msg *m,

@@ -397,6 +397,39 @@ void fe_core_deliver(struct fe_core *fe, const struct gw_msg *m, const uint8_t *
         log_answer(fe, m, buf[1], dur, cached ? "cache" : "mesh");
 }
 
+/* One observer of a notification set: its own type, MID and token around
+ * the shared message, and for a CON one more reference to the shared body
+ * (created at the first CON) instead of a copy of the datagram. */
+static void deliver_notify(struct fe_core *fe, const struct gw_msg *env,
+                           const struct gw_notify_to *to, const uint8_t *msg, size_t ml,
+                           struct fe_nbody **body, uint64_t now)
+{
+    if (to->flags & GW_MF_ANSWER) {
+        struct fe_limit *l = limit_for(fe, to->session, false);
+        if (l && l->inflight)
+            l->inflight--;
+    }
+    if (env->flags & GW_MF_SUPPRESS)
+        return;
+    /* S6.9: CON by default, or the type the device used. */
+    uint8_t type = fe->cfg.obs_notify_con || !(env->flags & GW_MF_DEV_NON) ? GW_COAP_CON
+                                                                             : GW_COAP_NON;
+    uint16_t mid = new_mid(fe);
+    if (!*body)
+        *body = fe_nbody_new(msg, ml);
+    if (!*body)
+        return;
+    uint8_t out[GW_COAP_MAX_MSG + 16 + GW_COAP_MAX_TOKEN];
+    size_t len = fe_nbody_render(*body, type, mid, to->token, to->tkl, out);
+    if (type == GW_COAP_CON) {
+        int rc = fe_rtx_add_notify(&fe->rtx, &to->ep, mid, *body, to->token, to->tkl,
+                                   to->session, now, gw_rand_u32(&fe->rng));
+        if (rc)
+            gw_log_debug(GW_LOG_COAP, "retransmission table full: %s", gw_strerror(rc));
+    }
+    fe_send(fe, &to->ep, out, len);
+}
+
 int fe_core_deliver_record(struct fe_core *fe, const struct gw_msg *m, const uint8_t *data)
 {
     if (m->kind == GW_MSG_RESP) {
@@ -405,18 +438,28 @@ int fe_core_deliver_record(struct fe_core *fe, const struct gw_msg *m, const uin
     }
     if (m->kind != GW_MSG_NOTIFY_SET)
         return GW_EBADMSG;
-    /* One state for many observers (gw_msg.h): each gets its own copy with
-     * its token here, and its own MID in fe_core_deliver. */
+    /* One state for many observers (gw_msg.h): each gets it with its own
+     * token and MID. Every entry is checked first: a malformed set sends
+     * nothing. */
     size_t n = gw_notify_set_count(m, data);
     if (!n)
         return GW_EBADMSG;
-    uint8_t buf[GW_COAP_MAX_MSG + 16];
-    for (size_t i = 0; i < n; i++) {
-        struct gw_msg one;
-        if (gw_notify_set_get(m, data, i, &one, buf, sizeof(buf)) != 0)
+    struct gw_notify_to to;
+    for (size_t i = 0; i < n; i++)
+        if (gw_notify_set_to(m, data, i, &to) != 0)
             return GW_EBADMSG;
-        fe_core_deliver(fe, &one, buf);
+    struct gw_notify_hdr h;
+    memcpy(&h, data, sizeof(h));
+    const uint8_t *msg = data + sizeof(h);
+    struct fe_nbody *body = NULL;
+    uint64_t now = gw_now_ms(fe->clock);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(&to, msg + h.msg_len + i * sizeof(to), sizeof(to));
+        deliver_notify(fe, m, &to, msg, h.msg_len, &body, now);
     }
+    fe_nbody_drop(body); /* when no CON took a reference */
+    if (!(m->flags & GW_MF_SUPPRESS))
+        gw_stat_add(fe->stats, GW_STAT_notifications, (int64_t)n);
     return 0;
 }
 
@@ -750,6 +793,16 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
                 tell_obs_gone(fe, ep, o.token, o.tkl, o.session);
             if (o.tracked)
                 tell_answer_done(fe, ep, req.mid);
+        } else if (fe_rtx_replaced(&fe->rtx, ep, req.mid, &o)) {
+            /* The late ACK of a notification a newer one replaced (RFC 7641
+             * 4.5.2): nothing the scheduler keeps, so no session look-up and
+             * no record. An RST still ends the observation (S6.4), and the
+             * newer notification with it. */
+            if (req.type == GW_COAP_RST) {
+                struct fe_rtx_out cur;
+                GW_IGNORE(fe_rtx_ack(&fe->rtx, ep, o.mid, &cur));
+                tell_obs_gone(fe, ep, o.token, o.tkl, o.session);
+            }
         } else if (req.code == GW_COAP_EMPTY) {
             /* S1.3: an answer sent by a predecessor or another frontend of
              * the port; the scheduler keeps it until this ACK. Only from

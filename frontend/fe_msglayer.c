@@ -286,7 +286,54 @@ void fe_dedup_set_resp(struct fe_dedup *d, struct fe_dedup_entry *e, const uint8
     l->resp_bytes += len;
 }
 
-/* ---- retransmission ---- */
+/* ---- retransmission ----
+ * The MID index is keyed by the MID alone (gw_map mixes it into a slot):
+ * every MID in the table was drawn by this gateway from one counter
+ * (gw_shm.h client_mid), so a sender cannot aim at a probe run, and an ACK
+ * is matched without hashing its endpoint (issue 13 item 3). The entry's
+ * endpoint is compared as before. */
+
+static uint64_t mid_key(uint16_t mid)
+{
+    return (uint64_t)mid + 1;
+}
+
+struct fe_nbody *fe_nbody_new(const uint8_t *msg, size_t len)
+{
+    if (len < 4 || len > GW_COAP_MAX_MSG + 16)
+        return NULL;
+    struct fe_nbody *b = malloc(sizeof(*b) + len);
+    if (!b)
+        return NULL;
+    b->refs = 0;
+    b->len = (uint16_t)len;
+    memcpy(b->msg, msg, len);
+    return b;
+}
+
+void fe_nbody_drop(struct fe_nbody *b)
+{
+    if (b && b->refs == 0)
+        free(b);
+}
+
+static void nbody_unref(struct fe_nbody *b)
+{
+    if (b && --b->refs == 0)
+        free(b);
+}
+
+size_t fe_nbody_render(const struct fe_nbody *b, uint8_t type, uint16_t mid, const uint8_t *token,
+                       uint8_t tkl, uint8_t *out)
+{
+    out[0] = (uint8_t)((b->msg[0] & 0xc0) | (type & 3) << 4 | (tkl & 15));
+    out[1] = b->msg[1];
+    out[2] = (uint8_t)(mid >> 8);
+    out[3] = (uint8_t)mid;
+    memcpy(out + 4, token, tkl);
+    memcpy(out + 4 + tkl, b->msg + 4, b->len - 4u);
+    return (size_t)b->len + tkl;
+}
 
 int fe_rtx_init(struct fe_rtx *t, uint32_t cap, uint64_t ack_timeout_ms, uint32_t max_retransmit)
 {
@@ -294,12 +341,20 @@ int fe_rtx_init(struct fe_rtx *t, uint32_t cap, uint64_t ack_timeout_ms, uint32_
     t->cap = cap;
     t->e = calloc(cap, sizeof(*t->e));
     t->free_list = calloc(cap, sizeof(uint32_t));
+    t->nghost = 16;
+    while (t->nghost < cap && t->nghost < 65536u)
+        t->nghost <<= 1;
+    t->ghost = calloc(t->nghost, sizeof(uint32_t));
     t->ack_timeout_ms = ack_timeout_ms;
     t->max_retransmit = max_retransmit;
     gw_hash_key_new(t->key);
-    /* The indexes are sized for cap entries: no allocation after this. */
-    if (!t->e || !t->free_list || gw_map_init(&t->by_mid, cap, cap) != 0 ||
-        gw_map_init(&t->by_tok, cap, cap) != 0 || gw_heap_init(&t->heap, cap * 2 + 16) != 0) {
+    /* The MID index is sized for cap entries: an entry never fails to be
+     * found. The token index starts small and grows with the notifications
+     * in flight, so its look-up per notification stays in cache (issue 13
+     * item 3); when it cannot grow, the notification goes out untracked. */
+    if (!t->e || !t->free_list || !t->ghost || gw_map_init(&t->by_mid, cap, cap) != 0 ||
+        gw_map_init(&t->by_tok, GW_MIN(cap, 128u), cap) != 0 ||
+        gw_heap_init(&t->heap, cap * 2 + 16) != 0) {
         fe_rtx_deinit(t);
         return -ENOMEM;
     }
@@ -312,10 +367,14 @@ int fe_rtx_init(struct fe_rtx *t, uint32_t cap, uint64_t ack_timeout_ms, uint32_
 void fe_rtx_deinit(struct fe_rtx *t)
 {
     if (t->e)
-        for (uint32_t i = 0; i < t->cap; i++)
+        for (uint32_t i = 0; i < t->cap; i++) {
             free(t->e[i].buf);
+            if (t->e[i].used)
+                nbody_unref(t->e[i].body);
+        }
     free(t->e);
     free(t->free_list);
+    free(t->ghost);
     gw_map_deinit(&t->by_mid);
     gw_map_deinit(&t->by_tok);
     gw_heap_deinit(&t->heap);
@@ -324,29 +383,52 @@ void fe_rtx_deinit(struct fe_rtx *t)
 
 static void rtx_link_mid(struct fe_rtx *t, uint32_t idx)
 {
-    struct fe_rtx_entry *x = &t->e[idx];
-    x->h_mid = key_hash(t->key, &x->ep, &x->mid, sizeof(x->mid));
     /* Cannot fail: one key per entry, cap entries, sized so. */
-    GW_IGNORE(gw_map_add(&t->by_mid, x->h_mid, idx));
+    GW_IGNORE(gw_map_add(&t->by_mid, mid_key(t->e[idx].mid), idx));
+}
+
+static uint32_t ghost_slot(const struct fe_rtx *t, uint16_t mid)
+{
+    return mid & (t->nghost - 1);
+}
+
+static void ghost_clear(struct fe_rtx *t, uint32_t idx)
+{
+    struct fe_rtx_entry *x = &t->e[idx];
+    if (!x->ghost)
+        return;
+    uint32_t g = ghost_slot(t, x->ghost_mid);
+    if (t->ghost[g] == idx + 1)
+        t->ghost[g] = 0;
+    x->ghost = 0;
+}
+
+/* The message of an entry, own copy or shared body: its bytes are released. */
+static void rtx_release(struct fe_rtx_entry *x)
+{
+    free(x->buf);
+    x->buf = NULL;
+    nbody_unref(x->body);
+    x->body = NULL;
 }
 
 static void rtx_free(struct fe_rtx *t, uint32_t idx)
 {
     struct fe_rtx_entry *x = &t->e[idx];
-    gw_map_del_kv(&t->by_mid, x->h_mid, idx);
+    gw_map_del_kv(&t->by_mid, mid_key(x->mid), idx);
     if (x->notify)
         gw_map_del_kv(&t->by_tok, x->h_tok, idx);
-    free(x->buf);
-    x->buf = NULL;
+    ghost_clear(t, idx);
+    rtx_release(x);
     x->used = 0;
     x->gen++;
     t->free_list[t->free_head++] = idx;
     t->used--;
 }
 
-static int rtx_find_tok(struct fe_rtx *t, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl)
+static int rtx_find_tok(struct fe_rtx *t, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl,
+                        uint64_t h)
 {
-    uint64_t h = key_hash(t->key, ep, token, tkl);
     for (uint32_t i = gw_map_first(&t->by_tok, h); i != GW_MAP_END;
          i = gw_map_more(&t->by_tok, h, i)) {
         uint32_t idx = (uint32_t)t->by_tok.slot[i].val;
@@ -370,23 +452,31 @@ static int arm(struct fe_rtx *t, uint32_t idx)
     return 0;
 }
 
-int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uint8_t *buf,
-               size_t len, bool notify, const uint8_t *token, uint8_t tkl, uint64_t session,
-               uint64_t now, uint32_t rnd)
+/* Tracks a message whose bytes are `buf` (owned from here: freed on
+ * failure) or `body` (one more reference, taken on success only). */
+static int rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, uint8_t *buf,
+                   size_t len, struct fe_nbody *body, bool notify, const uint8_t *token,
+                   uint8_t tkl, uint64_t session, uint64_t now, uint32_t rnd)
 {
-    uint8_t *copy = malloc(len);
-    if (!copy)
-        return -ENOMEM;
-    memcpy(copy, buf, len);
+    uint64_t h_tok = 0;
     if (notify) {
-        int old = rtx_find_tok(t, ep, token, tkl);
+        h_tok = key_hash(t->key, ep, token, tkl);
+        int old = rtx_find_tok(t, ep, token, tkl, h_tok);
         if (old >= 0) {
             /* RFC 7641 4.5.2: the newer notification replaces the one in
-             * flight and inherits its counter and timeout. */
+             * flight and inherits its counter and timeout. The old MID is
+             * remembered, so that its late ACK is known for what it is. */
             struct fe_rtx_entry *x = &t->e[old];
-            gw_map_del_kv(&t->by_mid, x->h_mid, (uint32_t)old);
-            free(x->buf);
-            x->buf = copy;
+            gw_map_del_kv(&t->by_mid, mid_key(x->mid), (uint32_t)old);
+            ghost_clear(t, (uint32_t)old);
+            x->ghost_mid = x->mid;
+            x->ghost = 1;
+            t->ghost[ghost_slot(t, x->mid)] = (uint32_t)old + 1;
+            rtx_release(x);
+            x->buf = buf;
+            x->body = body;
+            if (body)
+                body->refs++;
             x->len = (uint16_t)len;
             x->mid = mid;
             rtx_link_mid(t, (uint32_t)old);
@@ -394,10 +484,18 @@ int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uin
         }
     }
     if (t->free_head == 0) {
-        free(copy);
+        free(buf);
         return GW_EFULL;
     }
-    uint32_t idx = t->free_list[--t->free_head];
+    uint32_t idx = t->free_list[t->free_head - 1];
+    if (notify) {
+        int rc = gw_map_add(&t->by_tok, h_tok, idx);
+        if (rc != 0) {
+            free(buf);
+            return rc;
+        }
+    }
+    t->free_head--;
     t->used++;
     struct fe_rtx_entry *x = &t->e[idx];
     uint32_t gen = x->gen;
@@ -407,27 +505,46 @@ int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uin
     x->ep = *ep;
     x->mid = mid;
     x->notify = notify;
+    x->h_tok = h_tok;
     x->tkl = tkl;
     if (tkl)
         memcpy(x->token, token, tkl);
     x->session = session;
-    x->buf = copy;
+    x->buf = buf;
+    x->body = body;
+    if (body)
+        body->refs++;
     x->len = (uint16_t)len;
     x->timeout_ms = gw_backoff_initial(t->ack_timeout_ms, rnd);
     x->deadline = now + x->timeout_ms;
     rtx_link_mid(t, idx);
-    if (notify) {
-        x->h_tok = key_hash(t->key, ep, token, tkl);
-        GW_IGNORE(gw_map_add(&t->by_tok, x->h_tok, idx)); /* as rtx_link_mid */
-    }
     return arm(t, idx);
+}
+
+int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uint8_t *buf,
+               size_t len, bool notify, const uint8_t *token, uint8_t tkl, uint64_t session,
+               uint64_t now, uint32_t rnd)
+{
+    uint8_t *copy = malloc(len);
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, buf, len);
+    return rtx_add(t, ep, mid, copy, len, NULL, notify, token, tkl, session, now, rnd);
+}
+
+int fe_rtx_add_notify(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid,
+                      struct fe_nbody *body, const uint8_t *token, uint8_t tkl, uint64_t session,
+                      uint64_t now, uint32_t rnd)
+{
+    return rtx_add(t, ep, mid, NULL, (size_t)body->len + tkl, body, true, token, tkl, session,
+                   now, rnd);
 }
 
 static struct fe_rtx_entry *rtx_find_mid(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid)
 {
-    uint64_t h = key_hash(t->key, ep, &mid, sizeof(mid));
-    for (uint32_t i = gw_map_first(&t->by_mid, h); i != GW_MAP_END;
-         i = gw_map_more(&t->by_mid, h, i)) {
+    uint64_t k = mid_key(mid);
+    for (uint32_t i = gw_map_first(&t->by_mid, k); i != GW_MAP_END;
+         i = gw_map_more(&t->by_mid, k, i)) {
         struct fe_rtx_entry *x = &t->e[t->by_mid.slot[i].val];
         if (x->mid == mid && gw_ep_eq(&x->ep, ep))
             return x;
@@ -447,11 +564,8 @@ void fe_rtx_track(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid)
         x->tracked = 1;
 }
 
-bool fe_rtx_ack(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, struct fe_rtx_out *out)
+static void rtx_out(const struct fe_rtx_entry *x, struct fe_rtx_out *out)
 {
-    struct fe_rtx_entry *x = rtx_find_mid(t, ep, mid);
-    if (!x)
-        return false;
     memset(out, 0, sizeof(*out));
     out->mid = x->mid;
     out->tracked = x->tracked;
@@ -460,7 +574,28 @@ bool fe_rtx_ack(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, struct f
     out->tkl = x->tkl;
     memcpy(out->token, x->token, sizeof(out->token));
     out->session = x->session;
+}
+
+bool fe_rtx_ack(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, struct fe_rtx_out *out)
+{
+    struct fe_rtx_entry *x = rtx_find_mid(t, ep, mid);
+    if (!x)
+        return false;
+    rtx_out(x, out);
     rtx_free(t, (uint32_t)(x - t->e));
+    return true;
+}
+
+bool fe_rtx_replaced(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, struct fe_rtx_out *out)
+{
+    uint32_t g = t->ghost[ghost_slot(t, mid)];
+    if (!g)
+        return false;
+    struct fe_rtx_entry *x = &t->e[g - 1];
+    if (!x->used || !x->ghost || x->ghost_mid != mid || !gw_ep_eq(&x->ep, ep))
+        return false;
+    rtx_out(x, out);
+    ghost_clear(t, g - 1);
     return true;
 }
 
@@ -471,38 +606,44 @@ void fe_rtx_forget_ep(struct fe_rtx *t, const struct gw_ep *ep)
             rtx_free(t, i);
 }
 
+/* The datagram of an entry: its own copy, or its shared body with its
+ * token and MID (CON: only CON messages are tracked). */
+static const uint8_t *rtx_bytes(struct fe_rtx *t, const struct fe_rtx_entry *x, size_t *len)
+{
+    if (!x->body) {
+        *len = x->len;
+        return x->buf;
+    }
+    *len = fe_nbody_render(x->body, GW_COAP_CON, x->mid, x->token, x->tkl, t->scratch);
+    return t->scratch;
+}
+
 bool fe_rtx_due(struct fe_rtx *t, uint64_t now, struct fe_rtx_out *out)
 {
-    static uint8_t giveup_buf[GW_COAP_MAX_MSG + 16];
     struct gw_heap_item it;
     while (gw_heap_peek(&t->heap, &it) && it.deadline <= now) {
         gw_heap_pop(&t->heap, &it);
         struct fe_rtx_entry *x = &t->e[it.id];
         if (!x->used || x->gen != it.gen || x->deadline != it.deadline)
             continue;
-        memset(out, 0, sizeof(*out));
-        out->ep = x->ep;
-        out->notify = x->notify;
-        out->tkl = x->tkl;
-        memcpy(out->token, x->token, sizeof(out->token));
-        out->session = x->session;
-        out->mid = x->mid;
-        out->tracked = x->tracked;
+        rtx_out(x, out);
+        size_t n;
+        const uint8_t *bytes = rtx_bytes(t, x, &n);
         if (x->attempts < t->max_retransmit) {
             x->attempts++;
             x->timeout_ms *= 2;
             x->deadline = now + x->timeout_ms;
             out->ev = FE_RTX_RESEND;
-            out->buf = x->buf;
-            out->len = x->len;
+            out->buf = bytes;
+            out->len = n;
             if (arm(t, it.id) != 0)
                 rtx_free(t, it.id);
             return true;
         }
         out->ev = FE_RTX_GIVEUP;
-        size_t n = GW_MIN(x->len, sizeof(giveup_buf));
-        memcpy(giveup_buf, x->buf, n);
-        out->buf = giveup_buf;
+        n = GW_MIN(n, sizeof(t->giveup));
+        memcpy(t->giveup, bytes, n);
+        out->buf = t->giveup;
         out->len = n;
         rtx_free(t, it.id);
         return true;

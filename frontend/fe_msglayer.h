@@ -113,6 +113,16 @@ void fe_dedup_promote(struct fe_dedup *d, struct fe_dedup_entry *e, uint64_t now
 void fe_dedup_set_resp(struct fe_dedup *d, struct fe_dedup_entry *e, const uint8_t *buf,
                        size_t len);
 
+/* A notification's message as the scheduler encoded it once for all its
+ * observers at this frontend (gw_msg.h GW_MSG_NOTIFY_SET): no token, MID 0.
+ * The in-flight notifications made from it point here instead of holding
+ * a copy each (issue 13 item 3); the last one to leave frees it. */
+struct fe_nbody {
+    uint32_t refs;
+    uint16_t len;
+    uint8_t msg[];
+};
+
 struct fe_rtx_entry {
     struct gw_ep ep;
     uint16_t mid;
@@ -123,14 +133,16 @@ struct fe_rtx_entry {
     uint8_t token[8];
     uint8_t
         tracked; /* an answer the scheduler keeps until the client ACKs it (gw_msg.h GW_MF2_MID) */
+    uint8_t ghost;      /* ghost_mid: the MID of the notification this one replaced */
+    uint16_t ghost_mid;
     uint32_t gen;
-    uint64_t h_mid; /* index keys, kept so unlinking on an ACK hashes nothing: */
-    uint64_t h_tok; /* (ep, mid), and (ep, token) for notifications only */
+    uint64_t h_tok; /* index key (ep, token) of a notification, so unlinking hashes nothing */
     uint64_t timeout_ms;
     uint64_t deadline;
     uint64_t session;
     uint16_t len;
-    uint8_t *buf;
+    uint8_t *buf;          /* own copy of the datagram, or NULL with body */
+    struct fe_nbody *body; /* shared message of a notification, or NULL */
 };
 
 struct fe_rtx {
@@ -138,10 +150,15 @@ struct fe_rtx {
     struct fe_rtx_entry *e;
     uint32_t cap, used, free_head;
     uint32_t *free_list;
-    struct gw_map by_mid, by_tok; /* SipHash -> entry index; sized once for cap */
+    struct gw_map by_mid; /* MID -> entry index; sized once for cap */
+    struct gw_map by_tok; /* SipHash(ep, token) -> entry; grows with notifications, up to cap */
+    uint32_t *ghost;      /* by replaced MID's low bits, the entry that replaced it (index + 1) */
+    uint32_t nghost;
     struct gw_heap heap;
     uint64_t ack_timeout_ms;
     uint32_t max_retransmit;
+    uint8_t scratch[GW_COAP_MAX_MSG + 16]; /* a shared-body datagram rendered for fe_rtx_due */
+    uint8_t giveup[GW_COAP_MAX_MSG + 16];
 };
 
 enum fe_rtx_event { FE_RTX_RESEND, FE_RTX_GIVEUP };
@@ -157,18 +174,43 @@ struct fe_rtx_out {
     bool tracked;
 };
 
+/* A body with no reference yet (refs 0); NULL when out of memory or the
+ * message is shorter than a header or longer than a message. */
+struct fe_nbody *fe_nbody_new(const uint8_t *msg, size_t len);
+/* Frees a body nothing took a reference to (refs 0); no-op otherwise. */
+void fe_nbody_drop(struct fe_nbody *b);
+/* Writes the datagram for one observer (type, MID, token) into out (room
+ * for len + 8) and returns its length. */
+size_t fe_nbody_render(const struct fe_nbody *b, uint8_t type, uint16_t mid, const uint8_t *token,
+                       uint8_t tkl, uint8_t *out);
+
 int fe_rtx_init(struct fe_rtx *t, uint32_t cap, uint64_t ack_timeout_ms,
                 uint32_t max_retransmit) GW_NODISCARD;
 void fe_rtx_deinit(struct fe_rtx *t);
 /* Tracks a CON message just sent. For a notification an in-flight one of the
  * same observer is replaced, keeping its counter and timeout. GW_EFULL when
- * the table is full (the message is then sent once, untracked). */
+ * the table is full, -ENOMEM when the token index cannot grow for a new
+ * observer (the message is then sent once, untracked). */
 int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uint8_t *buf,
                size_t len, bool notify, const uint8_t *token, uint8_t tkl, uint64_t session,
                uint64_t now, uint32_t rnd) GW_NODISCARD;
+/* The same for a notification of a set, sharing `body` (one reference
+ * taken on success): the datagram is rendered from it when resent. */
+int fe_rtx_add_notify(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid,
+                      struct fe_nbody *body, const uint8_t *token, uint8_t tkl, uint64_t session,
+                      uint64_t now, uint32_t rnd) GW_NODISCARD;
 /* ACK or RST from the client. Returns true when it matched; *out tells
  * whether it was a notification (then the observer leaves on RST). */
 bool fe_rtx_ack(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, struct fe_rtx_out *out);
+/* For an ACK or RST that fe_rtx_ack did not match: true when mid is the MID
+ * of a notification that a newer one to the same observer replaced while
+ * in flight (its late ACK, common under load). *out describes the observer
+ * and out->mid is the MID now in flight; the entry stays (the newer
+ * notification still waits for its own ACK). Only the latest replaced MID
+ * of an observer is known, and a newer replacement elsewhere with the same
+ * low MID bits may forget it: then this returns false. */
+bool fe_rtx_replaced(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid,
+                     struct fe_rtx_out *out);
 /* True when a message with this MID to ep is in flight. */
 bool fe_rtx_has(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid);
 /* Marks the message in flight with this MID as a kept answer: its ACK, RST
@@ -177,8 +219,8 @@ void fe_rtx_track(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid);
 /* Drops everything in flight to ep (its session ended). */
 void fe_rtx_forget_ep(struct fe_rtx *t, const struct gw_ep *ep);
 /* Next due event at `now`: fills *out and returns true; call until false.
- * A GIVEUP entry is freed after the call returns its data (buf valid until
- * the next call). */
+ * A GIVEUP entry is freed after the call returns its data; buf is valid
+ * until the next call (a notification's is rendered from its shared body). */
 bool fe_rtx_due(struct fe_rtx *t, uint64_t now, struct fe_rtx_out *out);
 /* Earliest deadline, or UINT64_MAX. */
 uint64_t fe_rtx_next(struct fe_rtx *t);

@@ -59,6 +59,7 @@ struct fe_ctx {
     struct fe_guard guard; /* when a cache hit may be answered here (fe_guard.h) */
     bool start_pending;    /* GW_MSG_FE_START not yet in the scheduler's ring */
     bool sch_kick;
+    bool rtx_dirty; /* the retransmission table changed this turn: re-arm its timer */
     /* Datagrams for clients, sent in batches (gw_udp.h). */
     struct gw_udp_txq txq;
     uint8_t txbuf[GW_UDP_BATCH * 256 + 2 * (GW_COAP_MAX_MSG + 64)];
@@ -127,7 +128,7 @@ static void drain_from_sch(struct fe_ctx *fe)
         if (rc != 0 || fe_core_deliver_record(&fe->core, &m, data) != 0)
             gw_stat_add(fe->stats, GW_STAT_rx_malformed, 1);
     }
-    arm_rtx_timer(fe);
+    fe->rtx_dirty = true;
 }
 
 static bool pending(void *ctx)
@@ -146,7 +147,6 @@ static void on_bell(void *ctx)
         if (gw_ring_empty(fe->from_sch))
             break;
     }
-    kick_scheduler(fe);
 }
 
 /* ---- retransmission timer ---- */
@@ -187,12 +187,19 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof(fe->rxbuf);
 }
 
-/* End of every loop turn: what the turn queued for clients goes out. */
+/* End of every loop turn: what the turn queued for clients goes out, and
+ * the scheduler hears of the turn's records with one doorbell at most
+ * (issue 13 item 2: a batch of datagrams is one wake-up, not one each). */
 static void on_turn(void *ctx)
 {
     struct fe_ctx *fe = ctx;
     if (fe->txq.n)
         fe_flush(fe);
+    if (fe->rtx_dirty) {
+        fe->rtx_dirty = false;
+        arm_rtx_timer(fe);
+    }
+    kick_scheduler(fe);
 }
 
 static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
@@ -207,8 +214,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     if (flags & UV_UDP_PARTIAL)
         nread = (ssize_t)sizeof(fe->rxbuf) + 1;
     fe_core_datagram(&fe->core, &ep, (const uint8_t *)buf->base, (size_t)nread);
-    kick_scheduler(fe);
-    arm_rtx_timer(fe);
+    fe->rtx_dirty = true; /* on_turn re-arms the timer and rings the scheduler */
 }
 
 /* ---- set-up ---- */

@@ -656,3 +656,83 @@ Test(fe_core, notification_set_reaches_each_observer)
     cr_assert_eq(fe_core_deliver_record(&T.core, &m, data), GW_EBADMSG);
     cr_assert_eq(T.nout, n0, "a malformed set sends nothing");
 }
+
+/* A one-observer GW_MSG_NOTIFY_SET with payload pl; returns the MID the
+ * notification went out with. */
+static uint16_t notify_one(const struct gw_ep *ep, const char *tok, uint64_t session,
+                           const char *pl)
+{
+    uint8_t data[GW_COAP_MAX_MSG + 16];
+    struct gw_notify_hdr h = { 1, 0 };
+    struct gw_cb b;
+    gw_cb_init(&b, data + sizeof(h), sizeof(data) - sizeof(h), GW_COAP_CON, GW_COAP_CONTENT, 0,
+               NULL, 0);
+    gw_cb_opt_uint(&b, GW_OPT_OBSERVE, 9);
+    gw_cb_payload(&b, pl, strlen(pl));
+    size_t ml;
+    cr_assert_eq(gw_cb_finish(&b, &ml), 0);
+    h.msg_len = (uint16_t)ml;
+    memcpy(data, &h, sizeof(h));
+    struct gw_notify_to to = { .ep = *ep, .tkl = (uint8_t)strlen(tok), .session = session };
+    memcpy(to.token, tok, to.tkl);
+    memcpy(data + sizeof(h) + ml, &to, sizeof(to));
+    struct gw_msg m = { .kind = GW_MSG_NOTIFY_SET, .flags = GW_MF_NOTIFY, .aux = 9 };
+    m.len = (uint16_t)(sizeof(h) + ml + sizeof(to));
+    unsigned n0 = T.nout;
+    cr_assert_eq(fe_core_deliver_record(&T.core, &m, data), 0);
+    cr_assert_eq(T.nout, n0 + 1);
+    struct gw_coap_msg c;
+    out_msg(n0, &c);
+    cr_assert_eq(c.type, GW_COAP_CON);
+    cr_assert_eq(c.tkl, strlen(tok));
+    cr_assert_eq(memcmp(c.token, tok, c.tkl), 0);
+    cr_assert_eq(c.payload_len, strlen(pl));
+    cr_assert_eq(memcmp(c.payload, pl, c.payload_len), 0);
+    return c.mid;
+}
+
+/* Issue 13 item 3: under load an observer's ACK often comes after the next
+ * notification replaced the one it acknowledges (RFC 7641 4.5.2). That late
+ * ACK is this frontend's business only: no session look-up, no record for
+ * the scheduler (it used to send GW_MSG_ANSWER_DONE for every one, and wake
+ * the scheduler for it), and the newer notification stays in flight until
+ * its own ACK. An RST to the replaced one still ends the observation. */
+Test(fe_core, late_ack_of_replaced_notification_stays_here)
+{
+    session(&T.a);
+    unsigned s0 = T.nsch;
+    uint16_t m1 = notify_one(&T.a, "ob", 5, "1");
+    uint16_t m2 = notify_one(&T.a, "ob", 5, "2");
+    cr_assert_neq(m1, m2);
+    uint8_t ack1[4] = { 0x60, 0, (uint8_t)(m1 >> 8), (uint8_t)m1 };
+    unsigned n0 = T.nout;
+    fe_core_datagram(&T.core, &T.a, ack1, 4);
+    cr_assert_eq(T.nsch, s0, "no record for the scheduler");
+    cr_assert_eq(T.nout, n0, "no answer to an ACK");
+    /* The newer one is still retransmitted... */
+    uint64_t due = fe_core_next(&T.core);
+    cr_assert_neq(due, UINT64_MAX, "the newer notification is still in flight");
+    T.fc.ms = due;
+    fe_core_timer(&T.core, T.fc.ms);
+    cr_assert_eq(T.nout, n0 + 1);
+    struct gw_coap_msg c;
+    out_msg(n0, &c);
+    cr_assert_eq(c.mid, m2);
+    cr_assert_eq(memcmp(c.payload, "2", 1), 0);
+    /* ...until its own ACK. */
+    uint8_t ack2[4] = { 0x60, 0, (uint8_t)(m2 >> 8), (uint8_t)m2 };
+    fe_core_datagram(&T.core, &T.a, ack2, 4);
+    cr_assert_eq(fe_core_next(&T.core), UINT64_MAX);
+    cr_assert_eq(T.nsch, s0);
+
+    /* RST to a replaced notification: the observer leaves, nothing is resent. */
+    uint16_t m3 = notify_one(&T.a, "ob", 5, "3");
+    notify_one(&T.a, "ob", 5, "4");
+    uint8_t rst[4] = { 0x70, 0, (uint8_t)(m3 >> 8), (uint8_t)m3 };
+    fe_core_datagram(&T.core, &T.a, rst, 4);
+    cr_assert_eq(T.nsch, s0 + 1);
+    cr_assert_eq(T.sch[s0].m.kind, GW_MSG_OBS_GONE);
+    cr_assert_eq(T.sch[s0].m.tkl, 2);
+    cr_assert_eq(memcmp(T.sch[s0].m.token, "ob", 2), 0);
+    cr_assert_eq(fe_core_next(&T.core), UINT64_MAX, "the newer notification ended with it");
+}

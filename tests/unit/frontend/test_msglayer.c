@@ -545,3 +545,146 @@ Test(msglayer, block_transfer_table_bound_evicts_lru)
     cr_assert_eq(fe_blocks_append(&b, x, chunk, 40), GW_ETOOBIG, "bodies are bounded by max_body");
     fe_blocks_deinit(&b);
 }
+
+/* Issue 13 item 3: notifications of one set share one body; each entry
+ * renders its own type, MID and token from it when resent, and the body
+ * lives as long as an entry refers to it. */
+Test(rtx, shared_body_is_rendered_per_observer)
+{
+    struct fe_rtx t;
+    E(fe_rtx_init(&t, 8, T, 4));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    struct gw_ep b = ep_of("10.0.0.2:1000");
+    /* NON template, no token, MID 0: Observe 7, payload "hi". */
+    static const uint8_t tpl[] = { 0x50, 0x45, 0, 0, 0x61, 7, 0xff, 'h', 'i' };
+    struct fe_nbody *body = fe_nbody_new(tpl, sizeof(tpl));
+    cr_assert_not_null(body);
+    const uint8_t tb[3] = { 1, 2, 3 };
+    E(fe_rtx_add_notify(&t, &a, 0x0a0b, body, TOK, 1, 5, 0, 0));
+    E(fe_rtx_add_notify(&t, &b, 0x0a0c, body, tb, 3, 6, 0, 0));
+    cr_assert_eq(body->refs, 2);
+    struct fe_rtx_out o;
+    for (int i = 0; i < 2; i++) {
+        cr_assert(fe_rtx_due(&t, T, &o));
+        cr_assert_eq(o.ev, FE_RTX_RESEND);
+        bool is_a = gw_ep_eq(&o.ep, &a);
+        const uint8_t *tok = is_a ? TOK : tb;
+        uint8_t tkl = is_a ? 1 : 3;
+        uint16_t mid = is_a ? 0x0a0b : 0x0a0c;
+        cr_assert_eq(o.len, sizeof(tpl) + tkl);
+        cr_assert_eq(o.buf[0], 0x40 | tkl, "CON, version 1, own token length");
+        cr_assert_eq(o.buf[1], 0x45);
+        cr_assert_eq(o.buf[2] << 8 | o.buf[3], mid, "own MID");
+        cr_assert_arr_eq(o.buf + 4, tok, tkl, "own token");
+        cr_assert_arr_eq(o.buf + 4 + tkl, tpl + 4, sizeof(tpl) - 4, "shared options and payload");
+    }
+    cr_assert(fe_rtx_ack(&t, &a, 0x0a0b, &o));
+    cr_assert_eq(body->refs, 1, "still referred to by b's notification");
+    /* b's is given up in the end: its bytes are rendered once more. */
+    uint64_t now = T;
+    int resends = 0;
+    for (;;) {
+        now = fe_rtx_next(&t);
+        cr_assert_neq(now, UINT64_MAX);
+        cr_assert(fe_rtx_due(&t, now, &o));
+        if (o.ev == FE_RTX_GIVEUP)
+            break;
+        resends++;
+    }
+    cr_assert_eq(resends, 3);
+    cr_assert_eq(o.len, sizeof(tpl) + 3);
+    cr_assert_arr_eq(o.buf + 4, tb, 3);
+    cr_assert_eq(t.used, 0);
+    fe_rtx_deinit(&t);
+}
+
+/* A late ACK for a notification that a newer one replaced is recognised
+ * (so the frontend need not ask LMDB and the scheduler about it), without
+ * ending the newer one; only that observer's latest replaced MID counts. */
+Test(rtx, late_ack_of_replaced_notification)
+{
+    struct fe_rtx t;
+    E(fe_rtx_init(&t, 8, T, 4));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    struct gw_ep b = ep_of("10.0.0.2:1000");
+    struct fe_rtx_out o;
+    E(fe_rtx_add(&t, &a, 100, MSG_A, sizeof(MSG_A), true, TOK, 1, 5, 0, 0));
+    cr_assert_not(fe_rtx_replaced(&t, &a, 100, &o), "nothing was replaced yet");
+    E(fe_rtx_add(&t, &a, 101, MSG_B, sizeof(MSG_B), true, TOK, 1, 5, 10, 0));
+    cr_assert_not(fe_rtx_ack(&t, &a, 100, &o));
+    cr_assert_not(fe_rtx_replaced(&t, &b, 100, &o), "another endpoint's MID 100 is not it");
+    cr_assert_not(fe_rtx_replaced(&t, &a, 99, &o));
+    cr_assert(fe_rtx_replaced(&t, &a, 100, &o));
+    cr_assert(o.notify);
+    cr_assert_eq(o.mid, 101, "the MID now in flight");
+    cr_assert_eq(o.tkl, 1);
+    cr_assert_eq(o.token[0], 0xaa);
+    cr_assert_eq(o.session, 5);
+    cr_assert_not(fe_rtx_replaced(&t, &a, 100, &o), "recognised once");
+    cr_assert_eq(t.used, 1, "the newer notification is still in flight");
+    /* Twice replaced: the latest replaced MID is known, the older one not. */
+    E(fe_rtx_add(&t, &a, 102, MSG_A, sizeof(MSG_A), true, TOK, 1, 5, 20, 0));
+    E(fe_rtx_add(&t, &a, 103, MSG_B, sizeof(MSG_B), true, TOK, 1, 5, 30, 0));
+    cr_assert_not(fe_rtx_replaced(&t, &a, 101, &o));
+    cr_assert(fe_rtx_replaced(&t, &a, 102, &o));
+    E(fe_rtx_add(&t, &a, 104, MSG_B, sizeof(MSG_B), true, TOK, 1, 5, 40, 0));
+    cr_assert(fe_rtx_ack(&t, &a, 104, &o));
+    cr_assert_not(fe_rtx_replaced(&t, &a, 103, &o), "gone with its entry");
+    cr_assert_eq(t.used, 0);
+    fe_rtx_deinit(&t);
+}
+
+/* The MID index is keyed by the MID alone: one MID to several endpoints,
+ * and MIDs equal in their low bits (the replaced-MID slots), are told
+ * apart by the MID and the endpoint. */
+Test(rtx, mids_sharing_a_key)
+{
+    struct fe_rtx t;
+    E(fe_rtx_init(&t, 8, T, 4));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    struct gw_ep b = ep_of("10.0.0.2:1000");
+    E(fe_rtx_add(&t, &a, 5, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0));
+    E(fe_rtx_add(&t, &a, 21, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0));
+    E(fe_rtx_add(&t, &b, 5, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0));
+    E(fe_rtx_add(&t, &b, 65525, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0));
+    struct fe_rtx_out o;
+    cr_assert_not(fe_rtx_ack(&t, &a, 37, &o));
+    cr_assert_not(fe_rtx_ack(&t, &a, 65525, &o));
+    cr_assert(fe_rtx_ack(&t, &b, 5, &o));
+    cr_assert(gw_ep_eq(&o.ep, &b));
+    cr_assert(fe_rtx_has(&t, &a, 5));
+    cr_assert(fe_rtx_ack(&t, &a, 21, &o));
+    cr_assert(fe_rtx_ack(&t, &a, 5, &o));
+    cr_assert(fe_rtx_ack(&t, &b, 65525, &o));
+    cr_assert_eq(t.used, 0);
+    fe_rtx_deinit(&t);
+}
+
+/* The token index grows with the notifications in flight: after it grew,
+ * every observer's in-flight notification is still found and replaced. */
+Test(rtx, token_index_grows)
+{
+    struct fe_rtx t;
+    E(fe_rtx_init(&t, 1024, T, 4));
+    uint32_t nbt0 = t.by_tok.mask + 1;
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    for (uint16_t i = 0; i < 600; i++) {
+        a.port = (uint16_t)(2000 + i);
+        E(fe_rtx_add(&t, &a, i, MSG_A, sizeof(MSG_A), true, TOK, 1, 5, 0, 0));
+    }
+    cr_assert_gt(t.by_tok.mask + 1, nbt0, "grew from %u slots", nbt0);
+    cr_assert_geq(t.by_tok.mask + 1, 1024u);
+    for (uint16_t i = 0; i < 600; i++) {
+        a.port = (uint16_t)(2000 + i);
+        E(fe_rtx_add(&t, &a, (uint16_t)(1000 + i), MSG_B, sizeof(MSG_B), true, TOK, 1, 5, 1, 0));
+    }
+    cr_assert_eq(t.used, 600, "every one replaced, none added");
+    struct fe_rtx_out o;
+    for (uint16_t i = 0; i < 600; i++) {
+        a.port = (uint16_t)(2000 + i);
+        cr_assert(fe_rtx_ack(&t, &a, (uint16_t)(1000 + i), &o));
+    }
+    cr_assert_eq(t.used, 0);
+    cr_assert_eq(t.by_tok.n, 0);
+    fe_rtx_deinit(&t);
+}
