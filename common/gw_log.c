@@ -178,7 +178,9 @@ static void text_finish(char *line, size_t n, size_t cap)
     emit(line, n);
 }
 
-static void vwrite(enum gw_log_level level, enum gw_log_group group, const char *fmt, va_list ap)
+/* One line: fmt with ap, then suffix (the rate limiter's note, or ""). */
+static void vwrite(enum gw_log_level level, enum gw_log_group group, const char *suffix,
+                   const char *fmt, va_list ap)
 {
     char line[1024];
     size_t n = g_log.format == GW_LOG_JSON ? 0 : text_prefix(line, sizeof(line), level, group);
@@ -186,6 +188,10 @@ static void vwrite(enum gw_log_level level, enum gw_log_group group, const char 
     if (m < 0)
         return;
     n += (size_t)m;
+    if (*suffix && n < sizeof(line) - 1) {
+        m = snprintf(line + n, sizeof(line) - n, "%s", suffix);
+        n += m > 0 ? (size_t)m : 0;
+    }
     if (g_log.format == GW_LOG_JSON) {
         line[sizeof(line) - 1] = '\0';
         emit_json(level, group, line, NULL, 0);
@@ -200,7 +206,7 @@ void gw_log_write(enum gw_log_level level, enum gw_log_group group, const char *
         return;
     va_list ap;
     va_start(ap, fmt);
-    vwrite(level, group, fmt, ap);
+    vwrite(level, group, "", fmt, ap);
     va_end(ap);
 }
 
@@ -208,7 +214,21 @@ void gw_log_write_always(enum gw_log_level level, enum gw_log_group group, const
 {
     va_list ap;
     va_start(ap, fmt);
-    vwrite(level, group, fmt, ap);
+    vwrite(level, group, "", fmt, ap);
+    va_end(ap);
+}
+
+void gw_log_limited(struct gw_log_limit *l, uint64_t now_ms, double per_s, double burst,
+                    enum gw_log_level level, enum gw_log_group group, const char *fmt, ...)
+{
+    /* The level first: a line nobody sees must not spend the bucket. */
+    if (!gw_log_enabled(level) || !gw_log_ratelimit(l, now_ms, per_s, burst))
+        return;
+    char note[64];
+    const char *suffix = gw_log_suppressed_note(l, note, sizeof(note));
+    va_list ap;
+    va_start(ap, fmt);
+    vwrite(level, group, suffix, fmt, ap);
     va_end(ap);
 }
 

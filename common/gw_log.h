@@ -85,6 +85,13 @@ bool gw_log_ratelimit(struct gw_log_limit *l, uint64_t now_ms, double per_s, dou
  * buf holds the text (at least 48 bytes). */
 const char *gw_log_suppressed_note(struct gw_log_limit *l, char *buf, size_t len);
 
+/* A line through limiter l (gw_log_ratelimit), with the note of the lines
+ * it suppressed since the last one appended: for lines a sender can cause
+ * at will (hot paths, STYLE). Nothing when the level is off. */
+void gw_log_limited(struct gw_log_limit *l, uint64_t now_ms, double per_s, double burst,
+                    enum gw_log_level level, enum gw_log_group group, const char *fmt, ...)
+    GW_PRINTF(7, 8);
+
 #define gw_log_err(g, ...) gw_log_write(GW_LOG_ERR, g, __VA_ARGS__)
 #define gw_log_warn(g, ...) gw_log_write(GW_LOG_WARN, g, __VA_ARGS__)
 #define gw_log_info(g, ...) gw_log_write(GW_LOG_INFO, g, __VA_ARGS__)

@@ -276,6 +276,22 @@ static int add_session(struct create_txn *c, struct gw_session *out)
     return rc;
 }
 
+/* The last steps of every new session: the endpoint's old session (of
+ * another account, or of this one when not sticky) ends, room is made under
+ * max_sessions, and the new one is stored. */
+static int replace_and_add(struct create_txn *c, struct gw_session *out, const char **diag)
+{
+    int rc;
+    if (c->ep_taken) {
+        if ((rc = del(c->txn, c->st, &c->cur)) != 0)
+            return rc;
+        note_ended(&c->ended, &c->cur);
+    }
+    if ((rc = make_room(c, diag)) != 0)
+        return rc;
+    return add_session(c, out);
+}
+
 /* S10.4: a gateway node's session. Exempt from the per-account limits
  * (max_sessions_per_account, single): a node speaks for many clients. A
  * request from the endpoint that holds the node's session already is a
@@ -300,15 +316,7 @@ static int node_session(struct create_txn *c, struct gw_session *out, const char
             *out = c->cur;
         return rc;
     }
-    int rc;
-    if (c->ep_taken) {
-        if ((rc = del(c->txn, c->st, &c->cur)) != 0)
-            return rc;
-        note_ended(&c->ended, &c->cur);
-    }
-    if ((rc = make_room(c, diag)) != 0)
-        return rc;
-    return add_session(c, out);
+    return replace_and_add(c, out, diag);
 }
 
 /* The steps of fe_session_create inside its write transaction. */
@@ -328,14 +336,7 @@ static int create_locked(struct create_txn *c, struct gw_session *out, struct gw
         return repoint_sticky(c, out, moved);
     if ((rc = check_account(c, diag)) != 0)
         return rc;
-    if (c->ep_taken) {
-        if ((rc = del(c->txn, c->st, &c->cur)) != 0)
-            return rc;
-        note_ended(&c->ended, &c->cur);
-    }
-    if ((rc = make_room(c, diag)) != 0)
-        return rc;
-    return add_session(c, out);
+    return replace_and_add(c, out, diag);
 }
 
 int fe_session_create(struct gw_store *st, const struct fe_sess_cfg *cfg,

@@ -133,22 +133,9 @@ static void tx_queue(struct mesh_ctx *m, int which, const uint8_t *p, size_t n,
 }
 
 /* A log line about traffic, rate-limited per kind (hot path, STYLE). */
-GW_PRINTF(4, 5)
-static void log_limited(struct mesh_ctx *m, enum mesh_lim which, enum gw_log_level level,
-                        const char *fmt, ...)
-{
-    struct gw_log_limit *l = &m->lim[which];
-    if (!gw_log_enabled(level) ||
-        !gw_log_ratelimit(l, gw_mono_ms(), MESH_LOG_PER_S, MESH_LOG_BURST))
-        return;
-    char line[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    char note[64];
-    gw_log_write(level, GW_LOG_MESH, "%s%s", line, gw_log_suppressed_note(l, note, sizeof(note)));
-}
+#define log_limited(m, which, level, ...)                                                          \
+    gw_log_limited(&(m)->lim[which], gw_mono_ms(), MESH_LOG_PER_S, MESH_LOG_BURST, level,          \
+                   GW_LOG_MESH, __VA_ARGS__)
 
 /* ---- addresses ---- */
 

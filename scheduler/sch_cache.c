@@ -14,6 +14,7 @@
 #include "sch_cache.h"
 
 #include "gw_addr.h"
+#include "gw_dlist.h"
 #include "gw_error.h"
 #include "gw_rcache.h"
 
@@ -23,9 +24,9 @@
 #include <string.h>
 
 struct sch_cache_entry {
-    struct sch_cache_entry *h_next, **h_pprev;   /* key chain */
-    struct sch_cache_entry *r_next, **r_pprev;   /* resource chain */
-    struct sch_cache_entry *lru_prev, *lru_next; /* head = most recently used */
+    struct sch_cache_entry *h_next, **h_pprev; /* key chain */
+    struct sch_cache_entry *r_next, **r_pprev; /* resource chain */
+    struct gw_dnode lru;                       /* head = most recently used */
     uint64_t khash;
     uint64_t res_hash;
     uint64_t stored_ms;  /* stored or last refreshed */
@@ -52,7 +53,7 @@ struct sch_cache {
     size_t mask;                       /* buckets - 1 */
     struct sch_cache_entry **buckets;  /* by key hash */
     struct sch_cache_entry **rbuckets; /* by resource hash */
-    struct sch_cache_entry *lru_head, *lru_tail;
+    struct gw_dlist lru;
     size_t entries, bytes;
     uint64_t hits, stale, misses, evictions, invalidations;
 };
@@ -102,11 +103,11 @@ void sch_cache_free(struct sch_cache *c)
 {
     if (!c)
         return;
-    struct sch_cache_entry *e = c->lru_head;
-    while (e) {
-        struct sch_cache_entry *next = e->lru_next;
-        free(e);
-        e = next;
+    struct gw_dnode *n = c->lru.head;
+    while (n) {
+        struct gw_dnode *next = n->next;
+        free(GW_DLIST_ITEM(n, struct sch_cache_entry, lru));
+        n = next;
     }
     free(c->buckets);
     free(c->rbuckets);
@@ -140,35 +141,12 @@ static struct sch_cache_entry *lookup(const struct sch_cache *c, const uint8_t *
     return NULL;
 }
 
-static void lru_unlink(struct sch_cache *c, struct sch_cache_entry *e)
-{
-    if (e->lru_prev)
-        e->lru_prev->lru_next = e->lru_next;
-    else
-        c->lru_head = e->lru_next;
-    if (e->lru_next)
-        e->lru_next->lru_prev = e->lru_prev;
-    else
-        c->lru_tail = e->lru_prev;
-}
-
-static void lru_push_head(struct sch_cache *c, struct sch_cache_entry *e)
-{
-    e->lru_prev = NULL;
-    e->lru_next = c->lru_head;
-    if (c->lru_head)
-        c->lru_head->lru_prev = e;
-    else
-        c->lru_tail = e;
-    c->lru_head = e;
-}
-
 static inline void lru_touch(struct sch_cache *c, struct sch_cache_entry *e)
 {
-    if (c->lru_head == e)
+    if (c->lru.head == &e->lru)
         return;
-    lru_unlink(c, e);
-    lru_push_head(c, e);
+    gw_dlist_remove(&c->lru, &e->lru);
+    gw_dlist_push_head(&c->lru, &e->lru);
 }
 
 static void link_entry(struct sch_cache *c, struct sch_cache_entry *e)
@@ -187,7 +165,7 @@ static void link_entry(struct sch_cache *c, struct sch_cache_entry *e)
     e->r_pprev = slot;
     *slot = e;
 
-    lru_push_head(c, e);
+    gw_dlist_push_head(&c->lru, &e->lru);
     c->entries++;
     c->bytes += sch_cache_entry_bytes(e->klen, e->resp_len);
 }
@@ -200,7 +178,7 @@ static void drop_entry(struct sch_cache *c, struct sch_cache_entry *e)
     *e->r_pprev = e->r_next;
     if (e->r_next)
         e->r_next->r_pprev = e->r_pprev;
-    lru_unlink(c, e);
+    gw_dlist_remove(&c->lru, &e->lru);
     c->entries--;
     c->bytes -= sch_cache_entry_bytes(e->klen, e->resp_len);
     free(e);
@@ -352,9 +330,9 @@ int sch_cache_put(struct sch_cache *c, const uint8_t *key, size_t klen, uint64_t
     if (old)
         drop_entry(c, old);
     /* S5.4: evict least recently used until the new entry fits. */
-    while (c->lru_tail &&
+    while (c->lru.tail &&
            (c->entries + 1 > c->cfg.max_entries || c->bytes + sz > c->cfg.max_bytes)) {
-        drop_entry(c, c->lru_tail);
+        drop_entry(c, GW_DLIST_ITEM(c->lru.tail, struct sch_cache_entry, lru));
         c->evictions++;
     }
     link_entry(c, e);

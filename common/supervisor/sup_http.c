@@ -2,6 +2,7 @@
 /* sup_http.c - see sup_http.h. */
 #include "sup_http.h"
 #include "gw_addr.h"
+#include "gw_dlist.h"
 #include "gw_log.h"
 
 #include <errno.h>
@@ -15,7 +16,7 @@ struct sup_http_conn {
     uv_timer_t timer;
     uv_write_t wr;
     struct sup_http *srv;
-    struct sup_http_conn *next, *prev;
+    struct gw_dnode node; /* in srv->conns, newest first */
     char req[SUP_HTTP_MAX_REQUEST];
     size_t len;
     char *resp;
@@ -27,7 +28,7 @@ struct sup_http {
     uv_tcp_t listener;
     sup_http_render_fn render;
     void *ctx;
-    struct sup_http_conn *conns;
+    struct gw_dlist conns;
     int nconns;
     bool closing;
 };
@@ -52,12 +53,7 @@ static void conn_close(struct sup_http_conn *c)
         return;
     c->closing = true;
     struct sup_http *s = c->srv;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    gw_dlist_remove(&s->conns, &c->node);
     s->nconns--;
     c->pending_closes = 2;
     uv_close((uv_handle_t *)&c->timer, conn_closed);
@@ -170,10 +166,7 @@ static void on_connection(uv_stream_t *l, int status)
     uv_timer_init(l->loop, &c->timer);
     c->tcp.data = c;
     c->timer.data = c;
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
+    gw_dlist_push_head(&s->conns, &c->node);
     s->nconns++;
     if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
@@ -182,10 +175,7 @@ static void on_connection(uv_stream_t *l, int status)
     if (s->nconns > SUP_HTTP_MAX_CONNS) {
         /* Drop the oldest (the list's tail), so that idle connections
          * cannot keep a scraper out for longer than it takes to open new ones. */
-        struct sup_http_conn *old = c;
-        while (old->next)
-            old = old->next;
-        conn_close(old);
+        conn_close(GW_DLIST_ITEM(s->conns.tail, struct sup_http_conn, node));
     }
     uv_timer_start(&c->timer, on_timeout, SUP_HTTP_TIMEOUT_MS, 0);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
@@ -229,7 +219,7 @@ void sup_http_close(struct sup_http *s)
     if (!s || s->closing)
         return;
     s->closing = true;
-    while (s->conns)
-        conn_close(s->conns);
+    while (s->conns.head)
+        conn_close(GW_DLIST_ITEM(s->conns.head, struct sup_http_conn, node));
     uv_close((uv_handle_t *)&s->listener, srv_closed);
 }

@@ -108,10 +108,8 @@ static uint32_t initial_timeout(struct meshsim *sim)
 
 static void warn_limited(struct meshsim *sim, const char *what, int err)
 {
-    char note[64];
-    if (gw_log_ratelimit(&sim->warn_limit, now_ms(sim), 1.0, 5.0))
-        gw_log_warn(GW_LOG_MESH, "%s: %s%s", what, gw_strerror(err),
-                    gw_log_suppressed_note(&sim->warn_limit, note, sizeof(note)));
+    gw_log_limited(&sim->warn_limit, now_ms(sim), 1.0, 5.0, GW_LOG_WARN, GW_LOG_MESH, "%s: %s",
+                   what, gw_strerror(err));
 }
 
 static void schedule(struct meshsim *sim, uint64_t due, uint8_t kind, void *p);
@@ -190,10 +188,7 @@ static struct meshsim_txn *txn_start(struct meshsim_dev *d, uint8_t secure, cons
         free(t);
         return NULL;
     }
-    t->next = d->txns;
-    if (d->txns)
-        d->txns->prev = t;
-    d->txns = t;
+    gw_dlist_push_head(&d->txns, &t->node);
     return t;
 }
 
@@ -390,7 +385,8 @@ static void milli_done(struct meshsim_dev *d)
 static void on_ack_or_rst(struct meshsim_dev *d, uint8_t secure, const struct gw_ep *ep,
                           uint8_t type, uint16_t mid)
 {
-    for (struct meshsim_txn *t = d->txns; t; t = t->next) {
+    for (struct gw_dnode *n = d->txns.head; n; n = n->next) {
+        struct meshsim_txn *t = GW_DLIST_ITEM(n, struct meshsim_txn, node);
         if (t->mid != mid || t->secure != secure || !gw_ep_eq(&t->ep, ep))
             continue;
         uint32_t oid = t->obs_id;

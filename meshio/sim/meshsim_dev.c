@@ -313,13 +313,7 @@ void meshsim__txn_cancel(struct meshsim_txn *t)
     if (t->cancelled)
         return;
     struct meshsim_dev *d = t->dev;
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        d->txns = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    t->prev = t->next = NULL;
+    gw_dlist_remove(&d->txns, &t->node);
     t->cancelled = 1;
     if (t->obs_id) {
         struct meshsim_observer *o = meshsim__obs_by_id(d, t->obs_id);

@@ -11,6 +11,7 @@
 #include "gw_addr.h"
 #include "gw_coap.h"
 #include "gw_devfile.h"
+#include "gw_dlist.h"
 #include "gw_heap.h"
 #include "gw_map.h"
 #include "mesh_crypto.h"
@@ -70,7 +71,7 @@ struct meshsim_counters {
  * or a CON notification. Exactly one EV_TXN event refers to it at any time,
  * and that event frees it; cancelling only unlinks it and sets cancelled. */
 struct meshsim_txn {
-    struct meshsim_txn *prev, *next;
+    struct gw_dnode node; /* in dev->txns while not cancelled */
     struct meshsim_dev *dev;
     struct gw_ep ep;
     uint8_t secure, cancelled, retries_left;
@@ -148,7 +149,7 @@ struct meshsim_dev {
     size_t last_len;
     struct gw_ep last_dst;
     /* Retransmitted messages in flight. */
-    struct meshsim_txn *txns;
+    struct gw_dlist txns; /* of struct meshsim_txn */
     /* Milli service. */
     struct meshsim_qreq *qhead, *qtail, *cur;
     unsigned qlen;

@@ -150,3 +150,26 @@ Test(log, level_and_format_names)
     cr_assert_eq(gw_log_format_parse("TEXT"), GW_LOG_TEXT);
     cr_assert_eq(gw_log_format_parse("xml"), -1);
 }
+
+/* gw_log_limited writes at most the burst, then one line with the count of
+ * those it dropped; a level that is off spends nothing. */
+Test(log, limited_lines_carry_the_suppressed_count)
+{
+    struct gw_log_limit l = { 0 };
+    capture_start();
+    for (int i = 0; i < 5; i++)
+        gw_log_limited(&l, 1000, 1.0, 2.0, GW_LOG_WARN, GW_LOG_MESH, "bad frame %d", i);
+    gw_log_limited(&l, 3000, 1.0, 2.0, GW_LOG_WARN, GW_LOG_MESH, "bad frame %d", 5);
+    for (int i = 0; i < 10; i++) /* debug is off at INFO: no tokens spent */
+        gw_log_limited(&l, 3000, 1.0, 2.0, GW_LOG_DEBUG, GW_LOG_MESH, "noise");
+    gw_log_limited(&l, 3000, 1.0, 2.0, GW_LOG_WARN, GW_LOG_MESH, "bad frame %d", 6);
+    char *out = capture_end();
+    cr_assert_not_null(strstr(out, "bad frame 0\n"), "%s", out);
+    cr_assert_not_null(strstr(out, "bad frame 1\n"), "%s", out);
+    cr_assert_null(strstr(out, "bad frame 2"), "over the burst: %s", out);
+    cr_assert_null(strstr(out, "bad frame 4"), "%s", out);
+    cr_assert_not_null(strstr(out, "bad frame 5 (3 similar lines suppressed)\n"), "%s", out);
+    cr_assert_not_null(strstr(out, "bad frame 6\n"), "the debug lines spent nothing: %s", out);
+    cr_assert_null(strstr(out, "noise"), "%s", out);
+    free(out);
+}
