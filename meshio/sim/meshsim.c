@@ -163,9 +163,16 @@ static void send_empty(struct meshsim_dev *d, uint8_t secure, const struct gw_ep
     dev_send(d, secure, ep, b, sizeof(b), true);
 }
 
+/* The retransmission state of a CON message sent now for the first time. */
+static struct meshsim_rtx rtx_first(struct meshsim *sim)
+{
+    uint32_t timeout = initial_timeout(sim);
+    return (struct meshsim_rtx){ MESHSIM_MAX_RETRANSMIT, timeout, now_ms(sim) + timeout };
+}
+
 static struct meshsim_txn *txn_start(struct meshsim_dev *d, uint8_t secure, const struct gw_ep *ep,
                                      uint16_t mid, const uint8_t *buf, size_t len, uint32_t obs_id,
-                                     uint8_t retries, uint32_t timeout, uint64_t due)
+                                     const struct meshsim_rtx *rtx)
 {
     struct meshsim *sim = d->sim;
     struct meshsim_txn *t = malloc(sizeof(*t) + len);
@@ -173,17 +180,12 @@ static struct meshsim_txn *txn_start(struct meshsim_dev *d, uint8_t secure, cons
         warn_limited(sim, "txn", -ENOMEM);
         return NULL;
     }
-    *t = (struct meshsim_txn){ .dev = d,
-                               .ep = *ep,
-                               .secure = secure,
-                               .retries_left = retries,
-                               .mid = mid,
-                               .timeout_ms = timeout,
-                               .due_ms = due,
-                               .obs_id = obs_id,
-                               .len = (uint16_t)len };
+    *t = (struct meshsim_txn){
+        .dev = d, .ep = *ep, .secure = secure, .mid = mid, .rtx = *rtx, .obs_id = obs_id
+    };
+    t->len = (uint16_t)len;
     memcpy(t->buf, buf, len);
-    if (gw_heap_push_ptr(&sim->heap, due, EV_TXN, t) != 0) {
+    if (gw_heap_push_ptr(&sim->heap, rtx->due_ms, EV_TXN, t) != 0) {
         warn_limited(sim, "event heap", -ENOMEM);
         free(t);
         return NULL;
@@ -207,9 +209,8 @@ static void emit(struct meshsim_dev *d, uint8_t secure, const struct gw_ep *ep, 
             warn_limited(sim, "dedup store", -ENOMEM);
     }
     if (reliable && d->cfg.type != GW_DEV_MILLI) {
-        uint32_t timeout = initial_timeout(sim);
-        (void)txn_start(d, secure, ep, mid, buf, len, 0, MESHSIM_MAX_RETRANSMIT, timeout,
-                        now_ms(sim) + timeout);
+        struct meshsim_rtx rtx = rtx_first(sim);
+        (void)txn_start(d, secure, ep, mid, buf, len, 0, &rtx);
     }
     dev_send(d, secure, ep, buf, len, true);
 }
@@ -574,16 +575,10 @@ static void sensor_tick(struct meshsim_dev *d)
              * inherits its retransmission counter, timeout and deadline, so
              * an observer that never ACKs is dropped even when notifications
              * come faster than the timeout. */
-            uint8_t retries = MESHSIM_MAX_RETRANSMIT;
-            uint32_t timeout = initial_timeout(sim);
-            uint64_t due = now_ms(sim) + timeout;
-            if (o->txn) {
-                retries = o->txn->retries_left;
-                timeout = o->txn->timeout_ms;
-                due = o->txn->due_ms;
+            struct meshsim_rtx rtx = o->txn ? o->txn->rtx : rtx_first(sim);
+            if (o->txn)
                 meshsim__txn_cancel(o->txn);
-            }
-            o->txn = txn_start(d, o->secure, &o->ep, mid, out, n, o->id, retries, timeout, due);
+            o->txn = txn_start(d, o->secure, &o->ep, mid, out, n, o->id, &rtx);
         }
         dev_send(d, o->secure, &o->ep, out, n, true);
     }
@@ -598,7 +593,7 @@ static void txn_fire(struct meshsim_txn *t)
     }
     struct meshsim_dev *d = t->dev;
     struct meshsim *sim = d->sim;
-    if (t->retries_left == 0) {
+    if (t->rtx.retries_left == 0) {
         uint32_t oid = t->obs_id;
         meshsim__txn_cancel(t);
         free(t);
@@ -612,12 +607,12 @@ static void txn_fire(struct meshsim_txn *t)
         }
         return;
     }
-    t->retries_left--;
-    t->timeout_ms *= 2;
+    t->rtx.retries_left--;
+    t->rtx.timeout_ms *= 2;
     d->c.retransmissions++;
     dev_send(d, t->secure, &t->ep, t->buf, t->len, true);
-    t->due_ms = now_ms(sim) + t->timeout_ms;
-    if (gw_heap_push_ptr(&sim->heap, t->due_ms, EV_TXN, t) != 0) {
+    t->rtx.due_ms = now_ms(sim) + t->rtx.timeout_ms;
+    if (gw_heap_push_ptr(&sim->heap, t->rtx.due_ms, EV_TXN, t) != 0) {
         warn_limited(sim, "event heap", -ENOMEM);
         meshsim__txn_cancel(t);
         free(t);

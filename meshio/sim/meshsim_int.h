@@ -70,15 +70,22 @@ struct meshsim_counters {
 /* A CON message the device retransmits until ACK/RST: a separate response
  * or a CON notification. Exactly one EV_TXN event refers to it at any time,
  * and that event frees it; cancelling only unlinks it and sets cancelled. */
+/* Where a CON message stands in its retransmissions (RFC 7252 4.2); a
+ * newer notification inherits it from the one it replaces (RFC 7641 4.5.2). */
+struct meshsim_rtx {
+    uint8_t retries_left;
+    uint32_t timeout_ms; /* current timeout (doubles per retransmission) */
+    uint64_t due_ms;     /* when its event fires */
+};
+
 struct meshsim_txn {
     struct gw_dnode node; /* in dev->txns while not cancelled */
     struct meshsim_dev *dev;
     struct gw_ep ep;
-    uint8_t secure, cancelled, retries_left;
+    uint8_t secure, cancelled;
     uint16_t mid;
-    uint32_t timeout_ms; /* current timeout (doubles per retransmission) */
-    uint64_t due_ms;     /* when its event fires */
-    uint32_t obs_id;     /* 0 unless a notification */
+    struct meshsim_rtx rtx;
+    uint32_t obs_id; /* 0 unless a notification */
     uint16_t len;
     uint8_t buf[];
 };
