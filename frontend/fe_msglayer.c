@@ -30,9 +30,15 @@ int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms, size_t
     d->src_free = calloc(cap, sizeof(uint32_t));
     d->lifetime_ms = lifetime_ms;
     d->resp_budget = resp_budget;
-    /* Both indexes are sized for their bound (cap entries, and at most one
-     * source record per entry): neither allocates nor fills after this. */
-    if (!d->e || !d->free_list || !d->src || !d->src_free || gw_map_init(&d->idx, cap, cap) != 0 ||
+    /* The source index is sized for its bound (at most one source record
+     * per entry): it never allocates after this. The entry index starts
+     * small and doubles up to cap: a table sized for 65 536 entries at once
+     * is 2 MiB whose pages every few thousand random keys all touch, more
+     * resident memory than the entries themselves (issue 13 item 4). When
+     * it cannot grow, the exchange is not remembered (NULL, as for a
+     * sessionless sender without room). */
+    if (!d->e || !d->free_list || !d->src || !d->src_free ||
+        gw_map_init(&d->idx, GW_MIN(cap, 256u), cap) != 0 ||
         gw_map_init(&d->src_idx, cap, cap) != 0) {
         fe_dedup_deinit(d);
         return -ENOMEM;
@@ -230,8 +236,11 @@ struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *
     uint32_t sref = src_find(d, ep, (uint8_t)cls, false);
     if (!dedup_room(d, (uint8_t)cls, sref, now))
         return NULL;
+    uint32_t idx = d->free_list[d->nfree - 1];
+    if (gw_map_add(&d->idx, key_hash(d->key, ep, &mid, sizeof(mid)), idx) != 0)
+        return NULL; /* the index could not grow: not remembered */
     sref = src_find(d, ep, (uint8_t)cls, true); /* evictions may have moved or freed it */
-    uint32_t idx = d->free_list[--d->nfree];
+    d->nfree--;
     d->count++;
     struct fe_dedup_entry *x = &d->e[idx];
     memset(x, 0, sizeof(*x));
@@ -240,8 +249,6 @@ struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *
     x->used = 1;
     x->cls = (uint8_t)cls;
     x->expires = now + d->lifetime_ms;
-    /* Cannot fail: at most cap entries are indexed, and it was sized so. */
-    GW_IGNORE(gw_map_add(&d->idx, key_hash(d->key, ep, &mid, sizeof(mid)), idx));
     dedup_link(d, idx, sref);
     return x;
 }
@@ -348,11 +355,13 @@ int fe_rtx_init(struct fe_rtx *t, uint32_t cap, uint64_t ack_timeout_ms, uint32_
     t->ack_timeout_ms = ack_timeout_ms;
     t->max_retransmit = max_retransmit;
     gw_hash_key_new(t->key);
-    /* The MID index is sized for cap entries: an entry never fails to be
-     * found. The token index starts small and grows with the notifications
-     * in flight, so its look-up per notification stays in cache (issue 13
-     * item 3); when it cannot grow, the notification goes out untracked. */
-    if (!t->e || !t->free_list || !t->ghost || gw_map_init(&t->by_mid, cap, cap) != 0 ||
+    /* Both indexes start small and double with the messages in flight (up
+     * to cap): the token look-up per notification then stays in cache
+     * (issue 13 item 3), and a few thousand random keys do not touch every
+     * page of a table sized for cap (2 MiB each at 65 536; issue 13 item 4).
+     * When one cannot grow, the message goes out untracked. */
+    if (!t->e || !t->free_list || !t->ghost ||
+        gw_map_init(&t->by_mid, GW_MIN(cap, 128u), cap) != 0 ||
         gw_map_init(&t->by_tok, GW_MIN(cap, 128u), cap) != 0 ||
         gw_heap_init(&t->heap, cap * 2 + 16) != 0) {
         fe_rtx_deinit(t);
@@ -381,9 +390,11 @@ void fe_rtx_deinit(struct fe_rtx *t)
     memset(t, 0, sizeof(*t));
 }
 
-static void rtx_link_mid(struct fe_rtx *t, uint32_t idx)
+/* Re-links an entry under its new MID after its old key was removed: the
+ * index holds no more keys than before, so it does not grow and this
+ * cannot fail. */
+static void rtx_relink_mid(struct fe_rtx *t, uint32_t idx)
 {
-    /* Cannot fail: one key per entry, cap entries, sized so. */
     GW_IGNORE(gw_map_add(&t->by_mid, mid_key(t->e[idx].mid), idx));
 }
 
@@ -479,7 +490,7 @@ static int rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, uint8
                 body->refs++;
             x->len = (uint16_t)len;
             x->mid = mid;
-            rtx_link_mid(t, (uint32_t)old);
+            rtx_relink_mid(t, (uint32_t)old);
             return 0;
         }
     }
@@ -488,12 +499,12 @@ static int rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, uint8
         return GW_EFULL;
     }
     uint32_t idx = t->free_list[t->free_head - 1];
-    if (notify) {
-        int rc = gw_map_add(&t->by_tok, h_tok, idx);
-        if (rc != 0) {
-            free(buf);
-            return rc;
-        }
+    int rc = gw_map_add(&t->by_mid, mid_key(mid), idx);
+    if (rc == 0 && notify && (rc = gw_map_add(&t->by_tok, h_tok, idx)) != 0)
+        gw_map_del_kv(&t->by_mid, mid_key(mid), idx);
+    if (rc != 0) {
+        free(buf);
+        return rc;
     }
     t->free_head--;
     t->used++;
@@ -517,7 +528,6 @@ static int rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, uint8
     x->len = (uint16_t)len;
     x->timeout_ms = gw_backoff_initial(t->ack_timeout_ms, rnd);
     x->deadline = now + x->timeout_ms;
-    rtx_link_mid(t, idx);
     return arm(t, idx);
 }
 

@@ -22,9 +22,11 @@
  *     at most `per_source` entries; one more forgets its own oldest.
  * Each class and each source is a list in arrival order, so expiry and
  * eviction take the head: O(1) per entry. Entries and sources are found
- * through gw_map tables sized once for the whole table (no allocation after
- * init), keyed by SipHash under a per-process random key, so senders cannot
- * choose colliding keys; the whole key is compared.
+ * through gw_map tables keyed by SipHash under a per-process random key, so
+ * senders cannot choose colliding keys; the whole key is compared. The
+ * source index is sized once; the entry index doubles with the entries up
+ * to the table's size (resident memory grows with use, issue 13 item 4),
+ * and an exchange is not remembered when it cannot grow.
  *
  * Reliability (S3.2): CON messages the gateway sends to clients (separate
  * responses, notifications) are retransmitted with RFC 7252 back-off until
@@ -100,11 +102,13 @@ void fe_dedup_deinit(struct fe_dedup *d);
 /* Returns the live entry of (ep, mid) or NULL. */
 struct fe_dedup_entry *fe_dedup_find(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
                                      uint64_t now);
-/* Records a new exchange of a sender with a session (class SESSION); never
- * NULL: evicts as described above. */
+/* Records a new exchange of a sender with a session (class SESSION); evicts
+ * as described above, so NULL only when the index cannot grow (out of
+ * memory). */
 struct fe_dedup_entry *fe_dedup_add(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
                                     uint64_t now);
-/* The same for a given class; NULL when a SESSIONLESS entry finds no room. */
+/* The same for a given class; NULL when a SESSIONLESS entry finds no room,
+ * or out of memory. */
 struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
                                         uint64_t now, enum fe_dedup_class cls);
 /* Moves a SESSIONLESS entry into class SESSION (its sender now holds one). */
@@ -150,7 +154,7 @@ struct fe_rtx {
     struct fe_rtx_entry *e;
     uint32_t cap, used, free_head;
     uint32_t *free_list;
-    struct gw_map by_mid; /* MID -> entry index; sized once for cap */
+    struct gw_map by_mid; /* MID -> entry index; grows with the entries, up to cap */
     struct gw_map by_tok; /* SipHash(ep, token) -> entry; grows with notifications, up to cap */
     uint32_t *ghost;      /* by replaced MID's low bits, the entry that replaced it (index + 1) */
     uint32_t nghost;

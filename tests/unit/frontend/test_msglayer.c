@@ -688,3 +688,27 @@ Test(rtx, token_index_grows)
     cr_assert_eq(t.by_tok.n, 0);
     fe_rtx_deinit(&t);
 }
+
+/* Issue 13 item 4: the entry index starts small and grows with the entries;
+ * after it grew, every exchange is still found, and its slots stay fewer
+ * than a table sized for the whole cap at once. */
+Test(dedup, index_grows_with_the_entries)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 65536, LIFETIME, 1 << 20));
+    uint32_t slots0 = d.idx.mask + 1;
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    for (uint32_t i = 0; i < 3000; i++) {
+        a.port = (uint16_t)(1000 + i % 50);
+        cr_assert_not_null(fe_dedup_add(&d, &a, (uint16_t)i, 0));
+    }
+    cr_assert_gt(d.idx.mask + 1, slots0, "grew from %u slots", slots0);
+    cr_assert_lt(d.idx.mask + 1, 131072u, "not sized for the whole cap");
+    for (uint32_t i = 0; i < 3000; i++) {
+        a.port = (uint16_t)(1000 + i % 50);
+        cr_assert_not_null(fe_dedup_find(&d, &a, (uint16_t)i, 1), "exchange %u", i);
+    }
+    a.port = 999;
+    cr_assert_null(fe_dedup_find(&d, &a, 7, 1));
+    fe_dedup_deinit(&d);
+}
