@@ -143,96 +143,97 @@ int gw_devfile_parse_line(const char *line, struct gw_device *d, const char **wh
     return parse_fields(f, nf, d, why);
 }
 
-/* MACs seen so far, with the line each was first seen on: records in an
- * array, found through a gw_map multimap from the MAC's 64 bits (its key 0
- * is stored as GW_MAP_KEY0, so the MAC itself is compared). */
-struct mac_rec {
-    uint64_t mac;
-    int line;
-};
-struct macset {
-    struct gw_map idx;
-    struct mac_rec *v;
-    size_t n, cap;
-};
-
-static uint64_t mac_u64(const uint8_t mac[GW_MAC_LEN])
-{
-    uint64_t v = 0;
-    for (int i = 0; i < GW_MAC_LEN; i++)
-        v = v << 8 | mac[i];
-    return v;
-}
-
-/* Returns 0 when added, the earlier line number when present, or -ENOMEM. */
-static int macset_add(struct macset *s, uint64_t k, int lineno)
-{
-    for (uint32_t i = gw_map_first(&s->idx, k); i != GW_MAP_END; i = gw_map_more(&s->idx, k, i))
-        if (s->v[s->idx.slot[i].val].mac == k)
-            return s->v[s->idx.slot[i].val].line;
-    if (s->n == s->cap) {
-        size_t nc = s->cap ? s->cap * 2 : 256;
-        struct mac_rec *nv = realloc(s->v, nc * sizeof(*nv));
-        if (!nv)
-            return -ENOMEM;
-        s->v = nv;
-        s->cap = nc;
-    }
-    int rc = gw_map_add(&s->idx, k, s->n);
-    if (rc)
-        return rc == GW_EFULL ? -ENOMEM : rc;
-    s->v[s->n++] = (struct mac_rec){ k, lineno };
-    return 0;
-}
-
-/* S7.2: endpoints (family, address, port) taken so far, with the MAC that
- * took each and its line. Answers from the mesh are matched to a device by
- * the endpoint they come from, so two devices on one endpoint (a device's
- * plain port equal to another's secure port included) cannot both work: the
- * later line is refused at load. The records sit in an array; a gw_map
- * multimap from the key's hash finds them (the file is the operator's, so
- * the unkeyed hash is enough; colliding hashes are told apart by the key). */
-#define EP_KEY 19
-struct ep_rec {
-    uint8_t key[EP_KEY];
+/* What gw_devfile_load has seen so far, to refuse a second device on a MAC
+ * or on an endpoint with one clear line naming the first.
+ *
+ * S7.2: answers from the mesh are matched to a device by the endpoint
+ * (family, address, port) they come from, so two devices on one endpoint (a
+ * device's plain port equal to another's secure port included) cannot both
+ * work: the later line is refused at load.
+ *
+ * One record per MAC and per endpoint, with the MAC that took it and its
+ * line, in an array found through a gw_map multimap from the key's hash
+ * (the file is the operator's, so the unkeyed hash is enough; colliding
+ * hashes are told apart by the key). */
+#define SEEN_KEY 19 /* the longer key: family, address, port */
+struct seen_rec {
+    uint8_t key[SEEN_KEY]; /* kind byte first: MAC and endpoint keys never meet */
     uint8_t mac[GW_MAC_LEN];
     int line;
 };
-struct epset {
+struct seen {
     struct gw_map idx;
-    struct ep_rec *v;
+    struct seen_rec *v;
     size_t n, cap;
 };
+enum { SEEN_MAC = 1, SEEN_EP = 2 };
 
-static void ep_key(const struct gw_device *d, uint16_t port, uint8_t key[EP_KEY])
+static void seen_key_mac(const struct gw_device *d, uint8_t key[SEEN_KEY])
 {
+    memset(key, 0, SEEN_KEY);
+    key[0] = SEEN_MAC;
+    memcpy(key + 1, d->mac, GW_MAC_LEN);
+}
+
+static void seen_key_ep(const struct gw_device *d, uint16_t port, uint8_t key[SEEN_KEY])
+{
+    /* family is 4 or 6, never SEEN_MAC: the first byte tells the kinds apart */
+    GW_STATIC_ASSERT(SEEN_MAC != 4 && SEEN_MAC != 6, "kind byte");
     key[0] = d->family;
     memcpy(key + 1, d->addr, 16);
     key[17] = (uint8_t)(port >> 8);
     key[18] = (uint8_t)port;
 }
 
-static const struct ep_rec *epset_get(const struct epset *s, const uint8_t key[EP_KEY])
+static const struct seen_rec *seen_get(const struct seen *s, const uint8_t key[SEEN_KEY])
 {
-    uint64_t h = gw_hash64(key, EP_KEY, GW_HASH_SEED);
+    uint64_t h = gw_hash64(key, SEEN_KEY, GW_HASH_SEED);
     for (uint32_t i = gw_map_first(&s->idx, h); i != GW_MAP_END; i = gw_map_more(&s->idx, h, i)) {
-        const struct ep_rec *r = &s->v[s->idx.slot[i].val];
-        if (memcmp(r->key, key, EP_KEY) == 0)
+        const struct seen_rec *r = &s->v[s->idx.slot[i].val];
+        if (memcmp(r->key, key, SEEN_KEY) == 0)
             return r;
     }
     return NULL;
 }
 
-/* Looks for either endpoint of d: the first taken one's record, or NULL. */
-static const struct ep_rec *epset_find(const struct epset *s, const struct gw_device *d,
-                                       uint16_t *port)
+/* Records key as taken by d on line lineno. 0 or -ENOMEM. */
+static int seen_add(struct seen *s, const uint8_t key[SEEN_KEY], const struct gw_device *d,
+                    int lineno)
 {
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 512;
+        struct seen_rec *nv = realloc(s->v, nc * sizeof(*nv));
+        if (!nv)
+            return -ENOMEM;
+        s->v = nv;
+        s->cap = nc;
+    }
+    struct seen_rec *r = &s->v[s->n];
+    memcpy(r->key, key, SEEN_KEY);
+    memcpy(r->mac, d->mac, GW_MAC_LEN);
+    r->line = lineno;
+    int rc = gw_map_add(&s->idx, gw_hash64(key, SEEN_KEY, GW_HASH_SEED), s->n);
+    if (rc)
+        return rc == GW_EFULL ? -ENOMEM : rc;
+    s->n++;
+    return 0;
+}
+
+/* The record of d's MAC or of either endpoint of d (the port in *port), or NULL. */
+static const struct seen_rec *seen_find(const struct seen *s, const struct gw_device *d,
+                                        uint16_t *port)
+{
+    uint8_t key[SEEN_KEY];
+    seen_key_mac(d, key);
+    const struct seen_rec *r = seen_get(s, key);
+    if (r) {
+        *port = 0;
+        return r;
+    }
     uint16_t ports[2] = { d->plain_port, d->secure_port };
     for (int i = 0; i < 2; i++) {
-        uint8_t key[EP_KEY];
-        ep_key(d, ports[i], key);
-        const struct ep_rec *r = epset_get(s, key);
-        if (r) {
+        seen_key_ep(d, ports[i], key);
+        if ((r = seen_get(s, key)) != NULL) {
             *port = ports[i];
             return r;
         }
@@ -240,29 +241,18 @@ static const struct ep_rec *epset_find(const struct epset *s, const struct gw_de
     return NULL;
 }
 
-/* Adds both endpoints of d (after epset_find said they are free). 0 or -ENOMEM. */
-static int epset_add(struct epset *s, const struct gw_device *d, int lineno)
+/* Records d's MAC and endpoints (after seen_find found none taken). */
+static int seen_add_device(struct seen *s, const struct gw_device *d, int lineno)
 {
+    uint8_t key[SEEN_KEY];
+    seen_key_mac(d, key);
+    int rc = seen_add(s, key, d, lineno);
     uint16_t ports[2] = { d->plain_port, d->secure_port };
-    for (int i = 0; i < (d->secure_port == d->plain_port ? 1 : 2); i++) {
-        if (s->n == s->cap) {
-            size_t nc = s->cap ? s->cap * 2 : 512;
-            struct ep_rec *nv = realloc(s->v, nc * sizeof(*nv));
-            if (!nv)
-                return -ENOMEM;
-            s->v = nv;
-            s->cap = nc;
-        }
-        struct ep_rec *r = &s->v[s->n];
-        ep_key(d, ports[i], r->key);
-        memcpy(r->mac, d->mac, GW_MAC_LEN);
-        r->line = lineno;
-        int rc = gw_map_add(&s->idx, gw_hash64(r->key, EP_KEY, GW_HASH_SEED), s->n);
-        if (rc)
-            return rc == GW_EFULL ? -ENOMEM : rc;
-        s->n++;
+    for (int i = 0; rc == 0 && i < (d->secure_port == d->plain_port ? 1 : 2); i++) {
+        seen_key_ep(d, ports[i], key);
+        rc = seen_add(s, key, d, lineno);
     }
-    return 0;
+    return rc;
 }
 
 static void warnf(gw_devfile_warn_fn warn, void *ctx, int lineno, const char *fmt, ...)
@@ -295,11 +285,8 @@ int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn w
     FILE *fp = fopen(path, "r");
     if (!fp)
         return -errno;
-    struct macset seen = { 0 };
-    struct epset eps = { 0 };
-    if (gw_map_init(&seen.idx, 128, GW_MAP_MAX) != 0 ||
-        gw_map_init(&eps.idx, 256, GW_MAP_MAX) != 0) {
-        gw_map_deinit(&seen.idx);
+    struct seen seen = { 0 };
+    if (gw_map_init(&seen.idx, 256, GW_MAP_MAX) != 0) {
         fclose(fp);
         return -ENOMEM;
     }
@@ -362,20 +349,15 @@ int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn w
             bad++;
             continue;
         }
-        int first = macset_add(&seen, mac_u64(d.mac), lineno);
-        if (first < 0) {
-            rc = first;
-            break;
-        }
-        if (first > 0) {
+        uint16_t hport;
+        const struct seen_rec *taken = seen_find(&seen, &d, &hport);
+        if (taken && taken->key[0] == SEEN_MAC) {
             char m[17];
             gw_mac_str(d.mac, m);
-            warnf(warn, ctx, lineno, "duplicate mac %s (first on line %d)", m, first);
+            warnf(warn, ctx, lineno, "duplicate mac %s (first on line %d)", m, taken->line);
             bad++;
             continue;
         }
-        uint16_t hport;
-        const struct ep_rec *taken = epset_find(&eps, &d, &hport);
         if (taken) {
             char m[17], a[GW_EP_STRLEN];
             struct gw_ep ep = { .family = d.family, .port = hport };
@@ -386,7 +368,7 @@ int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn w
             bad++;
             continue;
         }
-        rc = epset_add(&eps, &d, lineno);
+        rc = seen_add_device(&seen, &d, lineno);
         if (rc)
             break;
         int stop = cb ? cb(ctx, &d) : 0;
@@ -404,8 +386,6 @@ int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn w
     free(line);
     gw_map_deinit(&seen.idx);
     free(seen.v);
-    gw_map_deinit(&eps.idx);
-    free(eps.v);
     fclose(fp);
     return rc ? rc : bad;
 }

@@ -216,6 +216,46 @@ Test(devfile, endpoint_used_twice_is_refused)
     cr_assert_str_eq(s.wmsg[2], "[::1]:5683 already used by 0000000000000006 (line 7)");
 }
 
+/* The seen-set stores keys in a gw_map, whose slot key 0 means empty (it
+ * keeps 0 as GW_MAP_KEY0): the MAC 0 and the MAC equal to that constant
+ * are still two devices, and a MAC never mistaken for an endpoint. */
+Test(devfile, macs_that_alias_in_the_table_stay_apart)
+{
+    const char *p = write_file("alias.csv", "mac,address,type,key\n"
+                                            "0000000000000000,127.0.0.1,normal," KEY1 "\n"
+                                            "9e3779b97f4a7c15,127.0.0.2,normal," KEY1 "\n"
+                                            "0000000000000000,127.0.0.3,normal," KEY1 "\n");
+    struct sink s = { 0 };
+    cr_assert_eq(gw_devfile_load(p, on_dev, on_warn, &s), 1);
+    cr_assert_eq(s.ndev, 2, "both MACs load");
+    cr_assert_eq(s.nwarn, 1);
+    cr_assert_eq(s.wline[0], 4, "only the real duplicate is refused");
+    cr_assert_not_null(strstr(s.wmsg[0], "line 2"), "%s", s.wmsg[0]);
+}
+
+/* 3000 devices: the set grows many times and still finds the first line. */
+Test(devfile, many_devices_then_a_duplicate)
+{
+    static char text[3002 * 80];
+    size_t o = (size_t)snprintf(text, sizeof(text), "mac,address,type,key,plain_port\n");
+    for (int i = 0; i < 3000; i++)
+        o += (size_t)snprintf(text + o, sizeof(text) - o,
+                              "%016x,127.0.%d.%d,normal," KEY1 ",5683\n", i + 1, i / 250, i % 250);
+    o += (size_t)snprintf(text + o, sizeof(text) - o, "%016x,127.0.99.1,normal," KEY1 ",5683\n",
+                          1234);
+    snprintf(text + o, sizeof(text) - o, "%016x,127.0.4.234,normal," KEY1 ",5683\n", 9999);
+    const char *p = write_file("many.csv", text);
+    struct sink *s = calloc(1, sizeof(*s));
+    cr_assert_not_null(s);
+    cr_assert_eq(gw_devfile_load(p, NULL, on_warn, s), 2);
+    cr_assert_eq(s->nwarn, 2);
+    cr_assert_eq(s->wline[0], 3002);
+    cr_assert_not_null(strstr(s->wmsg[0], "line 1235"), "%s", s->wmsg[0]);
+    cr_assert_eq(s->wline[1], 3003);
+    cr_assert_str_eq(s->wmsg[1], "127.0.4.234:5683 already used by 00000000000004d3 (line 1236)");
+    free(s);
+}
+
 /* A refused line takes no endpoint: a later device may use it. */
 Test(devfile, refused_line_takes_no_endpoint)
 {
