@@ -8,14 +8,15 @@
  * option bytes with Max-Age spliced in at its place (option 14), and a copy
  * of the payload: no parser, no allocation on the hit path.
  *
- * Three intrusive structures link the entries: a chained hash on the key
- * (pprev links make unlinking O(1)), a chained hash on the resource hash
- * for invalidation (S5.3), and a doubly linked LRU list (S5.4). */
+ * Three structures link the entries: a gw_map multimap from the key's hash
+ * (the key itself compared), another from the resource hash for
+ * invalidation (S5.3), and an intrusive doubly linked LRU list (S5.4). */
 #include "sch_cache.h"
 
 #include "gw_addr.h"
 #include "gw_dlist.h"
 #include "gw_error.h"
+#include "gw_map.h"
 #include "gw_rcache.h"
 
 #include <errno.h>
@@ -24,9 +25,7 @@
 #include <string.h>
 
 struct sch_cache_entry {
-    struct sch_cache_entry *h_next, **h_pprev; /* key chain */
-    struct sch_cache_entry *r_next, **r_pprev; /* resource chain */
-    struct gw_dnode lru;                       /* head = most recently used */
+    struct gw_dnode lru; /* head = most recently used */
     uint64_t khash;
     uint64_t res_hash;
     uint64_t stored_ms;  /* stored or last refreshed */
@@ -43,16 +42,16 @@ struct sch_cache_entry {
 #define SCH_CACHE_RESP_MAX (GW_COAP_MAX_MSG + 16)
 GW_STATIC_ASSERT(SCH_CACHE_KEY_MAX <= UINT16_MAX && SCH_CACHE_RESP_MAX <= UINT16_MAX,
                  "key and response lengths fit uint16_t");
-GW_STATIC_ASSERT(sizeof(void *) != 8 || sizeof(struct sch_cache_entry) == 96,
+GW_STATIC_ASSERT(sizeof(void *) != 8 || sizeof(struct sch_cache_entry) == 64,
                  "entry header size as documented in sch_cache.h");
 
-#define SCH_CACHE_MAX_BUCKETS ((size_t)1 << 20)
+/* The indexes start at this many entries and double with the cache. */
+#define SCH_CACHE_INDEX_INIT 1024u
 
 struct sch_cache {
     struct sch_cache_cfg cfg;
-    size_t mask;                       /* buckets - 1 */
-    struct sch_cache_entry **buckets;  /* by key hash */
-    struct sch_cache_entry **rbuckets; /* by resource hash */
+    struct gw_map by_key; /* key hash -> entry */
+    struct gw_map by_res; /* resource hash -> entry */
     struct gw_dlist lru;
     size_t entries, bytes;
     uint64_t hits, stale, misses, evictions, invalidations;
@@ -61,16 +60,6 @@ struct sch_cache {
 size_t sch_cache_entry_bytes(size_t klen, size_t resp_len)
 {
     return sizeof(struct sch_cache_entry) + klen + resp_len;
-}
-
-/* FNV-1a mixes its low bits poorly for short keys ending alike; fold the
- * high half in before masking. */
-static inline size_t bucket_of(const struct sch_cache *c, uint64_t h)
-{
-    h ^= h >> 29;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 32;
-    return (size_t)h & c->mask;
 }
 
 int sch_cache_new(const struct sch_cache_cfg *cfg, struct sch_cache **out)
@@ -83,15 +72,13 @@ int sch_cache_new(const struct sch_cache_cfg *cfg, struct sch_cache **out)
     c->cfg = *cfg;
     if (!c->cfg.default_max_age_s)
         c->cfg.default_max_age_s = SCH_CACHE_DEFAULT_MAX_AGE;
-    size_t n = 16;
-    while (n < cfg->max_entries && n < SCH_CACHE_MAX_BUCKETS)
-        n <<= 1;
-    c->mask = n - 1;
-    c->buckets = calloc(n, sizeof(*c->buckets));
-    c->rbuckets = calloc(n, sizeof(*c->rbuckets));
-    if (!c->buckets || !c->rbuckets) {
-        free(c->buckets);
-        free(c->rbuckets);
+    /* Grown with the entries (gw_map folds FNV's weak low bits in): one key
+     * per entry, and one more, since a put indexes the new entry before the
+     * one it replaces or evicts leaves (sch_cache_put). */
+    uint32_t max = (uint32_t)GW_MIN(cfg->max_entries + 1, (size_t)GW_MAP_MAX);
+    uint32_t n = GW_MIN(max, SCH_CACHE_INDEX_INIT);
+    if (gw_map_init(&c->by_key, n, max) != 0 || gw_map_init(&c->by_res, n, max) != 0) {
+        gw_map_deinit(&c->by_key);
         free(c);
         return -ENOMEM;
     }
@@ -109,8 +96,8 @@ void sch_cache_free(struct sch_cache *c)
         free(GW_DLIST_ITEM(n, struct sch_cache_entry, lru));
         n = next;
     }
-    free(c->buckets);
-    free(c->rbuckets);
+    gw_map_deinit(&c->by_key);
+    gw_map_deinit(&c->by_res);
     free(c);
 }
 
@@ -135,9 +122,12 @@ uint64_t sch_cache_res_hash_location(const uint8_t mac[GW_MAC_LEN], uint8_t sec,
 static struct sch_cache_entry *lookup(const struct sch_cache *c, const uint8_t *key, size_t klen,
                                       uint64_t h)
 {
-    for (struct sch_cache_entry *e = c->buckets[bucket_of(c, h)]; e; e = e->h_next)
-        if (e->khash == h && e->klen == klen && memcmp(e->data, key, klen) == 0)
+    for (uint32_t i = gw_map_first(&c->by_key, h); i != GW_MAP_END;
+         i = gw_map_more(&c->by_key, h, i)) {
+        struct sch_cache_entry *e = (struct sch_cache_entry *)(uintptr_t)c->by_key.slot[i].val;
+        if (e->klen == klen && memcmp(e->data, key, klen) == 0)
             return e;
+    }
     return NULL;
 }
 
@@ -149,22 +139,21 @@ static inline void lru_touch(struct sch_cache *c, struct sch_cache_entry *e)
     gw_dlist_push_head(&c->lru, &e->lru);
 }
 
+/* Indexes e: 0, or -ENOMEM (growing an index) with e in neither. */
+static int index_entry(struct sch_cache *c, struct sch_cache_entry *e)
+{
+    int rc = gw_map_add(&c->by_key, e->khash, (uint64_t)(uintptr_t)e);
+    if (rc == 0) {
+        rc = gw_map_add(&c->by_res, e->res_hash, (uint64_t)(uintptr_t)e);
+        if (rc)
+            gw_map_del_kv(&c->by_key, e->khash, (uint64_t)(uintptr_t)e);
+    }
+    return rc == GW_EFULL ? -ENOMEM : rc; /* full: only past 2^30 entries */
+}
+
+/* Puts an indexed entry at the LRU head and charges it. */
 static void link_entry(struct sch_cache *c, struct sch_cache_entry *e)
 {
-    struct sch_cache_entry **slot = &c->buckets[bucket_of(c, e->khash)];
-    e->h_next = *slot;
-    if (*slot)
-        (*slot)->h_pprev = &e->h_next;
-    e->h_pprev = slot;
-    *slot = e;
-
-    slot = &c->rbuckets[bucket_of(c, e->res_hash)];
-    e->r_next = *slot;
-    if (*slot)
-        (*slot)->r_pprev = &e->r_next;
-    e->r_pprev = slot;
-    *slot = e;
-
     gw_dlist_push_head(&c->lru, &e->lru);
     c->entries++;
     c->bytes += sch_cache_entry_bytes(e->klen, e->resp_len);
@@ -172,12 +161,8 @@ static void link_entry(struct sch_cache *c, struct sch_cache_entry *e)
 
 static void drop_entry(struct sch_cache *c, struct sch_cache_entry *e)
 {
-    *e->h_pprev = e->h_next;
-    if (e->h_next)
-        e->h_next->h_pprev = e->h_pprev;
-    *e->r_pprev = e->r_next;
-    if (e->r_next)
-        e->r_next->r_pprev = e->r_pprev;
+    gw_map_del_kv(&c->by_key, e->khash, (uint64_t)(uintptr_t)e);
+    gw_map_del_kv(&c->by_res, e->res_hash, (uint64_t)(uintptr_t)e);
     gw_dlist_remove(&c->lru, &e->lru);
     c->entries--;
     c->bytes -= sch_cache_entry_bytes(e->klen, e->resp_len);
@@ -327,6 +312,12 @@ int sch_cache_put(struct sch_cache *c, const uint8_t *key, size_t klen, uint64_t
     memcpy(e->data + klen, buf, rlen);
 
     struct sch_cache_entry *old = lookup(c, key, klen, e->khash);
+    /* Indexed before the old entry goes, so -ENOMEM leaves that intact too
+     * (the maps allow for the one entry over max_entries meanwhile). */
+    if (index_entry(c, e) != 0) {
+        free(e);
+        return -ENOMEM;
+    }
     if (old)
         drop_entry(c, old);
     /* S5.4: evict least recently used until the new entry fits. */
@@ -361,15 +352,10 @@ int sch_cache_refresh(struct sch_cache *c, const uint8_t *key, size_t klen,
 int sch_cache_invalidate(struct sch_cache *c, uint64_t res_hash)
 {
     int n = 0;
-    struct sch_cache_entry *e = c->rbuckets[bucket_of(c, res_hash)];
-    while (e) {
-        struct sch_cache_entry *next = e->r_next;
-        if (e->res_hash == res_hash) {
-            drop_entry(c, e);
-            n++;
-        }
-        e = next;
-    }
+    /* Every slot found holds this resource hash; dropping one reorders the
+     * run, so each drop starts the walk again (bounded by the entries). */
+    for (uint32_t i; n < INT32_MAX && (i = gw_map_first(&c->by_res, res_hash)) != GW_MAP_END; n++)
+        drop_entry(c, (struct sch_cache_entry *)(uintptr_t)c->by_res.slot[i].val);
     c->invalidations += (uint64_t)n;
     return n;
 }

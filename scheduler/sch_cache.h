@@ -23,21 +23,20 @@
  *     goes to sch_cache_invalidate() with the resource hash (S5.3).
  *
  * Memory (64-bit): one malloc per entry of sizeof(struct sch_cache_entry)
- * (96 bytes: three pairs of links, key hash, resource hash, two times,
- * lengths, ETag) + key length + stored response length, plus the
- * allocator's own overhead (8-16 bytes with glibc). A typical entry (GET
- * /sensors/temp with Accept: key 34 bytes; response with ETag, Content-
- * Format and a 20-byte payload: 32 bytes) is charged 162 bytes, ~176 real.
- * The cache also holds two bucket arrays of one pointer per bucket,
- * buckets = next power of two >= max_entries (at least 16, at most 2^20):
- * 16 bytes per bucket, 256 KiB for 10,000 entries.
+ * (64 bytes: LRU links, key hash, resource hash, two times, lengths, ETag)
+ * + key length + stored response length, plus the allocator's own overhead
+ * (8-16 bytes with glibc). A typical entry (GET /sensors/temp with Accept:
+ * key 34 bytes; response with ETag, Content-Format and a 20-byte payload:
+ * 32 bytes) is charged 130 bytes, ~144 real. The cache also holds two
+ * gw_map indexes (by key hash, by resource hash), each 2 to 4 slots of 16
+ * bytes per entry, grown with the entries: 64 to 128 bytes per entry,
+ * 1 MiB for 10,000 entries.
  * max_bytes bounds the charged size (entry header + key + response), so it
  * is an honest bound on the heap the entries use, allocator overhead aside.
  *
- * Complexity: get, put, refresh and remove are O(1) expected (chained hash
- * with load factor <= 1 when max_entries <= 2^20, plus an intrusive LRU
- * list); invalidate walks one bucket of the resource index, O(1) expected
- * plus the number of entries removed. */
+ * Complexity: get, put, refresh and remove are O(1) expected (open
+ * addressing at load <= 1/2, plus an intrusive LRU list); invalidate is
+ * O(1) expected per entry removed. */
 #ifndef SCH_CACHE_H
 #define SCH_CACHE_H
 
