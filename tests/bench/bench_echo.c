@@ -11,6 +11,8 @@
  *
  * usage: bench_echo --listen 127.0.0.1:PORT
  * Runs until SIGTERM or SIGINT; prints what it handled on exit (stderr). */
+#include "bench_util.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -28,31 +30,6 @@
 #define BATCH 64
 #define MAXDG 1536
 
-static volatile sig_atomic_t stop_flag;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
-
-static int parse_addr(const char *s, struct sockaddr_in *a)
-{
-    char host[64];
-    const char *colon = strrchr(s, ':');
-    if (!colon || (size_t)(colon - s) >= sizeof(host))
-        return -1;
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = '\0';
-    memset(a, 0, sizeof(*a));
-    a->sin_family = AF_INET;
-    int port = atoi(colon + 1);
-    if (port < 0 || port > 65535 || inet_pton(AF_INET, host, &a->sin_addr) != 1)
-        return -1;
-    a->sin_port = htons((uint16_t)port);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     if (argc != 3 || strcmp(argv[1], "--listen") != 0) {
@@ -60,29 +37,23 @@ int main(int argc, char **argv)
         return 2;
     }
     struct sockaddr_in me;
-    if (parse_addr(argv[2], &me) != 0) {
+    if (bench_parse_addr(argv[2], &me) != 0) {
         fprintf(stderr, "bench_echo: bad address '%s'\n", argv[2]);
         return 2;
     }
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&me, sizeof(me)) != 0) {
+    int fd = bench_udp_bind(&me);
+    if (fd < 0) {
         fprintf(stderr, "bench_echo: bind %s: %s\n", argv[2], strerror(errno));
         return 1;
     }
-    int rb = 4 << 20;
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof(rb));
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal; /* no SA_RESTART: poll returns EINTR */
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    bench_catch_signals();
 
     static uint8_t rx[BATCH][MAXDG], tx[BATCH][16];
     static struct sockaddr_in from[BATCH];
     static struct iovec riov[BATCH], tiov[BATCH];
     static struct mmsghdr rmm[BATCH], tmm[BATCH];
     uint64_t in = 0, out = 0, bad = 0;
-    while (!stop_flag) {
+    while (!bench_stop) {
         struct pollfd p = { fd, POLLIN, 0 };
         if (poll(&p, 1, -1) < 0) {
             if (errno == EINTR)

@@ -18,6 +18,8 @@
  *
  * usage: bench_relay --listen 127.0.0.1:PORT
  * Runs until SIGTERM or SIGINT; prints what it handled on exit (stderr). */
+#include "bench_util.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -36,14 +38,6 @@
 #define MAXDG 1536
 #define OPT_URI_PATH 11
 #define OPT_PROXY_URI 35
-
-static volatile sig_atomic_t stop_flag;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
 
 #define NPEND 65536 /* pending slots; the relay's token is the slot index */
 #define NDEV 4096   /* device table (open addressing), power of two */
@@ -245,37 +239,6 @@ static size_t to_device(const uint8_t *q, size_t n, uint32_t slot, uint8_t *out,
     return o;
 }
 
-static int parse_addr(const char *s, struct sockaddr_in *a)
-{
-    char host[64];
-    const char *colon = strrchr(s, ':');
-    if (!colon || (size_t)(colon - s) >= sizeof(host))
-        return -1;
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = '\0';
-    memset(a, 0, sizeof(*a));
-    a->sin_family = AF_INET;
-    int port = atoi(colon + 1);
-    if (port < 0 || port > 65535 || inet_pton(AF_INET, host, &a->sin_addr) != 1)
-        return -1;
-    a->sin_port = htons((uint16_t)port);
-    return 0;
-}
-
-static int udp_bind(const struct sockaddr_in *a)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (bind(fd, (const struct sockaddr *)a, sizeof(*a)) != 0) {
-        close(fd);
-        return -1;
-    }
-    int rb = 4 << 20;
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof(rb));
-    return fd;
-}
-
 int main(int argc, char **argv)
 {
     if (argc != 3 || strcmp(argv[1], "--listen") != 0) {
@@ -283,29 +246,25 @@ int main(int argc, char **argv)
         return 2;
     }
     struct sockaddr_in me, mesh;
-    if (parse_addr(argv[2], &me) != 0) {
+    if (bench_parse_addr(argv[2], &me) != 0) {
         fprintf(stderr, "bench_relay: bad address '%s'\n", argv[2]);
         return 2;
     }
     mesh = me;
     mesh.sin_port = 0;
-    int cfd = udp_bind(&me), dfd = udp_bind(&mesh);
+    int cfd = bench_udp_bind(&me), dfd = bench_udp_bind(&mesh);
     if (cfd < 0 || dfd < 0) {
         fprintf(stderr, "bench_relay: bind %s: %s\n", argv[2], strerror(errno));
         return 1;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal; /* no SA_RESTART: poll returns EINTR */
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    bench_catch_signals();
 
     static struct txb to_dev, to_cli;
     static uint8_t rx[BATCH][MAXDG];
     static struct sockaddr_in from[BATCH];
     static struct iovec riov[BATCH];
     static struct mmsghdr rmm[BATCH];
-    while (!stop_flag) {
+    while (!bench_stop) {
         struct pollfd p[2] = { { cfd, POLLIN, 0 }, { dfd, POLLIN, 0 } };
         if (poll(p, 2, -1) < 0) {
             if (errno == EINTR)

@@ -55,25 +55,12 @@ IDLE_SECS=${BENCH_IDLE_SECONDS:-10}
 OBS_MEM=${BENCH_OBS_MEM_OBSERVERS:-5000}
 OBS_MEM_RES=${BENCH_OBS_MEM_RESOURCES:-32}
 SCENARIOS=${BENCH_SCENARIOS:-"proxy proxy-non rate2000 sessions idle observe observe-mem restart-scheduler restart-frontend cache"}
-KEEP=${BENCH_KEEP:-0}
 
-# Docker's nft tables slow loopback traffic down: figures taken beside a
-# running engine are not comparable with any other run.
-if pgrep -x dockerd >/dev/null 2>&1; then
-    if [ "${BENCH_IGNORE_DOCKER:-0}" != 1 ]; then
-        echo "run-bench: a Docker engine (dockerd) is running; its nft rules slow loopback and skew" >&2
-        echo "run-bench: every figure. Stop it, or set BENCH_IGNORE_DOCKER=1 to measure anyway." >&2
-        exit 3
-    fi
-    echo "run-bench: WARNING WARNING: dockerd is running; figures below are skewed by its nft rules" >&2
-fi
-
-for f in "$COAPGW" "$BENCH"; do
-    if [ ! -x "$f" ]; then
-        echo "run-bench: $f is missing; build first: cmake --build $BUILD_DIR --target coapgw bench_gateway" >&2
-        exit 2
-    fi
-done
+BENCH_NAME=run-bench
+# shellcheck source=tests/bench/bench-common.sh
+. "$ROOT/tests/bench/bench-common.sh"
+bench_refuse_docker
+bench_need_bins "coapgw bench_gateway" "$COAPGW" "$BENCH"
 
 TMP=$(mktemp -d /tmp/coapgw-bench.XXXXXX)
 RESULTS=$TMP/results.txt
@@ -82,55 +69,20 @@ GWPID=""
 GWDIR=""
 CFG=""
 
-# Stops the gateway we started, by its PID: SIGTERM, a bounded wait, then
-# SIGKILL to it and to the children named in its own pid files.
-stop_gw() {
-    [ -n "$GWPID" ] || return 0
-    if kill -0 "$GWPID" 2>/dev/null; then
-        kill -TERM "$GWPID" 2>/dev/null
-        for _ in $(seq 1 150); do
-            kill -0 "$GWPID" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$GWPID" 2>/dev/null; then
-            echo "run-bench: gateway $GWPID did not stop in 15 s; SIGKILL" >&2
-            for pf in "$GWDIR"/data/*.pid; do
-                [ -f "$pf" ] || continue
-                p=$(cat "$pf" 2>/dev/null)
-                [ -n "$p" ] && [ "$p" != "$GWPID" ] && kill -KILL "$p" 2>/dev/null
-            done
-            kill -KILL "$GWPID" 2>/dev/null
-        fi
-    fi
-    wait "$GWPID" 2>/dev/null
-    GWPID=""
-}
-
 cleanup() {
     stop_gw
-    if [ "$KEEP" = 1 ]; then
-        echo "run-bench: kept $TMP"
-    else
-        rm -rf "$TMP"
-    fi
+    bench_remove_tmp
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Devices: all normal, latency 0; the first OBS_RES change /sensor every
-# OBS_PERIOD ms. Addresses in a 127.X/16 derived from our pid, so parallel
-# runs and the integration tests (127.0.x) do not collide.
-NET=$((100 + $$ % 50))
+# OBS_PERIOD ms.
+dev_sim() {
+    if [ "$1" -le "$OBS_RES" ]; then echo "latency=0;obs_period=$OBS_PERIOD"; else echo "latency=0"; fi
+}
 DEVFILE=$TMP/devices.csv
-KEY=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
-{
-    echo "mac,address,type,key,plain_port,secure_port,sim"
-    for i in $(seq 1 "$NDEV"); do
-        sim="latency=0"
-        [ "$i" -le "$OBS_RES" ] && sim="latency=0;obs_period=$OBS_PERIOD"
-        printf '02bb%012x,127.%d.%d.%d,normal,%s,5683,4849,%s\n' "$i" "$NET" $((i / 250)) $((i % 250 + 1)) "$KEY" "$sim"
-    done
-} >"$DEVFILE"
+bench_devices "$DEVFILE" 02bb "$NDEV"
 
 MAXSESS=$((SESSIONS + 10000))
 [ "$MAXSESS" -lt 100000 ] && MAXSESS=100000
@@ -165,6 +117,7 @@ start_gw() { # name, extra config lines...
         for l in "$@"; do echo "$l"; done
         [ -n "${BENCH_CONFIG_EXTRA:-}" ] && printf '%s\n' "$BENCH_CONFIG_EXTRA"
     } >"$CFG"
+    BENCH_ARGS=(-c "$CFG" --coapgw "$COAPGW")
     "$COAPGW" run -c "$CFG" >"$GWDIR/gateway.log" 2>&1 &
     GWPID=$!
     if ! "$BENCH" -c "$CFG" --scenario ping --seconds 20; then
@@ -181,17 +134,6 @@ start_gw() { # name, extra config lines...
     done
     sleep 0.5
     echo "run-bench: gateway '$name' (supervisor pid $GWPID) on 127.0.0.1:$port, $NDEV devices, config $CFG"
-}
-
-bench() { # label, args...
-    local label=$1
-    shift
-    echo "run-bench: load average $(cut -d' ' -f1-3 /proc/loadavg) before $label"
-    "$BENCH" -c "$CFG" --coapgw "$COAPGW" --label "$label" "$@" 2>&1 | tee "$TMP/$label.out"
-    local st=${PIPESTATUS[0]}
-    grep '^RESULT' "$TMP/$label.out" >>"$RESULTS"
-    [ "$st" = 0 ] || echo "RESULT scenario=$label FAILED=exit$st" >>"$RESULTS"
-    sleep 0.2
 }
 
 want() { case " $SCENARIOS " in *" $1 "*) return 0 ;; esac; return 1; }

@@ -55,33 +55,19 @@ OBSERVERS=${BENCH_OBSERVERS:-2000}
 OBS_RES=${BENCH_OBS_RESOURCES:-4}
 OBS_PERIOD=${BENCH_OBS_PERIOD_MS:-20}
 CASES=${BENCH_CASES:-"echo relay libcoap proxied cache observe rate2000"}
-KEEP=${BENCH_KEEP:-0}
 LIBCOAP=$(command -v coap-server-notls || true)
 
-# Docker's nft tables slow loopback traffic down: figures taken beside a
-# running engine are not comparable with any other run.
-if pgrep -x dockerd >/dev/null 2>&1; then
-    if [ "${BENCH_IGNORE_DOCKER:-0}" != 1 ]; then
-        echo "run-compare: a Docker engine (dockerd) is running; its nft rules slow loopback and skew" >&2
-        echo "run-compare: every figure. Stop it, or set BENCH_IGNORE_DOCKER=1 to measure anyway." >&2
-        exit 3
-    fi
-    echo "run-compare: WARNING WARNING: dockerd is running; figures below are skewed by its nft rules" >&2
-fi
-
-for f in "$COAPGW" "$BENCH" "$ECHO_BIN" "$RELAY_BIN"; do
-    if [ ! -x "$f" ]; then
-        echo "run-compare: $f is missing; build first:" \
-            "cmake --build $BUILD_DIR --target coapgw bench_gateway bench_echo bench_relay" >&2
-        exit 2
-    fi
-done
+BENCH_NAME=run-compare
+# shellcheck source=tests/bench/bench-common.sh
+. "$ROOT/tests/bench/bench-common.sh"
+bench_refuse_docker
+bench_need_bins "coapgw bench_gateway bench_echo bench_relay" "$COAPGW" "$BENCH" "$ECHO_BIN" \
+    "$RELAY_BIN"
 
 TMP=$(mktemp -d /tmp/coapgw-compare.XXXXXX)
 RESULTS=$TMP/results.txt
 : >"$RESULTS"
 PIDS=""     # helper processes we started (echo, relay, libcoap, meshsim)
-DOCKER_CASES="" # cases with a Docker engine running at their start or end
 GWPID=""
 GWDIR=""
 CFG=""
@@ -102,36 +88,10 @@ stop_helpers() {
     PIDS=""
 }
 
-# Stops the gateway we started, by its PID, then any child named in its pid files.
-stop_gw() {
-    [ -n "$GWPID" ] || return 0
-    if kill -0 "$GWPID" 2>/dev/null; then
-        kill -TERM "$GWPID" 2>/dev/null
-        for _ in $(seq 1 150); do
-            kill -0 "$GWPID" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$GWPID" 2>/dev/null; then
-            for pf in "$GWDIR"/data/*.pid; do
-                [ -f "$pf" ] || continue
-                p=$(cat "$pf" 2>/dev/null)
-                [ -n "$p" ] && [ "$p" != "$GWPID" ] && kill -KILL "$p" 2>/dev/null
-            done
-            kill -KILL "$GWPID" 2>/dev/null
-        fi
-    fi
-    wait "$GWPID" 2>/dev/null
-    GWPID=""
-}
-
 cleanup() {
     stop_helpers
     stop_gw
-    if [ "$KEEP" = 1 ]; then
-        echo "run-compare: kept $TMP"
-    else
-        rm -rf "$TMP"
-    fi
+    bench_remove_tmp
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -141,36 +101,16 @@ want() { case " $CASES " in *" $1 "*) return 0 ;; esac; return 1; }
 # Devices: NDEV answering at once with Max-Age 0 (the proxied path; the
 # first OBS_RES also change /sensor every OBS_PERIOD ms), then NDEV more with
 # Max-Age 3600 (the cache hits). Addresses in a 127.X/16 from our pid.
-NET=$((100 + $$ % 50))
+dev_sim() {
+    local sim="latency=0;max_age=0"
+    [ "$1" -le "$OBS_RES" ] && sim="$sim;obs_period=$OBS_PERIOD"
+    [ "$1" -gt "$NDEV" ] && sim="latency=0;max_age=3600"
+    echo "$sim"
+}
 DEVFILE=$TMP/devices.csv
-KEY=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
-{
-    echo "mac,address,type,key,plain_port,secure_port,sim"
-    for i in $(seq 1 $((2 * NDEV))); do
-        sim="latency=0;max_age=0"
-        [ "$i" -le "$OBS_RES" ] && sim="$sim;obs_period=$OBS_PERIOD"
-        [ "$i" -gt "$NDEV" ] && sim="latency=0;max_age=3600"
-        printf '02cc%012x,127.%d.%d.%d,normal,%s,5683,4849,%s\n' "$i" "$NET" $((i / 250)) \
-            $((i % 250 + 1)) "$KEY" "$sim"
-    done
-} >"$DEVFILE"
+bench_devices "$DEVFILE" 02cc $((2 * NDEV))
 
 LOAD="--sockets $SOCKETS --window $WINDOW --seconds $SECS"
-
-bench() { # label, args...
-    local label=$1
-    shift
-    echo "run-compare: load average $(cut -d' ' -f1-3 /proc/loadavg) before $label"
-    local dk=0
-    pgrep -x dockerd >/dev/null 2>&1 && dk=1
-    "$BENCH" --label "$label" "$@" 2>&1 | tee "$TMP/$label.out"
-    local st=${PIPESTATUS[0]}
-    pgrep -x dockerd >/dev/null 2>&1 && dk=1
-    [ "$dk" = 1 ] && DOCKER_CASES="$DOCKER_CASES $label"
-    grep '^RESULT' "$TMP/$label.out" >>"$RESULTS"
-    [ "$st" = 0 ] || echo "RESULT scenario=$label FAILED=exit$st" >>"$RESULTS"
-    sleep 0.2
-}
 
 free_port() { "$BENCH" --scenario free-port; }
 
@@ -292,8 +232,8 @@ if [ "$NEED_GW" = 1 ]; then
 fi
 
 echo
-if [ -n "$DOCKER_CASES" ]; then
-    echo "run-compare: WARNING WARNING: a Docker engine ran during:$DOCKER_CASES; those figures" \
+if [ -n "$BENCH_DOCKER_SEEN" ]; then
+    echo "run-compare: WARNING WARNING: a Docker engine ran during:$BENCH_DOCKER_SEEN; those figures" \
         "are skewed by its nft rules and not comparable" >&2
 fi
 echo "==== issue 13 side by side ($(nproc) CPUs shared by the measured processes, the devices and" \
