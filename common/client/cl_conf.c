@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CERR(...) (snprintf(err, errlen, __VA_ARGS__), GW_ECONFIG)
+#define CERR(...) (gw_errf(err, errlen, __VA_ARGS__), GW_ECONFIG)
 #define UERR(...) (snprintf(err, errlen, __VA_ARGS__), GW_EBADMSG)
 
 /* The keys, in the order `coapgw client -h` and deploy/client.conf list them. */

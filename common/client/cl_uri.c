@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define ERR(...) (snprintf(err, errlen, __VA_ARGS__), GW_EBADMSG)
+#define ERR(...) (gw_errf(err, errlen, __VA_ARGS__), GW_EBADMSG)
 
 /* Appends the percent-decoded s[0..n) to t->buf as one part. */
 static int add_part(struct cl_target *t, size_t *used, struct cl_part *arr, unsigned *cnt,

@@ -11,8 +11,8 @@
 
 #define E(expr) cr_assert_eq((expr), 0, "%s", #expr)
 
-#define LIFETIME 247000u /* RFC 7252 EXCHANGE_LIFETIME with the defaults */
-#define T 2000u          /* ACK_TIMEOUT (S3.6) */
+#define LIFETIME 247000u     /* RFC 7252 EXCHANGE_LIFETIME with the defaults */
+#define ACK_TIMEOUT_MS 2000u /* ACK_TIMEOUT (S3.6), "T" in the comments */
 
 static struct gw_ep ep_of(const char *s)
 {
@@ -269,23 +269,23 @@ static const uint8_t TOK[] = { 0xaa };
 Test(rtx, first_timeout_between_t_and_1_5t)
 {
     struct fe_rtx t;
-    E(fe_rtx_init(&t, 8, T, 4));
+    E(fe_rtx_init(&t, 8, ACK_TIMEOUT_MS, 4));
     struct gw_ep a = ep_of("10.0.0.1:1000");
     cr_assert_eq(fe_rtx_next(&t), UINT64_MAX);
     E(fe_rtx_add(&t, &a, 1, MSG_A, sizeof(MSG_A), false, TOK, 1, 99, 1000, 0));
-    cr_assert_eq(fe_rtx_next(&t), 1000 + T, "rnd 0 gives T");
+    cr_assert_eq(fe_rtx_next(&t), 1000 + ACK_TIMEOUT_MS, "rnd 0 gives T");
     fe_rtx_deinit(&t);
 
-    E(fe_rtx_init(&t, 8, T, 4));
+    E(fe_rtx_init(&t, 8, ACK_TIMEOUT_MS, 4));
     E(fe_rtx_add(&t, &a, 1, MSG_A, sizeof(MSG_A), false, TOK, 1, 99, 1000, UINT32_MAX));
-    cr_assert_eq(fe_rtx_next(&t), 1000 + T * 3 / 2, "rnd UINT32_MAX gives 1.5 T");
+    cr_assert_eq(fe_rtx_next(&t), 1000 + ACK_TIMEOUT_MS * 3 / 2, "rnd UINT32_MAX gives 1.5 T");
     fe_rtx_deinit(&t);
 
-    E(fe_rtx_init(&t, 8, T, 4));
+    E(fe_rtx_init(&t, 8, ACK_TIMEOUT_MS, 4));
     E(fe_rtx_add(&t, &a, 1, MSG_A, sizeof(MSG_A), false, TOK, 1, 99, 1000, UINT32_MAX / 2));
     uint64_t n = fe_rtx_next(&t);
-    cr_assert(n > 1000 + T && n < 1000 + T * 3 / 2, "a middle draw lies inside: %llu",
-              (unsigned long long)n);
+    cr_assert(n > 1000 + ACK_TIMEOUT_MS && n < 1000 + ACK_TIMEOUT_MS * 3 / 2,
+              "a middle draw lies inside: %llu", (unsigned long long)n);
     fe_rtx_deinit(&t);
 }
 
@@ -293,11 +293,11 @@ Test(rtx, first_timeout_between_t_and_1_5t)
 Test(rtx, doubling_then_giveup)
 {
     struct fe_rtx t;
-    E(fe_rtx_init(&t, 8, T, 4));
+    E(fe_rtx_init(&t, 8, ACK_TIMEOUT_MS, 4));
     struct gw_ep a = ep_of("10.0.0.1:1000");
     E(fe_rtx_add(&t, &a, 0x1234, MSG_A, sizeof(MSG_A), false, TOK, 1, 77, 0, 0));
     struct fe_rtx_out o;
-    uint64_t now = 0, timeout = T;
+    uint64_t now = 0, timeout = ACK_TIMEOUT_MS;
     for (int i = 0; i < 4; i++) {
         now += timeout;
         cr_assert_not(fe_rtx_due(&t, now - 1, &o), "nothing before the deadline (resend %d)",
@@ -349,12 +349,12 @@ Test(rtx, max_retransmit_is_configurable)
 Test(rtx, ack_stops_it)
 {
     struct fe_rtx t;
-    E(fe_rtx_init(&t, 8, T, 4));
+    E(fe_rtx_init(&t, 8, ACK_TIMEOUT_MS, 4));
     struct gw_ep a = ep_of("10.0.0.1:1000");
     struct gw_ep b = ep_of("10.0.0.2:1000");
     E(fe_rtx_add(&t, &a, 0x1234, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0));
     struct fe_rtx_out o;
-    cr_assert(fe_rtx_due(&t, T, &o));
+    cr_assert(fe_rtx_due(&t, ACK_TIMEOUT_MS, &o));
     cr_assert_not(fe_rtx_ack(&t, &b, 0x1234, &o), "an ACK from another endpoint does not match");
     cr_assert_not(fe_rtx_ack(&t, &a, 0x1235, &o), "nor one with another MID");
     cr_assert(fe_rtx_ack(&t, &a, 0x1234, &o));
@@ -371,7 +371,7 @@ Test(rtx, ack_stops_it)
 Test(rtx, rst_stops_notification)
 {
     struct fe_rtx t;
-    E(fe_rtx_init(&t, 8, T, 4));
+    E(fe_rtx_init(&t, 8, ACK_TIMEOUT_MS, 4));
     struct gw_ep a = ep_of("10.0.0.1:1000");
     E(fe_rtx_add(&t, &a, 9, MSG_A, sizeof(MSG_A), true, TOK, 1, 5, 0, 0));
     struct fe_rtx_out o;
@@ -388,7 +388,7 @@ Test(rtx, rst_stops_notification)
 Test(rtx, notification_replacement_keeps_counter_changes_mid)
 {
     struct fe_rtx t;
-    E(fe_rtx_init(&t, 8, T, 4));
+    E(fe_rtx_init(&t, 8, ACK_TIMEOUT_MS, 4));
     struct gw_ep a = ep_of("10.0.0.1:1000");
     E(fe_rtx_add(&t, &a, 100, MSG_A, sizeof(MSG_A), true, TOK, 1, 5, 0, 0));
     struct fe_rtx_out o;
@@ -422,7 +422,7 @@ Test(rtx, notification_replacement_keeps_counter_changes_mid)
 Test(rtx, ack_for_new_mid_after_replacement)
 {
     struct fe_rtx t;
-    E(fe_rtx_init(&t, 8, T, 4));
+    E(fe_rtx_init(&t, 8, ACK_TIMEOUT_MS, 4));
     struct gw_ep a = ep_of("10.0.0.1:1000");
     E(fe_rtx_add(&t, &a, 100, MSG_A, sizeof(MSG_A), true, TOK, 1, 5, 0, 0));
     E(fe_rtx_add(&t, &a, 101, MSG_B, sizeof(MSG_B), true, TOK, 1, 5, 10, 0));
@@ -443,7 +443,7 @@ Test(rtx, ack_for_new_mid_after_replacement)
 Test(rtx, no_replacement_across_observers)
 {
     struct fe_rtx t;
-    E(fe_rtx_init(&t, 8, T, 4));
+    E(fe_rtx_init(&t, 8, ACK_TIMEOUT_MS, 4));
     struct gw_ep a = ep_of("10.0.0.1:1000");
     struct gw_ep b = ep_of("10.0.0.2:1000");
     const uint8_t tok2[] = { 0xab };
@@ -463,7 +463,7 @@ Test(rtx, no_replacement_across_observers)
 Test(rtx, forget_ep)
 {
     struct fe_rtx t;
-    E(fe_rtx_init(&t, 8, T, 4));
+    E(fe_rtx_init(&t, 8, ACK_TIMEOUT_MS, 4));
     struct gw_ep a = ep_of("10.0.0.1:1000");
     struct gw_ep b = ep_of("10.0.0.2:1000");
     E(fe_rtx_add(&t, &a, 1, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0));
@@ -475,13 +475,13 @@ Test(rtx, forget_ep)
     cr_assert_not(fe_rtx_ack(&t, &a, 1, &o));
     cr_assert_not(fe_rtx_ack(&t, &a, 2, &o));
     int events = 0;
-    while (fe_rtx_due(&t, T, &o)) {
+    while (fe_rtx_due(&t, ACK_TIMEOUT_MS, &o)) {
         cr_assert(gw_ep_eq(&o.ep, &b), "only b's message is resent");
         events++;
     }
     cr_assert_eq(events, 1);
     /* The observer's token index was cleaned: a new notification is a new entry. */
-    E(fe_rtx_add(&t, &a, 7, MSG_A, sizeof(MSG_A), true, TOK, 1, 5, T, 0));
+    E(fe_rtx_add(&t, &a, 7, MSG_A, sizeof(MSG_A), true, TOK, 1, 5, ACK_TIMEOUT_MS, 0));
     cr_assert_eq(t.used, 2);
     cr_assert(fe_rtx_ack(&t, &b, 3, &o));
     cr_assert(fe_rtx_ack(&t, &a, 7, &o));
@@ -492,7 +492,7 @@ Test(rtx, forget_ep)
 Test(rtx, full_table)
 {
     struct fe_rtx t;
-    E(fe_rtx_init(&t, 2, T, 4));
+    E(fe_rtx_init(&t, 2, ACK_TIMEOUT_MS, 4));
     struct gw_ep a = ep_of("10.0.0.1:1000");
     E(fe_rtx_add(&t, &a, 1, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0));
     E(fe_rtx_add(&t, &a, 2, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0));
@@ -508,7 +508,7 @@ Test(rtx, full_table)
 Test(rtx, stale_timers_do_not_accumulate)
 {
     struct fe_rtx t;
-    E(fe_rtx_init(&t, 2, T, 4));
+    E(fe_rtx_init(&t, 2, ACK_TIMEOUT_MS, 4));
     struct gw_ep a = ep_of("10.0.0.1:1000");
     struct fe_rtx_out o;
     for (uint16_t mid = 0; mid < 500; mid++) {
@@ -516,10 +516,10 @@ Test(rtx, stale_timers_do_not_accumulate)
         cr_assert(fe_rtx_ack(&t, &a, mid, &o));
     }
     E(fe_rtx_add(&t, &a, 9999, MSG_B, sizeof(MSG_B), false, TOK, 1, 5, 1000, 0));
-    cr_assert_eq(fe_rtx_next(&t), 1000 + T);
-    cr_assert(fe_rtx_due(&t, 1000 + T, &o));
+    cr_assert_eq(fe_rtx_next(&t), 1000 + ACK_TIMEOUT_MS);
+    cr_assert(fe_rtx_due(&t, 1000 + ACK_TIMEOUT_MS, &o));
     cr_assert_arr_eq(o.buf, MSG_B, sizeof(MSG_B));
-    cr_assert_not(fe_rtx_due(&t, 1000 + T, &o));
+    cr_assert_not(fe_rtx_due(&t, 1000 + ACK_TIMEOUT_MS, &o));
     fe_rtx_deinit(&t);
 }
 
@@ -552,7 +552,7 @@ Test(msglayer, block_transfer_table_bound_evicts_lru)
 Test(rtx, shared_body_is_rendered_per_observer)
 {
     struct fe_rtx t;
-    E(fe_rtx_init(&t, 8, T, 4));
+    E(fe_rtx_init(&t, 8, ACK_TIMEOUT_MS, 4));
     struct gw_ep a = ep_of("10.0.0.1:1000");
     struct gw_ep b = ep_of("10.0.0.2:1000");
     /* NON template, no token, MID 0: Observe 7, payload "hi". */
@@ -565,7 +565,7 @@ Test(rtx, shared_body_is_rendered_per_observer)
     cr_assert_eq(body->refs, 2);
     struct fe_rtx_out o;
     for (int i = 0; i < 2; i++) {
-        cr_assert(fe_rtx_due(&t, T, &o));
+        cr_assert(fe_rtx_due(&t, ACK_TIMEOUT_MS, &o));
         cr_assert_eq(o.ev, FE_RTX_RESEND);
         bool is_a = gw_ep_eq(&o.ep, &a);
         const uint8_t *tok = is_a ? TOK : tb;
@@ -581,7 +581,7 @@ Test(rtx, shared_body_is_rendered_per_observer)
     cr_assert(fe_rtx_ack(&t, &a, 0x0a0b, &o));
     cr_assert_eq(body->refs, 1, "still referred to by b's notification");
     /* b's is given up in the end: its bytes are rendered once more. */
-    uint64_t now = T;
+    uint64_t now = ACK_TIMEOUT_MS;
     int resends = 0;
     for (;;) {
         now = fe_rtx_next(&t);
@@ -604,7 +604,7 @@ Test(rtx, shared_body_is_rendered_per_observer)
 Test(rtx, late_ack_of_replaced_notification)
 {
     struct fe_rtx t;
-    E(fe_rtx_init(&t, 8, T, 4));
+    E(fe_rtx_init(&t, 8, ACK_TIMEOUT_MS, 4));
     struct gw_ep a = ep_of("10.0.0.1:1000");
     struct gw_ep b = ep_of("10.0.0.2:1000");
     struct fe_rtx_out o;
@@ -640,7 +640,7 @@ Test(rtx, late_ack_of_replaced_notification)
 Test(rtx, mids_sharing_a_key)
 {
     struct fe_rtx t;
-    E(fe_rtx_init(&t, 8, T, 4));
+    E(fe_rtx_init(&t, 8, ACK_TIMEOUT_MS, 4));
     struct gw_ep a = ep_of("10.0.0.1:1000");
     struct gw_ep b = ep_of("10.0.0.2:1000");
     E(fe_rtx_add(&t, &a, 5, MSG_A, sizeof(MSG_A), false, TOK, 1, 5, 0, 0));
@@ -665,7 +665,7 @@ Test(rtx, mids_sharing_a_key)
 Test(rtx, token_index_grows)
 {
     struct fe_rtx t;
-    E(fe_rtx_init(&t, 1024, T, 4));
+    E(fe_rtx_init(&t, 1024, ACK_TIMEOUT_MS, 4));
     uint32_t nbt0 = t.by_tok.mask + 1;
     struct gw_ep a = ep_of("10.0.0.1:1000");
     for (uint16_t i = 0; i < 600; i++) {
