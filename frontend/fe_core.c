@@ -9,7 +9,7 @@
  *   or a proxy request: target syntax, session (4.01), options (4.02),
  *   device (5.02), scope (4.03), port vs security (4.00), limits (4.29),
  *   then an empty ACK at once and the request for the scheduler.
- * Datagrams leave through io.send and records through io.to_sch; the glue
+ * Datagrams leave through out.to_client and records through out.to_sch; the glue
  * (frontend.c) batches the first and rings the scheduler's doorbell for
  * the second. The fuzz target tests/fuzz/fuzz_frontend.c drives this file
  * directly. */
@@ -32,7 +32,7 @@
 
 static void fe_send(struct fe_core *fe, const struct gw_ep *ep, const uint8_t *buf, size_t len)
 {
-    fe->io.send(fe->io.ctx, ep, buf, len);
+    fe->out.to_client(fe->out.ctx, ep, buf, len);
 }
 
 static void count_code(struct fe_core *fe, uint8_t code)
@@ -48,7 +48,7 @@ static void send_empty(struct fe_core *fe, const struct gw_ep *ep, uint8_t type,
 
 static uint16_t new_mid(struct fe_core *fe)
 {
-    return fe->io.mid ? fe->io.mid(fe->io.ctx) : fe->next_mid++;
+    return fe->out.client_mid ? fe->out.client_mid(fe->out.ctx) : fe->next_mid++;
 }
 
 /* ---- answers to senders without a session (S9.1) ---- */
@@ -223,7 +223,7 @@ static void reply_code(struct fe_core *fe, const struct gw_ep *ep, const struct 
 
 static int push_sch(struct fe_core *fe, const struct gw_msg *m, const uint8_t *data)
 {
-    int rc = fe->io.to_sch(fe->io.ctx, m, data);
+    int rc = fe->out.to_sch(fe->out.ctx, m, data);
     if (rc != 0)
         gw_stat_add(fe->stats, GW_STAT_ring_full, 1);
     return rc;
@@ -412,8 +412,8 @@ static void deliver_notify(struct fe_core *fe, const struct gw_msg *env,
     if (env->flags & GW_MF_SUPPRESS)
         return;
     /* S6.9: CON by default, or the type the device used. */
-    uint8_t type = fe->cfg.obs_notify_con || !(env->flags & GW_MF_DEV_NON) ? GW_COAP_CON
-                                                                             : GW_COAP_NON;
+    uint8_t type =
+        fe->cfg.obs_notify_con || !(env->flags & GW_MF_DEV_NON) ? GW_COAP_CON : GW_COAP_NON;
     uint16_t mid = new_mid(fe);
     if (!*body)
         *body = fe_nbody_new(msg, ml);
@@ -422,8 +422,8 @@ static void deliver_notify(struct fe_core *fe, const struct gw_msg *env,
     uint8_t out[GW_COAP_MAX_MSG + 16 + GW_COAP_MAX_TOKEN];
     size_t len = fe_nbody_render(*body, type, mid, to->token, to->tkl, out);
     if (type == GW_COAP_CON) {
-        int rc = fe_rtx_add_notify(&fe->rtx, &to->ep, mid, *body, to->token, to->tkl,
-                                   to->session, now, gw_rand_u32(&fe->rng));
+        int rc = fe_rtx_add_notify(&fe->rtx, &to->ep, mid, *body, to->token, to->tkl, to->session,
+                                   now, gw_rand_u32(&fe->rng));
         if (rc)
             gw_log_debug(GW_LOG_COAP, "retransmission table full: %s", gw_strerror(rc));
     }
@@ -912,7 +912,7 @@ static void local_session_created(void *ctx, const struct gw_session *s,
 /* ---- set-up ---- */
 
 int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, struct gw_store *store,
-                 struct fe_auth *auth, struct gw_coap_parser *parser, const struct fe_io *io,
+                 struct fe_auth *auth, struct gw_coap_parser *parser, const struct fe_out *out,
                  struct gw_stats *stats)
 {
     memset(fe, 0, sizeof(*fe));
@@ -921,7 +921,7 @@ int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, str
     fe->store = store;
     fe->auth = auth;
     fe->parser = parser;
-    fe->io = *io;
+    fe->out = *out;
     fe->stats = stats;
     fe->clock = &gw_clock_real;
     if (fe_dedup_init(&fe->dedup, (uint32_t)fe->cfg.dedup_max,

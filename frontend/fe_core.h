@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* fe_core.h - the frontend's request handling, apart from sockets and rings
  * (STYLE "Logic apart from I/O"): datagrams in, datagrams and scheduler
- * records out through struct fe_io. frontend.c is the libuv glue; the
+ * records out through struct fe_out. frontend.c is the libuv glue; the
  * fuzz target drives this directly. */
 #ifndef FE_CORE_H
 #define FE_CORE_H
@@ -38,15 +38,15 @@ struct fe_src_bucket {
     uint64_t last_ms;
 };
 
-struct fe_io {
+struct fe_out {
     void *ctx;
     /* A datagram for a client (may be queued and batched by the caller). */
-    void (*send)(void *ctx, const struct gw_ep *ep, const uint8_t *buf, size_t len);
+    void (*to_client)(void *ctx, const struct gw_ep *ep, const uint8_t *buf, size_t len);
     /* A record for the scheduler: 0, or GW_EFULL when its ring is full. */
     int (*to_sch)(void *ctx, const struct gw_msg *m, const uint8_t *data);
     /* The next client-facing MID, from the counter this frontend shares
      * with the scheduler (gw_shm.h client_mid). NULL: a private counter. */
-    uint16_t (*mid)(void *ctx);
+    uint16_t (*client_mid)(void *ctx);
 };
 
 struct fe_core {
@@ -56,7 +56,7 @@ struct fe_core {
     struct gw_store *store;
     struct fe_auth *auth;
     struct gw_coap_parser *parser;
-    struct fe_io io;
+    struct fe_out out;
     struct fe_dedup dedup;
     struct fe_rtx rtx;
     struct fe_blocks blocks;
@@ -106,7 +106,7 @@ static inline void fe_core_set_clock(struct fe_core *c, const struct gw_clock *c
 /* Sets up the tables (bounded by cfg). store, auth and parser stay the
  * caller's. Returns 0 or -ENOMEM. */
 int fe_core_init(struct fe_core *c, const struct gw_config *cfg, int index, struct gw_store *store,
-                 struct fe_auth *auth, struct gw_coap_parser *parser, const struct fe_io *io,
+                 struct fe_auth *auth, struct gw_coap_parser *parser, const struct fe_out *out,
                  struct gw_stats *stats) GW_NODISCARD;
 void fe_core_deinit(struct fe_core *c);
 /* The shared cache table (gw_rcache.h) to answer fresh hits from, and a

@@ -336,7 +336,7 @@ static int setup_auth(struct fe_ctx *fe)
 /* Request handling (fe_core) with the response cache in shared memory. */
 static int setup_core(struct fe_ctx *fe)
 {
-    struct fe_io io = { fe, io_send, io_to_sch, io_mid };
+    struct fe_out io = { fe, io_send, io_to_sch, io_mid };
     if (gw_coap_parser_new(&fe->parser) != 0 ||
         fe_core_init(&fe->core, &fe->cfg, fe->index, &fe->p.store, fe->auth, fe->parser, &io,
                      fe->stats) != 0) {

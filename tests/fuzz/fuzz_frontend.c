@@ -354,7 +354,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sessions_reset();
     F.fc = (struct gw_fake_clock){ T0_MS, T0_WALL };
     F.npushed = 0;
-    struct fe_io io = { &F, io_send, io_to_sch, NULL };
+    struct fe_out io = { &F, io_send, io_to_sch, NULL };
     if (fe_core_init(&F.core, &F.cfg, 0, &F.store, F.auth, F.parser, &io, NULL) != 0)
         abort();
     fe_core_set_clock(&F.core, &F.clock);

@@ -110,7 +110,7 @@ static inline void setup(void)
     T.cfg.client_max_retransmit = 2;
     T.fc = (struct gw_fake_clock){ 1000000, 1800000000 };
     T.clock = gw_clock_fake(&T.fc);
-    struct fe_io io = { &T, io_send, io_to_sch, NULL };
+    struct fe_out io = { &T, io_send, io_to_sch, NULL };
     cr_assert_eq(fe_core_init(&T.core, &T.cfg, 0, &T.store, T.auth, T.parser, &io, NULL), 0);
     fe_core_set_clock(&T.core, &T.clock);
     T.a = (struct gw_ep){ .family = 4, .port = 40001, .addr = { 127, 0, 0, 1 } };

@@ -211,7 +211,7 @@ static size_t req_path(const struct gw_ep *ep, uint8_t type, uint8_t code, uint1
 static void reinit(void)
 {
     fe_core_deinit(&T.core);
-    struct fe_io io = { &T, io_send, io_to_sch, NULL };
+    struct fe_out io = { &T, io_send, io_to_sch, NULL };
     cr_assert_eq(fe_core_init(&T.core, &T.cfg, 0, &T.store, T.auth, T.parser, &io, NULL), 0);
     fe_core_set_clock(&T.core, &T.clock);
 }
