@@ -37,6 +37,14 @@
  * element of a bucket instead of one contiguous run of 16-byte slots. The
  * whole table here is ~150 lines with one unit test (test_map.c).
  *
+ * Hashed arrays that are deliberately not a gw_map: the shared-memory
+ * response cache (gw_rcache: fixed slots by offset, lock-free readers in
+ * other processes, one slot per resource hash), the frontend's sessionless
+ * token buckets (fe_core.c sessionless_admit: direct-mapped, colliding
+ * addresses share a bucket, which only makes the limit stricter), and the
+ * relay floor benchmark's device table (tests/bench/bench_relay.c: the
+ * measurement baseline, kept free of gateway code).
+ *
  * Slots are reached by index, for owners that walk every key:
  *   for (uint32_t i = 0; i <= m->mask; i++) if (m->slot[i].key) ...
  * (no insertion or deletion during such a walk). */
