@@ -49,6 +49,7 @@ struct fe_ctx {
     struct gw_proc p; /* loop, shared segment, doorbells, LMDB, signals */
     uv_udp_t udp;
     uv_timer_t rtx_timer, sweep_timer;
+    uv_timer_t lazy_timer; /* rings for records that need no prompt wake-up */
     int sock;
     int claim_fd; /* abstract unix name: this instance serves the port */
     struct gw_ring *to_sch, *from_sch;
@@ -59,6 +60,7 @@ struct fe_ctx {
     struct fe_guard guard; /* when a cache hit may be answered here (fe_guard.h) */
     bool start_pending;    /* GW_MSG_FE_START not yet in the scheduler's ring */
     bool sch_kick;
+    bool sch_lazy; /* records in the ring that may wait for the scheduler's next wake-up */
     bool rtx_dirty; /* the retransmission table changed this turn: re-arm its timer */
     /* Datagrams for clients, sent in batches (gw_udp.h). */
     struct gw_udp_txq txq;
@@ -83,12 +85,31 @@ static void fe_send(struct fe_ctx *fe, const struct gw_ep *ep, const uint8_t *bu
 
 /* ---- rings ---- */
 
+/* A GW_MSG_ANSWER_DONE (the client ACKed a kept answer) only lets the
+ * scheduler free a slot early; it drains it with whatever wakes it next. At
+ * low load that record was a second wake-up of the scheduler per request
+ * (issue 13 item 2), so it rings no bell of its own: at most this long
+ * after it, if nothing else woke the scheduler meanwhile. */
+#define FE_LAZY_KICK_MS 50
+
+static void on_lazy_timer(uv_timer_t *t)
+{
+    struct fe_ctx *fe = t->data;
+    if (fe->sch_lazy)
+        gw_proc_kick(&fe->p, GW_BELL_SCHEDULER);
+    fe->sch_lazy = false;
+}
+
 static void kick_scheduler(struct fe_ctx *fe)
 {
     if (fe->start_pending)
         fe->start_pending = fe_core_announce_start(&fe->core) != 0;
-    if (fe->sch_kick)
+    if (fe->sch_kick) {
         gw_proc_kick(&fe->p, GW_BELL_SCHEDULER);
+        fe->sch_lazy = false; /* a woken scheduler drains the whole ring */
+    } else if (fe->sch_lazy && !uv_is_active((uv_handle_t *)&fe->lazy_timer)) {
+        uv_timer_start(&fe->lazy_timer, on_lazy_timer, FE_LAZY_KICK_MS, 0);
+    }
     fe->sch_kick = false;
 }
 
@@ -96,7 +117,9 @@ static int io_to_sch(void *ctx, const struct gw_msg *m, const uint8_t *data)
 {
     struct fe_ctx *fe = ctx;
     int rc = gw_ring_push2(fe->to_sch, m, sizeof(*m), data, m->len);
-    if (rc == 0)
+    if (rc == 0 && m->kind == GW_MSG_ANSWER_DONE)
+        fe->sch_lazy = true;
+    else if (rc == 0)
         fe->sch_kick = true;
     return rc;
 }
@@ -410,6 +433,7 @@ static void setup_timers(struct fe_ctx *fe)
 {
     gw_proc_timer_init(&fe->p, &fe->rtx_timer, fe);
     gw_proc_timer_init(&fe->p, &fe->sweep_timer, fe);
+    gw_proc_timer_init(&fe->p, &fe->lazy_timer, fe);
     uv_timer_start(&fe->sweep_timer, on_sweep, 100, 5000);
 }
 
