@@ -359,7 +359,8 @@ struct h_req {
     bool non; /* the client's request was NON */
     const char *payload;
     uint8_t security;
-    uint8_t fe; /* frontend that took the request */
+    uint8_t fe;   /* frontend that took the request */
+    uint16_t mid; /* the client's MID (a retransmission repeats it); 0 = a new one */
 };
 
 static inline void h_ep(uint16_t port, struct gw_ep *ep)
@@ -387,7 +388,9 @@ static inline uint64_t h_request(const struct h_req *r)
     cr_assert_leq(m.tkl, 8);
     memcpy(m.token, tok, m.tkl);
     m.req_id = H.next_req_id++;
-    m.client_mid = (uint16_t)m.req_id; /* every request a new client MID, as a real client does */
+    /* Every request a new client MID, as a real client does, unless the
+     * test sends a retransmission (the frontend gives a copy its own req_id). */
+    m.client_mid = r->mid ? r->mid : (uint16_t)m.req_id;
     m.session = r->session ? r->session : 1;
     h_ep(r->port, &m.ep);
     h_mac(r->mac, m.mac);

@@ -230,3 +230,138 @@ Test(kept, answer_refused_by_a_full_ring_keeps_its_mid)
     h_client_acked(0);
     cr_assert_eq(txns(), 0);
 }
+
+/* ---- copies of client requests (S3.3, S1.3) ----
+ * A frontend forwards a client's retransmission of a CON request when it
+ * cannot vouch for it (it restarted, or the cache guard of fe_guard.h). The
+ * scheduler recognises the copy by (endpoint, MID, token), also after its
+ * own SIGKILL: the shared table's transactions carry all three. */
+
+static struct h_req copy_of(uint64_t mac, uint16_t port, const char *tok, uint16_t mid, uint8_t fe)
+{
+    return (struct h_req){ .mac = mac,
+                           .port = port,
+                           .tok = tok,
+                           .code = GW_COAP_POST,
+                           .path = "value",
+                           .payload = "42",
+                           .mid = mid,
+                           .fe = fe };
+}
+
+/* Asserts that every device datagram from index `from` on belongs to the
+ * exchange with device token `tok` (no second exchange was started). */
+static void assert_only_exchange(unsigned from, const uint8_t tok[8])
+{
+    for (unsigned k = from; k < H.nmesh; k++) {
+        struct h_pkt p;
+        h_mesh_pkt(k, &p);
+        cr_assert(p.tkl == 0 || (p.tkl == 8 && memcmp(p.token, tok, 8) == 0),
+                  "device datagram %u starts a second exchange for the copy", k);
+    }
+}
+
+Test(kept, copy_of_a_request_in_flight_after_a_scheduler_restart_is_not_executed_again)
+{
+    h_start();
+    struct h_req r = copy_of(DEV_A, 40001, "c1", 0x4242, 0);
+    h_request(&r);
+    struct h_pkt req;
+    h_last_tx(&req);
+    h_restart();
+    unsigned m0 = H.nmesh;
+    r.fe = 1; /* forwarded again by a frontend whose deduplication never saw it */
+    h_request(&r);
+    cr_assert_eq(txns(), 1, "the copy takes no transaction");
+    cr_assert_eq(H.nclient, 0, "and is not answered on its own");
+    h_piggy(DEV_A, &req, GW_COAP_CHANGED, NULL);
+    h_advance(60 * 1000);
+    assert_only_exchange(m0, req.token);
+    cr_assert_eq(h_client_count_tok(0, "c1"), 1, "exactly one final answer");
+    cr_assert_eq(txns(), 1, "only the kept answer");
+}
+
+Test(kept, copy_of_a_queued_request_after_a_scheduler_restart_is_not_queued_again)
+{
+    h_start();
+    h_request(&(struct h_req){ .mac = DEV_A, .port = 40001, .tok = "q1", .path = "a" });
+    struct h_req r = copy_of(DEV_A, 40001, "q2", 0x5151, 0);
+    h_request(&r); /* NSTART 1: queued behind q1 */
+    cr_assert_eq(txns(), 2);
+    h_restart();
+    h_request(&r);
+    cr_assert_eq(txns(), 2, "the copy is not queued a second time");
+}
+
+Test(kept, copy_of_a_kept_answer_after_a_scheduler_restart_gets_that_answer_again)
+{
+    h_start();
+    H.fe_mid[0] = 0x1234;
+    struct h_req r = copy_of(DEV_A, 40001, "c2", 0x4343, 0);
+    h_request(&r);
+    struct h_pkt req;
+    h_last_tx(&req);
+    h_piggy(DEV_A, &req, GW_COAP_CHANGED, NULL);
+    cr_assert_eq(H.nclient, 1);
+    cr_assert_eq(H.client[0].env.client_mid, 0x1234);
+    h_restart();
+    unsigned m0 = H.nmesh;
+    r.fe = 1;
+    h_request(&r);
+    cr_assert_eq(H.nmesh, m0, "the device is not asked again");
+    cr_assert_eq(H.nclient, 2, "the kept answer is sent again");
+    assert_same_answer(0, 1);
+    cr_assert_eq(H.client[1].env.fe, 1, "to the frontend that forwarded the copy");
+    cr_assert_eq(txns(), 1);
+    h_fe_start(0);
+    cr_assert_eq(H.nclient, 2, "the frontend that holds it now is frontend 1");
+    h_client_acked(1);
+    cr_assert_eq(txns(), 0);
+    cr_assert_eq(h_client_count_tok(0, "c2"), 2, "two copies of one answer, one MID");
+}
+
+Test(kept, copy_of_a_kept_answer_gets_that_answer_again)
+{
+    h_start();
+    struct h_req r = copy_of(DEV_A, 40001, "c3", 0x4444, 0);
+    h_request(&r);
+    struct h_pkt req;
+    h_last_tx(&req);
+    h_piggy(DEV_A, &req, GW_COAP_CHANGED, NULL);
+    unsigned m0 = H.nmesh;
+    r.fe = 1;
+    h_request(&r);
+    cr_assert_eq(H.nmesh, m0);
+    cr_assert_eq(H.nclient, 2, "the copy gets the kept answer, not silence");
+    assert_same_answer(0, 1);
+}
+
+Test(kept, copy_of_an_immediate_answer_after_a_scheduler_restart_gets_the_same_answer)
+{
+    h_start();
+    struct h_req r = copy_of(DEV_X, 40001, "c4", 0x4545, 0);
+    h_request(&r);
+    cr_assert_eq(H.nclient, 1, "5.02: no such device");
+    h_restart();
+    h_request(&r);
+    cr_assert_eq(H.nclient, 2);
+    assert_same_answer(0, 1);
+    cr_assert_eq(txns(), 1);
+}
+
+/* A new MID is a new request, whatever the token (RFC 7252 4.5). */
+Test(kept, same_token_with_a_new_mid_after_a_scheduler_restart_is_a_new_request)
+{
+    h_start();
+    struct h_req r = copy_of(DEV_A, 40001, "c5", 0x4646, 0);
+    h_request(&r);
+    struct h_pkt req;
+    h_last_tx(&req);
+    h_piggy(DEV_A, &req, GW_COAP_CHANGED, NULL);
+    h_restart();
+    unsigned m0 = H.nmesh;
+    r.mid = 0x4647;
+    h_request(&r);
+    cr_assert_eq(H.nmesh, m0 + 1, "sent to the device");
+    cr_assert_eq(txns(), 2);
+}
