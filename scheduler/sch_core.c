@@ -239,6 +239,52 @@ int sch_core_error_bytes(const struct gw_msg *env, uint8_t code, const char *dia
 static int txn_alloc(struct sch_core *c);
 static int hand_over(struct sch_core *c, uint32_t idx);
 
+/* ---- client requests already taken (S3.3, S1.3) ---- */
+
+/* A client request's identity for deduplication: endpoint, MID and token. */
+static uint64_t req_key(const struct gw_msg *env)
+{
+    uint64_t k = gw_hash64(&env->client_mid, sizeof(env->client_mid), gw_ep_hash(&env->ep));
+    return gw_map_key_nz(gw_hash64(env->token, env->tkl, k));
+}
+
+static bool same_request(const struct gw_msg *a, const struct gw_msg *b)
+{
+    return a->client_type == GW_COAP_CON && b->client_type == GW_COAP_CON &&
+           a->client_mid == b->client_mid && a->tkl == b->tkl &&
+           memcmp(a->token, b->token, a->tkl) == 0 && gw_ep_eq(&a->ep, &b->ep);
+}
+
+/* Slot idx now holds a client's CON request (or its answer): indexed. A
+ * failed insert (out of memory) costs only the re-sending of a kept answer
+ * to a copy; `recent` still recognises the copy. */
+static void req_index(struct sch_core *c, uint32_t idx)
+{
+    const struct sch_txn *t = sch_txn_at(c, idx);
+    if (t->has_client && t->env.client_type == GW_COAP_CON)
+        GW_IGNORE(gw_map_put_ptr(&c->by_req, req_key(&t->env), (void *)(uintptr_t)(idx + 1)));
+}
+
+static void req_unindex(struct sch_core *c, uint32_t idx)
+{
+    const struct sch_txn *t = sch_txn_at(c, idx);
+    uint64_t k = req_key(&t->env);
+    if ((uintptr_t)gw_map_get_ptr(&c->by_req, k) == idx + 1)
+        gw_map_del_ptr(&c->by_req, k);
+}
+
+/* The live transaction holding the same request as env, or -1. */
+static int req_slot(struct sch_core *c, const struct gw_msg *env, uint64_t k)
+{
+    uintptr_t v = (uintptr_t)gw_map_get_ptr(&c->by_req, k);
+    if (v == 0 || v > c->max_txn)
+        return -1;
+    struct sch_txn *t = sch_txn_at(c, (uint32_t)(v - 1));
+    if (tstate(t) == SCH_TXN_FREE || !t->has_client || !same_request(&t->env, env))
+        return -1;
+    return (int)(v - 1);
+}
+
 /* An answer given at once (5.03, 5.02, a cache hit). It takes a transaction
  * slot like any other answer: kept until the client ACKs it (hand_over),
  * and when the frontend's ring is full parked as ANSWERED and sent by
@@ -264,6 +310,7 @@ static void answer_now(struct sch_core *c, const struct gw_msg *env, uint8_t fla
     t->data_len = (uint16_t)len;
     t->answer_flags = flags;
     set_state(t, SCH_TXN_ANSWERED);
+    req_index(c, (uint32_t)idx);
     if (hand_over(c, (uint32_t)idx) != 0) {
         gw_stat_add(c->stats, GW_STAT_ring_full, 1);
         c->pending_answers++;
@@ -290,6 +337,7 @@ static int txn_alloc(struct sch_core *c)
 
 static void txn_release(struct sch_core *c, uint32_t idx)
 {
+    req_unindex(c, idx);
     set_state(sch_txn_at(c, idx), SCH_TXN_FREE);
     c->gen[idx]++;
     c->freelist[c->nfree++] = idx;
@@ -743,6 +791,7 @@ int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t 
         memcpy(t->dev_token, token, 8);
     else
         sch_core_new_token(c, t->dev_token);
+    req_index(c, (uint32_t)idx);
     c->qnext[idx] = -1;
     if (d->inflight < limit && d->qhead < 0) {
         send_txn(c, d, (uint32_t)idx);
@@ -760,14 +809,12 @@ int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t 
 
 /* ---- requests from clients ---- */
 
-/* True when the same client request (endpoint, MID, token) was seen within
- * the exchange lifetime. Expiry is by age in the FIFO: an entry's value is
- * the time it was recorded. */
-static bool seen_recently(struct sch_core *c, const struct gw_msg *env)
+/* True when the client request with key k (req_key) was seen within the
+ * exchange lifetime; records it otherwise. Expiry is by age in the FIFO: an
+ * entry's value is the time it was recorded. */
+static bool seen_recently(struct sch_core *c, uint64_t k)
 {
     uint64_t now = now_ms(c);
-    uint64_t k = gw_hash64(&env->client_mid, sizeof(env->client_mid), gw_ep_hash(&env->ep));
-    k = gw_map_key_nz(gw_hash64(env->token, env->tkl, k));
     uintptr_t at = (uintptr_t)gw_map_get_ptr(&c->recent, k);
     if (at && now - (at - 1) < (uint64_t)c->cfg.exchange_lifetime_ms)
         return true;
@@ -786,12 +833,31 @@ static bool seen_recently(struct sch_core *c, const struct gw_msg *env)
     return false;
 }
 
+/* True when CON request env is a copy of one already taken: seen within the
+ * exchange lifetime, or held by a live transaction (also one a predecessor
+ * left in the shared table). A copy is never executed again; when its answer
+ * is kept (DELIVERED), that answer goes again, with its MID, to the frontend
+ * that forwarded the copy: the client may never have had it, and any copy
+ * it already has is a duplicate to it (RFC 7252 4.5). An answer still to
+ * come goes to the client as it would have anyway. */
+static bool on_copy(struct sch_core *c, const struct gw_msg *env)
+{
+    uint64_t k = req_key(env);
+    int idx = req_slot(c, env, k);
+    if (!seen_recently(c, k) && idx < 0)
+        return false;
+    gw_stat_add(c->stats, GW_STAT_rx_duplicates, 1);
+    if (idx >= 0 && tstate(sch_txn_at(c, (uint32_t)idx)) == SCH_TXN_DELIVERED) {
+        sch_txn_at(c, (uint32_t)idx)->sent_fe = env->fe;
+        GW_IGNORE(repush(c, (uint32_t)idx)); /* a full ring: retried by sch_core_flush */
+    }
+    return true;
+}
+
 static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data)
 {
-    if (env->client_type == GW_COAP_CON && seen_recently(c, env)) {
-        gw_stat_add(c->stats, GW_STAT_rx_duplicates, 1);
+    if (env->client_type == GW_COAP_CON && on_copy(c, env))
         return;
-    }
     struct gw_coap_msg req;
     if (env->len < 12 || gw_coap_parse(c->rx_parser, data, env->len, &req) != 0 || req.tkl != 8) {
         sch_core_answer_error(c, env, GW_COAP_INTERNAL, "malformed request record", UINT32_MAX);
@@ -1323,6 +1389,10 @@ static void recover(struct sch_core *c)
         uint32_t i = order[k];
         struct sch_txn *t = sch_txn_at(c, i);
         uint32_t s = tstate(t);
+        /* The copies of this request a frontend forwards are known. */
+        req_index(c, i);
+        if (t->has_client && t->env.client_type == GW_COAP_CON)
+            GW_IGNORE(seen_recently(c, req_key(&t->env)));
         if (s == SCH_TXN_ANSWERED) {
             c->pending_answers++;
             continue;
@@ -1346,6 +1416,7 @@ static void recover(struct sch_core *c)
         }
         struct sch_dev *d = dev_get(c, t->env.mac, true);
         if (!d) {
+            req_unindex(c, i);
             set_state(t, SCH_TXN_FREE);
             c->freelist[c->nfree++] = i;
             continue;
@@ -1430,6 +1501,7 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock,
     c->recent_keys = calloc(c->recent_cap, sizeof(uint64_t));
     if (!c->recent_keys || gw_map_init(&c->recent, c->recent_cap, GW_MAP_MAX) != 0 ||
         gw_map_init(&c->delivered, max_txn / 2, GW_MAP_MAX) != 0 ||
+        gw_map_init(&c->by_req, max_txn, GW_MAP_MAX) != 0 ||
         gw_map_init(&c->peer_by_mid, 32, GW_MAP_MAX) != 0 ||
         gw_map_init(&c->peer_by_tok, 32, GW_MAP_MAX) != 0) {
         rc = -ENOMEM;
@@ -1477,6 +1549,7 @@ void sch_core_free(struct sch_core *c)
     gw_map_deinit(&c->devs);
     gw_map_deinit(&c->recent);
     gw_map_deinit(&c->delivered);
+    gw_map_deinit(&c->by_req);
     gw_map_deinit(&c->peer_by_mid);
     gw_map_deinit(&c->peer_by_tok);
     free(c->recent_keys);

@@ -49,6 +49,12 @@ struct sch_core {
     struct gw_map recent;
     uint64_t *recent_keys; /* FIFO of keys for eviction */
     uint32_t recent_cap, recent_head, recent_n;
+    /* The transaction that holds a client's CON request or its kept answer,
+     * by the same key -> slot index + 1, so a copy of a request whose answer
+     * is kept gets that answer again. Both this and `recent` are rebuilt
+     * from the shared table at start: a SIGKILLed scheduler's successor
+     * still knows every request the table holds (S1.3). */
+    struct gw_map by_req;
     /* Answers kept until the client ACKs them (SCH_TXN_DELIVERED), by
      * (client endpoint, client MID) -> slot index + 1. */
     struct gw_map delivered;
