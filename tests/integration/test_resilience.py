@@ -327,5 +327,109 @@ def test_frontend_kills_with_lossy_clients_lose_no_answer():
         assert codes.get(code(2, 5), 0) >= total * 0.98, "too few successful answers: %r" % codes
 
 
+def _restarted(gw, roles, old):
+    pids = {r: gw.pid(r) for r in roles}
+    return all(pids[r] and pids[r] != old[r] for r in roles)
+
+
+def _copy_after_kills(gw, mac, dev_addr, method, answered_first):
+    """One client request to a slow device (2 s, a separate response): sent once, the scheduler
+    and the frontend that took it SIGKILLed (after the device took the request, or after the
+    answer reached the client unACKed when answered_first), then retransmitted with the same MID
+    and token until the restarted frontend ACKs it. Returns (final-answer MIDs in arrival order,
+    copies after the kills, the device's executions of the request, seconds waited)."""
+    cl = Client(gw)
+    gw.session(cl, account="copy%d" % cl.port, query="security=none")
+    cl.sock.setblocking(False)
+    key = "%s /value" % ("POST" if method == POST else "GET")
+    before = sim_counters(dev_addr)["by"].get(key, 0)
+    tok, mid = os.urandom(8), cl.next_mid()
+    payload = b"v%d" % cl.port if method == POST else b""
+    pkt = encode(CON, method, mid, tok, [(OPT["proxy_uri"], "coap://%s/value" % mac)], payload)
+    finals, req_acked = [], [False]
+
+    def pump(ack_answers):
+        while True:
+            try:
+                data, _ = cl.sock.recvfrom(65536)
+            except BlockingIOError:
+                return
+            m = Msg(data)
+            if m.code == 0:
+                if m.type == ACK and m.mid == mid:
+                    req_acked[0] = True
+                continue
+            if m.token != tok:
+                continue
+            finals.append(m.mid)
+            if m.type == CON and ack_answers:
+                cl.send_raw(encode(ACK, 0, m.mid))
+
+    cl.send_raw(pkt)
+    if answered_first:
+        wait_for(lambda: pump(False) or finals, 15, "the device's answer (not ACKed)")
+    else:
+        wait_for(lambda: sim_counters(dev_addr)["by"].get(key, 0) == before + 1, 10,
+                 "the device taking the request")
+    roles = ["scheduler", "frontend-0"]
+    old = {r: gw.pid(r) for r in roles}
+    for r in roles:
+        os.kill(old[r], signal.SIGKILL)
+    wait_for(lambda: _restarted(gw, roles, old), 20, "scheduler and frontend restarted")
+    # What the killed frontend sent (the empty ACK of the first copy) is read now, so only
+    # the restarted frontend's ACK ends the retransmissions.
+    pump(False)
+    n_before = len(finals)
+    t0 = time.monotonic()
+    # The client's retransmissions (RFC 7252 4.2, bounded): until the request is ACKed.
+    req_acked[0] = False
+    tries = 0
+    while not req_acked[0] and tries < 40:
+        cl.send_raw(pkt)
+        tries += 1
+        end = time.monotonic() + 0.25
+        while time.monotonic() < end and not req_acked[0]:
+            select.select([cl.sock], [], [], 0.02)
+            pump(True)
+    assert req_acked[0], "the copy was never ACKed by the restarted frontend"
+    # A second execution would answer a device latency after the first answer: wait for the
+    # first answer, then two latencies more (bounded), ACKing every answer as a client does.
+    wait_for(lambda: pump(True) or finals, 15, "a final answer")
+    end = time.monotonic() + 5.0
+    while time.monotonic() < end:
+        select.select([cl.sock], [], [], 0.05)
+        pump(True)
+    execs = sim_counters(dev_addr)["by"].get(key, 0) - before
+    cl.close()
+    return finals, len(finals) - n_before, execs, time.monotonic() - t0
+
+
+def test_copy_after_scheduler_and_frontend_kill_is_answered_once():
+    """S1.3 (issue #12 item 15): a client's CON request to a slow device, its frontend and the
+    scheduler SIGKILLed, then the client's retransmission (same MID and token) reaches the
+    restarted frontend, which cannot vouch for it and forwards it. The restarted scheduler knows
+    the request from the shared transaction table: one device execution, one final answer MID
+    (copies of it allowed: the client's deduplication drops them), whether the device was still
+    working on it (POST, GET) or the answer was kept unACKed (POST)."""
+    tmp = gwtest.scratch_dir("coapgw-res-")
+    addrs = ["%s.%d" % (BASE, 90 + i) for i in range(3)]
+    rows = [(DEVICES[i], addrs[i], "normal", KEY, 5683, 4849, "latency=2000") for i in range(3)]
+    devfile = write_devices(os.path.join(tmp, "devices.csv"), rows)
+    with gateway("copy", devfile, meshsim=1, client_ack_timeout_ms=1000) as gw:
+        cases = [("POST while the device works", 0, POST, False),
+                 ("GET while the device works", 1, GET, False),
+                 ("POST with the answer kept unACKed", 2, POST, True)]
+        bad = []
+        for name, i, method, first in cases:
+            finals, after, execs, waited = _copy_after_kills(gw, DEVICES[i], addrs[i], method, first)
+            mids = sorted(set(finals))
+            print("  %-34s final answers %d (%d after the kills), distinct MIDs %d, device executions %d"
+                  % (name, len(finals), after, len(mids), execs))
+            if len(mids) != 1 or execs != 1 or after < 1:
+                bad.append((name, finals, execs))
+        assert not bad, "answered more than once, executed more than once or lost: %r" % bad
+
+
 if __name__ == "__main__":
-    sys.exit(run([test_kill_every_role_under_load, test_frontend_kills_with_lossy_clients_lose_no_answer]))
+    sys.exit(run([test_kill_every_role_under_load, test_frontend_kills_with_lossy_clients_lose_no_answer,
+                  test_copy_after_scheduler_and_frontend_kill_is_answered_once]))
