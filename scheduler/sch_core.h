@@ -12,7 +12,16 @@
  * gateway it is the shared segment, so a SIGKILLed scheduler's successor
  * finds every request still queued or in flight, with its absolute
  * deadlines (CLOCK_MONOTONIC is system-wide), and answers each exactly once
- * (S1.3). Per-device queues and token indexes are rebuilt from it at start.
+ * (S1.3). Per-device queues and token indexes are rebuilt from it at start,
+ * and so is the deduplication of client requests (endpoint, client MID,
+ * token, all in the slot's envelope): a client's retransmission that a
+ * frontend forwards again (after its own restart, or during the cache
+ * guard of frontend/fe_guard.h) is never executed a second time, also
+ * across a scheduler SIGKILL; when its answer is kept it goes again, with
+ * its MID, to the frontend that forwarded the copy. A SIGKILL loses only the
+ * memory of requests whose slot was already freed with an answer that was
+ * not kept (NON, No-Response, over half the table held): a copy of one
+ * after the restart, within the exchange lifetime, is taken as new.
  *
  * A final answer to a CON request outlives its hand-over to the frontend
  * (state DELIVERED, gw_msg.h GW_MF2_MID): the slot keeps it with the
