@@ -1517,6 +1517,20 @@ fail:
     return rc;
 }
 
+int sch_core_to_client(struct sch_core *c, struct gw_msg *env, const uint8_t *data)
+{
+    return c->out.to_client(c->out.ctx, env, data);
+}
+
+void sch_core_cache_store(struct sch_core *c, const uint8_t *key, size_t klen, uint64_t res_hash,
+                          const struct gw_coap_msg *resp, uint64_t now)
+{
+    if (!c->cache_enabled)
+        return;
+    GW_IGNORE(sch_cache_put(c->cache, key, klen, res_hash, resp, now));
+    sch__mirror_sync(c, key, klen, res_hash);
+}
+
 void sch__mirror_sync(struct sch_core *c, const uint8_t *key, size_t klen, uint64_t res_hash)
 {
     if (!c->rcache.nslots)

@@ -100,6 +100,18 @@ void sch_core_rearm_obs(struct sch_core *c, uint64_t deadline, uint32_t obs_slot
 /* Whether a txn of `kind` for observation obs_id is still under way. */
 bool sch_core_obs_txn_live(struct sch_core *c, uint8_t kind, uint64_t obs_id);
 
+/* What sch_observe.c may use of the core (issue #17 item 4): these
+ * functions, and of struct sch_core only its registry (obs), its parser
+ * (obs_parser) and the services every part reads (cfg, clock, store,
+ * stats). Output, the cache and the txn table go through functions. */
+/* Hands a finished RESP or NOTIFY_SET record to frontend env->fe (or
+ * another live one, which env->fe then names): 0 or GW_EFULL. */
+int sch_core_to_client(struct sch_core *c, struct gw_msg *env, const uint8_t *data);
+/* Stores a device's answer under key in the cache and the frontends' copy
+ * (sch_cache_put: only a 2.05 is kept, S5.1); nothing when the cache is off. */
+void sch_core_cache_store(struct sch_core *c, const uint8_t *key, size_t klen, uint64_t res_hash,
+                          const struct gw_coap_msg *resp, uint64_t now);
+
 /* sch_observe.c */
 int sch_obs_init(struct sch_core *c);
 void sch_obs_deinit(struct sch_core *c);

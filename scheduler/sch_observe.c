@@ -586,7 +586,7 @@ static void flush_set(struct sch_core *c, struct gw_msg *env, uint8_t *data, siz
     memcpy(data, &h, sizeof(h));
     env->len = (uint16_t)(sizeof(h) + msg_len + (size_t)*count * sizeof(struct gw_notify_to));
     uint8_t fe = env->fe;
-    if (c->out.to_client(c->out.ctx, env, data) != 0)
+    if (sch_core_to_client(c, env, data) != 0)
         gw_stat_add(c->stats, GW_STAT_ring_full, *count);
     env->fe = fe;
     *count = 0;
@@ -683,10 +683,8 @@ static void take_state(struct sch_core *c, struct sch_obs *o, const struct gw_co
     if (ma && !gw_coap_uint(ma->val, ma->len, &age))
         age = (uint32_t)c->cfg.default_max_age_s;
     o->max_age = age;
-    if (c->cache_enabled && resp->code == GW_COAP_CONTENT) {
-        GW_IGNORE(sch_cache_put(c->cache, o->key, o->klen, o->res_hash, resp, now));
-        sch__mirror_sync(c, o->key, o->klen, o->res_hash);
-    }
+    if (resp->code == GW_COAP_CONTENT)
+        sch_core_cache_store(c, o->key, o->klen, o->res_hash, resp, now);
     /* S6.5: re-register when this state goes stale. */
     arm_stale(c, o, now + (uint64_t)age * 1000 + (uint64_t)c->cfg.obs_grace_ms);
 }
