@@ -19,9 +19,9 @@
  * guard of frontend/fe_guard.h) is never executed a second time, also
  * across a scheduler SIGKILL; when its answer is kept it goes again, with
  * its MID, to the frontend that forwarded the copy. A SIGKILL loses only the
- * memory of requests whose slot was already freed with an answer that was
- * not kept (NON, No-Response, over half the table held): a copy of one
- * after the restart, within the exchange lifetime, is taken as new.
+ * memory of requests whose slot was already freed (answer ACKed, or not
+ * kept: No-Response, over half the table held): a copy of one after the
+ * restart, within the exchange lifetime, is taken as new.
  *
  * A final answer to a CON request outlives its hand-over to the frontend
  * (state DELIVERED, gw_msg.h GW_MF2_MID): the slot keeps it with the
