@@ -238,7 +238,7 @@ struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *
         return NULL;
     uint32_t idx = d->free_list[d->nfree - 1];
     if (gw_map_add(&d->idx, key_hash(d->key, ep, &mid, sizeof(mid)), idx) != 0)
-        return NULL; /* the index could not grow: not remembered */
+        return NULL;                            /* the index could not grow: not remembered */
     sref = src_find(d, ep, (uint8_t)cls, true); /* evictions may have moved or freed it */
     d->nfree--;
     d->count++;
@@ -465,9 +465,9 @@ static int arm(struct fe_rtx *t, uint32_t idx)
 
 /* Tracks a message whose bytes are `buf` (owned from here: freed on
  * failure) or `body` (one more reference, taken on success only). */
-static int rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, uint8_t *buf,
-                   size_t len, struct fe_nbody *body, bool notify, const uint8_t *token,
-                   uint8_t tkl, uint64_t session, uint64_t now, uint32_t rnd)
+static int rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, uint8_t *buf, size_t len,
+                   struct fe_nbody *body, bool notify, const uint8_t *token, uint8_t tkl,
+                   uint64_t session, uint64_t now, uint32_t rnd)
 {
     uint64_t h_tok = 0;
     if (notify) {
@@ -542,12 +542,12 @@ int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uin
     return rtx_add(t, ep, mid, copy, len, NULL, notify, token, tkl, session, now, rnd);
 }
 
-int fe_rtx_add_notify(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid,
-                      struct fe_nbody *body, const uint8_t *token, uint8_t tkl, uint64_t session,
-                      uint64_t now, uint32_t rnd)
+int fe_rtx_add_notify(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, struct fe_nbody *body,
+                      const uint8_t *token, uint8_t tkl, uint64_t session, uint64_t now,
+                      uint32_t rnd)
 {
-    return rtx_add(t, ep, mid, NULL, (size_t)body->len + tkl, body, true, token, tkl, session,
-                   now, rnd);
+    return rtx_add(t, ep, mid, NULL, (size_t)body->len + tkl, body, true, token, tkl, session, now,
+                   rnd);
 }
 
 static struct fe_rtx_entry *rtx_find_mid(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid)

@@ -137,7 +137,7 @@ struct fe_rtx_entry {
     uint8_t token[8];
     uint8_t
         tracked; /* an answer the scheduler keeps until the client ACKs it (gw_msg.h GW_MF2_MID) */
-    uint8_t ghost;      /* ghost_mid: the MID of the notification this one replaced */
+    uint8_t ghost; /* ghost_mid: the MID of the notification this one replaced */
     uint16_t ghost_mid;
     uint32_t gen;
     uint64_t h_tok; /* index key (ep, token) of a notification, so unlinking hashes nothing */
@@ -200,9 +200,9 @@ int fe_rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, const uin
                uint64_t now, uint32_t rnd) GW_NODISCARD;
 /* The same for a notification of a set, sharing `body` (one reference
  * taken on success): the datagram is rendered from it when resent. */
-int fe_rtx_add_notify(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid,
-                      struct fe_nbody *body, const uint8_t *token, uint8_t tkl, uint64_t session,
-                      uint64_t now, uint32_t rnd) GW_NODISCARD;
+int fe_rtx_add_notify(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, struct fe_nbody *body,
+                      const uint8_t *token, uint8_t tkl, uint64_t session, uint64_t now,
+                      uint32_t rnd) GW_NODISCARD;
 /* ACK or RST from the client. Returns true when it matched; *out tells
  * whether it was a notification (then the observer leaves on RST). */
 bool fe_rtx_ack(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, struct fe_rtx_out *out);

@@ -60,7 +60,7 @@ struct fe_ctx {
     struct fe_guard guard; /* when a cache hit may be answered here (fe_guard.h) */
     bool start_pending;    /* GW_MSG_FE_START not yet in the scheduler's ring */
     bool sch_kick;
-    bool sch_lazy; /* records in the ring that may wait for the scheduler's next wake-up */
+    bool sch_lazy;  /* records in the ring that may wait for the scheduler's next wake-up */
     bool rtx_dirty; /* the retransmission table changed this turn: re-arm its timer */
     /* Datagrams for clients, sent in batches (gw_udp.h). */
     struct gw_udp_txq txq;
