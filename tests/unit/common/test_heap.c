@@ -5,17 +5,18 @@
  * growing one doubles up to its bound, and pop_due leaves future items. */
 #include "gw_error.h"
 #include "gw_heap.h"
+#include "gw_rand.h"
 
 #include <criterion/criterion.h>
-#include <stdlib.h>
 
 Test(heap, pops_in_deadline_order)
 {
     struct gw_heap h;
     cr_assert_eq(gw_heap_init(&h, 1000), 0);
-    srand(3);
+    struct gw_rand r;
+    gw_rand_seed(&r, 3);
     for (uint32_t i = 0; i < 1000; i++)
-        cr_assert_eq(gw_heap_push(&h, (uint64_t)(rand() % 500), i, i * 2), 0);
+        cr_assert_eq(gw_heap_push(&h, gw_rand_u32(&r) % 500, i, i * 2), 0);
     struct gw_heap_item it, prev = { 0 };
     uint32_t n = 0;
     while (gw_heap_pop(&h, &it)) {

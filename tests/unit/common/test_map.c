@@ -7,9 +7,9 @@
  * run agrees with a plain array at every step. */
 #include "gw_error.h"
 #include "gw_map.h"
+#include "gw_rand.h"
 
 #include <criterion/criterion.h>
-#include <stdlib.h>
 
 /* Every key is reachable from its home slot without crossing an empty one
  * (what backward-shift deletion must preserve), and n is the slot count. */
@@ -224,11 +224,12 @@ Test(map, random_run_agrees_with_an_array)
     struct gw_map m;
     cr_assert_eq(gw_map_init(&m, 0, NK), 0);
     uint64_t ref[NK] = { 0 }; /* 0: absent, else value */
-    srand(7);
+    struct gw_rand r;
+    gw_rand_seed(&r, 7);
     for (int step = 0; step < 20000; step++) {
-        uint32_t k = (uint32_t)rand() % NK;
+        uint32_t k = gw_rand_u32(&r) % NK;
         uint64_t key = (uint64_t)k * 1000003u; /* key 0 included */
-        if (rand() % 3) {
+        if (gw_rand_u32(&r) % 3) {
             uint64_t v = (uint64_t)step + 1;
             cr_assert_eq(gw_map_put(&m, key, v), 0);
             ref[k] = v;
