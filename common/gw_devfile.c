@@ -200,14 +200,8 @@ static const struct seen_rec *seen_get(const struct seen *s, const uint8_t key[S
 static int seen_add(struct seen *s, const uint8_t key[SEEN_KEY], const struct gw_device *d,
                     int lineno)
 {
-    if (s->n == s->cap) {
-        size_t nc = s->cap ? s->cap * 2 : 512;
-        struct seen_rec *nv = realloc(s->v, nc * sizeof(*nv));
-        if (!nv)
-            return -ENOMEM;
-        s->v = nv;
-        s->cap = nc;
-    }
+    if (gw_grow(&s->v, &s->cap, s->n + 1, sizeof(*s->v), 512) != 0)
+        return -ENOMEM;
     struct seen_rec *r = &s->v[s->n];
     memcpy(r->key, key, SEEN_KEY);
     memcpy(r->mac, d->mac, GW_MAC_LEN);
@@ -269,6 +263,21 @@ static void warnf(gw_devfile_warn_fn warn, void *ctx, int lineno, const char *fm
     warn(ctx, lineno, msg);
 }
 
+/* A line that cannot be read at all (what: "NUL byte", ...). Where the
+ * header should be, it ends the load: returns true. After the header the
+ * line is reported, counted in *bad and skipped: returns false. */
+static bool unreadable_line(gw_devfile_warn_fn warn, void *ctx, int lineno, int columns,
+                            const char *what, const char *tail, int *bad)
+{
+    if (!columns) {
+        warnf(warn, ctx, lineno, "%s where the header should be", what);
+        return true;
+    }
+    warnf(warn, ctx, lineno, "%s%s", what, tail);
+    (*bad)++;
+    return false;
+}
+
 /* Checks the header fields; returns the number of columns it names, or 0. */
 static int header_columns(char *const f[], int nf)
 {
@@ -300,13 +309,10 @@ int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn w
         if (lineno == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
             s += 3; /* UTF-8 byte order mark, as some editors write it */
         if (strlen(line) != (size_t)got) {
-            if (!columns) {
-                warnf(warn, ctx, lineno, "NUL byte where the header should be");
+            if (unreadable_line(warn, ctx, lineno, columns, "NUL byte", " in line", &bad)) {
                 rc = GW_EBADMSG;
                 break;
             }
-            warnf(warn, ctx, lineno, "NUL byte in line");
-            bad++;
             continue;
         }
         size_t l = chomp(s);
@@ -316,13 +322,10 @@ int gw_devfile_load(const char *path, gw_devfile_dev_fn cb, gw_devfile_warn_fn w
         if (*p == '\0' || *p == '#')
             continue;
         if (l > GW_DEVFILE_LINE_MAX) {
-            if (!columns) {
-                warnf(warn, ctx, lineno, "line too long where the header should be");
+            if (unreadable_line(warn, ctx, lineno, columns, "line too long", "", &bad)) {
                 rc = GW_EBADMSG;
                 break;
             }
-            warnf(warn, ctx, lineno, "line too long");
-            bad++;
             continue;
         }
         char *f[MAX_FIELDS];

@@ -240,12 +240,14 @@ int gw_proc_start(struct gw_proc *p, const struct gw_proc_hooks *hooks)
     return 0;
 }
 
-void gw_proc_timer_init(struct gw_proc *p, uv_timer_t *t, void *data)
+void gw_proc_timers_init(struct gw_proc *p, void *data, uv_timer_t *const t[], size_t n)
 {
-    /* Cannot fail on an initialised loop: libuv's uv_timer_init only fills
-     * the handle in (src/timer.c) and returns 0. */
-    (void)uv_timer_init(&p->loop, t);
-    t->data = data;
+    for (size_t i = 0; i < n; i++) {
+        /* Cannot fail on an initialised loop: libuv's uv_timer_init only
+         * fills the handle in (src/timer.c) and returns 0. */
+        (void)uv_timer_init(&p->loop, t[i]);
+        t[i]->data = data;
+    }
 }
 
 void gw_proc_ready(struct gw_proc *p)

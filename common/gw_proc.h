@@ -105,10 +105,10 @@ int gw_proc_bell_fd(const struct gw_proc *p, uint32_t bell);
  * Returns whether it rang. */
 bool gw_proc_kick(struct gw_proc *p, uint32_t bell);
 
-/* Sets up timer t on the role's loop with handle data `data` (the role's
- * context, as every callback wants it); gw_proc_loop_close closes it with
- * the other handles. */
-void gw_proc_timer_init(struct gw_proc *p, uv_timer_t *t, void *data);
+/* Sets up the n timers t[] on the role's loop with handle data `data` (the
+ * role's context, as every callback wants it); gw_proc_loop_close closes
+ * them with the other handles. */
+void gw_proc_timers_init(struct gw_proc *p, void *data, uv_timer_t *const t[], size_t n);
 
 void gw_proc_ready(struct gw_proc *p);
 /* Runs the loop until gw_proc_stop (TERM/INT); returns GW_EXIT_OK. */

@@ -9,6 +9,7 @@
 
 #include "gw_defs.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,18 @@ char *gw_env_name(const char *prefix, const char *key, char *buf, size_t len);
  * caller still owns the old array). Not for secrets: realloc frees the old
  * block without wiping it (gw_devlist copies by hand for that). */
 int gw_grow(void *pp, size_t *cap, size_t need, size_t elem, size_t first) GW_NODISCARD;
+
+/* gw_grow for an array counted in uint32_t; -ENOMEM past UINT32_MAX items. */
+static inline int gw_grow32(void *pp, uint32_t *cap, size_t need, size_t elem, size_t first)
+{
+    size_t c = *cap;
+    if (need > UINT32_MAX)
+        return -ENOMEM;
+    int rc = gw_grow(pp, &c, need, elem, first);
+    if (rc == 0)
+        *cap = c > UINT32_MAX ? UINT32_MAX : (uint32_t)c; /* the array holds at least that */
+    return rc;
+}
 
 /* Strips leading and trailing white space in place; returns the first
  * character kept (inside s). */

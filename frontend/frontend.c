@@ -431,9 +431,8 @@ static int setup_socket(struct fe_ctx *fe)
 
 static void setup_timers(struct fe_ctx *fe)
 {
-    gw_proc_timer_init(&fe->p, &fe->rtx_timer, fe);
-    gw_proc_timer_init(&fe->p, &fe->sweep_timer, fe);
-    gw_proc_timer_init(&fe->p, &fe->lazy_timer, fe);
+    uv_timer_t *const timers[] = { &fe->rtx_timer, &fe->sweep_timer, &fe->lazy_timer };
+    gw_proc_timers_init(&fe->p, fe, timers, GW_ARRAY_LEN(timers));
     uv_timer_start(&fe->sweep_timer, on_sweep, 100, 5000);
 }
 

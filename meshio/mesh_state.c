@@ -3,6 +3,7 @@
  * gateway's sequence reservation in LMDB and the receive replay windows.
  * The guarantees and what a crash loses are in meshio.h. */
 #include "meshio.h"
+#include "gw_text.h"
 #include "gw_error.h"
 #include "gw_log.h"
 
@@ -117,13 +118,7 @@ static int grow(struct mesh_peers *p)
         return 0;
     if (p->cap >= MESH_PEERS_MAX)
         return -ENOMEM;
-    uint32_t ncap = p->cap * 2;
-    struct mesh_peer *nv = realloc(p->v, (size_t)ncap * sizeof(*nv));
-    if (!nv)
-        return -ENOMEM;
-    p->v = nv;
-    p->cap = ncap;
-    return 0;
+    return gw_grow32(&p->v, &p->cap, (size_t)p->cap + 1, sizeof(*p->v), MESH_PEERS_INIT_CAP);
 }
 
 /* The persisted top for mac, if any and if it was written under key fp. */

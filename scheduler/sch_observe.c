@@ -18,6 +18,7 @@
  * Observers are written when they join and leave (requests, not the
  * notification path); the number reservation once per SCH_OBS_NUM_BLOCK. */
 #include "sch_int.h"
+#include "gw_text.h"
 #include "gw_error.h"
 #include "gw_log.h"
 
@@ -206,15 +207,12 @@ static int obs_index(struct sch_core *c, struct sch_obs *o)
             o->slot = i;
             return 0;
         }
-    uint32_t ncap = r->tab_cap ? r->tab_cap * 2 : 64;
-    struct sch_obs **nt = realloc(r->tab, ncap * sizeof(*nt));
-    if (!nt)
+    uint32_t old = r->tab_cap;
+    if (gw_grow32(&r->tab, &r->tab_cap, (size_t)old + 1, sizeof(*r->tab), 64) != 0)
         return -ENOMEM;
-    memset(nt + r->tab_cap, 0, (ncap - r->tab_cap) * sizeof(*nt));
-    r->tab = nt;
-    o->slot = r->tab_cap;
-    r->tab[r->tab_cap] = o;
-    r->tab_cap = ncap;
+    memset(r->tab + old, 0, (r->tab_cap - old) * sizeof(*r->tab));
+    o->slot = old;
+    r->tab[old] = o;
     return 0;
 }
 
@@ -348,14 +346,8 @@ static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_m
             return GW_EFORBIDDEN;
         if (r->nobservers >= (uint32_t)c->cfg.obs_max_observers)
             return GW_EFULL;
-        if (o->n == o->cap) {
-            uint32_t ncap = o->cap ? o->cap * 2 : 4;
-            struct obs_observer *nv = realloc(o->v, ncap * sizeof(*nv));
-            if (!nv)
-                return -ENOMEM;
-            o->v = nv;
-            o->cap = ncap;
-        }
+        if (gw_grow32(&o->v, &o->cap, (size_t)o->n + 1, sizeof(*o->v), 4) != 0)
+            return -ENOMEM;
         o->v[o->n++] = v;
         r->nobservers++;
         session_observers_add(r, v.session, 1);
@@ -956,14 +948,8 @@ static void load(struct sch_core *c)
             struct obs_observer ov;
             memcpy(&ov, v.mv_data, sizeof(ov));
             if (o && o->n < (uint32_t)c->cfg.obs_max_observers) {
-                if (o->n == o->cap) {
-                    uint32_t ncap = o->cap ? o->cap * 2 : 4;
-                    struct obs_observer *nvv = realloc(o->v, ncap * sizeof(*nvv));
-                    if (!nvv)
-                        break;
-                    o->v = nvv;
-                    o->cap = ncap;
-                }
+                if (gw_grow32(&o->v, &o->cap, (size_t)o->n + 1, sizeof(*o->v), 4) != 0)
+                    break;
                 o->v[o->n++] = ov;
                 c->obs->nobservers++;
                 session_observers_add(c->obs, ov.session, 1);

@@ -365,9 +365,8 @@ static int setup_core(struct sch_ctx *s)
 
 static void setup_timers(struct sch_ctx *s)
 {
-    gw_proc_timer_init(&s->p, &s->timer, s);
-    gw_proc_timer_init(&s->p, &s->stats_timer, s);
-    gw_proc_timer_init(&s->p, &s->ovf_timer, s);
+    uv_timer_t *const timers[] = { &s->timer, &s->stats_timer, &s->ovf_timer };
+    gw_proc_timers_init(&s->p, s, timers, GW_ARRAY_LEN(timers));
     uv_timer_start(&s->stats_timer, on_stats, 1000, 1000);
 }
 

@@ -415,3 +415,41 @@ Test(devfile, devlist_keeps_every_device_in_order)
     cr_assert_eq(l.cap, 0);
     gw_devlist_free(&l); /* twice is harmless */
 }
+
+/* A line that cannot be read (a NUL byte, more than GW_DEVFILE_LINE_MAX)
+ * is skipped and counted after the header, and ends the load where the
+ * header should be (S7.2: one clear line naming file:line). */
+Test(devfile, unreadable_lines_skipped_after_the_header_fatal_before)
+{
+    char big[GW_DEVFILE_LINE_MAX + 10];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    char text[GW_DEVFILE_LINE_MAX + 200];
+    snprintf(text, sizeof(text),
+             "mac,address,type,key\n0000000000000001,127.0.0.1,normal," KEY1 "\nX%sY\n%s\n"
+             "0000000000000002,127.0.0.2,normal," KEY1 "\n",
+             "\x01", big);
+    const char *p = write_file("bad.csv", text);
+    /* A NUL cannot go through snprintf: patch the \x01 in the file. */
+    FILE *f = fopen(p, "r+");
+    cr_assert_not_null(f);
+    cr_assert_eq(fseek(f, (long)(strchr(text, '\x01') - text), SEEK_SET), 0);
+    cr_assert_eq(fputc('\0', f), 0);
+    cr_assert_eq(fclose(f), 0);
+    struct sink s = { 0 };
+    cr_assert_eq(gw_devfile_load(p, on_dev, on_warn, &s), 2, "two bad lines");
+    cr_assert_eq(s.ndev, 2);
+    cr_assert_eq(s.nwarn, 2);
+    cr_assert_eq(s.wline[0], 3);
+    cr_assert_str_eq(s.wmsg[0], "NUL byte in line");
+    cr_assert_eq(s.wline[1], 4);
+    cr_assert_str_eq(s.wmsg[1], "line too long");
+
+    snprintf(text, sizeof(text), "%s\n0000000000000001,127.0.0.1,normal," KEY1 "\n", big);
+    struct sink h = { 0 };
+    cr_assert_eq(gw_devfile_load(write_file("longhead.csv", text), on_dev, on_warn, &h),
+                 GW_EBADMSG);
+    cr_assert_eq(h.ndev, 0);
+    cr_assert_eq(h.nwarn, 1);
+    cr_assert_str_eq(h.wmsg[0], "line too long where the header should be");
+}

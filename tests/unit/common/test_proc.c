@@ -183,13 +183,17 @@ Test(proc, timer_init_hands_the_context_to_the_callback)
     cr_assert_eq(uv_loop_init(&p->loop), 0);
     p->loop_ok = true;
     int fired = 0;
-    uv_timer_t t;
-    gw_proc_timer_init(p, &t, &fired);
+    uv_timer_t t, u;
+    uv_timer_t *const timers[] = { &t, &u };
+    gw_proc_timers_init(p, &fired, timers, 2);
     cr_assert_eq(t.data, &fired);
+    cr_assert_eq(u.data, &fired);
     cr_assert_eq(uv_timer_start(&t, on_test_timer, 1, 0), 0);
-    cr_assert_eq(uv_run(&p->loop, UV_RUN_DEFAULT), 0, "a one-shot timer leaves nothing active");
-    cr_assert_eq(fired, 1);
-    gw_proc_loop_close(p); /* closes t; uv_loop_close would fail on an open handle */
+    cr_assert_eq(uv_timer_start(&u, on_test_timer, 2, 0), 0);
+    cr_assert_eq(uv_run(&p->loop, UV_RUN_DEFAULT), 0, "one-shot timers leave nothing active");
+    cr_assert_eq(fired, 2);
+    gw_proc_loop_close(p); /* closes both; uv_loop_close would fail on an open handle */
     cr_assert(uv_is_closing((uv_handle_t *)&t));
+    cr_assert(uv_is_closing((uv_handle_t *)&u));
     free(p);
 }
