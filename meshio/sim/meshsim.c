@@ -946,6 +946,16 @@ static int parse_uint_opt(const char *name, const char *s, uint64_t max, uint64_
     return 0;
 }
 
+/* parse_uint_opt for a uint32_t setting (max at most UINT32_MAX). */
+static int parse_u32_opt(const char *name, const char *s, uint32_t max, uint32_t *out)
+{
+    uint64_t v;
+    int rc = parse_uint_opt(name, s, max, &v);
+    if (rc == 0)
+        *out = (uint32_t)v;
+    return rc;
+}
+
 static int parse_opts(int argc, char **argv, struct opts *o, struct meshsim_cfg *cfg)
 {
     static const struct option lo[] = {
@@ -1014,9 +1024,8 @@ static int parse_opts(int argc, char **argv, struct opts *o, struct meshsim_cfg 
             break;
         }
         case 'm':
-            if (parse_uint_opt("milli-delay", optarg, 3600000, &v))
+            if (parse_u32_opt("milli-delay", optarg, 3600000, &cfg->milli_delay))
                 return GW_ECONFIG;
-            cfg->milli_delay = (uint32_t)v;
             break;
         case 'p':
             if (parse_uint_opt("obs-period-ms", optarg, 3600000, &v) || v < 10) {
@@ -1026,9 +1035,8 @@ static int parse_opts(int argc, char **argv, struct opts *o, struct meshsim_cfg 
             cfg->obs_period = (uint32_t)v;
             break;
         case 'a':
-            if (parse_uint_opt("obs-max-age", optarg, UINT32_MAX, &v))
+            if (parse_u32_opt("obs-max-age", optarg, UINT32_MAX, &cfg->obs_max_age))
                 return GW_ECONFIG;
-            cfg->obs_max_age = (uint32_t)v;
             break;
         case 's':
             if (parse_uint_opt("seed", optarg, UINT64_MAX, &o->seed))
