@@ -54,6 +54,11 @@
     X(mesh_auth_failures, counter, GW_SR_MESH, "mesh frames failing authentication")               \
     X(mesh_replays, counter, GW_SR_MESH, "mesh frames dropped as replays")                         \
     X(mesh_unknown_source, counter, GW_SR_MESH, "mesh datagrams from unknown sources")             \
+    X(node_forwarded, counter, GW_SR_MESH, "datagrams sent to owner nodes (S10.4)")                \
+    X(node_received, counter, GW_SR_MESH, "datagrams from other nodes passed to the scheduler")    \
+    X(node_sessions, counter, GW_SR_MESH, "sessions opened or renewed at other nodes")             \
+    X(node_held_dropped, counter, GW_SR_MESH,                                                      \
+      "datagrams for another node dropped while its session opened (node_queue_max)")              \
     X(ring_full, counter, GW_SR_ALL, "records not pushed because a ring was full")                 \
     X(bell_writes, counter, GW_SR_ALL, "doorbell FIFO writes to wake a sleeping peer")             \
     X(loop_turns, counter, GW_SR_ALL, "event loop turns (one epoll_wait return each)")

@@ -336,11 +336,13 @@ static void peer_send(struct mesh_ctx *m, int sec, uint32_t node, const uint8_t 
         return;
     uv_buf_t b = uv_buf_init((char *)d, (unsigned)n);
     int rc = uv_udp_try_send(&f->udp[sec], &b, 1, (const struct sockaddr *)&ss);
-    if (rc < 0)
+    if (rc < 0) {
         log_limited(m, LIM_PEER, GW_LOG_WARN, "sending %zu bytes to node %u: %s; dropped", n, node,
                     uv_strerror(rc));
-    else
-        gw_stat_add(m->stats, GW_STAT_tx_datagrams, 1);
+        return;
+    }
+    gw_stat_add(m->stats, GW_STAT_tx_datagrams, 1);
+    gw_stat_add(m->stats, GW_STAT_node_forwarded, 1);
 }
 
 /* A session POST for link (node, sec) with a fresh token, MID and CoAP token. */
@@ -410,6 +412,8 @@ static void peer_tx(struct mesh_ctx *m, const struct gw_msg *env, const uint8_t 
     if (act & MESH_LINK_SEND)
         peer_send(m, sec, owner, f->buf, n);
     if (l->dropped != dropped)
+        gw_stat_add(m->stats, GW_STAT_node_held_dropped, l->dropped - dropped);
+    if (l->dropped != dropped)
         log_limited(m, LIM_PEER, GW_LOG_WARN,
                     "node %u (%s): node_queue_max = %lld datagrams held while its session opens; "
                     "the oldest dropped",
@@ -428,6 +432,7 @@ static void push_peer_rx(struct mesh_ctx *m, uint32_t node, int sec, const uint8
     int rc = gw_ring_push2(m->to_sch, &env, sizeof(env), d, (uint32_t)n);
     if (rc == 0) {
         m->sch_kick = true;
+        gw_stat_add(m->stats, GW_STAT_node_received, 1);
         return;
     }
     gw_stat_add(m->stats, GW_STAT_ring_full, 1);
@@ -485,6 +490,7 @@ static void on_peer_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                         (int)(msg.payload_len > 100 ? 100 : msg.payload_len),
                         msg.payload ? (const char *)msg.payload : "");
         } else if (l->state == MESH_LINK_OPEN && msg.code == GW_COAP_CREATED) {
+            gw_stat_add(m->stats, GW_STAT_node_sessions, 1);
             if (l->opened == 1)
                 gw_log_info(GW_LOG_MESH, "session at node %d (%s) open", node, sock_name[sec]);
             else

@@ -107,13 +107,17 @@ class Nodes:
             g.cleanup()
 
 
-def sessions_ended(gw):
-    """The instance's sessions_ended counter (coapgw metrics)."""
+def metric(gw, name):
+    """The sum of the instance's coapgw_<name>_total series (coapgw metrics)."""
     total = 0
     for line in gw.coapgw("metrics").stdout.splitlines():
-        if not line.startswith("#") and "sessions_ended" in line:
+        if line.startswith("coapgw_%s_total" % name):
             total += float(line.split()[-1])
     return total
+
+
+def sessions_ended(gw):
+    return metric(gw, "sessions_ended")
 
 
 def no_crypto_trouble(rows):
@@ -182,6 +186,10 @@ def test_clients_on_both_nodes_reach_every_device():
         for r in rows:
             if r[0] != SLOW_MILLI:
                 assert sim_counters(r[1]).get("secure", 0) >= 1, r
+        # S10.2: each node's meshio counts what it forwarded and got back, and its two sessions.
+        for g in gws:
+            for name, least in (("node_forwarded", 1), ("node_received", 1), ("node_sessions", 2)):
+                assert metric(g, name) >= least, (name, metric(g, name))
 
 
 def test_milli_through_both_nodes_at_once():
