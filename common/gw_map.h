@@ -25,8 +25,9 @@
  *
  * Bounded: `max` keys at most (GW_EFULL beyond). A table created with
  * n == max allocates only in gw_map_init and never again, for owners whose
- * entries live in fixed slabs (the frontend's message layer) and must not
- * fail on the hot path for lack of memory; others start small and double.
+ * entries live in fixed slabs and must not fail on the hot path for lack
+ * of memory (the dedup source index, meshio's device index, the simulator's
+ * duplicate table); others start small and double up to their bound.
  * Cost: 16 bytes per slot, 2 to 4 slots per key.
  *
  * Why not a library (Debian ships uthash-dev): uthash is intrusive (a
