@@ -850,7 +850,15 @@ static bool on_copy(struct sch_core *c, const struct gw_msg *env)
     if (idx >= 0 && tstate(sch_txn_at(c, (uint32_t)idx)) == SCH_TXN_DELIVERED) {
         sch_txn_at(c, (uint32_t)idx)->sent_fe = env->fe;
         GW_IGNORE(repush(c, (uint32_t)idx)); /* a full ring: retried by sch_core_flush */
+        return true;
     }
+    /* The forwarding frontend counted the copy in its session's in-flight
+     * requests (S2.8) and no answer will come back to it for this copy (the
+     * original's goes to the frontend that took it): an answer it only
+     * accounts for and never sends, or the count would leak until the
+     * session is stuck at 4.29. */
+    static const uint8_t empty_ack[4] = { 0x60, 0, 0, 0 };
+    GW_IGNORE(send_client_to(c, env, GW_MF_SUPPRESS, 0, empty_ack, sizeof(empty_ack), NULL, NULL));
     return true;
 }
 

@@ -528,12 +528,15 @@ static inline void h_empty(uint64_t mac, uint8_t type, uint16_t mid)
 }
 
 /* Counts client records (from index `from`) with this token. */
+/* Answers with this token that reach the client (accounting-only records,
+ * GW_MF_SUPPRESS, are not answers). */
 static inline unsigned h_client_count_tok(unsigned from, const char *tok)
 {
     unsigned n = 0;
     for (unsigned i = from; i < H.nclient; i++)
         if (H.client[i].env.tkl == strlen(tok) &&
-            memcmp(H.client[i].env.token, tok, strlen(tok)) == 0)
+            memcmp(H.client[i].env.token, tok, strlen(tok)) == 0 &&
+            !(H.client[i].env.flags & GW_MF_SUPPRESS))
             n++;
     return n;
 }

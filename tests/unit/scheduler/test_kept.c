@@ -273,7 +273,11 @@ Test(kept, copy_of_a_request_in_flight_after_a_scheduler_restart_is_not_executed
     r.fe = 1; /* forwarded again by a frontend whose deduplication never saw it */
     h_request(&r);
     cr_assert_eq(txns(), 1, "the copy takes no transaction");
-    cr_assert_eq(H.nclient, 0, "and is not answered on its own");
+    cr_assert_eq(H.nclient, 1, "one record for the copy");
+    cr_assert(H.client[0].env.flags & GW_MF_SUPPRESS, "it is not an answer to send");
+    cr_assert(H.client[0].env.flags & GW_MF_ANSWER,
+              "but the forwarding frontend counts the copy off its in-flight requests");
+    cr_assert_eq(H.client[0].env.fe, 1, "that frontend");
     h_piggy(DEV_A, &req, GW_COAP_CHANGED, NULL);
     h_advance(60 * 1000);
     assert_only_exchange(m0, req.token);
