@@ -242,10 +242,26 @@ static int hand_over(struct sch_core *c, uint32_t idx);
 /* ---- client requests already taken (S3.3, S1.3) ---- */
 
 /* A client request's identity for deduplication: endpoint, MID and token. */
-static uint64_t req_key(const struct gw_msg *env)
+static uint64_t req_key(const struct sch_core *c, const struct gw_msg *env)
 {
-    uint64_t k = gw_hash64(&env->client_mid, sizeof(env->client_mid), gw_ep_hash(&env->ep));
-    return gw_map_key_nz(gw_hash64(env->token, env->tkl, k));
+    return sch_client_key(c, &env->ep, env->client_mid, env->token, env->tkl);
+}
+
+uint64_t sch_client_key(const struct sch_core *c, const struct gw_ep *ep, int32_t mid,
+                        const uint8_t *tok, uint8_t tkl)
+{
+    uint8_t b[sizeof(*ep) + 3 + GW_COAP_MAX_TOKEN];
+    size_t n = sizeof(*ep);
+    memcpy(b, ep, sizeof(*ep));
+    if (mid >= 0) {
+        b[n++] = (uint8_t)(mid >> 8);
+        b[n++] = (uint8_t)mid;
+    }
+    b[n++] = tkl; /* so a MID byte never reads as a token byte */
+    if (tkl > GW_COAP_MAX_TOKEN)
+        tkl = GW_COAP_MAX_TOKEN;
+    memcpy(b + n, tok, tkl);
+    return gw_map_key_nz(gw_siphash(c->hkey, b, n + tkl));
 }
 
 static bool same_request(const struct gw_msg *a, const struct gw_msg *b)
@@ -262,13 +278,13 @@ static void req_index(struct sch_core *c, uint32_t idx)
 {
     const struct sch_txn *t = sch_txn_at(c, idx);
     if (t->has_client && t->env.client_type == GW_COAP_CON)
-        GW_IGNORE(gw_map_put_ptr(&c->by_req, req_key(&t->env), (void *)(uintptr_t)(idx + 1)));
+        GW_IGNORE(gw_map_put_ptr(&c->by_req, req_key(c, &t->env), (void *)(uintptr_t)(idx + 1)));
 }
 
 static void req_unindex(struct sch_core *c, uint32_t idx)
 {
     const struct sch_txn *t = sch_txn_at(c, idx);
-    uint64_t k = req_key(&t->env);
+    uint64_t k = req_key(c, &t->env);
     if ((uintptr_t)gw_map_get_ptr(&c->by_req, k) == idx + 1)
         gw_map_del_ptr(&c->by_req, k);
 }
@@ -505,9 +521,9 @@ static void finish(struct sch_core *c, uint32_t idx)
 
 /* ---- answers kept until the client ACKs them (S1.3, gw_msg.h GW_MF2_MID) ---- */
 
-static uint64_t kept_key(const struct gw_ep *ep, uint16_t mid)
+static uint64_t kept_key(const struct sch_core *c, const struct gw_ep *ep, uint16_t mid)
 {
-    return gw_map_key_nz(gw_hash64(&mid, sizeof(mid), gw_ep_hash(ep)));
+    return sch_client_key(c, ep, mid, NULL, 0);
 }
 
 /* RFC 7252 4.8.2 MAX_TRANSMIT_WAIT towards clients: after it the frontend
@@ -531,7 +547,7 @@ static bool keepable(const struct sch_core *c, const struct sch_txn *t)
 static void kept_release(struct sch_core *c, uint32_t idx)
 {
     struct sch_txn *t = sch_txn_at(c, idx);
-    uint64_t k = kept_key(&t->env.ep, t->client_mid);
+    uint64_t k = kept_key(c, &t->env.ep, t->client_mid);
     if ((uintptr_t)gw_map_get_ptr(&c->delivered, k) == idx + 1)
         gw_map_del_ptr(&c->delivered, k);
     if (c->ndelivered)
@@ -542,7 +558,7 @@ static void kept_release(struct sch_core *c, uint32_t idx)
 static void kept_index(struct sch_core *c, uint32_t idx)
 {
     struct sch_txn *t = sch_txn_at(c, idx);
-    GW_IGNORE(gw_map_put_ptr(&c->delivered, kept_key(&t->env.ep, t->client_mid),
+    GW_IGNORE(gw_map_put_ptr(&c->delivered, kept_key(c, &t->env.ep, t->client_mid),
                              (void *)(uintptr_t)(idx + 1)));
     c->ndelivered++;
 }
@@ -587,7 +603,7 @@ static int hand_over(struct sch_core *c, uint32_t idx)
 /* A frontend saw the client's ACK or RST for (ep, mid), or gave it up. */
 static void on_answer_done(struct sch_core *c, const struct gw_msg *env)
 {
-    uintptr_t v = (uintptr_t)gw_map_get_ptr(&c->delivered, kept_key(&env->ep, env->client_mid));
+    uintptr_t v = (uintptr_t)gw_map_get_ptr(&c->delivered, kept_key(c, &env->ep, env->client_mid));
     if (v == 0 || v > c->max_txn)
         return;
     struct sch_txn *t = sch_txn_at(c, (uint32_t)(v - 1));
@@ -842,7 +858,7 @@ static bool seen_recently(struct sch_core *c, uint64_t k)
  * come goes to the client as it would have anyway. */
 static bool on_copy(struct sch_core *c, const struct gw_msg *env)
 {
-    uint64_t k = req_key(env);
+    uint64_t k = req_key(c, env);
     int idx = req_slot(c, env, k);
     if (!seen_recently(c, k) && idx < 0)
         return false;
@@ -1400,7 +1416,7 @@ static void recover(struct sch_core *c)
         /* The copies of this request a frontend forwards are known. */
         req_index(c, i);
         if (t->has_client && t->env.client_type == GW_COAP_CON)
-            GW_IGNORE(seen_recently(c, req_key(&t->env)));
+            GW_IGNORE(seen_recently(c, req_key(c, &t->env)));
         if (s == SCH_TXN_ANSWERED) {
             c->pending_answers++;
             continue;
@@ -1475,6 +1491,7 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock,
     c->cfg = *cfg;
     c->clock = clock;
     c->out = *out;
+    gw_hash_key_new(c->hkey); /* before any key is made: the rebuild at attach uses it */
     c->txns = txns;
     c->max_txn = max_txn;
     c->slot_size = slot_size;

@@ -24,6 +24,7 @@ struct sch_core {
     int32_t *qnext, *anext; /* device FIFO and active lists */
     struct gw_heap heap;    /* txn timers (id < max_txn) and observation timers */
     struct gw_map devs;
+    uint64_t hkey[2]; /* SipHash key for client-chosen map keys (sch_client_key) */
     /* Three parsers because parsed messages point into their parser:
      * rx_parser holds the message being handled (a request or a device
      * answer), stored_req_parser re-parses a txn's stored client request
@@ -78,6 +79,12 @@ static inline struct sch_txn *sch_txn_at(struct sch_core *c, uint32_t i)
     return (struct sch_txn *)((uint8_t *)c->txns + (size_t)i * c->slot_size);
 }
 
+/* A map key for a client-chosen identity: endpoint, MID (-1: none) and
+ * token, SipHash under this process's random key, so that no client can
+ * pick values whose key collides with another client's request or
+ * observer (S9; the maps take equal keys for equal identities). */
+uint64_t sch_client_key(const struct sch_core *c, const struct gw_ep *ep, int32_t mid,
+                        const uint8_t *tok, uint8_t tkl);
 int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t *data, size_t len,
                     uint8_t kind, bool has_client, uint64_t obs_id, const uint8_t *token);
 int sch_core_send_client(struct sch_core *c, const struct gw_msg *req, uint8_t flags, uint32_t aux,

@@ -88,9 +88,10 @@ static uint64_t now_ms(struct sch_core *c)
     return gw_now_ms(c->clock);
 }
 
-static uint64_t observer_key(const struct gw_ep *ep, const uint8_t *tok, uint8_t tkl)
+static uint64_t observer_key(const struct sch_core *c, const struct gw_ep *ep, const uint8_t *tok,
+                             uint8_t tkl)
 {
-    return gw_map_key_nz(gw_hash64(tok, tkl, gw_ep_hash(ep)));
+    return sch_client_key(c, ep, -1, tok, tkl);
 }
 
 static uint64_t id_of(const uint8_t tok[8])
@@ -279,7 +280,7 @@ static void obs_free(struct sch_core *c, struct sch_obs *o, bool unpersist)
 {
     struct sch_obs_reg *r = c->obs;
     for (uint32_t i = 0; i < o->n; i++) {
-        gw_map_del_ptr(&r->by_observer, observer_key(&o->v[i].ep, o->v[i].token, o->v[i].tkl));
+        gw_map_del_ptr(&r->by_observer, observer_key(c, &o->v[i].ep, o->v[i].token, o->v[i].tkl));
         session_observers_add(r, o->v[i].session, -1);
     }
     r->nobservers -= o->n;
@@ -332,7 +333,7 @@ static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_m
     } else {
         /* An endpoint+token observing another resource moves here (RFC 7641 3.1). */
         struct sch_obs *other =
-            gw_map_get_ptr(&r->by_observer, observer_key(&env->ep, env->token, env->tkl));
+            gw_map_get_ptr(&r->by_observer, observer_key(c, &env->ep, env->token, env->tkl));
         if (other && other != o) {
             int j = find_observer(other, &env->ep, env->token, env->tkl);
             if (j >= 0) {
@@ -351,7 +352,8 @@ static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_m
         o->v[o->n++] = v;
         r->nobservers++;
         session_observers_add(r, v.session, 1);
-        if (gw_map_put_ptr(&r->by_observer, observer_key(&env->ep, env->token, env->tkl), o) != 0)
+        if (gw_map_put_ptr(&r->by_observer, observer_key(c, &env->ep, env->token, env->tkl), o) !=
+            0)
             return -ENOMEM;
     }
     persist_observer(c, o, &v);
@@ -363,7 +365,7 @@ static void remove_observer(struct sch_core *c, struct sch_obs *o, uint32_t i)
 {
     struct sch_obs_reg *r = c->obs;
     unpersist_observer(c, o, &o->v[i]);
-    gw_map_del_ptr(&r->by_observer, observer_key(&o->v[i].ep, o->v[i].token, o->v[i].tkl));
+    gw_map_del_ptr(&r->by_observer, observer_key(c, &o->v[i].ep, o->v[i].token, o->v[i].tkl));
     session_observers_add(r, o->v[i].session, -1);
     o->v[i] = o->v[--o->n];
     r->nobservers--;
@@ -801,7 +803,7 @@ bool sch_obs_device_of(const struct sch_core *c, const uint8_t tok[8], uint8_t m
 
 void sch_obs_on_gone(struct sch_core *c, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl)
 {
-    struct sch_obs *o = gw_map_get_ptr(&c->obs->by_observer, observer_key(ep, token, tkl));
+    struct sch_obs *o = gw_map_get_ptr(&c->obs->by_observer, observer_key(c, ep, token, tkl));
     if (!o)
         return;
     int i = find_observer(o, ep, token, tkl);
@@ -954,7 +956,7 @@ static void load(struct sch_core *c)
                 c->obs->nobservers++;
                 session_observers_add(c->obs, ov.session, 1);
                 GW_IGNORE(gw_map_put_ptr(&c->obs->by_observer,
-                                         observer_key(&ov.ep, ov.token, ov.tkl), o));
+                                         observer_key(c, &ov.ep, ov.token, ov.tkl), o));
                 nv++;
             }
         }

@@ -4,6 +4,7 @@
  * only when a frontend reports the client's ACK, after MAX_TRANSMIT_WAIT,
  * and a restarted frontend gets it again with the same client MID. */
 #include "sch_harness.h"
+#include "sch_int.h"
 
 static void setup(void)
 {
@@ -368,4 +369,31 @@ Test(kept, same_token_with_a_new_mid_after_a_scheduler_restart_is_a_new_request)
     h_request(&r);
     cr_assert_eq(H.nmesh, m0 + 1, "sent to the device");
     cr_assert_eq(txns(), 2);
+}
+
+/* The keys of the scheduler's client maps (request copies, kept answers,
+ * observers) are what a client chooses: endpoint, MID, token. Under an
+ * unkeyed hash a client could pick values colliding with another client's
+ * key (the maps take equal keys for equal identities) and have that
+ * client's request dropped as a copy. Keys come from SipHash under a random
+ * key per scheduler process (S9). */
+Test(kept, client_map_keys_are_keyed_per_process)
+{
+    h_start();
+    struct gw_ep ep = { .family = 4, .port = 40001, .addr = { 127, 0, 0, 1 } };
+    const uint8_t tok[4] = { 1, 2, 3, 4 };
+    uint64_t a = sch_client_key(H.core, &ep, 0x1234, tok, 4);
+    cr_assert_eq(a, sch_client_key(H.core, &ep, 0x1234, tok, 4), "one identity, one key");
+    cr_assert_neq(a, sch_client_key(H.core, &ep, 0x1235, tok, 4), "the MID counts");
+    cr_assert_neq(a, sch_client_key(H.core, &ep, 0x1234, tok, 3), "the token counts");
+    cr_assert_neq(sch_client_key(H.core, &ep, -1, tok, 4),
+                  sch_client_key(H.core, &ep, 0x0102, tok + 2, 2),
+                  "a MID is never read as token bytes");
+    /* A restarted scheduler draws a new key: no client can know it. */
+    bool differs = false;
+    for (int i = 0; i < 4 && !differs; i++) {
+        h_restart();
+        differs = sch_client_key(H.core, &ep, 0x1234, tok, 4) != a;
+    }
+    cr_assert(differs, "the key is not a fixed function of the identity");
 }
