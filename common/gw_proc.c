@@ -152,8 +152,15 @@ static void on_spin(uv_idle_t *h)
 
 static void spin_start(struct gw_proc *p, uint64_t now)
 {
-    if (!p->hooks.pending || p->spin_us == 0)
+    if (!p->hooks.pending)
         return;
+    if (p->spin_us == 0) {
+        /* Not polling: the loop sleeps right after this bell, so a bell
+         * soon after it turns polling back on (on_bell). Without this,
+         * polling that had decayed to 0 never came back. */
+        p->slept_us = now;
+        return;
+    }
     p->spin_last_us = now;
     if (p->spinning)
         return;

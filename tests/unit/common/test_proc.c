@@ -167,6 +167,68 @@ Test(proc, start_up_run_and_teardown, .init = mkdir_tmp, .fini = rm_tmp)
     cr_expect_eq(gw_shm_unlink(&cfg), 0);
 }
 
+struct spin_probe {
+    struct gw_proc *p;
+    int fd, bells;
+};
+
+static bool nothing_pending(void *ctx)
+{
+    (void)ctx;
+    return false;
+}
+
+/* Rings again at once until polling is back on (bounded), then stops. */
+static void on_bell_again(void *ctx)
+{
+    struct spin_probe *sp = ctx;
+    sp->bells++;
+    if (sp->p->spin_us > 0 || sp->bells >= 50)
+        raise(SIGTERM);
+    else
+        gw_bell_fifo_kick(sp->fd);
+}
+
+static void on_noop(void *ctx)
+{
+    (void)ctx;
+}
+
+/* ring_poll_us (issue 13 item 2): polling decays to 0 over quiet spells and
+ * must come back when bells ring close together again; it once stayed at 0
+ * for good after the first quiet spell. */
+Test(proc, polling_comes_back_after_it_decayed_to_zero, .init = mkdir_tmp, .fini = rm_tmp)
+{
+    struct gw_config cfg;
+    test_cfg(&cfg);
+    cfg.ring_poll_us = 10000;
+    char err[512] = "";
+    struct gw_shm seg;
+    cr_assert_eq(gw_shm_open(&cfg, true, &seg, err, sizeof(err)), 0, "segment: %s", err);
+    struct gw_proc *p = malloc(sizeof(*p));
+    cr_assert_not_null(p);
+    cr_assert_eq(gw_proc_init(p, &cfg, GW_PROC_MESHIO), 0);
+    const uint32_t peers[] = { GW_BELL_SCHEDULER };
+    cr_assert_eq(gw_proc_bells_open(p, GW_BELL_MESHIO, peers, 1), 0);
+    struct spin_probe sp = { .p = p, .fd = gw_proc_bell_fd(p, GW_BELL_MESHIO) };
+    struct gw_proc_hooks hooks = {
+        .ctx = &sp, .on_bell = on_bell_again, .pending = nothing_pending, .on_hup = on_noop
+    };
+    cr_assert_eq(gw_proc_start(p, &hooks), 0);
+    uv_timer_t deadline;
+    cr_assert_eq(uv_timer_init(&p->loop, &deadline), 0);
+    cr_assert_eq(uv_timer_start(&deadline, on_deadline, 5000, 0), 0);
+    p->spin_us = 0; /* as after a quiet spell */
+    gw_bell_fifo_kick(sp.fd);
+    cr_assert_eq(gw_proc_run(p), GW_EXIT_OK);
+    cr_assert(uv_is_active((uv_handle_t *)&deadline), "stopped by the probe, not the deadline");
+    cr_assert_lt(sp.bells, 50, "polling stayed off through %d bells in a row", sp.bells);
+    gw_proc_deinit(p);
+    free(p);
+    gw_shm_close(&seg);
+    cr_expect_eq(gw_shm_unlink(&cfg), 0);
+}
+
 static void on_test_timer(uv_timer_t *t)
 {
     int *fired = t->data;
