@@ -19,9 +19,14 @@ struct gw_dlist {
     struct gw_dnode *head, *tail; /* both NULL when empty */
 };
 
-/* The item of type `type` whose member `member` is node n; NULL for NULL. */
-#define GW_DLIST_ITEM(n, type, member)                                                             \
-    ((n) ? (type *)(void *)((char *)(n)-offsetof(type, member)) : (type *)NULL)
+/* The item of type `type` whose member `member` is node n; NULL for NULL.
+ * A function, not a conditional in the macro: no arithmetic on a NULL
+ * constant is ever written (clang's -Wnull-pointer-arithmetic). */
+static inline void *gw__dlist_item(struct gw_dnode *n, size_t off)
+{
+    return n ? (void *)((char *)n - off) : NULL;
+}
+#define GW_DLIST_ITEM(n, type, member) ((type *)gw__dlist_item((n), offsetof(type, member)))
 
 static inline void gw_dlist_push_head(struct gw_dlist *l, struct gw_dnode *n)
 {
