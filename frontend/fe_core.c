@@ -824,7 +824,7 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
             send_empty(fe, ep, GW_COAP_RST, req.mid);
         return;
     }
-    struct fe_dedup_entry *de = fe_dedup_find(&fe->dedup, ep, req.mid, now);
+    struct fe_dedup_entry *de = fe_dedup_find(&fe->dedup, ep, req.mid, req.token, req.tkl, now);
     if (de) {
         gw_stat_add(fe->stats, GW_STAT_rx_duplicates, 1);
         /* A stored answer may have gone to the endpoint while it held a
@@ -842,7 +842,7 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
             send_empty(fe, ep, GW_COAP_ACK, req.mid);
         return;
     }
-    de = fe_dedup_add_cls(&fe->dedup, ep, req.mid, now,
+    de = fe_dedup_add_cls(&fe->dedup, ep, req.mid, req.token, req.tkl, now,
                           sess ? FE_DEDUP_SESSION : FE_DEDUP_SESSIONLESS);
     fe->cur_de = de;
     fe->local.sessionless = sess == NULL;

@@ -18,7 +18,32 @@ static uint64_t key_hash(const uint64_t key[2], const struct gw_ep *ep, const vo
     return gw_siphash(key, buf, sizeof(*ep) + kl);
 }
 
-/* ---- dedup ---- */
+/* ---- dedup ----
+ * An exchange is (endpoint, MID, token): a retransmission is an identical
+ * copy of its message (RFC 7252 4.5), so a request that reuses a MID with
+ * another token within the lifetime is a new request, not a duplicate
+ * (S3.3). A forwarding node above ~130 requests a second to one owner, or a
+ * client whose MID counter wraps, reuses MIDs; keyed by (endpoint, MID)
+ * alone the new request got the stored answer of the old one, or an empty
+ * ACK and nothing more. The index key is SipHash of all three, compared in
+ * full (64 bits) with the endpoint and MID kept in the entry; the key of
+ * each entry is kept beside it (d->hkey) so that freeing it needs no token. */
+
+static uint64_t dedup_key(const uint64_t key[2], const struct gw_ep *ep, uint16_t mid,
+                          const uint8_t *token, uint8_t tkl)
+{
+    uint8_t buf[sizeof(*ep) + 2 + 1 + 8];
+    size_t n = 0;
+    tkl = (uint8_t)GW_MIN(tkl, 8u);
+    memcpy(buf, ep, sizeof(*ep));
+    n += sizeof(*ep);
+    memcpy(buf + n, &mid, 2);
+    n += 2;
+    buf[n++] = tkl; /* so token "" and "\0" differ */
+    if (tkl)
+        memcpy(buf + n, token, tkl);
+    return gw_siphash(key, buf, n + tkl);
+}
 
 int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms, size_t resp_budget)
 {
@@ -28,6 +53,7 @@ int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms, size_t
     d->free_list = calloc(cap, sizeof(uint32_t));
     d->src = calloc(cap, sizeof(*d->src));
     d->src_free = calloc(cap, sizeof(uint32_t));
+    d->hkey = calloc(cap, sizeof(*d->hkey));
     d->lifetime_ms = lifetime_ms;
     d->resp_budget = resp_budget;
     /* The source index is sized for its bound (at most one source record
@@ -37,7 +63,7 @@ int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms, size_t
      * resident memory than the entries themselves (issue 13 item 4). When
      * it cannot grow, the exchange is not remembered (NULL, as for a
      * sessionless sender without room). */
-    if (!d->e || !d->free_list || !d->src || !d->src_free ||
+    if (!d->e || !d->free_list || !d->src || !d->src_free || !d->hkey ||
         gw_map_init(&d->idx, GW_MIN(cap, 256u), cap) != 0 ||
         gw_map_init(&d->src_idx, cap, cap) != 0) {
         fe_dedup_deinit(d);
@@ -68,12 +94,14 @@ void fe_dedup_deinit(struct fe_dedup *d)
     free(d->free_list);
     free(d->src);
     free(d->src_free);
+    free(d->hkey);
     gw_map_deinit(&d->idx);
     gw_map_deinit(&d->src_idx);
     d->e = NULL;
     d->free_list = NULL;
     d->src = NULL;
     d->src_free = NULL;
+    d->hkey = NULL;
 }
 
 static struct fe_dedup_entry *E(struct fe_dedup *d, uint32_t ref)
@@ -174,7 +202,7 @@ static void dedup_free(struct fe_dedup *d, uint32_t idx, uint64_t now)
     struct fe_dedup_entry *x = &d->e[idx];
     if (x->expires > now)
         d->evicted_early++;
-    gw_map_del_kv(&d->idx, key_hash(d->key, &x->ep, &x->mid, sizeof(x->mid)), idx);
+    gw_map_del_kv(&d->idx, d->hkey[idx], idx);
     dedup_unlink_lists(d, idx);
     if (x->resp) {
         d->resp_bytes -= x->resp_len;
@@ -196,9 +224,9 @@ static void dedup_expire(struct fe_dedup *d, uint64_t now)
 }
 
 struct fe_dedup_entry *fe_dedup_find(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
-                                     uint64_t now)
+                                     const uint8_t *token, uint8_t tkl, uint64_t now)
 {
-    uint64_t h = key_hash(d->key, ep, &mid, sizeof(mid));
+    uint64_t h = dedup_key(d->key, ep, mid, token, tkl);
     for (uint32_t i = gw_map_first(&d->idx, h); i != GW_MAP_END; i = gw_map_more(&d->idx, h, i)) {
         struct fe_dedup_entry *x = &d->e[d->idx.slot[i].val];
         if (x->mid == mid && gw_ep_eq(&x->ep, ep))
@@ -230,15 +258,18 @@ static bool dedup_room(struct fe_dedup *d, uint8_t cls, uint32_t sref, uint64_t 
 }
 
 struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
-                                        uint64_t now, enum fe_dedup_class cls)
+                                        const uint8_t *token, uint8_t tkl, uint64_t now,
+                                        enum fe_dedup_class cls)
 {
+    uint64_t h = dedup_key(d->key, ep, mid, token, tkl);
     dedup_expire(d, now);
     uint32_t sref = src_find(d, ep, (uint8_t)cls, false);
     if (!dedup_room(d, (uint8_t)cls, sref, now))
         return NULL;
     uint32_t idx = d->free_list[d->nfree - 1];
-    if (gw_map_add(&d->idx, key_hash(d->key, ep, &mid, sizeof(mid)), idx) != 0)
-        return NULL;                            /* the index could not grow: not remembered */
+    if (gw_map_add(&d->idx, h, idx) != 0)
+        return NULL; /* the index could not grow: not remembered */
+    d->hkey[idx] = h;
     sref = src_find(d, ep, (uint8_t)cls, true); /* evictions may have moved or freed it */
     d->nfree--;
     d->count++;
@@ -254,9 +285,9 @@ struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *
 }
 
 struct fe_dedup_entry *fe_dedup_add(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
-                                    uint64_t now)
+                                    const uint8_t *token, uint8_t tkl, uint64_t now)
 {
-    return fe_dedup_add_cls(d, ep, mid, now, FE_DEDUP_SESSION);
+    return fe_dedup_add_cls(d, ep, mid, token, tkl, now, FE_DEDUP_SESSION);
 }
 
 void fe_dedup_promote(struct fe_dedup *d, struct fe_dedup_entry *e, uint64_t now)

@@ -2,12 +2,16 @@
 /* fe_msglayer.h - the client-facing RFC 7252 message layer, without I/O.
  *
  * Deduplication (S3.3): every CON/NON request is remembered by (endpoint,
- * MID) for exchange_lifetime_ms. A duplicate is never processed again; the
- * stored answer (piggybacked or local) is re-sent, or for a forwarded CON
- * the empty ACK. Cost: 64 bytes per entry (static_assert below), 32 to 64
- * for its index slots and 76 to 108 for its source's record and index at
- * most, plus the stored answer; answers beyond the class's byte budget are
- * not kept (a duplicate then gets an empty ACK only).
+ * MID, token) for exchange_lifetime_ms. A duplicate (a retransmission: an
+ * identical copy, RFC 7252 4.5) is never processed again; the stored answer
+ * (piggybacked or local) is re-sent, or for a forwarded CON the empty ACK.
+ * The same MID from the same endpoint with another token is a new request
+ * (a MID reused within the lifetime: a forwarding node at a high rate, a
+ * client whose counter wrapped) and never gets the older one's answer.
+ * Cost: 64 bytes per entry (static_assert below) and 8 for its index key,
+ * 32 to 64 for its index slots and 76 to 108 for its source's record and
+ * index at most, plus the stored answer; answers beyond the class's byte
+ * budget are not kept (a duplicate then gets an empty ACK only).
  *
  * Spoofed traffic must not evict anyone else's state (issue #12 item 6), so
  * entries belong to a class and a source:
@@ -80,7 +84,8 @@ struct fe_dedup {
     struct fe_dedup_entry *e;
     uint32_t cap, count;
     uint32_t *free_list, nfree;
-    struct gw_map idx;        /* SipHash of (ep, MID) -> entry index */
+    struct gw_map idx;        /* SipHash of (ep, MID, token) -> entry index */
+    uint64_t *hkey;           /* per entry: its key in idx (the token is not kept) */
     struct fe_dedup_src *src; /* cap records: a source holds at least one entry */
     uint32_t *src_free, nsrc_free;
     struct gw_map src_idx; /* SipHash of (source, class) -> record index */
@@ -99,18 +104,19 @@ int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms,
 /* Sets the SESSIONLESS share (at most cap/2) and the per-source bound. */
 void fe_dedup_limit(struct fe_dedup *d, uint32_t sessionless_cap, uint32_t per_source);
 void fe_dedup_deinit(struct fe_dedup *d);
-/* Returns the live entry of (ep, mid) or NULL. */
+/* Returns the live entry of (ep, mid, token) or NULL; tkl 0 for none. */
 struct fe_dedup_entry *fe_dedup_find(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
-                                     uint64_t now);
+                                     const uint8_t *token, uint8_t tkl, uint64_t now);
 /* Records a new exchange of a sender with a session (class SESSION); evicts
  * as described above, so NULL only when the index cannot grow (out of
  * memory). */
 struct fe_dedup_entry *fe_dedup_add(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
-                                    uint64_t now);
+                                    const uint8_t *token, uint8_t tkl, uint64_t now);
 /* The same for a given class; NULL when a SESSIONLESS entry finds no room,
  * or out of memory. */
 struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
-                                        uint64_t now, enum fe_dedup_class cls);
+                                        const uint8_t *token, uint8_t tkl, uint64_t now,
+                                        enum fe_dedup_class cls);
 /* Moves a SESSIONLESS entry into class SESSION (its sender now holds one). */
 void fe_dedup_promote(struct fe_dedup *d, struct fe_dedup_entry *e, uint64_t now);
 /* Stores the answer sent for an exchange (copied; skipped beyond the budget). */

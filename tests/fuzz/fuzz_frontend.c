@@ -297,7 +297,7 @@ static void datagram(const struct gw_ep *ep, const uint8_t *buf, size_t len)
     if (len <= (size_t)F.cfg.max_message && gw_coap_peek(buf, len, &ver, &type, &mid) && ver == 1 &&
         gw_coap_parse(F.check, buf, len, &q) == 0 && (q.code >> 5) == 0 && q.code != 0 &&
         (q.type == GW_COAP_CON || q.type == GW_COAP_NON) &&
-        !fe_dedup_find(&F.core.dedup, ep, q.mid, F.fc.ms)) {
+        !fe_dedup_find(&F.core.dedup, ep, q.mid, q.token, q.tkl, F.fc.ms)) {
         F.checking = true;
         F.cur_type = q.type;
         F.cur_tkl = q.tkl;

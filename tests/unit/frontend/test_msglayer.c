@@ -28,8 +28,8 @@ Test(dedup, new_exchange_is_not_a_duplicate)
     struct fe_dedup d;
     E(fe_dedup_init(&d, 16, LIFETIME, 4096));
     struct gw_ep a = ep_of("10.0.0.1:1000");
-    cr_assert_null(fe_dedup_find(&d, &a, 7, 0));
-    struct fe_dedup_entry *e = fe_dedup_add(&d, &a, 7, 0);
+    cr_assert_null(fe_dedup_find(&d, &a, 7, NULL, 0, 0));
+    struct fe_dedup_entry *e = fe_dedup_add(&d, &a, 7, NULL, 0, 0);
     cr_assert_not_null(e);
     cr_assert_null(e->resp);
     cr_assert_eq(e->forwarded, 0);
@@ -44,16 +44,16 @@ Test(dedup, duplicate_found_within_lifetime)
     struct gw_ep a = ep_of("10.0.0.1:1000");
     struct gw_ep a_port = ep_of("10.0.0.1:1001");
     struct gw_ep b = ep_of("10.0.0.2:1000");
-    struct fe_dedup_entry *e = fe_dedup_add(&d, &a, 7, 1000);
+    struct fe_dedup_entry *e = fe_dedup_add(&d, &a, 7, NULL, 0, 1000);
     e->forwarded = 1;
-    cr_assert_eq(fe_dedup_find(&d, &a, 7, 1000), e);
-    struct fe_dedup_entry *f = fe_dedup_find(&d, &a, 7, 1000 + LIFETIME - 1);
+    cr_assert_eq(fe_dedup_find(&d, &a, 7, NULL, 0, 1000), e);
+    struct fe_dedup_entry *f = fe_dedup_find(&d, &a, 7, NULL, 0, 1000 + LIFETIME - 1);
     cr_assert_eq(f, e);
     cr_assert_eq(f->forwarded, 1);
     /* Other MID, other port, other address: different exchanges. */
-    cr_assert_null(fe_dedup_find(&d, &a, 8, 1000));
-    cr_assert_null(fe_dedup_find(&d, &a_port, 7, 1000));
-    cr_assert_null(fe_dedup_find(&d, &b, 7, 1000));
+    cr_assert_null(fe_dedup_find(&d, &a, 8, NULL, 0, 1000));
+    cr_assert_null(fe_dedup_find(&d, &a_port, 7, NULL, 0, 1000));
+    cr_assert_null(fe_dedup_find(&d, &b, 7, NULL, 0, 1000));
     fe_dedup_deinit(&d);
 }
 
@@ -63,11 +63,11 @@ Test(dedup, expired_after_lifetime)
     struct fe_dedup d;
     E(fe_dedup_init(&d, 16, LIFETIME, 4096));
     struct gw_ep a = ep_of("10.0.0.1:1000");
-    (void)fe_dedup_add(&d, &a, 7, 1000);
-    cr_assert_null(fe_dedup_find(&d, &a, 7, 1000 + LIFETIME));
+    (void)fe_dedup_add(&d, &a, 7, NULL, 0, 1000);
+    cr_assert_null(fe_dedup_find(&d, &a, 7, NULL, 0, 1000 + LIFETIME));
     /* Re-adding the expired key gives a fresh entry that is found again. */
-    struct fe_dedup_entry *e = fe_dedup_add(&d, &a, 7, 1000 + LIFETIME);
-    cr_assert_eq(fe_dedup_find(&d, &a, 7, 1000 + LIFETIME + 1), e);
+    struct fe_dedup_entry *e = fe_dedup_add(&d, &a, 7, NULL, 0, 1000 + LIFETIME);
+    cr_assert_eq(fe_dedup_find(&d, &a, 7, NULL, 0, 1000 + LIFETIME + 1), e);
     cr_assert_eq(d.count, 1, "the expired entry was reclaimed");
     fe_dedup_deinit(&d);
 }
@@ -78,11 +78,11 @@ Test(dedup, stored_answer_returned)
     struct fe_dedup d;
     E(fe_dedup_init(&d, 16, LIFETIME, 4096));
     struct gw_ep a = ep_of("10.0.0.1:1000");
-    struct fe_dedup_entry *e = fe_dedup_add(&d, &a, 7, 0);
+    struct fe_dedup_entry *e = fe_dedup_add(&d, &a, 7, NULL, 0, 0);
     uint8_t ans[10] = { 0x62, 0x45, 0, 7, 1, 2, 3, 4, 5, 6 };
     fe_dedup_set_resp(&d, e, ans, sizeof(ans));
     memset(ans, 0xee, sizeof(ans));
-    struct fe_dedup_entry *f = fe_dedup_find(&d, &a, 7, 5);
+    struct fe_dedup_entry *f = fe_dedup_find(&d, &a, 7, NULL, 0, 5);
     cr_assert_eq(f, e);
     cr_assert_not_null(f->resp);
     cr_assert_eq(f->resp_len, 10);
@@ -96,6 +96,71 @@ Test(dedup, stored_answer_returned)
     fe_dedup_deinit(&d);
 }
 
+/* S3.3, RFC 7252 4.5: a retransmission is an identical copy, so the same
+ * endpoint, MID and token is the duplicate, and its stored answer comes back. */
+Test(dedup, same_mid_and_token_is_a_duplicate)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 16, LIFETIME, 4096));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    const uint8_t tok[4] = { 0xa1, 0xa2, 0xa3, 0xa4 };
+    const uint8_t same[4] = { 0xa1, 0xa2, 0xa3, 0xa4 };
+    struct fe_dedup_entry *e = fe_dedup_add(&d, &a, 7, tok, 4, 0);
+    cr_assert_not_null(e);
+    const uint8_t ans[8] = { 0x64, 0x45, 0, 7, 0xa1, 0xa2, 0xa3, 0xa4 };
+    fe_dedup_set_resp(&d, e, ans, sizeof(ans));
+    struct fe_dedup_entry *f = fe_dedup_find(&d, &a, 7, same, 4, LIFETIME - 1);
+    cr_assert_eq(f, e);
+    cr_assert_arr_eq(f->resp, ans, sizeof(ans));
+    /* Empty token (tkl 0) is a token too: it matches only itself. */
+    struct fe_dedup_entry *g = fe_dedup_add(&d, &a, 9, NULL, 0, 0);
+    cr_assert_eq(fe_dedup_find(&d, &a, 9, NULL, 0, 1), g);
+    cr_assert_null(fe_dedup_find(&d, &a, 9, tok, 1, 1));
+    fe_dedup_deinit(&d);
+}
+
+/* A MID reused within the lifetime with another token is a new request (a
+ * forwarding node above ~130 requests a second to one owner, S10.4): it is
+ * not a duplicate and the older request's stored answer is never replayed
+ * to it; both exchanges are then remembered on their own. */
+Test(dedup, same_mid_other_token_is_a_new_exchange)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 16, LIFETIME, 4096));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    const uint8_t tok_a[2] = { 0x0a, 0x0a };
+    const uint8_t tok_b[2] = { 0x0b, 0x0b };
+    const uint8_t tok_a_long[3] = { 0x0a, 0x0a, 0x00 };
+    struct fe_dedup_entry *e = fe_dedup_add(&d, &a, 7, tok_a, 2, 0);
+    const uint8_t ans_x[6] = { 0x62, 0x45, 0, 7, 0x0a, 0x0a };
+    fe_dedup_set_resp(&d, e, ans_x, sizeof(ans_x));
+    e->forwarded = 1;
+    cr_assert_null(fe_dedup_find(&d, &a, 7, tok_b, 2, 1000), "token B is a new request");
+    cr_assert_null(fe_dedup_find(&d, &a, 7, tok_b, 1, 1000), "a shorter token differs");
+    cr_assert_null(fe_dedup_find(&d, &a, 7, tok_a_long, 3, 1000), "a longer token differs");
+    cr_assert_null(fe_dedup_find(&d, &a, 7, NULL, 0, 1000), "no token differs");
+    struct fe_dedup_entry *f = fe_dedup_add(&d, &a, 7, tok_b, 2, 1000);
+    cr_assert_not_null(f);
+    cr_assert_neq(f, e);
+    cr_assert_null(f->resp, "the old answer is not carried over");
+    cr_assert_eq(f->forwarded, 0);
+    const uint8_t ans_y[6] = { 0x62, 0x45, 0, 7, 0x0b, 0x0b };
+    fe_dedup_set_resp(&d, f, ans_y, sizeof(ans_y));
+    /* Each one's retransmission gets its own answer. */
+    cr_assert_eq(fe_dedup_find(&d, &a, 7, tok_a, 2, 2000), e);
+    cr_assert_arr_eq(fe_dedup_find(&d, &a, 7, tok_a, 2, 2000)->resp, ans_x, 6);
+    cr_assert_eq(fe_dedup_find(&d, &a, 7, tok_b, 2, 2000), f);
+    cr_assert_arr_eq(fe_dedup_find(&d, &a, 7, tok_b, 2, 2000)->resp, ans_y, 6);
+    cr_assert_eq(d.count, 2);
+    /* The older expires first and is freed by its own key; the newer stays. */
+    cr_assert_not_null(fe_dedup_add(&d, &a, 8, NULL, 0, LIFETIME + 1));
+    cr_assert_null(fe_dedup_find(&d, &a, 7, tok_a, 2, LIFETIME + 1));
+    cr_assert_eq(fe_dedup_find(&d, &a, 7, tok_b, 2, LIFETIME + 1), f);
+    cr_assert_eq(d.count, 2);
+    cr_assert_eq(d.idx.n, 2, "the expired entry's index key went with it");
+    fe_dedup_deinit(&d);
+}
+
 /* The stored answers are bounded by resp_budget; expiry gives room back. */
 Test(dedup, answer_budget_respected)
 {
@@ -104,17 +169,17 @@ Test(dedup, answer_budget_respected)
     struct gw_ep a = ep_of("10.0.0.1:1000");
     uint8_t buf[60];
     memset(buf, 0x42, sizeof(buf));
-    struct fe_dedup_entry *e1 = fe_dedup_add(&d, &a, 1, 0);
+    struct fe_dedup_entry *e1 = fe_dedup_add(&d, &a, 1, NULL, 0, 0);
     fe_dedup_set_resp(&d, e1, buf, 60);
     cr_assert_not_null(e1->resp);
-    struct fe_dedup_entry *e2 = fe_dedup_add(&d, &a, 2, 10);
+    struct fe_dedup_entry *e2 = fe_dedup_add(&d, &a, 2, NULL, 0, 10);
     fe_dedup_set_resp(&d, e2, buf, 60);
     cr_assert_null(e2->resp, "beyond the budget the answer is not kept");
     cr_assert_eq(d.resp_bytes, 60);
     /* The exchange itself is still remembered. */
-    cr_assert_eq(fe_dedup_find(&d, &a, 2, 11), e2);
+    cr_assert_eq(fe_dedup_find(&d, &a, 2, NULL, 0, 11), e2);
     /* e1 expires; adding reclaims it and its bytes. */
-    struct fe_dedup_entry *e3 = fe_dedup_add(&d, &a, 3, LIFETIME + 1);
+    struct fe_dedup_entry *e3 = fe_dedup_add(&d, &a, 3, NULL, 0, LIFETIME + 1);
     cr_assert_eq(d.resp_bytes, 0);
     fe_dedup_set_resp(&d, e3, buf, 60);
     cr_assert_not_null(e3->resp);
@@ -130,18 +195,18 @@ Test(dedup, full_table_evicts_oldest)
     struct gw_ep a = ep_of("10.0.0.1:1000");
     uint8_t buf[8] = { 0 };
     for (uint16_t mid = 1; mid <= 4; mid++) {
-        struct fe_dedup_entry *e = fe_dedup_add(&d, &a, mid, mid);
+        struct fe_dedup_entry *e = fe_dedup_add(&d, &a, mid, NULL, 0, mid);
         fe_dedup_set_resp(&d, e, buf, sizeof(buf));
     }
     cr_assert_eq(d.count, 4);
     cr_assert_eq(d.resp_bytes, 32);
-    cr_assert_not_null(fe_dedup_add(&d, &a, 5, 5));
+    cr_assert_not_null(fe_dedup_add(&d, &a, 5, NULL, 0, 5));
     cr_assert_eq(d.count, 4);
     cr_assert_eq(d.evicted_early, 1);
     cr_assert_eq(d.resp_bytes, 24, "the evicted entry's answer is freed");
-    cr_assert_null(fe_dedup_find(&d, &a, 1, 6), "the oldest was evicted");
+    cr_assert_null(fe_dedup_find(&d, &a, 1, NULL, 0, 6), "the oldest was evicted");
     for (uint16_t mid = 2; mid <= 5; mid++)
-        cr_assert_not_null(fe_dedup_find(&d, &a, mid, 6), "mid %u", mid);
+        cr_assert_not_null(fe_dedup_find(&d, &a, mid, NULL, 0, 6), "mid %u", mid);
     fe_dedup_deinit(&d);
 }
 
@@ -155,9 +220,9 @@ Test(dedup, wraps_around_consistently)
     for (uint32_t i = 0; i < 1000; i++) {
         const struct gw_ep *ep = (i & 1) ? &a : &b;
         uint16_t mid = (uint16_t)(i * 7);
-        cr_assert_null(fe_dedup_find(&d, ep, mid, i * 10));
-        cr_assert_not_null(fe_dedup_add(&d, ep, mid, i * 10));
-        cr_assert_not_null(fe_dedup_find(&d, ep, mid, i * 10 + 99));
+        cr_assert_null(fe_dedup_find(&d, ep, mid, NULL, 0, i * 10));
+        cr_assert_not_null(fe_dedup_add(&d, ep, mid, NULL, 0, i * 10));
+        cr_assert_not_null(fe_dedup_find(&d, ep, mid, NULL, 0, i * 10 + 99));
         cr_assert_leq(d.count, 8);
     }
     fe_dedup_deinit(&d);
@@ -171,27 +236,27 @@ Test(dedup, sessionless_never_evict_session_entries)
     E(fe_dedup_init(&d, 8, LIFETIME, 4096));
     fe_dedup_limit(&d, 4, 8);
     struct gw_ep a = ep_of("10.0.0.1:1000");
-    cr_assert_not_null(fe_dedup_add(&d, &a, 1, 0));
-    cr_assert_not_null(fe_dedup_add(&d, &a, 2, 0));
+    cr_assert_not_null(fe_dedup_add(&d, &a, 1, NULL, 0, 0));
+    cr_assert_not_null(fe_dedup_add(&d, &a, 2, NULL, 0, 0));
     for (uint16_t i = 0; i < 100; i++) {
         char s[32];
         snprintf(s, sizeof(s), "10.9.%u.%u:%u", i / 200, i % 200, 2000 + i);
         struct gw_ep x = ep_of(s);
-        cr_assert_not_null(fe_dedup_add_cls(&d, &x, i, 1 + i, FE_DEDUP_SESSIONLESS));
+        cr_assert_not_null(fe_dedup_add_cls(&d, &x, i, NULL, 0, 1 + i, FE_DEDUP_SESSIONLESS));
         cr_assert_leq(d.cls[FE_DEDUP_SESSIONLESS].count, 4);
     }
-    cr_assert_not_null(fe_dedup_find(&d, &a, 1, 200));
-    cr_assert_not_null(fe_dedup_find(&d, &a, 2, 200));
+    cr_assert_not_null(fe_dedup_find(&d, &a, 1, NULL, 0, 200));
+    cr_assert_not_null(fe_dedup_find(&d, &a, 2, NULL, 0, 200));
     /* Senders with a session fill the rest, sessionless entries go first. */
     struct gw_ep c = ep_of("10.0.0.3:1000");
     for (uint16_t i = 0; i < 6; i++)
-        cr_assert_not_null(fe_dedup_add(&d, &c, i, 300));
+        cr_assert_not_null(fe_dedup_add(&d, &c, i, NULL, 0, 300));
     cr_assert_eq(d.count, 8);
     cr_assert_eq(d.cls[FE_DEDUP_SESSIONLESS].count, 0);
     /* Now a sessionless sender finds no room, rather than evicting. */
     struct gw_ep x = ep_of("10.9.9.9:9");
-    cr_assert_null(fe_dedup_add_cls(&d, &x, 1, 301, FE_DEDUP_SESSIONLESS));
-    cr_assert_not_null(fe_dedup_find(&d, &a, 1, 302));
+    cr_assert_null(fe_dedup_add_cls(&d, &x, 1, NULL, 0, 301, FE_DEDUP_SESSIONLESS));
+    cr_assert_not_null(fe_dedup_find(&d, &a, 1, NULL, 0, 302));
     fe_dedup_deinit(&d);
 }
 
@@ -204,20 +269,20 @@ Test(dedup, per_source_bound_evicts_own_oldest)
     E(fe_dedup_init(&d, 16, LIFETIME, 4096));
     fe_dedup_limit(&d, 8, 3);
     struct gw_ep a = ep_of("10.0.0.1:1000"), b = ep_of("10.0.0.2:1000");
-    cr_assert_not_null(fe_dedup_add(&d, &b, 7, 0));
+    cr_assert_not_null(fe_dedup_add(&d, &b, 7, NULL, 0, 0));
     for (uint16_t mid = 1; mid <= 5; mid++)
-        cr_assert_not_null(fe_dedup_add(&d, &a, mid, mid));
-    cr_assert_null(fe_dedup_find(&d, &a, 1, 10));
-    cr_assert_null(fe_dedup_find(&d, &a, 2, 10));
+        cr_assert_not_null(fe_dedup_add(&d, &a, mid, NULL, 0, mid));
+    cr_assert_null(fe_dedup_find(&d, &a, 1, NULL, 0, 10));
+    cr_assert_null(fe_dedup_find(&d, &a, 2, NULL, 0, 10));
     for (uint16_t mid = 3; mid <= 5; mid++)
-        cr_assert_not_null(fe_dedup_find(&d, &a, mid, 10));
-    cr_assert_not_null(fe_dedup_find(&d, &b, 7, 10), "another source is untouched");
+        cr_assert_not_null(fe_dedup_find(&d, &a, mid, NULL, 0, 10));
+    cr_assert_not_null(fe_dedup_find(&d, &b, 7, NULL, 0, 10), "another source is untouched");
     for (uint16_t port = 1; port <= 5; port++) {
         struct gw_ep x = { .family = 4, .port = port, .addr = { 10, 9, 9, 9 } };
-        cr_assert_not_null(fe_dedup_add_cls(&d, &x, 1, 20, FE_DEDUP_SESSIONLESS));
+        cr_assert_not_null(fe_dedup_add_cls(&d, &x, 1, NULL, 0, 20, FE_DEDUP_SESSIONLESS));
     }
     cr_assert_eq(d.cls[FE_DEDUP_SESSIONLESS].count, 3, "one share per address, any port");
-    cr_assert_not_null(fe_dedup_find(&d, &b, 7, 21));
+    cr_assert_not_null(fe_dedup_find(&d, &b, 7, NULL, 0, 21));
     fe_dedup_deinit(&d);
 }
 
@@ -229,7 +294,7 @@ Test(dedup, promoted_entry_survives_sessionless_churn)
     E(fe_dedup_init(&d, 16, LIFETIME, 4096));
     fe_dedup_limit(&d, 4, 16);
     struct gw_ep c = ep_of("10.0.0.1:1000");
-    struct fe_dedup_entry *e = fe_dedup_add_cls(&d, &c, 42, 0, FE_DEDUP_SESSIONLESS);
+    struct fe_dedup_entry *e = fe_dedup_add_cls(&d, &c, 42, NULL, 0, 0, FE_DEDUP_SESSIONLESS);
     cr_assert_not_null(e);
     uint8_t ans[20] = { 0x60, 0x41, 0, 42 };
     fe_dedup_promote(&d, e, 0);
@@ -238,22 +303,22 @@ Test(dedup, promoted_entry_survives_sessionless_churn)
         struct gw_ep x = { .family = 4,
                            .port = 5000,
                            .addr = { 10, 9, (uint8_t)(i >> 8), (uint8_t)i } };
-        (void)fe_dedup_add_cls(&d, &x, i, 1 + i, FE_DEDUP_SESSIONLESS);
+        (void)fe_dedup_add_cls(&d, &x, i, NULL, 0, 1 + i, FE_DEDUP_SESSIONLESS);
     }
-    struct fe_dedup_entry *f = fe_dedup_find(&d, &c, 42, 300);
+    struct fe_dedup_entry *f = fe_dedup_find(&d, &c, 42, NULL, 0, 300);
     cr_assert_eq(f, e);
     cr_assert_eq(f->resp_len, sizeof(ans));
     cr_assert_eq(d.cls[FE_DEDUP_SESSION].resp_bytes, sizeof(ans));
     /* Without the promotion it would have gone. */
     struct gw_ep c2 = ep_of("10.0.0.2:1000");
-    cr_assert_not_null(fe_dedup_add_cls(&d, &c2, 43, 400, FE_DEDUP_SESSIONLESS));
+    cr_assert_not_null(fe_dedup_add_cls(&d, &c2, 43, NULL, 0, 400, FE_DEDUP_SESSIONLESS));
     for (uint16_t i = 0; i < 10; i++) {
         struct gw_ep x = { .family = 4, .port = 5001, .addr = { 10, 8, 0, (uint8_t)i } };
-        (void)fe_dedup_add_cls(&d, &x, i, 401 + i, FE_DEDUP_SESSIONLESS);
+        (void)fe_dedup_add_cls(&d, &x, i, NULL, 0, 401 + i, FE_DEDUP_SESSIONLESS);
     }
-    cr_assert_null(fe_dedup_find(&d, &c2, 43, 500));
+    cr_assert_null(fe_dedup_find(&d, &c2, 43, NULL, 0, 500));
     /* Expiry still reclaims everything, class by class. */
-    (void)fe_dedup_add(&d, &c, 44, 500 + LIFETIME);
+    (void)fe_dedup_add(&d, &c, 44, NULL, 0, 500 + LIFETIME);
     cr_assert_eq(d.count, 1);
     cr_assert_eq(d.resp_bytes, 0);
     fe_dedup_deinit(&d);
@@ -700,15 +765,15 @@ Test(dedup, index_grows_with_the_entries)
     struct gw_ep a = ep_of("10.0.0.1:1000");
     for (uint32_t i = 0; i < 3000; i++) {
         a.port = (uint16_t)(1000 + i % 50);
-        cr_assert_not_null(fe_dedup_add(&d, &a, (uint16_t)i, 0));
+        cr_assert_not_null(fe_dedup_add(&d, &a, (uint16_t)i, NULL, 0, 0));
     }
     cr_assert_gt(d.idx.mask + 1, slots0, "grew from %u slots", slots0);
     cr_assert_lt(d.idx.mask + 1, 131072u, "not sized for the whole cap");
     for (uint32_t i = 0; i < 3000; i++) {
         a.port = (uint16_t)(1000 + i % 50);
-        cr_assert_not_null(fe_dedup_find(&d, &a, (uint16_t)i, 1), "exchange %u", i);
+        cr_assert_not_null(fe_dedup_find(&d, &a, (uint16_t)i, NULL, 0, 1), "exchange %u", i);
     }
     a.port = 999;
-    cr_assert_null(fe_dedup_find(&d, &a, 7, 1));
+    cr_assert_null(fe_dedup_find(&d, &a, 7, NULL, 0, 1));
     fe_dedup_deinit(&d);
 }
