@@ -194,6 +194,57 @@ def test_duplicate_con_not_forwarded_twice():
         assert sim_counters(gw.base + ".1")["requests"] == before + 1
 
 
+def test_mid_reused_with_new_token_is_a_new_request():
+    """S3.3, RFC 7252 4.5: a retransmission is an identical copy, so a MID reused within
+    EXCHANGE_LIFETIME with another token is a new request (a forwarding node above ~130
+    requests a second to one owner, S10.4): it gets its own answer, never the earlier
+    request's stored answer or an empty ACK for a request never executed."""
+    with sim_gateway("midreuse") as gw:
+        c = Client(gw)
+        gw.session(c)
+
+        def final(pkt, token, mid, timeout=6.0):
+            c.send_raw(pkt)
+            got = []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                m = c.recv(max(0.01, deadline - time.monotonic()))
+                if m is None:
+                    break
+                got.append(m)
+                if m.code != 0 and (m.token == token or m.mid == mid):
+                    return m, got
+            return None, got
+
+        # Local resources: the first answer is stored for retransmissions.
+        mid = c.next_mid()
+        r, got = final(encode(CON, GET, mid, b"LA", [(OPT["uri_path"], ".well-known"),
+                                                     (OPT["uri_path"], "core")]), b"LA", mid)
+        assert r is not None and r.token == b"LA" and r.payload.startswith(b"</sessions>"), got
+        r, got = final(encode(CON, GET, mid, b"LB", [(OPT["uri_path"], "help")]), b"LB", mid)
+        assert r is not None, got
+        assert r.token == b"LB" and r.payload.startswith(b"coapgw"), "replayed another answer: %r" % (got,)
+
+        # Device resources: X, then Y with the same MID and another token.
+        before = sim_counters(gw.base + ".1")["requests"]
+        mid = c.next_mid()
+        r, got = final(encode(CON, GET, mid, b"XA", [(OPT["proxy_uri"], "coap://%s/value" % NORMAL)]),
+                       b"XA", mid)
+        assert r is not None and r.token == b"XA" and r.code == code(2, 5) and r.payload == b"0", got
+        pkt_b = encode(CON, GET, mid, b"YB", [(OPT["proxy_uri"], "coap://%s/.well-known/core" % NORMAL)])
+        r, got = final(pkt_b, b"YB", mid)
+        assert r is not None, "no answer to a new request that reused a MID: %r" % (got,)
+        assert r.token == b"YB" and r.code == code(2, 5) and r.uint(OPT["content_format"]) == 40, got
+        assert r.payload.startswith(b"<"), r
+        wait_for(lambda: sim_counters(gw.base + ".1")["requests"] == before + 2, 5,
+                 "both requests reached the device")
+        # Its own retransmission is still a duplicate: ACKed again, never forwarded twice.
+        c.send_raw(pkt_b)
+        m = c.recv(3)
+        assert m is not None and m.type == ACK and m.mid == mid, m
+        assert sim_counters(gw.base + ".1")["requests"] == before + 2
+
+
 def test_proxy_errors():
     """S4.1, S4.2, S4.3, S4.7: clear errors for bad proxy requests."""
     with sim_gateway("errs") as gw:
@@ -562,6 +613,7 @@ TESTS = [
     test_local_resources_and_ping,
     test_block2_well_known_core,
     test_duplicate_con_not_forwarded_twice,
+    test_mid_reused_with_new_token_is_a_new_request,
     test_proxy_errors,
     test_milli_serialization,
     test_retries_then_504,
