@@ -67,7 +67,7 @@ struct gw_config {
     int64_t client_max_retransmit;
     int64_t exchange_lifetime_ms;
     int64_t
-        dedup_max; /* remembered (endpoint, MID) pairs per frontend; full: oldest forgotten early */
+        dedup_max; /* remembered (endpoint, MID, token) per frontend; full: oldest forgotten early */
     int64_t
         client_inflight_max; /* CON messages to clients being retransmitted; full: sent once, untracked */
     int64_t max_message;    /* largest request accepted (S3.5) */

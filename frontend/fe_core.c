@@ -4,7 +4,7 @@
  * Request handling order for a datagram (SPEC S3, S2, S4):
  *   version != 1: silence (S3.6). Malformed: RST for CON, silence otherwise
  *   (S3.4). ACK/RST: stop a retransmission. Empty CON: RST (ping).
- *   Over max_message: 4.13 with Size1 (S3.5). Duplicate (endpoint, MID):
+ *   Over max_message: 4.13 with Size1 (S3.5). Duplicate (endpoint, MID, token):
  *   the stored answer again, or an empty ACK (S3.3). Then a local resource,
  *   or a proxy request: target syntax, session (4.01), options (4.02),
  *   device (5.02), scope (4.03), port vs security (4.00), limits (4.29),

@@ -27,8 +27,10 @@
  * dropped one would end in 5.04.
  *
  * Message IDs: the scheduler gives forwarded requests even MIDs (per owner
- * node, sch_core.c), the POSTs use odd ones, so that the owner's duplicate
- * detection (by endpoint and MID) never takes one for the other. */
+ * node, sch_core.c), the POSTs use odd ones, so that the two never share a
+ * MID: the owner's duplicate detection keys on endpoint, MID and token (a
+ * reused MID with a new token is a new request there), and the scheduler
+ * matches the owner's empty ACKs by MID. */
 #ifndef MESH_PEER_H
 #define MESH_PEER_H
 

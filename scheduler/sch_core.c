@@ -397,8 +397,14 @@ static void peer_unindex(struct sch_core *c, struct sch_dev *d, uint32_t idx)
 
 /* The next MID towards owner node `owner`: even (mesh_peer.h), never behind
  * an even floor that advances 256 a second (mid_floor; 128 MIDs a second
- * here, so forwarded requests to one owner repeat a MID within
- * EXCHANGE_LIFETIME only above about 130 a second sustained). */
+ * here). Above about 130 forwarded requests a second to one owner a MID
+ * comes back within EXCHANGE_LIFETIME; that is harmless, since the owner
+ * deduplicates by (endpoint, MID, token) (S3.3) and every request carries
+ * a fresh token (dev_token). What a MID must still not do is come back
+ * while an exchange with it is open here (peer_by_mid keeps the newest for
+ * the owner's empty ACK): 32768 even MIDs per owner and security, so above
+ * about 350 a second for exchanges that last MAX_TRANSMIT_WAIT (93 s); the
+ * older one's answer is still matched by its token. */
 static uint16_t peer_next_mid(struct sch_core *c, uint32_t owner, uint64_t now)
 {
     uint16_t floor = (uint16_t)(mid_floor(now) & ~1u);

@@ -62,8 +62,9 @@ struct sch_core {
     uint32_t ndelivered;
     /* S10.4: devices owned by other nodes ("remote", gw_nodes.h) are served
      * like local ones; meshio forwards their datagrams to the owner. Their
-     * MIDs come from one counter per owner node (the owner deduplicates by
-     * our peer socket's endpoint and MID, across all our remote devices),
+     * MIDs come from one counter per owner node (the owner sees our peer
+     * socket as one sender across all our remote devices; it deduplicates
+     * by endpoint, MID and token, and each request has a fresh token),
      * even only: meshio's session POSTs on the same sockets use odd ones.
      * Datagrams from a peer arrive without a device (GW_MF_PEER) and are
      * attributed through two indexes of the remote exchanges in flight:
