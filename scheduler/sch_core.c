@@ -260,7 +260,8 @@ uint64_t sch_client_key(const struct sch_core *c, const struct gw_ep *ep, int32_
     b[n++] = tkl; /* so a MID byte never reads as a token byte */
     if (tkl > GW_COAP_MAX_TOKEN)
         tkl = GW_COAP_MAX_TOKEN;
-    memcpy(b + n, tok, tkl);
+    if (tkl) /* kept answers pass no token (NULL): memcpy's pointers must be valid */
+        memcpy(b + n, tok, tkl);
     return gw_map_key_nz(gw_siphash(c->hkey, b, n + tkl));
 }
 
