@@ -22,17 +22,18 @@
 
 static char dir[64];
 
+/* A fresh segment for cfg; the test fails when it cannot be made. */
+static void open_segment(const struct gw_config *cfg, struct gw_shm *seg)
+{
+    char err[512] = "";
+    int rc = gw_shm_open(cfg, true, seg, err, sizeof(err));
+    cr_assert_eq(rc, 0, "segment: %s (%s)", gw_strerror(rc), err);
+}
+
 static void mkdir_tmp(void)
 {
     strcpy(dir, "/tmp/coapgw-test-proc.XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
-}
-
-static void rm_tmp(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
 }
 
 static void test_cfg(struct gw_config *cfg)
@@ -43,6 +44,18 @@ static void test_cfg(struct gw_config *cfg)
     cfg->ring_slots = 64;
     cfg->max_txn = 16;
     cfg->lmdb_map_mb = 8;
+}
+
+/* The segment a test opened, and the directory; also after a failed
+ * assertion, so no /dev/shm/coapgw-tp* is left behind. */
+static void rm_tmp(void)
+{
+    struct gw_config cfg;
+    test_cfg(&cfg);
+    GW_IGNORE(gw_shm_unlink(&cfg));
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
 }
 
 Test(proc, a_data_dir_others_can_write_is_refused_for_good, .init = mkdir_tmp, .fini = rm_tmp)
@@ -61,10 +74,8 @@ Test(proc, a_segment_of_another_layout_is_refused_for_good, .init = mkdir_tmp, .
 {
     struct gw_config cfg;
     test_cfg(&cfg);
-    char err[512] = "";
     struct gw_shm seg;
-    int rc = gw_shm_open(&cfg, true, &seg, err, sizeof(err));
-    cr_assert_eq(rc, 0, "segment: %s (%s)", gw_strerror(rc), err);
+    open_segment(&cfg, &seg);
     struct gw_config other = cfg;
     other.ring_slots = 128; /* a role built for another layout */
     struct gw_proc *p = malloc(sizeof(*p));
@@ -109,10 +120,8 @@ Test(proc, start_up_run_and_teardown, .init = mkdir_tmp, .fini = rm_tmp)
 {
     struct gw_config cfg;
     test_cfg(&cfg);
-    char err[512] = "";
     struct gw_shm seg;
-    int rc = gw_shm_open(&cfg, true, &seg, err, sizeof(err));
-    cr_assert_eq(rc, 0, "segment: %s (%s)", gw_strerror(rc), err);
+    open_segment(&cfg, &seg);
 
     struct gw_proc *p = malloc(sizeof(*p));
     cr_assert_not_null(p);
@@ -202,9 +211,8 @@ Test(proc, polling_comes_back_after_it_decayed_to_zero, .init = mkdir_tmp, .fini
     struct gw_config cfg;
     test_cfg(&cfg);
     cfg.ring_poll_us = 10000;
-    char err[512] = "";
     struct gw_shm seg;
-    cr_assert_eq(gw_shm_open(&cfg, true, &seg, err, sizeof(err)), 0, "segment: %s", err);
+    open_segment(&cfg, &seg);
     struct gw_proc *p = malloc(sizeof(*p));
     cr_assert_not_null(p);
     cr_assert_eq(gw_proc_init(p, &cfg, GW_PROC_MESHIO), 0);
