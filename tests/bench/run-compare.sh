@@ -16,6 +16,10 @@
 #             long Max-Age; the warm-up fills the cache)
 #   observe   coapgw, CON notifications fanned out to BENCH_OBSERVERS observers
 #   rate2000  coapgw, proxied at a steady BENCH_RATE requests/s
+#   echo2000, relay2000
+#             the echo and relay floors at the same steady BENCH_RATE: what
+#             sleeping between requests costs a one-process design on this
+#             machine (each request wakes the process; the wake-up tax)
 # The simulated devices (coapgw meshsim, standalone for relay and libcoap,
 # embedded for coapgw) are reported apart and not counted in any total.
 # CPU is the whole process tree of the thing measured, from
@@ -32,7 +36,7 @@
 #   BENCH_SECONDS [5]  BENCH_SOCKETS [8]  BENCH_WINDOW [64]  BENCH_DEVICES [64]
 #   BENCH_RATE [2000]  BENCH_OBSERVERS [2000]  BENCH_OBS_RESOURCES [4]
 #   BENCH_OBS_PERIOD_MS [20]
-#   BENCH_CASES ["echo relay libcoap proxied cache observe rate2000"]
+#   BENCH_CASES ["echo relay libcoap proxied cache observe rate2000 echo2000 relay2000"]
 #   BENCH_CONFIG_EXTRA         extra `key = value` lines for the gateway
 #   BENCH_KEEP [0]             1 keeps the temporary directory (logs, configs)
 #   BENCH_IGNORE_DOCKER [0]    1 runs although a Docker engine is running
@@ -54,7 +58,7 @@ RATE=${BENCH_RATE:-2000}
 OBSERVERS=${BENCH_OBSERVERS:-2000}
 OBS_RES=${BENCH_OBS_RESOURCES:-4}
 OBS_PERIOD=${BENCH_OBS_PERIOD_MS:-20}
-CASES=${BENCH_CASES:-"echo relay libcoap proxied cache observe rate2000"}
+CASES=${BENCH_CASES:-"echo relay libcoap proxied cache observe rate2000 echo2000 relay2000"}
 LIBCOAP=$(command -v coap-server-notls || true)
 
 BENCH_NAME=run-compare
@@ -144,27 +148,38 @@ wait_bound() { # port: poll /proc/net/udp until a socket is bound to it (at most
 echo "run-compare: $(nproc) CPUs, $(uname -sr), $(date -u '+%Y-%m-%d %H:%M UTC');" \
     "load generator, devices and the measured process share the CPUs"
 
-if want echo; then
+if want echo || want echo2000; then
     port=$(free_port)
     "$ECHO_BIN" --listen "127.0.0.1:$port" 2>"$TMP/echo.log" &
     p=$!
     PIDS="$PIDS $p"
     wait_bound "$port"
-    bench echo -g "127.0.0.1:$port" -D "$DEVFILE" -n "$NDEV" --no-session --proc "echo=$p" \
-        --scenario proxy $LOAD
+    for c in echo echo2000; do
+        want $c || continue
+        rate=""
+        [ $c = echo2000 ] && rate="--rate $RATE"
+        bench $c -g "127.0.0.1:$port" -D "$DEVFILE" -n "$NDEV" --no-session --proc "echo=$p" \
+            --scenario proxy $rate $LOAD
+    done
     stop_helpers
 fi
 
-if want relay || { want libcoap && [ -n "$LIBCOAP" ]; }; then
+if want relay || want relay2000 || { want libcoap && [ -n "$LIBCOAP" ]; }; then
     if start_sim; then
-        if want relay; then
+        if want relay || want relay2000; then
             port=$(free_port)
             "$RELAY_BIN" --listen "127.0.0.1:$port" 2>"$TMP/relay.log" &
             p=$!
             PIDS="$PIDS $p"
             wait_bound "$port"
-            bench relay -g "127.0.0.1:$port" -D "$DEVFILE" -n "$NDEV" --no-session --uri-address \
-                --proc "relay=$p" --proc "meshsim=$SIMPID" --scenario proxy $LOAD
+            for c in relay relay2000; do
+                want $c || continue
+                rate=""
+                [ $c = relay2000 ] && rate="--rate $RATE"
+                bench $c -g "127.0.0.1:$port" -D "$DEVFILE" -n "$NDEV" --no-session \
+                    --uri-address --proc "relay=$p" --proc "meshsim=$SIMPID" --scenario proxy \
+                    $rate $LOAD
+            done
             stop_pid "$p"
         fi
         if want libcoap && [ -n "$LIBCOAP" ]; then
@@ -266,6 +281,11 @@ END {
     printf "%-48s %8s %8s\n", "fan-out CPU per notification / echo CPU", ratio(cpu["observe"], cpu["echo"]), "<= 1.5"
     printf "%-48s %8s %8s\n", "rate2000 CPU per request / proxied CPU", ratio(cpu["rate2000"], cpu["proxied"]), "<= 2"
     printf "%-48s %8s %8s\n", "relay CPU / echo CPU (datagram sanity: ~2)", ratio(cpu["relay"], cpu["echo"]), ""
+    # The wake-up tax: what the same steady rate costs the one-process floors
+    # against their own saturated figure, and coapgw against the relay there.
+    printf "%-48s %8s %8s\n", "relay2000 CPU / relay CPU (one process, steady)", ratio(cpu["relay2000"], cpu["relay"]), ""
+    printf "%-48s %8s %8s\n", "echo2000 CPU / echo CPU (one process, steady)", ratio(cpu["echo2000"], cpu["echo"]), ""
+    printf "%-48s %8s %8s\n", "rate2000 CPU / relay2000 CPU", ratio(cpu["rate2000"], cpu["relay2000"]), ""
     print ""
     print "wake-ups per request (per notification for observe), per process:"
     printf "  %-10s %-12s %9s %9s %9s %11s %10s\n", "case", "process", "CPU us", "vcsw", "ivcsw",
