@@ -2,7 +2,8 @@
 /* gw_store.h - the LMDB environment every process opens (SPEC S1.3).
  *
  * One environment in data_dir/state, named databases:
- *   sessions   gw_ep (20 bytes)          -> struct gw_session   (S2)
+ *   sessions   gw_ep (20 bytes)          -> session record, variable length (S2;
+ *                                            fe_session.h; old raw struct gw_session still read)
  *   sess_id    session id (8 bytes)       -> gw_ep
  *   sess_acct  account name (DUPSORT)     -> session id
  *   devices    MAC (8 bytes)              -> struct gw_device   (S4.2, S7.2)

@@ -3,6 +3,7 @@
  * fe_session.h). */
 #include "fe_session.h"
 #include "gw_error.h"
+#include "gw_log.h"
 
 #include <errno.h>
 #include <string.h>
@@ -14,6 +15,169 @@ bool fe_session_expired(const struct fe_sess_cfg *cfg, const struct gw_session *
            now >= s->last_seen + cfg->idle_s;
 }
 
+/* ---- the stored record (fe_session.h) ---- */
+
+int fe_session_encode(const struct gw_session *s, uint8_t buf[FE_SESSION_REC_MAX])
+{
+    size_t alen = strnlen(s->account, FE_ACCOUNT_MAX);
+    if (alen == 0 || alen >= FE_ACCOUNT_MAX || s->scope.n > FE_SCOPE_MAX)
+        return GW_EBADMSG;
+    size_t n = 0;
+    buf[n++] = FE_SESSION_REC_V2;
+    memcpy(buf + n, &s->id, 8);
+    n += 8;
+    buf[n++] = s->security;
+    buf[n++] = s->sticky;
+    buf[n++] = s->single;
+    buf[n++] = s->node;
+    memcpy(buf + n, &s->created, 8);
+    memcpy(buf + n + 8, &s->token_exp, 8);
+    memcpy(buf + n + 16, &s->last_seen, 8);
+    n += 24;
+    buf[n++] = (uint8_t)alen;
+    memcpy(buf + n, s->account, alen);
+    n += alen;
+    buf[n++] = s->scope.all;
+    buf[n++] = s->scope.n;
+    for (unsigned i = 0; i < s->scope.n; i++) {
+        unsigned nib = s->scope.e[i].nibbles;
+        if (nib < 1 || nib > 16)
+            return GW_EBADMSG;
+        buf[n++] = (uint8_t)nib;
+        memcpy(buf + n, s->scope.e[i].prefix, (nib + 1) / 2);
+        n += (nib + 1) / 2;
+    }
+    return (int)n;
+}
+
+/* A record in the layout before issue 13: struct gw_session stored raw. */
+static int decode_v1(const void *rec, struct gw_session *out, const char **diag)
+{
+    memcpy(out, rec, sizeof(*out));
+    if (memchr(out->account, '\0', sizeof(out->account)) == NULL || out->account[0] == '\0') {
+        *diag = "account not a string of 1..63 bytes";
+        return GW_EBADMSG;
+    }
+    if (out->scope.n > FE_SCOPE_MAX) {
+        *diag = "more scope entries than FE_SCOPE_MAX";
+        return GW_EBADMSG;
+    }
+    memset(out->pad, 0, sizeof(out->pad));
+    return 0;
+}
+
+static int decode_v2(const uint8_t *p, size_t len, struct gw_session *out, const char **diag)
+{
+    size_t n = 1;
+    if (len < FE_SESSION_REC_FIXED) {
+        *diag = "truncated";
+        return GW_EBADMSG;
+    }
+    memcpy(&out->id, p + n, 8);
+    n += 8;
+    out->security = p[n++];
+    out->sticky = p[n++];
+    out->single = p[n++];
+    out->node = p[n++];
+    memcpy(&out->created, p + n, 8);
+    memcpy(&out->token_exp, p + n + 8, 8);
+    memcpy(&out->last_seen, p + n + 16, 8);
+    n += 24;
+    size_t alen = p[n++];
+    if (alen == 0 || alen >= FE_ACCOUNT_MAX) {
+        *diag = "account length out of range";
+        return GW_EBADMSG;
+    }
+    if (len - n < alen + 2) {
+        *diag = "truncated";
+        return GW_EBADMSG;
+    }
+    if (memchr(p + n, '\0', alen)) {
+        *diag = "NUL in the account";
+        return GW_EBADMSG;
+    }
+    memcpy(out->account, p + n, alen);
+    n += alen;
+    out->scope.all = p[n++];
+    out->scope.n = p[n++];
+    if (out->scope.n > FE_SCOPE_MAX || out->scope.all > 1) {
+        *diag = "scope out of range";
+        return GW_EBADMSG;
+    }
+    for (unsigned i = 0; i < out->scope.n; i++) {
+        if (n >= len) {
+            *diag = "truncated";
+            return GW_EBADMSG;
+        }
+        unsigned nib = p[n++];
+        if (nib < 1 || nib > 16) {
+            *diag = "scope out of range";
+            return GW_EBADMSG;
+        }
+        if (len - n < (nib + 1) / 2) {
+            *diag = "truncated";
+            return GW_EBADMSG;
+        }
+        out->scope.e[i].nibbles = (uint8_t)nib;
+        memcpy(out->scope.e[i].prefix, p + n, (nib + 1) / 2);
+        n += (nib + 1) / 2;
+    }
+    if (n != len) {
+        *diag = "trailing bytes";
+        return GW_EBADMSG;
+    }
+    return 0;
+}
+
+int fe_session_decode(const struct gw_ep *ep, const void *rec, size_t len, struct gw_session *out,
+                      const char **diag)
+{
+    const char *d = NULL;
+    int rc;
+    memset(out, 0, sizeof(*out));
+    if (len == sizeof(struct gw_session))
+        rc = decode_v1(rec, out, &d);
+    else if (len == 0)
+        rc = (d = "truncated", GW_EBADMSG);
+    else if (((const uint8_t *)rec)[0] != FE_SESSION_REC_V2)
+        rc = (d = "unknown record version", GW_EBADMSG);
+    else
+        rc = decode_v2(rec, len, out, &d);
+    if (rc) {
+        memset(out, 0, sizeof(*out));
+        if (diag)
+            *diag = d;
+        return rc;
+    }
+    out->ep = *ep; /* the key; an old record's copy of it is the same */
+    if (diag)
+        *diag = NULL;
+    return 0;
+}
+
+/* A stored record that cannot be read is treated as no session (the
+ * endpoint may create a new one, which replaces it); one line names it. */
+static int decode_logged(const MDB_val *k, const MDB_val *d, struct gw_session *out)
+{
+    const char *diag;
+    if (k->mv_size != sizeof(struct gw_ep)) {
+        memset(out, 0, sizeof(*out));
+        gw_log_warn(GW_LOG_STORE, "data_dir/state sessions: key of %zu bytes ignored",
+                    k->mv_size);
+        return GW_EBADMSG;
+    }
+    struct gw_ep ep;
+    memcpy(&ep, k->mv_data, sizeof(ep));
+    int rc = fe_session_decode(&ep, d->mv_data, d->mv_size, out, &diag);
+    if (rc) {
+        char a[GW_EP_STRLEN];
+        gw_ep_str(&ep, a, sizeof(a));
+        gw_log_warn(GW_LOG_STORE, "data_dir/state sessions: record of %s (%zu bytes) ignored: %s",
+                    a, d->mv_size, diag);
+    }
+    return rc;
+}
+
 static int get_by_ep(MDB_txn *txn, struct gw_store *st, const struct gw_ep *ep,
                      struct gw_session *out)
 {
@@ -21,18 +185,25 @@ static int get_by_ep(MDB_txn *txn, struct gw_store *st, const struct gw_ep *ep,
     int rc = mdb_get(txn, st->sessions, &k, &d);
     if (rc)
         return gw_store_err(rc);
-    if (d.mv_size != sizeof(*out))
-        return GW_EBADMSG;
-    memcpy(out, d.mv_data, sizeof(*out));
-    return 0;
+    return decode_logged(&k, &d, out);
+}
+
+/* Stores s at its endpoint, in the current layout. */
+static int put_record(MDB_txn *txn, struct gw_store *st, const struct gw_session *s)
+{
+    uint8_t buf[FE_SESSION_REC_MAX];
+    int len = fe_session_encode(s, buf);
+    if (len < 0)
+        return len;
+    MDB_val k = { sizeof(s->ep), (void *)&s->ep }, d = { (size_t)len, buf };
+    return gw_store_err(mdb_put(txn, st->sessions, &k, &d, 0));
 }
 
 static int put(MDB_txn *txn, struct gw_store *st, const struct gw_session *s, bool new_account_link)
 {
-    MDB_val k = { sizeof(s->ep), (void *)&s->ep }, d = { sizeof(*s), (void *)s };
-    int rc = mdb_put(txn, st->sessions, &k, &d, 0);
+    int rc = put_record(txn, st, s);
     if (rc)
-        return gw_store_err(rc);
+        return rc;
     MDB_val ik = { sizeof(s->id), (void *)&s->id }, iv = { sizeof(s->ep), (void *)&s->ep };
     rc = mdb_put(txn, st->sess_id, &ik, &iv, 0);
     if (rc)
@@ -146,7 +317,8 @@ static int check_endpoint(struct create_txn *c, const char **diag)
 {
     int rc = get_by_ep(c->txn, c->st, &c->rq->ep, &c->cur);
     c->ep_taken = rc == 0;
-    if (rc && rc != GW_ENOTFOUND)
+    /* An unreadable record (logged) holds no session: the new one replaces it. */
+    if (rc && rc != GW_ENOTFOUND && rc != GW_EBADMSG)
         return rc;
     if (c->ep_taken && strcmp(c->cur.account, c->rq->account) != 0 &&
         !fe_session_expired(c->cfg, &c->cur, c->now)) {
@@ -226,11 +398,8 @@ static int make_room(struct create_txn *c, const char **diag)
         int nv = 0;
         for (int scanned = 0; r == 0 && nv < 16 && scanned < 4096; scanned++) {
             struct gw_session x;
-            if (d.mv_size == sizeof(x)) {
-                memcpy(&x, d.mv_data, sizeof(x));
-                if (fe_session_expired(c->cfg, &x, c->now))
-                    victims[nv++] = x;
-            }
+            if (decode_logged(&k, &d, &x) == 0 && fe_session_expired(c->cfg, &x, c->now))
+                victims[nv++] = x;
             r = mdb_cursor_get(cur2, &k, &d, MDB_NEXT);
         }
         mdb_cursor_close(cur2);
@@ -394,8 +563,7 @@ int fe_session_touch(struct gw_store *st, const struct fe_sess_cfg *cfg, const s
     rc = get_by_ep(txn, st, &s->ep, &cur);
     if (rc == 0 && cur.id == s->id) {
         cur.last_seen = now;
-        MDB_val k = { sizeof(cur.ep), &cur.ep }, d = { sizeof(cur), &cur };
-        rc = gw_store_err(mdb_put(txn, st->sessions, &k, &d, 0));
+        rc = put_record(txn, st, &cur);
     }
     if (rc) {
         mdb_txn_abort(txn);
@@ -438,18 +606,20 @@ int fe_session_sweep(struct gw_store *st, const struct fe_sess_cfg *cfg, int64_t
         return 0;
     }
     struct gw_session victims[64];
-    int n = 0;
+    int n = 0, bad = 0;
     if (max > (int)GW_ARRAY_LEN(victims))
         max = (int)GW_ARRAY_LEN(victims);
     MDB_val k, d;
     int rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
     while (rc == 0 && n < max) {
         struct gw_session s;
-        if (d.mv_size == sizeof(s)) {
-            memcpy(&s, d.mv_data, sizeof(s));
-            if (fe_session_expired(cfg, &s, now))
-                victims[n++] = s;
-        }
+        int drc = decode_logged(&k, &d, &s);
+        if (drc == 0 && fe_session_expired(cfg, &s, now))
+            victims[n++] = s;
+        /* An unreadable record can never be used: removed once (its line
+         * logged above), not logged again at every sweep. */
+        if (drc == GW_EBADMSG && mdb_cursor_del(cur, 0) == 0)
+            bad++;
         rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
     }
     mdb_cursor_close(cur);
@@ -458,8 +628,8 @@ int fe_session_sweep(struct gw_store *st, const struct fe_sess_cfg *cfg, int64_t
             mdb_txn_abort(txn);
             return 0;
         }
-    if (n == 0 || mdb_txn_commit(txn) != 0) {
-        if (n == 0)
+    if (n + bad == 0 || mdb_txn_commit(txn) != 0) {
+        if (n + bad == 0)
             mdb_txn_abort(txn);
         return 0;
     }

@@ -84,6 +84,39 @@ int fe_session_delete(struct gw_store *st, const struct gw_ep *ep, uint64_t id,
 int fe_session_sweep(struct gw_store *st, const struct fe_sess_cfg *cfg, int64_t now, int max,
                      void (*ended)(void *ctx, const struct gw_session *s), void *ctx);
 bool fe_session_expired(const struct fe_sess_cfg *cfg, const struct gw_session *s, int64_t now);
+
+/* ---- the stored record (issue 13: resident memory per idle session) ----
+ * The value of `sessions` is variable-length: the session without its
+ * endpoint (the key already is the endpoint), the account without its
+ * unused bytes and the scope with only the entries used, each prefix in as
+ * many bytes as its nibbles need:
+ *   u8 version (FE_SESSION_REC_V2), u64 id, u8 security, sticky, single,
+ *   node, i64 created, token_exp, last_seen (host order, as before),
+ *   u8 account length (1..FE_ACCOUNT_MAX-1), the account (no NUL),
+ *   u8 scope.all, u8 scope.n (<= FE_SCOPE_MAX), per entry: u8 nibbles
+ *   (1..16), then (nibbles + 1) / 2 prefix bytes.
+ * At most FE_SESSION_REC_MAX bytes, always fewer than the fixed-size
+ * struct gw_session that earlier versions stored raw: a record of exactly
+ * sizeof(struct gw_session) bytes is read in that old layout, so a data_dir
+ * kept across an upgrade keeps its sessions (each is rewritten in the new
+ * layout at its next write). */
+#define FE_SESSION_REC_V2 2
+#define FE_SESSION_REC_FIXED (1 + 8 + 4 + 3 * 8 + 1 + 2)
+#define FE_SESSION_REC_MAX (FE_SESSION_REC_FIXED + (FE_ACCOUNT_MAX - 1) + FE_SCOPE_MAX * 9)
+GW_STATIC_ASSERT(FE_SESSION_REC_MAX < sizeof(struct gw_session),
+                 "a new record must never be taken for an old fixed-size one");
+
+/* Encodes s (its ep is not part of the record) into buf (FE_SESSION_REC_MAX
+ * bytes). Returns the length, or GW_EBADMSG when s cannot be stored (account
+ * empty or not NUL-terminated within FE_ACCOUNT_MAX, scope.n or a nibble
+ * count out of range). */
+int fe_session_encode(const struct gw_session *s, uint8_t buf[FE_SESSION_REC_MAX]);
+/* Decodes a stored record, new or old layout, of the session at endpoint ep
+ * (its key). Returns 0 with *out (padding zeroed), or GW_EBADMSG with *diag
+ * (may be NULL) set to a short static reason: truncated, trailing bytes,
+ * unknown version, bad account, scope out of range. */
+int fe_session_decode(const struct gw_ep *ep, const void *rec, size_t len, struct gw_session *out,
+                      const char **diag) GW_NODISCARD;
 /* Number of stored sessions. */
 size_t fe_session_count(struct gw_store *st);
 

@@ -539,3 +539,256 @@ Test(session, node_session_renews_in_place_and_ignores_account_limits)
     E(create(&c1, T0 + 1, &a2, NULL, NULL));
     cr_assert_neq(a1.id, a2.id);
 }
+
+/* ---- the stored record (issue 13: variable-length, old layout still read) ---- */
+
+/* A session with every field set, scope entries of 1, 5 and 16 nibbles. */
+static struct gw_session full_session(void)
+{
+    struct gw_session s;
+    memset(&s, 0, sizeof(s));
+    s.id = 0x1234567890abcdefull;
+    s.ep = ep_of("[2001:db8::7]:61616");
+    memset(s.account, 'x', FE_ACCOUNT_MAX - 1); /* the longest account */
+    s.security = GW_SEC_NETMGR;
+    s.sticky = 1;
+    s.single = 1;
+    s.node = 3;
+    s.created = T0;
+    s.token_exp = T0 + 86400;
+    s.last_seen = T0 + 17;
+    E(fe_scope_parse("0*,02BB0*,0011223344556677", &s.scope));
+    cr_assert_eq(s.scope.n, 3);
+    return s;
+}
+
+static void assert_same_session(const struct gw_session *a, const struct gw_session *b)
+{
+    cr_assert_eq(memcmp(a, b, sizeof(*a)), 0, "every field (padding zero) survives the record");
+}
+
+Test(session, record_round_trip)
+{
+    struct gw_session s = full_session(), got;
+    uint8_t buf[FE_SESSION_REC_MAX];
+    int len = fe_session_encode(&s, buf);
+    cr_assert_gt(len, 0);
+    cr_assert_lt((size_t)len, sizeof(struct gw_session), "shorter than the old layout");
+    E(fe_session_decode(&s.ep, buf, (size_t)len, &got, NULL));
+    assert_same_session(&s, &got);
+
+    /* The smallest: one-byte account, all devices. */
+    memset(&s, 0, sizeof(s));
+    s.id = 1;
+    s.ep = ep_of("10.0.0.1:1");
+    s.account[0] = 'a';
+    s.scope.all = 1;
+    s.created = s.last_seen = T0;
+    s.token_exp = -1; /* any int64 is kept as is */
+    len = fe_session_encode(&s, buf);
+    cr_assert_eq(len, FE_SESSION_REC_FIXED + 1);
+    E(fe_session_decode(&s.ep, buf, (size_t)len, &got, NULL));
+    assert_same_session(&s, &got);
+
+    /* The largest fits FE_SESSION_REC_MAX. */
+    s = full_session();
+    s.scope.n = FE_SCOPE_MAX;
+    for (int i = 0; i < FE_SCOPE_MAX; i++) {
+        memset(s.scope.e[i].prefix, 0x5a, 8);
+        s.scope.e[i].nibbles = 16;
+    }
+    len = fe_session_encode(&s, buf);
+    cr_assert_eq(len, FE_SESSION_REC_MAX);
+    E(fe_session_decode(&s.ep, buf, (size_t)len, &got, NULL));
+    assert_same_session(&s, &got);
+}
+
+Test(session, record_encode_refuses_what_it_cannot_store)
+{
+    struct gw_session s = full_session();
+    uint8_t buf[FE_SESSION_REC_MAX];
+    memset(s.account, 'y', sizeof(s.account)); /* no NUL within FE_ACCOUNT_MAX */
+    cr_assert_eq(fe_session_encode(&s, buf), GW_EBADMSG);
+    s = full_session();
+    s.account[0] = '\0';
+    cr_assert_eq(fe_session_encode(&s, buf), GW_EBADMSG);
+    s = full_session();
+    s.scope.n = FE_SCOPE_MAX + 1;
+    cr_assert_eq(fe_session_encode(&s, buf), GW_EBADMSG);
+    s = full_session();
+    s.scope.e[1].nibbles = 17;
+    cr_assert_eq(fe_session_encode(&s, buf), GW_EBADMSG);
+}
+
+/* Every truncation, trailing bytes, a wrong version and out-of-range fields:
+ * GW_EBADMSG with a reason, nothing read beyond the record. Each case runs
+ * on an exact-size heap copy so that ASan sees any over-read. */
+static int decode_copy(const uint8_t *rec, size_t len, const char **diag)
+{
+    uint8_t *p = malloc(len ? len : 1);
+    cr_assert_not_null(p);
+    memcpy(p, rec, len);
+    struct gw_session out;
+    struct gw_ep ep = ep_of("10.0.0.1:1");
+    int rc = fe_session_decode(&ep, p, len, &out, diag);
+    free(p);
+    if (rc) {
+        struct gw_session zero;
+        memset(&zero, 0, sizeof(zero));
+        cr_assert_eq(memcmp(&out, &zero, sizeof(out)), 0, "nothing half-decoded is returned");
+    }
+    return rc;
+}
+
+Test(session, record_truncated_or_corrupt_is_refused)
+{
+    struct gw_session s = full_session();
+    uint8_t buf[FE_SESSION_REC_MAX + 1];
+    int len = fe_session_encode(&s, buf);
+    const char *diag;
+    for (int n = 0; n < len; n++) {
+        diag = NULL;
+        cr_assert_eq(decode_copy(buf, (size_t)n, &diag), GW_EBADMSG, "%d of %d bytes", n, len);
+        cr_assert_not_null(diag);
+    }
+    buf[len] = 0;
+    cr_assert_eq(decode_copy(buf, (size_t)len + 1, &diag), GW_EBADMSG);
+    cr_assert_str_eq(diag, "trailing bytes");
+
+    size_t acct_len_at = FE_SESSION_REC_FIXED - 3; /* version, id, flags, times */
+    size_t scope_at = acct_len_at + 1 + (FE_ACCOUNT_MAX - 1);
+    struct {
+        size_t at;
+        uint8_t v;
+    } bad[] = { { 0, 1 },                   /* version 1 was never variable-length */
+                { 0, 3 },                   /* a future version */
+                { acct_len_at, 0 },         /* empty account */
+                { acct_len_at, 64 },        /* account too long */
+                { acct_len_at + 5, 0 },     /* NUL inside the account */
+                { scope_at, 2 },            /* scope.all not 0/1 */
+                { scope_at + 1, 17 },       /* too many entries */
+                { scope_at + 2, 0 },        /* a 0-nibble entry */
+                { scope_at + 2, 17 } };     /* a 17-nibble entry */
+    for (size_t i = 0; i < GW_ARRAY_LEN(bad); i++) {
+        uint8_t c[FE_SESSION_REC_MAX];
+        memcpy(c, buf, (size_t)len);
+        c[bad[i].at] = bad[i].v;
+        diag = NULL;
+        cr_assert_eq(decode_copy(c, (size_t)len, &diag), GW_EBADMSG, "case %zu", i);
+        cr_assert_not_null(diag, "case %zu", i);
+    }
+    /* An old-layout record whose account is not a string. */
+    struct gw_session old = full_session();
+    memset(old.account, 'z', sizeof(old.account));
+    cr_assert_eq(decode_copy((const uint8_t *)&old, sizeof(old), &diag), GW_EBADMSG);
+}
+
+/* Replaces the stored value of the session at ep by raw bytes. */
+static void put_raw(const struct gw_ep *ep, const void *rec, size_t len)
+{
+    MDB_txn *txn;
+    E(gw_store_wbegin(&st, &txn));
+    MDB_val k = { sizeof(*ep), (void *)ep }, d = { len, (void *)rec };
+    E(mdb_put(txn, st.sessions, &k, &d, 0));
+    E(mdb_txn_commit(txn));
+}
+
+static size_t stored_len(const struct gw_ep *ep)
+{
+    MDB_txn *txn;
+    E(gw_store_rbegin(&st, &txn));
+    MDB_val k = { sizeof(*ep), (void *)ep }, d;
+    size_t len = mdb_get(txn, st.sessions, &k, &d) == 0 ? d.mv_size : 0;
+    gw_store_rdone(&st);
+    return len;
+}
+
+/* A gateway upgraded in place keeps its sessions: a record written by the
+ * earlier version (struct gw_session stored raw, scope and all) is found,
+ * counts for its account, is touched (then rewritten in the new layout),
+ * swept and deleted as before. */
+Test(session, old_layout_record_still_read)
+{
+    struct fe_scope some;
+    E(fe_scope_parse("02BB*", &some));
+    struct fe_sess_req rq = req_of("alice", "10.0.0.1:40000");
+    rq.scope = &some;
+    struct gw_session s, got;
+    E(create(&rq, T0, &s, NULL, NULL));
+    cr_assert_lt(stored_len(&rq.ep), sizeof(struct gw_session), "new records are shorter");
+    /* What the earlier version wrote: the struct itself, padding and all. */
+    struct gw_session old = s;
+    memset(old.pad, 0xee, sizeof(old.pad));
+    put_raw(&rq.ep, &old, sizeof(old));
+    cr_assert_eq(stored_len(&rq.ep), sizeof(struct gw_session));
+
+    E(lookup("10.0.0.1:40000", T0 + 1, &got));
+    assert_same_session(&s, &got);
+    cr_assert_eq(got.scope.n, 1);
+    cr_assert_eq(got.scope.e[0].nibbles, 4);
+
+    /* It counts for its account (max_per_account), read through sess_acct. */
+    cfg.max_per_account = 1;
+    struct fe_sess_req rq2 = req_of("alice", "10.0.0.2:40000");
+    const char *diag = NULL;
+    cr_assert_eq(create(&rq2, T0 + 2, NULL, NULL, &diag), GW_EFORBIDDEN);
+
+    /* A touch rewrites it in the new layout, same session. */
+    E(fe_session_touch(&st, &cfg, &got, T0 + 100));
+    cr_assert_lt(stored_len(&rq.ep), sizeof(struct gw_session));
+    E(lookup("10.0.0.1:40000", T0 + 101, &got));
+    cr_assert_eq(got.id, s.id);
+    cr_assert_eq(got.last_seen, T0 + 100);
+    cr_assert_eq(memcmp(&got.scope, &s.scope, sizeof(s.scope)), 0);
+
+    /* An old record expires and is swept like any other. */
+    put_raw(&rq.ep, &old, sizeof(old));
+    struct ended_log log = { 0 };
+    cr_assert_eq(fe_session_sweep(&st, &cfg, T0 + 600, 64, on_ended, &log), 1);
+    cr_assert(logged(&log, s.id));
+    cr_assert_eq(fe_session_count(&st), 0);
+
+    /* And one is deleted by DELETE /sessions, its account slot released. */
+    E(create(&rq, T0 + 700, &s, NULL, NULL));
+    old = s;
+    put_raw(&rq.ep, &old, sizeof(old));
+    struct gw_session ended;
+    E(fe_session_delete(&st, &rq.ep, s.id, &ended));
+    cr_assert_eq(ended.id, s.id);
+    E(create(&rq2, T0 + 701, NULL, NULL, NULL));
+}
+
+/* A corrupt record in the store is no session: look-ups miss it, a new
+ * session from its endpoint replaces it, the sweep removes one it meets,
+ * and the sessions beside it are untouched. */
+Test(session, corrupt_record_in_store_is_no_session)
+{
+    struct fe_sess_req a = req_of("alice", "10.0.0.1:1");
+    struct fe_sess_req b = req_of("bob", "10.0.0.1:2");
+    struct fe_sess_req c = req_of("carol", "10.0.0.1:3");
+    struct gw_session sa, sb, sc, got;
+    E(create(&a, T0, &sa, NULL, NULL));
+    E(create(&b, T0, &sb, NULL, NULL));
+    E(create(&c, T0, &sc, NULL, NULL));
+    uint8_t rec[FE_SESSION_REC_MAX];
+    int len = fe_session_encode(&sb, rec);
+    put_raw(&b.ep, rec, (size_t)len - 3); /* truncated */
+    cr_assert_eq(lookup("10.0.0.1:2", T0 + 1, NULL), GW_EBADMSG);
+    E(lookup("10.0.0.1:1", T0 + 1, NULL));
+    E(lookup("10.0.0.1:3", T0 + 1, NULL));
+
+    /* A new session from that endpoint replaces the unreadable record. */
+    E(create(&b, T0 + 2, &got, NULL, NULL));
+    E(lookup("10.0.0.1:2", T0 + 3, &got));
+    cr_assert_str_eq(got.account, "bob");
+
+    /* The sweep removes one it meets, ends nothing, keeps the others. */
+    put_raw(&b.ep, rec, 1);
+    struct ended_log log = { 0 };
+    cr_assert_eq(fe_session_sweep(&st, &cfg, T0 + 4, 64, on_ended, &log), 0);
+    cr_assert_eq(log.n, 0);
+    cr_assert_eq(fe_session_count(&st), 2);
+    cr_assert_eq(lookup("10.0.0.1:2", T0 + 5, NULL), GW_ENOTFOUND);
+    E(lookup("10.0.0.1:1", T0 + 5, NULL));
+    E(lookup("10.0.0.1:3", T0 + 5, NULL));
+}
