@@ -88,6 +88,15 @@ static int grow(struct gw_map *m)
     return 0;
 }
 
+int gw_map_reserve(struct gw_map *m, uint32_t n)
+{
+    n = GW_MIN(n, GW_MAP_MAX);
+    while ((uint64_t)n * 2 > (uint64_t)m->mask + 1)
+        if (grow(m) != 0)
+            return -ENOMEM;
+    return 0;
+}
+
 /* Makes room for one more key: GW_EFULL at max, else grows at half load. */
 static int room(struct gw_map *m)
 {

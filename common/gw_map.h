@@ -76,6 +76,9 @@ struct gw_map {
  * max below n is taken as n). 0 or -ENOMEM. */
 int gw_map_init(struct gw_map *m, uint32_t n, uint32_t max) GW_NODISCARD;
 void gw_map_deinit(struct gw_map *m);
+/* Grows now, if needed, so that n keys fit without growing: an add that
+ * must not fail for memory later reserves first. 0 or -ENOMEM. */
+int gw_map_reserve(struct gw_map *m, uint32_t n) GW_NODISCARD;
 /* Forgets every key, keeping the slots. */
 void gw_map_clear(struct gw_map *m);
 

@@ -56,16 +56,17 @@ int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms, size_t
     d->hkey = calloc(cap, sizeof(*d->hkey));
     d->lifetime_ms = lifetime_ms;
     d->resp_budget = resp_budget;
-    /* The source index is sized for its bound (at most one source record
-     * per entry): it never allocates after this. The entry index starts
-     * small and doubles up to cap: a table sized for 65 536 entries at once
-     * is 2 MiB whose pages every few thousand random keys all touch, more
-     * resident memory than the entries themselves (issue 13 item 4). When
-     * it cannot grow, the exchange is not remembered (NULL, as for a
-     * sessionless sender without room). */
+    /* Both indexes start small and double up to cap: a table sized for
+     * 65 536 keys at once is 2 MiB whose pages every few thousand random
+     * keys all touch, more resident memory than the entries themselves
+     * (issue 13 item 4; the source index, one key per client endpoint, was
+     * 105 B of every idle session's 478 B). The source index is grown
+     * before an entry takes a source (gw_map_reserve), so linking one never
+     * fails; when either cannot grow, the exchange is not remembered (NULL,
+     * as for a sessionless sender without room). */
     if (!d->e || !d->free_list || !d->src || !d->src_free || !d->hkey ||
         gw_map_init(&d->idx, GW_MIN(cap, 256u), cap) != 0 ||
-        gw_map_init(&d->src_idx, cap, cap) != 0) {
+        gw_map_init(&d->src_idx, GW_MIN(cap, 256u), cap) != 0) {
         fe_dedup_deinit(d);
         return -ENOMEM;
     }
@@ -126,7 +127,7 @@ static uint32_t src_find(struct fe_dedup *d, const struct gw_ep *ep, uint8_t cls
     if (!create || d->nsrc_free == 0)
         return 0; /* the latter cannot happen: a record per entry at most */
     uint32_t r = d->src_free[--d->nsrc_free];
-    /* Cannot fail: the index holds at most cap records and was sized so. */
+    /* Cannot fail: at most cap records, and the caller reserved room. */
     GW_IGNORE(gw_map_add(&d->src_idx, h, r));
     struct fe_dedup_src *s = &d->src[r];
     memset(s, 0, sizeof(*s));
@@ -263,6 +264,8 @@ struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *
 {
     uint64_t h = dedup_key(d->key, ep, mid, token, tkl);
     dedup_expire(d, now);
+    if (gw_map_reserve(&d->src_idx, d->src_idx.n + 1) != 0)
+        return NULL; /* no room for a new source: not remembered */
     uint32_t sref = src_find(d, ep, (uint8_t)cls, false);
     if (!dedup_room(d, (uint8_t)cls, sref, now))
         return NULL;
@@ -294,6 +297,8 @@ void fe_dedup_promote(struct fe_dedup *d, struct fe_dedup_entry *e, uint64_t now
 {
     if (!e || !e->used || e->cls == FE_DEDUP_SESSION)
         return;
+    if (gw_map_reserve(&d->src_idx, d->src_idx.n + 1) != 0)
+        return; /* stays SESSIONLESS: it keeps its answer, only its share differs */
     uint32_t idx = (uint32_t)(e - d->e);
     dedup_unlink_lists(d, idx);
     size_t rl = e->resp ? e->resp_len : 0;

@@ -254,3 +254,25 @@ Test(map, random_run_agrees_with_an_array)
     check_invariant(&m);
     gw_map_deinit(&m);
 }
+
+/* gw_map_reserve grows at once, keeping every key, so that the next adds up
+ * to the reserved count neither grow nor fail. */
+Test(map, reserve_grows_now_then_adds_do_not)
+{
+    struct gw_map m;
+    cr_assert_eq(gw_map_init(&m, 1, 1000), 0);
+    for (uint64_t k = 1; k <= 5; k++)
+        cr_assert_eq(gw_map_add(&m, k, k), 0);
+    cr_assert_eq(gw_map_reserve(&m, 600), 0);
+    cr_assert_eq(m.mask + 1, 2048, "600 keys at half load: %u slots", m.mask + 1);
+    struct gw_map_slot *slots = m.slot;
+    for (uint64_t k = 6; k <= 600; k++)
+        cr_assert_eq(gw_map_add(&m, k, k), 0);
+    cr_assert_eq(m.slot, slots, "no growth after the reservation");
+    for (uint64_t k = 1; k <= 600; k++)
+        cr_assert(gw_map_get(&m, k, &(uint64_t){ 0 }), "key %llu", (unsigned long long)k);
+    cr_assert_eq(gw_map_reserve(&m, 10), 0, "a smaller reservation is a no-op");
+    cr_assert_eq(m.slot, slots);
+    check_invariant(&m);
+    gw_map_deinit(&m);
+}

@@ -777,3 +777,34 @@ Test(dedup, index_grows_with_the_entries)
     cr_assert_null(fe_dedup_find(&d, &a, 7, NULL, 0, 1));
     fe_dedup_deinit(&d);
 }
+
+/* Issue 13: the source index (one key per client endpoint) starts small and
+ * grows with the sources, instead of 2 MiB for dedup_max at start, every
+ * page of which a few thousand clients touched; every source's entries are
+ * still found and its share still bounded. */
+Test(dedup, source_index_grows_with_the_sources)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 65536, LIFETIME, 1u << 20));
+    fe_dedup_limit(&d, 16384, 2);
+    cr_assert_leq(d.src_idx.mask + 1, 512u, "starts small, not sized for 65 536 sources");
+    char s[32];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(s, sizeof(s), "10.0.%d.%d:%d", i / 250, i % 250 + 1, 1000 + i);
+        struct gw_ep a = ep_of(s);
+        for (uint16_t mid = 0; mid < 3; mid++)
+            cr_assert_not_null(fe_dedup_add(&d, &a, mid, NULL, 0, i));
+    }
+    cr_assert_eq(d.src_idx.n, 3000u, "one source record per endpoint");
+    cr_assert_geq(d.src_idx.mask + 1, 6000u, "grown to keep its load at most half");
+    cr_assert_leq(d.src_idx.mask + 1, 8192u);
+    cr_assert_eq(d.count, 6000u, "each source kept its 2 newest (per_source)");
+    for (int i = 0; i < 3000; i++) {
+        snprintf(s, sizeof(s), "10.0.%d.%d:%d", i / 250, i % 250 + 1, 1000 + i);
+        struct gw_ep a = ep_of(s);
+        cr_assert_null(fe_dedup_find(&d, &a, 0, NULL, 0, 5000), "%s: oldest forgotten", s);
+        cr_assert_not_null(fe_dedup_find(&d, &a, 1, NULL, 0, 5000), "%s", s);
+        cr_assert_not_null(fe_dedup_find(&d, &a, 2, NULL, 0, 5000), "%s", s);
+    }
+    fe_dedup_deinit(&d);
+}
