@@ -604,6 +604,66 @@ def test_metrics_over_http():
         assert "coapgw_restarts_total" in body and "coapgw_sessions_live" in body
 
 
+def _sessions_to_old_layout(state_dir):
+    """Rewrites every record of the sessions db in the layout coapgw stored
+    before issue 13 (struct gw_session raw: 280 bytes, fixed scope), with
+    lmdb-utils, as a data_dir written by the earlier version holds them."""
+    dump = subprocess.run(["mdb_dump", "-s", "sessions", state_dir], capture_output=True, check=True,
+                          text=True, timeout=30).stdout.splitlines()
+    end = dump.index("HEADER=END") + 1
+    head = [x for x in dump[:end] if not x.startswith("db_pagesize=")]  # mdb_load does not know it
+    body = dump[end:dump.index("DATA=END")]
+    out = []
+    for hk, hv in zip(body[0::2], body[1::2]):
+        key, v = bytes.fromhex(hk.strip()), bytes.fromhex(hv.strip())
+        assert v[0] == 2 and len(v) < 280, "a record in the current layout: %r" % v
+        alen = v[37]
+        acct = v[38:38 + alen]
+        p = 38 + alen
+        scope_all, n = v[p], v[p + 1]
+        p += 2
+        entries = b""
+        for _ in range(n):
+            nib = v[p]
+            entries += v[p + 1:p + 1 + (nib + 1) // 2].ljust(8, b"\0") + bytes([nib])
+            p += 1 + (nib + 1) // 2
+        # id, ep, account[64], 4 flags, pad[4] + alignment, 3 times, scope n/all/e[16], tail.
+        old = (v[1:9] + key + acct.ljust(64, b"\0") + v[9:13] + b"\0" * 8 + v[13:37] +
+               bytes([n, scope_all]) + entries.ljust(16 * 9, b"\0"))
+        out += [hk, " " + old.ljust(280, b"\0").hex()]
+    path = os.path.join(os.path.dirname(state_dir), "sessions-old.dump")
+    with open(path, "w") as f:
+        f.write("\n".join(head + out + ["DATA=END"]) + "\n")
+    subprocess.run(["mdb_load", "-s", "sessions", "-f", path, state_dir], check=True, timeout=30)
+    check = subprocess.run(["mdb_dump", "-s", "sessions", state_dir], capture_output=True, check=True,
+                           text=True, timeout=30).stdout.splitlines()
+    vals = check[check.index("HEADER=END") + 1:check.index("DATA=END")][1::2]
+    assert vals and all(len(bytes.fromhex(x.strip())) == 280 for x in vals), vals
+    return len(vals)
+
+
+def test_sessions_of_the_previous_layout_survive_an_upgrade():
+    """S1.3, S2: a gateway upgraded in place keeps its sessions. Sessions
+    written in the record layout before issue 13 (fixed size) are found
+    after a restart, with their device scope, and end as before."""
+    with sim_gateway("upgrade") as gw:
+        c = Client(gw)
+        gw.session(c, devices="0200000000000001")
+        r, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
+        assert r.code == code(2, 5), r
+        gw.stop()
+        assert _sessions_to_old_layout(os.path.join(gw.data_dir, "state")) == 1
+        gw.start()
+        r, _ = c.request(GET, proxy="coap://%s/value?again" % NORMAL)
+        assert r is not None and r.code == code(2, 5), "the session survived the upgrade: %r" % (r,)
+        r, _ = c.request(GET, proxy="coap://%s/value" % MILLI)
+        assert r is not None and r.code == code(4, 3), "its device scope too: %r" % (r,)
+        r, _ = c.request(DELETE, "/sessions")
+        assert r is not None and r.code == code(2, 2), r
+        r, _ = c.request(GET, proxy="coap://%s/value?after" % NORMAL)
+        assert r is not None and r.code == code(4, 1), r
+
+
 TESTS = [
     test_first_request_with_coap_client,
     test_separate_response_after_empty_ack,
@@ -630,6 +690,7 @@ TESTS = [
     test_block2_size_preference_on_proxied_get,
     test_registry_changes_while_running,
     test_metrics_over_http,
+    test_sessions_of_the_previous_layout_survive_an_upgrade,
 ]
 
 if __name__ == "__main__":
