@@ -160,6 +160,19 @@ static inline uint64_t rotl64(uint64_t x, int b)
         v2 = rotl64(v2, 32);                                                                       \
     } while (0)
 
+/* A little-endian 64-bit word from 8 bytes at any alignment: one load on a
+ * little-endian host (memcpy), where the byte-by-byte loop this replaced was
+ * about a third of every SipHash (issue 13: 400 instructions per 31-byte key). */
+static inline uint64_t load_le64(const uint8_t *b)
+{
+    uint64_t m;
+    memcpy(&m, b, sizeof(m));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    m = __builtin_bswap64(m);
+#endif
+    return m;
+}
+
 uint64_t gw_siphash(const uint64_t k[2], const void *p, size_t n)
 {
     const uint8_t *b = p;
@@ -167,9 +180,7 @@ uint64_t gw_siphash(const uint64_t k[2], const void *p, size_t n)
     uint64_t v2 = k[0] ^ 0x6c7967656e657261ull, v3 = k[1] ^ 0x7465646279746573ull;
     size_t whole = n & ~(size_t)7;
     for (size_t i = 0; i < whole; i += 8) {
-        uint64_t m = 0;
-        for (int j = 7; j >= 0; j--)
-            m = m << 8 | b[i + (size_t)j];
+        uint64_t m = load_le64(b + i);
         v3 ^= m;
         SIP_ROUND(v0, v1, v2, v3);
         SIP_ROUND(v0, v1, v2, v3);
@@ -177,8 +188,32 @@ uint64_t gw_siphash(const uint64_t k[2], const void *p, size_t n)
     }
     /* The last block: remaining bytes little-endian, length in the top byte. */
     uint64_t last = (uint64_t)(n & 0xff) << 56;
-    for (size_t j = 0; j < (n & 7); j++)
-        last |= (uint64_t)b[whole + j] << (8 * j);
+    const uint8_t *t = b + whole;
+    switch (n & 7) {
+    case 7:
+        last |= (uint64_t)t[6] << 48;
+        /* fall through */
+    case 6:
+        last |= (uint64_t)t[5] << 40;
+        /* fall through */
+    case 5:
+        last |= (uint64_t)t[4] << 32;
+        /* fall through */
+    case 4:
+        last |= (uint64_t)t[3] << 24;
+        /* fall through */
+    case 3:
+        last |= (uint64_t)t[2] << 16;
+        /* fall through */
+    case 2:
+        last |= (uint64_t)t[1] << 8;
+        /* fall through */
+    case 1:
+        last |= (uint64_t)t[0];
+        break;
+    default:
+        break;
+    }
     v3 ^= last;
     SIP_ROUND(v0, v1, v2, v3);
     SIP_ROUND(v0, v1, v2, v3);
