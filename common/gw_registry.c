@@ -6,6 +6,7 @@
 #include "gw_log.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -41,6 +42,23 @@ int gw_registry_get(struct gw_store *st, const uint8_t mac[GW_MAC_LEN], struct g
             return krc;
     }
     return gw_store_err(rc);
+}
+
+int gw_registry_type(struct gw_store *st, const uint8_t mac[GW_MAC_LEN])
+{
+    MDB_txn *txn;
+    int rc = gw_store_rbegin(st, &txn);
+    if (rc)
+        return rc;
+    MDB_val k = { GW_MAC_LEN, (void *)mac }, d;
+    rc = mdb_get(txn, st->devices, &k, &d);
+    int type = 0;
+    if (rc == 0 && d.mv_size == sizeof(struct gw_device))
+        type = ((const uint8_t *)d.mv_data)[offsetof(struct gw_device, type)];
+    else if (rc == 0)
+        rc = GW_EBADMSG;
+    gw_store_rdone(st);
+    return rc ? gw_store_err(rc) : type;
 }
 
 int gw_registry_by_addr(struct gw_store *st, const struct gw_ep *ep, uint8_t mac[GW_MAC_LEN])

@@ -558,9 +558,7 @@ static int check_device(struct fe_core *fe, const struct gw_ep *ep, const struct
                         struct fe_dedup_entry *de, const struct fe_target *t,
                         const struct gw_session *s, uint8_t mac[GW_MAC_LEN])
 {
-    struct gw_device dev;
-    if (gw_mac_parse(t->host, strlen(t->host), mac) != 0 ||
-        gw_registry_get(fe->store, mac, &dev) != 0) {
+    if (gw_mac_parse(t->host, strlen(t->host), mac) != 0 || gw_registry_type(fe->store, mac) < 0) {
         reply_code(fe, ep, req, de, GW_COAP_BAD_GATEWAY,
                    "unknown device: no such MAC ID in the device registry", UINT32_MAX);
         return -1;

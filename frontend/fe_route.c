@@ -375,7 +375,11 @@ bool fe_route_is_self(const char *host, const char *names, const char *listen)
     if (!strcasecmp(host, "localhost") || !strcmp(host, "127.0.0.1") || !strcmp(host, "::1"))
         return true;
     struct gw_ep ep, lep;
-    if (gw_ep_parse(listen, 5683, &lep) == 0) {
+    /* Only an address literal can equal the listen address: an IPv4 one has
+     * dots, an IPv6 one colons. A device's MAC ID has neither, so the common
+     * case skips parsing both (issue 13: inet_pton of both took 9 % of the
+     * frontend's instructions per proxied request). */
+    if (strpbrk(host, ".:") && gw_ep_parse(listen, 5683, &lep) == 0) {
         if (gw_ep_parse(host, 0, &ep) == 0 && ep.family == lep.family &&
             memcmp(ep.addr, lep.addr, 16) == 0)
             return true;

@@ -157,11 +157,10 @@ static int to_mesh(void *ctx, const struct gw_msg *env, const uint8_t *data)
 static int device_type(void *ctx, const uint8_t mac[GW_MAC_LEN])
 {
     struct sch_ctx *s = ctx;
-    struct gw_device d;
-    int rc = gw_registry_get(s->store, mac, &d);
-    if (rc)
+    int type = gw_registry_type(s->store, mac);
+    if (type < 0)
         return GW_ENOTFOUND;
-    return d.type == GW_DEV_MILLI ? 1 : 0;
+    return type == GW_DEV_MILLI ? 1 : 0;
 }
 
 /* Timeout jitter and MIDs need no cryptographic randomness: seeded at the

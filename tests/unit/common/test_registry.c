@@ -98,3 +98,22 @@ Test(registry, missing_header_or_file_changes_nothing)
     cr_assert_eq(gw_registry_count(&st), 1);
     cr_assert(known("0000000000000001"));
 }
+
+/* gw_registry_type (issue 13: the per-request check without the key): the
+ * type of a known device, GW_ENOTFOUND for any other. */
+Test(registry, type_of_known_and_unknown_devices)
+{
+    int bad = -1;
+    cr_assert_eq(gw_registry_import(
+                     &st,
+                     write_file("t.csv", HDR "0000000000000001,127.0.0.1,normal," KEY ",5683,4849\n"
+                                             "0000000000000002,127.0.0.2,milli," KEY ",5683,4849\n"),
+                     &bad),
+                 2);
+    uint8_t mac[GW_MAC_LEN] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+    cr_assert_eq(gw_registry_type(&st, mac), GW_DEV_NORMAL);
+    mac[7] = 2;
+    cr_assert_eq(gw_registry_type(&st, mac), GW_DEV_MILLI);
+    mac[7] = 3;
+    cr_assert_eq(gw_registry_type(&st, mac), GW_ENOTFOUND);
+}

@@ -602,6 +602,9 @@ Test(route, is_self)
     cr_assert_not(fe_route_is_self("gw.example", NULL, "0.0.0.0:5683"));
     /* A device is not the gateway. */
     cr_assert_not(fe_route_is_self("0011223344556677", "gw.example", "192.0.2.7:5683"));
+    /* A name without dots or colons is still matched against the names. */
+    cr_assert(fe_route_is_self("0011223344556677", "0011223344556677", "192.0.2.7:5683"));
+    cr_assert(fe_route_is_self("[::1]", "", "[::1]:5683"), "a bracketed literal has colons");
 }
 
 /* A Proxy-Uri naming the gateway yields a target is_self recognizes. */
