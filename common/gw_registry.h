@@ -11,6 +11,7 @@
 
 #include "gw_addr.h"
 #include "gw_devfile.h"
+#include "gw_map.h"
 #include "gw_store.h"
 
 /* Looks a device up by MAC: 0, or GW_ENOTFOUND. */
@@ -45,5 +46,36 @@ size_t gw_registry_count(struct gw_store *st);
  * before the first since this key exists). A reader that keeps a copy reads
  * it before the devices; a change means its copy is out of date. */
 int gw_registry_gen(struct gw_store *st, uint64_t *gen) GW_NODISCARD;
+
+/* An in-memory copy of every device's type, for the per-request checks of
+ * the frontend (is the device known?) and the scheduler (Milli or normal?):
+ * an LMDB read transaction per request was about 1 700 instructions in
+ * each (issue 13), the copy's look-up is a hash probe. It holds no keys.
+ * gw_regtypes_sync brings it up to date before a look-up: nothing unless
+ * the environment committed since the last call (its last transaction id,
+ * read without a transaction), then the registry generation
+ * (gw_registry_gen), and a rebuild only when that moved; so a look-up sees
+ * every import committed before it, as one straight from LMDB did. */
+struct gw_regtypes {
+    struct gw_map by_mac; /* the MAC's 8 bytes -> index into dev[] (multimap) */
+    struct gw_regtype {
+        uint8_t mac[GW_MAC_LEN];
+        uint8_t type;
+    } * dev;
+    uint32_t n;
+    uint64_t gen;
+    size_t txnid;
+    bool valid;
+};
+void gw_regtypes_init(struct gw_regtypes *x);
+void gw_regtypes_deinit(struct gw_regtypes *x);
+/* 0, or a negative error (the copy is then not valid: look up in LMDB). */
+int gw_regtypes_sync(struct gw_regtypes *x, struct gw_store *st) GW_NODISCARD;
+/* The type of device mac in the copy, or GW_ENOTFOUND. */
+int gw_regtypes_get(const struct gw_regtypes *x, const uint8_t mac[GW_MAC_LEN]);
+/* gw_registry_type through the copy: synced, then looked up; straight from
+ * LMDB when the copy cannot be built. */
+int gw_registry_type_cached(struct gw_regtypes *x, struct gw_store *st,
+                            const uint8_t mac[GW_MAC_LEN]) GW_NODISCARD;
 
 #endif

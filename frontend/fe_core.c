@@ -558,7 +558,8 @@ static int check_device(struct fe_core *fe, const struct gw_ep *ep, const struct
                         struct fe_dedup_entry *de, const struct fe_target *t,
                         const struct gw_session *s, uint8_t mac[GW_MAC_LEN])
 {
-    if (gw_mac_parse(t->host, strlen(t->host), mac) != 0 || gw_registry_type(fe->store, mac) < 0) {
+    if (gw_mac_parse(t->host, strlen(t->host), mac) != 0 ||
+        gw_registry_type_cached(&fe->regtypes, fe->store, mac) < 0) {
         reply_code(fe, ep, req, de, GW_COAP_BAD_GATEWAY,
                    "unknown device: no such MAC ID in the device registry", UINT32_MAX);
         return -1;
@@ -917,6 +918,7 @@ int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, str
     fe->cfg = *cfg;
     fe->index = index;
     fe->store = store;
+    gw_regtypes_init(&fe->regtypes);
     fe->auth = auth;
     fe->parser = parser;
     fe->out = *out;
@@ -1008,6 +1010,7 @@ int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, str
 
 void fe_core_deinit(struct fe_core *fe)
 {
+    gw_regtypes_deinit(&fe->regtypes);
     fe_dedup_deinit(&fe->dedup);
     fe_rtx_deinit(&fe->rtx);
     fe_blocks_deinit(&fe->blocks);

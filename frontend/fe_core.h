@@ -16,6 +16,7 @@
 #include "gw_clock.h"
 #include "gw_config.h"
 #include "gw_log.h"
+#include "gw_registry.h"
 #include "gw_map.h"
 #include "gw_msg.h"
 #include "gw_rand.h"
@@ -54,6 +55,7 @@ struct fe_core {
     struct gw_nodes nodes; /* node_count > 1: the cluster (S10.4, gw_nodes.h) */
     int index;
     struct gw_store *store;
+    struct gw_regtypes regtypes; /* the registry's devices, for check_device (issue 13) */
     struct fe_auth *auth;
     struct gw_coap_parser *parser;
     struct fe_out out;

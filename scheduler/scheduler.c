@@ -25,6 +25,7 @@ struct sch_ctx {
     struct gw_store *store; /* &p.store */
     uv_timer_t timer, stats_timer;
     struct sch_core *core;
+    struct gw_regtypes regtypes; /* the registry's device types, for device_type (issue 13) */
     struct gw_stats *stats;
     uint32_t nfe;
     uint64_t fe_kick; /* bit per frontend with new records */
@@ -157,7 +158,7 @@ static int to_mesh(void *ctx, const struct gw_msg *env, const uint8_t *data)
 static int device_type(void *ctx, const uint8_t mac[GW_MAC_LEN])
 {
     struct sch_ctx *s = ctx;
-    int type = gw_registry_type(s->store, mac);
+    int type = gw_registry_type_cached(&s->regtypes, s->store, mac);
     if (type < 0)
         return GW_ENOTFOUND;
     return type == GW_DEV_MILLI ? 1 : 0;
@@ -376,6 +377,7 @@ int sch_run(const struct gw_config *cfg)
         return GW_EXIT_FAIL;
     s->shm = &s->p.shm;
     s->store = &s->p.store;
+    gw_regtypes_init(&s->regtypes);
     int code = gw_proc_init(&s->p, cfg, GW_PROC_SCHEDULER);
     if (code)
         goto out;
@@ -408,6 +410,7 @@ int sch_run(const struct gw_config *cfg)
 out:
     gw_proc_loop_close(&s->p);
     sch_core_free(s->core);
+    gw_regtypes_deinit(&s->regtypes);
     free(s->fe_live);
     while (s->ovf_head) {
         struct ovf *o = s->ovf_head;

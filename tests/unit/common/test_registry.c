@@ -104,16 +104,65 @@ Test(registry, missing_header_or_file_changes_nothing)
 Test(registry, type_of_known_and_unknown_devices)
 {
     int bad = -1;
-    cr_assert_eq(gw_registry_import(
-                     &st,
-                     write_file("t.csv", HDR "0000000000000001,127.0.0.1,normal," KEY ",5683,4849\n"
-                                             "0000000000000002,127.0.0.2,milli," KEY ",5683,4849\n"),
-                     &bad),
-                 2);
+    cr_assert_eq(
+        gw_registry_import(&st,
+                           write_file("t.csv",
+                                      HDR "0000000000000001,127.0.0.1,normal," KEY ",5683,4849\n"
+                                          "0000000000000002,127.0.0.2,milli," KEY ",5683,4849\n"),
+                           &bad),
+        2);
     uint8_t mac[GW_MAC_LEN] = { 0, 0, 0, 0, 0, 0, 0, 1 };
     cr_assert_eq(gw_registry_type(&st, mac), GW_DEV_NORMAL);
     mac[7] = 2;
     cr_assert_eq(gw_registry_type(&st, mac), GW_DEV_MILLI);
     mac[7] = 3;
     cr_assert_eq(gw_registry_type(&st, mac), GW_ENOTFOUND);
+}
+
+/* gw_regtypes (issue 13): the in-memory copy of the devices' types answers
+ * as LMDB does, and sees an import made through another handle on the same
+ * environment (another process) at its next sync; a commit that leaves the
+ * registry alone does not rebuild it. */
+Test(registry, type_copy_follows_imports_from_another_handle)
+{
+    struct gw_store other;
+    cr_assert_eq(gw_store_open(&other, dir, 16), 0);
+    int bad = -1;
+    cr_assert_eq(
+        gw_registry_import(&other,
+                           write_file("c1.csv",
+                                      HDR "0000000000000001,127.0.0.1,normal," KEY ",5683,4849\n"
+                                          "0000000000000002,127.0.0.2,milli," KEY ",5683,4849\n"),
+                           &bad),
+        2);
+    struct gw_regtypes x;
+    gw_regtypes_init(&x);
+    uint8_t m1[GW_MAC_LEN] = { 0, 0, 0, 0, 0, 0, 0, 1 },
+            m2[GW_MAC_LEN] = { 0, 0, 0, 0, 0, 0, 0, 2 },
+            m3[GW_MAC_LEN] = { 0, 0, 0, 0, 0, 0, 0, 3 };
+    cr_assert_eq(gw_registry_type_cached(&x, &st, m1), GW_DEV_NORMAL);
+    cr_assert_eq(gw_registry_type_cached(&x, &st, m2), GW_DEV_MILLI);
+    cr_assert_eq(gw_registry_type_cached(&x, &st, m3), GW_ENOTFOUND);
+    /* A commit elsewhere in the environment: the copy stays as it is. */
+    const struct gw_regtype *before = x.dev;
+    cr_assert_eq(gw_store_meta_put_u64(&other, "unrelated", 7), 0);
+    cr_assert_eq(gw_regtypes_sync(&x, &st), 0);
+    cr_assert_eq(x.dev, before, "not rebuilt for a commit that left the registry alone");
+    /* An import through the other handle: device 1 gone, 2 now normal, 3 new. */
+    cr_assert_eq(
+        gw_registry_import(&other,
+                           write_file("c2.csv",
+                                      HDR "0000000000000002,127.0.0.2,normal," KEY ",5683,4849\n"
+                                          "0000000000000003,127.0.0.3,milli," KEY ",5683,4849\n"),
+                           &bad),
+        2);
+    cr_assert_eq(gw_registry_type_cached(&x, &st, m1), GW_ENOTFOUND);
+    cr_assert_eq(gw_registry_type_cached(&x, &st, m2), GW_DEV_NORMAL);
+    cr_assert_eq(gw_registry_type_cached(&x, &st, m3), GW_DEV_MILLI);
+    for (int i = 0; i < 3; i++) {
+        const uint8_t *m = i == 0 ? m1 : i == 1 ? m2 : m3;
+        cr_assert_eq(gw_regtypes_get(&x, m), gw_registry_type(&st, m), "copy equals LMDB");
+    }
+    gw_regtypes_deinit(&x);
+    gw_store_close(&other);
 }
