@@ -462,7 +462,7 @@ static void pump(struct sch_core *c, struct sch_dev *d)
  * request; t->data still holds the request for the device here. */
 static void log_exchange(struct sch_core *c, struct sch_txn *t, uint8_t code, bool answered)
 {
-    uint32_t rtt = (uint32_t)gw_mono_us() - t->sent_us;
+    uint32_t rtt = (uint32_t)gw_now_us(c->clock) - t->sent_us;
     if (answered)
         gw_stat_observe(c->stats, GW_HIST_DEVICE_RTT, rtt);
     if (!gw_log_enabled(GW_LOG_DEBUG))
@@ -690,7 +690,7 @@ static void send_txn(struct sch_core *c, struct sch_dev *d, uint32_t idx)
     memcpy(t->data + 4, t->dev_token, 8);
     t->attempts = 1;
     t->first_sent = now;
-    t->sent_us = (uint32_t)gw_mono_us();
+    t->sent_us = (uint32_t)gw_now_us(c->clock);
     if (t->milli)
         t->timeout_ms = (uint32_t)c->cfg.milli_timeout_ms;
     else

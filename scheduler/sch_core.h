@@ -98,7 +98,7 @@ struct sch_txn {
     uint8_t answer_flags; /* flags of the answer record (GW_MF_NOTIFY ...) */
     uint8_t mid_set;      /* client_mid holds the MID drawn for this answer */
     uint32_t answer_aux;
-    uint32_t sent_us;    /* low 32 bits of gw_mono_us() at the first transmission (device RTT) */
+    uint32_t sent_us; /* low 32 bits of the clock's now_us at the first transmission (device RTT) */
     uint16_t client_mid; /* client-facing MID of the answer (ANSWERED with mid_set, DELIVERED) */
     uint8_t sent_fe;     /* DELIVERED: the frontend that took the answer */
     uint8_t repush;      /* DELIVERED: to be sent again to its restarted frontend */

@@ -26,6 +26,10 @@ struct sch_ctx {
     uv_timer_t timer, stats_timer;
     struct sch_core *core;
     struct gw_regtypes regtypes; /* the registry's device types, for device_type (issue 13) */
+    /* The core's clock: read once per loop turn and per drain round (issue
+     * 13), expired by on_turn, at each round of drain_all and at each timer. */
+    struct gw_turn_clock tclock;
+    struct gw_clock clock;
     struct gw_stats *stats;
     uint32_t nfe;
     uint64_t fe_kick; /* bit per frontend with new records */
@@ -56,7 +60,7 @@ static bool fe_alive(struct sch_ctx *s, uint32_t i)
 {
     struct gw_ring *r = gw_shm_ring(s->shm, gw_ring_sch_to_fe(s->shm, i));
     uint32_t pid = atomic_load_explicit(&r->cons_pid, memory_order_relaxed);
-    uint64_t now = gw_mono_ms();
+    uint64_t now = gw_turn_clock_ms(&s->tclock);
     if (pid != s->fe_live[i].pid || now - s->fe_live[i].at >= 100) {
         s->fe_live[i].pid = pid;
         s->fe_live[i].alive = gw_pid_alive(pid);
@@ -190,6 +194,7 @@ static void arm_timer(struct sch_ctx *s, uint64_t next);
 static void on_ovf_timer(uv_timer_t *t)
 {
     struct sch_ctx *s = t->data;
+    gw_turn_clock_expire(&s->tclock);
     flush_ovf(s);
     kick_peers(s);
 }
@@ -206,6 +211,7 @@ static void arm_ovf(struct sch_ctx *s)
 static void on_timer(uv_timer_t *t)
 {
     struct sch_ctx *s = t->data;
+    gw_turn_clock_expire(&s->tclock);
     uint64_t next = sch_core_on_timer(s->core);
     kick_peers(s);
     arm_timer(s, next);
@@ -217,7 +223,9 @@ static void arm_timer(struct sch_ctx *s, uint64_t next)
         uv_timer_stop(&s->timer);
         return;
     }
-    uint64_t now = gw_mono_ms();
+    /* A reading older than the real clock makes the delay longer, never
+     * shorter: the timer does not fire before `next`. */
+    uint64_t now = gw_turn_clock_ms(&s->tclock);
     uv_timer_start(&s->timer, on_timer, next > now ? next - now : 0, 0);
 }
 
@@ -249,6 +257,7 @@ static bool rings_empty(struct sch_ctx *s)
 static void drain_all(struct sch_ctx *s)
 {
     for (int round = 0; round < 64; round++) {
+        gw_turn_clock_expire(&s->tclock);
         gw_bell_awake(s->p.my_bell);
         int n = drain_ring(s, gw_shm_ring(s->shm, gw_ring_mesh_to_sch(s->shm)), 1024);
         for (uint32_t i = 0; i < s->nfe; i++)
@@ -273,6 +282,13 @@ static bool pending(void *ctx)
 static void on_bell(void *ctx)
 {
     drain_all(ctx);
+}
+
+/* End of a loop turn: the next turn reads the clock again. */
+static void on_turn(void *ctx)
+{
+    struct sch_ctx *s = ctx;
+    gw_turn_clock_expire(&s->tclock);
 }
 
 static void on_stats(uv_timer_t *t)
@@ -349,9 +365,8 @@ static int claim_rings(struct sch_ctx *s)
 static int setup_core(struct sch_ctx *s)
 {
     struct sch_out out = { s, to_client, to_mesh, device_type, rand32, client_mid };
-    int rc =
-        sch_core_new(&s->cfg, &gw_clock_real, &out, gw_shm_txn(s->shm, 0), s->shm->hdr->max_txn,
-                     s->shm->hdr->txn_slot, s->store, s->stats, &s->core);
+    int rc = sch_core_new(&s->cfg, &s->clock, &out, gw_shm_txn(s->shm, 0), s->shm->hdr->max_txn,
+                          s->shm->hdr->txn_slot, s->store, s->stats, &s->core);
     if (rc) {
         gw_log_err(GW_LOG_SYS, "scheduler set-up: %s", gw_strerror(rc));
         return GW_EXIT_FAIL;
@@ -378,6 +393,7 @@ int sch_run(const struct gw_config *cfg)
     s->shm = &s->p.shm;
     s->store = &s->p.store;
     gw_regtypes_init(&s->regtypes);
+    s->clock = gw_clock_turn(&s->tclock);
     int code = gw_proc_init(&s->p, cfg, GW_PROC_SCHEDULER);
     if (code)
         goto out;
@@ -389,7 +405,7 @@ int sch_run(const struct gw_config *cfg)
     if (!s->fe_live)
         goto out;
     struct gw_proc_hooks hooks = {
-        .ctx = s, .on_bell = on_bell, .on_hup = on_hup, .pending = pending
+        .ctx = s, .on_bell = on_bell, .on_turn = on_turn, .on_hup = on_hup, .pending = pending
     };
     if ((code = claim_rings(s)) != 0 || (code = gw_proc_store_open(&s->p)) != 0)
         goto out;
