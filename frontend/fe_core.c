@@ -204,21 +204,43 @@ static void reply_now(struct fe_core *fe, const struct gw_ep *ep, const struct g
     reply_now_h(fe, ep, req, de, buf, len, GW_HIST_LOCAL);
 }
 
-static void reply_code(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
-                       struct fe_dedup_entry *de, uint8_t code, const char *diag, uint32_t max_age)
+/* The answer `code` with Max-Age (UINT32_MAX: none) and a diagnostic
+ * payload: piggybacked on the ACK of a CON, a NON with a fresh MID. */
+static int code_answer(struct fe_core *fe, const struct gw_coap_msg *req, uint8_t code,
+                       const char *diag, uint32_t max_age, uint8_t *out, size_t cap, size_t *len)
 {
-    uint8_t out[512];
     struct gw_cb b;
     uint8_t type = req->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
     uint16_t mid = req->type == GW_COAP_CON ? req->mid : new_mid(fe);
-    gw_cb_init(&b, out, sizeof(out), type, code, mid, req->token, req->tkl);
+    gw_cb_init(&b, out, cap, type, code, mid, req->token, req->tkl);
     if (max_age != UINT32_MAX)
         gw_cb_opt_uint(&b, GW_OPT_MAX_AGE, max_age);
     if (diag)
         gw_cb_payload(&b, diag, strlen(diag));
+    return gw_cb_finish(&b, len);
+}
+
+static void reply_code(struct fe_core *fe, const struct gw_ep *ep, const struct gw_coap_msg *req,
+                       struct fe_dedup_entry *de, uint8_t code, const char *diag, uint32_t max_age)
+{
+    uint8_t out[512];
     size_t len;
-    if (gw_cb_finish(&b, &len) == 0)
+    if (code_answer(fe, req, code, diag, max_age, out, sizeof(out), &len) == 0)
         reply_now(fe, ep, req, de, out, len);
+}
+
+/* reply_code for a diagnostic with static storage (a string literal): the
+ * exchange remembers how to rebuild the answer, not a copy of it, when the
+ * request is CON (its duplicates are identical, so the ACK is too). For
+ * the answers that pile up under overload and floods (5.03 ring full, 4.29,
+ * 4.01 without a session; issue 13 item 4). */
+static void reply_code_static(struct fe_core *fe, const struct gw_ep *ep,
+                              const struct gw_coap_msg *req, struct fe_dedup_entry *de,
+                              uint8_t code, const char *diag, uint32_t max_age)
+{
+    if (de && req->type == GW_COAP_CON && fe_dedup_set_code(de, code, diag, max_age))
+        de = NULL; /* kept by its recipe */
+    reply_code(fe, ep, req, de, code, diag, max_age);
 }
 
 static int push_sch(struct fe_core *fe, const struct gw_msg *m, const uint8_t *data)
@@ -517,8 +539,9 @@ static void refuse_sessionless(struct fe_core *fe, const struct gw_ep *ep,
                     gw_ep_str(ep, eps, sizeof(eps)), sup);
     }
     /* Cut to 3x the request's size if need be (S9.1): the start says it. */
-    reply_code(fe, ep, req, de, GW_COAP_UNAUTHORIZED,
-               "no session for this address and port: POST a token to /sessions first", UINT32_MAX);
+    reply_code_static(fe, ep, req, de, GW_COAP_UNAUTHORIZED,
+                      "no session for this address and port: POST a token to /sessions first",
+                      UINT32_MAX);
 }
 
 /* Options the route refused (v): a Block2 follow-up for an answer we hold is
@@ -614,10 +637,10 @@ static int check_rate(struct fe_core *fe, const struct gw_ep *ep, const struct g
     if (l->inflight >= (uint32_t)fe->cfg.session_max_inflight || l->tokens < 1.0) {
         uint32_t wait =
             l->tokens < 1.0 ? (uint32_t)((1.0 - l->tokens) / (double)fe->cfg.session_rate) + 1 : 1;
-        reply_code(fe, ep, req, de, GW_COAP_TOO_MANY,
-                   l->tokens < 1.0 ? "request rate limit of this session reached"
-                                   : "too many requests of this session in flight",
-                   wait);
+        reply_code_static(fe, ep, req, de, GW_COAP_TOO_MANY,
+                          l->tokens < 1.0 ? "request rate limit of this session reached"
+                                          : "too many requests of this session in flight",
+                          wait);
         return -1;
     }
     return 0;
@@ -709,8 +732,8 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     if (fe->guard && req->type == GW_COAP_CON)
         fe_guard_forward(fe->guard, now);
     if (push_sch(fe, &m, up) != 0) {
-        reply_code(fe, ep, req, de, GW_COAP_UNAVAILABLE, "gateway overloaded: request queue full",
-                   1);
+        reply_code_static(fe, ep, req, de, GW_COAP_UNAVAILABLE,
+                          "gateway overloaded: request queue full", 1);
         return;
     }
     if (l) {
@@ -828,11 +851,16 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
         gw_stat_add(fe->stats, GW_STAT_rx_duplicates, 1);
         /* A stored answer may have gone to the endpoint while it held a
          * session: to a sender without one it is cut like any other (S9.1). */
-        uint8_t fitted[GW_COAP_MAX_MSG + 64];
+        uint8_t fitted[GW_COAP_MAX_MSG + 64], rebuilt[512];
         size_t fl = de->resp_len;
-        const uint8_t *stored = de->resp;
+        const uint8_t *stored = de->code ? NULL : de->resp;
+        if (de->code && req.type == GW_COAP_CON &&
+            code_answer(fe, &req, de->code, de->diag, de->resp_len == 0xffff ? UINT32_MAX
+                                                                             : de->resp_len,
+                        rebuilt, sizeof(rebuilt), &fl) == 0)
+            stored = rebuilt;
         if (stored && fe->answer_cap && fl > fe->answer_cap)
-            stored = fit_answer(fe, de->resp, de->resp_len, fe->answer_cap, fitted, &fl) == 0
+            stored = fit_answer(fe, stored, fl, fe->answer_cap, fitted, &fl) == 0
                          ? fitted
                          : NULL;
         if (stored)

@@ -90,7 +90,8 @@ void fe_dedup_deinit(struct fe_dedup *d)
 {
     if (d->e)
         for (uint32_t i = 0; i < d->cap; i++)
-            free(d->e[i].resp);
+            if (!d->e[i].code)
+                free(d->e[i].resp);
     free(d->e);
     free(d->free_list);
     free(d->src);
@@ -205,7 +206,10 @@ static void dedup_free(struct fe_dedup *d, uint32_t idx, uint64_t now)
         d->evicted_early++;
     gw_map_del_kv(&d->idx, d->hkey[idx], idx);
     dedup_unlink_lists(d, idx);
-    if (x->resp) {
+    if (x->code) {
+        x->code = 0;
+        x->diag = NULL;
+    } else if (x->resp) {
         d->resp_bytes -= x->resp_len;
         d->cls[x->cls].resp_bytes -= x->resp_len;
         free(x->resp);
@@ -301,7 +305,7 @@ void fe_dedup_promote(struct fe_dedup *d, struct fe_dedup_entry *e, uint64_t now
         return; /* stays SESSIONLESS: it keeps its answer, only its share differs */
     uint32_t idx = (uint32_t)(e - d->e);
     dedup_unlink_lists(d, idx);
-    size_t rl = e->resp ? e->resp_len : 0;
+    size_t rl = e->resp && !e->code ? e->resp_len : 0;
     d->cls[FE_DEDUP_SESSIONLESS].resp_bytes -= rl;
     e->cls = FE_DEDUP_SESSION;
     d->cls[FE_DEDUP_SESSION].resp_bytes += rl;
@@ -317,7 +321,7 @@ void fe_dedup_promote(struct fe_dedup *d, struct fe_dedup_entry *e, uint64_t now
 void fe_dedup_set_resp(struct fe_dedup *d, struct fe_dedup_entry *e, const uint8_t *buf, size_t len)
 {
     struct fe_dedup_list *l = &d->cls[e->cls];
-    if (e->resp || len > 0xffff || d->resp_bytes + len > d->resp_budget ||
+    if (e->code || e->resp || len > 0xffff || d->resp_bytes + len > d->resp_budget ||
         l->resp_bytes + len > l->resp_budget)
         return;
     e->resp = malloc(len);
@@ -327,6 +331,16 @@ void fe_dedup_set_resp(struct fe_dedup *d, struct fe_dedup_entry *e, const uint8
     e->resp_len = (uint16_t)len;
     d->resp_bytes += len;
     l->resp_bytes += len;
+}
+
+bool fe_dedup_set_code(struct fe_dedup_entry *e, uint8_t code, const char *diag, uint32_t max_age)
+{
+    if (!code || e->code || e->resp || (max_age != UINT32_MAX && max_age > 0xfffe))
+        return false;
+    e->code = code;
+    e->diag = diag;
+    e->resp_len = max_age == UINT32_MAX ? 0xffff : (uint16_t)max_age;
+    return true;
 }
 
 /* ---- retransmission ----
@@ -378,20 +392,45 @@ size_t fe_nbody_render(const struct fe_nbody *b, uint8_t type, uint16_t mid, con
     return (size_t)b->len + tkl;
 }
 
+static uint32_t ghost_size(uint32_t alloc)
+{
+    uint32_t n = 16;
+    while (n < alloc && n < 65536u)
+        n <<= 1;
+    return n;
+}
+
+/* The ghost table for `alloc` entries, filled from the live entries (it is
+ * lossy anyway: colliding MIDs forget the older ghost). False when out of
+ * memory; the old table then stays. */
+static bool ghost_rebuild(struct fe_rtx *t, uint32_t alloc)
+{
+    uint32_t n = ghost_size(alloc);
+    uint32_t *g = calloc(n, sizeof(*g));
+    if (!g)
+        return false;
+    for (uint32_t i = 0; i < t->alloc; i++)
+        if (t->e[i].used && t->e[i].ghost)
+            g[t->e[i].ghost_mid & (n - 1)] = i + 1;
+    free(t->ghost);
+    t->ghost = g;
+    t->nghost = n;
+    return true;
+}
+
 int fe_rtx_init(struct fe_rtx *t, uint32_t cap, uint64_t ack_timeout_ms, uint32_t max_retransmit)
 {
     memset(t, 0, sizeof(*t));
     t->cap = cap;
-    t->e = calloc(cap, sizeof(*t->e));
-    t->free_list = calloc(cap, sizeof(uint32_t));
-    t->nghost = 16;
-    while (t->nghost < cap && t->nghost < 65536u)
-        t->nghost <<= 1;
+    t->alloc = GW_MIN(cap, FE_RTX_MIN);
+    t->e = calloc(t->alloc, sizeof(*t->e));
+    t->free_list = calloc(t->alloc, sizeof(uint32_t));
+    t->nghost = ghost_size(t->alloc);
     t->ghost = calloc(t->nghost, sizeof(uint32_t));
     t->ack_timeout_ms = ack_timeout_ms;
     t->max_retransmit = max_retransmit;
     gw_hash_key_new(t->key);
-    /* Both indexes start small and double with the messages in flight (up
+    /* Everything starts small and doubles with the messages in flight (up
      * to cap): the token look-up per notification then stays in cache
      * (issue 13 item 3), and a few thousand random keys do not touch every
      * page of a table sized for cap (2 MiB each at 65 536; issue 13 item 4).
@@ -399,20 +438,20 @@ int fe_rtx_init(struct fe_rtx *t, uint32_t cap, uint64_t ack_timeout_ms, uint32_
     if (!t->e || !t->free_list || !t->ghost ||
         gw_map_init(&t->by_mid, GW_MIN(cap, 128u), cap) != 0 ||
         gw_map_init(&t->by_tok, GW_MIN(cap, 128u), cap) != 0 ||
-        gw_heap_init(&t->heap, cap * 2 + 16) != 0) {
+        gw_heap_init_growing(&t->heap, t->alloc * 2 + 16, cap * 2 + 16) != 0) {
         fe_rtx_deinit(t);
         return -ENOMEM;
     }
-    for (uint32_t i = 0; i < cap; i++)
-        t->free_list[i] = cap - 1 - i;
-    t->free_head = cap;
+    for (uint32_t i = 0; i < t->alloc; i++)
+        t->free_list[i] = t->alloc - 1 - i;
+    t->free_head = t->alloc;
     return 0;
 }
 
 void fe_rtx_deinit(struct fe_rtx *t)
 {
     if (t->e)
-        for (uint32_t i = 0; i < t->cap; i++) {
+        for (uint32_t i = 0; i < t->alloc; i++) {
             free(t->e[i].buf);
             if (t->e[i].used)
                 nbody_unref(t->e[i].body);
@@ -424,6 +463,102 @@ void fe_rtx_deinit(struct fe_rtx *t)
     gw_map_deinit(&t->by_tok);
     gw_heap_deinit(&t->heap);
     memset(t, 0, sizeof(*t));
+}
+
+/* Doubles the entries (up to cap); indexes stay, so nothing is re-keyed.
+ * 0, GW_EFULL at cap, or -ENOMEM. */
+static int rtx_grow(struct fe_rtx *t)
+{
+    if (t->alloc >= t->cap)
+        return GW_EFULL;
+    uint32_t n = t->alloc > t->cap / 2 ? t->cap : t->alloc * 2;
+    struct fe_rtx_entry *e = realloc(t->e, (size_t)n * sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    t->e = e;
+    memset(e + t->alloc, 0, (size_t)(n - t->alloc) * sizeof(*e));
+    uint32_t *fl = realloc(t->free_list, (size_t)n * sizeof(*fl));
+    if (!fl)
+        return -ENOMEM; /* the entries stay larger; a later call tries again */
+    t->free_list = fl;
+    /* Lowest new index on top of the stack: entries stay packed. */
+    for (uint32_t i = n; i-- > t->alloc;)
+        t->free_list[t->free_head++] = i;
+    uint32_t old = t->alloc;
+    t->alloc = n;
+    if (ghost_size(n) != ghost_size(old))
+        GW_IGNORE(ghost_rebuild(t, n));
+    t->resized++;
+    return 0;
+}
+
+/* When at most an eighth of the entries is used, moves the live ones to the
+ * front of a table half as large (or smaller, down to a quarter used) with
+ * indexes, timers and ghosts rebuilt for it, and frees the old one. Nothing
+ * changes when an allocation fails. O(alloc), at most once per halving. */
+static void rtx_maybe_compact(struct fe_rtx *t)
+{
+    if (t->no_shrink || t->alloc <= FE_RTX_MIN || (uint64_t)t->used * 8 > t->alloc)
+        return;
+    uint32_t n = t->alloc / 2;
+    while (n / 2 >= FE_RTX_MIN && (uint64_t)t->used * 4 <= n / 2)
+        n /= 2;
+    n = GW_MAX(n, FE_RTX_MIN);
+    struct fe_rtx_entry *e = calloc(n, sizeof(*e));
+    uint32_t *fl = calloc(n, sizeof(*fl));
+    uint32_t ng = ghost_size(n);
+    uint32_t *g = calloc(ng, sizeof(*g));
+    struct gw_map bm, bt;
+    struct gw_heap h;
+    /* Room for every live key without growing: the adds below cannot fail. */
+    uint32_t keys = GW_MAX(t->used, GW_MIN(n, 128u));
+    bool maps = gw_map_init(&bm, keys, t->cap) == 0;
+    bool mapt = gw_map_init(&bt, keys, t->cap) == 0;
+    bool heap = gw_heap_init_growing(&h, n * 2 + 16, t->cap * 2 + 16) == 0;
+    if (!e || !fl || !g || !maps || !mapt || !heap) {
+        free(e);
+        free(fl);
+        free(g);
+        if (maps)
+            gw_map_deinit(&bm);
+        if (mapt)
+            gw_map_deinit(&bt);
+        if (heap)
+            gw_heap_deinit(&h);
+        return;
+    }
+    uint32_t j = 0;
+    for (uint32_t i = 0; i < t->alloc; i++) {
+        struct fe_rtx_entry *x = &t->e[i];
+        if (!x->used)
+            continue;
+        e[j] = *x;
+        GW_IGNORE(gw_map_add(&bm, mid_key(x->mid), j));
+        if (x->notify)
+            GW_IGNORE(gw_map_add(&bt, x->h_tok, j));
+        GW_IGNORE(gw_heap_push(&h, x->deadline, j, x->gen));
+        if (x->ghost)
+            g[x->ghost_mid & (ng - 1)] = j + 1;
+        j++;
+    }
+    for (uint32_t k = 0; k < n - j; k++)
+        fl[k] = n - 1 - k;
+    free(t->e);
+    free(t->free_list);
+    free(t->ghost);
+    gw_map_deinit(&t->by_mid);
+    gw_map_deinit(&t->by_tok);
+    gw_heap_deinit(&t->heap);
+    t->e = e;
+    t->free_list = fl;
+    t->free_head = n - j;
+    t->ghost = g;
+    t->nghost = ng;
+    t->by_mid = bm;
+    t->by_tok = bt;
+    t->heap = h;
+    t->alloc = n;
+    t->resized++;
 }
 
 /* Re-links an entry under its new MID after its old key was removed: the
@@ -471,6 +606,7 @@ static void rtx_free(struct fe_rtx *t, uint32_t idx)
     x->gen++;
     t->free_list[t->free_head++] = idx;
     t->used--;
+    rtx_maybe_compact(t);
 }
 
 static int rtx_find_tok(struct fe_rtx *t, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl,
@@ -493,7 +629,7 @@ static int arm(struct fe_rtx *t, uint32_t idx)
         return 0;
     /* The heap holds stale items of re-armed timers: rebuild it from the table. */
     t->heap.n = 0;
-    for (uint32_t i = 0; i < t->cap; i++)
+    for (uint32_t i = 0; i < t->alloc; i++)
         if (t->e[i].used && gw_heap_push(&t->heap, t->e[i].deadline, i, t->e[i].gen) != 0)
             return GW_EFULL;
     return 0;
@@ -531,8 +667,11 @@ static int rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, uint8
         }
     }
     if (t->free_head == 0) {
-        free(buf);
-        return GW_EFULL;
+        int grc = rtx_grow(t);
+        if (grc != 0 || t->free_head == 0) {
+            free(buf);
+            return grc ? grc : -ENOMEM;
+        }
     }
     uint32_t idx = t->free_list[t->free_head - 1];
     int rc = gw_map_add(&t->by_mid, mid_key(mid), idx);
@@ -647,9 +786,12 @@ bool fe_rtx_replaced(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, str
 
 void fe_rtx_forget_ep(struct fe_rtx *t, const struct gw_ep *ep)
 {
-    for (uint32_t i = 0; i < t->cap; i++)
+    t->no_shrink++; /* a compaction would move entries under this walk */
+    for (uint32_t i = 0; i < t->alloc; i++)
         if (t->e[i].used && gw_ep_eq(&t->e[i].ep, ep))
             rtx_free(t, i);
+    t->no_shrink--;
+    rtx_maybe_compact(t);
 }
 
 /* The datagram of an entry: its own copy, or its shared body with its

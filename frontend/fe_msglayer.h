@@ -55,14 +55,17 @@ struct fe_dedup_entry {
     uint16_t mid;
     uint8_t used;
     uint8_t forwarded; /* went to the mesh: a duplicate CON gets an empty ACK */
-    uint16_t resp_len;
-    uint8_t cls; /* enum fe_dedup_class */
-    uint8_t pad;
+    uint16_t resp_len; /* code != 0: the answer's Max-Age, 0xffff for none */
+    uint8_t cls;       /* enum fe_dedup_class */
+    uint8_t code;      /* nonzero: the answer is this code with `diag`, see fe_dedup_set_code */
     uint32_t older, newer;         /* class list in arrival order (index + 1) */
     uint32_t src;                  /* source record (index + 1) */
     uint32_t src_older, src_newer; /* the source's list in arrival order */
     uint64_t expires;
-    uint8_t *resp; /* stored answer or NULL */
+    union {
+        uint8_t *resp;    /* code 0: stored answer (own copy) or NULL */
+        const char *diag; /* code != 0: static diagnostic payload, or NULL */
+    };
 };
 GW_STATIC_ASSERT(sizeof(struct fe_dedup_entry) == 64, "dedup entry cost is documented as 64 bytes");
 
@@ -122,6 +125,16 @@ void fe_dedup_promote(struct fe_dedup *d, struct fe_dedup_entry *e, uint64_t now
 /* Stores the answer sent for an exchange (copied; skipped beyond the budget). */
 void fe_dedup_set_resp(struct fe_dedup *d, struct fe_dedup_entry *e, const uint8_t *buf,
                        size_t len);
+/* Remembers a piggybacked error answer by what makes it instead of its
+ * bytes: code, a diagnostic with static storage (a string literal) and
+ * Max-Age (UINT32_MAX: none; larger than 65534: not kept this way). A
+ * duplicate of the CON request (an identical copy: same MID and token)
+ * gets the same bytes rebuilt from it. Under overload every refused
+ * retry is such an entry, and a copy of its answer was 64 bytes of heap
+ * each for EXCHANGE_LIFETIME (issue 13 item 4). False when not kept (the
+ * entry already has an answer, or Max-Age does not fit). */
+bool fe_dedup_set_code(struct fe_dedup_entry *e, uint8_t code, const char *diag,
+                       uint32_t max_age);
 
 /* A notification's message as the scheduler encoded it once for all its
  * observers at this frontend (gw_msg.h GW_MSG_NOTIFY_SET): no token, MID 0.
@@ -155,11 +168,22 @@ struct fe_rtx_entry {
     struct fe_nbody *body; /* shared message of a notification, or NULL */
 };
 
+/* Entries, free list, timer heap, ghost table and both indexes are sized
+ * for the messages in flight: they double when full (up to cap) and are
+ * compacted to half when at most an eighth is used, so the memory a
+ * registration storm took (5 000 observers each with a notification in
+ * flight) goes back once the client has ACKed (issue 13 item 4). */
+#define FE_RTX_MIN 64u
+
 struct fe_rtx {
     uint64_t key[2]; /* SipHash key, random per process */
     struct fe_rtx_entry *e;
-    uint32_t cap, used, free_head;
+    uint32_t cap;   /* bound: entries at most */
+    uint32_t alloc; /* entries allocated: FE_RTX_MIN..cap */
+    uint32_t used, free_head;
     uint32_t *free_list;
+    uint32_t no_shrink; /* inside a walk over e[]: indexes must not move */
+    uint64_t resized;   /* times grown or compacted (tests, the bench's curiosity) */
     struct gw_map by_mid; /* MID -> entry index; grows with the entries, up to cap */
     struct gw_map by_tok; /* SipHash(ep, token) -> entry; grows with notifications, up to cap */
     uint32_t *ghost;      /* by replaced MID's low bits, the entry that replaced it (index + 1) */

@@ -173,6 +173,35 @@ Test(fe_core, full_ring_gets_503)
     cr_assert_eq(m.code, GW_COAP_UNAVAILABLE);
 }
 
+/* S3.3, issue 13 item 4: the 5.03 of a full ring is remembered by its
+ * recipe, not a heap copy; a duplicate gets the same bytes again and is
+ * not forwarded when the ring has room again. */
+Test(fe_core, duplicate_of_a_503_gets_the_same_answer_from_its_recipe)
+{
+    session(&T.a);
+    T.sch_full = true;
+    unsigned n0 = T.nout;
+    size_t resp0 = T.core.dedup.resp_bytes; /* the session's 2.01 */
+    dgram(&T.a, GW_COAP_CON, GW_COAP_GET, 32, "f2", "coap://" DEV "/value", NULL, NULL);
+    cr_assert_eq(T.nout, n0 + 1);
+    struct fe_dedup_entry *de = fe_dedup_find(&T.core.dedup, &T.a, 32, (const uint8_t *)"f2", 2,
+                                              T.fc.ms);
+    cr_assert_not_null(de);
+    cr_assert_eq(de->code, GW_COAP_UNAVAILABLE, "kept by its recipe");
+    cr_assert_eq(T.core.dedup.resp_bytes, resp0, "no copy of the answer on the heap");
+    T.sch_full = false;
+    dgram(&T.a, GW_COAP_CON, GW_COAP_GET, 32, "f2", "coap://" DEV "/value", NULL, NULL);
+    cr_assert_eq(T.nout, n0 + 2);
+    cr_assert_eq(T.nsch, 0, "a duplicate is never forwarded (S3.3)");
+    cr_assert_eq(T.out[n0 + 1].len, T.out[n0].len);
+    cr_assert_arr_eq(T.out[n0 + 1].buf, T.out[n0].buf, T.out[n0].len, "the same bytes again");
+    struct gw_coap_msg m;
+    out_msg(n0 + 1, &m);
+    cr_assert_eq(m.type, GW_COAP_ACK);
+    cr_assert_eq(m.mid, 32);
+    cr_assert_eq(m.code, GW_COAP_UNAVAILABLE);
+}
+
 /* ---- issue #12: spoofed sources (S2.10, S9.1, items 4-7) ---- */
 
 static struct gw_ep ep4(uint8_t last, uint16_t port)

@@ -808,3 +808,60 @@ Test(dedup, source_index_grows_with_the_sources)
     }
     fe_dedup_deinit(&d);
 }
+
+/* Issue 13 item 4: the table grows with the notifications in flight and
+ * gives the memory back once they are ACKed; the few still in flight keep
+ * their MID, token index, timer and ghost through the compaction (S3.2,
+ * S6.8, RFC 7641 4.5.2). */
+Test(rtx, grows_with_a_storm_and_compacts_after_it)
+{
+    struct fe_rtx t;
+    E(fe_rtx_init(&t, 65536, ACK_TIMEOUT_MS, 4));
+    cr_assert_eq(t.alloc, FE_RTX_MIN, "starts small");
+    enum { N = 5000 };
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    uint8_t tok[4];
+    for (uint32_t i = 0; i < N; i++) {
+        memcpy(tok, &i, 4);
+        E(fe_rtx_add(&t, &a, (uint16_t)i, MSG_A, sizeof(MSG_A), true, tok, 4, 5, 0, 0));
+    }
+    cr_assert_eq(t.used, N);
+    cr_assert_geq(t.alloc, N);
+    cr_assert_lt(t.alloc, 2 * N);
+    /* Observer 7 gets a newer state: MID 7 becomes a ghost of MID 60007. */
+    uint32_t seven = 7;
+    memcpy(tok, &seven, 4);
+    E(fe_rtx_add(&t, &a, 60007, MSG_B, sizeof(MSG_B), true, tok, 4, 5, 100, 0));
+    cr_assert_eq(t.used, N, "replaced, not added");
+    /* Everyone but observers 0..9 ACKs. */
+    struct fe_rtx_out o;
+    for (uint32_t i = 10; i < N; i++)
+        cr_assert(fe_rtx_ack(&t, &a, (uint16_t)i, &o), "ACK of MID %u", i);
+    cr_assert_eq(t.used, 10);
+    cr_assert_eq(t.alloc, FE_RTX_MIN, "compacted back to its start");
+    cr_assert_leq(t.by_mid.mask + 1, 256u, "the MID index shrank with it");
+    cr_assert_leq(t.by_tok.mask + 1, 256u, "the token index too");
+    /* The late ACK of the replaced MID is still known for what it is. */
+    cr_assert(fe_rtx_replaced(&t, &a, 7, &o));
+    cr_assert_eq(o.mid, 60007);
+    /* The token index still finds observer 3 for its replacement. */
+    uint32_t three = 3;
+    memcpy(tok, &three, 4);
+    E(fe_rtx_add(&t, &a, 60003, MSG_B, sizeof(MSG_B), true, tok, 4, 5, 200, 0));
+    cr_assert_eq(t.used, 10, "replaced, not added");
+    cr_assert_not(fe_rtx_ack(&t, &a, 3, &o), "the old MID no longer matches");
+    /* Every timer survived: ten resends at ACK_TIMEOUT, with their bytes. */
+    int resent = 0, with_b = 0;
+    while (fe_rtx_due(&t, ACK_TIMEOUT_MS, &o)) {
+        cr_assert_eq(o.ev, FE_RTX_RESEND);
+        resent++;
+        if (o.len == sizeof(MSG_B) && memcmp(o.buf, MSG_B, sizeof(MSG_B)) == 0)
+            with_b++;
+    }
+    cr_assert_eq(resent, 10);
+    cr_assert_eq(with_b, 2, "observers 3 and 7 carry the newer state");
+    cr_assert(fe_rtx_ack(&t, &a, 60007, &o));
+    cr_assert(fe_rtx_ack(&t, &a, 0, &o));
+    cr_assert_eq(t.used, 8);
+    fe_rtx_deinit(&t);
+}
