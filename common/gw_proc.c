@@ -6,6 +6,7 @@
 #include "gw_clock.h"
 #include "gw_log.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,6 +14,12 @@
 int gw_proc_init(struct gw_proc *p, const struct gw_config *cfg, uint32_t slot_index)
 {
     memset(p, 0, sizeof(*p));
+    /* Tables that grow and shrink with load (issue 13 item 4) get their
+     * own mappings from 64 KiB up, so freeing one returns its pages at
+     * once. glibc's default threshold moves up to the size of the largest
+     * mapping freed (up to 32 MiB): after one storm, the next one's tables
+     * came from the heap and stayed resident after they were freed. */
+    GW_IGNORE(mallopt(M_MMAP_THRESHOLD, 64 * 1024));
     p->cfg = *cfg;
     p->slot_index = slot_index;
     p->shm.fd = -1;
