@@ -90,6 +90,8 @@ static const char usage[] =
     "      --reg-window N      observe: registrations outstanding, at most\n"
     "                          (default 4 per resource)\n"
     "      --obs-period-ms MS  observe: the devices' notification period, for the expected rate\n"
+    "      --settle S          observe: seconds between the last registration and the\n"
+    "                          steady-state memory sample (default 3)\n"
     "      --sessions N        sessions: how many to create (default 10000)\n"
     "      --accounts N        sessions: accounts to spread them over (default 100)\n"
     "      --kill ROLE         restart: scheduler | meshio | frontend-N (default scheduler)\n"
@@ -110,7 +112,7 @@ struct bench_opts {
     const char *gw, *config, *coapgw, *scenario, *devices_file, *path, *kill_role, *label;
     int sockets, window, ndev, first_dev, observers, resources, sessions, accounts, reg_window;
     int ack_timeout_ms, timeout_ms;
-    double seconds, warmup, rate, kill_at, obs_period_ms;
+    double seconds, warmup, rate, kill_at, obs_period_ms, settle_s;
     bool non, no_session, uri_address;
     int nproc;
     char proc_role[16][24];
@@ -162,11 +164,17 @@ struct observer {
     uint32_t notifs;
     uint16_t sock, res;
     uint8_t state;
-    uint8_t retries;
+    uint8_t retries;  /* registrations refused with 5.03 */
+    uint8_t cretries; /* cancellations refused with 5.03 */
+    uint64_t not_before; /* a refused request is retried after its Max-Age (us) */
 };
 
 /* A registration refused with 5.03 (device queue full: every new observer
- * makes the gateway send the observe GET again, S6.2) is retried. */
+ * makes the gateway send the observe GET again, S6.2; or the frontend's
+ * ring to the scheduler full) is retried; so is a cancellation: a 5.03
+ * from the frontend means the gateway never saw it, and the observer is
+ * still there. Counting it as cancelled left thousands of observers behind
+ * in observe-mem ("gateway now reports 3 537 observers" after cancelling). */
 #define OBS_REG_RETRIES 20
 
 struct bstats {
@@ -224,6 +232,11 @@ struct bench {
     struct tpl *otpl_reg, *otpl_can; /* observe: one per resource */
     struct observer *obs;
     uint32_t nobs, next_obs, obs_on, obs_failed, obs_off, obs_retry, obs_inflight;
+    uint64_t obs_rst; /* notifications rejected: the observer is not wanted */
+    /* The largest RSS and RssAnon of each process, sampled every 100 ms
+     * while `peak` is set (observe: the registration storm). */
+    struct pset *peak, *peak_tmp;
+    uint64_t peak_next;
 
     int gen_mode;
     bool measuring;
@@ -420,6 +433,21 @@ static const struct psamp *pset_find(const struct pset *ps, const char *role)
 }
 
 static double met(const struct mets *m, const char *name);
+
+/* Folds a fresh sample into b->peak: the largest resident and anonymous
+ * figures each process (same pid) has shown. */
+static void peak_sample(struct bench *b)
+{
+    pset_sample(b, b->peak_tmp);
+    for (int i = 0; i < b->peak_tmp->n; i++) {
+        const struct psamp *x = &b->peak_tmp->p[i];
+        struct psamp *y = (struct psamp *)pset_find(b->peak, x->role);
+        if (!y || y->pid != x->pid)
+            continue;
+        y->rss_kb = GW_MAX(y->rss_kb, x->rss_kb);
+        y->anon_kb = GW_MAX(y->anon_kb, x->anon_kb);
+    }
+}
 
 /* Per-process count of a gateway counter between two metric reads: the
  * metric name with "@role" (bell_writes_total@frontend-0), or -1 when the
@@ -767,6 +795,7 @@ struct rmsg {
     uint16_t mid;
     const uint8_t *tok;
     bool has_obs;
+    int64_t max_age; /* -1: none */
 };
 
 static bool rmsg_parse(const uint8_t *p, size_t n, struct rmsg *m)
@@ -778,6 +807,7 @@ static bool rmsg_parse(const uint8_t *p, size_t n, struct rmsg *m)
     m->code = p[1];
     m->mid = (uint16_t)(p[2] << 8 | p[3]);
     m->has_obs = false;
+    m->max_age = -1;
     if (m->tkl > 8 || n < 4u + m->tkl)
         return false;
     m->tok = p + 4;
@@ -811,7 +841,12 @@ static bool rmsg_parse(const uint8_t *p, size_t n, struct rmsg *m)
         num += d;
         if (num == GW_OPT_OBSERVE)
             m->has_obs = true;
-        if (num > GW_OPT_OBSERVE)
+        if (num == GW_OPT_MAX_AGE && l <= 4 && i + l <= n) {
+            m->max_age = 0;
+            for (unsigned j = 0; j < l; j++)
+                m->max_age = m->max_age << 8 | p[i + j];
+        }
+        if (num > GW_OPT_MAX_AGE)
             break;
         i += l;
     }
@@ -1124,8 +1159,15 @@ static void slot_release(struct bench *b, uint32_t idx)
     b->freel[b->nfree++] = idx;
 }
 
-/* code 0 means a timeout, 0xff an RST. */
+/* code 0 means a timeout, 0xff an RST. max_age: of a 5.03, -1 for none. */
+static void finish_ma(struct bench *b, uint32_t idx, uint8_t code, uint64_t now, int64_t max_age);
+
 static void finish(struct bench *b, uint32_t idx, uint8_t code, uint64_t now)
+{
+    finish_ma(b, idx, code, now, -1);
+}
+
+static void finish_ma(struct bench *b, uint32_t idx, uint8_t code, uint64_t now, int64_t max_age)
 {
     struct slot *sl = &b->slots[idx];
     struct bstats *s = sl->kind == K_REQ ? &b->st : &b->reg_st;
@@ -1160,6 +1202,13 @@ static void finish(struct bench *b, uint32_t idx, uint8_t code, uint64_t now)
         struct observer *o = &b->obs[sl->ref];
         o->slot1 = 0;
         b->obs_inflight--;
+        /* A 5.03 says when to come back (RFC 7252 5.9.3.4: Max-Age; 1 s
+         * when absent, at most 2 s here). Retrying at once, as this bench
+         * did, turned every full ring into tens of thousands of refused
+         * requests, each remembered by the gateway for EXCHANGE_LIFETIME
+         * (S3.3): that measured the bench's impatience, not the observers. */
+        if (code == GW_COAP_UNAVAILABLE)
+            o->not_before = now + (uint64_t)GW_MIN(max_age < 0 ? 1 : max_age, 2) * 1000000u;
         if (sl->kind == K_OBSREG) {
             if (code == GW_COAP_UNAVAILABLE && o->retries < OBS_REG_RETRIES) {
                 o->retries++;
@@ -1172,6 +1221,10 @@ static void finish(struct bench *b, uint32_t idx, uint8_t code, uint64_t now)
                 o->state = OBS_FAILED;
                 b->obs_failed++;
             }
+        } else if (code == GW_COAP_UNAVAILABLE && o->cretries < OBS_REG_RETRIES) {
+            o->cretries++;
+            o->state = OBS_ON; /* cancelled again on the next round */
+            b->obs_retry++;
         } else {
             o->state = OBS_OFF;
             b->obs_off++;
@@ -1205,11 +1258,27 @@ static void handle(struct bench *b, int s, const uint8_t *p, size_t n, uint64_t 
     }
     if (m.code < 32)
         return; /* a request: not for us */
+    /* A notification for an observer we no longer want (cancelled, or its
+     * registration refused) is rejected with RST, as RFC 7641 3.6 lets a
+     * client that forgot an observation do: the gateway then drops it
+     * (S6.4). Anything else CON is ACKed. */
+    bool unwanted = false;
+    if (m.tkl == TOKEN_LEN && m.tok[0] == 'O' && m.has_obs) {
+        uint32_t oi = (uint32_t)m.tok[1] << 16 | (uint32_t)m.tok[2] << 8 | m.tok[3];
+        if (oi < b->nobs && b->obs[oi].sock == s &&
+            (b->obs[oi].state == OBS_OFF || b->obs[oi].state == OBS_FAILED ||
+             b->obs[oi].state == OBS_NONE)) {
+            unwanted = true;
+            b->obs_rst++;
+        }
+    }
     if (m.type == GW_COAP_CON) {
-        send_empty(b, c, GW_COAP_ACK, m.mid);
-        if (b->measuring)
+        send_empty(b, c, unwanted ? GW_COAP_RST : GW_COAP_ACK, m.mid);
+        if (b->measuring && !unwanted)
             b->st.acks_sent++;
     }
+    if (unwanted)
+        return;
     if (m.tkl == TOKEN_LEN && m.tok[0] == 'B') {
         uint32_t idx = (uint32_t)m.tok[1] << 16 | (uint32_t)m.tok[2] << 8 | m.tok[3];
         uint32_t gen = (uint32_t)m.tok[4] << 8 | m.tok[5];
@@ -1236,7 +1305,7 @@ static void handle(struct bench *b, int s, const uint8_t *p, size_t n, uint64_t 
             /* A registration ends with any answer; a cancellation with the one
              * that carries no Observe (notifications may come first). */
             if (sl->kind == K_OBSREG || !m.has_obs || (m.code >> 5) != 2) {
-                finish(b, o->slot1 - 1, m.code, now);
+                finish_ma(b, o->slot1 - 1, m.code, now, m.max_age);
                 return;
             }
         }
@@ -1348,7 +1417,8 @@ static void generate(struct bench *b, uint64_t now)
                 b->next_obs++;
                 continue;
             }
-            if ((int)b->cs[o->sock].out >= w || (int)b->obs_inflight >= b->o.reg_window)
+            if ((int)b->cs[o->sock].out >= w || (int)b->obs_inflight >= b->o.reg_window ||
+                o->not_before > now)
                 break;
             uint32_t before = b->nfree;
             if (!issue(b, o->sock, b->gen_mode == GEN_OBSREG ? K_OBSREG : K_OBSCANCEL, b->next_obs))
@@ -1386,6 +1456,10 @@ static void run_loop(struct bench *b, uint64_t until, bool stop_idle)
             break;
         if (b->kill_at_us && !b->killed_us && now >= b->kill_at_us)
             do_kill(b, now);
+        if (b->peak && now >= b->peak_next) {
+            peak_sample(b);
+            b->peak_next = now + 100000;
+        }
         if (b->killed_us && !b->respawn_us) {
             int pid = pid_of_role(b, b->o.kill_role);
             if (pid && pid != b->killed_pid)
@@ -1616,12 +1690,13 @@ static long rss_delta_kb(const struct pset *a, const struct pset *z, const char 
  * the shared segment's rings) as well as heap; RssAnon growth is the heap.
  * Returns the VmRSS figure; *anon gets the RssAnon one. */
 static double report_mem_per(const struct pset *a, const struct pset *z, uint64_t items,
-                             const char *what, double *anon)
+                             const char *what, const char *when, double *anon)
 {
     *anon = 0;
     if (!items)
         return 0;
-    printf("  memory per %s (VmRSS growth / %" PRIu64 "; RssAnon in brackets):", what, items);
+    printf("  memory per %s%s (VmRSS growth / %" PRIu64 "; RssAnon in brackets):", what,
+           when ? when : "", items);
     long tot = 0, tot_anon = 0;
     for (int i = 0; i < z->n; i++) {
         if (!strcmp(z->p[i].role, "meshsim"))
@@ -1679,6 +1754,13 @@ static int scenario_observe(struct bench *b)
     struct mets m0, m1, m2, mr;
     metrics_read(b, &m0);
     pset_sample(b, p0);
+    /* Peak: sampled every 100 ms from here until the steady-state sample. */
+    b->peak = malloc(sizeof(*b->peak));
+    b->peak_tmp = malloc(sizeof(*b->peak_tmp));
+    if (!b->peak || !b->peak_tmp)
+        return 1;
+    *b->peak = *p0;
+    b->peak_next = 0;
     /* Register, a window per socket; bounded by 10 s + 2 ms per observer. */
     b->gen_mode = GEN_OBSREG;
     b->next_obs = 0;
@@ -1700,10 +1782,38 @@ static int scenario_observe(struct bench *b)
            "%.0f ring_full\n",
            met(&mr, "notifications_total") - met(&m0, "notifications_total"),
            met(&mr, "ring_full_total") - met(&m0, "ring_full_total"));
+    /* Two figures (issue 13 item 4). The peak is the storm the bench makes:
+     * every registration re-fetches the resource and notifies all its
+     * observers (S6.2), so thousands of CON notifications, answers and
+     * refused retries are in flight at once. The steady state is what
+     * holding the observers costs once their notifications are ACKed
+     * (--settle s later, nothing but the devices' own notifications in
+     * flight); the registrations' dedup entries are still held then
+     * (EXCHANGE_LIFETIME, S3.3). The steady figure is the one the target
+     * speaks of; both are growth from before the first registration. */
     b->gen_mode = GEN_NONE;
-    run_loop(b, now_us() + 500000, false); /* settle: ACK what is in flight */
+    run_loop(b, now_us() + (uint64_t)(b->o.settle_s * 1e6), false);
     pset_sample(b, p1);
-    double mem_obs_anon, mem_obs = report_mem_per(p0, p1, b->obs_on, "observer", &mem_obs_anon);
+    peak_sample(b);
+    double peak_anon, peak_rss =
+        report_mem_per(p0, b->peak, b->obs_on, "observer", ", peak while registering", &peak_anon);
+    char when[64];
+    snprintf(when, sizeof(when), ", steady %.1f s after", b->o.settle_s);
+    double mem_obs_anon, mem_obs = report_mem_per(p0, p1, b->obs_on, "observer", when, &mem_obs_anon);
+    char by_proc[256] = "", peak_by_proc[256] = "";
+    for (int i = 0; i < p1->n; i++) {
+        const char *r = p1->p[i].role;
+        if (!strcmp(r, "meshsim") || !strcmp(r, "supervisor"))
+            continue;
+        size_t l = strlen(by_proc), pl = strlen(peak_by_proc);
+        snprintf(by_proc + l, sizeof(by_proc) - l, "%s%s:%.0f", l ? "," : "", r,
+                 (double)rss_delta_kb(p0, p1, r, true) * 1024 / GW_MAX(b->obs_on, 1u));
+        snprintf(peak_by_proc + pl, sizeof(peak_by_proc) - pl, "%s%s:%.0f", pl ? "," : "", r,
+                 (double)rss_delta_kb(p0, b->peak, r, true) * 1024 / GW_MAX(b->obs_on, 1u));
+    }
+    free(b->peak);
+    free(b->peak_tmp);
+    b->peak = b->peak_tmp = NULL;
 
     stats_reset(&b->st);
     b->measuring = true;
@@ -1732,6 +1842,7 @@ static int scenario_observe(struct bench *b)
     metrics_print_delta(&m0, &m1);
 
     /* Cancel every observation (GET with Observe: 1), bounded. */
+    stats_reset(&b->reg_st);
     b->gen_mode = GEN_OBSCANCEL;
     b->next_obs = 0;
     uint64_t c0 = now_us();
@@ -1740,18 +1851,27 @@ static int scenario_observe(struct bench *b)
     run_loop(b, now_us() + 300000, false);
     metrics_read(b, &m2);
     printf("  cancelled    : %u observers in %.2f s; gateway now reports %.0f observers, %.0f "
-           "observations\n",
+           "observations; %" PRIu64 " notifications to unwanted observers rejected with RST\n",
            b->obs_off, (double)(now_us() - c0) / 1e6, met(&m2, "observers"),
-           met(&m2, "observations"));
+           met(&m2, "observations"), b->obs_rst);
+    print_codes(&b->reg_st);
+    if (b->reg_st.codes[GW_COAP_UNAVAILABLE])
+        printf("                 (5.03 answers to cancellations were retried, up to %d times per "
+               "observer)\n",
+               OBS_REG_RETRIES);
     double ops = s->notifs ? (double)s->notifs : 1;
     printf("RESULT scenario=%s observers=%u ops=%" PRIu64
            " ops_s=%.0f gw_cpu_us_op=%.2f fe_us_op=%.2f "
            "sch_us_op=%.2f mio_us_op=%.2f sim_us_op=%.2f bench_us_op=%.2f mem_per_observer_b=%.0f "
-           "anon_per_observer_b=%.0f reg_s=%.0f gw_hwm_kib=%ld other_cpu_pct=%.0f procs=%s\n",
+           "anon_per_observer_b=%.0f reg_s=%.0f gw_hwm_kib=%ld other_cpu_pct=%.0f procs=%s "
+           "peak_mem_per_observer_b=%.0f peak_anon_per_observer_b=%.0f anon_by_proc=%s "
+           "peak_anon_by_proc=%s observers_left=%.0f\n",
            b->o.label, b->obs_on, s->notifs, (double)s->notifs / secs, cs.gw_us / ops,
            cs.fe_us / ops, cs.sch_us / ops, cs.mio_us / ops, cs.sim_us / ops, cs.self_us / ops,
            mem_obs, mem_obs_anon, (double)b->obs_on / ((double)(t1 - t0) / 1e6), cs.gw_hwm_kb,
-           cs.other_pct, b->procs_result[0] ? b->procs_result : "-");
+           cs.other_pct, b->procs_result[0] ? b->procs_result : "-", peak_rss, peak_anon,
+           by_proc[0] ? by_proc : "-", peak_by_proc[0] ? peak_by_proc : "-",
+           met(&m2, "observers"));
     free(p0);
     free(p1);
     free(p2);
@@ -1915,7 +2035,7 @@ static int scenario_sessions(struct bench *b)
            pc.max);
     struct cpu_sum cs;
     report_procs(b, p0, p1, s->ok, "us/session", &cs, NULL, NULL);
-    double mem_anon, mem = report_mem_per(p0, p2, s->ok, "idle session", &mem_anon);
+    double mem_anon, mem = report_mem_per(p0, p2, s->ok, "idle session", NULL, &mem_anon);
     char mdb[GW_CFG_STR + 32];
     snprintf(mdb, sizeof(mdb), "%s/state/data.mdb", b->cfg.data_dir);
     struct stat sb;
@@ -2038,6 +2158,7 @@ int main(int argc, char **argv)
                               .ack_timeout_ms = 2000,
                               .timeout_ms = 10000,
                               .observers = 1000,
+                              .settle_s = 3,
                               .resources = 4,
                               .sessions = 10000,
                               .accounts = 100,
@@ -2060,7 +2181,8 @@ int main(int argc, char **argv)
         O_FIRST,
         O_NOSESS,
         O_URIADDR,
-        O_PROC
+        O_PROC,
+        O_SETTLE
     };
     static const struct option lo[] = {
         { "config", required_argument, 0, 'c' },
@@ -2092,6 +2214,7 @@ int main(int argc, char **argv)
         { "no-session", no_argument, 0, O_NOSESS },
         { "uri-address", no_argument, 0, O_URIADDR },
         { "proc", required_argument, 0, O_PROC },
+        { "settle", required_argument, 0, O_SETTLE },
         { 0, 0, 0, 0 },
     };
     int ch;
@@ -2168,6 +2291,9 @@ int main(int argc, char **argv)
             break;
         case O_REGW:
             o->reg_window = atoi(optarg);
+            break;
+        case O_SETTLE:
+            o->settle_s = atof(optarg);
             break;
         case O_FIRST:
             o->first_dev = atoi(optarg);

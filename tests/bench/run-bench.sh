@@ -25,6 +25,9 @@
 #   BENCH_OBSERVERS [2000]  BENCH_OBS_RESOURCES [4]  BENCH_OBS_PERIOD_MS [20]
 #   BENCH_OBS_MEM_OBSERVERS [5000]  BENCH_OBS_MEM_RESOURCES [32]  (observe-mem:
 #                              observers of slow devices, for memory per observer)
+#   BENCH_OBS_MEM_SETTLE [3]   observe-mem: seconds after the last registration
+#                              for the steady-state sample (the peak is sampled
+#                              every 100 ms while registering)
 #   BENCH_SESSIONS [20000]     BENCH_IDLE_SECONDS [10]
 #   BENCH_SCENARIOS ["proxy proxy-non rate2000 sessions idle observe observe-mem
 #                     restart-scheduler restart-frontend cache"]
@@ -54,6 +57,7 @@ SESSIONS=${BENCH_SESSIONS:-20000}
 IDLE_SECS=${BENCH_IDLE_SECONDS:-10}
 OBS_MEM=${BENCH_OBS_MEM_OBSERVERS:-5000}
 OBS_MEM_RES=${BENCH_OBS_MEM_RESOURCES:-32}
+OBS_MEM_SETTLE=${BENCH_OBS_MEM_SETTLE:-3}
 SCENARIOS=${BENCH_SCENARIOS:-"proxy proxy-non rate2000 sessions idle observe observe-mem restart-scheduler restart-frontend cache"}
 
 BENCH_NAME=run-bench
@@ -157,8 +161,11 @@ if [ "$NEED_A" = 1 ] && start_gw nocache "cache_max_entries = 0"; then
         --obs-period-ms "$OBS_PERIOD" --sockets "$SOCKETS" --seconds "$SECS"
     # Memory per observer: many observers on the slow devices (the simulator's
     # default 5 s period), so few notifications are in flight when measured.
+    # Printed twice: the peak while registering (each registration notifies
+    # every observer of its resource, S6.2) and the steady state
+    # BENCH_OBS_MEM_SETTLE seconds after the last registration.
     want observe-mem && bench observe-mem --scenario observe --observers "$OBS_MEM" \
-        --first-device "$OBS_RES" --resources "$OBS_MEM_RES" --obs-period-ms 5000 --sockets "$SOCKETS" --seconds 1
+        --first-device "$OBS_RES" --resources "$OBS_MEM_RES" --obs-period-ms 5000 --sockets "$SOCKETS" --seconds 1 --settle "$OBS_MEM_SETTLE"
     want restart-scheduler && bench restart-scheduler --scenario restart --kill scheduler \
         --ack-timeout-ms 200 $LOAD
     want restart-frontend && bench restart-frontend --scenario restart --kill frontend-0 \
@@ -181,7 +188,12 @@ BEGIN { printf "%-18s %10s %8s %8s %7s %9s %11s %7s %6s  %s\n", "scenario", "ops
     other = ""
     if (v("FAILED") != "-") other = "FAILED " v("FAILED")
     if (v("resume_ms") != "-") other = other "resume " v("resume_ms") " ms (respawn " v("respawn_ms") " ms), abandoned " v("abandoned")
-    if (v("mem_per_observer_b") != "-") other = other v("observers") " observers, " v("mem_per_observer_b") " B/observer (anon " v("anon_per_observer_b") "), reg " v("reg_s") "/s"
+    if (v("mem_per_observer_b") != "-") {
+        other = other v("observers") " observers, anon B/observer steady " v("anon_per_observer_b") " (" v("anon_by_proc") \
+                "), peak " v("peak_anon_per_observer_b") " (" v("peak_anon_by_proc") "); VmRSS steady " v("mem_per_observer_b") \
+                ", reg " v("reg_s") "/s"
+        if (v("observers_left") != "-") other = other ", left after cancel " v("observers_left")
+    }
     if (v("mem_per_session_b") != "-") other = other v("mem_per_session_b") " B/idle session (anon " v("anon_per_session_b") ")"
     if (v("gw_cpu_pct") != "-") other = other "gateway " v("gw_cpu_pct") " % of a CPU idle (" v("gw_cpu_us_per_s") " us/s)"
     ops = v("ops_s"); gw = v("gw_cpu_us_op")
