@@ -290,7 +290,12 @@ static void tell_session_end(struct fe_core *fe, const struct gw_session *s)
 /* ---- per-session limits ---- */
 
 /* The limits of a session, in an array filled in order and found through
- * a gw_map sized once for limits_cap sessions; created when `create`. */
+ * a gw_map of up to limits_cap sessions; created when `create`. The index
+ * grows with the sessions that sent a request: sized for limits_cap at
+ * start it was 8 MiB (max_sessions 100 000), every page of which a few
+ * thousand random session ids touch, 420 B resident per session (issue 13).
+ * When it is full, or cannot grow, it starts over: limits are soft state,
+ * and every session then gets a fresh bucket, never none. */
 static struct fe_limit *limit_for(struct fe_core *fe, uint64_t session, bool create)
 {
     uint64_t i;
@@ -299,10 +304,14 @@ static struct fe_limit *limit_for(struct fe_core *fe, uint64_t session, bool cre
     if (!create)
         return NULL;
     if (fe->limit_idx.n >= fe->limits_cap)
-        gw_map_clear(&fe->limit_idx); /* full: start over (limits are soft state) */
+        gw_map_clear(&fe->limit_idx);
     uint32_t n = fe->limit_idx.n;
-    /* Cannot fail: fewer than limits_cap keys, and the index was sized so. */
-    GW_IGNORE(gw_map_put(&fe->limit_idx, session, n));
+    if (gw_map_put(&fe->limit_idx, session, n) != 0) {
+        gw_map_clear(&fe->limit_idx);
+        n = 0;
+        /* Cannot fail: an empty index of at least 16 slots needs no growth. */
+        GW_IGNORE(gw_map_put(&fe->limit_idx, session, n));
+    }
     struct fe_limit *l = &fe->limits[n];
     l->session = session;
     l->tokens = (double)fe->cfg.session_burst;
@@ -966,7 +975,7 @@ int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, str
     while (fe->limits_cap < 2 * (uint64_t)fe->cfg.max_sessions && fe->limits_cap < (1u << 20))
         fe->limits_cap <<= 1;
     fe->limits = calloc(fe->limits_cap, sizeof(*fe->limits));
-    if (gw_map_init(&fe->limit_idx, fe->limits_cap, fe->limits_cap) != 0)
+    if (gw_map_init(&fe->limit_idx, GW_MIN(fe->limits_cap, 1024u), fe->limits_cap) != 0)
         return -ENOMEM;
     fe->nbuckets = 16;
     while (fe->nbuckets < (uint64_t)fe->cfg.sessionless_sources && fe->nbuckets < (1u << 24))

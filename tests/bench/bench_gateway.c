@@ -94,6 +94,8 @@ static const char usage[] =
     "                          steady-state memory sample (default 3)\n"
     "      --sessions N        sessions: how many to create (default 10000)\n"
     "      --accounts N        sessions: accounts to spread them over (default 100)\n"
+    "      --then-get          sessions: each new session then sends one proxied GET (--path,\n"
+    "                          default /value) to a device, before it goes idle\n"
     "      --kill ROLE         restart: scheduler | meshio | frontend-N (default scheduler)\n"
     "      --kill-at S         restart: seconds into the interval (default half of it)\n"
     "      --label TEXT        name printed in the RESULT line (default: the scenario)\n"
@@ -113,7 +115,7 @@ struct bench_opts {
     int sockets, window, ndev, first_dev, observers, resources, sessions, accounts, reg_window;
     int ack_timeout_ms, timeout_ms;
     double seconds, warmup, rate, kill_at, obs_period_ms, settle_s;
-    bool non, no_session, uri_address;
+    bool non, no_session, uri_address, then_get;
     int nproc;
     char proc_role[16][24];
     int proc_pid[16];
@@ -1903,8 +1905,13 @@ static int scenario_sessions(struct bench *b)
         uint64_t t0, tnext;
         uint16_t len;
         uint8_t tries;
+        uint8_t phase; /* 0: POST /sessions sent; 1: --then-get: the GET sent */
         uint8_t pkt[1200];
     } *ss = calloc((size_t)w, sizeof(*ss));
+    const char *get_path = b->o.path ? b->o.path : "/value";
+    uint64_t got_ok = 0, got_err = 0;
+    if (b->o.then_get && (load_devices(b) != 0 || b->nmacs == 0))
+        return 1;
     struct pollfd *pf = calloc((size_t)w, sizeof(*pf));
     if (!ss || !pf)
         return 1;
@@ -1973,6 +1980,7 @@ static int scenario_sessions(struct bench *b)
             ss[i].fd = fd;
             ss[i].t0 = now;
             ss[i].tries = 0;
+            ss[i].phase = 0;
             ss[i].tnext = now + (uint64_t)b->o.ack_timeout_ms * 1000;
             if (sendto(fd, ss[i].pkt, ss[i].len, 0, (struct sockaddr *)&b->gw, sizeof(b->gw)) < 0)
                 b->st.send_errors++;
@@ -2009,6 +2017,46 @@ static int scenario_sessions(struct bench *b)
                 }
                 if (m.tkl != 4 || memcmp(m.tok, x->pkt + 4, 4) != 0)
                     continue;
+                if (x->phase == 1) {
+                    if (m.code == GW_COAP_CONTENT)
+                        got_ok++;
+                    else
+                        got_err++;
+                    close(x->fd);
+                    x->fd = -1;
+                    active--;
+                    continue;
+                }
+                if (m.code == GW_COAP_CREATED && b->o.then_get) {
+                    /* The new session's one request, from the same endpoint. */
+                    b->st.ok++;
+                    lat_add(&b->st, now - x->t0);
+                    char uri[64];
+                    snprintf(uri, sizeof(uri), "coap://%s%s", b->macs[b->st.ok % b->nmacs],
+                             get_path);
+                    struct gw_cb cb;
+                    uint8_t gtok[4] = { 'G', x->pkt[5], x->pkt[6], x->pkt[7] };
+                    gw_cb_init(&cb, x->pkt, sizeof(x->pkt), GW_COAP_CON, GW_COAP_GET,
+                               (uint16_t)(b->st.ok * 7 + 3), gtok, 4);
+                    gw_cb_opt_str(&cb, GW_OPT_PROXY_URI, uri);
+                    size_t gl;
+                    if (gw_cb_finish(&cb, &gl) != 0) {
+                        got_err++;
+                        close(x->fd);
+                        x->fd = -1;
+                        active--;
+                        continue;
+                    }
+                    x->len = (uint16_t)gl;
+                    x->phase = 1;
+                    x->t0 = now;
+                    x->tries = 0;
+                    x->tnext = now + (uint64_t)b->o.ack_timeout_ms * 1000;
+                    if (sendto(x->fd, x->pkt, x->len, 0, (struct sockaddr *)&b->gw,
+                               sizeof(b->gw)) < 0)
+                        b->st.send_errors++;
+                    continue;
+                }
                 if (m.code == GW_COAP_CREATED) {
                     b->st.ok++;
                     lat_add(&b->st, now - x->t0);
@@ -2061,6 +2109,9 @@ static int scenario_sessions(struct bench *b)
            "\n",
            s->ok, n, secs, (double)s->ok / secs, errs, s->e4, s->e5, s->timeouts, s->rtx);
     print_codes(s);
+    if (b->o.then_get)
+        printf("  then GET %s: %" PRIu64 " 2.05, %" PRIu64 " other answers\n", get_path, got_ok,
+               got_err);
     printf("  latency us   : p50 %.0f  p90 %.0f  p99 %.0f  max %.0f\n", pc.p50, pc.p90, pc.p99,
            pc.max);
     struct cpu_sum cs;
@@ -2212,7 +2263,8 @@ int main(int argc, char **argv)
         O_NOSESS,
         O_URIADDR,
         O_PROC,
-        O_SETTLE
+        O_SETTLE,
+        O_THENGET
     };
     static const struct option lo[] = {
         { "config", required_argument, 0, 'c' },
@@ -2245,6 +2297,7 @@ int main(int argc, char **argv)
         { "uri-address", no_argument, 0, O_URIADDR },
         { "proc", required_argument, 0, O_PROC },
         { "settle", required_argument, 0, O_SETTLE },
+        { "then-get", no_argument, 0, O_THENGET },
         { 0, 0, 0, 0 },
     };
     int ch;
@@ -2309,6 +2362,9 @@ int main(int argc, char **argv)
             break;
         case O_ACC:
             o->accounts = atoi(optarg);
+            break;
+        case O_THENGET:
+            o->then_get = true;
             break;
         case O_KILL:
             o->kill_role = optarg;

@@ -8,8 +8,9 @@
 #   nocache  cache_max_entries = 0, so every proxied GET goes to a device
 #            (the simulator's /value carries no Max-Age, which the gateway
 #            would otherwise cache for 60 s): proxy, proxy-non, rate2000,
-#            sessions, idle, observe, observe-mem, restart-scheduler,
-#            restart-frontend
+#            sessions, sessions-get (only when asked for: each new session
+#            sends one proxied GET before it goes idle), idle, observe,
+#            observe-mem, restart-scheduler, restart-frontend
 #   cache    default cache: cache (the warm-up fills it, then every GET hits)
 # Both raise the per-session limits (session_rate, session_burst,
 # session_max_inflight, max_sessions_per_account) so that the load generator
@@ -146,7 +147,7 @@ echo "run-bench: $(nproc) CPUs, $(uname -sr); the load generator shares the CPUs
 LOAD="--sockets $SOCKETS --window $WINDOW --seconds $SECS"
 
 NEED_A=0
-for s in proxy proxy-non rate2000 sessions idle observe observe-mem restart-scheduler restart-frontend; do
+for s in proxy proxy-non rate2000 sessions sessions-get idle observe observe-mem restart-scheduler restart-frontend; do
     want "$s" && NEED_A=1
 done
 if [ "$NEED_A" = 1 ] && start_gw nocache "cache_max_entries = 0"; then
@@ -156,6 +157,10 @@ if [ "$NEED_A" = 1 ] && start_gw nocache "cache_max_entries = 0"; then
     # Idle right after sessions (they stay, idle), before observe: a burst of
     # notifications leaves scheduler timers behind that fire for ~30 s.
     want sessions && bench sessions --scenario sessions --sessions "$SESSIONS" --window 64 --seconds 60
+    # The same, each new session then sending one proxied GET before it goes
+    # idle (per-session rate-limit state, the scheduler's per-client state).
+    want sessions-get && bench sessions-get --scenario sessions --then-get --sessions "$SESSIONS" \
+        --window 64 --seconds 60
     want idle && bench idle --scenario idle --seconds "$IDLE_SECS"
     want observe && bench observe --scenario observe --observers "$OBSERVERS" --resources "$OBS_RES" \
         --obs-period-ms "$OBS_PERIOD" --sockets "$SOCKETS" --seconds "$SECS"

@@ -128,6 +128,29 @@ Test(fe_core, inflight_limit_gets_429_with_max_age)
     cr_assert_eq(T.nsch, 2);
 }
 
+/* Issue 13: the per-session limit index grows with the sessions that send
+ * requests; sized for max_sessions at start it was 8 MiB (100 000), whose
+ * pages a few thousand sessions all touch. The limits still hold. */
+Test(fe_core, session_limit_index_starts_small_and_limits_still_hold)
+{
+    fe_core_deinit(&T.core);
+    T.cfg.max_sessions = 100000;
+    struct fe_out io = { &T, io_send, io_to_sch, NULL };
+    cr_assert_eq(fe_core_init(&T.core, &T.cfg, 0, &T.store, T.auth, T.parser, &io, NULL), 0);
+    fe_core_set_clock(&T.core, &T.clock);
+    cr_assert_geq(T.core.limits_cap, 200000u, "room for 2 x max_sessions sessions' limits");
+    cr_assert_leq(T.core.limit_idx.mask + 1, 2048u, "not sized for all of them at start");
+    session(&T.a);
+    dgram(&T.a, GW_COAP_CON, GW_COAP_GET, 21, "r1", "coap://" DEV "/v1", NULL, NULL);
+    dgram(&T.a, GW_COAP_CON, GW_COAP_GET, 22, "r2", "coap://" DEV "/v2", NULL, NULL);
+    unsigned n0 = T.nout;
+    dgram(&T.a, GW_COAP_CON, GW_COAP_GET, 23, "r3", "coap://" DEV "/v3", NULL, NULL);
+    struct gw_coap_msg m;
+    out_msg(n0, &m);
+    cr_assert_eq(m.code, GW_COAP_TOO_MANY, "session_max_inflight still holds");
+    cr_assert_eq(T.nsch, 2);
+}
+
 /* S3.4, S3.5, S3.6: ping, malformed, over-size and unknown version. */
 Test(fe_core, ping_malformed_oversize_and_version)
 {
