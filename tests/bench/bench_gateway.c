@@ -194,6 +194,7 @@ struct psamp {
     int pid;
     uint64_t cpu_ns, ut, st, csw, vcsw, ivcsw;
     long hwm_kb, rss_kb, anon_kb;
+    long pss_kb; /* -1 unless pset_read_pss() ran */
 };
 
 struct pset {
@@ -378,6 +379,7 @@ static void pset_add_pid(struct pset *ps, const char *role, int pid)
     memset(s, 0, sizeof(*s));
     snprintf(s->role, sizeof(s->role), "%s", role);
     s->pid = pid;
+    s->pss_kb = -1;
     s->cpu_ns = proc_cpu_ns(pid);
     proc_stat_times(pid, &s->ut, &s->st);
     proc_status(pid, s);
@@ -425,6 +427,22 @@ static void pset_sample(const struct bench *b, struct pset *ps)
         ps->sys_busy = ps->sys_total - f[3] - f[4]; /* minus idle and iowait */
     }
     ps->t_us = now_us();
+}
+
+/* Pss of each sampled process (smaps_rollup): a shared page (LMDB's map,
+ * the shared segment) counts once in all, split among the processes that
+ * map it, where VmRSS counts it in each. Read only where memory is
+ * reported: it walks the page tables. */
+static void pset_read_pss(struct pset *ps)
+{
+    for (int i = 0; i < ps->n; i++) {
+        char path[64], buf[2048];
+        snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", ps->p[i].pid);
+        const char *l = read_file(path, buf, sizeof(buf)) > 0 ? strstr(buf, "\nPss:") : NULL;
+        long v;
+        if (l && sscanf(l + 1, "Pss: %ld", &v) == 1)
+            ps->p[i].pss_kb = v;
+    }
 }
 
 static const struct psamp *pset_find(const struct pset *ps, const char *role)
@@ -1954,6 +1972,7 @@ static int scenario_sessions(struct bench *b)
     metrics_read(b, &m0);
     stats_reset(&b->st);
     pset_sample(b, p0);
+    pset_read_pss(p0);
     uint64_t end = p0->t_us + (uint64_t)(b->o.seconds * 1e6);
     int started = 0, active = 0;
     for (int i = 0; i < w; i++)
@@ -2099,6 +2118,7 @@ static int scenario_sessions(struct bench *b)
     /* Let lazily freed memory settle before the idle-memory sample. */
     sleep_us(500000);
     pset_sample(b, p2);
+    pset_read_pss(p2);
     metrics_read(b, &m1);
     double secs = (double)(p1->t_us - p0->t_us) / 1e6;
     struct bstats *s = &b->st;
@@ -2117,6 +2137,19 @@ static int scenario_sessions(struct bench *b)
     struct cpu_sum cs;
     report_procs(b, p0, p1, s->ok, "us/session", &cs, NULL, NULL);
     double mem_anon, mem = report_mem_per(p0, p2, s->ok, "idle session", NULL, &mem_anon);
+    long pss_tot = 0;
+    printf("  PSS growth per idle session (shared pages counted once in all):");
+    for (int i = 0; i < p2->n; i++) {
+        const struct psamp *x = pset_find(p0, p2->p[i].role), *y = &p2->p[i];
+        if (!strcmp(y->role, "meshsim") || !x || x->pid != y->pid || x->pss_kb < 0 || y->pss_kb < 0)
+            continue;
+        long d = y->pss_kb - x->pss_kb;
+        pss_tot += d;
+        if (d && s->ok)
+            printf(" %s %.0f B", y->role, (double)d * 1024 / (double)s->ok);
+    }
+    double mem_pss = s->ok ? (double)pss_tot * 1024 / (double)s->ok : 0;
+    printf("; gateway %.0f B\n", mem_pss);
     char mdb[GW_CFG_STR + 32];
     snprintf(mdb, sizeof(mdb), "%s/state/data.mdb", b->cfg.data_dir);
     struct stat sb;
@@ -2128,9 +2161,9 @@ static int scenario_sessions(struct bench *b)
     printf("RESULT scenario=%s ops=%" PRIu64
            " ops_s=%.0f p50_us=%.0f p99_us=%.0f max_us=%.0f errors=%" PRIu64
            " gw_cpu_us_op=%.2f fe_us_op=%.2f sch_us_op=%.2f bench_us_op=%.2f mem_per_session_b=%.0f"
-           " anon_per_session_b=%.0f gw_hwm_kib=%ld other_cpu_pct=%.0f\n",
+           " anon_per_session_b=%.0f pss_per_session_b=%.0f gw_hwm_kib=%ld other_cpu_pct=%.0f\n",
            b->o.label, s->ok, (double)s->ok / secs, pc.p50, pc.p99, pc.max, errs, cs.gw_us / ops,
-           cs.fe_us / ops, cs.sch_us / ops, cs.self_us / ops, mem, mem_anon, cs.gw_hwm_kb,
+           cs.fe_us / ops, cs.sch_us / ops, cs.self_us / ops, mem, mem_anon, mem_pss, cs.gw_hwm_kb,
            cs.other_pct);
     free(ss);
     free(pf);
