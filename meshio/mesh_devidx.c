@@ -10,23 +10,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The keys of the two indexes: SipHash under the per-process key, since the
- * MAC a client names and the source address of a datagram are the sender's
- * choice (issue #12 item 6). Colliding hashes are told apart by the device. */
+/* The keys of the two indexes, unkeyed (issue 13: two SipHashes per
+ * datagram were most of meshio's own work). Safe because only the
+ * registry, which the operator writes, inserts keys here: the MAC a client
+ * names and the source address of a datagram, both the sender's choice
+ * (issue #12 item 6), are only looked up. A look-up walks the probe run
+ * from its key's home slot to the first empty slot, and every run is made
+ * of the registry's keys alone (built once, load <= 1/2), so no sender can
+ * make one longer; a sender who finds a key equal to a device's costs one
+ * comparison of the device (colliding keys are told apart there). The map
+ * mixes each key before taking a slot (gw_map.h), so sequential MACs and
+ * addresses spread. */
 static uint64_t h_mac(const struct mesh_devidx *x, const uint8_t mac[GW_MAC_LEN])
 {
-    return gw_siphash(x->key, mac, GW_MAC_LEN);
+    (void)x;
+    uint64_t k;
+    memcpy(&k, mac, sizeof(k));
+    return k;
 }
 
+/* An IPv4 address (bits 0-31 of the first word), its port (bits 40-55) and
+ * family (bits 60-63) go to distinct bits: equal keys only for equal
+ * endpoints; IPv6 folds its second word in, rotated. */
 static uint64_t h_addr(const struct mesh_devidx *x, uint8_t family, const uint8_t addr[16],
                        uint16_t port)
 {
-    uint8_t k[19];
-    k[0] = family;
-    memcpy(k + 1, addr, 16);
-    k[17] = (uint8_t)(port >> 8);
-    k[18] = (uint8_t)port;
-    return gw_siphash(x->key, k, sizeof(k));
+    (void)x;
+    uint64_t a0, a1;
+    memcpy(&a0, addr, 8);
+    memcpy(&a1, addr + 8, 8);
+    return a0 ^ (a1 << 29 | a1 >> 35) ^ (uint64_t)port << 40 ^ (uint64_t)family << 60;
 }
 
 static void wipe(struct mesh_devidx *x)
@@ -45,7 +58,6 @@ static void wipe(struct mesh_devidx *x)
 void mesh_devidx_init(struct mesh_devidx *x)
 {
     memset(x, 0, sizeof(*x));
-    gw_hash_key_new(x->key);
 }
 
 void mesh_devidx_deinit(struct mesh_devidx *x)
@@ -56,7 +68,7 @@ void mesh_devidx_deinit(struct mesh_devidx *x)
 
 int mesh_devidx_build(struct mesh_devidx *x, const struct gw_device *devs, uint32_t n, uint64_t gen)
 {
-    struct mesh_devidx nx = *x; /* the key; x's own tables are not shared */
+    struct mesh_devidx nx = *x; /* x's own tables are not shared */
     memset(&nx.by_mac, 0, sizeof(nx.by_mac));
     memset(&nx.by_addr, 0, sizeof(nx.by_addr));
     nx.cap = n ? n : 1;

@@ -225,8 +225,8 @@ int mesh_tx_prepare(const struct gw_device *dev, uint8_t security, const uint8_t
 struct mesh_devidx {
     struct gw_device *dev;
     uint32_t n, cap;
-    struct gw_map by_mac, by_addr; /* SipHash of the MAC / endpoint -> index into dev */
-    uint64_t key[2];               /* SipHash key, random per process */
+    struct gw_map by_mac,
+        by_addr; /* the MAC / endpoint (unkeyed, mesh_devidx.c) -> index into dev */
     uint64_t gen;
     size_t txnid;
     bool valid;

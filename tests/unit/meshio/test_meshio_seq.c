@@ -549,3 +549,75 @@ Test(peers, held_frames_are_forwarded_only_after_their_window_is_durable)
     mesh_peers_deinit(&p);
     free(h);
 }
+
+/* Issue 13: the device index's keys are unkeyed (mesh_devidx.c says why
+ * that is safe: only the registry inserts). Devices whose endpoint keys
+ * collide are still told apart, an endpoint that collides with a device but
+ * is none is not found, and the probe runs a look-up may walk, made of the
+ * registry's keys alone, stay short for 4 096 devices at sequential
+ * addresses (the usual plan). */
+Test(dgram, devidx_unkeyed_collisions_and_probe_runs)
+{
+    enum { N = 4096 };
+    struct gw_device *devs = calloc(N + 2, sizeof(*devs));
+    cr_assert_not_null(devs);
+    for (uint32_t i = 0; i < N; i++) {
+        devs[i].mac[0] = 2;
+        devs[i].mac[6] = (uint8_t)(i >> 8);
+        devs[i].mac[7] = (uint8_t)i;
+        devs[i].family = 4;
+        devs[i].addr[0] = 10;
+        devs[i].addr[1] = (uint8_t)(i >> 16);
+        devs[i].addr[2] = (uint8_t)(i >> 8);
+        devs[i].addr[3] = (uint8_t)i;
+        devs[i].plain_port = 5683;
+        devs[i].secure_port = 4849;
+    }
+    /* Two IPv6 devices whose key words cancel out to the same key: the
+     * second has both words of the first rotated into each other's place
+     * (a0 ^ rotl(a1, 29) equal), same port. */
+    struct gw_device *a = &devs[N], *b = &devs[N + 1];
+    a->mac[0] = b->mac[0] = 3;
+    b->mac[7] = 1;
+    a->family = b->family = 6;
+    uint64_t a0 = 0x20010db800000001ull, a1 = 0x5ull;
+    uint64_t b1 = 0x7ull, b0 = a0 ^ (a1 << 29 | a1 >> 35) ^ (b1 << 29 | b1 >> 35);
+    memcpy(a->addr, &a0, 8);
+    memcpy(a->addr + 8, &a1, 8);
+    memcpy(b->addr, &b0, 8);
+    memcpy(b->addr + 8, &b1, 8);
+    a->plain_port = b->plain_port = 5683;
+    a->secure_port = b->secure_port = 4849;
+
+    struct mesh_devidx x;
+    mesh_devidx_init(&x);
+    E(mesh_devidx_build(&x, devs, N + 2, 1));
+    struct gw_device d;
+    for (uint32_t i = 0; i < N + 2; i++) {
+        struct gw_ep ep = { .family = devs[i].family, .port = 4849 };
+        memcpy(ep.addr, devs[i].addr, 16);
+        E(mesh_devidx_identify(&x, &ep, true, &d));
+        cr_assert_arr_eq(d.mac, devs[i].mac, GW_MAC_LEN, "device %u by its endpoint", i);
+        cr_assert_eq(mesh_devidx_by_mac(&x, devs[i].mac), &x.dev[i]);
+    }
+    /* An endpoint with a's key that is no device. */
+    uint64_t c1 = 0x9ull, c0 = a0 ^ (a1 << 29 | a1 >> 35) ^ (c1 << 29 | c1 >> 35);
+    struct gw_ep c = { .family = 6, .port = 4849 };
+    memcpy(c.addr, &c0, 8);
+    memcpy(c.addr + 8, &c1, 8);
+    cr_assert_eq(mesh_devidx_identify(&x, &c, true, &d), GW_ENOTFOUND);
+    /* The longest run of occupied slots in either index bounds every
+     * look-up, whatever the sender chooses. */
+    const struct gw_map *maps[2] = { &x.by_mac, &x.by_addr };
+    for (int m = 0; m < 2; m++) {
+        uint32_t longest = 0, run = 0;
+        for (uint32_t i = 0; i <= 2 * (maps[m]->mask + 1); i++) {
+            run = maps[m]->slot[i & maps[m]->mask].key ? run + 1 : 0;
+            longest = run > longest ? run : longest;
+        }
+        cr_log_info("index %d: longest probe run %u of %u slots", m, longest, maps[m]->mask + 1);
+        cr_assert_leq(longest, 64, "index %d: a probe run of %u slots", m, longest);
+    }
+    mesh_devidx_deinit(&x);
+    free(devs);
+}
