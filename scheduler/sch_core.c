@@ -278,14 +278,24 @@ static bool same_request(const struct gw_msg *a, const struct gw_msg *b)
 static void req_index(struct sch_core *c, uint32_t idx)
 {
     const struct sch_txn *t = sch_txn_at(c, idx);
-    if (t->has_client && t->env.client_type == GW_COAP_CON)
-        GW_IGNORE(gw_map_put_ptr(&c->by_req, req_key(c, &t->env), (void *)(uintptr_t)(idx + 1)));
+    if (!t->has_client || t->env.client_type != GW_COAP_CON)
+        return;
+    /* The request on_copy just hashed (the record being handled). */
+    const struct gw_msg *m = c->memo_env;
+    uint64_t k = m && m->client_mid == t->env.client_mid && m->tkl == t->env.tkl &&
+                         !memcmp(m->token, t->env.token, t->env.tkl) && gw_ep_eq(&m->ep, &t->env.ep)
+                     ? c->memo_key
+                     : req_key(c, &t->env);
+    c->slot_req_key[idx] = k; /* keys are never 0 (gw_map_key_nz) */
+    GW_IGNORE(gw_map_put_ptr(&c->by_req, k, (void *)(uintptr_t)(idx + 1)));
 }
 
 static void req_unindex(struct sch_core *c, uint32_t idx)
 {
-    const struct sch_txn *t = sch_txn_at(c, idx);
-    uint64_t k = req_key(c, &t->env);
+    uint64_t k = c->slot_req_key[idx];
+    if (!k)
+        return;
+    c->slot_req_key[idx] = 0;
     if ((uintptr_t)gw_map_get_ptr(&c->by_req, k) == idx + 1)
         gw_map_del_ptr(&c->by_req, k);
 }
@@ -553,8 +563,7 @@ static bool keepable(const struct sch_core *c, const struct sch_txn *t)
 
 static void kept_release(struct sch_core *c, uint32_t idx)
 {
-    struct sch_txn *t = sch_txn_at(c, idx);
-    uint64_t k = kept_key(c, &t->env.ep, t->client_mid);
+    uint64_t k = c->slot_kept_key[idx]; /* kept_index set it */
     if ((uintptr_t)gw_map_get_ptr(&c->delivered, k) == idx + 1)
         gw_map_del_ptr(&c->delivered, k);
     if (c->ndelivered)
@@ -565,8 +574,9 @@ static void kept_release(struct sch_core *c, uint32_t idx)
 static void kept_index(struct sch_core *c, uint32_t idx)
 {
     struct sch_txn *t = sch_txn_at(c, idx);
-    GW_IGNORE(gw_map_put_ptr(&c->delivered, kept_key(c, &t->env.ep, t->client_mid),
-                             (void *)(uintptr_t)(idx + 1)));
+    uint64_t k = kept_key(c, &t->env.ep, t->client_mid);
+    c->slot_kept_key[idx] = k;
+    GW_IGNORE(gw_map_put_ptr(&c->delivered, k, (void *)(uintptr_t)(idx + 1)));
     c->ndelivered++;
 }
 
@@ -866,6 +876,8 @@ static bool seen_recently(struct sch_core *c, uint64_t k)
 static bool on_copy(struct sch_core *c, const struct gw_msg *env)
 {
     uint64_t k = req_key(c, env);
+    c->memo_env = env;
+    c->memo_key = k;
     int idx = req_slot(c, env, k);
     if (!seen_recently(c, k) && idx < 0)
         return false;
@@ -887,6 +899,7 @@ static bool on_copy(struct sch_core *c, const struct gw_msg *env)
 
 static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data)
 {
+    c->memo_env = NULL;
     if (env->client_type == GW_COAP_CON && on_copy(c, env))
         return;
     struct gw_coap_msg req;
@@ -1229,6 +1242,7 @@ void sch_core_on_record(struct sch_core *c, const struct gw_msg *env, const uint
     switch (env->kind) {
     case GW_MSG_REQ:
         on_request(c, env, data);
+        c->memo_env = NULL; /* env lives only for this call */
         break;
     case GW_MSG_MESH_RX:
         if (env->flags & GW_MF_PEER)
@@ -1422,8 +1436,8 @@ static void recover(struct sch_core *c)
         uint32_t s = tstate(t);
         /* The copies of this request a frontend forwards are known. */
         req_index(c, i);
-        if (t->has_client && t->env.client_type == GW_COAP_CON)
-            GW_IGNORE(seen_recently(c, req_key(c, &t->env)));
+        if (c->slot_req_key[i])
+            GW_IGNORE(seen_recently(c, c->slot_req_key[i]));
         if (s == SCH_TXN_ANSWERED) {
             c->pending_answers++;
             continue;
@@ -1536,7 +1550,10 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock,
      * keys touch every page of them, which was 180 B of resident memory per
      * observer while 5 000 registered (issue 13 item 4). A failed growth
      * only forgets a request copy's key, as when the table was full. */
-    if (!c->recent_keys || gw_map_init(&c->recent, GW_MIN(c->recent_cap, 256u), GW_MAP_MAX) != 0 ||
+    c->slot_req_key = calloc(max_txn, sizeof(uint64_t));
+    c->slot_kept_key = calloc(max_txn, sizeof(uint64_t));
+    if (!c->recent_keys || !c->slot_req_key || !c->slot_kept_key ||
+        gw_map_init(&c->recent, GW_MIN(c->recent_cap, 256u), GW_MAP_MAX) != 0 ||
         gw_map_init(&c->delivered, GW_MIN(max_txn / 2, 256u), GW_MAP_MAX) != 0 ||
         gw_map_init(&c->by_req, GW_MIN(max_txn, 256u), GW_MAP_MAX) != 0 ||
         gw_map_init(&c->peer_by_mid, 32, GW_MAP_MAX) != 0 ||
@@ -1601,6 +1618,8 @@ void sch_core_free(struct sch_core *c)
     gw_map_deinit(&c->recent);
     gw_map_deinit(&c->delivered);
     gw_map_deinit(&c->by_req);
+    free(c->slot_req_key);
+    free(c->slot_kept_key);
     gw_map_deinit(&c->peer_by_mid);
     gw_map_deinit(&c->peer_by_tok);
     free(c->recent_keys);

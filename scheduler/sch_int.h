@@ -56,6 +56,15 @@ struct sch_core {
      * from the shared table at start: a SIGKILLed scheduler's successor
      * still knows every request the table holds (S1.3). */
     struct gw_map by_req;
+    /* Per slot, the by_req key it was indexed under (0: not indexed) and
+     * the `delivered` key of its kept answer, so that neither is hashed
+     * again when the slot leaves its index (issue 13: six SipHashes per
+     * proxied request became three). Process memory, rebuilt with the
+     * indexes at start. memo_key is the key on_copy just computed for the
+     * request being handled (memo_env), which req_index then reuses. */
+    uint64_t *slot_req_key, *slot_kept_key;
+    const struct gw_msg *memo_env;
+    uint64_t memo_key;
     /* Answers kept until the client ACKs them (SCH_TXN_DELIVERED), by
      * (client endpoint, client MID) -> slot index + 1. */
     struct gw_map delivered;
