@@ -758,6 +758,58 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     touch_session(fe, &s, now_s);
 }
 
+/* ---- the session of a datagram's sender (issue 13) ----
+ * An LMDB read transaction per request was about 1 700 instructions. A
+ * session read under LMDB's last transaction id T is what a read now
+ * returns as long as the environment's last transaction id is still T:
+ * any commit, by any process (another frontend creating, moving, touching
+ * or ending a session, a sweep), moves it, and the slot is read again. The
+ * id is read before the session, so a commit in between leaves the slot
+ * under the older id, read again next time. Expiry is checked at every
+ * use, as fe_session_lookup does. A restarted frontend starts empty. Only
+ * endpoints that hold a session fill slots: a spoofed sender without one
+ * takes the LMDB path and evicts nothing. Slots are chosen without a keyed
+ * hash: a collision costs one LMDB look-up, as before. */
+#define FE_SESS_CACHE 64 /* slots, 280 B each; a frontend serves few busy endpoints */
+
+struct fe_sess_slot {
+    size_t txnid; /* 0: empty */
+    struct gw_ep ep;
+    struct gw_session s;
+};
+
+static uint32_t sess_slot_of(const struct gw_ep *ep)
+{
+    uint64_t a0, a1;
+    memcpy(&a0, ep->addr, 8);
+    memcpy(&a1, ep->addr + 8, 8);
+    uint64_t h =
+        (a0 ^ a1 * 0x9e3779b97f4a7c15ull ^ ((uint64_t)ep->port << 32)) * 0xff51afd7ed558ccdull;
+    return (uint32_t)(h >> 58) % FE_SESS_CACHE;
+}
+
+static int session_of(struct fe_core *fe, const struct gw_ep *ep, struct gw_session *out)
+{
+    int64_t now = gw_now_wall(fe->clock);
+    MDB_envinfo info;
+    size_t txnid =
+        fe->sess_cache && mdb_env_info(fe->store->env, &info) == 0 ? info.me_last_txnid : 0;
+    struct fe_sess_slot *e = txnid ? &fe->sess_cache[sess_slot_of(ep)] : NULL;
+    if (e && e->txnid == txnid && gw_ep_eq(&e->ep, ep)) {
+        if (fe_session_expired(&fe->scfg, &e->s, now))
+            return GW_ENOTFOUND;
+        *out = e->s;
+        return 0;
+    }
+    int rc = fe_session_lookup(fe->store, &fe->scfg, ep, now, out);
+    if (e && rc == 0) {
+        e->txnid = txnid;
+        e->ep = *ep;
+        e->s = *out;
+    }
+    return rc;
+}
+
 /* ---- datagrams ---- */
 
 void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t *buf, size_t len)
@@ -779,7 +831,7 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
      * times the datagram (RFC 7252 11.3). ACK and RST draw no answer. */
     struct gw_session sbuf, *sess = NULL;
     if (type <= GW_COAP_NON) {
-        if (fe_session_lookup(fe->store, &fe->scfg, ep, gw_now_wall(fe->clock), &sbuf) == 0) {
+        if (session_of(fe, ep, &sbuf) == 0) {
             sess = &sbuf;
         } else if (!sessionless_admit(fe, ep, now)) {
             gw_stat_add(fe->stats, GW_STAT_sessionless_dropped, 1);
@@ -839,7 +891,7 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
              * the port; the scheduler keeps it until this ACK. Only from
              * clients with a session, so strangers cannot fill the ring. */
             struct gw_session s;
-            if (fe_session_lookup(fe->store, &fe->scfg, ep, gw_now_wall(fe->clock), &s) == 0)
+            if (session_of(fe, ep, &s) == 0)
                 tell_answer_done(fe, ep, req.mid);
         }
         return;
@@ -956,6 +1008,8 @@ int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, str
     fe->index = index;
     fe->store = store;
     gw_regtypes_init(&fe->regtypes);
+    /* Without it every look-up goes to LMDB, as before (session_of). */
+    fe->sess_cache = calloc(FE_SESS_CACHE, sizeof(*fe->sess_cache));
     fe->auth = auth;
     fe->parser = parser;
     fe->out = *out;
@@ -1048,6 +1102,8 @@ int fe_core_init(struct fe_core *fe, const struct gw_config *cfg, int index, str
 void fe_core_deinit(struct fe_core *fe)
 {
     gw_regtypes_deinit(&fe->regtypes);
+    free(fe->sess_cache);
+    fe->sess_cache = NULL;
     fe_dedup_deinit(&fe->dedup);
     fe_rtx_deinit(&fe->rtx);
     fe_blocks_deinit(&fe->blocks);

@@ -92,6 +92,10 @@ struct fe_core {
      * when the request creates a session. */
     size_t answer_cap;
     struct fe_dedup_entry *cur_de;
+    /* Sessions of recent senders, direct-mapped by endpoint (FE_SESS_CACHE
+     * slots; NULL: none), each valid while LMDB's last transaction id is
+     * the one it was read under (fe_core.c session_of, issue 13). */
+    struct fe_sess_slot *sess_cache;
     const struct gw_clock *clock; /* the real clock; tests and fuzzing set a fake one */
     struct gw_rcache rcache; /* the scheduler's shared cache table (fe_rcache.c); 0 slots: none */
     struct gw_coap_parser *rcache_parser; /* its own: `parser` still holds the client's request */

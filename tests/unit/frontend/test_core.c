@@ -637,3 +637,43 @@ Test(fe_core, late_ack_of_replaced_notification_stays_here)
     cr_assert_eq(memcmp(T.sch[s0].m.token, "ob", 2), 0);
     cr_assert_eq(fe_core_next(&T.core), UINT64_MAX, "the newer notification ended with it");
 }
+
+/* Issue 13: the frontend keeps the sessions of recent senders in memory,
+ * valid while LMDB's last transaction id stays where it was read. A session
+ * ended through another handle on the environment (another frontend, or the
+ * sweep of another process) is gone for the next request at once: 4.01,
+ * nothing forwarded. */
+Test(fe_core, session_ended_elsewhere_is_gone_at_once)
+{
+    session(&T.a);
+    dgram(&T.a, GW_COAP_CON, GW_COAP_GET, 0x2001, "t1", "coap://" DEV "/value", NULL, NULL);
+    dgram(&T.a, GW_COAP_CON, GW_COAP_GET, 0x2002, "t2", "coap://" DEV "/value", NULL, NULL);
+    cr_assert_eq(T.nsch, 2, "both forwarded with the session (the second from memory)");
+    struct gw_store other;
+    cr_assert_eq(gw_store_open(&other, T.dir, 16), 0);
+    struct gw_session ended;
+    cr_assert_eq(fe_session_delete(&other, &T.a, 0, &ended), 0);
+    gw_store_close(&other);
+    unsigned n0 = T.nout;
+    dgram(&T.a, GW_COAP_CON, GW_COAP_GET, 0x2003, "t3", "coap://" DEV "/value", NULL, NULL);
+    struct gw_coap_msg m;
+    out_msg(n0, &m);
+    cr_assert_eq(m.code, GW_COAP_UNAUTHORIZED, "the ended session is not used from memory");
+    cr_assert_eq(T.nsch, 2);
+}
+
+/* The copy in memory expires as the stored session does (idle timeout,
+ * S2.3), without any commit to LMDB in between. */
+Test(fe_core, session_in_memory_expires_on_time)
+{
+    session(&T.a);
+    dgram(&T.a, GW_COAP_CON, GW_COAP_GET, 0x2101, "t1", "coap://" DEV "/value", NULL, NULL);
+    cr_assert_eq(T.nsch, 1);
+    T.fc.wall += T.cfg.session_idle_s + 1;
+    unsigned n0 = T.nout;
+    dgram(&T.a, GW_COAP_CON, GW_COAP_GET, 0x2102, "t2", "coap://" DEV "/value", NULL, NULL);
+    struct gw_coap_msg m;
+    out_msg(n0, &m);
+    cr_assert_eq(m.code, GW_COAP_UNAUTHORIZED);
+    cr_assert_eq(T.nsch, 1);
+}
