@@ -4,8 +4,10 @@
  * One environment in data_dir/state, named databases:
  *   sessions   gw_ep (20 bytes)          -> session record, variable length (S2;
  *                                            fe_session.h; old raw struct gw_session still read)
- *   sess_id    session id (8 bytes)       -> gw_ep
- *   sess_acct  account name (DUPSORT)     -> session id
+ *   sess_acct  account name (DUPSORT)     -> gw_ep of each of its sessions (fe_session.c;
+ *                                            links of earlier versions, -> session id, still read)
+ *   sess_id    session id (8 bytes)       -> gw_ep: written by earlier versions only; read
+ *                                            for their links, emptied as their sessions end
  *   devices    MAC (8 bytes)              -> struct gw_device   (S4.2, S7.2)
  *   devaddr    family|addr|port (19 bytes)-> MAC                (meshio: who sent this?)
  *   observe    observation key            -> scheduler records  (S6.6)

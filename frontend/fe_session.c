@@ -199,38 +199,46 @@ static int put_record(MDB_txn *txn, struct gw_store *st, const struct gw_session
     return gw_store_err(mdb_put(txn, st->sessions, &k, &d, 0));
 }
 
+/* The account's sessions are found through sess_acct: account -> the
+ * endpoint of each session (the key of `sessions`). Earlier versions linked
+ * account -> session id and kept sess_id: id -> endpoint; such links are
+ * still read and removed with their sessions, and no new ones are written
+ * (sess_id was 56 B of LMDB pages per session, issue 13). */
 static int put(MDB_txn *txn, struct gw_store *st, const struct gw_session *s, bool new_account_link)
 {
     int rc = put_record(txn, st, s);
     if (rc)
         return rc;
-    MDB_val ik = { sizeof(s->id), (void *)&s->id }, iv = { sizeof(s->ep), (void *)&s->ep };
-    rc = mdb_put(txn, st->sess_id, &ik, &iv, 0);
-    if (rc)
-        return gw_store_err(rc);
     if (new_account_link) {
         MDB_val ak = { strlen(s->account), (void *)s->account };
-        rc = mdb_put(txn, st->sess_acct, &ak, &ik, MDB_NODUPDATA);
+        MDB_val ev = { sizeof(s->ep), (void *)&s->ep };
+        rc = mdb_put(txn, st->sess_acct, &ak, &ev, MDB_NODUPDATA);
         if (rc && rc != MDB_KEYEXIST)
             return gw_store_err(rc);
     }
     return 0;
 }
 
+static int del_quiet(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+    int rc = mdb_del(txn, dbi, k, v);
+    return rc && rc != MDB_NOTFOUND ? gw_store_err(rc) : 0;
+}
+
 static int del(MDB_txn *txn, struct gw_store *st, const struct gw_session *s)
 {
     MDB_val k = { sizeof(s->ep), (void *)&s->ep };
-    int rc = mdb_del(txn, st->sessions, &k, NULL);
-    if (rc && rc != MDB_NOTFOUND)
-        return gw_store_err(rc);
-    MDB_val ik = { sizeof(s->id), (void *)&s->id };
-    rc = mdb_del(txn, st->sess_id, &ik, NULL);
-    if (rc && rc != MDB_NOTFOUND)
-        return gw_store_err(rc);
     MDB_val ak = { strlen(s->account), (void *)s->account };
-    rc = mdb_del(txn, st->sess_acct, &ak, &ik);
-    if (rc && rc != MDB_NOTFOUND)
-        return gw_store_err(rc);
+    MDB_val ev = { sizeof(s->ep), (void *)&s->ep };
+    MDB_val ik = { sizeof(s->id), (void *)&s->id };
+    int rc;
+    if ((rc = del_quiet(txn, st->sessions, &k, NULL)) != 0 ||
+        (rc = del_quiet(txn, st->sess_acct, &ak, &ev)) != 0)
+        return rc;
+    /* The links of an earlier version, if this session has them. */
+    if ((rc = del_quiet(txn, st->sess_id, &ik, NULL)) != 0 ||
+        (rc = del_quiet(txn, st->sess_acct, &ak, &ik)) != 0)
+        return rc;
     return 0;
 }
 
@@ -257,27 +265,48 @@ static int account_live(MDB_txn *txn, struct gw_store *st, const struct fe_sess_
     if (rc)
         return gw_store_err(rc);
     MDB_val ak = { strlen(account), (void *)account }, iv;
-    uint64_t ids[256];
-    int nids = 0;
+    /* Links: an endpoint (20 bytes), or an earlier version's session id (8). */
+    struct {
+        uint8_t v[sizeof(struct gw_ep)];
+        uint8_t len;
+    } links[256];
+    uint64_t seen[256];
+    int nlinks = 0, nseen = 0;
     rc = mdb_cursor_get(cur, &ak, &iv, MDB_SET_KEY);
-    while (rc == 0 && nids < (int)GW_ARRAY_LEN(ids)) {
-        if (iv.mv_size == sizeof(uint64_t))
-            memcpy(&ids[nids++], iv.mv_data, sizeof(uint64_t));
+    while (rc == 0 && nlinks < (int)GW_ARRAY_LEN(links)) {
+        if (iv.mv_size == sizeof(struct gw_ep) || iv.mv_size == sizeof(uint64_t)) {
+            memcpy(links[nlinks].v, iv.mv_data, iv.mv_size);
+            links[nlinks++].len = (uint8_t)iv.mv_size;
+        }
         rc = mdb_cursor_get(cur, &ak, &iv, MDB_NEXT_DUP);
     }
     mdb_cursor_close(cur);
     int live = 0;
     *any_single = false;
     newest->id = 0;
-    for (int i = 0; i < nids; i++) {
-        MDB_val ik = { sizeof(uint64_t), &ids[i] }, ev;
+    for (int i = 0; i < nlinks; i++) {
+        MDB_val lv = { links[i].len, links[i].v }, ev = lv;
         struct gw_session s;
-        if (mdb_get(txn, st->sess_id, &ik, &ev) != 0 || ev.mv_size != sizeof(struct gw_ep) ||
-            get_by_ep(txn, st, ev.mv_data, &s) != 0 || s.id != ids[i]) {
+        uint64_t id = 0;
+        bool old = links[i].len == sizeof(uint64_t);
+        if (old) {
+            memcpy(&id, links[i].v, sizeof(id));
+            if (mdb_get(txn, st->sess_id, &lv, &ev) != 0)
+                ev.mv_size = 0;
+        }
+        if (ev.mv_size != sizeof(struct gw_ep) || get_by_ep(txn, st, ev.mv_data, &s) != 0 ||
+            (old ? s.id != id : strcmp(s.account, account) != 0)) {
             /* A dangling link: repair. */
-            mdb_del(txn, st->sess_acct, &ak, &ik);
+            mdb_del(txn, st->sess_acct, &ak, &lv);
             continue;
         }
+        /* A session of an earlier version re-pointed since holds both links. */
+        bool dup = false;
+        for (int j = 0; j < nseen && !dup; j++)
+            dup = seen[j] == s.id;
+        if (dup)
+            continue;
+        seen[nseen++] = s.id;
         if (fe_session_expired(cfg, &s, now)) {
             rc = del(txn, st, &s);
             if (rc)
@@ -342,18 +371,19 @@ static int repoint_sticky(struct create_txn *c, struct gw_session *out, struct g
             return rc;
         note_ended(&c->ended, &c->cur);
     }
-    if (!gw_ep_eq(&n->ep, &rq->ep)) {
+    if (!gw_ep_eq(&n->ep, &rq->ep))
         *moved = n->ep;
-        MDB_val k = { sizeof(n->ep), &n->ep };
-        mdb_del(c->txn, c->st->sessions, &k, NULL);
-    }
+    /* Off its old endpoint with its links (the account's link names the
+     * endpoint), then stored at the new one. */
+    if ((rc = del(c->txn, c->st, n)) != 0)
+        return rc;
     n->ep = rq->ep;
     n->last_seen = c->now;
     n->token_exp = rq->token_exp;
     n->sticky = 1;
     n->security = rq->security;
     n->scope = *rq->scope;
-    if ((rc = put(c->txn, c->st, n, false)) != 0)
+    if ((rc = put(c->txn, c->st, n, true)) != 0)
         return rc;
     *out = *n;
     return 0;

@@ -604,64 +604,105 @@ def test_metrics_over_http():
         assert "coapgw_restarts_total" in body and "coapgw_sessions_live" in body
 
 
-def _sessions_to_old_layout(state_dir):
-    """Rewrites every record of the sessions db in the layout coapgw stored
-    before issue 13 (struct gw_session raw: 280 bytes, fixed scope), with
-    lmdb-utils, as a data_dir written by the earlier version holds them."""
-    dump = subprocess.run(["mdb_dump", "-s", "sessions", state_dir], capture_output=True, check=True,
-                          text=True, timeout=30).stdout.splitlines()
-    end = dump.index("HEADER=END") + 1
-    head = [x for x in dump[:end] if not x.startswith("db_pagesize=")]  # mdb_load does not know it
-    body = dump[end:dump.index("DATA=END")]
-    out = []
-    for hk, hv in zip(body[0::2], body[1::2]):
-        key, v = bytes.fromhex(hk.strip()), bytes.fromhex(hv.strip())
-        assert v[0] == 2 and len(v) < 280, "a record in the current layout: %r" % v
-        alen = v[37]
-        acct = v[38:38 + alen]
-        p = 38 + alen
-        scope_all, n = v[p], v[p + 1]
-        p += 2
-        entries = b""
-        for _ in range(n):
-            nib = v[p]
-            entries += v[p + 1:p + 1 + (nib + 1) // 2].ljust(8, b"\0") + bytes([nib])
-            p += 1 + (nib + 1) // 2
-        # id, ep, account[64], 4 flags, pad[4] + alignment, 3 times, scope n/all/e[16], tail.
-        old = (v[1:9] + key + acct.ljust(64, b"\0") + v[9:13] + b"\0" * 8 + v[13:37] +
-               bytes([n, scope_all]) + entries.ljust(16 * 9, b"\0"))
-        out += [hk, " " + old.ljust(280, b"\0").hex()]
-    path = os.path.join(os.path.dirname(state_dir), "sessions-old.dump")
+def _old_session(key, v):
+    """The record of session v (current layout, at endpoint key) in the layout
+    before issue 13: struct gw_session raw, 280 bytes. Returns (record, id,
+    account)."""
+    assert v[0] == 2 and len(v) < 280, "a record in the current layout: %r" % v
+    alen = v[37]
+    acct = v[38:38 + alen]
+    p = 38 + alen
+    scope_all, n = v[p], v[p + 1]
+    p += 2
+    entries = b""
+    for _ in range(n):
+        nib = v[p]
+        entries += v[p + 1:p + 1 + (nib + 1) // 2].ljust(8, b"\0") + bytes([nib])
+        p += 1 + (nib + 1) // 2
+    # id, ep, account[64], 4 flags, pad[4] + alignment, 3 times, scope n/all/e[16], tail.
+    old = (v[1:9] + key + acct.ljust(64, b"\0") + v[9:13] + b"\0" * 8 + v[13:37] +
+           bytes([n, scope_all]) + entries.ljust(16 * 9, b"\0"))
+    return old.ljust(280, b"\0"), v[1:9], acct
+
+
+def _state_to_old_layout(state_dir):
+    """Rewrites data_dir/state as coapgw wrote it before issue 13, with
+    lmdb-utils (mdb_dump -a, mdb_load into a fresh environment): session
+    records raw (280 bytes), sess_acct account -> session id, sess_id id ->
+    endpoint. Returns the number of sessions."""
+    dump = subprocess.run(["mdb_dump", "-a", state_dir], capture_output=True, check=True, text=True,
+                          timeout=30).stdout.splitlines()
+    sections, cur = [], []
+    for line in dump:
+        if line.startswith("db_pagesize="):
+            continue  # mdb_load does not know it
+        if line == "duplicates=1":
+            line = "dupsort=1"  # what mdb_load reads for MDB_DUPSORT (sess_acct)
+        cur.append(line)
+        if line == "DATA=END":
+            sections.append(cur)
+            cur = []
+    name = lambda sec: next(x.split("=", 1)[1] for x in sec if x.startswith("database="))
+    by = {name(sec): sec for sec in sections}
+    assert {"sessions", "sess_acct", "sess_id"} <= set(by), sorted(by)
+    sess = by["sessions"]
+    h = sess.index("HEADER=END") + 1
+    recs, acct_links, id_links = [], [], []
+    for hk, hv in zip(sess[h:-1:2], sess[h + 1:-1:2]):
+        key = bytes.fromhex(hk.strip())
+        old, sid, acct = _old_session(key, bytes.fromhex(hv.strip()))
+        recs += [hk, " " + old.hex()]
+        acct_links.append((acct, sid))
+        id_links.append((sid, key))
+    by["sessions"] = sess[:h] + recs + ["DATA=END"]
+    for db, pairs in (("sess_acct", sorted(acct_links)), ("sess_id", sorted(id_links))):
+        sec = by[db]
+        h = sec.index("HEADER=END") + 1
+        by[db] = sec[:h] + [" " + x.hex() for kv in pairs for x in kv] + ["DATA=END"]
+    fresh = os.path.join(os.path.dirname(state_dir), "state-old")
+    os.mkdir(fresh)
+    path = os.path.join(os.path.dirname(state_dir), "state-old.dump")
     with open(path, "w") as f:
-        f.write("\n".join(head + out + ["DATA=END"]) + "\n")
-    subprocess.run(["mdb_load", "-s", "sessions", "-f", path, state_dir], check=True, timeout=30)
+        f.write("\n".join(line for sec in by.values() for line in sec) + "\n")
+    subprocess.run(["mdb_load", "-f", path, fresh], check=True, timeout=30)
+    os.chmod(os.path.join(fresh, "data.mdb"), 0o600)  # as coapgw creates it (S9.2 checks)
+    os.replace(os.path.join(fresh, "data.mdb"), os.path.join(state_dir, "data.mdb"))
     check = subprocess.run(["mdb_dump", "-s", "sessions", state_dir], capture_output=True, check=True,
                            text=True, timeout=30).stdout.splitlines()
     vals = check[check.index("HEADER=END") + 1:check.index("DATA=END")][1::2]
     assert vals and all(len(bytes.fromhex(x.strip())) == 280 for x in vals), vals
+    links = subprocess.run(["mdb_dump", "-s", "sess_acct", state_dir], capture_output=True, check=True,
+                           text=True, timeout=30).stdout.splitlines()
+    links = links[links.index("HEADER=END") + 1:links.index("DATA=END")][1::2]
+    assert len(links) == len(vals) and all(len(bytes.fromhex(x.strip())) == 8 for x in links), links
     return len(vals)
 
 
 def test_sessions_of_the_previous_layout_survive_an_upgrade():
     """S1.3, S2: a gateway upgraded in place keeps its sessions. Sessions
-    written in the record layout before issue 13 (fixed size) are found
-    after a restart, with their device scope, and end as before."""
-    with sim_gateway("upgrade") as gw:
-        c = Client(gw)
+    written as before issue 13 (fixed-size records, account -> id links and
+    the id index) are found after a restart, with their device scope, count
+    for their account, and end as before."""
+    with sim_gateway("upgrade", max_sessions_per_account=1) as gw:
+        c, other = Client(gw), Client(gw)
         gw.session(c, devices="0200000000000001")
         r, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
         assert r.code == code(2, 5), r
         gw.stop()
-        assert _sessions_to_old_layout(os.path.join(gw.data_dir, "state")) == 1
+        assert _state_to_old_layout(os.path.join(gw.data_dir, "state")) == 1
         gw.start()
         r, _ = c.request(GET, proxy="coap://%s/value?again" % NORMAL)
         assert r is not None and r.code == code(2, 5), "the session survived the upgrade: %r" % (r,)
         r, _ = c.request(GET, proxy="coap://%s/value" % MILLI)
         assert r is not None and r.code == code(4, 3), "its device scope too: %r" % (r,)
+        tok = gw.token("alice")
+        r, _ = other.request(POST, "/sessions?security=none", tok.encode())
+        assert r is not None and r.code == code(4, 3), "it counts for its account: %r" % (r,)
         r, _ = c.request(DELETE, "/sessions")
         assert r is not None and r.code == code(2, 2), r
         r, _ = c.request(GET, proxy="coap://%s/value?after" % NORMAL)
         assert r is not None and r.code == code(4, 1), r
+        gw.session(other)  # its account slot was released with it
 
 
 TESTS = [

@@ -792,3 +792,105 @@ Test(session, corrupt_record_in_store_is_no_session)
     E(lookup("10.0.0.1:1", T0 + 5, NULL));
     E(lookup("10.0.0.1:3", T0 + 5, NULL));
 }
+
+/* ---- account links (issue 13: sess_acct names the endpoint; no sess_id) ---- */
+
+/* Gives session s the links an earlier version wrote: account -> id in
+ * sess_acct, id -> endpoint in sess_id, instead of account -> endpoint. */
+static void to_old_links(const struct gw_session *s, bool keep_new_link)
+{
+    MDB_txn *txn;
+    E(gw_store_wbegin(&st, &txn));
+    MDB_val ak = { strlen(s->account), (void *)s->account };
+    MDB_val ev = { sizeof(s->ep), (void *)&s->ep }, ik = { sizeof(s->id), (void *)&s->id };
+    if (!keep_new_link)
+        E(mdb_del(txn, st.sess_acct, &ak, &ev));
+    E(mdb_put(txn, st.sess_acct, &ak, &ik, MDB_NODUPDATA));
+    E(mdb_put(txn, st.sess_id, &ik, &ev, 0));
+    E(mdb_txn_commit(txn));
+}
+
+static size_t links_of(const char *account)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    E(gw_store_rbegin(&st, &txn));
+    E(mdb_cursor_open(txn, st.sess_acct, &cur));
+    MDB_val ak = { strlen(account), (void *)account }, v;
+    size_t n = 0;
+    if (mdb_cursor_get(cur, &ak, &v, MDB_SET_KEY) == 0 && mdb_cursor_count(cur, &n) != 0)
+        n = 0;
+    mdb_cursor_close(cur);
+    gw_store_rdone(&st);
+    return n;
+}
+
+Test(session, new_sessions_write_no_id_index)
+{
+    struct fe_sess_req a = req_of("alice", "10.0.0.1:1"), b = req_of("alice", "10.0.0.1:2");
+    E(create(&a, T0, NULL, NULL, NULL));
+    E(create(&b, T0, NULL, NULL, NULL));
+    cr_assert_eq(gw_store_count(&st, st.sess_id), 0, "sess_id is no longer written");
+    cr_assert_eq(links_of("alice"), 2);
+    E(fe_session_delete(&st, &a.ep, 0, NULL));
+    cr_assert_eq(links_of("alice"), 1, "a session's link goes with it");
+}
+
+/* An upgraded data_dir: sessions linked the earlier way still count for
+ * their account (max_per_account, single), are re-pointed by sticky (and
+ * linked the new way then), deleted and swept with all their links. */
+Test(session, links_of_an_earlier_version_still_count)
+{
+    cfg.max_per_account = 2;
+    struct fe_sess_req a = req_of("alice", "10.0.0.1:1"), b = req_of("alice", "10.0.0.1:2");
+    struct gw_session sa, sb, got;
+    E(create(&a, T0, &sa, NULL, NULL));
+    E(create(&b, T0 + 1, &sb, NULL, NULL));
+    to_old_links(&sa, false);
+    to_old_links(&sb, false);
+    cr_assert_eq(gw_store_count(&st, st.sess_id), 2);
+    struct fe_sess_req c = req_of("alice", "10.0.0.1:3");
+    const char *diag = NULL;
+    cr_assert_eq(create(&c, T0 + 2, NULL, NULL, &diag), GW_EFORBIDDEN, "both still count");
+    cr_assert_str_eq(diag, "the account holds the maximum number of sessions");
+
+    /* sticky re-points the newest (sb), found through its old link. */
+    c.sticky = 1;
+    struct gw_ep moved;
+    E(create(&c, T0 + 3, &got, &moved, NULL));
+    cr_assert_eq(got.id, sb.id);
+    cr_assert(gw_ep_eq(&moved, &b.ep));
+    cr_assert_eq(gw_store_count(&st, st.sess_id), 1, "its old links went");
+    cr_assert_eq(links_of("alice"), 2, "sa's old link, sb's new one");
+    cr_assert_eq(lookup("10.0.0.1:2", T0 + 4, NULL), GW_ENOTFOUND);
+    E(lookup("10.0.0.1:3", T0 + 4, NULL));
+    struct fe_sess_req d = req_of("alice", "10.0.0.1:4");
+    cr_assert_eq(create(&d, T0 + 5, NULL, NULL, &diag), GW_EFORBIDDEN, "still two, not three");
+
+    /* DELETE /sessions of sa removes its old links. */
+    E(fe_session_delete(&st, &a.ep, sa.id, NULL));
+    cr_assert_eq(gw_store_count(&st, st.sess_id), 0);
+    cr_assert_eq(links_of("alice"), 1);
+    E(create(&a, T0 + 6, &sa, NULL, NULL));
+
+    /* The sweep too; and a session with both kinds of link counts once. */
+    to_old_links(&sa, true);
+    cr_assert_eq(links_of("alice"), 3);
+    cr_assert_eq(create(&b, T0 + 7, NULL, NULL, &diag), GW_EFORBIDDEN, "two sessions, three links");
+    struct ended_log log = { 0 };
+    cr_assert_eq(fe_session_sweep(&st, &cfg, T0 + 6 + 600, 64, on_ended, &log), 2);
+    cr_assert_eq(gw_store_count(&st, st.sess_id), 0);
+    cr_assert_eq(links_of("alice"), 0);
+}
+
+/* single=true of a session linked the earlier way still refuses others. */
+Test(session, single_session_of_an_earlier_version_still_refuses)
+{
+    struct fe_sess_req a = req_of("alice", "10.0.0.1:1");
+    a.single = 1;
+    struct gw_session sa;
+    E(create(&a, T0, &sa, NULL, NULL));
+    to_old_links(&sa, false);
+    struct fe_sess_req b = req_of("alice", "10.0.0.1:2");
+    cr_assert_eq(create(&b, T0 + 1, NULL, NULL, NULL), GW_EFORBIDDEN);
+}
