@@ -55,10 +55,11 @@
 
 struct fe_guard {
     struct gw_shm *shm;
-    uint32_t self;       /* this frontend's index */
-    uint32_t nfe;        /* frontend slots (max_frontends) */
-    uint64_t window_ms;  /* exchange_lifetime_ms */
-    uint64_t fwd_stored; /* the fe_fwd_ms value this process last stored */
+    struct gw_proc_slot *fe0; /* frontend 0's process slot; the others follow it */
+    uint32_t self;            /* this frontend's index */
+    uint32_t nfe;             /* frontend slots (max_frontends) */
+    uint64_t window_ms;       /* exchange_lifetime_ms */
+    uint64_t fwd_stored;      /* the fe_fwd_ms value this process last stored */
 };
 
 /* Takes slot `index`'s lease (a predecessor's owner-dead lease included),
