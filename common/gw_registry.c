@@ -310,86 +310,33 @@ int gw_registry_gen(struct gw_store *st, uint64_t *gen)
     return rc == MDB_NOTFOUND ? 0 : gw_store_err(rc);
 }
 
-/* ---- the in-memory copy of the devices' types (gw_regtypes) ---- */
+/* ---- the types of recently named devices (gw_regtypes) ---- */
 
-/* The map key of a MAC: its 8 bytes as they are. The map mixes keys before
- * taking a slot, and this table's keys come only from the registry, which
- * the operator writes: a client names a MAC only to look it up, which walks
- * at most the probe run the registry's own keys made (load <= 1/2), and
- * equal keys are told apart by comparing the MAC. No keyed hash is needed
- * where a sender cannot insert (gw_map.h). */
-static uint64_t mac_key(const uint8_t mac[GW_MAC_LEN])
+/* A MAC's slot: its 8 bytes multiplied by the golden ratio, top bits. No
+ * keyed hash: colliding MACs only take each other's slot (gw_registry.h). */
+static uint32_t regtypes_slot(const uint8_t mac[GW_MAC_LEN])
 {
     uint64_t k;
     memcpy(&k, mac, sizeof(k));
-    return k;
+    return (uint32_t)((k * 0x9e3779b97f4a7c15ull) >> 52) % GW_REGTYPES_SLOTS;
 }
 
 void gw_regtypes_init(struct gw_regtypes *x)
 {
     memset(x, 0, sizeof(*x));
+    x->slot = calloc(GW_REGTYPES_SLOTS, sizeof(*x->slot));
 }
 
 void gw_regtypes_deinit(struct gw_regtypes *x)
 {
-    gw_map_deinit(&x->by_mac);
-    free(x->dev);
+    free(x->slot);
     memset(x, 0, sizeof(*x));
-}
-
-struct regtypes_fill {
-    struct gw_regtype *dev;
-    uint32_t n, cap;
-    int err;
-};
-
-static int regtypes_add(void *ctx, const struct gw_device *d)
-{
-    struct regtypes_fill *f = ctx;
-    if (f->n == f->cap) {
-        uint32_t cap = f->cap ? 2 * f->cap : 256;
-        struct gw_regtype *v = realloc(f->dev, (size_t)cap * sizeof(*v));
-        if (!v) {
-            f->err = -ENOMEM;
-            return 1;
-        }
-        f->dev = v;
-        f->cap = cap;
-    }
-    memcpy(f->dev[f->n].mac, d->mac, GW_MAC_LEN);
-    f->dev[f->n].type = d->type;
-    f->n++;
-    return 0;
-}
-
-static int regtypes_build(struct gw_regtypes *x, struct gw_store *st, uint64_t gen)
-{
-    struct regtypes_fill f = { 0 };
-    int rc = gw_registry_foreach(st, regtypes_add, &f);
-    if (rc == 0)
-        rc = f.err;
-    struct gw_map m = { 0 };
-    if (rc == 0)
-        rc = gw_map_init(&m, f.n ? f.n : 1, f.n ? f.n : 1); /* final size: never grows */
-    for (uint32_t i = 0; rc == 0 && i < f.n; i++)
-        rc = gw_map_add(&m, mac_key(f.dev[i].mac), i);
-    if (rc) {
-        gw_map_deinit(&m);
-        free(f.dev);
-        return rc == GW_EFULL ? -ENOMEM : rc; /* GW_EFULL cannot happen: sized for n */
-    }
-    gw_map_deinit(&x->by_mac);
-    free(x->dev);
-    x->by_mac = m;
-    x->dev = f.dev;
-    x->n = f.n;
-    x->gen = gen;
-    x->valid = true;
-    return 0;
 }
 
 int gw_regtypes_sync(struct gw_regtypes *x, struct gw_store *st)
 {
+    if (!x->slot)
+        return -ENOMEM;
     /* Any commit to the environment moves its last transaction id: only
      * then can the registry have changed (a few loads from the map). */
     MDB_envinfo info;
@@ -398,28 +345,27 @@ int gw_regtypes_sync(struct gw_regtypes *x, struct gw_store *st)
         return 0;
     uint64_t gen;
     int rc = gw_registry_gen(st, &gen);
-    /* The generation is read before the devices: an import in between
-     * leaves a newer copy under the old number, rebuilt once more. */
-    if (rc == 0 && !(x->valid && gen == x->gen))
-        rc = regtypes_build(x, st, gen);
     if (rc) {
         x->valid = false;
         return rc;
     }
+    /* The generation is read before any device: a slot filled after an
+     * import that lands in between holds the newer answer under the older
+     * number, and is forgotten at the next sync. */
+    if (!x->valid || gen != x->gen)
+        memset(x->slot, 0, GW_REGTYPES_SLOTS * sizeof(*x->slot));
+    x->gen = gen;
     x->txnid = txnid;
+    x->valid = true;
     return 0;
 }
 
-int gw_regtypes_get(const struct gw_regtypes *x, const uint8_t mac[GW_MAC_LEN])
+int gw_regtypes_peek(const struct gw_regtypes *x, const uint8_t mac[GW_MAC_LEN])
 {
-    uint64_t k = mac_key(mac);
-    for (uint32_t s = gw_map_first(&x->by_mac, k); s != GW_MAP_END;
-         s = gw_map_more(&x->by_mac, k, s)) {
-        const struct gw_regtype *d = &x->dev[x->by_mac.slot[s].val];
-        if (!memcmp(d->mac, mac, GW_MAC_LEN))
-            return d->type;
-    }
-    return GW_ENOTFOUND;
+    if (!x->slot || !x->valid)
+        return GW_ENOTFOUND;
+    const struct gw_regtype *e = &x->slot[regtypes_slot(mac)];
+    return e->used && !memcmp(e->mac, mac, GW_MAC_LEN) ? e->type : GW_ENOTFOUND;
 }
 
 int gw_registry_type_cached(struct gw_regtypes *x, struct gw_store *st,
@@ -427,5 +373,15 @@ int gw_registry_type_cached(struct gw_regtypes *x, struct gw_store *st,
 {
     if (gw_regtypes_sync(x, st) != 0)
         return gw_registry_type(st, mac);
-    return gw_regtypes_get(x, mac);
+    int type = gw_regtypes_peek(x, mac);
+    if (type >= 0)
+        return type;
+    type = gw_registry_type(st, mac);
+    if (type >= 0) {
+        struct gw_regtype *e = &x->slot[regtypes_slot(mac)];
+        memcpy(e->mac, mac, GW_MAC_LEN);
+        e->type = (uint8_t)type;
+        e->used = 1;
+    }
+    return type;
 }

@@ -11,7 +11,6 @@
 
 #include "gw_addr.h"
 #include "gw_devfile.h"
-#include "gw_map.h"
 #include "gw_store.h"
 
 /* Looks a device up by MAC: 0, or GW_ENOTFOUND. */
@@ -47,34 +46,40 @@ size_t gw_registry_count(struct gw_store *st);
  * it before the devices; a change means its copy is out of date. */
 int gw_registry_gen(struct gw_store *st, uint64_t *gen) GW_NODISCARD;
 
-/* An in-memory copy of every device's type, for the per-request checks of
- * the frontend (is the device known?) and the scheduler (Milli or normal?):
- * an LMDB read transaction per request was about 1 700 instructions in
- * each (issue 13), the copy's look-up is a hash probe. It holds no keys.
- * gw_regtypes_sync brings it up to date before a look-up: nothing unless
- * the environment committed since the last call (its last transaction id,
- * read without a transaction), then the registry generation
- * (gw_registry_gen), and a rebuild only when that moved; so a look-up sees
- * every import committed before it, as one straight from LMDB did. */
+/* The types of recently named devices, in memory, for the per-request
+ * checks of the frontend (is the device known?) and the scheduler (Milli
+ * or normal?): an LMDB read transaction per request was about 1 700
+ * instructions in each (issue 13), a hit here is one probe. No keys.
+ * GW_REGTYPES_SLOTS direct-mapped slots (10 bytes each), so memory and the
+ * cost of a registry change stay fixed whatever the registry's size.
+ * gw_regtypes_sync runs before each look-up: nothing unless the environment
+ * committed since its last call (LMDB's last transaction id, read without a
+ * transaction); then the registry generation (gw_registry_gen), and every
+ * slot forgotten when that moved. A look-up therefore sees every import
+ * committed before it, as one straight from LMDB did. Only devices found
+ * in the registry fill slots; a MAC a client names can evict another
+ * device's slot at most, which costs that device one LMDB look-up, as
+ * every look-up did before. */
+#define GW_REGTYPES_SLOTS 4096
 struct gw_regtypes {
-    struct gw_map by_mac; /* the MAC's 8 bytes -> index into dev[] (multimap) */
     struct gw_regtype {
         uint8_t mac[GW_MAC_LEN];
         uint8_t type;
-    } * dev;
-    uint32_t n;
+        uint8_t used;
+    } * slot; /* GW_REGTYPES_SLOTS; NULL (out of memory): every look-up goes to LMDB */
     uint64_t gen;
     size_t txnid;
     bool valid;
 };
 void gw_regtypes_init(struct gw_regtypes *x);
 void gw_regtypes_deinit(struct gw_regtypes *x);
-/* 0, or a negative error (the copy is then not valid: look up in LMDB). */
+/* 0, or a negative error (the slots are then not used: look up in LMDB). */
 int gw_regtypes_sync(struct gw_regtypes *x, struct gw_store *st) GW_NODISCARD;
-/* The type of device mac in the copy, or GW_ENOTFOUND. */
-int gw_regtypes_get(const struct gw_regtypes *x, const uint8_t mac[GW_MAC_LEN]);
-/* gw_registry_type through the copy: synced, then looked up; straight from
- * LMDB when the copy cannot be built. */
+/* The type of device mac if a slot holds it, else GW_ENOTFOUND (not known
+ * here: ask the registry). */
+int gw_regtypes_peek(const struct gw_regtypes *x, const uint8_t mac[GW_MAC_LEN]);
+/* gw_registry_type through the slots: synced, then a slot, else LMDB (and
+ * the slot filled when the device is there). */
 int gw_registry_type_cached(struct gw_regtypes *x, struct gw_store *st,
                             const uint8_t mac[GW_MAC_LEN]) GW_NODISCARD;
 

@@ -119,11 +119,11 @@ Test(registry, type_of_known_and_unknown_devices)
     cr_assert_eq(gw_registry_type(&st, mac), GW_ENOTFOUND);
 }
 
-/* gw_regtypes (issue 13): the in-memory copy of the devices' types answers
- * as LMDB does, and sees an import made through another handle on the same
- * environment (another process) at its next sync; a commit that leaves the
- * registry alone does not rebuild it. */
-Test(registry, type_copy_follows_imports_from_another_handle)
+/* gw_regtypes (issue 13): the slots answer as LMDB does, keep what they hold
+ * over a commit that leaves the registry alone, and forget it when an
+ * import through another handle on the same environment (another process)
+ * changed the registry, so the next look-up sees the import. */
+Test(registry, type_slots_follow_imports_from_another_handle)
 {
     struct gw_store other;
     cr_assert_eq(gw_store_open(&other, dir, 16), 0);
@@ -140,14 +140,18 @@ Test(registry, type_copy_follows_imports_from_another_handle)
     uint8_t m1[GW_MAC_LEN] = { 0, 0, 0, 0, 0, 0, 0, 1 },
             m2[GW_MAC_LEN] = { 0, 0, 0, 0, 0, 0, 0, 2 },
             m3[GW_MAC_LEN] = { 0, 0, 0, 0, 0, 0, 0, 3 };
+    cr_assert_eq(gw_regtypes_peek(&x, m1), GW_ENOTFOUND, "nothing held before a look-up");
     cr_assert_eq(gw_registry_type_cached(&x, &st, m1), GW_DEV_NORMAL);
     cr_assert_eq(gw_registry_type_cached(&x, &st, m2), GW_DEV_MILLI);
     cr_assert_eq(gw_registry_type_cached(&x, &st, m3), GW_ENOTFOUND);
-    /* A commit elsewhere in the environment: the copy stays as it is. */
-    const struct gw_regtype *before = x.dev;
+    cr_assert_eq(gw_regtypes_peek(&x, m1), GW_DEV_NORMAL, "held after the look-up");
+    cr_assert_eq(gw_regtypes_peek(&x, m2), GW_DEV_MILLI);
+    cr_assert_eq(gw_regtypes_peek(&x, m3), GW_ENOTFOUND, "unknown devices are not held");
+    /* A commit elsewhere in the environment: the slots stay. */
     cr_assert_eq(gw_store_meta_put_u64(&other, "unrelated", 7), 0);
     cr_assert_eq(gw_regtypes_sync(&x, &st), 0);
-    cr_assert_eq(x.dev, before, "not rebuilt for a commit that left the registry alone");
+    cr_assert_eq(gw_regtypes_peek(&x, m2), GW_DEV_MILLI,
+                 "kept over a commit that left the registry");
     /* An import through the other handle: device 1 gone, 2 now normal, 3 new. */
     cr_assert_eq(
         gw_registry_import(&other,
@@ -161,7 +165,7 @@ Test(registry, type_copy_follows_imports_from_another_handle)
     cr_assert_eq(gw_registry_type_cached(&x, &st, m3), GW_DEV_MILLI);
     for (int i = 0; i < 3; i++) {
         const uint8_t *m = i == 0 ? m1 : i == 1 ? m2 : m3;
-        cr_assert_eq(gw_regtypes_get(&x, m), gw_registry_type(&st, m), "copy equals LMDB");
+        cr_assert_eq(gw_registry_type_cached(&x, &st, m), gw_registry_type(&st, m), "equals LMDB");
     }
     gw_regtypes_deinit(&x);
     gw_store_close(&other);
