@@ -45,6 +45,68 @@ static uint64_t dedup_key(const uint64_t key[2], const struct gw_ep *ep, uint16_
     return gw_siphash(key, buf, n + tkl);
 }
 
+/* ---- the entry index (fe_msglayer.h struct fe_dedup_idx) ---- */
+
+static int didx_init(struct fe_dedup_idx *x, uint32_t slots)
+{
+    x->slot = calloc(slots, sizeof(*x->slot));
+    x->mask = slots - 1;
+    x->n = 0;
+    return x->slot ? 0 : -ENOMEM;
+}
+
+/* Puts entry `idx` (key h) into the first empty slot of h's run. */
+static void didx_place(struct fe_dedup_idx *x, uint64_t h, uint32_t idx)
+{
+    uint32_t i = (uint32_t)h & x->mask;
+    while (x->slot[i])
+        i = (i + 1) & x->mask;
+    x->slot[i] = idx + 1;
+}
+
+/* Adds entry idx under key h, doubling at half load (up to 2 * cap slots,
+ * which cap entries never exceed). 0 or -ENOMEM. */
+static int didx_add(struct fe_dedup *d, uint64_t h, uint32_t idx)
+{
+    struct fe_dedup_idx *x = &d->idx;
+    if ((uint64_t)(x->n + 1) * 2 > (uint64_t)x->mask + 1) {
+        struct fe_dedup_idx g;
+        if (didx_init(&g, (x->mask + 1) * 2) != 0)
+            return -ENOMEM;
+        for (uint32_t i = 0; i <= x->mask; i++)
+            if (x->slot[i])
+                didx_place(&g, d->hkey[x->slot[i] - 1], x->slot[i] - 1);
+        g.n = x->n;
+        free(x->slot);
+        *x = g;
+    }
+    didx_place(x, h, idx);
+    x->n++;
+    return 0;
+}
+
+/* Removes entry idx (its key is d->hkey[idx]); backward shift, so no
+ * look-up meets an empty slot before its key. */
+static void didx_del(struct fe_dedup *d, uint32_t idx)
+{
+    struct fe_dedup_idx *x = &d->idx;
+    uint32_t mask = x->mask, i = (uint32_t)d->hkey[idx] & mask;
+    while (x->slot[i] && x->slot[i] != idx + 1)
+        i = (i + 1) & mask;
+    if (!x->slot[i])
+        return;
+    uint32_t hole = i;
+    for (uint32_t j = (hole + 1) & mask; x->slot[j]; j = (j + 1) & mask) {
+        uint32_t home = (uint32_t)d->hkey[x->slot[j] - 1] & mask;
+        if (((j - home) & mask) >= ((j - hole) & mask)) {
+            x->slot[hole] = x->slot[j];
+            hole = j;
+        }
+    }
+    x->slot[hole] = 0;
+    x->n--;
+}
+
 int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms, size_t resp_budget)
 {
     memset(d, 0, sizeof(*d));
@@ -65,7 +127,7 @@ int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms, size_t
      * fails; when either cannot grow, the exchange is not remembered (NULL,
      * as for a sessionless sender without room). */
     if (!d->e || !d->free_list || !d->src || !d->src_free || !d->hkey ||
-        gw_map_init(&d->idx, GW_MIN(cap, 256u), cap) != 0 ||
+        didx_init(&d->idx, 512) != 0 ||
         gw_map_init(&d->src_idx, GW_MIN(cap, 256u), cap) != 0) {
         fe_dedup_deinit(d);
         return -ENOMEM;
@@ -97,7 +159,8 @@ void fe_dedup_deinit(struct fe_dedup *d)
     free(d->src);
     free(d->src_free);
     free(d->hkey);
-    gw_map_deinit(&d->idx);
+    free(d->idx.slot);
+    d->idx.slot = NULL;
     gw_map_deinit(&d->src_idx);
     d->e = NULL;
     d->free_list = NULL;
@@ -204,7 +267,7 @@ static void dedup_free(struct fe_dedup *d, uint32_t idx, uint64_t now)
     struct fe_dedup_entry *x = &d->e[idx];
     if (x->expires > now)
         d->evicted_early++;
-    gw_map_del_kv(&d->idx, d->hkey[idx], idx);
+    didx_del(d, idx);
     dedup_unlink_lists(d, idx);
     if (x->code) {
         x->code = 0;
@@ -232,8 +295,12 @@ struct fe_dedup_entry *fe_dedup_find(struct fe_dedup *d, const struct gw_ep *ep,
                                      const uint8_t *token, uint8_t tkl, uint64_t now)
 {
     uint64_t h = dedup_key(d->key, ep, mid, token, tkl);
-    for (uint32_t i = gw_map_first(&d->idx, h); i != GW_MAP_END; i = gw_map_more(&d->idx, h, i)) {
-        struct fe_dedup_entry *x = &d->e[d->idx.slot[i].val];
+    const struct fe_dedup_idx *ix = &d->idx;
+    for (uint32_t i = (uint32_t)h & ix->mask; ix->slot[i]; i = (i + 1) & ix->mask) {
+        uint32_t k = ix->slot[i] - 1;
+        if (d->hkey[k] != h)
+            continue;
+        struct fe_dedup_entry *x = &d->e[k];
         if (x->mid == mid && gw_ep_eq(&x->ep, ep))
             return x->expires > now ? x : NULL;
     }
@@ -274,9 +341,9 @@ struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *
     if (!dedup_room(d, (uint8_t)cls, sref, now))
         return NULL;
     uint32_t idx = d->free_list[d->nfree - 1];
-    if (gw_map_add(&d->idx, h, idx) != 0)
+    d->hkey[idx] = h; /* before the add: a growth re-places by hkey */
+    if (didx_add(d, h, idx) != 0)
         return NULL; /* the index could not grow: not remembered */
-    d->hkey[idx] = h;
     sref = src_find(d, ep, (uint8_t)cls, true); /* evictions may have moved or freed it */
     d->nfree--;
     d->count++;
@@ -392,10 +459,16 @@ size_t fe_nbody_render(const struct fe_nbody *b, uint8_t type, uint16_t mid, con
     return (size_t)b->len + tkl;
 }
 
+/* Eight ghost slots per entry, at most one per MID: a replaced MID is
+ * looked up by its low bits, and the MIDs of the notifications replaced
+ * while others are in flight spread over many more values than there are
+ * entries (tens of thousands a second in a storm). A ghost lost to a
+ * collision makes its late ACK look like a stranger's (a session look-up
+ * and a record for the scheduler, fe_core.c). */
 static uint32_t ghost_size(uint32_t alloc)
 {
     uint32_t n = 16;
-    while (n < alloc && n < 65536u)
+    while (n < alloc * 8 && n < 65536u)
         n <<= 1;
     return n;
 }

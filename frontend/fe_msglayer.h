@@ -9,8 +9,9 @@
  * (a MID reused within the lifetime: a forwarding node at a high rate, a
  * client whose counter wrapped) and never gets the older one's answer.
  * Cost: 64 bytes per entry (static_assert below) and 8 for its index key,
- * 32 to 64 for its index slots and 76 to 108 for its source's record and
- * index at most, plus the stored answer; answers beyond the class's byte
+ * 8 to 16 for its index slots and 76 to 108 for its source's record and
+ * index at most, plus the stored answer (none for the refusals kept by
+ * their recipe, fe_dedup_set_code); answers beyond the class's byte
  * budget are not kept (a duplicate then gets an empty ACK only).
  *
  * Spoofed traffic must not evict anyone else's state (issue #12 item 6), so
@@ -83,11 +84,26 @@ struct fe_dedup_list {
     size_t resp_bytes, resp_budget;
 };
 
+/* The entry index: open addressing over entry numbers (index + 1, 0 empty)
+ * whose keys are hkey[] beside the entries, linear probing, backward-shift
+ * deletion, load at most 1/2, doubling up to 2 * cap slots. Not a gw_map:
+ * its 16-byte slots repeat the 8-byte key already kept per entry, and at 2
+ * to 4 slots per entry they were 32 to 64 of the about 110 bytes an entry
+ * cost. Every registration storm leaves tens of thousands of refused
+ * retries here for EXCHANGE_LIFETIME (issue 13 item 4); 4-byte slots cost
+ * 8 to 16. The key is SipHash under the table's random key, so its low
+ * bits choose the slot. */
+struct fe_dedup_idx {
+    uint32_t *slot;
+    uint32_t mask; /* slots - 1 */
+    uint32_t n;    /* keys held */
+};
+
 struct fe_dedup {
     struct fe_dedup_entry *e;
     uint32_t cap, count;
     uint32_t *free_list, nfree;
-    struct gw_map idx;        /* SipHash of (ep, MID, token) -> entry index */
+    struct fe_dedup_idx idx;  /* SipHash of (ep, MID, token) -> entry index */
     uint64_t *hkey;           /* per entry: its key in idx (the token is not kept) */
     struct fe_dedup_src *src; /* cap records: a source holds at least one entry */
     uint32_t *src_free, nsrc_free;

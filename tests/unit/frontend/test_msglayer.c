@@ -865,3 +865,36 @@ Test(rtx, grows_with_a_storm_and_compacts_after_it)
     cr_assert_eq(t.used, 8);
     fe_rtx_deinit(&t);
 }
+
+/* Issue 13 item 4: the entry index costs at most 16 bytes per entry (4-byte
+ * slots at load 1/4..1/2); entries freed from the middle of probe runs
+ * (per-source eviction, expiry) leave every other entry findable. */
+Test(dedup, index_is_4_bytes_a_slot_and_survives_deletions)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 65536, LIFETIME, 1 << 20));
+    fe_dedup_limit(&d, 16384, 3);
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    enum { N = 20000 };
+    for (uint32_t i = 0; i < N; i++) {
+        a.port = (uint16_t)(1000 + i % 5000);
+        uint8_t tok[4];
+        memcpy(tok, &i, 4);
+        cr_assert_not_null(fe_dedup_add(&d, &a, (uint16_t)(i / 5000), tok, 4, i));
+    }
+    /* Each endpoint keeps its 3 newest: exchanges 0..4999 were evicted. */
+    cr_assert_eq(d.count, 15000u);
+    cr_assert_eq(d.idx.n, 15000u);
+    cr_assert_leq((size_t)(d.idx.mask + 1) * sizeof(*d.idx.slot), 16u * 15000u + 4096u);
+    for (uint32_t i = 0; i < N; i++) {
+        a.port = (uint16_t)(1000 + i % 5000);
+        uint8_t tok[4];
+        memcpy(tok, &i, 4);
+        struct fe_dedup_entry *e = fe_dedup_find(&d, &a, (uint16_t)(i / 5000), tok, 4, N);
+        if (i < 5000)
+            cr_assert_null(e, "exchange %u was evicted", i);
+        else
+            cr_assert_not_null(e, "exchange %u", i);
+    }
+    fe_dedup_deinit(&d);
+}
