@@ -303,6 +303,39 @@ static void obs_free(struct sch_core *c, struct sch_obs *o, bool unpersist)
     free(o);
 }
 
+/* Room for one more observer: the array grows by a quarter, not double.
+ * 5 000 observers on 32 resources sat in arrays of 256 for 156 each, 79
+ * instead of 48 bytes per observer (issue 13 item 4); the copies a quarter
+ * costs are amortised the same way (about 5 per item instead of 2). */
+static int observers_room(struct sch_obs *o)
+{
+    if (o->n < o->cap)
+        return 0;
+    uint64_t c = o->cap < 8 ? 8 : (uint64_t)o->cap + o->cap / 4;
+    if (c > UINT32_MAX / sizeof(*o->v))
+        return -ENOMEM;
+    struct obs_observer *v = realloc(o->v, (size_t)c * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    o->v = v;
+    o->cap = (uint32_t)c;
+    return 0;
+}
+
+/* After a removal: an array less than half used gives back the rest but a
+ * quarter (a failed realloc keeps the larger array). */
+static void observers_trim(struct sch_obs *o)
+{
+    if (o->cap <= 16 || o->n >= o->cap / 2)
+        return;
+    uint32_t c = GW_MAX(o->n + o->n / 4, 8u);
+    struct obs_observer *v = realloc(o->v, (size_t)c * sizeof(*v));
+    if (v) {
+        o->v = v;
+        o->cap = c;
+    }
+}
+
 static int find_observer(const struct sch_obs *o, const struct gw_ep *ep, const uint8_t *tok,
                          uint8_t tkl)
 {
@@ -347,7 +380,7 @@ static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_m
             return GW_EFORBIDDEN;
         if (r->nobservers >= (uint32_t)c->cfg.obs_max_observers)
             return GW_EFULL;
-        if (gw_grow32(&o->v, &o->cap, (size_t)o->n + 1, sizeof(*o->v), 4) != 0)
+        if (observers_room(o) != 0)
             return -ENOMEM;
         o->v[o->n++] = v;
         r->nobservers++;
@@ -370,6 +403,7 @@ static void remove_observer(struct sch_core *c, struct sch_obs *o, uint32_t i)
     o->v[i] = o->v[--o->n];
     r->nobservers--;
     gw_stat_set(c->stats, GW_STAT_observers, r->nobservers);
+    observers_trim(o);
 }
 
 static void env_of(const struct sch_obs *o, const struct obs_observer *v, struct gw_msg *env)
@@ -950,7 +984,7 @@ static void load(struct sch_core *c)
             struct obs_observer ov;
             memcpy(&ov, v.mv_data, sizeof(ov));
             if (o && o->n < (uint32_t)c->cfg.obs_max_observers) {
-                if (gw_grow32(&o->v, &o->cap, (size_t)o->n + 1, sizeof(*o->v), 4) != 0)
+                if (observers_room(o) != 0)
                     break;
                 o->v[o->n++] = ov;
                 c->obs->nobservers++;
