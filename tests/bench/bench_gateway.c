@@ -1735,6 +1735,23 @@ static double report_mem_per(const struct pset *a, const struct pset *z, uint64_
     return (double)tot * 1024 / (double)items;
 }
 
+/* BENCH_OBS_MEM_HOOK: a command run at the observe scenario's memory
+ * samples (phase "before" the first registration and "steady"), with
+ * BENCH_PHASE and BENCH_DATA_DIR (the gateway's pid files) set, e.g.
+ * tests/bench/obs-mem-tables.sh, which prints each table's entries and
+ * capacity at that moment. The gateway is stopped while it looks. */
+static void obs_mem_hook(const struct bench *b, const char *phase)
+{
+    const char *cmd = getenv("BENCH_OBS_MEM_HOOK");
+    if (!cmd || !*cmd)
+        return;
+    setenv("BENCH_DATA_DIR", b->cfg.data_dir, 1);
+    setenv("BENCH_PHASE", phase, 1);
+    fflush(stdout);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench_gateway: BENCH_OBS_MEM_HOOK failed\n");
+}
+
 static int scenario_observe(struct bench *b)
 {
     const char *path = b->o.path ? b->o.path : "/sensor";
@@ -1781,12 +1798,14 @@ static int scenario_observe(struct bench *b)
     if (!b->peak || !b->peak_tmp)
         return 1;
     *b->peak = *p0;
+    obs_mem_hook(b, "before");
     b->peak_next = 0;
-    /* Register, a window per socket; bounded by 10 s + 2 ms per observer. */
+    /* Register, a window per socket; bounded by 10 s + 6 ms per observer
+     * (refused registrations wait their Max-Age). */
     b->gen_mode = GEN_OBSREG;
     b->next_obs = 0;
     uint64_t t0 = now_us();
-    run_loop(b, t0 + 10000000 + 2000ull * b->nobs, true);
+    run_loop(b, t0 + 10000000 + 6000ull * b->nobs, true);
     uint64_t t1 = now_us();
     struct pcts rp = percentiles(&b->reg_st);
     printf(
@@ -1816,6 +1835,7 @@ static int scenario_observe(struct bench *b)
     run_loop(b, now_us() + (uint64_t)(b->o.settle_s * 1e6), false);
     pset_sample(b, p1);
     peak_sample(b);
+    obs_mem_hook(b, "steady");
     double peak_anon, peak_rss =
         report_mem_per(p0, b->peak, b->obs_on, "observer", ", peak while registering", &peak_anon);
     char when[64];

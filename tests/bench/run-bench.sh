@@ -29,6 +29,8 @@
 #   BENCH_OBS_MEM_SETTLE [3]   observe-mem: seconds after the last registration
 #                              for the steady-state sample (the peak is sampled
 #                              every 100 ms while registering)
+#   BENCH_OBS_MEM_HOOK         observe-mem: a command run at the memory samples,
+#                              e.g. tests/bench/obs-mem-tables.sh (table sizes)
 #   BENCH_SESSIONS [20000]     BENCH_IDLE_SECONDS [10]
 #   BENCH_SCENARIOS ["proxy proxy-non rate2000 sessions idle observe observe-mem
 #                     restart-scheduler restart-frontend cache"]
