@@ -886,6 +886,9 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
                 GW_IGNORE(fe_rtx_ack(&fe->rtx, ep, o.mid, &cur));
                 tell_obs_gone(fe, ep, o.token, o.tkl, o.session);
             }
+        } else if (req.type == GW_COAP_ACK && fe_rtx_notified(&fe->rtx, req.mid)) {
+            /* The late ACK of a notification replaced more than once, or
+             * given up: nothing the scheduler keeps (fe_msglayer.h). */
         } else if (req.code == GW_COAP_EMPTY) {
             /* S1.3: an answer sent by a predecessor or another frontend of
              * the port; the scheduler keeps it until this ACK. Only from

@@ -715,6 +715,10 @@ static int rtx_add(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, uint8
                    uint64_t session, uint64_t now, uint32_t rnd)
 {
     uint64_t h_tok = 0;
+    if (notify)
+        t->notified[mid >> 6] |= 1ull << (mid & 63);
+    else
+        t->notified[mid >> 6] &= ~(1ull << (mid & 63));
     if (notify) {
         h_tok = key_hash(t->key, ep, token, tkl);
         int old = rtx_find_tok(t, ep, token, tkl, h_tok);
@@ -796,6 +800,11 @@ int fe_rtx_add_notify(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, st
 {
     return rtx_add(t, ep, mid, NULL, (size_t)body->len + tkl, body, true, token, tkl, session, now,
                    rnd);
+}
+
+bool fe_rtx_notified(const struct fe_rtx *t, uint16_t mid)
+{
+    return (t->notified[mid >> 6] >> (mid & 63)) & 1;
 }
 
 static struct fe_rtx_entry *rtx_find_mid(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid)

@@ -204,6 +204,9 @@ struct fe_rtx {
     struct gw_map by_tok; /* SipHash(ep, token) -> entry; grows with notifications, up to cap */
     uint32_t *ghost;      /* by replaced MID's low bits, the entry that replaced it (index + 1) */
     uint32_t nghost;
+    /* One bit per MID: the last CON this frontend sent with it was a
+     * notification (fe_rtx_notified). 8 KiB. */
+    uint64_t notified[65536 / 64];
     struct gw_heap heap;
     uint64_t ack_timeout_ms;
     uint32_t max_retransmit;
@@ -261,6 +264,18 @@ bool fe_rtx_ack(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid, struct f
  * low MID bits may forget it: then this returns false. */
 bool fe_rtx_replaced(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid,
                      struct fe_rtx_out *out);
+/* For an ACK that neither fe_rtx_ack nor fe_rtx_replaced matched: true
+ * when the last CON this table saw with this MID was a notification, so the
+ * ACK is a late one for a notification replaced more than once in flight
+ * (only the latest replaced MID has a ghost) or already given up, and no
+ * answer the scheduler keeps. In a registration storm these were 260 000
+ * of 5 000 observers' ACKs, each a GW_MSG_ANSWER_DONE that filled the
+ * scheduler's ring and had new requests refused with 5.03 (issue 13 item
+ * 4). MIDs come from one counter for all frontends of the port, so a kept
+ * answer with the same MID from another frontend is at least 65 536 MIDs
+ * later; if its client's ACK comes here, the scheduler forgets that answer
+ * after MAX_TRANSMIT_WAIT instead of at once, as when the ring is full. */
+bool fe_rtx_notified(const struct fe_rtx *t, uint16_t mid);
 /* True when a message with this MID to ep is in flight. */
 bool fe_rtx_has(struct fe_rtx *t, const struct gw_ep *ep, uint16_t mid);
 /* Marks the message in flight with this MID as a kept answer: its ACK, RST
