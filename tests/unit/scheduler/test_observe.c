@@ -801,3 +801,52 @@ Test(observe, fan_out_shares_one_record_among_many_observers)
         cr_assert_eq(H.client[h_client_find_tok(0, v[k].tok)].env.fe, k & 1,
                      "observer %u at its frontend", k);
 }
+
+/* Issue 13 item 4: an observation's observer array grows by a quarter and
+ * gives back its unused half as observers leave; every observer still
+ * there keeps getting notifications, and one joining again is one more. */
+Test(observe, observer_array_shrinks_as_observers_leave)
+{
+    h_start();
+    enum { N = 70, KEEP = 6 };
+    static struct obsr v[N];
+    static char toks[N][8];
+    for (unsigned k = 0; k < N; k++) {
+        snprintf(toks[k], sizeof(toks[k]), "t%u", k);
+        v[k] = (struct obsr){ (uint16_t)(42000 + k), toks[k], 1 };
+        H.nclient = 0;
+        h_request(&(struct h_req){ .mac = obs_mac,
+                                   .port = v[k].port,
+                                   .tok = v[k].tok,
+                                   .session = 1,
+                                   .flags = GW_MF_OBS_REGISTER,
+                                   .path = "temp" });
+        struct h_pkt req;
+        h_last_tx(&req);
+        memcpy(gtok, req.token, 8);
+        have_gtok = true;
+        dev_answer_reg(&req, 10 + k, false, 0, "r");
+    }
+    counts(1, N);
+    /* All but the first KEEP leave, newest first and oldest first mixed. */
+    for (unsigned k = KEEP; k < N; k++) {
+        unsigned j = (k & 1) ? k : N - 1 - (k - KEEP);
+        if (j < KEEP)
+            continue;
+        h_gone(v[j].port, v[j].tok);
+    }
+    for (unsigned k = KEEP; k < N; k++)
+        h_gone(v[k].port, v[k].tok); /* the ones the mixed order skipped */
+    counts(1, KEEP);
+    H.nclient = 0;
+    notify_all(v, KEEP, 500);
+    for (unsigned k = KEEP; k < N; k++)
+        cr_assert_eq(h_client_count_tok(0, v[k].tok), 0, "observer %u left", k);
+    /* One of those who left joins again: seven observers get the next one. */
+    struct obsr back[KEEP + 1];
+    memcpy(back, v, sizeof(struct obsr) * KEEP);
+    back[KEEP] = v[40];
+    H.nclient = 0;
+    join(back, KEEP + 1, 600);
+    counts(1, KEEP + 1);
+}
