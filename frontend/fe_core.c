@@ -919,14 +919,12 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
         size_t fl = de->resp_len;
         const uint8_t *stored = de->code ? NULL : de->resp;
         if (de->code && req.type == GW_COAP_CON &&
-            code_answer(fe, &req, de->code, de->diag, de->resp_len == 0xffff ? UINT32_MAX
-                                                                             : de->resp_len,
-                        rebuilt, sizeof(rebuilt), &fl) == 0)
+            code_answer(fe, &req, de->code, de->diag,
+                        de->resp_len == 0xffff ? UINT32_MAX : de->resp_len, rebuilt,
+                        sizeof(rebuilt), &fl) == 0)
             stored = rebuilt;
         if (stored && fe->answer_cap && fl > fe->answer_cap)
-            stored = fit_answer(fe, stored, fl, fe->answer_cap, fitted, &fl) == 0
-                         ? fitted
-                         : NULL;
+            stored = fit_answer(fe, stored, fl, fe->answer_cap, fitted, &fl) == 0 ? fitted : NULL;
         if (stored)
             fe_send(fe, ep, stored, fl);
         else if (req.type == GW_COAP_CON)

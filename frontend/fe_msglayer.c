@@ -127,8 +127,7 @@ int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms, size_t
      * fails; when either cannot grow, the exchange is not remembered (NULL,
      * as for a sessionless sender without room). */
     if (!d->e || !d->free_list || !d->src || !d->src_free || !d->hkey ||
-        didx_init(&d->idx, 512) != 0 ||
-        gw_map_init(&d->src_idx, GW_MIN(cap, 256u), cap) != 0) {
+        didx_init(&d->idx, 512) != 0 || gw_map_init(&d->src_idx, GW_MIN(cap, 256u), cap) != 0) {
         fe_dedup_deinit(d);
         return -ENOMEM;
     }
@@ -343,7 +342,7 @@ struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *
     uint32_t idx = d->free_list[d->nfree - 1];
     d->hkey[idx] = h; /* before the add: a growth re-places by hkey */
     if (didx_add(d, h, idx) != 0)
-        return NULL; /* the index could not grow: not remembered */
+        return NULL;                            /* the index could not grow: not remembered */
     sref = src_find(d, ep, (uint8_t)cls, true); /* evictions may have moved or freed it */
     d->nfree--;
     d->count++;

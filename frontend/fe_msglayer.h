@@ -55,12 +55,12 @@ struct fe_dedup_entry {
     struct gw_ep ep;
     uint16_t mid;
     uint8_t used;
-    uint8_t forwarded; /* went to the mesh: a duplicate CON gets an empty ACK */
-    uint16_t resp_len; /* code != 0: the answer's Max-Age, 0xffff for none */
-    uint8_t cls;       /* enum fe_dedup_class */
-    uint8_t code;      /* nonzero: the answer is this code with `diag`, see fe_dedup_set_code */
-    uint32_t older, newer;         /* class list in arrival order (index + 1) */
-    uint32_t src;                  /* source record (index + 1) */
+    uint8_t forwarded;     /* went to the mesh: a duplicate CON gets an empty ACK */
+    uint16_t resp_len;     /* code != 0: the answer's Max-Age, 0xffff for none */
+    uint8_t cls;           /* enum fe_dedup_class */
+    uint8_t code;          /* nonzero: the answer is this code with `diag`, see fe_dedup_set_code */
+    uint32_t older, newer; /* class list in arrival order (index + 1) */
+    uint32_t src;          /* source record (index + 1) */
     uint32_t src_older, src_newer; /* the source's list in arrival order */
     uint64_t expires;
     union {
@@ -149,8 +149,7 @@ void fe_dedup_set_resp(struct fe_dedup *d, struct fe_dedup_entry *e, const uint8
  * retry is such an entry, and a copy of its answer was 64 bytes of heap
  * each for EXCHANGE_LIFETIME (issue 13 item 4). False when not kept (the
  * entry already has an answer, or Max-Age does not fit). */
-bool fe_dedup_set_code(struct fe_dedup_entry *e, uint8_t code, const char *diag,
-                       uint32_t max_age);
+bool fe_dedup_set_code(struct fe_dedup_entry *e, uint8_t code, const char *diag, uint32_t max_age);
 
 /* A notification's message as the scheduler encoded it once for all its
  * observers at this frontend (gw_msg.h GW_MSG_NOTIFY_SET): no token, MID 0.
@@ -198,8 +197,8 @@ struct fe_rtx {
     uint32_t alloc; /* entries allocated: FE_RTX_MIN..cap */
     uint32_t used, free_head;
     uint32_t *free_list;
-    uint32_t no_shrink; /* inside a walk over e[]: indexes must not move */
-    uint64_t resized;   /* times grown or compacted (tests, the bench's curiosity) */
+    uint32_t no_shrink;   /* inside a walk over e[]: indexes must not move */
+    uint64_t resized;     /* times grown or compacted (tests, the bench's curiosity) */
     struct gw_map by_mid; /* MID -> entry index; grows with the entries, up to cap */
     struct gw_map by_tok; /* SipHash(ep, token) -> entry; grows with notifications, up to cap */
     uint32_t *ghost;      /* by replaced MID's low bits, the entry that replaced it (index + 1) */

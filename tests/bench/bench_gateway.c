@@ -167,8 +167,8 @@ struct observer {
     uint32_t notifs;
     uint16_t sock, res;
     uint8_t state;
-    uint8_t retries;  /* registrations refused with 5.03 */
-    uint8_t cretries; /* cancellations refused with 5.03 */
+    uint8_t retries;     /* registrations refused with 5.03 */
+    uint8_t cretries;    /* cancellations refused with 5.03 */
     uint64_t not_before; /* a refused request is retried after its Max-Age (us) */
 };
 
@@ -1836,11 +1836,12 @@ static int scenario_observe(struct bench *b)
     pset_sample(b, p1);
     peak_sample(b);
     obs_mem_hook(b, "steady");
-    double peak_anon, peak_rss =
-        report_mem_per(p0, b->peak, b->obs_on, "observer", ", peak while registering", &peak_anon);
+    double peak_anon, peak_rss = report_mem_per(p0, b->peak, b->obs_on, "observer",
+                                                ", peak while registering", &peak_anon);
     char when[64];
     snprintf(when, sizeof(when), ", steady %.1f s after", b->o.settle_s);
-    double mem_obs_anon, mem_obs = report_mem_per(p0, p1, b->obs_on, "observer", when, &mem_obs_anon);
+    double mem_obs_anon,
+        mem_obs = report_mem_per(p0, p1, b->obs_on, "observer", when, &mem_obs_anon);
     char by_proc[256] = "", peak_by_proc[256] = "";
     for (int i = 0; i < p1->n; i++) {
         const char *r = p1->p[i].role;
@@ -1911,8 +1912,7 @@ static int scenario_observe(struct bench *b)
            cs.fe_us / ops, cs.sch_us / ops, cs.mio_us / ops, cs.sim_us / ops, cs.self_us / ops,
            mem_obs, mem_obs_anon, (double)b->obs_on / ((double)(t1 - t0) / 1e6), cs.gw_hwm_kb,
            cs.other_pct, b->procs_result[0] ? b->procs_result : "-", peak_rss, peak_anon,
-           by_proc[0] ? by_proc : "-", peak_by_proc[0] ? peak_by_proc : "-",
-           met(&m2, "observers"));
+           by_proc[0] ? by_proc : "-", peak_by_proc[0] ? peak_by_proc : "-", met(&m2, "observers"));
     free(p0);
     free(p1);
     free(p2);
@@ -2091,8 +2091,8 @@ static int scenario_sessions(struct bench *b)
                     x->t0 = now;
                     x->tries = 0;
                     x->tnext = now + (uint64_t)b->o.ack_timeout_ms * 1000;
-                    if (sendto(x->fd, x->pkt, x->len, 0, (struct sockaddr *)&b->gw,
-                               sizeof(b->gw)) < 0)
+                    if (sendto(x->fd, x->pkt, x->len, 0, (struct sockaddr *)&b->gw, sizeof(b->gw)) <
+                        0)
                         b->st.send_errors++;
                     continue;
                 }

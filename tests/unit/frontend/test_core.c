@@ -207,8 +207,8 @@ Test(fe_core, duplicate_of_a_503_gets_the_same_answer_from_its_recipe)
     size_t resp0 = T.core.dedup.resp_bytes; /* the session's 2.01 */
     dgram(&T.a, GW_COAP_CON, GW_COAP_GET, 32, "f2", "coap://" DEV "/value", NULL, NULL);
     cr_assert_eq(T.nout, n0 + 1);
-    struct fe_dedup_entry *de = fe_dedup_find(&T.core.dedup, &T.a, 32, (const uint8_t *)"f2", 2,
-                                              T.fc.ms);
+    struct fe_dedup_entry *de =
+        fe_dedup_find(&T.core.dedup, &T.a, 32, (const uint8_t *)"f2", 2, T.fc.ms);
     cr_assert_not_null(de);
     cr_assert_eq(de->code, GW_COAP_UNAVAILABLE, "kept by its recipe");
     cr_assert_eq(T.core.dedup.resp_bytes, resp0, "no copy of the answer on the heap");
