@@ -162,8 +162,7 @@ static int decode_logged(const MDB_val *k, const MDB_val *d, struct gw_session *
     const char *diag;
     if (k->mv_size != sizeof(struct gw_ep)) {
         memset(out, 0, sizeof(*out));
-        gw_log_warn(GW_LOG_STORE, "data_dir/state sessions: key of %zu bytes ignored",
-                    k->mv_size);
+        gw_log_warn(GW_LOG_STORE, "data_dir/state sessions: key of %zu bytes ignored", k->mv_size);
         return GW_EBADMSG;
     }
     struct gw_ep ep;

@@ -660,15 +660,15 @@ Test(session, record_truncated_or_corrupt_is_refused)
     struct {
         size_t at;
         uint8_t v;
-    } bad[] = { { 0, 1 },                   /* version 1 was never variable-length */
-                { 0, 3 },                   /* a future version */
-                { acct_len_at, 0 },         /* empty account */
-                { acct_len_at, 64 },        /* account too long */
-                { acct_len_at + 5, 0 },     /* NUL inside the account */
-                { scope_at, 2 },            /* scope.all not 0/1 */
-                { scope_at + 1, 17 },       /* too many entries */
-                { scope_at + 2, 0 },        /* a 0-nibble entry */
-                { scope_at + 2, 17 } };     /* a 17-nibble entry */
+    } bad[] = { { 0, 1 },               /* version 1 was never variable-length */
+                { 0, 3 },               /* a future version */
+                { acct_len_at, 0 },     /* empty account */
+                { acct_len_at, 64 },    /* account too long */
+                { acct_len_at + 5, 0 }, /* NUL inside the account */
+                { scope_at, 2 },        /* scope.all not 0/1 */
+                { scope_at + 1, 17 },   /* too many entries */
+                { scope_at + 2, 0 },    /* a 0-nibble entry */
+                { scope_at + 2, 17 } }; /* a 17-nibble entry */
     for (size_t i = 0; i < GW_ARRAY_LEN(bad); i++) {
         uint8_t c[FE_SESSION_REC_MAX];
         memcpy(c, buf, (size_t)len);
