@@ -49,6 +49,7 @@ static const struct key keys[] = {
     I(max_frontends, 8, 1, 64),
     I(ring_slots, 1024, 16, 65536),
     I(ring_poll_us, 100, 0, 10000),
+    S(cpu_sched, "batch"),
     I(meshsim, -1, -1, 1),
     I(meshsim_devices, 8, 1, 4096),
     S(meshsim_base, "127.0.10.1"),
@@ -356,6 +357,11 @@ int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen)
     if (gw_log_format_parse(cfg->log_format) < 0) {
         snprintf(err, errlen, "%s: '%s' is not one of text, json",
                  gw_config_where(cfg, "log_format", w, sizeof(w)), cfg->log_format);
+        return GW_ECONFIG;
+    }
+    if (strcmp(cfg->cpu_sched, "batch") && strcmp(cfg->cpu_sched, "normal")) {
+        snprintf(err, errlen, "%s: '%s' is not one of batch, normal",
+                 gw_config_where(cfg, "cpu_sched", w, sizeof(w)), cfg->cpu_sched);
         return GW_ECONFIG;
     }
     if (strcmp(cfg->jwt_alg, "HS256") && strcmp(cfg->jwt_alg, "RS256") &&

@@ -6,7 +6,9 @@
 #include "gw_clock.h"
 #include "gw_log.h"
 
+#include <errno.h>
 #include <malloc.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,6 +24,15 @@ int gw_proc_init(struct gw_proc *p, const struct gw_config *cfg, uint32_t slot_i
     GW_IGNORE(mallopt(M_MMAP_THRESHOLD, 64 * 1024));
     p->cfg = *cfg;
     p->slot_index = slot_index;
+    /* cpu_sched = batch: hand-offs between roles stop preempting the waker
+     * mid-turn (SCHED_BATCH wakees never preempt on wake-up; sched(7)). Set
+     * before any thread starts, so libuv's pool threads inherit it. Any
+     * user may lower itself to SCHED_BATCH; a failure changes only speed. */
+    if (strcmp(cfg->cpu_sched, "batch") == 0) {
+        const struct sched_param sp = { .sched_priority = 0 };
+        if (sched_setscheduler(0, SCHED_BATCH, &sp) != 0)
+            gw_log_warn(GW_LOG_SYS, "cpu_sched = batch: %s; running as started", strerror(errno));
+    }
     p->shm.fd = -1;
     p->my_bell_fd = -1;
     for (size_t i = 0; i < GW_PROC_MAX_BELLS; i++)

@@ -307,6 +307,7 @@ def test_config_check_table_of_bad_files():
             ("ring_slots = 1000\n", 3, "ring_slots", "power of two"),
             ("log_level = loud\n", 3, "log_level", "debug"),
             ("log_format = xml\n", 3, "log_format", "json"),
+            ("cpu_sched = fifo\n", 3, "cpu_sched", "batch, normal"),
             ("nstart = 0\n", 3, "nstart", "outside"),
             ("no_such_key = 1\n", 3, "no_such_key", "unknown"),
             ("metrics_listen = 127.0.0.1:70000\n", 3, "metrics_listen", "65535"),
@@ -588,11 +589,46 @@ def test_install_into_a_prefix():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def sched_policies(pid):
+    """The scheduling policy (sched(7) number) of every thread of pid: field 41 of stat."""
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            out.append(int(f.read().rsplit(")", 1)[1].split()[38]))
+    return out
+
+
+def test_cpu_sched_batch_for_every_role():
+    """Issue 13: cpu_sched = batch (the default) runs every thread of every role under
+    SCHED_BATCH (3), so a hand-off between roles does not preempt the waker mid-turn;
+    cpu_sched = normal leaves them as started (SCHED_OTHER, 0); a role restarted after
+    SIGKILL gets it again; requests work either way."""
+    roles = ("frontend-0", "scheduler", "meshio")
+    for setting, want in ((None, 3), ("normal", 0)):
+        cfg = {} if setting is None else {"cpu_sched": setting}
+        with sim_gateway("opssched%s" % (setting or ""), **cfg) as gw:
+            c = Client(gw)
+            gw.session(c)
+            r, _ = c.request(GET, proxy="coap://%s/value" % NORMAL)
+            assert r.code == code(2, 5)
+            for role in roles:
+                got = sched_policies(gw.pid(role))
+                assert got and all(x == want for x in got), (setting, role, got)
+            if setting is None:
+                old = gw.pid("scheduler")
+                os.kill(old, signal.SIGKILL)
+                wait_for(lambda: gw.pid("scheduler") and gw.pid("scheduler") != old, 10,
+                         "scheduler restarted")
+                wait_for(lambda: all(x == 3 for x in sched_policies(gw.pid("scheduler"))), 10,
+                         "the restarted scheduler under SCHED_BATCH")
+
+
 TESTS = [
     test_metrics_names_and_labels,
     test_http_paths_health_and_readiness,
     test_request_traced_by_id_in_debug_logs,
     test_json_log_format_and_runtime_level,
+    test_cpu_sched_batch_for_every_role,
     test_config_check_table_of_bad_files,
     test_cli_version_help_and_messages,
     test_cleanup_after_a_stopped_instance,
