@@ -910,8 +910,12 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
             send_empty(fe, ep, GW_COAP_RST, req.mid);
         return;
     }
-    struct fe_dedup_entry *de = fe_dedup_find(&fe->dedup, ep, req.mid, req.token, req.tkl, now);
-    if (de) {
+    /* S3.3: one find-or-insert (a single hash of the key, issue 13). */
+    bool dup;
+    struct fe_dedup_entry *de =
+        fe_dedup_get(&fe->dedup, ep, req.mid, req.token, req.tkl, now,
+                     sess ? FE_DEDUP_SESSION : FE_DEDUP_SESSIONLESS, &dup);
+    if (dup) {
         gw_stat_add(fe->stats, GW_STAT_rx_duplicates, 1);
         /* A stored answer may have gone to the endpoint while it held a
          * session: to a sender without one it is cut like any other (S9.1). */
@@ -931,8 +935,6 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
             send_empty(fe, ep, GW_COAP_ACK, req.mid);
         return;
     }
-    de = fe_dedup_add_cls(&fe->dedup, ep, req.mid, req.token, req.tkl, now,
-                          sess ? FE_DEDUP_SESSION : FE_DEDUP_SESSIONLESS);
     fe->cur_de = de;
     fe->local.sessionless = sess == NULL;
 

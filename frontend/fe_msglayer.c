@@ -65,8 +65,10 @@ static void didx_place(struct fe_dedup_idx *x, uint64_t h, uint32_t idx)
 }
 
 /* Adds entry idx under key h, doubling at half load (up to 2 * cap slots,
- * which cap entries never exceed). 0 or -ENOMEM. */
-static int didx_add(struct fe_dedup *d, uint64_t h, uint32_t idx)
+ * which cap entries never exceed). `at` is the empty slot that ended h's
+ * probe run when nothing has moved since (fe_dedup_get), else UINT32_MAX.
+ * 0 or -ENOMEM. */
+static int didx_add(struct fe_dedup *d, uint64_t h, uint32_t idx, uint32_t at)
 {
     struct fe_dedup_idx *x = &d->idx;
     if ((uint64_t)(x->n + 1) * 2 > (uint64_t)x->mask + 1) {
@@ -79,8 +81,12 @@ static int didx_add(struct fe_dedup *d, uint64_t h, uint32_t idx)
         g.n = x->n;
         free(x->slot);
         *x = g;
+        at = UINT32_MAX; /* the slots were re-placed */
     }
-    didx_place(x, h, idx);
+    if (at != UINT32_MAX)
+        x->slot[at] = idx + 1;
+    else
+        didx_place(x, h, idx);
     x->n++;
     return 0;
 }
@@ -173,30 +179,56 @@ static struct fe_dedup_entry *E(struct fe_dedup *d, uint32_t ref)
     return &d->e[ref - 1];
 }
 
-/* The source record of a sender in a class (index + 1); created when
- * `create`, else 0 when it has none. */
-static uint32_t src_find(struct fe_dedup *d, const struct gw_ep *ep, uint8_t cls, bool create)
+/* A sender's source key in a class: the endpoint, or for SESSIONLESS its
+ * address (port 0: a spoofer picks ports freely, one share per address). */
+static struct gw_ep src_key(const struct gw_ep *ep, uint8_t cls)
 {
     struct gw_ep k = *ep;
     if (cls == FE_DEDUP_SESSIONLESS)
-        k.port = 0; /* a spoofer picks ports freely: one share per address */
-    uint64_t h = key_hash(d->key, &k, &cls, 1);
-    for (uint32_t i = gw_map_first(&d->src_idx, h); i != GW_MAP_END;
-         i = gw_map_more(&d->src_idx, h, i)) {
+        k.port = 0;
+    return k;
+}
+
+/* The source record of key k (index + 1), 0 when it has none; *h gets the
+ * key's hash for src_new, so a sender is hashed once per exchange. */
+static uint32_t src_find(struct fe_dedup *d, const struct gw_ep *k, uint8_t cls, uint64_t *h)
+{
+    *h = key_hash(d->key, k, &cls, 1);
+    for (uint32_t i = gw_map_first(&d->src_idx, *h); i != GW_MAP_END;
+         i = gw_map_more(&d->src_idx, *h, i)) {
         uint32_t r = (uint32_t)d->src_idx.slot[i].val;
-        if (d->src[r].cls == cls && gw_ep_eq(&d->src[r].key, &k))
+        if (d->src[r].cls == cls && gw_ep_eq(&d->src[r].key, k))
             return r + 1;
     }
-    if (!create || d->nsrc_free == 0)
-        return 0; /* the latter cannot happen: a record per entry at most */
+    return 0;
+}
+
+/* A new source record for key k (hash h from src_find), 0 when none is
+ * left (cannot happen: a record per entry at most). The caller reserved
+ * room in the index. */
+static uint32_t src_new(struct fe_dedup *d, const struct gw_ep *k, uint8_t cls, uint64_t h)
+{
+    if (d->nsrc_free == 0)
+        return 0;
     uint32_t r = d->src_free[--d->nsrc_free];
     /* Cannot fail: at most cap records, and the caller reserved room. */
     GW_IGNORE(gw_map_add(&d->src_idx, h, r));
     struct fe_dedup_src *s = &d->src[r];
     memset(s, 0, sizeof(*s));
-    s->key = k;
+    s->key = *k;
     s->cls = cls;
     return r + 1;
+}
+
+/* sref after evictions: dedup_room only frees, and a freed record has no
+ * entries (a live one holds at least one), so it is gone iff its count is 0;
+ * then a new one is made under the same hash. */
+static uint32_t src_after_room(struct fe_dedup *d, uint32_t sref, const struct gw_ep *k,
+                               uint8_t cls, uint64_t h)
+{
+    if (sref && d->src[sref - 1].count > 0)
+        return sref;
+    return src_new(d, k, cls, h);
 }
 
 /* Frees a source record whose last entry left. */
@@ -290,20 +322,33 @@ static void dedup_expire(struct fe_dedup *d, uint64_t now)
             dedup_free(d, d->cls[c].oldest - 1, now);
 }
 
-struct fe_dedup_entry *fe_dedup_find(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
-                                     const uint8_t *token, uint8_t tkl, uint64_t now)
+/* Probes h's run for (ep, mid): the entry's index, or UINT32_MAX with *end
+ * the empty slot that ended the run. */
+static uint32_t didx_probe(const struct fe_dedup *d, uint64_t h, const struct gw_ep *ep,
+                           uint16_t mid, uint32_t *end)
 {
-    uint64_t h = dedup_key(d->key, ep, mid, token, tkl);
     const struct fe_dedup_idx *ix = &d->idx;
-    for (uint32_t i = (uint32_t)h & ix->mask; ix->slot[i]; i = (i + 1) & ix->mask) {
+    uint32_t i = (uint32_t)h & ix->mask;
+    for (; ix->slot[i]; i = (i + 1) & ix->mask) {
         uint32_t k = ix->slot[i] - 1;
         if (d->hkey[k] != h)
             continue;
-        struct fe_dedup_entry *x = &d->e[k];
+        const struct fe_dedup_entry *x = &d->e[k];
         if (x->mid == mid && gw_ep_eq(&x->ep, ep))
-            return x->expires > now ? x : NULL;
+            return k;
     }
-    return NULL;
+    *end = i;
+    return UINT32_MAX;
+}
+
+struct fe_dedup_entry *fe_dedup_find(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
+                                     const uint8_t *token, uint8_t tkl, uint64_t now)
+{
+    uint32_t end;
+    uint32_t k = didx_probe(d, dedup_key(d->key, ep, mid, token, tkl), ep, mid, &end);
+    if (k == UINT32_MAX)
+        return NULL;
+    return d->e[k].expires > now ? &d->e[k] : NULL;
 }
 
 /* Makes room for one entry of `cls` from source `sref`: false when there is
@@ -328,22 +373,40 @@ static bool dedup_room(struct fe_dedup *d, uint8_t cls, uint32_t sref, uint64_t 
     return true;
 }
 
-struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
-                                        const uint8_t *token, uint8_t tkl, uint64_t now,
-                                        enum fe_dedup_class cls)
+struct fe_dedup_entry *fe_dedup_get(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
+                                    const uint8_t *token, uint8_t tkl, uint64_t now,
+                                    enum fe_dedup_class cls, bool *dup)
 {
     uint64_t h = dedup_key(d->key, ep, mid, token, tkl);
+    *dup = false;
     dedup_expire(d, now);
+    uint32_t at;
+    uint32_t k = didx_probe(d, h, ep, mid, &at);
+    if (k != UINT32_MAX) {
+        if (d->e[k].expires > now) {
+            *dup = true;
+            return &d->e[k];
+        }
+        /* Expired but not yet reclaimed (a promoted entry sits behind newer
+         * ones in its class list): it goes, and the run is probed again. */
+        dedup_free(d, k, now);
+        (void)didx_probe(d, h, ep, mid, &at);
+    }
     if (gw_map_reserve(&d->src_idx, d->src_idx.n + 1) != 0)
         return NULL; /* no room for a new source: not remembered */
-    uint32_t sref = src_find(d, ep, (uint8_t)cls, false);
+    struct gw_ep skey = src_key(ep, (uint8_t)cls);
+    uint64_t sh;
+    uint32_t sref = src_find(d, &skey, (uint8_t)cls, &sh);
+    uint32_t before = d->count;
     if (!dedup_room(d, (uint8_t)cls, sref, now))
         return NULL;
+    if (d->count != before)
+        at = UINT32_MAX; /* an eviction shifted slots back: probe again */
     uint32_t idx = d->free_list[d->nfree - 1];
     d->hkey[idx] = h; /* before the add: a growth re-places by hkey */
-    if (didx_add(d, h, idx) != 0)
-        return NULL;                            /* the index could not grow: not remembered */
-    sref = src_find(d, ep, (uint8_t)cls, true); /* evictions may have moved or freed it */
+    if (didx_add(d, h, idx, at) != 0)
+        return NULL; /* the index could not grow: not remembered */
+    sref = src_after_room(d, sref, &skey, (uint8_t)cls, sh);
     d->nfree--;
     d->count++;
     struct fe_dedup_entry *x = &d->e[idx];
@@ -355,6 +418,14 @@ struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *
     x->expires = now + d->lifetime_ms;
     dedup_link(d, idx, sref);
     return x;
+}
+
+struct fe_dedup_entry *fe_dedup_add_cls(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
+                                        const uint8_t *token, uint8_t tkl, uint64_t now,
+                                        enum fe_dedup_class cls)
+{
+    bool dup;
+    return fe_dedup_get(d, ep, mid, token, tkl, now, cls, &dup);
 }
 
 struct fe_dedup_entry *fe_dedup_add(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
@@ -377,10 +448,11 @@ void fe_dedup_promote(struct fe_dedup *d, struct fe_dedup_entry *e, uint64_t now
     d->cls[FE_DEDUP_SESSION].resp_bytes += rl;
     /* Its own source's share is bounded like any other entry's; the entry is
      * off every list meanwhile, so it cannot evict itself. */
-    uint32_t sref = src_find(d, &e->ep, FE_DEDUP_SESSION, false);
+    uint64_t sh;
+    uint32_t sref = src_find(d, &e->ep, FE_DEDUP_SESSION, &sh);
     if (sref && d->src[sref - 1].count >= d->per_source)
         dedup_free(d, d->src[sref - 1].oldest - 1, now);
-    sref = src_find(d, &e->ep, FE_DEDUP_SESSION, true);
+    sref = src_after_room(d, sref, &e->ep, FE_DEDUP_SESSION, sh);
     dedup_link(d, idx, sref);
 }
 

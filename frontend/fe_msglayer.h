@@ -126,9 +126,18 @@ void fe_dedup_deinit(struct fe_dedup *d);
 /* Returns the live entry of (ep, mid, token) or NULL; tkl 0 for none. */
 struct fe_dedup_entry *fe_dedup_find(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
                                      const uint8_t *token, uint8_t tkl, uint64_t now);
+/* Find-or-insert, the step of every request: one hash of (ep, mid, token)
+ * and one probe run, the sender's source looked up once. A live entry of
+ * that key: it is returned with *dup true (a duplicate, nothing changed).
+ * Otherwise a new exchange of class `cls` is recorded as fe_dedup_add_cls
+ * describes (*dup false; NULL when it is not remembered). */
+struct fe_dedup_entry *fe_dedup_get(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
+                                    const uint8_t *token, uint8_t tkl, uint64_t now,
+                                    enum fe_dedup_class cls, bool *dup);
 /* Records a new exchange of a sender with a session (class SESSION); evicts
  * as described above, so NULL only when the index cannot grow (out of
- * memory). */
+ * memory). Both adds are fe_dedup_get: a live entry of the same key is
+ * returned rather than doubled. */
 struct fe_dedup_entry *fe_dedup_add(struct fe_dedup *d, const struct gw_ep *ep, uint16_t mid,
                                     const uint8_t *token, uint8_t tkl, uint64_t now);
 /* The same for a given class; NULL when a SESSIONLESS entry finds no room,
