@@ -324,6 +324,142 @@ Test(dedup, promoted_entry_survives_sessionless_churn)
     fe_dedup_deinit(&d);
 }
 
+/* Issue 13: fe_dedup_get, one find-or-insert per request. A new key is
+ * inserted (*dup false), the same key again is the same entry (*dup true)
+ * and inserts nothing; another token is a new exchange. */
+Test(dedup, get_inserts_once_then_finds_the_duplicate)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 16, LIFETIME, 4096));
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    const uint8_t tok[2] = { 1, 2 }, tok2[2] = { 1, 3 };
+    bool dup = true;
+    struct fe_dedup_entry *e = fe_dedup_get(&d, &a, 7, tok, 2, 0, FE_DEDUP_SESSION, &dup);
+    cr_assert_not_null(e);
+    cr_assert_not(dup, "a new exchange");
+    e->forwarded = 1;
+    struct fe_dedup_entry *f = fe_dedup_get(&d, &a, 7, tok, 2, LIFETIME - 1, FE_DEDUP_SESSION, &dup);
+    cr_assert(dup, "a retransmission");
+    cr_assert_eq(f, e);
+    cr_assert_eq(f->forwarded, 1);
+    cr_assert_eq(d.count, 1, "nothing inserted for the duplicate");
+    cr_assert_eq(d.idx.n, 1);
+    /* The class asked for does not matter to a duplicate. */
+    f = fe_dedup_get(&d, &a, 7, tok, 2, 5, FE_DEDUP_SESSIONLESS, &dup);
+    cr_assert(dup);
+    cr_assert_eq(f, e);
+    struct fe_dedup_entry *g = fe_dedup_get(&d, &a, 7, tok2, 2, 5, FE_DEDUP_SESSION, &dup);
+    cr_assert_not(dup, "same MID, other token: a new exchange");
+    cr_assert_neq(g, e);
+    cr_assert_eq(d.count, 2);
+    cr_assert_eq(fe_dedup_find(&d, &a, 7, tok2, 2, 6), g);
+    cr_assert_eq(fe_dedup_find(&d, &a, 7, tok, 2, 6), e);
+    /* After the lifetime the same key is a new exchange again. */
+    f = fe_dedup_get(&d, &a, 7, tok, 2, LIFETIME, FE_DEDUP_SESSION, &dup);
+    cr_assert_not(dup);
+    cr_assert_not_null(f);
+    cr_assert_eq(d.count, 2, "the expired one was reclaimed");
+    fe_dedup_deinit(&d);
+}
+
+/* fe_dedup_get keeps the limits: a source over per_source forgets its own
+ * oldest, a full table evicts the oldest (counted), SESSIONLESS is bounded
+ * by its share and never evicts a SESSION entry (S9.1, issue #12 item 6). */
+Test(dedup, get_keeps_the_limits_and_eviction_order)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 6, LIFETIME, 4096));
+    fe_dedup_limit(&d, 2, 3);
+    struct gw_ep a = ep_of("10.0.0.1:1000"), b = ep_of("10.0.0.2:1000");
+    bool dup;
+    for (uint16_t mid = 1; mid <= 4; mid++) {
+        cr_assert_not_null(fe_dedup_get(&d, &a, mid, NULL, 0, mid, FE_DEDUP_SESSION, &dup));
+        cr_assert_not(dup);
+    }
+    cr_assert_eq(d.count, 3, "per_source: a keeps its 3 newest");
+    cr_assert_null(fe_dedup_find(&d, &a, 1, NULL, 0, 10));
+    cr_assert_eq(d.src_idx.n, 1);
+    /* Sessionless senders: 2 at most, the oldest goes first. */
+    for (uint16_t i = 0; i < 3; i++) {
+        struct gw_ep x = { .family = 4, .port = 9, .addr = { 10, 9, 0, (uint8_t)i } };
+        cr_assert_not_null(fe_dedup_get(&d, &x, 1, NULL, 0, 10 + i, FE_DEDUP_SESSIONLESS, &dup));
+    }
+    cr_assert_eq(d.cls[FE_DEDUP_SESSIONLESS].count, 2);
+    struct gw_ep x0 = { .family = 4, .port = 9, .addr = { 10, 9, 0, 0 } };
+    cr_assert_null(fe_dedup_find(&d, &x0, 1, NULL, 0, 20), "the oldest sessionless went");
+    /* Full (3 + 2 + b's 1 = 6): b's second and third evict the sessionless
+     * entries first, then c's first the oldest SESSION entry (a's mid 2);
+     * each counted as early. */
+    cr_assert_not_null(fe_dedup_get(&d, &b, 1, NULL, 0, 30, FE_DEDUP_SESSION, &dup));
+    cr_assert_eq(d.count, 6);
+    uint64_t early = d.evicted_early;
+    cr_assert_not_null(fe_dedup_get(&d, &b, 2, NULL, 0, 31, FE_DEDUP_SESSION, &dup));
+    cr_assert_eq(d.cls[FE_DEDUP_SESSIONLESS].count, 1);
+    cr_assert_not_null(fe_dedup_get(&d, &b, 3, NULL, 0, 32, FE_DEDUP_SESSION, &dup));
+    cr_assert_eq(d.cls[FE_DEDUP_SESSIONLESS].count, 0);
+    struct gw_ep c = ep_of("10.0.0.3:1000");
+    cr_assert_not_null(fe_dedup_get(&d, &c, 1, NULL, 0, 33, FE_DEDUP_SESSION, &dup));
+    cr_assert_eq(d.evicted_early, early + 3);
+    cr_assert_null(fe_dedup_find(&d, &a, 2, NULL, 0, 34), "the oldest SESSION entry");
+    cr_assert_not_null(fe_dedup_find(&d, &a, 3, NULL, 0, 34));
+    cr_assert_eq(d.count, 6);
+    /* Full of SESSION entries: a sessionless sender is not remembered. */
+    struct gw_ep y = ep_of("10.9.9.9:9");
+    cr_assert_null(fe_dedup_get(&d, &y, 1, NULL, 0, 35, FE_DEDUP_SESSIONLESS, &dup));
+    cr_assert_not(dup);
+    cr_assert_eq(d.count, 6);
+    cr_assert_eq(d.idx.n, 6, "no index key left behind by the refusal");
+    for (uint16_t mid = 1; mid <= 3; mid++)
+        cr_assert_not_null(fe_dedup_find(&d, &b, mid, NULL, 0, 36), "b mid %u", mid);
+    cr_assert_not_null(fe_dedup_find(&d, &c, 1, NULL, 0, 36));
+    fe_dedup_deinit(&d);
+}
+
+/* A source whose only entry is evicted to make room for its next one
+ * (per_source 1) gets a new record, found again by the next exchange. */
+Test(dedup, get_recreates_a_source_its_own_eviction_freed)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 64, LIFETIME, 4096));
+    fe_dedup_limit(&d, 16, 1);
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    bool dup;
+    for (uint16_t mid = 0; mid < 40; mid++) {
+        cr_assert_not_null(fe_dedup_get(&d, &a, mid, NULL, 0, mid, FE_DEDUP_SESSION, &dup));
+        cr_assert_eq(d.count, 1);
+        cr_assert_eq(d.src_idx.n, 1, "one record for the one source");
+        cr_assert_eq(d.idx.n, 1);
+        cr_assert_not_null(fe_dedup_find(&d, &a, mid, NULL, 0, mid));
+    }
+    cr_assert_eq(d.evicted_early, 39);
+    fe_dedup_deinit(&d);
+}
+
+/* A promoted entry is relinked at the newest end of the SESSION list with
+ * its own expiry, so it can expire behind a newer entry and stay until
+ * that one goes. A new exchange with its key must replace it: before
+ * fe_dedup_get the stale entry stayed first in the probe run and hid the
+ * new one, whose retransmissions were then processed again (S3.3). */
+Test(dedup, stale_promoted_entry_gives_way_to_a_new_exchange)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 16, LIFETIME, 4096));
+    struct gw_ep c = ep_of("10.0.0.1:1000"), s = ep_of("10.0.0.2:1000");
+    struct fe_dedup_entry *p = fe_dedup_add_cls(&d, &c, 42, NULL, 0, 0, FE_DEDUP_SESSIONLESS);
+    cr_assert_not_null(p);
+    cr_assert_not_null(fe_dedup_add(&d, &s, 1, NULL, 0, 10));
+    fe_dedup_promote(&d, p, 20);
+    /* At LIFETIME + 5 p has expired, the entry of s (before it) has not. */
+    cr_assert_null(fe_dedup_find(&d, &c, 42, NULL, 0, LIFETIME + 5));
+    struct fe_dedup_entry *n = fe_dedup_add(&d, &c, 42, NULL, 0, LIFETIME + 5);
+    cr_assert_not_null(n);
+    cr_assert_eq(fe_dedup_find(&d, &c, 42, NULL, 0, LIFETIME + 6), n,
+                 "the new exchange's retransmission is a duplicate");
+    cr_assert_eq(d.count, 2);
+    cr_assert_eq(d.idx.n, 2);
+    fe_dedup_deinit(&d);
+}
+
 /* ---- retransmission (S3.2) ---- */
 
 static const uint8_t MSG_A[] = { 0x41, 0x45, 0x12, 0x34, 0xaa, 0xff, 'h', 'i' };
