@@ -46,7 +46,7 @@
  * relay floor benchmark's device table (tests/bench/bench_relay.c: the
  * measurement baseline, kept free of gateway code), and the frontend's dedup
  * entry index (fe_msglayer.h struct fe_dedup_idx: 4-byte entry numbers whose
- * keys already sit beside the entries, a quarter of a gw_map's slots for the
+ * keys already sit in the entries, a quarter of a gw_map's slots for the
  * table that holds every refused retry of a registration storm).
  *
  * Slots are reached by index, for owners that walk every key:

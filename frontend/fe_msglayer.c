@@ -26,8 +26,9 @@ static uint64_t key_hash(const uint64_t key[2], const struct gw_ep *ep, const vo
  * client whose MID counter wraps, reuses MIDs; keyed by (endpoint, MID)
  * alone the new request got the stored answer of the old one, or an empty
  * ACK and nothing more. The index key is SipHash of all three, compared in
- * full (64 bits) with the endpoint and MID kept in the entry; the key of
- * each entry is kept beside it (d->hkey) so that freeing it needs no token. */
+ * full (64 bits) with the endpoint and MID (the entry keeps the port, its
+ * source record the address); the key is kept in the entry (hkey) so that
+ * freeing it needs no token. */
 
 static uint64_t dedup_key(const uint64_t key[2], const struct gw_ep *ep, uint16_t mid,
                           const uint8_t *token, uint8_t tkl)
@@ -77,7 +78,7 @@ static int didx_add(struct fe_dedup *d, uint64_t h, uint32_t idx, uint32_t at)
             return -ENOMEM;
         for (uint32_t i = 0; i <= x->mask; i++)
             if (x->slot[i])
-                didx_place(&g, d->hkey[x->slot[i] - 1], x->slot[i] - 1);
+                didx_place(&g, d->e[x->slot[i] - 1].hkey, x->slot[i] - 1);
         g.n = x->n;
         free(x->slot);
         *x = g;
@@ -91,19 +92,19 @@ static int didx_add(struct fe_dedup *d, uint64_t h, uint32_t idx, uint32_t at)
     return 0;
 }
 
-/* Removes entry idx (its key is d->hkey[idx]); backward shift, so no
+/* Removes entry idx (its key is d->e[idx].hkey); backward shift, so no
  * look-up meets an empty slot before its key. */
 static void didx_del(struct fe_dedup *d, uint32_t idx)
 {
     struct fe_dedup_idx *x = &d->idx;
-    uint32_t mask = x->mask, i = (uint32_t)d->hkey[idx] & mask;
+    uint32_t mask = x->mask, i = (uint32_t)d->e[idx].hkey & mask;
     while (x->slot[i] && x->slot[i] != idx + 1)
         i = (i + 1) & mask;
     if (!x->slot[i])
         return;
     uint32_t hole = i;
     for (uint32_t j = (hole + 1) & mask; x->slot[j]; j = (j + 1) & mask) {
-        uint32_t home = (uint32_t)d->hkey[x->slot[j] - 1] & mask;
+        uint32_t home = (uint32_t)d->e[x->slot[j] - 1].hkey & mask;
         if (((j - home) & mask) >= ((j - hole) & mask)) {
             x->slot[hole] = x->slot[j];
             hole = j;
@@ -121,8 +122,9 @@ int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms, size_t
     d->free_list = calloc(cap, sizeof(uint32_t));
     d->src = calloc(cap, sizeof(*d->src));
     d->src_free = calloc(cap, sizeof(uint32_t));
-    d->hkey = calloc(cap, sizeof(*d->hkey));
-    d->lifetime_ms = lifetime_ms;
+    /* Expiries are 32-bit offsets from d->epoch (dedup_rebase); the config
+     * bounds the lifetime to an hour, this keeps the arithmetic safe. */
+    d->lifetime_ms = GW_MIN(lifetime_ms, (uint64_t)INT32_MAX);
     d->resp_budget = resp_budget;
     /* Both indexes start small and double up to cap: a table sized for
      * 65 536 keys at once is 2 MiB whose pages every few thousand random
@@ -132,7 +134,7 @@ int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms, size_t
      * before an entry takes a source (gw_map_reserve), so linking one never
      * fails; when either cannot grow, the exchange is not remembered (NULL,
      * as for a sessionless sender without room). */
-    if (!d->e || !d->free_list || !d->src || !d->src_free || !d->hkey ||
+    if (!d->e || !d->free_list || !d->src || !d->src_free ||
         didx_init(&d->idx, 512) != 0 || gw_map_init(&d->src_idx, GW_MIN(cap, 256u), cap) != 0) {
         fe_dedup_deinit(d);
         return -ENOMEM;
@@ -163,7 +165,6 @@ void fe_dedup_deinit(struct fe_dedup *d)
     free(d->free_list);
     free(d->src);
     free(d->src_free);
-    free(d->hkey);
     free(d->idx.slot);
     d->idx.slot = NULL;
     gw_map_deinit(&d->src_idx);
@@ -171,7 +172,6 @@ void fe_dedup_deinit(struct fe_dedup *d)
     d->free_list = NULL;
     d->src = NULL;
     d->src_free = NULL;
-    d->hkey = NULL;
 }
 
 static struct fe_dedup_entry *E(struct fe_dedup *d, uint32_t ref)
@@ -293,10 +293,35 @@ static void dedup_unlink_lists(struct fe_dedup *d, uint32_t idx)
     x->src = 0;
 }
 
+/* An entry's expiry in ms: its 32-bit offset from the table's epoch. */
+static uint64_t dedup_expiry(const struct fe_dedup *d, const struct fe_dedup_entry *x)
+{
+    return d->epoch + x->expires;
+}
+
+/* Moves the epoch to `now` before a new entry's expiry would not fit 32
+ * bits (the clock 2^32 ms, 49 days, past it): live entries keep their
+ * expiry, expired ones not yet reclaimed expire at the new epoch. O(cap)
+ * once in about 49 days of traffic; a 64-bit expiry would make every
+ * entry 8 bytes larger (the entry is 48 bytes, fe_msglayer.h). */
+static void dedup_rebase(struct fe_dedup *d, uint64_t now)
+{
+    if (now <= d->epoch || now + d->lifetime_ms - d->epoch <= UINT32_MAX)
+        return;
+    for (uint32_t i = 0; i < d->cap; i++) {
+        struct fe_dedup_entry *x = &d->e[i];
+        if (!x->used)
+            continue;
+        uint64_t exp = dedup_expiry(d, x);
+        x->expires = exp > now ? (uint32_t)(exp - now) : 0;
+    }
+    d->epoch = now;
+}
+
 static void dedup_free(struct fe_dedup *d, uint32_t idx, uint64_t now)
 {
     struct fe_dedup_entry *x = &d->e[idx];
-    if (x->expires > now)
+    if (dedup_expiry(d, x) > now)
         d->evicted_early++;
     didx_del(d, idx);
     dedup_unlink_lists(d, idx);
@@ -318,7 +343,7 @@ static void dedup_free(struct fe_dedup *d, uint32_t idx, uint64_t now)
 static void dedup_expire(struct fe_dedup *d, uint64_t now)
 {
     for (int c = 0; c < 2; c++)
-        while (d->cls[c].oldest && E(d, d->cls[c].oldest)->expires <= now)
+        while (d->cls[c].oldest && dedup_expiry(d, E(d, d->cls[c].oldest)) <= now)
             dedup_free(d, d->cls[c].oldest - 1, now);
 }
 
@@ -331,10 +356,11 @@ static uint32_t didx_probe(const struct fe_dedup *d, uint64_t h, const struct gw
     uint32_t i = (uint32_t)h & ix->mask;
     for (; ix->slot[i]; i = (i + 1) & ix->mask) {
         uint32_t k = ix->slot[i] - 1;
-        if (d->hkey[k] != h)
-            continue;
         const struct fe_dedup_entry *x = &d->e[k];
-        if (x->mid == mid && gw_ep_eq(&x->ep, ep))
+        if (x->hkey != h || x->mid != mid || x->port != ep->port || !x->src)
+            continue;
+        const struct gw_ep *sk = &d->src[x->src - 1].key; /* the address */
+        if (sk->family == ep->family && memcmp(sk->addr, ep->addr, sizeof(sk->addr)) == 0)
             return k;
     }
     *end = i;
@@ -348,7 +374,7 @@ struct fe_dedup_entry *fe_dedup_find(struct fe_dedup *d, const struct gw_ep *ep,
     uint32_t k = didx_probe(d, dedup_key(d->key, ep, mid, token, tkl), ep, mid, &end);
     if (k == UINT32_MAX)
         return NULL;
-    return d->e[k].expires > now ? &d->e[k] : NULL;
+    return dedup_expiry(d, &d->e[k]) > now ? &d->e[k] : NULL;
 }
 
 /* Makes room for one entry of `cls` from source `sref`: false when there is
@@ -383,7 +409,7 @@ struct fe_dedup_entry *fe_dedup_get(struct fe_dedup *d, const struct gw_ep *ep, 
     uint32_t at;
     uint32_t k = didx_probe(d, h, ep, mid, &at);
     if (k != UINT32_MAX) {
-        if (d->e[k].expires > now) {
+        if (dedup_expiry(d, &d->e[k]) > now) {
             *dup = true;
             return &d->e[k];
         }
@@ -403,19 +429,21 @@ struct fe_dedup_entry *fe_dedup_get(struct fe_dedup *d, const struct gw_ep *ep, 
     if (d->count != before)
         at = UINT32_MAX; /* an eviction shifted slots back: probe again */
     uint32_t idx = d->free_list[d->nfree - 1];
-    d->hkey[idx] = h; /* before the add: a growth re-places by hkey */
+    struct fe_dedup_entry *x = &d->e[idx];
+    memset(x, 0, sizeof(*x)); /* a free entry: nothing of it is kept */
+    x->hkey = h;              /* before the add: a growth re-places by hkey */
     if (didx_add(d, h, idx, at) != 0)
         return NULL; /* the index could not grow: not remembered */
     sref = src_after_room(d, sref, &skey, (uint8_t)cls, sh);
     d->nfree--;
     d->count++;
-    struct fe_dedup_entry *x = &d->e[idx];
-    memset(x, 0, sizeof(*x));
-    x->ep = *ep;
     x->mid = mid;
+    x->port = ep->port;
     x->used = 1;
-    x->cls = (uint8_t)cls;
-    x->expires = now + d->lifetime_ms;
+    x->cls = (uint8_t)cls & 1;
+    dedup_rebase(d, now);
+    uint64_t exp = now + d->lifetime_ms;
+    x->expires = exp > d->epoch ? (uint32_t)(exp - d->epoch) : 0;
     dedup_link(d, idx, sref);
     return x;
 }
@@ -441,6 +469,8 @@ void fe_dedup_promote(struct fe_dedup *d, struct fe_dedup_entry *e, uint64_t now
     if (gw_map_reserve(&d->src_idx, d->src_idx.n + 1) != 0)
         return; /* stays SESSIONLESS: it keeps its answer, only its share differs */
     uint32_t idx = (uint32_t)(e - d->e);
+    struct gw_ep ep = d->src[e->src - 1].key; /* its address, and its port: */
+    ep.port = e->port;
     dedup_unlink_lists(d, idx);
     size_t rl = e->resp && !e->code ? e->resp_len : 0;
     d->cls[FE_DEDUP_SESSIONLESS].resp_bytes -= rl;
@@ -449,10 +479,10 @@ void fe_dedup_promote(struct fe_dedup *d, struct fe_dedup_entry *e, uint64_t now
     /* Its own source's share is bounded like any other entry's; the entry is
      * off every list meanwhile, so it cannot evict itself. */
     uint64_t sh;
-    uint32_t sref = src_find(d, &e->ep, FE_DEDUP_SESSION, &sh);
+    uint32_t sref = src_find(d, &ep, FE_DEDUP_SESSION, &sh);
     if (sref && d->src[sref - 1].count >= d->per_source)
         dedup_free(d, d->src[sref - 1].oldest - 1, now);
-    sref = src_after_room(d, sref, &e->ep, FE_DEDUP_SESSION, sh);
+    sref = src_after_room(d, sref, &ep, FE_DEDUP_SESSION, sh);
     dedup_link(d, idx, sref);
 }
 

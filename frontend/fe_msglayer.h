@@ -8,7 +8,7 @@
  * The same MID from the same endpoint with another token is a new request
  * (a MID reused within the lifetime: a forwarding node at a high rate, a
  * client whose counter wrapped) and never gets the older one's answer.
- * Cost: 64 bytes per entry (static_assert below) and 8 for its index key,
+ * Cost: 48 bytes per entry with its index key (static_assert below),
  * 8 to 16 for its index slots and 76 to 108 for its source's record and
  * index at most, plus the stored answer (none for the refusals kept by
  * their recipe, fe_dedup_set_code); answers beyond the class's byte
@@ -51,24 +51,29 @@
 
 enum fe_dedup_class { FE_DEDUP_SESSIONLESS = 0, FE_DEDUP_SESSION = 1 };
 
+/* 48 bytes with its index key (issue 13 item 4: one per registration and
+ * per session creation for EXCHANGE_LIFETIME): the endpoint's address is
+ * its source record's (SESSION: the endpoint, SESSIONLESS: the address),
+ * the entry keeps the port; the expiry is 32 bits after the table's epoch. */
 struct fe_dedup_entry {
-    struct gw_ep ep;
-    uint16_t mid;
-    uint8_t used;
-    uint8_t forwarded;     /* went to the mesh: a duplicate CON gets an empty ACK */
-    uint16_t resp_len;     /* code != 0: the answer's Max-Age, 0xffff for none */
-    uint8_t cls;           /* enum fe_dedup_class */
-    uint8_t code;          /* nonzero: the answer is this code with `diag`, see fe_dedup_set_code */
-    uint32_t older, newer; /* class list in arrival order (index + 1) */
-    uint32_t src;          /* source record (index + 1) */
-    uint32_t src_older, src_newer; /* the source's list in arrival order */
-    uint64_t expires;
+    uint64_t hkey; /* its key in idx: SipHash of (ep, MID, token) */
     union {
         uint8_t *resp;    /* code 0: stored answer (own copy) or NULL */
         const char *diag; /* code != 0: static diagnostic payload, or NULL */
     };
+    uint32_t expires;              /* ms after fe_dedup.epoch */
+    uint32_t older, newer;         /* class list in arrival order (index + 1) */
+    uint32_t src;                  /* source record (index + 1) */
+    uint32_t src_older, src_newer; /* the source's list in arrival order */
+    uint16_t mid;
+    uint16_t port;     /* the endpoint's; its address is in the source record */
+    uint16_t resp_len; /* code != 0: the answer's Max-Age, 0xffff for none */
+    uint8_t code;      /* nonzero: the answer is this code with `diag`, see fe_dedup_set_code */
+    uint8_t used : 1;
+    uint8_t forwarded : 1; /* went to the mesh: a duplicate CON gets an empty ACK */
+    uint8_t cls : 1;       /* enum fe_dedup_class */
 };
-GW_STATIC_ASSERT(sizeof(struct fe_dedup_entry) == 64, "dedup entry cost is documented as 64 bytes");
+GW_STATIC_ASSERT(sizeof(struct fe_dedup_entry) == 48, "dedup entry cost is documented as 48 bytes");
 
 /* A sender's share: endpoint (class SESSION) or address (SESSIONLESS). */
 struct fe_dedup_src {
@@ -85,7 +90,7 @@ struct fe_dedup_list {
 };
 
 /* The entry index: open addressing over entry numbers (index + 1, 0 empty)
- * whose keys are hkey[] beside the entries, linear probing, backward-shift
+ * whose keys are in the entries (hkey), linear probing, backward-shift
  * deletion, load at most 1/2, doubling up to 2 * cap slots. Not a gw_map:
  * its 16-byte slots repeat the 8-byte key already kept per entry, and at 2
  * to 4 slots per entry they were 32 to 64 of the about 110 bytes an entry
@@ -104,7 +109,6 @@ struct fe_dedup {
     uint32_t cap, count;
     uint32_t *free_list, nfree;
     struct fe_dedup_idx idx;  /* SipHash of (ep, MID, token) -> entry index */
-    uint64_t *hkey;           /* per entry: its key in idx (the token is not kept) */
     struct fe_dedup_src *src; /* cap records: a source holds at least one entry */
     uint32_t *src_free, nsrc_free;
     struct gw_map src_idx; /* SipHash of (source, class) -> record index */
@@ -112,6 +116,7 @@ struct fe_dedup {
     uint32_t sessionless_cap, per_source;
     size_t resp_bytes, resp_budget;
     uint64_t lifetime_ms;
+    uint64_t epoch; /* entry expiries count from here (moved every ~49 days) */
     uint64_t evicted_early;
     uint64_t key[2]; /* SipHash key, random per process */
 };

@@ -460,6 +460,45 @@ Test(dedup, stale_promoted_entry_gives_way_to_a_new_exchange)
     fe_dedup_deinit(&d);
 }
 
+/* Issue 13 item 4: the 48-byte entry keeps its expiry as 32-bit ms after
+ * the table's epoch. When the clock passes 2^32 ms beyond it the epoch
+ * moves: entries keep their exact expiry across it, and exchanges after
+ * it are found and expire as before (S3.3). */
+Test(dedup, expiry_survives_the_epoch_moving)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 16, LIFETIME, 4096));
+    cr_assert_eq(sizeof(struct fe_dedup_entry), 48);
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    const uint64_t t0 = (1ull << 32) - 1000; /* t0 + LIFETIME does not fit */
+    struct fe_dedup_entry *e = fe_dedup_add(&d, &a, 1, NULL, 0, t0);
+    cr_assert_not_null(e);
+    cr_assert_eq(d.epoch, t0, "moved to the clock");
+    cr_assert_eq(fe_dedup_find(&d, &a, 1, NULL, 0, t0 + LIFETIME - 1), e);
+    cr_assert_null(fe_dedup_find(&d, &a, 1, NULL, 0, t0 + LIFETIME));
+    /* A live entry whose expiry is near the 32-bit end when the next
+     * exchange moves the epoch keeps its expiry to the ms. */
+    const uint64_t t1 = t0 + (1ull << 32) - LIFETIME - 10; /* fits: 2^32 - 10 */
+    struct fe_dedup_entry *f = fe_dedup_add(&d, &a, 2, NULL, 0, t1);
+    cr_assert_eq(d.epoch, t0, "fits: not moved");
+    cr_assert_eq(d.count, 1, "the first one expired and was reclaimed");
+    const uint64_t t2 = t1 + 100;
+    struct fe_dedup_entry *g = fe_dedup_add(&d, &a, 3, NULL, 0, t2);
+    cr_assert_eq(d.epoch, t2);
+    cr_assert_eq(fe_dedup_find(&d, &a, 2, NULL, 0, t1 + LIFETIME - 1), f);
+    cr_assert_null(fe_dedup_find(&d, &a, 2, NULL, 0, t1 + LIFETIME));
+    cr_assert_eq(fe_dedup_find(&d, &a, 3, NULL, 0, t2 + LIFETIME - 1), g);
+    cr_assert_null(fe_dedup_find(&d, &a, 3, NULL, 0, t2 + LIFETIME));
+    /* The endpoint is still compared in full: port and address. */
+    struct gw_ep a_port = ep_of("10.0.0.1:1001"), b = ep_of("10.0.0.2:1000");
+    cr_assert_null(fe_dedup_find(&d, &a_port, 3, NULL, 0, t2 + 1));
+    cr_assert_null(fe_dedup_find(&d, &b, 3, NULL, 0, t2 + 1));
+    /* Expiry still reclaims in order after the move. */
+    cr_assert_not_null(fe_dedup_add(&d, &a, 4, NULL, 0, t2 + LIFETIME));
+    cr_assert_eq(d.count, 1);
+    fe_dedup_deinit(&d);
+}
+
 /* ---- retransmission (S3.2) ---- */
 
 static const uint8_t MSG_A[] = { 0x41, 0x45, 0x12, 0x34, 0xaa, 0xff, 'h', 'i' };
