@@ -912,9 +912,8 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
     }
     /* S3.3: one find-or-insert (a single hash of the key, issue 13). */
     bool dup;
-    struct fe_dedup_entry *de =
-        fe_dedup_get(&fe->dedup, ep, req.mid, req.token, req.tkl, now,
-                     sess ? FE_DEDUP_SESSION : FE_DEDUP_SESSIONLESS, &dup);
+    struct fe_dedup_entry *de = fe_dedup_get(&fe->dedup, ep, req.mid, req.token, req.tkl, now,
+                                             sess ? FE_DEDUP_SESSION : FE_DEDUP_SESSIONLESS, &dup);
     if (dup) {
         gw_stat_add(fe->stats, GW_STAT_rx_duplicates, 1);
         /* A stored answer may have gone to the endpoint while it held a

@@ -134,8 +134,8 @@ int fe_dedup_init(struct fe_dedup *d, uint32_t cap, uint64_t lifetime_ms, size_t
      * before an entry takes a source (gw_map_reserve), so linking one never
      * fails; when either cannot grow, the exchange is not remembered (NULL,
      * as for a sessionless sender without room). */
-    if (!d->e || !d->free_list || !d->src || !d->src_free ||
-        didx_init(&d->idx, 512) != 0 || gw_map_init(&d->src_idx, GW_MIN(cap, 256u), cap) != 0) {
+    if (!d->e || !d->free_list || !d->src || !d->src_free || didx_init(&d->idx, 512) != 0 ||
+        gw_map_init(&d->src_idx, GW_MIN(cap, 256u), cap) != 0) {
         fe_dedup_deinit(d);
         return -ENOMEM;
     }

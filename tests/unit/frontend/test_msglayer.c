@@ -338,7 +338,8 @@ Test(dedup, get_inserts_once_then_finds_the_duplicate)
     cr_assert_not_null(e);
     cr_assert_not(dup, "a new exchange");
     e->forwarded = 1;
-    struct fe_dedup_entry *f = fe_dedup_get(&d, &a, 7, tok, 2, LIFETIME - 1, FE_DEDUP_SESSION, &dup);
+    struct fe_dedup_entry *f =
+        fe_dedup_get(&d, &a, 7, tok, 2, LIFETIME - 1, FE_DEDUP_SESSION, &dup);
     cr_assert(dup, "a retransmission");
     cr_assert_eq(f, e);
     cr_assert_eq(f->forwarded, 1);
