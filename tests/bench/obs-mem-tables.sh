@@ -26,7 +26,7 @@ sch=$(cat "$dir/scheduler.pid" 2>/dev/null)
 [ -n "$fe" ] && timeout 60 gdb -p "$fe" -batch -nx \
     -ex 'frame function fe_run' \
     -ex 'set $c = &fe->core' \
-    -ex 'printf "frontend dedup: %u entries (cap %u, 64 B + 8 B key each), index %u slots of 4 B, sources %u in %u slots, answers %lu B\n", $c->dedup.count, $c->dedup.cap, $c->dedup.idx.mask + 1, $c->dedup.src_idx.n, $c->dedup.src_idx.mask + 1, $c->dedup.resp_bytes' \
+    -ex 'printf "frontend dedup: %u entries (cap %u, 48 B each with its key), index %u slots of 4 B, sources %u in %u slots, answers %lu B\n", $c->dedup.count, $c->dedup.cap, $c->dedup.idx.mask + 1, $c->dedup.src_idx.n, $c->dedup.src_idx.mask + 1, $c->dedup.resp_bytes' \
     -ex 'printf "frontend rtx: %u in flight, %u allocated (104 B each, cap %u), MID index %u slots, token index %u slots, heap %u/%u, ghosts %u, resized %lu times\n", $c->rtx.used, $c->rtx.alloc, $c->rtx.cap, $c->rtx.by_mid.mask + 1, $c->rtx.by_tok.mask + 1, $c->rtx.heap.n, $c->rtx.heap.cap, $c->rtx.nghost, $c->rtx.resized' \
     2>/dev/null | grep '^frontend'
 [ -n "$sch" ] && timeout 60 gdb -p "$sch" -batch -nx \
