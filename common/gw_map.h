@@ -47,7 +47,9 @@
  * measurement baseline, kept free of gateway code), and the frontend's dedup
  * entry index (fe_msglayer.h struct fe_dedup_idx: 4-byte entry numbers whose
  * keys already sit in the entries, a quarter of a gw_map's slots for the
- * table that holds every refused retry of a registration storm).
+ * table that holds every refused retry of a registration storm; gw_idx.h
+ * is the same shape for owners whose keys sit in an array of their own,
+ * the scheduler's `recent` and `by_observer`).
  *
  * Slots are reached by index, for owners that walk every key:
  *   for (uint32_t i = 0; i <= m->mask; i++) if (m->slot[i].key) ...
