@@ -13,13 +13,14 @@ int gw_heap_init_growing(struct gw_heap *h, uint32_t cap, uint32_t max)
     h->v = calloc(cap ? cap : 1, sizeof(*h->v));
     h->cap = cap ? cap : 1;
     h->max = GW_MAX(max, h->cap);
+    h->min = h->cap;
     return h->v ? 0 : -ENOMEM;
 }
 
 int gw_heap_init(struct gw_heap *h, uint32_t cap)
 {
     int rc = gw_heap_init_growing(h, cap, cap);
-    h->cap = h->max = cap; /* 0 holds nothing */
+    h->cap = h->max = h->min = cap; /* 0 holds nothing */
     return rc;
 }
 
@@ -85,27 +86,55 @@ bool gw_heap_peek(const struct gw_heap *h, struct gw_heap_item *top)
     return true;
 }
 
-bool gw_heap_pop(struct gw_heap *h, struct gw_heap_item *top)
+/* Places it at slot i or below, moving earlier children up. */
+static void sift_down(struct gw_heap *h, uint32_t i, struct gw_heap_item it)
 {
-    if (h->n == 0)
-        return false;
-    *top = h->v[0];
-    struct gw_heap_item last = h->v[--h->n];
-    uint32_t i = 0;
     for (;;) {
         uint32_t c = 2 * i + 1;
         if (c >= h->n)
             break;
         if (c + 1 < h->n && before(&h->v[c + 1], &h->v[c]))
             c++;
-        if (!before(&h->v[c], &last))
+        if (!before(&h->v[c], &it))
             break;
         h->v[i] = h->v[c];
         i = c;
     }
+    h->v[i] = it;
+}
+
+bool gw_heap_pop(struct gw_heap *h, struct gw_heap_item *top)
+{
+    if (h->n == 0)
+        return false;
+    *top = h->v[0];
+    struct gw_heap_item last = h->v[--h->n];
     if (h->n)
-        h->v[i] = last;
+        sift_down(h, 0, last);
     return true;
+}
+
+uint32_t gw_heap_prune(struct gw_heap *h, bool (*keep)(const struct gw_heap_item *it, void *ctx),
+                       void *ctx)
+{
+    uint32_t kept = 0, was = h->n;
+    for (uint32_t i = 0; i < h->n; i++)
+        if (keep(&h->v[i], ctx))
+            h->v[kept++] = h->v[i];
+    h->n = kept;
+    /* Floyd's construction; the items keep their seq, so ties still pop in
+     * push order. */
+    for (uint32_t i = kept / 2; i-- > 0;)
+        sift_down(h, i, h->v[i]);
+    if (h->cap > h->min && (uint64_t)kept * 4 < h->cap) {
+        uint32_t nc = GW_MAX(h->min, kept * 2);
+        struct gw_heap_item *nv = realloc(h->v, (size_t)nc * sizeof(*nv));
+        if (nv) {
+            h->v = nv;
+            h->cap = nc;
+        }
+    }
+    return was - kept;
 }
 
 bool gw_heap_pop_due(struct gw_heap *h, uint64_t now, struct gw_heap_item *top)

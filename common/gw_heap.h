@@ -12,7 +12,8 @@
  *
  * Bounded: a heap made by gw_heap_init() holds `cap` items and never
  * allocates again (GW_EFULL when full: the owner compacts or refuses); one
- * made by gw_heap_init_growing() doubles up to `max` items. Kept here
+ * made by gw_heap_init_growing() doubles up to `max` items, and
+ * gw_heap_prune() gives back what it no longer needs. Kept here
  * rather than taken from a library: it is ~80 lines, and no header library
  * in Debian has a bounded, allocation-free heap with stable ties. */
 #ifndef GW_HEAP_H
@@ -33,6 +34,7 @@ struct gw_heap_item {
 struct gw_heap {
     struct gw_heap_item *v;
     uint32_t n, cap, max;
+    uint32_t min; /* the first size: a prune shrinks a growing heap no lower */
     uint64_t seq;
 };
 
@@ -46,6 +48,13 @@ int gw_heap_push(struct gw_heap *h, uint64_t deadline, uint32_t id, uint32_t gen
 int gw_heap_push_ptr(struct gw_heap *h, uint64_t deadline, uint32_t kind, void *p) GW_NODISCARD;
 bool gw_heap_peek(const struct gw_heap *h, struct gw_heap_item *top);
 bool gw_heap_pop(struct gw_heap *h, struct gw_heap_item *top);
+/* Drops every item keep(item, ctx) refuses (timers whose owner knows them
+ * cancelled: lazy deletion leaves them until their deadline), in O(n);
+ * the rest keep their order, ties included. A growing heap then less than
+ * a quarter full shrinks to twice what is left, not below its first size
+ * (a failed realloc keeps the larger array). Returns the items dropped. */
+uint32_t gw_heap_prune(struct gw_heap *h, bool (*keep)(const struct gw_heap_item *it, void *ctx),
+                       void *ctx);
 /* Pops the earliest item if its deadline is <= now. */
 bool gw_heap_pop_due(struct gw_heap *h, uint64_t now, struct gw_heap_item *top);
 /* The earliest deadline, or UINT64_MAX when empty. */

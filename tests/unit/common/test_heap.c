@@ -2,7 +2,9 @@
 /* test_heap.c - the one min-heap (common/gw_heap.c): items pop in deadline
  * order, equal deadlines in push order (the simulator's replay depends on
  * it), a fixed heap refuses the item beyond its size without allocating, a
- * growing one doubles up to its bound, and pop_due leaves future items. */
+ * growing one doubles up to its bound, pop_due leaves future items, and a
+ * prune drops exactly the refused items, keeps the order of the rest and
+ * shrinks a growing heap (never a fixed one). */
 #include "gw_error.h"
 #include "gw_heap.h"
 #include "gw_rand.h"
@@ -106,5 +108,55 @@ Test(heap, pop_due_and_pointers)
     cr_assert_eq(h.n, 1);
     cr_assert(gw_heap_pop_due(&h, 20, &it));
     cr_assert(it.p == &b && it.id == 2);
+    gw_heap_deinit(&h);
+}
+
+/* Keeps items whose gen is even. */
+static bool keep_even(const struct gw_heap_item *it, void *ctx)
+{
+    (*(uint32_t *)ctx)++;
+    return it->gen % 2 == 0;
+}
+
+Test(heap, prune_drops_the_refused_keeps_order_and_shrinks)
+{
+    struct gw_heap h;
+    cr_assert_eq(gw_heap_init_growing(&h, 16, 1 << 20), 0);
+    struct gw_rand r;
+    gw_rand_seed(&r, 5);
+    /* 4 000 items, deadlines with many ties; 1 in 16 kept. */
+    for (uint32_t i = 0; i < 4000; i++)
+        cr_assert_eq(gw_heap_push(&h, gw_rand_u32(&r) % 50, i, i % 16 ? 1 : 0), 0);
+    cr_assert_geq(h.cap, 4000);
+    uint32_t asked = 0;
+    cr_assert_eq(gw_heap_prune(&h, keep_even, &asked), 4000 - 250);
+    cr_assert_eq(asked, 4000, "every item is asked about once");
+    cr_assert_eq(h.n, 250);
+    cr_assert_eq(h.cap, 500, "shrunk to twice what is left");
+    struct gw_heap_item it, prev = { 0 };
+    uint32_t n = 0;
+    while (gw_heap_pop(&h, &it)) {
+        cr_assert_eq(it.gen, 0, "only kept items are left");
+        cr_assert(it.deadline > prev.deadline || (it.deadline == prev.deadline && it.id > prev.id),
+                  "pop %u: (%llu, %u) after (%llu, %u)", n, (unsigned long long)it.deadline, it.id,
+                  (unsigned long long)prev.deadline, prev.id);
+        prev = it;
+        n++;
+    }
+    cr_assert_eq(n, 250);
+    /* Empty: back to its first size, and it grows again. */
+    cr_assert_eq(gw_heap_prune(&h, keep_even, &asked), 0);
+    cr_assert_eq(h.cap, 16);
+    for (uint32_t i = 0; i < 100; i++)
+        cr_assert_eq(gw_heap_push(&h, i, i, 0), 0);
+    gw_heap_deinit(&h);
+
+    /* A fixed heap never reallocates, even nearly empty. */
+    cr_assert_eq(gw_heap_init(&h, 64), 0);
+    struct gw_heap_item *v = h.v;
+    for (uint32_t i = 0; i < 64; i++)
+        cr_assert_eq(gw_heap_push(&h, i, i, 1), 0);
+    cr_assert_eq(gw_heap_prune(&h, keep_even, &asked), 64);
+    cr_assert(h.v == v && h.cap == 64 && h.n == 0);
     gw_heap_deinit(&h);
 }
