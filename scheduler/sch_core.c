@@ -84,11 +84,43 @@ static struct sch_dev *dev_get(struct sch_core *c, const uint8_t mac[GW_MAC_LEN]
     return d;
 }
 
+/* Whether heap item it is a timer still to fire: exactly the test
+ * sch_core_on_timer applies before firing one, so an item this refuses
+ * would never have fired (a txn slot's generation only grows, and a slot
+ * becomes SENT again only with a generation no item was pushed under). */
+static bool timer_live(const struct gw_heap_item *it, void *ctx)
+{
+    const struct sch_core *c = ctx;
+    if (it->id >= c->max_txn)
+        return sch_obs_item_live(c, it->id - c->max_txn, it->gen);
+    struct sch_txn *t = sch_txn_at((struct sch_core *)c, it->id);
+    uint32_t s = tstate(t);
+    return c->gen[it->id] == it->gen &&
+           (s == SCH_TXN_SENT || s == SCH_TXN_ACKED || s == SCH_TXN_DELIVERED) &&
+           t->deadline == it->deadline;
+}
+
+/* Txn slot idx's timer, if any, no longer counts (its generation moves).
+ * Once the heap may hold as many cancelled items as live ones, they are
+ * dropped and the heap gives back what it no longer needs: O(n) work after
+ * at least n/2 cancellations, and at most about as many stale items as
+ * live timers stay resident, instead of every exchange of the last
+ * EXCHANGE_LIFETIME (issue 13 item 4). */
+static void gen_bump(struct sch_core *c, uint32_t idx)
+{
+    c->gen[idx]++;
+    if (++c->heap_stale >= 64 && (uint64_t)c->heap_stale * 2 >= c->heap.n) {
+        GW_IGNORE(gw_heap_prune(&c->heap, timer_live, c));
+        c->heap_stale = 0;
+    }
+}
+
 /* Stale items (re-armed or cancelled timers) can fill the heap: rebuild it
  * from the live state. */
 static void heap_rebuild(struct sch_core *c)
 {
     c->heap.n = 0;
+    c->heap_stale = 0;
     for (uint32_t i = 0; i < c->max_txn; i++) {
         uint32_t s = tstate(sch_txn_at(c, i));
         if (s == SCH_TXN_SENT || s == SCH_TXN_ACKED || s == SCH_TXN_DELIVERED)
@@ -366,7 +398,7 @@ static void txn_release(struct sch_core *c, uint32_t idx)
 {
     req_unindex(c, idx);
     set_state(sch_txn_at(c, idx), SCH_TXN_FREE);
-    c->gen[idx]++;
+    gen_bump(c, idx);
     c->freelist[c->nfree++] = idx;
 }
 
@@ -511,7 +543,7 @@ static void end_exchange(struct sch_core *c, uint32_t idx, uint8_t code, bool an
     struct sch_dev *d = dev_get(c, t->env.mac, false);
     if (d)
         dev_unlink_active(c, d, idx);
-    c->gen[idx]++;
+    gen_bump(c, idx);
     set_state(t, SCH_TXN_ANSWERED);
 }
 
@@ -526,7 +558,7 @@ static void finish(struct sch_core *c, uint32_t idx)
         dev_unlink_active(c, d, idx);
     if (t->has_client && t->data_len) {
         set_state(t, SCH_TXN_ANSWERED);
-        c->gen[idx]++;
+        gen_bump(c, idx);
         if (hand_over(c, idx) != 0)
             c->pending_answers++; /* the frontend's ring is full: kept, retried by flush */
     } else {
@@ -610,7 +642,7 @@ static int hand_over(struct sch_core *c, uint32_t idx)
     t->sent_fe = fe;
     t->repush = 0;
     t->deadline = now_ms(c) + keep_ms(c);
-    c->gen[idx]++;
+    gen_bump(c, idx);
     set_state(t, SCH_TXN_DELIVERED);
     kept_index(c, idx);
     arm(c, idx);
@@ -843,26 +875,29 @@ int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t 
 /* ---- requests from clients ---- */
 
 /* True when the client request with key k (req_key) was seen within the
- * exchange lifetime; records it otherwise. Expiry is by age in the FIFO: an
- * entry's value is the time it was recorded. */
+ * exchange lifetime; records it otherwise. Expiry is by age in the FIFO,
+ * oldest first; a key is recorded once (a stale record of it is gone
+ * before it is recorded again). */
 static bool seen_recently(struct sch_core *c, uint64_t k)
 {
-    uint64_t now = now_ms(c);
-    uintptr_t at = (uintptr_t)gw_map_get_ptr(&c->recent, k);
-    if (at && now - (at - 1) < (uint64_t)c->cfg.exchange_lifetime_ms)
+    uint64_t now = now_ms(c), life = (uint64_t)c->cfg.exchange_lifetime_ms;
+    uint32_t pos;
+    uint32_t at = gw_idx_first(&c->recent, c->recent_keys, k, &pos);
+    if (at != GW_IDX_END && now - c->recent_at[at] < life)
         return true;
     while (c->recent_n &&
-           (c->recent_n == c->recent_cap ||
-            now - ((uintptr_t)gw_map_get_ptr(&c->recent, c->recent_keys[c->recent_head]) - 1) >=
-                (uint64_t)c->cfg.exchange_lifetime_ms)) {
-        gw_map_del_ptr(&c->recent, c->recent_keys[c->recent_head]);
+           (c->recent_n == c->recent_cap || now - c->recent_at[c->recent_head] >= life)) {
+        GW_IGNORE(gw_idx_del(&c->recent, c->recent_keys, c->recent_head));
         c->recent_head = (c->recent_head + 1) % c->recent_cap;
         c->recent_n--;
     }
-    if (gw_map_put_ptr(&c->recent, k, (void *)(uintptr_t)(now + 1)) == 0) {
-        c->recent_keys[(c->recent_head + c->recent_n) % c->recent_cap] = k;
+    if (at != GW_IDX_END) /* still there only if the clock went back */
+        GW_IGNORE(gw_idx_del(&c->recent, c->recent_keys, at));
+    uint32_t tail = (c->recent_head + c->recent_n) % c->recent_cap;
+    c->recent_keys[tail] = k;
+    c->recent_at[tail] = now;
+    if (gw_idx_add(&c->recent, c->recent_keys, tail) == 0)
         c->recent_n++;
-    }
     return false;
 }
 
@@ -1136,7 +1171,7 @@ static void on_mesh(struct sch_core *c, const struct gw_msg *rx, const uint8_t *
                     uint64_t wait = (uint64_t)c->cfg.mesh_ack_timeout_ms *
                                     ((1u << c->cfg.mesh_max_transmit) - 1) * 3 / 2;
                     t->deadline = t->first_sent + wait;
-                    c->gen[idx]++;
+                    gen_bump(c, (uint32_t)idx);
                     arm(c, (uint32_t)idx);
                 }
             }
@@ -1289,7 +1324,7 @@ static void on_txn_timer(struct sch_core *c, uint32_t idx)
         if (send_to_device(c, t) != 0)
             gw_stat_add(c->stats, GW_STAT_ring_full, 1);
         gw_stat_add(c->stats, GW_STAT_mesh_retransmissions, 1);
-        c->gen[idx]++;
+        gen_bump(c, idx);
         arm(c, idx);
         return;
     }
@@ -1314,11 +1349,7 @@ uint64_t sch_core_on_timer(struct sch_core *c)
             sch_obs_on_timer(c, it.id - obs_timer_id(c, 0), it.gen, now);
             continue;
         }
-        struct sch_txn *t = sch_txn_at(c, it.id);
-        uint32_t s = tstate(t);
-        if (c->gen[it.id] != it.gen ||
-            (s != SCH_TXN_SENT && s != SCH_TXN_ACKED && s != SCH_TXN_DELIVERED) ||
-            t->deadline != it.deadline)
+        if (!timer_live(&it, c))
             continue;
         on_txn_timer(c, it.id);
     }
@@ -1326,17 +1357,7 @@ uint64_t sch_core_on_timer(struct sch_core *c)
         sch_core_flush(c);
     /* Drop cancelled timers at the top so they never wake the loop. */
     while (gw_heap_peek(&c->heap, &it)) {
-        bool live;
-        if (it.id >= obs_timer_id(c, 0)) {
-            live = sch_obs_item_live(c, it.id - obs_timer_id(c, 0), it.gen);
-        } else {
-            struct sch_txn *t = sch_txn_at(c, it.id);
-            uint32_t s = tstate(t);
-            live = c->gen[it.id] == it.gen &&
-                   (s == SCH_TXN_SENT || s == SCH_TXN_ACKED || s == SCH_TXN_DELIVERED) &&
-                   t->deadline == it.deadline;
-        }
-        if (live)
+        if (timer_live(&it, c))
             return it.deadline;
         gw_heap_pop(&c->heap, &it);
     }
@@ -1532,7 +1553,7 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock,
                                   (uint32_t)cfg->default_max_age_s };
     int rc = -ENOMEM;
     if (!c->gen || !c->freelist || !c->qnext || !c->anext ||
-        gw_heap_init(&c->heap, max_txn * 4 + 1024) != 0 ||
+        gw_heap_init_growing(&c->heap, 1024, max_txn * 4 + 1024) != 0 ||
         gw_map_init(&c->devs, 512, GW_MAP_MAX) != 0 || gw_coap_parser_new(&c->rx_parser) != 0 ||
         gw_coap_parser_new(&c->stored_req_parser) != 0 || gw_coap_parser_new(&c->obs_parser) != 0)
         goto fail;
@@ -1545,6 +1566,7 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock,
     }
     c->recent_cap = max_txn * 2;
     c->recent_keys = calloc(c->recent_cap, sizeof(uint64_t));
+    c->recent_at = calloc(c->recent_cap, sizeof(uint64_t));
     /* These three start small and double with use: sized for max_txn at
      * once (512, 256 and 128 KiB at the default), a few thousand random
      * keys touch every page of them, which was 180 B of resident memory per
@@ -1552,8 +1574,8 @@ int sch_core_new(const struct gw_config *cfg, const struct gw_clock *clock,
      * only forgets a request copy's key, as when the table was full. */
     c->slot_req_key = calloc(max_txn, sizeof(uint64_t));
     c->slot_kept_key = calloc(max_txn, sizeof(uint64_t));
-    if (!c->recent_keys || !c->slot_req_key || !c->slot_kept_key ||
-        gw_map_init(&c->recent, GW_MIN(c->recent_cap, 256u), GW_MAP_MAX) != 0 ||
+    if (!c->recent_keys || !c->recent_at || !c->slot_req_key || !c->slot_kept_key ||
+        gw_idx_init(&c->recent, GW_MIN(c->recent_cap, 256u)) != 0 ||
         gw_map_init(&c->delivered, GW_MIN(max_txn / 2, 256u), GW_MAP_MAX) != 0 ||
         gw_map_init(&c->by_req, GW_MIN(max_txn, 256u), GW_MAP_MAX) != 0 ||
         gw_map_init(&c->peer_by_mid, 32, GW_MAP_MAX) != 0 ||
@@ -1615,7 +1637,7 @@ void sch_core_free(struct sch_core *c)
             if (c->devs.slot[i].key)
                 free((struct sch_dev *)(uintptr_t)c->devs.slot[i].val);
     gw_map_deinit(&c->devs);
-    gw_map_deinit(&c->recent);
+    gw_idx_deinit(&c->recent);
     gw_map_deinit(&c->delivered);
     gw_map_deinit(&c->by_req);
     free(c->slot_req_key);
@@ -1623,6 +1645,7 @@ void sch_core_free(struct sch_core *c)
     gw_map_deinit(&c->peer_by_mid);
     gw_map_deinit(&c->peer_by_tok);
     free(c->recent_keys);
+    free(c->recent_at);
     gw_heap_deinit(&c->heap);
     sch_cache_free(c->cache);
     gw_coap_parser_free(c->rx_parser);

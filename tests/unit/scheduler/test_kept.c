@@ -397,3 +397,101 @@ Test(kept, client_map_keys_are_keyed_per_process)
     }
     cr_assert(differs, "the key is not a fixed function of the identity");
 }
+
+/* Issue 13 item 4: an exchange that finishes leaves its timer items behind
+ * (lazy deletion): the request's retransmission timer and its kept answer's
+ * MAX_TRANSMIT_WAIT. They are dropped once as many are stale as live, and
+ * the timers still pending fire exactly when due, never early. */
+Test(kept, finished_exchanges_leave_no_timer_items_behind)
+{
+    H.rnd_fixed = true;
+    H.rnd = 0; /* first mesh timeout exactly ACK_TIMEOUT (20 s) */
+    h_start();
+    uint64_t t0 = H.fc.ms;
+    answered(DEV_C, 39998, "kk", "keep"); /* never ACKed: kept 93 s */
+    h_request(&(struct h_req){ .mac = DEV_B, .port = 39999, .tok = "sl", .path = "slow" });
+    char tok[8], path[8];
+    for (unsigned k = 0; k < 200; k++) {
+        snprintf(tok, sizeof(tok), "e%u", k);
+        snprintf(path, sizeof(path), "p%u", k);
+        h_client_acked(answered(DEV_A, (uint16_t)(41000 + k), tok, path));
+    }
+    cr_assert_eq(txns(), 2, "the kept answer and the silent device's request");
+    /* Without pruning: 2 live + 400 stale items (one per send, one per kept answer). */
+    cr_assert_leq(H.core->heap.n, 2 + 64 + 64, "heap holds %u items", H.core->heap.n);
+    unsigned slow_tx = H.nmesh;
+    h_at(t0 + 19999);
+    cr_assert_eq(H.nmesh, slow_tx, "no retransmission before its deadline");
+    h_at(t0 + 20000);
+    cr_assert_eq(H.nmesh, slow_tx + 1, "the retransmission at its deadline");
+    struct h_pkt p;
+    h_last_tx(&p);
+    cr_assert_str_eq(p.path, "slow");
+    h_at(t0 + 92999);
+    cr_assert_eq(txns(), 2, "the kept answer is held until MAX_TRANSMIT_WAIT");
+    h_at(t0 + 93001);
+    cr_assert_eq(txns(), 1, "and forgotten after it");
+}
+
+/* Issue 13 item 4: `recent` (S3.3, S1.3) keeps its requests in a FIFO of
+ * 2 * max_txn with a 4-byte index over their keys. A copy of each of the
+ * last 128 is recognised, older ones were evicted by the FIFO's bound
+ * (and their index entries with them: a copy of one is a new request), and
+ * after EXCHANGE_LIFETIME a copy is a new request again. */
+Test(kept, recent_requests_are_found_until_evicted_or_expired)
+{
+    h_start();
+    uint32_t cap = H.core->recent_cap;
+    cr_assert_eq(cap, 128);
+    char tok[8], path[8];
+    for (unsigned k = 0; k < 300; k++) {
+        snprintf(tok, sizeof(tok), "r%u", k);
+        snprintf(path, sizeof(path), "q%u", k);
+        h_request(&(struct h_req){ .mac = DEV_A,
+                                   .port = (uint16_t)(42000 + k),
+                                   .mid = (uint16_t)(1000 + k),
+                                   .tok = tok,
+                                   .path = path });
+        struct h_pkt r;
+        h_last_tx(&r);
+        h_piggy(DEV_A, &r, GW_COAP_CONTENT, tok);
+        h_client_acked(H.nclient - 1);
+    }
+    cr_assert_eq(H.core->recent.n, cap, "the FIFO is full and every entry indexed");
+    cr_assert_leq((size_t)(H.core->recent.mask + 1) * sizeof(uint32_t), 16u * cap);
+    unsigned sent = H.nmesh;
+    /* Newest first: a copy that is a new request is recorded again. The
+     * copies name paths never asked for, so no cached answer hides a
+     * forwarded one (the key is endpoint, MID and token). */
+    for (unsigned k = 300; k-- > 300 - cap;) {
+        snprintf(tok, sizeof(tok), "r%u", k);
+        snprintf(path, sizeof(path), "c%u", k);
+        h_request(&(struct h_req){ .mac = DEV_A,
+                                   .port = (uint16_t)(42000 + k),
+                                   .mid = (uint16_t)(1000 + k),
+                                   .tok = tok,
+                                   .path = path });
+        cr_assert_eq(H.nmesh, sent, "the copy of request %u is not forwarded", k);
+    }
+    unsigned k = 300 - cap - 1;
+    snprintf(tok, sizeof(tok), "r%u", k);
+    struct h_req old = { .mac = DEV_A,
+                         .port = (uint16_t)(42000 + k),
+                         .mid = (uint16_t)(1000 + k),
+                         .tok = tok,
+                         .path = "z1" };
+    h_request(&old);
+    cr_assert_eq(H.nmesh, sent + 1, "request %u was evicted: its copy is new", k);
+    struct h_pkt r;
+    h_last_tx(&r);
+    h_piggy(DEV_A, &r, GW_COAP_CONTENT, tok);
+    h_client_acked(H.nclient - 1);
+    h_advance((uint64_t)H.cfg.exchange_lifetime_ms - 1);
+    old.path = "z2";
+    h_request(&old);
+    cr_assert_eq(H.nmesh, sent + 1, "still a copy within EXCHANGE_LIFETIME");
+    h_advance(1);
+    old.path = "z3";
+    h_request(&old);
+    cr_assert_eq(H.nmesh, sent + 2, "a new request after EXCHANGE_LIFETIME");
+}
