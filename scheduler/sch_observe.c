@@ -74,8 +74,22 @@ struct sch_obs {
     uint32_t n, cap;
 };
 
+/* Which observation holds an observer, by observer_key(endpoint, token):
+ * a gw_idx of 4-byte link numbers over links that keep the key and the
+ * observation's slot in tab (12 bytes a link), instead of a gw_map whose
+ * 16-byte slots, 2 to 4 per observer, were 52 of the scheduler's 240 bytes
+ * per observer at 5 000 (issue 13 item 4). A freed link's `slot` chains
+ * the free links. */
+struct obs_links {
+    struct gw_idx idx;
+    uint64_t *key;
+    uint32_t *slot;
+    uint32_t cap, free_head;
+};
+
 struct sch_obs_reg {
-    struct gw_map by_id, by_key, by_observer;
+    struct gw_map by_id, by_key;
+    struct obs_links by_observer;
     struct gw_map
         by_session; /* session -> observers it holds (as a uintptr_t), obs_max_per_session */
     struct sch_obs **tab;
@@ -92,6 +106,70 @@ static uint64_t observer_key(const struct sch_core *c, const struct gw_ep *ep, c
                              uint8_t tkl)
 {
     return sch_client_key(c, ep, -1, tok, tkl);
+}
+
+#define LINK_NONE UINT32_MAX
+
+static uint32_t link_find(const struct obs_links *l, uint64_t key)
+{
+    uint32_t pos;
+    return gw_idx_first(&l->idx, l->key, key, &pos);
+}
+
+/* The observation the observer with key is linked to, or NULL. */
+static struct sch_obs *observer_obs(const struct sch_obs_reg *r, uint64_t key)
+{
+    uint32_t v = link_find(&r->by_observer, key);
+    if (v == GW_IDX_END || r->by_observer.slot[v] >= r->tab_cap)
+        return NULL;
+    return r->tab[r->by_observer.slot[v]];
+}
+
+/* Links the observer with key to o, replacing its link if it has one. */
+static int observer_link(struct sch_obs_reg *r, uint64_t key, const struct sch_obs *o)
+{
+    struct obs_links *l = &r->by_observer;
+    uint32_t v = link_find(l, key);
+    if (v != GW_IDX_END) {
+        l->slot[v] = o->slot;
+        return 0;
+    }
+    if (l->free_head == LINK_NONE) {
+        /* A quarter more, as the observer arrays (observers_room). */
+        uint64_t nc = l->cap < 32 ? 32 : (uint64_t)l->cap + l->cap / 4;
+        if (nc >= LINK_NONE - 1)
+            return -ENOMEM;
+        uint64_t *k = realloc(l->key, (size_t)nc * sizeof(*k));
+        if (k)
+            l->key = k;
+        uint32_t *sl = k ? realloc(l->slot, (size_t)nc * sizeof(*sl)) : NULL;
+        if (!sl)
+            return -ENOMEM; /* a larger key array is kept; cap unchanged */
+        l->slot = sl;
+        for (uint32_t i = (uint32_t)nc; i-- > l->cap;) {
+            l->slot[i] = l->free_head;
+            l->free_head = i;
+        }
+        l->cap = (uint32_t)nc;
+    }
+    v = l->free_head;
+    l->key[v] = key;
+    if (gw_idx_add(&l->idx, l->key, v) != 0)
+        return -ENOMEM;
+    l->free_head = l->slot[v];
+    l->slot[v] = o->slot;
+    return 0;
+}
+
+static void observer_unlink(struct sch_obs_reg *r, uint64_t key)
+{
+    struct obs_links *l = &r->by_observer;
+    uint32_t v = link_find(l, key);
+    if (v == GW_IDX_END)
+        return;
+    GW_IGNORE(gw_idx_del(&l->idx, l->key, v));
+    l->slot[v] = l->free_head;
+    l->free_head = v;
 }
 
 static uint64_t id_of(const uint8_t tok[8])
@@ -280,7 +358,7 @@ static void obs_free(struct sch_core *c, struct sch_obs *o, bool unpersist)
 {
     struct sch_obs_reg *r = c->obs;
     for (uint32_t i = 0; i < o->n; i++) {
-        gw_map_del_ptr(&r->by_observer, observer_key(c, &o->v[i].ep, o->v[i].token, o->v[i].tkl));
+        observer_unlink(r, observer_key(c, &o->v[i].ep, o->v[i].token, o->v[i].tkl));
         session_observers_add(r, o->v[i].session, -1);
     }
     r->nobservers -= o->n;
@@ -365,8 +443,7 @@ static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_m
         o->v[i] = v; /* S6.4: the same (endpoint, token) replaces, never duplicates */
     } else {
         /* An endpoint+token observing another resource moves here (RFC 7641 3.1). */
-        struct sch_obs *other =
-            gw_map_get_ptr(&r->by_observer, observer_key(c, &env->ep, env->token, env->tkl));
+        struct sch_obs *other = observer_obs(r, observer_key(c, &env->ep, env->token, env->tkl));
         if (other && other != o) {
             int j = find_observer(other, &env->ep, env->token, env->tkl);
             if (j >= 0) {
@@ -385,8 +462,7 @@ static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_m
         o->v[o->n++] = v;
         r->nobservers++;
         session_observers_add(r, v.session, 1);
-        if (gw_map_put_ptr(&r->by_observer, observer_key(c, &env->ep, env->token, env->tkl), o) !=
-            0)
+        if (observer_link(r, observer_key(c, &env->ep, env->token, env->tkl), o) != 0)
             return -ENOMEM;
     }
     persist_observer(c, o, &v);
@@ -398,7 +474,7 @@ static void remove_observer(struct sch_core *c, struct sch_obs *o, uint32_t i)
 {
     struct sch_obs_reg *r = c->obs;
     unpersist_observer(c, o, &o->v[i]);
-    gw_map_del_ptr(&r->by_observer, observer_key(c, &o->v[i].ep, o->v[i].token, o->v[i].tkl));
+    observer_unlink(r, observer_key(c, &o->v[i].ep, o->v[i].token, o->v[i].tkl));
     session_observers_add(r, o->v[i].session, -1);
     o->v[i] = o->v[--o->n];
     r->nobservers--;
@@ -837,7 +913,7 @@ bool sch_obs_device_of(const struct sch_core *c, const uint8_t tok[8], uint8_t m
 
 void sch_obs_on_gone(struct sch_core *c, const struct gw_ep *ep, const uint8_t *token, uint8_t tkl)
 {
-    struct sch_obs *o = gw_map_get_ptr(&c->obs->by_observer, observer_key(c, ep, token, tkl));
+    struct sch_obs *o = observer_obs(c->obs, observer_key(c, ep, token, tkl));
     if (!o)
         return;
     int i = find_observer(o, ep, token, tkl);
@@ -989,8 +1065,7 @@ static void load(struct sch_core *c)
                 o->v[o->n++] = ov;
                 c->obs->nobservers++;
                 session_observers_add(c->obs, ov.session, 1);
-                GW_IGNORE(gw_map_put_ptr(&c->obs->by_observer,
-                                         observer_key(c, &ov.ep, ov.token, ov.tkl), o));
+                GW_IGNORE(observer_link(c->obs, observer_key(c, &ov.ep, ov.token, ov.tkl), o));
                 nv++;
             }
         }
@@ -1010,9 +1085,10 @@ int sch_obs_init(struct sch_core *c)
     c->obs = calloc(1, sizeof(*c->obs));
     if (!c->obs)
         return -ENOMEM;
+    c->obs->by_observer.free_head = LINK_NONE;
     if (gw_map_init(&c->obs->by_id, 32, GW_MAP_MAX) != 0 ||
         gw_map_init(&c->obs->by_key, 32, GW_MAP_MAX) != 0 ||
-        gw_map_init(&c->obs->by_observer, 32, GW_MAP_MAX) != 0 ||
+        gw_idx_init(&c->obs->by_observer.idx, 32) != 0 ||
         gw_map_init(&c->obs->by_session, 32, GW_MAP_MAX) != 0)
         return -ENOMEM;
     if (c->store)
@@ -1033,7 +1109,9 @@ void sch_obs_deinit(struct sch_core *c)
     free(r->tab);
     gw_map_deinit(&r->by_id);
     gw_map_deinit(&r->by_key);
-    gw_map_deinit(&r->by_observer);
+    gw_idx_deinit(&r->by_observer.idx);
+    free(r->by_observer.key);
+    free(r->by_observer.slot);
     gw_map_deinit(&r->by_session);
     free(r);
     c->obs = NULL;

@@ -850,3 +850,63 @@ Test(observe, observer_array_shrinks_as_observers_leave)
     join(back, KEEP + 1, 600);
     counts(1, KEEP + 1);
 }
+
+/* Registers (port, tok) on path and answers the registration. */
+static void observe_path(uint16_t port, const char *tok, const char *path, uint32_t dobs)
+{
+    h_request(&(struct h_req){ .mac = obs_mac,
+                               .port = port,
+                               .tok = tok,
+                               .session = 1,
+                               .flags = GW_MF_OBS_REGISTER,
+                               .path = path });
+    struct h_pkt req;
+    h_last_tx(&req);
+    cr_assert_str_eq(req.path, path);
+    dev_answer_reg(&req, dobs, false, 0, "r");
+}
+
+static uint32_t observers_now(void)
+{
+    struct sch_core_counts n;
+    sch_core_counts(H.core, &n);
+    return n.observers;
+}
+
+/* Issue 13 item 4, RFC 7641 3.1: the index of which observation holds an
+ * endpoint and token (links reused as observers come and go) follows each
+ * observer that moves to another resource, so that its RST removes it from
+ * where it is now, over several rounds of joining, moving and leaving. */
+Test(observe, observers_move_between_resources_and_leave_from_where_they_are)
+{
+    h_start();
+    enum { N = 40 };
+    static char toks[N][8];
+    uint32_t dobs = 10;
+    static const uint64_t dev[3] = { DEV_A, DEV_B, DEV_C };
+    for (unsigned round = 0; round < 3; round++) {
+        /* A device per round: the last leavers' deregistrations stay
+         * unanswered at the previous one. */
+        obs_mac = dev[round];
+        const char *from = round % 2 ? "hum" : "temp", *to = round % 2 ? "temp" : "hum";
+        for (unsigned k = 0; k < N; k++) {
+            snprintf(toks[k], sizeof(toks[k]), "m%u", k);
+            H.nclient = 0;
+            observe_path((uint16_t)(43000 + k), toks[k], from, dobs++);
+        }
+        cr_assert_eq(observers_now(), N);
+        /* Every other one moves to the other resource. */
+        for (unsigned k = 0; k < N; k += 2) {
+            H.nclient = 0;
+            observe_path((uint16_t)(43000 + k), toks[k], to, dobs++);
+        }
+        cr_assert_eq(observers_now(), N, "a move is not a new observer");
+        /* Each leaves from where it is; one not observing changes nothing. */
+        h_gone(44000, "m0");
+        cr_assert_eq(observers_now(), N);
+        for (unsigned k = 0; k < N; k++) {
+            h_gone((uint16_t)(43000 + k), toks[k]);
+            cr_assert_eq(observers_now(), N - 1 - k, "round %u: observer %u left", round, k);
+        }
+    }
+}
