@@ -50,6 +50,7 @@ static const struct key keys[] = {
     I(ring_slots, 1024, 16, 65536),
     I(ring_poll_us, 100, 0, 10000),
     S(cpu_sched, "batch"),
+    I(mem_trim_ms, 2000, 0, 3600000),
     I(meshsim, -1, -1, 1),
     I(meshsim_devices, 8, 1, 4096),
     S(meshsim_base, "127.0.10.1"),

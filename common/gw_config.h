@@ -33,6 +33,7 @@ struct gw_config {
     int64_t ring_slots;    /* slots per ring (power of two) */
     int64_t ring_poll_us;  /* after work, poll the rings this long before sleeping; 0 = never */
     char cpu_sched[8];     /* batch (SCHED_BATCH for the roles) or normal (as started) */
+    int64_t mem_trim_ms;   /* after work, free heap pages return this soon (ms); 0 = never */
     int64_t
         meshsim; /* run the embedded simulator: -1 auto (when devices_file is empty), 0 no, 1 yes */
     int64_t meshsim_devices; /* devices of the embedded simulator */

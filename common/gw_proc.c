@@ -203,9 +203,30 @@ static void on_bell(uv_poll_t *h, int status, int events)
     spin_start(p, now);
 }
 
+/* mem_trim_ms: memory a burst freed stays resident in glibc's heap
+ * (fragmented chunks below the top are never trimmed by free), so the
+ * resident size keeps the burst's high-water mark. malloc_trim(0) returns
+ * every free page. A one-shot timer, armed in the check phase of a loop
+ * turn: it runs at most once per mem_trim_ms under load and once after a
+ * burst. The check phase after the trim runs only once the poll returns
+ * with new work, so the trim never re-arms itself and an idle role sleeps. */
+static void on_trim(uv_timer_t *t)
+{
+    struct gw_proc *p = t->data;
+    GW_IGNORE(malloc_trim(0));
+    p->trims++;
+}
+
+static void trim_arm(struct gw_proc *p)
+{
+    if (p->cfg.mem_trim_ms > 0 && p->trim.data && !uv_is_active((uv_handle_t *)&p->trim))
+        GW_IGNORE(uv_timer_start(&p->trim, on_trim, (uint64_t)p->cfg.mem_trim_ms, 0));
+}
+
 static void on_turn(uv_check_t *h)
 {
     struct gw_proc *p = h->data;
+    trim_arm(p);
     /* Runs once per loop turn, after the poll: counts wake-ups for the benchmark. */
     gw_stat_add(p->stats, GW_STAT_loop_turns, 1);
     if (p->hooks.on_turn)
@@ -239,6 +260,10 @@ int gw_proc_start(struct gw_proc *p, const struct gw_proc_hooks *hooks)
         rc = uv_idle_init(&p->loop, &p->spin);
         p->spin.data = p;
         p->spin_us = (uint32_t)p->cfg.ring_poll_us;
+    }
+    if (rc == 0) {
+        rc = uv_timer_init(&p->loop, &p->trim);
+        p->trim.data = p;
     }
     if (rc == 0)
         rc = uv_check_init(&p->loop, &p->turn_check);

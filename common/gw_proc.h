@@ -81,6 +81,9 @@ struct gw_proc {
     uint64_t spin_last_us, slept_us;
     uv_signal_t sig[3];
     struct gw_proc_hooks hooks;
+    /* mem_trim_ms: a one-shot timer armed by the loop turns. */
+    uv_timer_t trim;
+    uint64_t trims;
 };
 
 /* Steps of start-up. Each returns 0, or an exit code (GW_EXIT_FAIL or
