@@ -20,7 +20,9 @@ static void addr_key(const struct gw_ep *ep, uint8_t key[19])
     key[18] = (uint8_t)ep->port;
 }
 
-int gw_registry_get(struct gw_store *st, const uint8_t mac[GW_MAC_LEN], struct gw_device *out)
+/* The device's record, copied out of one read transaction: 0, an LMDB
+ * error, or GW_EBADMSG for a record of another size. */
+static int record_read(struct gw_store *st, const uint8_t mac[GW_MAC_LEN], struct gw_device *out)
 {
     MDB_txn *txn;
     int rc = gw_store_rbegin(st, &txn);
@@ -35,6 +37,12 @@ int gw_registry_get(struct gw_store *st, const uint8_t mac[GW_MAC_LEN], struct g
             rc = GW_EBADMSG;
     }
     gw_store_rdone(st);
+    return rc;
+}
+
+int gw_registry_get(struct gw_store *st, const uint8_t mac[GW_MAC_LEN], struct gw_device *out)
+{
+    int rc = record_read(st, mac, out);
     if (rc == 0 && st->kenv) {
         /* The key comes from data_dir/keys; a record written before keys
          * moved there still carries its own (until the next import). */
@@ -47,19 +55,9 @@ int gw_registry_get(struct gw_store *st, const uint8_t mac[GW_MAC_LEN], struct g
 
 int gw_registry_type(struct gw_store *st, const uint8_t mac[GW_MAC_LEN])
 {
-    MDB_txn *txn;
-    int rc = gw_store_rbegin(st, &txn);
-    if (rc)
-        return rc;
-    MDB_val k = { GW_MAC_LEN, (void *)mac }, d;
-    rc = mdb_get(txn, st->devices, &k, &d);
-    int type = 0;
-    if (rc == 0 && d.mv_size == sizeof(struct gw_device))
-        type = ((const uint8_t *)d.mv_data)[offsetof(struct gw_device, type)];
-    else if (rc == 0)
-        rc = GW_EBADMSG;
-    gw_store_rdone(st);
-    return rc ? gw_store_err(rc) : type;
+    struct gw_device dev;
+    int rc = record_read(st, mac, &dev);
+    return rc ? gw_store_err(rc) : dev.type;
 }
 
 int gw_registry_by_addr(struct gw_store *st, const struct gw_ep *ep, uint8_t mac[GW_MAC_LEN])

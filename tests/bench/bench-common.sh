@@ -26,6 +26,19 @@ bench_need_bins() { # "targets to build", file...
     done
 }
 
+# Stops one process we started, by its PID: SIGTERM, a wait of at most
+# $2 tenths of a second (default 50), then SIGKILL.
+bench_stop_pid() { # pid [tenths]
+    local p=$1 n=${2:-50}
+    kill -TERM "$p" 2>/dev/null || return 0
+    for _ in $(seq 1 "$n"); do
+        kill -0 "$p" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+}
+
 # Stops the gateway we started, by its PID: SIGTERM, a bounded wait, then
 # SIGKILL to it and to the children named in its own pid files.
 stop_gw() {

@@ -45,19 +45,9 @@ INSTANCE=cg$$
 ROLEPIDS=""
 SIMPID=""
 
-stop_pid() { # pid: SIGTERM, bounded wait (valgrind dumps on exit), SIGKILL
-    local p=$1
-    kill -TERM "$p" 2>/dev/null || return 0
-    for _ in $(seq 1 300); do
-        kill -0 "$p" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-}
-
 cleanup() {
-    for p in $ROLEPIDS $SIMPID; do stop_pid "$p"; done
+    # 30 s each: callgrind writes its profile on exit.
+    for p in $ROLEPIDS $SIMPID; do bench_stop_pid "$p" 300; done
     rm -f "/dev/shm/coapgw-$INSTANCE"
     bench_remove_tmp
 }

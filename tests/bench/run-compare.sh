@@ -76,19 +76,8 @@ GWPID=""
 GWDIR=""
 CFG=""
 
-stop_pid() { # pid: SIGTERM, bounded wait, SIGKILL
-    local p=$1
-    kill -TERM "$p" 2>/dev/null || return 0
-    for _ in $(seq 1 50); do
-        kill -0 "$p" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-}
-
 stop_helpers() {
-    for p in $PIDS; do stop_pid "$p"; done
+    for p in $PIDS; do bench_stop_pid "$p"; done
     PIDS=""
 }
 
@@ -180,7 +169,7 @@ if want relay || want relay2000 || { want libcoap && [ -n "$LIBCOAP" ]; }; then
                     --uri-address --proc "relay=$p" --proc "meshsim=$SIMPID" --scenario proxy \
                     $rate $LOAD
             done
-            stop_pid "$p"
+            bench_stop_pid "$p"
         fi
         if want libcoap && [ -n "$LIBCOAP" ]; then
             port=$(free_port)
@@ -193,7 +182,7 @@ if want relay || want relay2000 || { want libcoap && [ -n "$LIBCOAP" ]; }; then
             wait_bound "$port"
             bench libcoap -g "127.0.0.1:$port" -D "$DEVFILE" -n "$NDEV" --no-session --uri-address \
                 --proc "libcoap=$p" --proc "meshsim=$SIMPID" --scenario proxy $LOAD
-            stop_pid "$p"
+            bench_stop_pid "$p"
         fi
     fi
     stop_helpers
