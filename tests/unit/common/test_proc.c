@@ -238,6 +238,17 @@ Test(proc, polling_comes_back_after_it_decayed_to_zero, .init = mkdir_tmp, .fini
     cr_expect_eq(gw_shm_unlink(&cfg), 0);
 }
 
+/* Under AddressSanitizer malloc is ASan's allocator (freed blocks wait in
+ * its quarantine), so malloc_trim has nothing of glibc's to give back. */
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#define MALLOC_IS_GLIBC 0
+#else
+#define MALLOC_IS_GLIBC 1
+#endif
+
 static long anon_kib(void)
 {
     FILE *f = fopen("/proc/self/smaps_rollup", "r");
@@ -297,8 +308,9 @@ Test(proc, a_burst_freed_leaves_resident_memory_once_and_idle_stays_idle, .init 
     cr_assert_eq(gw_proc_run(p), GW_EXIT_OK);
     long after = anon_kib();
     cr_assert_eq(p->trims, 1, "one trim after the work, none while idle (%" PRIu64 ")", p->trims);
-    cr_assert_lt(after, before - (N * SZ / 1024) / 2, "%ld kB anonymous before the trim, %ld after",
-                 before, after);
+    if (MALLOC_IS_GLIBC)
+        cr_assert_lt(after, before - (N * SZ / 1024) / 2,
+                     "%ld kB anonymous before the trim, %ld after", before, after);
     free(pin);
     free(v);
     gw_proc_deinit(p);
