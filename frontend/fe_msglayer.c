@@ -622,6 +622,18 @@ int fe_rtx_init(struct fe_rtx *t, uint32_t cap, uint64_t ack_timeout_ms, uint32_
     return 0;
 }
 
+/* The table's arrays and indexes, not what entries own (the deinit and the
+ * compaction, which moved the entries' buffers and bodies, share this). */
+static void rtx_free_tables(struct fe_rtx *t)
+{
+    free(t->e);
+    free(t->free_list);
+    free(t->ghost);
+    gw_map_deinit(&t->by_mid);
+    gw_map_deinit(&t->by_tok);
+    gw_heap_deinit(&t->heap);
+}
+
 void fe_rtx_deinit(struct fe_rtx *t)
 {
     if (t->e)
@@ -630,12 +642,7 @@ void fe_rtx_deinit(struct fe_rtx *t)
             if (t->e[i].used)
                 nbody_unref(t->e[i].body);
         }
-    free(t->e);
-    free(t->free_list);
-    free(t->ghost);
-    gw_map_deinit(&t->by_mid);
-    gw_map_deinit(&t->by_tok);
-    gw_heap_deinit(&t->heap);
+    rtx_free_tables(t);
     memset(t, 0, sizeof(*t));
 }
 
@@ -717,12 +724,7 @@ static void rtx_maybe_compact(struct fe_rtx *t)
     }
     for (uint32_t k = 0; k < n - j; k++)
         fl[k] = n - 1 - k;
-    free(t->e);
-    free(t->free_list);
-    free(t->ghost);
-    gw_map_deinit(&t->by_mid);
-    gw_map_deinit(&t->by_tok);
-    gw_heap_deinit(&t->heap);
+    rtx_free_tables(t);
     t->e = e;
     t->free_list = fl;
     t->free_head = n - j;
