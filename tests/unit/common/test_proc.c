@@ -177,6 +177,29 @@ Test(proc, start_up_run_and_teardown, .init = mkdir_tmp, .fini = rm_tmp)
     cr_expect_eq(gw_shm_unlink(&cfg), 0);
 }
 
+/* A meshio role on the test's segment with its bell and the scheduler's
+ * open, started with `hooks`; proc_done tears it and the segment down. */
+static struct gw_proc *proc_started(const struct gw_config *cfg, struct gw_shm *seg,
+                                    const struct gw_proc_hooks *hooks)
+{
+    open_segment(cfg, seg);
+    struct gw_proc *p = malloc(sizeof(*p));
+    cr_assert_not_null(p);
+    cr_assert_eq(gw_proc_init(p, cfg, GW_PROC_MESHIO), 0);
+    const uint32_t peers[] = { GW_BELL_SCHEDULER };
+    cr_assert_eq(gw_proc_bells_open(p, GW_BELL_MESHIO, peers, 1), 0);
+    cr_assert_eq(gw_proc_start(p, hooks), 0);
+    return p;
+}
+
+static void proc_done(struct gw_proc *p, const struct gw_config *cfg, struct gw_shm *seg)
+{
+    gw_proc_deinit(p);
+    free(p);
+    gw_shm_close(seg);
+    cr_expect_eq(gw_shm_unlink(cfg), 0);
+}
+
 struct spin_probe {
     struct gw_proc *p;
     int fd, bells;
@@ -213,17 +236,13 @@ Test(proc, polling_comes_back_after_it_decayed_to_zero, .init = mkdir_tmp, .fini
     test_cfg(&cfg);
     cfg.ring_poll_us = 10000;
     struct gw_shm seg;
-    open_segment(&cfg, &seg);
-    struct gw_proc *p = malloc(sizeof(*p));
-    cr_assert_not_null(p);
-    cr_assert_eq(gw_proc_init(p, &cfg, GW_PROC_MESHIO), 0);
-    const uint32_t peers[] = { GW_BELL_SCHEDULER };
-    cr_assert_eq(gw_proc_bells_open(p, GW_BELL_MESHIO, peers, 1), 0);
-    struct spin_probe sp = { .p = p, .fd = gw_proc_bell_fd(p, GW_BELL_MESHIO) };
+    struct spin_probe sp = { 0 };
     struct gw_proc_hooks hooks = {
         .ctx = &sp, .on_bell = on_bell_again, .pending = nothing_pending, .on_hup = on_noop
     };
-    cr_assert_eq(gw_proc_start(p, &hooks), 0);
+    struct gw_proc *p = proc_started(&cfg, &seg, &hooks);
+    sp.p = p;
+    sp.fd = gw_proc_bell_fd(p, GW_BELL_MESHIO);
     uv_timer_t deadline;
     cr_assert_eq(uv_timer_init(&p->loop, &deadline), 0);
     cr_assert_eq(uv_timer_start(&deadline, on_deadline, 5000, 0), 0);
@@ -232,10 +251,7 @@ Test(proc, polling_comes_back_after_it_decayed_to_zero, .init = mkdir_tmp, .fini
     cr_assert_eq(gw_proc_run(p), GW_EXIT_OK);
     cr_assert(uv_is_active((uv_handle_t *)&deadline), "stopped by the probe, not the deadline");
     cr_assert_lt(sp.bells, 50, "polling stayed off through %d bells in a row", sp.bells);
-    gw_proc_deinit(p);
-    free(p);
-    gw_shm_close(&seg);
-    cr_expect_eq(gw_shm_unlink(&cfg), 0);
+    proc_done(p, &cfg, &seg);
 }
 
 /* Under AddressSanitizer malloc is ASan's allocator (freed blocks wait in
@@ -278,14 +294,8 @@ Test(proc, a_burst_freed_leaves_resident_memory_once_and_idle_stays_idle, .init 
     test_cfg(&cfg);
     cfg.mem_trim_ms = 20;
     struct gw_shm seg;
-    open_segment(&cfg, &seg);
-    struct gw_proc *p = malloc(sizeof(*p));
-    cr_assert_not_null(p);
-    cr_assert_eq(gw_proc_init(p, &cfg, GW_PROC_MESHIO), 0);
-    const uint32_t peers[] = { GW_BELL_SCHEDULER };
-    cr_assert_eq(gw_proc_bells_open(p, GW_BELL_MESHIO, peers, 1), 0);
     struct gw_proc_hooks hooks = { .on_bell = on_noop, .on_hup = on_noop };
-    cr_assert_eq(gw_proc_start(p, &hooks), 0);
+    struct gw_proc *p = proc_started(&cfg, &seg, &hooks);
 
     enum { N = 32768, SZ = 1024 };
     void **v = malloc(N * sizeof(*v));
@@ -313,10 +323,7 @@ Test(proc, a_burst_freed_leaves_resident_memory_once_and_idle_stays_idle, .init 
                      "%ld kB anonymous before the trim, %ld after", before, after);
     free(pin);
     free(v);
-    gw_proc_deinit(p);
-    free(p);
-    gw_shm_close(&seg);
-    cr_expect_eq(gw_shm_unlink(&cfg), 0);
+    proc_done(p, &cfg, &seg);
 }
 
 static void on_test_timer(uv_timer_t *t)
