@@ -15,10 +15,11 @@ static inline uint32_t home_of(uint32_t mask, uint64_t k)
     return (uint32_t)k & mask;
 }
 
+/* Slots for n records at a load of at most 3/4 (GW_IDX_LOAD_*). */
 static int alloc_slots(struct gw_idx *x, uint32_t n)
 {
     uint32_t s = 16;
-    while (s / 2 < n && s < (1u << 31))
+    while ((uint64_t)s * GW_IDX_LOAD_NUM < (uint64_t)n * GW_IDX_LOAD_DEN && s < (1u << 31))
         s <<= 1;
     x->slot = calloc(s, sizeof(*x->slot));
     x->mask = s - 1;
@@ -52,8 +53,9 @@ int gw_idx_add(struct gw_idx *x, const uint64_t *keys, uint32_t v)
 {
     if (v >= UINT32_MAX - 1)
         return -EINVAL;
-    if ((uint64_t)(x->n + 1) * 2 > (uint64_t)x->mask + 1) {
+    if ((uint64_t)(x->n + 1) * GW_IDX_LOAD_DEN > ((uint64_t)x->mask + 1) * GW_IDX_LOAD_NUM) {
         struct gw_idx g;
+        /* Double: alloc_slots for all the slots we have gives twice as many. */
         if (x->mask >= (1u << 31) - 1 || alloc_slots(&g, x->mask + 1) != 0)
             return -ENOMEM;
         for (uint32_t i = 0; i <= x->mask; i++)

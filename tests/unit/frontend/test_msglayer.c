@@ -954,6 +954,33 @@ Test(dedup, index_grows_with_the_entries)
     fe_dedup_deinit(&d);
 }
 
+/* Issue 13 item 4: the entry index fills to 3/4 before it doubles (at 1/2,
+ * 5 000 registrations kept 16 384 slots for EXCHANGE_LIFETIME instead of
+ * 8 192), and every exchange is still found at that load. */
+Test(dedup, index_fills_to_three_quarters_before_growing)
+{
+    struct fe_dedup d;
+    E(fe_dedup_init(&d, 65536, LIFETIME, 1 << 20));
+    uint32_t slots0 = d.idx.mask + 1;
+    struct gw_ep a = ep_of("10.0.0.1:1000");
+    uint32_t n = slots0 / 4 * 3;
+    for (uint32_t i = 0; i < n; i++) {
+        a.port = (uint16_t)(1000 + i % 50);
+        cr_assert_not_null(fe_dedup_add(&d, &a, (uint16_t)i, NULL, 0, 0));
+    }
+    cr_assert_eq(d.idx.mask + 1, slots0, "%u entries in %u slots: not grown", n, slots0);
+    for (uint32_t i = 0; i < n; i++) {
+        a.port = (uint16_t)(1000 + i % 50);
+        cr_assert_not_null(fe_dedup_find(&d, &a, (uint16_t)i, NULL, 0, 1), "exchange %u", i);
+    }
+    a.port = 999;
+    cr_assert_null(fe_dedup_find(&d, &a, 7, NULL, 0, 1));
+    a.port = (uint16_t)(1000 + n % 50);
+    cr_assert_not_null(fe_dedup_add(&d, &a, (uint16_t)n, NULL, 0, 0));
+    cr_assert_eq(d.idx.mask + 1, slots0 * 2, "one more entry doubles the index");
+    fe_dedup_deinit(&d);
+}
+
 /* Issue 13: the source index (one key per client endpoint) starts small and
  * grows with the sources, instead of 2 MiB for dedup_max at start, every
  * page of which a few thousand clients touched; every source's entries are
