@@ -874,31 +874,76 @@ int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t 
 
 /* ---- requests from clients ---- */
 
-/* True when the client request with key k (req_key) was seen within the
- * exchange lifetime; records it otherwise. Expiry is by age in the FIFO,
- * oldest first; a key is recorded once (a stale record of it is gone
- * before it is recorded again). */
-static bool seen_recently(struct sch_core *c, uint64_t k)
+/* Whether the client request with key k (req_key) was recorded with a time
+ * within the exchange lifetime of now: RECENT_FRESH; RECENT_STALE when only
+ * older records of it are left, RECENT_NONE when none. Records are appended
+ * in time order, except those a leaving observer hands over
+ * (sch_core_remember_request), so every record of the key is checked. */
+enum { RECENT_NONE, RECENT_STALE, RECENT_FRESH };
+static int recent_find(const struct sch_core *c, uint64_t k, uint64_t now)
 {
-    uint64_t now = now_ms(c), life = (uint64_t)c->cfg.exchange_lifetime_ms;
-    uint32_t pos;
-    uint32_t at = gw_idx_first(&c->recent, c->recent_keys, k, &pos);
-    if (at != GW_IDX_END && now - c->recent_at[at] < life)
-        return true;
+    uint64_t life = (uint64_t)c->cfg.exchange_lifetime_ms;
+    int found = RECENT_NONE;
+    uint32_t pos, n = 0;
+    for (uint32_t at = gw_idx_first(&c->recent, c->recent_keys, k, &pos);
+         at != GW_IDX_END && n < c->recent_cap;
+         at = gw_idx_more(&c->recent, c->recent_keys, k, &pos), n++) {
+        if (now - c->recent_at[at] < life)
+            return RECENT_FRESH;
+        found = RECENT_STALE;
+    }
+    return found;
+}
+
+/* Records key k as taken at time `at` (<= now); `had` is recent_find's
+ * answer for it. Expiry is by age in the FIFO, oldest first (a full FIFO
+ * drops its oldest record); stale records of k left behind the head go
+ * first, so a key is indexed once. */
+static void recent_add(struct sch_core *c, uint64_t k, uint64_t at, uint64_t now, int had)
+{
+    uint64_t life = (uint64_t)c->cfg.exchange_lifetime_ms;
     while (c->recent_n &&
            (c->recent_n == c->recent_cap || now - c->recent_at[c->recent_head] >= life)) {
         GW_IGNORE(gw_idx_del(&c->recent, c->recent_keys, c->recent_head));
         c->recent_head = (c->recent_head + 1) % c->recent_cap;
         c->recent_n--;
     }
-    if (at != GW_IDX_END) /* still there only if the clock went back */
-        GW_IGNORE(gw_idx_del(&c->recent, c->recent_keys, at));
+    uint32_t pos, old;
+    for (uint32_t n = 0; had != RECENT_NONE && n < c->recent_cap &&
+                         (old = gw_idx_first(&c->recent, c->recent_keys, k, &pos)) != GW_IDX_END;
+         n++)
+        GW_IGNORE(gw_idx_del(&c->recent, c->recent_keys, old)); /* its FIFO place stays */
     uint32_t tail = (c->recent_head + c->recent_n) % c->recent_cap;
     c->recent_keys[tail] = k;
-    c->recent_at[tail] = now;
+    c->recent_at[tail] = at;
     if (gw_idx_add(&c->recent, c->recent_keys, tail) == 0)
         c->recent_n++;
+}
+
+/* True when the client request with key k (req_key) was seen within the
+ * exchange lifetime; records it otherwise. */
+static bool seen_recently(struct sch_core *c, uint64_t k)
+{
+    uint64_t now = now_ms(c);
+    int had = recent_find(c, k, now);
+    if (had == RECENT_FRESH)
+        return true;
+    recent_add(c, k, now, now, had);
     return false;
+}
+
+void sch_core_remember_request(struct sch_core *c, const struct gw_ep *ep, uint16_t mid,
+                               const uint8_t *tok, uint8_t tkl, uint64_t at)
+{
+    uint64_t now = now_ms(c);
+    if (at > now)
+        at = now;
+    if (now - at >= (uint64_t)c->cfg.exchange_lifetime_ms)
+        return;
+    uint64_t k = sch_client_key(c, ep, mid, tok, tkl);
+    int had = recent_find(c, k, now);
+    if (had != RECENT_FRESH)
+        recent_add(c, k, at, now, had);
 }
 
 /* True when CON request env is a copy of one already taken: seen within the
@@ -908,13 +953,17 @@ static bool seen_recently(struct sch_core *c, uint64_t k)
  * that forwarded the copy: the client may never have had it, and any copy
  * it already has is a duplicate to it (RFC 7252 4.5). An answer still to
  * come goes to the client as it would have anyway. */
-static bool on_copy(struct sch_core *c, const struct gw_msg *env)
+static bool on_copy(struct sch_core *c, const struct gw_msg *env, bool reg)
 {
     uint64_t k = req_key(c, env);
     c->memo_env = env;
     c->memo_key = k;
     int idx = req_slot(c, env, k);
-    if (!seen_recently(c, k) && idx < 0)
+    /* A registration is recorded once it is handled, and only when its
+     * observer does not remember it (on_request). */
+    bool seen = reg ? sch_obs_holds_request(c, env) || recent_find(c, k, now_ms(c)) == RECENT_FRESH
+                    : seen_recently(c, k);
+    if (!seen && idx < 0)
         return false;
     gw_stat_add(c->stats, GW_STAT_rx_duplicates, 1);
     if (idx >= 0 && tstate(sch_txn_at(c, (uint32_t)idx)) == SCH_TXN_DELIVERED) {
@@ -932,11 +981,34 @@ static bool on_copy(struct sch_core *c, const struct gw_msg *env)
     return true;
 }
 
+static void take_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data);
+
+/* A client's request. A CON request already taken is a copy (on_copy).
+ * Every CON request taken is remembered for its exchange lifetime (S3.3
+ * across frontend restarts, S1.3): in `recent`, except an observe
+ * registration whose observer now holds it (sch_obs_holds_request: its
+ * endpoint, token and MID, and when it came). That observer hands it to
+ * `recent` when it leaves or registers again within the lifetime, so an
+ * observe storm costs no `recent` record per live observer (16 B in the
+ * FIFO and its index slots, issue 13 item 4). */
 static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data)
 {
     c->memo_env = NULL;
-    if (env->client_type == GW_COAP_CON && on_copy(c, env))
+    bool reg = env->client_type == GW_COAP_CON && (env->flags & GW_MF_OBS_REGISTER);
+    if (env->client_type == GW_COAP_CON && on_copy(c, env, reg))
         return;
+    uint64_t k = c->memo_key;
+    take_request(c, env, data);
+    if (reg && !sch_obs_holds_request(c, env)) {
+        uint64_t now = now_ms(c);
+        int had = recent_find(c, k, now);
+        if (had != RECENT_FRESH)
+            recent_add(c, k, now, now, had);
+    }
+}
+
+static void take_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data)
+{
     struct gw_coap_msg req;
     if (env->len < 12 || gw_coap_parse(c->rx_parser, data, env->len, &req) != 0 || req.tkl != 8) {
         sch_core_answer_error(c, env, GW_COAP_INTERNAL, "malformed request record", UINT32_MAX);

@@ -141,7 +141,17 @@ int sch_core_to_client(struct sch_core *c, struct gw_msg *env, const uint8_t *da
 void sch_core_cache_store(struct sch_core *c, const uint8_t *key, size_t klen, uint64_t res_hash,
                           const struct gw_coap_msg *resp, uint64_t now);
 
+/* Remembers client CON request (ep, mid, token), taken at time `at` (ms of
+ * c->clock), as a request a copy of which is not taken again, for what is
+ * left of its exchange lifetime (nothing once it has passed). For the
+ * registration a leaving observer held (sch_obs_holds_request). */
+void sch_core_remember_request(struct sch_core *c, const struct gw_ep *ep, uint16_t mid,
+                               const uint8_t *tok, uint8_t tkl, uint64_t at);
+
 /* sch_observe.c */
+/* True when CON registration env is the one its observer (endpoint, token)
+ * remembers as its last, taken within the exchange lifetime: a copy. */
+bool sch_obs_holds_request(const struct sch_core *c, const struct gw_msg *env);
 int sch_obs_init(struct sch_core *c);
 void sch_obs_deinit(struct sch_core *c);
 void sch_obs_rearm_all(struct sch_core *c);

@@ -84,6 +84,16 @@ struct obs_links {
     struct gw_idx idx;
     uint64_t *key;
     uint32_t *slot;
+    /* The observer's last registration (S3.3): its MID, and when it was
+     * taken, in seconds of the scheduler's clock rounded up (0: none, as
+     * for observers loaded from LMDB, whose copies the frontend that took
+     * them still catches). While an observer is linked, a copy of its
+     * registration is recognised here instead of by a `recent` record (16 B
+     * in the FIFO and its index slots per observer, issue 13 item 4); the
+     * registration goes to `recent` when the observer leaves or registers
+     * again within its exchange lifetime (link_hand_over). 6 B a link. */
+    uint16_t *reg_mid;
+    uint32_t *reg_s;
     uint32_t cap, free_head;
 };
 
@@ -125,7 +135,26 @@ static struct sch_obs *observer_obs(const struct sch_obs_reg *r, uint64_t key)
     return r->tab[r->by_observer.slot[v]];
 }
 
-/* Links the observer with key to o, replacing its link if it has one. */
+/* The time a link's reg_s stands for, in ms: at or after the registration
+ * (rounded up), so the lifetime counted from it is never shorter. */
+static uint64_t reg_ms(uint32_t reg_s)
+{
+    return (uint64_t)reg_s * 1000u;
+}
+
+/* Link v's registration, if it has one, goes to `recent` for what is left
+ * of its exchange lifetime (the observer leaves, or registers again). */
+static void link_hand_over(struct sch_core *c, uint32_t v, const struct gw_ep *ep,
+                           const uint8_t *tok, uint8_t tkl)
+{
+    struct obs_links *l = &c->obs->by_observer;
+    if (l->reg_s[v])
+        sch_core_remember_request(c, ep, l->reg_mid[v], tok, tkl, reg_ms(l->reg_s[v]));
+    l->reg_s[v] = 0;
+}
+
+/* Links the observer with key to o, replacing its link if it has one
+ * (which keeps its registration: see observer_took). */
 static int observer_link(struct sch_obs_reg *r, uint64_t key, const struct sch_obs *o)
 {
     struct obs_links *l = &r->by_observer;
@@ -135,7 +164,8 @@ static int observer_link(struct sch_obs_reg *r, uint64_t key, const struct sch_o
         return 0;
     }
     if (l->free_head == LINK_NONE) {
-        /* A quarter more, as the observer arrays (observers_room). */
+        /* A quarter more, as the observer arrays (observers_room). Each
+         * array that grew is kept; cap moves once all four did. */
         uint64_t nc = l->cap < 32 ? 32 : (uint64_t)l->cap + l->cap / 4;
         if (nc >= LINK_NONE - 1)
             return -ENOMEM;
@@ -143,9 +173,15 @@ static int observer_link(struct sch_obs_reg *r, uint64_t key, const struct sch_o
         if (k)
             l->key = k;
         uint32_t *sl = k ? realloc(l->slot, (size_t)nc * sizeof(*sl)) : NULL;
-        if (!sl)
-            return -ENOMEM; /* a larger key array is kept; cap unchanged */
-        l->slot = sl;
+        if (sl)
+            l->slot = sl;
+        uint16_t *rm = sl ? realloc(l->reg_mid, (size_t)nc * sizeof(*rm)) : NULL;
+        if (rm)
+            l->reg_mid = rm;
+        uint32_t *rs = rm ? realloc(l->reg_s, (size_t)nc * sizeof(*rs)) : NULL;
+        if (!rs)
+            return -ENOMEM;
+        l->reg_s = rs;
         for (uint32_t i = (uint32_t)nc; i-- > l->cap;) {
             l->slot[i] = l->free_head;
             l->free_head = i;
@@ -158,18 +194,43 @@ static int observer_link(struct sch_obs_reg *r, uint64_t key, const struct sch_o
         return -ENOMEM;
     l->free_head = l->slot[v];
     l->slot[v] = o->slot;
+    l->reg_s[v] = 0;
     return 0;
 }
 
-static void observer_unlink(struct sch_obs_reg *r, uint64_t key)
+/* Observer ov leaves: its link goes, and the registration it held to
+ * `recent`. */
+static void observer_unlink(struct sch_core *c, const struct obs_observer *ov)
 {
-    struct obs_links *l = &r->by_observer;
-    uint32_t v = link_find(l, key);
+    struct obs_links *l = &c->obs->by_observer;
+    uint32_t v = link_find(l, observer_key(c, &ov->ep, ov->token, ov->tkl));
     if (v == GW_IDX_END)
         return;
+    link_hand_over(c, v, &ov->ep, ov->token, ov->tkl);
     GW_IGNORE(gw_idx_del(&l->idx, l->key, v));
     l->slot[v] = l->free_head;
     l->free_head = v;
+}
+
+/* The observer env->(ep, token) took registration env: its link holds it
+ * from now on, and the one it held before goes to `recent`. */
+static void observer_took(struct sch_core *c, uint64_t key, const struct gw_msg *env)
+{
+    struct obs_links *l = &c->obs->by_observer;
+    uint32_t v = link_find(l, key);
+    if (v == GW_IDX_END || env->client_type != GW_COAP_CON)
+        return; /* not linked (out of memory): `recent` takes it (on_request) */
+    link_hand_over(c, v, &env->ep, env->token, env->tkl);
+    l->reg_mid[v] = env->client_mid;
+    l->reg_s[v] = (uint32_t)(now_ms(c) / 1000u + 1u);
+}
+
+bool sch_obs_holds_request(const struct sch_core *c, const struct gw_msg *env)
+{
+    const struct obs_links *l = &c->obs->by_observer;
+    uint32_t v = link_find(l, observer_key(c, &env->ep, env->token, env->tkl));
+    return v != GW_IDX_END && l->reg_s[v] && l->reg_mid[v] == env->client_mid &&
+           gw_now_ms(c->clock) < reg_ms(l->reg_s[v]) + (uint64_t)c->cfg.exchange_lifetime_ms;
 }
 
 static uint64_t id_of(const uint8_t tok[8])
@@ -358,7 +419,7 @@ static void obs_free(struct sch_core *c, struct sch_obs *o, bool unpersist)
 {
     struct sch_obs_reg *r = c->obs;
     for (uint32_t i = 0; i < o->n; i++) {
-        observer_unlink(r, observer_key(c, &o->v[i].ep, o->v[i].token, o->v[i].tkl));
+        observer_unlink(c, &o->v[i]);
         session_observers_add(r, o->v[i].session, -1);
     }
     r->nobservers -= o->n;
@@ -436,6 +497,7 @@ static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_m
     v.security = env->security;
     v.session = env->session;
     v.req_id = env->req_id;
+    uint64_t key = observer_key(c, &env->ep, env->token, env->tkl);
     int i = find_observer(o, &env->ep, env->token, env->tkl);
     if (i >= 0) {
         session_observers_add(r, o->v[i].session, -1);
@@ -443,7 +505,7 @@ static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_m
         o->v[i] = v; /* S6.4: the same (endpoint, token) replaces, never duplicates */
     } else {
         /* An endpoint+token observing another resource moves here (RFC 7641 3.1). */
-        struct sch_obs *other = observer_obs(r, observer_key(c, &env->ep, env->token, env->tkl));
+        struct sch_obs *other = observer_obs(r, key);
         if (other && other != o) {
             int j = find_observer(other, &env->ep, env->token, env->tkl);
             if (j >= 0) {
@@ -462,9 +524,10 @@ static int add_observer(struct sch_core *c, struct sch_obs *o, const struct gw_m
         o->v[o->n++] = v;
         r->nobservers++;
         session_observers_add(r, v.session, 1);
-        if (observer_link(r, observer_key(c, &env->ep, env->token, env->tkl), o) != 0)
+        if (observer_link(r, key, o) != 0)
             return -ENOMEM;
     }
+    observer_took(c, key, env);
     persist_observer(c, o, &v);
     gw_stat_set(c->stats, GW_STAT_observers, r->nobservers);
     return 0;
@@ -474,7 +537,7 @@ static void remove_observer(struct sch_core *c, struct sch_obs *o, uint32_t i)
 {
     struct sch_obs_reg *r = c->obs;
     unpersist_observer(c, o, &o->v[i]);
-    observer_unlink(r, observer_key(c, &o->v[i].ep, o->v[i].token, o->v[i].tkl));
+    observer_unlink(c, &o->v[i]);
     session_observers_add(r, o->v[i].session, -1);
     o->v[i] = o->v[--o->n];
     r->nobservers--;
@@ -1112,6 +1175,8 @@ void sch_obs_deinit(struct sch_core *c)
     gw_idx_deinit(&r->by_observer.idx);
     free(r->by_observer.key);
     free(r->by_observer.slot);
+    free(r->by_observer.reg_mid);
+    free(r->by_observer.reg_s);
     gw_map_deinit(&r->by_session);
     free(r);
     c->obs = NULL;

@@ -7,6 +7,7 @@
  * notifications under the gateway's token (sch_harness.h). Persistence
  * (S6.6) uses a real LMDB in a mkdtemp directory. */
 #include "sch_harness.h"
+#include "sch_int.h"
 
 static void setup(void)
 {
@@ -909,4 +910,123 @@ Test(observe, observers_move_between_resources_and_leave_from_where_they_are)
             cr_assert_eq(observers_now(), N - 1 - k, "round %u: observer %u left", round, k);
         }
     }
+}
+
+/* ---- S3.3 across frontend restarts, without a `recent` record per observer ---- */
+
+/* Registers `o` with client MID mid (a copy when `o` already sent it);
+ * returns how many datagrams went to the device. */
+static unsigned reg_with_mid(const struct obsr *o, uint16_t mid)
+{
+    unsigned m0 = H.nmesh;
+    h_request(&(struct h_req){ .mac = obs_mac,
+                               .port = o->port,
+                               .tok = o->tok,
+                               .session = o->session,
+                               .mid = mid,
+                               .flags = GW_MF_OBS_REGISTER,
+                               .path = "temp" });
+    return H.nmesh - m0;
+}
+
+/* The device answers the last registration, with a Max-Age (a day) that
+ * outlasts the test, so no re-registration (S6.5) is in flight when a copy
+ * comes; every kept answer is ACKed, so no transaction is left that would
+ * recognise a copy by itself. */
+static void answer_and_ack(uint32_t dobs)
+{
+    struct h_pkt req;
+    h_last_tx(&req);
+    unsigned c0 = H.nclient;
+    dev_answer_reg(&req, dobs, true, 86400, "s");
+    for (unsigned i = c0; i < H.nclient; i++)
+        if (H.client[i].env.flags2 & GW_MF2_MID)
+            h_client_acked(i);
+    struct sch_core_counts n;
+    sch_core_counts(H.core, &n);
+    cr_assert_eq(n.txns, 0, "no transaction is left");
+}
+
+/* S3.3, S1.3, issue 13 item 4: a frontend that restarted forgot its dedup
+ * table, so the scheduler recognises a client's copy of a registration it
+ * took. While the observer is linked, its link remembers the registration
+ * (endpoint, token, MID, when), and `recent` holds no record for it (16 B
+ * and index slots per observer before); the registration goes to `recent`
+ * when the observer registers again or leaves, and is a new request again
+ * only after EXCHANGE_LIFETIME. */
+Test(observe, copies_of_registrations_are_recognised_without_a_recent_record_per_observer)
+{
+    h_start();
+    cr_assert_eq(reg_with_mid(&three[0], 0x100), 1);
+    answer_and_ack(1);
+    cr_assert_eq(reg_with_mid(&three[1], 0x200), 1);
+    answer_and_ack(2);
+    cr_assert_eq(H.core->recent_n, 0, "no `recent` record for a live observer's registration");
+    unsigned c0 = H.nclient;
+    cr_assert_eq(reg_with_mid(&three[0], 0x100), 0, "a copy is not forwarded (S3.3)");
+    cr_assert_eq(reg_with_mid(&three[1], 0x200), 0, "a copy is not forwarded (S3.3)");
+    cr_assert_eq(h_client_count_tok(c0, "o1") + h_client_count_tok(c0, "o2"), 0,
+                 "nor answered on its own");
+    counts(1, 2);
+
+    /* o1 registers again: its link now holds 0x101, `recent` takes 0x100. */
+    h_advance(1000);
+    cr_assert_eq(reg_with_mid(&three[0], 0x101), 1, "a new MID is a new registration");
+    answer_and_ack(3);
+    cr_assert_eq(H.core->recent_n, 1, "the replaced registration went to `recent`");
+    cr_assert_eq(reg_with_mid(&three[0], 0x100), 0, "a copy of the old one is still a copy");
+    cr_assert_eq(reg_with_mid(&three[0], 0x101), 0, "and of the new one");
+
+    /* o2 leaves (RST): its registration goes to `recent` with it. */
+    h_gone(three[1].port, three[1].tok);
+    counts(1, 1);
+    cr_assert_eq(H.core->recent_n, 2);
+    cr_assert_eq(reg_with_mid(&three[1], 0x200), 0, "a copy after the observer left is a copy");
+    counts(1, 1);
+
+    /* 0x200 was taken 1 s before 0x101. A link counts the lifetime from the
+     * next whole second (never shorter, at most 1 s longer): both are new
+     * requests 1 s after their EXCHANGE_LIFETIME. */
+    h_advance((uint64_t)H.cfg.exchange_lifetime_ms - 1000 - 1);
+    cr_assert_eq(reg_with_mid(&three[1], 0x200), 0, "still a copy within EXCHANGE_LIFETIME");
+    cr_assert_eq(reg_with_mid(&three[0], 0x101), 0, "still a copy within EXCHANGE_LIFETIME");
+    h_advance(1000 + 1000 + 1);
+    cr_assert_eq(reg_with_mid(&three[0], 0x101), 1, "0x101 too is new after its lifetime");
+    answer_and_ack(4);
+    cr_assert_eq(reg_with_mid(&three[1], 0x200), 1, "0x200 is a new registration again");
+    answer_and_ack(5);
+    counts(1, 2);
+}
+
+/* S3.3: a refused registration (no observer holds it) is remembered in
+ * `recent`: once its 5.03 is ACKed, a copy is neither taken again (the
+ * table has room by then) nor answered again on its own. */
+Test(observe, copy_of_a_refused_registration_is_not_taken_again)
+{
+    H.cfg.obs_max_observers = 1;
+    h_start();
+    cr_assert_eq(reg_with_mid(&three[0], 0x100), 1);
+    answer_and_ack(1);
+    unsigned c0 = H.nclient;
+    cr_assert_eq(reg_with_mid(&three[1], 0x200), 0, "refused: nothing for the device");
+    cr_assert_eq(H.nclient, c0 + 1);
+    struct h_pkt p;
+    h_client_pkt(c0, &p);
+    cr_assert_eq(p.code, GW_COAP_UNAVAILABLE);
+    if (H.client[c0].env.flags2 & GW_MF2_MID)
+        h_client_acked(c0);
+    cr_assert_eq(H.core->recent_n, 1, "the refused registration is in `recent`");
+    h_gone(three[0].port, three[0].tok); /* room again; the device is cancelled */
+    counts(0, 0);
+    struct h_pkt cancel;
+    h_last_tx(&cancel);
+    cr_assert_eq(cancel.observe, 1);
+    h_piggy(obs_mac, &cancel, GW_COAP_CONTENT, "c");
+    unsigned m0 = H.nmesh;
+    c0 = H.nclient;
+    cr_assert_eq(reg_with_mid(&three[1], 0x200), 0, "the copy is not taken");
+    cr_assert_eq(H.nmesh, m0);
+    cr_assert_eq(h_client_count_tok(c0, three[1].tok), 0, "nor answered on its own");
+    counts(0, 0);
+    cr_assert_eq(reg_with_mid(&three[1], 0x201), 1, "a new MID is taken");
 }
