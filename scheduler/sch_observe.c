@@ -76,7 +76,8 @@ struct sch_obs {
 
 /* Which observation holds an observer, by observer_key(endpoint, token):
  * a gw_idx of 4-byte link numbers over links that keep the key and the
- * observation's slot in tab (12 bytes a link), instead of a gw_map whose
+ * observation's slot in tab (12 bytes a link, 18 with the registration
+ * below), instead of a gw_map whose
  * 16-byte slots, 2 to 4 per observer, were 52 of the scheduler's 240 bytes
  * per observer at 5 000 (issue 13 item 4). A freed link's `slot` chains
  * the free links. */
