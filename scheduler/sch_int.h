@@ -169,6 +169,10 @@ void sch_obs_on_session_end(struct sch_core *c, uint64_t session);
 void sch_obs_on_session_moved(struct sch_core *c, uint64_t session, const struct gw_ep *old_ep);
 void sch_obs_on_timer(struct sch_core *c, uint32_t slot, uint32_t gen, uint64_t now);
 void sch_obs_counts(const struct sch_core *c, uint32_t *observations, uint32_t *observers);
+/* Heap bytes the observations and their observer arrays hold
+ * (malloc_usable_size, glibc and sanitizers alike): for the unit tests of
+ * what an observation costs. */
+size_t sch_obs_heap_bytes(const struct sch_core *c);
 bool sch_obs_id_taken(const struct sch_core *c, uint64_t id);
 /* The device and security of the observation whose device token is tok:
  * true with mac and *sec filled, false when there is none. */

@@ -33,7 +33,7 @@ sch=$(cat "$dir/scheduler.pid" 2>/dev/null)
     -ex 'frame function sch_run' \
     -ex 'set $c = s->core' \
     -ex 'set $r = $c->obs' \
-    -ex 'printf "scheduler observe: %u observations (%lu B each), %u observers (%lu B each), by_observer %u links of 18 B (%u indexed) and %u index slots of 4 B\n", $r->nobs, sizeof(struct sch_obs), $r->nobservers, sizeof(struct obs_observer), $r->by_observer.cap, $r->by_observer.idx.n, $r->by_observer.idx.mask + 1' \
+    -ex 'printf "scheduler observe: %u observations (%lu B each and their key and request), %u observers (%lu B each), by_observer %u links of 18 B (%u indexed) and %u index slots of 4 B\n", $r->nobs, sizeof(struct sch_obs), $r->nobservers, sizeof(struct obs_observer), $r->by_observer.cap, $r->by_observer.idx.n, $r->by_observer.idx.mask + 1' \
     -ex 'printf "scheduler core: recent %u requests (16 B each in its FIFO) in %u index slots of 4 B, by_req %u/%u, delivered %u/%u, timer heap %u items of %lu B (room for %u)\n", $c->recent.n, $c->recent.mask + 1, $c->by_req.n, $c->by_req.mask + 1, $c->delivered.n, $c->delivered.mask + 1, $c->heap.n, sizeof(struct gw_heap_item), $c->heap.cap' \
     2>/dev/null | grep '^scheduler'
 exit 0

@@ -1030,3 +1030,37 @@ Test(observe, copy_of_a_refused_registration_is_not_taken_again)
     counts(0, 0);
     cr_assert_eq(reg_with_mid(&three[1], 0x201), 1, "a new MID is taken");
 }
+
+/* Issue 13 item 4: an observation is allocated for its own Cache-Key and
+ * request, not for the largest of both (2 696 B each before, 17 B per
+ * observer with 5 000 observers on 32 resources), when it is created and
+ * when a restarted scheduler loads it; observers still join it (its key is
+ * compared in full) and notifications reach them. */
+Test(observe, an_observation_is_allocated_for_its_own_key_and_request)
+{
+    h_open_store();
+    h_start();
+    join(three, 1, 1);
+    join(three, 2, 2);
+    counts(1, 2);
+    /* The observation and an observer array of 8 (48 B each). */
+    size_t held = sch_obs_heap_bytes(H.core);
+    cr_assert_lt(held, 1024u + 8 * 48, "one observation holds %zu B", held);
+    h_restart();
+    counts(1, 2);
+    held = sch_obs_heap_bytes(H.core);
+    cr_assert_lt(held, 1024u + 8 * 48, "loaded from LMDB: %zu B", held);
+    unsigned m0 = H.nmesh;
+    sch_core_resume_observations(H.core);
+    cr_assert_eq(H.nmesh, m0 + 1, "one re-registration (S6.6)");
+    struct h_pkt req;
+    h_last_tx(&req);
+    cr_assert_eq(req.observe, 0);
+    cr_assert_str_eq(req.path, "temp", "the stored request came back whole");
+    cr_assert_eq(memcmp(req.token, gtok, 8), 0, "the observation keeps its gateway token");
+    unsigned c0 = H.nclient;
+    dev_answer_reg(&req, 3, false, 0, "s3");
+    check_fanout(c0, three, 2, NULL, "s3");
+    join(three, 3, 4);
+    counts(1, 3);
+}
