@@ -57,6 +57,20 @@ enum gw_security { GW_SEC_NONE = 0, GW_SEC_NETMGR = 1 };
  * client that got the first copy drops the second (RFC 7252 4.5) and ACKs
  * it again. */
 #define GW_MF2_MID 0x01 /* RESP: send with MID client_mid (an answer the scheduler keeps) */
+/* A cache hit a frontend may not answer on its own (frontend/fe_guard.h): the
+ * client's CON GET may be a copy of a request another frontend of the port
+ * forwarded, or one another frontend already answered from the cache; only
+ * the scheduler knows the first. REQ with GW_MF2_CHECK: the frontend holds the
+ * hit, rendered on the ACK of client_mid, and asks; the scheduler never
+ * executes it. RESP with GW_MF2_CHECK (no data): the verdict, to the frontend
+ * that asked. GW_MF2_COPY set: a copy of a request the scheduler took (its
+ * answer comes as that request's does; the frontend ACKs the copy empty);
+ * clear: answer it with the hit (GW_MF_ANSWER set), and the scheduler records
+ * the request as answered, so the original, should it arrive later from a
+ * frontend that died, is a copy, and a later check of it again says answer.
+ * Either way one final answer, or the same one with the same MID again. */
+#define GW_MF2_CHECK 0x02
+#define GW_MF2_COPY 0x04
 
 struct gw_msg {
     uint8_t kind;

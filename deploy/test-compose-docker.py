@@ -541,9 +541,9 @@ def kill_each(st, macs):
     named = {("%d.%02d" % (k >> 5, k & 31)): n for k, n in sorted(codes.items())}
     # S1.3: exactly one final answer per request, across every kill. A copy
     # of a request that SO_REUSEPORT steered to another frontend after a
-    # frontend's SIGKILL goes to the scheduler's deduplication, never the
-    # cache path (frontend/fe_guard.h), so no duplicate is tolerated; each is
-    # printed with how its answers came, to explain it.
+    # frontend's SIGKILL is checked with the scheduler's deduplication before
+    # any cache answer (frontend/fe_guard.h), so no duplicate is tolerated;
+    # each is printed with how its answers came, to explain it.
     t0 = kills[0][1]
     several = []
     for c in loads:

@@ -357,8 +357,43 @@ static void log_answer(struct fe_core *fe, const struct gw_msg *m, uint8_t code,
     gw_log_event(GW_LOG_DEBUG, GW_LOG_COAP, "client request", kv, GW_ARRAY_LEN(kv));
 }
 
+/* The scheduler's verdict on a held cache hit (gw_msg.h GW_MF2_CHECK): the
+ * hit goes on the ACK of the client's MID, or, for a copy of a request the
+ * scheduler took, an empty ACK (S3.3). Nothing when the exchange is no
+ * longer held here (a verdict asked for again, or by a predecessor). */
+static void on_verdict(struct fe_core *fe, const struct gw_msg *m)
+{
+    if (m->flags & GW_MF_ANSWER) {
+        struct fe_limit *l = limit_for(fe, m->session, false);
+        if (l && l->inflight)
+            l->inflight--;
+    }
+    struct fe_dedup_entry *de =
+        fe_dedup_find(&fe->dedup, &m->ep, m->client_mid, m->token, m->tkl, gw_now_ms(fe->clock));
+    if (!de || !de->checking)
+        return;
+    de->checking = 0;
+    if (m->flags2 & GW_MF2_COPY) {
+        fe_dedup_drop_resp(&fe->dedup, de);
+        de->forwarded = 1;
+        gw_stat_add(fe->stats, GW_STAT_requests_proxied, 1);
+        send_empty(fe, &m->ep, GW_COAP_ACK, m->client_mid);
+        return;
+    }
+    if (!de->resp)
+        return;
+    fe_send(fe, &m->ep, de->resp, de->resp_len);
+    gw_stat_add(fe->stats, GW_STAT_cache_hits, 1);
+    count_code(fe, de->resp[1]);
+    gw_stat_observe(fe->stats, GW_HIST_CACHE, (uint32_t)gw_mono_us() - m->rx_us);
+}
+
 void fe_core_deliver(struct fe_core *fe, const struct gw_msg *m, const uint8_t *data)
 {
+    if (m->flags2 & GW_MF2_CHECK) {
+        on_verdict(fe, m);
+        return;
+    }
     if (m->len < 4)
         return;
     uint8_t buf[GW_COAP_MAX_MSG + 64];
@@ -727,20 +762,33 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
     /* S3.1: a fresh cache hit is answered here, piggybacked (gw_rcache.h). */
     uint8_t hit[GW_COAP_MAX_MSG + 64];
     size_t hl;
-    if (fe_rcache_answer(fe, mac, s.security, up, ul, req, hit, sizeof(hit), &hl) == 1) {
+    int hr = fe_rcache_answer(fe, mac, s.security, up, ul, req, hit, sizeof(hit), &hl);
+    if (hr == FE_RCACHE_HIT) {
         reply_now_h(fe, ep, req, de, hit, hl, GW_HIST_CACHE);
         if (l)
             l->tokens -= 1.0;
         touch_session(fe, &s, now_s);
         return;
     }
+    /* A hit the guard holds back (fe_guard.h): kept with the exchange until
+     * the scheduler says whether to send it (gw_msg.h GW_MF2_CHECK). Without
+     * room to keep it, the ordinary path. */
+    bool check = false;
+    if (hr == FE_RCACHE_CHECK && de && !de->resp && !de->code) {
+        fe_dedup_set_resp(&fe->dedup, de, hit, hl);
+        check = de->resp != NULL;
+    }
     struct gw_msg m;
     fill_request(fe, ep, req, t, &s, mac, szx, ul, &m);
+    if (check)
+        m.flags2 |= GW_MF2_CHECK;
     /* Before the push: a frontend that dies right after it is still known to
      * have forwarded (fe_guard.h). */
     if (fe->guard && req->type == GW_COAP_CON)
         fe_guard_forward(fe->guard, now);
     if (push_sch(fe, &m, up) != 0) {
+        if (check)
+            fe_dedup_drop_resp(&fe->dedup, de);
         reply_code_static(fe, ep, req, de, GW_COAP_UNAVAILABLE,
                           "gateway overloaded: request queue full", 1);
         return;
@@ -749,9 +797,16 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
         l->tokens -= 1.0;
         l->inflight++;
     }
+    if (check) {
+        de->checking = 1; /* the ACK waits for the verdict (fe_core_deliver) */
+        touch_session(fe, &s, now_s);
+        return;
+    }
     gw_stat_add(fe->stats, GW_STAT_requests_proxied, 1);
-    if (de)
+    if (de) {
         de->forwarded = 1;
+        de->checking = 0;
+    }
     /* S3.1: the empty ACK goes out at once; the answer follows separately. */
     if (req->type == GW_COAP_CON)
         send_empty(fe, ep, GW_COAP_ACK, req->mid);
@@ -914,6 +969,16 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
     bool dup;
     struct fe_dedup_entry *de = fe_dedup_get(&fe->dedup, ep, req.mid, req.token, req.tkl, now,
                                              sess ? FE_DEDUP_SESSION : FE_DEDUP_SESSIONLESS, &dup);
+    if (dup && de->checking) {
+        /* A copy while the scheduler's verdict on a held cache hit is due:
+         * asked again (the verdict may have been lost with a full ring);
+         * the first verdict to come settles it, a later one finds nothing
+         * held. */
+        gw_stat_add(fe->stats, GW_STAT_rx_duplicates, 1);
+        dup = false;
+        fe_dedup_drop_resp(&fe->dedup, de);
+        de->checking = 0;
+    }
     if (dup) {
         gw_stat_add(fe->stats, GW_STAT_rx_duplicates, 1);
         /* A stored answer may have gone to the endpoint while it held a

@@ -135,9 +135,12 @@ static inline void fe_core_set_guard(struct fe_core *c, struct fe_guard *g)
  * mac/sec name the device and the session's mesh security, up/ul the
  * request as it would go to the device, req the client's request. Call
  * only after the session, its device scope (S2.2) and its limits were
- * checked. Returns 1 with the piggybacked answer (ACK, the client's MID
- * and token, Max-Age reduced by the age) in out/len, or 0: take the
- * ordinary path through the scheduler. */
+ * checked. Returns FE_RCACHE_HIT with the piggybacked answer (ACK, the
+ * client's MID and token, Max-Age reduced by the age) in out/len;
+ * FE_RCACHE_CHECK with the same answer when the cache guard is up
+ * (fe_guard.h): the scheduler must say first whether the request is a copy
+ * (gw_msg.h GW_MF2_CHECK); or 0: take the ordinary path. */
+enum { FE_RCACHE_HIT = 1, FE_RCACHE_CHECK = 2 };
 int fe_rcache_answer(struct fe_core *c, const uint8_t mac[GW_MAC_LEN], uint8_t sec,
                      const uint8_t *up, size_t ul, const struct gw_coap_msg *req, uint8_t *out,
                      size_t cap, size_t *len);

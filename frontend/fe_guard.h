@@ -14,14 +14,26 @@
  * copy meets the scheduler's own client-request deduplication (endpoint, MID,
  * token) and the kept answer stays the only one.
  *
+ * The opposite case is as real: a fresh hit a frontend answered on the ACK
+ * (piggybacked), whose ACK the client lost or read late, and whose copy
+ * reaches a frontend that never saw it. Nobody forwarded it, so the
+ * scheduler would take it as new and answer it separately (a new MID): two
+ * final answers again. The same piggybacked answer with the client's MID,
+ * from any frontend, is only a duplicate to the client.
+ *
  * THE RULE
- * A fresh cache hit is answered by the frontend only while no frontend of
- * the port started or stopped within the exchange lifetime (the scheduler's
- * deduplication window, RFC 7252 4.5) after some frontend forwarded a CON
- * request; otherwise the request goes to the scheduler, which answers it
- * (from its cache when fresh: a separate response) or drops it as a copy.
- * A gateway that has forwarded nothing yet when its frontends start (a
- * fresh start) keeps the piggybacked hit from the first request on.
+ * A fresh cache hit is answered by the frontend at once only while no
+ * frontend of the port started or stopped within the exchange lifetime (the
+ * scheduler's deduplication window, RFC 7252 4.5) after some frontend
+ * forwarded a CON request. Otherwise the frontend keeps the hit, rendered
+ * on the ACK of the client's MID, with the exchange, sends no empty ACK, and
+ * asks the scheduler (gw_msg.h GW_MF2_CHECK): a copy of a request the
+ * scheduler took gets an empty ACK and that request's answer, as any copy;
+ * anything else gets the kept hit, and the scheduler records the request as
+ * answered, so an original that a dead frontend forwarded and that is read
+ * only now is a copy, and a later check of it again says answer. A gateway
+ * that has forwarded nothing yet when its frontends start (a fresh start)
+ * keeps the piggybacked hit from the first request on.
  *
  * HOW (all in the frontends' proc slots, gw_shm.h)
  * - fe_fwd_ms: each frontend stores the time before pushing a CON request to
@@ -41,17 +53,24 @@
  *   same way) and every slot's guard. No lock is held beyond a trylock/unlock pair.
  *
  * WHAT IS LEFT
- * A frontend start is seen through the starter's scan of fe_fwd_ms, which
- * runs before its bind(2): the very first CON request after a whole window
- * without any, forwarded by another frontend between that scan and the
- * bind (microseconds), is not covered.
- * Seen once (Compose stage of a clean-clone run, 2026-12-03, 1 of 3 runs that
- * day) and not yet explained: a request sent within milliseconds of a
- * frontend's SIGKILL, forwarded by it before its empty ACK went out, got the
- * separate answer (sent by its restarted successor) and a piggybacked cache
- * hit for the client's retransmission, both 1.4 s after the kill, as the
- * successor came up. The reasoning above says the guard was up then; the
- * Compose test (deploy/test-compose-docker.py) fails on any double answer. */
+ * - A frontend start is seen through the starter's scan of fe_fwd_ms, which
+ *   runs before its bind(2): the very first CON request after a whole
+ *   window without any, forwarded by another frontend between that scan and
+ *   the bind (microseconds), is not covered.
+ * - A copy whose entry went stale meanwhile takes the ordinary path: after a
+ *   piggybacked answer the client read late, it is taken again (a second
+ *   answer); after a checked one, the scheduler takes it for a copy (an
+ *   empty ACK: a client that lost the piggybacked answer waits in vain). An
+ *   answer a frontend gave from the cache is kept only in its own memory.
+ * - The check costs a ring round trip per fresh hit for the window after a
+ *   frontend of the port started or died; the answer still goes on the ACK.
+ * The double answer the Compose stage saw once (2026-12-03: an ACK with the
+ * client's MID and a CON with another, read together 1.4 s after a frontend's
+ * SIGKILL) fits the opposite case: that test's client reads its socket only
+ * between `docker inspect` calls, and it retransmits before it reads. The
+ * case is reproduced without Docker, and closed by the check, in
+ * tests/integration/test_cache_shm.py
+ * test_retransmission_of_a_piggybacked_hit_after_frontend_kill_gets_one_answer. */
 #ifndef FE_GUARD_H
 #define FE_GUARD_H
 

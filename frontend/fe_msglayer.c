@@ -332,11 +332,8 @@ static void dedup_free(struct fe_dedup *d, uint32_t idx, uint64_t now)
     if (x->code) {
         x->code = 0;
         x->diag = NULL;
-    } else if (x->resp) {
-        d->resp_bytes -= x->resp_len;
-        d->cls[x->cls].resp_bytes -= x->resp_len;
-        free(x->resp);
-        x->resp = NULL;
+    } else {
+        fe_dedup_drop_resp(d, x);
     }
     x->used = 0;
     d->count--;
@@ -503,6 +500,17 @@ void fe_dedup_set_resp(struct fe_dedup *d, struct fe_dedup_entry *e, const uint8
     e->resp_len = (uint16_t)len;
     d->resp_bytes += len;
     l->resp_bytes += len;
+}
+
+void fe_dedup_drop_resp(struct fe_dedup *d, struct fe_dedup_entry *e)
+{
+    if (e->code || !e->resp)
+        return;
+    d->resp_bytes -= e->resp_len;
+    d->cls[e->cls].resp_bytes -= e->resp_len;
+    free(e->resp);
+    e->resp = NULL;
+    e->resp_len = 0;
 }
 
 bool fe_dedup_set_code(struct fe_dedup_entry *e, uint8_t code, const char *diag, uint32_t max_age)

@@ -72,6 +72,7 @@ struct fe_dedup_entry {
     uint8_t used : 1;
     uint8_t forwarded : 1; /* went to the mesh: a duplicate CON gets an empty ACK */
     uint8_t cls : 1;       /* enum fe_dedup_class */
+    uint8_t checking : 1;  /* a guarded cache hit (resp) awaits the scheduler's verdict */
 };
 GW_STATIC_ASSERT(sizeof(struct fe_dedup_entry) == 48, "dedup entry cost is documented as 48 bytes");
 
@@ -155,6 +156,9 @@ void fe_dedup_promote(struct fe_dedup *d, struct fe_dedup_entry *e, uint64_t now
 /* Stores the answer sent for an exchange (copied; skipped beyond the budget). */
 void fe_dedup_set_resp(struct fe_dedup *d, struct fe_dedup_entry *e, const uint8_t *buf,
                        size_t len);
+/* Forgets the stored answer (code 0), e.g. a held cache hit the scheduler
+ * said not to send (gw_msg.h GW_MF2_CHECK). */
+void fe_dedup_drop_resp(struct fe_dedup *d, struct fe_dedup_entry *e);
 /* Remembers a piggybacked error answer by what makes it instead of its
  * bytes: code, a diagnostic with static storage (a string literal) and
  * Max-Age (UINT32_MAX: none; larger than 65534: not kept this way). A

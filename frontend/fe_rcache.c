@@ -50,17 +50,18 @@ int fe_rcache_answer(struct fe_core *fe, const uint8_t mac[GW_MAC_LEN], uint8_t 
         GW_RCACHE_FRESH) {
         return 0;
     }
-    /* S1.3: this may be a client's copy of a request another frontend of the
-     * port forwarded before the set of sockets changed; the scheduler's
-     * deduplication recognises it, this path would answer it a second time
-     * (fe_guard.h). */
-    if (fe->guard && !fe_guard_cache_ok(fe->guard, now)) {
-        gw_stat_add(fe->stats, GW_STAT_cache_deferred, 1);
-        return 0;
-    }
     if (gw_rcache_render(resp, rl, left, GW_COAP_ACK, req->mid, req->token, req->tkl, out, cap,
                          len) != 0)
         return 0;
+    /* S1.3: this may be a client's copy of a request another frontend of the
+     * port forwarded before the set of sockets changed (answering it here
+     * would be a second answer), or of one another frontend answered from
+     * this table (forwarding it would be a second answer, with a new MID).
+     * The scheduler knows the first kind; it says which (fe_guard.h). */
+    if (fe->guard && !fe_guard_cache_ok(fe->guard, now)) {
+        gw_stat_add(fe->stats, GW_STAT_cache_deferred, 1);
+        return FE_RCACHE_CHECK;
+    }
     gw_stat_add(fe->stats, GW_STAT_cache_hits, 1);
-    return 1;
+    return FE_RCACHE_HIT;
 }

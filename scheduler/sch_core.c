@@ -880,7 +880,10 @@ int sch_core_submit(struct sch_core *c, const struct gw_msg *env, const uint8_t 
  * in time order, except those a leaving observer hands over
  * (sch_core_remember_request), so every record of the key is checked. */
 enum { RECENT_NONE, RECENT_STALE, RECENT_FRESH };
-static int recent_find(const struct sch_core *c, uint64_t k, uint64_t now)
+/* A record's time with this bit: the request was answered by a frontend from
+ * the shared cache after a check (gw_msg.h GW_MF2_CHECK), not taken here. */
+#define RECENT_ANSWERED (1ull << 63)
+static int recent_find_how(const struct sch_core *c, uint64_t k, uint64_t now, bool *answered)
 {
     uint64_t life = (uint64_t)c->cfg.exchange_lifetime_ms;
     int found = RECENT_NONE;
@@ -888,11 +891,19 @@ static int recent_find(const struct sch_core *c, uint64_t k, uint64_t now)
     for (uint32_t at = gw_idx_first(&c->recent, c->recent_keys, k, &pos);
          at != GW_IDX_END && n < c->recent_cap;
          at = gw_idx_more(&c->recent, c->recent_keys, k, &pos), n++) {
-        if (now - c->recent_at[at] < life)
+        if (now - (c->recent_at[at] & ~RECENT_ANSWERED) < life) {
+            if (answered)
+                *answered = c->recent_at[at] & RECENT_ANSWERED;
             return RECENT_FRESH;
+        }
         found = RECENT_STALE;
     }
     return found;
+}
+
+static int recent_find(const struct sch_core *c, uint64_t k, uint64_t now)
+{
+    return recent_find_how(c, k, now, NULL);
 }
 
 /* Records key k as taken at time `at` (<= now); `had` is recent_find's
@@ -902,8 +913,8 @@ static int recent_find(const struct sch_core *c, uint64_t k, uint64_t now)
 static void recent_add(struct sch_core *c, uint64_t k, uint64_t at, uint64_t now, int had)
 {
     uint64_t life = (uint64_t)c->cfg.exchange_lifetime_ms;
-    while (c->recent_n &&
-           (c->recent_n == c->recent_cap || now - c->recent_at[c->recent_head] >= life)) {
+    while (c->recent_n && (c->recent_n == c->recent_cap ||
+                           now - (c->recent_at[c->recent_head] & ~RECENT_ANSWERED) >= life)) {
         GW_IGNORE(gw_idx_del(&c->recent, c->recent_keys, c->recent_head));
         c->recent_head = (c->recent_head + 1) % c->recent_cap;
         c->recent_n--;
@@ -991,9 +1002,48 @@ static void take_request(struct sch_core *c, const struct gw_msg *env, const uin
  * `recent` when it leaves or registers again within the lifetime, so an
  * observe storm costs no `recent` record per live observer (16 B in the
  * FIFO and its index slots, issue 13 item 4). */
+/* The verdict on a held cache hit (gw_msg.h GW_MF2_CHECK), to the frontend
+ * that asked (or any live one: it ignores what it does not hold). */
+static void check_verdict(struct sch_core *c, const struct gw_msg *env, bool copy)
+{
+    static const uint8_t none[1];
+    struct gw_msg m = *env;
+    m.kind = GW_MSG_RESP;
+    m.flags = copy ? 0 : GW_MF_ANSWER;
+    m.flags2 = (uint8_t)(GW_MF2_CHECK | (copy ? GW_MF2_COPY : 0));
+    m.len = 0;
+    /* A full ring: the frontend asks again with the client's next copy. */
+    GW_IGNORE(c->out.to_client(c->out.ctx, &m, none));
+}
+
+/* A frontend holds a fresh cache hit for this CON GET but a frontend of the
+ * port started or stopped lately (frontend/fe_guard.h): answer it there
+ * unless it is a copy of a request taken here. Nothing is executed. A
+ * request checked before and answered stays answered; one never seen is
+ * recorded as answered, so its original, should a frontend that died have
+ * forwarded it, is then a copy (one final answer, S1.3). */
+static void on_check(struct sch_core *c, const struct gw_msg *env)
+{
+    uint64_t k = req_key(c, env), now = now_ms(c);
+    bool answered = false;
+    int had = recent_find_how(c, k, now, &answered);
+    if (req_slot(c, env, k) < 0 && (had != RECENT_FRESH || answered)) {
+        if (had != RECENT_FRESH)
+            recent_add(c, k, now | RECENT_ANSWERED, now, had);
+        check_verdict(c, env, false);
+        return;
+    }
+    check_verdict(c, env, true);
+    GW_IGNORE(on_copy(c, env, false)); /* its kept answer again, or the accounting */
+}
+
 static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data)
 {
     c->memo_env = NULL;
+    if (env->client_type == GW_COAP_CON && (env->flags2 & GW_MF2_CHECK)) {
+        on_check(c, env);
+        return;
+    }
     bool reg = env->client_type == GW_COAP_CON && (env->flags & GW_MF_OBS_REGISTER);
     if (env->client_type == GW_COAP_CON && on_copy(c, env, reg))
         return;

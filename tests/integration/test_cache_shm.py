@@ -221,12 +221,73 @@ def test_retransmission_after_frontend_kill_gets_one_answer():
                 c.send_raw(encode(ACK, 0, m))
 
 
+def test_retransmission_of_a_piggybacked_hit_after_frontend_kill_gets_one_answer():
+    """S1.3, S3.3: a CON GET answered from the shared cache on its ACK (piggybacked), whose client
+    retransmits it (same MID and token: that ACK was lost) after the frontend that answered was
+    SIGKILLed. The copy reaches the restarted frontend, which never saw it and keeps the cache path
+    off for a while (fe_guard.h); the scheduler never saw it either. It must get the same answer on
+    the ACK of its MID again (a duplicate to the client, RFC 7252 4.5), never a separate response
+    with a new MID beside the first (two final answers; seen once in the Compose stage)."""
+    with cache_gateway("rc-pig") as gw:
+        c = Client(gw)
+        gw.session(c, account="p1")
+        uri = "coap://%s/value?pig=1" % DEV
+        # A miss first: forwarded (so a frontend start from now on raises the guard) and cached.
+        r0, _ = c.request(GET, proxy=uri)
+        assert r0 is not None and r0.code == code(2, 5) and r0.type == CON, r0
+        tok = os.urandom(8)
+        mid = c.next_mid()
+        req = encode(CON, GET, mid, tok, [(OPT["proxy_uri"], uri)])
+        finals = []  # (type, mid, code) of every final answer to tok
+
+        def take(timeout):
+            m = c.recv(timeout)
+            if m is not None and m.token == tok and m.code != 0:
+                finals.append((m.type, m.mid, m.code))
+            return m
+
+        c.send_raw(req)
+        wait_for(lambda: take(0.2) is not None and finals, 10, "the piggybacked hit")
+        assert finals == [(ACK, mid, code(2, 5))], finals
+        old = gw.pid("frontend-0")
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: gw.pid("frontend-0") not in (0, old), 10, "frontend-0 restarted")
+
+        def listening():
+            p = Client(gw)
+            try:
+                r, _ = p.request(GET, "/.well-known/core", timeout=0.3)
+                return r is not None
+            finally:
+                p.close()
+        wait_for(listening, 10, "the restarted frontend answering")
+        # The client retransmits (same MID, same token): the piggybacked ACK was lost.
+        c.send_raw(req)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and len(finals) < 2:
+            take(0.1)
+        deadline = time.monotonic() + 1  # and a little longer, for a late separate response
+        while time.monotonic() < deadline:
+            take(0.1)
+        assert len(finals) >= 2, "the copy got no answer: %r" % finals
+        assert {(t, m) for t, m, _ in finals} == {(ACK, mid)}, \
+            "a second answer with another MID or type: %r" % finals
+        # The copy met a fresh entry while the restarted frontend kept the cache path off.
+        deferred = [l for l in gw.coapgw("metrics").stdout.splitlines()
+                    if l.startswith("coapgw_cache_deferred_total{")]
+        assert sum(float(l.split()[-1]) for l in deferred) >= 1, deferred
+        for t, m, _ in finals:
+            if t == CON:
+                c.send_raw(encode(ACK, 0, m))
+
+
 TESTS = [
     test_hit_piggybacked_with_max_age_counting_down,
     test_put_invalidates_shared_entry,
     test_scope_and_security_partition,
     test_scheduler_sigkill_never_serves_a_wrong_body,
     test_retransmission_after_frontend_kill_gets_one_answer,
+    test_retransmission_of_a_piggybacked_hit_after_frontend_kill_gets_one_answer,
 ]
 
 if __name__ == "__main__":

@@ -359,8 +359,9 @@ struct h_req {
     bool non; /* the client's request was NON */
     const char *payload;
     uint8_t security;
-    uint8_t fe;   /* frontend that took the request */
-    uint16_t mid; /* the client's MID (a retransmission repeats it); 0 = a new one */
+    uint8_t fe;     /* frontend that took the request */
+    uint16_t mid;   /* the client's MID (a retransmission repeats it); 0 = a new one */
+    uint8_t flags2; /* GW_MF2_CHECK: a frontend holds a cache hit for it (gw_msg.h) */
 };
 
 static inline void h_ep(uint16_t port, struct gw_ep *ep)
@@ -395,6 +396,7 @@ static inline uint64_t h_request(const struct h_req *r)
     h_ep(r->port, &m.ep);
     h_mac(r->mac, m.mac);
     m.noresp = r->noresp;
+    m.flags2 = r->flags2;
 
     uint8_t buf[GW_COAP_MAX_MSG + 16], zero[8] = { 0 };
     struct gw_cb b;

@@ -495,3 +495,89 @@ Test(kept, recent_requests_are_found_until_evicted_or_expired)
     h_request(&old);
     cr_assert_eq(H.nmesh, sent + 2, "a new request after EXCHANGE_LIFETIME");
 }
+
+/* ---- held cache hits (gw_msg.h GW_MF2_CHECK, frontend/fe_guard.h) ---- */
+
+static struct h_req check_of(const char *tok, uint16_t mid, uint8_t fe, bool check)
+{
+    return (struct h_req){ .mac = DEV_A,
+                           .port = 40020,
+                           .tok = tok,
+                           .path = "value",
+                           .mid = mid,
+                           .fe = fe,
+                           .flags2 = check ? GW_MF2_CHECK : 0 };
+}
+
+static void assert_verdict(unsigned i, uint8_t fe, uint16_t mid, bool copy)
+{
+    const struct gw_msg *v = &H.client[i].env;
+    cr_assert_eq(v->flags2 & (GW_MF2_CHECK | GW_MF2_COPY), GW_MF2_CHECK | (copy ? GW_MF2_COPY : 0),
+                 "record %u: a verdict, %s", i, copy ? "a copy" : "answer it");
+    cr_assert_eq(v->fe, fe, "to the frontend that asked");
+    cr_assert_eq(v->client_mid, mid, "for the client's MID");
+    cr_assert_eq(v->len, 0);
+    cr_assert_eq(!!(v->flags & GW_MF_ANSWER), !copy, "an answer counts off the in-flight requests");
+}
+
+Test(kept, checked_request_never_seen_is_answered_by_the_frontend_and_its_original_is_a_copy)
+{
+    /* Frontend 1 answered nothing yet: it holds a fresh hit for a CON GET
+     * while the guard is up. The scheduler never saw the request: answer it
+     * there. The same request forwarded by frontend 0 (which died before it
+     * ACKed it) then arrives: a copy, not executed, no answer of its own. */
+    h_start();
+    unsigned m0 = H.nmesh;
+    struct h_req chk = check_of("k1", 0x5151, 1, true);
+    h_request(&chk);
+    cr_assert_eq(H.nmesh, m0, "a check is not executed");
+    cr_assert_eq(H.nclient, 1);
+    assert_verdict(0, 1, 0x5151, false);
+    struct h_req orig = check_of("k1", 0x5151, 0, false);
+    h_request(&orig);
+    cr_assert_eq(H.nmesh, m0, "the original after the check is a copy");
+    cr_assert_eq(H.nclient, 2);
+    cr_assert(H.client[1].env.flags & GW_MF_SUPPRESS, "only accounted for, never sent");
+    /* The client's next copy at a third frontend, still guarded: answered
+     * again (the same MID on the ACK: a duplicate to the client). */
+    struct h_req again = check_of("k1", 0x5151, 2, true);
+    h_request(&again);
+    cr_assert_eq(H.nmesh, m0);
+    cr_assert_eq(H.nclient, 3);
+    assert_verdict(2, 2, 0x5151, false);
+}
+
+Test(kept, checked_copy_of_a_request_taken_here_is_a_copy)
+{
+    h_start();
+    struct h_req orig = check_of("k2", 0x6161, 0, false);
+    h_request(&orig);
+    unsigned m0 = H.nmesh;
+    cr_assert_gt(m0, 0, "the original went to the device");
+    struct h_req chk = check_of("k2", 0x6161, 1, true);
+    h_request(&chk);
+    cr_assert_eq(H.nmesh, m0, "nothing more to the device");
+    cr_assert_geq(H.nclient, 1);
+    assert_verdict(0, 1, 0x6161, true);
+    unsigned c0 = H.nclient;
+    /* Answered (the answer kept for its client): a later check is a copy,
+     * and the asking frontend gets the kept answer again, same MID. */
+    struct h_pkt req;
+    h_mesh_pkt(0, &req);
+    h_piggy(DEV_A, &req, GW_COAP_CONTENT, "v");
+    cr_assert_eq(H.nclient, c0 + 1, "the answer");
+    unsigned a = c0, m1 = H.nmesh;
+    h_request(&chk);
+    cr_assert_eq(H.nmesh, m1, "nothing more to the device");
+    int v = -1, k = -1;
+    for (unsigned i = a + 1; i < H.nclient; i++) {
+        if (H.client[i].env.flags2 & GW_MF2_CHECK)
+            v = (int)i;
+        else if (H.client[i].env.flags2 & GW_MF2_MID)
+            k = (int)i;
+    }
+    cr_assert_geq(v, 0, "a verdict");
+    assert_verdict((unsigned)v, 1, 0x6161, true);
+    cr_assert_geq(k, 0, "the kept answer again");
+    assert_same_answer(a, (unsigned)k);
+}
