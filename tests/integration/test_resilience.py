@@ -198,8 +198,8 @@ def test_kill_every_role_under_load():
 
 class LossyClient:
     """An RFC 7252 client whose network loses some answers: the first copy of
-    a CON response (a MID not seen before) is dropped with probability
-    `loss` (not ACKed, not delivered); copies are ACKed and, when their MID
+    a CON response (a MID not seen before), or of a piggybacked one, is dropped
+    with probability `loss` (not ACKed, not delivered); copies are ACKed and, when their MID
     was already delivered, dropped as duplicates (RFC 7252 4.5), so the
     application sees each response once. Requests are retransmitted until
     ACKed or answered; the empty ACK of a request is lost with probability
@@ -235,6 +235,13 @@ class LossyClient:
             except BlockingIOError:
                 return
             m = Msg(data)
+            if m.type == ACK and m.code != 0 and (m.mid, m.token) not in self.lost_once and \
+                    self.rng.random() < self.loss:
+                # A piggybacked answer (a cache hit) lost: the request goes again, maybe to
+                # another frontend after a kill, which never saw it (fe_guard.h).
+                self.lost_once.add((m.mid, m.token))
+                self.dropped += 1
+                continue
             if m.code == 0:
                 if m.type == ACK and self.rng.random() >= self.ack_loss:
                     for p in self.pending.values():
