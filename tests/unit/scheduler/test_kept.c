@@ -198,7 +198,7 @@ Test(kept, at_most_half_the_table_is_held)
 {
     H.max_txn = 8;
     h_start();
-    char tok[8], path[8];
+    char tok[16], path[16]; /* short, but sized for any %u */
     for (unsigned k = 0; k < 6; k++) {
         snprintf(tok, sizeof(tok), "t%u", k);
         snprintf(path, sizeof(path), "p%u", k);
@@ -410,7 +410,7 @@ Test(kept, finished_exchanges_leave_no_timer_items_behind)
     uint64_t t0 = H.fc.ms;
     answered(DEV_C, 39998, "kk", "keep"); /* never ACKed: kept 93 s */
     h_request(&(struct h_req){ .mac = DEV_B, .port = 39999, .tok = "sl", .path = "slow" });
-    char tok[8], path[8];
+    char tok[16], path[16]; /* short, but sized for any %u */
     for (unsigned k = 0; k < 200; k++) {
         snprintf(tok, sizeof(tok), "e%u", k);
         snprintf(path, sizeof(path), "p%u", k);
@@ -443,7 +443,7 @@ Test(kept, recent_requests_are_found_until_evicted_or_expired)
     h_start();
     uint32_t cap = H.core->recent_cap;
     cr_assert_eq(cap, 128);
-    char tok[8], path[8];
+    char tok[16], path[16]; /* short, but sized for any %u */
     for (unsigned k = 0; k < 300; k++) {
         snprintf(tok, sizeof(tok), "r%u", k);
         snprintf(path, sizeof(path), "q%u", k);
