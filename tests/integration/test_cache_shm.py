@@ -166,6 +166,24 @@ def proxied_by_frontend(gw):
     return out
 
 
+class Finals:
+    """Every final answer to one token, (type, MID, code), as the client reads them."""
+
+    def __init__(self, client, tok):
+        self.client, self.tok, self.seen = client, tok, []
+
+    def take(self, timeout):
+        m = self.client.recv(timeout)
+        if m is not None and m.token == self.tok and m.code != 0:
+            self.seen.append((m.type, m.mid, m.code))
+        return m
+
+    def collect(self, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.take(0.1)
+
+
 def test_retransmission_after_frontend_kill_gets_one_answer():
     """S1.3, S3.3: a CON GET taken by one frontend (empty ACK, then a separate response the client
     never ACKs) whose client retransmits it, same MID and token, after that frontend was
@@ -183,13 +201,8 @@ def test_retransmission_after_frontend_kill_gets_one_answer():
         mid = c.next_mid()
         req = encode(CON, GET, mid, tok, [(OPT["proxy_uri"], "coap://%s/value?dup=1" % DEV)])
         c.send_raw(req)
-        finals = []  # (type, mid, code) of every final answer to tok
-
-        def take(timeout):
-            m = c.recv(timeout)
-            if m is not None and m.token == tok and m.code != 0:
-                finals.append((m.type, m.mid, m.code))
-            return m
+        f = Finals(c, tok)
+        finals, take = f.seen, f.take
 
         # The separate response (the device answered; the scheduler cached it).
         wait_for(lambda: take(0.2) is not None and finals, 10, "the separate response")
@@ -207,9 +220,7 @@ def test_retransmission_after_frontend_kill_gets_one_answer():
         # Until the restarted frontend has sent the kept answer again, and a little longer
         # (bounded): every final answer to tok is collected.
         wait_for(lambda: gw.pid(role) not in (0, old), 10, "%s restarted" % role)
-        deadline = time.monotonic() + 4.5
-        while time.monotonic() < deadline:
-            take(0.1)
+        f.collect(4.5)
         mids = sorted({m for _, m, _ in finals})
         assert len(mids) == 1, "final answers with different MIDs (two answers): %r" % finals
         # The copy met a fresh entry and was sent to the scheduler instead (fe_guard.h).
@@ -238,13 +249,8 @@ def test_retransmission_of_a_piggybacked_hit_after_frontend_kill_gets_one_answer
         tok = os.urandom(8)
         mid = c.next_mid()
         req = encode(CON, GET, mid, tok, [(OPT["proxy_uri"], uri)])
-        finals = []  # (type, mid, code) of every final answer to tok
-
-        def take(timeout):
-            m = c.recv(timeout)
-            if m is not None and m.token == tok and m.code != 0:
-                finals.append((m.type, m.mid, m.code))
-            return m
+        f = Finals(c, tok)
+        finals, take = f.seen, f.take
 
         c.send_raw(req)
         wait_for(lambda: take(0.2) is not None and finals, 10, "the piggybacked hit")
@@ -266,9 +272,7 @@ def test_retransmission_of_a_piggybacked_hit_after_frontend_kill_gets_one_answer
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline and len(finals) < 2:
             take(0.1)
-        deadline = time.monotonic() + 1  # and a little longer, for a late separate response
-        while time.monotonic() < deadline:
-            take(0.1)
+        f.collect(1)  # and a little longer, for a late separate response
         assert len(finals) >= 2, "the copy got no answer: %r" % finals
         assert {(t, m) for t, m, _ in finals} == {(ACK, mid)}, \
             "a second answer with another MID or type: %r" % finals
