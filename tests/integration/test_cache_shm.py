@@ -183,6 +183,16 @@ class Finals:
         while time.monotonic() < deadline:
             self.take(0.1)
 
+    def checked_and_acked(self, gw):
+        """Asserts that a frontend held back a fresh hit (coapgw_cache_deferred_total); ACKs
+        every CON answer taken."""
+        deferred = [line for line in gw.coapgw("metrics").stdout.splitlines()
+                    if line.startswith("coapgw_cache_deferred_total{")]
+        assert sum(float(line.split()[-1]) for line in deferred) >= 1, deferred
+        for t, m, _ in self.seen:
+            if t == CON:
+                self.client.send_raw(encode(ACK, 0, m))
+
 
 def test_retransmission_after_frontend_kill_gets_one_answer():
     """S1.3, S3.3: a CON GET taken by one frontend (empty ACK, then a separate response the client
@@ -223,13 +233,8 @@ def test_retransmission_after_frontend_kill_gets_one_answer():
         f.collect(4.5)
         mids = sorted({m for _, m, _ in finals})
         assert len(mids) == 1, "final answers with different MIDs (two answers): %r" % finals
-        # The copy met a fresh entry and was sent to the scheduler instead (fe_guard.h).
-        deferred = [l for l in gw.coapgw("metrics").stdout.splitlines()
-                    if l.startswith("coapgw_cache_deferred_total{")]
-        assert sum(float(l.split()[-1]) for l in deferred) >= 1, deferred
-        for t, m, _ in finals:
-            if t == CON:
-                c.send_raw(encode(ACK, 0, m))
+        # The copy met a fresh entry and was checked with the scheduler (fe_guard.h).
+        f.checked_and_acked(gw)
 
 
 def test_retransmission_of_a_piggybacked_hit_after_frontend_kill_gets_one_answer():
@@ -277,12 +282,7 @@ def test_retransmission_of_a_piggybacked_hit_after_frontend_kill_gets_one_answer
         assert {(t, m) for t, m, _ in finals} == {(ACK, mid)}, \
             "a second answer with another MID or type: %r" % finals
         # The copy met a fresh entry while the restarted frontend kept the cache path off.
-        deferred = [l for l in gw.coapgw("metrics").stdout.splitlines()
-                    if l.startswith("coapgw_cache_deferred_total{")]
-        assert sum(float(l.split()[-1]) for l in deferred) >= 1, deferred
-        for t, m, _ in finals:
-            if t == CON:
-                c.send_raw(encode(ACK, 0, m))
+        f.checked_and_acked(gw)
 
 
 TESTS = [
