@@ -994,14 +994,6 @@ static bool on_copy(struct sch_core *c, const struct gw_msg *env, bool reg)
 
 static void take_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data);
 
-/* A client's request. A CON request already taken is a copy (on_copy).
- * Every CON request taken is remembered for its exchange lifetime (S3.3
- * across frontend restarts, S1.3): in `recent`, except an observe
- * registration whose observer now holds it (sch_obs_holds_request: its
- * endpoint, token and MID, and when it came). That observer hands it to
- * `recent` when it leaves or registers again within the lifetime, so an
- * observe storm costs no `recent` record per live observer (16 B in the
- * FIFO and its index slots, issue 13 item 4). */
 /* The verdict on a held cache hit (gw_msg.h GW_MF2_CHECK), to the frontend
  * that asked (or any live one: it ignores what it does not hold). */
 static void check_verdict(struct sch_core *c, const struct gw_msg *env, bool copy)
@@ -1037,6 +1029,15 @@ static void on_check(struct sch_core *c, const struct gw_msg *env)
     GW_IGNORE(on_copy(c, env, false)); /* its kept answer again, or the accounting */
 }
 
+/* A client's request. A CON request already taken is a copy (on_copy).
+ * Every CON request taken is remembered for its exchange lifetime (S3.3
+ * across frontend restarts, S1.3): in `recent`, except an observe
+ * registration whose observer now holds it (sch_obs_holds_request: its
+ * endpoint, token and MID, and when it came). That observer hands it to
+ * `recent` when it leaves or registers again within the lifetime, so an
+ * observe storm costs no `recent` record per live observer (16 B in the
+ * FIFO and its index slots, issue 13 item 4). A held cache
+ * hit is only checked (on_check). */
 static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data)
 {
     c->memo_env = NULL;
