@@ -57,11 +57,13 @@
  *   runs before its bind(2): the very first CON request after a whole
  *   window without any, forwarded by another frontend between that scan and
  *   the bind (microseconds), is not covered.
- * - A copy whose entry went stale meanwhile takes the ordinary path: after a
- *   piggybacked answer the client read late, it is taken again (a second
- *   answer); after a checked one, the scheduler takes it for a copy (an
- *   empty ACK: a client that lost the piggybacked answer waits in vain). An
- *   answer a frontend gave from the cache is kept only in its own memory.
+ * - A copy whose entry went stale meanwhile takes the ordinary path and is
+ *   taken again (a separate answer): right for a client that lost the
+ *   piggybacked answer, a second answer for one that only read it late. The
+ *   scheduler knows a checked answer (sch_core.c seen_copy: an original
+ *   taken before the check stays a copy); an answer a frontend gave from the
+ *   cache on its own is kept only in that frontend's memory. A scheduler
+ *   restart forgets the checked ones.
  * - The check costs a ring round trip per fresh hit for the window after a
  *   frontend of the port started or died; the answer still goes on the ACK.
  * The double answer the Compose stage saw once (2026-12-03: an ACK with the

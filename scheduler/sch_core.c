@@ -883,7 +883,7 @@ enum { RECENT_NONE, RECENT_STALE, RECENT_FRESH };
 /* A record's time with this bit: the request was answered by a frontend from
  * the shared cache after a check (gw_msg.h GW_MF2_CHECK), not taken here. */
 #define RECENT_ANSWERED (1ull << 63)
-static int recent_find_how(const struct sch_core *c, uint64_t k, uint64_t now, bool *answered)
+static int recent_find_how(const struct sch_core *c, uint64_t k, uint64_t now, uint64_t *when)
 {
     uint64_t life = (uint64_t)c->cfg.exchange_lifetime_ms;
     int found = RECENT_NONE;
@@ -892,8 +892,8 @@ static int recent_find_how(const struct sch_core *c, uint64_t k, uint64_t now, b
          at != GW_IDX_END && n < c->recent_cap;
          at = gw_idx_more(&c->recent, c->recent_keys, k, &pos), n++) {
         if (now - (c->recent_at[at] & ~RECENT_ANSWERED) < life) {
-            if (answered)
-                *answered = c->recent_at[at] & RECENT_ANSWERED;
+            if (when)
+                *when = c->recent_at[at]; /* with RECENT_ANSWERED */
             return RECENT_FRESH;
         }
         found = RECENT_STALE;
@@ -943,6 +943,40 @@ static bool seen_recently(struct sch_core *c, uint64_t k)
     return false;
 }
 
+/* When the frontend took env (rx_us: CLOCK_MONOTONIC microseconds modulo
+ * 2^32, system-wide), in ms on the scheduler's clock; 0 when unknown. A
+ * reading of the clock older than rx_us (a turn clock) counts as age 0. */
+static uint64_t taken_ms(struct sch_core *c, const struct gw_msg *env)
+{
+    if (!env->rx_us)
+        return 0;
+    int32_t d = (int32_t)((uint32_t)gw_now_us(c->clock) - env->rx_us);
+    uint64_t now = now_ms(c), age = d > 0 ? (uint64_t)d / 1000u : 0;
+    return age < now ? now - age : 0;
+}
+
+/* on_copy's test for a request other than a registration: seen within the
+ * exchange lifetime, else recorded now. One that a frontend answered from
+ * the cache after a check (RECENT_ANSWERED) is a copy when its frontend
+ * took it before that check: the original, read late from the ring of a
+ * frontend that died. Taken after it, it is the client's copy whose held
+ * hit had gone stale at the frontend that took it: the client asks again,
+ * so it most likely lost that answer, and an empty ACK would leave it
+ * waiting for nothing; it is taken as new (fe_guard.h, WHAT IS LEFT). */
+static bool seen_copy(struct sch_core *c, const struct gw_msg *env, uint64_t k)
+{
+    uint64_t now = now_ms(c), when = 0;
+    int had = recent_find_how(c, k, now, &when);
+    if (had == RECENT_FRESH) {
+        uint64_t t = taken_ms(c, env);
+        if (!(when & RECENT_ANSWERED) || !t || t <= (when & ~RECENT_ANSWERED))
+            return true;
+        had = RECENT_STALE; /* recorded again, as taken now */
+    }
+    recent_add(c, k, now, now, had);
+    return false;
+}
+
 void sch_core_remember_request(struct sch_core *c, const struct gw_ep *ep, uint16_t mid,
                                const uint8_t *tok, uint8_t tkl, uint64_t at)
 {
@@ -973,7 +1007,7 @@ static bool on_copy(struct sch_core *c, const struct gw_msg *env, bool reg)
     /* A registration is recorded once it is handled, and only when its
      * observer does not remember it (on_request). */
     bool seen = reg ? sch_obs_holds_request(c, env) || recent_find(c, k, now_ms(c)) == RECENT_FRESH
-                    : seen_recently(c, k);
+                    : seen_copy(c, env, k);
     if (!seen && idx < 0)
         return false;
     gw_stat_add(c->stats, GW_STAT_rx_duplicates, 1);
@@ -1016,10 +1050,9 @@ static void check_verdict(struct sch_core *c, const struct gw_msg *env, bool cop
  * forwarded it, is then a copy (one final answer, S1.3). */
 static void on_check(struct sch_core *c, const struct gw_msg *env)
 {
-    uint64_t k = req_key(c, env), now = now_ms(c);
-    bool answered = false;
-    int had = recent_find_how(c, k, now, &answered);
-    if (req_slot(c, env, k) < 0 && (had != RECENT_FRESH || answered)) {
+    uint64_t k = req_key(c, env), now = now_ms(c), when = 0;
+    int had = recent_find_how(c, k, now, &when);
+    if (req_slot(c, env, k) < 0 && (had != RECENT_FRESH || (when & RECENT_ANSWERED))) {
         if (had != RECENT_FRESH)
             recent_add(c, k, now | RECENT_ANSWERED, now, had);
         check_verdict(c, env, false);

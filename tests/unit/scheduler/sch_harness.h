@@ -362,6 +362,7 @@ struct h_req {
     uint8_t fe;     /* frontend that took the request */
     uint16_t mid;   /* the client's MID (a retransmission repeats it); 0 = a new one */
     uint8_t flags2; /* GW_MF2_CHECK: a frontend holds a cache hit for it (gw_msg.h) */
+    uint32_t rx_us; /* when its frontend took it (CLOCK_MONOTONIC us mod 2^32); 0 = now */
 };
 
 static inline void h_ep(uint16_t port, struct gw_ep *ep)
@@ -397,6 +398,7 @@ static inline uint64_t h_request(const struct h_req *r)
     h_mac(r->mac, m.mac);
     m.noresp = r->noresp;
     m.flags2 = r->flags2;
+    m.rx_us = r->rx_us ? r->rx_us : (uint32_t)gw_now_us(&H.clock);
 
     uint8_t buf[GW_COAP_MAX_MSG + 16], zero[8] = { 0 };
     struct gw_cb b;

@@ -528,12 +528,16 @@ Test(kept, checked_request_never_seen_is_answered_by_the_frontend_and_its_origin
      * ACKed it) then arrives: a copy, not executed, no answer of its own. */
     h_start();
     unsigned m0 = H.nmesh;
+    uint32_t taken = (uint32_t)gw_now_us(&H.clock); /* by frontend 0, before it died */
+    h_advance(5);
     struct h_req chk = check_of("k1", 0x5151, 1, true);
     h_request(&chk);
     cr_assert_eq(H.nmesh, m0, "a check is not executed");
     cr_assert_eq(H.nclient, 1);
     assert_verdict(0, 1, 0x5151, false);
+    h_advance(5);
     struct h_req orig = check_of("k1", 0x5151, 0, false);
+    orig.rx_us = taken;
     h_request(&orig);
     cr_assert_eq(H.nmesh, m0, "the original after the check is a copy");
     cr_assert_eq(H.nclient, 2);
@@ -580,4 +584,25 @@ Test(kept, checked_copy_of_a_request_taken_here_is_a_copy)
     assert_verdict((unsigned)v, 1, 0x6161, true);
     cr_assert_geq(k, 0, "the kept answer again");
     assert_same_answer(a, (unsigned)k);
+}
+
+Test(kept, copy_taken_after_a_checked_answer_whose_hit_went_stale_is_taken_as_new)
+{
+    /* The held hit was answered on the ACK after a check; the client asks
+     * again (it lost that ACK) and the frontend that takes the copy finds
+     * the entry stale, so the copy comes the ordinary way. Taken after the
+     * check, it is new: an empty ACK would leave the client waiting for an
+     * answer that never comes. A copy of it is then a copy. */
+    h_start();
+    struct h_req chk = check_of("k5", 0x7171, 1, true);
+    h_request(&chk);
+    assert_verdict(0, 1, 0x7171, false);
+    unsigned m0 = H.nmesh;
+    h_advance(5);
+    struct h_req late = check_of("k5", 0x7171, 0, false);
+    h_request(&late);
+    cr_assert_eq(H.nmesh, m0 + 1, "taken: the request goes to the device");
+    h_advance(5);
+    h_request(&late);
+    cr_assert_eq(H.nmesh, m0 + 1, "a copy of it is a copy");
 }
