@@ -357,17 +357,22 @@ static void log_answer(struct fe_core *fe, const struct gw_msg *m, uint8_t code,
     gw_log_event(GW_LOG_DEBUG, GW_LOG_COAP, "client request", kv, GW_ARRAY_LEN(kv));
 }
 
+/* A request of the session was answered: one fewer in flight (S2.8). */
+static void answered(struct fe_core *fe, uint64_t session)
+{
+    struct fe_limit *l = limit_for(fe, session, false);
+    if (l && l->inflight)
+        l->inflight--;
+}
+
 /* The scheduler's verdict on a held cache hit (gw_msg.h GW_MF2_CHECK): the
  * hit goes on the ACK of the client's MID, or, for a copy of a request the
  * scheduler took, an empty ACK (S3.3). Nothing when the exchange is no
  * longer held here (a verdict asked for again, or by a predecessor). */
 static void on_verdict(struct fe_core *fe, const struct gw_msg *m)
 {
-    if (m->flags & GW_MF_ANSWER) {
-        struct fe_limit *l = limit_for(fe, m->session, false);
-        if (l && l->inflight)
-            l->inflight--;
-    }
+    if (m->flags & GW_MF_ANSWER)
+        answered(fe, m->session);
     struct fe_dedup_entry *de =
         fe_dedup_find(&fe->dedup, &m->ep, m->client_mid, m->token, m->tkl, gw_now_ms(fe->clock));
     if (!de || !de->checking)
@@ -407,11 +412,8 @@ void fe_core_deliver(struct fe_core *fe, const struct gw_msg *m, const uint8_t *
      * after a frontend restart): one transmission schedule is enough. */
     if (kept && fe_rtx_has(&fe->rtx, &m->ep, m->client_mid))
         return;
-    if (!notify || (m->flags & GW_MF_ANSWER)) {
-        struct fe_limit *l = limit_for(fe, m->session, false);
-        if (l && l->inflight)
-            l->inflight--;
-    }
+    if (!notify || (m->flags & GW_MF_ANSWER))
+        answered(fe, m->session);
     if (m->flags & GW_MF_SUPPRESS)
         return;
     uint8_t type = m->client_type == GW_COAP_CON ? GW_COAP_CON : GW_COAP_NON;
@@ -470,11 +472,8 @@ static void deliver_notify(struct fe_core *fe, const struct gw_msg *env,
                            const struct gw_notify_to *to, const uint8_t *msg, size_t ml,
                            struct fe_nbody **body, uint64_t now)
 {
-    if (to->flags & GW_MF_ANSWER) {
-        struct fe_limit *l = limit_for(fe, to->session, false);
-        if (l && l->inflight)
-            l->inflight--;
-    }
+    if (to->flags & GW_MF_ANSWER)
+        answered(fe, to->session);
     if (env->flags & GW_MF_SUPPRESS)
         return;
     /* S6.9: CON by default, or the type the device used. */
@@ -803,10 +802,8 @@ static void handle_proxy(struct fe_core *fe, const struct gw_ep *ep, const struc
         return;
     }
     gw_stat_add(fe->stats, GW_STAT_requests_proxied, 1);
-    if (de) {
+    if (de)
         de->forwarded = 1;
-        de->checking = 0;
-    }
     /* S3.1: the empty ACK goes out at once; the answer follows separately. */
     if (req->type == GW_COAP_CON)
         send_empty(fe, ep, GW_COAP_ACK, req->mid);
@@ -969,18 +966,18 @@ void fe_core_datagram(struct fe_core *fe, const struct gw_ep *ep, const uint8_t 
     bool dup;
     struct fe_dedup_entry *de = fe_dedup_get(&fe->dedup, ep, req.mid, req.token, req.tkl, now,
                                              sess ? FE_DEDUP_SESSION : FE_DEDUP_SESSIONLESS, &dup);
+    if (dup)
+        gw_stat_add(fe->stats, GW_STAT_rx_duplicates, 1);
     if (dup && de->checking) {
         /* A copy while the scheduler's verdict on a held cache hit is due:
          * asked again (the verdict may have been lost with a full ring);
          * the first verdict to come settles it, a later one finds nothing
          * held. */
-        gw_stat_add(fe->stats, GW_STAT_rx_duplicates, 1);
         dup = false;
         fe_dedup_drop_resp(&fe->dedup, de);
         de->checking = 0;
     }
     if (dup) {
-        gw_stat_add(fe->stats, GW_STAT_rx_duplicates, 1);
         /* A stored answer may have gone to the endpoint while it held a
          * session: to a sender without one it is cut like any other (S9.1). */
         uint8_t fitted[GW_COAP_MAX_MSG + 64], rebuilt[512];
