@@ -931,6 +931,16 @@ static void recent_add(struct sch_core *c, uint64_t k, uint64_t at, uint64_t now
         c->recent_n++;
 }
 
+/* Records key k as taken at `at` unless a record within the lifetime has
+ * it already. */
+static void recent_note(struct sch_core *c, uint64_t k, uint64_t at)
+{
+    uint64_t now = now_ms(c);
+    int had = recent_find(c, k, now);
+    if (had != RECENT_FRESH)
+        recent_add(c, k, at, now, had);
+}
+
 /* True when the client request with key k (req_key) was seen within the
  * exchange lifetime; records it otherwise. */
 static bool seen_recently(struct sch_core *c, uint64_t k)
@@ -985,10 +995,7 @@ void sch_core_remember_request(struct sch_core *c, const struct gw_ep *ep, uint1
         at = now;
     if (now - at >= (uint64_t)c->cfg.exchange_lifetime_ms)
         return;
-    uint64_t k = sch_client_key(c, ep, mid, tok, tkl);
-    int had = recent_find(c, k, now);
-    if (had != RECENT_FRESH)
-        recent_add(c, k, at, now, had);
+    recent_note(c, sch_client_key(c, ep, mid, tok, tkl), at);
 }
 
 /* True when CON request env is a copy of one already taken: seen within the
@@ -1083,12 +1090,8 @@ static void on_request(struct sch_core *c, const struct gw_msg *env, const uint8
         return;
     uint64_t k = c->memo_key;
     take_request(c, env, data);
-    if (reg && !sch_obs_holds_request(c, env)) {
-        uint64_t now = now_ms(c);
-        int had = recent_find(c, k, now);
-        if (had != RECENT_FRESH)
-            recent_add(c, k, now, now, had);
-    }
+    if (reg && !sch_obs_holds_request(c, env))
+        recent_note(c, k, now_ms(c));
 }
 
 static void take_request(struct sch_core *c, const struct gw_msg *env, const uint8_t *data)
