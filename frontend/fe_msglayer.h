@@ -92,13 +92,17 @@ struct fe_dedup_list {
 
 /* The entry index: open addressing over entry numbers (index + 1, 0 empty)
  * whose keys are in the entries (hkey), linear probing, backward-shift
- * deletion, load at most 1/2, doubling up to 2 * cap slots. Not a gw_map:
+ * deletion, load at most 3/4, doubling up to 2 * cap slots. Not a gw_map:
  * its 16-byte slots repeat the 8-byte key already kept per entry, and at 2
  * to 4 slots per entry they were 32 to 64 of the about 110 bytes an entry
  * cost. Every registration storm leaves tens of thousands of refused
  * retries here for EXCHANGE_LIFETIME (issue 13 item 4); 4-byte slots cost
  * 8 to 16. The key is SipHash under the table's random key, so its low
- * bits choose the slot. */
+ * bits choose the slot. Not a gw_idx either (the same shape, in common/):
+ * gw_idx reads keys from an array of bare keys, these sit inside the
+ * 48-byte entries; the probe here compares the entry's MID and endpoint in
+ * the same pass; and fe_dedup_get inserts into the empty slot its probe
+ * ended on, one probe per request on the hot path (issue 13). */
 struct fe_dedup_idx {
     uint32_t *slot;
     uint32_t mask; /* slots - 1 */
