@@ -150,7 +150,30 @@ def scratch_dir(prefix="coapgw-test-"):
     return d
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_udp_port(host="127.0.0.1"):
+    """A UDP port free now, below the kernel's ephemeral range: a port the kernel hands out for
+    bind(port 0) could be given to another socket before our process binds it (meshio's mesh
+    socket once took a gateway's client port that way). Probed by binding, bounded tries."""
+    low = _ephemeral_low()
+    if low > 11000:
+        for _ in range(200):
+            p = random.randrange(10000, low)
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                s.bind((host, p))
+                return p
+            except OSError:
+                continue
+            finally:
+                s.close()
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((host, 0))
     p = s.getsockname()[1]
